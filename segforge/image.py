@@ -1,0 +1,129 @@
+"""The engine's image type: a voxel array with its place in patient space.
+
+Geometry is stored the way ITK and every medical file format store it, in LPS
+(x to the patient's Left, y to Posterior, z to Superior). Slicer works in RAS; the
+conversion is a sign flip of the first two world axes, done in exactly one place
+(:data:`LPS_TO_RAS`), so no caller ever has to remember which convention it holds.
+
+The array is indexed ``[k, j, i]`` (slice, row, column) as in
+``SimpleITK.GetArrayFromImage`` and ``slicer.util.arrayFromVolume``, while spacing,
+origin and direction are given in ``(i, j, k)`` order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+#: Multiply a homogeneous LPS point (or a 4x4 LPS matrix) by this to get RAS, and back.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _as_direction(direction: Sequence[float] | np.ndarray) -> np.ndarray:
+    matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    if not np.allclose(matrix.T @ matrix, np.eye(3), atol=1e-4):
+        raise InputError(
+            "The image's direction matrix is not a rotation",
+            "its axes are not unit length and perpendicular (a sheared or scaled grid)",
+            "resample the image onto a regular grid before segmenting it")
+    return matrix
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """A 3D scalar volume: ``array[k, j, i]`` plus spacing, origin and direction in LPS.
+
+    ``direction_lps`` holds the unit direction of the i, j and k axes as its columns.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin_lps: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction_lps: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self) -> None:
+        array = np.asarray(self.array)
+        check_volume_array(array)
+        spacing = tuple(float(s) for s in self.spacing)
+        if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+            raise InputError("The image's voxel spacing is invalid", f"spacing is {spacing}",
+                             "give three positive spacings in millimetres")
+        origin = tuple(float(o) for o in self.origin_lps)
+        if len(origin) != 3 or not all(np.isfinite(origin)):
+            raise InputError("The image's origin is invalid", f"origin is {origin}",
+                             "give three finite coordinates in millimetres")
+        object.__setattr__(self, "array", array)
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "origin_lps", origin)
+        object.__setattr__(self, "direction_lps", _as_direction(self.direction_lps))
+
+    @property
+    def shape_ijk(self) -> tuple[int, int, int]:
+        """Size along i, j, k (the reverse of ``array.shape``)."""
+        k, j, i = self.array.shape
+        return (i, j, k)
+
+    def ijk_to_lps(self) -> np.ndarray:
+        """4x4 matrix taking homogeneous voxel indices (i, j, k, 1) to LPS millimetres."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = self.direction_lps * np.asarray(self.spacing)[None, :]
+        matrix[:3, 3] = self.origin_lps
+        return matrix
+
+    def ijk_to_ras(self) -> np.ndarray:
+        """4x4 matrix taking voxel indices to RAS millimetres (Slicer's IJKToRAS)."""
+        return LPS_TO_RAS @ self.ijk_to_lps()
+
+    @classmethod
+    def from_ijk_to_ras(cls, array: np.ndarray, ijk_to_ras: np.ndarray) -> "Image":
+        """Build an image from an array and Slicer's IJKToRAS matrix."""
+        ijk_to_lps = LPS_TO_RAS @ np.asarray(ijk_to_ras, dtype=np.float64)
+        axes = ijk_to_lps[:3, :3]
+        spacing = np.linalg.norm(axes, axis=0)
+        if np.any(spacing <= 0):
+            raise InputError("The volume's IJKToRAS matrix is singular",
+                             "one voxel axis has zero length",
+                             "fix the volume's spacing in the Volumes module")
+        return cls(array, tuple(spacing), tuple(ijk_to_lps[:3, 3]), axes / spacing[None, :])
+
+    def with_array(self, array: np.ndarray) -> "Image":
+        """The same grid holding other voxels (a mask, a probability map...)."""
+        if np.shape(array) != self.array.shape:
+            raise ValueError(f"array shape {np.shape(array)} differs from the grid's {self.array.shape}")
+        return replace(self, array=array)
+
+    def same_grid(self, other: "Image", tol: float = 1e-5) -> bool:
+        """True when both images sample exactly the same voxel positions."""
+        return (self.array.shape == other.array.shape
+                and np.allclose(self.ijk_to_lps(), other.ijk_to_lps(), atol=tol))
+
+    @property
+    def is_oblique(self) -> bool:
+        """True when the voxel axes are not aligned with the patient axes."""
+        return not np.allclose(np.abs(self.direction_lps).max(axis=0), 1.0, atol=1e-6)
+
+
+def check_volume_array(array: np.ndarray) -> None:
+    """Refuse arrays that are not a 3D scalar volume, saying what to do instead."""
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError("The image does not hold numbers", f"its voxel type is {array.dtype}",
+                         "load a scalar (grey-level) volume")
+    if np.iscomplexobj(array):
+        raise InputError("The image holds complex numbers", "segmentation needs real intensities",
+                         "convert it to magnitude first")
+    if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape):
+        raise InputError("This is a 2D image, not a 3D volume",
+                         f"its size is {tuple(reversed(array.shape))} voxels",
+                         "load the whole series (all slices) as one volume")
+    if array.ndim == 4:
+        raise InputError("This is a 4D or multi-component image",
+                         f"its array has shape {array.shape} (several volumes or colour channels)",
+                         "pick one time point or channel (Sequences or Vector to Scalar Volume module) first")
+    if array.ndim != 3:
+        raise InputError("The image is not a 3D volume", f"it has {array.ndim} dimensions",
+                         "load a 3D scalar volume")
+    if array.size == 0:
+        raise InputError("The image is empty", "it has no voxels", "load a volume that has voxels")
