@@ -46,7 +46,7 @@ class Image:
 
     def __post_init__(self) -> None:
         array = np.asarray(self.array)
-        check_volume_array(array)
+        check_volume_array(array, allow_single_slice=True)
         spacing = tuple(float(s) for s in self.spacing)
         if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
             raise InputError("The image's voxel spacing is invalid", f"spacing is {spacing}",
@@ -106,15 +106,25 @@ class Image:
         return not np.allclose(np.abs(self.direction_lps).max(axis=0), 1.0, atol=1e-6)
 
 
-def check_volume_array(array: np.ndarray) -> None:
-    """Refuse arrays that are not a 3D scalar volume, saying what to do instead."""
+def require_3d_volume(image: Image) -> Image:
+    """Refuse a single-slice image as input to a 3D workflow; return the image otherwise."""
+    check_volume_array(image.array)
+    return image
+
+
+def check_volume_array(array: np.ndarray, allow_single_slice: bool = False) -> None:
+    """Refuse arrays that are not a 3D scalar volume, saying what to do instead.
+
+    ``allow_single_slice`` admits a volume one voxel thick (a cropped mask, a thin
+    slab); workflows that need a real 3D input keep the default.
+    """
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise InputError("The image does not hold numbers", f"its voxel type is {array.dtype}",
                          "load a scalar (grey-level) volume")
     if np.iscomplexobj(array):
         raise InputError("The image holds complex numbers", "segmentation needs real intensities",
                          "convert it to magnitude first")
-    if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape):
+    if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape and not allow_single_slice):
         raise InputError("This is a 2D image, not a 3D volume",
                          f"its size is {tuple(reversed(array.shape))} voxels",
                          "load the whole series (all slices) as one volume")

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .image import Image, check_volume_array
+from .image import Image, check_volume_array, require_3d_volume
 
 #: File endings SimpleITK writes for us; anything else is refused before any work is done.
 WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
@@ -33,12 +33,17 @@ def from_sitk(source: sitk.Image) -> Image:
         raise InputError("This is a multi-component (colour or vector) image",
                          f"each voxel has {source.GetNumberOfComponentsPerPixel()} values",
                          "convert it to a scalar volume first (Vector to Scalar Volume module)")
-    dimension = source.GetDimension()
-    if dimension != 3:
-        check_volume_array(np.empty((1,) * dimension))  # raises the 2D or 4D message
+    if source.GetDimension() != 3:
+        # The array (k, j, i, ...) order gives the same 2D / 4D message as Image itself.
+        check_volume_array(np.broadcast_to(np.uint8(0), tuple(reversed(source.GetSize()))))
     array = sitk.GetArrayFromImage(source)
     return Image(array, source.GetSpacing(), source.GetOrigin(),
                  np.asarray(source.GetDirection()).reshape(3, 3))
+
+
+def read_volume(path: str | os.PathLike) -> Image:
+    """Read a 3D volume for a workflow: like :func:`read_image`, single slices refused."""
+    return require_3d_volume(read_image(path))
 
 
 def read_image(path: str | os.PathLike) -> Image:

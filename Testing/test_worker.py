@@ -1,0 +1,271 @@
+"""The worker as users meet it: a real subprocess over real sockets."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from segforge.errors import AuthError, Cancelled, InputError, ProtocolMismatch, SegForgeError, WorkerDied
+from segforge.image import Image
+from segforge.vessel import VesselMaskParameters, vessel_mask
+from segforge.worker import PROTOCOL_VERSION, WorkerClient
+from segforge.worker.protocol import MAGIC, PREFIX
+
+from worker_helpers import frame, raw_exchange, running_server
+
+OBLIQUE = np.array([[0.8660254, -0.5, 0.0], [0.5, 0.8660254, 0.0], [0.0, 0.0, 1.0]]) @ \
+    np.array([[1.0, 0.0, 0.0], [0.0, 0.9659258, -0.2588190], [0.0, 0.2588190, 0.9659258]])
+
+
+def tube_volume(shape=(40, 48, 56), radius=3.0) -> Image:
+    """A bright tube along i on an oblique, anisotropic grid."""
+    k, j, i = np.indices(shape)
+    distance = np.hypot(k - shape[0] / 2, j - shape[1] / 2)
+    array = np.where(distance <= radius, 400, 0).astype(np.int16)
+    array += np.random.default_rng(0).normal(0, 10, shape).astype(np.int16)
+    return Image(array, (0.8, 0.9, 1.7), (-12.5, 30.0, 101.0), OBLIQUE)
+
+
+def slow_volume() -> tuple[Image, dict]:
+    """A job that takes many seconds, for cancel and kill tests."""
+    array = np.random.default_rng(1).normal(0, 100, (160, 160, 160)).astype(np.float32)
+    return Image(array), {"min_radius_mm": 1.0, "max_radius_mm": 8.0, "scales": 12}
+
+
+def wait_until_running(job, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = job.poll()
+        if status.state == "running" and status.fraction > 0:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job never started running: {status}")
+
+
+@pytest.fixture
+def client():
+    with WorkerClient() as worker_client:
+        yield worker_client
+
+
+def test_progress_and_result_match_the_engine(client):
+    image = tube_volume()
+    params = {"min_radius_mm": 1.5, "max_radius_mm": 3.0, "scales": 2, "threshold": 0.2}
+    job = client.submit("vessel.mask", {"image": image}, params)
+    seen = []
+    while not (status := job.poll()).finished:
+        seen.append((status.fraction, status.message))
+        time.sleep(0.02)
+    assert status.state == "done"
+    result = job.result()
+    mask = result.outputs["mask"]
+    expected = vessel_mask(image, VesselMaskParameters(**params))
+    assert mask.same_grid(image)
+    np.testing.assert_array_equal(mask.array, expected.array)
+    assert result.meta["voxels"] == int(expected.array.sum()) > 0
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions), "progress went backwards"
+    assert any("Vesselness" in m for _, m in seen)
+
+
+def test_cancel_takes_effect_within_a_second_and_worker_lives_on(client):
+    image, params = slow_volume()
+    job = client.submit("vessel.mask", {"image": image}, params)
+    wait_until_running(job)
+    asked = time.monotonic()
+    job.cancel()
+    while not (status := job.poll()).finished:
+        time.sleep(0.02)
+    assert status.state == "cancelled"
+    assert time.monotonic() - asked < 1.0
+    with pytest.raises(Cancelled):
+        job.result()
+    follow_up = client.run("image.threshold", {"image": tube_volume()}, {"lower": 200})
+    assert follow_up.meta["voxels"] > 0
+
+
+def test_cancel_from_the_progress_callback_of_wait(client):
+    image, params = slow_volume()
+    job = client.submit("vessel.mask", {"image": image}, params)
+
+    def impatient(fraction, message):
+        if fraction > 0:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        job.wait(impatient, interval_s=0.05)
+    deadline = time.monotonic() + 1.0
+    while job.poll().state != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_sigkill_mid_job_is_reported_and_next_job_gets_a_fresh_worker(client):
+    image, params = slow_volume()
+    job = client.submit("vessel.mask", {"image": image}, params)
+    wait_until_running(job)
+    first_pid = client.pid
+    os.kill(first_pid, signal.SIGKILL)
+    with pytest.raises(WorkerDied) as caught:
+        while not job.poll().finished:
+            time.sleep(0.05)
+    assert "SIGKILL" in caught.value.message and "again" in caught.value.todo
+    with pytest.raises(WorkerDied):
+        job.poll()  # the dead worker's job stays dead, even once a new worker runs
+    result = client.run("image.threshold", {"image": tube_volume()}, {"lower": 200})
+    assert client.pid != first_pid and result.meta["voxels"] > 0
+
+
+def test_job_errors_arrive_structured(client):
+    thin = Image(np.zeros((1, 32, 32), np.int16))
+    with pytest.raises(InputError) as caught:
+        client.run("vessel.mask", {"image": thin})
+    assert "2D" in caught.value.what and caught.value.todo
+    with pytest.raises(InputError, match="Unknown parameter"):
+        client.run("vessel.mask", {"image": tube_volume()}, {"radius": 3})
+    with pytest.raises(SegForgeError, match="no task"):
+        client.submit("organ.nonexistent", {"image": tube_volume()})
+
+
+def test_geometry_survives_the_trip_and_masks_come_back_cropped(client):
+    image = tube_volume()
+    small = image.array.copy()
+    small[:] = 0
+    small[5:9, 10:12, 30:41] = 7
+    sent = image.with_array(small)
+    job = client.submit("image.threshold", {"image": sent}, {"lower": 5})
+    while not job.poll().finished:
+        time.sleep(0.01)
+    reply = client._request({"op": "result", "job": job.id})
+    assert reply.header["cropped"]["mask"]["offset_kji"] == [5, 10, 30]
+    assert reply.arrays["mask"].array.shape == (4, 2, 11)
+    # The cropped box itself sits where the voxels are in the world.
+    box = reply.arrays["mask"]
+    corner = image.ijk_to_lps() @ np.array([30, 10, 5, 1.0])
+    np.testing.assert_allclose(box.origin_lps, corner[:3], atol=1e-9)
+    # And the public API pastes it back onto the full grid exactly.
+    result = client.run("image.threshold", {"image": sent}, {"lower": 5})
+    mask = result.outputs["mask"]
+    assert mask.same_grid(image, tol=1e-12)
+    np.testing.assert_array_equal(mask.array, (small >= 5).astype(np.uint8))
+
+
+def test_empty_mask_comes_back_empty_on_the_full_grid(client):
+    image = tube_volume()
+    result = client.run("image.threshold", {"image": image}, {"lower": 10_000})
+    assert result.outputs["mask"].array.shape == image.array.shape
+    assert not result.outputs["mask"].array.any()
+
+
+def _tiny_torchscript(path):
+    torch = pytest.importorskip("torch")
+
+    class Sign(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([-x, x], dim=1)
+
+    torch.jit.script(Sign()).save(str(path))
+
+
+def test_two_jobs_back_to_back_reuse_the_loaded_model(client, tmp_path):
+    model = tmp_path / "sign.pt"
+    _tiny_torchscript(model)
+    array = np.full((24, 24, 24), -100, np.int16)
+    array[:, :, 12:] = 100
+    image = Image(array, (0.5, 0.7, 2.0), (3, 4, 5), OBLIQUE)
+    params = {"model_path": str(model), "roi_size": [16, 16, 16], "device": "cpu"}
+    first = client.run("segment.torchscript", {"image": image}, params)
+    second = client.run("segment.torchscript", {"image": image}, params)
+    assert first.meta["model_cached"] is False and second.meta["model_cached"] is True
+    assert second.meta["model_loads"] == 1 and first.meta["tiles"] == 8
+    for result in (first, second):
+        labels = result.outputs["labels"]
+        assert labels.same_grid(image)
+        np.testing.assert_array_equal(labels.array, (array > 0).astype(np.uint8))
+
+
+def test_missing_model_is_a_clear_error(client, tmp_path):
+    from segforge.errors import ModelError
+
+    with pytest.raises(ModelError) as caught:
+        client.run("segment.torchscript", {"image": tube_volume()}, {"model_path": str(tmp_path / "none.pt")})
+    assert "download" in caught.value.todo
+
+
+def test_shared_server_wrong_token_is_refused_before_reading_the_volume():
+    with running_server("right") as (port, _):
+        with WorkerClient("127.0.0.1", port, "wrong") as intruder:
+            with pytest.raises(AuthError):
+                intruder.hello()
+        # A stranger declaring a huge payload is refused without the server waiting for it.
+        reply = raw_exchange(port, PREFIX.pack(MAGIC, 2, 4 << 30) + b"{}")
+        assert reply["error"]["code"] in {"protocol", "malformed", "auth"}
+        with WorkerClient("127.0.0.1", port, "right") as friend:
+            assert friend.run("image.threshold", {"image": tube_volume()}, {"lower": 200}).meta["voxels"] > 0
+
+
+def test_protocol_version_mismatch_is_refused_with_a_clear_message():
+    with running_server("t") as (port, _):
+        reply = raw_exchange(port, frame({"op": "hello", "protocol": PROTOCOL_VERSION + 1, "token": "t"}))
+        error = ProtocolMismatch.from_dict(reply["error"])
+        assert isinstance(error, ProtocolMismatch)
+        assert "version" in error.why and "same SegForge version" in error.todo
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "magic"),
+    (None, "not valid JSON"),
+    ("array", "malformed array"),
+    ("size", "do not match"),
+])
+def test_malformed_requests_are_refused(data, expected):
+    with running_server("t") as (port, process):
+        if data is None:
+            data = frame({}, header_bytes=b"{not json")
+        elif data == "array":
+            data = frame({"op": "submit", "protocol": PROTOCOL_VERSION, "token": "t",
+                          "arrays": [{"name": "image", "dtype": "object", "shape": [2]}]}, b"xx")
+        elif data == "size":
+            data = frame({"op": "submit", "protocol": PROTOCOL_VERSION, "token": "t",
+                          "arrays": [{"name": "image", "dtype": "uint8", "shape": [4, 4, 4]}]}, b"x" * 10)
+        reply = raw_exchange(port, data)
+        assert reply["ok"] is False and expected in (reply["error"]["what"] + reply["error"]["why"])
+        assert process.poll() is None, "a bad request must not kill the server"
+
+
+def test_oversized_request_is_refused_and_server_serves_on():
+    with running_server("t", "--max-request-mb", "1") as (port, _):
+        # The server refuses on the declared size alone, without waiting for the bytes...
+        declared = PREFIX.pack(MAGIC, 2, 2 << 20) + b"{}"
+        reply = raw_exchange(port, declared)
+        assert "too large" in reply["error"]["what"] and "--max-request-mb" in reply["error"]["todo"]
+        # ...and a client says so before sending them.
+        big = Image(np.zeros((64, 128, 128), np.int16))  # 2 MiB
+        with WorkerClient("127.0.0.1", port, "t") as remote:
+            with pytest.raises(SegForgeError, match="too large"):
+                remote.submit("image.threshold", {"image": big})
+            small = Image(np.ones((8, 8, 8), np.int16))
+            assert remote.run("image.threshold", {"image": small}, {"lower": 1}).meta["voxels"] == 512
+
+
+def test_server_answers_several_clients_and_queues_their_jobs():
+    with running_server("t") as (port, _):
+        with WorkerClient("127.0.0.1", port, "t") as a, WorkerClient("127.0.0.1", port, "t") as b:
+            image = tube_volume()
+            job_a = a.submit("vessel.mask", {"image": image}, {"scales": 2})
+            job_b = b.submit("image.threshold", {"image": image}, {"lower": 200})
+            result_b, result_a = job_b.wait(), job_a.wait()
+            assert result_a.meta["voxels"] > 0 and result_b.meta["voxels"] > 0
+
+
+def test_unreachable_server_says_what_to_do():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SegForgeError) as caught:
+        WorkerClient("127.0.0.1", port, "t").hello()
+    assert "segforge serve" in caught.value.todo

@@ -1,0 +1,1 @@
+"""The ``segforge`` command line: one subcommand per job (serve, models, vessel...)."""

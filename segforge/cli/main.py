@@ -1,0 +1,63 @@
+"""``segforge``: the command-line entry point.
+
+Each subcommand lives in its own module with a ``register(subparsers)`` function that
+sets ``func`` (returning an exit code). Failures print one line saying what went wrong
+and what to do, and exit non-zero; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional
+
+from .. import __version__
+from ..errors import SegForgeError
+
+DESCRIPTION = """\
+SegForge segments medical volumes: vessels (vesselness, masks), and, as they arrive,
+organs and interactive lesions. It runs the same engine as the 3D Slicer extension.
+
+examples:
+  segforge vessel mask cta.nii.gz vessels.nii.gz      vessel mask of a CTA, on this machine
+  segforge models list                                 the models SegForge knows
+  segforge models download ID                          fetch and verify a model
+  segforge serve --host 0.0.0.0 --port 8765 --token T  share this GPU machine's worker
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import models_cmd, serve_cmd, vessel_cmd
+
+    parser = argparse.ArgumentParser(prog="segforge", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"segforge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (vessel_cmd, models_cmd, serve_cmd):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SegForgeError as error:
+        if args.debug:
+            raise
+        print(f"segforge: error: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("segforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""The background worker: jobs run in another process (local or on a GPU server) so the
+GUI never freezes. :class:`WorkerClient` is the entry point for module Logics."""
+from .client import JobResult, JobStatus, RemoteJob, WorkerClient
+from .protocol import PROTOCOL_VERSION
+
+__all__ = ["JobResult", "JobStatus", "PROTOCOL_VERSION", "RemoteJob", "WorkerClient"]

@@ -1,0 +1,315 @@
+"""Talk to a worker: spawn a local one on first use, or connect to a shared server.
+
+The client never blocks the caller longer than one short request: ``submit`` returns a
+:class:`RemoteJob` at once, and ``poll`` / ``cancel`` are single round trips, so a GUI can
+drive a job from a timer. If the worker dies, the client says so and starts a fresh one
+for the next job.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import Cancelled, SegForgeError, WorkerDied, WorkerError
+from ..image import Image
+from ..progress import ProgressCallback
+from .crop import paste_into_grid
+from .jobs import CANCELLED, FINISHED_STATES
+from .protocol import PROTOCOL_VERSION, Message, payload_size, recv_message, send_message, too_large
+from .server import READY_LINE
+
+_ENGINE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a job stands: queued, running, done, failed or cancelled."""
+
+    job: str
+    state: str
+    fraction: float
+    message: str
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+
+@dataclass
+class JobResult:
+    """A finished job's outputs (Images or arrays, on their full grid) and small metadata."""
+
+    outputs: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def python_for_worker() -> str:
+    """The Python that runs a local worker: Slicer's ``PythonSlicer`` inside Slicer."""
+    slicer = sys.modules.get("slicer")
+    if slicer is not None and getattr(slicer, "app", None) is not None:
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+    return sys.executable
+
+
+class WorkerClient:
+    """A connection to one worker; local (spawned on demand) unless a host is given."""
+
+    def __init__(self, host: Optional[str] = None, port: Optional[int] = None, token: Optional[str] = None,
+                 tls: Optional[ssl.SSLContext] = None, python: Optional[str] = None,
+                 start_timeout_s: float = 60.0) -> None:
+        self.local = host is None
+        self._host, self._port = host, port
+        self._token = token if token is not None else (secrets.token_urlsafe(32) if self.local else "")
+        self._tls = tls
+        self._python = python
+        self._start_timeout_s = start_timeout_s
+        self._process: Optional[subprocess.Popen] = None
+        self._log_path: Optional[str] = None
+        self._sock: Optional[socket.socket] = None
+        self._lock = threading.RLock()
+        #: Counts the distinct workers this client has talked to; a job knows its own.
+        self.generation = 0
+        self._identity: Optional[tuple] = None
+        self._max_request_bytes = 0
+
+    @classmethod
+    def from_environment(cls) -> "WorkerClient":
+        """A shared server from ``SEGFORGE_SERVER=host:port`` and ``SEGFORGE_TOKEN``, else a local worker."""
+        server = os.environ.get("SEGFORGE_SERVER")
+        if not server:
+            return cls()
+        host, _, port = server.rpartition(":")
+        return cls(host or "127.0.0.1", int(port), os.environ.get("SEGFORGE_TOKEN", ""))
+
+    # -- connection -------------------------------------------------------------------
+    @property
+    def pid(self) -> Optional[int]:
+        """The local worker's process id (None before it starts, or for a remote server)."""
+        return self._process.pid if self._process is not None else None
+
+    def _ensure_connected(self) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        if self.local and (self._process is None or self._process.poll() is not None):
+            self._spawn()
+        try:
+            sock = socket.create_connection((self._host, self._port), timeout=10)
+        except OSError as error:
+            raise WorkerError(f"Cannot reach the SegForge worker at {self._host}:{self._port}", str(error),
+                              "check that the server runs (segforge serve) and that host and port are right"
+                              ) from error
+        if self._tls is not None:
+            sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        hello = self._request({"op": "hello"}).header  # checks protocol version and token at once
+        self._max_request_bytes = int(hello.get("max_request_bytes") or 0)
+        identity = (self._host, self._port, hello.get("pid"))
+        if identity != self._identity:
+            self._identity = identity
+            self.generation += 1
+        return sock
+
+    def _spawn(self) -> None:
+        log = tempfile.NamedTemporaryFile(prefix="segforge-worker-", suffix=".log", delete=False)
+        self._log_path = log.name
+        env = dict(os.environ, SEGFORGE_TOKEN=self._token,
+                   PYTHONPATH=os.pathsep.join(p for p in (_ENGINE_ROOT, os.environ.get("PYTHONPATH")) if p))
+        command = [self._python or python_for_worker(), "-m", "segforge.worker.server",
+                   "--host", "127.0.0.1", "--port", "0", "--parent-pid", str(os.getpid())]
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                         env=env, text=True)
+        log.close()
+        self._host, self._port = "127.0.0.1", self._read_port()
+
+    def _read_port(self) -> int:
+        assert self._process is not None and self._process.stdout is not None
+        deadline = time.monotonic() + self._start_timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._process.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if selector.select(timeout=0.2):
+                    line = self._process.stdout.readline()
+                    if line.startswith(READY_LINE):
+                        fields = dict(part.split("=", 1) for part in line.split()[1:])
+                        return int(fields["port"])
+                    if not line and self._process.poll() is not None:
+                        break
+        self._process.kill()
+        raise WorkerError("The SegForge worker did not start", self._log_tail() or "it printed nothing",
+                          f"see the worker log {self._log_path}; check that the Python dependencies are installed")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = Path(self._log_path or "").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def _request(self, header: dict[str, Any], arrays: Optional[dict[str, Any]] = None) -> Message:
+        with self._lock:
+            sock = self._ensure_connected()
+            size = payload_size(arrays)
+            if self._max_request_bytes and size > self._max_request_bytes:
+                raise too_large(size, self._max_request_bytes)  # say so before sending gigabytes
+            try:
+                send_message(sock, {**header, "protocol": PROTOCOL_VERSION, "token": self._token}, arrays)
+                reply = recv_message(sock)
+            except (OSError, EOFError) as error:
+                reply = self._refusal_after_send_failure(sock)
+                if reply is None:
+                    self._drop_connection()
+                    raise self._lost_worker(error) from error
+        if not reply.header.get("ok"):
+            error = SegForgeError.from_dict(reply.header.get("error") or {})
+            if self._closes_connection(error):
+                self._drop_connection()
+            raise error
+        return reply
+
+    @staticmethod
+    def _refusal_after_send_failure(sock: socket.socket) -> Optional[Message]:
+        """The error reply a worker may have sent before closing on us mid-request."""
+        try:
+            sock.settimeout(1.0)
+            return recv_message(sock)
+        except (OSError, EOFError):
+            return None
+
+    @staticmethod
+    def _closes_connection(error: SegForgeError) -> bool:
+        return error.code in {"auth", "protocol", "malformed"}
+
+    def _drop_connection(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+
+    def _lost_worker(self, error: BaseException) -> WorkerDied:
+        if not self.local:
+            return WorkerDied(f"Lost the connection to the SegForge server {self._host}:{self._port}",
+                              f"{type(error).__name__}: {error}",
+                              "check the server and the network, then run the job again")
+        code = None
+        if self._process is not None:
+            try:
+                code = self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+        if code is not None and code < 0:
+            why = f"its process was ended by signal {signal.Signals(-code).name}"
+            if -code == signal.SIGKILL:
+                why += " (killed; the system does this when memory runs out)"
+        else:
+            why = f"its process exited with code {code}; last log line: {self._log_tail() or 'none'}"
+        return WorkerDied("The SegForge worker stopped in the middle of the job", why,
+                          "run the job again: a fresh worker starts by itself. If it happens again, "
+                          "crop the volume or close other programs to free memory")
+
+    # -- jobs -------------------------------------------------------------------------
+    def hello(self) -> dict[str, Any]:
+        """The worker's version, protocol, pid and task names."""
+        return self._request({"op": "hello"}).header
+
+    def submit(self, task: str, inputs: dict[str, Any], params: Optional[dict[str, Any]] = None) -> "RemoteJob":
+        """Send a job and return at once; the inputs travel as binary with their geometry."""
+        reply = self._request({"op": "submit", "task": task, "params": params or {}}, inputs)
+        return RemoteJob(self, str(reply.header["job"]), self.generation)
+
+    def run(self, task: str, inputs: dict[str, Any], params: Optional[dict[str, Any]] = None,
+            progress: Optional[ProgressCallback] = None) -> JobResult:
+        """Submit and wait: the blocking call for scripts and the command line."""
+        return self.submit(task, inputs, params).wait(progress)
+
+    def close(self) -> None:
+        """Disconnect; a local worker is asked to stop, and killed if it does not."""
+        with self._lock:
+            if self.local and self._process is not None and self._process.poll() is None:
+                try:
+                    if self._sock is not None:
+                        send_message(self._sock, {"op": "shutdown", "protocol": PROTOCOL_VERSION,
+                                                  "token": self._token})
+                    self._process.wait(timeout=5)
+                except (OSError, subprocess.TimeoutExpired):
+                    self._process.kill()
+                    self._process.wait()
+            self._drop_connection()
+            self._process = None
+
+    def __enter__(self) -> "WorkerClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class RemoteJob:
+    """A handle on a submitted job: poll, cancel, collect the result."""
+
+    def __init__(self, client: WorkerClient, job_id: str, generation: int) -> None:
+        self.client, self.id, self._generation = client, job_id, generation
+
+    def _call(self, op: str) -> Message:
+        with self.client._lock:
+            self.client._ensure_connected()
+            if self.client.generation != self._generation:
+                raise WorkerDied("The worker that ran this job has stopped",
+                                 "a fresh worker was started since, and it does not know the job",
+                                 "run the job again")
+            return self.client._request({"op": op, "job": self.id})
+
+    def poll(self) -> JobStatus:
+        """One short round trip: state, fraction and message."""
+        header = self._call("status").header
+        return JobStatus(self.id, header["state"], float(header["fraction"]), str(header["message"]))
+
+    def cancel(self) -> JobStatus:
+        """Ask the worker to stop this job; it stops at its next progress report (within a second)."""
+        header = self._call("cancel").header
+        return JobStatus(self.id, header["state"], float(header["fraction"]), str(header["message"]))
+
+    def result(self) -> JobResult:
+        """Collect a finished job's outputs; raises its error, or Cancelled."""
+        reply = self._call("result")
+        if reply.header.get("state") == CANCELLED:
+            raise Cancelled()
+        outputs = dict(reply.arrays)
+        for name, crop in (reply.header.get("cropped") or {}).items():
+            box = outputs[name]
+            full = paste_into_grid(box.array, tuple(crop["offset_kji"]), tuple(crop["shape_kji"]))
+            outputs[name] = Image(full, box.spacing, tuple(crop["origin_lps"]), box.direction_lps)
+        return JobResult(outputs, dict(reply.header.get("meta") or {}))
+
+    def wait(self, progress: Optional[ProgressCallback] = None, interval_s: float = 0.1) -> JobResult:
+        """Poll until the job ends, reporting progress; Cancelled raised by ``progress`` cancels it."""
+        while True:
+            status = self.poll()
+            if status.finished:
+                return self.result()
+            if progress is not None:
+                try:
+                    progress(status.fraction, status.message)
+                except Cancelled:
+                    self.cancel()
+                    raise
+            time.sleep(interval_s)

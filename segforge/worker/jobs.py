@@ -1,0 +1,162 @@
+"""Jobs inside the worker: a queue run one at a time, with progress and cancel.
+
+One job runs at a time (a GPU is used by one model at once); the others wait. A job's
+progress callback is also its cancellation point: once Cancel is asked, the next
+progress report raises :class:`~segforge.errors.Cancelled`, so the engine's habit of
+reporting at least once a second is what makes Cancel take effect within a second.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..errors import Cancelled, JobFailed, SegForgeError
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED_STATES = frozenset({DONE, FAILED, CANCELLED})
+
+#: A task body: (inputs, params, job) -> (outputs, meta). It reports through job.progress.
+TaskBody = Callable[[dict[str, Any], dict[str, Any], "Job"], tuple[dict[str, Any], dict[str, Any]]]
+
+
+@dataclass
+class Job:
+    """One submitted task and everything the client may ask about it."""
+
+    task: str
+    body: TaskBody
+    inputs: dict[str, Any]
+    params: dict[str, Any]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    state: str = QUEUED
+    fraction: float = 0.0
+    message: str = "Waiting for the worker"
+    outputs: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: Optional[SegForgeError] = None
+    finished_at: Optional[float] = None
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def progress(self, fraction: float, message: str) -> None:
+        """Record progress; raises Cancelled once the client asked to cancel."""
+        if self._cancel.is_set():
+            raise Cancelled()
+        self.fraction = min(max(float(fraction), 0.0), 1.0)
+        self.message = message
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def status(self) -> dict[str, Any]:
+        return {"job": self.id, "task": self.task, "state": self.state,
+                "fraction": self.fraction, "message": self.message}
+
+    def _finish(self, state: str, message: str) -> None:
+        self.state, self.message, self.finished_at = state, message, time.monotonic()
+        self.inputs = {}  # free the input volume as soon as it is not needed
+
+
+class JobRunner:
+    """Runs submitted jobs one after another on a single background thread."""
+
+    def __init__(self, keep_finished_s: float = 600.0) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._queue: "queue.Queue[Optional[Job]]" = queue.Queue()
+        self._lock = threading.Lock()
+        self._keep_finished_s = keep_finished_s
+        self._thread = threading.Thread(target=self._run_forever, name="segforge-jobs", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> Job:
+        with self._lock:
+            self._forget_old()
+            self._jobs[job.id] = job
+        self._queue.put(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise SegForgeError("The worker has no such job", f"job {job_id!r} is unknown or its "
+                                "result was already collected", "submit the job again")
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        job._cancel.set()
+        if job.state == QUEUED:
+            job._finish(CANCELLED, "Cancelled before it started")
+        return job
+
+    def pop_finished(self, job_id: str) -> Job:
+        """Hand over a finished job's result and forget the job."""
+        job = self.get(job_id)
+        if job.state not in FINISHED_STATES:
+            raise SegForgeError("The job has not finished yet", f"it is {job.state}",
+                                "poll its status until it has finished")
+        with self._lock:
+            self._jobs.pop(job_id, None)
+        return job
+
+    def stop(self) -> None:
+        for job in list(self._jobs.values()):
+            job._cancel.set()
+        self._queue.put(None)
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for job_id, job in list(self._jobs.items()):
+            if job.finished_at is not None and now - job.finished_at > self._keep_finished_s:
+                del self._jobs[job_id]
+
+    def _run_forever(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if job.state == QUEUED:
+                self._run(job)
+
+    def _run(self, job: Job) -> None:
+        job.state, job.message = RUNNING, "Starting"
+        started = time.perf_counter()
+        try:
+            outputs, meta = job.body(job.inputs, job.params, job)
+            if job.cancel_requested:
+                raise Cancelled()
+        except Cancelled:
+            job._finish(CANCELLED, "Cancelled")
+        except SegForgeError as error:
+            job.error = error
+            job._finish(FAILED, error.message)
+        except MemoryError as error:
+            job.error = JobFailed(f"The {job.task} job ran out of memory", str(error) or "an allocation failed",
+                                  "crop the volume to the region of interest, or use a machine with more memory")
+            job._finish(FAILED, job.error.message)
+        except Exception as error:  # noqa: BLE001 - any bug becomes a structured error, not a dead worker
+            log.error("job %s (%s) failed:\n%s", job.id, job.task, traceback.format_exc())
+            job.error = _unexpected_error(job.task, error)
+            job._finish(FAILED, job.error.message)
+        else:
+            job.outputs, job.meta = outputs, {**meta, "seconds": time.perf_counter() - started}
+            job.fraction = 1.0
+            job._finish(DONE, "Done")
+
+
+def _unexpected_error(task: str, error: Exception) -> JobFailed:
+    name = type(error).__name__
+    if "OutOfMemory" in name:
+        return JobFailed(f"The {task} job ran out of GPU memory", str(error).splitlines()[0],
+                         "close other GPU programs, crop the volume, or run on the CPU")
+    return JobFailed(f"The {task} job failed inside the worker", f"{name}: {error}",
+                     "report this with the worker log; other jobs are not affected")

@@ -1,0 +1,187 @@
+"""The worker's wire format: one JSON header and raw array bytes, length-prefixed.
+
+A message is ``PREFIX`` (magic, header length, payload length), a UTF-8 JSON object,
+then the raw bytes of each array it declares, back to back. Arrays never become JSON
+voxel lists and nothing is ever unpickled: the receiver checks every declared dtype,
+shape and size against hard limits before it allocates a byte, and reads the bytes
+straight into the final numpy buffer (one copy, no intermediate ``bytes``).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import WorkerError
+from ..image import Image
+
+#: Bumped on any incompatible change; client and worker refuse to talk across versions.
+PROTOCOL_VERSION = 1
+MAGIC = b"SGF1"
+PREFIX = struct.Struct("!4sIQ")
+MAX_HEADER_BYTES = 1 << 20
+#: Default ceiling for one message's arrays (a 1024^3 float32 volume is 4 GiB).
+DEFAULT_MAX_PAYLOAD_BYTES = 8 << 30
+ALLOWED_DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32",
+                            "uint64", "int64", "float32", "float64"})
+MAX_ARRAY_DIMS = 4
+
+
+class MalformedMessage(WorkerError):
+    """A message broke the wire format; the connection is closed after the reply."""
+
+    code = "malformed"
+
+
+@dataclass
+class Message:
+    """A decoded message: the JSON header and the arrays it carried, by name.
+
+    An array sent with geometry arrives as an :class:`~segforge.image.Image`.
+    """
+
+    header: dict[str, Any]
+    arrays: dict[str, Any] = field(default_factory=dict)
+
+
+def _geometry(image: Image) -> dict[str, Any]:
+    return {"spacing": list(image.spacing), "origin_lps": list(image.origin_lps),
+            "direction_lps": image.direction_lps.ravel().tolist()}
+
+
+def _wire_array(value: Any) -> tuple[np.ndarray, Optional[dict[str, Any]]]:
+    if isinstance(value, Image):
+        return np.ascontiguousarray(value.array), _geometry(value)
+    return np.ascontiguousarray(value), None
+
+
+def send_message(sock: socket.socket, header: dict[str, Any], arrays: Optional[dict[str, Any]] = None) -> None:
+    """Send a header and arrays (numpy arrays or Images) without copying the voxels."""
+    specs, buffers = [], []
+    for name, value in (arrays or {}).items():
+        array, geometry = _wire_array(value)
+        if array.dtype.name not in ALLOWED_DTYPES:
+            raise WorkerError(f"Cannot send array {name!r}", f"its type {array.dtype} is not supported",
+                              "convert it to an integer or float type")
+        specs.append({"name": name, "dtype": array.dtype.name, "shape": list(array.shape),
+                      "geometry": geometry})
+        buffers.append(memoryview(array).cast("B") if array.nbytes else b"")
+    body = json.dumps({**header, "arrays": specs}, separators=(",", ":")).encode("utf-8")
+    payload = sum(len(buffer) for buffer in buffers)
+    sock.sendall(PREFIX.pack(MAGIC, len(body), payload) + body)
+    for buffer in buffers:
+        sock.sendall(buffer)
+
+
+def _recv_exactly(sock: socket.socket, view: memoryview) -> None:
+    received = 0
+    while received < len(view):
+        count = sock.recv_into(view[received:])
+        if count == 0:
+            raise ConnectionError("the connection closed in the middle of a message")
+        received += count
+
+
+def too_large(payload_size: int, max_payload: int) -> MalformedMessage:
+    """The refusal of a request over the worker's size limit (client and server say the same)."""
+    return MalformedMessage("The request is too large for this worker",
+                            f"it carries {payload_size / 2**20:.1f} MiB, more than the limit of "
+                            f"{max_payload / 2**20:.1f} MiB",
+                            "crop the volume to the region of interest, or raise the server's --max-request-mb")
+
+
+def payload_size(arrays: Optional[dict[str, Any]]) -> int:
+    """Bytes the arrays (or Images) will take on the wire."""
+    return sum(int(getattr(value, "array", value).nbytes) for value in (arrays or {}).values())
+
+
+def recv_header(sock: socket.socket, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> tuple[dict[str, Any], int]:
+    """Read and check the prefix and JSON header; returns the header and payload size.
+
+    Raises ``EOFError`` on a clean close before any byte, :class:`MalformedMessage` on
+    anything that breaks the format or the limits.
+    """
+    prefix = bytearray(PREFIX.size)
+    first = sock.recv_into(prefix)
+    if first == 0:
+        raise EOFError("connection closed")
+    _recv_exactly(sock, memoryview(prefix)[first:])
+    magic, header_size, payload_size = PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise MalformedMessage("The request is not a SegForge worker message",
+                               "its first bytes are not the protocol's magic number",
+                               "connect with a SegForge client of the same version")
+    if header_size > MAX_HEADER_BYTES:
+        raise MalformedMessage("The request header is too large",
+                               f"it declares {header_size} bytes, more than {MAX_HEADER_BYTES}",
+                               "send parameters as a small JSON object and voxels as arrays")
+    if payload_size > max_payload:
+        raise too_large(payload_size, max_payload)
+    body = bytearray(header_size)
+    _recv_exactly(sock, memoryview(body))
+    try:
+        header = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MalformedMessage("The request header is not valid JSON", str(error),
+                               "connect with a SegForge client of the same version") from error
+    if not isinstance(header, dict):
+        raise MalformedMessage("The request header is not a JSON object", f"it is a {type(header).__name__}",
+                               "connect with a SegForge client of the same version")
+    return header, payload_size
+
+
+def _checked_specs(header: dict[str, Any], payload_size: int) -> list[tuple[str, np.dtype, tuple[int, ...], Any]]:
+    specs = header.get("arrays", [])
+    if not isinstance(specs, list):
+        raise MalformedMessage("The request's array list is malformed", "'arrays' is not a list")
+    checked, total = [], 0
+    for spec in specs:
+        try:
+            name, dtype_name, shape = str(spec["name"]), spec["dtype"], spec["shape"]
+            if dtype_name not in ALLOWED_DTYPES:
+                raise ValueError(f"dtype {dtype_name!r} is not allowed")
+            if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_ARRAY_DIMS
+                    or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+                raise ValueError(f"shape {shape!r} is not 1 to {MAX_ARRAY_DIMS} non-negative integers")
+        except (KeyError, TypeError, ValueError) as error:
+            raise MalformedMessage("The request declares a malformed array", str(error)) from error
+        dtype = np.dtype(dtype_name)
+        total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        checked.append((name, dtype, tuple(shape), spec.get("geometry")))
+    if total != payload_size:
+        raise MalformedMessage("The request's arrays do not match its size",
+                               f"they declare {total} bytes but the message carries {payload_size}")
+    return checked
+
+
+def recv_arrays(sock: socket.socket, header: dict[str, Any], payload_size: int) -> dict[str, Any]:
+    """Read the arrays declared in ``header`` straight into numpy buffers."""
+    received = []
+    for name, dtype, shape, geometry in _checked_specs(header, payload_size):
+        array = np.empty(shape, dtype=dtype)
+        if array.nbytes:
+            _recv_exactly(sock, memoryview(array).cast("B"))
+        received.append((name, array, geometry))
+    # Geometry is checked only once every byte is read, so a refused image leaves the
+    # stream in step for the next request.
+    return {name: _with_geometry(name, array, geometry) for name, array, geometry in received}
+
+
+def _with_geometry(name: str, array: np.ndarray, geometry: Any) -> Any:
+    if geometry is None:
+        return array
+    try:
+        return Image(array, tuple(geometry["spacing"]), tuple(geometry["origin_lps"]),
+                     np.asarray(geometry["direction_lps"], dtype=np.float64).reshape(3, 3))
+    except (KeyError, TypeError, ValueError) as error:
+        raise MalformedMessage(f"The geometry of image {name!r} is malformed", str(error)) from error
+
+
+def recv_message(sock: socket.socket, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Message:
+    """Read one whole message (header and arrays)."""
+    header, payload_size = recv_header(sock, max_payload)
+    return Message(header, recv_arrays(sock, header, payload_size))

@@ -1,0 +1,93 @@
+"""Run a TorchScript segmentation network on a volume, tile by tile, with Cancel.
+
+The network is loaded once per worker (see :mod:`.models_cache`); tiles come from MONAI's
+sliding-window inference, and every tile reports progress, which is where Cancel lands.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError, ModelError
+from ..image import Image
+from .jobs import Job
+from .models_cache import ModelCache, shared_models
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise InputError("No CUDA GPU is available to this worker", "torch sees no GPU",
+                         "run on the CPU (device 'cpu'), or start the worker on a GPU machine")
+    return requested
+
+
+def _load(path: str, device: str) -> Any:
+    import torch
+
+    try:
+        model = torch.jit.load(path, map_location=device)
+    except RuntimeError as error:
+        raise ModelError(f"Could not load the TorchScript model {path}", str(error).splitlines()[0],
+                         "re-download the model; it may be corrupt or made by a newer torch") from error
+    model.eval()
+    return model
+
+
+def _normalise(array: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    values = array.astype(np.float32)
+    window = params.get("intensity_window")
+    if window is not None:
+        low, high = float(window[0]), float(window[1])
+        return (np.clip(values, low, high) - low) / max(high - low, 1e-6)
+    return (values - values.mean()) / max(float(values.std()), 1e-6)
+
+
+def _tile_count(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
+    count = 1
+    for size, tile in zip(shape, roi):
+        step = max(int(tile * (1 - overlap)), 1)
+        count *= 1 if size <= tile else math.ceil((size - tile) / step) + 1
+    return count
+
+
+def segment_with_torchscript(image: Image, params: dict[str, Any], job: Job,
+                             cache: ModelCache = shared_models) -> tuple[dict, dict]:
+    """Label map (argmax over channels; sigmoid > 0.5 for one channel) of the network's output."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    path = str(params.get("model_path", ""))
+    device = _device(str(params.get("device", "auto")))
+    if not os.path.isfile(path):
+        raise ModelError(f"No model file at {path}", "the path does not exist on the worker's machine",
+                         "download the model first (segforge models download ID) or fix the path")
+    job.progress(0.0, "Loading the model")
+    model, cached = cache.get((*ModelCache.file_key(path), device), lambda: _load(path, device))
+    roi = [int(n) for n in params.get("roi_size", image.array.shape)]
+    overlap = float(params.get("overlap", 0.25))
+    total = _tile_count(image.array.shape, roi, overlap)
+    done = [0]
+
+    def predict(tiles: "torch.Tensor") -> "torch.Tensor":
+        job.progress(done[0] / total, f"Tile {done[0] + 1} of {total}")
+        out = model(tiles)
+        done[0] += tiles.shape[0]
+        return out
+
+    tensor = torch.from_numpy(_normalise(image.array, params))[None, None].to(device)
+    with torch.inference_mode():
+        logits = sliding_window_inference(tensor, roi, 1, predict, overlap=overlap, mode="gaussian")
+    job.progress(1.0, "Writing labels")
+    if logits.shape[1] == 1:
+        labels = (torch.sigmoid(logits[0, 0]) > 0.5).to(torch.uint8)
+    else:
+        labels = torch.argmax(logits[0], dim=0).to(torch.uint8)
+    return ({"labels": image.with_array(labels.cpu().numpy())},
+            {"model_cached": cached, "model_loads": cache.loads, "tiles": total, "device": device})
