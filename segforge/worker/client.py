@@ -313,3 +313,23 @@ class RemoteJob:
                     self.cancel()
                     raise
             time.sleep(interval_s)
+
+
+_shared: Optional[WorkerClient] = None
+_shared_lock = threading.Lock()
+
+
+def shared_worker() -> WorkerClient:
+    """The one worker the modules of a Slicer session share (created on first use).
+
+    ``SEGFORGE_SERVER`` / ``SEGFORGE_TOKEN`` point it at a shared server; otherwise a local
+    worker is spawned on the first job and stopped when Python exits.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            import atexit
+
+            _shared = WorkerClient.from_environment()
+            atexit.register(_shared.close)
+        return _shared

@@ -1,0 +1,363 @@
+"""The model catalog: which models exist, where to get them, and what they expect.
+
+The catalog is data (``Resources/Models/catalog.json``), so adding a model never needs a
+code change. A server admin, or a test, can add models without touching the install by
+naming an extra catalog file in ``SEGFORGE_CATALOG`` (several files: separate them with
+``os.pathsep``); its entries are merged over the shipped ones.
+
+Validation is written out here by hand, following ``catalog.schema.json`` rule for rule,
+so the engine does not need a JSON Schema library at run time (Slicer's Python may not
+have one). A test checks the two agree. Every problem becomes a :class:`ModelError` that
+names the file, the entry and the field, because a catalog is edited by people.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import posixpath
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+from segforge.errors import ModelError
+from segforge.resources import resource_path
+
+log = logging.getLogger(__name__)
+
+CATALOG_ENV = "SEGFORGE_CATALOG"
+SCHEMA_VERSION = 1
+WORKFLOWS = ("vessel", "organ", "interactive")
+FRAMEWORKS = ("builtin", "nnunetv2", "torchscript", "monai-bundle")
+
+# The same regular expressions as catalog.schema.json (there anchored with ^...$).
+ID_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
+URL_PATTERN = r"(https?|file)://[^\s?#]*/[^./\s?#][^/\s?#]*(\?[^\s#]*)?"
+SHA256_PATTERN = r"[0-9a-f]{64}"
+LABEL_VALUE_PATTERN = r"[1-9][0-9]{0,4}"
+MODALITY_PATTERN = r"[A-Z][A-Z0-9]{1,7}"
+
+_MODEL_FIELDS = ("id", "workflow", "framework", "url", "size_bytes", "sha256", "licence",
+                 "labels", "input", "min_gpu_memory_gb", "description")
+_TOP_FIELDS = ("$schema", "schema_version", "models")
+_MAX_REPORTED_PROBLEMS = 5
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What image a model expects: acquisition modalities and training spacing (mm)."""
+
+    modality: tuple[str, ...]
+    spacing_mm: Optional[tuple[float, float, float]]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the catalog, checked and typed."""
+
+    id: str
+    workflow: str
+    framework: str
+    url: Optional[str]
+    size_bytes: int
+    sha256: Optional[str]
+    licence: str
+    labels: Mapping[int, str]
+    input: ModelInput
+    min_gpu_memory_gb: float
+    description: str
+    source: str = field(default="", compare=False)
+    """The catalog file this entry came from, to name it in error messages."""
+
+    @property
+    def is_builtin(self) -> bool:
+        """True for models that ship with the code and need no download."""
+        return self.framework == "builtin"
+
+    @property
+    def filename(self) -> Optional[str]:
+        """Name of the downloaded file (last part of the URL's path), None if builtin."""
+        return _url_filename(self.url) if self.url else None
+
+    @property
+    def is_archive(self) -> bool:
+        """True when the download is a .zip that is unpacked into the model folder."""
+        return bool(self.filename) and self.filename.lower().endswith(".zip")
+
+
+class Catalog:
+    """Models by id, in catalog order (shipped first, then user catalogs)."""
+
+    def __init__(self, entries: Sequence[ModelEntry], sources: Sequence[Path] = ()) -> None:
+        self._entries: dict[str, ModelEntry] = {e.id: e for e in entries}
+        self.sources = tuple(sources)
+
+    def __iter__(self) -> Iterator[ModelEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._entries
+
+    def ids(self) -> list[str]:
+        return list(self._entries)
+
+    def get(self, model_id: str) -> ModelEntry:
+        """The entry for ``model_id``; a ModelError listing the known ids if there is none."""
+        try:
+            return self._entries[model_id]
+        except KeyError:
+            raise ModelError(
+                f"There is no model {model_id!r} in the catalog",
+                "known models: " + (", ".join(self._entries) or "none"),
+                "check the spelling (`segforge models list` shows them all), or add the model "
+                f"to a catalog file named by {CATALOG_ENV}") from None
+
+    def for_workflow(self, workflow: str) -> list[ModelEntry]:
+        return [e for e in self._entries.values() if e.workflow == workflow]
+
+
+def shipped_catalog_path() -> Path:
+    """The catalog that ships with SegForge (checkout or installed package)."""
+    return resource_path("Models/catalog.json")
+
+
+def user_catalog_paths() -> list[Path]:
+    """Extra catalog files named by ``$SEGFORGE_CATALOG`` (none when it is unset)."""
+    value = os.environ.get(CATALOG_ENV, "")
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+
+
+def load_catalog(shipped: Optional[Path] = None,
+                 extra: Optional[Sequence[Path]] = None) -> Catalog:
+    """Read the shipped catalog and merge the extra ones (default: ``$SEGFORGE_CATALOG``).
+
+    An extra catalog may replace a downloadable shipped entry (for example to point it at
+    a local mirror) but not a builtin one, so the out-of-the-box defaults always work.
+    """
+    shipped = shipped or shipped_catalog_path()
+    extra = user_catalog_paths() if extra is None else list(extra)
+    merged: dict[str, ModelEntry] = {e.id: e for e in read_catalog_file(shipped)}
+    for path in extra:
+        if not Path(path).is_file():
+            raise ModelError(f"The model catalog {path} does not exist",
+                             f"it is named by {CATALOG_ENV} or by the caller",
+                             f"create that file, or correct or unset {CATALOG_ENV}")
+        for entry in read_catalog_file(path):
+            old = merged.get(entry.id)
+            if old is not None and old.is_builtin:
+                raise ModelError(f"The model catalog {path} redefines the builtin model {entry.id!r}",
+                                 "builtin models cannot be replaced",
+                                 "give the model another id")
+            if old is not None:
+                log.info("Model %s from %s replaces the one from %s", entry.id, path, old.source)
+            merged[entry.id] = entry
+    return Catalog(list(merged.values()), [shipped, *extra])
+
+
+def read_catalog_file(path: Path) -> list[ModelEntry]:
+    """Parse and check one catalog file; ModelError naming the file and the problems."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ModelError(f"Could not read the model catalog {path}", str(error),
+                         "check that the file exists and is readable") from error
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ModelError(f"The model catalog {path} is not valid JSON",
+                         f"the text breaks the JSON rules at line {error.lineno}, column {error.colno}: {error.msg}",
+                         "fix the JSON syntax there") from error
+    return parse_catalog(data, str(path))
+
+
+def parse_catalog(data: Any, source: str = "<catalog>") -> list[ModelEntry]:
+    """Check a decoded catalog against the schema's rules and build its entries."""
+    problems = catalog_problems(data)
+    if problems:
+        shown = problems[:_MAX_REPORTED_PROBLEMS]
+        more = len(problems) - len(shown)
+        raise ModelError(f"The model catalog {source} is not valid",
+                         "; ".join(shown) + (f"; and {more} more problem(s)" if more else ""),
+                         "fix those fields (the rules are in Resources/Models/catalog.schema.json)")
+    return [_entry(model, source) for model in data["models"]]
+
+
+def catalog_problems(data: Any) -> list[str]:
+    """Every way ``data`` breaks the catalog schema, as readable phrases (empty if valid)."""
+    if not isinstance(data, dict):
+        return [f"the top level must be an object, not {_kind(data)}"]
+    problems = [f"unknown top-level field {key!r}" for key in data if key not in _TOP_FIELDS]
+    if "$schema" in data and not isinstance(data["$schema"], str):
+        problems.append("'$schema' must be a string")
+    if "schema_version" not in data:
+        problems.append("missing field 'schema_version'")
+    elif not _is_int(data["schema_version"]) or data["schema_version"] != SCHEMA_VERSION:
+        problems.append(f"'schema_version' must be {SCHEMA_VERSION}, not {data['schema_version']!r}")
+    models = data.get("models")
+    if "models" not in data:
+        problems.append("missing field 'models'")
+    elif not isinstance(models, list):
+        problems.append(f"'models' must be a list, not {_kind(models)}")
+    else:
+        seen: set[str] = set()
+        for index, model in enumerate(models):
+            name = f"models[{index}]"
+            if isinstance(model, dict) and isinstance(model.get("id"), str):
+                name += f" ({model['id']})"
+                if model["id"] in seen:
+                    problems.append(f"{name}: the id is used twice in this file")
+                seen.add(model["id"])
+            problems += [f"{name}: {p}" for p in model_problems(model)]
+    return problems
+
+
+def model_problems(model: Any) -> list[str]:
+    """Every way one catalog entry breaks the schema."""
+    if not isinstance(model, dict):
+        return [f"must be an object, not {_kind(model)}"]
+    problems = [f"unknown field {key!r}" for key in model if key not in _MODEL_FIELDS]
+    problems += [f"missing field {key!r}" for key in _MODEL_FIELDS if key not in model]
+    check = _FieldChecker(model, problems)
+    check.string("id", ID_PATTERN, "lowercase letters, digits, '.', '_' or '-', not starting "
+                 "with '.', '_' or '-', at most 64 characters")
+    check.choice("workflow", WORKFLOWS)
+    check.choice("framework", FRAMEWORKS)
+    check.string("licence")
+    check.string("description")
+    check.number("min_gpu_memory_gb", minimum=0)
+    _check_labels(model, problems)
+    _check_input(model, problems)
+    builtin = model.get("framework") == "builtin"
+    if builtin:
+        check.null("url", "builtin models have no url")
+        check.null("sha256", "builtin models have no checksum")
+        if "size_bytes" in model and not (_is_int(model["size_bytes"]) and model["size_bytes"] == 0):
+            problems.append(f"'size_bytes' must be 0 for a builtin model, not {model['size_bytes']!r}")
+    else:
+        check.string("url", URL_PATTERN, "an http(s):// or file:// URL ending in a file name")
+        url = model.get("url")
+        if isinstance(url, str) and re.fullmatch(URL_PATTERN, url) and _url_filename(url) is None:
+            problems.append(f"'url' must end in a file name that does not start with '.', not {url!r}")
+        check.string("sha256", SHA256_PATTERN, "64 lowercase hexadecimal digits")
+        check.integer("size_bytes", minimum=1)
+    return problems
+
+
+class _FieldChecker:
+    """Small helpers that append a phrase to ``problems`` when a present field is wrong."""
+
+    def __init__(self, model: dict, problems: list[str]) -> None:
+        self.model = model
+        self.problems = problems
+
+    def string(self, key: str, pattern: Optional[str] = None, meaning: str = "") -> None:
+        if key not in self.model:
+            return
+        value = self.model[key]
+        if not isinstance(value, str):
+            self.problems.append(f"{key!r} must be a string, not {_kind(value)}")
+        elif not value:
+            self.problems.append(f"{key!r} must not be empty")
+        elif pattern and not re.fullmatch(pattern, value):
+            self.problems.append(f"{key!r} must be {meaning}, not {value!r}")
+
+    def choice(self, key: str, choices: Sequence[str]) -> None:
+        if key in self.model and self.model[key] not in choices:
+            self.problems.append(f"{key!r} must be one of {', '.join(choices)}, not {self.model[key]!r}")
+
+    def null(self, key: str, why: str) -> None:
+        if key in self.model and self.model[key] is not None:
+            self.problems.append(f"{key!r} must be null ({why}), not {self.model[key]!r}")
+
+    def integer(self, key: str, minimum: int) -> None:
+        if key in self.model:
+            value = self.model[key]
+            if not _is_int(value) or value < minimum:
+                self.problems.append(f"{key!r} must be an integer >= {minimum}, not {value!r}")
+
+    def number(self, key: str, minimum: float) -> None:
+        if key in self.model:
+            value = self.model[key]
+            if not _is_number(value) or value < minimum:
+                self.problems.append(f"{key!r} must be a number >= {minimum}, not {value!r}")
+
+
+def _check_labels(model: dict, problems: list[str]) -> None:
+    labels = model.get("labels")
+    if "labels" not in model:
+        return
+    if not isinstance(labels, dict) or not labels:
+        problems.append("'labels' must be a non-empty object mapping label values to names, "
+                        f"not {labels!r}")
+        return
+    for value, name in labels.items():
+        if not re.fullmatch(LABEL_VALUE_PATTERN, value):
+            problems.append(f"label value {value!r} must be a whole number from 1 to 99999 "
+                            "written as a string (0 is the background)")
+        if not isinstance(name, str) or not name:
+            problems.append(f"label {value!r} must have a non-empty name, not {name!r}")
+
+
+def _check_input(model: dict, problems: list[str]) -> None:
+    if "input" not in model:
+        return
+    spec = model["input"]
+    if not isinstance(spec, dict):
+        problems.append(f"'input' must be an object, not {_kind(spec)}")
+        return
+    problems += [f"unknown field 'input.{key}'" for key in spec if key not in ("modality", "spacing_mm")]
+    problems += [f"missing field 'input.{key}'" for key in ("modality", "spacing_mm") if key not in spec]
+    modality = spec.get("modality")
+    if "modality" in spec:
+        if (not isinstance(modality, list) or not modality
+                or not all(isinstance(m, str) and re.fullmatch(MODALITY_PATTERN, m) for m in modality)):
+            problems.append("'input.modality' must be a non-empty list of upper-case modality "
+                            f"codes such as \"CT\" or \"MR\", not {modality!r}")
+        elif len(set(modality)) != len(modality):
+            problems.append(f"'input.modality' lists a modality twice: {modality!r}")
+    spacing = spec.get("spacing_mm")
+    if spacing is not None and not (isinstance(spacing, list) and len(spacing) == 3
+                                    and all(_is_number(s) and s > 0 for s in spacing)):
+        problems.append(f"'input.spacing_mm' must be null or three positive numbers, not {spacing!r}")
+
+
+def _entry(model: dict, source: str) -> ModelEntry:
+    spec = model["input"]
+    spacing = spec["spacing_mm"]
+    return ModelEntry(
+        id=model["id"], workflow=model["workflow"], framework=model["framework"],
+        url=model["url"], size_bytes=int(model["size_bytes"]), sha256=model["sha256"],
+        licence=model["licence"],
+        labels={int(value): name for value, name in model["labels"].items()},
+        input=ModelInput(tuple(spec["modality"]),
+                         None if spacing is None else (float(spacing[0]), float(spacing[1]), float(spacing[2]))),
+        min_gpu_memory_gb=float(model["min_gpu_memory_gb"]), description=model["description"],
+        source=source)
+
+
+def _url_filename(url: str) -> Optional[str]:
+    """Last part of the URL's path, which names the file in the cache; None if unusable."""
+    name = posixpath.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+    if not name or name.startswith(".") or "\\" in name or "\0" in name:
+        return None
+    return name
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")

@@ -1,0 +1,63 @@
+"""A worker job as a module Logic hands it to a GUI: poll, cancel, then finish in the scene.
+
+The Logic submits the work and says what to do with the result (write a segment, a
+curve...). The widget polls from a timer and never waits; a worker that dies shows up
+as a finished, failed status, and ``finish`` raises the error that explains it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Generic, Optional, TypeVar
+
+from ..errors import Cancelled, SegForgeError
+from ..progress import ProgressCallback
+from .client import JobResult, JobStatus, RemoteJob
+from .jobs import FAILED
+
+T = TypeVar("T")
+
+
+class ModuleJob(Generic[T]):
+    """A running worker job and the step that turns its result into scene nodes."""
+
+    def __init__(self, remote: RemoteJob, finish: Callable[[JobResult], T]) -> None:
+        self.remote = remote
+        self._finish = finish
+        self._error: Optional[SegForgeError] = None
+        self._status = JobStatus(remote.id, "queued", 0.0, "Submitted")
+
+    def poll(self) -> JobStatus:
+        """The latest status; never raises (a lost worker is a failed status)."""
+        if self._error is None and not self._status.finished:
+            try:
+                self._status = self.remote.poll()
+            except SegForgeError as error:
+                self._error = error
+                self._status = JobStatus(self.remote.id, FAILED, self._status.fraction, error.message)
+        return self._status
+
+    def cancel(self) -> None:
+        """Ask the worker to stop; the next poll shows 'cancelled' within about a second."""
+        if self._error is None and not self._status.finished:
+            try:
+                self._status = self.remote.cancel()
+            except SegForgeError as error:
+                self._error = error
+
+    def finish(self) -> T:
+        """Collect the result and write it into the scene; raises what went wrong."""
+        if self._error is not None:
+            raise self._error
+        return self._finish(self.remote.result())
+
+    def wait(self, progress: Optional[ProgressCallback] = None, interval_s: float = 0.1) -> T:
+        """Block until done (for scripts and the Python console), then finish."""
+        while not (status := self.poll()).finished:
+            if progress is not None:
+                try:
+                    progress(status.fraction, status.message)
+                except Cancelled:
+                    self.cancel()
+                    raise
+            time.sleep(interval_s)
+        return self.finish()
