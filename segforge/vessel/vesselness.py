@@ -46,6 +46,12 @@ class VesselMaskParameters:
             raise InputError("The vesselness threshold is invalid", f"it is {self.threshold}",
                              "use a value from 0 up to (not including) 1")
 
+    @classmethod
+    def for_cta(cls) -> "VesselMaskParameters":
+        """Contrast CT angiography: radii 1.5-12 mm (aorta included), lumen 150-700 HU."""
+        return cls(min_radius_mm=1.5, max_radius_mm=12.0, scales=4, bright_vessels=True, threshold=0.05,
+                   min_intensity=150.0, max_intensity=700.0)
+
     def radii_mm(self) -> list[float]:
         """Scales spread geometrically between the minimum and maximum radius."""
         if self.scales == 1:

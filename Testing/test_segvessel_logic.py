@@ -1,0 +1,159 @@
+"""SegVesselLogic end to end: a real MRML scene, a real worker subprocess, the real CTA."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import OBLIQUE, REPO
+from segforge.errors import Cancelled, InputError, WorkerDied
+from segforge.image import Image
+from segforge.image_io import read_image
+from segforge.mrml.segments import (SegmentSpec, mask_from_segment, new_segmentation_node, segment_ids_by_name,
+                                    write_label_segments)
+from segforge.mrml.volumes import image_from_volume_node, volume_node_from_image
+from segforge.vessel import VesselMaskParameters, vessel_mask
+from segforge.worker import WorkerClient
+
+sys.path.insert(0, str(REPO / "SegVessel"))
+from SegVesselLib import SegVesselLogic  # noqa: E402
+
+SAMPLE = REPO / "Resources" / "SampleData" / "ts_thoracic_cta_aorta"
+BRANCHES = ("brachiocephalic_trunk", "common_carotid_artery_left", "subclavian_artery_left")
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with WorkerClient() as client:
+        yield client
+
+
+@pytest.fixture
+def logic(worker):
+    return SegVesselLogic(worker)
+
+
+def small_tube_image() -> Image:
+    k, j, i = np.indices((24, 28, 32))
+    array = np.where(np.hypot(k - 12, j - 14) <= 3, 400, 0).astype(np.int16)
+    return Image(array, (0.8, 0.9, 1.7), (-12.5, 30.0, 101.0), OBLIQUE)
+
+
+def all_segment_masks(segmentation, reference) -> dict:
+    return {segment_id: mask_from_segment(segmentation, segment_id, reference).array
+            for segment_id in segmentation.GetSegmentation().GetSegmentIDs()}
+
+
+def test_cta_vessels_land_on_the_vessels(mrml_scene, logic):
+    cta = read_image(SAMPLE / "cta_thorax_1p5mm.nii.gz")
+    volume = volume_node_from_image(cta, "CTA")
+    parameters = VesselMaskParameters.for_cta()
+    fractions = []
+    segmentation = logic.segment_vessels(volume, parameters=parameters,
+                                         progress=lambda f, m: fractions.append(f))
+    assert fractions and fractions == sorted(fractions)
+    segment_id = segment_ids_by_name(segmentation)["Vessels"][0]
+    mask = mask_from_segment(segmentation, segment_id, volume).array > 0
+    # Exactly the engine's answer, voxel for voxel, on the CTA's grid...
+    np.testing.assert_array_equal(mask, vessel_mask(cta, parameters).array > 0)
+    # ...which lies on the vessels: the aorta and its branches are found, and a mask shifted
+    # by 3 voxels along any axis would cover clearly less of the small branches.
+    aorta = read_image(SAMPLE / "pred_aorta.nii.gz").array > 0
+    branches = np.any([read_image(SAMPLE / f"pred_{n}.nii.gz").array > 0 for n in BRANCHES], axis=0)
+    recall = (mask & branches).sum() / branches.sum()
+    assert (mask & aorta).sum() / aorta.sum() > 0.4
+    assert recall > 0.4
+    for axis in range(3):
+        for shift in (-3, 3):
+            shifted = np.roll(mask, shift, axis=axis)
+            assert (shifted & branches).sum() / branches.sum() < 0.9 * recall
+    assert np.percentile(cta.array[mask], 5) >= 150  # contrast-filled lumen, not bone or fat
+
+
+def test_oblique_volume_mask_is_exact_on_its_grid(mrml_scene, logic):
+    image = small_tube_image()
+    volume = volume_node_from_image(image, "Oblique tube")
+    parameters = VesselMaskParameters(1.5, 3.0, 2, threshold=0.2)
+    segmentation = logic.segment_vessels(volume, parameters=parameters)
+    segment_id = segment_ids_by_name(segmentation)["Vessels"][0]
+    on_grid = mask_from_segment(segmentation, segment_id, image_from_volume_node(volume))
+    assert on_grid.same_grid(image)
+    np.testing.assert_array_equal(on_grid.array > 0, vessel_mask(image, parameters).array > 0)
+    assert on_grid.array.any()
+
+
+def test_user_segments_are_never_overwritten_without_asking(mrml_scene, logic):
+    image = small_tube_image()
+    volume = volume_node_from_image(image, "Tube")
+    segmentation = new_segmentation_node(volume, "Mine")
+    user = np.zeros(image.array.shape, np.uint8)
+    user[2:10, 3:20, 4:30] = 1
+    write_label_segments(segmentation, image.with_array(user), [SegmentSpec(1, "Liver")])
+    write_label_segments(segmentation, image.with_array(user), [SegmentSpec(1, "Vessels")])
+    before = all_segment_masks(segmentation, volume)
+    with pytest.raises(InputError, match="already exists"):
+        logic.start_vessel_mask(volume, segmentation, VesselMaskParameters(1.5, 3.0, 2, threshold=0.2))
+    after = all_segment_masks(segmentation, volume)
+    assert after.keys() == before.keys()
+    for segment_id, mask in before.items():
+        np.testing.assert_array_equal(after[segment_id], mask)
+    logic.segment_vessels(volume, segmentation, VesselMaskParameters(1.5, 3.0, 2, threshold=0.2),
+                          on_existing="rename")
+    names = segment_ids_by_name(segmentation)
+    assert set(names) == {"Liver", "Vessels", "Vessels 2"}
+    liver = mask_from_segment(segmentation, names["Liver"][0], volume).array
+    np.testing.assert_array_equal(liver > 0, user > 0)
+    logic.segment_vessels(volume, segmentation, VesselMaskParameters(1.5, 3.0, 2, threshold=0.2),
+                          on_existing="replace")
+    replaced = mask_from_segment(segmentation, names["Vessels"][0], volume).array
+    assert not np.array_equal(replaced > 0, user > 0)
+    np.testing.assert_array_equal(mask_from_segment(segmentation, names["Liver"][0], volume).array > 0, user > 0)
+
+
+def test_cancel_leaves_the_scene_untouched(mrml_scene, logic):
+    big = Image(np.random.default_rng(3).normal(0, 100, (150, 150, 150)).astype(np.float32))
+    volume = volume_node_from_image(big, "Noise")
+    segmentation = new_segmentation_node(volume, "Target")
+    job = logic.start_vessel_mask(volume, segmentation, VesselMaskParameters(1.0, 8.0, 12))
+    while job.poll().fraction == 0:
+        time.sleep(0.05)
+    job.cancel()
+    deadline = time.monotonic() + 1.0
+    while not job.poll().finished:
+        assert time.monotonic() < deadline, "cancel took more than a second"
+        time.sleep(0.02)
+    assert job.poll().state == "cancelled"
+    with pytest.raises(Cancelled):
+        job.finish()
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 0
+
+
+def test_dead_worker_is_a_failed_job_with_a_reason(mrml_scene):
+    import os
+    import signal
+
+    with WorkerClient() as client:
+        logic = SegVesselLogic(client)
+        big = Image(np.random.default_rng(4).normal(0, 100, (150, 150, 150)).astype(np.float32))
+        volume = volume_node_from_image(big, "Noise")
+        job = logic.start_vessel_mask(volume, parameters=VesselMaskParameters(1.0, 8.0, 12))
+        while job.poll().fraction == 0:
+            time.sleep(0.05)
+        os.kill(client.pid, signal.SIGKILL)
+        while not (status := job.poll()).finished:
+            time.sleep(0.05)
+        assert status.state == "failed" and "stopped" in status.message
+        with pytest.raises(WorkerDied):
+            job.finish()
+        # The next job simply works, on a fresh worker.
+        segmentation = logic.segment_vessels(volume_node_from_image(small_tube_image(), "Tube"),
+                                             parameters=VesselMaskParameters(1.5, 3.0, 2, threshold=0.2))
+        assert segment_ids_by_name(segmentation)["Vessels"]
+
+
+def test_no_volume_is_a_clear_error(mrml_scene, logic):
+    with pytest.raises(InputError, match="No input volume"):
+        logic.start_vessel_mask(None)
