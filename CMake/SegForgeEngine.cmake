@@ -1,0 +1,99 @@
+#-----------------------------------------------------------------------------
+# The SegForge engine (the pure-Python package `segforge/`) inside the Slicer extension.
+#
+# Included from the top-level CMakeLists.txt after `include(${Slicer_USE_FILE})`.
+#
+# The package is copied next to the scripted modules (Slicer_QTSCRIPTEDMODULES_LIB_DIR).
+# Slicer puts that folder on sys.path for the modules, so `import segforge` works in
+# Slicer's Python; a worker started with PythonSlicer gets the same folder on its
+# PYTHONPATH from whoever starts it (the folder that holds segforge/).
+#
+# Every file is listed by hand, never globbed: Testing/test_packaging.py fails when a
+# file under segforge/ (or a model catalog under Resources/Models/) is missing here,
+# so the extension cannot silently ship without it.
+#-----------------------------------------------------------------------------
+
+get_filename_component(_segforge_source_dir "${CMAKE_CURRENT_LIST_DIR}/.." REALPATH)
+
+# Every segforge/**/*.py, relative to the repository root.
+set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
+  segforge/__init__.py
+  segforge/catalog/__init__.py
+  segforge/catalog/cache.py
+  segforge/catalog/catalog.py
+  segforge/catalog/download.py
+  segforge/cli/__init__.py
+  segforge/cli/main.py
+  segforge/cli/models_cmd.py
+  segforge/cli/progress_bar.py
+  segforge/cli/serve_cmd.py
+  segforge/cli/vessel_cmd.py
+  segforge/errors.py
+  segforge/image.py
+  segforge/image_io.py
+  segforge/mrml/__init__.py
+  segforge/mrml/convert.py
+  segforge/mrml/markups.py
+  segforge/mrml/models.py
+  segforge/mrml/python_dependencies.py
+  segforge/mrml/scene.py
+  segforge/mrml/segments.py
+  segforge/mrml/storage.py
+  segforge/mrml/tables.py
+  segforge/mrml/transforms.py
+  segforge/mrml/volumes.py
+  segforge/progress.py
+  segforge/resources.py
+  segforge/snapshot.py
+  segforge/vessel/__init__.py
+  segforge/vessel/vesselness.py
+  segforge/worker/__init__.py
+  segforge/worker/client.py
+  segforge/worker/crop.py
+  segforge/worker/jobs.py
+  segforge/worker/models_cache.py
+  segforge/worker/module_job.py
+  segforge/worker/protocol.py
+  segforge/worker/server.py
+  segforge/worker/tasks.py
+  segforge/worker/torchscript.py
+  )
+
+# Data files the engine reads through segforge.resources.resource_path(), relative to the
+# repository root. Each Resources/<path> is installed as segforge/resources/<path>, the
+# place resource_path() looks in an installed engine (a wheel does the same, see pyproject.toml).
+set(SEGFORGE_ENGINE_RESOURCES
+  Resources/Models/catalog.json
+  Resources/Models/catalog.schema.json
+  Resources/requirements.txt
+  )
+
+#-----------------------------------------------------------------------------
+# Python sources: copied into the build tree (so Slicer can run from it), byte-compiled,
+# and installed with the rest of the scripted modules.
+ctkMacroCompilePythonScript(
+  TARGET_NAME SegForgeEngine
+  SCRIPTS "${SEGFORGE_ENGINE_PYTHON_SCRIPTS}"
+  SOURCE_DIR ${_segforge_source_dir}
+  DESTINATION_DIR ${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}
+  INSTALL_DIR ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}
+  NO_INSTALL_SUBDIR
+  )
+
+#-----------------------------------------------------------------------------
+# Data files: Resources/<path> -> segforge/resources/<path>, in the build tree and installed.
+foreach(_segforge_resource IN LISTS SEGFORGE_ENGINE_RESOURCES)
+  file(RELATIVE_PATH _segforge_relative "${_segforge_source_dir}/Resources"
+    "${_segforge_source_dir}/${_segforge_resource}")
+  get_filename_component(_segforge_relative_dir "${_segforge_relative}" DIRECTORY)
+  configure_file(
+    "${_segforge_source_dir}/${_segforge_resource}"
+    "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/segforge/resources/${_segforge_relative}"
+    COPYONLY
+    )
+  install(
+    FILES "${_segforge_source_dir}/${_segforge_resource}"
+    DESTINATION "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/segforge/resources/${_segforge_relative_dir}"
+    COMPONENT RuntimeLibraries
+    )
+endforeach()

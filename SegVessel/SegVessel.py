@@ -1,0 +1,447 @@
+"""SegVessel: a vessel tree from a CTA or MRA volume (module, widget and self-test).
+
+Thin by design: the widget reads its parameter node, starts a job through
+:class:`SegVesselLib.SegVesselLogic` and polls it from a timer, so Slicer never freezes and
+Cancel always works. No algorithm lives here; the Logic (importable without Qt) is also the
+scripting API for the Python console.
+"""
+import logging
+import traceback
+from typing import Annotated, Optional
+
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from segforge.errors import Cancelled, SegForgeError
+from SegVesselLib import SegVesselLogic
+
+#: Packages of Resources/requirements.txt this module's jobs need (besides what Slicer bundles).
+#: The vessel mask runs on SimpleITK and numpy, which Slicer ships, so none today; add a name
+#: here (e.g. "monai") when a model-based vessel workflow arrives, and the user is asked to
+#: install it before the first run.
+REQUIRED_PACKAGES = ()
+
+#: How often the widget asks the running job for progress, in milliseconds.
+POLL_INTERVAL_MS = 200
+
+
+#
+# SegVessel
+#
+
+
+class SegVessel(ScriptedLoadableModule):
+    """Module description shown in Slicer's module list and help panel."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("SegVessel")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SegForge developers"]
+        self.parent.helpText = _("""
+Segments the vessel tree of a CTA or MRA volume into a segment of a segmentation node.
+Multi-scale vesselness (radii in millimetres, so anisotropic and oblique volumes need no
+resampling) followed by a relative threshold. The job runs in a background worker: Slicer stays
+responsive and Cancel stops it. For scripting, use <code>SegVesselLib.SegVesselLogic</code>.
+See the <a href="https://github.com/SegForge/SlicerSegForge#segvessel">module documentation</a>.
+""")
+        self.parent.acknowledgementText = _("""
+Developed by the SegForge developers. Built on 3D Slicer, SimpleITK and numpy; module layout
+after Slicer's scripted-module template by Jean-Christophe Fillion-Robin (Kitware), Andras Lasso
+(PerkLab) and Steve Pieper (Isomics).
+""")
+
+
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class SegVesselParameterNode:
+    """What the user chose, saved with the scene. Defaults match ``VesselMaskParameters``.
+
+    inputVolume - the CTA / MRA volume.
+    outputSegmentation - where the vessel segment goes; None creates a new segmentation.
+    segmentName - the name of the vessel segment.
+    minRadiusMm, maxRadiusMm, scales, brightVessels, threshold - ``VesselMaskParameters``.
+    limitIntensity, minIntensity, maxIntensity - an optional intensity window.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    segmentName: str = "Vessels"
+    minRadiusMm: Annotated[float, WithinRange(0.05, 50.0)] = 1.0
+    maxRadiusMm: Annotated[float, WithinRange(0.05, 50.0)] = 4.0
+    scales: Annotated[int, WithinRange(1, 20)] = 3
+    brightVessels: bool = True
+    threshold: Annotated[float, WithinRange(0.0, 0.99)] = 0.1
+    limitIntensity: bool = False
+    minIntensity: Annotated[float, WithinRange(-100000.0, 100000.0)] = 150.0
+    maxIntensity: Annotated[float, WithinRange(-100000.0, 100000.0)] = 700.0
+
+
+def getParameterNode() -> SegVesselParameterNode:
+    """The scene's SegVessel parameter node (created on first use).
+
+    The Logic in SegVesselLib stays free of Qt, so it cannot derive from
+    ScriptedLoadableModuleLogic; that class's parameter-node lookup is used here instead.
+    """
+    finder = ScriptedLoadableModuleLogic()
+    finder.moduleName = "SegVessel"
+    return SegVesselParameterNode(finder.getParameterNode())
+
+
+#
+# SegVesselWidget
+#
+
+
+class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: parameters, Apply, Cancel and a progress bar."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)  # needed for parameter node observation
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._cancelRequested = False
+        self._pollTimer = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegVessel.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+
+        # The .ui connects mrmlSceneChanged(vtkMRMLScene*) to each MRML widget's setMRMLScene.
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = SegVesselLogic()
+
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_INTERVAL_MS)
+        self._pollTimer.connect("timeout()", self._onPollTimer)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+
+        self._showIdle("")
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
+        if self._pollTimer is not None:
+            self._pollTimer.stop()
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        # A running job goes on (and keeps being polled) while the user is in another module.
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        # The nodes a running job would write into are about to go away.
+        if self._job is not None:
+            self.onCancelButton()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+
+    def setParameterNode(self, inputParameterNode: Optional[SegVesselParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Each widget of the .ui with a "SlicerParameterName" property is tied to that parameter.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        running = self._job is not None
+        self.ui.minIntensitySpinBox.enabled = bool(p and p.limitIntensity)
+        self.ui.maxIntensitySpinBox.enabled = bool(p and p.limitIntensity)
+        if running:
+            reason = _("A vessel job is running")
+        elif not p or not p.inputVolume:
+            reason = _("Select an input volume")
+        elif not p.segmentName.strip():
+            reason = _("Enter a segment name")
+        elif p.minRadiusMm > p.maxRadiusMm:
+            reason = _("The smallest radius must not exceed the largest")
+        elif p.limitIntensity and p.minIntensity >= p.maxIntensity:
+            reason = _("The minimum intensity must be below the maximum")
+        else:
+            reason = ""
+        self.ui.applyButton.enabled = not reason
+        self.ui.applyButton.toolTip = reason or _("Find the vessels in the input volume.")
+
+    # -- running a job --------------------------------------------------------------------
+
+    def onApplyButton(self) -> None:
+        """Start the vessel job; the timer takes it from there."""
+        if self._job is not None or not self._parameterNode:
+            return
+        p = self._parameterNode
+        if not self._ensurePythonDependencies():
+            return
+        onExisting = self._askOnExistingSegment(p.outputSegmentation, p.segmentName.strip())
+        if onExisting is None:
+            return
+        try:
+            from segforge.vessel import VesselMaskParameters
+
+            parameters = VesselMaskParameters(
+                min_radius_mm=p.minRadiusMm,
+                max_radius_mm=p.maxRadiusMm,
+                scales=p.scales,
+                bright_vessels=p.brightVessels,
+                threshold=p.threshold,
+                min_intensity=p.minIntensity if p.limitIntensity else None,
+                max_intensity=p.maxIntensity if p.limitIntensity else None,
+            )
+            self._job = self.logic.start_vessel_mask(
+                p.inputVolume,
+                segmentation_node=p.outputSegmentation,
+                parameters=parameters,
+                segment_name=p.segmentName.strip(),
+                on_existing=onExisting,
+            )
+        except Exception as error:
+            self._showError(_("Could not start the vessel segmentation."), error)
+            return
+        self._cancelRequested = False
+        self._showRunning(0.0, _("Starting"))
+        self._pollTimer.start()
+
+    def onCancelButton(self) -> None:
+        if self._job is None or self._cancelRequested:
+            return
+        self._cancelRequested = True
+        self.ui.cancelButton.enabled = False
+        self.ui.statusLabel.text = _("Cancelling...")
+        try:
+            self._job.cancel()
+        except Exception as error:  # the worker may already be gone; finish() will say so
+            logging.warning("SegVessel: cancel failed: %s", error)
+
+    def _onPollTimer(self) -> None:
+        job = self._job
+        if job is None:
+            self._pollTimer.stop()
+            return
+        try:
+            status = job.poll()
+        except Exception as error:
+            self._pollTimer.stop()
+            self._job = None
+            self._showIdle(_("Failed"))
+            self._showError(_("Lost track of the vessel job."), error)
+            return
+        if not status.finished:
+            self._showRunning(status.fraction, status.message)
+            return
+
+        self._pollTimer.stop()
+        self._job = None
+        try:
+            segmentationNode = job.finish()
+        except Cancelled:
+            self._showIdle(_("Cancelled. Nothing was written."))
+            return
+        except Exception as error:
+            self._showIdle(_("Failed"))
+            self._showError(_("Vessel segmentation failed."), error)
+            return
+        if self._parameterNode and segmentationNode is not None:
+            self._parameterNode.outputSegmentation = segmentationNode
+        self._showIdle(_("Done: the vessels are in {node}.").format(
+            node=segmentationNode.GetName() if segmentationNode is not None else _("the segmentation")))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _ensurePythonDependencies(self) -> bool:
+        """Install what the job needs on first use, after asking; False when it cannot run."""
+        if not REQUIRED_PACKAGES:
+            return True
+        from segforge.mrml import python_dependencies
+
+        try:
+            if python_dependencies.ensure_python_dependencies("SegVessel", names=REQUIRED_PACKAGES):
+                return True
+        except Exception as error:
+            self._showError(_("Could not install the Python packages SegVessel needs."), error)
+            return False
+        missing = python_dependencies.missing_requirements(
+            [r for r in python_dependencies.read_requirements()
+             if python_dependencies.requirement_name(r) in REQUIRED_PACKAGES])
+        slicer.util.warningDisplay(
+            _("SegVessel cannot run without these Python packages: {packages}").format(packages=", ".join(missing)))
+        return False
+
+    def _askOnExistingSegment(self, segmentationNode, segmentName: str) -> Optional[str]:
+        """"error" when no segment has that name, else "replace" / "rename" as the user says; None = cancel."""
+        if segmentationNode is None or not segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(segmentName):
+            return "error"
+        if slicer.app.testingEnabled():
+            return "rename"  # no dialog in self-tests; keeping both never destroys anything
+        box = qt.QMessageBox(slicer.util.mainWindow())
+        box.setIcon(qt.QMessageBox.Question)
+        box.setWindowTitle(_("SegVessel"))
+        box.setText(_("The segmentation \"{node}\" already has a segment \"{name}\".").format(
+            node=segmentationNode.GetName(), name=segmentName))
+        box.setInformativeText(_("Replace it with the new result, or keep both (the new segment gets another name)?"))
+        replaceButton = box.addButton(_("Replace"), qt.QMessageBox.DestructiveRole)
+        keepButton = box.addButton(_("Keep both"), qt.QMessageBox.AcceptRole)
+        box.addButton(qt.QMessageBox.Cancel)
+        box.setDefaultButton(keepButton)
+        box.exec_()
+        clicked = box.clickedButton()
+        if clicked == replaceButton:
+            return "replace"
+        if clicked == keepButton:
+            return "rename"
+        return None
+
+    def _showRunning(self, fraction: float, message: str) -> None:
+        self.ui.applyButton.enabled = False
+        self.ui.cancelButton.enabled = not self._cancelRequested
+        self.ui.progressBar.value = int(round(100 * min(max(float(fraction), 0.0), 1.0)))
+        if not self._cancelRequested:
+            self.ui.statusLabel.text = message
+
+    def _showIdle(self, message: str) -> None:
+        self._cancelRequested = False
+        self.ui.cancelButton.enabled = False
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = message
+        self._checkCanApply()
+
+    @staticmethod
+    def _showError(context: str, error: Exception) -> None:
+        if isinstance(error, SegForgeError):
+            logging.error("SegVessel: %s", error.message)
+            slicer.util.errorDisplay(error.message)
+        else:
+            logging.error("SegVessel: %s\n%s", context, traceback.format_exc())
+            slicer.util.errorDisplay(f"{context}\n\n{error}", detailedText=traceback.format_exc())
+
+
+#
+# SegVesselTest
+#
+
+
+class SegVesselTest(ScriptedLoadableModuleTest):
+    """Self-test run by ctest and from the module's Reload & Test button.
+
+    It runs the real engine through the Logic on a synthetic tube of known radius.
+    """
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_SegVessel_tube()
+        self.setUp()
+        self.test_SegVessel_cancel()
+
+    def _tubeVolume(self, size=48, radius=2.5):
+        """A bright tube along the volume's slowest axis, on 0.8 mm anisotropic voxels."""
+        import numpy as np
+
+        k, j, i = np.mgrid[0:size, 0:size, 0:size]
+        spacing = (0.8, 0.8, 1.0)  # i, j, k in mm
+        distance = np.hypot((i - size / 2) * spacing[0], (j - size / 2) * spacing[1])
+        array = np.where(distance <= radius, 400.0, 0.0) + np.random.default_rng(0).normal(0.0, 10.0, distance.shape)
+        volumeNode = slicer.util.addVolumeFromArray(array.astype(np.float32), name="SegVesselTestTube")
+        volumeNode.SetSpacing(*spacing)
+        return volumeNode, distance
+
+    def test_SegVessel_tube(self):
+        from segforge.vessel import VesselMaskParameters
+
+        self.delayDisplay("Segmenting a synthetic tube")
+        volumeNode, distance = self._tubeVolume()
+        logic = SegVesselLogic()
+        segmentationNode = logic.segment_vessels(
+            volumeNode, parameters=VesselMaskParameters(min_radius_mm=1.0, max_radius_mm=4.0),
+            segment_name="Vessels")
+        self.assertIsNotNone(segmentationNode)
+        segmentId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName("Vessels")
+        self.assertTrue(segmentId, "no segment named Vessels")
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode) > 0
+        core = distance <= 1.5
+        far = distance >= 8.0
+        self.assertGreater(mask[core].mean(), 0.8, "the tube's core is not segmented")
+        self.assertLess(mask[far].mean(), 0.02, "background far from the tube is segmented")
+
+        # Running again with "error" must refuse to touch the existing segment.
+        with self.assertRaises(SegForgeError):
+            logic.segment_vessels(volumeNode, segmentation_node=segmentationNode,
+                                  parameters=VesselMaskParameters(), segment_name="Vessels", on_existing="error")
+        self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 1)
+        self.delayDisplay("Test passed")
+
+    def test_SegVessel_cancel(self):
+        import time
+        from segforge.vessel import VesselMaskParameters
+
+        self.delayDisplay("Cancelling a running job")
+        volumeNode, _distance = self._tubeVolume(size=96)
+        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        logic = SegVesselLogic()
+        job = logic.start_vessel_mask(volumeNode, segmentation_node=segmentationNode,
+                                      parameters=VesselMaskParameters(scales=6), segment_name="Vessels")
+        job.cancel()
+        deadline = time.monotonic() + 30.0
+        while not job.poll().finished:
+            self.assertLess(time.monotonic(), deadline, "cancel did not finish the job within 30 s")
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        with self.assertRaises(SegForgeError):
+            job.finish()
+        self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 0,
+                         "a cancelled job wrote into the segmentation")
+        self.delayDisplay("Test passed")
