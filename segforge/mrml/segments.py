@@ -1,0 +1,364 @@
+"""Label arrays <-> named segments of a segmentation node, never touching the user's other segments.
+
+The engine returns label arrays on the grid of the image it segmented; the user sees
+segments with names, colours and terminology. Writing is done one segment at a time with
+Slicer's own ``SetBinaryLabelmapToSegment`` in replace mode, which moves the written
+segment to its own layer when it would overlap a segment sharing its labelmap layer, so
+no other segment ever loses a voxel. Segments whose names collide with the user's follow
+an explicit policy (``on_existing``), checked before anything is written.
+
+Empty masks: a spec whose label does not occur in the array still gets its segment,
+created empty (Slicer keeps empty segments, also in .seg.nrrd files), so a caller who asked
+for "Aorta" always finds it and an empty result of an interactive edit clears the
+segment. ``skip_empty=True`` leaves such specs out instead (for many-structure models
+where most structures are absent).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Sequence, Union
+
+import numpy as np
+import slicer
+import vtk
+
+from ..errors import InputError, SegForgeError
+from ..image import Image
+from .convert import array_on_extent, oriented_image, oriented_image_geometry
+from .scene import get_scene
+from .transforms import node_to_world
+from .volumes import volume_grid
+
+logger = logging.getLogger(__name__)
+
+OnExisting = Literal["error", "replace", "rename"]
+#: An image, or a volume node whose world grid is meant.
+Reference = Union[Image, Any]
+
+BINARY_LABELMAP = "Binary labelmap"
+CLOSED_SURFACE = "Closed surface"
+#: Slicer's default terminology contexts (what the Segment Editor writes).
+GENERAL_ANATOMY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+ANATOMIC_REGION_CONTEXT = "Anatomic codes - DICOM master list"
+#: A coded concept: (coding scheme designator, code value, code meaning), e.g. ("SCT", "15825003", "Aorta").
+Code = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """What one label value of a label array becomes: a named, coloured segment.
+
+    ``color`` is RGB in 0..1; ``terminology`` is a serialized Slicer terminology entry
+    (see :func:`terminology_entry`) or None.
+    """
+
+    label: int
+    name: str
+    color: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    terminology: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if int(self.label) != self.label or self.label <= 0:
+            raise ValueError(f"segment label must be a positive integer, got {self.label!r}")
+        if not self.name.strip():
+            raise ValueError("segment name must not be empty")
+        color = tuple(float(c) for c in self.color)
+        if len(color) != 3 or not all(0.0 <= c <= 1.0 for c in color):
+            raise ValueError(f"segment color must be three values in 0..1, got {self.color!r}")
+        object.__setattr__(self, "label", int(self.label))
+        object.__setattr__(self, "color", color)
+
+
+def terminology_entry(category: Code, type_: Code, *, type_modifier: Optional[Code] = None,
+                      region: Optional[Code] = None, region_modifier: Optional[Code] = None,
+                      context: str = GENERAL_ANATOMY_CONTEXT,
+                      region_context: str = ANATOMIC_REGION_CONTEXT) -> str:
+    """Serialize a terminology entry the way Slicer stores it in a segment's tag.
+
+    Example: ``terminology_entry(("SCT", "123037004", "Anatomical Structure"),
+    ("SCT", "15825003", "Aorta"))``.
+    """
+    def parts(code: Optional[Code]) -> list[str]:
+        scheme, value, meaning = code or ("", "", "")
+        return [value, scheme, meaning]
+
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
+        context, *parts(category), *parts(type_), *parts(type_modifier),
+        region_context, *parts(region), *parts(region_modifier))
+
+
+def new_segmentation_node(reference: Reference, name: str = "Segmentation",
+                          scene: Optional[Any] = None) -> Any:
+    """A new segmentation node whose labelmaps use the reference's grid (and shows in 2D and 3D)."""
+    scene = scene or get_scene()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+    node.CreateDefaultDisplayNodes()
+    grid = _grid(reference)
+    geometry = oriented_image_geometry(grid.array.shape, grid.ijk_to_ras())
+    node.GetSegmentation().SetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName(),
+        slicer.vtkSegmentationConverter.SerializeImageGeometry(geometry))
+    if not isinstance(reference, Image):
+        node.SetNodeReferenceID(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole(),
+                                reference.GetID())
+    return node
+
+
+def write_label_segments(segmentation_node: Any, labels: Union[Image, np.ndarray],
+                         specs: Sequence[SegmentSpec], *, reference: Optional[Reference] = None,
+                         on_existing: OnExisting = "error", skip_empty: bool = False) -> list[str]:
+    """Write each spec's label of ``labels`` as a segment; return the segment IDs in spec order.
+
+    ``labels`` is an :class:`Image`, or an array on the grid of ``reference``. A spec whose
+    name is already a segment's name: ``"error"`` raises InputError before anything is
+    written; ``"replace"`` replaces that segment's voxels and colour, and its terminology
+    when the spec has one (its ID stays); ``"rename"`` adds a new segment named "<name> 2" (or 3...). Segments not
+    named by a spec are never touched.
+    """
+    label_image = _label_image(labels, reference)
+    _check_specs(specs)
+    _check_labelmap_source(segmentation_node)
+    targets = _resolve_targets(segmentation_node, specs, on_existing)
+    boxes = _label_boxes(label_image.array, [spec.label for spec in specs])
+    segmentation = segmentation_node.GetSegmentation()
+    segment_ids = []
+    for spec, (existing_id, name) in zip(specs, targets):
+        box = boxes.get(spec.label)
+        if box is None and skip_empty:
+            logger.info("label %d (%s) is absent: no segment written", spec.label, spec.name)
+            continue
+        segment_id = existing_id or segmentation.AddEmptySegment("", name, list(spec.color))
+        segment = segmentation.GetSegment(segment_id)
+        segment.SetColor(*spec.color)
+        # Chosen, not generated: Slicer must not rename or recolour them from their terminology.
+        segment.SetNameAutoGenerated(False)
+        segment.SetColorAutoGenerated(False)
+        if spec.terminology:
+            segment.SetTerminology(spec.terminology)
+        if box is None:
+            logger.warning("label %d (%s) is absent: segment '%s' is empty", spec.label, spec.name, name)
+            _write_cropped_mask(segmentation_node, segment_id, np.zeros((1, 1, 1), np.uint8), (0, 0, 0),
+                                label_image.ijk_to_ras())
+        else:
+            cropped = (label_image.array[box] == spec.label).astype(np.uint8)
+            offset = (box[2].start, box[1].start, box[0].start)
+            _write_cropped_mask(segmentation_node, segment_id, cropped, offset, label_image.ijk_to_ras())
+        segment_ids.append(segment_id)
+    return segment_ids
+
+
+def set_segment_mask(segmentation_node: Any, segment_id: str, mask: Image) -> None:
+    """Replace one existing segment's voxels by ``mask`` (non-zero = inside); nothing else changes."""
+    if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
+                         "it may have been deleted", "choose an existing segment, or add one first")
+    _check_labelmap_source(segmentation_node)
+    box = _label_boxes((mask.array != 0).view(np.uint8), [1]).get(1)
+    if box is None:
+        cropped, offset = np.zeros((1, 1, 1), np.uint8), (0, 0, 0)
+    else:
+        cropped = (mask.array[box] != 0).astype(np.uint8)
+        offset = (box[2].start, box[1].start, box[0].start)
+    _write_cropped_mask(segmentation_node, segment_id, cropped, offset, mask.ijk_to_ras())
+
+
+def mask_from_segment(segmentation_node: Any, segment_id: str, reference: Reference) -> Image:
+    """The segment as a uint8 0/1 image on the reference's (world) grid."""
+    grid = _grid(reference)
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
+                         "it may have been deleted", "choose an existing segment")
+    layer = _layer_on_grid(segmentation_node, segment_id, grid)
+    return grid.with_array((layer == segment.GetLabelValue()).view(np.uint8))
+
+
+def labels_from_segments(segmentation_node: Any, reference: Reference,
+                         segment_ids: Optional[Sequence[str]] = None) -> tuple[Image, list[SegmentSpec]]:
+    """Segments (default: all) as one label image on the reference grid, with their specs.
+
+    Labels are 1, 2... in ``segment_ids`` order; where segments overlap the later one wins.
+    """
+    grid = _grid(reference)
+    segmentation = segmentation_node.GetSegmentation()
+    if segment_ids is None:
+        segment_ids = list(segmentation.GetSegmentIDs())
+    dtype = np.uint8 if len(segment_ids) < 256 else np.uint16
+    labels = np.zeros(grid.array.shape, dtype)
+    specs = []
+    layers: dict[int, np.ndarray] = {}  # each shared layer is resampled once, not once per segment
+    for label, segment_id in enumerate(segment_ids, start=1):
+        segment = segmentation.GetSegment(segment_id)
+        if segment is None:
+            raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
+                             "it may have been deleted", "choose existing segments")
+        layer_index = segmentation.GetLayerIndex(segment_id)
+        if layer_index not in layers:
+            layers[layer_index] = _layer_on_grid(segmentation_node, segment_id, grid)
+        labels[layers[layer_index] == segment.GetLabelValue()] = label
+        specs.append(SegmentSpec(label, segment.GetName(), tuple(segment.GetColor()),
+                                 segment.GetTerminology() or None))
+    return grid.with_array(labels), specs
+
+
+def segment_ids_by_name(segmentation_node: Any) -> dict[str, list[str]]:
+    """Segment IDs under each segment name (names need not be unique in Slicer)."""
+    segmentation = segmentation_node.GetSegmentation()
+    result: dict[str, list[str]] = {}
+    for segment_id in segmentation.GetSegmentIDs():
+        result.setdefault(segmentation.GetSegment(segment_id).GetName(), []).append(segment_id)
+    return result
+
+
+def create_closed_surfaces(segmentation_node: Any) -> None:
+    """Make the 3D surface of every segment (shown in 3D views, exportable as models)."""
+    if not segmentation_node.CreateClosedSurfaceRepresentation():
+        raise SegForgeError(f"Could not make 3D surfaces for '{segmentation_node.GetName()}'",
+                            "the segmentation has no conversion path to a closed surface "
+                            "(headless: the Segmentations logic was given the scene after the node was made)",
+                            "create the scene with segforge.mrml.create_headless_slicer() before any node")
+
+
+def closed_surface(segmentation_node: Any, segment_id: str) -> vtk.vtkPolyData:
+    """A copy of a segment's closed surface, in the segmentation node's own RAS coordinates."""
+    polydata = vtk.vtkPolyData()
+    if not segmentation_node.GetClosedSurfaceRepresentation(segment_id, polydata):
+        raise SegForgeError(f"Segment '{segment_id}' has no closed surface",
+                            "closed surfaces have not been created", "call create_closed_surfaces first")
+    return polydata
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _grid(reference: Reference) -> Image:
+    return reference if isinstance(reference, Image) else volume_grid(reference)
+
+
+def _label_image(labels: Union[Image, np.ndarray], reference: Optional[Reference]) -> Image:
+    if isinstance(labels, Image):
+        if reference is not None and not labels.same_grid(_grid(reference)):
+            raise InputError("The label image is not on the reference image's grid",
+                             "their size, spacing, origin or direction differ",
+                             "resample the labels onto the reference first")
+        return labels
+    if reference is None:
+        raise ValueError("a label array needs a reference image or volume node for its geometry")
+    grid = _grid(reference)
+    if np.shape(labels) != grid.array.shape:
+        raise InputError("The label array does not fit the reference volume",
+                         f"its shape is {np.shape(labels)}, the volume's is {grid.array.shape}",
+                         "give labels computed on this volume's grid")
+    return grid.with_array(np.asarray(labels))
+
+
+def _check_specs(specs: Sequence[SegmentSpec]) -> None:
+    for what, values in (("label", [s.label for s in specs]), ("name", [s.name for s in specs])):
+        duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"segment specs repeat the {what}(s) {', '.join(duplicates)}")
+
+
+def _resolve_targets(node: Any, specs: Sequence[SegmentSpec],
+                     on_existing: OnExisting) -> list[tuple[Optional[str], str]]:
+    """(ID of the segment to replace or None for a new one, name) per spec; raises before any change."""
+    if on_existing not in ("error", "replace", "rename"):
+        raise ValueError(f"on_existing must be 'error', 'replace' or 'rename', not {on_existing!r}")
+    existing = segment_ids_by_name(node)
+    clashes = [spec.name for spec in specs if spec.name in existing]
+    if clashes and on_existing == "error":
+        raise InputError(
+            f"Segmentation '{node.GetName()}' already has segment(s) named {', '.join(clashes)}",
+            "SegForge does not overwrite existing segments unless asked",
+            "rename or delete those segments, choose another segmentation, "
+            "or choose to replace them or to keep both")
+    taken = set(existing) | {spec.name for spec in specs}
+    targets: list[tuple[Optional[str], str]] = []
+    for spec in specs:
+        if spec.name not in existing:
+            targets.append((None, spec.name))
+        elif on_existing == "replace":
+            if len(existing[spec.name]) > 1:
+                raise InputError(f"Segmentation '{node.GetName()}' has {len(existing[spec.name])} segments named "
+                                 f"'{spec.name}'", "it is unclear which one to replace",
+                                 "rename all but one of them")
+            targets.append((existing[spec.name][0], spec.name))
+        else:
+            number = 2
+            while f"{spec.name} {number}" in taken:
+                number += 1
+            taken.add(f"{spec.name} {number}")
+            targets.append((None, f"{spec.name} {number}"))
+    return targets
+
+
+def _label_boxes(array: np.ndarray, labels: Sequence[int]) -> dict[int, tuple[slice, slice, slice]]:
+    """Bounding box (as slices of ``array``) of each wanted label that occurs; one sort, no per-label pass."""
+    flat = array.ravel()
+    indices = np.flatnonzero(flat)
+    values = flat[indices]
+    order = np.argsort(values, kind="stable")
+    values, indices = values[order], indices[order]
+    boxes = {}
+    for label in labels:
+        start, stop = np.searchsorted(values, label, "left"), np.searchsorted(values, label, "right")
+        if stop > start:
+            kji = np.unravel_index(indices[start:stop], array.shape)
+            boxes[label] = tuple(slice(int(axis.min()), int(axis.max()) + 1) for axis in kji)
+    return boxes
+
+
+def _write_cropped_mask(node: Any, segment_id: str, cropped: np.ndarray, offset_ijk: tuple[int, int, int],
+                        world_ijk_to_ras: np.ndarray) -> None:
+    local_ijk_to_ras = np.linalg.inv(node_to_world(node)) @ world_ijk_to_ras
+    labelmap = oriented_image(cropped, local_ijk_to_ras, offset_ijk)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    if not logic.SetBinaryLabelmapToSegment(labelmap, node, segment_id, logic.MODE_REPLACE):
+        raise SegForgeError(f"Could not write segment '{segment_id}' of '{node.GetName()}'",
+                            "Slicer refused the labelmap", "check the log for the reason")
+
+
+def _check_labelmap_source(node: Any) -> None:
+    """Refuse to write voxels into a segmentation whose segments are kept as surfaces.
+
+    Writing a labelmap would make every one of the user's segments a labelmap (Slicer's
+    Segment Editor asks before doing that); an empty segmentation is simply switched.
+    """
+    segmentation = node.GetSegmentation()
+    if segmentation.GetSourceRepresentationName() == BINARY_LABELMAP:
+        return
+    if segmentation.GetNumberOfSegments() == 0:
+        segmentation.SetSourceRepresentationName(BINARY_LABELMAP)
+        return
+    raise InputError(f"Segmentation '{node.GetName()}' keeps its segments as "
+                     f"{segmentation.GetSourceRepresentationName().lower()}s, not voxels",
+                     "writing voxel masks into it would convert all of its segments",
+                     "make binary labelmap its source representation (Segmentations module, "
+                     "Representations section) or choose another segmentation")
+
+
+def _layer_on_grid(node: Any, segment_id: str, grid: Image) -> np.ndarray:
+    """The labelmap layer holding the segment, resampled exactly onto ``grid`` (nearest neighbour).
+
+    A layer may be shared by several segments, each with its own label value in it.
+    """
+    segmentation = node.GetSegmentation()
+    if not segmentation.ContainsRepresentation(BINARY_LABELMAP):
+        segmentation.CreateRepresentation(BINARY_LABELMAP)
+    layer = segmentation.GetSegment(segment_id).GetRepresentation(BINARY_LABELMAP)
+    if layer is None or _is_empty(layer) or layer.GetPointData().GetScalars() is None:
+        return np.zeros(grid.array.shape, np.uint8)
+    # The layer is in the node's own coordinates, so the target grid is made local too.
+    local_ijk_to_ras = np.linalg.inv(node_to_world(node)) @ grid.ijk_to_ras()
+    target = oriented_image_geometry(grid.array.shape, local_ijk_to_ras)
+    resampled = slicer.vtkOrientedImageData()
+    if not slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+            layer, target, resampled, False, False):
+        raise SegForgeError(f"Could not resample segment '{segment_id}' of '{node.GetName()}'",
+                            "Slicer's resampler failed", "check the log for the reason")
+    return array_on_extent(resampled, target.GetExtent())
+
+
+def _is_empty(image: Any) -> bool:
+    x0, x1, y0, y1, z0, z1 = image.GetExtent()
+    return x1 < x0 or y1 < y0 or z1 < z0

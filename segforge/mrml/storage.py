@@ -1,0 +1,152 @@
+"""Save and load nodes and whole scenes through MRML storage nodes.
+
+``slicer.util.saveNode`` / ``loadVolume`` / ``loadSegmentation`` need ``slicer.app``;
+storage nodes and the scene's own .mrb reader and writer do not, so the same code saves
+results in desktop Slicer, in the web app and in tests. Formats are Slicer's: .seg.nrrd
+keeps segment names, colours and terminology; .mrk.json keeps measurements; models are
+written in LPS with the ``SPACE`` marker; tables get a schema file keeping column types.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import slicer
+
+from ..errors import InputError, SegForgeError
+from .scene import get_scene
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+
+def save_node(node: Any, path: PathLike) -> Path:
+    """Write a storable node (volume, segmentation, markups, model, table) to ``path``.
+
+    The file suffix picks the format; the node keeps the storage node, as after saving in Slicer.
+    """
+    path = Path(path).absolute()
+    if not node.IsA("vtkMRMLStorableNode"):
+        raise InputError(f"'{node.GetName()}' cannot be saved", f"a {node.GetClassName()} has no file format",
+                         "save a volume, segmentation, markups, model or table")
+    storage = node.GetStorageNode()
+    if storage is None or not storage.SupportedFileType(str(path)):
+        storage = node.CreateDefaultStorageNode()
+        node.GetScene().AddNode(storage)
+        node.SetAndObserveStorageNodeID(storage.GetID())
+        if not storage.SupportedFileType(str(path)):
+            raise InputError(f"Cannot save '{node.GetName()}' as {path.name}",
+                             f"a {node.GetClassName()} cannot be written in that format",
+                             f"use a {storage.GetDefaultWriteFileExtension()} file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage.SetFileName(str(path))
+    if not storage.WriteData(node):
+        raise SegForgeError(f"Could not save '{node.GetName()}' to {path}", _messages(storage),
+                            "check that the folder is writable and the disk is not full")
+    logger.info("saved '%s' to %s", node.GetName(), path)
+    return path
+
+
+def load_volume(path: PathLike, name: Optional[str] = None, *, labelmap: bool = False,
+                scene: Optional[Any] = None) -> Any:
+    """A new scalar (or labelmap) volume node read from .nrrd, .nii(.gz), .mha..."""
+    node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    return _read(path, node_class, "vtkMRMLVolumeArchetypeStorageNode", name, scene)
+
+
+def load_segmentation(path: PathLike, name: Optional[str] = None, *, scene: Optional[Any] = None) -> Any:
+    """A new segmentation node read from .seg.nrrd (names, colours, terminology kept)."""
+    return _read(path, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", name, scene)
+
+
+def load_model(path: PathLike, name: Optional[str] = None, *, scene: Optional[Any] = None) -> Any:
+    """A new model node read from .vtp, .vtk, .stl, .ply or .obj (point arrays kept)."""
+    return _read(path, "vtkMRMLModelNode", "vtkMRMLModelStorageNode", name, scene)
+
+
+def load_table(path: PathLike, name: Optional[str] = None, *, scene: Optional[Any] = None) -> Any:
+    """A new table node read from .csv or .tsv (column types from its schema file when present)."""
+    return _read(path, "vtkMRMLTableNode", "vtkMRMLTableStorageNode", name, scene)
+
+
+def load_markups(path: PathLike, name: Optional[str] = None, *, scene: Optional[Any] = None) -> Any:
+    """A new markups node (curve, points...; the class is read from the file) from .mrk.json."""
+    path = _existing(path)
+    scene = scene or get_scene()
+    storage = scene.AddNewNodeByClass("vtkMRMLMarkupsJsonStorageNode")
+    node = storage.AddNewMarkupsNodeFromFile(str(path), name or _base_name(path))
+    if node is None:
+        scene.RemoveNode(storage)
+        raise InputError(f"Could not read markups from {path}", _messages(storage),
+                         "give a .mrk.json file written by Slicer")
+    logger.info("loaded %s '%s' from %s", node.GetClassName(), node.GetName(), path)
+    return node
+
+
+def save_scene_bundle(path: PathLike, scene: Optional[Any] = None) -> Path:
+    """Save the whole scene, every node's data included, as one .mrb file."""
+    path = Path(path).absolute()
+    if path.suffix.lower() != ".mrb":
+        raise InputError(f"Cannot save the scene as {path.name}", "a scene bundle is a .mrb file",
+                         "give a file name ending in .mrb")
+    scene = scene or get_scene()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    messages = slicer.vtkMRMLMessageCollection()
+    if not scene.WriteToMRB(str(path), None, messages):
+        raise SegForgeError(f"Could not save the scene to {path}", messages.GetAllMessagesAsString(),
+                            "check that the folder is writable and the disk is not full")
+    logger.info("saved scene to %s", path)
+    return path
+
+
+def load_scene_bundle(path: PathLike, scene: Optional[Any] = None, *, clear: bool = False) -> None:
+    """Add the nodes of a .mrb file to the scene (``clear`` first empties the scene)."""
+    path = _existing(path)
+    scene = scene or get_scene()
+    messages = slicer.vtkMRMLMessageCollection()
+    if not scene.ReadFromMRB(str(path), clear, messages):
+        raise InputError(f"Could not load the scene {path}", messages.GetAllMessagesAsString(),
+                         "give a .mrb file saved by Slicer")
+    logger.info("loaded scene %s", path)
+
+
+def _read(path: PathLike, node_class: str, storage_class: str, name: Optional[str], scene: Optional[Any]) -> Any:
+    path = _existing(path)
+    scene = scene or get_scene()
+    storage = scene.AddNewNodeByClass(storage_class)
+    node = scene.AddNewNodeByClass(node_class, name or _base_name(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        why = _messages(storage)
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise InputError(f"Could not read {path}", why, f"give a file that Slicer reads as a {node_class[7:-4]}")
+    if node.IsA("vtkMRMLDisplayableNode"):
+        node.CreateDefaultDisplayNodes()
+    logger.info("loaded '%s' from %s", node.GetName(), path)
+    return node
+
+
+def _existing(path: PathLike) -> Path:
+    path = Path(path).absolute()
+    if not path.is_file():
+        raise InputError(f"No file at {path}", "the path does not exist or is a folder", "check the path")
+    return path
+
+
+def _base_name(path: Path) -> str:
+    """File name without its (possibly double) suffix: "aorta.seg.nrrd" -> "aorta"."""
+    name = path.name
+    for suffix in (".seg.nrrd", ".mrk.json", ".nii.gz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _messages(storage: Any) -> str:
+    text = storage.GetUserMessages().GetAllMessagesAsString() if storage.GetUserMessages() else ""
+    return text.strip() or "the reader or writer reported no reason"
