@@ -301,7 +301,11 @@ class RemoteJob:
         return JobResult(outputs, dict(reply.header.get("meta") or {}))
 
     def wait(self, progress: Optional[ProgressCallback] = None, interval_s: float = 0.1) -> JobResult:
-        """Poll until the job ends, reporting progress; Cancelled raised by ``progress`` cancels it."""
+        """Poll until the job ends, reporting progress; Cancelled raised by ``progress`` cancels it.
+
+        Polls every 5 ms at first, slowing to ``interval_s``, so short jobs return promptly.
+        """
+        delay = min(0.005, interval_s)
         while True:
             status = self.poll()
             if status.finished:
@@ -312,7 +316,8 @@ class RemoteJob:
                 except Cancelled:
                     self.cancel()
                     raise
-            time.sleep(interval_s)
+            time.sleep(delay)
+            delay = min(delay * 2, interval_s)
 
 
 _shared: Optional[WorkerClient] = None

@@ -40,13 +40,18 @@ def _load(path: str, device: str) -> Any:
     return model
 
 
-def _normalise(array: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    values = array.astype(np.float32)
+def _normalised_tensor(array: np.ndarray, params: dict[str, Any], device: str) -> "torch.Tensor":
+    """The image as a (1, 1, k, j, i) float tensor on ``device``, normalised there (fast on a GPU)."""
+    import torch
+
+    values = torch.from_numpy(np.ascontiguousarray(array)).to(device).float()
     window = params.get("intensity_window")
     if window is not None:
         low, high = float(window[0]), float(window[1])
-        return (np.clip(values, low, high) - low) / max(high - low, 1e-6)
-    return (values - values.mean()) / max(float(values.std()), 1e-6)
+        values = (values.clamp(low, high) - low) / max(high - low, 1e-6)
+    else:
+        values = (values - values.mean()) / values.std().clamp_min(1e-6)
+    return values[None, None]
 
 
 def _tile_count(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
@@ -81,8 +86,8 @@ def segment_with_torchscript(image: Image, params: dict[str, Any], job: Job,
         done[0] += tiles.shape[0]
         return out
 
-    tensor = torch.from_numpy(_normalise(image.array, params))[None, None].to(device)
     with torch.inference_mode():
+        tensor = _normalised_tensor(image.array, params, device)
         logits = sliding_window_inference(tensor, roi, 1, predict, overlap=overlap, mode="gaussian")
     job.progress(1.0, "Writing labels")
     if logits.shape[1] == 1:
