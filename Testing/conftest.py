@@ -17,6 +17,8 @@ if str(REPO) not in sys.path:  # plain `pytest` (not `python -m pytest`) from an
     sys.path.insert(0, str(REPO))
 
 from segforge.image import Image  # noqa: E402
+#: Real data shipped with the project (with its licence): always present.
+SAMPLE_DATA = REPO / "Resources" / "SampleData"
 #: The team's shared data sets (real CT/CTA volumes and predictions), beside the checkout.
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -18,6 +18,8 @@ from segforge.mrml import (SegmentSpec, closed_surface, create_closed_surfaces, 
                            set_segment_mask, terminology_entry, volume_node_from_image, write_label_segments)
 from segforge.mrml.convert import vtk_matrix_from_array
 
+from conftest import SAMPLE_DATA
+
 ANATOMY = ("SCT", "123037004", "Anatomical Structure")
 AORTA = terminology_entry(ANATOMY, ("SCT", "15825003", "Aorta"))
 LIVER = terminology_entry(ANATOMY, ("SCT", "10200004", "Liver"))
@@ -386,11 +388,8 @@ def test_segment_painted_on_another_grid_reads_back_on_ours(mrml_scene, labels_f
     assert mask_from_segment(node, coarse_id, coarse).array.sum() == 7 * 10 * 14
 
 
-def test_real_cta_aorta_round_trip(mrml_scene, shared_data, tmp_path):
-    folder = shared_data / "vessels" / "ts_thoracic_cta_aorta"
-    for name in ("cta_thorax_1p5mm.nii.gz", "pred_aorta.nii.gz"):
-        if not (folder / name).is_file():
-            pytest.skip(f"missing {folder / name}")
+def test_real_cta_aorta_round_trip(mrml_scene, tmp_path):
+    folder = SAMPLE_DATA / "ts_thoracic_cta_aorta"
     cta = load_volume(folder / "cta_thorax_1p5mm.nii.gz")
     image = image_from_volume_node(cta)
     aorta = read_image(folder / "pred_aorta.nii.gz")  # SimpleITK: must land on the grid Slicer read
