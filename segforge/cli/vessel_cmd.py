@@ -36,8 +36,8 @@ def parameters_from_args(args: argparse.Namespace) -> VesselMaskParameters:
 def run_mask(args: argparse.Namespace) -> int:
     from ..vessel import vessel_mask
 
+    parameters = parameters_from_args(args)  # bad options fail before a big volume is read
     image = read_volume(args.input)
-    parameters = parameters_from_args(args)
     with progress_bar("vessel mask") as report:
         mask = vessel_mask(image, parameters, report)
     write_image(mask, args.output)
