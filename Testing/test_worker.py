@@ -269,3 +269,42 @@ def test_unreachable_server_says_what_to_do():
     with pytest.raises(SegForgeError) as caught:
         WorkerClient("127.0.0.1", port, "t").hello()
     assert "segforge serve" in caught.value.todo
+
+
+def test_shared_server_over_tls(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to make the test certificate (apt-get install openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    with running_server("t", "--tls-cert", str(cert), "--tls-key", str(key)) as (port, _):
+        monkeypatch.setenv("SEGFORGE_SERVER", f"127.0.0.1:{port}")
+        monkeypatch.setenv("SEGFORGE_TOKEN", "t")
+        monkeypatch.setenv("SEGFORGE_TLS_CA", str(cert))
+        with WorkerClient.from_environment() as secure:
+            result = secure.run("image.threshold", {"image": tube_volume()}, {"lower": 200})
+            assert result.meta["voxels"] > 0
+        monkeypatch.delenv("SEGFORGE_TLS_CA")
+        with WorkerClient.from_environment() as plain:  # no TLS: refused, with a reason
+            with pytest.raises(SegForgeError) as caught:
+                plain.hello()
+            assert "SEGFORGE_TLS_CA" in caught.value.todo
+
+
+def test_out_of_memory_is_a_clear_error_and_the_worker_lives_on():
+    with running_server("t", memory_limit_bytes=1500 << 20) as (port, process):
+        with WorkerClient("127.0.0.1", port, "t") as remote:
+            volume = Image(np.zeros((200, 512, 512), np.int16))  # 100 MiB: fits, its vesselness does not
+            with pytest.raises(SegForgeError) as caught:
+                remote.run("vessel.mask", {"image": volume})
+            assert "ran out of memory" in caught.value.what and "crop" in caught.value.todo
+            huge = Image(np.zeros((600, 1024, 1024), np.int16))  # 1.2 GiB: cannot even be received
+            with pytest.raises(SegForgeError) as caught:
+                remote.submit("image.threshold", {"image": huge})
+            assert "not enough memory" in caught.value.what
+            assert remote.run("image.threshold", {"image": volume}, {"upper": 0}).meta["voxels"] == volume.array.size
+        assert process.poll() is None

@@ -14,12 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def running_server(token: str = "test-token", *extra: str) -> Iterator[tuple[int, subprocess.Popen]]:
-    """``segforge serve`` as a real subprocess on a free loopback port."""
+def running_server(token: str = "test-token", *extra: str,
+                   memory_limit_bytes: int | None = None) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``segforge serve`` as a real subprocess on a free loopback port (optionally memory-capped)."""
+    def cap_memory() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen([sys.executable, "-m", "segforge.cli.main", "serve", "--port", "0",
                                 "--token", token, *extra],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=cap_memory if memory_limit_bytes else None)
     try:
         line = process.stdout.readline()
         assert line.startswith("SEGFORGE_WORKER_READY"), (line, process.stderr.read() if process.poll() else "")

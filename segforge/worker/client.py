@@ -89,12 +89,19 @@ class WorkerClient:
 
     @classmethod
     def from_environment(cls) -> "WorkerClient":
-        """A shared server from ``SEGFORGE_SERVER=host:port`` and ``SEGFORGE_TOKEN``, else a local worker."""
+        """A shared server from ``SEGFORGE_SERVER=host:port`` and ``SEGFORGE_TOKEN``, else a local worker.
+
+        ``SEGFORGE_TLS_CA=/path/ca.pem`` (the server's certificate or its CA) turns on TLS;
+        ``SEGFORGE_TLS=1`` does too, trusting the system's certificate authorities.
+        """
         server = os.environ.get("SEGFORGE_SERVER")
         if not server:
             return cls()
         host, _, port = server.rpartition(":")
-        return cls(host or "127.0.0.1", int(port), os.environ.get("SEGFORGE_TOKEN", ""))
+        tls = None
+        if os.environ.get("SEGFORGE_TLS_CA") or os.environ.get("SEGFORGE_TLS") == "1":
+            tls = ssl.create_default_context(cafile=os.environ.get("SEGFORGE_TLS_CA") or None)
+        return cls(host or "127.0.0.1", int(port), os.environ.get("SEGFORGE_TOKEN", ""), tls=tls)
 
     # -- connection -------------------------------------------------------------------
     @property
@@ -208,7 +215,8 @@ class WorkerClient:
         if not self.local:
             return WorkerDied(f"Lost the connection to the SegForge server {self._host}:{self._port}",
                               f"{type(error).__name__}: {error}",
-                              "check the server and the network, then run the job again")
+                              "check the server and the network, then run the job again (a server "
+                              "started with --tls-cert needs SEGFORGE_TLS_CA on this side)")
         code = None
         if self._process is not None:
             try:

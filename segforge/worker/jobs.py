@@ -140,8 +140,7 @@ class JobRunner:
             job.error = error
             job._finish(FAILED, error.message)
         except MemoryError as error:
-            job.error = JobFailed(f"The {job.task} job ran out of memory", str(error) or "an allocation failed",
-                                  "crop the volume to the region of interest, or use a machine with more memory")
+            job.error = _out_of_memory(job.task, str(error) or "an allocation failed")
             job._finish(FAILED, job.error.message)
         except Exception as error:  # noqa: BLE001 - any bug becomes a structured error, not a dead worker
             log.error("job %s (%s) failed:\n%s", job.id, job.task, traceback.format_exc())
@@ -153,10 +152,20 @@ class JobRunner:
             job._finish(DONE, "Done")
 
 
+_ALLOCATION_FAILURES = ("Failed to allocate", "bad_alloc", "Unable to allocate")
+
+
+def _out_of_memory(task: str, why: str) -> JobFailed:
+    return JobFailed(f"The {task} job ran out of memory", why,
+                     "crop the volume to the region of interest, or use a machine with more memory")
+
+
 def _unexpected_error(task: str, error: Exception) -> JobFailed:
-    name = type(error).__name__
+    name, text = type(error).__name__, str(error)
     if "OutOfMemory" in name:
-        return JobFailed(f"The {task} job ran out of GPU memory", str(error).splitlines()[0],
+        return JobFailed(f"The {task} job ran out of GPU memory", text.splitlines()[0],
                          "close other GPU programs, crop the volume, or run on the CPU")
+    if any(sign in text for sign in _ALLOCATION_FAILURES):  # C++ libraries (ITK, VTK) out of memory
+        return _out_of_memory(task, text.strip().splitlines()[-1])
     return JobFailed(f"The {task} job failed inside the worker", f"{name}: {error}",
                      "report this with the worker log; other jobs are not affected")

@@ -158,13 +158,32 @@ def _checked_specs(header: dict[str, Any], payload_size: int) -> list[tuple[str,
     return checked
 
 
+def _discard(sock: socket.socket, count: int, chunk: int = 1 << 20) -> None:
+    """Read and drop ``count`` bytes with a small buffer (the sender is still sending them)."""
+    buffer = memoryview(bytearray(min(chunk, max(count, 1))))
+    while count > 0:
+        got = sock.recv_into(buffer[:min(count, len(buffer))])
+        if got == 0:
+            raise ConnectionError("the connection closed in the middle of a message")
+        count -= got
+
+
 def recv_arrays(sock: socket.socket, header: dict[str, Any], payload_size: int) -> dict[str, Any]:
     """Read the arrays declared in ``header`` straight into numpy buffers."""
-    received = []
+    received, consumed = [], 0
     for name, dtype, shape, geometry in _checked_specs(header, payload_size):
-        array = np.empty(shape, dtype=dtype)
+        try:
+            array = np.empty(shape, dtype=dtype)
+        except MemoryError:
+            received.clear()  # free what was read, skip the rest: the stream stays in step
+            _discard(sock, payload_size - consumed)
+            raise WorkerError("The worker has not enough memory for this volume",
+                              f"it could not allocate {np.prod(shape, dtype=np.int64) * dtype.itemsize / 2**20:.0f} "
+                              "MiB to receive it",
+                              "crop the volume to the region of interest, or use a worker with more memory") from None
         if array.nbytes:
             _recv_exactly(sock, memoryview(array).cast("B"))
+        consumed += array.nbytes
         received.append((name, array, geometry))
     # Geometry is checked only once every byte is read, so a refused image leaves the
     # stream in step for the next request.

@@ -99,7 +99,7 @@ class WorkerServer:
         except MalformedMessage as error:
             _reply_error(connection, error)
             return False
-        except SegForgeError as error:  # a well-formed message with a refused image
+        except SegForgeError as error:  # a refused image, or no memory for it: all bytes were read
             _reply_error(connection, error)
             return True
         try:
