@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import OBLIQUE, make_image
+from conftest import make_image
 from segforge.errors import InputError
 from segforge.image import LPS_TO_RAS, Image, require_3d_volume
 from segforge.image_io import read_image, read_volume, to_sitk, write_image

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..errors import Cancelled, SegForgeError, WorkerDied, WorkerError
 from ..image import Image
@@ -309,24 +309,28 @@ class RemoteJob:
         return JobResult(outputs, dict(reply.header.get("meta") or {}))
 
     def wait(self, progress: Optional[ProgressCallback] = None, interval_s: float = 0.1) -> JobResult:
-        """Poll until the job ends, reporting progress; Cancelled raised by ``progress`` cancels it.
+        """Poll until the job ends, then collect its result (see :func:`poll_until_finished`)."""
+        poll_until_finished(self.poll, self.cancel, progress, interval_s)
+        return self.result()
 
-        Polls every 5 ms at first, slowing to ``interval_s``, so short jobs return promptly.
-        """
-        delay = min(0.005, interval_s)
-        while True:
-            status = self.poll()
-            if status.finished:
-                return self.result()
-            if progress is not None:
-                try:
-                    progress(status.fraction, status.message)
-                except Cancelled:
-                    self.cancel()
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, interval_s)
 
+def poll_until_finished(poll: Callable[[], JobStatus], cancel: Callable[[], Any],
+                        progress: Optional[ProgressCallback] = None, interval_s: float = 0.1) -> JobStatus:
+    """Poll until a job has finished, reporting progress; ``Cancelled`` raised by ``progress`` cancels it.
+
+    Polls every 5 ms at first, slowing to ``interval_s``, so short jobs return promptly.
+    """
+    delay = min(0.005, interval_s)
+    while not (status := poll()).finished:
+        if progress is not None:
+            try:
+                progress(status.fraction, status.message)
+            except Cancelled:
+                cancel()
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, interval_s)
+    return status
 
 _shared: Optional[WorkerClient] = None
 _shared_lock = threading.Lock()

@@ -6,12 +6,11 @@ as a finished, failed status, and ``finish`` raises the error that explains it.
 """
 from __future__ import annotations
 
-import time
 from typing import Callable, Generic, Optional, TypeVar
 
-from ..errors import Cancelled, SegForgeError
+from ..errors import SegForgeError
 from ..progress import ProgressCallback
-from .client import JobResult, JobStatus, RemoteJob
+from .client import JobResult, JobStatus, RemoteJob, poll_until_finished
 from .jobs import FAILED
 
 T = TypeVar("T")
@@ -52,12 +51,5 @@ class ModuleJob(Generic[T]):
 
     def wait(self, progress: Optional[ProgressCallback] = None, interval_s: float = 0.1) -> T:
         """Block until done (for scripts and the Python console), then finish."""
-        while not (status := self.poll()).finished:
-            if progress is not None:
-                try:
-                    progress(status.fraction, status.message)
-                except Cancelled:
-                    self.cancel()
-                    raise
-            time.sleep(interval_s)
+        poll_until_finished(self.poll, self.cancel, progress, interval_s)
         return self.finish()
