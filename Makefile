@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
+	mkdir -p out/bench
 	$(PY) benchmarks/worker_roundtrip.py --json out/bench/worker_roundtrip.json
 
 clean:

@@ -819,3 +819,29 @@ def test_installer_never_runs_at_import():
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_wheel_ships_the_whole_engine_and_its_catalog(tmp_path):
+    """The pip package (CLI, batch, server) is built from the same files as the extension."""
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+                            "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("segforge-*.whl")
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    engine = {p.relative_to(ROOT).as_posix() for p in (ROOT / "segforge").rglob("*.py")}
+    assert engine <= names, sorted(engine - names)
+    assert "segforge/resources/Models/catalog.json" in names
+    # Installed alone (no checkout on the path), it finds its catalog.
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                              str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    probe = subprocess.run([sys.executable, "-c", "import segforge.catalog as c; print(c.load_catalog().ids())"],
+                           capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target),
+                                                                               "PATH": "/usr/bin:/bin"})
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert "vesselness-frangi" in probe.stdout and str(target) in subprocess.run(
+        [sys.executable, "-c", "import segforge; print(segforge.__file__)"], capture_output=True, text=True,
+        cwd=tmp_path, env={"PYTHONPATH": str(target)}).stdout

@@ -308,3 +308,26 @@ def test_out_of_memory_is_a_clear_error_and_the_worker_lives_on():
             assert "not enough memory" in caught.value.what
             assert remote.run("image.threshold", {"image": volume}, {"upper": 0}).meta["voxels"] == volume.array.size
         assert process.poll() is None
+
+
+def test_client_meeting_a_worker_of_another_version_says_update(tmp_path):
+    """A worker of another SegForge release (its protocol constant changed) on a real socket."""
+    import subprocess
+    import sys
+
+    from worker_helpers import ROOT
+
+    other_release = ("import sys, segforge.worker.server as server; server.PROTOCOL_VERSION += 1; "
+                     "sys.exit(server.main(sys.argv[1:]))")
+    process = subprocess.Popen([sys.executable, "-c", other_release, "--port", "0", "--token", "t"],
+                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        port = int(process.stdout.readline().split("port=")[1].split()[0])
+        with WorkerClient("127.0.0.1", port, "t") as client:
+            with pytest.raises(ProtocolMismatch) as caught:
+                client.hello()
+        assert f"version {PROTOCOL_VERSION + 1}" in caught.value.why
+        assert f"version {PROTOCOL_VERSION}" in caught.value.why and "same SegForge version" in caught.value.todo
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -28,7 +28,8 @@ from ..image import Image
 from ..progress import ProgressCallback
 from .crop import paste_into_grid
 from .jobs import CANCELLED, FINISHED_STATES
-from .protocol import PROTOCOL_VERSION, Message, payload_size, recv_message, send_message, too_large
+from .protocol import (PROTOCOL_VERSION, Message, payload_size, protocol_mismatch, recv_message, send_message,
+                       too_large)
 from .server import READY_LINE
 
 _ENGINE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -125,7 +126,10 @@ class WorkerClient:
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
-        hello = self._request({"op": "hello"}).header  # checks protocol version and token at once
+        hello = self._request({"op": "hello"}).header  # the worker checks our version and token...
+        if hello.get("protocol") != PROTOCOL_VERSION:  # ...and we check its version
+            self._drop_connection()
+            raise protocol_mismatch(hello.get("version"), hello.get("protocol"), PROTOCOL_VERSION)
         self._max_request_bytes = int(hello.get("max_request_bytes") or 0)
         identity = (self._host, self._port, hello.get("pid"))
         if identity != self._identity:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import WorkerError
+from ..errors import ProtocolMismatch, WorkerError
 from ..image import Image
 
 #: Bumped on any incompatible change; client and worker refuse to talk across versions.
@@ -84,6 +84,14 @@ def _recv_exactly(sock: socket.socket, view: memoryview) -> None:
         if count == 0:
             raise ConnectionError("the connection closed in the middle of a message")
         received += count
+
+
+def protocol_mismatch(worker_version: object, worker_protocol: object, client_protocol: object) -> ProtocolMismatch:
+    """The refusal when client and worker speak different protocols (both sides say the same)."""
+    return ProtocolMismatch("The SegForge worker speaks another protocol version",
+                            f"the worker (SegForge {worker_version}) speaks version {worker_protocol}, "
+                            f"the client speaks version {client_protocol}",
+                            "install the same SegForge version on both sides (update the extension or the server)")
 
 
 def too_large(payload_size: int, max_payload: int) -> MalformedMessage:

@@ -20,11 +20,11 @@ import threading
 from typing import Any, Optional
 
 from .. import __version__
-from ..errors import AuthError, ProtocolMismatch, SegForgeError
+from ..errors import AuthError, SegForgeError
 from .crop import crop_to_foreground
 from .jobs import FAILED, DONE, Job, JobRunner
-from .protocol import (DEFAULT_MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, MalformedMessage, recv_arrays,
-                       recv_header, send_message)
+from .protocol import (DEFAULT_MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, MalformedMessage, protocol_mismatch,
+                       recv_arrays, recv_header, send_message)
 from .tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,7 @@ class WorkerServer:
     def _check_caller(self, header: dict[str, Any]) -> None:
         version = header.get("protocol")
         if version != PROTOCOL_VERSION:
-            raise ProtocolMismatch(
-                "The SegForge worker speaks another protocol version",
-                f"the worker (SegForge {__version__}) speaks version {PROTOCOL_VERSION}, "
-                f"the client speaks version {version}",
-                "install the same SegForge version on both sides (update the extension or the server)")
+            raise protocol_mismatch(__version__, PROTOCOL_VERSION, version)
         if not hmac.compare_digest(str(header.get("token", "")).encode(), self.token.encode()):
             raise AuthError("The worker refused the request", "its token is wrong or missing",
                             "use the token the server was started with (--token or SEGFORGE_TOKEN)")
