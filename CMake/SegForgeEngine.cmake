@@ -31,6 +31,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/errors.py
   segforge/image.py
   segforge/image_io.py
+  segforge/mesh.py
   segforge/mrml/__init__.py
   segforge/mrml/convert.py
   segforge/mrml/markups.py
@@ -42,6 +43,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/mrml/tables.py
   segforge/mrml/transforms.py
   segforge/mrml/volumes.py
+  segforge/polydata_io.py
   segforge/progress.py
   segforge/resources.py
   segforge/snapshot.py
