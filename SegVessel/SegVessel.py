@@ -169,9 +169,13 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
-        # The nodes a running job would write into are about to go away.
+        # The nodes a running job would write into are about to go away: cancel it and let
+        # go of it, so a result that was just finishing is never written into the next scene.
         if self._job is not None:
             self.onCancelButton()
+            self._pollTimer.stop()
+            self._job = None
+            self._showIdle(_("Cancelled: the scene was closed."))
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

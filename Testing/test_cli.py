@@ -63,3 +63,22 @@ def test_failures_are_one_line_with_non_zero_exit(tmp_path):
 def test_serve_without_a_token_refuses_to_start():
     run = segforge("serve", "--port", "0")
     assert run.returncode == 2 and "token" in run.stderr
+
+
+def test_serve_on_a_busy_port_is_one_line():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        run = segforge("serve", "--port", str(port), "--token", "t")
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1
+    assert "cannot listen" in run.stderr and "--port" in run.stderr
+
+
+def test_output_problems_are_found_before_the_work(tmp_path):
+    run = segforge("vessel", "mask", str(tmp_path / "missing.nii.gz"), str(tmp_path / "mask.png"))
+    assert run.returncode == 1 and "Cannot write mask.png" in run.stderr  # not "no file": checked first
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    run = segforge("vessel", "mask", str(tmp_path / "missing.nii.gz"), str(blocker / "mask.nii.gz"))
+    assert run.returncode == 1 and "not a writable folder" in run.stderr

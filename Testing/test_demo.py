@@ -19,7 +19,7 @@ CTA = REPO / "Resources" / "SampleData" / "ts_thoracic_cta_aorta" / "cta_thorax_
 def test_demo_scene_reloads_with_the_vessel_segment_on_the_cta(tmp_path, mrml_scene):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py"), "--out", str(tmp_path)],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         capture_output=True, encoding="utf-8", errors="replace", env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "wrote scene" in run.stdout
 

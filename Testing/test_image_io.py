@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import make_image
+from conftest import SAMPLE_DATA, make_image
 from segforge.errors import InputError
 from segforge.image import LPS_TO_RAS, Image, require_3d_volume
 from segforge.image_io import read_image, read_volume, to_sitk, write_image
@@ -88,15 +88,37 @@ def test_missing_file_and_unknown_suffix_say_what_to_do(tmp_path):
         write_image(make_image(), tmp_path / "image.png")
 
 
-# -- the team's real DICOM files (../shared/data), skipped with the path when absent -----
+# -- DICOM ----------------------------------------------------------------------------
 
-def test_dicom_series_reads_onto_the_reference_segmentation_grid(shared_data):
-    series = shared_data / "dicom" / "ts_ct_series_20sl"
-    volume = read_volume(series)
+def test_dicom_series_round_trip_keeps_an_oblique_anisotropic_grid(tmp_path):
+    from segforge.image_io import write_dicom_series
+
+    image = make_image((6, 10, 12), np.int16)
+    files = write_dicom_series(image, tmp_path / "series")
+    assert len(files) == 6
+    back = read_volume(tmp_path / "series")
+    np.testing.assert_array_equal(back.array, image.array)
+    np.testing.assert_allclose(back.ijk_to_lps(), image.ijk_to_lps(), atol=1e-6)
+
+
+def test_dicom_writing_refuses_what_it_would_get_wrong(tmp_path):
+    from segforge.image_io import write_dicom_series
+
+    with pytest.raises(InputError, match="integer"):
+        write_dicom_series(make_image((3, 4, 5), np.float32), tmp_path / "f")
+    mirrored = make_image((3, 4, 5), np.int16)
+    mirrored = Image(mirrored.array, mirrored.spacing, mirrored.origin_lps, mirrored.direction_lps @ np.diag([1, 1, -1]))
+    with pytest.raises(InputError, match="left-handed"):
+        write_dicom_series(mirrored, tmp_path / "m")
+
+
+def test_real_dicom_series_reads_onto_the_reference_segmentation(tmp_path):
+    """A real CT series (JPEG 2000, empty UIDs): the reference labels, saved in another voxel
+    order, must fall on tissue in patient space, which only happens if our geometry is right."""
+    sample = SAMPLE_DATA / "ts_ct_dicom_series"
+    volume = read_volume(sample / "series")
     assert volume.array.shape == (20, 512, 512) and volume.array.dtype == np.int16
-    # The reference labels were saved in another voxel order (j flipped); in patient space
-    # they must fall on tissue of this CT, which they only do if our geometry is right.
-    reference = sitk.ReadImage(str(shared_data / "dicom" / "ts_ct_series_20sl_pred_seg.nii.gz"))
+    reference = sitk.ReadImage(str(sample / "pred_seg.nii.gz"))
     on_ct = sitk.GetArrayFromImage(sitk.Resample(reference, to_sitk(volume), sitk.Transform(),
                                                  sitk.sitkNearestNeighbor, 0))
     labelled = on_ct > 0
@@ -107,9 +129,12 @@ def test_dicom_series_reads_onto_the_reference_segmentation_grid(shared_data):
     assert air[flipped].mean() > 0.15
 
 
-def test_single_dicom_file_is_refused_as_2d(shared_data):
+def test_single_dicom_file_is_refused_as_2d(tmp_path):
+    from segforge.image_io import write_dicom_series
+
+    (first, *_) = write_dicom_series(make_image((3, 8, 8), np.int16), tmp_path / "s")
     with pytest.raises(InputError, match="2D"):
-        read_volume(shared_data / "dicom" / "single_files" / "CT_small.dcm")
+        read_volume(first)
 
 
 def test_folder_without_dicom_says_so(tmp_path):

@@ -15,7 +15,7 @@ from segforge.vessel import VesselMaskParameters, vessel_mask
 from segforge.worker import PROTOCOL_VERSION, WorkerClient
 from segforge.worker.protocol import MAGIC, PREFIX
 
-from worker_helpers import frame, raw_exchange, running_server
+from worker_helpers import frame, raw_exchange, running_server, slow_job, wait_until_running
 
 OBLIQUE = np.array([[0.8660254, -0.5, 0.0], [0.5, 0.8660254, 0.0], [0.0, 0.0, 1.0]]) @ \
     np.array([[1.0, 0.0, 0.0], [0.0, 0.9659258, -0.2588190], [0.0, 0.2588190, 0.9659258]])
@@ -31,19 +31,7 @@ def tube_volume(shape=(40, 48, 56), radius=3.0) -> Image:
 
 
 def slow_volume() -> tuple[Image, dict]:
-    """A job that takes many seconds, for cancel and kill tests."""
-    array = np.random.default_rng(1).normal(0, 100, (160, 160, 160)).astype(np.float32)
-    return Image(array), {"min_radius_mm": 1.0, "max_radius_mm": 8.0, "scales": 12}
-
-
-def wait_until_running(job, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = job.poll()
-        if status.state == "running" and status.fraction > 0:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job never started running: {status}")
+    return slow_job()
 
 
 @pytest.fixture
@@ -81,7 +69,8 @@ def test_cancel_takes_effect_within_a_second_and_worker_lives_on(client):
     while not (status := job.poll()).finished:
         time.sleep(0.02)
     assert status.state == "cancelled"
-    assert time.monotonic() - asked < 1.0
+    assert status.cancel_latency_s < 1.0  # timed inside the worker: the engine obeyed within a second
+    assert time.monotonic() - asked < 10.0  # end to end, generous for a loaded CI machine
     with pytest.raises(Cancelled):
         job.result()
     follow_up = client.run("image.threshold", {"image": tube_volume()}, {"lower": 200})
@@ -98,10 +87,11 @@ def test_cancel_from_the_progress_callback_of_wait(client):
 
     with pytest.raises(Cancelled):
         job.wait(impatient, interval_s=0.05)
-    deadline = time.monotonic() + 1.0
-    while job.poll().state != "cancelled":
+    deadline = time.monotonic() + 10.0
+    while not (status := job.poll()).finished:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    assert status.state == "cancelled" and status.cancel_latency_s < 1.0
 
 
 def test_sigkill_mid_job_is_reported_and_next_job_gets_a_fresh_worker(client):
@@ -201,9 +191,11 @@ def test_shared_server_wrong_token_is_refused_before_reading_the_volume():
         with WorkerClient("127.0.0.1", port, "wrong") as intruder:
             with pytest.raises(AuthError):
                 intruder.hello()
-        # A stranger declaring a huge payload is refused without the server waiting for it.
-        reply = raw_exchange(port, PREFIX.pack(MAGIC, 2, 4 << 30) + b"{}")
-        assert reply["error"]["code"] in {"protocol", "malformed", "auth"}
+        # A stranger with the right protocol but the wrong token, declaring a huge payload, is
+        # refused on the token alone: the server neither waits for nor allocates the bytes.
+        header = b'{"op":"hello","protocol":%d,"token":"wrong"}' % PROTOCOL_VERSION
+        reply = raw_exchange(port, PREFIX.pack(MAGIC, len(header), 4 << 30) + header)
+        assert reply["error"]["code"] == "auth"
         with WorkerClient("127.0.0.1", port, "right") as friend:
             assert friend.run("image.threshold", {"image": tube_volume()}, {"lower": 200}).meta["voxels"] > 0
 
@@ -295,19 +287,36 @@ def test_shared_server_over_tls(tmp_path, monkeypatch):
             assert "SEGFORGE_TLS_CA" in caught.value.todo
 
 
-def test_out_of_memory_is_a_clear_error_and_the_worker_lives_on():
+def test_a_volume_too_big_for_the_workers_memory_is_refused_and_the_worker_lives_on():
     with running_server("t", memory_limit_bytes=1500 << 20) as (port, process):
         with WorkerClient("127.0.0.1", port, "t") as remote:
-            volume = Image(np.zeros((200, 512, 512), np.int16))  # 100 MiB: fits, its vesselness does not
-            with pytest.raises(SegForgeError) as caught:
-                remote.run("vessel.mask", {"image": volume})
-            assert "ran out of memory" in caught.value.what and "crop" in caught.value.todo
             huge = Image(np.zeros((600, 1024, 1024), np.int16))  # 1.2 GiB: cannot even be received
             with pytest.raises(SegForgeError) as caught:
                 remote.submit("image.threshold", {"image": huge})
-            assert "not enough memory" in caught.value.what
+            assert "not enough memory" in caught.value.what and "crop" in caught.value.todo
+            volume = Image(np.zeros((20, 64, 64), np.int16))
             assert remote.run("image.threshold", {"image": volume}, {"upper": 0}).meta["voxels"] == volume.array.size
         assert process.poll() is None
+
+
+@pytest.mark.parametrize("failure", [MemoryError("numpy could not allocate 3 GiB"),
+                                     RuntimeError("ITK: Failed to allocate memory for image.")])
+def test_a_job_out_of_memory_is_reported_as_such(failure):
+    from segforge.errors import JobFailed
+    from segforge.worker.jobs import Job, JobRunner
+
+    def greedy(inputs, params, job):
+        raise failure
+
+    runner = JobRunner()
+    job = runner.submit(Job("vessel.mask", greedy, {}, {}))
+    deadline = time.monotonic() + 10
+    while job.state not in ("failed", "done"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    runner.stop()
+    assert isinstance(job.error, JobFailed) and "ran out of memory" in job.error.what
+    assert "crop" in job.error.todo
 
 
 def test_client_meeting_a_worker_of_another_version_says_update(tmp_path):
@@ -331,3 +340,97 @@ def test_client_meeting_a_worker_of_another_version_says_update(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- what the review found: each a real failure once ------------------------------------
+
+def test_big_endian_arrays_arrive_with_their_values(client):
+    array = np.arange(24 * 24 * 24, dtype=">i2").reshape(24, 24, 24)
+    result = client.run("image.threshold", {"image": Image(array)}, {"lower": 100, "upper": 300})
+    np.testing.assert_array_equal(result.outputs["mask"].array, ((array >= 100) & (array <= 300)).astype(np.uint8))
+
+
+@pytest.mark.parametrize("spec, payload, expected", [
+    ({"name": "image", "dtype": "uint8", "shape": [2 ** 32, 2 ** 32]}, b"", "do not match"),  # int64 wrap-around
+    ([{"name": "a", "dtype": "uint8", "shape": [1]}, {"name": "a", "dtype": "uint8", "shape": [1]}], b"xy",
+     "used twice"),
+])
+def test_shapes_that_overflow_or_repeat_are_refused(spec, payload, expected):
+    specs = spec if isinstance(spec, list) else [spec]
+    with running_server("t") as (port, process):
+        reply = raw_exchange(port, frame({"op": "submit", "task": "image.threshold", "protocol": PROTOCOL_VERSION,
+                                          "token": "t", "arrays": specs}, payload))
+        assert reply["ok"] is False and expected in reply["error"]["what"] + reply["error"]["why"]
+        assert process.poll() is None
+
+
+def test_protocol_must_be_the_integer_version():
+    with running_server("t") as (port, _):
+        for version in (True, float(PROTOCOL_VERSION), str(PROTOCOL_VERSION)):
+            reply = raw_exchange(port, frame({"op": "hello", "protocol": version, "token": "t"}))
+            assert reply["error"]["code"] == "protocol", version
+
+
+def test_a_hung_worker_becomes_an_error_not_a_frozen_gui():
+    with WorkerClient(request_timeout_s=2.0) as client:
+        client.hello()
+        os.kill(client.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(WorkerDied) as caught:
+            client.hello()
+        assert time.monotonic() - started < 10 and "did not answer" in caught.value.why
+        assert client.run("image.threshold", {"image": tube_volume()}, {"lower": 200}).meta["voxels"] > 0
+
+
+def test_next_job_after_an_idle_worker_died_just_works(client):
+    client.hello()
+    first = client.pid
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.3)
+    assert client.run("image.threshold", {"image": tube_volume()}, {"lower": 200}).meta["voxels"] > 0
+    assert client.pid != first
+
+
+def test_cancel_on_a_dead_worker_ends_the_module_job(client):
+    from segforge.worker import ModuleJob
+
+    image, params = slow_volume()
+    job = ModuleJob(client.submit("vessel.mask", {"image": image}, params), lambda result: result)
+    wait_until_running(job)
+    os.kill(client.pid, signal.SIGKILL)
+    time.sleep(0.3)
+    job.cancel()
+    status = job.poll()
+    assert status.finished and status.state == "failed" and "SIGKILL" in status.message
+    with pytest.raises(WorkerDied):
+        job.finish()
+
+
+def test_local_worker_ignores_a_segforge_folder_where_the_caller_runs(tmp_path, monkeypatch):
+    fake = tmp_path / "segforge"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise SystemExit('the wrong segforge was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    with WorkerClient() as client:
+        assert "vessel.mask" in client.hello()["tasks"]
+
+
+def test_a_shared_server_only_opens_models_in_its_cache(tmp_path):
+    with running_server("t") as (port, _):
+        with WorkerClient("127.0.0.1", port, "t") as remote:
+            with pytest.raises(SegForgeError) as caught:
+                remote.run("segment.torchscript", {"image": tube_volume()}, {"model_path": "/etc/passwd"})
+            assert "model cache" in caught.value.what
+
+
+def test_wrongly_typed_parameters_are_the_users_error(client):
+    with pytest.raises(InputError, match="scales"):
+        client.run("vessel.mask", {"image": tube_volume()}, {"scales": 2.5})
+    with pytest.raises(InputError, match="not numbers"):
+        client.run("image.threshold", {"image": tube_volume()}, {"lower": "abc"})
+
+
+def test_server_without_port_in_the_environment_says_how(monkeypatch):
+    monkeypatch.setenv("SEGFORGE_SERVER", "gpu-server")
+    with pytest.raises(SegForgeError, match="host:port"):
+        WorkerClient.from_environment()

@@ -55,3 +55,28 @@ def frame(header: dict, payload: bytes = b"", header_bytes: bytes | None = None)
 
     body = header_bytes if header_bytes is not None else json.dumps(header).encode()
     return PREFIX.pack(MAGIC, len(body), len(payload)) + body + payload
+
+
+def slow_job() -> tuple:
+    """Inputs and parameters of a vessel.mask job that runs for several seconds, for cancel and kill tests."""
+    import numpy as np
+
+    from segforge.image import Image
+
+    array = np.random.default_rng(1).normal(0, 100, (192, 256, 256)).astype(np.float32)
+    return Image(array), {"min_radius_mm": 1.0, "max_radius_mm": 8.0, "scales": 20}
+
+
+def wait_until_running(job, timeout: float = 60.0):
+    """Poll until the job reports progress; fail (never hang) if it does not."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = job.poll()
+        assert not status.finished, f"the job ended before the test could act on it: {status}"
+        if status.state == "running" and status.fraction > 0:
+            return status
+        time.sleep(0.02)
+    raise AssertionError(f"job never started running: {status}")

@@ -83,12 +83,13 @@ def bench_pickle_pool(image: Image, repeats: int) -> dict:
 
 class _NiftiHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        folder = Path(tempfile.mkdtemp())
-        upload = folder / "image.nii.gz"
-        upload.write_bytes(self.rfile.read(int(self.headers["Content-Length"])))
-        image = read_image(upload)
-        write_image(image.with_array(_mask(image.array)), folder / "mask.nii.gz")
-        body = (folder / "mask.nii.gz").read_bytes()
+        with tempfile.TemporaryDirectory() as name:
+            folder = Path(name)
+            upload = folder / "image.nii.gz"
+            upload.write_bytes(self.rfile.read(int(self.headers["Content-Length"])))
+            image = read_image(upload)
+            write_image(image.with_array(_mask(image.array)), folder / "mask.nii.gz")
+            body = (folder / "mask.nii.gz").read_bytes()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from .errors import InputError
 from .image import Image, check_volume_array, require_3d_volume
 
-#: File endings SimpleITK writes for us; anything else is refused before any work is done.
+#: File endings SimpleITK writes for us (DICOM series: :func:`write_dicom_series`).
 WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
 
 
@@ -74,12 +74,83 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def write_image(image: Image, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write a volume; the suffix picks the format (.nii.gz, .nrrd, .mha...)."""
+def check_writable(path: str | os.PathLike) -> Path:
+    """Refuse an output path SegForge cannot write, before any work is done."""
     path = Path(path)
     if not path.name.lower().endswith(WRITABLE_SUFFIXES):
         raise InputError(f"Cannot write {path.name}", "its suffix names no volume format SegForge writes",
                          f"use one of {', '.join(WRITABLE_SUFFIXES)}")
+    folder = next((p for p in path.absolute().parents if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise InputError(f"Cannot write {path}", f"{folder} is not a writable folder",
+                         "choose an output path in a folder you can write to")
+    return path
+
+
+def write_image(image: Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write a volume; the suffix picks the format (.nii.gz, .nrrd, .mha...)."""
+    path = check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(to_sitk(image), str(path), useCompression=compress)
     return path
+
+
+#: CT Image Storage: what a plain scalar series is written as (SimpleITK / GDCM fill the pixel module).
+_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def _decimal_string(value: float) -> str:
+    """A DICOM DS value: at most 16 characters, as precise as they allow."""
+    for digits in range(15, 5, -1):
+        text = f"{value:.{digits}g}"
+        if len(text) <= 16:
+            return text
+    return f"{value:.6g}"
+
+
+def write_dicom_series(image: Image, folder: str | os.PathLike, modality: str = "CT",
+                       description: str = "SegForge") -> list[Path]:
+    """Write an integer volume as a DICOM series, one file per slice, geometry in the tags.
+
+    Each slice gets its Image Position (Patient) and the series the Image Orientation
+    (Patient) of the volume, so oblique volumes stay oblique. The slice axis must follow the
+    right-hand rule (DICOM orders slices along row x column); a left-handed volume is
+    refused, since a reader would silently flip it.
+    """
+    if not np.issubdtype(image.array.dtype, np.integer) or image.array.dtype.itemsize > 2:
+        raise InputError("DICOM series are written for 8- or 16-bit integer volumes",
+                         f"this volume holds {image.array.dtype}", "write it as NIfTI or NRRD instead")
+    if np.linalg.det(image.direction_lps) < 0:
+        raise InputError("This volume's slice axis is left-handed", "DICOM readers would flip its slices",
+                         "write it as NIfTI or NRRD, or reorient it first")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    volume = to_sitk(image)
+    row, column = image.direction_lps[:, 0], image.direction_lps[:, 1]
+    orientation = "\\".join(_decimal_string(v) for v in (*row, *column))
+    study, series = _new_dicom_uid(), _new_dicom_uid()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    paths = []
+    for k in range(volume.GetDepth()):
+        plane = volume[:, :, k]
+        position = volume.TransformIndexToPhysicalPoint((0, 0, k))
+        tags = {"0008|0016": _CT_IMAGE_STORAGE, "0008|0018": _new_dicom_uid(), "0008|0060": modality,
+                "0008|103e": description, "0020|000d": study, "0020|000e": series,
+                "0020|0013": str(k + 1), "0020|0032": "\\".join(_decimal_string(v) for v in position),
+                "0020|0037": orientation, "0018|0050": _decimal_string(image.spacing[2]),
+                "0028|0030": f"{_decimal_string(image.spacing[1])}\\{_decimal_string(image.spacing[0])}"}
+        for tag, value in tags.items():
+            plane.SetMetaData(tag, value)
+        path = folder / f"slice_{k + 1:04d}.dcm"
+        writer.SetFileName(str(path))
+        writer.Execute(plane)
+        paths.append(path)
+    return paths
+
+
+def _new_dicom_uid() -> str:
+    """A unique DICOM UID under the UUID-derived 2.25 root (no registered root needed)."""
+    import uuid
+
+    return f"2.25.{uuid.uuid4().int}"

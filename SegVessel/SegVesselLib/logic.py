@@ -66,7 +66,12 @@ class SegVesselLogic:
             target = segmentation_node or new_segmentation_node(
                 volume_node, f"{volume_node.GetName()} vessels", scene=get_scene())
             spec = SegmentSpec(1, segment_name, VESSEL_COLOR, terminology_entry(*VESSEL_TERMINOLOGY))
-            write_label_segments(target, result.outputs["mask"], [spec], on_existing=on_existing)
+            policy = on_existing
+            if policy == "error" and segment_name in segment_ids_by_name(target):
+                # The user made a segment of that name while the job ran: keep both, lose nothing.
+                log.warning("segment '%s' appeared during the job; the result gets another name", segment_name)
+                policy = "rename"
+            write_label_segments(target, result.outputs["mask"], [spec], on_existing=policy)
             return target
 
         return ModuleJob(remote, write_result)

@@ -54,6 +54,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise
         print(f"segforge: error: {error.message}", file=sys.stderr)
         return 1
+    except OSError as error:  # files and sockets: one line, not a traceback
+        if args.debug:
+            raise
+        print(f"segforge: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("segforge: interrupted", file=sys.stderr)
         return 130

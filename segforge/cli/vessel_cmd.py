@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..image_io import read_volume, write_image
+from ..image_io import check_writable, read_volume, write_image
 from ..vessel import VesselMaskParameters
 from .progress_bar import progress_bar
 
@@ -37,6 +37,7 @@ def run_mask(args: argparse.Namespace) -> int:
     from ..vessel import vessel_mask
 
     parameters = parameters_from_args(args)  # bad options fail before a big volume is read
+    check_writable(args.output)
     image = read_volume(args.input)
     with progress_bar("vessel mask") as report:
         mask = vessel_mask(image, parameters, report)

@@ -8,8 +8,8 @@ for the next job.
 from __future__ import annotations
 
 import os
+import queue
 import secrets
-import selectors
 import shutil
 import signal
 import socket
@@ -43,6 +43,13 @@ class JobStatus:
     state: str
     fraction: float
     message: str
+    #: For a cancelled job: seconds from the cancel request to the job's end, timed in the worker.
+    cancel_latency_s: Optional[float] = None
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any]) -> "JobStatus":
+        return cls(str(header["job"]), str(header["state"]), float(header["fraction"]), str(header["message"]),
+                   header.get("cancel_latency_s"))
 
     @property
     def finished(self) -> bool:
@@ -72,13 +79,14 @@ class WorkerClient:
 
     def __init__(self, host: Optional[str] = None, port: Optional[int] = None, token: Optional[str] = None,
                  tls: Optional[ssl.SSLContext] = None, python: Optional[str] = None,
-                 start_timeout_s: float = 60.0) -> None:
+                 start_timeout_s: float = 60.0, request_timeout_s: float = 60.0) -> None:
         self.local = host is None
         self._host, self._port = host, port
         self._token = token if token is not None else (secrets.token_urlsafe(32) if self.local else "")
         self._tls = tls
         self._python = python
         self._start_timeout_s = start_timeout_s
+        self._request_timeout_s = request_timeout_s
         self._process: Optional[subprocess.Popen] = None
         self._log_path: Optional[str] = None
         self._sock: Optional[socket.socket] = None
@@ -87,6 +95,8 @@ class WorkerClient:
         self.generation = 0
         self._identity: Optional[tuple] = None
         self._max_request_bytes = 0
+        #: Why the last local worker ended, for jobs that ask about it later.
+        self.last_death: Optional[WorkerDied] = None
 
     @classmethod
     def from_environment(cls) -> "WorkerClient":
@@ -99,6 +109,9 @@ class WorkerClient:
         if not server:
             return cls()
         host, _, port = server.rpartition(":")
+        if not port.isdigit():
+            raise WorkerError(f"SEGFORGE_SERVER is {server!r}", "it does not end in :PORT",
+                              "set it to host:port, e.g. gpu-server:8765")
         tls = None
         if os.environ.get("SEGFORGE_TLS_CA") or os.environ.get("SEGFORGE_TLS") == "1":
             tls = ssl.create_default_context(cafile=os.environ.get("SEGFORGE_TLS_CA") or None)
@@ -111,9 +124,10 @@ class WorkerClient:
         return self._process.pid if self._process is not None else None
 
     def _ensure_connected(self) -> socket.socket:
+        self._notice_local_death()  # one that died while idle: the next job simply gets a fresh one
         if self._sock is not None:
             return self._sock
-        if self.local and (self._process is None or self._process.poll() is not None):
+        if self.local:
             self._spawn()
         try:
             sock = socket.create_connection((self._host, self._port), timeout=10)
@@ -123,7 +137,9 @@ class WorkerClient:
                               ) from error
         if self._tls is not None:
             sock = self._tls.wrap_socket(sock, server_hostname=self._host)
-        sock.settimeout(None)
+        # Every socket operation is bounded: a hung worker or a silent network becomes an
+        # error the GUI can show, never a frozen timer callback.
+        sock.settimeout(self._request_timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         hello = self._request({"op": "hello"}).header  # the worker checks our version and token...
@@ -140,31 +156,40 @@ class WorkerClient:
     def _spawn(self) -> None:
         log = tempfile.NamedTemporaryFile(prefix="segforge-worker-", suffix=".log", delete=False)
         self._log_path = log.name
-        env = dict(os.environ, SEGFORGE_TOKEN=self._token,
+        env = dict(os.environ, SEGFORGE_TOKEN=self._token, SEGFORGE_ALLOW_MODEL_PATHS="1",
                    PYTHONPATH=os.pathsep.join(p for p in (_ENGINE_ROOT, os.environ.get("PYTHONPATH")) if p))
         command = [self._python or python_for_worker(), "-m", "segforge.worker.server",
                    "--host", "127.0.0.1", "--port", "0", "--parent-pid", str(os.getpid())]
+        # cwd: `python -m` imports from the working folder first; ours holds the engine we mean.
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                         env=env, text=True)
+                                         env=env, text=True, cwd=_ENGINE_ROOT)
         log.close()
         self._host, self._port = "127.0.0.1", self._read_port()
 
     def _read_port(self) -> int:
+        """The port from the worker's ready line (read on a thread: pipes cannot be polled on Windows)."""
         assert self._process is not None and self._process.stdout is not None
-        deadline = time.monotonic() + self._start_timeout_s
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._process.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if selector.select(timeout=0.2):
-                    line = self._process.stdout.readline()
-                    if line.startswith(READY_LINE):
-                        fields = dict(part.split("=", 1) for part in line.split()[1:])
-                        return int(fields["port"])
-                    if not line and self._process.poll() is not None:
-                        break
+        lines: "queue.Queue[str]" = queue.Queue()
+        stdout = self._process.stdout
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=self._start_timeout_s)
+        except queue.Empty:
+            line = ""
+        if line.startswith(READY_LINE):
+            fields = dict(part.split("=", 1) for part in line.split()[1:])
+            return int(fields["port"])
         self._process.kill()
+        self._process.wait()
         raise WorkerError("The SegForge worker did not start", self._log_tail() or "it printed nothing",
                           f"see the worker log {self._log_path}; check that the Python dependencies are installed")
+
+    def _forget_process(self, keep_log: bool = False) -> None:
+        """Let go of the local worker process; its log is deleted unless it explains a failure."""
+        self._process = None
+        if self._log_path and not keep_log:
+            Path(self._log_path).unlink(missing_ok=True)
+            self._log_path = None
 
     def _log_tail(self) -> str:
         try:
@@ -173,9 +198,15 @@ class WorkerClient:
             return ""
         return lines[-1] if lines else ""
 
-    def _request(self, header: dict[str, Any], arrays: Optional[dict[str, Any]] = None) -> Message:
+    def _request(self, header: dict[str, Any], arrays: Optional[dict[str, Any]] = None,
+                 generation: Optional[int] = None) -> Message:
+        """One request and its reply; with ``generation``, only to that worker (a job's own)."""
         with self._lock:
             sock = self._ensure_connected()
+            if generation is not None and generation != self.generation:
+                raise self.last_death or WorkerDied(
+                    "The worker that ran this job has stopped",
+                    "a fresh worker was started since, and it does not know the job", "run the job again")
             size = payload_size(arrays)
             if self._max_request_bytes and size > self._max_request_bytes:
                 raise too_large(size, self._max_request_bytes)  # say so before sending gigabytes
@@ -215,28 +246,46 @@ class WorkerClient:
                 pass
         self._sock = None
 
+    def _notice_local_death(self) -> Optional[WorkerDied]:
+        """If the local worker process has ended, forget it and return why (also kept in ``last_death``)."""
+        if not self.local or self._process is None or self._process.poll() is None:
+            return None
+        self._drop_connection()
+        self.last_death = self._death(self._process.returncode)
+        self._forget_process(keep_log=True)
+        return self.last_death
+
+    def _death(self, code: Optional[int], why: str = "") -> WorkerDied:
+        if code is not None and code < 0:
+            why = f"its process was ended by signal {signal.Signals(-code).name}"
+            if -code == signal.SIGKILL:
+                why += " (killed; the system does this when memory runs out)"
+        elif code is not None:
+            why = f"its process exited with code {code}; last log line: {self._log_tail() or 'none'}"
+        return WorkerDied("The SegForge worker stopped in the middle of the job", why,
+                          "run the job again: a fresh worker starts by itself. If it happens again, "
+                          "crop the volume or close other programs to free memory")
+
     def _lost_worker(self, error: BaseException) -> WorkerDied:
+        timed_out = isinstance(error, socket.timeout)
         if not self.local:
-            return WorkerDied(f"Lost the connection to the SegForge server {self._host}:{self._port}",
-                              f"{type(error).__name__}: {error}",
+            why = (f"it did not answer for {self._request_timeout_s:.0f} s" if timed_out
+                   else f"{type(error).__name__}: {error}")
+            return WorkerDied(f"Lost the connection to the SegForge server {self._host}:{self._port}", why,
                               "check the server and the network, then run the job again (a server "
                               "started with --tls-cert needs SEGFORGE_TLS_CA on this side)")
         code = None
         if self._process is not None:
             try:
-                code = self._process.wait(timeout=2)
+                code = self._process.wait(timeout=0 if timed_out else 2)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-        self._process = None
-        if code is not None and code < 0:
-            why = f"its process was ended by signal {signal.Signals(-code).name}"
-            if -code == signal.SIGKILL:
-                why += " (killed; the system does this when memory runs out)"
-        else:
-            why = f"its process exited with code {code}; last log line: {self._log_tail() or 'none'}"
-        return WorkerDied("The SegForge worker stopped in the middle of the job", why,
-                          "run the job again: a fresh worker starts by itself. If it happens again, "
-                          "crop the volume or close other programs to free memory")
+                self._process.kill()  # alive but hung, or lost its socket: end it
+                self._process.wait()
+        self._forget_process(keep_log=True)
+        why = (f"it did not answer for {self._request_timeout_s:.0f} s and was stopped" if timed_out
+               else f"the connection broke ({type(error).__name__}) and the worker was stopped")
+        self.last_death = self._death(code, why)
+        return self.last_death
 
     # -- jobs -------------------------------------------------------------------------
     def hello(self) -> dict[str, Any]:
@@ -266,7 +315,7 @@ class WorkerClient:
                     self._process.kill()
                     self._process.wait()
             self._drop_connection()
-            self._process = None
+            self._forget_process()
 
     def __enter__(self) -> "WorkerClient":
         return self
@@ -283,22 +332,18 @@ class RemoteJob:
 
     def _call(self, op: str) -> Message:
         with self.client._lock:
-            self.client._ensure_connected()
-            if self.client.generation != self._generation:
-                raise WorkerDied("The worker that ran this job has stopped",
-                                 "a fresh worker was started since, and it does not know the job",
-                                 "run the job again")
-            return self.client._request({"op": op, "job": self.id})
+            death = self.client._notice_local_death()
+            if death is not None and self.client.generation == self._generation:
+                raise death  # our worker died: say why, without starting a new one
+            return self.client._request({"op": op, "job": self.id}, generation=self._generation)
 
     def poll(self) -> JobStatus:
         """One short round trip: state, fraction and message."""
-        header = self._call("status").header
-        return JobStatus(self.id, header["state"], float(header["fraction"]), str(header["message"]))
+        return JobStatus.from_header(self._call("status").header)
 
     def cancel(self) -> JobStatus:
         """Ask the worker to stop this job; it stops at its next progress report (within a second)."""
-        header = self._call("cancel").header
-        return JobStatus(self.id, header["state"], float(header["fraction"]), str(header["message"]))
+        return JobStatus.from_header(self._call("cancel").header)
 
     def result(self) -> JobResult:
         """Collect a finished job's outputs; raises its error, or Cancelled."""

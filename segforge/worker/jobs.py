@@ -43,6 +43,7 @@ class Job:
     meta: dict[str, Any] = field(default_factory=dict)
     error: Optional[SegForgeError] = None
     finished_at: Optional[float] = None
+    cancel_requested_at: Optional[float] = None
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def progress(self, fraction: float, message: str) -> None:
@@ -57,8 +58,12 @@ class Job:
         return self._cancel.is_set()
 
     def status(self) -> dict[str, Any]:
-        return {"job": self.id, "task": self.task, "state": self.state,
-                "fraction": self.fraction, "message": self.message}
+        status = {"job": self.id, "task": self.task, "state": self.state,
+                  "fraction": self.fraction, "message": self.message}
+        if self.state == CANCELLED and self.cancel_requested_at is not None and self.finished_at is not None:
+            # Measured inside the worker, so it says how fast the engine obeyed, whatever the network.
+            status["cancel_latency_s"] = self.finished_at - self.cancel_requested_at
+        return status
 
     def _finish(self, state: str, message: str) -> None:
         self.state, self.message, self.finished_at = state, message, time.monotonic()
@@ -85,6 +90,7 @@ class JobRunner:
 
     def get(self, job_id: str) -> Job:
         with self._lock:
+            self._forget_old()
             job = self._jobs.get(job_id)
         if job is None:
             raise SegForgeError("The worker has no such job", f"job {job_id!r} is unknown or its "
@@ -93,9 +99,12 @@ class JobRunner:
 
     def cancel(self, job_id: str) -> Job:
         job = self.get(job_id)
-        job._cancel.set()
-        if job.state == QUEUED:
-            job._finish(CANCELLED, "Cancelled before it started")
+        with self._lock:  # the runner takes a queued job under the same lock: no race with its start
+            if job.cancel_requested_at is None and job.state not in FINISHED_STATES:
+                job.cancel_requested_at = time.monotonic()
+            job._cancel.set()
+            if job.state == QUEUED:
+                job._finish(CANCELLED, "Cancelled before it started")
         return job
 
     def pop_finished(self, job_id: str) -> Job:
@@ -124,11 +133,13 @@ class JobRunner:
             job = self._queue.get()
             if job is None:
                 return
-            if job.state == QUEUED:
-                self._run(job)
+            with self._lock:
+                if job.state != QUEUED:  # cancelled while it waited
+                    continue
+                job.state, job.message = RUNNING, "Starting"
+            self._run(job)
 
     def _run(self, job: Job) -> None:
-        job.state, job.message = RUNNING, "Starting"
         started = time.perf_counter()
         try:
             outputs, meta = job.body(job.inputs, job.params, job)

@@ -40,8 +40,9 @@ class ModuleJob(Generic[T]):
         if self._error is None and not self._status.finished:
             try:
                 self._status = self.remote.cancel()
-            except SegForgeError as error:
+            except SegForgeError as error:  # the worker is gone: the job is over, and says why
                 self._error = error
+                self._status = JobStatus(self.remote.id, FAILED, self._status.fraction, error.message)
 
     def finish(self) -> T:
         """Collect the result and write it into the scene; raises what went wrong."""

@@ -9,6 +9,7 @@ straight into the final numpy buffer (one copy, no intermediate ``bytes``).
 from __future__ import annotations
 
 import json
+import math
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -53,10 +54,16 @@ def _geometry(image: Image) -> dict[str, Any]:
             "direction_lps": image.direction_lps.ravel().tolist()}
 
 
+def _native(array: np.ndarray) -> np.ndarray:
+    """C-contiguous, native byte order (the wire carries raw native bytes); no copy if already so."""
+    array = np.asarray(array)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+
+
 def _wire_array(value: Any) -> tuple[np.ndarray, Optional[dict[str, Any]]]:
     if isinstance(value, Image):
-        return np.ascontiguousarray(value.array), _geometry(value)
-    return np.ascontiguousarray(value), None
+        return _native(value.array), _geometry(value)
+    return _native(value), None
 
 
 def send_message(sock: socket.socket, header: dict[str, Any], arrays: Optional[dict[str, Any]] = None) -> None:
@@ -146,7 +153,7 @@ def _checked_specs(header: dict[str, Any], payload_size: int) -> list[tuple[str,
     specs = header.get("arrays", [])
     if not isinstance(specs, list):
         raise MalformedMessage("The request's array list is malformed", "'arrays' is not a list")
-    checked, total = [], 0
+    checked, total, names = [], 0, set()
     for spec in specs:
         try:
             name, dtype_name, shape = str(spec["name"]), spec["dtype"], spec["shape"]
@@ -155,10 +162,13 @@ def _checked_specs(header: dict[str, Any], payload_size: int) -> list[tuple[str,
             if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_ARRAY_DIMS
                     or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
                 raise ValueError(f"shape {shape!r} is not 1 to {MAX_ARRAY_DIMS} non-negative integers")
+            if name in names:
+                raise ValueError(f"array name {name!r} is used twice")
         except (KeyError, TypeError, ValueError) as error:
             raise MalformedMessage("The request declares a malformed array", str(error)) from error
+        names.add(name)
         dtype = np.dtype(dtype_name)
-        total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        total += math.prod(shape) * dtype.itemsize  # Python integers: no overflow to fool the check
         checked.append((name, dtype, tuple(shape), spec.get("geometry")))
     if total != payload_size:
         raise MalformedMessage("The request's arrays do not match its size",
@@ -182,11 +192,11 @@ def recv_arrays(sock: socket.socket, header: dict[str, Any], payload_size: int) 
     for name, dtype, shape, geometry in _checked_specs(header, payload_size):
         try:
             array = np.empty(shape, dtype=dtype)
-        except MemoryError:
+        except (MemoryError, ValueError):
             received.clear()  # free what was read, skip the rest: the stream stays in step
             _discard(sock, payload_size - consumed)
             raise WorkerError("The worker has not enough memory for this volume",
-                              f"it could not allocate {np.prod(shape, dtype=np.int64) * dtype.itemsize / 2**20:.0f} "
+                              f"it could not allocate {math.prod(shape) * dtype.itemsize / 2**20:.0f} "
                               "MiB to receive it",
                               "crop the volume to the region of interest, or use a worker with more memory") from None
         if array.nbytes:

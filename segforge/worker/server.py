@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import ipaddress
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from typing import Any, Optional
 
 from .. import __version__
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: The line a spawned worker prints once it listens; the client reads the port from it.
 READY_LINE = "SEGFORGE_WORKER_READY"
+#: Connections served at once; more are closed at once (a shared server stays up).
+MAX_CONNECTIONS = 64
+#: Seconds a connection may take to send its first, authenticated request.
+UNAUTHENTICATED_TIMEOUT_S = 30.0
 
 
 class WorkerServer:
@@ -48,6 +54,7 @@ class WorkerServer:
         self._listener = socket.create_server((host, port), reuse_port=False)
         self.address = self._listener.getsockname()[:2]
         self._stopping = threading.Event()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     def serve_forever(self) -> None:
         self._listener.settimeout(0.5)
@@ -56,8 +63,14 @@ class WorkerServer:
                 connection, peer = self._listener.accept()
             except socket.timeout:
                 continue
-            except OSError:
-                break
+            except OSError as error:  # e.g. out of file descriptors: wait, never exit
+                log.warning("accept failed: %s", error)
+                time.sleep(0.1)
+                continue
+            if not self._slots.acquire(blocking=False):
+                log.warning("refusing %s: %d connections are open already", peer, MAX_CONNECTIONS)
+                connection.close()
+                continue
             threading.Thread(target=self._serve_connection, args=(connection, peer),
                              name=f"segforge-conn-{peer}", daemon=True).start()
         self._listener.close()
@@ -69,6 +82,7 @@ class WorkerServer:
     # -- one connection ---------------------------------------------------------------
     def _serve_connection(self, connection: socket.socket, peer: Any) -> None:
         try:
+            connection.settimeout(UNAUTHENTICATED_TIMEOUT_S)  # strangers cannot hold a slot for long
             if self._tls is not None:
                 connection = self._tls.wrap_socket(connection, server_side=True)
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -79,6 +93,7 @@ class WorkerServer:
             log.info("connection from %s ended: %s", peer, error)
         finally:
             connection.close()
+            self._slots.release()
 
     def _answer_one(self, connection: socket.socket) -> bool:
         """Answer one request; False when the connection must close."""
@@ -94,6 +109,7 @@ class WorkerServer:
         except SegForgeError as error:
             _reply_error(connection, error)
             return False  # never read the arrays of a stranger
+        connection.settimeout(None)  # a known client may stay connected, idle, between jobs
         try:
             arrays = recv_arrays(connection, header, payload_size)
         except MalformedMessage as error:
@@ -112,7 +128,7 @@ class WorkerServer:
 
     def _check_caller(self, header: dict[str, Any]) -> None:
         version = header.get("protocol")
-        if version != PROTOCOL_VERSION:
+        if type(version) is not int or version != PROTOCOL_VERSION:  # noqa: E721 - true and 1.0 are not 1
             raise protocol_mismatch(__version__, PROTOCOL_VERSION, version)
         if not hmac.compare_digest(str(header.get("token", "")).encode(), self.token.encode()):
             raise AuthError("The worker refused the request", "its token is wrong or missing",
@@ -188,7 +204,8 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
                              "0.0.0.0 to serve other machines)")
     parser.add_argument("--port", type=int, default=8765, help="TCP port (0 picks a free one)")
     parser.add_argument("--token", default=None,
-                        help="shared secret clients must send (default: $SEGFORGE_TOKEN)")
+                        help="shared secret clients must send; prefer $SEGFORGE_TOKEN (other users "
+                             "can read command lines)")
     parser.add_argument("--max-request-mb", type=float, default=DEFAULT_MAX_PAYLOAD_BYTES / 2**20,
                         help="largest request accepted, in MiB")
     parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve over TLS")
@@ -214,8 +231,16 @@ def serve(args: argparse.Namespace) -> int:
     if not token:
         print("segforge serve: no token: pass --token or set SEGFORGE_TOKEN", file=sys.stderr)
         return 2
-    server = WorkerServer(args.host, args.port, token, int(args.max_request_mb * 2**20),
-                          _tls_context(args.tls_cert, args.tls_key))
+    try:
+        server = WorkerServer(args.host, args.port, token, int(args.max_request_mb * 2**20),
+                              _tls_context(args.tls_cert, args.tls_key))
+    except (OSError, OverflowError, ssl.SSLError) as error:
+        print(f"segforge serve: cannot listen on {args.host}:{args.port}: {error} "
+              "(pick another --port, or check --host and the TLS files)", file=sys.stderr)
+        return 1
+    if not args.tls_cert and not ipaddress.ip_address(server.address[0]).is_loopback:
+        log.warning("serving %s without TLS: volumes and the token cross the network in clear; "
+                    "use --tls-cert/--tls-key outside a trusted network", args.host)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     if args.parent_pid:
         _stop_with_parent(server, args.parent_pid)

@@ -25,20 +25,35 @@ def _input_image(inputs: dict[str, Any], name: str = "image") -> Image:
     return require_3d_volume(image)
 
 
-def _known_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+def _parameters(cls: type, params: dict[str, Any]) -> Any:
+    """``cls(**params)``, with unknown names and wrong types refused as the user's input error."""
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(params) - names)
     if unknown:
         raise InputError(f"Unknown parameter(s) {', '.join(unknown)}", f"{cls.__name__} takes {sorted(names)}",
                          "check the parameter names")
-    return params
+    for field in fields(cls):
+        if field.name in params and field.type in ("int", "float", "bool"):
+            value = params[field.name]
+            ok = isinstance(value, bool) if field.type == "bool" else (
+                isinstance(value, (int, float)) and not isinstance(value, bool)
+                and (field.type == "float" or float(value).is_integer()))
+            if not ok:
+                raise InputError(f"Parameter {field.name} is {value!r}", f"it must be a {field.type}",
+                                 "give a value of the right type")
+            if field.type == "int":
+                params = {**params, field.name: int(value)}
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"The {cls.__name__} are invalid", str(error), "check the parameter values") from error
 
 
 def vessel_mask_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
     """Multi-scale vesselness thresholded into a vessel mask."""
     from ..vessel import VesselMaskParameters, vessel_mask
 
-    parameters = VesselMaskParameters(**_known_params(VesselMaskParameters, params))
+    parameters = _parameters(VesselMaskParameters, params)
     mask = vessel_mask(_input_image(inputs), parameters, job.progress)
     return {"mask": mask}, {"voxels": int(np.count_nonzero(mask.array))}
 
@@ -46,7 +61,10 @@ def vessel_mask_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -
 def threshold_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
     """Voxels within [lower, upper] as a uint8 mask: a cheap task for checks and benchmarks."""
     image = _input_image(inputs)
-    lower, upper = float(params.get("lower", -np.inf)), float(params.get("upper", np.inf))
+    try:
+        lower, upper = float(params.get("lower", -np.inf)), float(params.get("upper", np.inf))
+    except (TypeError, ValueError) as error:
+        raise InputError("The threshold bounds are not numbers", str(error), "give numbers") from error
     job.progress(0.0, "Thresholding")
     array = image.array
     mask = np.empty(array.shape, dtype=np.uint8)

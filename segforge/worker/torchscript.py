@@ -54,6 +54,32 @@ def _normalised_tensor(array: np.ndarray, params: dict[str, Any], device: str) -
     return values[None, None]
 
 
+def model_file(params: dict[str, Any]) -> str:
+    """The weights a job asks for: ``model_id`` (from the catalog, installed in the model cache),
+    or ``model_path`` — any file for a private local worker, only files inside the model cache
+    for a shared server (a client must not make the server open its other files)."""
+    from ..catalog import load_catalog
+    from ..catalog.cache import is_installed, model_path, models_dir
+
+    if params.get("model_id"):
+        entry = load_catalog().get(str(params["model_id"]))
+        located = model_path(entry)
+        if located is None or not is_installed(entry):
+            raise ModelError(f"Model {entry.id} is not installed on the worker's machine", "it was never downloaded",
+                             f"run 'segforge models download {entry.id}' where the worker runs")
+        return str(located)
+    path = os.path.realpath(str(params.get("model_path", "")))
+    if os.environ.get("SEGFORGE_ALLOW_MODEL_PATHS") != "1":
+        cache = os.path.realpath(models_dir())
+        if os.path.commonpath([path, cache]) != cache:
+            raise ModelError("This worker only runs models from its model cache", f"{path} is outside {cache}",
+                             "install the model on the server (segforge models download ID) and send model_id")
+    if not os.path.isfile(path):
+        raise ModelError(f"No model file at {path}", "the path does not exist on the worker's machine",
+                         "download the model first (segforge models download ID) or fix the path")
+    return path
+
+
 def _tile_count(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
     count = 1
     for size, tile in zip(shape, roi):
@@ -68,11 +94,8 @@ def segment_with_torchscript(image: Image, params: dict[str, Any], job: Job,
     import torch
     from monai.inferers import sliding_window_inference
 
-    path = str(params.get("model_path", ""))
+    path = model_file(params)
     device = _device(str(params.get("device", "auto")))
-    if not os.path.isfile(path):
-        raise ModelError(f"No model file at {path}", "the path does not exist on the worker's machine",
-                         "download the model first (segforge models download ID) or fix the path")
     job.progress(0.0, "Loading the model")
     model, cached = cache.get((*ModelCache.file_key(path), device), lambda: _load(path, device))
     roi = [int(n) for n in params.get("roi_size", image.array.shape)]
