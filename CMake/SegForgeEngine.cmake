@@ -48,6 +48,17 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/resources.py
   segforge/snapshot.py
   segforge/vessel/__init__.py
+  segforge/vessel/filters.py
+  segforge/vessel/graph.py
+  segforge/vessel/hessian.py
+  segforge/vessel/mask.py
+  segforge/vessel/metrics.py
+  segforge/vessel/parameters.py
+  segforge/vessel/radius.py
+  segforge/vessel/skeleton.py
+  segforge/vessel/slabs.py
+  segforge/vessel/stenosis.py
+  segforge/vessel/synthetic.py
   segforge/vessel/vesselness.py
   segforge/worker/__init__.py
   segforge/worker/client.py

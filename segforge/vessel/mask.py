@@ -1,0 +1,194 @@
+"""From a vesselness response to a vessel mask: ROI, hysteresis, components, holes.
+
+Pure numpy / scipy on whole arrays, one step per function, so each is testable alone.
+Connectivity is 26 (face, edge or corner): a thin oblique vessel is a chain of voxels
+that touch only at edges or corners, and must stay one component.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+from ..image import Image
+
+_FULL = np.ones((3, 3, 3), dtype=bool)
+
+
+def relative_reference(response: np.ndarray, where: Optional[np.ndarray] = None) -> float:
+    """The 99th percentile of the positive responses (inside ``where``): what relative
+    thresholds are relative to. Raises InputError when nothing responds."""
+    values = response[where] if where is not None else response
+    positive = values[values > 0]
+    if positive.size == 0:
+        raise InputError("No vessel-like structure was found",
+                         "the vesselness filter gave no response anywhere in the volume",
+                         "check that the volume is a CTA or MRA and that the radius range and "
+                         "'bright vessels' setting match the vessels")
+    return float(np.percentile(positive, 99.0))
+
+
+def hysteresis(response: np.ndarray, high: float, low: float, allowed: Optional[np.ndarray] = None) -> np.ndarray:
+    """Voxels with ``response >= low`` connected to one with ``response >= high`` (and > 0).
+
+    ``allowed`` (a boolean array) excludes voxels from both, e.g. outside an intensity window.
+    """
+    candidates = (response >= low) & (response > 0)
+    if allowed is not None:
+        candidates &= allowed
+    if low >= high:
+        return candidates
+    labels, count = ndimage.label(candidates, structure=_FULL)
+    if count == 0:
+        return candidates
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[np.unique(labels[candidates & (response >= high)])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def seed_indices(image: Image, seeds_lps: Sequence[Sequence[float]]) -> np.ndarray:
+    """Continuous voxel coordinates ``(k, j, i)`` of LPS seed points; InputError when a
+    seed lies outside the image."""
+    seeds = np.asarray(seeds_lps, dtype=np.float64).reshape(-1, 3)
+    homogeneous = np.c_[seeds, np.ones(len(seeds))]
+    ijk = (np.linalg.inv(image.ijk_to_lps()) @ homogeneous.T).T[:, :3]
+    kji = ijk[:, ::-1]
+    shape = np.asarray(image.array.shape)
+    outside = np.any((kji < -0.5) | (kji > shape - 0.5), axis=1)
+    if outside.any():
+        n = int(np.flatnonzero(outside)[0])
+        raise InputError(f"Seed point {n + 1} lies outside the image",
+                         f"it is at LPS {tuple(round(float(c), 1) for c in seeds[n])} mm",
+                         "place the seeds inside the volume")
+    return kji
+
+
+def keep_components(mask: np.ndarray, spacing_kji: Sequence[float], seeds_kji: Optional[np.ndarray] = None,
+                    search_mm: float = 0.0, largest: bool = False) -> np.ndarray:
+    """The components of ``mask`` that touch a seed, or the largest one, or all.
+
+    A seed touches a component when one of its voxels lies within ``search_mm`` of it
+    (a click near a vessel's wall, or in a lumen the threshold left hollow, still counts).
+    Raises InputError naming a seed that touches none.
+    """
+    if seeds_kji is None and not largest:
+        return mask
+    labels, count = ndimage.label(mask, structure=_FULL)
+    if count == 0:
+        return mask
+    keep = np.zeros(count + 1, dtype=bool)
+    if seeds_kji is not None and len(seeds_kji):
+        for n, seed in enumerate(np.asarray(seeds_kji, dtype=np.float64).reshape(-1, 3)):
+            label = _label_near(labels, seed, np.asarray(spacing_kji, dtype=np.float64), search_mm)
+            if label == 0:
+                raise InputError(f"No vessel was found at seed point {n + 1}",
+                                 f"no mask voxel lies within {search_mm:.1f} mm of it",
+                                 "place the seed inside a vessel, lower the threshold or widen the "
+                                 "radius or intensity range")
+            keep[label] = True
+    else:
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        sizes[0] = 0
+        keep[int(np.argmax(sizes))] = True
+    return keep[labels]
+
+
+def _label_near(labels: np.ndarray, seed_kji: np.ndarray, spacing_kji: np.ndarray, search_mm: float) -> int:
+    """Label of the mask voxel nearest to the seed within ``search_mm`` (0: none)."""
+    reach = np.maximum(np.ceil(search_mm / spacing_kji), 0).astype(int) + 1
+    centre = np.rint(seed_kji).astype(int)
+    low = np.maximum(centre - reach, 0)
+    high = np.minimum(centre + reach + 1, labels.shape)
+    window = labels[tuple(slice(a, b) for a, b in zip(low, high))]
+    found = np.argwhere(window > 0)
+    if found.size == 0:
+        return 0
+    distance = np.linalg.norm((found + low - seed_kji) * spacing_kji, axis=1)
+    nearest = int(np.argmin(distance))
+    # the voxel containing the seed always counts, however small the search distance
+    if distance[nearest] > max(search_mm, 0.5 * math.sqrt(float(np.sum(spacing_kji ** 2)))):
+        return 0
+    return int(window[tuple(found[nearest])])
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the cavities the mask encloses completely (in 3D), working on its bounding box.
+
+    A cavity is a face-connected piece of background that does not reach the box's
+    border. Found by labelling the background once (several times faster than
+    ``ndimage.binary_fill_holes``'s iterated dilations on 256^3).
+    """
+    box = bounding_box(mask)
+    if box is None:
+        return mask
+    background = ~mask[box]
+    labels, count = ndimage.label(background)
+    if count == 0:
+        return mask
+    outside = np.zeros(count + 1, dtype=bool)
+    for axis in range(3):
+        for end in (0, -1):
+            outside[np.unique(np.take(labels, end, axis=axis))] = True
+    hole = ~outside
+    hole[0] = False
+    result = mask.copy()
+    result[box] |= hole[labels]
+    return result
+
+
+def bounding_box(mask: np.ndarray) -> Optional[tuple[slice, slice, slice]]:
+    """Slices of the smallest box holding every true voxel (None when there is none)."""
+    if not mask.any():
+        return None
+    box = []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(box)  # type: ignore[return-value]
+
+
+def roi_crop(image: Image, roi_lps: Sequence[float], margin_voxels_kji: Sequence[int]
+             ) -> tuple[tuple[slice, slice, slice], tuple[slice, slice, slice]]:
+    """Where to compute for an LPS box: ``(crop, inner)`` slices.
+
+    ``crop`` is the box's voxel bounding box grown by the filter's reach (clipped to the
+    image), so the response inside the box sees the same neighbourhood as on the whole
+    volume; ``inner`` is the box's bounding box within the crop. InputError when the box
+    misses the image.
+    """
+    low, high = np.asarray(roi_lps[:3], float), np.asarray(roi_lps[3:], float)
+    corners = np.array([[x, y, z, 1.0] for x in (low[0], high[0]) for y in (low[1], high[1])
+                        for z in (low[2], high[2])])
+    kji = (np.linalg.inv(image.ijk_to_lps()) @ corners.T).T[:, 2::-1]
+    shape = np.asarray(image.array.shape)
+    first = np.maximum(np.ceil(kji.min(axis=0) - 1e-6).astype(int), 0)
+    last = np.minimum(np.floor(kji.max(axis=0) + 1e-6).astype(int), shape - 1)
+    if np.any(first > last):
+        raise InputError("The region of interest misses the image",
+                         f"the box {tuple(round(float(c), 1) for c in roi_lps)} (LPS mm) holds no voxel centre",
+                         "move or grow the region of interest onto the volume")
+    margin = np.asarray(margin_voxels_kji, dtype=int)
+    start = np.maximum(first - margin, 0)
+    stop = np.minimum(last + 1 + margin, shape)
+    crop = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+    inner = tuple(slice(int(a - s), int(b + 1 - s)) for a, b, s in zip(first, last, start))
+    return crop, inner  # type: ignore[return-value]
+
+
+def roi_voxels(image: Image, roi_lps: Sequence[float]) -> np.ndarray:
+    """Boolean array: the voxels of ``image`` whose centres lie inside the LPS box."""
+    shape = image.array.shape
+    matrix = image.ijk_to_lps()
+    low, high = np.asarray(roi_lps[:3], float), np.asarray(roi_lps[3:], float)
+    inside = np.ones(shape, dtype=bool)
+    k, j, i = (np.arange(n, dtype=np.float64) for n in shape)
+    for axis in range(3):  # LPS coordinate = row . (i, j, k, 1), evaluated by broadcasting
+        row = matrix[axis]
+        coordinate = (row[0] * i[None, None, :] + row[1] * j[None, :, None]
+                      + row[2] * k[:, None, None] + row[3])
+        inside &= (coordinate >= low[axis] - 1e-6) & (coordinate <= high[axis] + 1e-6)
+    return inside
