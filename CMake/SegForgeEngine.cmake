@@ -46,6 +46,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/polydata_io.py
   segforge/progress.py
   segforge/resources.py
+  segforge/segmentation_file.py
   segforge/snapshot.py
   segforge/vessel/__init__.py
   segforge/vessel/filters.py
@@ -53,12 +54,15 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/hessian.py
   segforge/vessel/mask.py
   segforge/vessel/metrics.py
+  segforge/vessel/outputs.py
   segforge/vessel/parameters.py
+  segforge/vessel/pipeline.py
   segforge/vessel/radius.py
   segforge/vessel/skeleton.py
   segforge/vessel/slabs.py
   segforge/vessel/stenosis.py
   segforge/vessel/synthetic.py
+  segforge/vessel/tree.py
   segforge/vessel/vesselness.py
   segforge/worker/__init__.py
   segforge/worker/client.py

@@ -28,11 +28,11 @@ from slicer.util import VTKObservationMixin
 from segforge.errors import Cancelled, SegForgeError
 from SegVesselLib import SegVesselLogic
 
-#: Packages of Resources/requirements.txt this module's jobs need (besides what Slicer bundles).
-#: The vessel mask runs on SimpleITK and numpy, which Slicer ships, so none today; add a name
-#: here (e.g. "monai") when a model-based vessel workflow arrives, and the user is asked to
-#: install it before the first run.
-REQUIRED_PACKAGES = ()
+#: Packages of Resources/requirements.txt this module's jobs need (besides what Slicer bundles);
+#: the vesselness filter also runs on torch, which comes through the PyTorch extension. The
+#: user is asked before anything is installed.
+REQUIRED_PACKAGES = ("scipy",)
+NEEDS_TORCH = True
 
 #: How often the widget asks the running job for progress, in milliseconds.
 POLL_INTERVAL_MS = 200
@@ -311,7 +311,8 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from segforge.mrml import python_dependencies
 
         try:
-            if python_dependencies.ensure_python_dependencies("SegVessel", names=REQUIRED_PACKAGES):
+            if python_dependencies.ensure_python_dependencies("SegVessel", names=REQUIRED_PACKAGES,
+                                                              needs_torch=NEEDS_TORCH):
                 return True
         except Exception as error:
             self._showError(_("Could not install the Python packages SegVessel needs."), error)

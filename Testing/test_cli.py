@@ -10,7 +10,6 @@ import numpy as np
 from conftest import REPO, make_image
 from segforge.image import Image
 from segforge.image_io import read_image, write_image
-from segforge.vessel import VesselMaskParameters, vessel_mask
 
 
 def segforge(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
@@ -32,31 +31,71 @@ def test_no_command_prints_help_and_fails():
     assert run.returncode == 2 and "usage" in run.stdout
 
 
-def test_vessel_mask_writes_the_engines_mask_on_the_input_grid(tmp_path):
-    k, j, i = np.indices((20, 24, 28))
-    tube = np.where(np.hypot(k - 10, j - 12) <= 3, 400, 0).astype(np.int16)
-    image = make_image((20, 24, 28)).with_array(tube)
-    source = write_image(image, tmp_path / "cta.nrrd")
-    run = segforge("vessel", "mask", str(source), str(tmp_path / "mask.nii.gz"), "--min-radius", "1.5",
-                   "--max-radius", "3", "--scales", "2", "--threshold", "0.2")
-    assert run.returncode == 0, run.stderr
-    assert "vessel voxels" in run.stdout
-    mask = read_image(tmp_path / "mask.nii.gz")
-    expected = vessel_mask(image, VesselMaskParameters(1.5, 3.0, 2, threshold=0.2))
+def synthetic_mra(tmp_path):
+    """A bright Y-shaped vessel (3 branches) in noise, on an oblique anisotropic grid."""
+    from conftest import OBLIQUE
+    from segforge.vessel.synthetic import make_grid, y_bifurcation
+
+    tree = y_bifurcation(make_grid((40, 40, 60), (0.8, 0.8, 1.2), OBLIQUE, center_lps=(5, -3, 20)),
+                         center_lps=(5, -3, 20))
+    noise = np.random.default_rng(0).normal(0, 20, tree.mask.array.shape)
+    image = tree.mask.with_array((tree.mask.array.astype(np.float32) * 500 + 100 + noise).astype(np.int16))
+    return write_image(image, tmp_path / "mra.nrrd"), image
+
+
+def test_vessel_writes_every_output_on_the_input_grid(tmp_path):
+    import json
+
+    from segforge.mrml import create_headless_slicer, load_model, load_segmentation, segment_ids_by_name
+    from segforge.polydata_io import read_polydata_lps
+    from segforge.vessel.pipeline import VesselPipelineParameters, preset, run_vessel_pipeline
+
+    source, image = synthetic_mra(tmp_path)
+    out = tmp_path / "out"
+    run = segforge("vessel", str(source), "--out", str(out), "--preset", "mra", "--device", "cpu")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "centerlines.vtp", "surface.vtp",
+                                               "branches.csv", "stenoses.csv", "summary.json"}
+    expected = run_vessel_pipeline(image, VesselPipelineParameters(mask=preset("mra")))
+    mask = read_image(out / "vessels.seg.nrrd")
     assert mask.same_grid(image, tol=1e-5)
-    np.testing.assert_array_equal(mask.array, expected.array)
+    np.testing.assert_array_equal(mask.array > 0, expected.mask.array > 0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["branches"] == len(expected.graph.branches) == 3 and summary["components"] == 1
+    centerlines = read_polydata_lps(out / "centerlines.vtp")
+    assert centerlines.GetNumberOfCells() == 3
+    assert centerlines.GetCellData().GetArray("BranchId") is not None
+    radius = centerlines.GetPointData().GetArray("Radius")
+    assert radius is not None and 2.0 < np.median([radius.GetValue(n) for n in range(radius.GetNumberOfTuples())]) < 5
+    assert len((out / "branches.csv").read_text().strip().splitlines()) == 1 + 3
+    # Slicer reads all of it where it belongs.
+    app = create_headless_slicer()
+    try:
+        segmentation = load_segmentation(out / "vessels.seg.nrrd")
+        assert list(segment_ids_by_name(segmentation)) == ["vessels"]
+        model = load_model(out / "surface.vtp")
+        assert model.GetPolyData().GetNumberOfPoints() > 0
+    finally:
+        app.close()
+
+
+def test_vessel_mask_only(tmp_path):
+    source, image = synthetic_mra(tmp_path)
+    out = tmp_path / "out"
+    run = segforge("vessel", str(source), "--out", str(out), "--preset", "mra", "--no-centerlines", "--no-surface")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "summary.json"}
 
 
 def test_failures_are_one_line_with_non_zero_exit(tmp_path):
-    run = segforge("vessel", "mask", str(tmp_path / "missing.nii.gz"), str(tmp_path / "out.nii.gz"))
+    run = segforge("vessel", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "out"))
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("segforge: error: No file") and "check the path" in lines[0].lower()
     thin = write_image(Image(np.zeros((1, 8, 8), np.int16)), tmp_path / "thin.nii.gz")
-    run = segforge("vessel", "mask", str(thin), str(tmp_path / "out.nii.gz"))
-    assert run.returncode == 1 and "2D" in run.stderr and not (tmp_path / "out.nii.gz").exists()
-    run = segforge("vessel", "mask", str(thin), str(tmp_path / "out.nii.gz"), "--min-radius", "5",
-                   "--max-radius", "1")
+    run = segforge("vessel", str(thin), "--out", str(tmp_path / "out"))
+    assert run.returncode == 1 and "2D" in run.stderr and not (tmp_path / "out").exists()
+    run = segforge("vessel", str(thin), "--out", str(tmp_path / "out"), "--min-radius", "5", "--max-radius", "1")
     assert run.returncode == 1 and "radius range" in run.stderr
 
 
@@ -76,9 +115,7 @@ def test_serve_on_a_busy_port_is_one_line():
 
 
 def test_output_problems_are_found_before_the_work(tmp_path):
-    run = segforge("vessel", "mask", str(tmp_path / "missing.nii.gz"), str(tmp_path / "mask.png"))
-    assert run.returncode == 1 and "Cannot write mask.png" in run.stderr  # not "no file": checked first
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
-    run = segforge("vessel", "mask", str(tmp_path / "missing.nii.gz"), str(blocker / "mask.nii.gz"))
-    assert run.returncode == 1 and "not a writable folder" in run.stderr
+    run = segforge("vessel", str(tmp_path / "missing.nii.gz"), "--out", str(blocker))
+    assert run.returncode == 1 and "not a folder" in run.stderr  # not "no file": checked first

@@ -156,3 +156,60 @@ def test_dead_worker_is_a_failed_job_with_a_reason(mrml_scene):
 def test_no_volume_is_a_clear_error(mrml_scene, logic):
     with pytest.raises(InputError, match="No input volume"):
         logic.start_vessel_mask(None)
+
+
+def synthetic_y_volume():
+    """A bright Y (3 branches) in noise on an oblique anisotropic grid, and its truth."""
+    from segforge.vessel.synthetic import make_grid, y_bifurcation
+
+    tree = y_bifurcation(make_grid((40, 40, 60), (0.8, 0.8, 1.2), OBLIQUE, center_lps=(5, -3, 20)),
+                         center_lps=(5, -3, 20))
+    noise = np.random.default_rng(0).normal(0, 20, tree.mask.array.shape)
+    return tree.mask.with_array((tree.mask.array.astype(np.float32) * 500 + 100 + noise).astype(np.int16)), tree
+
+
+def test_vessel_tree_lands_in_the_scene_as_slicer_users_expect(mrml_scene, logic):
+    import slicer.util
+
+    from segforge.mrml import point_measurement, rows_from_table
+    from segforge.vessel.pipeline import VesselPipelineParameters, preset, run_vessel_pipeline
+
+    image, truth = synthetic_y_volume()
+    volume = volume_node_from_image(image, "MRA")
+    parameters = VesselPipelineParameters(mask=preset("mra"))
+    nodes = logic.vessel_tree(volume, parameters)
+    expected = run_vessel_pipeline(image, parameters)
+
+    segment_id = segment_ids_by_name(nodes.segmentation)["Vessels"][0]
+    np.testing.assert_array_equal(mask_from_segment(nodes.segmentation, segment_id, volume).array > 0,
+                                  expected.mask.array > 0)
+    assert len(nodes.curves) == len(expected.graph.branches) == len(truth.branches) == 3
+    for curve, branch in zip(nodes.curves, expected.graph.branches):
+        np.testing.assert_allclose(point_measurement(curve, "Radius"), branch.radii_mm, atol=1e-9)
+        np.testing.assert_allclose(slicer.util.arrayFromMarkupsControlPoints(curve, world=True)[:, :2],
+                                   -branch.points_lps[:, :2], atol=1e-6)  # RAS in the scene
+    radius = nodes.centerline_model.GetPolyData().GetPointData().GetArray("Radius")
+    assert radius is not None and radius.GetRange()[1] <= expected.graph.radii_mm().max() + 1e-6
+    assert nodes.surface_model.GetPolyData().GetNumberOfCells() > 100
+    rows = rows_from_table(nodes.branch_table)
+    assert [row["id"] for row in rows] == [b.id for b in expected.graph.branches]
+    assert rows_from_table(nodes.stenosis_table) == [] and nodes.stenosis_points is None  # a healthy Y
+
+
+def test_vessel_tree_cancel_leaves_no_node_behind(mrml_scene, logic):
+    from segforge.vessel.pipeline import VesselPipelineParameters
+
+    big, params = slow_job()
+    volume = volume_node_from_image(big, "Noise")
+    before = mrml_scene.GetNumberOfNodes()
+    job = logic.start_vessel_tree(volume, VesselPipelineParameters(mask=VesselMaskParameters(**params)))
+    wait_until_running(job)
+    job.cancel()
+    deadline = time.monotonic() + 10.0
+    while not (status := job.poll()).finished:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert status.state == "cancelled"
+    with pytest.raises(Cancelled):
+        job.finish()
+    assert mrml_scene.GetNumberOfNodes() == before

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -375,6 +376,8 @@ def test_a_hung_worker_becomes_an_error_not_a_frozen_gui():
     with WorkerClient(request_timeout_s=2.0) as client:
         client.hello()
         os.kill(client.pid, signal.SIGSTOP)
+        while Path(f"/proc/{client.pid}/stat").read_text().split(")")[-1].split()[0] != "T":
+            time.sleep(0.01)  # the stop has really taken effect before we ask
         started = time.monotonic()
         with pytest.raises(WorkerDied) as caught:
             client.hello()

@@ -13,19 +13,17 @@ from dataclasses import asdict
 from typing import Any, Optional
 
 from segforge.errors import InputError
-from segforge.mrml.scene import get_scene
-from segforge.mrml.segments import (OnExisting, SegmentSpec, new_segmentation_node, segment_ids_by_name,
-                                    terminology_entry, write_label_segments)
+from segforge.mrml.segments import OnExisting, segment_ids_by_name
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
+from segforge.vessel.pipeline import VesselPipelineParameters
+from segforge.vessel.tree import from_wire
 from segforge.worker import JobResult, ModuleJob, WorkerClient, shared_worker
 
-log = logging.getLogger(__name__)
+from .tree_nodes import VesselNodes, write_vessel_segment, write_vessel_tree
 
-VESSEL_COLOR = (0.85, 0.2, 0.2)
-#: "Tissue / Blood vessel" in Slicer's general anatomy terminology (SNOMED CT).
-VESSEL_TERMINOLOGY = (("SCT", "85756007", "Tissue"), ("SCT", "59820001", "Blood vessel"))
+log = logging.getLogger(__name__)
 
 
 class SegVesselLogic:
@@ -54,27 +52,46 @@ class SegVesselLogic:
         if volume_node is None:
             raise InputError("No input volume is selected", "", "select a CTA or MRA volume")
         image = image_from_volume_node(volume_node)
-        if (segmentation_node is not None and on_existing == "error"
-                and segment_name in segment_ids_by_name(segmentation_node)):
-            raise InputError(f"Segment '{segment_name}' already exists in '{segmentation_node.GetName()}'",
-                             "SegForge never overwrites a segment without asking",
-                             "choose replace or keep both, or pick another segment name")
+        _refuse_name_clash(segmentation_node, segment_name, on_existing)
         remote = self.worker.submit("vessel.mask", {"image": image}, asdict(parameters))
         log.info("vessel mask job %s started for %s", remote.id, volume_node.GetName())
 
         def write_result(result: JobResult) -> Any:
-            target = segmentation_node or new_segmentation_node(
-                volume_node, f"{volume_node.GetName()} vessels", scene=get_scene())
-            spec = SegmentSpec(1, segment_name, VESSEL_COLOR, terminology_entry(*VESSEL_TERMINOLOGY))
-            policy = on_existing
-            if policy == "error" and segment_name in segment_ids_by_name(target):
-                # The user made a segment of that name while the job ran: keep both, lose nothing.
-                log.warning("segment '%s' appeared during the job; the result gets another name", segment_name)
-                policy = "rename"
-            write_label_segments(target, result.outputs["mask"], [spec], on_existing=policy)
-            return target
+            return write_vessel_segment(volume_node, segmentation_node, result.outputs["mask"], segment_name,
+                                        on_existing)
 
         return ModuleJob(remote, write_result)
+
+    def start_vessel_tree(self, volume_node: Any, parameters: VesselPipelineParameters = VesselPipelineParameters(),
+                          segmentation_node: Optional[Any] = None, segment_name: str = "Vessels",
+                          on_existing: OnExisting = "error") -> ModuleJob:
+        """The whole workflow in the worker: mask, centerlines with radius, stenoses, surface.
+
+        ``job.finish()`` creates the nodes (see :class:`VesselNodes`) and returns them: the
+        vessel segment, one curve per branch with a per-point Radius, a centerline tube model
+        coloured by radius, the surface model, a branch table, a stenosis table and points.
+        """
+        if volume_node is None:
+            raise InputError("No input volume is selected", "", "select a CTA or MRA volume")
+        image = image_from_volume_node(volume_node)
+        _refuse_name_clash(segmentation_node, segment_name, on_existing)
+        params = {name: asdict(getattr(parameters, name)) for name in ("mask", "graph", "stenosis", "surface",
+                                                                      "outputs")}
+        remote = self.worker.submit("vessel.tree", {"image": image}, params)
+        log.info("vessel tree job %s started for %s", remote.id, volume_node.GetName())
+
+        def write_result(result: JobResult) -> VesselNodes:
+            tree = from_wire(result.outputs, result.meta)
+            return write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing)
+
+        return ModuleJob(remote, write_result)
+
+    def vessel_tree(self, volume_node: Any, parameters: VesselPipelineParameters = VesselPipelineParameters(),
+                    segmentation_node: Optional[Any] = None, segment_name: str = "Vessels",
+                    on_existing: OnExisting = "error", progress: Optional[ProgressCallback] = None) -> VesselNodes:
+        """Blocking variant of :meth:`start_vessel_tree` for the Python console."""
+        return self.start_vessel_tree(volume_node, parameters, segmentation_node, segment_name,
+                                      on_existing).wait(progress)
 
     def segment_vessels(self, volume_node: Any, segmentation_node: Optional[Any] = None,
                         parameters: VesselMaskParameters = VesselMaskParameters(),
@@ -83,3 +100,12 @@ class SegVesselLogic:
         """Blocking variant for scripts: run the job and return the segmentation node."""
         job = self.start_vessel_mask(volume_node, segmentation_node, parameters, segment_name, on_existing)
         return job.wait(progress)
+
+
+def _refuse_name_clash(segmentation_node: Optional[Any], segment_name: str, on_existing: OnExisting) -> None:
+    """Ask before any work: SegForge never overwrites a segment without the user's word."""
+    if (segmentation_node is not None and on_existing == "error"
+            and segment_name in segment_ids_by_name(segmentation_node)):
+        raise InputError(f"Segment '{segment_name}' already exists in '{segmentation_node.GetName()}'",
+                         "SegForge never overwrites a segment without asking",
+                         "choose replace or keep both, or pick another segment name")

@@ -15,11 +15,11 @@ from .. import __version__
 from ..errors import SegForgeError
 
 DESCRIPTION = """\
-SegForge segments medical volumes: vessels (vesselness, masks), and, as they arrive,
-organs and interactive lesions. It runs the same engine as the 3D Slicer extension.
+SegForge segments medical volumes: vessel trees (mask, centerlines, radius, stenoses,
+surface), and, as they arrive, organs and interactive lesions. It runs the same engine as the 3D Slicer extension.
 
 examples:
-  segforge vessel mask cta.nii.gz vessels.nii.gz      vessel mask of a CTA, on this machine
+  segforge vessel cta.nii.gz --out results/            vessel tree of a CTA: mask, centerlines, stenoses
   segforge models list                                 the models SegForge knows
   segforge models download ID                          fetch and verify a model
   segforge serve --host 0.0.0.0 --port 8765 --token T  share this GPU machine's worker

@@ -1,47 +1,98 @@
-"""``segforge vessel``: the vessel workflow on files."""
+"""``segforge vessel``: the vessel workflow on a file, results into a folder."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import time
+from pathlib import Path
 
-from ..image_io import check_writable, read_volume, write_image
-from ..vessel import VesselMaskParameters
+from ..errors import InputError
+from ..image_io import read_volume
 from .progress_bar import progress_bar
+
+EPILOG = """\
+writes into --out: vessels.seg.nrrd (segment 'vessels', the image's grid), centerlines.vtp
+(a polyline per branch, point array Radius in mm, cell array BranchId), surface.vtp (both
+LPS, tagged for Slicer), branches.csv, stenoses.csv and summary.json.
+
+examples:
+  segforge vessel cta.nii.gz --out results/ --preset cta
+  segforge vessel mra.nrrd --out results/ --preset mra --seed -12.5,30,101 --no-surface
+"""
+
+
+def _point(text: str) -> tuple[float, float, float]:
+    try:
+        x, y, z = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not x,y,z in millimetres (LPS)") from None
+    return (x, y, z)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("vessel", help="vessel workflow (CTA / MRA)")
-    commands = parser.add_subparsers(dest="vessel_command", metavar="STEP", required=True)
-    mask = commands.add_parser("mask", help="multi-scale vesselness thresholded into a vessel mask",
-                               description="Write a uint8 vessel mask (1 = vessel) on the input's grid.")
-    mask.add_argument("input", help="CTA / MRA volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
-    mask.add_argument("output", help="mask file to write (.nii.gz, .nrrd, .seg.nrrd, .mha)")
-    defaults = VesselMaskParameters()
-    mask.add_argument("--min-radius", type=float, default=defaults.min_radius_mm, help="smallest vessel radius, mm")
-    mask.add_argument("--max-radius", type=float, default=defaults.max_radius_mm, help="largest vessel radius, mm")
-    mask.add_argument("--scales", type=int, default=defaults.scales, help="number of radii between them")
-    mask.add_argument("--threshold", type=float, default=defaults.threshold,
-                      help="relative vesselness threshold, 0..1 (higher: fewer, surer voxels)")
-    mask.add_argument("--dark-vessels", action="store_true", help="vessels darker than the background")
-    mask.add_argument("--min-intensity", type=float, default=None, help="ignore voxels below (e.g. 150 HU)")
-    mask.add_argument("--max-intensity", type=float, default=None, help="ignore voxels above (e.g. 700 HU)")
-    mask.set_defaults(func=run_mask)
+    from ..vessel.pipeline import PRESETS
+
+    parser = subparsers.add_parser("vessel", help="vessel tree of a CTA / MRA: mask, centerlines, radius, "
+                                                  "stenoses, surface",
+                                   description="Segment the vessels of IMAGE and measure them.", epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the results (created)")
+    parser.add_argument("--preset", choices=PRESETS, default="cta",
+                        help="cta (contrast CT), mra (bright-lumen MR angiography) or dark (dark vessels)")
+    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
+    parser.add_argument("--threshold", type=float, default=None, help="relative vesselness threshold, 0..1")
+    parser.add_argument("--min-radius", type=float, default=None, help="smallest vessel radius, mm")
+    parser.add_argument("--max-radius", type=float, default=None, help="largest vessel radius, mm")
+    parser.add_argument("--seed", type=_point, action="append", default=[], metavar="X,Y,Z",
+                        help="keep the vessels touching this LPS point (mm); repeat for more")
+    parser.add_argument("--stenosis-threshold", type=float, default=50.0,
+                        help="report narrowings of at least this %% diameter stenosis")
+    parser.add_argument("--no-centerlines", action="store_true", help="mask (and surface) only")
+    parser.add_argument("--no-stenoses", action="store_true", help="skip the stenosis analysis")
+    parser.add_argument("--no-surface", action="store_true", help="skip the surface mesh")
+    parser.set_defaults(func=run)
 
 
-def parameters_from_args(args: argparse.Namespace) -> VesselMaskParameters:
-    return VesselMaskParameters(min_radius_mm=args.min_radius, max_radius_mm=args.max_radius, scales=args.scales,
-                                bright_vessels=not args.dark_vessels, threshold=args.threshold,
-                                min_intensity=args.min_intensity, max_intensity=args.max_intensity)
+def pipeline_parameters(args: argparse.Namespace) -> "VesselPipelineParameters":  # noqa: F821
+    """The pipeline parameters the options ask for (checked before any volume is read)."""
+    from ..vessel.pipeline import VesselOutputs, VesselPipelineParameters, preset
+    from ..vessel.stenosis import StenosisParameters
+
+    overrides = {name: value for name, value in (("threshold", args.threshold), ("min_radius_mm", args.min_radius),
+                                                 ("max_radius_mm", args.max_radius)) if value is not None}
+    if args.seed:
+        overrides["seeds_lps"] = tuple(args.seed)
+    if "threshold" in overrides:
+        overrides["low_threshold"] = overrides["threshold"] / 2
+    mask = dataclasses.replace(preset(args.preset), device=args.device, **overrides)
+    if not 0 < args.stenosis_threshold < 100:
+        raise InputError("The stenosis threshold is invalid", f"it is {args.stenosis_threshold} %",
+                         "give a percentage between 0 and 100")
+    outputs = VesselOutputs(centerlines=not args.no_centerlines, stenoses=not (args.no_stenoses or args.no_centerlines),
+                            surface=not args.no_surface)
+    return VesselPipelineParameters(mask=mask, stenosis=StenosisParameters(threshold_percent=args.stenosis_threshold),
+                                    outputs=outputs)
 
 
-def run_mask(args: argparse.Namespace) -> int:
-    from ..vessel import vessel_mask
+def run(args: argparse.Namespace) -> int:
+    from ..vessel.outputs import write_vessel_outputs
+    from ..vessel.pipeline import run_vessel_pipeline
+    from ..vessel.tree import tree_from_result
 
-    parameters = parameters_from_args(args)  # bad options fail before a big volume is read
-    check_writable(args.output)
-    image = read_volume(args.input)
-    with progress_bar("vessel mask") as report:
-        mask = vessel_mask(image, parameters, report)
-    write_image(mask, args.output)
-    print(f"wrote {args.output}: {int(mask.array.sum())} vessel voxels")
+    parameters = pipeline_parameters(args)
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"Cannot write into {args.out}", "it is a file, not a folder", "give a folder for --out")
+    started = time.perf_counter()
+    image = read_volume(args.image)
+    with progress_bar("vessels") as report:
+        result = run_vessel_pipeline(image, parameters, report)
+    tree = tree_from_result(result)
+    files = write_vessel_outputs(tree, args.out, {"input": str(args.image), "preset": args.preset,
+                                                  "total_seconds": time.perf_counter() - started})
+    summary = tree.summary
+    print(f"{summary['mask_voxels']} vessel voxels, {summary['branches']} branches, "
+          f"{summary['stenoses']} stenoses >= {args.stenosis_threshold:g} %")
+    for kind, path in files.items():
+        print(f"wrote {kind}: {path}")
     return 0
-

@@ -6,7 +6,8 @@ Volumes become :class:`~segforge.image.Image` in world coordinates; label arrays
 named segments; centerlines become markups curves with a Radius measurement; meshes
 become models; result rows become tables; :mod:`.storage` saves and loads them all.
 """
-from .markups import control_points_lps, curve_from_polyline, point_measurement, set_point_measurement
+from .markups import (control_points_lps, curve_from_polyline, point_list_from_points, point_measurement,
+                      set_point_measurement)
 from .models import model_from_polydata
 from .scene import HeadlessSlicer, create_headless_slicer, get_scene, is_inside_slicer, module_logic
 from .segments import (SegmentSpec, closed_surface, create_closed_surfaces, labels_from_segments,
@@ -23,7 +24,7 @@ __all__ = [
     "SegmentSpec", "terminology_entry", "new_segmentation_node", "write_label_segments", "set_segment_mask",
     "mask_from_segment", "labels_from_segments", "segment_ids_by_name", "create_closed_surfaces",
     "closed_surface",
-    "curve_from_polyline", "set_point_measurement", "point_measurement", "control_points_lps",
+    "curve_from_polyline", "point_list_from_points", "set_point_measurement", "point_measurement", "control_points_lps",
     "model_from_polydata",
     "table_from_rows", "table_from_columns", "rows_from_table",
     "save_node", "load_volume", "load_segmentation", "load_markups", "load_model", "load_table",

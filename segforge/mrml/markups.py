@@ -98,3 +98,19 @@ def control_points_lps(curve: Any) -> np.ndarray:
     points.SetDataTypeToDouble()  # the default float32 would round the positions
     curve.GetControlPointPositionsWorld(points)
     return numpy_support.vtk_to_numpy(points.GetData()).astype(np.float64) * np.diag(LPS_TO_RAS)[:3]
+
+
+def point_list_from_points(points_lps: np.ndarray, labels: Sequence[str], name: str = "Points",
+                           color: Optional[tuple[float, float, float]] = None, scene: Optional[Any] = None) -> Any:
+    """A new markups point list (fiducials) at LPS points, one label each (e.g. stenosis findings)."""
+    points = np.asarray(points_lps, dtype=np.float64).reshape(-1, 3)
+    if len(labels) != len(points):
+        raise ValueError(f"{len(labels)} labels for {len(points)} points")
+    scene = scene or get_scene()
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", scene.GenerateUniqueName(name))
+    node.CreateDefaultDisplayNodes()
+    if color is not None:
+        node.GetDisplayNode().SetSelectedColor(*color)
+    for point, label in zip(points * np.diag(LPS_TO_RAS)[:3], labels):
+        node.AddControlPointWorld(vtk.vtkVector3d(*point), str(label))
+    return node

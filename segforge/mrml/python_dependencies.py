@@ -101,18 +101,20 @@ def torch_installed() -> bool:
     return True
 
 
-def ensure_python_dependencies(requester: str = "SegForge", names: Optional[Sequence[str]] = None) -> bool:
+def ensure_python_dependencies(requester: str = "SegForge", names: Optional[Sequence[str]] = None,
+                               needs_torch: bool = False) -> bool:
     """Inside Slicer: make sure the packages a workflow needs are installed, asking the user first.
 
     ``names`` picks the requirements of ``requirements.txt`` the caller needs, by
-    distribution name (default: all of them); torch is added when one of them needs it.
+    distribution name (default: all of them); torch is added when one of them needs it, or
+    when ``needs_torch`` says the workflow itself runs on torch.
     Returns True when everything is in place (now or already), False when the user said no
     or Slicer runs its self-tests (which must not change the Python environment). Raises
     :class:`~segforge.errors.SegForgeError` when installing failed or is impossible here.
     """
     wanted = _select(read_requirements(), names)
     missing = missing_requirements(wanted)
-    need_torch = not torch_installed() and any(requirement_name(r) in NEEDS_TORCH for r in wanted)
+    need_torch = not torch_installed() and (needs_torch or any(requirement_name(r) in NEEDS_TORCH for r in wanted))
     if not missing and not need_torch:
         return True
 

@@ -51,11 +51,32 @@ def _parameters(cls: type, params: dict[str, Any]) -> Any:
 
 def vessel_mask_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
     """Multi-scale vesselness thresholded into a vessel mask."""
-    from ..vessel import VesselMaskParameters, vessel_mask
+    from ..vessel import vessel_mask
+    from ..vessel.parameters import VesselMaskParameters
 
     parameters = _parameters(VesselMaskParameters, params)
     mask = vessel_mask(_input_image(inputs), parameters, job.progress)
     return {"mask": mask}, {"voxels": int(np.count_nonzero(mask.array))}
+
+
+def vessel_tree_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
+    """The whole vessel workflow: mask, centerline graph, radii, stenoses, surface."""
+    from ..mesh import SurfaceParameters
+    from ..vessel.graph import GraphParameters
+    from ..vessel.parameters import VesselMaskParameters
+    from ..vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
+    from ..vessel.stenosis import StenosisParameters
+    from ..vessel.tree import to_wire
+
+    stages = {"mask": VesselMaskParameters, "graph": GraphParameters, "stenosis": StenosisParameters,
+              "surface": SurfaceParameters, "outputs": VesselOutputs}
+    unknown = sorted(set(params) - set(stages))
+    if unknown:
+        raise InputError(f"Unknown parameter group(s) {', '.join(unknown)}", f"groups: {sorted(stages)}",
+                         "check the parameter names")
+    parameters = VesselPipelineParameters(**{name: _parameters(cls, dict(params.get(name) or {}))
+                                             for name, cls in stages.items()})
+    return to_wire(run_vessel_pipeline(_input_image(inputs), parameters, job.progress))
 
 
 def threshold_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
@@ -84,6 +105,7 @@ def torchscript_segment_task(inputs: dict[str, Any], params: dict[str, Any], job
 
 TASKS: dict[str, TaskBody] = {
     "vessel.mask": vessel_mask_task,
+    "vessel.tree": vessel_tree_task,
     "image.threshold": threshold_task,
     "segment.torchscript": torchscript_segment_task,
 }

@@ -1,0 +1,100 @@
+"""A vessel tree into the Slicer scene: segment, branch curves, centerline and surface
+models, tables and stenosis fiducials.
+
+Called only when a job has finished, so a failed or cancelled job leaves the scene as it
+was. Every node is new except the segmentation, where only the vessel segment is written.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+from vtkmodules.vtkFiltersCore import vtkTubeFilter
+
+from segforge.mrml.markups import curve_from_polyline, point_list_from_points
+from segforge.mrml.models import model_from_polydata
+from segforge.mrml.scene import get_scene
+from segforge.mrml.segments import OnExisting, SegmentSpec, new_segmentation_node, segment_ids_by_name, \
+    terminology_entry, write_label_segments
+from segforge.mrml.tables import table_from_rows
+from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS
+from segforge.vessel.tree import VesselTree, centerline_polydata
+
+log = logging.getLogger(__name__)
+
+VESSEL_COLOR = (0.85, 0.2, 0.2)
+#: "Tissue / Blood vessel" in Slicer's general anatomy terminology (SNOMED CT).
+VESSEL_TERMINOLOGY = (("SCT", "85756007", "Tissue"), ("SCT", "59820001", "Blood vessel"))
+#: More curves than this make the Markups module unusable; the longest branches get one.
+MAX_CURVES = 300
+
+
+@dataclass
+class VesselNodes:
+    """The nodes a vessel job created or wrote into."""
+
+    segmentation: Any
+    curves: list[Any] = field(default_factory=list)
+    centerline_model: Optional[Any] = None
+    surface_model: Optional[Any] = None
+    branch_table: Optional[Any] = None
+    stenosis_table: Optional[Any] = None
+    stenosis_points: Optional[Any] = None
+
+
+def write_vessel_segment(volume_node: Any, segmentation_node: Optional[Any], mask: Any, segment_name: str,
+                         on_existing: OnExisting) -> Any:
+    """The mask as ``segment_name``; the user's other segments are never touched."""
+    target = segmentation_node or new_segmentation_node(volume_node, f"{volume_node.GetName()} vessels",
+                                                        scene=get_scene())
+    policy = on_existing
+    if policy == "error" and segment_name in segment_ids_by_name(target):
+        # The user made a segment of that name while the job ran: keep both, lose nothing.
+        log.warning("segment '%s' appeared during the job; the result gets another name", segment_name)
+        policy = "rename"
+    spec = SegmentSpec(1, segment_name, VESSEL_COLOR, terminology_entry(*VESSEL_TERMINOLOGY))
+    write_label_segments(target, mask, [spec], on_existing=policy)
+    return target
+
+
+def _tube(polydata: Any) -> Any:
+    tube = vtkTubeFilter()
+    tube.SetInputData(polydata)
+    tube.SetVaryRadiusToVaryRadiusByAbsoluteScalar()
+    tube.SetNumberOfSides(12)
+    tube.CappingOn()
+    tube.Update()
+    return tube.GetOutput()
+
+
+def write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Optional[Any] = None,
+                      segment_name: str = "Vessels", on_existing: OnExisting = "error",
+                      max_curves: int = MAX_CURVES) -> VesselNodes:
+    """Every result the tree holds as scene nodes, named after the volume."""
+    base = volume_node.GetName()
+    nodes = VesselNodes(write_vessel_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing))
+    if tree.summary.get("branches") is not None:
+        longest = sorted(tree.branches, key=lambda b: -float(np.linalg.norm(np.diff(b.points_lps, axis=0),
+                                                                            axis=1).sum()))[:max_curves]
+        if len(tree.branches) > max_curves:
+            log.warning("%d branches: curves for the %d longest; all are in the model and table",
+                        len(tree.branches), max_curves)
+        for branch in sorted(longest, key=lambda b: b.id):
+            if len(branch.points_lps) >= 2:
+                nodes.curves.append(curve_from_polyline(points_lps=branch.points_lps, radius_mm=branch.radii_mm,
+                                                        name=f"{base} branch {branch.id}", color=VESSEL_COLOR))
+        nodes.centerline_model = model_from_polydata(_tube(centerline_polydata(tree.branches)), space="LPS",
+                                                     name=f"{base} centerlines", scalars="Radius")
+        nodes.branch_table = table_from_rows(tree.branch_rows, f"{base} branches", columns=list(BRANCH_COLUMNS))
+    if tree.summary.get("stenoses") is not None:
+        nodes.stenosis_table = table_from_rows(tree.finding_rows, f"{base} stenoses", columns=list(FINDING_COLUMNS))
+        if tree.finding_rows:
+            points = np.array([[r["x_lps"], r["y_lps"], r["z_lps"]] for r in tree.finding_rows])
+            labels = [f"{r['stenosis_percent']:.0f}% (branch {r['branch']})" for r in tree.finding_rows]
+            nodes.stenosis_points = point_list_from_points(points, labels, f"{base} stenoses", (1.0, 0.8, 0.0))
+    if tree.surface is not None:
+        nodes.surface_model = model_from_polydata(tree.surface, space="LPS", name=f"{base} vessel surface",
+                                                  color=VESSEL_COLOR)
+    return nodes
