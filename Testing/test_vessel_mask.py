@@ -170,3 +170,41 @@ def test_parameters_refuse_nonsense_and_take_json_lists():
                 {"min_radius_mm": 3.0, "max_radius_mm": 2.0}):
         with pytest.raises(InputError):
             VesselMaskParameters(**bad)
+
+
+def test_lumen_refinement_brings_the_edge_to_the_true_radius():
+    """A bright cylinder with a blurred (partial-volume) edge: vesselness alone gives a mask
+    wider than the lumen; the refined mask's volume is close to the true one."""
+    from scipy import ndimage
+
+    shape, radius = (40, 48, 48), 5.0
+    k, j, i = np.indices(shape)
+    inside = np.hypot(j - 24, i - 24) <= radius
+    array = ndimage.gaussian_filter(inside.astype(np.float32) * 400 + 100, 1.0)
+    array += np.random.default_rng(0).normal(0, 5, shape).astype(np.float32)
+    image = Image(array.astype(np.int16), (1.0, 1.0, 1.0))
+    plain = VesselMaskParameters(2.0, 8.0, 3, threshold=0.1, low_threshold=0.05, largest_component=True)
+    wide = vessel_mask(image, plain).array.astype(bool)
+    refined = vessel_mask(image, replace(plain, refine_lumen=True)).array.astype(bool)
+    true_voxels = inside[2:-2].sum()
+    error_wide = abs(wide[2:-2].sum() - true_voxels) / true_voxels
+    error_refined = abs(refined[2:-2].sum() - true_voxels) / true_voxels
+    assert error_refined < 0.1 and error_refined < error_wide / 2
+
+
+def test_mra_preset_against_vmtks_level_set():
+    """Real CE-MRA: Dice with VMTK's level-set mask inside its box grown by 3 mm. The
+    issue's target is 0.90; we measure 0.880 (docs/vessel.md) and guard against regression."""
+    from conftest import SAMPLE_DATA
+    from segforge.image_io import read_volume
+    from segforge.vessel.pipeline import preset
+
+    folder = SAMPLE_DATA / "vmtk_aorta_cemra"
+    image = read_volume(folder / "aorta.mha")
+    reference = read_volume(folder / "aorta_mask_DERIVED_levelset_lt0.nii.gz").array > 0
+    pad = [int(np.ceil(3 / s)) for s in reversed(image.spacing)]
+    box = tuple(slice(max(0, int(w.min()) - p), int(w.max()) + p + 1) for w, p in zip(np.nonzero(reference), pad))
+    ours = vessel_mask(image, preset("mra")).array[box] > 0
+    truth = reference[box]
+    dice = 2 * (ours & truth).sum() / (ours.sum() + truth.sum())
+    assert dice >= 0.87

@@ -57,6 +57,9 @@ class VesselMaskParameters:
     roi_lps: Optional[tuple[float, float, float, float, float, float]] = None
     #: Fill cavities fully enclosed by the mask.
     fill_holes: bool = True
+    #: Move the mask's edge from the vesselness blur onto the lumen edge in the intensities
+    #: (see :func:`segforge.vessel.mask.refine_to_lumen`); needs a contrast-filled lumen.
+    refine_lumen: bool = False
     #: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". Results agree to float precision.
     device: str = "auto"
 

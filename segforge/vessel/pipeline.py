@@ -30,7 +30,8 @@ def preset(name: str) -> VesselMaskParameters:
         return replace(VesselMaskParameters.for_cta(), largest_component=True)
     if name == "mra":
         return VesselMaskParameters(min_radius_mm=1.0, max_radius_mm=10.0, scales=4, bright_vessels=True,
-                                    threshold=0.08, low_threshold=0.04, largest_component=True)
+                                    threshold=0.08, low_threshold=0.04, largest_component=True,
+                                    refine_lumen=True)
     if name == "dark":
         return VesselMaskParameters(min_radius_mm=1.0, max_radius_mm=6.0, scales=3, bright_vessels=False,
                                     threshold=0.1, low_threshold=0.05, largest_component=True)

@@ -125,13 +125,22 @@ def _mask_from_response(region: Image, response: np.ndarray, inner: tuple[slice,
     stage(0.88, "Vessel mask: hysteresis")
     mask = masks.hysteresis(response, high, low, allowed)
     spacing_kji = tuple(reversed(region.spacing))
-    if seeds is not None:
-        stage(0.93, "Vessel mask: components at the seeds")
-        search = max(parameters.min_radius_mm, max(region.spacing))
-        mask = masks.keep_components(mask, spacing_kji, seeds, search)
-    elif parameters.largest_component:
-        stage(0.93, "Vessel mask: largest component")
-        mask = masks.keep_components(mask, spacing_kji, largest=True)
+    search = max(parameters.min_radius_mm, max(region.spacing))
+
+    def select_components(candidate: np.ndarray) -> np.ndarray:
+        if seeds is not None:
+            stage(0.93, "Vessel mask: components at the seeds")
+            return masks.keep_components(candidate, spacing_kji, seeds, search)
+        if parameters.largest_component:
+            stage(0.93, "Vessel mask: largest component")
+            return masks.keep_components(candidate, spacing_kji, largest=True)
+        return candidate
+
+    mask = select_components(mask)
+    if parameters.refine_lumen:
+        stage(0.94, "Vessel mask: lumen edge")
+        intensity = region.array if parameters.bright_vessels else -region.array.astype(np.float32)
+        mask = select_components(masks.refine_to_lumen(intensity, mask, spacing_kji))
     if parameters.fill_holes:
         stage(0.96, "Vessel mask: filling holes")
         mask = masks.fill_holes(mask)
