@@ -7,13 +7,19 @@ scripting API for the Python console.
 """
 import logging
 import traceback
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import qt
 import vtk
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import (
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLMarkupsROINode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -37,6 +43,46 @@ NEEDS_TORCH = True
 #: How often the widget asks the running job for progress, in milliseconds.
 POLL_INTERVAL_MS = 200
 
+#: The preset selector's entries, in the .ui's order: the preset name of
+#: ``segforge.vessel.pipeline.preset`` (None: Custom, the fields as they are).
+PRESET_ITEMS = ("cta", "mra", "dark", None)
+
+
+def seedsLpsFromMarkups(pointListNode) -> tuple:
+    """The defined control points of a point list, world RAS -> LPS millimetres (x and y negated)."""
+    if pointListNode is None:
+        return ()
+    seeds = []
+    for index in range(pointListNode.GetNumberOfControlPoints()):
+        if pointListNode.GetNthControlPointPositionStatus(index) != pointListNode.PositionDefined:
+            continue
+        ras = [0.0, 0.0, 0.0]
+        pointListNode.GetNthControlPointPositionWorld(index, ras)
+        seeds.append((-ras[0], -ras[1], ras[2]))
+    return tuple(seeds)
+
+
+def roiLpsFromMarkups(roiNode) -> Optional[tuple]:
+    """An ROI's world bounds as an LPS box (xmin, ymin, zmin, xmax, ymax, zmax) in mm; None without ROI."""
+    if roiNode is None:
+        return None
+    bounds = [0.0] * 6
+    roiNode.GetRASBounds(bounds)  # world RAS: xmin, xmax, ymin, ymax, zmin, zmax
+    return (-bounds[1], -bounds[3], bounds[4], -bounds[0], -bounds[2], bounds[5])
+
+
+def presetFieldValues(name: str) -> dict:
+    """The parameter-node fields a preset sets (what the preset selector writes into the panel)."""
+    from segforge.vessel.pipeline import preset
+
+    mask = preset(name)
+    values = {"minRadiusMm": mask.min_radius_mm, "maxRadiusMm": mask.max_radius_mm, "scales": mask.scales,
+              "brightVessels": mask.bright_vessels, "threshold": mask.threshold,
+              "limitIntensity": mask.min_intensity is not None and mask.max_intensity is not None}
+    if values["limitIntensity"]:
+        values.update(minIntensity=mask.min_intensity, maxIntensity=mask.max_intensity)
+    return values
+
 
 #
 # SegVessel
@@ -53,10 +99,19 @@ class SegVessel(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["SegForge developers"]
         self.parent.helpText = _("""
-Segments the vessel tree of a CTA or MRA volume into a segment of a segmentation node.
-Multi-scale vesselness (radii in millimetres, so anisotropic and oblique volumes need no
-resampling) followed by a relative threshold. The job runs in a background worker: Slicer stays
-responsive and Cancel stops it. For scripting, use <code>SegVesselLib.SegVesselLogic</code>.
+Segments the vessel tree of a CTA or MRA volume into a segment of a segmentation node and,
+on request, adds one curve per branch with its radius, a centerline model, a stenosis table
+with points, and a surface model. Multi-scale vesselness (radii in millimetres, so anisotropic
+and oblique volumes need no resampling) followed by a relative threshold; a preset (CTA, MRA,
+dark vessels) fills the fields, optional seed points keep only the vessels they touch, and an
+optional ROI limits the work to a box. The job runs in a background worker: Slicer stays
+responsive and Cancel stops it. From the Python console:
+<pre>
+from SegVesselLib import SegVesselLogic
+from segforge.vessel.pipeline import VesselPipelineParameters, preset
+nodes = SegVesselLogic().vessel_tree(volumeNode, VesselPipelineParameters(mask=preset("cta")))
+print(nodes.branch_table.GetNumberOfRows(), "branches")
+</pre>
 See the <a href="https://github.com/SegForge/SlicerSegForge#segvessel">module documentation</a>.
 """)
         self.parent.acknowledgementText = _("""
@@ -80,6 +135,11 @@ class SegVesselParameterNode:
     segmentName - the name of the vessel segment.
     minRadiusMm, maxRadiusMm, scales, brightVessels, threshold - ``VesselMaskParameters``.
     limitIntensity, minIntensity, maxIntensity - an optional intensity window.
+    seedPoints - optional point list: keep only the vessels touching its points.
+    roi - optional ROI: nothing outside its box is computed.
+    createCenterlines, createStenoses, createSurface - outputs beyond the mask (``VesselOutputs``);
+        none of them runs the mask job alone.
+    stenosisThresholdPercent - report narrowings of at least this % diameter stenosis.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -93,6 +153,12 @@ class SegVesselParameterNode:
     limitIntensity: bool = False
     minIntensity: Annotated[float, WithinRange(-100000.0, 100000.0)] = 150.0
     maxIntensity: Annotated[float, WithinRange(-100000.0, 100000.0)] = 700.0
+    seedPoints: vtkMRMLMarkupsFiducialNode
+    roi: vtkMRMLMarkupsROINode
+    createCenterlines: bool = True
+    createStenoses: bool = True
+    createSurface: bool = True
+    stenosisThresholdPercent: Annotated[float, WithinRange(1.0, 99.0)] = 50.0
 
 
 def getParameterNode() -> SegVesselParameterNode:
@@ -145,6 +211,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
 
         self._showIdle("")
         self.initializeParameterNode()
@@ -188,6 +255,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolumeNode:
                 self._parameterNode.inputVolume = firstVolumeNode
+        self._selectMatchingPreset()
 
     def setParameterNode(self, inputParameterNode: Optional[SegVesselParameterNode]) -> None:
         if self._parameterNode:
@@ -200,11 +268,58 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
         self._checkCanApply()
 
+    # -- presets ---------------------------------------------------------------------------
+
+    def _selectedPreset(self) -> Optional[str]:
+        index = self.ui.presetComboBox.currentIndex
+        return PRESET_ITEMS[index] if 0 <= index < len(PRESET_ITEMS) else None
+
+    def _setPresetIndex(self, index: int) -> None:
+        wasBlocked = self.ui.presetComboBox.blockSignals(True)
+        self.ui.presetComboBox.currentIndex = index
+        self.ui.presetComboBox.blockSignals(wasBlocked)
+
+    def _fieldsMatchPreset(self, name: str) -> bool:
+        p = self._parameterNode
+        if not p:
+            return False
+        for field, value in presetFieldValues(name).items():
+            current = getattr(p, field)
+            if isinstance(value, bool) or isinstance(value, int):
+                if current != value:
+                    return False
+            elif abs(float(current) - float(value)) > 1e-6:
+                return False
+        return True
+
+    def _selectMatchingPreset(self) -> None:
+        """On a new parameter node: the preset its fields match, else Custom."""
+        matching = [i for i, name in enumerate(PRESET_ITEMS) if name and self._fieldsMatchPreset(name)]
+        self._setPresetIndex(matching[0] if matching else PRESET_ITEMS.index(None))
+
+    def onPresetActivated(self, index: int) -> None:
+        """A preset fills the fields; Custom leaves them as they are."""
+        name = PRESET_ITEMS[index] if 0 <= index < len(PRESET_ITEMS) else None
+        if name is None or not self._parameterNode:
+            return
+        # Each write re-checks the panel (and may show Custom for a moment): the index is set last.
+        for field, value in presetFieldValues(name).items():
+            setattr(self._parameterNode, field, value)
+        self._setPresetIndex(index)
+        self._checkCanApply()
+
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
         running = self._job is not None
+        # A field edited away from the selected preset makes the choice Custom.
+        name = self._selectedPreset()
+        if name is not None and p and not self._fieldsMatchPreset(name):
+            self._setPresetIndex(PRESET_ITEMS.index(None))
         self.ui.minIntensitySpinBox.enabled = bool(p and p.limitIntensity)
         self.ui.maxIntensitySpinBox.enabled = bool(p and p.limitIntensity)
+        # Stenoses are measured along the centerlines.
+        self.ui.createStenosesCheckBox.enabled = bool(p and p.createCenterlines)
+        self.ui.stenosisThresholdSpinBox.enabled = bool(p and p.createCenterlines and p.createStenoses)
         if running:
             reason = _("A vessel job is running")
         elif not p or not p.inputVolume:
@@ -218,7 +333,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             reason = ""
         self.ui.applyButton.enabled = not reason
-        self.ui.applyButton.toolTip = reason or _("Find the vessels in the input volume.")
+        self.ui.applyButton.toolTip = reason or _("Find the vessels in the input volume (and the outputs checked).")
 
     # -- running a job --------------------------------------------------------------------
 
@@ -233,24 +348,31 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if onExisting is None:
             return
         try:
-            from segforge.vessel import VesselMaskParameters
+            maskParameters = self._maskParameters()
+            outputs = self._outputs()
+            if outputs is None:  # nothing beyond the mask: the mask job, as it always was
+                self._job = self.logic.start_vessel_mask(
+                    p.inputVolume,
+                    segmentation_node=p.outputSegmentation,
+                    parameters=maskParameters,
+                    segment_name=p.segmentName.strip(),
+                    on_existing=onExisting,
+                )
+            else:
+                from segforge.vessel.pipeline import VesselPipelineParameters
+                from segforge.vessel.stenosis import StenosisParameters
 
-            parameters = VesselMaskParameters(
-                min_radius_mm=p.minRadiusMm,
-                max_radius_mm=p.maxRadiusMm,
-                scales=p.scales,
-                bright_vessels=p.brightVessels,
-                threshold=p.threshold,
-                min_intensity=p.minIntensity if p.limitIntensity else None,
-                max_intensity=p.maxIntensity if p.limitIntensity else None,
-            )
-            self._job = self.logic.start_vessel_mask(
-                p.inputVolume,
-                segmentation_node=p.outputSegmentation,
-                parameters=parameters,
-                segment_name=p.segmentName.strip(),
-                on_existing=onExisting,
-            )
+                self._job = self.logic.start_vessel_tree(
+                    p.inputVolume,
+                    VesselPipelineParameters(
+                        mask=maskParameters,
+                        stenosis=StenosisParameters(threshold_percent=p.stenosisThresholdPercent),
+                        outputs=outputs,
+                    ),
+                    segmentation_node=p.outputSegmentation,
+                    segment_name=p.segmentName.strip(),
+                    on_existing=onExisting,
+                )
         except Exception as error:
             self._showError(_("Could not start the vessel segmentation."), error)
             return
@@ -289,7 +411,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pollTimer.stop()
         self._job = None
         try:
-            segmentationNode = job.finish()
+            result = job.finish()
         except Cancelled:
             self._showIdle(_("Cancelled. Nothing was written."))
             return
@@ -297,10 +419,64 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showIdle(_("Failed"))
             self._showError(_("Vessel segmentation failed."), error)
             return
+        # The tree job returns VesselNodes, the mask job the segmentation node.
+        segmentationNode = getattr(result, "segmentation", result)
         if self._parameterNode and segmentationNode is not None:
             self._parameterNode.outputSegmentation = segmentationNode
-        self._showIdle(_("Done: the vessels are in {node}.").format(
-            node=segmentationNode.GetName() if segmentationNode is not None else _("the segmentation")))
+        self._showIdle(self._summary(result, segmentationNode))
+
+    @staticmethod
+    def _summary(result, segmentationNode) -> str:
+        """One line: where the vessels went, and how many branches and stenoses were found."""
+        node = segmentationNode.GetName() if segmentationNode is not None else _("the segmentation")
+        if result is segmentationNode:
+            return _("Done: the vessels are in {node}.").format(node=node)
+        parts = []
+        if result.branch_table is not None:
+            parts.append(_("{count} branches").format(count=result.branch_table.GetNumberOfRows()))
+        if result.stenosis_table is not None:
+            parts.append(_("{count} stenoses found").format(count=result.stenosis_table.GetNumberOfRows()))
+        if result.surface_model is not None:
+            parts.append(_("surface model"))
+        found = "; ".join(parts)
+        return (_("Done: {found}; the vessels are in {node}.").format(found=found, node=node) if found
+                else _("Done: the vessels are in {node}.").format(node=node))
+
+    def _maskParameters(self):
+        """The mask parameters of the panel: the selected preset (Custom: the defaults) with the
+        fields, seeds and ROI of the panel over it."""
+        from segforge.vessel import VesselMaskParameters
+        from segforge.vessel.pipeline import preset
+
+        p = self._parameterNode
+        name = self._selectedPreset()
+        base = preset(name) if name is not None else VesselMaskParameters()
+        lowThreshold = None if base.low_threshold is None else min(base.low_threshold, p.threshold)
+        return replace(
+            base,
+            min_radius_mm=p.minRadiusMm,
+            max_radius_mm=p.maxRadiusMm,
+            scales=p.scales,
+            bright_vessels=p.brightVessels,
+            threshold=p.threshold,
+            low_threshold=lowThreshold,
+            min_intensity=p.minIntensity if p.limitIntensity else None,
+            max_intensity=p.maxIntensity if p.limitIntensity else None,
+            seeds_lps=seedsLpsFromMarkups(p.seedPoints),
+            roi_lps=roiLpsFromMarkups(p.roi),
+        )
+
+    def _outputs(self):
+        """The ``VesselOutputs`` the panel asks for; None when only the mask is wanted."""
+        from segforge.vessel.pipeline import VesselOutputs
+
+        p = self._parameterNode
+        centerlines = bool(p.createCenterlines)
+        stenoses = centerlines and bool(p.createStenoses)
+        surface = bool(p.createSurface)
+        if not (centerlines or stenoses or surface):
+            return None
+        return VesselOutputs(centerlines=centerlines, stenoses=stenoses, surface=surface)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -391,6 +567,8 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         self.test_SegVessel_tube()
         self.setUp()
         self.test_SegVessel_cancel()
+        self.setUp()
+        self.test_SegVessel_markups_to_lps()
 
     def _tubeVolume(self, size=48, radius=2.5):
         """A bright tube along the volume's slowest axis, on 0.8 mm anisotropic voxels."""
@@ -449,4 +627,28 @@ class SegVesselTest(ScriptedLoadableModuleTest):
             job.finish()
         self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 0,
                          "a cancelled job wrote into the segmentation")
+        self.delayDisplay("Test passed")
+
+    def test_SegVessel_markups_to_lps(self):
+        """Seed points and ROI reach the engine in LPS millimetres; presets fill the panel's fields."""
+        from segforge.vessel.pipeline import PRESETS, preset
+
+        self.delayDisplay("Seed points and ROI in LPS")
+        self.assertEqual(seedsLpsFromMarkups(None), ())
+        self.assertIsNone(roiLpsFromMarkups(None))
+        points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+        points.AddControlPoint([1.0, 2.0, 3.0])
+        points.AddControlPoint([-4.0, 5.0, -6.0])
+        self.assertEqual(seedsLpsFromMarkups(points), ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0)))
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+        roi.SetXYZ(10.0, 20.0, 30.0)
+        roi.SetRadiusXYZ(1.0, 2.0, 3.0)
+        box = roiLpsFromMarkups(roi)
+        for got, expected in zip(box, (-11.0, -22.0, 27.0, -9.0, -18.0, 33.0)):
+            self.assertAlmostEqual(got, expected, places=6)
+        self.assertEqual(set(PRESETS), {name for name in PRESET_ITEMS if name})
+        for name in PRESETS:
+            values = presetFieldValues(name)
+            self.assertEqual(values["maxRadiusMm"], preset(name).max_radius_mm)
+            self.assertEqual(values["brightVessels"], preset(name).bright_vessels)
         self.delayDisplay("Test passed")
