@@ -43,11 +43,10 @@ def _reference(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return points, radii
 
 
-def _dense(graph: CenterlineGraph, step_mm: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Our centreline as closely spaced points (segments, not just vertices) with radii."""
+def densify(polylines: list[tuple[np.ndarray, np.ndarray]], step_mm: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Polylines (points, radii) as closely spaced points along their segments, with radii."""
     points, radii = [], []
-    for branch in graph.branches:
-        p, r = branch.points_lps, branch.radii_mm
+    for p, r in polylines:
         for a in range(len(p) - 1):
             count = max(int(np.ceil(np.linalg.norm(p[a + 1] - p[a]) / step_mm)), 1)
             t = np.arange(count)[:, None] / count
@@ -56,6 +55,11 @@ def _dense(graph: CenterlineGraph, step_mm: float = 0.1) -> tuple[np.ndarray, np
         points.append(p[-1:])
         radii.append(r[-1:])
     return np.concatenate(points), np.concatenate(radii)
+
+
+def _dense(graph: CenterlineGraph, step_mm: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Our centreline as closely spaced points (segments, not just vertices) with radii."""
+    return densify([(b.points_lps, b.radii_mm) for b in graph.branches], step_mm)
 
 
 def _box(mask: Image, grow_mm: float) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,7 @@ from segforge.image import Image  # noqa: E402
 from segforge.image_io import read_image  # noqa: E402
 from segforge.vessel.graph import centerline_graph  # noqa: E402
 from segforge.vessel.synthetic import make_grid, random_tree  # noqa: E402
-from test_vessel_vmtk_accuracy import CENTERLINE, MASK, _box, _inside, _reference  # noqa: E402
+from test_vessel_vmtk_accuracy import CENTERLINE, MASK, _box, _inside, _reference, densify  # noqa: E402
 
 #: TEASAR parameters for vessels in mm: invalidation radius = scale * radius + const (mm).
 #: kimimaro's defaults (const 300) are nanometres for electron microscopy; these were the
@@ -51,7 +51,7 @@ Centerline = tuple[np.ndarray, np.ndarray, int]  # dense points (LPS mm), radii 
 
 def ours(mask: Image) -> Centerline:
     graph = centerline_graph(mask)
-    points, radii = _densify([(b.points_lps, b.radii_mm) for b in graph.branches])
+    points, radii = densify([(b.points_lps, b.radii_mm) for b in graph.branches])
     return points, radii, len(graph.branches)
 
 
@@ -71,21 +71,10 @@ def kimimaro_centerline(mask: Image) -> Centerline:
         degree = np.bincount(skeleton.edges.ravel(), minlength=len(lps))
         nodes = int(np.sum(degree != 2))
         branches += max(len(skeleton.edges) - (len(lps) - nodes), 0)  # edges between nodes, chains merged
-    points, radii = _densify(segments)
+    points, radii = densify(segments)
     return points, radii, branches
 
 
-def _densify(polylines: list[tuple[np.ndarray, np.ndarray]], step: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    points, radii = [], []
-    for p, r in polylines:
-        for a in range(len(p) - 1):
-            count = max(int(np.ceil(np.linalg.norm(p[a + 1] - p[a]) / step)), 1)
-            t = np.arange(count)[:, None] / count
-            points.append(p[a] + t * (p[a + 1] - p[a]))
-            radii.append(r[a] + t[:, 0] * (r[a + 1] - r[a]))
-        points.append(p[-1:])
-        radii.append(r[-1:])
-    return np.concatenate(points), np.concatenate(radii)
 
 
 def accuracy(result: Centerline, truth: np.ndarray, truth_radii: np.ndarray,
