@@ -77,10 +77,27 @@ class VesselResult:
 _SHARES = {"mask": 0.45, "centerlines": 0.25, "stenoses": 0.15, "surface": 0.15}
 
 
+def _refuse_label_map(image: Image) -> None:
+    """A mask or label map picked by mistake gives nonsense vesselness: say so instead."""
+    import numpy as np
+
+    from ..errors import InputError
+
+    if not np.issubdtype(image.array.dtype, np.integer) and image.array.dtype != bool:
+        return
+    sample = image.array[:: max(1, image.array.shape[0] // 16), ::4, ::4]
+    values = np.unique(sample)
+    if len(values) <= 8:
+        raise InputError("The input looks like a label map or mask, not a CTA or MRA",
+                         f"it holds only {len(values)} distinct values ({', '.join(map(str, values[:8]))})",
+                         "select the grey-level angiography volume as input")
+
+
 def run_vessel_pipeline(image: Image, parameters: VesselPipelineParameters = VesselPipelineParameters(),
                         progress: Optional[ProgressCallback] = None) -> VesselResult:
     """Run the stages the parameters ask for, in order; raises InputError or Cancelled."""
     require_3d_volume(image)
+    _refuse_label_map(image)
     report = progress or no_progress
     wanted = parameters.outputs
     stages = ["mask"] + [name for name in ("centerlines", "stenoses", "surface")
