@@ -12,7 +12,7 @@ origin and direction are given in ``(i, j, k)`` order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -104,6 +104,17 @@ class Image:
     def is_oblique(self) -> bool:
         """True when the voxel axes are not aligned with the patient axes."""
         return not np.allclose(np.abs(self.direction_lps).max(axis=0), 1.0, atol=1e-6)
+
+
+def foreground_box(array: np.ndarray) -> Optional[tuple[slice, ...]]:
+    """Slices of the smallest box holding every non-zero voxel, or None if there is none."""
+    box = []
+    for axis in range(array.ndim):
+        hits = np.flatnonzero(np.any(array, axis=tuple(a for a in range(array.ndim) if a != axis)))
+        if hits.size == 0:
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
 
 
 def require_3d_volume(image: Image) -> Image:

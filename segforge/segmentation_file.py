@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from .image import Image
+from .image import Image, foreground_box
 from .image_io import to_sitk
 
 
@@ -30,11 +30,11 @@ class SegmentInfo:
 
 
 def _extent(array: np.ndarray, label: int) -> str:
-    where = np.nonzero(array == label)
-    if not where[0].size:
+    box = foreground_box(array == label)
+    if box is None:
         return "0 -1 0 -1 0 -1"
-    (k0, k1), (j0, j1), (i0, i1) = ((int(w.min()), int(w.max())) for w in where)
-    return f"{i0} {i1} {j0} {j1} {k0} {k1}"
+    k, j, i = box
+    return f"{i.start} {i.stop - 1} {j.start} {j.stop - 1} {k.start} {k.stop - 1}"
 
 
 def write_seg_nrrd(labels: Image, segments: Sequence[SegmentInfo], path: str | os.PathLike) -> Path:

@@ -19,7 +19,7 @@ from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
 from segforge.vessel.pipeline import VesselPipelineParameters
 from segforge.vessel.tree import from_wire
-from segforge.worker import JobResult, ModuleJob, WorkerClient, shared_worker
+from segforge.worker import JobResult, ModuleJob, RemoteJob, WorkerClient, shared_worker
 
 from .tree_nodes import VesselNodes, write_vessel_segment, write_vessel_tree
 
@@ -39,6 +39,17 @@ class SegVesselLogic:
             self._worker = shared_worker()
         return self._worker
 
+    def _submit(self, task: str, volume_node: Any, segmentation_node: Optional[Any], segment_name: str,
+                on_existing: OnExisting, params: dict[str, Any]) -> RemoteJob:
+        """Check the inputs (a name clash is refused before any work) and send the volume."""
+        if volume_node is None:
+            raise InputError("No input volume is selected", "", "select a CTA or MRA volume")
+        image = image_from_volume_node(volume_node)
+        _refuse_name_clash(segmentation_node, segment_name, on_existing)
+        remote = self.worker.submit(task, {"image": image}, params)
+        log.info("%s job %s started for %s", task, remote.id, volume_node.GetName())
+        return remote
+
     def start_vessel_mask(self, volume_node: Any, segmentation_node: Optional[Any] = None,
                           parameters: VesselMaskParameters = VesselMaskParameters(),
                           segment_name: str = "Vessels", on_existing: OnExisting = "error") -> ModuleJob:
@@ -49,12 +60,8 @@ class SegVesselLogic:
         handled by ``on_existing`` ("error", "replace" or "rename"), checked now, before any
         work, so the user is asked before anything runs.
         """
-        if volume_node is None:
-            raise InputError("No input volume is selected", "", "select a CTA or MRA volume")
-        image = image_from_volume_node(volume_node)
-        _refuse_name_clash(segmentation_node, segment_name, on_existing)
-        remote = self.worker.submit("vessel.mask", {"image": image}, asdict(parameters))
-        log.info("vessel mask job %s started for %s", remote.id, volume_node.GetName())
+        remote = self._submit("vessel.mask", volume_node, segmentation_node, segment_name, on_existing,
+                              asdict(parameters))
 
         def write_result(result: JobResult) -> Any:
             return write_vessel_segment(volume_node, segmentation_node, result.outputs["mask"], segment_name,
@@ -71,14 +78,8 @@ class SegVesselLogic:
         vessel segment, one curve per branch with a per-point Radius, a centerline tube model
         coloured by radius, the surface model, a branch table, a stenosis table and points.
         """
-        if volume_node is None:
-            raise InputError("No input volume is selected", "", "select a CTA or MRA volume")
-        image = image_from_volume_node(volume_node)
-        _refuse_name_clash(segmentation_node, segment_name, on_existing)
-        params = {name: asdict(getattr(parameters, name)) for name in ("mask", "graph", "stenosis", "surface",
-                                                                      "outputs")}
-        remote = self.worker.submit("vessel.tree", {"image": image}, params)
-        log.info("vessel tree job %s started for %s", remote.id, volume_node.GetName())
+        remote = self._submit("vessel.tree", volume_node, segmentation_node, segment_name, on_existing,
+                              asdict(parameters))
 
         def write_result(result: JobResult) -> VesselNodes:
             tree = from_wire(result.outputs, result.meta)

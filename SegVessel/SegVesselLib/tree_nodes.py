@@ -16,17 +16,15 @@ from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from segforge.mrml.markups import curve_from_polyline, point_list_from_points
 from segforge.mrml.models import model_from_polydata
 from segforge.mrml.scene import get_scene
-from segforge.mrml.segments import OnExisting, SegmentSpec, new_segmentation_node, segment_ids_by_name, \
-    terminology_entry, write_label_segments
+from segforge.mrml.segments import (OnExisting, SegmentSpec, new_segmentation_node, segment_ids_by_name,
+                                    write_label_segments)
 from segforge.mrml.tables import table_from_rows
-from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS
+from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS, VESSEL_SEGMENT
 from segforge.vessel.tree import VesselTree, centerline_polydata
 
 log = logging.getLogger(__name__)
 
-VESSEL_COLOR = (0.85, 0.2, 0.2)
-#: "Tissue / Blood vessel" in Slicer's general anatomy terminology (SNOMED CT).
-VESSEL_TERMINOLOGY = (("SCT", "85756007", "Tissue"), ("SCT", "59820001", "Blood vessel"))
+VESSEL_COLOR = VESSEL_SEGMENT.color
 #: More curves than this make the Markups module unusable; the longest branches get one.
 MAX_CURVES = 300
 
@@ -54,7 +52,7 @@ def write_vessel_segment(volume_node: Any, segmentation_node: Optional[Any], mas
         # The user made a segment of that name while the job ran: keep both, lose nothing.
         log.warning("segment '%s' appeared during the job; the result gets another name", segment_name)
         policy = "rename"
-    spec = SegmentSpec(1, segment_name, VESSEL_COLOR, terminology_entry(*VESSEL_TERMINOLOGY))
+    spec = SegmentSpec(1, segment_name, VESSEL_COLOR, VESSEL_SEGMENT.terminology)
     write_label_segments(target, mask, [spec], on_existing=policy)
     return target
 

@@ -24,7 +24,7 @@ import slicer
 import vtk
 
 from ..errors import InputError, SegForgeError
-from ..image import Image
+from ..image import Image, foreground_box
 from .convert import array_on_extent, oriented_image, oriented_image_geometry
 from .scene import get_scene
 from .transforms import node_to_world
@@ -154,7 +154,7 @@ def set_segment_mask(segmentation_node: Any, segment_id: str, mask: Image) -> No
         raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
                          "it may have been deleted", "choose an existing segment, or add one first")
     _check_labelmap_source(segmentation_node)
-    box = _label_boxes((mask.array != 0).view(np.uint8), [1]).get(1)
+    box = foreground_box(mask.array)
     if box is None:
         cropped, offset = np.zeros((1, 1, 1), np.uint8), (0, 0, 0)
     else:

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
-from ..image import Image
+from ..image import Image, foreground_box
 
 _FULL = np.ones((3, 3, 3), dtype=bool)
 
@@ -122,13 +122,11 @@ def refine_to_lumen(intensity: np.ndarray, core: np.ndarray, spacing_kji: Sequen
     Vesselness blurs: its mask is wider than the lumen. Here a voxel near the mask is lumen
     when its intensity passes ``fraction`` of the way (half maximum by default) from the
     local background (a shell around the mask) to the local lumen (the mask's eroded
-    core), both Gaussian-weighted
-    over ``sigma_mm`` so a bright aorta and a faint iliac each get their own edge. Bright
-    lumen assumed (negate the intensities for dark vessels). Works on the mask's box only.
+    core), both Gaussian-weighted over ``sigma_mm`` so a bright aorta and a faint iliac
+    each get their own edge. Bright lumen assumed (negate the intensities for dark
+    vessels). Works on the mask's box only.
     """
-    from scipy import ndimage
-
-    box = bounding_box(core)
+    box = foreground_box(core)
     if box is None:
         return core
     margin = reach_voxels + 4
@@ -159,7 +157,7 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     border. Found by labelling the background once (several times faster than
     ``ndimage.binary_fill_holes``'s iterated dilations on 256^3).
     """
-    box = bounding_box(mask)
+    box = foreground_box(mask)
     if box is None:
         return mask
     background = ~mask[box]
@@ -175,17 +173,6 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     result = mask.copy()
     result[box] |= hole[labels]
     return result
-
-
-def bounding_box(mask: np.ndarray) -> Optional[tuple[slice, slice, slice]]:
-    """Slices of the smallest box holding every true voxel (None when there is none)."""
-    if not mask.any():
-        return None
-    box = []
-    for axis in range(3):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(int(present[0]), int(present[-1]) + 1))
-    return tuple(box)  # type: ignore[return-value]
 
 
 def roi_crop(image: Image, roi_lps: Sequence[float], margin_voxels_kji: Sequence[int]

@@ -16,6 +16,8 @@ from ..polydata_io import write_polydata
 from ..segmentation_file import SegmentInfo, write_seg_nrrd
 from .tree import VesselTree, centerline_polydata
 
+#: The vessel segment: "Tissue / Blood vessel" in Slicer's general anatomy terminology
+#: (SNOMED CT), serialised as Slicer writes it (the Logic uses the same value).
 VESSEL_SEGMENT = SegmentInfo(label=1, name="vessels", color=(0.85, 0.2, 0.2),
                              terminology="Segmentation category and type - 3D Slicer General Anatomy list"
                                          "~SCT^85756007^Tissue~SCT^59820001^Blood vessel~^^~"

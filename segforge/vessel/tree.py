@@ -108,31 +108,30 @@ def tree_from_result(result: VesselResult) -> VesselTree:
     return from_wire(*to_wire(result))
 
 
-def _triangles(points: np.ndarray, triangles: np.ndarray) -> vtkPolyData:
+def _polydata(points: np.ndarray, offsets: np.ndarray, connectivity: np.ndarray) -> tuple[vtkPolyData, vtkCellArray]:
+    """Polydata holding ``points`` and the cells ``offsets``/``connectivity`` describe (the caller
+    decides whether they are polygons or lines)."""
     polydata = vtkPolyData()
     vtk_points = vtkPoints()
     vtk_points.SetData(numpy_to_vtk(np.ascontiguousarray(points, np.float64), deep=True))
     polydata.SetPoints(vtk_points)
-    offsets = np.arange(0, 3 * len(triangles) + 1, 3, dtype=np.int64)
     cells = vtkCellArray()
-    cells.SetData(numpy_to_vtkIdTypeArray(offsets, deep=True),
-                  numpy_to_vtkIdTypeArray(np.ascontiguousarray(triangles, np.int64).ravel(), deep=True))
+    cells.SetData(numpy_to_vtkIdTypeArray(np.ascontiguousarray(offsets, np.int64), deep=True),
+                  numpy_to_vtkIdTypeArray(np.ascontiguousarray(connectivity, np.int64).ravel(), deep=True))
+    return polydata, cells
+
+
+def _triangles(points: np.ndarray, triangles: np.ndarray) -> vtkPolyData:
+    polydata, cells = _polydata(points, np.arange(0, 3 * len(triangles) + 1, 3), triangles)
     polydata.SetPolys(cells)
     return polydata
 
 
 def centerline_polydata(branches: list[BranchLine]) -> vtkPolyData:
     """One polyline cell per branch, point array ``Radius`` (mm), cell array ``BranchId``; LPS."""
-    polydata = vtkPolyData()
     points = np.concatenate([b.points_lps for b in branches]) if branches else np.zeros((0, 3))
-    vtk_points = vtkPoints()
-    vtk_points.SetData(numpy_to_vtk(np.ascontiguousarray(points, np.float64), deep=True))
-    polydata.SetPoints(vtk_points)
-    sizes = np.array([len(b.points_lps) for b in branches], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    lines = vtkCellArray()
-    lines.SetData(numpy_to_vtkIdTypeArray(offsets, deep=True),
-                  numpy_to_vtkIdTypeArray(np.arange(offsets[-1], dtype=np.int64), deep=True))
+    offsets = np.concatenate([[0], np.cumsum([len(b.points_lps) for b in branches])]).astype(np.int64)
+    polydata, lines = _polydata(points, offsets, np.arange(offsets[-1]))
     polydata.SetLines(lines)
     radius = numpy_to_vtk(np.concatenate([b.radii_mm for b in branches]) if branches else np.zeros(0), deep=True)
     radius.SetName("Radius")

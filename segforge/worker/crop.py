@@ -5,23 +5,9 @@ the receiver pastes it back into the full grid from the offset it carries.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
-from ..image import Image
-
-
-def foreground_box(array: np.ndarray) -> Optional[tuple[slice, slice, slice]]:
-    """Slices of the smallest box holding every non-zero voxel, or None if there is none."""
-    box = []
-    for axis in range(array.ndim):
-        others = tuple(a for a in range(array.ndim) if a != axis)
-        hits = np.flatnonzero(np.any(array, axis=others))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)  # type: ignore[return-value]
+from ..image import Image, foreground_box
 
 
 def crop_to_foreground(mask: Image) -> tuple[Image, tuple[int, int, int]]:
