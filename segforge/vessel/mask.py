@@ -150,6 +150,54 @@ def refine_to_lumen(intensity: np.ndarray, core: np.ndarray, spacing_kji: Sequen
     return result
 
 
+#: How far (in noise standard deviations) a vessel's lumen must stand out from its
+#: surroundings. Measured: masks found in pure noise reach 0.8-1.4 (cta, mra, dark
+#: presets); the bundled CTA and CE-MRA vessels 13.6 and 45.
+MIN_VESSEL_CNR = 4.0
+
+
+def contrast_to_noise(intensity: np.ndarray, mask: np.ndarray, within: Optional[np.ndarray] = None) -> float:
+    """How many noise standard deviations the mask's median intensity stands above a shell
+    1-3 voxels out from it: relative thresholds always find *something*, even in pure
+    noise, so this absolute test tells a vessel from chance. ``within`` (e.g. the ROI)
+    bounds the shell and the noise estimate, so a vessel cut by it is not compared with
+    its own continuation.
+
+    The noise is the robust spread (median absolute deviation) of differences between
+    neighbouring voxels, which edges and slow shading barely touch. A noise-free image
+    gives +inf (or -inf when the mask is not brighter).
+    """
+    box = foreground_box(mask)
+    if box is None:
+        return float("-inf")
+    box = tuple(slice(max(0, s.start - 4), min(n, s.stop + 4)) for s, n in zip(box, mask.shape))
+    inside, values = mask[box], intensity[box].astype(np.float32)
+    shell = ndimage.binary_dilation(inside, iterations=3) & ~ndimage.binary_dilation(inside)
+    if within is not None:
+        shell &= within[box]
+    if not shell.any():
+        return float("inf")
+    contrast = float(np.median(values[inside]) - np.median(values[shell]))
+    noise = _noise_sd(intensity, within)
+    if noise == 0.0:
+        return math.copysign(float("inf"), contrast) if contrast else float("-inf")
+    return contrast / noise
+
+
+def _noise_sd(intensity: np.ndarray, within: Optional[np.ndarray]) -> float:
+    """Robust noise SD from differences of neighbours along i (a sample of slices)."""
+    step = max(1, intensity.shape[0] // 32)
+    values = intensity[::step].astype(np.float32)
+    differences = values[..., 1:] - values[..., :-1]
+    if within is not None:
+        pairs = within[::step]
+        differences = differences[pairs[..., 1:] & pairs[..., :-1]]
+    if differences.size == 0:
+        return 0.0
+    deviation = np.median(np.abs(differences - np.median(differences)))
+    return 1.4826 * float(deviation) / math.sqrt(2.0)
+
+
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill the cavities the mask encloses completely (in 3D), working on its bounding box.
 

@@ -137,9 +137,9 @@ def _mask_from_response(region: Image, response: np.ndarray, inner: tuple[slice,
         return candidate
 
     mask = select_components(mask)
+    intensity = region.array if parameters.bright_vessels else -region.array.astype(np.float32)
     if parameters.refine_lumen:
         stage(0.94, "Vessel mask: lumen edge")
-        intensity = region.array if parameters.bright_vessels else -region.array.astype(np.float32)
         mask = select_components(masks.refine_to_lumen(intensity, mask, spacing_kji))
     if parameters.fill_holes:
         stage(0.96, "Vessel mask: filling holes")
@@ -151,6 +151,15 @@ def _mask_from_response(region: Image, response: np.ndarray, inner: tuple[slice,
                          f"vesselness threshold {parameters.threshold}, intensity window "
                          f"{parameters.min_intensity} to {parameters.max_intensity}",
                          "lower the threshold, widen the intensity window, or check the radius range")
+    stage(0.98, "Vessel mask: contrast check")
+    contrast = masks.contrast_to_noise(intensity, mask, in_roi)
+    if contrast < masks.MIN_VESSEL_CNR:
+        kind = "brighter" if parameters.bright_vessels else "darker"
+        raise InputError("No vessels were found",
+                         f"the most vessel-like structure is only {contrast:.1f} noise standard deviations "
+                         f"{kind} than its surroundings (vessels stand out by {masks.MIN_VESSEL_CNR:g} or more)",
+                         "check that the volume is a contrast-enhanced CTA or MRA, that 'bright vessels' "
+                         "matches it, and the radius range; or place seeds or an ROI on the vessels")
     return mask
 
 
