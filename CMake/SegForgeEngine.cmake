@@ -49,10 +49,12 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/segmentation_file.py
   segforge/snapshot.py
   segforge/vessel/__init__.py
+  segforge/vessel/deep_model.py
   segforge/vessel/filters.py
   segforge/vessel/graph.py
   segforge/vessel/hessian.py
   segforge/vessel/mask.py
+  segforge/vessel/mask_step.py
   segforge/vessel/metrics.py
   segforge/vessel/outputs.py
   segforge/vessel/parameters.py

@@ -95,6 +95,12 @@ class Image:
             raise ValueError(f"array shape {np.shape(array)} differs from the grid's {self.array.shape}")
         return replace(self, array=array)
 
+    def crop(self, box: tuple[slice, slice, slice]) -> "Image":
+        """The sub-volume ``box`` (k, j, i slices, steps of 1) with its own origin, on the same grid."""
+        start = [s.start or 0 for s in box]
+        origin = self.ijk_to_lps() @ np.array([start[2], start[1], start[0], 1.0])
+        return Image(self.array[box], self.spacing, tuple(origin[:3]), self.direction_lps)
+
     def same_grid(self, other: "Image", tol: float = 1e-5) -> bool:
         """True when both images sample exactly the same voxel positions."""
         return (self.array.shape == other.array.shape

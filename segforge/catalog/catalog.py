@@ -40,6 +40,8 @@ SHA256_PATTERN = r"[0-9a-f]{64}"
 LABEL_VALUE_PATTERN = r"[1-9][0-9]{0,4}"
 MODALITY_PATTERN = r"[A-Z][A-Z0-9]{1,7}"
 
+_INPUT_FIELDS = ("modality", "spacing_mm")
+_OPTIONAL_INPUT_FIELDS = ("intensity_window", "patch_size")
 _MODEL_FIELDS = ("id", "workflow", "framework", "url", "size_bytes", "sha256", "licence",
                  "labels", "input", "min_gpu_memory_gb", "description")
 _TOP_FIELDS = ("$schema", "schema_version", "models")
@@ -48,10 +50,14 @@ _MAX_REPORTED_PROBLEMS = 5
 
 @dataclass(frozen=True)
 class ModelInput:
-    """What image a model expects: acquisition modalities and training spacing (mm)."""
+    """What image a model expects: acquisition modalities and training spacing (mm), and,
+    for networks, the intensity window they were trained on (None: z-score normalisation)
+    and the tile size (x, y, z voxels on the model's grid; None: the runtime's default)."""
 
     modality: tuple[str, ...]
     spacing_mm: Optional[tuple[float, float, float]]
+    intensity_window: Optional[tuple[float, float]] = None
+    patch_size: Optional[tuple[int, int, int]] = None
 
 
 @dataclass(frozen=True)
@@ -311,8 +317,9 @@ def _check_input(model: dict, problems: list[str]) -> None:
     if not isinstance(spec, dict):
         problems.append(f"'input' must be an object, not {_kind(spec)}")
         return
-    problems += [f"unknown field 'input.{key}'" for key in spec if key not in ("modality", "spacing_mm")]
-    problems += [f"missing field 'input.{key}'" for key in ("modality", "spacing_mm") if key not in spec]
+    problems += [f"unknown field 'input.{key}'" for key in spec
+                 if key not in _INPUT_FIELDS + _OPTIONAL_INPUT_FIELDS]
+    problems += [f"missing field 'input.{key}'" for key in _INPUT_FIELDS if key not in spec]
     modality = spec.get("modality")
     if "modality" in spec:
         if (not isinstance(modality, list) or not modality
@@ -325,18 +332,30 @@ def _check_input(model: dict, problems: list[str]) -> None:
     if spacing is not None and not (isinstance(spacing, list) and len(spacing) == 3
                                     and all(_is_number(s) and s > 0 for s in spacing)):
         problems.append(f"'input.spacing_mm' must be null or three positive numbers, not {spacing!r}")
+    window = spec.get("intensity_window")
+    if window is not None and not (isinstance(window, list) and len(window) == 2 and all(map(_is_number, window))):
+        problems.append(f"'input.intensity_window' must be null or two numbers (low, high), not {window!r}")
+    patch = spec.get("patch_size")
+    if patch is not None and not (isinstance(patch, list) and len(patch) == 3
+                                  and all(_is_whole(n) and n >= 1 for n in patch)):
+        problems.append(f"'input.patch_size' must be null or three whole numbers >= 1 (x, y, z voxels), "
+                        f"not {patch!r}")
 
 
 def _entry(model: dict, source: str) -> ModelEntry:
     spec = model["input"]
     spacing = spec["spacing_mm"]
+    window = spec.get("intensity_window")
+    patch = spec.get("patch_size")
     return ModelEntry(
         id=model["id"], workflow=model["workflow"], framework=model["framework"],
         url=model["url"], size_bytes=int(model["size_bytes"]), sha256=model["sha256"],
         licence=model["licence"],
         labels={int(value): name for value, name in model["labels"].items()},
         input=ModelInput(tuple(spec["modality"]),
-                         None if spacing is None else (float(spacing[0]), float(spacing[1]), float(spacing[2]))),
+                         None if spacing is None else (float(spacing[0]), float(spacing[1]), float(spacing[2])),
+                         None if window is None else (float(window[0]), float(window[1])),
+                         None if patch is None else (int(patch[0]), int(patch[1]), int(patch[2]))),
         min_gpu_memory_gb=float(model["min_gpu_memory_gb"]), description=model["description"],
         source=source)
 
@@ -356,6 +375,11 @@ def _is_int(value: Any) -> bool:
 def _is_number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
+
+
+def _is_whole(value: Any) -> bool:
+    """An integer as JSON Schema counts them: 16 and 16.0 both are (booleans are not)."""
+    return _is_int(value) or (_is_number(value) and float(value).is_integer())
 
 
 def _kind(value: Any) -> str:

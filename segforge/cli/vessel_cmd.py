@@ -18,6 +18,7 @@ LPS, tagged for Slicer), branches.csv, stenoses.csv and summary.json.
 examples:
   segforge vessel cta.nii.gz --out results/ --preset cta
   segforge vessel mra.nrrd --out results/ --preset mra --seed -12.5,30,101 --no-surface
+  segforge models download ID && segforge vessel cta.nii.gz --out results/ --model ID
 """
 
 
@@ -41,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", choices=PRESETS, default="cta",
                         help="cta (contrast CT), mra (bright-lumen MR angiography) or dark (dark vessels)")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
+    parser.add_argument("--model", default="auto", metavar="ID|auto|vesselness-frangi",
+                        help="what makes the mask: auto (an installed deep vessel model, else the builtin "
+                             "filter), vesselness-frangi (the builtin filter) or a vessel model's catalog id "
+                             "(install it with 'segforge models download ID')")
     parser.add_argument("--threshold", type=float, default=None, help="relative vesselness threshold, 0..1")
     parser.add_argument("--min-radius", type=float, default=None, help="smallest vessel radius, mm")
     parser.add_argument("--max-radius", type=float, default=None, help="largest vessel radius, mm")
@@ -65,7 +70,7 @@ def pipeline_parameters(args: argparse.Namespace) -> "VesselPipelineParameters":
         overrides["seeds_lps"] = tuple(args.seed)
     if "threshold" in overrides:
         overrides["low_threshold"] = overrides["threshold"] / 2
-    mask = dataclasses.replace(preset(args.preset), device=args.device, **overrides)
+    mask = dataclasses.replace(preset(args.preset), device=args.device, model=args.model, **overrides)
     if not 0 < args.stenosis_threshold < 100:
         raise InputError("The stenosis threshold is invalid", f"it is {args.stenosis_threshold} %",
                          "give a percentage between 0 and 100")
@@ -76,11 +81,13 @@ def pipeline_parameters(args: argparse.Namespace) -> "VesselPipelineParameters":
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..vessel.mask_step import resolve_vessel_model
     from ..vessel.outputs import write_vessel_outputs
     from ..vessel.pipeline import run_vessel_pipeline
     from ..vessel.tree import tree_from_result
 
     parameters = pipeline_parameters(args)
+    resolve_vessel_model(parameters.mask.model)  # a model that is not installed: say so before the work
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"Cannot write into {args.out}", "it is a file, not a folder", "give a folder for --out")
     started = time.perf_counter()
@@ -89,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
         result = run_vessel_pipeline(image, parameters, report)
     tree = tree_from_result(result)
     files = write_vessel_outputs(tree, args.out, {"input": str(args.image), "preset": args.preset,
+                                                  "mask_model": result.mask_model,
                                                   "total_seconds": time.perf_counter() - started})
     summary = tree.summary
-    print(f"{summary['mask_voxels']} vessel voxels, {summary['branches']} branches, "
+    print(f"{summary['mask_voxels']} vessel voxels (model {result.mask_model}), {summary['branches']} branches, "
           f"{summary['stenoses']} stenoses >= {args.stenosis_threshold:g} %")
     for kind, path in files.items():
         print(f"wrote {kind}: {path}")

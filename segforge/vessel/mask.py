@@ -7,13 +7,17 @@ that touch only at edges or corners, and must stay one component.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
 from ..image import Image, foreground_box
+from ..progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from .parameters import VesselMaskParameters
 
 _FULL = np.ones((3, 3, 3), dtype=bool)
 
@@ -113,6 +117,46 @@ def _label_near(labels: np.ndarray, seed_kji: np.ndarray, spacing_kji: np.ndarra
     if distance[nearest] > max(search_mm, 0.5 * math.sqrt(float(np.sum(spacing_kji ** 2)))):
         return 0
     return int(window[tuple(found[nearest])])
+
+
+def finish_mask(candidate: np.ndarray, spacing_kji: Sequence[float], in_roi: Optional[np.ndarray],
+                seeds_kji: Optional[np.ndarray], parameters: "VesselMaskParameters", stage: ProgressCallback,
+                refine: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
+    """The steps every mask model's raw mask goes through, in order: the ROI, the
+    components at the seeds (or the largest), an optional edge refinement (components
+    chosen again after it), holes filled. ``stage`` names each step for the progress bar.
+    """
+    search = max(parameters.min_radius_mm, max(spacing_kji))
+
+    def select(mask: np.ndarray) -> np.ndarray:
+        if seeds_kji is not None:
+            stage(0.93, "Vessel mask: components at the seeds")
+            return keep_components(mask, spacing_kji, seeds_kji, search)
+        if parameters.largest_component:
+            stage(0.93, "Vessel mask: largest component")
+            return keep_components(mask, spacing_kji, largest=True)
+        return mask
+
+    mask = select(candidate if in_roi is None else candidate & in_roi)
+    if refine is not None:
+        stage(0.94, "Vessel mask: lumen edge")
+        mask = select(refine(mask))
+    if parameters.fill_holes:
+        stage(0.96, "Vessel mask: filling holes")
+        mask = fill_holes(mask)
+        if in_roi is not None:
+            mask &= in_roi
+    return mask
+
+
+def roi_in_region(region: Image, inner: tuple[slice, slice, slice],
+                  roi_lps: Optional[Sequence[float]]) -> Optional[np.ndarray]:
+    """Boolean array over ``region``: the voxels inside the LPS box (None: no ROI, all count)."""
+    if roi_lps is None:
+        return None
+    in_roi = np.zeros(region.array.shape, dtype=bool)
+    in_roi[inner] = roi_voxels(region.crop(inner), roi_lps)
+    return in_roi
 
 
 def refine_to_lumen(intensity: np.ndarray, core: np.ndarray, spacing_kji: Sequence[float],

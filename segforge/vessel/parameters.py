@@ -7,15 +7,21 @@ default, and a bad value is refused with a message the user can act on.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Optional
 
+from ..catalog.catalog import ID_PATTERN
 from ..errors import InputError
 
 #: Hessian measures of tubularity that :func:`segforge.vessel.vesselness` offers.
 MEASURES = ("frangi", "sato")
 #: Where the filter runs: the GPU when there is one ("auto"), or a named torch device.
 DEVICES = ("auto", "cpu", "cuda")
+#: The model that makes the mask: an installed deep vessel model when there is one, else Frangi.
+AUTO_MODEL = "auto"
+#: The builtin filter (its catalog id): the Hessian vesselness this file's fields tune.
+BUILTIN_MODEL = "vesselness-frangi"
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,12 @@ class VesselMaskParameters:
     refine_lumen: bool = False
     #: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". Results agree to float precision.
     device: str = "auto"
+    #: Which model makes the mask: "auto" (the first installed deep vessel model of the
+    #: catalog, else the builtin filter), "vesselness-frangi" (the builtin filter), or a
+    #: catalog id (see :mod:`segforge.vessel.mask_step`). A deep model ignores the radii,
+    #: measure, thresholds, intensity window and lumen refinement; ROI, seeds, largest
+    #: component and hole filling apply to both.
+    model: str = AUTO_MODEL
 
     def __post_init__(self) -> None:
         if not 0 < self.min_radius_mm <= self.max_radius_mm or not math.isfinite(self.max_radius_mm):
@@ -91,6 +103,10 @@ class VesselMaskParameters:
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise InputError("The compute device is unknown", f"it is {self.device!r}",
                              "use auto, cpu, cuda or cuda:N")
+        if not isinstance(self.model, str) or not re.fullmatch(ID_PATTERN, self.model):
+            raise InputError("The vessel model name is invalid", f"it is {self.model!r}",
+                             f"give {AUTO_MODEL}, {BUILTIN_MODEL} or the id of a vessel model from "
+                             "'segforge models list'")
         object.__setattr__(self, "seeds_lps", _points(self.seeds_lps))
         if self.roi_lps is not None:
             object.__setattr__(self, "roi_lps", _box(self.roi_lps))

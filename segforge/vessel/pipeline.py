@@ -1,5 +1,6 @@
-"""The whole vessel workflow in one call: vesselness -> mask -> centerline graph -> radii
--> metrics -> stenoses -> surface, with progress, Cancel and a timing per stage.
+"""The whole vessel workflow in one call: vesselness (or a deep vessel model) -> mask ->
+centerline graph -> radii -> metrics -> stenoses -> surface, with progress, Cancel and a
+timing per stage.
 
 One function serves the worker, the CLI and the tests, so every front end gets the same
 answer. Stages the caller does not ask for are skipped (``VesselOutputs``).
@@ -15,9 +16,9 @@ from ..mesh import SurfaceParameters, surface_from_mask
 from ..progress import ProgressCallback, no_progress, sub_progress
 from .graph import CenterlineGraph, GraphParameters, centerline_graph
 from .metrics import BranchMetrics, branch_metrics
-from .parameters import VesselMaskParameters
+from .mask_step import make_vessel_mask
+from .parameters import BUILTIN_MODEL, VesselMaskParameters
 from .stenosis import StenosisParameters, StenosisReport, analyse_stenoses
-from .vesselness import vessel_mask
 
 
 def preset(name: str) -> VesselMaskParameters:
@@ -71,6 +72,8 @@ class VesselResult:
     stenoses: Optional[StenosisReport] = None
     surface: Optional[object] = None  # vtkPolyData in LPS
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Catalog id of the model that made the mask (see :mod:`.mask_step`).
+    mask_model: str = BUILTIN_MODEL
 
 
 #: Each stage's share of the progress bar (measured proportions on the bundled CTA).
@@ -114,9 +117,10 @@ def run_vessel_pipeline(image: Image, parameters: VesselPipelineParameters = Ves
 
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    mask = vessel_mask(image, parameters.mask, step("mask"))
+    made = make_vessel_mask(image, parameters.mask, step("mask"))
+    mask = made.mask
     seconds["mask"] = time.perf_counter() - clock
-    result = VesselResult(mask, seconds=seconds)
+    result = VesselResult(mask, seconds=seconds, mask_model=made.model)
     if "centerlines" in stages:
         clock = time.perf_counter()
         result.graph = centerline_graph(mask, parameters.graph, step("centerlines"))

@@ -14,20 +14,18 @@ response is the maximum over scales of the scale-normalised measure.
 """
 from __future__ import annotations
 
-import threading
 import time
-from typing import Callable, Optional, TypeVar
+from functools import partial
+from typing import Optional
 
 import numpy as np
 
 from ..errors import InputError
 from ..image import Image, require_3d_volume
-from ..progress import ProgressCallback, no_progress, sub_progress
+from ..progress import ProgressCallback, no_progress, report_while, sub_progress
 from .parameters import VesselMaskParameters
 
 __all__ = ["VesselMaskParameters", "vesselness", "vessel_mask"]
-
-T = TypeVar("T")
 
 
 def vesselness(image: Image, parameters: VesselMaskParameters = VesselMaskParameters(),
@@ -88,13 +86,13 @@ def vessel_mask(image: Image, parameters: VesselMaskParameters = VesselMaskParam
     crop = inner = (slice(None),) * 3
     if parameters.roi_lps is not None:
         crop, inner = masks.roi_crop(image, parameters.roi_lps, filter_reach_voxels(image, parameters))
-    region = _cropped(image, crop)
+    region = image.crop(crop)
     response = vesselness(region, parameters, sub_progress(report, 0.0, 0.85)).array
     started = time.monotonic()
     seeds = None
     if parameters.seeds_lps:
         seeds = masks.seed_indices(image, parameters.seeds_lps) - np.array([s.start or 0 for s in crop])
-    mask = _while_reporting(lambda stage: _mask_from_response(region, response, inner, seeds, parameters, stage),
+    mask = report_while(lambda stage: _mask_from_response(region, response, inner, seeds, parameters, stage),
                             report)
     full = np.zeros(image.array.shape, dtype=np.uint8)
     full[crop] = mask
@@ -109,10 +107,7 @@ def _mask_from_response(region: Image, response: np.ndarray, inner: tuple[slice,
     from . import mask as masks
 
     stage(0.85, "Vessel mask: thresholds")
-    in_roi = None  # the whole volume
-    if parameters.roi_lps is not None:
-        in_roi = np.zeros(response.shape, dtype=bool)
-        in_roi[inner] = masks.roi_voxels(_cropped(region, inner), parameters.roi_lps)
+    in_roi = masks.roi_in_region(region, inner, parameters.roi_lps)
     # thresholds are relative to the response where the user looks (the ROI, or everywhere)
     reference = masks.relative_reference(response, in_roi)
     allowed = np.ones(response.shape, dtype=bool) if in_roi is None else in_roi.copy()
@@ -125,27 +120,9 @@ def _mask_from_response(region: Image, response: np.ndarray, inner: tuple[slice,
     stage(0.88, "Vessel mask: hysteresis")
     mask = masks.hysteresis(response, high, low, allowed)
     spacing_kji = tuple(reversed(region.spacing))
-    search = max(parameters.min_radius_mm, max(region.spacing))
-
-    def select_components(candidate: np.ndarray) -> np.ndarray:
-        if seeds is not None:
-            stage(0.93, "Vessel mask: components at the seeds")
-            return masks.keep_components(candidate, spacing_kji, seeds, search)
-        if parameters.largest_component:
-            stage(0.93, "Vessel mask: largest component")
-            return masks.keep_components(candidate, spacing_kji, largest=True)
-        return candidate
-
-    mask = select_components(mask)
     intensity = region.array if parameters.bright_vessels else -region.array.astype(np.float32)
-    if parameters.refine_lumen:
-        stage(0.94, "Vessel mask: lumen edge")
-        mask = select_components(masks.refine_to_lumen(intensity, mask, spacing_kji))
-    if parameters.fill_holes:
-        stage(0.96, "Vessel mask: filling holes")
-        mask = masks.fill_holes(mask)
-        if in_roi is not None:
-            mask &= in_roi
+    refine = partial(masks.refine_to_lumen, intensity, spacing_kji=spacing_kji) if parameters.refine_lumen else None
+    mask = masks.finish_mask(mask, spacing_kji, in_roi, seeds, parameters, stage, refine)
     if not mask.any():
         raise InputError("No voxel passed the vessel mask's thresholds",
                          f"vesselness threshold {parameters.threshold}, intensity window "
@@ -161,42 +138,3 @@ def _mask_from_response(region: Image, response: np.ndarray, inner: tuple[slice,
                          "check that the volume is a contrast-enhanced CTA or MRA, that 'bright vessels' "
                          "matches it, and the radius range; or place seeds or an ROI on the vessels")
     return mask
-
-
-def _while_reporting(work: Callable[[ProgressCallback], T], report: ProgressCallback) -> T:
-    """Run ``work(stage)`` in a helper thread while this thread reports its latest stage
-    every 0.2 s, so Cancel lands within a second even while one numpy or scipy call
-    takes several (labelling a 512^3 mask does; they release the GIL).
-
-    On Cancel the helper is abandoned: it finishes its current call in the background
-    and its result is dropped; it writes nothing anyone reads.
-    """
-    state: list = [0.0, ""]
-    outcome: dict = {}
-
-    def stage(fraction: float, message: str) -> None:
-        state[:] = [fraction, message]
-
-    def run() -> None:
-        try:
-            outcome["value"] = work(stage)
-        except BaseException as error:  # handed to the caller's thread
-            outcome["error"] = error
-
-    helper = threading.Thread(target=run, name="vessel-mask", daemon=True)
-    helper.start()
-    while helper.is_alive():
-        if state[1]:
-            report(state[0], state[1])
-        helper.join(0.2)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-def _cropped(image: Image, box: tuple[slice, slice, slice]) -> Image:
-    """The sub-volume ``box`` (k, j, i slices) with its own origin, on the same grid."""
-    start = [s.start or 0 for s in box]
-    origin = image.ijk_to_lps() @ np.array([start[2], start[1], start[0], 1.0])
-    return Image(image.array[box], image.spacing, tuple(origin[:3]), image.direction_lps)
-

@@ -50,13 +50,14 @@ def _parameters(cls: type, params: dict[str, Any]) -> Any:
 
 
 def vessel_mask_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
-    """Multi-scale vesselness thresholded into a vessel mask."""
-    from ..vessel import vessel_mask
+    """The vessel mask: multi-scale vesselness thresholded, or a deep vessel model from the
+    catalog (``model``); meta names the model (and, for a network, whether it was cached)."""
+    from ..vessel.mask_step import make_vessel_mask
     from ..vessel.parameters import VesselMaskParameters
 
     parameters = _parameters(VesselMaskParameters, params)
-    mask = vessel_mask(_input_image(inputs), parameters, job.progress)
-    return {"mask": mask}, {"voxels": int(np.count_nonzero(mask.array))}
+    made = make_vessel_mask(_input_image(inputs), parameters, job.progress)
+    return {"mask": made.mask}, {"voxels": int(np.count_nonzero(made.mask.array)), **made.meta}
 
 
 def vessel_tree_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
@@ -76,7 +77,10 @@ def vessel_tree_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -
                          "check the parameter names")
     parameters = VesselPipelineParameters(**{name: _parameters(cls, dict(params.get(name) or {}))
                                              for name, cls in stages.items()})
-    return to_wire(run_vessel_pipeline(_input_image(inputs), parameters, job.progress))
+    result = run_vessel_pipeline(_input_image(inputs), parameters, job.progress)
+    arrays, meta = to_wire(result)
+    meta["summary"]["mask_model"] = result.mask_model
+    return arrays, meta
 
 
 def threshold_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
