@@ -96,10 +96,9 @@ def run(args: argparse.Namespace) -> int:
         result = run_vessel_pipeline(image, parameters, report)
     tree = tree_from_result(result)
     files = write_vessel_outputs(tree, args.out, {"input": str(args.image), "preset": args.preset,
-                                                  "mask_model": result.mask_model,
                                                   "total_seconds": time.perf_counter() - started})
     summary = tree.summary
-    print(f"{summary['mask_voxels']} vessel voxels (model {result.mask_model}), {summary['branches']} branches, "
+    print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {summary['branches']} branches, "
           f"{summary['stenoses']} stenoses >= {args.stenosis_threshold:g} %")
     for kind, path in files.items():
         print(f"wrote {kind}: {path}")

@@ -75,7 +75,8 @@ def to_wire(result: VesselResult) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _summary(result: VesselResult, meta: dict[str, Any]) -> dict[str, Any]:
     graph = result.graph
-    return {"mask_voxels": int(np.count_nonzero(result.mask.array)),
+    return {"mask_model": result.mask_model,
+            "mask_voxels": int(np.count_nonzero(result.mask.array)),
             "mask_volume_ml": float(np.count_nonzero(result.mask.array) * np.prod(result.mask.spacing) / 1000.0),
             "branches": len(graph.branches) if graph else None,
             "bifurcations": len(graph.bifurcations) if graph else None,

@@ -77,10 +77,7 @@ def vessel_tree_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -
                          "check the parameter names")
     parameters = VesselPipelineParameters(**{name: _parameters(cls, dict(params.get(name) or {}))
                                              for name, cls in stages.items()})
-    result = run_vessel_pipeline(_input_image(inputs), parameters, job.progress)
-    arrays, meta = to_wire(result)
-    meta["summary"]["mask_model"] = result.mask_model
-    return arrays, meta
+    return to_wire(run_vessel_pipeline(_input_image(inputs), parameters, job.progress))
 
 
 def threshold_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
