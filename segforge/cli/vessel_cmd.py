@@ -17,7 +17,7 @@ LPS, tagged for Slicer), branches.csv, stenoses.csv and summary.json.
 
 examples:
   segforge vessel cta.nii.gz --out results/ --preset cta
-  segforge vessel mra.nrrd --out results/ --preset mra --seed -12.5,30,101 --no-surface
+  segforge vessel mra.nrrd --out results/ --preset mra --seed=-12.5,30,101 --no-surface
   segforge models download ID && segforge vessel cta.nii.gz --out results/ --model ID
 """
 

@@ -232,6 +232,9 @@ def _prune(nodes: list[SkeletonNode], edges: list[SkeletonChain], spacing_kji: n
         for node in range(len(nodes)):
             if nodes[node].alive and degree(node) == 2:
                 merge(node)
+        detours = _detours(nodes, edges, lengths, parameters.prune_scale, voxel)
+        for index in detours:
+            remove(index)
         spurs = []
         for index, edge in enumerate(edges):
             if not edge.alive or edge.a == edge.b:
@@ -243,7 +246,7 @@ def _prune(nodes: list[SkeletonNode], edges: list[SkeletonChain], spacing_kji: n
                 limit = max(parameters.prune_scale * nodes[junction].radius + voxel, parameters.min_length_mm)
                 if length < limit:
                     spurs.append((length / max(limit, 1e-9), index, junction))
-        if not spurs:
+        if not spurs and not detours:
             break
         touched: set[int] = set()
         for _, index, junction in sorted(spurs):
@@ -253,6 +256,26 @@ def _prune(nodes: list[SkeletonNode], edges: list[SkeletonChain], spacing_kji: n
             remove(index)
             nodes[tip].alive = False
             touched.add(junction)
+
+
+def _detours(nodes: list[SkeletonNode], edges: list[SkeletonChain], lengths: list[float],
+             prune_scale: float, voxel: float) -> list[int]:
+    """Branches that run beside a shorter one between the same two nodes, inside the same
+    vessel: a tunnel through the mask (thick slices cutting an oblique vessel make them),
+    not a second vessel. A real loop (a ring of vessels) is far longer than the vessel is
+    wide; a detour is shorter than ``2 prune_scale`` radii plus a voxel. The shortest of
+    the parallel branches stays."""
+    between: dict[tuple[int, int], list[int]] = {}
+    for index, edge in enumerate(edges):
+        if edge.alive and edge.a != edge.b:
+            between.setdefault((min(edge.a, edge.b), max(edge.a, edge.b)), []).append(index)
+    found = []
+    for (a, b), parallel in between.items():
+        if len(parallel) < 2:
+            continue
+        limit = 2 * prune_scale * max(nodes[a].radius, nodes[b].radius) + voxel
+        found += [index for index in sorted(parallel, key=lambda n: lengths[n])[1:] if lengths[index] < limit]
+    return found
 
 
 # --- millimetres, radii, orientation -------------------------------------------------------
