@@ -437,3 +437,37 @@ def test_server_without_port_in_the_environment_says_how(monkeypatch):
     monkeypatch.setenv("SEGFORGE_SERVER", "gpu-server")
     with pytest.raises(SegForgeError, match="host:port"):
         WorkerClient.from_environment()
+
+
+def test_big_reply_headers_reach_the_client_but_big_request_headers_are_refused():
+    """A whole-thorax vessel tree's branch rows exceed 1 MiB of JSON: the client reads such a
+    reply from its worker, while a server still refuses request headers that size before
+    checking the token."""
+    import threading
+
+    from segforge.worker.protocol import (MAX_HEADER_BYTES, MAX_REPLY_HEADER_BYTES, MalformedMessage,
+                                          recv_message, send_message)
+
+    rows = [{"id": n, "length_mm": 12.5, "mean_radius_mm": 2.25, "parent": n - 1} for n in range(30000)]
+    header = {"type": "result", "meta": {"branch_rows": rows}}
+
+    def send(sock):
+        try:
+            send_message(sock, header, {"a": np.arange(5)})
+        except OSError:  # the refusing side hung up: expected there
+            pass
+
+    for limit, accepted in ((MAX_REPLY_HEADER_BYTES, True), (MAX_HEADER_BYTES, False)):
+        sender, receiver = socket.socketpair()
+        with sender, receiver:
+            thread = threading.Thread(target=send, args=(sender,))
+            thread.start()
+            if accepted:
+                message = recv_message(receiver, max_header=limit)
+                assert len(message.header["meta"]["branch_rows"]) == 30000
+                assert message.arrays["a"].tolist() == [0, 1, 2, 3, 4]
+            else:
+                with pytest.raises(MalformedMessage, match="header is too large"):
+                    recv_message(receiver, max_header=limit)
+                receiver.close()
+            thread.join(10)

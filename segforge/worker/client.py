@@ -28,7 +28,8 @@ from ..image import Image
 from ..progress import ProgressCallback
 from .crop import paste_into_grid
 from .jobs import CANCELLED, FINISHED_STATES
-from .protocol import (PROTOCOL_VERSION, Message, payload_size, protocol_mismatch, recv_message, send_message,
+from .protocol import (MAX_REPLY_HEADER_BYTES, PROTOCOL_VERSION, Message, payload_size, protocol_mismatch,
+                       recv_message, send_message,
                        too_large)
 from .server import READY_LINE
 
@@ -212,7 +213,7 @@ class WorkerClient:
                 raise too_large(size, self._max_request_bytes)  # say so before sending gigabytes
             try:
                 send_message(sock, {**header, "protocol": PROTOCOL_VERSION, "token": self._token}, arrays)
-                reply = recv_message(sock)
+                reply = recv_message(sock, max_header=MAX_REPLY_HEADER_BYTES)
             except (OSError, EOFError) as error:
                 reply = self._refusal_after_send_failure(sock)
                 if reply is None:
@@ -230,7 +231,7 @@ class WorkerClient:
         """The error reply a worker may have sent before closing on us mid-request."""
         try:
             sock.settimeout(1.0)
-            return recv_message(sock)
+            return recv_message(sock, max_header=MAX_REPLY_HEADER_BYTES)
         except (OSError, EOFError):
             return None
 

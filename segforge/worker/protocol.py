@@ -24,7 +24,11 @@ from ..image import Image
 PROTOCOL_VERSION = 1
 MAGIC = b"SGF1"
 PREFIX = struct.Struct("!4sIQ")
+#: Header ceiling for requests (read before the token is checked, so kept small).
 MAX_HEADER_BYTES = 1 << 20
+#: Header ceiling for replies a client reads from its own worker: a whole-thorax vessel
+#: tree's branch and finding rows alone take over 1 MiB of JSON.
+MAX_REPLY_HEADER_BYTES = 256 << 20
 #: Default ceiling for one message's arrays (a 1024^3 float32 volume is 4 GiB).
 DEFAULT_MAX_PAYLOAD_BYTES = 8 << 30
 ALLOWED_DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32",
@@ -114,7 +118,8 @@ def payload_size(arrays: Optional[dict[str, Any]]) -> int:
     return sum(int(getattr(value, "array", value).nbytes) for value in (arrays or {}).values())
 
 
-def recv_header(sock: socket.socket, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> tuple[dict[str, Any], int]:
+def recv_header(sock: socket.socket, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES,
+                max_header: int = MAX_HEADER_BYTES) -> tuple[dict[str, Any], int]:
     """Read and check the prefix and JSON header; returns the header and payload size.
 
     Raises ``EOFError`` on a clean close before any byte, :class:`MalformedMessage` on
@@ -130,9 +135,9 @@ def recv_header(sock: socket.socket, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTE
         raise MalformedMessage("The request is not a SegForge worker message",
                                "its first bytes are not the protocol's magic number",
                                "connect with a SegForge client of the same version")
-    if header_size > MAX_HEADER_BYTES:
-        raise MalformedMessage("The request header is too large",
-                               f"it declares {header_size} bytes, more than {MAX_HEADER_BYTES}",
+    if header_size > max_header:
+        raise MalformedMessage("The message header is too large",
+                               f"it declares {header_size} bytes, more than {max_header}",
                                "send parameters as a small JSON object and voxels as arrays")
     if payload_size > max_payload:
         raise too_large(payload_size, max_payload)
@@ -218,7 +223,8 @@ def _with_geometry(name: str, array: np.ndarray, geometry: Any) -> Any:
         raise MalformedMessage(f"The geometry of image {name!r} is malformed", str(error)) from error
 
 
-def recv_message(sock: socket.socket, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Message:
+def recv_message(sock: socket.socket, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES,
+                 max_header: int = MAX_HEADER_BYTES) -> Message:
     """Read one whole message (header and arrays)."""
-    header, payload_size = recv_header(sock, max_payload)
+    header, payload_size = recv_header(sock, max_payload, max_header)
     return Message(header, recv_arrays(sock, header, payload_size))
