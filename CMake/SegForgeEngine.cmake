@@ -43,6 +43,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/mrml/tables.py
   segforge/mrml/transforms.py
   segforge/mrml/volumes.py
+  segforge/organ/terminology.py
   segforge/polydata_io.py
   segforge/progress.py
   segforge/resources.py
@@ -84,6 +85,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
 set(SEGFORGE_ENGINE_RESOURCES
   Resources/Models/catalog.json
   Resources/Models/catalog.schema.json
+  Resources/Terminology/structures.json
   Resources/requirements.txt
   )
 
