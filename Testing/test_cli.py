@@ -298,3 +298,23 @@ def test_a_volume_one_voxel_thick_is_refused_in_one_line(tmp_path, shape_kji):
     assert lines[0].startswith("segforge: error: This is a 2D image, not a 3D volume")
     assert "load the whole series" in lines[0].lower() and "Traceback" not in run.stderr
     assert not out.exists()
+
+
+def test_roi_limits_the_work_to_an_lps_box(tmp_path):
+    """``--roi`` is the ROI markup of the module: nothing outside the LPS box is marked, and a box
+    that misses the image is a one-line error before any output is written."""
+    from segforge.vessel.mask import roi_voxels
+
+    source, image, _ = thick_slice_tree(tmp_path)
+    centre = np.asarray(THICK_CENTER_LPS)
+    box = tuple(centre - 15.0) + tuple(centre + 15.0)
+    run = segforge("vessel", str(source), "--out", str(tmp_path / "out"), "--no-stenoses", "--no-surface",
+                   "--roi=" + ",".join(f"{v:g}" for v in box))
+    assert run.returncode == 0, run.stderr[-2000:]
+    mask = read_image(tmp_path / "out" / "vessels.seg.nrrd").array > 0
+    inside = roi_voxels(image, box)
+    assert mask.any() and not (mask & ~inside).any()
+    run = segforge("vessel", str(source), "--out", str(tmp_path / "far"), "--roi=900,900,900,910,910,910")
+    assert run.returncode == 1 and "misses the image" in run.stderr and not (tmp_path / "far").exists()
+    run = segforge("vessel", str(source), "--out", str(tmp_path / "bad"), "--roi=1,2,3")
+    assert run.returncode == 2 and "xmin,ymin,zmin" in run.stderr

@@ -18,6 +18,7 @@ LPS, tagged for Slicer), branches.csv, stenoses.csv and summary.json.
 examples:
   segforge vessel cta.nii.gz --out results/ --preset cta
   segforge vessel mra.nrrd --out results/ --preset mra --seed=-12.5,30,101 --no-surface
+  segforge vessel mra.nrrd --out results/ --preset mra --roi=-239,-181,13,-205,-98,35
   segforge models download ID && segforge vessel cta.nii.gz --out results/ --model ID
 """
 
@@ -28,6 +29,16 @@ def _point(text: str) -> tuple[float, float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not x,y,z in millimetres (LPS)") from None
     return (x, y, z)
+
+
+def _box(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 6:
+        raise argparse.ArgumentTypeError(f"{text!r} is not xmin,ymin,zmin,xmax,ymax,zmax in millimetres (LPS)")
+    return values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-radius", type=float, default=None, help="largest vessel radius, mm")
     parser.add_argument("--seed", type=_point, action="append", default=[], metavar="X,Y,Z",
                         help="keep the vessels touching this LPS point (mm); repeat for more")
+    parser.add_argument("--roi", type=_box, default=None, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
+                        help="work only inside this LPS box (mm)")
     parser.add_argument("--stenosis-threshold", type=float, default=50.0,
                         help="report narrowings of at least this %% diameter stenosis")
     parser.add_argument("--no-centerlines", action="store_true", help="mask (and surface) only")
@@ -68,6 +81,8 @@ def pipeline_parameters(args: argparse.Namespace) -> "VesselPipelineParameters":
                                                  ("max_radius_mm", args.max_radius)) if value is not None}
     if args.seed:
         overrides["seeds_lps"] = tuple(args.seed)
+    if args.roi is not None:
+        overrides["roi_lps"] = args.roi
     if "threshold" in overrides:
         overrides["low_threshold"] = overrides["threshold"] / 2
     mask = dataclasses.replace(preset(args.preset), device=args.device, model=args.model, **overrides)
