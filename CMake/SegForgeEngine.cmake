@@ -43,7 +43,14 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/mrml/tables.py
   segforge/mrml/transforms.py
   segforge/mrml/volumes.py
+  segforge/organ/__init__.py
+  segforge/organ/body.py
+  segforge/organ/bones.py
+  segforge/organ/labels.py
+  segforge/organ/lungs.py
+  segforge/organ/morphology.py
   segforge/organ/terminology.py
+  segforge/organ/tissues.py
   segforge/polydata_io.py
   segforge/progress.py
   segforge/resources.py
