@@ -253,4 +253,7 @@ def test_contrast_to_noise_tells_a_real_vessel_from_chance():
     assert abs(masks.contrast_to_noise(noise, blob)) < 1.5
     noise[blob] += 100.0
     assert masks.contrast_to_noise(noise, blob) > 8
+    wide = np.zeros(noise.shape, bool)  # vesselness blurs: a mask 2.7 times the lumen still counts
+    wide[8:22, 8:22, 8:22] = True
+    assert masks.contrast_to_noise(noise, wide) > 8
     assert masks.contrast_to_noise(np.zeros((8, 8, 8)), np.zeros((8, 8, 8), bool)) == float("-inf")
