@@ -1,5 +1,5 @@
 # SegForge: the two commands a newcomer runs (see README.md).
-#   make demo   set up .venv, run the vessel workflow on the bundled CTA -> out/demo/
+#   make demo   set up .venv, run the vessel workflow on the bundled CE-MRA -> out/demo/
 #   make test   set up .venv, run the whole test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv

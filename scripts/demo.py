@@ -1,6 +1,6 @@
-"""The SegForge demo: the whole vessel workflow on the bundled CTA, as Slicer would run it.
+"""The SegForge demo: the whole vessel workflow on a bundled scan, as Slicer would run it.
 
-A headless Slicer scene (the real MRML classes of the ``slicer-core`` wheel) gets the CTA
+A headless Slicer scene (the real MRML classes of the ``slicer-core`` wheel) gets the scan
 as a volume node; ``SegVesselLogic().vessel_tree`` (the module's scripting API, the same
 call the SegVessel panel makes) sends it to a background worker process, which finds the
 vessel mask, its centerlines with a radius at every point, the stenoses and the surface.
@@ -9,15 +9,22 @@ branch with a per-point Radius, a centerline model coloured by radius, the surfa
 a branch table, a stenosis table and stenosis points. Everything is saved as a ``.mrb``
 scene that opens in 3D Slicer, beside the files ``segforge vessel`` writes and a PNG.
 
-The bundled CTA covers the whole thorax: vesselness finds the aorta, the heart chambers and
-the lung vessels, all touching, i.e. thousands of branches. The demo looks at the descending
-thoracic aorta instead, with a seed point in its lumen and a box around it (both in LPS
-millimetres, placed on the TotalSegmentator aorta mask shipped beside the CTA; a Slicer user
-would click the point and drag the ROI). This case has an aortic dissection: the flap
-splits the lumen into a narrow crescent-shaped true lumen and a false lumen, so the
-centerlines of the lumen branch and loop where a healthy aorta would give one tube.
+Two bundled cases (``--case``):
 
-Run ``make demo`` (or ``python scripts/demo.py --out out/demo``).
+``mra`` (the default): VMTK's contrast-enhanced MR angiogram of a healthy abdominal aorta
+and its bifurcation into the two common iliac arteries (``vmtk_aorta_cemra``, BSD-3, see
+the LICENSE.txt there), with the ``mra`` preset and a box around the bifurcation, as a
+Slicer user would drag an ROI. No seed: the largest vessel component in the box is kept.
+The result is a small tree (8 branches, about 170 mm) in a few seconds: the aorta (radius
+about 7 mm), one iliac in one piece, the other in four, as its centerline splits around a
+small hole in the mask below the bifurcation, and a short side branch; no stenosis.
+
+``cta``: the bundled thoracic CTA, with a seed point in the lumen of the descending aorta
+and a box around its lowest 75 mm. This aorta is dissected: the flap splits the lumen into
+a narrow true lumen and a false lumen, so the centerlines branch and loop (about 90
+branches) and the flap reads as narrowings, where a healthy aorta would give one tube.
+
+Run ``make demo`` (or ``python scripts/demo.py --out out/demo``; ``--case cta`` for the CTA).
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ import json
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -37,56 +44,99 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from segforge.cli.progress_bar import progress_bar  # noqa: E402
+from segforge.errors import SegForgeError  # noqa: E402
 from segforge.image import Image  # noqa: E402
 from segforge.image_io import read_volume, to_sitk  # noqa: E402
 from segforge.mrml import (control_points_lps, create_closed_surfaces, create_headless_slicer,  # noqa: E402
                            mask_from_segment, point_measurement, rows_from_table, save_node, save_scene_bundle,
                            segment_ids_by_name, volume_node_from_image)
 from segforge.polydata_io import write_polydata  # noqa: E402
-from segforge.snapshot import write_snapshot  # noqa: E402
+from segforge.snapshot import OVERLAY_RGB  # noqa: E402
 from segforge.vessel.parameters import BUILTIN_MODEL  # noqa: E402
 from segforge.vessel.pipeline import VesselPipelineParameters, preset  # noqa: E402
 from segforge.vessel.tree import BranchLine, centerline_polydata  # noqa: E402
 from SegVesselLib import SegVesselLogic  # noqa: E402
 
-SAMPLE_FOLDER = REPO / "Resources" / "SampleData" / "ts_thoracic_cta_aorta"
-SAMPLE_CTA = SAMPLE_FOLDER / "cta_thorax_1p5mm.nii.gz"
+SAMPLE_DATA = REPO / "Resources" / "SampleData"
+SAMPLE_MRA = SAMPLE_DATA / "vmtk_aorta_cemra" / "aorta.mha"
+SAMPLE_CTA = SAMPLE_DATA / "ts_thoracic_cta_aorta" / "cta_thorax_1p5mm.nii.gz"
 
-#: A point in the lumen of the descending thoracic aorta (LPS mm), 7 mm above the CTA's
-#: lowest slice: inside the reference aorta (``pred_aorta.nii.gz``), 8.6 mm from its wall,
-#: on a 439 HU voxel of the contrast-filled true lumen.
+#: A box (LPS mm: xmin, ymin, zmin, xmax, ymax, zmax) around the aorto-iliac bifurcation of
+#: the CE-MRA: the LPS bounding box of the voxels of VMTK's level-set mask shipped beside it
+#: (``aorta_mask_DERIVED_levelset_lt0.nii.gz``: -239.1, -181.1, 13.5 to -205.7, -98.4, 34.5),
+#: rounded outward to the next half millimetre at least 0.9 mm away on every side. VMTK grew
+#: that level set between seeds at the aorta and the two iliac ends, and the box stops our
+#: mask where the level set stops.
+BIFURCATION_ROI_LPS = (-240.0, -182.0, 12.5, -204.5, -97.5, 35.5)
+#: A point in the lumen of the descending thoracic aorta of the CTA (LPS mm), 7 mm above the
+#: CTA's lowest slice: inside the reference aorta (``pred_aorta.nii.gz``), 8.6 mm from its
+#: wall, on a 439 HU voxel of the contrast-filled true lumen.
 AORTA_SEED_LPS = (-1.2, -138.7, 547.7)
-#: A box (LPS mm: xmin, ymin, zmin, xmax, ymax, zmax) around the lowest 75 mm of the
-#: descending thoracic aorta, 3-8 mm outside the reference aorta on every side.
+#: A box (LPS mm) around the lowest 75 mm of the CTA's descending thoracic aorta, 3-8 mm
+#: outside the reference aorta on every side.
 AORTA_ROI_LPS = (-22.0, -162.0, 540.0, 25.0, -112.0, 615.0)
-#: The name of the volume node; the Logic names every node it makes after it.
-VOLUME_NAME = "CTA"
 
 
-def demo_parameters(seeds_lps: Sequence[Sequence[float]] = (AORTA_SEED_LPS,),
-                    roi_lps: Optional[Sequence[float]] = AORTA_ROI_LPS) -> VesselPipelineParameters:
-    """The CTA preset with the seeds and box (none: the largest component of the whole volume).
+@dataclass(frozen=True)
+class DemoCase:
+    """A bundled scan and how the demo looks at it."""
+
+    volume: Path
+    #: The mask preset (``segforge.vessel.pipeline.preset``).
+    preset: str
+    #: The name of the volume node; the Logic names every node it makes after it.
+    volume_name: str
+    seeds_lps: tuple[tuple[float, float, float], ...]
+    roi_lps: Optional[tuple[float, ...]]
+    #: Grey levels shown black to white in the picture.
+    window: tuple[float, float]
+    #: The picture's views: projected along P (``coronal``), S (``axial``) or L (``sagittal``).
+    view: str
+
+
+CASES = {
+    # The CE-MRA is a thin slab (34 slices of 1.5 mm, as coronal CE-MRA is acquired) whose
+    # header calls the slab axis S; the aorta and iliacs run along the header's y axis. So
+    # the picture looks along the header's z axis, through the slab, to show the bifurcation.
+    "mra": DemoCase(SAMPLE_MRA, "mra", "MRA", (), BIFURCATION_ROI_LPS, (0.0, 2000.0), "axial"),
+    "cta": DemoCase(SAMPLE_CTA, "cta", "CTA", (AORTA_SEED_LPS,), AORTA_ROI_LPS, (-200.0, 800.0), "coronal"),
+}
+DEFAULT_CASE = "mra"
+
+
+def demo_parameters(case: str = DEFAULT_CASE, seeds_lps: Optional[Sequence[Sequence[float]]] = None,
+                    roi_lps: Optional[Sequence[float]] = None, *, whole: bool = False) -> VesselPipelineParameters:
+    """The case's preset with its seeds and box; where seeds or a box are given, those alone;
+    ``whole``: neither (the largest vessel component of the whole volume).
 
     The mask comes from the builtin vesselness filter even where a deep vessel model is
     installed, so the demo gives the same answer on every machine.
     """
-    mask = replace(preset("cta"), seeds_lps=tuple(tuple(p) for p in seeds_lps),
-                   roi_lps=None if roi_lps is None else tuple(roi_lps), model=BUILTIN_MODEL)
+    chosen = CASES[case]
+    if whole:
+        seeds_lps, roi_lps = (), None
+    elif not seeds_lps and roi_lps is None:
+        seeds_lps, roi_lps = chosen.seeds_lps, chosen.roi_lps
+    mask = replace(preset(chosen.preset), seeds_lps=tuple(tuple(float(c) for c in p) for p in seeds_lps or ()),
+                   roi_lps=None if roi_lps is None else tuple(float(c) for c in roi_lps), model=BUILTIN_MODEL)
     return VesselPipelineParameters(mask=mask)
 
 
-def run_demo(out: Path, cta_path: Path = SAMPLE_CTA,
+def run_demo(out: Path, case: str = DEFAULT_CASE, volume_path: Optional[Path] = None,
              parameters: Optional[VesselPipelineParameters] = None) -> dict[str, Path]:
-    """Run the vessel workflow on ``cta_path`` through SegVesselLogic and write the results to ``out``."""
-    parameters = parameters or demo_parameters()
+    """Run the vessel workflow through SegVesselLogic on the case's volume (or ``volume_path``,
+    read the same way) and write the results to ``out``."""
+    chosen = CASES[case]
+    volume_path = volume_path or chosen.volume
+    parameters = parameters or demo_parameters(case)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     app = create_headless_slicer(install=True)
     logic = SegVesselLogic()
     try:
-        image = read_volume(cta_path)
-        volume = volume_node_from_image(image, VOLUME_NAME)
+        image = read_volume(volume_path)
+        volume = volume_node_from_image(image, chosen.volume_name)
         seconds["reading"] = time.perf_counter() - started
 
         clock = time.perf_counter()
@@ -107,11 +157,11 @@ def run_demo(out: Path, cta_path: Path = SAMPLE_CTA,
         create_closed_surfaces(nodes.segmentation)  # the segment shows in 3D when the scene opens
         vessels = mask_from_segment(nodes.segmentation, segment_ids_by_name(nodes.segmentation)["Vessels"][0],
                                     volume)
-        summary = summarise(nodes, vessels, parameters, cta_path)
+        summary = summarise(nodes, vessels, parameters, volume_path, case)
         with quiet_vtk():  # the zip writer reports every file it adds
             files = {"scene": save_scene_bundle(out / "segforge_demo.mrb", app.scene)}
         files.update(write_cli_style_files(nodes, out))
-        files["snapshot"] = write_picture(image, vessels, nodes, out / "vessels.png")
+        files["snapshot"] = write_picture(image, vessels, nodes, out / "vessels.png", chosen.window, chosen.view)
         seconds["saving"] = time.perf_counter() - clock
         seconds["total"] = time.perf_counter() - started
         summary["seconds"] = {name: round(value, 2) for name, value in seconds.items()}
@@ -154,13 +204,17 @@ def _branch_id(curve: Any) -> int:
     return int(curve.GetName().rsplit(" ", 1)[-1])
 
 
-def summarise(nodes: Any, vessels: Image, parameters: VesselPipelineParameters, source: Path) -> dict[str, Any]:
+def summarise(nodes: Any, vessels: Image, parameters: VesselPipelineParameters, source: Path,
+              case: str = DEFAULT_CASE) -> dict[str, Any]:
     """The numbers the demo prints, read back from the scene nodes (as a Slicer user sees them)."""
     branches = rows_from_table(nodes.branch_table) if nodes.branch_table is not None else []
     findings = rows_from_table(nodes.stenosis_table) if nodes.stenosis_table is not None else []
     voxels = int(np.count_nonzero(vessels.array))
     summary: dict[str, Any] = {
+        "case": case,
         "input": str(source),
+        "preset": CASES[case].preset,
+        "volume_node": CASES[case].volume_name,
         "seeds_lps": [list(p) for p in parameters.mask.seeds_lps],
         "roi_lps": None if parameters.mask.roi_lps is None else list(parameters.mask.roi_lps),
         "mask_model": parameters.mask.model,
@@ -175,34 +229,44 @@ def summarise(nodes: Any, vessels: Image, parameters: VesselPipelineParameters, 
         "surface_triangles": (nodes.surface_model.GetPolyData().GetNumberOfCells()
                               if nodes.surface_model is not None else None),
     }
-    if parameters.mask.seeds_lps and nodes.curves:
-        # The branch passing closest to the (first) seed: the aorta's own centerline.
+    if not nodes.curves:
+        return summary
+    # The widest branch (by median radius): the aorta in both bundled cases.
+    widest = max(nodes.curves, key=lambda c: float(np.median(point_measurement(c, "Radius"))))
+    summary["widest_branch"] = _branch_summary(widest, branches)
+    if parameters.mask.seeds_lps:
+        # The branch passing closest to the (first) seed: the aorta's own centerline in the CTA case.
         seed = np.asarray(parameters.mask.seeds_lps[0])
         curve = min(nodes.curves, key=lambda c: float(np.linalg.norm(control_points_lps(c) - seed, axis=1).min()))
-        radius = point_measurement(curve, "Radius")
-        row = next((r for r in branches if r["id"] == _branch_id(curve)), {})
-        summary["seed_branch"] = {"id": _branch_id(curve), "length_mm": round(float(row.get("length_mm", 0.0)), 1),
-                                  "median_radius_mm": round(float(np.median(radius)), 2),
-                                  "min_radius_mm": round(float(radius.min()), 2),
-                                  "max_radius_mm": round(float(radius.max()), 2)}
+        summary["seed_branch"] = _branch_summary(curve, branches)
     return summary
 
 
+def _branch_summary(curve: Any, branches: list[dict[str, Any]]) -> dict[str, Any]:
+    radius = point_measurement(curve, "Radius")
+    row = next((r for r in branches if r["id"] == _branch_id(curve)), {})
+    return {"id": _branch_id(curve), "length_mm": round(float(row.get("length_mm", 0.0)), 1),
+            "median_radius_mm": round(float(np.median(radius)), 2),
+            "min_radius_mm": round(float(radius.min()), 2), "max_radius_mm": round(float(radius.max()), 2)}
+
+
 def print_summary(summary: dict[str, Any]) -> None:
-    where = "the whole volume (largest component)"
+    where = "the whole volume"
     if summary["roi_lps"] is not None:
         box = summary["roi_lps"]
         where = (f"the box LPS ({box[0]:g}, {box[1]:g}, {box[2]:g}) to ({box[3]:g}, {box[4]:g}, {box[5]:g}) mm")
-    seeds = "; ".join("(" + ", ".join(f"{c:g}" for c in p) + ")" for p in summary["seeds_lps"]) or "none"
-    print(f"vessel tree of {where}, seed LPS {seeds} mm")
+    seeds = "; ".join("(" + ", ".join(f"{c:g}" for c in p) + ")" for p in summary["seeds_lps"])
+    print(f"{Path(summary['input']).name} ({summary['case']} case, {summary['preset']} preset): vessel tree of "
+          f"{where}, " + (f"seed LPS {seeds} mm" if seeds else "no seed (largest component)"))
     print(f"  vessel mask ({summary['mask_model']}): {summary['mask_voxels']} voxels "
           f"({summary['mask_volume_ml']:.1f} ml)")
     print(f"  centerlines: {summary['branches']} branches, {summary['total_length_mm']:.0f} mm in all; "
           f"{summary['curves']} curves with a Radius per point")
-    if "seed_branch" in summary:
-        b = summary["seed_branch"]
-        print(f"  branch at the seed: branch {b['id']}, {b['length_mm']:.1f} mm long, "
-              f"radius {b['median_radius_mm']:.1f} mm median ({b['min_radius_mm']:.1f} to {b['max_radius_mm']:.1f})")
+    for key, label in (("widest_branch", "widest branch"), ("seed_branch", "branch at the seed")):
+        if key in summary:
+            b = summary[key]
+            print(f"  {label}: branch {b['id']}, {b['length_mm']:.1f} mm long, radius {b['median_radius_mm']:.1f} mm "
+                  f"median ({b['min_radius_mm']:.1f} to {b['max_radius_mm']:.1f})")
     print(f"  stenoses >= {summary['stenosis_threshold_percent']:g} %: {summary['stenoses']}"
           + ("; worst:" if summary["worst_stenoses"] else ""))
     for row in summary["worst_stenoses"]:
@@ -247,59 +311,90 @@ def _parent(value: Any) -> Optional[int]:
     return parent if parent >= 0 else None
 
 
+#: The picture's views: the axis of the LPS-ordered voxel array (0: S, 1: P, 2: L) they
+#: project along; the other two are the rows and the columns, in that order.
+VIEW_AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+#: The picture is scaled up by a whole factor to at least this many rows.
+PICTURE_ROWS = 360
+
+
 def write_picture(image: Image, vessels: Image, nodes: Any, path: Path,
-                  window: tuple[float, float] = (-200.0, 800.0)) -> Path:
-    """The three coronal views of :func:`write_snapshot` and a fourth, zoomed onto the vessel
-    mask: the centerlines coloured by radius (cyan thin, yellow wide) over the maximum intensity
-    projection of the vessel voxels, the stenosis findings as magenta crosses."""
-    write_snapshot(image, vessels, path, window)
-    picture = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # rows, columns, RGB
-    if not nodes.curves:
-        return path
-    oriented = sitk.DICOMOrient(to_sitk(image), "LPS")  # as write_snapshot shows it
+                  window: tuple[float, float] = (-200.0, 800.0), view: str = "coronal") -> Path:
+    """Four views side by side, shown radiologically (superior on top, the patient's right on
+    the left; anterior on top in an axial view, on the left in a sagittal one): the volume's
+    maximum intensity projection, that of the vessel voxels only, the slice through the vessel
+    mask's centre with the mask in red (the views of ``segforge.snapshot``, along any axis),
+    and a fourth zoomed onto the vessel mask: the centerlines coloured by radius (cyan thin,
+    yellow wide) over the projection of the vessel voxels, the stenosis findings as magenta
+    crosses."""
+    axis = VIEW_AXES[view]
+    oriented = sitk.DICOMOrient(to_sitk(image), "LPS")
     volume = sitk.GetArrayFromImage(oriented).astype(np.float32)  # axes: S, P, L
     inside = sitk.GetArrayFromImage(sitk.DICOMOrient(to_sitk(vessels), "LPS")) > 0
-    l_mm, _, s_mm = oriented.GetSpacing()
-    found = np.argwhere(inside)
-    first = np.maximum(found.min(axis=0) - 6, 0)
-    last = np.minimum(found.max(axis=0) + 7, volume.shape)
-    crop = tuple(slice(a, b) for a, b in zip(first, last))
+    rows_axis, columns_axis = (a for a in range(3) if a != axis)
+    flip = rows_axis == 0  # the S axis runs upwards
+    row_mm, column_mm = oriented.GetSpacing()[2 - rows_axis], oriented.GetSpacing()[2 - columns_axis]
     low, high = window
-    box = np.where(inside[crop], volume[crop], low)  # the vessel voxels only, as in the second view
-    view = (np.clip(box.max(axis=1)[::-1], low, high) - low) / (high - low) * 150.0  # superior on top, dimmed
-    rows = picture.shape[0]
-    columns = max(1, int(round(rows * view.shape[1] * l_mm / (view.shape[0] * s_mm))))
-    zoom_rows, zoom_columns = rows / view.shape[0], columns / view.shape[1]
-    panel = view[(np.arange(rows) / zoom_rows).astype(int)][:, (np.arange(columns) / zoom_columns).astype(int)]
-    panel = np.repeat(panel[..., None], 3, axis=-1)
-    brush = max(1, int(round(min(zoom_rows, zoom_columns) / 2)))
 
-    def pixel(point_lps: Sequence[float]) -> tuple[float, float]:
-        i, _, k = oriented.TransformPhysicalPointToContinuousIndex([float(c) for c in point_lps])
-        row = last[0] - 1 - k  # the patient's right on the left, superior on top
-        return (row + 0.5) * zoom_rows - 0.5, (i - first[2] + 0.5) * zoom_columns - 0.5
+    def grey(plane: np.ndarray, brightness: float = 255.0) -> np.ndarray:
+        values = (np.clip(plane, low, high) - low) / (high - low) * brightness
+        return np.repeat((values[::-1] if flip else values)[..., None], 3, axis=-1)
 
-    def paint(row: float, column: float, colour: tuple[float, float, float], size: int) -> None:
-        r, c = int(round(row)) - size // 2, int(round(column)) - size // 2
-        panel[max(r, 0):max(r + size, 0), max(c, 0):max(c + size, 0)] = colour
+    def resized(view_rgb: np.ndarray, rows: int, columns: int) -> np.ndarray:  # nearest neighbour
+        return view_rgb[(np.arange(rows) * view_rgb.shape[0] / rows).astype(int)][
+            :, (np.arange(columns) * view_rgb.shape[1] / columns).astype(int)]
 
-    radii = np.concatenate([point_measurement(c, "Radius") for c in nodes.curves])
-    top = max(float(np.percentile(radii, 95)), 1e-6)
-    for curve in nodes.curves:
-        points, radius = control_points_lps(curve), point_measurement(curve, "Radius")
-        for a, b, r in zip(points[:-1], points[1:], radius[:-1]):
-            (ra, ca), (rb, cb) = pixel(a), pixel(b)
-            t = min(r / top, 1.0)
-            for s in np.linspace(0.0, 1.0, int(max(abs(rb - ra), abs(cb - ca)) * 2) + 2):
-                paint(ra + s * (rb - ra), ca + s * (cb - ca), (255 * t, 255, 255 * (1 - t)), brush)
-    findings = rows_from_table(nodes.stenosis_table) if nodes.stenosis_table is not None else []
-    for finding in findings:
-        row, column = pixel((finding["x_lps"], finding["y_lps"], finding["z_lps"]))
-        for step in range(-2 * brush, 2 * brush + 1):
-            paint(row + step, column, (255, 0, 255), brush)
-            paint(row, column + step, (255, 0, 255), brush)
+    vessel_voxels = np.where(inside, volume, low)
+    found = np.argwhere(inside)
+    middle = int(np.round(found[:, axis].mean())) if len(found) else volume.shape[axis] // 2
+    cut = grey(volume.take(middle, axis))
+    hit = inside.take(middle, axis)
+    cut[hit[::-1] if flip else hit] = 0.45 * cut[hit[::-1] if flip else hit] + 0.55 * OVERLAY_RGB
+    height = volume.shape[rows_axis] * row_mm / column_mm
+    scale = max(1, int(np.ceil(PICTURE_ROWS / height)))
+    rows, columns = max(1, int(round(height * scale))), volume.shape[columns_axis] * scale
+    panels = [resized(v, rows, columns) for v in (grey(volume.max(axis=axis)), grey(vessel_voxels.max(axis=axis)), cut)]
+
+    if nodes.curves and len(found):
+        first = np.maximum(found.min(axis=0) - 6, 0)
+        last = np.minimum(found.max(axis=0) + 7, volume.shape)
+        crop = tuple(slice(a, b) if n != axis else slice(None) for n, (a, b) in enumerate(zip(first, last)))
+        zoomed = grey(vessel_voxels[crop].max(axis=axis), 150.0)  # the vessel voxels only, dimmed
+        width = zoomed.shape[1] * column_mm / (zoomed.shape[0] * row_mm)
+        zoom_rows, zoom_columns = rows / zoomed.shape[0], max(1, int(round(rows * width))) / zoomed.shape[1]
+        panel = resized(zoomed, rows, max(1, int(round(rows * width))))
+        brush = max(1, int(round(min(zoom_rows, zoom_columns) / 2)))
+
+        def pixel(point_lps: Sequence[float]) -> tuple[float, float]:
+            kji = oriented.TransformPhysicalPointToContinuousIndex([float(c) for c in point_lps])[::-1]
+            row = last[rows_axis] - 1 - kji[rows_axis] if flip else kji[rows_axis] - first[rows_axis]
+            column = kji[columns_axis] - first[columns_axis]
+            return (row + 0.5) * zoom_rows - 0.5, (column + 0.5) * zoom_columns - 0.5
+
+        def paint(row: float, column: float, colour: tuple[float, float, float], size: int) -> None:
+            r, c = int(round(row)) - size // 2, int(round(column)) - size // 2
+            panel[max(r, 0):max(r + size, 0), max(c, 0):max(c + size, 0)] = colour
+
+        radii = np.concatenate([point_measurement(c, "Radius") for c in nodes.curves])
+        top = max(float(np.percentile(radii, 95)), 1e-6)
+        for curve in nodes.curves:
+            points, radius = control_points_lps(curve), point_measurement(curve, "Radius")
+            for a, b, r in zip(points[:-1], points[1:], radius[:-1]):
+                (ra, ca), (rb, cb) = pixel(a), pixel(b)
+                t = min(r / top, 1.0)
+                for s in np.linspace(0.0, 1.0, int(max(abs(rb - ra), abs(cb - ca)) * 2) + 2):
+                    paint(ra + s * (rb - ra), ca + s * (cb - ca), (255 * t, 255, 255 * (1 - t)), brush)
+        findings = rows_from_table(nodes.stenosis_table) if nodes.stenosis_table is not None else []
+        for finding in findings:
+            row, column = pixel((finding["x_lps"], finding["y_lps"], finding["z_lps"]))
+            for step in range(-2 * brush, 2 * brush + 1):
+                paint(row + step, column, (255, 0, 255), brush)
+                paint(row, column + step, (255, 0, 255), brush)
+        panels.append(panel)
+
     gap = np.zeros((rows, 4, 3), np.float32)
-    combined = np.concatenate([picture.astype(np.float32), gap, panel], axis=1).astype(np.uint8)
+    combined = np.concatenate([part for panel in panels for part in (gap, panel)][1:], axis=1).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(sitk.GetImageFromArray(combined, isVector=True), str(path))
     return path
 
@@ -322,25 +417,31 @@ def _box(text: str) -> tuple[float, ...]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "out" / "demo", help="folder for the results")
-    parser.add_argument("--input", type=Path, default=SAMPLE_CTA,
-                        help="a CTA volume file (default: the bundled one; give --seed and/or --roi for another)")
+    parser.add_argument("--case", choices=sorted(CASES), default=DEFAULT_CASE,
+                        help="mra: the bundled healthy CE-MRA aorto-iliac bifurcation, mra preset, a box around "
+                             "it (default); cta: the bundled thoracic CTA, cta preset, a seed and a box on its "
+                             "dissected descending aorta")
+    parser.add_argument("--input", type=Path,
+                        help="a volume file to run the case's preset on instead of its bundled one (the largest "
+                             "vessel component of the whole volume unless --seed and/or --roi are given)")
     parser.add_argument("--seed", type=_seed, action="append", metavar="X,Y,Z",
                         help="a seed point in LPS mm, as --seed=X,Y,Z (the '=' keeps a negative X from reading "
-                             "as an option); repeat for more (default: in the bundled CTA's aorta)")
+                             "as an option); repeat for more (default: the case's own: none for mra, in the "
+                             "aorta for cta). A seed without --roi drops the case's box")
     parser.add_argument("--roi", type=_box, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
-                        help="a box in LPS mm, as --roi=XMIN,... (default: around the bundled CTA's descending "
-                             "aorta)")
+                        help="a box in LPS mm, as --roi=XMIN,... (default: the case's own, around the "
+                             "bifurcation or the descending aorta). A box without --seed drops the case's seed")
     parser.add_argument("--whole", action="store_true",
-                        help="no seed and no box: the largest vessel component of the whole volume (slow)")
+                        help="no seed and no box: the largest vessel component of the whole volume (slow on "
+                             "the CTA)")
     args = parser.parse_args()
-    own = args.input.resolve() != SAMPLE_CTA.resolve()
-    if args.whole:
-        parameters = demo_parameters((), None)
-    elif args.seed or args.roi or own:
-        parameters = demo_parameters(args.seed or (), args.roi)
-    else:
-        parameters = demo_parameters()
-    run_demo(args.out, args.input, parameters)
+    own = args.input is not None and args.input.resolve() != CASES[args.case].volume.resolve()
+    parameters = demo_parameters(args.case, args.seed, args.roi,
+                                 whole=args.whole or (own and not args.seed and args.roi is None))
+    try:
+        run_demo(args.out, args.case, args.input, parameters)
+    except SegForgeError as error:  # a wrong input or option: what to do, not a traceback
+        sys.exit(f"demo: error: {error.message}")
 
 
 if __name__ == "__main__":
