@@ -586,6 +586,17 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         volumeNode.SetSpacing(*spacing)
         return volumeNode, distance
 
+    def _assertCancelled(self, job, deadline):
+        """Wait (keeping the GUI alive) until a cancelled job ends, then check it ended as cancelled."""
+        import time
+
+        while not job.poll().finished:
+            self.assertLess(time.monotonic(), deadline, "cancel did not finish the job within 30 s")
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        with self.assertRaises(SegForgeError):
+            job.finish()
+
     def test_SegVessel_tube(self):
         from segforge.vessel import VesselMaskParameters
 
@@ -622,13 +633,7 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         job = logic.start_vessel_mask(volumeNode, segmentation_node=segmentationNode,
                                       parameters=VesselMaskParameters(scales=6), segment_name="Vessels")
         job.cancel()
-        deadline = time.monotonic() + 30.0
-        while not job.poll().finished:
-            self.assertLess(time.monotonic(), deadline, "cancel did not finish the job within 30 s")
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        with self.assertRaises(SegForgeError):
-            job.finish()
+        self._assertCancelled(job, time.monotonic() + 30.0)
         self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 0,
                          "a cancelled job wrote into the segmentation")
         self.delayDisplay("Test passed")
@@ -715,12 +720,7 @@ class SegVesselTest(ScriptedLoadableModuleTest):
             slicer.app.processEvents()
             time.sleep(0.01)
         job.cancel()
-        while not job.poll().finished:
-            self.assertLess(time.monotonic(), deadline, "cancel did not finish the job within 30 s")
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        with self.assertRaises(SegForgeError):
-            job.finish()
+        self._assertCancelled(job, deadline)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount, "a cancelled job added nodes")
         self.delayDisplay("Test passed")
 

@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from segforge.cli.progress_bar import progress_bar  # noqa: E402
+from segforge.cli.vessel_cmd import lps_box, lps_point  # noqa: E402
 from segforge.errors import SegForgeError  # noqa: E402
 from segforge.image import Image  # noqa: E402
 from segforge.image_io import read_volume, to_sitk  # noqa: E402
@@ -399,21 +400,6 @@ def write_picture(image: Image, vessels: Image, nodes: Any, path: Path,
     return path
 
 
-def _seed(text: str) -> tuple[float, float, float]:
-    try:
-        x, y, z = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not x,y,z in millimetres (LPS)") from None
-    return (x, y, z)
-
-
-def _box(text: str) -> tuple[float, ...]:
-    values = tuple(float(v) for v in text.split(",")) if text.count(",") == 5 else ()
-    if len(values) != 6:
-        raise argparse.ArgumentTypeError(f"{text!r} is not xmin,ymin,zmin,xmax,ymax,zmax in millimetres (LPS)")
-    return values
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "out" / "demo", help="folder for the results")
@@ -424,11 +410,11 @@ def main() -> None:
     parser.add_argument("--input", type=Path,
                         help="a volume file to run the case's preset on instead of its bundled one (the largest "
                              "vessel component of the whole volume unless --seed and/or --roi are given)")
-    parser.add_argument("--seed", type=_seed, action="append", metavar="X,Y,Z",
+    parser.add_argument("--seed", type=lps_point, action="append", metavar="X,Y,Z",
                         help="a seed point in LPS mm, as --seed=X,Y,Z (the '=' keeps a negative X from reading "
                              "as an option); repeat for more (default: the case's own: none for mra, in the "
                              "aorta for cta). A seed without --roi drops the case's box")
-    parser.add_argument("--roi", type=_box, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
+    parser.add_argument("--roi", type=lps_box, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
                         help="a box in LPS mm, as --roi=XMIN,... (default: the case's own, around the "
                              "bifurcation or the descending aorta). A box without --seed drops the case's seed")
     parser.add_argument("--whole", action="store_true",

@@ -23,7 +23,8 @@ examples:
 """
 
 
-def _point(text: str) -> tuple[float, float, float]:
+def lps_point(text: str) -> tuple[float, float, float]:
+    """argparse type: ``x,y,z`` in LPS millimetres."""
     try:
         x, y, z = (float(v) for v in text.split(","))
     except ValueError:
@@ -31,7 +32,8 @@ def _point(text: str) -> tuple[float, float, float]:
     return (x, y, z)
 
 
-def _box(text: str) -> tuple[float, ...]:
+def lps_box(text: str) -> tuple[float, ...]:
+    """argparse type: ``xmin,ymin,zmin,xmax,ymax,zmax`` in LPS millimetres."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
@@ -60,9 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float, default=None, help="relative vesselness threshold, 0..1")
     parser.add_argument("--min-radius", type=float, default=None, help="smallest vessel radius, mm")
     parser.add_argument("--max-radius", type=float, default=None, help="largest vessel radius, mm")
-    parser.add_argument("--seed", type=_point, action="append", default=[], metavar="X,Y,Z",
+    parser.add_argument("--seed", type=lps_point, action="append", default=[], metavar="X,Y,Z",
                         help="keep the vessels touching this LPS point (mm); repeat for more")
-    parser.add_argument("--roi", type=_box, default=None, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
+    parser.add_argument("--roi", type=lps_box, default=None, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
                         help="work only inside this LPS box (mm)")
     parser.add_argument("--stenosis-threshold", type=float, default=50.0,
                         help="report narrowings of at least this %% diameter stenosis")
