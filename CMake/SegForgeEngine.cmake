@@ -49,6 +49,13 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/organ/labels.py
   segforge/organ/lungs.py
   segforge/organ/morphology.py
+  segforge/organ/nnunet/__init__.py
+  segforge/organ/nnunet/export.py
+  segforge/organ/nnunet/network.py
+  segforge/organ/nnunet/plans.py
+  segforge/organ/nnunet/predict.py
+  segforge/organ/nnunet/preprocess.py
+  segforge/organ/nnunet/sliding_window.py
   segforge/organ/terminology.py
   segforge/organ/tissues.py
   segforge/polydata_io.py

@@ -1,0 +1,53 @@
+"""Segment an image with an nnU-Net v2 model folder: the labels nnUNetPredictor gives,
+on the input's exact grid."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ...errors import InputError
+from ...image import Image, require_3d_volume
+from ...progress import ProgressCallback, report_while, sub_progress
+from .export import logits_to_labels
+from .network import build_network, load_folds
+from .plans import read_model
+from .preprocess import preprocess
+from .sliding_window import predict_logits
+
+
+def predict_labels(image: Image, model_folder: str | Path, folds: Sequence[int | str] = (0,), device: str = "cpu",
+                   mirroring: bool = False, progress: Optional[ProgressCallback] = None, *,
+                   configuration: Optional[str] = None, force_onednn: bool = False) -> Image:
+    """Label map (uint8, or uint16 past 254 labels) of ``image`` on its own grid.
+
+    ``folds`` (numbers, or "all" for ``fold_all``) are averaged; ``mirroring`` turns on
+    the test-time flips the checkpoints allow (8x slower). ``progress`` may raise
+    :class:`segforge.errors.Cancelled` to stop; it hears of every network tile.
+    ``force_onednn`` speeds up small CPU networks (5x on the test's tiny U-Net) but can
+    move a handful of tie voxels relative to nnU-Net (1 of 107,520 in the test).
+    """
+    require_3d_volume(image)
+    model = read_model(model_folder, configuration)
+    if model.num_inputs != 1:
+        raise InputError("This nnU-Net model needs several input images",
+                         f"it takes {model.num_inputs} channels ({', '.join(model.channel_names)})",
+                         "use a single-channel model")
+    report = sub_progress(progress, 0.0, 1.0)
+    report(0.0, "Loading the nnU-Net model")
+    fold_weights = load_folds(model, folds)
+    network = build_network(model, device, force_onednn=force_onednn)
+
+    spacing_zyx = tuple(reversed(image.spacing))  # Image spacing is (i, j, k) = (x, y, z)
+
+    # Resampling a large volume takes seconds in one scipy call: report (and let Cancel
+    # land) from this thread meanwhile.
+    def prepare(stage: ProgressCallback):
+        stage(0.02, "Preparing the image")
+        return preprocess(image.array[None], spacing_zyx, model)
+
+    pre = report_while(prepare, report)
+    logits = predict_logits(pre.data, network, fold_weights, model.patch_size, model.num_outputs,
+                            mirroring=mirroring, device=device, progress=sub_progress(progress, 0.05, 0.9))
+    labels = logits_to_labels(logits, model, pre, progress=sub_progress(progress, 0.9, 1.0))
+    report(1.0, "Segmentation done")
+    return image.with_array(labels)
