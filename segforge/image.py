@@ -112,15 +112,22 @@ class Image:
         return not np.allclose(np.abs(self.direction_lps).max(axis=0), 1.0, atol=1e-6)
 
 
-def foreground_box(array: np.ndarray) -> Optional[tuple[slice, ...]]:
-    """Slices of the smallest box holding every non-zero voxel, or None if there is none."""
+def foreground_box(array: np.ndarray, pad: int | Sequence[int] = 0) -> Optional[tuple[slice, ...]]:
+    """Slices of the smallest box holding every non-zero voxel, grown by ``pad`` voxels (one
+    number, or one per axis) within the array, or None if there is no such voxel."""
     box = []
     for axis in range(array.ndim):
         hits = np.flatnonzero(np.any(array, axis=tuple(a for a in range(array.ndim) if a != axis)))
         if hits.size == 0:
             return None
         box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
+    return grow_box(tuple(box), pad, array.shape)
+
+
+def grow_box(box: Sequence[slice], pad: int | Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
+    """``box`` grown by ``pad`` voxels on each side (one number, or one per axis), clipped to ``shape``."""
+    pads = [pad] * len(box) if isinstance(pad, (int, np.integer)) else list(pad)
+    return tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(box, pads, shape))
 
 
 def require_3d_volume(image: Image) -> Image:

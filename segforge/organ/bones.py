@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..image import grow_box
 from ..progress import ProgressCallback, no_progress
 from .morphology import (FACE, FULL, block_expand, block_reduce, close_mm, coarse_factors,
                          component_sizes, components_touching, dilate_mm, erode_mm, keep_large_components,
@@ -91,7 +92,7 @@ def blood_pools(hu: np.ndarray, body: np.ndarray, spacing: np.ndarray) -> tuple[
     for number, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None or sizes[number] < min_voxels:
             continue
-        box = tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, labels.shape))
+        box = grow_box(box, pad, labels.shape)
         core = labels[box] == number
         shell = dilate_mm(core, reach, coarse_spacing) & ~core & coarse_enhanced[box]
         values = coarse_hu[box]

@@ -11,7 +11,7 @@ transforms cheap for small structures in large volumes.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -47,13 +47,6 @@ def superior_mm(image: Image, axis: int) -> np.ndarray:
     return centre[2] + (np.arange(count) - (count - 1) / 2.0) * step
 
 
-def _box(mask: np.ndarray, pad: Sequence[int]) -> Optional[tuple[slice, ...]]:
-    box = foreground_box(mask)
-    if box is None:
-        return None
-    return tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(box, pad, mask.shape))
-
-
 def _pad_voxels(radius_mm: float, spacing: np.ndarray) -> list[int]:
     return [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
 
@@ -61,7 +54,7 @@ def _pad_voxels(radius_mm: float, spacing: np.ndarray) -> list[int]:
 def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
     """Every voxel within ``radius_mm`` of the mask."""
     spacing = np.asarray(spacing, dtype=np.float64)
-    box = _box(mask, _pad_voxels(radius_mm, spacing))
+    box = foreground_box(mask, _pad_voxels(radius_mm, spacing))
     if box is None or radius_mm <= 0:
         return mask.copy()
     distance = ndimage.distance_transform_edt(~mask[box], sampling=spacing)
@@ -77,7 +70,7 @@ def erode_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np
     eaten away from its cut faces.
     """
     spacing = np.asarray(spacing, dtype=np.float64)
-    box = _box(mask, [1, 1, 1])
+    box = foreground_box(mask, 1)
     if box is None or radius_mm <= 0:
         return mask.copy()
     inside = mask[box]
@@ -96,7 +89,7 @@ def close_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np
 
 def depth_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Distance (mm) from each mask voxel to the nearest background voxel; 0 outside."""
-    box = _box(mask, [1, 1, 1])
+    box = foreground_box(mask, 1)
     result = np.zeros(mask.shape, dtype=np.float64)
     if box is None:
         return result

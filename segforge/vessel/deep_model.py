@@ -212,8 +212,8 @@ def deep_vessel_mask_and_meta(image: Image, model: "DeepVesselModel | ModelEntry
     import torch
 
     from . import mask as masks
-    from ..worker.models_cache import ModelCache, shared_models
-    from ..worker.torchscript import load_torchscript, normalised_tensor, sliding_window_logits, torch_device
+    from ..worker.models_cache import shared_models
+    from ..worker.torchscript import cached_torchscript, normalised_tensor, sliding_window_logits, torch_device
 
     require_3d_volume(image)
     spec = model if isinstance(model, DeepVesselModel) else DeepVesselModel.from_entry(model)
@@ -227,7 +227,7 @@ def deep_vessel_mask_and_meta(image: Image, model: "DeepVesselModel | ModelEntry
 
     report(0.0, f"Deep vessel model {spec.id}: loading")
     path = str(spec.path)
-    network, cached = cache.get((*ModelCache.file_key(path), device), lambda: load_torchscript(path, device))
+    network, cached = cached_torchscript(path, device, cache)
     axes = network_axes(region.direction_lps)
     with torch.inference_mode():
         report(0.03, f"Deep vessel model {spec.id}: resampling")

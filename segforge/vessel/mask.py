@@ -170,11 +170,9 @@ def refine_to_lumen(intensity: np.ndarray, core: np.ndarray, spacing_kji: Sequen
     each get their own edge. Bright lumen assumed (negate the intensities for dark
     vessels). Works on the mask's box only.
     """
-    box = foreground_box(core)
+    box = foreground_box(core, reach_voxels + 4)
     if box is None:
         return core
-    margin = reach_voxels + 4
-    box = tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, core.shape))
     values = intensity[box].astype(np.float32)
     mask = core[box]
     inner = ndimage.binary_erosion(mask)
@@ -214,10 +212,9 @@ def contrast_to_noise(intensity: np.ndarray, mask: np.ndarray, within: Optional[
     neighbouring voxels, which edges and slow shading barely touch. A noise-free image
     gives +inf (or -inf when the mask is not brighter).
     """
-    box = foreground_box(mask)
+    box = foreground_box(mask, 4)
     if box is None:
         return float("-inf")
-    box = tuple(slice(max(0, s.start - 4), min(n, s.stop + 4)) for s, n in zip(box, mask.shape))
     inside, values = mask[box], intensity[box].astype(np.float32)
     shell = ndimage.binary_dilation(inside, iterations=3) & ~ndimage.binary_dilation(inside)
     if within is not None:

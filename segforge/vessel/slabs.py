@@ -22,7 +22,6 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..image import Image
 from ..progress import ProgressCallback
 from .filters import MEASURES
@@ -41,15 +40,11 @@ _BYTES_PER_VOXEL = 4 * 24
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: the first CUDA GPU when torch sees one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was asked for but no GPU is usable",
-                         "torch sees no CUDA device (no GPU, no driver, or a CPU-only torch)",
-                         "choose the CPU or auto device")
-    return device
+    """``auto``: the first CUDA GPU when torch sees one, else the CPU (one rule for every
+    torch path: :func:`segforge.worker.torchscript.torch_device`)."""
+    from ..worker.torchscript import torch_device
+
+    return torch.device(torch_device(name))
 
 
 def filter_volume(image: Image, parameters: VesselMaskParameters, gamma: float, floor: float,

@@ -31,8 +31,9 @@ def torch_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("No CUDA GPU is available to this worker", "torch sees no GPU",
-                         "run on the CPU (device 'cpu'), or start the worker on a GPU machine")
+        raise InputError("CUDA was asked for but no GPU is usable",
+                         "torch sees no CUDA device (no GPU, no driver, or a CPU-only torch)",
+                         "choose the CPU or auto device, or start the worker on a GPU machine")
     return requested
 
 
@@ -47,6 +48,12 @@ def load_torchscript(path: str, device: str) -> Any:
                          "re-download the model; it may be corrupt or made by a newer torch") from error
     model.eval()
     return model
+
+
+def cached_torchscript(path: str, device: str, cache: ModelCache = shared_models) -> tuple[Any, bool]:
+    """The network in ``path`` on ``device`` from the worker's model cache (loaded on a miss),
+    and whether it was already loaded."""
+    return cache.get((*ModelCache.file_key(path), device), lambda: load_torchscript(path, device))
 
 
 def normalised_tensor(values: "np.ndarray | torch.Tensor", window: Optional[Sequence[float]],
@@ -131,7 +138,7 @@ def segment_with_torchscript(image: Image, params: dict[str, Any], job: Job,
     path = model_file(params)
     device = torch_device(str(params.get("device", "auto")))
     job.progress(0.0, "Loading the model")
-    model, cached = cache.get((*ModelCache.file_key(path), device), lambda: load_torchscript(path, device))
+    model, cached = cached_torchscript(path, device, cache)
     roi = [int(n) for n in params.get("roi_size", image.array.shape)]
     overlap = float(params.get("overlap", 0.25))
     with torch.inference_mode():

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ...image import foreground_box
 from .plans import NnUNetModel, Resampling
 
 #: nnU-Net's ANISO_THRESHOLD: resample the low-resolution axis separately above this ratio.
@@ -38,8 +39,8 @@ def preprocess(array: np.ndarray, spacing_zyx: Sequence[float], model: NnUNetMod
     shape_before = tuple(int(s) for s in data.shape[1:])
 
     nonzero = np.any(data != 0, axis=0)
-    bbox = _bbox(nonzero)
-    box = tuple(slice(a, b) for a, b in bbox)
+    box = foreground_box(nonzero) or tuple(slice(0, n) for n in nonzero.shape)
+    bbox = tuple((s.start, s.stop) for s in box)
     data = np.ascontiguousarray(data[(slice(None), *box)])
     shape_after = tuple(int(s) for s in data.shape[1:])
     if any(model.use_mask_for_norm):
@@ -149,11 +150,3 @@ def axis0_nearest_sources(n_in: int, n_out: int) -> np.ndarray:
     """Source index of each output slice for order-0 ``map_coordinates`` with centres aligned."""
     coords = (n_in / n_out) * (np.arange(n_out) + 0.5) - 0.5
     return np.clip(np.floor(coords + 0.5), 0, n_in - 1).astype(np.intp)
-
-
-def _bbox(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append((int(hits[0]), int(hits[-1]) + 1) if hits.size else (0, mask.shape[axis]))
-    return tuple(box)
