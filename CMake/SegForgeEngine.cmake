@@ -43,9 +43,11 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/mrml/tables.py
   segforge/mrml/transforms.py
   segforge/mrml/volumes.py
+  segforge/orientation.py
   segforge/organ/__init__.py
   segforge/organ/body.py
   segforge/organ/bones.py
+  segforge/organ/input_checks.py
   segforge/organ/labels.py
   segforge/organ/lungs.py
   segforge/organ/morphology.py

@@ -20,7 +20,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from conftest import OBLIQUE, ORIGIN_LPS, SPACING, rotation  # noqa: E402
+from conftest import OBLIQUE, ORIGIN_LPS, SPACING  # noqa: E402
 from http_fixture import PROXY_VARIABLES, LocalServer, model_record, write_catalog  # noqa: E402
 from segforge.catalog import CATALOG_ENV, load_catalog  # noqa: E402
 from segforge.catalog.cache import HOME_ENV  # noqa: E402
@@ -28,8 +28,7 @@ from segforge.catalog.catalog import catalog_problems  # noqa: E402
 from segforge.catalog.download import download  # noqa: E402
 from segforge.errors import Cancelled, InputError, ModelError  # noqa: E402
 from segforge.image import Image  # noqa: E402
-from segforge.vessel.deep_model import (deep_vessel_mask, deep_vessel_mask_and_meta,  # noqa: E402
-                                        from_network_axes, network_axes, to_network_axes)
+from segforge.vessel.deep_model import deep_vessel_mask, deep_vessel_mask_and_meta  # noqa: E402
 from segforge.vessel.mask_step import make_vessel_mask, resolve_vessel_model  # noqa: E402
 from segforge.vessel.parameters import VesselMaskParameters  # noqa: E402
 from segforge.worker.models_cache import ModelCache  # noqa: E402
@@ -138,20 +137,6 @@ def test_mask_lands_on_the_input_grid_and_matches_the_tube(installed):
     again, meta = deep_vessel_mask_and_meta(image, installed.entry, VesselMaskParameters(device="cpu"), cache=cache)
     assert meta["model_cached"] is True and cache.loads == 1
     np.testing.assert_array_equal(again.array, mask.array)
-
-
-@pytest.mark.parametrize("direction", [np.eye(3), OBLIQUE, rotation(90, 0, 90), np.diag([1.0, -1.0, -1.0])],
-                         ids=["LPS", "oblique", "sagittal", "flipped"])
-def test_network_sees_axes_closest_to_ras_and_the_way_back_is_exact(direction):
-    image = Image(np.zeros((5, 6, 7), np.float32), (0.7, 1.3, 2.9), (1, 2, 3), direction)
-    k, j, i = np.indices(image.array.shape)
-    lps = (image.ijk_to_lps() @ np.stack([i, j, k, np.ones_like(i)]).reshape(4, -1))[:3].reshape(3, *k.shape)
-    ras = [-lps[0], -lps[1], lps[2]]
-    axes = network_axes(direction)
-    for world, values in enumerate(ras):
-        seen = to_network_axes(torch.from_numpy(values.copy()), axes).numpy()
-        assert np.all(np.diff(seen, axis=world) > 0), f"{'RAS'[world]} does not grow along network axis {world}"
-        np.testing.assert_array_equal(from_network_axes(torch.from_numpy(seen.copy()), axes).numpy(), values)
 
 
 def test_roi_and_seeds_apply_to_the_network_mask(installed):

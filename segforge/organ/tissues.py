@@ -24,6 +24,7 @@ from ..image import Image, require_3d_volume
 from ..progress import ProgressCallback, no_progress, sub_progress
 from .body import body_mask
 from .bones import bone_mask
+from .input_checks import require_ct
 from .labels import LabelResult
 from .lungs import air_spaces
 from .morphology import FULL, axial_axis, smooth_mm, spacing_kji, superior_mm
@@ -40,9 +41,6 @@ FAT_HU = (-190.0, -30.0)
 MUSCLE_HU = (-29.0, 150.0)
 #: Light smoothing before thresholds: the same noise level on thin and thick slices.
 SMOOTHING_MM = 1.0
-#: A CT has air (about -1000 HU) in or around the patient; an MR or a rescaled CT has none.
-CT_AIR_HU = -500.0
-CT_MIN_AIR_FRACTION = 0.001
 
 
 def ct_tissues(image: Image, structures: Optional[Sequence[str]] = None,
@@ -108,32 +106,6 @@ def requested_structures(structures: Optional[Sequence[str]]) -> set[str]:
         raise InputError("No structure was asked for", "the list of structures is empty",
                          f"ask for one or more of {', '.join(TISSUE_LABELS)}")
     return wanted
-
-
-def require_ct(image: Image) -> None:
-    """Refuse an image that cannot be a CT in Hounsfield units, saying why."""
-    values = image.array
-    if values.dtype == bool:
-        raise InputError("The image is a mask, not a CT", "its voxels are true/false",
-                         "select the CT volume as input")
-    if np.issubdtype(values.dtype, np.floating):
-        finite = np.isfinite(values)
-        if not finite.all():
-            raise InputError("The image holds NaN or infinite voxels",
-                             f"{int(values.size - finite.sum())} voxels are not numbers",
-                             "replace them (e.g. by -1024 HU outside the scan) before segmenting")
-    low, high = values.min(), values.max()
-    if low == high:
-        raise InputError("The image is constant", f"every voxel is {low}",
-                         "select the CT volume itself, not an empty or blank volume")
-    air = np.count_nonzero(values <= CT_AIR_HU)
-    if air < max(1, CT_MIN_AIR_FRACTION * values.size):
-        raise InputError("The image does not look like a CT in Hounsfield units",
-                         f"a CT shows air at about -1000 HU around or inside the patient, but "
-                         f"{'no' if air == 0 else 'almost no'} voxel is below {CT_AIR_HU:g} "
-                         f"(values range from {low:g} to {high:g}); an MR, a PET or a rescaled CT has none",
-                         "use a CT whose field of view includes air (outside the body or in the lungs); "
-                         "if the CT was stored without its rescale intercept, subtract 1024 first")
 
 
 def soft_tissues(hu: np.ndarray, body: np.ndarray, air: np.ndarray,

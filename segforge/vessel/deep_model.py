@@ -40,6 +40,7 @@ import numpy as np
 from ..catalog.catalog import ModelEntry
 from ..errors import InputError, ModelError
 from ..image import Image, require_3d_volume
+from ..orientation import from_network_axes, network_axes, to_network_axes
 from ..progress import ProgressCallback, no_progress, report_while, sub_progress
 from .parameters import VesselMaskParameters
 
@@ -58,7 +59,6 @@ DEFAULT_PATCH = (96, 96, 96)
 OVERLAP = 0.25
 #: Vessel probability above which a voxel is vessel (argmax for a two-channel network).
 PROBABILITY_THRESHOLD = 0.5
-_LPS_TO_RAS_3 = np.diag([-1.0, -1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -105,53 +105,7 @@ def not_installed(entry: ModelEntry) -> ModelError:
                       "or choose model auto or vesselness-frangi")
 
 
-# --- geometry: the network's axes and grid ---------------------------------------------
-
-@dataclass(frozen=True)
-class NetworkAxes:
-    """How the image's ``array[k, j, i]`` becomes the network's ``(x, y, z)`` and back."""
-
-    #: The array axis that feeds network axis x, y and z.
-    array_axes: tuple[int, int, int]
-    #: Network axes reversed so that they point to R, A, S rather than L, P, I.
-    flipped: tuple[bool, bool, bool]
-
-    def spacing(self, image: Image) -> tuple[float, float, float]:
-        """The image's spacing along the network's x, y, z."""
-        spacing_kji = tuple(reversed(image.spacing))
-        return tuple(spacing_kji[axis] for axis in self.array_axes)  # type: ignore[return-value]
-
-
-def network_axes(direction_lps: np.ndarray) -> NetworkAxes:
-    """The voxel axes closest to R, A and S (largest cosines first, as MONAI and nibabel
-    pick them), and which of them point the opposite way. Exact: no resampling."""
-    ras = _LPS_TO_RAS_3 @ np.asarray(direction_lps, dtype=np.float64)  # columns: i, j, k in RAS
-    voxel_for_world: dict[int, int] = {}
-    worlds, voxels = [0, 1, 2], [0, 1, 2]
-    while worlds:
-        world, voxel = max(((w, v) for w in worlds for v in voxels), key=lambda wv: abs(ras[wv[0], wv[1]]))
-        voxel_for_world[world] = voxel
-        worlds.remove(world)
-        voxels.remove(voxel)
-    array_axes = tuple(2 - voxel_for_world[world] for world in range(3))  # voxel axis i is array axis 2
-    flipped = tuple(bool(ras[world, voxel_for_world[world]] < 0) for world in range(3))
-    return NetworkAxes(array_axes, flipped)  # type: ignore[arg-type]
-
-
-def to_network_axes(volume: "torch.Tensor", axes: NetworkAxes) -> "torch.Tensor":
-    """A ``[k, j, i]`` tensor in the network's ``(x, y, z)`` order."""
-    reordered = volume.permute(*axes.array_axes)
-    flips = [n for n in range(3) if axes.flipped[n]]
-    return reordered.flip(flips) if flips else reordered
-
-
-def from_network_axes(volume: "torch.Tensor", axes: NetworkAxes) -> "torch.Tensor":
-    """The inverse of :func:`to_network_axes`: back to ``[k, j, i]``."""
-    flips = [n for n in range(3) if axes.flipped[n]]
-    unflipped = volume.flip(flips) if flips else volume
-    inverse = [axes.array_axes.index(axis) for axis in range(3)]
-    return unflipped.permute(*inverse)
-
+# --- geometry: the network's grid ------------------------------------------------------
 
 def model_grid_shape(shape: Sequence[int], spacing: Sequence[float],
                      target_mm: Optional[Sequence[float]]) -> tuple[int, ...]:
