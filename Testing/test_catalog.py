@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 
 from http_fixture import catalog_document, model_record, write_catalog
-from segforge.catalog import CATALOG_ENV, load_catalog, read_catalog_file
+from segforge.catalog import (CATALOG_ENV, UNVERIFIED, NnunetSpec, load_catalog, read_catalog_file,
+                              unverified_warning)
 from segforge.catalog.catalog import catalog_problems, parse_catalog, shipped_catalog_path
 from segforge.errors import ModelError
 from segforge.resources import resource_path
@@ -57,6 +58,21 @@ def test_shipped_default_vessel_model_is_builtin_and_weight_free():
     assert entry in catalog.for_workflow("vessel")
 
 
+NNUNET = {"path": "Dataset501_Liver/nnUNetTrainer__nnUNetPlans__3d_fullres", "folds": [0],
+          "configuration": "3d_fullres"}
+
+
+def nnunet(record: dict, **spec: object) -> None:
+    """Make ``record`` an nnunetv2 archive with an nnunet spec (``spec`` overrides its fields)."""
+    record.update(framework="nnunetv2", url=URL[:-3] + ".zip", nnunet={**copy.deepcopy(NNUNET), **spec})
+
+
+def composite(record: dict, **overrides: object) -> None:
+    """Make ``record`` a composite of two parts (``overrides`` change its fields)."""
+    record.update(framework="composite", url=None, sha256=None, size_bytes=0, parts=["part-a", "part-b"])
+    record.update(overrides)
+
+
 # (name, change to a valid downloadable record, still valid?)
 _CASES = [
     ("valid", lambda r: None, True),
@@ -66,7 +82,12 @@ _CASES = [
     ("builtin with url", lambda r: r.update(framework="builtin", sha256=None, size_bytes=0), False),
     ("builtin with size", lambda r: r.update(framework="builtin", url=None, sha256=None), False),
     ("download without url", lambda r: r.update(url=None), False),
-    ("download without checksum", lambda r: r.update(sha256=None), False),
+    ("unverified download", lambda r: r.update(sha256=None), True),
+    ("unverified download of unknown size", lambda r: r.update(sha256=None, size_bytes=None), True),
+    ("unverified download of size 0", lambda r: r.update(sha256=None, size_bytes=0), False),
+    ("verified download of unknown size", lambda r: r.update(size_bytes=None), False),
+    ("builtin of unknown size", lambda r: r.update(framework="builtin", url=None, sha256=None, size_bytes=None), False),
+    ("unverified download without url", lambda r: r.update(sha256=None, url=None), False),
     ("download of size 0", lambda r: r.update(size_bytes=0), False),
     ("size is a string", lambda r: r.update(size_bytes="70"), False),
     ("size is a boolean", lambda r: r.update(size_bytes=True), False),
@@ -90,7 +111,54 @@ _CASES = [
     ("modality twice", lambda r: r["input"].update(modality=["CT", "CT"]), False),
     ("two spacings", lambda r: r["input"].update(spacing_mm=[1, 1]), False),
     ("zero spacing", lambda r: r["input"].update(spacing_mm=[1, 0, 1]), False),
-    ("extra input field", lambda r: r["input"].update(orientation="RAS"), False),
+    ("extra input field", lambda r: r["input"].update(axes="RAS"), False),
+    ("orientation RAS", lambda r: r["input"].update(orientation="RAS"), True),
+    ("orientation null", lambda r: r["input"].update(orientation=None), True),
+    ("orientation LPS", lambda r: r["input"].update(orientation="LPS"), False),
+    ("orientation lower case", lambda r: r["input"].update(orientation="ras"), False),
+    ("nnunet spec", nnunet, True),
+    ("nnunet, unverified, unknown size", lambda r: (nnunet(r), r.update(sha256=None, size_bytes=None)), True),
+    ("nnunet path is the folder", lambda r: nnunet(r, path="."), True),
+    ("nnunet folds all and 1", lambda r: nnunet(r, folds=["all", 1]), True),
+    ("nnunet fold 2.0", lambda r: nnunet(r, folds=[2.0]), True),
+    ("nnunet on torchscript", lambda r: (nnunet(r), r.update(framework="torchscript")), False),
+    ("nnunet null", lambda r: (nnunet(r), r.update(nnunet=None)), False),
+    ("nnunet not an object", lambda r: (nnunet(r), r.update(nnunet="Dataset501")), False),
+    ("nnunet absolute path", lambda r: nnunet(r, path="/opt/Dataset501_Liver"), False),
+    ("nnunet path going up", lambda r: nnunet(r, path="Dataset501_Liver/../../etc"), False),
+    ("nnunet path is ..", lambda r: nnunet(r, path=".."), False),
+    ("nnunet path ending in /", lambda r: nnunet(r, path="Dataset501_Liver/"), False),
+    ("nnunet path with backslash", lambda r: nnunet(r, path="Dataset501_Liver\\fold_0"), False),
+    ("nnunet empty path", lambda r: nnunet(r, path=""), False),
+    ("nnunet no folds", lambda r: nnunet(r, folds=[]), False),
+    ("nnunet negative fold", lambda r: nnunet(r, folds=[-1]), False),
+    ("nnunet fold twice", lambda r: nnunet(r, folds=[0, 0.0]), False),
+    ("nnunet fold 1.5", lambda r: nnunet(r, folds=[1.5]), False),
+    ("nnunet fold boolean", lambda r: nnunet(r, folds=[True]), False),
+    ("nnunet fold ALL", lambda r: nnunet(r, folds=["ALL"]), False),
+    ("nnunet folds not a list", lambda r: nnunet(r, folds=0), False),
+    ("nnunet fold a list", lambda r: nnunet(r, folds=[[0]]), False),
+    ("nnunet configuration with slash", lambda r: nnunet(r, configuration="3d/fullres"), False),
+    ("nnunet missing configuration", lambda r: (nnunet(r), r["nnunet"].pop("configuration")), False),
+    ("nnunet unknown field", lambda r: nnunet(r, trainer="nnUNetTrainer"), False),
+    ("composite", composite, True),
+    ("composite with fast variant", lambda r: composite(r, fast_variant="liver-fast"), True),
+    ("composite without parts", lambda r: (composite(r), r.pop("parts")), False),
+    ("composite with url", lambda r: composite(r, url=URL), False),
+    ("composite with checksum", lambda r: composite(r, sha256="0" * 64), False),
+    ("composite of size 1", lambda r: composite(r, size_bytes=1), False),
+    ("composite of unknown size", lambda r: composite(r, size_bytes=None), False),
+    ("composite with no parts", lambda r: composite(r, parts=[]), False),
+    ("composite with a part twice", lambda r: composite(r, parts=["part-a", "part-a"]), False),
+    ("composite with a bad part id", lambda r: composite(r, parts=["Part A"]), False),
+    ("composite with nnunet", lambda r: composite(r, nnunet=copy.deepcopy(NNUNET)), False),
+    ("parts on a download", lambda r: r.update(parts=["part-a"]), False),
+    ("parts on a builtin", lambda r: r.update(framework="builtin", url=None, sha256=None, size_bytes=0,
+                                              parts=["part-a"]), False),
+    ("fast variant", lambda r: r.update(fast_variant="liver-fast"), True),
+    ("fast variant null", lambda r: r.update(fast_variant=None), True),
+    ("fast variant bad id", lambda r: r.update(fast_variant="Liver Fast"), False),
+    ("fast variant a number", lambda r: r.update(fast_variant=3), False),
     ("negative GPU memory", lambda r: r.update(min_gpu_memory_gb=-1), False),
     ("unknown field", lambda r: r.update(checksum="x"), False),
     ("missing description", lambda r: r.pop("description"), False),
@@ -121,6 +189,23 @@ def test_top_level_checks_agree_with_the_schema(validator, document, valid):
     assert (catalog_problems(document) == []) is valid
 
 
+def test_parsed_new_fields_are_typed():
+    record = model_record("liver-test", URL, BODY, sha256=None, size_bytes=None, fast_variant="liver-fast")
+    nnunet(record, folds=[0, "all", 2.0])
+    record["input"]["orientation"] = "RAS"
+    entry = parse_catalog(catalog_document([record]), "test")[0]
+    assert entry.nnunet == NnunetSpec(NNUNET["path"], (0, "all", 2), "3d_fullres")
+    assert isinstance(entry.nnunet.folds[2], int)
+    assert entry.size_bytes is None and entry.sha256 is None and not entry.verified
+    assert entry.input.orientation == "RAS" and entry.fast_variant == "liver-fast" and entry.parts == ()
+    old = parse_catalog(catalog_document([model_record("old-style", URL, BODY)]), "test")[0]
+    assert old.verified and old.nnunet is None and old.input.orientation is None and old.fast_variant is None
+    mixed = model_record("mixed", None, b"")
+    composite(mixed)
+    entry = parse_catalog(catalog_document([mixed]), "test")[0]
+    assert entry.parts == ("part-a", "part-b") and entry.is_composite and not entry.is_builtin
+
+
 def test_parsed_entry_has_typed_fields():
     record = model_record("liver-test", URL.replace(".pt", "%20v2.zip"), BODY)
     entry = parse_catalog(catalog_document([record]), "test")[0]
@@ -135,9 +220,10 @@ def test_user_catalog_from_environment_is_merged(tmp_path, monkeypatch):
     path = write_catalog(tmp_path / "site.json", [model_record("liver-test", URL, BODY)])
     monkeypatch.setenv(CATALOG_ENV, str(path))
     catalog = load_catalog()
-    assert catalog.ids() == ["vesselness-frangi", "liver-test"]
+    shipped = load_catalog(extra=[]).ids()
+    assert catalog.ids() == shipped + ["liver-test"]
     assert catalog.get("liver-test").source == str(path)
-    assert [e.id for e in catalog.for_workflow("organ")] == ["liver-test"]
+    assert [e.id for e in catalog.for_workflow("organ")][-1] == "liver-test"
 
 
 def test_user_catalog_can_replace_a_downloadable_model_but_not_a_builtin(tmp_path):
@@ -214,3 +300,152 @@ def test_records_are_not_modified_by_parsing():
     before = copy.deepcopy(document)
     parse_catalog(document, "test")
     assert document == before
+
+
+# --- links between entries: composite parts and fast variants (checked after merging) ----
+
+def part_record(model_id: str, labels: dict, **overrides: object) -> dict:
+    record = model_record(model_id, URL[:-3] + f"{model_id}.zip", BODY, sha256=None, size_bytes=None,
+                          labels=labels, **overrides)
+    nnunet(record)
+    return record
+
+
+def composite_record(model_id: str, labels: dict, parts: list, **overrides: object) -> dict:
+    record = model_record(model_id, None, b"", labels=labels)
+    composite(record, parts=parts, **overrides)
+    return record
+
+
+ORGANS = {"1": "liver", "2": "spleen"}
+KIDNEYS = {"1": "kidney_left", "2": "kidney_right"}
+ALL = {"1": "liver", "2": "spleen", "3": "kidney_left", "4": "kidney_right"}
+
+
+def catalog_of(tmp_path: Path, records: list):
+    shipped = write_catalog(tmp_path / "shipped.json", records)
+    return load_catalog(shipped, [])
+
+
+def test_composite_links_its_parts_by_name(tmp_path):
+    catalog = catalog_of(tmp_path, [part_record("part-a", ORGANS), part_record("part-b", KIDNEYS),
+                                    composite_record("whole", {"4": "kidney_right", "1": "liver", "2": "spleen",
+                                                               "3": "kidney_left"}, ["part-a", "part-b"],
+                                                     fast_variant="part-a")])
+    whole = catalog.get("whole")
+    assert whole.parts == ("part-a", "part-b") and whole.fast_variant == "part-a" and whole.verified
+    assert "unverified" in unverified_warning(whole, catalog) and "part-a, part-b" in unverified_warning(whole, catalog)
+
+
+@pytest.mark.parametrize("records, message", [
+    ([part_record("part-a", {**ORGANS, "3": "pancreas"}), part_record("part-b", KIDNEYS),
+      composite_record("whole", ALL, ["part-a", "part-b"])],
+     "whole (from {shipped}): its part 'part-a' labels pancreas, which the composite does not list"),
+    ([part_record("part-a", ORGANS), composite_record("whole", ALL, ["part-a"])],
+     "no part labels kidney_left, kidney_right"),
+    ([part_record("part-a", ORGANS), composite_record("whole", ALL, ["part-a", "part-c"])],
+     "its part 'part-c' is not another model of the catalog"),
+    ([part_record("part-a", ORGANS), model_record("part-b", URL, BODY, labels=KIDNEYS),
+      composite_record("whole", ALL, ["part-a", "part-b"])],
+     "its part 'part-b' is a torchscript model; parts must be nnunetv2"),
+    ([part_record("part-a", ORGANS), part_record("part-b", KIDNEYS),
+      composite_record("whole", {**ALL, "5": "liver"}, ["part-a", "part-b"])],
+     "the label name 'liver' is used twice"),
+    ([composite_record("whole", ALL, ["whole"])], "its part 'whole' is not another model"),
+    ([part_record("part-a", ORGANS, fast_variant="part-fast")],
+     "part-a (from {shipped}): its fast_variant 'part-fast' is not another model of the catalog"),
+    ([part_record("part-a", ORGANS, fast_variant="part-a")], "its fast_variant 'part-a' is not another model"),
+    ([part_record("part-a", ORGANS, fast_variant="vessels"),
+      model_record("vessels", URL, BODY, workflow="vessel")],
+     "its fast_variant 'vessels' is of the vessel workflow, not organ"),
+])
+def test_broken_links_are_clear_errors(tmp_path, records, message):
+    shipped = tmp_path / "shipped.json"
+    assert catalog_problems(catalog_document(records)) == []  # each entry alone is valid
+    with pytest.raises(ModelError) as caught:
+        catalog_of(tmp_path, records)
+    assert message.format(shipped=shipped) in caught.value.why
+    assert "do not fit together" in caught.value.what and str(shipped) in caught.value.todo
+
+
+def test_links_are_checked_after_merging_a_user_catalog(tmp_path):
+    shipped = write_catalog(tmp_path / "shipped.json", [
+        part_record("part-a", ORGANS), part_record("part-b", KIDNEYS),
+        composite_record("whole", ALL, ["part-a", "part-b"])])
+    assert load_catalog(shipped, []).get("whole").parts == ("part-a", "part-b")
+    renamed = write_catalog(tmp_path / "site.json", [part_record("part-b", {"1": "kidney"})])
+    with pytest.raises(ModelError) as caught:
+        load_catalog(shipped, [renamed])
+    assert "its part 'part-b' labels kidney, which the composite does not list" in caught.value.why
+    assert "no part labels kidney_left, kidney_right" in caught.value.why
+
+
+def test_unverified_warning_is_one_sentence_for_every_front_end():
+    entry = parse_catalog(catalog_document([model_record("liver-test", URL, BODY, sha256=None)]), "t")[0]
+    assert UNVERIFIED == "unverified: the publisher gives no checksum"
+    assert unverified_warning(entry).startswith(f"liver-test is {UNVERIFIED}")
+    checked = parse_catalog(catalog_document([model_record("liver-test", URL, BODY)]), "t")[0]
+    assert unverified_warning(checked) is None
+    assert unverified_warning(load_catalog().get("vesselness-frangi")) is None
+
+
+# --- the TotalSegmentator entries ------------------------------------------------------
+
+TS_RELEASE = "https://github.com/wasserth/TotalSegmentator/releases/download/v2.0.0-weights/"
+TS_PARTS = {  # id suffix: (dataset folder, number of labels)
+    "part1-organs": ("Dataset291_TotalSegmentator_part1_organs_1559subj", 24),
+    "part2-vertebrae": ("Dataset292_TotalSegmentator_part2_vertebrae_1532subj", 26),
+    "part3-cardiac": ("Dataset293_TotalSegmentator_part3_cardiac_1559subj", 18),
+    "part4-muscles": ("Dataset294_TotalSegmentator_part4_muscles_1559subj", 23),
+    "part5-ribs": ("Dataset295_TotalSegmentator_part5_ribs_1559subj", 26),
+}
+
+
+def test_totalsegmentator_total_labels_are_segforges_terminology():
+    from segforge.organ.terminology import label_set
+
+    catalog = load_catalog()
+    total = catalog.get("totalseg-total")
+    assert dict(total.labels) == label_set("total") and len(total.labels) == 117
+    assert dict(catalog.get("totalseg-total-fast").labels) == label_set("total")
+
+
+def test_totalsegmentator_parts_number_the_total_labels_in_order():
+    """TotalSegmentator's class_map["total"] is its five parts' maps one after the other."""
+    catalog = load_catalog()
+    total = catalog.get("totalseg-total")
+    assert total.parts == tuple(f"totalseg-total-{suffix}" for suffix in TS_PARTS)
+    names = []
+    for part_id in total.parts:
+        part = catalog.get(part_id)
+        assert sorted(part.labels) == list(range(1, len(part.labels) + 1))
+        names += [part.labels[v] for v in sorted(part.labels)]
+    assert names == [total.labels[v] for v in sorted(total.labels)]
+
+
+def test_totalsegmentator_entries_describe_their_weights():
+    catalog = load_catalog()
+    total = catalog.get("totalseg-total")
+    assert (total.framework, total.workflow, total.url, total.sha256, total.size_bytes) == \
+        ("composite", "organ", None, None, 0)
+    assert total.fast_variant == "totalseg-total-fast" and total.licence == "Apache-2.0"
+    assert total.input.orientation == "RAS" and total.input.spacing_mm == (1.5, 1.5, 1.5)
+    assert total.input.modality == ("CT",)
+    fast = catalog.get("totalseg-total-fast")
+    assert fast.url == TS_RELEASE + "Dataset297_TotalSegmentator_total_3mm_1559subj.zip"
+    assert fast.nnunet == NnunetSpec("Dataset297_TotalSegmentator_total_3mm_1559subj/"
+                                     "nnUNetTrainer_4000epochs_NoMirroring__nnUNetPlans__3d_fullres",
+                                     (0,), "3d_fullres")
+    assert fast.input.spacing_mm == (3.0, 3.0, 3.0) and fast.input.orientation == "RAS"
+    for suffix, (dataset, count) in TS_PARTS.items():
+        part = catalog.get(f"totalseg-total-{suffix}")
+        assert part.framework == "nnunetv2" and part.url == TS_RELEASE + dataset + ".zip"
+        assert part.nnunet == NnunetSpec(f"{dataset}/nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres", (0,),
+                                         "3d_fullres")
+        assert len(part.labels) == count and part.input.spacing_mm == (1.5, 1.5, 1.5)
+        assert part.input.orientation == "RAS" and part.licence == "Apache-2.0"
+    for model_id in ["totalseg-total-fast", *total.parts]:
+        entry = catalog.get(model_id)
+        assert entry.sha256 is None and not entry.verified and entry.is_archive
+        assert UNVERIFIED in unverified_warning(entry)
+    assert UNVERIFIED in unverified_warning(total)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_image
+from http_fixture import PROXY_VARIABLES, http_server, model_record, write_catalog  # noqa: F401
 from segforge.image import Image
 from segforge.image_io import read_image, write_image
 
@@ -318,3 +319,81 @@ def test_roi_limits_the_work_to_an_lps_box(tmp_path):
     assert run.returncode == 1 and "misses the image" in run.stderr and not (tmp_path / "far").exists()
     run = segforge("vessel", str(source), "--out", str(tmp_path / "bad"), "--roi=1,2,3")
     assert run.returncode == 2 and "xmin,ymin,zmin" in run.stderr
+
+
+# --- segforge models: what the catalog says about TotalSegmentator's weights ------------
+
+UNVERIFIED_WORDS = "unverified: the publisher gives no checksum"
+TS_FAST_FOLDER = ("Dataset297_TotalSegmentator_total_3mm_1559subj/"
+                  "nnUNetTrainer_4000epochs_NoMirroring__nnUNetPlans__3d_fullres")
+
+
+def models_cli(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``segforge models ...`` with its own empty cache, no user catalog, no proxy, and no
+    TotalSegmentator weights of this machine (unless ``env`` names some)."""
+    clean = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES
+             and k not in ("SEGFORGE_CATALOG", "TOTALSEG_WEIGHTS_PATH", "SEGFORGE_TOKEN")}
+    clean.update({"PYTHONPATH": str(REPO), "SEGFORGE_HOME": str(tmp_path / "home"),
+                  "TOTALSEG_HOME_DIR": str(tmp_path / "no-totalsegmentator")}, **env)
+    return subprocess.run([sys.executable, "-m", "segforge.cli.main", "models", *args], capture_output=True,
+                          text=True, env=clean, timeout=120)
+
+
+def row(output: str, model_id: str) -> list[str]:
+    return next(line.split() for line in output.splitlines() if line.split()[:1] == [model_id])
+
+
+def test_models_list_marks_totalsegmentator_weights_unverified(tmp_path):
+    run = models_cli(tmp_path, "list")
+    assert run.returncode == 0, run.stderr
+    ids = ["totalseg-total", "totalseg-total-fast", *(f"totalseg-total-part{n}" for n in (
+        "1-organs", "2-vertebrae", "3-cardiac", "4-muscles", "5-ribs"))]
+    for model_id in ids:
+        assert row(run.stdout, model_id)[-2:] == ["unverified", "no"], model_id
+    assert row(run.stdout, "vesselness-frangi")[-2:] == ["-", "yes"]
+    assert row(run.stdout, "totalseg-total-fast")[3:5] == ["135.4", "MB"]
+    assert UNVERIFIED_WORDS in run.stdout
+
+
+def test_models_list_and_info_find_weights_totalsegmentator_already_has(tmp_path):
+    weights = tmp_path / "ts-weights"
+    for name in ("plans.json", "dataset.json"):
+        (weights / TS_FAST_FOLDER).mkdir(parents=True, exist_ok=True)
+        (weights / TS_FAST_FOLDER / name).write_text("{}")
+    listed = models_cli(tmp_path, "list", TOTALSEG_WEIGHTS_PATH=str(weights))
+    assert row(listed.stdout, "totalseg-total-fast")[-1] == "yes"
+    assert row(listed.stdout, "totalseg-total")[-1] == "no"
+    info = models_cli(tmp_path, "info", "totalseg-total-fast", TOTALSEG_WEIGHTS_PATH=str(weights))
+    assert info.returncode == 0, info.stderr
+    assert f"installed: yes, in {weights / TS_FAST_FOLDER}" in info.stdout
+
+
+def test_models_info_says_what_the_catalog_knows(tmp_path):
+    fast = models_cli(tmp_path, "info", "totalseg-total-fast")
+    assert fast.returncode == 0, fast.stderr
+    assert f"totalseg-total-fast is {UNVERIFIED_WORDS}" in fast.stdout
+    assert "Dataset297_TotalSegmentator_total_3mm_1559subj.zip" in fast.stdout and TS_FAST_FOLDER in fast.stdout
+    assert "labels (117):" in fast.stdout and "117:costal_cartilages" in fast.stdout
+    assert "spacing 3 x 3 x 3 mm, oriented RAS" in fast.stdout
+    total = models_cli(tmp_path, "info", "totalseg-total")
+    assert f"totalseg-total is {UNVERIFIED_WORDS}" in total.stdout
+    assert "fast variant: totalseg-total-fast" in total.stdout and "parts: totalseg-total-part1-organs" in total.stdout
+    assert "installed: no (`segforge models download totalseg-total`" in total.stdout
+    frangi = models_cli(tmp_path, "info", "vesselness-frangi")
+    assert "unverified" not in frangi.stdout and "installed: yes (built in)" in frangi.stdout
+    unknown = models_cli(tmp_path, "info", "no-such-model")
+    assert unknown.returncode == 1 and "'no-such-model'" in unknown.stderr
+
+
+def test_models_download_of_an_unverified_model_prints_the_warning(tmp_path, http_server):
+    body = b"weights" * 100
+    record = model_record("liver-test", http_server.add("/liver.pt", body), body, sha256=None)
+    catalog = write_catalog(tmp_path / "site.json", [record])
+    run = models_cli(tmp_path, "download", "liver-test", SEGFORGE_CATALOG=str(catalog))
+    assert run.returncode == 0, run.stderr
+    assert f"segforge: warning: liver-test is {UNVERIFIED_WORDS}" in run.stderr
+    assert (tmp_path / "home" / "models" / "liver-test" / "liver.pt").read_bytes() == body
+    assert row(models_cli(tmp_path, "list", SEGFORGE_CATALOG=str(catalog)).stdout, "liver-test")[-2:] == \
+        ["unverified", "yes"]
+    again = models_cli(tmp_path, "download", "liver-test", SEGFORGE_CATALOG=str(catalog))
+    assert again.returncode == 0 and "warning" not in again.stderr  # nothing downloaded, nothing to warn about

@@ -7,6 +7,8 @@ worst outcome.
 from __future__ import annotations
 
 import io
+import json
+import logging
 import os
 import socket
 import subprocess
@@ -21,8 +23,8 @@ import pytest
 
 from http_fixture import (PROXY_VARIABLES, catalog_document, closed_port, http_server,  # noqa: F401
                           model_record, sha256, write_catalog)
-from segforge.catalog import (CATALOG_ENV, cache, is_installed, load_catalog, model_dir,
-                              model_path, verify)
+from segforge.catalog import (CATALOG_ENV, UNVERIFIED, cache, is_installed, load_catalog, model_dir,
+                              model_path, nnunet_model_folder, verify)
 from segforge.catalog import download as download_module
 from segforge.catalog.download import download
 from segforge.catalog.catalog import ModelEntry, parse_catalog
@@ -36,6 +38,13 @@ BODY = os.urandom(50_000)
 def _small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small chunks, so a 50 kB test file gives many progress reports."""
     monkeypatch.setattr(download_module, "CHUNK_BYTES", 4096)
+
+
+@pytest.fixture(autouse=True)
+def _no_totalsegmentator(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No TotalSegmentator weights of this machine leak in: its folder is an empty temporary one."""
+    monkeypatch.delenv(cache.TOTALSEG_WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv(cache.TOTALSEG_HOME_ENV, str(tmp_path / "no-totalsegmentator"))
 
 
 @pytest.fixture
@@ -339,13 +348,208 @@ def test_bad_copy_by_hand_is_refused_and_kept(closed_port, home):
     assert copy.read_bytes() == BODY[:-1] + b"!" and not is_installed(entry, home)
 
 
+# --- downloads without a catalog checksum ---------------------------------------------
+
+def read_install_manifest(home: Path, model_id: str) -> dict:
+    return json.loads((model_dir(model_id, home) / cache.MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+def test_unverified_download_warns_records_its_hash_and_verify_catches_tampering(http_server, home, caplog):
+    entry = entry_for(model_record("liver-test", http_server.add("/liver.pt", BODY), BODY, sha256=None))
+    assert not entry.verified
+
+    with caplog.at_level(logging.WARNING, logger="segforge.catalog"):
+        path = download(entry, home=home)
+
+    assert path.read_bytes() == BODY and is_installed(entry, home)
+    assert any(UNVERIFIED in record.getMessage() for record in caplog.records)
+    manifest = read_install_manifest(home, "liver-test")
+    assert manifest["sha256"] == sha256(BODY) and manifest["catalog_sha256"] is None
+    assert manifest["verified"] is False and manifest["files"] == {"liver.pt": sha256(BODY)}
+    assert verify(entry, home).ok
+
+    download(entry, home=home)
+    assert http_server.requests["/liver.pt"] == 1  # installed: not fetched again
+    path.write_bytes(BODY[:-1] + b"!")
+    result = verify(entry, home)
+    assert not result.ok and f"{path} is corrupted" in result.problems[0] and sha256(BODY) in result.problems[0]
+
+
+def test_unverified_download_of_unknown_size_uses_the_announced_size(http_server, home):
+    entry = entry_for(model_record("liver-test", http_server.add("/liver.pt", BODY), BODY, sha256=None,
+                                   size_bytes=None))
+    reports: list[tuple[float, str]] = []
+    path = download(entry, home=home, progress=lambda f, m: reports.append((f, m)))
+    assert path.read_bytes() == BODY and verify(entry, home).ok
+    fractions = [f for f, _ in reports]
+    assert all(b >= a for a, b in zip(fractions, fractions[1:])) and fractions[-1] == 1.0
+    assert any(f"of {download_module.human_size(len(BODY))}" in m for _, m in reports)
+    assert read_install_manifest(home, "liver-test")["size_bytes"] == len(BODY)
+
+
+def test_unknown_size_still_checks_free_space_once_the_server_announces_it(http_server, home, monkeypatch):
+    entry = entry_for(model_record("liver-test", http_server.add("/liver.pt", BODY), BODY, sha256=None,
+                                   size_bytes=None))
+    full_disk = types.SimpleNamespace(total=10**9, used=10**9 - 1000, free=1000)
+    monkeypatch.setattr(download_module.shutil, "disk_usage", lambda path: full_disk)
+    with pytest.raises(ModelError, match="disk space") as caught:
+        download(entry, home=home)
+    assert download_module.human_size(len(BODY)) in caught.value.why
+    assert http_server.requests["/liver.pt"] == 1 and cache_contents(home) == []
+
+
+def test_unverified_interrupted_transfer_installs_nothing(http_server, home):
+    url = http_server.add("/liver.pt", BODY, behaviour="truncate", cut=20_000)
+    entry = entry_for(model_record("liver-test", url, BODY, sha256=None, size_bytes=None))
+    with pytest.raises(ModelError) as caught:
+        download(entry, home=home)
+    assert "interrupted" in caught.value.what and cache_contents(home) == []
+
+
+def test_unverified_install_belongs_to_its_url(http_server, home):
+    old = entry_for(model_record("liver-test", http_server.add("/v1/liver.pt", BODY), BODY, sha256=None))
+    download(old, home=home)
+    new = entry_for(model_record("liver-test", http_server.add("/v2/liver.pt", BODY), BODY, sha256=None))
+    assert not is_installed(new, home)
+    assert "catalog now names" in verify(new, home).problems[0]
+    # the catalog learning the checksum of what was installed keeps it installed
+    checked = entry_for(model_record("liver-test", http_server.url("/v1/liver.pt"), BODY))
+    assert is_installed(checked, home) and verify(checked, home).ok
+
+
+def test_unverified_copy_by_hand_is_installed_with_its_hash(closed_port, home):
+    entry = entry_for(model_record("liver-test", f"http://127.0.0.1:{closed_port}/liver.pt", BODY, sha256=None))
+    copy = model_dir("liver-test", home) / "liver.pt"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(BODY)
+    assert download(entry, home=home) == copy
+    assert read_install_manifest(home, "liver-test")["sha256"] == sha256(BODY) and verify(entry, home).ok
+
+
+# --- nnU-Net model folders: SegForge's cache or TotalSegmentator's weights ------------
+
+DATASET = "Dataset297_TotalSegmentator_total_3mm_1559subj"
+TRAINER = "nnUNetTrainer_4000epochs_NoMirroring__nnUNetPlans__3d_fullres"
+NNUNET_FILES = {f"{DATASET}/{TRAINER}/plans.json": b'{"plans": 1}',
+                f"{DATASET}/{TRAINER}/dataset.json": b'{"labels": {"background": 0, "liver": 1}}',
+                f"{DATASET}/{TRAINER}/fold_0/checkpoint_final.pth": os.urandom(5_000)}
+
+
+def nnunet_entry(url: str, body: bytes, path: str = f"{DATASET}/{TRAINER}", model_id: str = "ts-fast",
+                 **overrides: object) -> ModelEntry:
+    record = model_record(model_id, url, body, framework="nnunetv2", sha256=None, size_bytes=None,
+                          nnunet={"path": path, "folds": [0], "configuration": "3d_fullres"}, **overrides)
+    return entry_for(record)
+
+
+def make_folder(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+def test_nnunet_archive_installs_and_names_its_model_folder(http_server, home):
+    archive = make_zip(NNUNET_FILES)
+    entry = nnunet_entry(http_server.add(f"/{DATASET}.zip", archive), archive)
+    assert nnunet_model_folder(entry, home) is None and not is_installed(entry, home)
+
+    path = download(entry, home=home)
+
+    assert path == model_dir("ts-fast", home) / DATASET / TRAINER == nnunet_model_folder(entry, home)
+    checkpoint = NNUNET_FILES[f"{DATASET}/{TRAINER}/fold_0/checkpoint_final.pth"]
+    assert (path / "fold_0" / "checkpoint_final.pth").read_bytes() == checkpoint
+    assert is_installed(entry, home) and verify(entry, home).ok
+    assert read_install_manifest(home, "ts-fast")["sha256"] == sha256(archive)
+    (path / "plans.json").unlink()
+    assert nnunet_model_folder(entry, home) is None and not is_installed(entry, home)
+
+
+def test_nnunet_archive_without_the_named_folder_installs_nothing(http_server, home):
+    archive = make_zip(NNUNET_FILES)
+    entry = nnunet_entry(http_server.add("/ts.zip", archive), archive,
+                         path=f"{DATASET}/nnUNetTrainer__nnUNetPlans__3d_fullres")
+    with pytest.raises(ModelError) as caught:
+        download(entry, home=home)
+    assert "no plans.json or dataset.json" in caught.value.why and "nnunet.path" in caught.value.todo
+    assert cache_contents(home) == []
+
+
+@pytest.mark.parametrize("where", ["TOTALSEG_WEIGHTS_PATH", "TOTALSEG_HOME_DIR", "HOME"])
+def test_totalsegmentator_weights_are_used_where_totalsegmentator_keeps_them(where, home, tmp_path, monkeypatch):
+    root = tmp_path / "elsewhere"
+    weights = {"TOTALSEG_WEIGHTS_PATH": root, "TOTALSEG_HOME_DIR": root / "nnunet" / "results",
+               "HOME": root / ".totalsegmentator" / "nnunet" / "results"}[where]
+    monkeypatch.delenv(cache.TOTALSEG_HOME_ENV)
+    if where != "HOME":
+        monkeypatch.setenv(where, str(root))
+    else:
+        monkeypatch.setenv("HOME", str(root))
+    entry = nnunet_entry("https://github.com/example/releases/ts.zip", b"unused")
+    assert cache.totalsegmentator_weights_dir() == weights
+    assert nnunet_model_folder(entry, home) is None and not is_installed(entry, home)
+
+    make_folder(weights, {k: v for k, v in NNUNET_FILES.items() if not k.endswith("dataset.json")})
+    assert nnunet_model_folder(entry, home) is None  # plans.json alone is not a model folder
+    make_folder(weights, NNUNET_FILES)
+
+    assert nnunet_model_folder(entry, home) == weights / DATASET / TRAINER
+    assert is_installed(entry, home)
+    assert download(entry, home=home) == weights / DATASET / TRAINER  # nothing downloaded
+    assert "which SegForge did not install" in verify(entry, home).problems[0]
+
+
+def test_segforges_own_copy_comes_first_and_only_dataset_folders_are_looked_up(http_server, home, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setenv(cache.TOTALSEG_WEIGHTS_ENV, str(tmp_path / "ts"))
+    make_folder(tmp_path / "ts", NNUNET_FILES)
+    archive = make_zip(NNUNET_FILES)
+    entry = nnunet_entry(http_server.add("/ts.zip", archive), archive)
+    assert nnunet_model_folder(entry, home) == tmp_path / "ts" / DATASET / TRAINER
+    assert download(entry, home=home, force=True) == model_dir("ts-fast", home) / DATASET / TRAINER
+    assert nnunet_model_folder(entry, home) == model_dir("ts-fast", home) / DATASET / TRAINER
+
+    make_folder(tmp_path / "ts", {f"weights/{TRAINER}/{name}": b"{}" for name in ("plans.json", "dataset.json")})
+    other = nnunet_entry("https://example.org/w.zip", b"x", path=f"weights/{TRAINER}", model_id="not-a-dataset")
+    assert nnunet_model_folder(other, home) is None and not is_installed(other, home)
+    plain = entry_for(model_record("plain-test", "https://example.org/w.pt", BODY))
+    assert nnunet_model_folder(plain, home) is None
+
+
+def test_composite_is_installed_when_all_its_parts_are(http_server, home, tmp_path):
+    records = []
+    for name, dataset in (("part-a", "Dataset501_PartA"), ("part-b", "Dataset502_PartB")):
+        archive = make_zip({f"{dataset}/{TRAINER}/{f}": b"{}" for f in ("plans.json", "dataset.json")})
+        records.append(model_record(name, http_server.add(f"/{name}.zip", archive), archive, framework="nnunetv2",
+                                    labels={"1": f"{name}-organ"},
+                                    nnunet={"path": f"{dataset}/{TRAINER}", "folds": [0],
+                                            "configuration": "3d_fullres"}))
+    records.append(model_record("whole", None, b"", framework="composite", sha256=None, size_bytes=0,
+                                parts=["part-a", "part-b"], labels={"1": "part-a-organ", "2": "part-b-organ"}))
+    catalog = load_catalog(write_catalog(tmp_path / "c.json", records), [])
+    whole = catalog.get("whole")
+    assert not is_installed(whole, home, catalog)
+
+    download(catalog.get("part-a"), home=home)
+    assert not is_installed(whole, home, catalog)
+    reports: list[float] = []
+    assert download(whole, home=home, catalog=catalog, progress=lambda f, m: reports.append(f)) is None
+
+    assert is_installed(whole, home, catalog) and verify(whole, home, catalog=catalog).ok
+    assert http_server.requests["/part-a.zip"] == 1 and http_server.requests["/part-b.zip"] == 1
+    assert all(b >= a for a, b in zip(reports, reports[1:])) and reports[-1] == 1.0
+    (nnunet_model_folder(catalog.get("part-b"), home) / "plans.json").write_bytes(b"changed")
+    assert verify(whole, home, catalog=catalog).problems[0].startswith("part part-b: file ")
+
+
 # --- the command line: segforge models list / download / verify --------------------
 
 def run_cli(*args: str, home: Path, catalog: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``segforge models ...`` as a real process, through the real entry point."""
     command = [sys.executable, "-m", "segforge.cli.main", "models", *args]
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and k != CATALOG_ENV}
-    env.update({cache.HOME_ENV: str(home), "PYTHONPATH": str(REPO)})
+    env = {k: v for k, v in os.environ.items()
+           if k not in PROXY_VARIABLES and k not in (CATALOG_ENV, cache.TOTALSEG_WEIGHTS_ENV)}
+    env.update({cache.HOME_ENV: str(home), "PYTHONPATH": str(REPO),
+                cache.TOTALSEG_HOME_ENV: str(home.parent / "no-totalsegmentator")})
     if catalog is not None:
         env[CATALOG_ENV] = str(catalog)
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
@@ -377,9 +581,10 @@ def table_row(output: str, model_id: str) -> list[str]:
 def test_cli_list_download_verify(site_catalog, home):
     listed = run_cli("list", home=home, catalog=site_catalog)
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split("\n")[0].split() == ["ID", "WORKFLOW", "FRAMEWORK", "SIZE", "INSTALLED"]
-    assert table_row(listed.stdout, "vesselness-frangi") == ["vesselness-frangi", "vessel", "builtin", "-", "yes"]
-    assert table_row(listed.stdout, "liver-test") == ["liver-test", "organ", "torchscript", "50.0", "KB", "no"]
+    assert listed.stdout.split("\n")[0].split() == ["ID", "WORKFLOW", "FRAMEWORK", "SIZE", "CHECKSUM", "INSTALLED"]
+    assert table_row(listed.stdout, "vesselness-frangi") == ["vesselness-frangi", "vessel", "builtin", "-", "-", "yes"]
+    assert table_row(listed.stdout, "liver-test") == ["liver-test", "organ", "torchscript", "50.0", "KB", "sha256",
+                                                      "no"]
 
     nothing = run_cli("verify", home=home, catalog=site_catalog)
     assert nothing.returncode == 0 and "nothing to verify" in nothing.stdout

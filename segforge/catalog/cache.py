@@ -13,6 +13,13 @@ was installed from and the SHA-256 of every file, so
 ``<home>`` is ``$SEGFORGE_HOME`` or ``~/.segforge``. Names starting with '.' under
 ``models/`` are temporary (downloads in progress, folders being swapped); model ids never
 start with '.', so they cannot clash.
+
+A download without a catalog checksum (the publisher gives none) is installed too: the
+manifest then records the SHA-256 SegForge computed, and the URL stands for the catalog
+version. A composite is installed when all its parts are. An nnU-Net entry whose folder is
+an nnU-Net dataset folder may also be found in TotalSegmentator's own weights folder, so
+users who already have TotalSegmentator's weights need no second download
+(:func:`nnunet_model_folder`).
 """
 from __future__ import annotations
 
@@ -20,11 +27,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from segforge.catalog.catalog import ModelEntry
+from segforge.catalog.catalog import Catalog, ModelEntry, load_catalog
 from segforge.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -33,6 +41,12 @@ HOME_ENV = "SEGFORGE_HOME"
 MANIFEST_NAME = ".segforge-install.json"
 MANIFEST_FORMAT = 1
 _HASH_CHUNK = 1 << 20
+TOTALSEG_WEIGHTS_ENV = "TOTALSEG_WEIGHTS_PATH"
+TOTALSEG_HOME_ENV = "TOTALSEG_HOME_DIR"
+NNUNET_DATASET_FOLDER = r"Dataset\d{3}_[A-Za-z0-9_.-]+"
+"""How nnU-Net v2 names a dataset folder (``Dataset297_TotalSegmentator_total_3mm_1559subj``);
+only such folders are looked for in TotalSegmentator's weights folder."""
+NNUNET_FILES = ("plans.json", "dataset.json")
 
 
 @dataclass(frozen=True)
@@ -85,24 +99,105 @@ def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
     return data
 
 
-def write_manifest(folder: Path, entry: ModelEntry, files: dict[str, str]) -> None:
-    """Record what was installed in ``folder`` (called on the staging folder, before the swap)."""
+def write_manifest(folder: Path, entry: ModelEntry, files: dict[str, str],
+                   sha256: Optional[str] = None, size_bytes: Optional[int] = None) -> None:
+    """Record what was installed in ``folder`` (called on the staging folder, before the swap).
+
+    ``sha256`` and ``size_bytes`` are those of the file actually downloaded (default: the
+    catalog's); ``catalog_sha256`` keeps what the catalog named (null when unverified).
+    """
     manifest = {"format": MANIFEST_FORMAT, "id": entry.id, "url": entry.url,
-                "sha256": entry.sha256, "size_bytes": entry.size_bytes, "files": files}
+                "sha256": sha256 or entry.sha256, "catalog_sha256": entry.sha256,
+                "verified": entry.sha256 is not None,
+                "size_bytes": entry.size_bytes if size_bytes is None else size_bytes, "files": files}
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True),
                                         encoding="utf-8")
 
 
-def is_installed(entry: ModelEntry, home: Optional[Path] = None) -> bool:
+def is_installed(entry: ModelEntry, home: Optional[Path] = None,
+                 catalog: Optional[Catalog] = None) -> bool:
     """True if the model can be used without a download (cheap: no hashing).
 
-    Builtin models are always installed. A downloaded one is installed when its folder has
-    a manifest for the checksum the catalog names now.
+    Builtin models are always installed; a composite when all its parts are (``catalog``
+    finds them, default :func:`load_catalog`); an entry with an ``nnunet`` spec when
+    :func:`nnunet_model_folder` finds its folder. Any other downloaded model when its
+    folder has a manifest for the version the catalog names now.
     """
     if entry.is_builtin:
         return True
+    if entry.is_composite:
+        catalog = catalog if catalog is not None else load_catalog()
+        return all(part in catalog and is_installed(catalog.get(part), home) for part in entry.parts)
+    if entry.nnunet is not None:
+        return nnunet_model_folder(entry, home) is not None
+    return _in_cache(entry, home)
+
+
+def nnunet_model_folder(entry: ModelEntry, home: Optional[Path] = None) -> Optional[Path]:
+    """The folder holding plans.json and dataset.json of an installed nnunetv2 entry, or None.
+
+    First SegForge's cache (``model_dir(id) / nnunet.path``, installed for the catalog's
+    version). Else, when the first part of ``nnunet.path`` is an nnU-Net dataset folder
+    name, TotalSegmentator's weights folder (:func:`totalsegmentator_weights_dir`) joined
+    with ``nnunet.path``, so weights TotalSegmentator already downloaded are used as they
+    are. An nnunetv2 entry without an ``nnunet`` spec uses its model folder itself, in the
+    cache only. None for other frameworks.
+    """
+    if entry.framework != "nnunetv2":
+        return None
+    relative = entry.nnunet.path if entry.nnunet is not None else "."
+    own = model_dir(entry.id, home) / relative
+    if _in_cache(entry, home) and _has_nnunet_files(own):
+        return own
+    first = relative.split("/")[0]
+    if entry.nnunet is not None and re.fullmatch(NNUNET_DATASET_FOLDER, first):
+        theirs = totalsegmentator_weights_dir() / relative
+        if _has_nnunet_files(theirs):
+            return theirs
+    return None
+
+
+def totalsegmentator_weights_dir() -> Path:
+    """Where TotalSegmentator keeps its nnU-Net weights, found the way its config.py does.
+
+    ``$TOTALSEG_WEIGHTS_PATH``, else ``$TOTALSEG_HOME_DIR/nnunet/results``, else
+    ``~/.totalsegmentator/nnunet/results`` (``/tmp/.totalsegmentator`` when the home folder
+    is ``/``, as in some containers). An empty variable counts as unset here.
+    """
+    weights = os.environ.get(TOTALSEG_WEIGHTS_ENV, "").strip()
+    if weights:
+        return Path(weights).expanduser()
+    totalseg_home = os.environ.get(TOTALSEG_HOME_ENV, "").strip()
+    if totalseg_home:
+        return Path(totalseg_home).expanduser() / "nnunet" / "results"
+    user_home = Path("/tmp") if str(Path.home()) == "/" else Path.home()
+    return user_home / ".totalsegmentator" / "nnunet" / "results"
+
+
+def _has_nnunet_files(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in NNUNET_FILES)
+
+
+def _in_cache(entry: ModelEntry, home: Optional[Path]) -> bool:
+    """True when SegForge's cache holds this entry, installed for the catalog's version."""
     manifest = read_manifest(model_dir(entry.id, home))
-    return manifest is not None and manifest.get("sha256") == entry.sha256
+    return manifest is not None and _version_problem(manifest, entry) is None
+
+
+def _version_problem(manifest: dict[str, Any], entry: ModelEntry) -> Optional[str]:
+    """Why an install is not of the version the catalog names now; None if it is.
+
+    With a catalog checksum, the checksum names the version. Without one, the URL does (a
+    new release has a new URL); the SHA-256 recorded at install then guards the files.
+    """
+    if entry.sha256 is not None:
+        if manifest.get("sha256") != entry.sha256:
+            return (f"it was installed from a file with SHA-256 {manifest.get('sha256')}, "
+                    f"but the catalog now names {entry.sha256}")
+        return None
+    if manifest.get("url") != entry.url or not isinstance(manifest.get("sha256"), str):
+        return f"it was installed from {manifest.get('url')}, but the catalog now names {entry.url}"
+    return None
 
 
 def installed_ids(home: Optional[Path] = None) -> list[str]:
@@ -114,19 +209,33 @@ def installed_ids(home: Optional[Path] = None) -> list[str]:
 
 
 def verify(entry: ModelEntry, home: Optional[Path] = None,
-           progress: Optional[ProgressCallback] = None) -> Verification:
+           progress: Optional[ProgressCallback] = None,
+           catalog: Optional[Catalog] = None) -> Verification:
     """Recompute the SHA-256 of every installed file of ``entry`` and compare.
 
-    Checks the manifest against the catalog's checksum too, so a folder left from an older
-    catalog version is reported rather than silently used.
+    Checks the manifest against the catalog's version too, so a folder left from an older
+    catalog version is reported rather than silently used. For a download without a catalog
+    checksum the files are checked against the SHA-256 recorded when it was installed. A
+    composite is verified part by part. A copy found only in TotalSegmentator's weights
+    folder is reported: SegForge did not install it and has nothing to check it against.
     """
     if entry.is_builtin:
         return Verification(entry.id)
-    problems = list(_folder_problems(model_dir(entry.id, home), progress))
-    manifest = read_manifest(model_dir(entry.id, home))
-    if manifest is not None and manifest.get("sha256") != entry.sha256:
-        problems.append(f"it was installed from a file with SHA-256 {manifest.get('sha256')}, "
-                        f"but the catalog now names {entry.sha256}")
+    if entry.is_composite:
+        catalog = catalog if catalog is not None else load_catalog()
+        problems = [f"part {part}: {problem}" for part in entry.parts
+                    for problem in verify(catalog.get(part), home, progress).problems]
+        return Verification(entry.id, tuple(problems))
+    folder = model_dir(entry.id, home)
+    outside = nnunet_model_folder(entry, home)
+    if not folder.is_dir() and outside is not None:
+        return Verification(entry.id, (f"it is used from {outside}, which SegForge did not install, "
+                                       "so there is no record to check it against",))
+    problems = list(_folder_problems(folder, progress))
+    manifest = read_manifest(folder)
+    version = None if manifest is None else _version_problem(manifest, entry)
+    if version is not None:
+        problems.append(version)
     return Verification(entry.id, tuple(problems))
 
 

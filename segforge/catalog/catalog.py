@@ -5,6 +5,11 @@ code change. A server admin, or a test, can add models without touching the inst
 naming an extra catalog file in ``SEGFORGE_CATALOG`` (several files: separate them with
 ``os.pathsep``); its entries are merged over the shipped ones.
 
+Some entries refer to others: a ``composite`` merges the outputs of its ``parts`` (other
+nnU-Net entries, linked by label name) and ``fast_variant`` names a low-resolution version.
+Those links are checked after merging (:func:`link_problems`), since a user catalog may
+replace a part.
+
 Validation is written out here by hand, following ``catalog.schema.json`` rule for rule,
 so the engine does not need a JSON Schema library at run time (Slicer's Python may not
 have one). A test checks the two agree. Every problem becomes a :class:`ModelError` that
@@ -31,7 +36,10 @@ log = logging.getLogger(__name__)
 CATALOG_ENV = "SEGFORGE_CATALOG"
 SCHEMA_VERSION = 1
 WORKFLOWS = ("vessel", "organ", "interactive")
-FRAMEWORKS = ("builtin", "nnunetv2", "torchscript", "monai-bundle")
+FRAMEWORKS = ("builtin", "nnunetv2", "torchscript", "monai-bundle", "composite")
+ORIENTATIONS = ("RAS",)
+UNVERIFIED = "unverified: the publisher gives no checksum"
+"""The words every front end shows for a download without a catalog checksum."""
 
 # The same regular expressions as catalog.schema.json (there anchored with ^...$).
 ID_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
@@ -39,11 +47,17 @@ URL_PATTERN = r"(https?|file)://[^\s?#]*/[^./\s?#][^/\s?#]*(\?[^\s#]*)?"
 SHA256_PATTERN = r"[0-9a-f]{64}"
 LABEL_VALUE_PATTERN = r"[1-9][0-9]{0,4}"
 MODALITY_PATTERN = r"[A-Z][A-Z0-9]{1,7}"
+_PATH_PART = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"
+NNUNET_PATH_PATTERN = rf"\.|{_PATH_PART}(/{_PATH_PART})*"
+"""Relative, '/'-separated, no '..' or '.' part (a part never starts with '.'); "." is the folder itself."""
+CONFIGURATION_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
 
 _INPUT_FIELDS = ("modality", "spacing_mm")
-_OPTIONAL_INPUT_FIELDS = ("intensity_window", "patch_size")
+_OPTIONAL_INPUT_FIELDS = ("intensity_window", "patch_size", "orientation")
 _MODEL_FIELDS = ("id", "workflow", "framework", "url", "size_bytes", "sha256", "licence",
                  "labels", "input", "min_gpu_memory_gb", "description")
+_OPTIONAL_MODEL_FIELDS = ("nnunet", "parts", "fast_variant")
+_NNUNET_FIELDS = ("path", "folds", "configuration")
 _TOP_FIELDS = ("$schema", "schema_version", "models")
 _MAX_REPORTED_PROBLEMS = 5
 
@@ -58,23 +72,49 @@ class ModelInput:
     spacing_mm: Optional[tuple[float, float, float]]
     intensity_window: Optional[tuple[float, float]] = None
     patch_size: Optional[tuple[int, int, int]] = None
+    orientation: Optional[str] = None
+    """"RAS": trained on arrays turned to the closest RAS+ axis order (nibabel's
+    ``as_closest_canonical``), so the runtime must turn the image the same way; None: as stored."""
+
+
+@dataclass(frozen=True)
+class NnunetSpec:
+    """Where an nnU-Net v2 model sits in its installed folder and how to run it.
+
+    ``path``: the folder holding dataset.json and plans.json, relative to the model folder
+    (archives often unpack into ``DatasetNNN_Name/Trainer__Plans__configuration``);
+    ``folds``: fold numbers, or "all" for ``fold_all``; ``configuration``: e.g. "3d_fullres".
+    """
+
+    path: str
+    folds: tuple[int | str, ...]
+    configuration: str
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of the catalog, checked and typed."""
+    """One model of the catalog, checked and typed.
+
+    ``size_bytes`` is None when the publisher does not say (only allowed without a
+    checksum; the download then checks free space against the size the server announces,
+    or skips that check when it announces none); ``parts`` are the ids a composite merges; ``fast_variant`` the id of the
+    low-resolution version of the same model.
+    """
 
     id: str
     workflow: str
     framework: str
     url: Optional[str]
-    size_bytes: int
+    size_bytes: Optional[int]
     sha256: Optional[str]
     licence: str
     labels: Mapping[int, str]
     input: ModelInput
     min_gpu_memory_gb: float
     description: str
+    nnunet: Optional[NnunetSpec] = None
+    parts: tuple[str, ...] = ()
+    fast_variant: Optional[str] = None
     source: str = field(default="", compare=False)
     """The catalog file this entry came from, to name it in error messages."""
 
@@ -82,6 +122,20 @@ class ModelEntry:
     def is_builtin(self) -> bool:
         """True for models that ship with the code and need no download."""
         return self.framework == "builtin"
+
+    @property
+    def is_composite(self) -> bool:
+        """True for an entry that downloads nothing itself and merges its parts' outputs."""
+        return self.framework == "composite"
+
+    @property
+    def verified(self) -> bool:
+        """False for a download the catalog has no checksum for (the publisher gives none).
+
+        Builtin and composite entries download nothing themselves, so they are True; a
+        composite's parts are judged on their own (:func:`unverified_warning` does that).
+        """
+        return self.is_builtin or self.is_composite or self.sha256 is not None
 
     @property
     def filename(self) -> Optional[str]:
@@ -163,7 +217,83 @@ def load_catalog(shipped: Optional[Path] = None,
             if old is not None:
                 log.info("Model %s from %s replaces the one from %s", entry.id, path, old.source)
             merged[entry.id] = entry
+    problems = link_problems(list(merged.values()))
+    if problems:
+        shown = problems[:_MAX_REPORTED_PROBLEMS]
+        more = len(problems) - len(shown)
+        raise ModelError("The model catalog links models that do not fit together",
+                         "; ".join(shown) + (f"; and {more} more problem(s)" if more else ""),
+                         "fix those entries (in " + ", ".join(str(p) for p in [shipped, *extra]) + ")")
     return Catalog(list(merged.values()), [shipped, *extra])
+
+
+def link_problems(entries: Sequence[ModelEntry]) -> list[str]:
+    """What is wrong with the links between entries (composite parts, fast variants).
+
+    A composite's labels are the final map; each part maps its own values to names, and
+    the names tie them together, so every part name must be a composite name and the
+    parts together must give every composite name (each name once in the composite).
+    """
+    by_id = {entry.id: entry for entry in entries}
+    problems: list[str] = []
+    for entry in entries:
+        name = f"{entry.id} (from {entry.source})"
+        if entry.fast_variant is not None:
+            fast = by_id.get(entry.fast_variant)
+            if fast is None or fast.id == entry.id:
+                problems.append(f"{name}: its fast_variant {entry.fast_variant!r} is not another "
+                                "model of the catalog")
+            elif fast.workflow != entry.workflow:
+                problems.append(f"{name}: its fast_variant {fast.id!r} is of the {fast.workflow} "
+                                f"workflow, not {entry.workflow}")
+        if entry.is_composite:
+            problems += [f"{name}: {p}" for p in _composite_problems(entry, by_id)]
+    return problems
+
+
+def _composite_problems(entry: ModelEntry, by_id: Mapping[str, ModelEntry]) -> list[str]:
+    names = list(entry.labels.values())
+    problems = [f"the label name {n!r} is used twice" for n in sorted(set(names)) if names.count(n) > 1]
+    covered: set[str] = set()
+    complete = True
+    for part_id in entry.parts:
+        part = by_id.get(part_id)
+        if part is None or part.id == entry.id:
+            problems.append(f"its part {part_id!r} is not another model of the catalog")
+            complete = False
+            continue
+        if part.framework != "nnunetv2":
+            problems.append(f"its part {part_id!r} is a {part.framework} model; parts must be nnunetv2")
+            continue
+        extra = sorted(set(part.labels.values()) - set(names))
+        if extra:
+            problems.append(f"its part {part_id!r} labels {', '.join(extra)}, which the composite does not list")
+        covered |= set(part.labels.values())
+    missing = [n for n in names if n not in covered]
+    if missing and complete:
+        problems.append(f"no part labels {', '.join(missing)}")
+    return problems
+
+
+def unverified_warning(entry: ModelEntry, catalog: Optional[Catalog] = None) -> Optional[str]:
+    """The sentence to show for a model whose download has no checksum; None if it has one.
+
+    For a composite, its parts decide (``catalog`` finds them; default: :func:`load_catalog`).
+    The GUI, the organ CLI and ``segforge models`` all show this same sentence.
+    """
+    if entry.is_composite:
+        catalog = catalog if catalog is not None else load_catalog()
+        loose = [part for part in entry.parts if part in catalog and not catalog.get(part).verified]
+        if not loose:
+            return None
+        return (f"{entry.id} is {UNVERIFIED} for its parts {', '.join(loose)}, so a damaged or altered "
+                "download cannot be told from the real one; SegForge records the SHA-256 of what it "
+                "downloaded, and `segforge models verify` checks the files against that")
+    if entry.verified:
+        return None
+    return (f"{entry.id} is {UNVERIFIED}, so a damaged or altered download cannot be told from the "
+            "real one; SegForge records the SHA-256 of what it downloaded, and `segforge models "
+            "verify` checks the files against that")
 
 
 def read_catalog_file(path: Path) -> list[ModelEntry]:
@@ -227,7 +357,8 @@ def model_problems(model: Any) -> list[str]:
     """Every way one catalog entry breaks the schema."""
     if not isinstance(model, dict):
         return [f"must be an object, not {_kind(model)}"]
-    problems = [f"unknown field {key!r}" for key in model if key not in _MODEL_FIELDS]
+    problems = [f"unknown field {key!r}" for key in model
+                if key not in _MODEL_FIELDS + _OPTIONAL_MODEL_FIELDS]
     problems += [f"missing field {key!r}" for key in _MODEL_FIELDS if key not in model]
     check = _FieldChecker(model, problems)
     check.string("id", ID_PATTERN, "lowercase letters, digits, '.', '_' or '-', not starting "
@@ -237,21 +368,33 @@ def model_problems(model: Any) -> list[str]:
     check.string("licence")
     check.string("description")
     check.number("min_gpu_memory_gb", minimum=0)
+    if model.get("fast_variant") is not None:
+        check.string("fast_variant", ID_PATTERN, "null or a model id")
     _check_labels(model, problems)
     _check_input(model, problems)
-    builtin = model.get("framework") == "builtin"
-    if builtin:
-        check.null("url", "builtin models have no url")
-        check.null("sha256", "builtin models have no checksum")
+    _check_nnunet(model, problems)
+    _check_parts(model, problems)
+    framework = model.get("framework")
+    if framework in ("builtin", "composite"):
+        kind = "builtin" if framework == "builtin" else "composite"
+        check.null("url", f"{kind} models have no url")
+        check.null("sha256", f"{kind} models have no checksum")
         if "size_bytes" in model and not (_is_int(model["size_bytes"]) and model["size_bytes"] == 0):
-            problems.append(f"'size_bytes' must be 0 for a builtin model, not {model['size_bytes']!r}")
+            problems.append(f"'size_bytes' must be 0 for a {kind} model, not {model['size_bytes']!r}")
     else:
         check.string("url", URL_PATTERN, "an http(s):// or file:// URL ending in a file name")
         url = model.get("url")
         if isinstance(url, str) and re.fullmatch(URL_PATTERN, url) and _url_filename(url) is None:
             problems.append(f"'url' must end in a file name that does not start with '.', not {url!r}")
-        check.string("sha256", SHA256_PATTERN, "64 lowercase hexadecimal digits")
-        check.integer("size_bytes", minimum=1)
+        if model.get("sha256") is not None:
+            check.string("sha256", SHA256_PATTERN, "64 lowercase hexadecimal digits")
+            check.integer("size_bytes", minimum=1)
+        elif model.get("size_bytes") is not None:
+            check.integer("size_bytes", minimum=1)
+    if framework != "composite" and "parts" in model:
+        problems.append("'parts' is only for composite models")
+    if framework != "nnunetv2" and "nnunet" in model:
+        problems.append("'nnunet' is only for nnunetv2 models")
     return problems
 
 
@@ -310,6 +453,47 @@ def _check_labels(model: dict, problems: list[str]) -> None:
             problems.append(f"label {value!r} must have a non-empty name, not {name!r}")
 
 
+def _check_nnunet(model: dict, problems: list[str]) -> None:
+    if "nnunet" not in model:
+        return
+    spec = model["nnunet"]
+    if not isinstance(spec, dict):
+        problems.append(f"'nnunet' must be an object, not {_kind(spec)}")
+        return
+    problems += [f"unknown field 'nnunet.{key}'" for key in spec if key not in _NNUNET_FIELDS]
+    problems += [f"missing field 'nnunet.{key}'" for key in _NNUNET_FIELDS if key not in spec]
+    path = spec.get("path")
+    if "path" in spec and not (isinstance(path, str) and re.fullmatch(NNUNET_PATH_PATTERN, path)):
+        problems.append("'nnunet.path' must be a relative folder path with '/' separators and no "
+                        f"part starting with '.' (no '..'), or \".\", not {path!r}")
+    folds = spec.get("folds")
+    if "folds" in spec:
+        if (not isinstance(folds, list) or not folds
+                or not all((_is_whole(f) and f >= 0) or f == "all" for f in folds)):
+            problems.append("'nnunet.folds' must be a non-empty list of fold numbers (>= 0) or "
+                            f"\"all\", not {folds!r}")
+        elif len({f if f == "all" else int(f) for f in folds}) != len(folds):
+            problems.append(f"'nnunet.folds' lists a fold twice: {folds!r}")
+    configuration = spec.get("configuration")
+    if "configuration" in spec and not (isinstance(configuration, str)
+                                        and re.fullmatch(CONFIGURATION_PATTERN, configuration)):
+        problems.append("'nnunet.configuration' must be a configuration name such as "
+                        f"\"3d_fullres\", not {configuration!r}")
+
+
+def _check_parts(model: dict, problems: list[str]) -> None:
+    if model.get("framework") == "composite" and "parts" not in model:
+        problems.append("missing field 'parts' (a composite model lists the models it merges)")
+    if "parts" not in model:
+        return
+    parts = model["parts"]
+    if (not isinstance(parts, list) or not parts
+            or not all(isinstance(p, str) and re.fullmatch(ID_PATTERN, p) for p in parts)):
+        problems.append(f"'parts' must be a non-empty list of model ids, not {parts!r}")
+    elif len(set(parts)) != len(parts):
+        problems.append(f"'parts' lists a model twice: {parts!r}")
+
+
 def _check_input(model: dict, problems: list[str]) -> None:
     if "input" not in model:
         return
@@ -340,6 +524,10 @@ def _check_input(model: dict, problems: list[str]) -> None:
                                   and all(_is_whole(n) and n >= 1 for n in patch)):
         problems.append(f"'input.patch_size' must be null or three whole numbers >= 1 (x, y, z voxels), "
                         f"not {patch!r}")
+    orientation = spec.get("orientation")
+    if orientation is not None and orientation not in ORIENTATIONS:
+        problems.append(f"'input.orientation' must be null or one of {', '.join(ORIENTATIONS)}, "
+                        f"not {orientation!r}")
 
 
 def _entry(model: dict, source: str) -> ModelEntry:
@@ -347,17 +535,27 @@ def _entry(model: dict, source: str) -> ModelEntry:
     spacing = spec["spacing_mm"]
     window = spec.get("intensity_window")
     patch = spec.get("patch_size")
+    size = model["size_bytes"]
     return ModelEntry(
         id=model["id"], workflow=model["workflow"], framework=model["framework"],
-        url=model["url"], size_bytes=int(model["size_bytes"]), sha256=model["sha256"],
+        url=model["url"], size_bytes=None if size is None else int(size), sha256=model["sha256"],
         licence=model["licence"],
         labels={int(value): name for value, name in model["labels"].items()},
         input=ModelInput(tuple(spec["modality"]),
                          None if spacing is None else (float(spacing[0]), float(spacing[1]), float(spacing[2])),
                          None if window is None else (float(window[0]), float(window[1])),
-                         None if patch is None else (int(patch[0]), int(patch[1]), int(patch[2]))),
+                         None if patch is None else (int(patch[0]), int(patch[1]), int(patch[2])),
+                         spec.get("orientation")),
         min_gpu_memory_gb=float(model["min_gpu_memory_gb"]), description=model["description"],
-        source=source)
+        nnunet=_nnunet_spec(model.get("nnunet")), parts=tuple(model.get("parts", ())),
+        fast_variant=model.get("fast_variant"), source=source)
+
+
+def _nnunet_spec(spec: Optional[dict]) -> Optional[NnunetSpec]:
+    if spec is None:
+        return None
+    folds = tuple(f if f == "all" else int(f) for f in spec["folds"])
+    return NnunetSpec(spec["path"], folds, spec["configuration"])
 
 
 def _url_filename(url: str) -> Optional[str]:

@@ -14,6 +14,10 @@ Why each step is the way it is:
   temporary file and the staging folder are removed.
 * Offline sites: a file copied by hand to ``<home>/models/<id>/<file name>`` is checked
   and installed without any network access. Every network failure says so.
+* A download the catalog has no checksum for (the publisher gives none) is installed with
+  a warning; its SHA-256 is computed all the same and recorded in the manifest, so
+  ``verify`` can later tell whether the files changed since.
+* A composite downloads each of its parts.
 
 Only the standard library (urllib) is used, so the engine needs no extra dependency.
 """
@@ -36,7 +40,7 @@ from typing import BinaryIO, Optional
 
 from segforge import __version__
 from segforge.catalog import cache
-from segforge.catalog.catalog import ModelEntry
+from segforge.catalog.catalog import Catalog, ModelEntry, load_catalog, unverified_warning
 from segforge.errors import ModelError
 from segforge.progress import ProgressCallback, no_progress, sub_progress
 
@@ -52,11 +56,15 @@ _DOWNLOAD_SHARE = 0.95
 
 def download(entry: ModelEntry, *, home: Optional[Path] = None,
              progress: Optional[ProgressCallback] = None,
-             timeout: float = DEFAULT_TIMEOUT_S, force: bool = False) -> Optional[Path]:
-    """Make ``entry`` available in the cache and return :func:`cache.model_path` for it.
+             timeout: float = DEFAULT_TIMEOUT_S, force: bool = False,
+             catalog: Optional[Catalog] = None) -> Optional[Path]:
+    """Make ``entry`` available in the cache and return the path a runtime loads.
 
-    Does nothing for builtin models (returns None) or models already installed (unless
-    ``force``). Uses a file copied by hand into the model folder when there is one. Raises
+    That is :func:`cache.nnunet_model_folder` for an entry with an ``nnunet`` spec (possibly
+    TotalSegmentator's own copy), else :func:`cache.model_path`. Does nothing for builtin
+    models (returns None) or models already installed (unless ``force``). A composite
+    downloads its parts (found in ``catalog``, default :func:`load_catalog`) and returns
+    None. Uses a file copied by hand into the model folder when there is one. Raises
     :class:`ModelError` with what / why / what to do on any failure, leaving no partial
     file behind; re-raises :class:`Cancelled` from the callback after cleaning up.
     """
@@ -64,9 +72,15 @@ def download(entry: ModelEntry, *, home: Optional[Path] = None,
     if entry.is_builtin:
         report(1.0, f"{entry.id} is built in; nothing to download")
         return None
+    if entry.is_composite:
+        _download_parts(entry, home, report, timeout, force, catalog)
+        return None
     if not force and cache.is_installed(entry, home):
         report(1.0, f"{entry.id} is already installed")
-        return cache.model_path(entry, home)
+        return _located(entry, home)
+    warning = unverified_warning(entry)
+    if warning:
+        log.warning("%s", warning)
     root = cache.models_dir(home)
     _make_folder(root)
     _remove_stale_temporaries(root, entry.id)
@@ -82,7 +96,25 @@ def download(entry: ModelEntry, *, home: Optional[Path] = None,
                          "to another folder") from error
     report(1.0, f"Installed {entry.id} in {cache.model_dir(entry.id, home)}")
     log.info("Installed %s in %s", entry.id, cache.model_dir(entry.id, home))
+    return _located(entry, home)
+
+
+def _located(entry: ModelEntry, home: Optional[Path]) -> Optional[Path]:
+    """What a runtime loads for an installed entry."""
+    if entry.nnunet is not None:
+        return cache.nnunet_model_folder(entry, home)
     return cache.model_path(entry, home)
+
+
+def _download_parts(entry: ModelEntry, home: Optional[Path], report: ProgressCallback,
+                    timeout: float, force: bool, catalog: Optional[Catalog]) -> None:
+    """Download every part of a composite, each on its share of the progress bar."""
+    catalog = catalog if catalog is not None else load_catalog()
+    parts = [catalog.get(part_id) for part_id in entry.parts]
+    for index, part in enumerate(parts):
+        download(part, home=home, timeout=timeout, force=force, catalog=catalog,
+                 progress=sub_progress(report, index / len(parts), (index + 1) / len(parts)))
+    report(1.0, f"{entry.id}: all {len(parts)} parts are installed")
 
 
 def _install_hand_copy(entry: ModelEntry, copy: Path, root: Path, report: ProgressCallback) -> None:
@@ -91,22 +123,23 @@ def _install_hand_copy(entry: ModelEntry, copy: Path, root: Path, report: Progre
     digest = cache.sha256_file(copy, sub_progress(report, 0.0, _DOWNLOAD_SHARE))
     _check_digest(entry, digest, str(copy),
                   f"replace it with a good copy of {entry.url}, or delete it to download again")
-    _install(entry, copy, root, sub_progress(report, _DOWNLOAD_SHARE, 1.0))
+    _install(entry, copy, root, sub_progress(report, _DOWNLOAD_SHARE, 1.0), digest, copy.stat().st_size)
 
 
 def _install_from_network(entry: ModelEntry, root: Path, report: ProgressCallback,
                           timeout: float, todo: str) -> None:
     """Download into a hidden temporary file, check it, install it; never leave it behind."""
-    _check_free_space(entry, root)
+    if entry.size_bytes is not None:
+        _check_free_space(entry, root, entry.size_bytes)
     fd, name = tempfile.mkstemp(prefix=f".{entry.id}.", suffix=".part", dir=root)
     part = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            digest = _fetch(entry, out, sub_progress(report, 0.0, _DOWNLOAD_SHARE), timeout, todo)
+            digest = _fetch(entry, out, sub_progress(report, 0.0, _DOWNLOAD_SHARE), timeout, todo, root)
         _check_digest(entry, digest, str(entry.url),
                       "download it again; if it keeps failing, the file on the server has "
                       f"changed and the catalog entry in {entry.source} needs updating")
-        _install(entry, part, root, sub_progress(report, _DOWNLOAD_SHARE, 1.0))
+        _install(entry, part, root, sub_progress(report, _DOWNLOAD_SHARE, 1.0), digest, part.stat().st_size)
     finally:
         part.unlink(missing_ok=True)
 
@@ -121,10 +154,13 @@ def offline_todo(entry: ModelEntry, home: Optional[Path] = None) -> str:
 
 
 def _fetch(entry: ModelEntry, out: BinaryIO, progress: ProgressCallback, timeout: float,
-           todo: str) -> str:
+           todo: str, root: Path) -> str:
     """Stream the URL into ``out``; return the SHA-256 of what arrived.
 
-    ``todo`` is the advice for network failures (it names this cache's folder).
+    ``todo`` is the advice for network failures (it names this cache's folder). With no
+    catalog size, the size the server announces (if any) is used for the free-space check
+    in ``root`` and for the progress bar; with neither, the free-space check is skipped and
+    the bar shows the bytes received.
     """
     what = f"Could not download model {entry.id!r}"
     request = urllib.request.Request(str(entry.url), headers={"User-Agent": f"segforge/{__version__}"})
@@ -139,36 +175,47 @@ def _fetch(entry: ModelEntry, out: BinaryIO, progress: ProgressCallback, timeout
     except (OSError, http.client.HTTPException) as error:
         raise _unreachable(entry, error, todo) from error
     with response:
-        announced = response.headers.get("Content-Length")
-        if announced is not None and announced.isdigit() and int(announced) != entry.size_bytes:
-            raise ModelError(what, f"{entry.url} offers {int(announced)} bytes but the catalog "
+        header = response.headers.get("Content-Length")
+        announced = int(header) if header is not None and header.isdigit() else None
+        if announced is not None and entry.size_bytes is not None and announced != entry.size_bytes:
+            raise ModelError(what, f"{entry.url} offers {announced} bytes but the catalog "
                              f"expects {entry.size_bytes}, so it is not the catalogued file",
                              f"check the url and size_bytes of {entry.id!r} in {entry.source}")
-        total = entry.size_bytes
+        if entry.size_bytes is None and announced is not None:
+            _check_free_space(entry, root, announced)
+        total = entry.size_bytes if entry.size_bytes is not None else announced
         digest = hashlib.sha256()
         received = 0
-        progress(0.0, f"Downloading {entry.id}: 0 of {human_size(total)}")
+        progress(0.0, f"Downloading {entry.id}: {_amount(0, total)}")
         while True:
             try:
                 chunk = response.read(CHUNK_BYTES)
             except (OSError, http.client.HTTPException) as error:
-                raise _interrupted(entry, received, error, todo) from error
+                raise _interrupted(entry, received, total, error, todo) from error
             if not chunk:
                 break
             received += len(chunk)
-            if received > total:
+            if entry.size_bytes is not None and received > entry.size_bytes:
                 raise ModelError(what, f"{entry.url} sent more than the {total} bytes the catalog "
                                  "expects, so it is not the catalogued file",
                                  f"check the url and size_bytes of {entry.id!r} in {entry.source}")
             digest.update(chunk)
             out.write(chunk)
-            progress(received / total, f"Downloading {entry.id}: {human_size(received)} of {human_size(total)}")
-        if received < total:
-            raise _interrupted(entry, received, None, todo)
+            progress(received / total if total else 0.0, f"Downloading {entry.id}: {_amount(received, total)}")
+        if total is not None and received < total:
+            raise _interrupted(entry, received, total, None, todo)
     return digest.hexdigest()
 
 
+def _amount(received: int, total: Optional[int]) -> str:
+    return f"{human_size(received)} of {human_size(total)}" if total else human_size(received)
+
+
 def _check_digest(entry: ModelEntry, digest: str, source: str, todo: str) -> None:
+    if entry.sha256 is None:
+        log.warning("%s from %s has SHA-256 %s; the catalog names none to compare with "
+                    "(recorded for later verification)", entry.id, source, digest)
+        return
     if digest != entry.sha256:
         raise ModelError(f"The file for model {entry.id!r} from {source} is not the expected one",
                          f"its SHA-256 is {digest} but the catalog expects {entry.sha256}; "
@@ -176,19 +223,38 @@ def _check_digest(entry: ModelEntry, digest: str, source: str, todo: str) -> Non
                          todo)
 
 
-def _install(entry: ModelEntry, source: Path, root: Path, progress: ProgressCallback) -> None:
-    """Build the model folder from ``source`` in a staging folder, then swap it in."""
+def _install(entry: ModelEntry, source: Path, root: Path, progress: ProgressCallback,
+             digest: str, size: int) -> None:
+    """Build the model folder from ``source`` in a staging folder, then swap it in.
+
+    ``digest`` and ``size`` are those of ``source`` (checked against the catalog if it has
+    a checksum); the manifest records them.
+    """
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.id}.", suffix=".staging", dir=root))
     try:
         if entry.is_archive:
             files = _extract_zip(entry, source, staging, progress)
         else:
             os.replace(source, staging / str(entry.filename))
-            files = {str(entry.filename): str(entry.sha256)}
-        cache.write_manifest(staging, entry, files)
+            files = {str(entry.filename): digest}
+        _check_nnunet_folder(entry, staging)
+        cache.write_manifest(staging, entry, files, digest, size)
         _swap_into_place(staging, root / entry.id)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_nnunet_folder(entry: ModelEntry, staging: Path) -> None:
+    """Refuse an archive that lacks the nnU-Net folder the catalog names (nothing installed)."""
+    if entry.nnunet is None:
+        return
+    folder = staging / entry.nnunet.path
+    missing = [name for name in cache.NNUNET_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ModelError(f"The archive for model {entry.id!r} is not the nnU-Net model the catalog describes",
+                         f"it has no {' or '.join(missing)} in {entry.nnunet.path}; nothing was installed",
+                         f"check nnunet.path of {entry.id!r} in {entry.source} against the archive "
+                         f"from {entry.url}")
 
 
 def _extract_zip(entry: ModelEntry, archive: Path, staging: Path,
@@ -262,8 +328,10 @@ def _make_folder(root: Path) -> None:
                          f"make it writable, or set {cache.HOME_ENV} to a writable folder") from error
 
 
-def _check_free_space(entry: ModelEntry, root: Path) -> None:
-    needed = entry.size_bytes * (2 if entry.is_archive else 1)
+def _check_free_space(entry: ModelEntry, root: Path, size: int) -> None:
+    """Refuse a download of ``size`` bytes (twice that for an archive: it is unpacked
+    next to itself) when the disk cannot hold it."""
+    needed = size * (2 if entry.is_archive else 1)
     free = shutil.disk_usage(root).free
     if free < needed:
         raise ModelError(f"Not enough disk space to download model {entry.id!r}",
@@ -306,12 +374,13 @@ def _unreachable(entry: ModelEntry, reason: object, todo: str) -> ModelError:
     return ModelError(f"Could not download model {entry.id!r}", why, todo)
 
 
-def _interrupted(entry: ModelEntry, received: int, error: Optional[BaseException],
-                 todo: str) -> ModelError:
+def _interrupted(entry: ModelEntry, received: int, total: Optional[int],
+                 error: Optional[BaseException], todo: str) -> ModelError:
     cause = "the server stopped answering" if isinstance(error, (TimeoutError, socket.timeout)) else (
         "the connection was closed")
+    of = f" of {total}" if total is not None else ""
     return ModelError(f"The download of model {entry.id!r} was interrupted",
-                      f"{cause} after {received} of {entry.size_bytes} bytes from {entry.url}; "
+                      f"{cause} after {received}{of} bytes from {entry.url}; "
                       "nothing was installed", todo)
 
 

@@ -1,18 +1,23 @@
-"""``segforge models list | download ID | verify``: the catalog and cache from a terminal.
+"""``segforge models list | info ID | download ID | verify``: the catalog and cache from a terminal.
 
 Each sub-command returns an exit code (0 success, 1 failure), so scripts and server admins
 can rely on it. Failures are raised as :class:`SegForgeError` and the root parser
 (``segforge.cli.main``) prints them as one line (or a traceback with ``--debug``); the
 progress bar is closed first so that line stands alone.
+
+Models whose publisher gives no checksum are marked "unverified" with the same sentence
+the GUI shows (:func:`segforge.catalog.unverified_warning`), so nobody mistakes them for
+checked downloads.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any, Optional
 
 from segforge.catalog import cache
-from segforge.catalog.catalog import load_catalog
+from segforge.catalog.catalog import UNVERIFIED, Catalog, ModelEntry, load_catalog, unverified_warning
 from segforge.catalog.download import DEFAULT_TIMEOUT_S, download, human_size
 
 
@@ -22,11 +27,15 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> argparse.Argument
         "models", help="list, download and verify models",
         description="List the models of the catalog, download them into the cache "
                     f"(${cache.HOME_ENV}/models, default ~/.segforge/models) and verify them.")
-    commands = models.add_subparsers(dest="models_command", metavar="{list,download,verify}",
+    commands = models.add_subparsers(dest="models_command", metavar="{list,info,download,verify}",
                                      required=True)
 
     listing = commands.add_parser("list", help="show every model and whether it is installed")
     listing.set_defaults(func=list_models)
+
+    info = commands.add_parser("info", help="show everything the catalog says about one model")
+    info.add_argument("model_id", metavar="ID", help="model id, as shown by `segforge models list`")
+    info.set_defaults(func=model_info)
 
     fetch = commands.add_parser("download", help="download a model, check it and install it")
     fetch.add_argument("model_id", metavar="ID", help="model id, as shown by `segforge models list`")
@@ -42,28 +51,99 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> argparse.Argument
 
 
 def list_models(args: argparse.Namespace) -> int:
-    """Print a table: id, workflow, framework, size, installed."""
+    """Print a table: id, workflow, framework, size, checksum, installed; then a note on
+    what "unverified" means when any model is."""
     catalog = load_catalog()
-    rows = [("ID", "WORKFLOW", "FRAMEWORK", "SIZE", "INSTALLED")]
+    rows = [("ID", "WORKFLOW", "FRAMEWORK", "SIZE", "CHECKSUM", "INSTALLED")]
     for entry in catalog:
-        size = "-" if entry.is_builtin else human_size(entry.size_bytes)
-        rows.append((entry.id, entry.workflow, entry.framework, size,
-                     "yes" if cache.is_installed(entry) else "no"))
+        rows.append((entry.id, entry.workflow, entry.framework, _size(entry, catalog),
+                     _checksum(entry, catalog), "yes" if cache.is_installed(entry, catalog=catalog) else "no"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if any(row[4] == "unverified" for row in rows[1:]):
+        print(f"\n{UNVERIFIED} (the models marked unverified above); SegForge records the SHA-256 "
+              "of what it downloads, and `segforge models verify` checks the files against that.")
     return 0
 
 
+def _size(entry: ModelEntry, catalog: Catalog) -> str:
+    """The download size for people: "-" for builtin, "unknown", or a composite's parts summed."""
+    if entry.is_builtin:
+        return "-"
+    sizes = [catalog.get(p).size_bytes for p in entry.parts] if entry.is_composite else [entry.size_bytes]
+    return "unknown" if any(size is None for size in sizes) else human_size(sum(sizes))
+
+
+def _checksum(entry: ModelEntry, catalog: Catalog) -> str:
+    if entry.is_builtin:
+        return "-"
+    return "unverified" if unverified_warning(entry, catalog) else "sha256"
+
+
+def model_info(args: argparse.Namespace) -> int:
+    """Print one model's catalog entry for people, where it is installed, and its labels."""
+    catalog = load_catalog()
+    entry = catalog.get(args.model_id)
+    lines = [f"{entry.id}: {entry.workflow} model, {entry.framework}",
+             *textwrap.wrap(entry.description, 88, initial_indent="  ", subsequent_indent="  "),
+             f"licence: {entry.licence}"]
+    if entry.url:
+        lines.append(f"url: {entry.url}")
+    if not entry.is_builtin:
+        lines.append(f"size: {_size(entry, catalog)}")
+    warning = unverified_warning(entry, catalog)
+    if warning:
+        lines.append(f"checksum: {warning}")
+    elif entry.sha256:
+        lines.append(f"checksum: sha256 {entry.sha256}")
+    if entry.parts:
+        lines.append(f"parts: {', '.join(entry.parts)} (outputs merged by structure name)")
+    if entry.fast_variant:
+        lines.append(f"fast variant: {entry.fast_variant}")
+    if entry.nnunet is not None:
+        folds = ", ".join(str(f) for f in entry.nnunet.folds)
+        lines.append(f"nnU-Net: {entry.nnunet.configuration}, folds {folds}, folder {entry.nnunet.path}")
+    spacing = "any" if entry.input.spacing_mm is None else " x ".join(f"{s:g}" for s in entry.input.spacing_mm) + " mm"
+    lines.append(f"input: {', '.join(entry.input.modality)}, spacing {spacing}"
+                 + (f", oriented {entry.input.orientation}" if entry.input.orientation else ""))
+    lines.append(f"GPU memory: {entry.min_gpu_memory_gb:g} GB or more")
+    lines.append("installed: " + _where(entry, catalog))
+    lines.append(f"labels ({len(entry.labels)}):")
+    lines += textwrap.wrap(", ".join(f"{v}:{entry.labels[v]}" for v in sorted(entry.labels)), 88,
+                           initial_indent="  ", subsequent_indent="  ")
+    print("\n".join(lines))
+    return 0
+
+
+def _where(entry: ModelEntry, catalog: Catalog) -> str:
+    if entry.is_builtin:
+        return "yes (built in)"
+    if not cache.is_installed(entry, catalog=catalog):
+        missing = [p for p in entry.parts if not cache.is_installed(catalog.get(p))]
+        parts = f"; parts missing: {', '.join(missing)}" if missing else ""
+        return f"no (`segforge models download {entry.id}` fetches it{parts})"
+    if entry.is_composite:
+        return "yes (all parts)"
+    folder = cache.nnunet_model_folder(entry) if entry.nnunet is not None else cache.model_path(entry)
+    return f"yes, in {folder}"
+
+
 def download_model(args: argparse.Namespace) -> int:
-    """Download one model with a progress bar on stderr."""
-    entry = load_catalog().get(args.model_id)
+    """Download one model (a composite: each part) with a progress bar on stderr."""
+    catalog = load_catalog()
+    entry = catalog.get(args.model_id)
+    warning = unverified_warning(entry, catalog)
+    if warning and (args.force or not cache.is_installed(entry, catalog=catalog)):
+        print(f"segforge: warning: {warning}.", file=sys.stderr)
     bar = _ProgressBar()
     try:
-        path = download(entry, progress=bar, timeout=args.timeout, force=args.force)
+        path = download(entry, progress=bar, timeout=args.timeout, force=args.force, catalog=catalog)
     finally:
         bar.close()
-    if path is None:
+    if entry.is_composite:
+        print(f"{entry.id} is installed (parts: {', '.join(entry.parts)}).")
+    elif path is None:
         print(f"{entry.id} is built in; nothing to download.")
     else:
         print(f"{entry.id} is installed in {path}")
