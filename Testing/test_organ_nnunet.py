@@ -170,6 +170,16 @@ def test_labels_match_nnunet_predictor(model_dir, case):
     assert agreement >= 0.999
 
 
+def test_lean_forward_is_bit_identical():
+    """The memory-lean U-Net pass runs the network's own operations: outputs equal exactly."""
+    from segforge.organ.nnunet.network import _is_plain_unet, forward
+    net = _network(100).eval()
+    tile = torch.from_numpy(ct_like((32, 32, 32), seed=3).astype(np.float32) / 300)[None, None]
+    assert _is_plain_unet(net)
+    with torch.inference_mode():
+        assert torch.equal(forward(net, tile), net(tile))
+
+
 def test_tile_starts_follow_nnunet():
     assert tile_starts(110, 64) == [0, 23, 46]
     assert tile_starts(64, 64) == [0]

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from ...errors import ModelError
 from ...progress import ProgressCallback, no_progress
-from .network import Fold, load_weights
+from .network import Fold, forward, load_weights
 
 #: nnU-Net's default tile step, as a fraction of the patch size.
 TILE_STEP = 0.5
@@ -74,7 +74,8 @@ def predict_logits(data: np.ndarray, network, folds: Sequence[Fold], patch: Sequ
     summed = None
     with torch.inference_mode():
         for f, fold in enumerate(folds):
-            load_weights(network, fold)
+            if fold.weights is not None:  # None: already loaded into the network
+                load_weights(network, fold)
             flips = mirror_combinations(fold.mirror_axes) if mirroring else []
             logits = torch.zeros((num_outputs, *padded), dtype=torch.half)
             weight = torch.zeros(padded, dtype=torch.half)
@@ -84,16 +85,15 @@ def predict_logits(data: np.ndarray, network, folds: Sequence[Fold], patch: Sequ
                                                                      if len(folds) > 1 else ""))
                 box = tuple(slice(s, s + p) for s, p in zip(start, patch))
                 tile = image[(slice(None), *box)][None].contiguous().to(device)
-                prediction = network(tile)
+                prediction = forward(network, tile)
                 for axes in flips:
-                    prediction += torch.flip(network(torch.flip(tile, axes)), axes)
+                    prediction += torch.flip(forward(network, torch.flip(tile, axes)), axes)
                 if flips:
                     prediction /= len(flips) + 1
                 prediction = prediction[0].to("cpu")
                 prediction *= gaussian
-                region = (slice(None), *box)
-                # the same rounding as nnU-Net's in-place float16 += float32
-                logits[region] = logits[region].float().add_(prediction)
+                _accumulate(logits, prediction, box)
+                del prediction
                 weight[box] += gaussian
             _divide_in_slabs(logits, weight)
             logits = logits[unpad]
@@ -106,6 +106,17 @@ def predict_logits(data: np.ndarray, network, folds: Sequence[Fold], patch: Sequ
             summed /= len(folds)
     report(1.0, "Segmenting: network done")
     return summed
+
+
+def _accumulate(logits, prediction, box, chunk_bytes: int = 64 * 2**20) -> None:
+    """``logits[:, box] += prediction`` with nnU-Net's rounding (float16 += float32: the sum
+    is formed in float32, then rounded), a few classes at a time so that the float32 copy
+    of the region stays small (a 118-class tile's would be 0.75 GB)."""
+    per_class = prediction[0].numel() * 4
+    step = max(1, chunk_bytes // max(per_class, 1))
+    for c in range(0, prediction.shape[0], step):
+        region = (slice(c, c + step), *box)
+        logits[region] = logits[region].float().add_(prediction[c:c + step])
 
 
 def _divide_in_slabs(logits, weight, slab: int = 8) -> None:
