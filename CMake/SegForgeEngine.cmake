@@ -25,9 +25,11 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/__init__.py
   segforge/cli/main.py
   segforge/cli/models_cmd.py
+  segforge/cli/organ_cmd.py
   segforge/cli/progress_bar.py
   segforge/cli/serve_cmd.py
   segforge/cli/vessel_cmd.py
+  segforge/csv_table.py
   segforge/errors.py
   segforge/image.py
   segforge/image_io.py
@@ -43,13 +45,14 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/mrml/tables.py
   segforge/mrml/transforms.py
   segforge/mrml/volumes.py
-  segforge/orientation.py
   segforge/organ/__init__.py
   segforge/organ/body.py
   segforge/organ/bones.py
+  segforge/organ/device.py
   segforge/organ/input_checks.py
   segforge/organ/labels.py
   segforge/organ/lungs.py
+  segforge/organ/models.py
   segforge/organ/morphology.py
   segforge/organ/nnunet/__init__.py
   segforge/organ/nnunet/export.py
@@ -58,8 +61,14 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/organ/nnunet/predict.py
   segforge/organ/nnunet/preprocess.py
   segforge/organ/nnunet/sliding_window.py
+  segforge/organ/outputs.py
+  segforge/organ/parameters.py
+  segforge/organ/pipeline.py
+  segforge/organ/statistics.py
   segforge/organ/terminology.py
   segforge/organ/tissues.py
+  segforge/organ/wire.py
+  segforge/orientation.py
   segforge/polydata_io.py
   segforge/progress.py
   segforge/resources.py
@@ -93,7 +102,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/worker/server.py
   segforge/worker/tasks.py
   segforge/worker/torchscript.py
-  )
+)
 
 # Data files the engine reads through segforge.resources.resource_path(), relative to the
 # repository root. Each Resources/<path> is installed as segforge/resources/<path>, the

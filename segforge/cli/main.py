@@ -16,10 +16,12 @@ from ..errors import SegForgeError
 
 DESCRIPTION = """\
 SegForge segments medical volumes: vessel trees (mask, centerlines, radius, stenoses,
-surface), and, as they arrive, organs and interactive lesions. It runs the same engine as the 3D Slicer extension.
+surface), organs and tissues with statistics, and, as they arrive, interactive lesions. It
+runs the same engine as the 3D Slicer extension.
 
 examples:
   segforge vessel cta.nii.gz --out results/            vessel tree of a CTA: mask, centerlines, stenoses
+  segforge organ ct.nii.gz --out results/             body, lungs, airway, bones, fat, muscle + statistics
   segforge models list                                 the models SegForge knows
   segforge models download ID                          fetch and verify a model
   segforge serve --host 0.0.0.0 --port 8765 --token T  share this GPU machine's worker
@@ -27,14 +29,14 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import models_cmd, serve_cmd, vessel_cmd
+    from . import models_cmd, organ_cmd, serve_cmd, vessel_cmd
 
     parser = argparse.ArgumentParser(prog="segforge", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"segforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (vessel_cmd, models_cmd, serve_cmd):
+    for module in (vessel_cmd, organ_cmd, models_cmd, serve_cmd):
         module.register(subparsers)
     return parser
 

@@ -6,12 +6,12 @@ tagged the way Slicer saves models, ``branches.csv``, ``stenoses.csv`` and ``sum
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from ..csv_table import write_csv
 from ..polydata_io import write_polydata
 from ..segmentation_file import SegmentInfo, write_seg_nrrd
 from .tree import VesselTree, centerline_polydata
@@ -28,15 +28,6 @@ FINDING_COLUMNS = ("branch", "stenosis_percent", "minimal_diameter_mm", "referen
                    "length_mm", "x_lps", "y_lps", "z_lps")
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in columns})
-    return path
-
-
 def write_vessel_outputs(tree: VesselTree, folder: str | os.PathLike,
                          extra_summary: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write every result the tree holds into ``folder``; returns the files by kind."""
@@ -45,9 +36,9 @@ def write_vessel_outputs(tree: VesselTree, folder: str | os.PathLike,
     files = {"segmentation": write_seg_nrrd(tree.mask, [VESSEL_SEGMENT], folder / "vessels.seg.nrrd")}
     if tree.summary.get("branches") is not None:
         files["centerlines"] = write_polydata(centerline_polydata(tree.branches), folder / "centerlines.vtp")
-        files["branches"] = _write_csv(folder / "branches.csv", BRANCH_COLUMNS, tree.branch_rows)
+        files["branches"] = write_csv(folder / "branches.csv", BRANCH_COLUMNS, tree.branch_rows)
     if tree.summary.get("stenoses") is not None:
-        files["stenoses"] = _write_csv(folder / "stenoses.csv", FINDING_COLUMNS, tree.finding_rows)
+        files["stenoses"] = write_csv(folder / "stenoses.csv", FINDING_COLUMNS, tree.finding_rows)
     if tree.surface is not None:
         files["surface"] = write_polydata(tree.surface, folder / "surface.vtp")
     summary = {**tree.summary, **(extra_summary or {}), "files": {k: p.name for k, p in files.items()}}

@@ -104,9 +104,30 @@ def torchscript_segment_task(inputs: dict[str, Any], params: dict[str, Any], job
     return segment_with_torchscript(_input_image(inputs), params, job)
 
 
+def organ_segment_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
+    """Organs / tissues of the image (``OrganParameters`` plus ``statistics``: a table of
+    volume and intensity per structure, computed here where the image already is)."""
+    from ..organ.parameters import OrganParameters
+    from ..organ.pipeline import segment_organs
+    from ..organ.statistics import structure_statistics
+    from ..organ.wire import to_wire
+
+    params = dict(params)
+    want_statistics = params.pop("statistics", True)
+    if not isinstance(want_statistics, bool):
+        raise InputError(f"Parameter statistics is {want_statistics!r}", "it must be a bool", "give true or false")
+    if isinstance(params.get("structures"), list):
+        params["structures"] = tuple(params["structures"])
+    image = _input_image(inputs)
+    result = segment_organs(image, _parameters(OrganParameters, params), job.progress)
+    rows = structure_statistics(image, result.labels.array, result.names) if want_statistics else []
+    return to_wire(result, rows)
+
+
 TASKS: dict[str, TaskBody] = {
     "vessel.mask": vessel_mask_task,
     "vessel.tree": vessel_tree_task,
     "image.threshold": threshold_task,
     "segment.torchscript": torchscript_segment_task,
+    "organ.segment": organ_segment_task,
 }

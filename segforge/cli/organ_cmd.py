@@ -1,0 +1,70 @@
+"""``segforge organ``: organs / tissues of a CT or MR file, results into a folder."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import InputError
+from ..image_io import read_volume
+from .progress_bar import progress_bar
+
+EPILOG = """\
+writes into --out: organs.seg.nrrd (a segment per structure, named as the model names it,
+with terminology and colour, on the image's grid), statistics.csv (voxels, volume_ml, mean
+and sd of the image per structure) and summary.json (model, device, warnings, seconds).
+
+examples:
+  segforge organ ct.nii.gz --out results/                              ct-tissues, no weights needed
+  segforge organ ct.nii.gz --out results/ --structures lungs,bones
+  segforge models download totalseg-total-fast
+  segforge organ ct.nii.gz --out results/ --model totalseg-total --fast --structures liver,spleen
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..organ.models import DEFAULT_MODEL
+
+    parser = subparsers.add_parser("organ", help="many labelled structures of a CT / MR, with statistics",
+                                   description="Segment the organs or tissues of IMAGE.", epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the results (created)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"an organ model's catalog id (default {DEFAULT_MODEL}, which needs no weights; "
+                             "`segforge models list` shows the others)")
+    parser.add_argument("--structures", default="", metavar="A,B,C",
+                        help="only these structures, comma-separated, as the model names them (default: all)")
+    parser.add_argument("--fast", action="store_true", help="the model's fast, low-resolution variant")
+    parser.add_argument("--device", default="auto", help="auto (a GPU with enough memory, else CPU), cpu, cuda "
+                                                        "or cuda:N")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..organ.outputs import write_organ_outputs
+    from ..organ.parameters import OrganParameters
+    from ..organ.pipeline import check_request, segment_organs
+    from ..organ.statistics import structure_statistics
+
+    try:
+        parameters = OrganParameters(args.model, tuple(args.structures.split(",")), args.fast, args.device)
+    except ValueError as error:
+        raise InputError("The options are invalid", str(error), "see `segforge organ --help`") from error
+    check_request(parameters)  # an unknown model or structure, or missing weights: said before any work
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"Cannot write into {args.out}", "it is a file, not a folder", "give a folder for --out")
+    started = time.perf_counter()
+    image = read_volume(args.image)
+    with progress_bar("organs") as report:
+        result = segment_organs(image, parameters, report)
+    statistics = structure_statistics(image, result.labels.array, result.names)
+    files = write_organ_outputs(result, statistics, args.out,
+                                {"input": str(args.image), "total_seconds": time.perf_counter() - started})
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    found = sum(1 for s in statistics if s.voxels)
+    print(f"{found} of {len(statistics)} structures found (model {result.model}, {result.device})")
+    for kind, path in files.items():
+        print(f"wrote {kind}: {path}")
+    return 0
