@@ -353,6 +353,19 @@ def _parameter_fields(module: str) -> set[str]:
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
 
 
+def _synced_by_hand(module: str) -> set[str]:
+    """The module's PARAMETERS_SYNCED_BY_HAND: parameters no .ui widget is tied to, because
+    their widgets' items are only known at run time (the widget syncs them itself)."""
+    for node in _module_tree(module).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PARAMETERS_SYNCED_BY_HAND"
+                                                for t in node.targets):
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, tuple) and all(isinstance(v, str) for v in value), \
+                f"{module}.py: PARAMETERS_SYNCED_BY_HAND must be a tuple of names"
+            return set(value)
+    return set()
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_module_file_follows_the_scripted_module_template(module):
     classes = _classes(_module_tree(module))
@@ -396,10 +409,17 @@ def test_ui_file_matches_the_widget_and_its_parameter_node(module):
             if p.get("name") == "SlicerParameterName":
                 tied[p.findtext("string")] = w.get("name")
     fields = _parameter_fields(module)
-    assert set(tied) <= fields, f"{module}.ui ties widgets to unknown parameters: {sorted(set(tied) - fields)}"
-    assert fields <= set(tied), f"{module}: parameters without a widget in the .ui: {sorted(fields - set(tied))}"
-
     source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
+    by_hand = _synced_by_hand(module)
+    assert by_hand <= fields, f"{module}: PARAMETERS_SYNCED_BY_HAND names unknown parameters: {sorted(by_hand - fields)}"
+    assert not by_hand & set(tied), f"{module}: parameters both tied in the .ui and synced by hand: {sorted(by_hand & set(tied))}"
+    for name in by_hand:  # synced by hand: the widget reads and writes it itself
+        assert re.search(rf"\.{name}\s*=[^=]", source) and re.search(rf"\.{name}\b(?!\s*=[^=])", source), \
+            f"{module}.py never both reads and writes the hand-synced parameter {name}"
+    assert set(tied) <= fields, f"{module}.ui ties widgets to unknown parameters: {sorted(set(tied) - fields)}"
+    assert fields - by_hand <= set(tied), \
+        f"{module}: parameters without a widget in the .ui: {sorted(fields - by_hand - set(tied))}"
+
     used = set(re.findall(r"\.ui\.([A-Za-z_][A-Za-z0-9_]*)", source))
     assert used <= set(widgets), f"{module}.py uses widgets the .ui lacks: {sorted(used - set(widgets))}"
     for required in ("applyButton", "cancelButton", "progressBar"):

@@ -1,35 +1,99 @@
-"""SegOrgan's Logic: many labelled structures (TotalSegmentator-like) from a CT or MR volume.
+"""SegOrganLogic: a CT / MR volume node in, a segment per structure and statistics out.
 
-Not available in this release: organ segmentation arrives in a later SegForge release. Until
-then this class only says so. :attr:`SegOrganLogic.available` is False, and every method that
-would produce a result raises :class:`segforge.errors.SegForgeError`; nothing here makes up
-a segmentation. The class imports without Qt, like every SegForge Logic, so the widget, the
-web panel, the Python console and the tests share it.
+The scripting API of the SegOrgan module, free of Qt. ``start_organ_segmentation`` returns
+at once with a job the GUI polls; ``segment_organs`` is the blocking call for the console:
+
+    from SegOrganLib import SegOrganLogic
+    from segforge.organ.parameters import OrganParameters
+from segforge.organ.pipeline import check_request
+    nodes = SegOrganLogic().segment_organs(volumeNode, OrganParameters(structures=("lungs", "bones")))
+    print(nodes.segment_ids, nodes.statistics_table.GetNumberOfRows())
 """
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import logging
+from dataclasses import asdict
+from typing import Any, Optional
 
-from segforge.errors import SegForgeError
+from segforge.errors import InputError
+from segforge.mrml.segments import OnExisting, segment_ids_by_name
+from segforge.mrml.volumes import image_from_volume_node
+from segforge.organ.models import OrganModelChoice, organ_models
+from segforge.organ.parameters import OrganParameters
+from segforge.organ.pipeline import check_request
+from segforge.progress import ProgressCallback
+from segforge.worker import JobResult, ModuleJob, WorkerClient, shared_worker
+
+from .organ_nodes import OrganNodes, write_organ_nodes
+
+log = logging.getLogger(__name__)
 
 
 class SegOrganLogic:
-    """Scripting API of SegOrgan (organ segmentation)."""
+    """Organ / tissue segmentation of a volume node into a segmentation node (no Qt here)."""
 
-    #: Whether this release can segment organs; the widget keeps Apply disabled while False.
-    available = False
+    #: Kept for callers of the first releases, whose panel checked it before enabling Apply.
+    available = True
 
-    def start_organ_segmentation(self, volume_node: Any, segmentation_node: Any = None, **options: Any) -> NoReturn:
-        """Would start segmenting organs in the background; raises until the workflow exists."""
-        raise not_available()
+    def __init__(self, worker: Optional[WorkerClient] = None) -> None:
+        self._worker = worker
 
-    def segment_organs(self, volume_node: Any, segmentation_node: Any = None, **options: Any) -> NoReturn:
-        """Blocking variant of :meth:`start_organ_segmentation`; raises until the workflow exists."""
-        raise not_available()
+    @property
+    def worker(self) -> WorkerClient:
+        """The worker jobs go to: the session's shared one unless another was given."""
+        if self._worker is None:
+            self._worker = shared_worker()
+        return self._worker
 
+    def models(self) -> list[OrganModelChoice]:
+        """The organ models to offer: installed or not, verified or not, with their structures."""
+        return organ_models()
 
-def not_available() -> SegForgeError:
-    """The error every SegOrgan action raises in this release."""
-    return SegForgeError("Organ segmentation is not available in this SegForge release",
-                         "it arrives in a later release",
-                         "Watch the SegForge release notes; SegVessel works today")
+    def existing_structures(self, segmentation_node: Optional[Any], parameters: OrganParameters) -> list[str]:
+        """Names the job would write that ``segmentation_node`` already has (ask before replacing)."""
+        if segmentation_node is None:
+            return []
+        existing = segment_ids_by_name(segmentation_node)
+        return [name for name in check_request(parameters).wanted.values() if name in existing]
+
+    def start_organ_segmentation(self, volume_node: Any, parameters: OrganParameters = OrganParameters(),
+                                 segmentation_node: Optional[Any] = None, on_existing: OnExisting = "error",
+                                 statistics: bool = True, surfaces: bool = False) -> ModuleJob[OrganNodes]:
+        """Send the volume to the worker and return the running job at once.
+
+        ``job.finish()`` writes a segment per structure found into ``segmentation_node`` (a
+        new node when None), adds the statistics table and, with ``surfaces``, the 3D
+        surfaces, and returns :class:`OrganNodes`. Segments of the same names already there
+        are handled by ``on_existing`` ("error", "replace" or "rename"), checked now, before
+        any work, as are the model (known, installed) and the structure names.
+        """
+        if volume_node is None:
+            raise InputError("No input volume is selected", "", "select a CT or MR volume")
+        check_request(parameters)
+        clashes = self.existing_structures(segmentation_node, parameters)
+        if clashes and on_existing == "error":
+            raise InputError(f"Segments {', '.join(clashes[:5])}{' ...' if len(clashes) > 5 else ''} already exist "
+                             f"in '{segmentation_node.GetName()}'",
+                             "SegForge never overwrites a segment without asking",
+                             "choose replace or keep both, or another segmentation")
+        image = image_from_volume_node(volume_node)
+        params = {**asdict(parameters), "structures": list(parameters.structures), "statistics": statistics}
+        remote = self.worker.submit("organ.segment", {"image": image}, params)
+        log.info("organ.segment job %s started for %s (model %s)", remote.id, volume_node.GetName(), parameters.model)
+
+        def write_result(result: JobResult) -> OrganNodes:
+            from segforge.organ.wire import from_wire
+
+            organ_result, rows = from_wire(result.outputs, result.meta)
+            return write_organ_nodes(volume_node, segmentation_node, organ_result, rows, on_existing, surfaces)
+
+        return ModuleJob(remote, write_result)
+
+    def segment_organs(self, volume_node: Any, parameters: OrganParameters = OrganParameters(),
+                       segmentation_node: Optional[Any] = None, on_existing: OnExisting = "error",
+                       statistics: bool = True, surfaces: bool = False,
+                       progress: Optional[ProgressCallback] = None) -> OrganNodes:
+        """Blocking variant of :meth:`start_organ_segmentation` for scripts and the console."""
+        return self.start_organ_segmentation(volume_node, parameters, segmentation_node, on_existing,
+                                             statistics, surfaces).wait(progress)
+
