@@ -141,6 +141,12 @@ _CASES = [
     ("nnunet configuration with slash", lambda r: nnunet(r, configuration="3d/fullres"), False),
     ("nnunet missing configuration", lambda r: (nnunet(r), r["nnunet"].pop("configuration")), False),
     ("nnunet unknown field", lambda r: nnunet(r, trainer="nnUNetTrainer"), False),
+    ("nnunet tile step 0.8", lambda r: nnunet(r, tile_step=0.8), True),
+    ("nnunet tile step 1", lambda r: nnunet(r, tile_step=1), True),
+    ("nnunet tile step 0", lambda r: nnunet(r, tile_step=0), False),
+    ("nnunet tile step above 1", lambda r: nnunet(r, tile_step=1.5), False),
+    ("nnunet tile step as text", lambda r: nnunet(r, tile_step="0.8"), False),
+    ("nnunet tile step boolean", lambda r: nnunet(r, tile_step=True), False),
     ("composite", composite, True),
     ("composite with fast variant", lambda r: composite(r, fast_variant="liver-fast"), True),
     ("composite without parts", lambda r: (composite(r), r.pop("parts")), False),
@@ -435,13 +441,13 @@ def test_totalsegmentator_entries_describe_their_weights():
     assert fast.url == TS_RELEASE + "Dataset297_TotalSegmentator_total_3mm_1559subj.zip"
     assert fast.nnunet == NnunetSpec("Dataset297_TotalSegmentator_total_3mm_1559subj/"
                                      "nnUNetTrainer_4000epochs_NoMirroring__nnUNetPlans__3d_fullres",
-                                     (0,), "3d_fullres")
+                                     (0,), "3d_fullres", 0.8)  # TotalSegmentator's step for total
     assert fast.input.spacing_mm == (3.0, 3.0, 3.0) and fast.input.orientation == "RAS"
     for suffix, (dataset, count) in TS_PARTS.items():
         part = catalog.get(f"totalseg-total-{suffix}")
         assert part.framework == "nnunetv2" and part.url == TS_RELEASE + dataset + ".zip"
         assert part.nnunet == NnunetSpec(f"{dataset}/nnUNetTrainerNoMirroring__nnUNetPlans__3d_fullres", (0,),
-                                         "3d_fullres")
+                                         "3d_fullres", 0.8)
         assert len(part.labels) == count and part.input.spacing_mm == (1.5, 1.5, 1.5)
         assert part.input.orientation == "RAS" and part.licence == "Apache-2.0"
     for model_id in ["totalseg-total-fast", *total.parts]:

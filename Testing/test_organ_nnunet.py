@@ -127,11 +127,11 @@ def _image(array_zyx, spacing_zyx):
     return Image(array_zyx, tuple(reversed(spacing_zyx)), (-12.5, 40.25, 7.125), OBLIQUE)
 
 
-def _reference(model_dir, array_zyx, spacing_zyx, folds, mirroring):
+def _reference(model_dir, array_zyx, spacing_zyx, folds, mirroring, tile_step=0.5):
     predictor_module = pytest.importorskip("nnunetv2.inference.predict_from_raw_data",
                                            reason="nnunetv2 (dev extra) is not installed: no reference labels")
     predictor = predictor_module.nnUNetPredictor(
-        tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring, perform_everything_on_device=False,
+        tile_step_size=tile_step, use_gaussian=True, use_mirroring=mirroring, perform_everything_on_device=False,
         device=torch.device("cpu"), verbose=False, verbose_preprocessing=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=folds)
     start = time.perf_counter()
@@ -141,22 +141,23 @@ def _reference(model_dir, array_zyx, spacing_zyx, folds, mirroring):
 
 
 CASES = {
-    # name: (shape z,y,x, spacing z,y,x, folds, mirroring)
-    "isotropic": ((40, 56, 48), (1.5, 1.5, 1.5), (0, 1), False),
-    "resampled": ((30, 40, 36), (2.0, 1.2, 1.0), (0,), False),
-    "anisotropic_separate_z": ((12, 44, 40), (5.0, 1.2, 1.3), (0,), False),
-    "smaller_than_patch": ((20, 24, 16), (1.5, 1.5, 1.5), (0, 1), True),
+    # name: (shape z,y,x, spacing z,y,x, folds, mirroring, tile step)
+    "isotropic": ((40, 56, 48), (1.5, 1.5, 1.5), (0, 1), False, 0.5),
+    "resampled": ((30, 40, 36), (2.0, 1.2, 1.0), (0,), False, 0.5),
+    "anisotropic_separate_z": ((12, 44, 40), (5.0, 1.2, 1.3), (0,), False, 0.5),
+    "smaller_than_patch": ((20, 24, 16), (1.5, 1.5, 1.5), (0, 1), True, 0.5),
+    "totalsegmentator_step": ((36, 50, 44), (1.5, 1.5, 1.5), (0,), False, 0.8),  # TotalSegmentator's total
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_labels_match_nnunet_predictor(model_dir, case):
-    shape, spacing, folds, mirroring = CASES[case]
+    shape, spacing, folds, mirroring, tile_step = CASES[case]
     array = ct_like(shape, seed=len(case), zero_border=3 if case == "isotropic" else 0)
-    reference, t_ref = _reference(model_dir, array, spacing, folds, mirroring)
+    reference, t_ref = _reference(model_dir, array, spacing, folds, mirroring, tile_step)
     image = _image(array, spacing)
     start = time.perf_counter()
-    labels = predict_labels(image, model_dir, folds=folds, mirroring=mirroring)
+    labels = predict_labels(image, model_dir, folds=folds, mirroring=mirroring, tile_step=tile_step)
     t_ours = time.perf_counter() - start
 
     assert labels.same_grid(image) and labels.array.dtype == np.uint8

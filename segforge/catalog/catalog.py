@@ -58,6 +58,7 @@ _MODEL_FIELDS = ("id", "workflow", "framework", "url", "size_bytes", "sha256", "
                  "labels", "input", "min_gpu_memory_gb", "description")
 _OPTIONAL_MODEL_FIELDS = ("nnunet", "parts", "fast_variant")
 _NNUNET_FIELDS = ("path", "folds", "configuration")
+_OPTIONAL_NNUNET_FIELDS = ("tile_step",)
 _TOP_FIELDS = ("$schema", "schema_version", "models")
 _MAX_REPORTED_PROBLEMS = 5
 
@@ -83,12 +84,15 @@ class NnunetSpec:
 
     ``path``: the folder holding dataset.json and plans.json, relative to the model folder
     (archives often unpack into ``DatasetNNN_Name/Trainer__Plans__configuration``);
-    ``folds``: fold numbers, or "all" for ``fold_all``; ``configuration``: e.g. "3d_fullres".
+    ``folds``: fold numbers, or "all" for ``fold_all``; ``configuration``: e.g. "3d_fullres";
+    ``tile_step``: sliding-window step as a fraction of the patch (nnU-Net's default 0.5;
+    TotalSegmentator runs its ``total`` models at 0.8, and its labels need the same step).
     """
 
     path: str
     folds: tuple[int | str, ...]
     configuration: str
+    tile_step: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -460,7 +464,8 @@ def _check_nnunet(model: dict, problems: list[str]) -> None:
     if not isinstance(spec, dict):
         problems.append(f"'nnunet' must be an object, not {_kind(spec)}")
         return
-    problems += [f"unknown field 'nnunet.{key}'" for key in spec if key not in _NNUNET_FIELDS]
+    problems += [f"unknown field 'nnunet.{key}'" for key in spec
+                 if key not in _NNUNET_FIELDS + _OPTIONAL_NNUNET_FIELDS]
     problems += [f"missing field 'nnunet.{key}'" for key in _NNUNET_FIELDS if key not in spec]
     path = spec.get("path")
     if "path" in spec and not (isinstance(path, str) and re.fullmatch(NNUNET_PATH_PATTERN, path)):
@@ -479,6 +484,9 @@ def _check_nnunet(model: dict, problems: list[str]) -> None:
                                         and re.fullmatch(CONFIGURATION_PATTERN, configuration)):
         problems.append("'nnunet.configuration' must be a configuration name such as "
                         f"\"3d_fullres\", not {configuration!r}")
+    step = spec.get("tile_step", 0.5)
+    if not (_is_number(step) and 0 < step <= 1):
+        problems.append(f"'nnunet.tile_step' must be a number above 0 and at most 1, not {step!r}")
 
 
 def _check_parts(model: dict, problems: list[str]) -> None:
@@ -555,7 +563,7 @@ def _nnunet_spec(spec: Optional[dict]) -> Optional[NnunetSpec]:
     if spec is None:
         return None
     folds = tuple(f if f == "all" else int(f) for f in spec["folds"])
-    return NnunetSpec(spec["path"], folds, spec["configuration"])
+    return NnunetSpec(spec["path"], folds, spec["configuration"], float(spec.get("tile_step", 0.5)))
 
 
 def _url_filename(url: str) -> Optional[str]:

@@ -134,7 +134,7 @@ def _run_nnunet(image: Image, entry: ModelEntry, device: str, progress: Progress
                          "or correct the entry's labels")
     oriented, axes = (reorient_to_ras(image) if entry.input.orientation == "RAS" else (image, None))
     labels = predict_labels(oriented, folder, entry.nnunet.folds, device, progress=progress,
-                            configuration=entry.nnunet.configuration).array
+                            configuration=entry.nnunet.configuration, tile_step=entry.nnunet.tile_step).array
     return labels if axes is None else from_ras_array(labels, axes)
 
 

@@ -13,12 +13,13 @@ from .export import logits_to_labels
 from .network import build_network, load_folds, load_weights
 from .plans import read_model
 from .preprocess import preprocess
-from .sliding_window import predict_logits
+from .sliding_window import TILE_STEP, predict_logits
 
 
 def predict_labels(image: Image, model_folder: str | Path, folds: Sequence[int | str] = (0,), device: str = "cpu",
                    mirroring: bool = False, progress: Optional[ProgressCallback] = None, *,
-                   configuration: Optional[str] = None, force_onednn: bool = False) -> Image:
+                   configuration: Optional[str] = None, force_onednn: bool = False,
+                   tile_step: float = TILE_STEP) -> Image:
     """Label map (uint8, or uint16 past 254 labels) of ``image`` on its own grid.
 
     ``folds`` (numbers, or "all" for ``fold_all``) are averaged; ``mirroring`` turns on
@@ -26,6 +27,7 @@ def predict_labels(image: Image, model_folder: str | Path, folds: Sequence[int |
     :class:`segforge.errors.Cancelled` to stop; it hears of every network tile.
     ``force_onednn`` speeds up small CPU networks (5x on the test's tiny U-Net) but can
     move a handful of tie voxels relative to nnU-Net (1 of 107,520 in the test).
+    ``tile_step`` is nnU-Net's ``tile_step_size`` (a fraction of the patch).
     """
     require_3d_volume(image)
     model = read_model(model_folder, configuration)
@@ -51,9 +53,11 @@ def predict_labels(image: Image, model_folder: str | Path, folds: Sequence[int |
         stage(0.02, "Preparing the image")
         return preprocess(image.array[None], spacing_zyx, model)
 
+    report(0.02, "Preparing the image")  # also from this thread: a Cancel here lands whatever the timing
     pre = report_while(prepare, report)
     logits = predict_logits(pre.data, network, fold_weights, model.patch_size, model.num_outputs,
-                            mirroring=mirroring, device=device, progress=sub_progress(progress, 0.05, 0.9))
+                            mirroring=mirroring, device=device, progress=sub_progress(progress, 0.05, 0.9),
+                            tile_step=tile_step)
     labels = logits_to_labels(logits, model, pre, progress=sub_progress(progress, 0.9, 1.0))
     report(1.0, "Segmentation done")
     return image.with_array(labels)

@@ -52,7 +52,8 @@ def mirror_combinations(axes: Optional[Sequence[int]]) -> list[tuple[int, ...]]:
 
 
 def predict_logits(data: np.ndarray, network, folds: Sequence[Fold], patch: Sequence[int], num_outputs: int,
-                   mirroring: bool = False, device: str = "cpu", progress: Optional[ProgressCallback] = None):
+                   mirroring: bool = False, device: str = "cpu", progress: Optional[ProgressCallback] = None,
+                   tile_step: float = TILE_STEP):
     """float16 logits (num_outputs, *data.shape[1:]) averaged over ``folds``.
 
     ``progress`` hears of every tile of every fold; it may raise Cancelled to stop.
@@ -65,7 +66,7 @@ def predict_logits(data: np.ndarray, network, folds: Sequence[Fold], patch: Sequ
     if any(padding):  # nnU-Net pads a small image with zeros: half below, the rest above
         image = torch.nn.functional.pad(image, [v for d in reversed(padding) for v in (d // 2, d - d // 2)])
     padded = tuple(image.shape[1:])
-    starts = [tile_starts(s, p) for s, p in zip(padded, patch)]
+    starts = [tile_starts(s, p, tile_step) for s, p in zip(padded, patch)]
     tiles = list(itertools.product(*starts))
     gaussian = gaussian_importance(patch)
     unpad = (slice(None), *(slice(d // 2, d // 2 + s) for d, s in zip(padding, shape)))
