@@ -32,6 +32,8 @@ from SegOrganLib import SegOrganLogic
 #: torch (through the PyTorch extension) only for models that run on it: see modelNeedsTorch.
 #: The user is asked before anything is installed.
 REQUIRED_PACKAGES = ("scipy",)
+#: What the nnU-Net models (TotalSegmentator's...) need on top: the network classes.
+NNUNET_PACKAGES = ("dynamic-network-architectures", "einops")
 
 #: Models that run without torch (intensity rules, no network); every other model does.
 TORCH_FREE_MODELS = ("ct-tissues",)
@@ -555,12 +557,11 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _ensurePythonDependencies(self, modelId: str) -> bool:
         """Install what the job needs on first use, after asking; False when it cannot run."""
         needsTorch = modelNeedsTorch(modelId)
-        if not REQUIRED_PACKAGES and not needsTorch:
-            return True
+        packages = REQUIRED_PACKAGES + (NNUNET_PACKAGES if needsTorch else ())
         from segforge.mrml import python_dependencies
 
         try:
-            if python_dependencies.ensure_python_dependencies("SegOrgan", names=REQUIRED_PACKAGES,
+            if python_dependencies.ensure_python_dependencies("SegOrgan", names=packages,
                                                               needs_torch=needsTorch):
                 return True
         except Exception as error:
@@ -568,7 +569,7 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         missing = python_dependencies.missing_requirements(
             [r for r in python_dependencies.read_requirements()
-             if python_dependencies.requirement_name(r) in REQUIRED_PACKAGES])
+             if python_dependencies.requirement_name(r) in packages])
         if needsTorch and not python_dependencies.torch_installed():
             missing.append("torch")
         slicer.util.warningDisplay(

@@ -804,6 +804,23 @@ def test_installer_falls_back_to_pip_install_on_older_slicer(deps, monkeypatch):
     assert fake.torch_calls == [], "tqdm does not need torch"
 
 
+def test_network_package_installs_without_its_dependencies(deps, monkeypatch):
+    """dynamic-network-architectures would pull timm and a PyPI torchvision (and torch with it)."""
+    fake = FakeSlicer(monkeypatch)
+    requirements = ["dynamic-network-architectures>=0.4.4,<0.5", "einops>=0.7"]
+    deps._state.update(missing=list(requirements), torch=True)
+    monkeypatch.setattr(deps, "read_requirements", lambda path=None: requirements)
+
+    def pip_ensure(reqs, **kw):
+        fake.pip_ensure_calls.append((reqs, kw))
+        deps._state["missing"] = []
+
+    sys.modules["slicer.packaging"].pip_ensure = pip_ensure
+    assert deps.ensure_python_dependencies("Test", names=["dynamic-network-architectures", "einops"]) is True
+    assert fake.pip_install_calls == [["--no-deps", "dynamic-network-architectures>=0.4.4,<0.5"]]
+    assert fake.pip_ensure_calls == [(["einops>=0.7"], {"prompt_install": False, "requester": "Test"})]
+
+
 def test_installer_reports_what_it_cannot_do(deps, monkeypatch):
     from segforge.errors import SegForgeError
 

@@ -28,7 +28,11 @@ TORCH = "torch"
 
 #: Requirements that need torch in place first: installed without it, pip would pull the
 #: default CUDA build of torch from PyPI instead of the one that suits the machine.
-NEEDS_TORCH = frozenset({"monai"})
+NEEDS_TORCH = frozenset({"monai", "dynamic-network-architectures"})
+#: Requirements installed without their dependencies: dynamic-network-architectures pulls
+#: timm and with it a torchvision from PyPI that would replace the extension's torch; its
+#: U-Nets (what nnU-Net models use) need only torch and einops.
+NO_DEPS = frozenset({"dynamic-network-architectures"})
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -204,14 +208,20 @@ def _pip_install(requirements: list[str], requester: str) -> None:
         import slicer.packaging as packaging
     except ImportError:
         packaging = None
+    plain = [r for r in requirements if requirement_name(r) not in NO_DEPS]
     try:
+        for requirement in requirements:
+            if requirement_name(requirement) in NO_DEPS:
+                slicer.util.pip_install(["--no-deps", requirement])
+        if not plain:
+            return
         if packaging is not None and hasattr(packaging, "pip_ensure"):
             # The user already agreed above: no second dialog. pip_ensure shows progress and
             # offers a restart when an already-imported package was updated.
-            packaging.pip_ensure(list(requirements), prompt_install=False, requester=requester)
+            packaging.pip_ensure(plain, prompt_install=False, requester=requester)
         else:
             # A list, so that each requirement is one argument (markers may contain spaces).
-            slicer.util.pip_install(list(requirements))
+            slicer.util.pip_install(plain)
     except Exception as error:  # CalledProcessError, or RuntimeError from pip_ensure
         raise SegForgeError("Python packages could not be installed: " + ", ".join(requirements),
                             str(error) or type(error).__name__,
