@@ -22,28 +22,15 @@ from segforge.organ.models import OrganModelChoice, organ_models
 from segforge.organ.parameters import OrganParameters
 from segforge.organ.pipeline import check_request
 from segforge.progress import ProgressCallback
-from segforge.worker import JobResult, ModuleJob, WorkerClient, shared_worker
+from segforge.worker import JobResult, ModuleJob, WorkerLogic
 
 from .organ_nodes import OrganNodes, write_organ_nodes
 
 log = logging.getLogger(__name__)
 
 
-class SegOrganLogic:
+class SegOrganLogic(WorkerLogic):
     """Organ / tissue segmentation of a volume node into a segmentation node (no Qt here)."""
-
-    #: Kept for callers of the first releases, whose panel checked it before enabling Apply.
-    available = True
-
-    def __init__(self, worker: Optional[WorkerClient] = None) -> None:
-        self._worker = worker
-
-    @property
-    def worker(self) -> WorkerClient:
-        """The worker jobs go to: the session's shared one unless another was given."""
-        if self._worker is None:
-            self._worker = shared_worker()
-        return self._worker
 
     def models(self) -> list[OrganModelChoice]:
         """The organ models to offer: installed or not, verified or not, with their structures."""

@@ -19,25 +19,15 @@ from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
 from segforge.vessel.pipeline import VesselPipelineParameters
 from segforge.vessel.tree import from_wire
-from segforge.worker import JobResult, ModuleJob, RemoteJob, WorkerClient, shared_worker
+from segforge.worker import JobResult, ModuleJob, RemoteJob, WorkerLogic
 
 from .tree_nodes import VesselNodes, write_vessel_segment, write_vessel_tree
 
 log = logging.getLogger(__name__)
 
 
-class SegVesselLogic:
+class SegVesselLogic(WorkerLogic):
     """Vessel segmentation of a volume node into a segmentation node (no Qt here)."""
-
-    def __init__(self, worker: Optional[WorkerClient] = None) -> None:
-        self._worker = worker
-
-    @property
-    def worker(self) -> WorkerClient:
-        """The worker jobs go to: the session's shared one unless another was given."""
-        if self._worker is None:
-            self._worker = shared_worker()
-        return self._worker
 
     def _submit(self, task: str, volume_node: Any, segmentation_node: Optional[Any], segment_name: str,
                 on_existing: OnExisting, params: dict[str, Any]) -> RemoteJob:

@@ -1,7 +1,8 @@
 """The background worker: jobs run in another process (local or on a GPU server) so the
 GUI never freezes. :class:`WorkerClient` is the entry point for module Logics."""
 from .client import JobResult, JobStatus, RemoteJob, WorkerClient, shared_worker
-from .module_job import ModuleJob
+from .module_job import ModuleJob, WorkerLogic
 from .protocol import PROTOCOL_VERSION
 
-__all__ = ["JobResult", "JobStatus", "ModuleJob", "PROTOCOL_VERSION", "RemoteJob", "WorkerClient", "shared_worker"]
+__all__ = ["JobResult", "JobStatus", "ModuleJob", "PROTOCOL_VERSION", "RemoteJob", "WorkerClient", "WorkerLogic",
+           "shared_worker"]

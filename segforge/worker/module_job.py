@@ -10,7 +10,7 @@ from typing import Callable, Generic, Optional, TypeVar
 
 from ..errors import SegForgeError
 from ..progress import ProgressCallback
-from .client import JobResult, JobStatus, RemoteJob, poll_until_finished
+from .client import JobResult, JobStatus, RemoteJob, WorkerClient, poll_until_finished, shared_worker
 from .jobs import FAILED
 
 T = TypeVar("T")
@@ -54,3 +54,17 @@ class ModuleJob(Generic[T]):
         """Block until done (for scripts and the Python console), then finish."""
         poll_until_finished(self.poll, self.cancel, progress, interval_s)
         return self.finish()
+
+
+class WorkerLogic:
+    """Base of the module Logics: the worker their jobs go to."""
+
+    def __init__(self, worker: Optional[WorkerClient] = None) -> None:
+        self._worker = worker
+
+    @property
+    def worker(self) -> WorkerClient:
+        """The worker jobs go to: the session's shared one unless another was given."""
+        if self._worker is None:
+            self._worker = shared_worker()
+        return self._worker
