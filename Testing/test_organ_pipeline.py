@@ -111,9 +111,19 @@ def test_ct_tissues_refuses_mr_and_every_model_refuses_nan_and_constant():
         segment_organs(mr.with_array(np.zeros_like(nan)))
 
 
-def test_four_d_and_two_d_images_are_refused():
+def test_four_d_and_two_d_images_are_refused(tmp_path):
+    import SimpleITK as sitk
+
+    from segforge.image_io import read_volume
+
     with pytest.raises(InputError):
         segment_organs(Image(np.zeros((1, 30, 30), np.int16)))
+    with pytest.raises(InputError):
+        Image(np.zeros((2, 8, 30, 30), np.int16))
+    four_d = tmp_path / "cine.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 8, 20, 20), np.int16)), str(four_d))
+    with pytest.raises(InputError):
+        read_volume(four_d)
 
 
 # --- statistics ------------------------------------------------------------------------
