@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any, Optional
 
 from segforge.errors import InputError
-from segforge.mrml.segments import OnExisting, segment_ids_by_name
+from segforge.mrml.segments import OnExisting, refuse_name_clashes, segment_ids_by_name
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.organ.models import OrganModelChoice, organ_models
 from segforge.organ.parameters import OrganParameters
@@ -56,13 +56,7 @@ class SegOrganLogic(WorkerLogic):
         """
         if volume_node is None:
             raise InputError("No input volume is selected", "", "select a CT or MR volume")
-        check_request(parameters)
-        clashes = self.existing_structures(segmentation_node, parameters)
-        if clashes and on_existing == "error":
-            raise InputError(f"Segments {', '.join(clashes[:5])}{' ...' if len(clashes) > 5 else ''} already exist "
-                             f"in '{segmentation_node.GetName()}'",
-                             "SegForge never overwrites a segment without asking",
-                             "choose replace or keep both, or another segmentation")
+        refuse_name_clashes(segmentation_node, list(check_request(parameters).wanted.values()), on_existing)
         image = image_from_volume_node(volume_node)
         params = {**asdict(parameters), "structures": list(parameters.structures), "statistics": statistics}
         remote = self.worker.submit("organ.segment", {"image": image}, params)

@@ -12,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 from segforge.mrml.scene import get_scene
 from segforge.mrml.segments import (OnExisting, SegmentSpec, create_closed_surfaces, new_segmentation_node,
-                                    segment_ids_by_name, write_label_segments)
+                                    policy_at_finish, write_label_segments)
 from segforge.mrml.tables import table_from_rows
 from segforge.organ.outputs import organ_segments
 from segforge.organ.pipeline import OrganResult
@@ -44,13 +44,7 @@ def write_organ_nodes(volume_node: Any, segmentation_node: Optional[Any], result
     scene = get_scene()
     created = segmentation_node is None
     target = segmentation_node or new_segmentation_node(volume_node, f"{volume_node.GetName()} organs", scene=scene)
-    policy = on_existing
-    names = set(result.names.values())
-    if policy == "error" and names & set(segment_ids_by_name(target)):
-        # The user made a segment of such a name while the job ran: keep both, lose nothing.
-        log.warning("segments %s appeared during the job; the results get other names",
-                    sorted(names & set(segment_ids_by_name(target))))
-        policy = "rename"
+    policy = policy_at_finish(target, list(result.names.values()), on_existing)
     specs = [SegmentSpec(s.label, s.name, s.color, s.terminology) for s in organ_segments(result.names)]
     try:
         segment_ids = write_label_segments(target, result.labels, specs, on_existing=policy, skip_empty=True)

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any, Optional
 
 from segforge.errors import InputError
-from segforge.mrml.segments import OnExisting, segment_ids_by_name
+from segforge.mrml.segments import OnExisting, refuse_name_clashes
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
@@ -35,7 +35,7 @@ class SegVesselLogic(WorkerLogic):
         if volume_node is None:
             raise InputError("No input volume is selected", "", "select a CTA or MRA volume")
         image = image_from_volume_node(volume_node)
-        _refuse_name_clash(segmentation_node, segment_name, on_existing)
+        refuse_name_clashes(segmentation_node, [segment_name], on_existing)
         remote = self.worker.submit(task, {"image": image}, params)
         log.info("%s job %s started for %s", task, remote.id, volume_node.GetName())
         return remote
@@ -92,11 +92,3 @@ class SegVesselLogic(WorkerLogic):
         job = self.start_vessel_mask(volume_node, segmentation_node, parameters, segment_name, on_existing)
         return job.wait(progress)
 
-
-def _refuse_name_clash(segmentation_node: Optional[Any], segment_name: str, on_existing: OnExisting) -> None:
-    """Ask before any work: SegForge never overwrites a segment without the user's word."""
-    if (segmentation_node is not None and on_existing == "error"
-            and segment_name in segment_ids_by_name(segmentation_node)):
-        raise InputError(f"Segment '{segment_name}' already exists in '{segmentation_node.GetName()}'",
-                         "SegForge never overwrites a segment without asking",
-                         "choose replace or keep both, or pick another segment name")

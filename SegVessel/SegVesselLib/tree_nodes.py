@@ -16,7 +16,7 @@ from vtkmodules.vtkFiltersCore import vtkTubeFilter
 from segforge.mrml.markups import curve_from_polyline, point_list_from_points
 from segforge.mrml.models import model_from_polydata
 from segforge.mrml.scene import get_scene
-from segforge.mrml.segments import (OnExisting, SegmentSpec, new_segmentation_node, segment_ids_by_name,
+from segforge.mrml.segments import (OnExisting, SegmentSpec, new_segmentation_node, policy_at_finish,
                                     write_label_segments)
 from segforge.mrml.tables import table_from_rows
 from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS, VESSEL_SEGMENT
@@ -47,13 +47,8 @@ def write_vessel_segment(volume_node: Any, segmentation_node: Optional[Any], mas
     """The mask as ``segment_name``; the user's other segments are never touched."""
     target = segmentation_node or new_segmentation_node(volume_node, f"{volume_node.GetName()} vessels",
                                                         scene=get_scene())
-    policy = on_existing
-    if policy == "error" and segment_name in segment_ids_by_name(target):
-        # The user made a segment of that name while the job ran: keep both, lose nothing.
-        log.warning("segment '%s' appeared during the job; the result gets another name", segment_name)
-        policy = "rename"
     spec = SegmentSpec(1, segment_name, VESSEL_COLOR, VESSEL_SEGMENT.terminology)
-    write_label_segments(target, mask, [spec], on_existing=policy)
+    write_label_segments(target, mask, [spec], on_existing=policy_at_finish(target, [segment_name], on_existing))
     return target
 
 

@@ -211,6 +211,34 @@ def segment_ids_by_name(segmentation_node: Any) -> dict[str, list[str]]:
     return result
 
 
+def refuse_name_clashes(segmentation_node: Optional[Any], names: Sequence[str], on_existing: OnExisting) -> None:
+    """Ask before any work: with ``on_existing="error"``, InputError when a segment of one of
+    ``names`` is already in ``segmentation_node`` (SegForge never overwrites without asking)."""
+    if segmentation_node is None or on_existing != "error":
+        return
+    existing = segment_ids_by_name(segmentation_node)
+    clashes = [name for name in names if name in existing]
+    if clashes:
+        listed = ", ".join(f"'{name}'" for name in clashes[:5]) + (" ..." if len(clashes) > 5 else "")
+        raise InputError(f"Segment{'s' if len(clashes) > 1 else ''} {listed} already exist"
+                         f"{'' if len(clashes) > 1 else 's'} in '{segmentation_node.GetName()}'",
+                         "SegForge never overwrites a segment without asking",
+                         "choose replace or keep both, or pick other names or another segmentation")
+
+
+def policy_at_finish(segmentation_node: Any, names: Sequence[str], on_existing: OnExisting) -> OnExisting:
+    """The policy to write a finished job's segments with: "error" was checked before the
+    job, so a segment of such a name that the user made while it ran keeps both ("rename")
+    rather than losing the job's result or the user's segment."""
+    if on_existing != "error":
+        return on_existing
+    appeared = sorted(set(names) & set(segment_ids_by_name(segmentation_node)))
+    if appeared:
+        logger.warning("segments %s appeared during the job; the results get other names", appeared)
+        return "rename"
+    return on_existing
+
+
 def create_closed_surfaces(segmentation_node: Any) -> None:
     """Make the 3D surface of every segment (shown in 3D views, exportable as models)."""
     if not segmentation_node.CreateClosedSurfaceRepresentation():
