@@ -42,12 +42,13 @@ def _reached_through_another(entry: ModelEntry, catalog: Catalog) -> bool:
 
 
 def _choice(entry: ModelEntry, catalog: Catalog, home: Optional[Path]) -> OrganModelChoice:
-    installed = entry.is_builtin or is_installed(entry, home)
+    installed = entry.is_builtin or is_installed(entry, home, catalog)
     warnings = []
     if not installed:
         warnings.append(not_installed_todo(entry))
-    if unverified_warning(entry):
-        warnings.append(unverified_warning(entry))
+    unverified = unverified_warning(entry, catalog)
+    if unverified:
+        warnings.append(unverified)
     title = entry.id if installed else f"{entry.id} (not installed)"
     return OrganModelChoice(entry.id, title, entry.description, installed, entry.verified,
                             tuple(entry.labels[v] for v in sorted(entry.labels)),

@@ -57,7 +57,7 @@ def check_request(parameters: OrganParameters, catalog: Optional[Catalog] = None
     entry, fast_warning = resolve_organ_model(parameters.model, parameters.fast, catalog)
     wanted = requested_names(entry, parameters.structures)
     parts = () if entry.is_builtin else tuple(parts_to_run(entry, wanted, catalog))
-    warnings = tuple(w for w in (fast_warning, unverified_warning(entry)) if w)
+    warnings = tuple(w for w in (fast_warning, unverified_warning(entry, catalog)) if w)
     return OrganRequest(entry, wanted, parts, warnings)
 
 
