@@ -26,6 +26,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/main.py
   segforge/cli/models_cmd.py
   segforge/cli/organ_cmd.py
+  segforge/cli/output_folder.py
   segforge/cli/progress_bar.py
   segforge/cli/serve_cmd.py
   segforge/cli/vessel_cmd.py

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..image_io import read_volume
+from .output_folder import require_output_folder
 from .progress_bar import progress_bar
 
 EPILOG = """\
@@ -52,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise InputError("The options are invalid", str(error), "see `segforge organ --help`") from error
     check_request(parameters)  # an unknown model or structure, or missing weights: said before any work
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"Cannot write into {args.out}", "it is a file, not a folder", "give a folder for --out")
+    require_output_folder(args.out)
     started = time.perf_counter()
     image = read_volume(args.image)
     with progress_bar("organs") as report:

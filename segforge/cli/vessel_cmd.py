@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..image_io import read_volume
+from .output_folder import require_output_folder
 from .progress_bar import progress_bar
 
 EPILOG = """\
@@ -105,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     parameters = pipeline_parameters(args)
     resolve_vessel_model(parameters.mask.model)  # a model that is not installed: say so before the work
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"Cannot write into {args.out}", "it is a file, not a folder", "give a folder for --out")
+    require_output_folder(args.out)
     started = time.perf_counter()
     image = read_volume(args.image)
     with progress_bar("vessels") as report:
