@@ -44,6 +44,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from totalseg_weights import RESAMPLING  # noqa: E402  (nnU-Net's planner defaults, one copy)
 
 STAGES = ("load", "preprocess", "network", "export")
 SEED = 297
@@ -67,14 +70,6 @@ def architecture(features: list[int]) -> dict:
 
 def plans(features: list[int], patch: list[int]) -> dict:
     """A plans.json like TotalSegmentator's 3 mm ``total`` model's (no transpose, CT normalisation)."""
-    resampling = {
-        "resampling_fn_data": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-        "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-    }
     return {
         "dataset_name": "Dataset297_Bench", "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
         "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
@@ -82,7 +77,7 @@ def plans(features: list[int], patch: list[int]) -> dict:
             "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
             "batch_size": 2, "patch_size": patch, "median_image_size_in_voxels": [150, 110, 110],
             "spacing": [3.0, 3.0, 3.0], "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
-            **resampling, "batch_dice": False,
+            **RESAMPLING, "batch_dice": False,
             "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
                              "arch_kwargs": architecture(features),
                              "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
