@@ -32,6 +32,8 @@ from segforge.errors import Cancelled, ModelError
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = os.urandom(50_000)
+#: BODY with its last byte changed (always a change, whatever random byte BODY ends with).
+TAMPERED = BODY[:-1] + bytes([BODY[-1] ^ 0xFF])
 
 
 @pytest.fixture(autouse=True)
@@ -341,11 +343,11 @@ def test_bad_copy_by_hand_is_refused_and_kept(closed_port, home):
     entry = entry_for(model_record("liver-test", f"http://127.0.0.1:{closed_port}/liver.pt", BODY))
     copy = model_dir("liver-test", home) / "liver.pt"
     copy.parent.mkdir(parents=True)
-    copy.write_bytes(BODY[:-1] + b"!")
+    copy.write_bytes(TAMPERED)
     with pytest.raises(ModelError) as caught:
         download(entry, home=home)
     assert str(copy) in caught.value.what and "good copy" in caught.value.todo
-    assert copy.read_bytes() == BODY[:-1] + b"!" and not is_installed(entry, home)
+    assert copy.read_bytes() == TAMPERED and not is_installed(entry, home)
 
 
 # --- downloads without a catalog checksum ---------------------------------------------
@@ -370,7 +372,7 @@ def test_unverified_download_warns_records_its_hash_and_verify_catches_tampering
 
     download(entry, home=home)
     assert http_server.requests["/liver.pt"] == 1  # installed: not fetched again
-    path.write_bytes(BODY[:-1] + b"!")
+    path.write_bytes(TAMPERED)
     result = verify(entry, home)
     assert not result.ok and f"{path} is corrupted" in result.problems[0] and sha256(BODY) in result.problems[0]
 
