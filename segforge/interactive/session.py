@@ -1,0 +1,162 @@
+"""One interactive session: an image, its prompts so far, its mask, undo and redo.
+
+Each interaction asks the backend for the new mask and records only what changed (a box
+and its voxels before and after), so the caller writes back only that region and undo and
+redo restore it exactly without running the backend again. The session is named by its
+image's content (:func:`image_key`), which lets a worker keep the image between clicks and
+a client notice when the worker has lost it.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..errors import InputError
+from ..image import Image, require_3d_volume
+from ..progress import ProgressCallback, no_progress
+from .backends import DEFAULT_BACKEND, Backend, make_backend
+from .prompts import Prompt, VoxelPrompt, to_voxels
+
+
+def image_key(image: Image) -> str:
+    """A name for the image's content: the same voxels on the same grid give the same key."""
+    digest = hashlib.sha256()
+    array = np.ascontiguousarray(image.array)
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(np.asarray(image.ijk_to_lps(), dtype=np.float64).round(6).tobytes())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True, eq=False)
+class MaskChange:
+    """What one step changed: a box (k, j, i offset and size) and its voxels before and after.
+
+    An empty change (nothing differs) has a zero-size box.
+    """
+
+    offset_kji: tuple[int, int, int]
+    before: np.ndarray
+    after: np.ndarray
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(o, o + n) for o, n in zip(self.offset_kji, self.after.shape))  # type: ignore[return-value]
+
+    @property
+    def empty(self) -> bool:
+        return self.after.size == 0
+
+    def inverse(self) -> "MaskChange":
+        return MaskChange(self.offset_kji, self.after, self.before)
+
+
+def _box_union(a: Optional[tuple[slice, ...]], b: Optional[tuple[slice, ...]]) -> Optional[tuple[slice, ...]]:
+    if a is None or b is None:
+        return a or b
+    return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
+
+
+def _changed_box(before: np.ndarray, after: np.ndarray) -> Optional[tuple[slice, ...]]:
+    from ..image import foreground_box
+
+    return foreground_box(before != after)
+
+
+class InteractiveSession:
+    """A lesion mask built from prompts on one image; the engine's (and the console's) session."""
+
+    def __init__(self, image: Image, backend: str = DEFAULT_BACKEND, device: str = "auto",
+                 key: Optional[str] = None) -> None:
+        self.image = require_3d_volume(image)
+        self.key = key or image_key(image)
+        self.backend_name = backend
+        self.device = device
+        self._backend: Backend = make_backend(backend, image, device)
+        self.mask = np.zeros(image.array.shape, dtype=np.uint8)
+        self._mask_box: Optional[tuple[slice, ...]] = None
+        self.history: list[Prompt] = []
+        self._voxels: list[VoxelPrompt] = []
+        self._undone: list[tuple[Prompt, VoxelPrompt, MaskChange]] = []
+        self._changes: list[MaskChange] = []
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.history)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._undone)
+
+    def interact(self, prompt: Prompt, progress: ProgressCallback = no_progress) -> MaskChange:
+        """Apply one prompt: the backend's new mask replaces the current one; redo is cleared."""
+        voxels = to_voxels(prompt, self.image)
+        if not self.history and not voxels.positive:
+            raise InputError("The first prompt is a negative click", "there is no lesion yet to take voxels away from",
+                             "start with a positive click or a box on the lesion; press T to switch to positive")
+        box, patch = self._backend.predict([*self._voxels, voxels], self.mask, progress)
+        change = self._apply_patch(box, patch)
+        self.history.append(prompt)
+        self._voxels.append(voxels)
+        self._changes.append(change)
+        self._undone.clear()
+        return change
+
+    def undo(self) -> Optional[MaskChange]:
+        """Take back the last interaction (None when there is none)."""
+        if not self.history:
+            return None
+        change = self._changes.pop()
+        self._undone.append((self.history.pop(), self._voxels.pop(), change))
+        return self._restore(change.inverse())
+
+    def redo(self) -> Optional[MaskChange]:
+        """Apply the last undone interaction again, exactly (the backend does not run)."""
+        if not self._undone:
+            return None
+        prompt, voxels, change = self._undone.pop()
+        self.history.append(prompt)
+        self._voxels.append(voxels)
+        self._changes.append(change)
+        return self._restore(change)
+
+    def reset(self) -> MaskChange:
+        """Forget every prompt and empty the mask (undo and redo are cleared too)."""
+        change = self._apply_patch((slice(0, 0),) * 3, np.zeros((0, 0, 0), np.uint8))
+        self.history.clear()
+        self._voxels.clear()
+        self._changes.clear()
+        self._undone.clear()
+        return change
+
+    # -- mask bookkeeping ---------------------------------------------------------------
+    def _apply_patch(self, box: tuple[slice, ...], patch: np.ndarray) -> MaskChange:
+        """Make the mask equal to ``patch`` inside ``box`` and empty elsewhere; return what changed."""
+        region = _box_union(self._mask_box, box if patch.size else None)
+        if region is None:
+            return self._empty_change()
+        new = np.zeros(tuple(s.stop - s.start for s in region), dtype=np.uint8)
+        if patch.size:
+            new[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))] = patch != 0
+        old = self.mask[region]
+        inner = _changed_box(old, new)
+        if inner is None:
+            return self._empty_change()
+        offset = tuple(r.start + i.start for r, i in zip(region, inner))
+        change = MaskChange(offset, old[inner].copy(), new[inner])  # type: ignore[arg-type]
+        self._restore(change)
+        return change
+
+    def _restore(self, change: MaskChange) -> MaskChange:
+        if not change.empty:
+            self.mask[change.slices] = change.after
+            self._mask_box = _box_union(self._mask_box, change.slices)
+        return change
+
+    @staticmethod
+    def _empty_change() -> MaskChange:
+        empty = np.zeros((0, 0, 0), np.uint8)
+        return MaskChange((0, 0, 0), empty, empty)
