@@ -34,6 +34,12 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/errors.py
   segforge/image.py
   segforge/image_io.py
+  segforge/interactive/__init__.py
+  segforge/interactive/backends.py
+  segforge/interactive/prompts.py
+  segforge/interactive/random_walker.py
+  segforge/interactive/session.py
+  segforge/interactive/simulation.py
   segforge/mesh.py
   segforge/mrml/__init__.py
   segforge/mrml/convert.py

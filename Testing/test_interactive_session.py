@@ -1,0 +1,194 @@
+"""The interactive engine: prompts land on the voxels pointed at (oblique, anisotropic, LPS and
+RAS), the session's undo and redo restore masks exactly, and bad prompts are refused with the
+session unchanged."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import OBLIQUE, make_image
+from segforge.errors import InputError
+from segforge.image import LPS_TO_RAS, Image
+from segforge.interactive.prompts import (BoxPrompt, PointPrompt, ScribblePrompt, VoxelPoint, box_to_voxels,
+                                          point_to_voxels, prompt_from_json, prompt_to_json, prompts_from_json,
+                                          scribble_to_voxels)
+from segforge.interactive.session import InteractiveSession, image_key
+from segforge.interactive.simulation import voxel_center_lps
+
+SPACING = (0.8, 1.1, 3.0)
+
+
+def blobs_image(direction=OBLIQUE) -> tuple[Image, np.ndarray, np.ndarray]:
+    """Two bright ellipsoids (round in millimetres) in noise on an oblique anisotropic grid."""
+    rng = np.random.default_rng(3)
+    k, j, i = np.mgrid[:24, :48, :56].astype(float)
+    mm = lambda a, b, c: ((k - a) * SPACING[2]) ** 2 + ((j - b) * SPACING[1]) ** 2 + ((i - c) * SPACING[0]) ** 2
+    first, second = mm(10, 20, 18) <= 8.0 ** 2, mm(14, 26, 42) <= 6.0 ** 2
+    array = (rng.normal(0, 15, first.shape) + 220 * (first | second)).astype(np.float32)
+    return Image(array, SPACING, (-30.0, 12.5, 7.0), direction), first, second
+
+
+def centre_lps(image: Image, mask: np.ndarray) -> tuple[float, float, float]:
+    return voxel_center_lps(image, tuple(int(round(v)) for v in np.argwhere(mask).mean(axis=0)))
+
+
+def test_a_point_lands_on_its_voxel_on_an_oblique_anisotropic_grid():
+    image = make_image((9, 12, 16))
+    for kji in [(0, 0, 0), (8, 11, 15), (4, 7, 3)]:
+        assert point_to_voxels(PointPrompt(voxel_center_lps(image, kji)), image).kji == kji
+        nudged = np.asarray(voxel_center_lps(image, kji)) + OBLIQUE @ (0.4 * np.asarray(SPACING) * [1, -1, 1])
+        assert point_to_voxels(PointPrompt(tuple(nudged)), image).kji == kji  # within the voxel, not off by one
+
+
+def test_ras_and_lps_files_give_the_same_prompts():
+    lps = {"coordinateSystem": "LPS", "prompts": [
+        {"type": "point", "position": [10.0, -20.0, 5.0], "positive": False},
+        {"type": "box", "min": [1, 2, 3], "max": [4, 6, 8]},
+        {"type": "scribble", "points": [[1, 2, 3], [4, 5, 6]]}]}
+    flip = np.diag(LPS_TO_RAS)[:3]
+    ras = {"coordinateSystem": "RAS", "prompts": [
+        {"type": "point", "position": list(flip * [10.0, -20.0, 5.0]), "positive": False},
+        {"type": "box", "min": list(flip * [1, 2, 3]), "max": list(flip * [4, 6, 8])},
+        {"type": "scribble", "points": (np.array([[1, 2, 3], [4, 5, 6]]) * flip).tolist()}]}
+    assert prompts_from_json(lps) == prompts_from_json(ras)
+    for prompt in prompts_from_json(lps):
+        assert prompt_from_json(prompt_to_json(prompt)) == prompt
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"type": "point"}, "no 'position'"),
+    ({"type": "point", "position": [1, 2]}, "three finite numbers"),
+    ({"type": "point", "position": [1, 2, 3], "positive": "yes"}, "true or false"),
+    ({"type": "circle", "position": [1, 2, 3]}, "Unknown prompt type"),
+])
+def test_malformed_prompts_say_what_is_wrong(entry, words):
+    with pytest.raises(InputError, match=words):
+        prompt_from_json(entry)
+
+
+def test_a_box_holds_the_voxels_whose_centres_it_holds():
+    image = Image(np.zeros((10, 20, 30), np.float32), (0.5, 1.0, 2.0), (5.0, -3.0, 1.0))
+    box = box_to_voxels(BoxPrompt((5.0 + 0.5 * 3 - 0.1, -3.0 + 4 - 0.1, 1.0 + 2 * 2 - 0.1),
+                                  (5.0 + 0.5 * 9 + 0.1, -3.0 + 11 + 0.1, 1.0 + 2 * 6 + 0.1)), image)
+    assert (box.lo_kji, box.hi_kji) == ((2, 4, 3), (7, 12, 10))
+    with pytest.raises(InputError, match="no volume"):
+        box_to_voxels(BoxPrompt((1.0, 1.0, 1.0), (1.0, 5.0, 5.0)), image)
+    with pytest.raises(InputError, match="outside the image"):
+        box_to_voxels(BoxPrompt((500.0, 500.0, 500.0), (510.0, 510.0, 510.0)), image)
+
+
+def test_scribble_points_outside_the_image_are_dropped_and_all_outside_is_refused():
+    image = make_image((9, 12, 16))
+    inside = [voxel_center_lps(image, (1, 2, 3)), voxel_center_lps(image, (1, 2, 3)), voxel_center_lps(image, (4, 5, 6))]
+    scribble = scribble_to_voxels(ScribblePrompt(np.array(inside + [(900.0, 0.0, 0.0)])), image)
+    assert scribble.kji.tolist() == [[1, 2, 3], [4, 5, 6]]
+    with pytest.raises(InputError, match="outside the image"):
+        scribble_to_voxels(ScribblePrompt(np.array([(900.0, 0.0, 0.0)])), image)
+
+
+def test_a_click_segments_the_lesion_it_is_on_and_not_the_other():
+    image, first, second = blobs_image()
+    session = InteractiveSession(image)
+    change = session.interact(PointPrompt(centre_lps(image, first)))
+    mask = session.mask.astype(bool)
+    assert 2 * np.count_nonzero(mask & first) / (mask.sum() + first.sum()) > 0.9
+    assert not np.any(mask & second)
+    assert np.array_equal(session.mask[change.slices], change.after)
+
+
+def test_undo_and_redo_round_trip_exactly():
+    image, first, second = blobs_image()
+    session = InteractiveSession(image)
+    masks = [session.mask.copy()]
+    for prompt in [PointPrompt(centre_lps(image, first)), PointPrompt(centre_lps(image, second)),
+                   PointPrompt(centre_lps(image, second), positive=False)]:
+        session.interact(prompt)
+        masks.append(session.mask.copy())
+    assert not np.array_equal(masks[2], masks[3])  # the negative click changed something
+    for expected in reversed(masks[:-1]):
+        change = session.undo()
+        assert np.array_equal(session.mask, expected)
+        assert change is not None
+    assert session.undo() is None and not session.can_undo
+    for expected in masks[1:]:
+        session.redo()
+        assert np.array_equal(session.mask, expected)
+    assert session.redo() is None
+    session.undo()
+    session.interact(PointPrompt(centre_lps(image, second)))  # a new interaction clears redo
+    assert not session.can_redo and len(session.history) == 3
+    change = session.reset()
+    assert not session.mask.any() and not session.history and not change.empty
+
+
+def test_changes_cover_exactly_the_voxels_that_changed():
+    image, first, second = blobs_image()
+    session = InteractiveSession(image)
+    before = session.mask.copy()
+    session.interact(PointPrompt(centre_lps(image, first)))
+    before2 = session.mask.copy()
+    change = session.interact(PointPrompt(centre_lps(image, second)))
+    differs = before2 != session.mask
+    outside = np.ones(differs.shape, bool)
+    outside[change.slices] = False
+    assert differs.any() and not np.any(differs & outside)
+    assert np.array_equal(change.before, before2[change.slices])
+    assert np.array_equal(before, np.zeros_like(before))
+    # the change box is tight: every face holds a changed voxel
+    box = differs[change.slices]
+    for axis in range(3):
+        assert box.take(0, axis=axis).any() and box.take(-1, axis=axis).any()
+
+
+def test_bad_prompts_are_refused_and_leave_the_session_as_it_was():
+    image, first, _ = blobs_image()
+    session = InteractiveSession(image)
+    with pytest.raises(InputError, match="first prompt is a negative click"):
+        session.interact(PointPrompt(centre_lps(image, first), positive=False))
+    session.interact(PointPrompt(centre_lps(image, first)))
+    mask, history = session.mask.copy(), list(session.history)
+    with pytest.raises(InputError, match="outside the image"):
+        session.interact(PointPrompt((900.0, 900.0, 900.0)))
+    with pytest.raises(InputError, match="no volume"):
+        session.interact(BoxPrompt((0.0, 0.0, 0.0), (0.0, 10.0, 10.0)))
+    assert np.array_equal(session.mask, mask) and session.history == history
+
+
+def test_a_2d_image_is_refused():
+    with pytest.raises(InputError):
+        InteractiveSession(Image(np.zeros((1, 32, 32), np.float32)))
+
+
+def test_a_box_alone_segments_the_lesion_inside_it():
+    image, first, second = blobs_image(direction=np.eye(3))
+    corners = np.array([voxel_center_lps(image, tuple(v)) for v in np.argwhere(first)])
+    session = InteractiveSession(image)
+    session.interact(BoxPrompt(tuple(corners.min(axis=0) - 2.0), tuple(corners.max(axis=0) + 2.0)))
+    mask = session.mask.astype(bool)
+    assert 2 * np.count_nonzero(mask & first) / (mask.sum() + first.sum()) > 0.85
+    assert not np.any(mask & second)
+
+
+def test_a_positive_scribble_segments_the_lesion():
+    image, first, _ = blobs_image()
+    k, j, i = np.argwhere(first).mean(axis=0).round().astype(int)
+    stroke = [voxel_center_lps(image, (k, j, i + d)) for d in range(-3, 4)]
+    session = InteractiveSession(image)
+    session.interact(ScribblePrompt(np.array(stroke)))
+    mask = session.mask.astype(bool)
+    assert 2 * np.count_nonzero(mask & first) / (mask.sum() + first.sum()) > 0.9
+
+
+def test_the_image_key_names_content_and_grid():
+    image = make_image((9, 12, 16))
+    assert image_key(image) == image_key(Image(image.array.copy(), image.spacing, image.origin_lps,
+                                               image.direction_lps))
+    changed = image.array.copy()
+    changed[0, 0, 0] += 1
+    assert image_key(image) != image_key(image.with_array(changed))
+    assert image_key(image) != image_key(Image(image.array, image.spacing, (0.0, 0.0, 0.0), image.direction_lps))
+
+
+def test_the_voxel_prompt_of_a_click_keeps_its_sign():
+    image = make_image((9, 12, 16))
+    assert point_to_voxels(PointPrompt(voxel_center_lps(image, (2, 3, 4)), False), image) == VoxelPoint((2, 3, 4), False)
