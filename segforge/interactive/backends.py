@@ -43,9 +43,16 @@ def _random_walker(image: Image, device: str) -> Backend:
     return RandomWalkerBackend(image)
 
 
+def _nninteractive(image: Image, device: str) -> Backend:
+    from .nninteractive_backend import make
+
+    return make(image, device)
+
+
 #: Backends by the name users pick them by (widget, CLI --backend, console).
 BACKENDS: dict[str, BackendFactory] = {
     DEFAULT_BACKEND: _random_walker,
+    "nninteractive": _nninteractive,
 }
 
 
