@@ -1,14 +1,27 @@
 """The default interactive backend: a random walker with an intensity prior, no weights needed.
 
-Each interaction solves one sparse linear system on a region around the prompts (Grady's
-random walker with priors): clicks and scribbles are fixed seeds, the region's faces and
-negative prompts are background seeds, edges between neighbouring voxels conduct less
-where the intensity jumps, and every voxel is pulled towards the class its intensity
-resembles (a Gaussian learned from the positive prompts against a histogram of the
-background samples). The region starts a margin around the prompts and grows while the
-mask reaches its faces, so a large lesion is not clipped and a small one stays fast.
-Everything is recomputed from the whole prompt history, so the result is a function of
-the prompts alone: undo, a rebuilt worker and the CLI all give the same masks.
+Each interaction recomputes the mask from the whole prompt history, in three steps:
+
+1. **Where is the object?** Around every positive click, the smoothed image is cut at a
+   series of levels between the local background and the click's own intensity; the level
+   kept is the one whose connected piece holding the click has the strongest mean contrast
+   across its boundary (objects end where the intensity jumps most). A piece that reaches
+   the search window's faces or holds a negative click is refused, so a threshold that
+   leaks into the surroundings, or runs through a voxel the user said is outside, is not
+   chosen. The window grows while the best piece keeps reaching its faces (a large object).
+2. **What does it look like?** The intensity model is learned from these pieces (the
+   lesion) against a shell around them and the negative clicks (its local surroundings),
+   not from a few voxels under the click: a heterogeneous lesion's dim parts count as
+   lesion, and a brighter neighbour outside the shell does not.
+3. **Where exactly is the boundary?** Grady's random walker with priors, solved by
+   conjugate gradients on a region a margin around the pieces: clicks are fixed seeds
+   (negative ones with a wider radius, so they cut), the region's faces are background,
+   edges conduct less where the smoothed intensity jumps, and every voxel is pulled
+   towards the class its intensity resembles. The mask is the part connected to a
+   positive click, with holes filled slice by slice on thick-slice images.
+
+The result is a function of the prompts alone: undo, a rebuilt worker and the CLI all give
+the same masks.
 """
 from __future__ import annotations
 
@@ -19,6 +32,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.linalg import cg
 
+from ..errors import InputError
 from ..image import Image
 from ..progress import ProgressCallback
 from .backends import MaskPatch
@@ -29,26 +43,21 @@ Box = tuple[slice, slice, slice]
 
 @dataclass(frozen=True)
 class RandomWalkerParameters:
-    """Tuning of the default backend (the values the click simulation on real lesions chose)."""
+    """Tuning of the default backend."""
 
-    margin_mm: float = 15.0          # region around the prompts at the first try
-    max_margin_mm: float = 60.0      # largest margin the region grows to
-    seed_radius_mm: float = 1.5      # a click fixes the voxels this close to it
-    sample_radius_mm: float = 3.0    # a positive click's intensity model learns from this close to it
+    search_margin_mm: float = 40.0   # window around the prompts where the object is looked for, at first
+    max_search_margin_mm: float = 100.0  # largest such window
+    margin_mm: float = 6.0           # random-walker region: this far around the object found
+    levels: int = 32                 # intensity levels tried between background and click
+    smoothing_mm: float = 0.6        # Gaussian smoothing of the image (in-plane; not across thick slices)
+    seed_radius_mm: float = 2.0      # a positive click fixes the voxels this close to it
+    cut_radius_mm: float = 3.0       # a negative click fixes the voxels this close to it as background
+    shell_mm: float = 5.0            # the surroundings the background model learns from
+    locality_mm: float = 8.0         # a prompt's intensity model holds this far around its piece
     beta: float = 4.0                # edge sensitivity to intensity jumps (in units of the mean jump)
-    prior_weight: float = 0.005      # pull towards the intensity model, against smoothness
-    min_sd_fraction: float = 0.05    # the lesion model's spread, at least this part of the region's range
-    spread_to_background: float = 0.3  # the lesion model's spread, at least this part of the lesion-background gap
-    background_below: float = 0.1    # voxels this unlikely to be lesion (by intensity) are background seeds
+    prior_weight: float = 0.3        # pull towards the intensity model, against smoothness
+    background_below: float = 0.05   # voxels this unlikely to be lesion (by intensity) are background seeds
     tolerance: float = 1e-3          # conjugate-gradient tolerance
-
-
-@dataclass
-class _Seeds:
-    foreground: np.ndarray
-    background: np.ndarray
-    foreground_samples: list[np.ndarray]  # one group per positive prompt: the lesion model is their mixture
-    background_samples: np.ndarray
 
 
 class RandomWalkerBackend:
@@ -61,20 +70,29 @@ class RandomWalkerBackend:
         self.image = image
         self.parameters = parameters
         self._spacing = np.asarray(image.spacing[::-1], dtype=float)
+        # thick slices: no smoothing or hole filling across them
+        self._thick_axis = int(np.argmax(self._spacing)) if self._spacing.max() > 2 * self._spacing.min() else None
+        self._pieces: dict[tuple, tuple[np.ndarray, bool]] = {}  # a cache: the result never depends on it
 
     def predict(self, prompts: Sequence[VoxelPrompt], current: np.ndarray,
                 progress: ProgressCallback) -> MaskPatch:
-        margin = self.parameters.margin_mm
+        if not any(prompt.positive for prompt in prompts):
+            raise InputError("The random-walker backend needs a positive prompt first",
+                             "it learns the lesion's intensity from positive clicks, boxes or scribbles",
+                             "add a positive click inside the lesion (press T to switch), then the negative one")
+        progress(0.0, "Segmenting around the prompts")
+        p = self.parameters
+        margin = p.search_margin_mm
         while True:
-            progress(0.0, "Segmenting around the prompts")
-            box = self._region(prompts, margin)
-            mask = self._segment(box, prompts)
-            if margin >= self.parameters.max_margin_mm or not _touches_inner_faces(mask, box, current.shape):
-                return box, mask
-            margin = min(2 * margin, self.parameters.max_margin_mm)
+            window = self._window(prompts, margin)
+            view = _View(self, window, prompts)
+            pieces, grow = view.objects(final=margin >= p.max_search_margin_mm)
+            if not grow:
+                break
+            margin = min(2 * margin, p.max_search_margin_mm)
+        return view.segment(pieces)
 
-    # -- region ---------------------------------------------------------------------------
-    def _region(self, prompts: Sequence[VoxelPrompt], margin_mm: float) -> Box:
+    def _window(self, prompts: Sequence[VoxelPrompt], margin_mm: float) -> Box:
         """Positive prompts' bounding box plus the margin (boxes: the box plus one voxel)."""
         shape = self.image.array.shape
         positives = [p for p in prompts if p.positive]
@@ -89,55 +107,187 @@ class RandomWalkerBackend:
         lo, hi = np.maximum(lo, 0), np.minimum(hi, shape)
         return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
-    # -- one solve --------------------------------------------------------------------------
-    def _segment(self, box: Box, prompts: Sequence[VoxelPrompt]) -> np.ndarray:
-        region = self.image.array[box].astype(np.float32)
-        seeds = self._seeds(region, box, prompts)
-        low, high = np.percentile(region, [1, 99])
-        value_range = float(high - low) or 1.0
-        prior = _foreground_probability(region, seeds, value_range, self.parameters)
-        seeds.background |= (prior < self.parameters.background_below) & ~seeds.foreground
-        probability = _solve(region / value_range, self._spacing, seeds, prior, self.parameters)
-        mask = probability > 0.5
-        mask &= ~seeds.background
-        mask |= seeds.foreground
-        return _connected_to(mask, seeds.foreground).astype(np.uint8)
 
-    def _seeds(self, region: np.ndarray, box: Box, prompts: Sequence[VoxelPrompt]) -> _Seeds:
-        offset = np.array([s.start for s in box])
-        foreground = np.zeros(region.shape, bool)
-        background = np.zeros(region.shape, bool)
-        inside_boxes = np.zeros(region.shape, bool)
-        radius = _ball(self.parameters.seed_radius_mm, self._spacing)
-        reach = _ball(self.parameters.sample_radius_mm, self._spacing)
-        foreground_samples = []
+class _View:
+    """The prompts and the smoothed image in one window."""
+
+    def __init__(self, backend: RandomWalkerBackend, window: Box, prompts: Sequence[VoxelPrompt]) -> None:
+        self.backend = backend
+        self.p = backend.parameters
+        self.window = window
+        self.spacing = backend._spacing
+        self.full_shape = backend.image.array.shape
+        raw = backend.image.array[window].astype(np.float32)
+        sigma = [0.0 if axis == backend._thick_axis else self.p.smoothing_mm / s for axis, s in enumerate(self.spacing)]
+        self.values = ndimage.gaussian_filter(raw, sigma, mode="nearest") if max(sigma) > 0 else raw
+        shape = raw.shape
+        offset = np.array([s.start for s in window])
+        self.foreground = np.zeros(shape, bool)
+        self.background = np.zeros(shape, bool)
+        self.allowed = np.ones(shape, bool)  # inside every positive box
+        self.groups: list[np.ndarray] = []   # seed voxels of each positive prompt (a boolean mask each)
+        seed_ball = _ball(self.p.seed_radius_mm, self.spacing)
+        cut_ball = _ball(self.p.cut_radius_mm, self.spacing)
+        boxes = []
         for prompt in prompts:
             if isinstance(prompt, VoxelBox):
                 sub = tuple(slice(max(lo - o, 0), max(hi - o, 0)) for lo, hi, o in zip(prompt.lo_kji, prompt.hi_kji, offset))
-                inside_boxes[sub] = True
-                foreground_samples.append(region[_box_core(sub)])
+                boxes.append(sub)
                 continue
             voxels = _prompt_voxels(prompt) - offset
-            target = foreground if prompt.positive else background
+            group = np.zeros(shape, bool)
             if isinstance(prompt, VoxelPoint):
-                _stamp(target, voxels[0], radius)
-                if prompt.positive:
-                    samples = np.zeros(region.shape, bool)
-                    _stamp(samples, voxels[0], reach)
-                    foreground_samples.append(region[samples])
+                _stamp(group, voxels[0], seed_ball if prompt.positive else cut_ball)
             else:
-                _stamp(target, voxels, np.zeros((1, 3), int))
-                if prompt.positive:
-                    foreground_samples.append(region[tuple(_inside_region(voxels, region.shape).T)])
-        faces = np.ones(region.shape, bool)
-        faces[tuple(slice(1, -1) if n > 2 else slice(0, 0) for n in region.shape)] = False
-        if inside_boxes.any():
-            background |= ~inside_boxes
+                _stamp(group, voxels, np.zeros((1, 3), int))
+            if prompt.positive:
+                self.foreground |= group
+                self.background &= ~group
+                self.groups.append(group)
+            else:
+                self.background |= group
+                self.foreground &= ~group
+                self.groups = [g & ~group for g in self.groups]
+        if boxes:
+            self.allowed[:] = False
+            for sub in boxes:
+                self.allowed[sub] = True
+                core = np.zeros(shape, bool)
+                core[_box_core(sub)] = True
+                self.groups.append(core & ~self.background)
+            self.background |= ~self.allowed
+        self.groups = [g for g in self.groups if g.any()]
+        faces = np.ones(shape, bool)
+        faces[tuple(slice(1, -1) if n > 2 else slice(None) for n in shape)] = False
+        # a piece reaching the window's faces leaks (also at the image's border: a lesion is
+        # surrounded by other tissue, and a crop's border cuts through that tissue)
+        self.open_faces = faces
+        self.faces = faces
+
+    # -- step 1: the object around each positive prompt ----------------------------------------
+    def objects(self, final: bool) -> tuple[list[np.ndarray], bool]:
+        """The piece of every positive prompt, and whether the window should grow (the first
+        prompt's most conservative piece already reaches its faces)."""
+        pieces = []
+        grow = False
+        cache = self.backend._pieces
+        for number, group in enumerate(self.groups):
+            # a piece is a function of the window, its seeds and the background seeds: reuse it
+            key = (tuple((s.start, s.stop) for s in self.window), np.packbits(group).tobytes(),
+                   np.packbits(self.background).tobytes())
+            if key not in cache:
+                if len(cache) >= 64:
+                    cache.pop(next(iter(cache)))
+                cache[key] = self._piece(group)
+            piece, too_big = cache[key]
+            grow |= too_big and number == 0  # the first prompt sizes the window; a dim later one would only leak
+            pieces.append(piece)
+        return pieces, grow and not final
+
+    def _piece(self, group: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The connected piece around ``group`` at the level halfway between its own mean
+        intensity and its surroundings' (iterated intermeans, locally), lowered no further
+        than the piece stays clear of the window's faces and of negative prompts."""
+        level = float(np.median(self.values[group]))
+        inside = self.values[self.allowed]
+        sign = 1.0 if level >= float(np.median(inside)) else -1.0
+        values = sign * self.values
+        level *= sign
+        floor = float(np.percentile(sign * inside, 5))
+        ball = _ball(self.p.shell_mm, self.spacing)
+        best: Optional[np.ndarray] = None
+        for threshold in np.linspace(level, floor, self.p.levels + 1)[1:]:
+            candidate = (values > threshold) & self.allowed
+            labels, _ = ndimage.label(candidate)
+            keep = np.unique(labels[group & candidate])
+            keep = keep[keep > 0]
+            if keep.size == 0:
+                continue
+            piece = np.isin(labels, keep)
+            if np.any(piece & self.open_faces):
+                return (group if best is None else best), best is None
+            if np.any(piece & self.background):
+                break
+            best = piece | group
+            shell = _dilate_near(piece, ball) & ~piece
+            if not shell.any():
+                continue
+            if 0.5 * (values[piece].mean() + values[shell].mean()) >= threshold:
+                break
+        return (group if best is None else best), False
+
+    # -- steps 2 and 3 ------------------------------------------------------------------------------
+    def segment(self, pieces: list[np.ndarray]) -> MaskPatch:
+        p = self.p
+        union = np.logical_or.reduce(pieces) | self.foreground
+        pad = np.maximum(np.ceil(p.margin_mm / self.spacing), 1).astype(int)
+        sub = _bounding_box(union, pad)
+        values = self.values[sub]
+        foreground, background = self.foreground[sub].copy(), self.background[sub].copy()
+        union = union[sub]
+        faces = np.ones(values.shape, bool)
+        faces[tuple(slice(1, -1) if n > 2 else slice(None) for n in values.shape)] = False
         background |= faces & ~foreground
-        foreground &= ~background  # a negative prompt wins over an older positive one at the same voxel
-        background_samples = region[background]
-        foreground_samples = [group for group in foreground_samples if group.size]
-        return _Seeds(foreground, background, foreground_samples, background_samples)
+        # background model: the surroundings of the pieces, away from any positive prompt
+        near_prompt = _dilate_mm(foreground, p.locality_mm, self.spacing)
+        shell = _dilate_mm(union, p.shell_mm, self.spacing) & ~union & ~near_prompt
+        background_density = _density(values, values[shell | background])
+        prior = np.zeros(values.shape, np.float32)
+        for piece in pieces:
+            piece = piece[sub]
+            if not piece.any():
+                continue
+            distance = ndimage.distance_transform_edt(~piece, sampling=self.spacing)
+            near = np.exp(-0.5 * (distance / p.locality_mm) ** 2)
+            foreground_density = _density(values, values[piece])
+            np.maximum(prior, near * foreground_density / (foreground_density + background_density), out=prior)
+        background |= (prior < p.background_below) & ~foreground
+        low, high = np.percentile(values, [1, 99])
+        value_range = float(high - low) or 1.0
+        probability = _solve(values / value_range, self.spacing, foreground, background, prior, p)
+        mask = (probability > 0.5) & ~background | foreground
+        anchors = foreground | np.logical_or.reduce([g[sub] for g in self.groups]) if self.groups else foreground
+        mask = _connected_to(mask, anchors)
+        mask = _fill_holes(mask, self.backend._thick_axis)
+        box = tuple(slice(w.start + s.start, w.start + s.stop) for w, s in zip(self.window, sub))
+        return box, mask.astype(np.uint8)  # type: ignore[return-value]
+
+
+def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    return _dilate_near(mask, _ball(radius_mm, spacing))
+
+
+def _dilate_near(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """``mask`` dilated by the offsets ``ball``, computed only in the box around the mask."""
+    reach = np.abs(ball).max(axis=0)
+    structure = np.zeros(2 * reach + 1, bool)
+    structure[tuple((ball + reach).T)] = True
+    out = np.zeros_like(mask)
+    box = _bounding_box(mask, reach)
+    if box is not None:
+        out[box] = ndimage.binary_dilation(mask[box], structure)
+    return out
+
+
+def _bounding_box(mask: np.ndarray, pad: Sequence[int]) -> Optional[tuple[slice, ...]]:
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hits.size == 0:
+            return None
+        box.append(slice(max(int(hits[0]) - int(pad[axis]), 0), min(int(hits[-1]) + int(pad[axis]) + 1, mask.shape[axis])))
+    return tuple(box)
+
+
+def _fill_holes(mask: np.ndarray, thick_axis: Optional[int]) -> np.ndarray:
+    if thick_axis is None:
+        return ndimage.binary_fill_holes(mask)
+    out = mask.copy()
+    for index in range(mask.shape[thick_axis]):
+        cut = [slice(None)] * 3
+        cut[thick_axis] = index
+        out[tuple(cut)] = ndimage.binary_fill_holes(mask[tuple(cut)])
+    return out
 
 
 def _prompt_voxels(prompt: VoxelPrompt) -> np.ndarray:
@@ -168,31 +318,22 @@ def _box_core(box: tuple[slice, ...]) -> tuple[slice, ...]:
                  for s in box)
 
 
-def _inside_region(voxels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    return voxels[np.all((voxels >= 0) & (voxels < np.asarray(shape)), axis=1)]
-
-
-def _foreground_probability(region: np.ndarray, seeds: _Seeds, value_range: float,
-                            parameters: RandomWalkerParameters) -> np.ndarray:
-    """P(lesion | intensity): a Gaussian of the positive samples against the background samples' histogram."""
-    background_median = float(np.median(seeds.background_samples))
-    foreground = np.zeros(region.shape, np.float32)
-    for samples in seeds.foreground_samples:
-        mean = float(np.median(samples))
-        sd = max(float(np.std(samples)), parameters.min_sd_fraction * value_range,
-                 parameters.spread_to_background * abs(mean - background_median))
-        np.maximum(foreground, np.exp(-0.5 * ((region - mean) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)), out=foreground)
+def _density(region: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """The samples' intensity density (a smoothed histogram) at every voxel of ``region``."""
+    low, high = np.percentile(region, [0.5, 99.5])
+    value_range = float(high - low) or 1.0
     edges = np.linspace(float(region.min()), float(region.max()) + 1e-3, 129)
-    histogram, _ = np.histogram(seeds.background_samples, bins=edges, density=True)
     width = edges[1] - edges[0]
-    histogram = ndimage.gaussian_filter1d(histogram.astype(float), max(0.05 * value_range / width, 0.5))
-    histogram += 1e-4 / value_range
-    background = histogram[np.clip(np.digitize(region, edges) - 1, 0, len(histogram) - 1)]
-    return foreground / (foreground + background)
+    if samples.size == 0:
+        return np.full(region.shape, 1.0 / value_range, np.float32)
+    histogram, _ = np.histogram(samples, bins=edges, density=True)
+    histogram = ndimage.gaussian_filter1d(histogram.astype(float), max(0.03 * value_range / width, 0.5))
+    histogram += 1e-3 / value_range
+    return histogram[np.clip(np.digitize(region, edges) - 1, 0, 127)].astype(np.float32)
 
 
-def _solve(values: np.ndarray, spacing: np.ndarray, seeds: _Seeds, prior: np.ndarray,
-           parameters: RandomWalkerParameters) -> np.ndarray:
+def _solve(values: np.ndarray, spacing: np.ndarray, foreground: np.ndarray, background: np.ndarray,
+           prior: np.ndarray, parameters: RandomWalkerParameters) -> np.ndarray:
     """Probability of reaching a lesion seed first: (L + gamma I) x = gamma * prior, seeds fixed."""
     count = values.size
     index = np.arange(count).reshape(values.shape)
@@ -213,11 +354,12 @@ def _solve(values: np.ndarray, spacing: np.ndarray, seeds: _Seeds, prior: np.nda
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
     gamma = parameters.prior_weight
     system = sparse.diags(degree + gamma) - adjacency
-    fixed = (seeds.foreground | seeds.background).ravel()
-    value = seeds.foreground.ravel().astype(float)
+    fixed = (foreground | background).ravel()
+    value = foreground.ravel().astype(float)
     free = ~fixed
     result = value.copy()
     if free.any():
+        system = system.tocsr()
         a_free = system[free][:, free]
         b_free = gamma * prior.ravel()[free] - system[free][:, fixed] @ value[fixed]
         preconditioner = sparse.diags(1.0 / a_free.diagonal())
@@ -232,16 +374,3 @@ def _connected_to(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     labels, _ = ndimage.label(mask)
     keep = np.unique(labels[seeds & mask])
     return np.isin(labels, keep[keep > 0])
-
-
-def _touches_inner_faces(mask: np.ndarray, box: Box, shape: Sequence[int]) -> bool:
-    """True when the mask reaches the voxels next to a face of the region (the faces themselves
-    are background seeds) that is not the image's own border."""
-    for axis, s in enumerate(box):
-        if mask.shape[axis] < 3:
-            continue
-        if s.start > 0 and mask.take(1, axis=axis).any():
-            return True
-        if s.stop < shape[axis] and mask.take(-2, axis=axis).any():
-            return True
-    return False
