@@ -192,3 +192,18 @@ def test_the_image_key_names_content_and_grid():
 def test_the_voxel_prompt_of_a_click_keeps_its_sign():
     image = make_image((9, 12, 16))
     assert point_to_voxels(PointPrompt(voxel_center_lps(image, (2, 3, 4)), False), image) == VoxelPoint((2, 3, 4), False)
+
+
+def test_refining_an_existing_mask_keeps_it_where_the_backend_did_not_work():
+    image, first, second = blobs_image()
+    existing = np.zeros(first.shape, np.uint8)
+    existing[2:4, 40:46, 2:8] = 1  # a segment far from both blobs
+    session = InteractiveSession(image, initial=existing)
+    change = session.interact(PointPrompt(centre_lps(image, second)))
+    assert np.array_equal(session.mask[2:4, 40:46, 2:8], existing[2:4, 40:46, 2:8])
+    assert np.count_nonzero(session.mask.astype(bool) & second) > 0.9 * second.sum()
+    session.undo()
+    assert np.array_equal(session.mask, existing) and not change.empty
+    with pytest.raises(InputError, match="needs a positive prompt first"):
+        session.interact(PointPrompt(centre_lps(image, second), positive=False))
+    assert np.array_equal(session.mask, existing)

@@ -3,7 +3,8 @@
 A backend is made once per session with the session's image (so it can prepare the
 image, or keep a network's embedding of it, for every later interaction) and then asked,
 at each interaction, for the new mask given every prompt so far (the newest last) and the
-mask before it. It answers with a box and the mask inside it; the mask is empty outside.
+mask before it. It answers with the box it worked in and the mask inside it; outside the box
+the session keeps the mask it started from (empty, or the existing segment being refined).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from ..image import Image
 from ..progress import ProgressCallback
 from .prompts import VoxelPrompt
 
-#: A new mask: the box it was computed in (k, j, i slices) and the uint8 mask inside it.
+#: A new mask: the box it was computed in (k, j, i slices) and the uint8 mask inside it
+#: (outside the box: the session's initial mask).
 MaskPatch = tuple[tuple[slice, slice, slice], np.ndarray]
 
 #: The default backend: needs no weights, runs on any CPU.

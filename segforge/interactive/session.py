@@ -60,6 +60,22 @@ def _box_union(a: Optional[tuple[slice, ...]], b: Optional[tuple[slice, ...]]) -
     return tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
 
 
+def _initial_patch(initial: Optional[np.ndarray], shape: tuple[int, ...]
+                   ) -> Optional[tuple[tuple[slice, ...], np.ndarray]]:
+    """An initial mask as its box and the 0/1 voxels inside it (None when absent or empty),
+    so a session refining a small segment keeps no second full-size copy."""
+    if initial is None:
+        return None
+    initial = np.asarray(initial)
+    if initial.shape != tuple(shape):
+        raise InputError("The initial mask is not on the image's grid", f"its shape is {initial.shape} (k, j, i), "
+                         f"the image's is {tuple(shape)}", "give the existing segment as a mask on the same volume")
+    from ..image import foreground_box
+
+    box = foreground_box(initial)
+    return None if box is None else (box, (initial[box] != 0).astype(np.uint8))
+
+
 def _changed_box(before: np.ndarray, after: np.ndarray) -> Optional[tuple[slice, ...]]:
     from ..image import foreground_box
 
@@ -70,14 +86,20 @@ class InteractiveSession:
     """A lesion mask built from prompts on one image; the engine's (and the console's) session."""
 
     def __init__(self, image: Image, backend: str = DEFAULT_BACKEND, device: str = "auto",
-                 key: Optional[str] = None) -> None:
+                 key: Optional[str] = None, initial: Optional[np.ndarray] = None) -> None:
+        """``initial``: an existing mask on the image's grid to refine (the state before the
+        first prompt, which undo and reset go back to); empty when None."""
         self.image = require_3d_volume(image)
         self.key = key or image_key(image)
         self.backend_name = backend
         self.device = device
+        self._initial = _initial_patch(initial, image.array.shape)
         self._backend: Backend = make_backend(backend, image, device)
         self.mask = np.zeros(image.array.shape, dtype=np.uint8)
         self._mask_box: Optional[tuple[slice, ...]] = None
+        if self._initial is not None:
+            self.mask[self._initial[0]] = self._initial[1]
+            self._mask_box = self._initial[0]
         self.history: list[Prompt] = []
         self._voxels: list[VoxelPrompt] = []
         self._undone: list[tuple[Prompt, VoxelPrompt, MaskChange]] = []
@@ -94,7 +116,7 @@ class InteractiveSession:
     def interact(self, prompt: Prompt, progress: ProgressCallback = no_progress) -> MaskChange:
         """Apply one prompt: the backend's new mask replaces the current one; redo is cleared."""
         voxels = to_voxels(prompt, self.image)
-        if not self.history and not voxels.positive:
+        if not self.history and not voxels.positive and self._initial is None:
             raise InputError("The first prompt is a negative click", "there is no lesion yet to take voxels away from",
                              "start with a positive click or a box on the lesion; press T to switch to positive")
         box, patch = self._backend.predict([*self._voxels, voxels], self.mask, progress)
@@ -124,8 +146,10 @@ class InteractiveSession:
         return self._restore(change)
 
     def reset(self) -> MaskChange:
-        """Forget every prompt and empty the mask (undo and redo are cleared too)."""
-        change = self._apply_patch((slice(0, 0),) * 3, np.zeros((0, 0, 0), np.uint8))
+        """Forget every prompt and go back to the initial mask (empty without one); undo and
+        redo are cleared too."""
+        box, patch = self._initial or ((slice(0, 0),) * 3, np.zeros((0, 0, 0), np.uint8))
+        change = self._apply_patch(box, patch)
         self.history.clear()
         self._voxels.clear()
         self._changes.clear()
@@ -134,11 +158,16 @@ class InteractiveSession:
 
     # -- mask bookkeeping ---------------------------------------------------------------
     def _apply_patch(self, box: tuple[slice, ...], patch: np.ndarray) -> MaskChange:
-        """Make the mask equal to ``patch`` inside ``box`` and empty elsewhere; return what changed."""
-        region = _box_union(self._mask_box, box if patch.size else None)
+        """Make the mask ``patch`` inside ``box`` and the initial mask (empty without one) outside
+        it, so refining an existing segment keeps it where the backend did not work; return what
+        changed."""
+        initial_box = self._initial[0] if self._initial is not None else None
+        region = _box_union(_box_union(self._mask_box, box if patch.size else None), initial_box)
         if region is None:
             return self._empty_change()
         new = np.zeros(tuple(s.stop - s.start for s in region), dtype=np.uint8)
+        if self._initial is not None:
+            new[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(initial_box, region))] = self._initial[1]
         if patch.size:
             new[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))] = patch != 0
         old = self.mask[region]
