@@ -82,6 +82,13 @@ class AuthError(WorkerError):
     code = "auth"
 
 
+class SessionLost(WorkerError):
+    """The worker does not hold the interactive session any more (evicted, or a fresh worker);
+    the client sends the image again and replays the prompts."""
+
+    code = "session_lost"
+
+
 class JobFailed(SegForgeError):
     """A job raised an unexpected exception inside the worker."""
 
@@ -94,4 +101,4 @@ def _sentence(text: str) -> str:
 
 
 _BY_CODE = {c.code: c for c in (SegForgeError, InputError, ModelError, Cancelled, WorkerError,
-                                WorkerDied, ProtocolMismatch, AuthError, JobFailed)}
+                                WorkerDied, ProtocolMismatch, AuthError, SessionLost, JobFailed)}

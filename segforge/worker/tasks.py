@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image, require_3d_volume
+from .interactive_tasks import INTERACTIVE_TASKS
 from .jobs import Job, TaskBody
 
 
@@ -130,4 +131,5 @@ TASKS: dict[str, TaskBody] = {
     "image.threshold": threshold_task,
     "segment.torchscript": torchscript_segment_task,
     "organ.segment": organ_segment_task,
+    **INTERACTIVE_TASKS,  # interactive.open / interact / undo / redo / reset / close
 }
