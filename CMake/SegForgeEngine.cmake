@@ -23,6 +23,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/catalog/catalog.py
   segforge/catalog/download.py
   segforge/cli/__init__.py
+  segforge/cli/interactive_cmd.py
   segforge/cli/main.py
   segforge/cli/models_cmd.py
   segforge/cli/organ_cmd.py
@@ -39,6 +40,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/interactive/nninteractive_backend.py
   segforge/interactive/prompts.py
   segforge/interactive/random_walker.py
+  segforge/interactive/remote.py
   segforge/interactive/session.py
   segforge/interactive/simulation.py
   segforge/mesh.py
@@ -103,6 +105,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/worker/__init__.py
   segforge/worker/client.py
   segforge/worker/crop.py
+  segforge/worker/interactive_tasks.py
   segforge/worker/jobs.py
   segforge/worker/models_cache.py
   segforge/worker/module_job.py

@@ -22,6 +22,7 @@ runs the same engine as the 3D Slicer extension.
 examples:
   segforge vessel cta.nii.gz --out results/            vessel tree of a CTA: mask, centerlines, stenoses
   segforge organ ct.nii.gz --out results/             body, lungs, airway, bones, fat, muscle + statistics
+  segforge interactive ct.nii.gz --prompts clicks.json --out results/   a lesion from clicks / boxes
   segforge models list                                 the models SegForge knows
   segforge models download ID                          fetch and verify a model
   segforge serve --host 0.0.0.0 --port 8765 --token T  share this GPU machine's worker
@@ -29,14 +30,14 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import models_cmd, organ_cmd, serve_cmd, vessel_cmd
+    from . import interactive_cmd, models_cmd, organ_cmd, serve_cmd, vessel_cmd
 
     parser = argparse.ArgumentParser(prog="segforge", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"segforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (vessel_cmd, organ_cmd, models_cmd, serve_cmd):
+    for module in (vessel_cmd, organ_cmd, interactive_cmd, models_cmd, serve_cmd):
         module.register(subparsers)
     return parser
 
