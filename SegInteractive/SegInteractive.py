@@ -1,19 +1,23 @@
-"""SegInteractive: a lesion from a few clicks, boxes or scribbles (module, widget and self-test).
+"""SegInteractive: a lesion from a few clicks, boxes or scribbles, refined click by click (module, widget, self-test).
 
-Interactive segmentation arrives in a later SegForge release. This release ships the module's
-panel and its Logic's place (:class:`SegInteractiveLib.SegInteractiveLogic`, importable without Qt) and
-says plainly that the workflow is not there yet: Apply stays disabled and the Logic raises.
+Thin by design: the widget reads its parameter node, opens a session through
+:class:`SegInteractiveLib.SegInteractiveLogic` and turns what the user places in the views
+(points, an ROI, painted strokes) into the session's prompts; each prompt runs in the
+background worker and is polled from a timer, so Slicer never freezes and Cancel always
+works. The session object (``logic.session``) is also the Python console's API.
 """
 import logging
-from typing import Optional
+import traceback
+from typing import Annotated, Optional
 
+import qt
 import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -22,8 +26,23 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from segforge.errors import SegForgeError
+from segforge.errors import Cancelled, SegForgeError
 from SegInteractiveLib import SegInteractiveLogic
+from SegInteractiveLib.prompt_markers import PromptMarkers
+
+#: How often the widget asks the running interaction for progress, in milliseconds.
+POLL_INTERVAL_MS = 100
+
+#: The device selector's entries, in order.
+DEVICE_VALUES = ("auto", "cpu", "cuda")
+
+#: Parameters no .ui widget is tied to: the segment list and the backend list are only known
+#: at run time (from the segmentation and the Logic), so the widget syncs them itself.
+#: Testing/test_packaging.py reads this tuple.
+PARAMETERS_SYNCED_BY_HAND = ("targetSegmentId", "backend")
+
+#: The target selector's item for "create a new segment" (its data; segment IDs are never empty).
+NEW_SEGMENT = ""
 
 
 #
@@ -41,14 +60,30 @@ class SegInteractive(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["SegForge developers"]
         self.parent.helpText = _("""
-Will turn a few clicks, boxes or scribbles on a lesion into a 3D mask, refined click by click,
-written into one segment of an existing segmentation; nothing else in it is touched.
-<b>Not available in this release</b>: interactive segmentation arrives in a later SegForge release.
+Turns a few clicks, boxes or scribbles on a lesion into a 3D mask, refined click by click, in
+<b>one segment</b> of a segmentation: a new segment ("lesion") or an existing one to refine.
+Only that segment is written, only where a prompt changed it; with <i>Keep other segments'
+voxels</i> (the default) it never takes a voxel of another segment.
+<ul>
+<li><b>Start session</b> sends the volume to the background worker once.</li>
+<li><b>Positive point</b> / <b>Negative point</b>: click in a slice view; <b>T</b> switches between them.</li>
+<li><b>Place box</b>, drag the ROI around the lesion, <b>Apply box</b>.</li>
+<li><b>Paint scribble</b> opens the Segment Editor on a helper segmentation: paint, come back, <b>Apply scribble</b>.</li>
+<li><b>Undo</b> (Ctrl+Z), <b>Redo</b> (Ctrl+Y), <b>Reset</b>; <b>Accept</b> keeps the segment, <b>Discard</b>
+puts it back exactly as it was.</li>
+</ul>
+The default backend, random-walker, needs no model. From the Python console:
+<pre>
+from SegInteractiveLib import SegInteractiveLogic
+session = SegInteractiveLogic().start_session(volumeNode, segmentationNode)
+session.add_point([10.0, -22.0, 35.5]); session.undo(); session.accept()
+</pre>
 See the <a href="https://github.com/SegForge/SlicerSegForge#seginteractive">module documentation</a>.
 """)
         self.parent.acknowledgementText = _("""
-Developed by the SegForge developers. Module layout after Slicer's scripted-module template by
-Jean-Christophe Fillion-Robin (Kitware), Andras Lasso (PerkLab) and Steve Pieper (Isomics).
+Developed by the SegForge developers. Built on 3D Slicer, numpy and scipy; module layout after
+Slicer's scripted-module template by Jean-Christophe Fillion-Robin (Kitware), Andras Lasso
+(PerkLab) and Steve Pieper (Isomics).
 """)
 
 
@@ -62,11 +97,21 @@ class SegInteractiveParameterNode:
     """What the user chose, saved with the scene.
 
     inputVolume - the volume that shows the lesion.
-    outputSegmentation - the segmentation whose segment will be edited.
+    outputSegmentation - the segmentation whose one segment is edited; None creates one.
+    targetSegmentId - the segment to refine; "" creates a new one (synced by hand).
+    newSegmentName - the new segment's name.
+    backend - the interactive backend's name (synced by hand).
+    device - "auto", "cpu" or "cuda".
+    protectOtherSegments - the segment never takes voxels of the other segments.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
+    targetSegmentId: str = NEW_SEGMENT
+    newSegmentName: str = "lesion"
+    backend: str = "random-walker"
+    device: Annotated[str, Choice(list(DEVICE_VALUES))] = "auto"
+    protectOtherSegments: bool = True
 
 
 def getParameterNode() -> SegInteractiveParameterNode:
@@ -76,13 +121,19 @@ def getParameterNode() -> SegInteractiveParameterNode:
     return SegInteractiveParameterNode(finder.getParameterNode())
 
 
+def errorText(what: str, error: Exception) -> str:
+    """A status line: what failed, and SegForge's why and what to do when it says so."""
+    detail = error.message if isinstance(error, SegForgeError) else str(error)
+    return f"{what} {detail}"
+
+
 #
 # SegInteractiveWidget
 #
 
 
 class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel. Apply stays disabled while the Logic says the workflow is unavailable."""
+    """The module panel: inputs, session, prompt tools, progress and Cancel."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -90,6 +141,15 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._markers = None  # PromptMarkers of the open session
+        self._job = None  # the InteractionJob in flight
+        self._jobPoint = None  # (point list, index) of the click being segmented
+        self._jobKind = ""  # "point", "box" or "scribble"
+        self._positive = True  # the sign of the next point and scribble (T switches it)
+        self._pollTimer = None
+        self._shortcuts = []
+        self._observedSegmentation = None
+        self._updatingGui = False
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -101,33 +161,80 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.logic = SegInteractiveLogic()
 
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_INTERVAL_MS)
+        self._pollTimer.connect("timeout()", self._onPollTimer)
+
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.app.applicationLogic().GetInteractionNode(),
+                         slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent, self._onInteractionModeChanged)
 
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.enabled = False
+        self.ui.applyButton.connect("clicked(bool)", self.onStartSession)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.positivePointButton.connect("clicked(bool)", lambda checked: self.onPointButton(True, checked))
+        self.ui.negativePointButton.connect("clicked(bool)", lambda checked: self.onPointButton(False, checked))
+        self.ui.boxButton.connect("clicked(bool)", self.onPlaceBox)
+        self.ui.applyBoxButton.connect("clicked(bool)", self.onApplyBox)
+        self.ui.scribbleButton.connect("clicked(bool)", self.onPaintScribble)
+        self.ui.applyScribbleButton.connect("clicked(bool)", self.onApplyScribble)
+        self.ui.undoButton.connect("clicked(bool)", self.onUndo)
+        self.ui.redoButton.connect("clicked(bool)", self.onRedo)
+        self.ui.resetButton.connect("clicked(bool)", self.onReset)
+        self.ui.acceptButton.connect("clicked(bool)", self.onAccept)
+        self.ui.discardButton.connect("clicked(bool)", self.onDiscard)
+        self.ui.targetSegmentComboBox.connect("activated(int)", self.onTargetActivated)
+        self.ui.backendComboBox.connect("activated(int)", self.onBackendActivated)
+
+        for name in self.logic.backends():
+            self.ui.backendComboBox.addItem(name, name)
         self.ui.progressBar.value = 0
-
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        """The application closes: stop polling; the worker ends with Slicer."""
+        if self._pollTimer is not None:
+            self._pollTimer.stop()
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+        self._removeShortcuts()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self._installShortcuts()
 
     def exit(self) -> None:
+        # The session stays open (the user may be painting a scribble in the Segment Editor).
+        self._stopPlacing()
+        self._removeShortcuts()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
+        # The nodes are about to go: end the session without writing into them.
+        if self._job is not None:
+            self._job.cancel()
+            self._pollTimer.stop()
+            self._job = None
+        session = self.logic.session if self.logic else None
+        if session is not None:
+            try:
+                session.accept()
+            except Exception as error:
+                logging.warning("SegInteractive: closing the session: %s", error)
+        self._markers = None
+        self._observeSegmentation(None)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+
+    # -- parameter node ----------------------------------------------------------------------
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(getParameterNode())
@@ -139,32 +246,388 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode: Optional[SegInteractiveParameterNode]) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-        self._checkCanApply()
+            self._labelDeviceItems()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._onParameterNodeModified()
 
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        if not self.logic or not self.logic.available:
-            reason = _("Interactive segmentation is not available in this release.")
-        elif not self._parameterNode or not self._parameterNode.inputVolume:
-            reason = _("Select an input volume")
-        else:
-            reason = ""
-        self.ui.applyButton.enabled = not reason
-        self.ui.applyButton.toolTip = reason or _("Start an interactive session on the lesion.")
-
-    def onApplyButton(self) -> None:
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        if not p:
+        self._observeSegmentation(p.outputSegmentation if p else None)
+        self._updateGuiFromParameterNode()
+        self._updateButtons()
+
+    def _labelDeviceItems(self) -> None:
+        labels = {"auto": _("Automatic"), "cpu": _("CPU"), "cuda": _("GPU (CUDA)")}
+        for index, value in enumerate(DEVICE_VALUES):
+            if index < self.ui.deviceComboBox.count:
+                self.ui.deviceComboBox.setItemText(index, labels[value])
+
+    def _observeSegmentation(self, segmentationNode) -> None:
+        """Keep the segment list current while segments are added, renamed or removed."""
+        if segmentationNode is self._observedSegmentation:
+            return
+        events = (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
+                  slicer.vtkSegmentation.SegmentModified)
+        if self._observedSegmentation is not None:
+            for event in events:
+                self.removeObserver(self._observedSegmentation, event, self._onSegmentsChanged)
+        self._observedSegmentation = segmentationNode
+        if segmentationNode is not None:
+            for event in events:
+                self.addObserver(segmentationNode, event, self._onSegmentsChanged)
+
+    def _onSegmentsChanged(self, caller=None, event=None) -> None:
+        self._updateGuiFromParameterNode()
+
+    def _updateGuiFromParameterNode(self) -> None:
+        """The hand-synced selectors (target segment, backend) from the parameter node."""
+        p = self._parameterNode
+        self._updatingGui = True
+        try:
+            combo = self.ui.targetSegmentComboBox
+            wasBlocked = combo.blockSignals(True)
+            combo.clear()
+            combo.addItem(_("New segment"), NEW_SEGMENT)
+            segmentation = p.outputSegmentation.GetSegmentation() if p and p.outputSegmentation else None
+            if segmentation is not None:
+                for segmentId in segmentation.GetSegmentIDs():
+                    combo.addItem(segmentation.GetSegment(segmentId).GetName(), segmentId)
+            index = combo.findData(p.targetSegmentId) if p else 0
+            combo.currentIndex = max(index, 0)
+            combo.blockSignals(wasBlocked)
+
+            backends = self.ui.backendComboBox
+            wasBlocked = backends.blockSignals(True)
+            backends.currentIndex = max(backends.findData(p.backend), 0) if p else 0
+            backends.blockSignals(wasBlocked)
+        finally:
+            self._updatingGui = False
+
+    def onTargetActivated(self, index: int) -> None:
+        if self._parameterNode and not self._updatingGui:
+            self._parameterNode.targetSegmentId = self.ui.targetSegmentComboBox.itemData(index) or NEW_SEGMENT
+
+    def onBackendActivated(self, index: int) -> None:
+        if self._parameterNode and not self._updatingGui:
+            self._parameterNode.backend = self.ui.backendComboBox.itemData(index)
+
+    # -- session -------------------------------------------------------------------------------
+
+    def _session(self):
+        return self.logic.session if self.logic else None
+
+    def onStartSession(self) -> None:
+        p = self._parameterNode
+        if not p or self._session() is not None:
             return
         try:
-            self.logic.start_session(p.inputVolume, p.outputSegmentation)
-        except SegForgeError as error:
-            logging.error("SegInteractive: %s", error.message)
-            slicer.util.errorDisplay(error.message)
+            with slicer.util.WaitCursor():  # the volume goes to the worker now, once
+                session = self.logic.start_session(
+                    p.inputVolume, p.outputSegmentation, p.targetSegmentId, backend=p.backend, device=p.device,
+                    protect_other_segments=bool(p.protectOtherSegments), segment_name=p.newSegmentName)
+        except Exception as error:
+            if not isinstance(error, SegForgeError):
+                logging.error("SegInteractive: %s", traceback.format_exc())
+            self._showStatus(errorText(_("The session did not start."), error))
+            self._updateButtons()
+            return
+        p.outputSegmentation = session.segmentation_node
+        p.targetSegmentId = session.segment_id
+        self._markers = PromptMarkers.create(slicer.mrmlScene, p.inputVolume)
+        for pointList in (self._markers.positive, self._markers.negative):
+            self.addObserver(pointList, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointPlaced)
+        self._showStatus(self._sessionText(_("Session started.")))
+        self.onPointButton(True, True)
+
+    def onAccept(self) -> None:
+        self._endSession(keep=True)
+
+    def onDiscard(self) -> None:
+        self._endSession(keep=False)
+
+    def _endSession(self, keep: bool) -> None:
+        session = self._session()
+        if session is None:
+            return
+        self._stopPlacing()
+        self._pollTimer.stop()
+        self._job = None
+        name = session.target.name
+        try:
+            session.accept() if keep else session.discard()
+        except Exception as error:
+            self._showStatus(errorText(_("Ending the session failed."), error))
+        if self._markers is not None:
+            for pointList in (self._markers.positive, self._markers.negative):
+                self.removeObserver(pointList, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointPlaced)
+            self._markers.remove_all()
+            self._markers = None
+        if self._parameterNode and session.target.created:  # the next session starts the next lesion
+            self._parameterNode.targetSegmentId = NEW_SEGMENT
+        self._showStatus(_("Kept segment \"{name}\".").format(name=name) if keep
+                         else _("Discarded: the segment is as it was before the session."))
+        self._updateGuiFromParameterNode()
+        self._updateButtons()
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def onPointButton(self, positive: bool, checked: bool) -> None:
+        """Enter (or leave) point placement of one sign in the slice views."""
+        if self._markers is None or not checked:
+            self._stopPlacing()
+            return
+        self._positive = positive
+        pointList = self._markers.positive if positive else self._markers.negative
+        selectionNode = slicer.app.applicationLogic().GetSelectionNode()
+        selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
+        selectionNode.SetActivePlaceNodeID(pointList.GetID())
+        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+        interactionNode.SetPlaceModePersistence(1)
+        interactionNode.SetCurrentInteractionMode(interactionNode.Place)
+        self._updateButtons()
+
+    def onTogglePointSign(self) -> None:
+        """T: positive <-> negative (and keep placing if placing)."""
+        placing = self.ui.positivePointButton.checked or self.ui.negativePointButton.checked
+        self._positive = not self._positive
+        if placing:
+            self.onPointButton(self._positive, True)
+        self._showStatus(_("Next point and scribble: positive.") if self._positive
+                         else _("Next point and scribble: negative."))
+        self._updateButtons()
+
+    def _stopPlacing(self) -> None:
+        if self._placingPoints():
+            interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+            interactionNode.SetCurrentInteractionMode(interactionNode.ViewTransform)
+        self.ui.positivePointButton.checked = False
+        self.ui.negativePointButton.checked = False
+
+    @vtk.calldata_type(vtk.VTK_INT)
+    def _onPointPlaced(self, caller, event, index=None) -> None:
+        """A point was clicked in a view: segment with it (at once, in the background)."""
+        session = self._session()
+        if index is None or not 0 <= index < caller.GetNumberOfControlPoints():
+            index = caller.GetNumberOfControlPoints() - 1
+        if session is None or self._markers is None or index < 0 \
+                or caller.GetNthControlPointPositionStatus(index) != caller.PositionDefined:
+            return
+        if self._job is not None:
+            self._markers.refused(caller, index)
+            self._showStatus(_("Wait for the running interaction (or Cancel it) before the next click."))
+            return
+        try:
+            job = session.start_point_from_markups(caller, index, positive=self._markers.is_positive(caller))
+        except Exception as error:
+            self._markers.refused(caller, index)
+            self._showStatus(errorText(_("The point was not used."), error))
+            return
+        self._startPolling(job, "point", (caller, index))
+
+    def onPlaceBox(self) -> None:
+        if self._markers is None:
+            return
+        self._stopPlacing()
+        roi = self._markers.box_node()
+        roi.RemoveAllControlPoints()
+        selectionNode = slicer.app.applicationLogic().GetSelectionNode()
+        selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsROINode")
+        selectionNode.SetActivePlaceNodeID(roi.GetID())
+        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+        interactionNode.SetPlaceModePersistence(0)
+        interactionNode.SetCurrentInteractionMode(interactionNode.Place)
+        self._showStatus(_("Drag the box around the lesion in a slice view, then Apply box."))
+        self._updateButtons()
+
+    def onApplyBox(self) -> None:
+        session = self._session()
+        if session is None or self._markers is None or self._markers.box is None:
+            return
+        self._submit(lambda: session.start_roi(self._markers.box), "box")
+
+    def onPaintScribble(self) -> None:
+        """Open the Segment Editor on the helper segmentation with the Paint effect."""
+        if self._markers is None:
+            return
+        self._stopPlacing()
+        helper, segmentId = self._markers.scribble_segment()
+        volume = self._parameterNode.inputVolume
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editor.setSegmentationNode(helper)
+        editor.setSourceVolumeNode(volume)
+        editor.setCurrentSegmentID(segmentId)
+        editor.setActiveEffectByName("Paint")
+        slicer.util.showStatusMessage(_("Paint the scribble, then go back to SegInteractive and Apply scribble."), 5000)
+
+    def onApplyScribble(self) -> None:
+        session = self._session()
+        if session is None or self._markers is None:
+            return
+        helper, segmentId = self._markers.scribble_segment()
+        self._submit(lambda: session.start_scribble(helper, segmentId, positive=self._positive), "scribble")
+
+    def _submit(self, start, kind: str) -> None:
+        if self._job is not None:
+            self._showStatus(_("Wait for the running interaction (or Cancel it)."))
+            return
+        try:
+            job = start()
+        except Exception as error:
+            self._showStatus(errorText(_("The prompt was not used."), error))
+            return
+        self._startPolling(job, kind, None)
+
+    # -- the running interaction ---------------------------------------------------------------
+
+    def _startPolling(self, job, kind: str, point) -> None:
+        self._job, self._jobKind, self._jobPoint = job, kind, point
+        self.ui.progressBar.value = 0
+        self._showStatus(_("Segmenting..."))
+        self._updateButtons()
+        self._pollTimer.start()
+
+    def onCancel(self) -> None:
+        if self._job is None:
+            return
+        self.ui.cancelButton.enabled = False
+        self._showStatus(_("Cancelling..."))
+        try:
+            self._job.cancel()
+        except Exception as error:  # the worker may be gone; finish() will say so
+            logging.warning("SegInteractive: cancel failed: %s", error)
+
+    def _onPollTimer(self) -> None:
+        job = self._job
+        if job is None:
+            self._pollTimer.stop()
+            return
+        status = job.poll()
+        if not status.finished:
+            self.ui.progressBar.value = int(100 * status.fraction)
+            self._showStatus(status.message)
+            return
+        self._pollTimer.stop()
+        self._job = None
+        point, kind = self._jobPoint, self._jobKind
+        try:
+            job.finish()
+        except Cancelled:
+            if point is not None and self._markers is not None:
+                self._markers.refused(*point)
+            self._showStatus(_("Cancelled. The segment is as it was."))
+        except Exception as error:
+            if point is not None and self._markers is not None:
+                self._markers.refused(*point)
+            self._showStatus(errorText(_("The prompt failed."), error))
+        else:
+            if self._markers is not None:
+                self._markers.applied(*(point or ()))
+                if kind == "scribble":
+                    self._markers.clear_scribble()
+            self.ui.progressBar.value = 100
+            self._showStatus(self._sessionText(_("Done.")))
+        self._updateButtons()
+
+    # -- history -------------------------------------------------------------------------------
+
+    def onUndo(self) -> None:
+        self._history("undo")
+
+    def onRedo(self) -> None:
+        self._history("redo")
+
+    def onReset(self) -> None:
+        self._history("reset")
+
+    def _history(self, what: str) -> None:
+        session = self._session()
+        if session is None or self._job is not None:
+            return
+        try:
+            with slicer.util.WaitCursor():
+                changed = getattr(session, what)()
+        except Exception as error:
+            self._showStatus(errorText(_("{what} failed.").format(what=what.capitalize()), error))
+            self._updateButtons()
+            return
+        if self._markers is not None and (changed is not None or what == "reset"):
+            {"undo": self._markers.undone, "redo": self._markers.redone, "reset": self._markers.reset}[what]()
+        self._showStatus(self._sessionText(""))
+        self._updateButtons()
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    def _installShortcuts(self) -> None:
+        """T, Ctrl+Z and Ctrl+Y while the module is shown (like the Segment Editor's undo keys)."""
+        if self._shortcuts:
+            return
+        for keys, slot in (("T", self.onTogglePointSign), ("Ctrl+Z", self.onUndo), ("Ctrl+Y", self.onRedo)):
+            shortcut = qt.QShortcut(slicer.util.mainWindow())
+            shortcut.setKey(qt.QKeySequence(keys))
+            shortcut.connect("activated()", slot)
+            self._shortcuts.append(shortcut)
+
+    def _removeShortcuts(self) -> None:
+        for shortcut in self._shortcuts:
+            shortcut.disconnect("activated()")
+            shortcut.setParent(None)
+        self._shortcuts = []
+
+    # -- display ---------------------------------------------------------------------------------
+
+    def _sessionText(self, prefix: str) -> str:
+        session = self._session()
+        if session is None:
+            return prefix
+        text = _("{prefix} Editing \"{segment}\" ({count} prompts).").format(
+            prefix=prefix, segment=session.target.name, count=len(session.history)).strip()
+        if session.warning:
+            text += "\n" + _("Warning: {warning}").format(warning=session.warning)
+        return text
+
+    def _showStatus(self, text: str) -> None:
+        self.ui.statusLabel.text = text
+
+    def _updateButtons(self) -> None:
+        p = self._parameterNode
+        session = self._session()
+        open_, running = session is not None, self._job is not None
+        for widget in (self.ui.inputVolumeSelector, self.ui.outputSegmentationSelector, self.ui.targetSegmentComboBox,
+                       self.ui.backendComboBox, self.ui.deviceComboBox, self.ui.protectCheckBox):
+            widget.enabled = not open_  # a session is bound to one volume and one segment
+        self.ui.newSegmentNameLineEdit.enabled = not open_ and not (p and p.targetSegmentId)
+        canStart = bool(p and p.inputVolume) and not open_
+        self.ui.applyButton.enabled = canStart
+        self.ui.applyButton.toolTip = (_("Accept or discard the open session first") if open_
+                                       else _("Select an input volume") if not canStart
+                                       else _("Send the volume to the worker and start editing the segment."))
+        self.ui.cancelButton.enabled = running
+        idle = open_ and not running
+        for widget in (self.ui.positivePointButton, self.ui.negativePointButton, self.ui.boxButton,
+                       self.ui.applyBoxButton, self.ui.scribbleButton, self.ui.applyScribbleButton,
+                       self.ui.resetButton, self.ui.acceptButton, self.ui.discardButton):
+            widget.enabled = idle
+        self.ui.applyBoxButton.enabled = idle and self._markers is not None and self._markers.box is not None
+        self.ui.undoButton.enabled = idle and session.can_undo
+        self.ui.redoButton.enabled = idle and session.can_redo
+        placing = idle and self._placingPoints()
+        self.ui.positivePointButton.checked = placing and self._positive
+        self.ui.negativePointButton.checked = placing and not self._positive
+
+    def _placingPoints(self) -> bool:
+        """Whether the views place points into one of this session's point lists."""
+        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+        activeId = slicer.app.applicationLogic().GetSelectionNode().GetActivePlaceNodeID()
+        return (self._markers is not None and interactionNode.GetCurrentInteractionMode() == interactionNode.Place
+                and activeId in (self._markers.positive.GetID(), self._markers.negative.GetID()))
+
+    def _onInteractionModeChanged(self, caller=None, event=None) -> None:
+        self._updateButtons()
 
 
 #
@@ -173,28 +636,103 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class SegInteractiveTest(ScriptedLoadableModuleTest):
-    """Self-test: the module loads, and says honestly that interactive segmentation is not there yet."""
+    """Self-test on a synthetic bright ball: the Logic, and the panel driven like a user."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_SegInteractive_not_available()
+        self.test_SegInteractive_logic()
+        self.setUp()
+        self.test_SegInteractive_panel()
 
-    def test_SegInteractive_not_available(self):
-        self.delayDisplay("Checking that SegInteractive reports it is not available yet")
-        logic = SegInteractiveLogic()
-        self.assertFalse(logic.available)
-        volumeNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    def _ballVolume(self):
+        """A bright ball (200) in noise on an oblique, anisotropic grid, its mask, and its centre (RAS)."""
+        import numpy as np
+
+        shape = (32, 40, 40)
+        centre = np.array([16, 20, 20])
+        kji = np.indices(shape).transpose(1, 2, 3, 0)
+        spacing_kji = np.array([2.0, 1.1, 0.8])
+        ball = np.sum(((kji - centre) * spacing_kji) ** 2, axis=-1) < 7.0 ** 2
+        voxels = (np.random.default_rng(3).normal(0, 20, shape) + 200 * ball).astype(np.int16)
+        volumeNode = slicer.util.addVolumeFromArray(voxels, name="SegInteractive ball")
+        volumeNode.SetSpacing(0.8, 1.1, 2.0)
+        directions = vtk.vtkMatrix4x4()
+        transform = vtk.vtkTransform()
+        transform.RotateWXYZ(30, 1, 1, 0)
+        transform.GetMatrix(directions)
+        volumeNode.SetIJKToRASDirectionMatrix(directions)
+        ijkToRas = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(ijkToRas)
+        centreRas = ijkToRas.MultiplyPoint([centre[2], centre[1], centre[0], 1.0])[:3]
+        return volumeNode, ball, centreRas
+
+    def test_SegInteractive_logic(self):
+        """Clicks, undo, redo and accept on a new segment; the user's other segment keeps every voxel."""
+        import numpy as np
+
+        self.delayDisplay("An interactive session through the Logic")
+        volumeNode, ball, centreRas = self._ballVolume()
         segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        with self.assertRaises(SegForgeError):
-            logic.start_session(volumeNode, segmentationNode)
-        self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 0,
-                         "an unavailable workflow wrote a segment")
+        segmentationNode.CreateDefaultDisplayNodes()
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        mine = np.zeros(ball.shape, np.uint8)
+        mine[16:, :, :] = 1  # half of the ball
+        mineId = segmentationNode.GetSegmentation().AddEmptySegment("Mine", "Mine")
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mine, segmentationNode, mineId, volumeNode)
 
+        logic = SegInteractiveLogic()
+        session = logic.start_session(volumeNode, segmentationNode)
+        session.add_point(centreRas)
+        lesion = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, session.segment_id, volumeNode) > 0
+        self.assertGreater(int((lesion & ball).sum()), 0.8 * int((ball & (mine == 0)).sum()), "the ball is missed")
+        self.assertFalse((lesion & (mine > 0)).any(), "the lesion took voxels of the user's segment")
+        first = lesion.copy()
+        session.add_point([centreRas[0], centreRas[1], centreRas[2] - 5.0], positive=False)
+        session.undo()
+        np.testing.assert_array_equal(
+            slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, session.segment_id, volumeNode) > 0, first)
+        session.redo()
+        session.accept()
+        np.testing.assert_array_equal(
+            slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, mineId, volumeNode), mine)
+        self.delayDisplay("Test passed")
+
+    def test_SegInteractive_panel(self):
+        """Start, a click placed in the positive point list, undo, and Discard through the panel."""
+        import time
+
+        self.delayDisplay("The SegInteractive panel")
+        volumeNode, ball, centreRas = self._ballVolume()
+        slicer.util.selectModule("SegInteractive")
         widget = slicer.modules.seginteractive.widgetRepresentation().self()
         widget.initializeParameterNode()
-        widget._parameterNode.inputVolume = volumeNode
-        self.assertFalse(widget.ui.applyButton.enabled, "Apply is enabled for an unavailable workflow")
+        p = widget._parameterNode
+        p.inputVolume = volumeNode
+        p.outputSegmentation = None
+        p.targetSegmentId = NEW_SEGMENT
+        self.assertTrue(widget.ui.applyButton.enabled, widget.ui.applyButton.toolTip)
+        widget.onStartSession()
+        session = widget.logic.session
+        self.assertIsNotNone(session, widget.ui.statusLabel.text)
+        self.assertFalse(widget.ui.outputSegmentationSelector.enabled, "the target can be switched mid-session")
+
+        widget._markers.positive.AddControlPointWorld(vtk.vtkVector3d(*centreRas))  # as a click in a view would
+        deadline = time.monotonic() + 60.0
+        while widget._job is not None or not session.history:
+            self.assertLess(time.monotonic(), deadline, "the click was not segmented within 60 s")
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        self.assertTrue(widget.ui.statusLabel.text.startswith("Done"), widget.ui.statusLabel.text)
+        lesion = slicer.util.arrayFromSegmentBinaryLabelmap(session.segmentation_node, session.segment_id, volumeNode)
+        self.assertGreater(int(lesion.sum()), 0)
+        widget.onUndo()
+        self.assertFalse(session.can_undo)
+        self.assertFalse(widget._markers.positive.GetNthControlPointVisibility(0))
+        segmentationNode = session.segmentation_node
+        widget.onDiscard()
+        self.assertIsNone(widget.logic.session)
+        self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 0, "Discard kept the new segment")
         self.delayDisplay("Test passed")

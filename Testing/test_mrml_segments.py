@@ -403,3 +403,93 @@ def test_real_cta_aorta_round_trip(mrml_scene, tmp_path):
     assert specs[0].name == "aorta" and specs[0].terminology == AORTA
     assert back.array.sum() == (aorta.array == 1).sum() > 1000
     assert np.array_equal(back.array, (aorta.array == 1).astype(np.uint8))
+
+
+# --- editing one segment inside a box (the interactive module's writes) --------------------
+
+def _axis_aligned_grid_around(image: Image, spacing_mm: float = 1.5) -> Image:
+    """An axis-aligned grid covering an oblique image: a segmentation kept on another lattice."""
+    import itertools
+    corners = np.array([(*c, 1) for c in itertools.product(*[(0, n - 1) for n in image.shape_ijk])]) @ image.ijk_to_lps().T
+    low, high = corners[:, :3].min(0), corners[:, :3].max(0)
+    shape = tuple(int(n) for n in np.ceil((high - low) / spacing_mm)[::-1] + 1)
+    return Image(np.zeros(shape, np.uint8), (spacing_mm,) * 3, tuple(low), np.eye(3))
+
+
+def _ball(grid: Image, centre_kji, radius: float) -> Image:
+    k, j, i = np.indices(grid.array.shape)
+    return grid.with_array((((k - centre_kji[0]) ** 2 + (j - centre_kji[1]) ** 2
+                             + (i - centre_kji[2]) ** 2) < radius ** 2).astype(np.uint8))
+
+
+@pytest.fixture
+def shared_layer_on_another_grid(mrml_scene, image_factory):
+    """An oblique anisotropic volume grid, and a segmentation on an axis-aligned 1.5 mm grid with
+    three user segments: Target and Far share a layer, Near overlaps Target (so has its own)."""
+    volume = image_factory((20, 24, 28))
+    other = _axis_aligned_grid_around(volume)
+    centre = np.array(other.array.shape) // 2
+    node = new_segmentation_node(other)
+    labels = _ball(other, centre, 8).array + 2 * _ball(other, centre - (8, 8, 8), 3).array
+    target, far = write_label_segments(node, other.with_array(labels), [SegmentSpec(1, "Target"), SegmentSpec(2, "Far")])
+    near = add_user_segment(node, "Near", _ball(other, centre + (4, 0, 6), 7))  # overlaps: a layer of its own
+    segmentation = node.GetSegmentation()
+    assert segmentation.GetLayerIndex(target) == segmentation.GetLayerIndex(far) != segmentation.GetLayerIndex(near)
+    return node, (target, near, far), volume, other
+
+
+def test_changing_voxels_in_a_box_touches_nothing_else(shared_layer_on_another_grid):
+    node, (target, near, far), volume, other = shared_layer_on_another_grid
+    from segforge.mrml.segments import change_segment_voxels
+
+    def masks(grid):
+        return {s: mask_from_segment(node, s, grid).array.copy() for s in (target, near, far)}
+
+    on_other, on_volume = masks(other), masks(volume)
+    assert on_volume[target].sum() > 100 and (on_volume[target] & on_volume[near]).any()
+    box = (slice(4, 12), slice(6, 16), slice(8, 20))
+    add = np.zeros((8, 10, 12), bool)
+    add[:, :5] = True
+    remove = np.zeros_like(add)
+    remove[:, 5:] = True
+    change_segment_voxels(node, target, (4, 6, 8), add, remove, volume.ijk_to_ras())
+
+    expected = on_volume[target].copy()
+    expected[box][add] = 1
+    expected[box][remove] = 0
+    np.testing.assert_array_equal(mask_from_segment(node, target, volume).array, expected)
+    for other_id in (near, far):  # bit-identical on their own grid and on the volume's
+        np.testing.assert_array_equal(mask_from_segment(node, other_id, other).array, on_other[other_id])
+        np.testing.assert_array_equal(mask_from_segment(node, other_id, volume).array, on_volume[other_id])
+
+
+def test_a_copied_segment_is_restored_exactly_on_its_own_grid(shared_layer_on_another_grid):
+    node, (target, near, far), volume, other = shared_layer_on_another_grid
+    from segforge.mrml.segments import change_segment_voxels, copy_segment_labelmap, restore_segment_labelmap
+
+    before = {s: mask_from_segment(node, s, other).array.copy() for s in (target, near, far)}
+    copy = copy_segment_labelmap(node, target)
+    change_segment_voxels(node, target, (0, 0, 0), np.ones((20, 24, 28), bool), np.zeros((20, 24, 28), bool),
+                          volume.ijk_to_ras())
+    assert not np.array_equal(mask_from_segment(node, target, other).array, before[target])
+    restore_segment_labelmap(node, target, copy)
+    for segment_id, mask in before.items():
+        np.testing.assert_array_equal(mask_from_segment(node, segment_id, other).array, mask)
+
+    empty = node.GetSegmentation().AddEmptySegment("", "Empty")
+    copy = copy_segment_labelmap(node, empty)
+    change_segment_voxels(node, empty, (2, 2, 2), np.ones((3, 3, 3), bool), np.zeros((3, 3, 3), bool),
+                          volume.ijk_to_ras())
+    restore_segment_labelmap(node, empty, copy)
+    assert mask_from_segment(node, empty, volume).array.sum() == 0
+
+
+def test_an_unused_name_never_takes_a_users_segment_name(mrml_scene, labels_factory):
+    from segforge.mrml.segments import unused_segment_name
+
+    grid = labels_factory()
+    node = new_segmentation_node(grid)
+    assert unused_segment_name(node, "lesion") == "lesion"
+    node.GetSegmentation().AddEmptySegment("", "lesion")
+    node.GetSegmentation().AddEmptySegment("", "lesion 2")
+    assert unused_segment_name(node, "lesion") == "lesion 3"

@@ -1,31 +1,104 @@
-"""SegInteractive's Logic: a lesion from a few clicks, boxes or scribbles, refined click by click.
+"""SegInteractiveLogic: a lesion from a few clicks, boxes or scribbles, refined click by click.
 
-Not available in this release: interactive segmentation arrives in a later SegForge release.
-Until then this class only says so. :attr:`SegInteractiveLogic.available` is False, and every
-method that would produce or edit a segment raises :class:`segforge.errors.SegForgeError`;
-nothing here makes up a mask or touches a segmentation. The class imports without Qt, like
-every SegForge Logic, so the widget, the web panel, the Python console and the tests share it.
+The scripting API of the SegInteractive module, free of Qt. ``start_session`` sends the
+volume to the worker once and returns the session object, which is the console API:
+
+    from SegInteractiveLib import SegInteractiveLogic
+    session = SegInteractiveLogic().start_session(volumeNode, segmentationNode)  # edits a new "lesion"
+    session.add_point([10.0, -22.0, 35.5])      # world RAS mm, as Slicer shows them
+    session.add_roi(roiNode); session.undo(); session.accept()
+
+Only the chosen segment is written, only where a prompt changed it; by default it never
+takes voxels of the segmentation's other segments.
 """
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import logging
+from typing import Any, Optional
 
-from segforge.errors import SegForgeError
+import numpy as np
+
+from segforge.errors import InputError
+from segforge.image import Image
+from segforge.interactive.backends import BACKENDS, DEFAULT_BACKEND
+from segforge.mrml.segments import new_segmentation_node
+from segforge.mrml.volumes import image_from_volume_node
+from segforge.worker import WorkerLogic
+
+from .segment_session import InteractiveSegmentSession
+from .target_segment import TargetSegment
+
+log = logging.getLogger(__name__)
 
 
-class SegInteractiveLogic:
-    """Scripting API of SegInteractive (interactive lesion segmentation)."""
+class SegInteractiveLogic(WorkerLogic):
+    """Interactive segmentation of one segment of a segmentation node (no Qt here)."""
 
-    #: Whether this release can segment interactively; the widget keeps Apply disabled while False.
-    available = False
+    def __init__(self, worker: Any = None) -> None:
+        super().__init__(worker)
+        #: The open session, or None: one at a time, bound to one volume and one segment.
+        self.session: Optional[InteractiveSegmentSession] = None
 
-    def start_session(self, volume_node: Any, segmentation_node: Any, segment_id: str = "", **options: Any) -> NoReturn:
-        """Would open an interactive session on one segment; raises until the workflow exists."""
-        raise not_available()
+    def backends(self) -> list[str]:
+        """Names of the interactive backends, the default first."""
+        return [DEFAULT_BACKEND, *sorted(name for name in BACKENDS if name != DEFAULT_BACKEND)]
 
+    def start_session(self, volume_node: Any, segmentation_node: Optional[Any] = None, segment_id: str = "",
+                      backend: str = DEFAULT_BACKEND, device: str = "auto", protect_other_segments: bool = True,
+                      segment_name: str = "lesion") -> InteractiveSegmentSession:
+        """Open a session that edits one segment of ``segmentation_node`` (a new node when None).
 
-def not_available() -> SegForgeError:
-    """The error every SegInteractive action raises in this release."""
-    return SegForgeError("Interactive segmentation is not available in this SegForge release",
-                         "it arrives in a later release",
-                         "Watch the SegForge release notes; Slicer's Segment Editor works meanwhile")
+        ``segment_id`` "" creates a segment named ``segment_name`` ("lesion 2"... when taken);
+        an existing segment is refined, starting from its voxels. With
+        ``protect_other_segments`` the segment never takes a voxel of another segment.
+        Refused while another session of this Logic is open: accept or discard it first.
+        """
+        self._refuse_second_session(segmentation_node, segment_id)
+        if volume_node is None:
+            raise InputError("No input volume is selected", "", "select the volume that shows the lesion")
+        if backend not in BACKENDS:
+            raise InputError(f"Unknown interactive backend {backend!r}", f"the backends are {', '.join(self.backends())}",
+                             f"pick one of them ({DEFAULT_BACKEND} needs no model)")
+        image = image_from_volume_node(volume_node)
+        created_node = segmentation_node is None
+        if created_node:
+            segmentation_node = new_segmentation_node(volume_node, f"{volume_node.GetName()} segmentation")
+        try:
+            target = TargetSegment.open(segmentation_node, segment_id, image, protect=protect_other_segments,
+                                        segment_name=segment_name)
+        except Exception:
+            if created_node:
+                segmentation_node.GetScene().RemoveNode(segmentation_node)
+            raise
+        try:
+            engine = self._open_engine(image, backend, device, target.initial if target.initial.any() else None)
+        except Exception:
+            target.restore()
+            if created_node:
+                segmentation_node.GetScene().RemoveNode(segmentation_node)
+            raise
+        self.session = InteractiveSegmentSession(engine, volume_node, target, on_end=self._session_ended)
+        log.info("interactive session on '%s', segment '%s' (%s, %s)", volume_node.GetName(), target.name,
+                 backend, "protecting other segments" if protect_other_segments else "overlap allowed")
+        return self.session
+
+    def _open_engine(self, image: Image, backend: str, device: str, initial: Optional[np.ndarray]) -> Any:
+        """The engine's session in the worker (the image is sent here, once per session)."""
+        from segforge.interactive.remote import RemoteSession
+
+        return RemoteSession(self.worker, image, backend, device, initial)
+
+    def _refuse_second_session(self, segmentation_node: Optional[Any], segment_id: str) -> None:
+        session = self.session
+        if session is None or session.closed:
+            return
+        if segmentation_node is session.segmentation_node and segment_id != session.segment_id:
+            why = f"a session edits one segment, and '{session.target.name}' is being edited"
+        else:
+            why = f"segment '{session.target.name}' of '{session.segmentation_node.GetName()}' is being edited"
+        raise InputError("An interactive session is already open", why,
+                         "accept or discard it first, then start the new one")
+
+    def _session_ended(self, session: InteractiveSegmentSession) -> None:
+        if self.session is session:
+            self.session = None

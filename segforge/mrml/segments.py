@@ -239,6 +239,96 @@ def policy_at_finish(segmentation_node: Any, names: Sequence[str], on_existing: 
     return on_existing
 
 
+def unused_segment_name(segmentation_node: Any, name: str) -> str:
+    """``name``, or "<name> 2" (3...) when a segment already has it: a new segment never
+    takes the name of one of the user's (the "rename" policy of :func:`write_label_segments`)."""
+    existing = segment_ids_by_name(segmentation_node)
+    if name not in existing:
+        return name
+    number = 2
+    while f"{name} {number}" in existing:
+        number += 1
+    return f"{name} {number}"
+
+
+def isolate_segment_layer(segmentation_node: Any, segment_id: str) -> None:
+    """Move a segment that shares its labelmap layer into a layer of its own.
+
+    Slicer merges an edit into the segment's whole layer, resampled onto the edit's grid:
+    on a shared layer that would move the other segments' voxels too. Alone in its layer,
+    the segment can be edited and no other segment's labelmap is touched.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    shared: list[str] = []
+    segmentation.GetSegmentIDsSharingBinaryLabelmapRepresentation(segment_id, shared, False)
+    if shared:
+        segmentation.SeparateSegmentLabelmap(segment_id)
+
+
+def change_segment_voxels(segmentation_node: Any, segment_id: str, offset_kji: Sequence[int],
+                          add: np.ndarray, remove: np.ndarray, world_ijk_to_ras: np.ndarray) -> None:
+    """Set the ``add`` voxels and clear the ``remove`` voxels of one segment inside a box.
+
+    ``add`` and ``remove`` (same shape) cover the box at ``offset_kji`` of the grid
+    ``world_ijk_to_ras``. Voxels outside the box and every other segment stay as they were
+    (the segment is first given a layer of its own, see :func:`isolate_segment_layer`); a
+    segment kept on another grid is moved onto this one, its voxels there unchanged.
+    """
+    if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
+                         "it may have been deleted", "choose an existing segment, or add one first")
+    add, remove = np.asarray(add) != 0, np.asarray(remove) != 0
+    if add.shape != remove.shape or add.ndim != 3:
+        raise ValueError(f"add and remove must be 3D arrays of one shape, got {add.shape} and {remove.shape}")
+    if add.size == 0 or not (add.any() or remove.any()):
+        return
+    _check_labelmap_source(segmentation_node)
+    isolate_segment_layer(segmentation_node, segment_id)
+    local_ijk_to_ras = np.linalg.inv(node_to_world(segmentation_node)) @ world_ijk_to_ras
+    offset_ijk = (int(offset_kji[2]), int(offset_kji[1]), int(offset_kji[0]))
+    k, j, i = add.shape
+    extent = (offset_ijk[0], offset_ijk[0] + i - 1, offset_ijk[1], offset_ijk[1] + j - 1,
+              offset_ijk[2], offset_ijk[2] + k - 1)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    # Within the extent only: MAX adds the "add" voxels, MIN with 0 on "remove" clears those.
+    for values, mode in ((add, logic.MODE_MERGE_MAX), (~remove, logic.MODE_MERGE_MIN)):
+        if mode == logic.MODE_MERGE_MAX and not add.any() or mode == logic.MODE_MERGE_MIN and not remove.any():
+            continue
+        labelmap = oriented_image(values.astype(np.uint8), local_ijk_to_ras, offset_ijk)
+        if not logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, mode, extent):
+            raise SegForgeError(f"Could not edit segment '{segment_id}' of '{segmentation_node.GetName()}'",
+                                "Slicer refused the labelmap", "check the log for the reason")
+
+
+def copy_segment_labelmap(segmentation_node: Any, segment_id: str) -> Any:
+    """A deep copy of the segment's own labelmap (its layer, after :func:`isolate_segment_layer`),
+    to put back exactly with :func:`restore_segment_labelmap`."""
+    isolate_segment_layer(segmentation_node, segment_id)
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    copy = slicer.vtkOrientedImageData()
+    layer = segment.GetRepresentation(BINARY_LABELMAP)
+    if layer is not None:
+        copy.DeepCopy(layer)
+    return copy
+
+
+def restore_segment_labelmap(segmentation_node: Any, segment_id: str, copy: Any) -> None:
+    """Make the segment exactly the labelmap copied by :func:`copy_segment_labelmap`, on its grid."""
+    if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
+                         "it was deleted", "nothing to restore")
+    isolate_segment_layer(segmentation_node, segment_id)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    if _is_empty(copy) or copy.GetPointData().GetScalars() is None:
+        empty = oriented_image(np.zeros((1, 1, 1), np.uint8), np.eye(4))
+        ok = logic.SetBinaryLabelmapToSegment(empty, segmentation_node, segment_id, logic.MODE_REPLACE)
+    else:
+        ok = logic.SetBinaryLabelmapToSegment(copy, segmentation_node, segment_id, logic.MODE_REPLACE)
+    if not ok:
+        raise SegForgeError(f"Could not restore segment '{segment_id}' of '{segmentation_node.GetName()}'",
+                            "Slicer refused the labelmap", "check the log for the reason")
+
+
 def create_closed_surfaces(segmentation_node: Any) -> None:
     """Make the 3D surface of every segment (shown in 3D views, exportable as models)."""
     if not segmentation_node.CreateClosedSurfaceRepresentation():

@@ -1,0 +1,146 @@
+"""The scene nodes a user places prompts with, and what undo and redo do to them.
+
+A session's prompts are shown where they were placed: positive clicks as green points,
+negative ones red, the box as an ROI, scribbles painted into a helper segmentation of
+their own (never the segmentation being edited, so the scribble is no "other segment"
+to protect and is never saved with the result). Undo hides the last click's point, redo
+shows it again, a new prompt drops the undone ones, and the session's end removes them all.
+Qt-free, so the widget stays thin and this is tested headless.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from segforge.mrml.segments import new_segmentation_node, set_segment_mask
+from segforge.mrml.volumes import volume_grid
+
+POSITIVE_COLOR = (0.2, 0.85, 0.3)
+NEGATIVE_COLOR = (0.95, 0.25, 0.2)
+BOX_COLOR = (0.95, 0.85, 0.2)
+SCRIBBLE_NAME = "scribble"
+
+
+@dataclass
+class PromptMarkers:
+    """Point lists, ROI and scribble segmentation of one session, and the points per prompt."""
+
+    scene: Any
+    volume_node: Any
+    positive: Any = None
+    negative: Any = None
+    box: Optional[Any] = None
+    scribbles: Optional[Any] = None
+    _shown: list = field(default_factory=list)   # per applied prompt: (point list, point id) or None
+    _hidden: list = field(default_factory=list)  # per undone prompt, last undone last
+
+    @classmethod
+    def create(cls, scene: Any, volume_node: Any) -> "PromptMarkers":
+        markers = cls(scene, volume_node)
+        markers.positive = markers._point_list("SegInteractive positive", POSITIVE_COLOR)
+        markers.negative = markers._point_list("SegInteractive negative", NEGATIVE_COLOR)
+        return markers
+
+    def is_positive(self, point_list: Any) -> bool:
+        return point_list is self.positive
+
+    def box_node(self) -> Any:
+        """The ROI the user drags around the lesion (created on first use)."""
+        if self.box is None or self.scene.GetNodeByID(self.box.GetID()) is None:
+            self.box = self.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode",
+                                                    self.scene.GenerateUniqueName("SegInteractive box"))
+            self.box.CreateDefaultDisplayNodes()
+            self.box.GetDisplayNode().SetSelectedColor(*BOX_COLOR)
+        return self.box
+
+    def scribble_segment(self) -> tuple[Any, str]:
+        """The helper segmentation and segment to paint a scribble into (created on first use)."""
+        if self.scribbles is None or self.scene.GetNodeByID(self.scribbles.GetID()) is None:
+            self.scribbles = new_segmentation_node(self.volume_node, "SegInteractive scribbles", scene=self.scene)
+            self.scribbles.SetAttribute("SegInteractive.helper", "1")
+        segmentation = self.scribbles.GetSegmentation()
+        segment_id = segmentation.GetSegmentIdBySegmentName(SCRIBBLE_NAME)
+        if not segment_id:
+            segment_id = segmentation.AddEmptySegment(SCRIBBLE_NAME, SCRIBBLE_NAME, [0.3, 0.6, 1.0])
+        return self.scribbles, segment_id
+
+    def clear_scribble(self) -> None:
+        """Empty the scribble segment after it was applied (ready for the next stroke)."""
+        if self.scribbles is not None:
+            node, segment_id = self.scribble_segment()
+            set_segment_mask(node, segment_id, volume_grid(self.volume_node))
+
+    # -- prompts and history -------------------------------------------------------------------
+    def applied(self, point_list: Optional[Any] = None, index: int = -1) -> None:
+        """A prompt was applied: remember its point (None for a box or scribble); undone ones go."""
+        for entry in self._hidden:
+            self._remove(entry)
+        self._hidden.clear()
+        if point_list is None:
+            self._shown.append(None)
+        else:
+            index = index if index >= 0 else point_list.GetNumberOfControlPoints() - 1
+            self._shown.append((point_list, point_list.GetNthControlPointID(index)))
+
+    def refused(self, point_list: Any, index: int = -1) -> None:
+        """A placed point was not used (refused or cancelled): take it away again."""
+        index = index if index >= 0 else point_list.GetNumberOfControlPoints() - 1
+        if 0 <= index < point_list.GetNumberOfControlPoints():
+            point_list.RemoveNthControlPoint(index)
+
+    def undone(self) -> None:
+        if self._shown:
+            entry = self._shown.pop()
+            self._set_visible(entry, False)
+            self._hidden.append(entry)
+
+    def redone(self) -> None:
+        if self._hidden:
+            entry = self._hidden.pop()
+            self._set_visible(entry, True)
+            self._shown.append(entry)
+
+    def reset(self) -> None:
+        for entry in self._shown + self._hidden:
+            self._remove(entry)
+        self._shown.clear()
+        self._hidden.clear()
+
+    def remove_all(self) -> None:
+        """The session ended: its helper nodes leave the scene."""
+        self.reset()
+        for node in (self.positive, self.negative, self.box, self.scribbles):
+            if node is not None and self.scene.GetNodeByID(node.GetID()) is not None:
+                displays = [node.GetNthDisplayNode(n) for n in range(node.GetNumberOfDisplayNodes())]
+                self.scene.RemoveNode(node)
+                for display in displays:  # Slicer leaves them behind (headless at least)
+                    if display is not None and display.GetScene() is self.scene:
+                        self.scene.RemoveNode(display)
+        self.positive = self.negative = self.box = self.scribbles = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _point_list(self, name: str, color: tuple[float, float, float]) -> Any:
+        node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", self.scene.GenerateUniqueName(name))
+        node.CreateDefaultDisplayNodes()
+        display = node.GetDisplayNode()
+        display.SetSelectedColor(*color)
+        display.SetColor(*color)
+        display.SetPointLabelsVisibility(False)
+        node.SetControlPointLabelFormat("")
+        return node
+
+    @staticmethod
+    def _set_visible(entry: Optional[tuple[Any, str]], visible: bool) -> None:
+        if entry is not None:
+            point_list, point_id = entry
+            index = point_list.GetNthControlPointIndexByID(point_id)
+            if index >= 0:
+                point_list.SetNthControlPointVisibility(index, visible)
+
+    @staticmethod
+    def _remove(entry: Optional[tuple[Any, str]]) -> None:
+        if entry is not None:
+            point_list, point_id = entry
+            index = point_list.GetNthControlPointIndexByID(point_id)
+            if index >= 0:
+                point_list.RemoveNthControlPoint(index)
