@@ -57,6 +57,7 @@ logged and kept in :attr:`NnInteractiveBackend.warning` for front ends to show.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -309,6 +310,10 @@ class NnInteractiveBackend:
         session = _package()(device=torch.device(self.device), torch_n_threads=torch.get_num_threads(),
                              verbose=False)
         session.initialize_from_loaded_artifacts(artifacts)
+        # The package's __del__ shuts its executor down and waits for its thread; run by the
+        # garbage collector inside another thread's start-up, that wait deadlocked the test
+        # suite once. The executor is idle by then, so not waiting loses nothing.
+        session.executor.shutdown = functools.partial(session.executor.shutdown, wait=False)
         session.network = _CancellableNetwork(artifacts["network"], self._stop)
         self.licence: Optional[str] = session.license
         self._session = session
