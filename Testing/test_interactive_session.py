@@ -207,3 +207,18 @@ def test_refining_an_existing_mask_keeps_it_where_the_backend_did_not_work():
     with pytest.raises(InputError, match="needs a positive prompt first"):
         session.interact(PointPrompt(centre_lps(image, second), positive=False))
     assert np.array_equal(session.mask, existing)
+
+
+def test_withdrawing_the_last_interaction_brings_its_redo_list_back():
+    image, first, second = blobs_image()
+    session = InteractiveSession(image)
+    session.interact(PointPrompt(centre_lps(image, first)))
+    session.interact(PointPrompt(centre_lps(image, second)))
+    session.undo()
+    before = session.mask.copy()
+    session.interact(PointPrompt(centre_lps(image, second), positive=False))
+    assert session.redo_count == 0
+    session.withdraw_last()
+    assert np.array_equal(session.mask, before) and session.redo_count == 1 and len(session.history) == 1
+    session.redo()
+    assert np.count_nonzero(session.mask.astype(bool) & second) > 0.9 * second.sum()

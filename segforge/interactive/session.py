@@ -103,6 +103,7 @@ class InteractiveSession:
         self.history: list[Prompt] = []
         self._voxels: list[VoxelPrompt] = []
         self._undone: list[tuple[Prompt, VoxelPrompt, MaskChange]] = []
+        self._undone_before_last: list[tuple[Prompt, VoxelPrompt, MaskChange]] = []
         self._changes: list[MaskChange] = []
 
     @property
@@ -112,6 +113,16 @@ class InteractiveSession:
     @property
     def can_redo(self) -> bool:
         return bool(self._undone)
+
+    @property
+    def redo_count(self) -> int:
+        """Prompts that redo would apply again."""
+        return len(self._undone)
+
+    @property
+    def warning(self) -> Optional[str]:
+        """What the backend wants the user to know (a deep backend on the CPU is slow...)."""
+        return getattr(self._backend, "warning", None)
 
     def interact(self, prompt: Prompt, progress: ProgressCallback = no_progress) -> MaskChange:
         """Apply one prompt: the backend's new mask replaces the current one; redo is cleared."""
@@ -124,7 +135,16 @@ class InteractiveSession:
         self.history.append(prompt)
         self._voxels.append(voxels)
         self._changes.append(change)
+        self._undone_before_last = self._undone[:]
         self._undone.clear()
+        return change
+
+    def withdraw_last(self) -> Optional[MaskChange]:
+        """Take back the last interaction as if it never happened (its redo list comes back):
+        for a Cancel that arrived after the backend had finished."""
+        change = self.undo()
+        if change is not None:
+            self._undone[:] = self._undone_before_last
         return change
 
     def undo(self) -> Optional[MaskChange]:

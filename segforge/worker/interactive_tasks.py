@@ -118,7 +118,7 @@ def _session(params: dict[str, Any]) -> "InteractiveSession":
 
 def _state(session: "InteractiveSession") -> list[int]:
     """Prompts applied and prompts that redo would apply again."""
-    return [len(session.history), len(session._undone)]
+    return [len(session.history), session.redo_count]
 
 
 def _wire_prompt(entry: Any, points: Any) -> "Prompt":
@@ -171,7 +171,7 @@ def open_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple
     session = InteractiveSession(image, backend, device, key, _initial_mask(inputs, image.array.shape))
     session_id = f"{key}-{backend}-{device}-{uuid.uuid4().hex[:12]}"  # one per client: never shared
     shared_sessions.add(session_id, session)
-    return {}, {"session": session_id, "warning": getattr(session._backend, "warning", None)}
+    return {}, {"session": session_id, "warning": session.warning}
 
 
 def interact_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
@@ -179,13 +179,11 @@ def interact_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> t
     _check_names(params, {"session", "state", "prompt"})
     session = _session(params)
     prompt = _wire_prompt(params.get("prompt"), inputs.get("points"))
-    redo = list(session._undone)
     started = time.perf_counter()
     change = session.interact(prompt, job.progress)  # an invalid prompt or a cancel leaves it as it was
     seconds = time.perf_counter() - started
     if job.cancel_requested:  # asked after the backend's last progress report: take it back
-        session.undo()
-        session._undone[:] = redo
+        session.withdraw_last()
         raise Cancelled()
     return _reply(change, session, True, seconds)
 
