@@ -127,6 +127,16 @@ def errorText(what: str, error: Exception) -> str:
     return f"{what} {detail}"
 
 
+def _enterPlaceMode(markupsNode, persistent: bool) -> None:
+    """Let clicks in the views place control points into ``markupsNode`` (one, or until stopped)."""
+    selectionNode = slicer.app.applicationLogic().GetSelectionNode()
+    selectionNode.SetReferenceActivePlaceNodeClassName(markupsNode.GetClassName())
+    selectionNode.SetActivePlaceNodeID(markupsNode.GetID())
+    interactionNode = slicer.app.applicationLogic().GetInteractionNode()
+    interactionNode.SetPlaceModePersistence(1 if persistent else 0)
+    interactionNode.SetCurrentInteractionMode(interactionNode.Place)
+
+
 #
 # SegInteractiveWidget
 #
@@ -382,12 +392,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._positive = positive
         pointList = self._markers.positive if positive else self._markers.negative
-        selectionNode = slicer.app.applicationLogic().GetSelectionNode()
-        selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
-        selectionNode.SetActivePlaceNodeID(pointList.GetID())
-        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
-        interactionNode.SetPlaceModePersistence(1)
-        interactionNode.SetCurrentInteractionMode(interactionNode.Place)
+        _enterPlaceMode(pointList, persistent=True)
         self._updateButtons()
 
     def onTogglePointSign(self) -> None:
@@ -434,12 +439,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._stopPlacing()
         roi = self._markers.box_node()
         roi.RemoveAllControlPoints()
-        selectionNode = slicer.app.applicationLogic().GetSelectionNode()
-        selectionNode.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsROINode")
-        selectionNode.SetActivePlaceNodeID(roi.GetID())
-        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
-        interactionNode.SetPlaceModePersistence(0)
-        interactionNode.SetCurrentInteractionMode(interactionNode.Place)
+        _enterPlaceMode(roi, persistent=False)
         self._showStatus(_("Drag the box around the lesion in a slice view, then Apply box."))
         self._updateButtons()
 
@@ -736,3 +736,4 @@ class SegInteractiveTest(ScriptedLoadableModuleTest):
         self.assertIsNone(widget.logic.session)
         self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 0, "Discard kept the new segment")
         self.delayDisplay("Test passed")
+
