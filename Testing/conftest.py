@@ -96,3 +96,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator["object"]:
+    """A real local worker process, shared by one test module's Logic tests and stopped after them."""
+    from segforge.worker import WorkerClient
+
+    with WorkerClient() as client:
+        yield client

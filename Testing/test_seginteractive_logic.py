@@ -23,7 +23,6 @@ from segforge.errors import Cancelled, InputError
 from segforge.image import Image
 from segforge.mrml.segments import SegmentSpec, new_segmentation_node, write_label_segments
 from segforge.mrml.volumes import volume_node_from_image
-from segforge.worker import WorkerClient
 from worker_helpers import slow_job, wait_until_running
 
 sys.path.insert(0, str(REPO / "SegInteractive"))
@@ -32,12 +31,6 @@ from SegInteractiveLib import SegInteractiveLogic  # noqa: E402
 SHAPE = (36, 44, 44)
 CENTRE_KJI = np.array((18, 22, 22))
 RADIUS = 7
-
-
-@pytest.fixture(scope="module")
-def worker():
-    with WorkerClient() as client:
-        yield client
 
 
 @pytest.fixture

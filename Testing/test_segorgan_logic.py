@@ -26,12 +26,6 @@ sys.path.insert(0, str(REPO / "SegOrgan"))
 from SegOrganLib import SegOrganLogic  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def worker():
-    with WorkerClient() as client:
-        yield client
-
-
 @pytest.fixture
 def logic(worker):
     return SegOrganLogic(worker)

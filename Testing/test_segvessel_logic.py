@@ -26,12 +26,6 @@ SAMPLE = REPO / "Resources" / "SampleData" / "ts_thoracic_cta_aorta"
 BRANCHES = ("brachiocephalic_trunk", "common_carotid_artery_left", "subclavian_artery_left")
 
 
-@pytest.fixture(scope="module")
-def worker():
-    with WorkerClient() as client:
-        yield client
-
-
 @pytest.fixture
 def logic(worker):
     return SegVesselLogic(worker)
