@@ -17,8 +17,9 @@ import numpy as np
 from segforge.errors import InputError
 from segforge.image import Image
 from segforge.interactive.session import MaskChange
-from segforge.mrml.segments import (change_segment_voxels, copy_segment_labelmap, labels_from_segments,
-                                    mask_from_segment, restore_segment_labelmap, unused_segment_name)
+from segforge.mrml.segments import (change_segment_voxels, copy_segment_labelmap, existing_segment,
+                                    labels_from_segments, mask_from_segment, restore_segment_labelmap,
+                                    unused_segment_name)
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,7 @@ class TargetSegment:
             except Exception:
                 segmentation.RemoveSegment(segment_id)
                 raise
-        if segmentation.GetSegment(segment_id) is None:
-            raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
-                             "it may have been deleted", "choose an existing segment, or a new one")
+        existing_segment(segmentation_node, segment_id, todo="choose an existing segment, or a new one")
         return cls(segmentation_node, segment_id, grid, created=False, protect=protect)
 
     @property

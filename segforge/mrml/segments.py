@@ -148,11 +148,18 @@ def write_label_segments(segmentation_node: Any, labels: Union[Image, np.ndarray
     return segment_ids
 
 
+def existing_segment(segmentation_node: Any, segment_id: str, why: str = "it may have been deleted",
+                     todo: str = "choose an existing segment") -> Any:
+    """The segment ``segment_id`` of the node; an InputError saying so when it has none."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'", why, todo)
+    return segment
+
+
 def set_segment_mask(segmentation_node: Any, segment_id: str, mask: Image) -> None:
     """Replace one existing segment's voxels by ``mask`` (non-zero = inside); nothing else changes."""
-    if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
-        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
-                         "it may have been deleted", "choose an existing segment, or add one first")
+    existing_segment(segmentation_node, segment_id, todo="choose an existing segment, or add one first")
     _check_labelmap_source(segmentation_node)
     box = foreground_box(mask.array)
     if box is None:
@@ -166,10 +173,7 @@ def set_segment_mask(segmentation_node: Any, segment_id: str, mask: Image) -> No
 def mask_from_segment(segmentation_node: Any, segment_id: str, reference: Reference) -> Image:
     """The segment as a uint8 0/1 image on the reference's (world) grid."""
     grid = _grid(reference)
-    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
-    if segment is None:
-        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
-                         "it may have been deleted", "choose an existing segment")
+    segment = existing_segment(segmentation_node, segment_id)
     layer = _layer_on_grid(segmentation_node, segment_id, grid)
     return grid.with_array((layer == segment.GetLabelValue()).view(np.uint8))
 
@@ -189,10 +193,7 @@ def labels_from_segments(segmentation_node: Any, reference: Reference,
     specs = []
     layers: dict[int, np.ndarray] = {}  # each shared layer is resampled once, not once per segment
     for label, segment_id in enumerate(segment_ids, start=1):
-        segment = segmentation.GetSegment(segment_id)
-        if segment is None:
-            raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
-                             "it may have been deleted", "choose existing segments")
+        segment = existing_segment(segmentation_node, segment_id, todo="choose existing segments")
         layer_index = segmentation.GetLayerIndex(segment_id)
         if layer_index not in layers:
             layers[layer_index] = _layer_on_grid(segmentation_node, segment_id, grid)
@@ -274,9 +275,7 @@ def change_segment_voxels(segmentation_node: Any, segment_id: str, offset_kji: S
     (the segment is first given a layer of its own, see :func:`isolate_segment_layer`); a
     segment kept on another grid is moved onto this one, its voxels there unchanged.
     """
-    if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
-        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
-                         "it may have been deleted", "choose an existing segment, or add one first")
+    existing_segment(segmentation_node, segment_id, todo="choose an existing segment, or add one first")
     add, remove = np.asarray(add) != 0, np.asarray(remove) != 0
     if add.shape != remove.shape or add.ndim != 3:
         raise ValueError(f"add and remove must be 3D arrays of one shape, got {add.shape} and {remove.shape}")
@@ -314,9 +313,7 @@ def copy_segment_labelmap(segmentation_node: Any, segment_id: str) -> Any:
 
 def restore_segment_labelmap(segmentation_node: Any, segment_id: str, copy: Any) -> None:
     """Make the segment exactly the labelmap copied by :func:`copy_segment_labelmap`, on its grid."""
-    if segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
-        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
-                         "it was deleted", "nothing to restore")
+    existing_segment(segmentation_node, segment_id, why="it was deleted", todo="nothing to restore")
     isolate_segment_layer(segmentation_node, segment_id)
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     if _is_empty(copy) or copy.GetPointData().GetScalars() is None:
