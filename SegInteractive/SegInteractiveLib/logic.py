@@ -20,7 +20,7 @@ import numpy as np
 
 from segforge.errors import InputError
 from segforge.image import Image
-from segforge.interactive.backends import BACKENDS, DEFAULT_BACKEND
+from segforge.interactive.backends import BACKENDS, DEFAULT_BACKEND, require_backend
 from segforge.mrml.segments import new_segmentation_node
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.worker import WorkerLogic
@@ -56,9 +56,7 @@ class SegInteractiveLogic(WorkerLogic):
         self._refuse_second_session(segmentation_node, segment_id)
         if volume_node is None:
             raise InputError("No input volume is selected", "", "select the volume that shows the lesion")
-        if backend not in BACKENDS:
-            raise InputError(f"Unknown interactive backend {backend!r}", f"the backends are {', '.join(self.backends())}",
-                             f"pick one of them ({DEFAULT_BACKEND} needs no model)")
+        require_backend(backend)
         image = image_from_volume_node(volume_node)
         created_node = segmentation_node is None
         if created_node:

@@ -72,14 +72,6 @@ def read_prompt_file(path: Path) -> list:
     return prompts
 
 
-def check_backend(name: str) -> None:
-    from ..interactive.backends import BACKENDS
-
-    if name not in BACKENDS:
-        raise InputError(f"Unknown interactive backend {name!r}", f"the backends are {', '.join(sorted(BACKENDS))}",
-                         "pick one of them with --backend")
-
-
 def check_prompts(prompts: list, image: Image) -> None:
     """Every prompt lands on the image and the first is positive, before any interaction runs."""
     from ..interactive.prompts import to_voxels
@@ -92,9 +84,10 @@ def check_prompts(prompts: list, image: Image) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..interactive.backends import require_backend
     from ..interactive.session import InteractiveSession
 
-    check_backend(args.backend)
+    require_backend(args.backend)
     prompts = read_prompt_file(args.prompts)
     require_output_folder(args.out)
     started = time.perf_counter()

@@ -58,9 +58,14 @@ BACKENDS: dict[str, BackendFactory] = {
 }
 
 
-def make_backend(name: str, image: Image, device: str = "auto") -> Backend:
-    """The backend called ``name`` for a session on ``image``."""
+def require_backend(name: str) -> None:
+    """Refuse an unknown backend name (before any image is read or sent)."""
     if name not in BACKENDS:
         raise InputError(f"Unknown interactive backend {name!r}", f"the backends are {', '.join(sorted(BACKENDS))}",
                          f"pick one of them (the default, {DEFAULT_BACKEND}, needs no model)")
+
+
+def make_backend(name: str, image: Image, device: str = "auto") -> Backend:
+    """The backend called ``name`` for a session on ``image``."""
+    require_backend(name)
     return BACKENDS[name](image, device)
