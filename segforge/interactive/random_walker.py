@@ -9,6 +9,12 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    the search window's faces or holds a negative click is refused, so a threshold that
    leaks into the surroundings, or runs through a voxel the user said is outside, is not
    chosen. The window grows while the best piece keeps reaching its faces (a large object).
+   The level comes from the unsmoothed voxels clicked, and only voxels like the clicked one
+   seed, so a click on an object's rim (a pole on a thick slice) neither spills the piece
+   over the rim nor seeds the outside. A piece that leaks at every level is an organ among
+   tissue like it: it is capped to a chunk around the click (the tissue beyond the cap is not
+   taught as background), unless the click sits on a brighter object's rim or beside the
+   object found so far, where a chunk would spill over: then its seeds alone count.
 2. **What does it look like?** The intensity model is learned from these pieces (the
    lesion) against a shell around them and the negative clicks (its local surroundings),
    not from a few voxels under the click: a heterogeneous lesion's dim parts count as
@@ -39,6 +45,7 @@ from .backends import MaskPatch
 from .prompts import VoxelBox, VoxelPoint, VoxelPrompt, VoxelScribble
 
 Box = tuple[slice, slice, slice]
+_FACE_NEIGHBOURS = np.array([[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class RandomWalkerParameters:
     search_margin_mm: float = 40.0   # window around the prompts where the object is looked for, at first
     max_search_margin_mm: float = 100.0  # largest such window
     margin_mm: float = 6.0           # random-walker region: this far around the object found
+    capped_mm: float = 20.0          # a piece that leaks at every level is kept this close to its click
     levels: int = 32                 # intensity levels tried between background and click
     smoothing_mm: float = 0.6        # Gaussian smoothing of the image (in-plane; not across thick slices)
     seed_radius_mm: float = 2.0      # a positive click fixes the voxels this close to it
@@ -120,13 +128,17 @@ class _View:
         raw = backend.image.array[window].astype(np.float32)
         sigma = [0.0 if axis == backend._thick_axis else self.p.smoothing_mm / s for axis, s in enumerate(self.spacing)]
         self.values = ndimage.gaussian_filter(raw, sigma, mode="nearest") if max(sigma) > 0 else raw
+        self.raw = raw
+        self.noise = _noise(raw, backend._thick_axis)
         shape = raw.shape
         offset = np.array([s.start for s in window])
         self.foreground = np.zeros(shape, bool)
         self.background = np.zeros(shape, bool)
         self.allowed = np.ones(shape, bool)  # inside every positive box
+        self.refused = np.zeros(shape, bool)  # what an object's piece may not hold (negative prompts)
         self.groups: list[np.ndarray] = []   # seed voxels of each positive prompt (a boolean mask each)
-        seed_ball = _ball(self.p.seed_radius_mm, self.spacing)
+        # at least the six face neighbours, so a coarse or noisy voxel never seeds alone
+        seed_ball = np.unique(np.concatenate([_ball(self.p.seed_radius_mm, self.spacing), _FACE_NEIGHBOURS]), axis=0)
         cut_ball = _ball(self.p.cut_radius_mm, self.spacing)
         boxes = []
         for prompt in prompts:
@@ -138,8 +150,17 @@ class _View:
             group = np.zeros(shape, bool)
             if isinstance(prompt, VoxelPoint):
                 _stamp(group, voxels[0], seed_ball if prompt.positive else cut_ball)
+                like = self._like_click(group, voxels[0])
+                # a positive click seeds its own side of a nearby boundary only; a negative one
+                # cuts its whole ball, but only its own side proves that a piece leaks
+                if prompt.positive:
+                    group = like
+                else:
+                    self.refused |= like
             else:
                 _stamp(group, voxels, np.zeros((1, 3), int))
+                if not prompt.positive:
+                    self.refused |= group
             if prompt.positive:
                 self.foreground |= group
                 self.background &= ~group
@@ -164,31 +185,60 @@ class _View:
         self.open_faces = faces
         self.faces = faces
 
+    def _like_click(self, ball: np.ndarray, click: np.ndarray) -> np.ndarray:
+        """The voxels of a click's ball that look like the voxel clicked (within three noise
+        deviations, unsmoothed: smoothing makes a rim voxel look like its outside neighbours)
+        and touch it: a click near a boundary seeds its own side only."""
+        offset = np.array([s.start for s in self.window])
+        value = self.backend.image.array[tuple(click + offset)]  # the click may lie outside the window
+        similar = ball & (np.abs(self.raw - value) <= 3.0 * self.noise)
+        if np.any((click < 0) | (click >= similar.shape)):
+            return similar
+        labels, _ = ndimage.label(similar)
+        return labels == labels[tuple(click)]
+
     # -- step 1: the object around each positive prompt ----------------------------------------
     def objects(self, final: bool) -> tuple[list[np.ndarray], bool]:
         """The piece of every positive prompt, and whether the window should grow (the first
         prompt's most conservative piece already reaches its faces)."""
         pieces = []
+        self.alike = np.zeros(self.values.shape, bool)  # tissue like a capped piece's, beyond its cap
         grow = False
         cache = self.backend._pieces
         for number, group in enumerate(self.groups):
             # a piece is a function of the window, its seeds and the background seeds: reuse it
+            first = number == 0
             key = (tuple((s.start, s.stop) for s in self.window), np.packbits(group).tobytes(),
-                   np.packbits(self.background).tobytes())
+                   np.packbits(self.background).tobytes(), np.packbits(self.refused).tobytes())
             if key not in cache:
                 if len(cache) >= 64:
                     cache.pop(next(iter(cache)))
                 cache[key] = self._piece(group)
-            piece, too_big = cache[key]
-            grow |= too_big and number == 0  # the first prompt sizes the window; a dim later one would only leak
+            piece, too_big, alike = cache[key]
+            if alike is not None and not first and self._beside(group, pieces):
+                # a leaking click beside the object found so far extends its boundary, where a
+                # chunk of like tissue would spill over: its seeds alone
+                piece, alike = group, None
+            if alike is not None:
+                self.alike |= alike
+            grow |= too_big and first  # the first prompt sizes the window; a dim later one would only leak
             pieces.append(piece)
         return pieces, grow and not final
 
-    def _piece(self, group: np.ndarray) -> tuple[np.ndarray, bool]:
+    def _beside(self, group: np.ndarray, pieces: list[np.ndarray]) -> bool:
+        """Whether ``group`` lies within half a cap of one of ``pieces``."""
+        near = _dilate_mm(group, self.p.capped_mm / 2, self.spacing)
+        return any(np.any(near & piece) for piece in pieces)
+
+    def _piece(self, group: np.ndarray) -> tuple[np.ndarray, bool, Optional[np.ndarray]]:
         """The connected piece around ``group`` at the level halfway between its own mean
         intensity and its surroundings' (iterated intermeans, locally), lowered no further
         than the piece stays clear of the window's faces and of negative prompts."""
-        level = float(np.median(self.values[group]))
+        # the level comes from the unsmoothed voxels clicked, and a piece may start beside them:
+        # on an object's rim (a pole on a thick slice) smoothing makes the clicked voxel look
+        # like the outside, and a level taken there would let the piece spill over the rim
+        level = float(np.median(self.raw[group]))
+        anchor = ndimage.binary_dilation(group, np.ones((3, 3, 3), bool))
         inside = self.values[self.allowed]
         sign = 1.0 if level >= float(np.median(inside)) else -1.0
         values = sign * self.values
@@ -197,24 +247,48 @@ class _View:
         ball = _ball(self.p.shell_mm, self.spacing)
         best: Optional[np.ndarray] = None
         for threshold in np.linspace(level, floor, self.p.levels + 1)[1:]:
-            candidate = (values > threshold) & self.allowed
-            labels, _ = ndimage.label(candidate)
-            keep = np.unique(labels[group & candidate])
-            keep = keep[keep > 0]
-            if keep.size == 0:
+            piece = self._piece_above(values, threshold, anchor)
+            if piece is None:
                 continue
-            piece = np.isin(labels, keep)
             if np.any(piece & self.open_faces):
-                return (group if best is None else best), best is None
-            if np.any(piece & self.background):
+                if best is None:  # leaks at every level
+                    if self._on_rim(group, level, sign):
+                        return group, True, None  # a click on a brighter object's dim rim: its seeds alone
+                    return self._capped(piece, group), True, piece  # an organ-like object among its like
+                return best, False, None
+            if np.any(piece & self.refused):
                 break
-            best = piece | group
-            shell = _dilate_near(piece, ball) & ~piece
-            if not shell.any():
-                continue
-            if 0.5 * (values[piece].mean() + values[shell].mean()) >= threshold:
+            midpoint = self._midpoint(values, piece, ball)
+            best = piece  # not the clicked voxels: a rim voxel would teach the model the rim
+            if midpoint is not None and midpoint >= threshold:
                 break
-        return (group if best is None else best), False
+        return (group if best is None else best), False, None
+
+    def _on_rim(self, group: np.ndarray, level: float, sign: float) -> bool:
+        """Whether a click lies on the dim rim of a brighter object (``sign`` -1: a darker one):
+        voxels nearby are clearly (three noise deviations) brighter than its ``level``."""
+        near = _dilate_mm(group, self.p.cut_radius_mm, self.spacing)
+        return float(np.percentile(sign * self.raw[near], 90)) - level > 3.0 * self.noise
+
+    def _capped(self, piece: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """The part of a leaking piece within ``capped_mm`` of the click, still connected to it:
+        each click then adds a chunk of tissue like its own, and the random walker cuts it at
+        the edges inside that chunk."""
+        distance = ndimage.distance_transform_edt(~group, sampling=self.spacing)
+        near = piece & (distance <= self.p.capped_mm)
+        kept = _connected_to(near, group)
+        return kept if kept.any() else group
+
+    def _piece_above(self, values: np.ndarray, threshold: float, anchor: np.ndarray) -> Optional[np.ndarray]:
+        """The connected parts of ``values > threshold`` (inside the boxes) that touch ``anchor``."""
+        piece = _connected_to((values > threshold) & self.allowed, anchor)
+        return piece if piece.any() else None
+
+    @staticmethod
+    def _midpoint(values: np.ndarray, piece: np.ndarray, ball: np.ndarray) -> Optional[float]:
+        """Halfway between the piece's mean intensity and its surroundings' (None: no surroundings)."""
+        shell = _dilate_near(piece, ball) & ~piece
+        return 0.5 * (values[piece].mean() + values[shell].mean()) if shell.any() else None
 
     # -- steps 2 and 3 ------------------------------------------------------------------------------
     def segment(self, pieces: list[np.ndarray]) -> MaskPatch:
@@ -230,7 +304,7 @@ class _View:
         background |= faces & ~foreground
         # background model: the surroundings of the pieces, away from any positive prompt
         near_prompt = _dilate_mm(foreground, p.locality_mm, self.spacing)
-        shell = _dilate_mm(union, p.shell_mm, self.spacing) & ~union & ~near_prompt
+        shell = _dilate_mm(union, p.shell_mm, self.spacing) & ~union & ~near_prompt & ~self.alike[sub]
         background_density = _density(values, values[shell | background])
         prior = np.zeros(values.shape, np.float32)
         for piece in pieces:
@@ -251,6 +325,16 @@ class _View:
         mask = _fill_holes(mask, self.backend._thick_axis)
         box = tuple(slice(w.start + s.start, w.start + s.stop) for w, s in zip(self.window, sub))
         return box, mask.astype(np.uint8)  # type: ignore[return-value]
+
+
+def _noise(values: np.ndarray, thick_axis: Optional[int]) -> float:
+    """The image noise's standard deviation, from the median jump between neighbours (edges,
+    a minority of the jumps, barely move a median)."""
+    jumps = [np.abs(np.diff(values, axis=axis)).ravel() for axis in range(3)
+             if axis != thick_axis and values.shape[axis] > 1]
+    if not jumps:
+        return 1.0
+    return float(np.median(np.concatenate(jumps))) / (0.6745 * np.sqrt(2.0)) or 1.0
 
 
 def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
