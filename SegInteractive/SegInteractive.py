@@ -27,6 +27,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from segforge.errors import Cancelled, SegForgeError
+from SegForgeWidgets import JobRunner
 from SegInteractiveLib import SegInteractiveLogic
 from SegInteractiveLib.prompt_markers import PromptMarkers
 
@@ -152,11 +153,8 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._markers = None  # PromptMarkers of the open session
-        self._job = None  # the InteractionJob in flight
-        self._jobPoint = None  # (point list, index) of the click being segmented
-        self._jobKind = ""  # "point", "box" or "scribble"
+        self._jobs = None  # SegForgeWidgets.JobRunner: the InteractionJob in flight, its progress and Cancel
         self._positive = True  # the sign of the next point and scribble (T switches it)
-        self._pollTimer = None
         self._shortcuts = []
         self._observedSegmentation = None
         self._updatingGui = False
@@ -171,9 +169,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.logic = SegInteractiveLogic()
 
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(POLL_INTERVAL_MS)
-        self._pollTimer.connect("timeout()", self._onPollTimer)
+        self._jobs = JobRunner(self.ui, POLL_INTERVAL_MS, "SegInteractive", refresh=self._updateButtons)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -181,7 +177,6 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent, self._onInteractionModeChanged)
 
         self.ui.applyButton.connect("clicked(bool)", self.onStartSession)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.positivePointButton.connect("clicked(bool)", lambda checked: self.onPointButton(True, checked))
         self.ui.negativePointButton.connect("clicked(bool)", lambda checked: self.onPointButton(False, checked))
         self.ui.boxButton.connect("clicked(bool)", self.onPlaceBox)
@@ -202,12 +197,9 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """The application closes: stop polling; the worker ends with Slicer."""
-        if self._pollTimer is not None:
-            self._pollTimer.stop()
-        if self._job is not None:
-            self._job.cancel()
-            self._job = None
+        """The application closes (or the module is reloaded): stop polling, let go of the keys."""
+        if self._jobs is not None:
+            self._jobs.drop()
         self._removeShortcuts()
         self.removeObservers()
 
@@ -226,10 +218,8 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         # The nodes are about to go: end the session without writing into them.
-        if self._job is not None:
-            self._job.cancel()
-            self._pollTimer.stop()
-            self._job = None
+        if self._jobs is not None:
+            self._jobs.drop()
         session = self.logic.session if self.logic else None
         if session is not None:
             try:
@@ -364,8 +354,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if session is None:
             return
         self._stopPlacing()
-        self._pollTimer.stop()
-        self._job = None
+        self._jobs.drop(cancel=False)
         name = session.target.name
         try:
             session.accept() if keep else session.discard()
@@ -421,7 +410,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if session is None or self._markers is None or index < 0 \
                 or caller.GetNthControlPointPositionStatus(index) != caller.PositionDefined:
             return
-        if self._job is not None:
+        if self._jobs.running:
             self._markers.refused(caller, index)
             self._showStatus(_("Wait for the running interaction (or Cancel it) before the next click."))
             return
@@ -472,7 +461,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._submit(lambda: session.start_scribble(helper, segmentId, positive=self._positive), "scribble")
 
     def _submit(self, start, kind: str) -> None:
-        if self._job is not None:
+        if self._jobs.running:
             self._showStatus(_("Wait for the running interaction (or Cancel it)."))
             return
         try:
@@ -485,53 +474,23 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- the running interaction ---------------------------------------------------------------
 
     def _startPolling(self, job, kind: str, point) -> None:
-        self._job, self._jobKind, self._jobPoint = job, kind, point
-        self.ui.progressBar.value = 0
-        self._showStatus(_("Segmenting..."))
-        self._updateButtons()
-        self._pollTimer.start()
+        """``kind``: "point", "box" or "scribble"; ``point``: (point list, index) of the click, or None."""
+        self._jobs.start(job, lambda change: self._onPromptDone(kind, point),
+                         lambda error: self._onPromptFailed(point, error), _("Segmenting..."))
 
-    def onCancel(self) -> None:
-        if self._job is None:
-            return
-        self.ui.cancelButton.enabled = False
-        self._showStatus(_("Cancelling..."))
-        try:
-            self._job.cancel()
-        except Exception as error:  # the worker may be gone; finish() will say so
-            logging.warning("SegInteractive: cancel failed: %s", error)
+    def _onPromptDone(self, kind: str, point) -> None:
+        if self._markers is not None:
+            self._markers.applied(*(point or ()))
+            if kind == "scribble":
+                self._markers.clear_scribble()
+        self.ui.progressBar.value = 100
+        self._showStatus(self._sessionText(_("Done.")))
 
-    def _onPollTimer(self) -> None:
-        job = self._job
-        if job is None:
-            self._pollTimer.stop()
-            return
-        status = job.poll()
-        if not status.finished:
-            self.ui.progressBar.value = int(100 * status.fraction)
-            self._showStatus(status.message)
-            return
-        self._pollTimer.stop()
-        self._job = None
-        point, kind = self._jobPoint, self._jobKind
-        try:
-            job.finish()
-        except Cancelled:
-            if point is not None and self._markers is not None:
-                self._markers.refused(*point)
-            self._showStatus(_("Cancelled. The segment is as it was."))
-        except Exception as error:
-            if point is not None and self._markers is not None:
-                self._markers.refused(*point)
-            self._showStatus(errorText(_("The prompt failed."), error))
-        else:
-            if self._markers is not None:
-                self._markers.applied(*(point or ()))
-                if kind == "scribble":
-                    self._markers.clear_scribble()
-            self.ui.progressBar.value = 100
-            self._showStatus(self._sessionText(_("Done.")))
-        self._updateButtons()
+    def _onPromptFailed(self, point, error: Exception) -> None:
+        if point is not None and self._markers is not None:
+            self._markers.refused(*point)
+        self._showStatus(_("Cancelled. The segment is as it was.") if isinstance(error, Cancelled)
+                         else errorText(_("The prompt failed."), error))
 
     # -- history -------------------------------------------------------------------------------
 
@@ -546,7 +505,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _history(self, what: str) -> None:
         session = self._session()
-        if session is None or self._job is not None:
+        if session is None or self._jobs.running:
             return
         try:
             with slicer.util.WaitCursor():
@@ -562,21 +521,41 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- keys ------------------------------------------------------------------------------------
 
+    # Why only between enter() and exit(): a key bound by two enabled shortcuts of one window is
+    # ambiguous to Qt, which then fires neither (activatedAmbiguously(); a QAction logs "Ambiguous
+    # shortcut overload"). Slicer's Segment Editor binds z/y and the platform's Undo/Redo keys the
+    # same way, as QShortcuts on the main window (default Qt::WindowShortcut context) created in
+    # SegmentEditor.enter() and deleted in exit() (qMRMLSegmentEditorWidget::installKeyboardShortcuts
+    # / uninstallKeyboardShortcuts); one module is entered at a time, so the two never coexist, even
+    # when Paint scribble opens the Segment Editor. The main window's Edit > Undo action (Ctrl+Z) is
+    # in no menu or toolbar, so Qt never matches it. A focused line edit keeps Ctrl+Z and T for itself.
+    # Left: an extension that keeps a key bound outside enter/exit; that is reported, not silent.
+
     def _installShortcuts(self) -> None:
-        """T, Ctrl+Z and Ctrl+Y while the module is shown (like the Segment Editor's undo keys)."""
+        """T, Ctrl+Z and Ctrl+Y on the main window while the module is entered."""
         if self._shortcuts:
             return
         for keys, slot in (("T", self.onTogglePointSign), ("Ctrl+Z", self.onUndo), ("Ctrl+Y", self.onRedo)):
             shortcut = qt.QShortcut(slicer.util.mainWindow())
             shortcut.setKey(qt.QKeySequence(keys))
+            shortcut.setContext(qt.Qt.WindowShortcut)
             shortcut.connect("activated()", slot)
+            shortcut.connect("activatedAmbiguously()", lambda keys=keys: self._onAmbiguousShortcut(keys))
             self._shortcuts.append(shortcut)
 
     def _removeShortcuts(self) -> None:
+        """Delete the keys (exit, cleanup), so that another module may bind them."""
         for shortcut in self._shortcuts:
+            shortcut.setEnabled(False)
             shortcut.disconnect("activated()")
-            shortcut.setParent(None)
+            shortcut.disconnect("activatedAmbiguously()")
+            shortcut.setParent(None)  # owned by Python now: deleted with its wrapper (no deleteLater, no double delete)
         self._shortcuts = []
+
+    def _onAmbiguousShortcut(self, keys: str) -> None:
+        logging.warning("SegInteractive: %s is also a shortcut of another module; Qt runs neither", keys)
+        self._showStatus(_("{keys} is also a shortcut of another module here: use the panel's buttons.").format(
+            keys=keys))
 
     # -- display ---------------------------------------------------------------------------------
 
@@ -596,7 +575,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateButtons(self) -> None:
         p = self._parameterNode
         session = self._session()
-        open_, running = session is not None, self._job is not None
+        open_, running = session is not None, self._jobs is not None and self._jobs.running
         for widget in (self.ui.inputVolumeSelector, self.ui.outputSegmentationSelector, self.ui.targetSegmentComboBox,
                        self.ui.backendComboBox, self.ui.deviceComboBox, self.ui.protectCheckBox):
             widget.enabled = not open_  # a session is bound to one volume and one segment
@@ -721,7 +700,7 @@ class SegInteractiveTest(ScriptedLoadableModuleTest):
 
         widget._markers.positive.AddControlPointWorld(vtk.vtkVector3d(*centreRas))  # as a click in a view would
         deadline = time.monotonic() + 60.0
-        while widget._job is not None or not session.history:
+        while widget._jobs.running or not session.history:
             self.assertLess(time.monotonic(), deadline, "the click was not segmented within 60 s")
             slicer.app.processEvents()
             time.sleep(0.05)

@@ -25,7 +25,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from segforge.errors import Cancelled, InputError, SegForgeError
+from segforge.errors import Cancelled, InputError
+from SegForgeWidgets import JobRunner
 from SegOrganLib import SegOrganLogic
 
 #: Packages of Resources/requirements.txt this module's jobs need (besides what Slicer bundles).
@@ -198,9 +199,7 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._cancelRequested = False
-        self._pollTimer = None
+        self._jobs = None  # SegForgeWidgets.JobRunner: the running job, its progress and Cancel
         self._models = []  # OrganModelChoice, in the model selector's order
         self._modelsStale = False
         self._listedModel = None  # id of the model whose structures the list shows
@@ -218,15 +217,12 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.logic = SegOrganLogic()
 
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(POLL_INTERVAL_MS)
-        self._pollTimer.connect("timeout()", self._onPollTimer)
+        self._jobs = JobRunner(self.ui, POLL_INTERVAL_MS, "SegOrgan", refresh=self._checkCanApply)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.modelComboBox.connect("activated(int)", self.onModelActivated)
         self.ui.structureSearchBox.connect("textChanged(QString)", self.onStructureFilterChanged)
         self.ui.structuresListWidget.connect("itemChanged(QListWidgetItem*)", self.onStructureItemChanged)
@@ -235,16 +231,13 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self._showStatistics(None)
         self._refreshModels()
-        self._showIdle("")
+        self._jobs.showIdle("")
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        if self._pollTimer is not None:
-            self._pollTimer.stop()
-        if self._job is not None:
-            self._job.cancel()
-            self._job = None
+        if self._jobs is not None:
+            self._jobs.drop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -263,11 +256,9 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         # The nodes a running job would write into are about to go away: cancel it and let
         # go of it, so a result that was just finishing is never written into the next scene.
-        if self._job is not None:
-            self.onCancelButton()
-            self._pollTimer.stop()
-            self._job = None
-            self._showIdle(_("Cancelled: the scene was closed."))
+        if self._jobs.running:
+            self._jobs.drop()
+            self._jobs.showIdle(_("Cancelled: the scene was closed."))
         self._showStatistics(None)
         self.setParameterNode(None)
 
@@ -427,7 +418,7 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
         model = self._selectedModel()
-        running = self._job is not None
+        running = self._jobs is not None and self._jobs.running
         if running:
             reason = _("An organ segmentation job is running")
         elif not p or not p.inputVolume:
@@ -447,7 +438,7 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Start the organ job; the timer takes it from there."""
-        if self._job is not None or not self._parameterNode:
+        if self._jobs.running or not self._parameterNode:
             return
         p = self._parameterNode
         model = self._selectedModel()
@@ -460,7 +451,7 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             onExisting = self._askOnExistingStructures(p.outputSegmentation, parameters)
             if onExisting is None:
                 return
-            self._job = self.logic.start_organ_segmentation(
+            job = self.logic.start_organ_segmentation(
                 p.inputVolume,
                 parameters,
                 segmentation_node=p.outputSegmentation,
@@ -469,57 +460,18 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 surfaces=bool(p.createSurfaces),
             )
         except Exception as error:
-            self._showError(_("Could not start the organ segmentation."), error)
+            self._jobs.showError(_("Could not start the organ segmentation."), error)
             return
-        self._cancelRequested = False
-        self._showRunning(0.0, _("Starting"))
-        self._pollTimer.start()
+        self._jobs.start(job, self._onJobDone,
+                         lambda error: self._jobs.showFailure(error, _("Organ segmentation failed.")), _("Starting"))
 
-    def onCancelButton(self) -> None:
-        if self._job is None or self._cancelRequested:
-            return
-        self._cancelRequested = True
-        self.ui.cancelButton.enabled = False
-        self.ui.statusLabel.text = _("Cancelling...")
-        try:
-            self._job.cancel()
-        except Exception as error:  # the worker may already be gone; finish() will say so
-            logging.warning("SegOrgan: cancel failed: %s", error)
-
-    def _onPollTimer(self) -> None:
-        job = self._job
-        if job is None:
-            self._pollTimer.stop()
-            return
-        try:
-            status = job.poll()
-        except Exception as error:
-            self._pollTimer.stop()
-            self._job = None
-            self._showIdle(_("Failed"))
-            self._showError(_("Lost track of the organ segmentation job."), error)
-            return
-        if not status.finished:
-            self._showRunning(status.fraction, status.message)
-            return
-
-        self._pollTimer.stop()
-        self._job = None
-        try:
-            nodes = job.finish()
-        except Cancelled:
-            self._showIdle(_("Cancelled. Nothing was written."))
-            return
-        except Exception as error:
-            self._showIdle(_("Failed"))
-            self._showError(_("Organ segmentation failed."), error)
-            return
+    def _onJobDone(self, nodes) -> None:
         if self._parameterNode and nodes.segmentation is not None:
             self._parameterNode.outputSegmentation = nodes.segmentation
         for warning in nodes.warnings:
             logging.warning("SegOrgan: %s", warning)
         self._showStatistics(nodes.statistics_table)
-        self._showIdle(self._summary(nodes))
+        self._jobs.showIdle(self._summary(nodes))
 
     @staticmethod
     def _summary(nodes) -> str:
@@ -565,7 +517,7 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                               needs_torch=needsTorch):
                 return True
         except Exception as error:
-            self._showError(_("Could not install the Python packages SegOrgan needs."), error)
+            self._jobs.showError(_("Could not install the Python packages SegOrgan needs."), error)
             return False
         missing = python_dependencies.missing_requirements(
             [r for r in python_dependencies.read_requirements()
@@ -606,29 +558,6 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if clicked == keepButton:
             return "rename"
         return None
-
-    def _showRunning(self, fraction: float, message: str) -> None:
-        self.ui.applyButton.enabled = False
-        self.ui.cancelButton.enabled = not self._cancelRequested
-        self.ui.progressBar.value = int(round(100 * min(max(float(fraction), 0.0), 1.0)))
-        if not self._cancelRequested:
-            self.ui.statusLabel.text = message
-
-    def _showIdle(self, message: str) -> None:
-        self._cancelRequested = False
-        self.ui.cancelButton.enabled = False
-        self.ui.progressBar.value = 0
-        self.ui.statusLabel.text = message
-        self._checkCanApply()
-
-    @staticmethod
-    def _showError(context: str, error: Exception) -> None:
-        if isinstance(error, SegForgeError):
-            logging.error("SegOrgan: %s", error.message)
-            slicer.util.errorDisplay(error.message)
-        else:
-            logging.error("SegOrgan: %s\n%s", context, traceback.format_exc())
-            slicer.util.errorDisplay(f"{context}\n\n{error}", detailedText=traceback.format_exc())
 
 
 #
@@ -831,9 +760,9 @@ class SegOrganTest(ScriptedLoadableModuleTest):
 
         p.outputSegmentation = None
         widget.onApplyButton()
-        self.assertIsNotNone(widget._job, f"Apply started no job: {widget.ui.statusLabel.text}")
+        self.assertTrue(widget._jobs.running, f"Apply started no job: {widget.ui.statusLabel.text}")
         deadline = time.monotonic() + 60.0
-        while widget._job is not None:
+        while widget._jobs.running:
             self.assertLess(time.monotonic(), deadline, "the panel's job did not finish within 60 s")
             slicer.app.processEvents()
             time.sleep(0.05)

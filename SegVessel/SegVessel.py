@@ -5,8 +5,6 @@ Thin by design: the widget reads its parameter node, starts a job through
 Cancel always works. No algorithm lives here; the Logic (importable without Qt) is also the
 scripting API for the Python console.
 """
-import logging
-import traceback
 from dataclasses import replace
 from typing import Annotated, Optional
 
@@ -31,7 +29,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from segforge.errors import Cancelled, SegForgeError
+from segforge.errors import SegForgeError
+from SegForgeWidgets import JobRunner
 from SegVesselLib import SegVesselLogic
 
 #: Packages of Resources/requirements.txt this module's jobs need (besides what Slicer bundles);
@@ -186,9 +185,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._cancelRequested = False
-        self._pollTimer = None
+        self._jobs = None  # SegForgeWidgets.JobRunner: the running job, its progress and Cancel
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -202,27 +199,21 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.logic = SegVesselLogic()
 
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(POLL_INTERVAL_MS)
-        self._pollTimer.connect("timeout()", self._onPollTimer)
+        self._jobs = JobRunner(self.ui, POLL_INTERVAL_MS, "SegVessel", refresh=self._checkCanApply)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
 
-        self._showIdle("")
+        self._jobs.showIdle("")
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        if self._pollTimer is not None:
-            self._pollTimer.stop()
-        if self._job is not None:
-            self._job.cancel()
-            self._job = None
+        if self._jobs is not None:
+            self._jobs.drop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -238,11 +229,9 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         # The nodes a running job would write into are about to go away: cancel it and let
         # go of it, so a result that was just finishing is never written into the next scene.
-        if self._job is not None:
-            self.onCancelButton()
-            self._pollTimer.stop()
-            self._job = None
-            self._showIdle(_("Cancelled: the scene was closed."))
+        if self._jobs.running:
+            self._jobs.drop()
+            self._jobs.showIdle(_("Cancelled: the scene was closed."))
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -310,7 +299,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        running = self._job is not None
+        running = self._jobs is not None and self._jobs.running
         # A field edited away from the selected preset makes the choice Custom.
         name = self._selectedPreset()
         if name is not None and p and not self._fieldsMatchPreset(name):
@@ -339,7 +328,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Start the vessel job; the timer takes it from there."""
-        if self._job is not None or not self._parameterNode:
+        if self._jobs.running or not self._parameterNode:
             return
         p = self._parameterNode
         if not self._ensurePythonDependencies():
@@ -351,7 +340,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             maskParameters = self._maskParameters()
             outputs = self._outputs()
             if outputs is None:  # nothing beyond the mask: the mask job, as it always was
-                self._job = self.logic.start_vessel_mask(
+                job = self.logic.start_vessel_mask(
                     p.inputVolume,
                     segmentation_node=p.outputSegmentation,
                     parameters=maskParameters,
@@ -362,7 +351,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 from segforge.vessel.pipeline import VesselPipelineParameters
                 from segforge.vessel.stenosis import StenosisParameters
 
-                self._job = self.logic.start_vessel_tree(
+                job = self.logic.start_vessel_tree(
                     p.inputVolume,
                     VesselPipelineParameters(
                         mask=maskParameters,
@@ -374,56 +363,17 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     on_existing=onExisting,
                 )
         except Exception as error:
-            self._showError(_("Could not start the vessel segmentation."), error)
+            self._jobs.showError(_("Could not start the vessel segmentation."), error)
             return
-        self._cancelRequested = False
-        self._showRunning(0.0, _("Starting"))
-        self._pollTimer.start()
+        self._jobs.start(job, self._onJobDone,
+                         lambda error: self._jobs.showFailure(error, _("Vessel segmentation failed.")), _("Starting"))
 
-    def onCancelButton(self) -> None:
-        if self._job is None or self._cancelRequested:
-            return
-        self._cancelRequested = True
-        self.ui.cancelButton.enabled = False
-        self.ui.statusLabel.text = _("Cancelling...")
-        try:
-            self._job.cancel()
-        except Exception as error:  # the worker may already be gone; finish() will say so
-            logging.warning("SegVessel: cancel failed: %s", error)
-
-    def _onPollTimer(self) -> None:
-        job = self._job
-        if job is None:
-            self._pollTimer.stop()
-            return
-        try:
-            status = job.poll()
-        except Exception as error:
-            self._pollTimer.stop()
-            self._job = None
-            self._showIdle(_("Failed"))
-            self._showError(_("Lost track of the vessel job."), error)
-            return
-        if not status.finished:
-            self._showRunning(status.fraction, status.message)
-            return
-
-        self._pollTimer.stop()
-        self._job = None
-        try:
-            result = job.finish()
-        except Cancelled:
-            self._showIdle(_("Cancelled. Nothing was written."))
-            return
-        except Exception as error:
-            self._showIdle(_("Failed"))
-            self._showError(_("Vessel segmentation failed."), error)
-            return
+    def _onJobDone(self, result) -> None:
         # The tree job returns VesselNodes, the mask job the segmentation node.
         segmentationNode = getattr(result, "segmentation", result)
         if self._parameterNode and segmentationNode is not None:
             self._parameterNode.outputSegmentation = segmentationNode
-        self._showIdle(self._summary(result, segmentationNode))
+        self._jobs.showIdle(self._summary(result, segmentationNode))
 
     @staticmethod
     def _summary(result, segmentationNode) -> str:
@@ -491,7 +441,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                               needs_torch=NEEDS_TORCH):
                 return True
         except Exception as error:
-            self._showError(_("Could not install the Python packages SegVessel needs."), error)
+            self._jobs.showError(_("Could not install the Python packages SegVessel needs."), error)
             return False
         missing = python_dependencies.missing_requirements(
             [r for r in python_dependencies.read_requirements()
@@ -523,29 +473,6 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if clicked == keepButton:
             return "rename"
         return None
-
-    def _showRunning(self, fraction: float, message: str) -> None:
-        self.ui.applyButton.enabled = False
-        self.ui.cancelButton.enabled = not self._cancelRequested
-        self.ui.progressBar.value = int(round(100 * min(max(float(fraction), 0.0), 1.0)))
-        if not self._cancelRequested:
-            self.ui.statusLabel.text = message
-
-    def _showIdle(self, message: str) -> None:
-        self._cancelRequested = False
-        self.ui.cancelButton.enabled = False
-        self.ui.progressBar.value = 0
-        self.ui.statusLabel.text = message
-        self._checkCanApply()
-
-    @staticmethod
-    def _showError(context: str, error: Exception) -> None:
-        if isinstance(error, SegForgeError):
-            logging.error("SegVessel: %s", error.message)
-            slicer.util.errorDisplay(error.message)
-        else:
-            logging.error("SegVessel: %s\n%s", context, traceback.format_exc())
-            slicer.util.errorDisplay(f"{context}\n\n{error}", detailedText=traceback.format_exc())
 
 
 #

@@ -504,6 +504,29 @@ def test_engine_installs_next_to_the_scripted_modules():
         "the top-level CMakeLists.txt does not include CMake/SegForgeEngine.cmake"
 
 
+def test_shared_widget_helpers_are_listed_and_install_next_to_the_modules():
+    """SegForgeWidgets/ (the Qt helpers every module widget imports) is installed from the
+    top-level CMakeLists.txt into the folder the modules and segforge/ go to."""
+    top = read_cmake(ROOT / "CMakeLists.txt")
+    scripts = variable(top, "SEGFORGE_WIDGETS_PYTHON_SCRIPTS")
+    assert len(set(scripts)) == len(scripts), "a SegForgeWidgets file is listed twice"
+    present = {f"SegForgeWidgets/{f}" for f in files_under(ROOT / "SegForgeWidgets")}
+    assert present == set(scripts), ("SEGFORGE_WIDGETS_PYTHON_SCRIPTS does not match SegForgeWidgets/: "
+                                     f"unlisted {sorted(present - set(scripts))}, missing {sorted(set(scripts) - present)}")
+    compiles = [c for c in top if c.name == "ctkmacrocompilepythonscript"
+                and keyword_args(c.args, {"TARGET_NAME"}).get("TARGET_NAME", [None])[:1] == ["SegForgeWidgets"]]
+    assert len(compiles) == 1, "SegForgeWidgets/ is not installed (one ctkMacroCompilePythonScript expected)"
+    keywords = {"TARGET_NAME", "SCRIPTS", "SOURCE_DIR", "DESTINATION_DIR", "INSTALL_DIR", "RESOURCES", "NO_INSTALL_SUBDIR"}
+    raw, expanded = keyword_args(compiles[0].raw, keywords), keyword_args(compiles[0].args, keywords)
+    assert [s for arg in expanded["SCRIPTS"] for s in arg.split(";") if s] == scripts
+    assert raw["SOURCE_DIR"] == ["${CMAKE_CURRENT_SOURCE_DIR}"]
+    assert raw["DESTINATION_DIR"] == ["${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}"]
+    assert raw["INSTALL_DIR"] == ["${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}"]
+    assert "NO_INSTALL_SUBDIR" in raw, "without NO_INSTALL_SUBDIR the package lands one folder too deep"
+    for module in MODULES:  # what every widget imports must be what is installed
+        assert "from SegForgeWidgets import" in (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
+
+
 # ---------------------------------------------------------------------------------------------
 # (c) Every Logic imports without Qt (and without the packages installed on first use).
 # ---------------------------------------------------------------------------------------------
