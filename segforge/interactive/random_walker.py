@@ -244,7 +244,6 @@ class _View:
         values = sign * self.values
         level *= sign
         floor = float(np.percentile(sign * inside, 5))
-        ball = _ball(self.p.shell_mm, self.spacing)
         best: Optional[np.ndarray] = None
         for threshold in np.linspace(level, floor, self.p.levels + 1)[1:]:
             piece = self._piece_above(values, threshold, anchor)
@@ -258,7 +257,7 @@ class _View:
                 return best, False, None
             if np.any(piece & self.refused):
                 break
-            midpoint = self._midpoint(values, piece, ball)
+            midpoint = self._midpoint(values, piece)
             best = piece  # not the clicked voxels: a rim voxel would teach the model the rim
             if midpoint is not None and midpoint >= threshold:
                 break
@@ -284,10 +283,9 @@ class _View:
         piece = _connected_to((values > threshold) & self.allowed, anchor)
         return piece if piece.any() else None
 
-    @staticmethod
-    def _midpoint(values: np.ndarray, piece: np.ndarray, ball: np.ndarray) -> Optional[float]:
+    def _midpoint(self, values: np.ndarray, piece: np.ndarray) -> Optional[float]:
         """Halfway between the piece's mean intensity and its surroundings' (None: no surroundings)."""
-        shell = _dilate_near(piece, ball) & ~piece
+        shell = _dilate_mm(piece, self.p.shell_mm, self.spacing) & ~piece
         return 0.5 * (values[piece].mean() + values[shell].mean()) if shell.any() else None
 
     # -- steps 2 and 3 ------------------------------------------------------------------------------
@@ -338,18 +336,13 @@ def _noise(values: np.ndarray, thick_axis: Optional[int]) -> float:
 
 
 def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    return _dilate_near(mask, _ball(radius_mm, spacing))
-
-
-def _dilate_near(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
-    """``mask`` dilated by the offsets ``ball``, computed only in the box around the mask."""
-    reach = np.abs(ball).max(axis=0)
-    structure = np.zeros(2 * reach + 1, bool)
-    structure[tuple((ball + reach).T)] = True
+    """``mask`` grown by ``radius_mm``: a distance transform on the box around the mask, whose
+    cost does not grow with the radius as a ball-shaped dilation's does."""
+    reach = np.floor(radius_mm / spacing).astype(int)
     out = np.zeros_like(mask)
     box = _bounding_box(mask, reach)
     if box is not None:
-        out[box] = ndimage.binary_dilation(mask[box], structure)
+        out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing) <= radius_mm + 1e-9
     return out
 
 
