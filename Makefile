@@ -1,12 +1,17 @@
 # SegForge: the two commands a newcomer runs (see README.md).
 #   make demo   set up .venv, run the vessel workflow on the bundled CE-MRA -> out/demo/
-#   make test   set up .venv, run the whole test suite
+#   make test   set up .venv, run the whole test suite (installs Debian's Chromium for the browser tests)
+#   make app    set up .venv, start the web app on loopback with the sample CT, print its URL
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.segforge-installed
 
-.PHONY: demo test bench venv clean
+APP_HOST ?= 127.0.0.1
+APP_PORT ?= 8080
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: demo test bench venv clean app browser
 
 venv: $(STAMP)
 
@@ -19,8 +24,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py --out out/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# The web app on loopback (a random secret is in the URL it prints); segforge app --help for more.
+app: $(STAMP)
+	$(VENV)/bin/segforge app --host $(APP_HOST) --port $(APP_PORT)
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work
+# here). Installed when missing and we are root (CI); otherwise say how, and the tests fail.
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "make: $(CHROMIUM) is missing; install it as root (apt-get install -y chromium), the browser tests need it" >&2; \
+	fi
 
 bench: $(STAMP)
 	mkdir -p out/bench

@@ -1,0 +1,117 @@
+"""Load files from the server's disk (or from an upload) into the scene.
+
+Every format goes through what :mod:`segforge.mrml` and :mod:`segforge.image_io` already
+do for the desktop modules and the CLI (storage nodes, the scene's .mrb reader,
+SimpleITK for DICOM series), so a file reads the same everywhere. ``slicer.util.load*``
+cannot be used: they need ``slicer.app``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from segforge.errors import InputError
+from segforge.mrml import (load_markups, load_model, load_scene_bundle, load_segmentation, load_table,
+                           load_volume, volume_node_from_image)
+
+logger = logging.getLogger(__name__)
+
+#: File endings this loader reads, longest first (".seg.nrrd" before ".nrrd").
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+SUFFIXES = (".seg.nrrd", ".mrk.json", ".mrb", *VOLUME_SUFFIXES, ".vtp", ".vtk", ".stl", ".ply", ".obj", ".csv",
+            ".tsv")
+
+
+@dataclass
+class Loaded:
+    """What one load added: the new nodes and, among them, the volumes to show."""
+
+    nodes: list[Any] = field(default_factory=list)
+
+    @property
+    def volumes(self) -> list[Any]:
+        return [node for node in self.nodes if node.IsA("vtkMRMLScalarVolumeNode")
+                and not node.IsA("vtkMRMLLabelMapVolumeNode")]
+
+
+def load_path(path: str | Path, scene: Any) -> Loaded:
+    """Load a file or a DICOM series folder into ``scene``; what was added comes back.
+
+    Raises :class:`~segforge.errors.InputError` saying what to give instead when the path
+    does not exist or is not a format SegForge reads.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"Nothing at {path}", "the path does not exist on the server",
+                         "give a path on the machine running segforge app (not on your computer), "
+                         "or upload the file")
+    before = _node_ids(scene)
+    if path.is_dir():
+        _load_dicom_folder(path, scene)
+    else:
+        _load_file(path, scene)
+    loaded = Loaded([scene.GetNodeByID(node_id) for node_id in _node_ids(scene) if node_id not in before])
+    loaded.nodes = [node for node in loaded.nodes if node is not None and _is_data(node)]
+    logger.info("loaded %s: %s", path, ", ".join(node.GetName() for node in loaded.nodes))
+    return loaded
+
+
+def load_paths(paths: Iterable[str | Path], scene: Any) -> Loaded:
+    """:func:`load_path` for each path, in order, results together."""
+    loaded = Loaded()
+    for path in paths:
+        loaded.nodes += load_path(path, scene).nodes
+    return loaded
+
+
+def load_uploaded_folder(folder: Path, scene: Any) -> Loaded:
+    """Load what a browser upload wrote into ``folder``: one DICOM series, or files one by one."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if files and not any(_suffix(p) for p in files):  # no known ending: a DICOM series
+        return load_path(files[0].parent if len({p.parent for p in files}) == 1 else folder, scene)
+    return load_paths([p for p in files if _suffix(p)], scene)
+
+
+def _load_file(path: Path, scene: Any) -> None:
+    suffix = _suffix(path)
+    if suffix == ".seg.nrrd":
+        load_segmentation(path, scene=scene)
+    elif suffix == ".mrk.json":
+        load_markups(path, scene=scene)
+    elif suffix == ".mrb":
+        load_scene_bundle(path, scene)
+    elif suffix in VOLUME_SUFFIXES:
+        load_volume(path, scene=scene)
+    elif suffix in (".vtp", ".vtk", ".stl", ".ply", ".obj"):
+        load_model(path, scene=scene)
+    elif suffix in (".csv", ".tsv"):
+        load_table(path, scene=scene)
+    else:
+        raise InputError(f"SegForge does not read {path.name}", "its file type is not one it knows",
+                         "give NIfTI, NRRD, MHA, .seg.nrrd, .mrk.json, .mrb, a model, a table "
+                         "or a folder holding one DICOM series")
+
+
+def _load_dicom_folder(folder: Path, scene: Any) -> None:
+    from segforge.image_io import read_image
+
+    image = read_image(folder)  # one series per folder; says what to do otherwise
+    node = volume_node_from_image(image, folder.name, scene=scene)
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return next((suffix for suffix in SUFFIXES if name.endswith(suffix)), "")
+
+
+def _node_ids(scene: Any) -> list[str]:
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+def _is_data(node: Any) -> bool:
+    """Data nodes the user cares about (not storage, display or hierarchy helpers)."""
+    return node.IsA("vtkMRMLDisplayableNode") or node.IsA("vtkMRMLTableNode")

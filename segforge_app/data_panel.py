@@ -1,0 +1,91 @@
+"""The Data panel: load from a path on the server or upload from the browser; list the data.
+
+Server-side paths are what a remote GPU box needs (the data is already there, and volumes
+do not cross the network twice); uploads are for data on the user's own computer. Both
+end in :mod:`.data_loading`. The first volume loaded is shown, as in Slicer; clicking a
+volume in the list shows it instead.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .data_loading import Loaded, load_path, load_uploaded_folder
+from .panels import Panel, register_panel
+
+if TYPE_CHECKING:
+    from .context import AppContext
+
+logger = logging.getLogger(__name__)
+
+PATH_KEY = "data_path"
+
+
+class DataPanel:
+    """Callbacks of the Data panel, bound to one :class:`AppContext`."""
+
+    def __init__(self, context: "AppContext") -> None:
+        self.context = context
+        context.state.setdefault(PATH_KEY, "")
+
+    def load_server_path(self) -> None:
+        path = str(self.context.state[PATH_KEY] or "").strip()
+        if not path:
+            from segforge.errors import InputError
+
+            raise InputError("No path given", "the path field is empty",
+                             "type the path of a file or DICOM folder on the server")
+        self._show(load_path(path, self.context.scene))
+
+    def load_uploaded(self, files: list[dict]) -> None:
+        """Write the browser's files into a private temporary folder, then load them."""
+        from trame.app.file_upload import ClientFile
+
+        with tempfile.TemporaryDirectory(prefix="segforge-upload-") as folder:
+            for file in files:
+                client_file = ClientFile(file)
+                # Only the base name: a client-sent "../x" must not write outside the folder.
+                (Path(folder) / Path(client_file.name).name).write_bytes(client_file.content)
+            self._show(load_uploaded_folder(Path(folder), self.context.scene))
+
+    def show_node(self, node_id: str) -> None:
+        node = self.context.scene.GetNodeByID(node_id)
+        if node is not None and node.IsA("vtkMRMLScalarVolumeNode"):
+            self.context.show_volume(node)
+
+    def _show(self, loaded: Loaded) -> None:
+        if loaded.volumes:
+            self.context.show_volume(loaded.volumes[0])
+        self.context.refresh_nodes()
+
+
+def build(context: "AppContext") -> None:
+    from trame.widgets import html, vuetify3 as v3
+    from trame_server.utils.typed_state import TypedState
+    from trame_slicer.app.ui.load_volume_ui import LoadVolumeButton, LoadVolumeItemsState
+
+    panel = DataPanel(context)
+    v3.VTextField(v_model=(PATH_KEY,), label="Path on the server", density="compact", hide_details="auto",
+                  # Always shown: a hint appearing on focus moves the Load button under the pointer.
+                  hint="NIfTI, NRRD, MHA, .seg.nrrd, .mrk.json, .mrb or a DICOM folder", persistent_hint=True,
+                  clearable=True, raw_attrs=['data-testid="data-path"'])
+    v3.VBtn("Load", click=context.shows_errors(panel.load_server_path), block=True, classes="my-2",
+            prepend_icon="mdi-folder-open", raw_attrs=['data-testid="data-load"'])
+    with html.Div(classes="d-flex align-center"):
+        html.Span("Upload:", classes="text-caption mr-2")
+        # trame-slicer's chunked upload button (files, or a whole folder for a DICOM series).
+        for name, is_folder, icon in (("Upload files", False, "mdi-file-upload"),
+                                      ("Upload a DICOM folder", True, "mdi-folder-upload")):
+            button = LoadVolumeButton(name=name, load_directory=is_folder, icon=icon,
+                                      typed_state=TypedState(context.state, LoadVolumeItemsState,
+                                                             namespace=f"upload_{int(is_folder)}"))
+            button.on_load_volume.connect(context.shows_errors(panel.load_uploaded))
+    v3.VDivider(classes="my-2")
+    with v3.VList(density="compact", raw_attrs=['data-testid="scene-nodes"']):
+        v3.VListItem(v_for="node in scene_nodes", key="node.id", title=("node.name",), subtitle=("node.kind",),
+                     click=(context.shows_errors(panel.show_node), "[node.id]"))
+
+
+register_panel(Panel(id="data", title="Data", icon="mdi-database", build=build, order=0))

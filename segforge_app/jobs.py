@@ -1,0 +1,99 @@
+"""Background jobs of the module panels: progress and Cancel in the UI, never a frozen page.
+
+A module Logic's ``start_...`` returns a :class:`segforge.worker.ModuleJob` (``poll``,
+``cancel``, ``finish``), the same object the desktop widget polls from a QTimer. Here an
+asyncio task on trame's event loop polls it instead, mirrors its status into the state
+key ``job_<key>`` (``{"state", "fraction", "message", "running"}``) and, when it is done,
+calls ``finish()`` on the loop's thread (VTK and the scene are not thread-safe) and hands
+the result to the panel. :func:`job_progress` draws the progress bar, message and Cancel.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from segforge.errors import Cancelled, SegForgeError
+
+if TYPE_CHECKING:
+    from .context import AppContext
+
+logger = logging.getLogger(__name__)
+
+
+def job_state_key(key: str) -> str:
+    return f"job_{key}"
+
+
+class JobTracker:
+    """Follows at most one job per key (a panel) from trame's asyncio loop."""
+
+    def __init__(self, context: "AppContext", interval_s: float = 0.2) -> None:
+        self.context = context
+        self.interval_s = interval_s
+        self._jobs: dict[str, Any] = {}
+
+    def start(self, key: str, job: Any, on_done: Callable[[Any], None],
+              on_cancelled: Optional[Callable[[], None]] = None) -> "asyncio.Task":
+        """Follow ``job`` under ``key``; ``on_done(result)`` runs with what ``finish()`` returned."""
+        if key in self._jobs:
+            job.cancel()
+            raise SegForgeError("A job is already running here", "one job per panel at a time",
+                                "wait for it to finish or cancel it")
+        self._jobs[key] = job
+        self._set(key, {"state": "queued", "fraction": 0.0, "message": "Starting...", "running": True})
+        from trame_server.utils.asynchronous import create_task
+
+        return create_task(self._follow(key, job, on_done, on_cancelled))
+
+    def cancel(self, key: str) -> None:
+        """Ask the worker to stop the job under ``key`` (the next poll shows it cancelled)."""
+        job = self._jobs.get(key)
+        if job is not None:
+            job.cancel()
+
+    def is_running(self, key: str) -> bool:
+        return key in self._jobs
+
+    async def _follow(self, key: str, job: Any, on_done: Callable[[Any], None],
+                      on_cancelled: Optional[Callable[[], None]]) -> None:
+        try:
+            while True:
+                status = job.poll()
+                self._set(key, {"state": status.state, "fraction": float(status.fraction),
+                                "message": status.message, "running": not status.finished})
+                if status.finished:
+                    break
+                await asyncio.sleep(self.interval_s)
+            result = job.finish()
+        except Cancelled:
+            self._set(key, {"state": "cancelled", "fraction": 0.0, "message": "Cancelled", "running": False})
+            if on_cancelled:
+                on_cancelled()
+            return
+        except Exception as error:  # noqa: BLE001 - the user sees it with what to do
+            self._set(key, {"state": "failed", "fraction": 0.0, "message": str(error), "running": False})
+            self.context.report_error(error)
+            return
+        finally:
+            self._jobs.pop(key, None)
+        try:
+            on_done(result)
+        except Exception as error:  # noqa: BLE001
+            self.context.report_error(error)
+
+    def _set(self, key: str, value: dict) -> None:
+        with self.context.state:  # flushes to the browsers even outside a UI callback
+            self.context.state[job_state_key(key)] = value
+
+
+def job_progress(key: str, on_cancel: Callable[[], None]) -> None:
+    """Progress bar, status message and Cancel button for the job under ``key`` (call while laying out)."""
+    from trame.widgets import html, vuetify3 as v3
+
+    name = job_state_key(key)
+    with html.Div(v_if=(f"{name} && {name}.running",), classes="d-flex align-center my-2",
+                  raw_attrs=[f'data-testid="{key}-progress"']):
+        v3.VProgressLinear(model_value=(f"100 * {name}.fraction",), height=8, classes="flex-grow-1 mr-2")
+        v3.VBtn("Cancel", size="small", variant="outlined", click=on_cancel, raw_attrs=[f'data-testid="{key}-cancel"'])
+    html.Div(f"{{{{ {name} && {name}.message }}}}", v_if=(f"{name}",), classes="text-caption")
