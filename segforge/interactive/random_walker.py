@@ -178,12 +178,9 @@ class _View:
                 self.groups.append(core & ~self.background)
             self.background |= ~self.allowed
         self.groups = [g for g in self.groups if g.any()]
-        faces = np.ones(shape, bool)
-        faces[tuple(slice(1, -1) if n > 2 else slice(None) for n in shape)] = False
         # a piece reaching the window's faces leaks (also at the image's border: a lesion is
         # surrounded by other tissue, and a crop's border cuts through that tissue)
-        self.open_faces = faces
-        self.faces = faces
+        self.faces = _faces(shape)
 
     def _like_click(self, ball: np.ndarray, click: np.ndarray) -> np.ndarray:
         """The voxels of a click's ball that look like the voxel clicked (within three noise
@@ -249,7 +246,7 @@ class _View:
             piece = self._piece_above(values, threshold, anchor)
             if piece is None:
                 continue
-            if np.any(piece & self.open_faces):
+            if np.any(piece & self.faces):
                 if best is None:  # leaks at every level
                     if self._on_rim(group, level, sign):
                         return group, True, None  # a click on a brighter object's dim rim: its seeds alone
@@ -297,9 +294,7 @@ class _View:
         values = self.values[sub]
         foreground, background = self.foreground[sub].copy(), self.background[sub].copy()
         union = union[sub]
-        faces = np.ones(values.shape, bool)
-        faces[tuple(slice(1, -1) if n > 2 else slice(None) for n in values.shape)] = False
-        background |= faces & ~foreground
+        background |= _faces(values.shape) & ~foreground
         # background model: the surroundings of the pieces, away from any positive prompt
         near_prompt = _dilate_mm(foreground, p.locality_mm, self.spacing)
         shell = _dilate_mm(union, p.shell_mm, self.spacing) & ~union & ~near_prompt & ~self.alike[sub]
@@ -373,6 +368,13 @@ def _prompt_voxels(prompt: VoxelPrompt) -> np.ndarray:
     if isinstance(prompt, VoxelScribble):
         return np.asarray(prompt.kji).reshape(-1, 3)
     return np.array([prompt.lo_kji, np.asarray(prompt.hi_kji) - 1])
+
+
+def _faces(shape: tuple[int, ...]) -> np.ndarray:
+    """The voxels on a box's faces (an axis of one or two voxels is all face)."""
+    faces = np.ones(shape, bool)
+    faces[tuple(slice(1, -1) if n > 2 else slice(None) for n in shape)] = False
+    return faces
 
 
 def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
