@@ -17,6 +17,9 @@ if str(REPO) not in sys.path:  # plain `pytest` (not `python -m pytest`) from an
     sys.path.insert(0, str(REPO))
 
 from segforge.image import Image  # noqa: E402
+
+#: The browser tests' fixtures (``browser``) and helpers live in Testing/app_browser.py.
+pytest_plugins = ["app_browser"]
 #: Real data shipped with the project (with its licence): always present.
 SAMPLE_DATA = REPO / "Resources" / "SampleData"
 #: The team's shared data sets (real CT/CTA volumes and predictions), beside the checkout.

@@ -123,5 +123,5 @@ def run(host: str = "127.0.0.1", port: int = 8080, data: Optional[Iterable[str |
     server.controller.on_server_ready.add(announce)
     # trame reads its own options (the websocket secret among them) from sys.argv; hand it
     # only those, so that segforge's arguments are not parsed a second time.
-    sys.argv = [sys.argv[0], "--authKey", secret]
+    sys.argv = [sys.argv[0], f"--authKey={secret}"]  # "=": a random secret may start with "-"
     server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0)

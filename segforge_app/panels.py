@@ -7,6 +7,7 @@ registry, so adding a module panel touches no other file.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -34,8 +35,12 @@ def register_panel(panel: Panel) -> Panel:
     return panel
 
 
+#: The app's own panels, each a module of this package that registers itself when imported.
+BUILTIN_PANELS = ("data_panel", "vessel_panel", "organ_panel", "interactive_panel", "save_panel")
+
+
 def registered_panels() -> list[Panel]:
     """The panels in drawer order (the built-in ones are registered on first call)."""
-    from . import data_panel  # noqa: F401  (registers the Data panel)
-
+    for name in BUILTIN_PANELS:
+        importlib.import_module(f"{__package__}.{name}")
     return sorted(_PANELS.values(), key=lambda panel: (panel.order, panel.id))

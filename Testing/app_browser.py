@@ -1,0 +1,227 @@
+"""Shared pieces of the browser tests: ``segforge app`` in a subprocess, Debian's Chromium
+under Playwright kept to loopback, frames of the views, artefacts kept on failure.
+
+conftest.py loads this file as a pytest plugin, so the ``browser`` fixture is everywhere.
+Chromium is the system one (``/usr/bin/chromium``; ``make test`` installs it as root):
+Playwright's own browser download cannot work here. Without it the tests fail, saying how
+to install it; they never skip. A failing browser test saves a screenshot and the app's log
+under ``out/browser-tests/`` and prints the screenshot into the test output (base64 JPEG
+between markers), so CI keeps it in its log. Screenshots of results meant for the README
+are written by :func:`keep_screenshot` (``make screenshots`` puts them into docs/screenshots).
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+ARTEFACTS = REPO / "out" / "browser-tests"
+SAMPLE_NAME = "example_ct_sm"  # the default sample volume's node name (segforge_app.sample_data)
+READY_LINE = re.compile(r"SegForge app ready: (http://\S+)")
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError as error:  # the app extra is part of dev: missing is a failure, not a skip
+    sync_playwright = None
+    _PLAYWRIGHT_ERROR = error
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def app_env(**extra: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow")
+    env.pop("SEGFORGE_APP_TOKEN", None)
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(proxy, None)  # loopback only, never through a proxy
+    return {**env, **extra}
+
+
+def segforge_app_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "segforge.cli.main", "app", *args]
+
+
+class AppProcess:
+    """``segforge app`` in a subprocess; its output goes to a log file and is scanned for the URL."""
+
+    def __init__(self, *args: str, log: Path, env: dict | None = None) -> None:
+        self.log = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.lines: list[str] = []
+        self.url: str | None = None
+        self._ready = threading.Event()
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(segforge_app_command(*args), stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, env=app_env(**(env or {})), cwd=REPO)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with self.log.open("w") as out:
+            for line in self.process.stdout:
+                out.write(line)
+                out.flush()
+                self.lines.append(line)
+                match = READY_LINE.search(line)
+                if match and self.url is None:
+                    self.url = match.group(1)
+                    self._ready.set()
+        self._ready.set()
+
+    def wait_url(self, timeout_s: float = 60.0) -> str:
+        self._ready.wait(timeout_s)
+        if self.url is None:
+            raise AssertionError(f"segforge app printed no URL within {timeout_s} s "
+                                 f"(exit code {self.process.poll()}):\n{''.join(self.lines[-40:])}")
+        return self.url
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def only_loopback(page, blocked: list[str]) -> None:
+    """Abort every request that is not to the app on loopback (and record it)."""
+    def route(route) -> None:
+        url = route.request.url
+        host = urlsplit(url).hostname
+        if url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+    page.route("**/*", route)
+
+
+def view_image(page, view: str):
+    """The <img> the server's frames of ``view`` (Red, Yellow, Green, ThreeD) are shown in."""
+    return page.locator(f"div:has(> span[data-view='{view}']) img").first
+
+
+def view_frame_src(page, view: str) -> str:
+    return page.evaluate(
+        "(view) => { const m = document.querySelector(`span[data-view='${view}']`);"
+        " const img = m && m.parentElement.querySelector('img'); return img ? img.src : ''; }", view)
+
+
+def image_stats(png: bytes) -> tuple[float, float]:
+    """(standard deviation of grey levels, fraction of pixels brighter than 40) of a screenshot."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    grey = np.asarray(PILImage.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+    return float(grey.std()), float((grey > 40).mean())
+
+
+def shows_an_image(page, view: str) -> bool:
+    """True when ``view`` shows a real frame (not black, not a flat colour)."""
+    if not view_frame_src(page, view).startswith("blob:"):
+        return False
+    spread, bright = image_stats(view_image(page, view).screenshot())
+    return spread > 20 and bright > 0.1
+
+
+@contextlib.contextmanager
+def artefacts_on_failure(page, name: str, app: AppProcess | None = None):
+    """On failure: keep a screenshot (and the app's log) and print where, plus the image itself."""
+    try:
+        yield
+    except BaseException:
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTEFACTS / f"{name}.png"
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(shot), full_page=True)
+            from PIL import Image as PILImage
+
+            small = io.BytesIO()
+            picture = PILImage.open(shot).convert("RGB")
+            picture.thumbnail((900, 900))
+            picture.save(small, "JPEG", quality=60)
+            print(f"\nbrowser test {name} failed: screenshot {shot}"
+                  f"{f', app log {app.log}' if app else ''}\n"
+                  f"----- BEGIN SCREENSHOT {name}.jpg (base64) -----\n"
+                  f"{base64.b64encode(small.getvalue()).decode()}\n"
+                  f"----- END SCREENSHOT {name}.jpg -----", file=sys.stderr)
+        raise
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if sync_playwright is None:
+        pytest.fail(f"playwright is not installed ({_PLAYWRIGHT_ERROR}): pip install -e '.[dev]'")
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: as root run `make browser` (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+#: Where :func:`keep_screenshot` writes (``make screenshots`` points it at docs/screenshots).
+SCREENSHOTS = Path(os.environ.get("SEGFORGE_SCREENSHOTS", ARTEFACTS / "screenshots"))
+
+
+def keep_screenshot(page, name: str) -> Path:
+    """Save the whole page as ``<name>.png`` (a workflow's result, for the README)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+@contextlib.contextmanager
+def open_app(browser, *args: str, name: str, timeout_s: float = 60.0):
+    """``segforge app *args`` on a free loopback port, opened in a new 1400x900 page kept to loopback.
+
+    Yields ``{"app", "page", "url", "blocked"}`` once the page's views exist; stops the app after.
+    """
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    blocked: list[str] = []
+    only_loopback(page, blocked)
+    app = AppProcess("--port", str(free_port()), *args, log=ARTEFACTS / f"app_{name}.log")
+    try:
+        with artefacts_on_failure(page, f"{name}_start", app):
+            url = app.wait_url(timeout_s)
+            page.goto(url)
+            page.locator("span[data-view='Red']").wait_for(state="attached", timeout=30_000)
+        yield {"app": app, "page": page, "url": url, "blocked": blocked}
+    finally:
+        app.stop()
+        page.close()
+
+
+def load_server_path(page, path: Path | str, node_name: str, timeout_ms: int = 60_000) -> None:
+    """Load ``path`` through the Data panel's server-path field; wait for ``node_name`` in its list."""
+    page.get_by_test_id("data-path").locator("input").fill(str(path))
+    page.get_by_test_id("data-load").click()
+    page.get_by_test_id("scene-nodes").get_by_text(node_name, exact=True).first.wait_for(timeout=timeout_ms)
+
+
+def choose(page, test_id: str, option: str) -> None:
+    """Pick ``option`` (its visible text) in the Vuetify select marked ``data-testid=test_id``."""
+    page.get_by_test_id(test_id).click()
+    page.get_by_role("option", name=option, exact=True).click()

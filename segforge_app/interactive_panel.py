@@ -1,0 +1,1 @@
+"""Placeholder: the interactive panel is being built (registers nothing yet)."""

@@ -1,0 +1,32 @@
+"""The module Logic classes the panels drive: the desktop modules' own, not a second copy.
+
+SegVessel, SegOrgan and SegInteractive keep their Logic in ``<Module>/<Module>Lib`` (Slicer's
+scripted-module layout); Slicer puts each module folder on ``sys.path``, and so does this
+module (the app runs from a checkout). One Logic per module per app; all of them send
+their jobs to the shared worker process (:func:`segforge.worker.shared_worker`), so the
+page's event loop never runs a model.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+#: The checkout's root, holding the module folders.
+REPO = Path(__file__).resolve().parents[1]
+
+#: Module name -> its Logic class, as the desktop widget creates it.
+LOGIC_CLASSES = {"SegVessel": "SegVesselLogic", "SegOrgan": "SegOrganLogic",
+                 "SegInteractive": "SegInteractiveLogic"}
+
+
+@functools.lru_cache(maxsize=None)
+def module_logic(module_name: str) -> Any:
+    """The app's one ``<module_name>Logic`` (created on first use)."""
+    folder = REPO / module_name
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    library = importlib.import_module(f"{module_name}Lib")
+    return getattr(library, LOGIC_CLASSES[module_name])()

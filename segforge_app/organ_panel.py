@@ -1,0 +1,1 @@
+"""Placeholder: the organ panel is being built (registers nothing yet)."""

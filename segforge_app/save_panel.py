@@ -1,0 +1,1 @@
+"""Placeholder: the save panel is being built (registers nothing yet)."""

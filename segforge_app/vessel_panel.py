@@ -1,0 +1,1 @@
+"""Placeholder: the vessel panel is being built (registers nothing yet)."""
