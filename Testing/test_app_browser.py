@@ -112,6 +112,19 @@ def test_an_uploaded_file_is_loaded(app_session):
             .wait_for(timeout=30_000)
 
 
+def test_a_sample_loads_with_one_click_and_is_shown(app_session):
+    page, app = app_session["page"], app_session["app"]
+    with artefacts_on_failure(page, "sample_chip", app):
+        before = view_image(page, "Red").screenshot()
+        page.get_by_test_id("sample-aorta_mra").click()
+        page.get_by_test_id("scene-nodes").get_by_text("aorta", exact=True).wait_for(timeout=30_000)
+        deadline = time.perf_counter() + 20
+        while view_image(page, "Red").screenshot() == before:  # the new volume replaces the CT in the views
+            assert time.perf_counter() < deadline, "the axial view still shows the previous volume"
+            time.sleep(0.2)
+        assert shows_an_image(page, "Red")
+
+
 def test_a_wrong_secret_gets_no_data(app_session, browser):
     page = browser.new_page()
     blocked: list[str] = []

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .data_loading import Loaded, load_path, load_uploaded_folder
 from .panels import Panel, register_panel
+from .sample_data import available_samples
 
 if TYPE_CHECKING:
     from .context import AppContext
@@ -50,6 +51,10 @@ class DataPanel:
                 (Path(folder) / Path(client_file.name).name).write_bytes(client_file.content)
             self._show(load_uploaded_folder(Path(folder), self.context.scene))
 
+    def load_sample(self, sample_id: str) -> None:
+        sample = next(sample for sample in available_samples() if sample.id == sample_id)
+        self._show(load_path(sample.path, self.context.scene))
+
     def show_node(self, node_id: str) -> None:
         node = self.context.scene.GetNodeByID(node_id)
         if node is not None and node.IsA("vtkMRMLScalarVolumeNode"):
@@ -82,6 +87,14 @@ def build(context: "AppContext") -> None:
                                       typed_state=TypedState(context.state, LoadVolumeItemsState,
                                                              namespace=f"upload_{int(is_folder)}"))
             button.on_load_volume.connect(context.shows_errors(panel.load_uploaded))
+    samples = available_samples()
+    if samples:
+        html.Div("Sample data:", classes="text-caption mt-2")
+        for sample in samples:
+            v3.VChip(sample.title, size="small", classes="ma-1", prepend_icon="mdi-download",
+                     title=f"{sample.path.name}: for {sample.use}",
+                     click=(context.shows_errors(panel.load_sample), f"['{sample.id}']"),
+                     raw_attrs=[f'data-testid="sample-{sample.id}"'])
     v3.VDivider(classes="my-2")
     with v3.VList(density="compact", raw_attrs=['data-testid="scene-nodes"']):
         v3.VListItem(v_for="node in scene_nodes", key="node.id", title=("node.name",), subtitle=("node.kind",),
