@@ -225,3 +225,28 @@ def choose(page, test_id: str, option: str) -> None:
     """Pick ``option`` (its visible text) in the Vuetify select marked ``data-testid=test_id``."""
     page.get_by_test_id(test_id).click()
     page.get_by_role("option", name=option, exact=True).click()
+
+
+def save_node(page, node_name: str, path: Path | str, timeout_ms: int = 60_000) -> None:
+    """Save ``node_name`` (or "Whole scene (.mrb)") to ``path`` through the Save panel.
+
+    Waits for "Saved ... to <path>"; raises with the drawer's error text (or the overwrite
+    question) when that appears instead.
+    """
+    if not page.get_by_test_id("save-node").is_visible():
+        page.get_by_test_id("panel-save").locator("button").first.click()
+        page.get_by_test_id("save-node").wait_for(state="visible", timeout=10_000)
+    error = page.get_by_test_id("app-error")
+    if error.count():  # an earlier message must not be read as this save's
+        error.get_by_role("button").first.click()
+        error.wait_for(state="detached", timeout=10_000)
+    choose(page, "save-node", node_name)
+    page.get_by_test_id("save-path").locator("input").fill(str(path))
+    page.get_by_test_id("save-button").click()
+    done = page.get_by_test_id("save-message").filter(has_text=f" to {path}")
+    question = page.get_by_test_id("save-overwrite-question")
+    done.or_(error).or_(question).first.wait_for(timeout=timeout_ms)
+    if error.count():
+        raise AssertionError(f"saving {node_name} to {path} failed: {error.inner_text()}")
+    if question.count():
+        raise AssertionError(f"saving {node_name} to {path} asks first: {question.inner_text()}")
