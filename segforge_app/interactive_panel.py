@@ -1,1 +1,351 @@
-"""Placeholder: the interactive panel is being built (registers nothing yet)."""
+"""The SegInteractive panel: a lesion from clicks and a box in the web slice views, click by click.
+
+Drives the desktop module's own Logic (``module_logic("SegInteractive")``): Start session
+opens an :class:`InteractiveSegmentSession` (the volume goes to the worker once), each
+click placed in a slice view (:mod:`.interactive_clicks`) becomes ``start_point_from_markups``
+followed by a :class:`~segforge_app.jobs.JobTracker` of its own that polls every 30 ms (the
+page never waits for the worker), and the segment is shown in the views after each one.
+The prompts are shown as the desktop panel shows them (:class:`PromptMarkers`: green / red
+points, the box as an ROI). The status line gives the segment's voxels and millilitres and
+how long the last click took to become a mask on the server.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from segforge.errors import InputError
+
+from .context import NODES_KEY
+from .interactive_clicks import ClickPlacement, box_from_corners, corner_list, point_ras, set_roi
+from .jobs import JobTracker, job_progress
+from .module_logics import module_logic
+from .panels import Panel, register_panel
+
+if TYPE_CHECKING:
+    from .context import AppContext
+
+logger = logging.getLogger(__name__)
+
+KEY = "seginteractive"
+VOLUME, NAME, BACKEND, BACKENDS = "si_volume", "si_segment_name", "si_backend", "si_backends"
+OPEN, BUSY, MODE, STATUS, WARNING, KEPT = "si_open", "si_busy", "si_mode", "si_status", "si_warning", "si_kept"
+CAN_UNDO, CAN_REDO = "si_can_undo", "si_can_redo"
+
+#: Seconds between two polls of a running click (the worker answers a click in a few hundred ms).
+CLICK_POLL_S = 0.03
+
+MODE_HINTS = {"positive": "Click on the lesion in a slice view (positive click).",
+              "negative": "Click where the mask leaked, outside the lesion (negative click).",
+              "box": "Click two opposite corners of a box around the lesion in a slice view."}
+
+
+class _Followed:
+    """An InteractionJob whose failure (or cancellation) also reaches the panel, not only the drawer."""
+
+    def __init__(self, job: Any, on_failed: Callable[[], None]) -> None:
+        self._job, self._on_failed = job, on_failed
+
+    def poll(self) -> Any:
+        return self._job.poll()
+
+    def cancel(self) -> None:
+        self._job.cancel()
+
+    def finish(self) -> Any:
+        try:
+            return self._job.finish()
+        except BaseException:
+            self._on_failed()
+            raise
+
+
+class InteractivePanel:
+    """Callbacks of the SegInteractive panel, bound to one :class:`AppContext`."""
+
+    def __init__(self, context: "AppContext") -> None:
+        self.context = context
+        self.logic = module_logic("SegInteractive")
+        self.markers: Any = None  # PromptMarkers of the open session
+        self.corners: Any = None  # the box's corner points (a point list of the session)
+        self.clicks = ClickPlacement(context.slicer_app, self._on_placed)
+        # A tracker of its own: a click is done in a few hundred ms, and the app's tracker
+        # (0.2 s between polls, for jobs of minutes) would add up to 0.2 s to each click.
+        self.jobs = JobTracker(context, interval_s=CLICK_POLL_S)
+        self._started_at = 0.0
+        state = context.state
+        backends = self.logic.backends()
+        for key, value in ((VOLUME, None), (NAME, "lesion"), (BACKENDS, backends), (BACKEND, backends[0]),
+                           (OPEN, False), (BUSY, False), (MODE, ""), (STATUS, "No session."), (WARNING, ""),
+                           (KEPT, []), (CAN_UNDO, False), (CAN_REDO, False)):
+            state.setdefault(key, value)
+        state.change(NODES_KEY)(self._default_volume)
+
+    @property
+    def state(self) -> Any:
+        return self.context.state
+
+    @property
+    def session(self) -> Any:
+        return self.logic.session
+
+    # -- inputs -----------------------------------------------------------------------------------
+
+    def _default_volume(self, **_: Any) -> None:
+        """The first volume, as the desktop panel picks it, until the user chooses another."""
+        ids = [node["id"] for node in self.state[NODES_KEY] if node["kind"] == "volume"]
+        if self.state[VOLUME] not in ids:
+            self.state[VOLUME] = ids[0] if ids else None
+
+    # -- session ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start a session (the worker is started off the page's loop, then the volume sent)."""
+        if self.session is not None:
+            self.logic.start_session(None)  # the Logic's own refusal: accept or discard the open one first
+        volume = self.context.scene.GetNodeByID(self.state[VOLUME] or "")
+        if volume is None:
+            raise InputError("No input volume is selected", "the scene has no volume, or none is chosen",
+                             "load a volume in the Data panel and choose it as input volume")
+        self._set(**{BUSY: True, STATUS: "Starting the session (sending the volume to the worker)..."})
+        from trame_server.utils.asynchronous import create_task
+
+        create_task(self._start(volume))
+
+    async def _start(self, volume: Any) -> None:
+        try:
+            await asyncio.to_thread(self.logic.worker.hello)  # spawning the worker must not freeze the page
+            started = time.perf_counter()
+            session = self.logic.start_session(volume, None, "", backend=self.state[BACKEND],
+                                               segment_name=str(self.state[NAME] or "lesion"))
+            from SegInteractiveLib.prompt_markers import PromptMarkers
+
+            self.markers = PromptMarkers.create(self.context.scene, volume)
+            self.corners = corner_list(self.context.scene)
+            for point_list in (self.markers.positive, self.markers.negative, self.corners):
+                self.clicks.observe(point_list)
+            self.context.show_volume(volume, reset_views=False)
+            self.context.refresh_nodes()
+            logger.info("interactive session started in %.2f s", time.perf_counter() - started)
+            self._set(**{OPEN: True, BUSY: False, WARNING: session.warning or ""})
+            self.set_mode("positive")
+            self._status(f"Session started on '{volume.GetName()}'", "")
+        except Exception as error:  # noqa: BLE001 - shown in the drawer
+            self._set(**{BUSY: False, STATUS: "The session did not start."})
+            self.context.report_error(error)
+
+    def accept(self) -> None:
+        session = self._open_session()
+        name, node = session.target.name, session.segmentation_node
+        self._end()
+        session.accept()
+        voxels, millilitres = self._measure(node, session.segment_id, session.volume_node)
+        kept = list(self.state[KEPT]) + [{"segmentation": node.GetName(), "segment": name, "voxels": voxels,
+                                          "ml": round(millilitres, 2)}]
+        self._set(**{KEPT: kept, STATUS: f"Kept segment '{name}' of '{node.GetName()}': {voxels} voxels, "
+                                         f"{millilitres:.2f} mL."})
+        self.context.refresh_nodes()
+
+    def discard(self) -> None:
+        session = self._open_session()
+        self._end()
+        session.discard()
+        self._set(**{STATUS: "Discarded: the segment is as it was before the session."})
+        self._render()
+        self.context.refresh_nodes()
+
+    def _end(self) -> None:
+        """Stop placing, cancel a running click, and take the prompts' markers out of the scene."""
+        self.jobs.cancel(KEY)
+        self.clicks.forget_all()
+        if self.markers is not None:
+            self.markers.remove_all()
+            if self.corners is not None and self.context.scene.GetNodeByID(self.corners.GetID()) is not None:
+                self.context.scene.RemoveNode(self.corners)
+        self.markers = self.corners = None
+        self._set(**{OPEN: False, MODE: "", BUSY: False, CAN_UNDO: False, CAN_REDO: False, WARNING: ""})
+
+    def _open_session(self) -> Any:
+        session = self.session
+        if session is None:
+            raise InputError("No interactive session is open", "prompts, undo and accept belong to a session",
+                             "choose the input volume and press Start session")
+        return session
+
+    # -- prompts ----------------------------------------------------------------------------------
+
+    def set_mode(self, mode: str) -> None:
+        """Positive, negative or box: clicks in the slice views place that prompt (again: stop)."""
+        self._open_session()
+        if mode == self.state[MODE]:
+            self.clicks.stop()
+            self._set(**{MODE: ""})
+            return
+        if self.corners is not None:
+            self.corners.RemoveAllControlPoints()  # a half-drawn box is dropped
+        target = {"positive": self.markers.positive, "negative": self.markers.negative, "box": self.corners}[mode]
+        self.clicks.place(target)
+        self._set(**{MODE: mode})
+        self._hint(MODE_HINTS[mode])
+
+    def _on_placed(self, point_list: Any, index: int) -> None:
+        """A point was defined in a view (inside VTK's event handling: act once it is over)."""
+        placed = time.perf_counter()
+        asyncio.get_event_loop().call_soon(self.context.shows_errors(self._use_point), point_list, index, placed)
+
+    def _use_point(self, point_list: Any, index: int, placed: float) -> None:
+        session, markers = self.session, self.markers
+        if session is None or markers is None:
+            return
+        if self.jobs.is_running(KEY):
+            markers.refused(point_list, index)
+            raise InputError("The click was not used", "the previous prompt is still being segmented",
+                             "wait for it (or press Cancel), then click again")
+        if point_list is self.corners:
+            self._use_corner(session, index, placed)
+            return
+        positive = markers.is_positive(point_list)
+        try:
+            job = session.start_point_from_markups(point_list, index, positive=positive)
+        except Exception:
+            markers.refused(point_list, index)
+            raise
+        what = "positive click" if positive else "negative click"
+        self._follow(job, what, placed, lambda: markers.applied(point_list, index),
+                     lambda: markers.refused(point_list, index))
+
+    def _use_corner(self, session: Any, index: int, placed: float) -> None:
+        if self.corners.GetNumberOfControlPoints() < 2:
+            self._hint("Now click the opposite corner of the box.")
+            return
+        centre, size = box_from_corners(point_ras(self.corners, 0), point_ras(self.corners, 1))
+        self.corners.RemoveAllControlPoints()
+        roi = self.markers.box_node()
+        set_roi(roi, centre, size)
+        job = session.start_roi(roi)
+        self._follow(job, "box", placed, lambda: self.markers and self.markers.applied(None), lambda: None)
+
+    def _follow(self, job: Any, what: str, placed: float, applied: Callable[[], Any],
+                refused: Callable[[], Any]) -> None:
+        def failed() -> None:
+            refused()
+            self._set(**{BUSY: False})
+            self._status(f"The {what} was not used: the segment is as it was.", "")
+
+        def done(change: Any) -> None:
+            applied()
+            self._render()
+            took_ms = (time.perf_counter() - placed) * 1000
+            self._set(**{BUSY: False})
+            self._status(f"{what.capitalize()} applied", f"click to mask {took_ms:.0f} ms")
+
+        self._set(**{BUSY: True})
+        self._hint(f"Segmenting the {what}...")
+        self.jobs.start(KEY, _Followed(job, failed), done, on_cancelled=lambda: None)
+
+    # -- history ----------------------------------------------------------------------------------
+
+    def undo(self) -> None:
+        self._history("undo")
+
+    def redo(self) -> None:
+        self._history("redo")
+
+    def reset(self) -> None:
+        self._history("reset")
+
+    def _history(self, what: str) -> None:
+        session = self._open_session()
+        if self.jobs.is_running(KEY):
+            raise InputError(f"{what.capitalize()} has to wait", "a prompt is still being segmented",
+                             "wait for it, or press Cancel")
+        started = time.perf_counter()
+        change = getattr(session, what)()
+        if self.markers is not None and (change is not None or what == "reset"):
+            {"undo": self.markers.undone, "redo": self.markers.redone, "reset": self.markers.reset}[what]()
+        self._render()
+        took_ms = (time.perf_counter() - started) * 1000
+        self._status(f"{what.capitalize()} done" if change is not None or what == "reset"
+                     else f"Nothing to {what}", f"{what} {took_ms:.0f} ms")
+
+    # -- display ----------------------------------------------------------------------------------
+
+    def _status(self, prefix: str, timing: str) -> None:
+        """The status line: the segment's size now, and the last interaction's time."""
+        session = self.session
+        if session is None:
+            self._set(**{STATUS: prefix})
+            return
+        voxels, millilitres = self._measure(session.segmentation_node, session.segment_id, session.volume_node)
+        text = (f"{prefix}. Segment '{session.target.name}': {voxels} voxels, {millilitres:.2f} mL, "
+                f"{len(session.history)} prompts" + (f"; {timing}" if timing else "") + ".")
+        self._set(**{STATUS: text, CAN_UNDO: session.can_undo, CAN_REDO: session.can_redo})
+
+    def _hint(self, text: str) -> None:
+        self._set(**{STATUS: text})
+
+    @staticmethod
+    def _measure(segmentation_node: Any, segment_id: str, volume_node: Any) -> tuple[int, float]:
+        """Voxels of the segment on the volume's grid, and their volume in mL (as the scene holds them)."""
+        import numpy as np
+
+        from segforge.mrml.segments import mask_from_segment
+
+        voxels = int(np.count_nonzero(mask_from_segment(segmentation_node, segment_id, volume_node).array))
+        return voxels, voxels * float(np.prod(volume_node.GetSpacing())) / 1000.0
+
+    def _render(self) -> None:
+        for view in self.context.slicer_app.view_manager.get_views():
+            view.schedule_render()
+
+    def _set(self, **values: Any) -> None:
+        with self.state:  # flushed to the browser also outside a UI callback
+            for key, value in values.items():
+                self.state[key] = value
+
+
+def build(context: "AppContext") -> None:
+    from trame.widgets import html, vuetify3 as v3
+
+    panel = InteractivePanel(context)
+    guard = context.shows_errors
+    closed = (f"{OPEN} || {BUSY}",)
+    v3.VSelect(v_model=(VOLUME,), items=(f"{NODES_KEY}.filter(n => n.kind === 'volume')",), item_title="name",
+               item_value="id", label="Input volume", density="compact", hide_details=True, disabled=closed,
+               classes="mb-2", raw_attrs=['data-testid="seginteractive-volume"'])
+    v3.VTextField(v_model=(NAME,), label="Segment name", density="compact", disabled=closed,
+                  hint="a new segment of a new segmentation", persistent_hint=True,
+                  raw_attrs=['data-testid="seginteractive-name"'])
+    v3.VSelect(v_model=(BACKEND,), items=(BACKENDS,), label="Backend", density="compact", hide_details=True,
+               disabled=closed, classes="my-2", raw_attrs=['data-testid="seginteractive-backend"'])
+    v3.VBtn("Start session", click=guard(panel.start), block=True, disabled=(BUSY,), prepend_icon="mdi-play",
+            raw_attrs=['data-testid="seginteractive-start"'])
+    with html.Div(classes="d-flex flex-wrap my-2", style="gap: 4px;"):
+        for mode, label, icon in (("positive", "Positive", "mdi-plus-circle"),
+                                  ("negative", "Negative", "mdi-minus-circle"),
+                                  ("box", "Box", "mdi-selection")):
+            v3.VBtn(label, size="small", prepend_icon=icon, click=(guard(panel.set_mode), f"['{mode}']"),
+                    variant=(f"{MODE} === '{mode}' ? 'flat' : 'outlined'",),
+                    color=(f"{MODE} === '{mode}' ? 'primary' : undefined",),
+                    raw_attrs=[f'data-testid="seginteractive-{mode}"'])
+    with html.Div(classes="d-flex flex-wrap mb-2", style="gap: 4px;"):
+        for label, handler, icon, enabled in (
+                ("Undo", panel.undo, "mdi-undo", f"{CAN_UNDO} && !{BUSY}"),
+                ("Redo", panel.redo, "mdi-redo", f"{CAN_REDO} && !{BUSY}"),
+                ("Reset", panel.reset, "mdi-restore", f"{OPEN} && !{BUSY}"),
+                ("Accept", panel.accept, "mdi-check", f"{OPEN} && !{BUSY}"),
+                ("Discard", panel.discard, "mdi-close", f"{OPEN}")):
+            v3.VBtn(label, size="small", variant="outlined", prepend_icon=icon, click=guard(handler),
+                    disabled=(f"!({enabled})",), raw_attrs=[f'data-testid="seginteractive-{label.lower()}"'])
+    job_progress(KEY, on_cancel=lambda: panel.jobs.cancel(KEY))
+    html.Div(f"{{{{ {STATUS} }}}}", classes="text-body-2", raw_attrs=['data-testid="seginteractive-status"'])
+    html.Div(f"{{{{ {WARNING} }}}}", v_if=(WARNING,), classes="text-caption text-warning")
+    with v3.VList(v_if=(f"{KEPT}.length",), density="compact", raw_attrs=['data-testid="seginteractive-kept"']):
+        v3.VListSubheader("Kept segments")
+        v3.VListItem(v_for=f"item in {KEPT}", title=("item.segment",),
+                     subtitle=("`${item.segmentation}: ${item.voxels} voxels, ${item.ml} mL`",))
+
+
+register_panel(Panel(id=KEY, title="SegInteractive", icon="mdi-cursor-default-click", build=build, order=30))

@@ -1,0 +1,262 @@
+"""The SegInteractive panel in a real browser: clicks in the axial view become a mask, click by click.
+
+``segforge app`` on the sample abdominal CT, Chromium under Playwright: a session is started,
+positive and negative clicks are placed in the axial (Red) slice view, each one must change
+the segment's voxel count in the status line and the yellow mask drawn in that view; undo,
+redo, a box from two corners, Accept, then save (.seg.nrrd) and load back. The bad inputs
+(no session, a click outside the image, a second session, no volume) must say what to do.
+
+Printed, not asserted (``-s``): the click-to-mask time, median over the clicks, measured in
+the page (click -> status with the new count) and on the server (point defined -> segment
+written).
+"""
+from __future__ import annotations
+
+import io
+import re
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from app_browser import (ARTEFACTS, SAMPLE_NAME, artefacts_on_failure, keep_screenshot, load_server_path, open_app,
+                         save_node, shows_an_image, view_image)
+
+STATUS = "seginteractive-status"
+#: Where the liver lies in the axial view of the sample CT (fractions of the view, fit to the volume).
+LIVER = ((0.25, 0.45), (0.30, 0.60))
+#: A box around the lower part of the liver, as two opposite corners (fractions of the view).
+BOX = ((0.17, 0.42), (0.42, 0.75))
+
+
+@pytest.fixture(scope="module")
+def app(browser):
+    """One app on the sample CT with the SegInteractive panel open."""
+    with open_app(browser, name="seginteractive") as session:
+        page = session["page"]
+        with artefacts_on_failure(page, "seginteractive_start", session["app"]):
+            page.get_by_test_id("scene-nodes").get_by_text(SAMPLE_NAME, exact=True).wait_for(timeout=30_000)
+            deadline = time.perf_counter() + 30
+            while not shows_an_image(page, "Red"):
+                assert time.perf_counter() < deadline, "the axial view never showed the sample volume"
+                time.sleep(0.1)
+            page.get_by_test_id("panel-seginteractive").locator("button").first.click()
+            page.get_by_test_id("seginteractive-start").wait_for(state="visible", timeout=10_000)
+        session["server_ms"], session["page_ms"] = [], []
+        yield session
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def status(page) -> str:
+    return page.get_by_test_id(STATUS).inner_text()
+
+
+def counts(text: str) -> tuple[int, int]:
+    """(voxels, prompts) from the status line."""
+    voxels = re.search(r"(\d+) voxels", text)
+    prompts = re.search(r"(\d+) prompts", text)
+    assert voxels and prompts, f"the status shows no voxel or prompt count: {text!r}"
+    return int(voxels.group(1)), int(prompts.group(1))
+
+
+def wait_prompts(page, prompts: int, timeout_s: float = 90.0) -> str:
+    """Wait until the status reports ``prompts`` prompts (a click or undo is done); fail on an error."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        text = status(page)
+        if re.search(rf"\b{prompts} prompts", text) and "voxels" in text:
+            return text
+        error = page.get_by_test_id("app-error")
+        assert not error.count(), f"an error instead of the result: {error.inner_text()}"
+        assert time.perf_counter() < deadline, f"no result with {prompts} prompts within {timeout_s} s: {text!r}"
+        time.sleep(0.02)
+
+
+def wait_error(page, timeout_ms: int = 30_000) -> str:
+    error = page.get_by_test_id("app-error")
+    error.wait_for(timeout=timeout_ms)
+    return error.inner_text()
+
+
+def close_error(page) -> None:
+    error = page.get_by_test_id("app-error")
+    if error.count():
+        error.get_by_role("button").first.click()
+        error.wait_for(state="detached", timeout=10_000)
+
+
+def red_pixels(page) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(view_image(page, "Red").screenshot())).convert("RGB")).astype(int)
+
+
+def yellow(rgb: np.ndarray) -> np.ndarray:
+    """Where the (yellow, semi-transparent) segment is drawn: never grey CT, green or red points."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return (r - b > 50) & (g - b > 40) & (np.abs(r - g) < 60)
+
+
+def wait_mask_drawn(page, before: int, timeout_s: float = 20.0) -> np.ndarray:
+    """The Red view's pixels once the drawn mask's area differs from ``before`` pixels."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        rgb = red_pixels(page)
+        if int(yellow(rgb).sum()) != before:
+            return rgb
+        assert time.perf_counter() < deadline, f"the axial view's mask still covers {before} pixels"
+        time.sleep(0.2)
+
+
+def red_point(page, fx: float, fy: float) -> tuple[float, float]:
+    box = view_image(page, "Red").bounding_box()
+    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+
+
+def click_red(page, fx: float, fy: float) -> float:
+    """A click in the axial view at fractions of its width and height; returns when it was clicked."""
+    x, y = red_point(page, fx, fy)
+    page.mouse.move(x - 3, y - 3)  # the view sees the pointer arrive first, as with a real mouse
+    page.mouse.move(x, y)
+    time.sleep(0.3)
+    clicked = time.perf_counter()
+    page.mouse.click(x, y)
+    return clicked
+
+
+def prompt_click(app, fx: float, fy: float, prompts: int) -> tuple[str, np.ndarray]:
+    """Click, wait for the result (``prompts`` prompts now), record both timings; (status, Red pixels)."""
+    page = app["page"]
+    before = int(yellow(red_pixels(page)).sum())
+    clicked = click_red(page, fx, fy)
+    text = wait_prompts(page, prompts)
+    app["page_ms"].append((time.perf_counter() - clicked) * 1000)
+    server = re.search(r"click to mask (\d+) ms", text)
+    assert server, f"the status does not say how long the click took: {text!r}"
+    app["server_ms"].append(int(server.group(1)))
+    return text, wait_mask_drawn(page, before)
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+def test_prompts_without_a_session_say_to_start_one(app):
+    page = app["page"]
+    with artefacts_on_failure(page, "seginteractive_no_session", app["app"]):
+        page.get_by_test_id("seginteractive-positive").click()
+        text = wait_error(page)
+        assert "No interactive session is open" in text and "Start session" in text, text
+        close_error(page)
+
+
+def test_clicks_undo_redo_box_accept_save(app, tmp_path):
+    page = app["page"]
+    with artefacts_on_failure(page, "seginteractive_clicks", app["app"]):
+        start_pixels = red_pixels(page)
+        for fx, fy in LIVER:  # the clicks land on soft tissue of the CT, not air or bone
+            x, y = int(fx * start_pixels.shape[1]), int(fy * start_pixels.shape[0])
+            grey = start_pixels[y - 3:y + 4, x - 3:x + 4].mean()
+            assert 90 < grey < 230, f"({fx}, {fy}) of the axial view is no organ (grey {grey:.0f})"
+        assert yellow(start_pixels).sum() == 0, "a mask is drawn before any click"
+
+        page.get_by_test_id("seginteractive-start").click()
+        started = wait_prompts(page, 0)
+        assert counts(started) == (0, 0) and f"'{SAMPLE_NAME}'" in started, started
+        assert page.get_by_test_id("scene-nodes").get_by_text(f"{SAMPLE_NAME} segmentation", exact=True).count()
+
+        # A second session while this one is open is refused by the Logic, saying what to do.
+        page.get_by_test_id("seginteractive-start").click()
+        assert "already open" in wait_error(page)
+        close_error(page)
+
+        # Three clicks: positive on the liver, another positive, then negative on part of the mask.
+        history = []
+        text, rgb = prompt_click(app, *LIVER[0], prompts=1)
+        history.append(counts(text)[0])
+        assert history[0] > 0, text
+        drawn = yellow(rgb)
+        x, y = int(LIVER[0][0] * rgb.shape[1]), int(LIVER[0][1] * rgb.shape[0])
+        assert drawn[y - 25:y + 26, x - 25:x + 26].any(), "no mask drawn around the positive click"
+        text, rgb = prompt_click(app, *LIVER[1], prompts=2)
+        history.append(counts(text)[0])
+        assert history[1] != history[0], f"the second click changed nothing: {text}"
+        # The negative click: on the drawn mask, as far as possible from both positive clicks.
+        ys, xs = np.nonzero(yellow(rgb))
+        assert len(xs), "the axial view shows no mask after two positive clicks"
+        clicks = np.array([(fx * rgb.shape[1], fy * rgb.shape[0]) for fx, fy in LIVER])
+        far = np.argmax(np.min(np.hypot(xs[:, None] - clicks[:, 0], ys[:, None] - clicks[:, 1]), axis=1))
+        page.get_by_test_id("seginteractive-negative").click()
+        text, rgb = prompt_click(app, xs[far] / rgb.shape[1], ys[far] / rgb.shape[0], prompts=3)
+        history.append(counts(text)[0])
+        assert history[2] != history[1], f"the negative click changed nothing: {text}"
+        print(f"\nSegInteractive voxel counts after the clicks: {history}")
+
+        # Undo: back to the count of two clicks; Redo: the negative click again.
+        page.get_by_test_id("seginteractive-undo").click()
+        assert counts(wait_prompts(page, 2))[0] == history[1]
+        page.get_by_test_id("seginteractive-redo").click()
+        assert counts(wait_prompts(page, 3))[0] == history[2]
+
+        # A box: two opposite corners in the axial view.
+        page.get_by_test_id("seginteractive-box").click()
+        rgb = red_pixels(page)
+        (x0, y0), (x1, y1) = ((int(fx * rgb.shape[1]), int(fy * rgb.shape[0])) for fx, fy in BOX)
+        inside = (slice(y0 + 6, y1 - 6), slice(x0 + 6, x1 - 6))  # not the box's (yellow) outline
+        before = int(yellow(rgb)[inside].sum())
+        click_red(page, *BOX[0])
+        page.get_by_test_id(STATUS).filter(has_text="opposite corner").wait_for(timeout=30_000)
+        click_red(page, *BOX[1])
+        boxed = counts(wait_prompts(page, 4))[0]
+        assert boxed != history[2], f"the box changed nothing: {status(page)}"
+        deadline = time.perf_counter() + 20
+        while int(yellow(red_pixels(page))[inside].sum()) in (before, 0):
+            assert time.perf_counter() < deadline, f"the mask inside the box still covers {before} pixels"
+            time.sleep(0.2)
+        keep_screenshot(page, "seginteractive")
+
+        page.get_by_test_id("seginteractive-accept").click()
+        kept = page.get_by_test_id("seginteractive-kept")
+        kept.get_by_text("lesion", exact=True).wait_for(timeout=30_000)
+        assert f"{boxed} voxels" in kept.inner_text(), kept.inner_text()
+        assert "Kept segment 'lesion'" in status(page)
+        time.sleep(1)
+        assert yellow(red_pixels(page)).any(), "the accepted segment is no longer drawn"
+
+        ms_page, ms_server = app["page_ms"], app["server_ms"]
+        print(f"SegInteractive click -> mask: median {statistics.median(ms_page):.0f} ms in the page "
+              f"(click -> status with the new count; all {[round(t) for t in ms_page]} ms), "
+              f"median {statistics.median(ms_server):.0f} ms on the server (point defined -> segment written; "
+              f"all {ms_server} ms)")
+
+        # Save the segmentation as .seg.nrrd through the Save panel, and load it back.
+        path = ARTEFACTS / "seginteractive_lesion.seg.nrrd"
+        path.unlink(missing_ok=True)
+        save_node(page, f"{SAMPLE_NAME} segmentation", path)
+        header = path.read_bytes()[:4096].decode("latin-1")
+        assert re.search(r"Segment\d+_Name:=lesion\n", header), "the saved file has no segment 'lesion'"
+        load_server_path(page, path, "seginteractive_lesion")
+
+
+def test_a_click_outside_the_image_is_refused(app):
+    page = app["page"]
+    with artefacts_on_failure(page, "seginteractive_outside", app["app"]):
+        page.get_by_test_id("seginteractive-start").click()
+        wait_prompts(page, 0)
+        click_red(page, 0.97, 0.5)  # black, right of the volume (on the axial plane)
+        text = wait_error(page)
+        assert "outside the image" in text and "place it on the volume" in text, text
+        assert counts(status(page)) == (0, 0)
+        close_error(page)
+        page.get_by_test_id("seginteractive-discard").click()
+        page.get_by_test_id(STATUS).filter(has_text="Discarded").wait_for(timeout=30_000)
+
+
+def test_start_without_a_volume_says_to_load_one(browser):
+    with open_app(browser, "--data", name="seginteractive_empty") as session:
+        page = session["page"]
+        with artefacts_on_failure(page, "seginteractive_empty", session["app"]):
+            page.get_by_test_id("panel-seginteractive").locator("button").first.click()
+            page.get_by_test_id("seginteractive-start").click()
+            text = wait_error(page)
+            assert "No input volume is selected" in text and "load a volume" in text, text
