@@ -218,3 +218,30 @@ def test_a_second_job_under_the_same_key_is_refused(context):
 
     asyncio.run(main())
     assert recorder.states[-1] == "cancelled" and recorder.cancelled == 1 and recorder.done == []
+
+
+def test_a_failing_panel_callback_is_shown(context):
+    """What the panel's on_done / on_cancelled raise reaches the UI, like the job's own errors."""
+    from segforge.errors import InputError
+
+    def failing(*_):
+        raise InputError("The panel could not show the result", "a test callback", "nothing")
+
+    image, volume = tube_volume()
+
+    async def main():
+        job = module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
+        await context.jobs.start(KEY, job, failing)
+        assert context.state[ERROR_KEY]["what"] == "The panel could not show the result"
+        context.clear_error()
+        big, params = slow_job()
+        slow = module_logic("SegVessel").start_vessel_mask(volume_node_from_image(big, "Noise"),
+                                                           parameters=VesselMaskParameters(**params))
+        task = context.jobs.start(KEY, slow, lambda _: None, failing)
+        await wait_for_progress(context)
+        context.jobs.cancel(KEY)
+        await task
+
+    asyncio.run(main())
+    assert context.state[ERROR_KEY]["what"] == "The panel could not show the result"
+    assert not context.jobs.is_running(KEY)

@@ -68,8 +68,7 @@ class JobTracker:
             result = job.finish()
         except Cancelled:
             self._set(key, {"state": "cancelled", "fraction": 0.0, "message": "Cancelled", "running": False})
-            if on_cancelled:
-                on_cancelled()
+            self._call(on_cancelled)
             return
         except Exception as error:  # noqa: BLE001 - the user sees it with what to do
             self._set(key, {"state": "failed", "fraction": 0.0, "message": str(error), "running": False})
@@ -77,8 +76,14 @@ class JobTracker:
             return
         finally:
             self._jobs.pop(key, None)
+        self._call(on_done, result)
+
+    def _call(self, callback: Optional[Callable[..., None]], *args: Any) -> None:
+        """A panel's callback; what it raises is shown in the UI like the job's own errors."""
+        if callback is None:
+            return
         try:
-            on_done(result)
+            callback(*args)
         except Exception as error:  # noqa: BLE001
             self.context.report_error(error)
 
