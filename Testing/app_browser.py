@@ -222,9 +222,21 @@ def load_server_path(page, path: Path | str, node_name: str, timeout_ms: int = 6
 
 
 def choose(page, test_id: str, option: str) -> None:
-    """Pick ``option`` (its visible text) in the Vuetify select marked ``data-testid=test_id``."""
+    """Pick ``option`` (its visible text) in the Vuetify select marked ``data-testid=test_id``.
+
+    A long list is virtual (only the options in sight exist): it is scrolled until the option does.
+    """
     page.get_by_test_id(test_id).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    menu = page.locator(".v-overlay--active")  # a menu closing after the last choice is no longer active
+    wanted = menu.get_by_role("option", name=option, exact=True)
+    listbox = menu.get_by_role("listbox")
+    listbox.wait_for(timeout=10_000)
+    for _ in range(200):
+        if wanted.count() or not listbox.evaluate("(el) => { const top = el.scrollTop;"
+                                                  " el.scrollTop += el.clientHeight / 2; return el.scrollTop > top; }"):
+            break
+        page.wait_for_timeout(50)
+    wanted.click()
 
 
 def save_node(page, node_name: str, path: Path | str, timeout_ms: int = 60_000) -> None:

@@ -339,7 +339,7 @@ def build(context: "AppContext") -> None:
                 ("Discard", panel.discard, "mdi-close", f"{OPEN}")):
             v3.VBtn(label, size="small", variant="outlined", prepend_icon=icon, click=guard(handler),
                     disabled=(f"!({enabled})",), raw_attrs=[f'data-testid="seginteractive-{label.lower()}"'])
-    job_progress(KEY, on_cancel=lambda: panel.jobs.cancel(KEY))
+    job_progress(context.state, KEY, on_cancel=lambda: panel.jobs.cancel(KEY))
     html.Div(f"{{{{ {STATUS} }}}}", classes="text-body-2", raw_attrs=['data-testid="seginteractive-status"'])
     html.Div(f"{{{{ {WARNING} }}}}", v_if=(WARNING,), classes="text-caption text-warning")
     with v3.VList(v_if=(f"{KEPT}.length",), density="compact", raw_attrs=['data-testid="seginteractive-kept"']):

@@ -92,11 +92,15 @@ class JobTracker:
             self.context.state[job_state_key(key)] = value
 
 
-def job_progress(key: str, on_cancel: Callable[[], None]) -> None:
-    """Progress bar, status message and Cancel button for the job under ``key`` (call while laying out)."""
+def job_progress(state: Any, key: str, on_cancel: Callable[[], None]) -> None:
+    """Progress bar, status message and Cancel button for the job under ``key`` (call while laying out).
+
+    The state key is created here: the page only follows keys that exist when it is built.
+    """
     from trame.widgets import html, vuetify3 as v3
 
     name = job_state_key(key)
+    state.setdefault(name, None)
     with html.Div(v_if=(f"{name} && {name}.running",), classes="d-flex align-center my-2",
                   raw_attrs=[f'data-testid="{key}-progress"']):
         v3.VProgressLinear(model_value=(f"100 * {name}.fraction",), height=8, classes="flex-grow-1 mr-2")

@@ -1,1 +1,206 @@
-"""Placeholder: the organ panel is being built (registers nothing yet)."""
+"""The SegOrgan panel: a segment per structure and a statistics table from a CT or MR volume.
+
+The desktop SegOrgan module's choices (model, structures, statistics, surfaces) drive the
+desktop module's own Logic (``start_organ_segmentation``) through the app's job tracker.
+Models that are not installed are listed with what to do about them; segments of the same
+names in the output segmentation are never overwritten without asking (Replace / Keep both).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+
+from segforge.errors import InputError
+
+from .jobs import job_progress
+from .module_logics import module_logic
+from .panels import Panel, register_panel
+from .results import (existing_dialog, follow_input_volume, node_of, output_select, render_views, rows_table,
+                      segment_rows, segments_list, show_segmentation, table_state, volume_select)
+
+if TYPE_CHECKING:
+    from .context import AppContext
+
+logger = logging.getLogger(__name__)
+
+KEY = "segorgan"
+DEFAULT_MODEL = "ct-tissues"
+
+
+def _k(name: str) -> str:
+    return f"{KEY}_{name}"
+
+
+class OrganPanel:
+    """Callbacks of the SegOrgan panel, bound to one :class:`AppContext`."""
+
+    def __init__(self, context: "AppContext") -> None:
+        self.context = context
+        state = context.state
+        self.models = {model.id: model for model in module_logic("SegOrgan").models()}
+        state[_k("models")] = [{"title": model.title, "value": model.id} for model in self.models.values()]
+        defaults = {"model": DEFAULT_MODEL if DEFAULT_MODEL in self.models else next(iter(self.models), None),
+                    "output": "", "statistics": True, "surfaces": True, "fast": False, "ask": None,
+                    "segments": [], "statistics_rows": None, "summary": "", "warnings": [], "results": 0}
+        for name, value in defaults.items():
+            state.setdefault(_k(name), value)
+        # The job's state key must exist before the page is built, or the page never shows its progress.
+        self.on_model()
+        follow_input_volume(context, _k("volume"))
+        state.change(_k("model"))(self.on_model)
+
+    @property
+    def state(self) -> Any:
+        return self.context.state
+
+    def _model(self) -> Optional[Any]:
+        return self.models.get(self.state[_k("model")])
+
+    def on_model(self, **_: Any) -> None:
+        """A model chosen: its structures (all of them chosen) and its warning, if any."""
+        model = self._model()
+        structures = list(model.structures) if model is not None else []
+        self.state[_k("structure_items")] = structures
+        self.state[_k("structures")] = structures
+        self.state[_k("model_warning")] = (model.warning or "") if model is not None else ""
+        self.state[_k("has_fast")] = bool(model is not None and model.has_fast)
+
+    # -- parameters --------------------------------------------------------------------------------
+
+    def _volume(self) -> Any:
+        volume = node_of(self.context, self.state[_k("volume")], "vtkMRMLScalarVolumeNode")
+        if volume is None:
+            raise InputError("No input volume", "the scene holds no volume, or none is chosen as input",
+                             "load a CT or MR volume in the Data panel (a path on the server or an upload), "
+                             "then choose it as the input volume")
+        return volume
+
+    def _parameters(self) -> Any:
+        """The OrganParameters of the panel (every structure chosen is sent as "all", as on the desktop)."""
+        from segforge.organ.parameters import OrganParameters
+
+        model = self._model()
+        if model is None:
+            raise InputError("No model chosen", "the model field is empty", "choose an organ model")
+        chosen = [name for name in model.structures if name in set(self.state[_k("structures")] or ())]
+        if not chosen:
+            raise InputError("No structure chosen", f"none of the {len(model.structures)} structures of "
+                             f"{model.id} is chosen", "choose at least one structure")
+        return OrganParameters(model=model.id,
+                               structures=() if len(chosen) == len(model.structures) else tuple(chosen),
+                               fast=bool(self.state[_k("fast")] and model.has_fast))
+
+    def _output(self) -> Any:
+        return node_of(self.context, self.state[_k("output")], "vtkMRMLSegmentationNode")
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Check the inputs; ask first when the output already has segments of those names."""
+        if self.context.jobs.is_running(KEY):
+            return
+        self._volume()
+        parameters = self._parameters()
+        output = self._output()
+        clashes = module_logic("SegOrgan").existing_structures(output, parameters)
+        if clashes:
+            shown = ", ".join(f'"{name}"' for name in clashes[:8])
+            if len(clashes) > 8:
+                shown += f" and {len(clashes) - 8} more"
+            self.state[_k("ask")] = f'The segmentation "{output.GetName()}" already has segments named {shown}.'
+            return
+        self._start("error")
+
+    def answer(self, choice: str) -> None:
+        """The user's answer to the Replace / Keep both question."""
+        self.state[_k("ask")] = None
+        if choice in ("replace", "rename"):
+            self._start(choice)
+
+    def _start(self, on_existing: str) -> None:
+        volume = self._volume()
+        parameters = self._parameters()
+        job = module_logic("SegOrgan").start_organ_segmentation(
+            volume, parameters, segmentation_node=self._output(), on_existing=on_existing,
+            statistics=bool(self.state[_k("statistics")]), surfaces=bool(self.state[_k("surfaces")]))
+        logger.info("SegOrgan started on %s with %s (%s)", volume.GetName(), parameters.model, on_existing)
+        self.state[_k("summary")] = ""
+        self.context.jobs.start(KEY, job, self.done, self.cancelled)
+
+    def cancel(self) -> None:
+        self.context.jobs.cancel(KEY)
+
+    def cancelled(self) -> None:
+        self.context.refresh_nodes()
+
+    def done(self, nodes: Any) -> None:
+        """Show the result: segments in 2D (and in 3D with surfaces), statistics, summary, warnings."""
+        show_segmentation(nodes.segmentation, in_3d=bool(self.state[_k("surfaces")]))
+        with self.state:
+            self.state[_k("output")] = nodes.segmentation.GetID()
+            self.state[_k("segments")] = segment_rows(nodes.segmentation)
+            self.state[_k("statistics_rows")] = table_state(nodes.statistics_table)
+            self.state[_k("summary")] = summary(nodes)
+            self.state[_k("warnings")] = list(nodes.warnings)
+            self.state[_k("results")] = int(self.state[_k("results")] or 0) + 1
+        self.context.refresh_nodes()
+        render_views(self.context)
+
+
+def summary(nodes: Any) -> str:
+    """Which structures went where, what the image does not hold, and the statistics table."""
+    segmentation = nodes.segmentation.GetSegmentation()
+    names = [segmentation.GetSegment(i).GetName() if segmentation.GetSegment(i) is not None else i
+             for i in nodes.segment_ids]
+    where = nodes.segmentation.GetName()
+    text = (f"Done: {len(names)} structures in {where}: {', '.join(names)}." if names
+            else f"Done, but no structure was written into {where}.")
+    absent = (nodes.summary or {}).get("absent") or []
+    if absent:
+        text += f" Not found in this image: {', '.join(absent)}."
+    if nodes.statistics_table is not None:
+        text += f' Statistics: table "{nodes.statistics_table.GetName()}".'
+    return text
+
+
+def build(context: "AppContext") -> None:
+    from trame.widgets import html, vuetify3 as v3
+
+    panel = OrganPanel(context)
+    running = f"job_{KEY} && job_{KEY}.running"
+    volume_select(_k("volume"), "segorgan-volume", "Input volume (CT or MR)")
+    v3.VSelect(v_model=(_k("model"),), items=(_k("models"),), label="Model", density="compact", hide_details=True,
+               classes="mb-1", raw_attrs=['data-testid="segorgan-model"'])
+    v3.VAlert(f"{{{{ {_k('model_warning')} }}}}", v_if=(_k("model_warning"),), type="warning", density="compact",
+              variant="tonal", classes="mb-2 text-caption", raw_attrs=['data-testid="segorgan-model-warning"'])
+    with v3.VSelect(v_model=(_k("structures"),), items=(_k("structure_items"),), label="Structures", multiple=True,
+                    chips=True, closable_chips=True, density="compact", hide_details="auto", persistent_hint=True,
+                    hint=(f"`${{({_k('structures')} || []).length}} of ${{{_k('structure_items')}.length}} chosen`",),
+                    classes="mb-2", raw_attrs=['data-testid="segorgan-structures"']):
+        # Many structures (TotalSegmentator: 117) as chips would fill the drawer: four, then a count.
+        with v3.Template(v_slot_chip="{ item, index, props }"):
+            v3.VChip("{{ item.title }}", v_if="index < 4", v_bind="props", size="small")
+            html.Span(f"(+{{{{ {_k('structures')}.length - 4 }}}} more)", v_if="index === 4",
+                      classes="text-caption")
+    v3.VCheckbox(v_if=(_k("has_fast"),), v_model=(_k("fast"),), label="Fast (low-resolution variant)",
+                 density="compact", hide_details=True)
+    v3.VCheckbox(v_model=(_k("statistics"),), label="Statistics table", density="compact", hide_details=True)
+    v3.VCheckbox(v_model=(_k("surfaces"),), label="3D surfaces", density="compact", hide_details=True,
+                 raw_attrs=['data-testid="segorgan-surfaces"'])
+    output_select(_k("output"), "segorgan-output")
+    v3.VBtn("Segment", click=context.shows_errors(panel.run), block=True, color="primary", classes="my-2",
+            prepend_icon="mdi-human", disabled=(running,), raw_attrs=['data-testid="segorgan-run"'])
+    with html.Div(raw_attrs=['data-testid="segorgan-job"']):
+        job_progress(context.state, KEY, on_cancel=panel.cancel)
+    existing_dialog(KEY, context.shows_errors(panel.answer))
+    # data-results counts the results shown, so a test (or a script) can tell a new one from the last.
+    with html.Div(raw_attrs=['data-testid="segorgan-results"', f':data-results="{_k("results")}"']):
+        html.Div(f"{{{{ {_k('summary')} }}}}", v_if=(_k("summary"),), classes="text-body-2 my-1",
+                 raw_attrs=['data-testid="segorgan-summary"'])
+        v3.VAlert(v_for=f"warning in {_k('warnings')}", text=("warning",), type="warning", density="compact",
+                  variant="tonal", classes="mb-1 text-caption", raw_attrs=['data-testid="segorgan-warning"'])
+        segments_list(_k("segments"), "segorgan-segments")
+        rows_table(_k("statistics_rows"), "segorgan-statistics", "Statistics")
+
+
+register_panel(Panel(id=KEY, title="SegOrgan", icon="mdi-human", build=build, order=20))
