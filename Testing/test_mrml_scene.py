@@ -6,7 +6,7 @@ import pytest
 import slicer
 import slicer.util
 
-from segforge.mrml import create_headless_slicer, get_scene, is_inside_slicer, module_logic
+from segforge.mrml import batch_processing, create_headless_slicer, get_scene, is_inside_slicer, module_logic
 from segforge.mrml.scene import HEADLESS_MODULE_LOGICS
 
 
@@ -70,3 +70,17 @@ def test_get_scene_creates_a_headless_scene_when_none_is_installed():
 def test_unknown_module_is_reported(headless_slicer):
     with pytest.raises(LookupError, match="NoSuchModule"):
         module_logic("NoSuchModule")
+
+
+def test_batch_processing_tells_observers_once_at_the_end_and_always_ends(mrml_scene):
+    ended = []
+    mrml_scene.AddObserver(slicer.vtkMRMLScene.EndBatchProcessEvent, lambda *_: ended.append(True))
+    with batch_processing(mrml_scene):
+        with batch_processing():  # nests; the installed scene by default
+            mrml_scene.AddNewNodeByClass("vtkMRMLModelNode", "a")
+        assert mrml_scene.IsBatchProcessing() and not ended
+    assert not mrml_scene.IsBatchProcessing() and ended == [True]
+    with pytest.raises(RuntimeError):
+        with batch_processing(mrml_scene):
+            raise RuntimeError("writing failed")
+    assert not mrml_scene.IsBatchProcessing()

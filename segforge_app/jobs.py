@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from segforge.errors import Cancelled, SegForgeError
@@ -57,6 +58,7 @@ class JobTracker:
 
     async def _follow(self, key: str, job: Any, on_done: Callable[[Any], None],
                       on_cancelled: Optional[Callable[[], None]]) -> None:
+        started = time.perf_counter()
         try:
             while True:
                 status = job.poll()
@@ -65,7 +67,10 @@ class JobTracker:
                 if status.finished:
                     break
                 await asyncio.sleep(self.interval_s)
+            ended = time.perf_counter()
             result = job.finish()
+            logger.info("job %s: %.2f s in the worker, %.2f s to write its result", key, ended - started,
+                        time.perf_counter() - ended)
         except Cancelled:
             self._set(key, {"state": "cancelled", "fraction": 0.0, "message": "Cancelled", "running": False})
             self._call(on_cancelled)

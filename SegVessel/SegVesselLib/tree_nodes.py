@@ -15,7 +15,7 @@ from vtkmodules.vtkFiltersCore import vtkTubeFilter
 
 from segforge.mrml.markups import curve_from_polyline, point_list_from_points
 from segforge.mrml.models import model_from_polydata
-from segforge.mrml.scene import get_scene
+from segforge.mrml.scene import batch_processing, get_scene
 from segforge.mrml.segments import (OnExisting, SegmentSpec, new_segmentation_node, policy_at_finish,
                                     write_label_segments)
 from segforge.mrml.tables import table_from_rows
@@ -65,7 +65,13 @@ def _tube(polydata: Any) -> Any:
 def write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Optional[Any] = None,
                       segment_name: str = "Vessels", on_existing: OnExisting = "error",
                       max_curves: int = MAX_CURVES) -> VesselNodes:
-    """Every result the tree holds as scene nodes, named after the volume."""
+    """Every result the tree holds as scene nodes, named after the volume (shown once all are written)."""
+    with batch_processing(volume_node.GetScene()):
+        return _write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing, max_curves)
+
+
+def _write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Optional[Any], segment_name: str,
+                       on_existing: OnExisting, max_curves: int) -> VesselNodes:
     base = volume_node.GetName()
     nodes = VesselNodes(write_vessel_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing))
     if tree.summary.get("branches") is not None:
