@@ -85,7 +85,7 @@ def three_d_picture(page) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
 
 
-def wait_three_d_changed(page, before: np.ndarray, min_fraction: float = 0.02, timeout_s: float = 30) -> float:
+def wait_three_d_changed(page, before: np.ndarray, min_fraction: float = 0.02, timeout_s: float = 90) -> float:
     """Until at least ``min_fraction`` of the 3D view's pixels differ clearly from ``before``; returns it."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -108,13 +108,6 @@ def close_error(page) -> None:
     if error.count():
         error.get_by_role("button").first.click()
         error.wait_for(state="detached", timeout=10_000)
-
-
-def choose_option(page, test_id: str, option: str) -> None:
-    """Pick ``option`` in a select (the option list may be long: the option is scrolled to first)."""
-    page.get_by_test_id(test_id).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    page.get_by_role("listbox").wait_for(state="detached", timeout=10_000)
 
 
 # -- the tests -------------------------------------------------------------------------------------
