@@ -19,11 +19,14 @@ import time
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from app_browser import (ARTEFACTS, SAMPLE_NAME, artefacts_on_failure, keep_screenshot, load_server_path, open_app,
                          save_node, shows_an_image, view_image)
 
 STATUS = "seginteractive-status"
+#: The thoracic CTA: a box over all of it keeps the worker busy for seconds (time to press Cancel).
+CTA = REPO / "Resources" / "SampleData" / "ts_thoracic_cta_aorta" / "cta_thorax_1p5mm.nii.gz"
 #: Where the liver lies in the axial view of the sample CT (fractions of the view, fit to the volume).
 LIVER = ((0.25, 0.45), (0.30, 0.60))
 #: A box around the lower part of the liver, as two opposite corners (fractions of the view).
@@ -108,6 +111,28 @@ def wait_mask_drawn(page, before: int, timeout_s: float = 20.0) -> np.ndarray:
             return rgb
         assert time.perf_counter() < deadline, f"the axial view's mask still covers {before} pixels"
         time.sleep(0.2)
+
+
+def settled(measure, done=lambda value: False, timeout_s: float = 10.0) -> int:
+    """``measure()`` once ``done`` says so, or once two readings 0.3 s apart agree (frames have arrived)."""
+    deadline = time.perf_counter() + timeout_s
+    value = measure()
+    while time.perf_counter() < deadline and not done(value):
+        time.sleep(0.3)
+        value, previous = measure(), value
+        if value == previous:
+            break
+    return value
+
+
+def volume_box(rgb: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Corners (fractions of the view) just inside where the axial view shows the volume, clear of the
+    slice slider drawn over the view's bottom."""
+    shown = rgb.mean(axis=2) > 30
+    rows, cols = np.nonzero(shown.mean(axis=1) > 0.2)[0], np.nonzero(shown.mean(axis=0) > 0.2)[0]
+    h, w = shown.shape
+    return ((max(cols[0] + 4, 0.05 * w) / w, max(rows[0] + 4, 0.08 * h) / h),
+            (min(cols[-1] - 4, 0.95 * w) / w, min(rows[-1] - 4, 0.85 * h) / h))
 
 
 def red_point(page, fx: float, fy: float) -> tuple[float, float]:
@@ -215,6 +240,25 @@ def test_clicks_undo_redo_box_accept_save(app, tmp_path):
             time.sleep(0.2)
         keep_screenshot(page, "seginteractive")
 
+        # Undo hides the box's (yellow) outline with its mask, Redo shows both again.
+        band = np.zeros(rgb.shape[:2], bool)
+        band[y0 - 3:y1 + 4, x0 - 3:x1 + 4] = True
+        band[y0 + 4:y1 - 3, x0 + 4:x1 - 3] = False
+        pre_box = yellow(rgb)
+        outline = lambda: int((yellow(red_pixels(page)) & band & ~pre_box).sum())  # noqa: E731
+        drawn_box = settled(outline)
+        assert drawn_box > 150, f"no box outline drawn in the axial view ({drawn_box} pixels)"
+        page.get_by_test_id("seginteractive-undo").click()
+        assert counts(wait_prompts(page, 3))[0] == history[2]
+        undone_box = settled(outline, lambda n: n < drawn_box / 4)
+        assert undone_box < drawn_box / 4, f"the box is still drawn after Undo: {undone_box} of {drawn_box} pixels"
+        page.get_by_test_id("seginteractive-redo").click()
+        assert counts(wait_prompts(page, 4))[0] == boxed
+        redone_box = settled(outline, lambda n: n > drawn_box / 2)
+        assert redone_box > drawn_box / 2, f"the box is not drawn after Redo: {redone_box} of {drawn_box} pixels"
+        print(f"SegInteractive box outline pixels in the axial view: drawn {drawn_box}, after undo {undone_box}, "
+              f"after redo {redone_box}")
+
         page.get_by_test_id("seginteractive-accept").click()
         kept = page.get_by_test_id("seginteractive-kept")
         kept.get_by_text("lesion", exact=True).wait_for(timeout=30_000)
@@ -236,6 +280,44 @@ def test_clicks_undo_redo_box_accept_save(app, tmp_path):
         header = path.read_bytes()[:4096].decode("latin-1")
         assert re.search(r"Segment\d+_Name:=lesion\n", header), "the saved file has no segment 'lesion'"
         load_server_path(page, path, "seginteractive_lesion")
+
+
+def test_reset_returns_to_the_segment_the_session_found(app):
+    """After a click, Reset takes the segment back to how the session found it (a new segment: empty)."""
+    page = app["page"]
+    with artefacts_on_failure(page, "seginteractive_reset", app["app"]):
+        page.get_by_test_id("seginteractive-start").click()
+        assert counts(wait_prompts(page, 0)) == (0, 0)
+        assert counts(prompt_click(app, *LIVER[0], prompts=1)[0])[0] > 0
+        # The count is the segment's voxels as the scene holds them (not the engine's copy).
+        page.get_by_test_id("seginteractive-reset").click()
+        assert counts(wait_prompts(page, 0)) == (0, 0), status(page)
+        assert page.get_by_test_id("seginteractive-redo").is_disabled()
+        assert page.get_by_test_id("seginteractive-undo").is_disabled()
+        page.get_by_test_id("seginteractive-discard").click()
+        page.get_by_test_id(STATUS).filter(has_text="Discarded").wait_for(timeout=30_000)
+
+
+def test_cancel_of_a_slow_box_keeps_the_segment(browser):
+    """A box over the whole thoracic CTA (seconds of the worker's time; a click on the small sample CT is
+    done before a Cancel can arrive) is cancelled: nothing is written, the prompt is not counted."""
+    with open_app(browser, "--data", str(CTA), name="seginteractive_cancel") as session:
+        page = session["page"]
+        with artefacts_on_failure(page, "seginteractive_cancel", session["app"]):
+            page.get_by_test_id("scene-nodes").get_by_text(CTA.name.split(".")[0], exact=True).wait_for(timeout=60_000)
+            page.get_by_test_id("panel-seginteractive").locator("button").first.click()
+            page.get_by_test_id("seginteractive-start").click()
+            assert counts(wait_prompts(page, 0)) == (0, 0)
+            page.get_by_test_id("seginteractive-box").click()
+            corner_a, corner_b = volume_box(red_pixels(page))
+            click_red(page, *corner_a)
+            page.get_by_test_id(STATUS).filter(has_text="opposite corner").wait_for(timeout=30_000)
+            click_red(page, *corner_b)
+            page.get_by_test_id("seginteractive-cancel").click(timeout=30_000)
+            page.get_by_test_id(STATUS).filter(has_text="was not used").wait_for(timeout=90_000)
+            text = status(page)
+            assert counts(text) == (0, 0), f"the cancelled box changed the segment: {text}"
+            assert page.get_by_text("Cancelled", exact=True).count(), "the job does not say it was cancelled"
 
 
 def test_a_click_outside_the_image_is_refused(app):

@@ -34,8 +34,12 @@ VOLUME, NAME, BACKEND, BACKENDS = "si_volume", "si_segment_name", "si_backend", 
 OPEN, BUSY, MODE, STATUS, WARNING, KEPT = "si_open", "si_busy", "si_mode", "si_status", "si_warning", "si_kept"
 CAN_UNDO, CAN_REDO = "si_can_undo", "si_can_redo"
 
-#: Seconds between two polls of a running click (the worker answers a click in a few hundred ms).
+#: Seconds between two polls of a running click (the worker answers a click in a few hundred ms);
+#: the first poll comes after FIRST_POLL_S, each next one twice as late, up to CLICK_POLL_S.
 CLICK_POLL_S = 0.03
+FIRST_POLL_S = 0.005
+#: The held views render this long after the status was flushed (trame sends it on the next loop turns).
+RELEASE_AFTER_S = 0.002
 
 MODE_HINTS = {"positive": "Click on the lesion in a slice view (positive click).",
               "negative": "Click where the mask leaked, outside the lesion (negative click).",
@@ -43,23 +47,35 @@ MODE_HINTS = {"positive": "Click on the lesion in a slice view (positive click).
 
 
 class _Followed:
-    """An InteractionJob whose failure (or cancellation) also reaches the panel, not only the drawer."""
+    """An InteractionJob whose failure (or cancellation) also reaches the panel, not only the drawer.
 
-    def __init__(self, job: Any, on_failed: Callable[[], None]) -> None:
-        self._job, self._on_failed = job, on_failed
+    Its ``finish`` writes the segment with the views' rendering held (see
+    :meth:`InteractivePanel._hold_views`): the status goes to the page before the frames.
+    """
+
+    def __init__(self, job: Any, on_failed: Callable[[], None], panel: "InteractivePanel") -> None:
+        self._job, self._on_failed, self._panel = job, on_failed, panel
+        self.finished_at = self.written_at = 0.0
 
     def poll(self) -> Any:
-        return self._job.poll()
+        status = self._job.poll()
+        if status.finished and not self.finished_at:
+            self.finished_at = time.perf_counter()
+        return status
 
     def cancel(self) -> None:
         self._job.cancel()
 
     def finish(self) -> Any:
+        self._panel._hold_views()
         try:
-            return self._job.finish()
+            change = self._job.finish()
         except BaseException:
+            self._panel._release_views()
             self._on_failed()
             raise
+        self.written_at = time.perf_counter()
+        return change
 
 
 class InteractivePanel:
@@ -73,7 +89,8 @@ class InteractivePanel:
         self.clicks = ClickPlacement(context.slicer_app, self._on_placed)
         # A tracker of its own: a click is done in a few hundred ms, and the app's tracker
         # (0.2 s between polls, for jobs of minutes) would add up to 0.2 s to each click.
-        self.jobs = JobTracker(context, interval_s=CLICK_POLL_S)
+        self.jobs = JobTracker(context, interval_s=CLICK_POLL_S, first_interval_s=FIRST_POLL_S)
+        self._held: list[Any] = []  # views whose rendering waits until the status is sent
         self._started_at = 0.0
         state = context.state
         backends = self.logic.backends()
@@ -224,8 +241,14 @@ class InteractivePanel:
         self.corners.RemoveAllControlPoints()
         roi = self.markers.box_node()
         set_roi(roi, centre, size)
-        job = session.start_roi(roi)
-        self._follow(job, "box", placed, lambda: self.markers and self.markers.applied(None), lambda: None)
+        roi.SetDisplayVisibility(True)  # hidden by an undo or reset before
+        markers = self.markers
+        try:
+            job = session.start_roi(roi)
+        except Exception:
+            markers.box_refused()
+            raise
+        self._follow(job, "box", placed, lambda: markers.box_applied(roi), markers.box_refused)
 
     def _follow(self, job: Any, what: str, placed: float, applied: Callable[[], Any],
                 refused: Callable[[], Any]) -> None:
@@ -235,15 +258,21 @@ class InteractivePanel:
             self._status(f"The {what} was not used: the segment is as it was.", "")
 
         def done(change: Any) -> None:
-            applied()
-            self._render()
-            took_ms = (time.perf_counter() - placed) * 1000
-            self._set(**{BUSY: False})
-            self._status(f"{what.capitalize()} applied", f"click to mask {took_ms:.0f} ms")
+            try:
+                applied()
+                took_ms = (followed.written_at - placed) * 1000
+                self._status(f"{what.capitalize()} applied", f"click to mask {took_ms:.0f} ms", **{BUSY: False})
+                logger.info("%s: %.0f ms from the click to the segment written (submitted after %.0f ms, "
+                            "seen finished after %.0f ms); status sent after %.0f ms", what, took_ms,
+                            (submitted - placed) * 1000, (followed.finished_at - placed) * 1000,
+                            (time.perf_counter() - placed) * 1000)
+            finally:
+                self._release_views()
 
-        self._set(**{BUSY: True})
-        self._hint(f"Segmenting the {what}...")
-        self.jobs.start(KEY, _Followed(job, failed), done, on_cancelled=lambda: None)
+        submitted = time.perf_counter()
+        followed = _Followed(job, failed, self)
+        self._set(**{BUSY: True, STATUS: f"Segmenting the {what}..."})
+        self.jobs.start(KEY, followed, done, on_cancelled=lambda: None)
 
     # -- history ----------------------------------------------------------------------------------
 
@@ -262,26 +291,29 @@ class InteractivePanel:
             raise InputError(f"{what.capitalize()} has to wait", "a prompt is still being segmented",
                              "wait for it, or press Cancel")
         started = time.perf_counter()
-        change = getattr(session, what)()
-        if self.markers is not None and (change is not None or what == "reset"):
-            {"undo": self.markers.undone, "redo": self.markers.redone, "reset": self.markers.reset}[what]()
-        self._render()
-        took_ms = (time.perf_counter() - started) * 1000
-        self._status(f"{what.capitalize()} done" if change is not None or what == "reset"
-                     else f"Nothing to {what}", f"{what} {took_ms:.0f} ms")
+        self._hold_views()
+        try:
+            change = getattr(session, what)()
+            if self.markers is not None and (change is not None or what == "reset"):
+                {"undo": self.markers.undone, "redo": self.markers.redone, "reset": self.markers.reset}[what]()
+            took_ms = (time.perf_counter() - started) * 1000
+            self._status(f"{what.capitalize()} done" if change is not None or what == "reset"
+                         else f"Nothing to {what}", f"{what} {took_ms:.0f} ms")
+        finally:
+            self._release_views()
 
     # -- display ----------------------------------------------------------------------------------
 
-    def _status(self, prefix: str, timing: str) -> None:
-        """The status line: the segment's size now, and the last interaction's time."""
+    def _status(self, prefix: str, timing: str, **more: Any) -> None:
+        """The status line: the segment's size now, and the last interaction's time (one flush with ``more``)."""
         session = self.session
         if session is None:
-            self._set(**{STATUS: prefix})
+            self._set(**{STATUS: prefix}, **more)
             return
         voxels, millilitres = self._measure(session.segmentation_node, session.segment_id, session.volume_node)
         text = (f"{prefix}. Segment '{session.target.name}': {voxels} voxels, {millilitres:.2f} mL, "
                 f"{len(session.history)} prompts" + (f"; {timing}" if timing else "") + ".")
-        self._set(**{STATUS: text, CAN_UNDO: session.can_undo, CAN_REDO: session.can_redo})
+        self._set(**{STATUS: text, CAN_UNDO: session.can_undo, CAN_REDO: session.can_redo}, **more)
 
     def _hint(self, text: str) -> None:
         self._set(**{STATUS: text})
@@ -299,6 +331,29 @@ class InteractivePanel:
     def _render(self) -> None:
         for view in self.context.slicer_app.view_manager.get_views():
             view.schedule_render()
+
+    def _hold_views(self) -> None:
+        """Hold the views' rendering while the segment is written and the status sent.
+
+        Writing the segment asks every view for a frame at once (about 30-60 ms each with
+        software rendering, on the page's event loop), and those frames were rendered before
+        trame sent the new status: the status came 70-150 ms after the segment was written.
+        """
+        for view in self.context.slicer_app.view_manager.get_views():
+            if not view.set_render_blocked(True):  # (one held by someone else stays theirs)
+                self._held.append(view)
+
+    def _release_views(self) -> None:
+        """Render the held views once the status just flushed has left (trame sends it from the loop)."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+
+        def release() -> None:
+            for view in held:
+                view.set_render_blocked(False)  # and schedules a frame
+
+        asyncio.get_event_loop().call_later(RELEASE_AFTER_S, release)
 
     def _set(self, **values: Any) -> None:
         with self.state:  # flushed to the browser also outside a UI callback

@@ -29,9 +29,13 @@ def job_state_key(key: str) -> str:
 class JobTracker:
     """Follows at most one job per key (a panel) from trame's asyncio loop."""
 
-    def __init__(self, context: "AppContext", interval_s: float = 0.2) -> None:
+    def __init__(self, context: "AppContext", interval_s: float = 0.2,
+                 first_interval_s: Optional[float] = None) -> None:
+        """Polls ``interval_s`` apart; with ``first_interval_s`` the first poll comes that soon and the
+        next ones twice as late each time, up to ``interval_s`` (for jobs of a few hundred ms)."""
         self.context = context
         self.interval_s = interval_s
+        self.first_interval_s = interval_s if first_interval_s is None else first_interval_s
         self._jobs: dict[str, Any] = {}
 
     def start(self, key: str, job: Any, on_done: Callable[[Any], None],
@@ -59,6 +63,7 @@ class JobTracker:
     async def _follow(self, key: str, job: Any, on_done: Callable[[Any], None],
                       on_cancelled: Optional[Callable[[], None]]) -> None:
         started = time.perf_counter()
+        delay = self.first_interval_s
         try:
             while True:
                 status = job.poll()
@@ -66,7 +71,8 @@ class JobTracker:
                                 "message": status.message, "running": not status.finished})
                 if status.finished:
                     break
-                await asyncio.sleep(self.interval_s)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, self.interval_s)
             ended = time.perf_counter()
             result = job.finish()
             logger.info("job %s: %.2f s in the worker, %.2f s to write its result", key, ended - started,

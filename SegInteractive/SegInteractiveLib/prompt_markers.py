@@ -3,7 +3,7 @@
 A session's prompts are shown where they were placed: positive clicks as green points,
 negative ones red, the box as an ROI, scribbles painted into a helper segmentation of
 their own (never the segmentation being edited, so the scribble is no "other segment"
-to protect and is never saved with the result). Undo hides the last click's point, redo
+to protect and is never saved with the result). Undo hides the last click's point (or box), redo
 shows it again, a new prompt drops the undone ones, and the session's end removes them all.
 Qt-free, so the widget stays thin and this is tested headless.
 """
@@ -19,6 +19,27 @@ POSITIVE_COLOR = (0.2, 0.85, 0.3)
 NEGATIVE_COLOR = (0.95, 0.25, 0.2)
 BOX_COLOR = (0.95, 0.85, 0.2)
 SCRIBBLE_NAME = "scribble"
+
+
+@dataclass(frozen=True)
+class _Box:
+    """An applied box: the session's ROI and where it was (centre and size, world RAS) when applied."""
+
+    node: Any
+    geometry: tuple[tuple[float, ...], tuple[float, ...]]
+
+
+def _roi_geometry(roi_node: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    centre, size = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+    roi_node.GetCenterWorld(centre)
+    roi_node.GetSizeWorld(size)
+    return tuple(centre), tuple(size)
+
+
+def _set_roi_geometry(roi_node: Any, geometry: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
+    centre, size = geometry
+    roi_node.SetCenterWorld(*centre)
+    roi_node.SetSizeWorld(*size)
 
 
 @dataclass
@@ -82,6 +103,17 @@ class PromptMarkers:
             index = index if index >= 0 else point_list.GetNumberOfControlPoints() - 1
             self._shown.append((point_list, point_list.GetNthControlPointID(index)))
 
+    def box_applied(self, roi_node: Any) -> None:
+        """A box (``roi_node`` where it is now) was applied: undo hides it, redo shows it there again."""
+        self.applied(None)
+        self._shown[-1] = _Box(roi_node, _roi_geometry(roi_node))
+        roi_node.SetDisplayVisibility(True)
+
+    def box_refused(self) -> None:
+        """A box was not used (refused or cancelled): its ROI goes back to the last applied box, or hides."""
+        if self.box is not None:
+            self._show_last_box()
+
     def refused(self, point_list: Any, index: int = -1) -> None:
         """A placed point was not used (refused or cancelled): take it away again."""
         index = index if index >= 0 else point_list.GetNumberOfControlPoints() - 1
@@ -93,6 +125,8 @@ class PromptMarkers:
             entry = self._shown.pop()
             self._set_visible(entry, False)
             self._hidden.append(entry)
+            if isinstance(entry, _Box):
+                self._show_last_box()
 
     def redone(self) -> None:
         if self._hidden:
@@ -105,6 +139,8 @@ class PromptMarkers:
             self._remove(entry)
         self._shown.clear()
         self._hidden.clear()
+        if self.box is not None and self.scene.GetNodeByID(self.box.GetID()) is not None:
+            self.box.SetDisplayVisibility(False)
 
     def remove_all(self) -> None:
         """The session ended: its helper nodes leave the scene."""
@@ -129,17 +165,29 @@ class PromptMarkers:
         node.SetControlPointLabelFormat("")
         return node
 
+    def _show_last_box(self) -> None:
+        """The ROI shows the latest box still applied, or nothing when none is."""
+        last = next((entry for entry in reversed(self._shown) if isinstance(entry, _Box)), None)
+        if last is None:
+            self.box.SetDisplayVisibility(False)
+        else:
+            self._set_visible(last, True)
+
     @staticmethod
-    def _set_visible(entry: Optional[tuple[Any, str]], visible: bool) -> None:
-        if entry is not None:
+    def _set_visible(entry: Any, visible: bool) -> None:
+        if isinstance(entry, _Box):
+            if visible:
+                _set_roi_geometry(entry.node, entry.geometry)
+            entry.node.SetDisplayVisibility(visible)
+        elif entry is not None:
             point_list, point_id = entry
             index = point_list.GetNthControlPointIndexByID(point_id)
             if index >= 0:
                 point_list.SetNthControlPointVisibility(index, visible)
 
     @staticmethod
-    def _remove(entry: Optional[tuple[Any, str]]) -> None:
-        if entry is not None:
+    def _remove(entry: Any) -> None:
+        if entry is not None and not isinstance(entry, _Box):  # the box's ROI is shared: hidden, not removed
             point_list, point_id = entry
             index = point_list.GetNthControlPointIndexByID(point_id)
             if index >= 0:
