@@ -11,7 +11,7 @@ APP_HOST ?= 127.0.0.1
 APP_PORT ?= 8080
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test bench venv clean app browser
+.PHONY: demo test bench venv clean app browser screenshots
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ test: $(STAMP) browser
 # The web app on loopback (a random secret is in the URL it prints); segforge app --help for more.
 app: $(STAMP)
 	$(VENV)/bin/segforge app --host $(APP_HOST) --port $(APP_PORT)
+
+# The README's screenshots of each workflow's result, taken by the browser tests themselves.
+screenshots: $(STAMP) browser
+	SEGFORGE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q Testing/test_app_vessel.py \
+		Testing/test_app_organ.py Testing/test_app_interactive.py
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download cannot work
 # here). Installed when missing and we are root (CI); otherwise say how, and the tests fail.
