@@ -245,13 +245,9 @@ def save_node(page, node_name: str, path: Path | str, timeout_ms: int = 60_000) 
     Waits for "Saved ... to <path>"; raises with the drawer's error text (or the overwrite
     question) when that appears instead.
     """
-    if not page.get_by_test_id("save-node").is_visible():
-        page.get_by_test_id("panel-save").locator("button").first.click()
-        page.get_by_test_id("save-node").wait_for(state="visible", timeout=10_000)
+    open_panel(page, "save", "save-node")
+    close_error(page)  # an earlier message must not be read as this save's
     error = page.get_by_test_id("app-error")
-    if error.count():  # an earlier message must not be read as this save's
-        error.get_by_role("button").first.click()
-        error.wait_for(state="detached", timeout=10_000)
     choose(page, "save-node", node_name)
     page.get_by_test_id("save-path").locator("input").fill(str(path))
     page.get_by_test_id("save-button").click()
@@ -262,3 +258,25 @@ def save_node(page, node_name: str, path: Path | str, timeout_ms: int = 60_000) 
         raise AssertionError(f"saving {node_name} to {path} failed: {error.inner_text()}")
     if question.count():
         raise AssertionError(f"saving {node_name} to {path} asks first: {question.inner_text()}")
+
+
+def open_panel(page, panel_id: str, shown_test_id: str) -> None:
+    """Expand the drawer panel ``panel_id`` unless ``shown_test_id`` (an element of it) is visible."""
+    if not page.get_by_test_id(shown_test_id).is_visible():
+        page.get_by_test_id(f"panel-{panel_id}").locator("button").first.click()
+        page.get_by_test_id(shown_test_id).wait_for(state="visible", timeout=10_000)
+
+
+def error_text(page, timeout_ms: int = 30_000) -> str:
+    """The message at the top of the drawer (waits for it)."""
+    error = page.get_by_test_id("app-error")
+    error.wait_for(timeout=timeout_ms)
+    return error.inner_text()
+
+
+def close_error(page) -> None:
+    """Close the drawer's message, if one is shown."""
+    error = page.get_by_test_id("app-error")
+    if error.count():
+        error.get_by_role("button").first.click()
+        error.wait_for(state="detached", timeout=10_000)

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from app_browser import (ARTEFACTS, SAMPLE_NAME, artefacts_on_failure, keep_screenshot, load_server_path, open_app,
-                         save_node, shows_an_image, view_image)
+from app_browser import (ARTEFACTS, SAMPLE_NAME, artefacts_on_failure, close_error, error_text, keep_screenshot,
+                         load_server_path, open_app, save_node, shows_an_image, view_image)
 
 STATUS = "seginteractive-status"
 #: The thoracic CTA: a box over all of it keeps the worker busy for seconds (time to press Cancel).
@@ -77,17 +77,8 @@ def wait_prompts(page, prompts: int, timeout_s: float = 90.0) -> str:
         time.sleep(0.02)
 
 
-def wait_error(page, timeout_ms: int = 30_000) -> str:
-    error = page.get_by_test_id("app-error")
-    error.wait_for(timeout=timeout_ms)
-    return error.inner_text()
 
 
-def close_error(page) -> None:
-    error = page.get_by_test_id("app-error")
-    if error.count():
-        error.get_by_role("button").first.click()
-        error.wait_for(state="detached", timeout=10_000)
 
 
 def red_pixels(page) -> np.ndarray:
@@ -170,7 +161,7 @@ def test_prompts_without_a_session_say_to_start_one(app):
     page = app["page"]
     with artefacts_on_failure(page, "seginteractive_no_session", app["app"]):
         page.get_by_test_id("seginteractive-positive").click()
-        text = wait_error(page)
+        text = error_text(page)
         assert "No interactive session is open" in text and "Start session" in text, text
         close_error(page)
 
@@ -192,7 +183,7 @@ def test_clicks_undo_redo_box_accept_save(app, tmp_path):
 
         # A second session while this one is open is refused by the Logic, saying what to do.
         page.get_by_test_id("seginteractive-start").click()
-        assert "already open" in wait_error(page)
+        assert "already open" in error_text(page)
         close_error(page)
 
         # Three clicks: positive on the liver, another positive, then negative on part of the mask.
@@ -326,7 +317,7 @@ def test_a_click_outside_the_image_is_refused(app):
         page.get_by_test_id("seginteractive-start").click()
         wait_prompts(page, 0)
         click_red(page, 0.97, 0.5)  # black, right of the volume (on the axial plane)
-        text = wait_error(page)
+        text = error_text(page)
         assert "outside the image" in text and "place it on the volume" in text, text
         assert counts(status(page)) == (0, 0)
         close_error(page)
@@ -340,5 +331,5 @@ def test_start_without_a_volume_says_to_load_one(browser):
         with artefacts_on_failure(page, "seginteractive_empty", session["app"]):
             page.get_by_test_id("panel-seginteractive").locator("button").first.click()
             page.get_by_test_id("seginteractive-start").click()
-            text = wait_error(page)
+            text = error_text(page)
             assert "No input volume is selected" in text and "load a volume" in text, text

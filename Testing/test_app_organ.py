@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from app_browser import (SAMPLE_NAME, artefacts_on_failure, choose, keep_screenshot, load_server_path, open_app,
-                         save_node)
-from test_app_vessel import (CTA, CTA_NAME, close_error, error_text, listed_segmentations, open_panel, results_shown,
-                             segment_names, table_rows, three_d_picture, wait_results, wait_three_d_changed)
+from app_browser import (SAMPLE_NAME, artefacts_on_failure, choose, close_error, error_text, keep_screenshot,
+                         load_server_path, open_app, open_panel, save_node)
+from test_app_vessel import (CTA, CTA_NAME, listed_segmentations, results_shown, segment_names, table_rows,
+                             three_d_picture, wait_results, wait_three_d_changed)
 
 RESULT_SEGMENTATION = f"{SAMPLE_NAME} organs"
 STATISTICS_TABLE = f"{SAMPLE_NAME} organ statistics"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app_browser import (REPO, SAMPLE_NAME, artefacts_on_failure, choose, load_server_path, open_app,
+from app_browser import (REPO, SAMPLE_NAME, artefacts_on_failure, choose, error_text, load_server_path, open_app,
                          save_node)
 from conftest import SAMPLE_DATA
 
@@ -78,10 +78,6 @@ def session(browser, inputs, tmp_path_factory):
         yield {**opened, "out": out}
 
 
-def error_text(page, timeout_ms: int = 20_000) -> str:
-    error = page.get_by_test_id("app-error")
-    error.wait_for(timeout=timeout_ms)
-    return error.inner_text()
 
 
 def test_bad_input_says_what_to_do(session):

@@ -5,7 +5,7 @@ One app for the module (the first job also starts the worker). Checked: the vess
 listed, the branch and stenosis tables' rows, the 3D view's pixels changed by the result,
 Cancel ending with nothing written, the Replace / Keep both question on a second run, the
 result saved and loaded back, and the message when there is no volume. Timings are printed
-(``-s``), never asserted. The helpers here are shared with test_app_organ.py.
+(``-s``), never asserted. Some helpers here are shared with test_app_organ.py.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from app_browser import (artefacts_on_failure, keep_screenshot, load_server_path, open_app, save_node,
-                         view_frame_src, view_image)
+from app_browser import (artefacts_on_failure, error_text, keep_screenshot, load_server_path, open_app, open_panel,
+                         save_node, view_frame_src, view_image)
 from conftest import SAMPLE_DATA
 
 CTA = SAMPLE_DATA / "ts_thoracic_cta_aorta" / "cta_thorax_1p5mm.nii.gz"
@@ -27,11 +27,6 @@ JOB_TIMEOUT_MS = 180_000
 
 # -- helpers (also used by test_app_organ.py) ---------------------------------------------------------
 
-def open_panel(page, panel_id: str, shown_test_id: str) -> None:
-    """Expand the drawer panel ``panel_id`` unless ``shown_test_id`` (an element of it) is visible."""
-    if not page.get_by_test_id(shown_test_id).is_visible():
-        page.get_by_test_id(f"panel-{panel_id}").locator("button").first.click()
-        page.get_by_test_id(shown_test_id).wait_for(state="visible", timeout=10_000)
 
 
 def results_shown(page, key: str) -> int:
@@ -97,17 +92,8 @@ def wait_three_d_changed(page, before: np.ndarray, min_fraction: float = 0.02, t
         time.sleep(0.5)
 
 
-def error_text(page, timeout_ms: int = 30_000) -> str:
-    error = page.get_by_test_id("app-error")
-    error.wait_for(timeout=timeout_ms)
-    return error.inner_text()
 
 
-def close_error(page) -> None:
-    error = page.get_by_test_id("app-error")
-    if error.count():
-        error.get_by_role("button").first.click()
-        error.wait_for(state="detached", timeout=10_000)
 
 
 # -- the tests -------------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from segforge.errors import InputError
 
 from .jobs import job_progress
 from .module_logics import module_logic
+from .module_panel import ModulePanel
 from .panels import Panel, register_panel
-from .results import (existing_dialog, follow_input_volume, node_of, output_select, render_views, rows_table,
-                      segment_rows, segments_list, show_segmentation, table_state, volume_select)
+from .results import (existing_dialog, follow_input_volume, output_select, rows_table, segment_rows, segments_list,
+                      show_segmentation, table_state, volume_select)
 
 if TYPE_CHECKING:
     from .context import AppContext
@@ -31,27 +32,25 @@ def _k(name: str) -> str:
     return f"{KEY}_{name}"
 
 
-class OrganPanel:
+class OrganPanel(ModulePanel):
     """Callbacks of the SegOrgan panel, bound to one :class:`AppContext`."""
 
+    key = KEY
+    volume_kind = "a CT or MR volume"
+
     def __init__(self, context: "AppContext") -> None:
-        self.context = context
+        super().__init__(context)
         state = context.state
         self.models = {model.id: model for model in module_logic("SegOrgan").models()}
         state[_k("models")] = [{"title": model.title, "value": model.id} for model in self.models.values()]
         defaults = {"model": DEFAULT_MODEL if DEFAULT_MODEL in self.models else next(iter(self.models), None),
-                    "output": "", "statistics": True, "surfaces": True, "fast": False, "ask": None,
-                    "segments": [], "statistics_rows": None, "summary": "", "warnings": [], "results": 0}
+                    "statistics": True, "surfaces": True, "fast": False, "segments": [], "statistics_rows": None,
+                    "warnings": []}
         for name, value in defaults.items():
             state.setdefault(_k(name), value)
-        # The job's state key must exist before the page is built, or the page never shows its progress.
         self.on_model()
         follow_input_volume(context, _k("volume"))
         state.change(_k("model"))(self.on_model)
-
-    @property
-    def state(self) -> Any:
-        return self.context.state
 
     def _model(self) -> Optional[Any]:
         return self.models.get(self.state[_k("model")])
@@ -64,16 +63,6 @@ class OrganPanel:
         self.state[_k("structures")] = structures
         self.state[_k("model_warning")] = (model.warning or "") if model is not None else ""
         self.state[_k("has_fast")] = bool(model is not None and model.has_fast)
-
-    # -- parameters --------------------------------------------------------------------------------
-
-    def _volume(self) -> Any:
-        volume = node_of(self.context, self.state[_k("volume")], "vtkMRMLScalarVolumeNode")
-        if volume is None:
-            raise InputError("No input volume", "the scene holds no volume, or none is chosen as input",
-                             "load a CT or MR volume in the Data panel (a path on the server or an upload), "
-                             "then choose it as the input volume")
-        return volume
 
     def _parameters(self) -> Any:
         """The OrganParameters of the panel (every structure chosen is sent as "all", as on the desktop)."""
@@ -90,61 +79,33 @@ class OrganPanel:
                                structures=() if len(chosen) == len(model.structures) else tuple(chosen),
                                fast=bool(self.state[_k("fast")] and model.has_fast))
 
-    def _output(self) -> Any:
-        return node_of(self.context, self.state[_k("output")], "vtkMRMLSegmentationNode")
-
     # -- running -----------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Check the inputs; ask first when the output already has segments of those names."""
-        if self.context.jobs.is_running(KEY):
-            return
-        self._volume()
-        parameters = self._parameters()
-        output = self._output()
-        clashes = module_logic("SegOrgan").existing_structures(output, parameters)
-        if clashes:
-            shown = ", ".join(f'"{name}"' for name in clashes[:8])
-            if len(clashes) > 8:
-                shown += f" and {len(clashes) - 8} more"
-            self.state[_k("ask")] = f'The segmentation "{output.GetName()}" already has segments named {shown}.'
-            return
-        self._start("error")
+    def check(self) -> Optional[str]:
+        self.volume()
+        output = self.output()
+        clashes = module_logic("SegOrgan").existing_structures(output, self._parameters())
+        if not clashes:
+            return None
+        shown = ", ".join(f'"{name}"' for name in clashes[:8])
+        if len(clashes) > 8:
+            shown += f" and {len(clashes) - 8} more"
+        return f'The segmentation "{output.GetName()}" already has segments named {shown}.'
 
-    def answer(self, choice: str) -> None:
-        """The user's answer to the Replace / Keep both question."""
-        self.state[_k("ask")] = None
-        if choice in ("replace", "rename"):
-            self._start(choice)
-
-    def _start(self, on_existing: str) -> None:
-        volume = self._volume()
-        parameters = self._parameters()
+    def start_job(self, on_existing: str) -> Any:
+        volume, parameters = self.volume(), self._parameters()
         job = module_logic("SegOrgan").start_organ_segmentation(
-            volume, parameters, segmentation_node=self._output(), on_existing=on_existing,
+            volume, parameters, segmentation_node=self.output(), on_existing=on_existing,
             statistics=bool(self.state[_k("statistics")]), surfaces=bool(self.state[_k("surfaces")]))
         logger.info("SegOrgan started on %s with %s (%s)", volume.GetName(), parameters.model, on_existing)
-        self.state[_k("summary")] = ""
-        self.context.jobs.start(KEY, job, self.done, self.cancelled)
-
-    def cancel(self) -> None:
-        self.context.jobs.cancel(KEY)
-
-    def cancelled(self) -> None:
-        self.context.refresh_nodes()
+        return job
 
     def done(self, nodes: Any) -> None:
         """Show the result: segments in 2D (and in 3D with surfaces), statistics, summary, warnings."""
         show_segmentation(nodes.segmentation, in_3d=bool(self.state[_k("surfaces")]))
-        with self.state:
-            self.state[_k("output")] = nodes.segmentation.GetID()
-            self.state[_k("segments")] = segment_rows(nodes.segmentation)
-            self.state[_k("statistics_rows")] = table_state(nodes.statistics_table)
-            self.state[_k("summary")] = summary(nodes)
-            self.state[_k("warnings")] = list(nodes.warnings)
-            self.state[_k("results")] = int(self.state[_k("results")] or 0) + 1
-        self.context.refresh_nodes()
-        render_views(self.context)
+        self.show(nodes.segmentation, segments=segment_rows(nodes.segmentation),
+                  statistics_rows=table_state(nodes.statistics_table), summary=summary(nodes),
+                  warnings=list(nodes.warnings))
 
 
 def summary(nodes: Any) -> str:

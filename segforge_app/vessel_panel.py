@@ -17,9 +17,10 @@ from segforge.errors import InputError
 
 from .jobs import job_progress
 from .module_logics import module_logic
+from .module_panel import ModulePanel
 from .panels import Panel, register_panel
-from .results import (existing_dialog, follow_input_volume, node_of, output_select, render_views, rows_table,
-                      segment_rows, segments_list, show_in_3d, show_segmentation, table_state, volume_select)
+from .results import (existing_dialog, follow_input_volume, output_select, rows_table, segment_rows, segments_list,
+                      show_in_3d, show_segmentation, table_state, volume_select)
 
 if TYPE_CHECKING:
     from .context import AppContext
@@ -61,30 +62,27 @@ def _number(value: Any, label: str, kind: type = float) -> Any:
     return number
 
 
-class VesselPanel:
+class VesselPanel(ModulePanel):
     """Callbacks of the SegVessel panel, bound to one :class:`AppContext`."""
 
+    key = KEY
+    volume_kind = "a CTA or MRA volume"
+
     def __init__(self, context: "AppContext") -> None:
-        self.context = context
+        super().__init__(context)
         state = context.state
         state.setdefault(_k("preset"), "cta")
         for name, (_attr, default) in FIELDS.items():
             state.setdefault(_k(name), default)
         for name, value in preset_values(state[_k("preset")]).items():
             state[_k(name)] = value
-        defaults = {"segment_name": "Vessels", "output": "", "centerlines": True, "stenoses": True, "surface": True,
-                    "stenosis_percent": 50.0, "ask": None, "segments": [], "branches": None, "stenosis_rows": None,
-                    "summary": "", "results": 0}
+        defaults = {"segment_name": "Vessels", "centerlines": True, "stenoses": True, "surface": True,
+                    "stenosis_percent": 50.0, "segments": [], "branches": None, "stenosis_rows": None}
         for name, value in defaults.items():
             state.setdefault(_k(name), value)
-        # The job's state key must exist before the page is built, or the page never shows its progress.
         follow_input_volume(context, _k("volume"))
         state.change(_k("preset"))(self.on_preset)
         state.change(*(_k(name) for name in FIELDS))(self.on_field)
-
-    @property
-    def state(self) -> Any:
-        return self.context.state
 
     # -- presets -----------------------------------------------------------------------------------
 
@@ -147,14 +145,6 @@ class VesselPanel:
             return None
         return VesselOutputs(centerlines=centerlines, stenoses=stenoses, surface=surface)
 
-    def _volume(self) -> Any:
-        volume = node_of(self.context, self.state[_k("volume")], "vtkMRMLScalarVolumeNode")
-        if volume is None:
-            raise InputError("No input volume", "the scene holds no volume, or none is chosen as input",
-                             "load a CTA or MRA volume in the Data panel (a path on the server or an upload), "
-                             "then choose it as the input volume")
-        return volume
-
     def _segment_name(self) -> str:
         name = str(self.state[_k("segment_name")] or "").strip()
         if not name:
@@ -163,32 +153,22 @@ class VesselPanel:
 
     # -- running -----------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Check the inputs; ask first when the output already has a segment of that name."""
-        if self.context.jobs.is_running(KEY):
-            return
-        self._volume()
+    def check(self) -> Optional[str]:
+        self.volume()
         name = self._segment_name()
         self._mask_parameters()
-        output = node_of(self.context, self.state[_k("output")], "vtkMRMLSegmentationNode")
+        output = self.output()
         if output is not None and output.GetSegmentation().GetSegmentIdBySegmentName(name):
-            self.state[_k("ask")] = f'The segmentation "{output.GetName()}" already has a segment "{name}".'
-            return
-        self._start("error")
+            return f'The segmentation "{output.GetName()}" already has a segment "{name}".'
+        return None
 
-    def answer(self, choice: str) -> None:
-        """The user's answer to the Replace / Keep both question."""
-        self.state[_k("ask")] = None
-        if choice in ("replace", "rename"):
-            self._start(choice)
-
-    def _start(self, on_existing: str) -> None:
+    def start_job(self, on_existing: str) -> Any:
         from segforge.vessel.pipeline import VesselPipelineParameters
         from segforge.vessel.stenosis import StenosisParameters
 
-        volume = self._volume()
+        volume = self.volume()
         name = self._segment_name()
-        output = node_of(self.context, self.state[_k("output")], "vtkMRMLSegmentationNode")
+        output = self.output()
         mask = self._mask_parameters()
         outputs = self._outputs()
         logic = module_logic("SegVessel")
@@ -202,14 +182,7 @@ class VesselPanel:
             job = logic.start_vessel_tree(volume, parameters, segmentation_node=output, segment_name=name,
                                           on_existing=on_existing)
         logger.info("SegVessel started on %s (%s)", volume.GetName(), on_existing)
-        self.state[_k("summary")] = ""
-        self.context.jobs.start(KEY, job, self.done, self.cancelled)
-
-    def cancel(self) -> None:
-        self.context.jobs.cancel(KEY)
-
-    def cancelled(self) -> None:
-        self.context.refresh_nodes()
+        return job
 
     def done(self, result: Any) -> None:
         """Show the result: segment in 2D and 3D, models and curves in 3D, tables and a summary."""
@@ -222,15 +195,10 @@ class VesselPanel:
             show_in_3d([result.centerline_model, surface_model, result.stenosis_points, *result.curves])
             if result.stenosis_points is not None:  # hundreds of labels would cover the 3D view; the table has them
                 result.stenosis_points.GetDisplayNode().SetPointLabelsVisibility(False)
-        with self.state:
-            self.state[_k("output")] = segmentation.GetID()
-            self.state[_k("segments")] = segment_rows(segmentation)
-            self.state[_k("branches")] = table_state(getattr(result, "branch_table", None))
-            self.state[_k("stenosis_rows")] = table_state(getattr(result, "stenosis_table", None))
-            self.state[_k("summary")] = summary(result, segmentation)
-            self.state[_k("results")] = int(self.state[_k("results")] or 0) + 1
-        self.context.refresh_nodes()
-        render_views(self.context)
+        self.show(segmentation, segments=segment_rows(segmentation),
+                  branches=table_state(getattr(result, "branch_table", None)),
+                  stenosis_rows=table_state(getattr(result, "stenosis_table", None)),
+                  summary=summary(result, segmentation))
         logger.info("SegVessel result shown in %.2f s", time.perf_counter() - started)
 
 
