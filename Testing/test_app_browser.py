@@ -18,8 +18,9 @@ import time
 
 import pytest
 
-from app_browser import (ARTEFACTS, REPO, SAMPLE_NAME, AppProcess, app_env, artefacts_on_failure, free_port,
-                         only_loopback, segforge_app_command, shows_an_image, view_frame_src, view_image)
+from app_browser import (ARTEFACTS, REPO, SAMPLE_NAME, AppProcess, app_env, artefacts_on_failure, close_error,
+                         error_text, free_port, only_loopback, open_app, open_panel, segforge_app_command,
+                         shows_an_image, view_frame_src, view_image)
 from conftest import SAMPLE_DATA
 
 
@@ -47,6 +48,13 @@ def app_session(browser):
     finally:
         app.stop()
         page.close()
+
+
+@pytest.fixture(scope="module")
+def empty_app(browser):
+    """``segforge app --data`` with nothing after it: an empty scene."""
+    with open_app(browser, "--data", name="empty") as opened:
+        yield opened
 
 
 def test_page_shows_the_sample_volume(app_session):
@@ -123,6 +131,21 @@ def test_a_sample_loads_with_one_click_and_is_shown(app_session):
             assert time.perf_counter() < deadline, "the axial view still shows the previous volume"
             time.sleep(0.2)
         assert shows_an_image(page, "Red")
+
+
+@pytest.mark.parametrize("panel, button, todo", [
+    ("segvessel", "segvessel-run", "load a CTA or MRA volume in the Data panel"),
+    ("segorgan", "segorgan-run", "load a CT or MR volume in the Data panel"),
+    ("seginteractive", "seginteractive-start", "load a volume in the Data panel")])
+def test_a_module_panel_without_a_volume_says_what_to_do(empty_app, panel, button, todo):
+    page = empty_app["page"]
+    with artefacts_on_failure(page, f"{panel}_empty", empty_app["app"]):
+        open_panel(page, panel, button)
+        page.get_by_test_id(button).click()
+        text = error_text(page)
+        assert "No input volume" in text and todo in text, text
+        assert page.get_by_test_id(f"{panel}-progress").count() == 0
+        close_error(page)
 
 
 def test_a_wrong_secret_gets_no_data(app_session, browser):

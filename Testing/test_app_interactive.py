@@ -4,7 +4,8 @@
 positive and negative clicks are placed in the axial (Red) slice view, each one must change
 the segment's voxel count in the status line and the yellow mask drawn in that view; undo,
 redo, a box from two corners, Accept, then save (.seg.nrrd) and load back. The bad inputs
-(no session, a click outside the image, a second session, no volume) must say what to do.
+(no session, a click outside the image, a second session; no volume: test_app_browser.py)
+must say what to do.
 
 Printed, not asserted (``-s``): the click-to-mask time, median over the clicks, measured in
 the page (click -> status with the new count) and on the server (point defined -> segment
@@ -323,13 +324,3 @@ def test_a_click_outside_the_image_is_refused(app):
         close_error(page)
         page.get_by_test_id("seginteractive-discard").click()
         page.get_by_test_id(STATUS).filter(has_text="Discarded").wait_for(timeout=30_000)
-
-
-def test_start_without_a_volume_says_to_load_one(browser):
-    with open_app(browser, "--data", name="seginteractive_empty") as session:
-        page = session["page"]
-        with artefacts_on_failure(page, "seginteractive_empty", session["app"]):
-            page.get_by_test_id("panel-seginteractive").locator("button").first.click()
-            page.get_by_test_id("seginteractive-start").click()
-            text = error_text(page)
-            assert "No input volume is selected" in text and "load a volume" in text, text

@@ -5,7 +5,7 @@ checked in the page.
 One app for the module. Checked: the segments listed with their colours, the statistics
 rows, the 3D view's pixels changed by the surfaces, the Replace answer on a second run,
 Cancel ending with nothing written, a model that is not installed saying what to do, the
-result saved and loaded back, and the message when there is no volume. Timings are printed
+result saved and loaded back (no volume: test_app_browser.py). Timings are printed
 (``-s``), never asserted.
 """
 from __future__ import annotations
@@ -146,15 +146,3 @@ def test_the_result_is_saved_and_loaded_back(session, tmp_path):
         load_server_path(page, segmentation_file, "organs")
         load_server_path(page, table_file, "organ_statistics")
         assert "organs" in listed_segmentations(page)
-
-
-def test_without_a_volume_the_panel_says_what_to_do(browser):
-    with open_app(browser, "--data", name="segorgan_empty") as opened:
-        page = opened["page"]
-        with artefacts_on_failure(page, "segorgan_empty", opened["app"]):
-            open_panel(page, "segorgan", "segorgan-run")
-            page.get_by_test_id("segorgan-run").click()
-            text = error_text(page)
-            assert "No input volume" in text
-            assert "load a CT or MR volume in the Data panel" in text
-            assert page.get_by_test_id("segorgan-progress").count() == 0

@@ -4,7 +4,7 @@ vessel tree run by the desktop module's Logic in the worker, the result checked 
 One app for the module (the first job also starts the worker). Checked: the vessel segment
 listed, the branch and stenosis tables' rows, the 3D view's pixels changed by the result,
 Cancel ending with nothing written, the Replace / Keep both question on a second run, the
-result saved and loaded back, and the message when there is no volume. Timings are printed
+result saved and loaded back (no volume: test_app_browser.py). Timings are printed
 (``-s``), never asserted. Some helpers here are shared with test_app_organ.py.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from app_browser import (artefacts_on_failure, error_text, keep_screenshot, load_server_path, open_app, open_panel,
-                         save_node, view_frame_src, view_image)
+from app_browser import (artefacts_on_failure, keep_screenshot, load_server_path, open_app, open_panel, save_node,
+                         view_frame_src, view_image)
 from conftest import SAMPLE_DATA
 
 CTA = SAMPLE_DATA / "ts_thoracic_cta_aorta" / "cta_thorax_1p5mm.nii.gz"
@@ -207,15 +207,3 @@ def test_the_result_is_saved_and_loaded_back(session, tmp_path):
         load_server_path(page, segmentation_file, "vessels")
         load_server_path(page, table_file, "branches")
         assert "vessels" in listed_segmentations(page)
-
-
-def test_without_a_volume_the_panel_says_what_to_do(browser):
-    with open_app(browser, "--data", name="segvessel_empty") as opened:
-        page = opened["page"]
-        with artefacts_on_failure(page, "segvessel_empty", opened["app"]):
-            open_panel(page, "segvessel", "segvessel-run")
-            page.get_by_test_id("segvessel-run").click()
-            text = error_text(page)
-            assert "No input volume" in text
-            assert "load a CTA or MRA volume in the Data panel" in text
-            assert page.get_by_test_id("segvessel-progress").count() == 0
