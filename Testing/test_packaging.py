@@ -902,6 +902,15 @@ def test_the_wheel_ships_the_whole_engine_and_its_catalog(tmp_path):
                            capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target),
                                                                                "PATH": "/usr/bin:/bin"})
     assert probe.returncode == 0, probe.stderr[-2000:]
+    # The web app's panels drive the modules' Logic: the wheel ships it (without Qt).
+    for library in ("SegVesselLib", "SegOrganLib", "SegInteractiveLib"):
+        assert f"{library}/logic.py" in names and not [n for n in names if n.startswith(f"{library}/__pycache__")]
+    panels = subprocess.run([sys.executable, "-c", "from segforge_app.module_logics import module_logic; "
+                             "print(module_logic('SegOrgan').models()[0].id, module_logic('SegVessel'), "
+                             "module_logic('SegInteractive').backends()[0])"],
+                            capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target)})
+    assert panels.returncode == 0, panels.stderr[-2000:]
+    assert panels.stdout.startswith("ct-tissues "), panels.stdout
     assert "vesselness-frangi" in probe.stdout and str(target) in subprocess.run(
         [sys.executable, "-c", "import segforge; print(segforge.__file__)"], capture_output=True, text=True,
         cwd=tmp_path, env={"PYTHONPATH": str(target)}).stdout

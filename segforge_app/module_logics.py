@@ -2,7 +2,7 @@
 
 SegVessel, SegOrgan and SegInteractive keep their Logic in ``<Module>/<Module>Lib`` (Slicer's
 scripted-module layout); Slicer puts each module folder on ``sys.path``, and so does this
-module (the app runs from a checkout). One Logic per module per app; all of them send
+module in a checkout; the wheel installs the three ``<Module>Lib`` packages at the top level. One Logic per module per app; all of them send
 their jobs to the shared worker process (:func:`segforge.worker.shared_worker`), so the
 page's event loop never runs a model.
 """
@@ -26,7 +26,7 @@ LOGIC_CLASSES = {"SegVessel": "SegVesselLogic", "SegOrgan": "SegOrganLogic",
 def module_logic(module_name: str) -> Any:
     """The app's one ``<module_name>Logic`` (created on first use)."""
     folder = REPO / module_name
-    if str(folder) not in sys.path:
+    if folder.is_dir() and str(folder) not in sys.path:  # a checkout; a wheel ships the Lib packages
         sys.path.insert(0, str(folder))
     library = importlib.import_module(f"{module_name}Lib")
     return getattr(library, LOGIC_CLASSES[module_name])()
