@@ -161,17 +161,17 @@ class InteractivePanel:
         voxels, millilitres = self._measure(node, session.segment_id, session.volume_node)
         kept = list(self.state[KEPT]) + [{"segmentation": node.GetName(), "segment": name, "voxels": voxels,
                                           "ml": round(millilitres, 2)}]
+        self.context.refresh_nodes()  # first: the status then names nodes the page already lists
         self._set(**{KEPT: kept, STATUS: f"Kept segment '{name}' of '{node.GetName()}': {voxels} voxels, "
                                          f"{millilitres:.2f} mL."})
-        self.context.refresh_nodes()
 
     def discard(self) -> None:
         session = self._open_session()
         self._end()
         session.discard()
+        self.context.refresh_nodes()
         self._set(**{STATUS: "Discarded: the segment is as it was before the session."})
         self._render()
-        self.context.refresh_nodes()
 
     def _end(self) -> None:
         """Stop placing, cancel a running click, and take the prompts' markers out of the scene."""

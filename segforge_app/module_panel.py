@@ -95,11 +95,15 @@ class ModulePanel:
         raise NotImplementedError
 
     def show(self, segmentation: Any, **values: Any) -> None:
-        """Put a result's ``values`` (by name) into the state, count it, and refresh the list and views."""
+        """Put a result's ``values`` (by name) into the state, count it, and refresh the list and views.
+
+        The node list is flushed first: the page never gets a result (nor a test its result
+        count) naming a segmentation the output select and the Data panel do not list yet.
+        """
+        self.context.refresh_nodes()
         with self.state:
             self.state[self.k("output")] = segmentation.GetID()
             for name, value in values.items():
                 self.state[self.k(name)] = value
             self.state[self.k("results")] = int(self.state[self.k("results")] or 0) + 1
-        self.context.refresh_nodes()
         render_views(self.context)
