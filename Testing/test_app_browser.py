@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from app_browser import (ARTEFACTS, REPO, SAMPLE_NAME, AppProcess, app_env, artefacts_on_failure, close_error,
-                         error_text, free_port, only_loopback, open_app, open_panel, segforge_app_command,
-                         shows_an_image, view_frame_src, view_image)
+from app_browser import (ARTEFACTS, REPO, SAMPLE_NAME, AppProcess, app_env, artefacts_on_failure, choose,
+                         close_error, error_text, free_port, image_stats, only_loopback, open_app, open_panel,
+                         segforge_app_command, shows_an_image, view_frame_src, view_image)
 from conftest import SAMPLE_DATA
 
 
@@ -131,6 +131,29 @@ def test_a_sample_loads_with_one_click_and_is_shown(app_session):
             assert time.perf_counter() < deadline, "the axial view still shows the previous volume"
             time.sleep(0.2)
         assert shows_an_image(page, "Red")
+
+
+def test_volume_rendering_is_shown_in_3d_and_hidden_again(app_session):
+    page, app = app_session["page"], app_session["app"]
+
+    def three_d_after(previous: bytes, what: str) -> bytes:
+        deadline = time.perf_counter() + 60
+        while (picture := view_image(page, "ThreeD").screenshot()) == previous:
+            assert time.perf_counter() < deadline, f"the 3D view did not change {what}"
+            time.sleep(0.3)
+        return picture
+
+    with artefacts_on_failure(page, "volume_rendering", app):
+        # The CT shown again (a click on it in the list), whatever the tests before loaded.
+        page.get_by_test_id("scene-nodes").get_by_text(SAMPLE_NAME, exact=True).first.click()
+        time.sleep(1.5)
+        plain = view_image(page, "ThreeD").screenshot()
+        choose(page, "volume-rendering", "CT-Bone")
+        rendered = three_d_after(plain, "with volume rendering on")
+        assert image_stats(rendered)[1] > image_stats(plain)[1], "the rendering should add bright voxels in 3D"
+        choose(page, "volume-rendering", "Off")
+        three_d_after(rendered, "with volume rendering off")
+        assert page.get_by_test_id("app-error").count() == 0
 
 
 @pytest.mark.parametrize("panel, button, todo", [

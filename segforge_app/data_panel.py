@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .data_loading import Loaded, load_path, load_uploaded_folder
 from .panels import Panel, register_panel
+from .results import shown_volume_id
 from .sample_data import available_samples
 
 if TYPE_CHECKING:
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PATH_KEY = "data_path"
+#: State key of the 3D volume rendering preset (Slicer's preset names) and its "none" value.
+VR_KEY, VR_OFF = "volume_rendering", "Off"
+#: The presets offered first (the rest of Slicer's follow): bone and vessels for CT, MR angiography.
+VR_PRESETS = ("CT-Bone", "CT-AAA", "CT-Chest-Contrast-Enhanced", "CT-Soft-Tissue", "MR-Angio", "MR-Default")
 
 
 class DataPanel:
@@ -30,6 +35,8 @@ class DataPanel:
     def __init__(self, context: "AppContext") -> None:
         self.context = context
         context.state.setdefault(PATH_KEY, "")
+        context.state.setdefault(VR_KEY, VR_OFF)
+        context.state.change(VR_KEY)(lambda **values: context.shows_errors(self.set_volume_rendering)(values[VR_KEY]))
 
     def load_server_path(self) -> None:
         path = str(self.context.state[PATH_KEY] or "").strip()
@@ -54,6 +61,22 @@ class DataPanel:
     def load_sample(self, sample_id: str) -> None:
         sample = next(sample for sample in available_samples() if sample.id == sample_id)
         self._show(load_path(sample.path, self.context.scene))
+
+    def set_volume_rendering(self, preset: str) -> None:
+        """Volume rendering of the shown volume in 3D with Slicer's ``preset``, or none (``VR_OFF``)."""
+        volume = self.context.scene.GetNodeByID(shown_volume_id(self.context) or "")
+        rendering = self.context.slicer_app.volume_rendering
+        if preset == VR_OFF or not preset:
+            display = rendering.get_vr_display_node(volume) if volume is not None else None
+            if display is not None:
+                display.SetVisibility(False)
+            return
+        if volume is None:
+            from segforge.errors import InputError
+
+            raise InputError("No volume to render", "the slice views show no volume",
+                             "load a volume (or click one in the list), then choose the rendering")
+        self.context.slicer_app.display_manager.show_volume(volume, vr_preset=preset)
 
     def show_node(self, node_id: str) -> None:
         node = self.context.scene.GetNodeByID(node_id)
@@ -95,6 +118,12 @@ def build(context: "AppContext") -> None:
                      title=f"{sample.path.name}: for {sample.use}",
                      click=(context.shows_errors(panel.load_sample), f"['{sample.id}']"),
                      raw_attrs=[f'data-testid="sample-{sample.id}"'])
+    presets = context.slicer_app.volume_rendering.preset_names()
+    v3.VSelect(v_model=(VR_KEY,), label="Volume rendering in 3D (shown volume)", density="compact",
+               hide_details=True, classes="mt-3",
+               items=("vr_presets", [VR_OFF, *[name for name in VR_PRESETS if name in presets],
+                                     *[name for name in presets if name not in VR_PRESETS and "-" in name]]),
+               raw_attrs=['data-testid="volume-rendering"'])
     v3.VDivider(classes="my-2")
     with v3.VList(density="compact", raw_attrs=['data-testid="scene-nodes"']):
         v3.VListItem(v_for="node in scene_nodes", key="node.id", title=("node.name",), subtitle=("node.kind",),
