@@ -18,10 +18,12 @@ from segforge.mrml import (load_markups, load_model, load_scene_bundle, load_seg
 
 logger = logging.getLogger(__name__)
 
-#: File endings this loader reads, longest first (".seg.nrrd" before ".nrrd").
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-SUFFIXES = (".seg.nrrd", ".mrk.json", ".mrb", *VOLUME_SUFFIXES, ".vtp", ".vtk", ".stl", ".ply", ".obj", ".csv",
-            ".tsv")
+#: File endings this loader reads by kind (the Save panel writes the same ones; its default first).
+VOLUME_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".nhdr", ".mha", ".mhd")
+MODEL_SUFFIXES = (".vtp", ".vtk", ".stl", ".ply", ".obj")
+TABLE_SUFFIXES = (".csv", ".tsv")
+#: All of them, ".seg.nrrd" before ".nrrd" (a segmentation is not read as a volume).
+SUFFIXES = (".seg.nrrd", ".mrk.json", ".mrb", *VOLUME_SUFFIXES, *MODEL_SUFFIXES, *TABLE_SUFFIXES)
 
 
 @dataclass
@@ -84,9 +86,9 @@ def _load_file(path: Path, scene: Any) -> None:
         load_scene_bundle(path, scene)
     elif suffix in VOLUME_SUFFIXES:
         load_volume(path, scene=scene)
-    elif suffix in (".vtp", ".vtk", ".stl", ".ply", ".obj"):
+    elif suffix in MODEL_SUFFIXES:
         load_model(path, scene=scene)
-    elif suffix in (".csv", ".tsv"):
+    elif suffix in TABLE_SUFFIXES:
         load_table(path, scene=scene)
     else:
         raise InputError(f"SegForge does not read {path.name}", "its file type is not one it knows",

@@ -23,6 +23,7 @@ from .interactive_clicks import ClickPlacement, box_from_corners, corner_list, p
 from .jobs import JobTracker, job_progress
 from .module_logics import module_logic
 from .panels import Panel, register_panel
+from .results import render_views
 
 if TYPE_CHECKING:
     from .context import AppContext
@@ -171,7 +172,7 @@ class InteractivePanel:
         session.discard()
         self.context.refresh_nodes()
         self._set(**{STATUS: "Discarded: the segment is as it was before the session."})
-        self._render()
+        render_views(self.context, fit_3d=False)
 
     def _end(self) -> None:
         """Stop placing, cancel a running click, and take the prompts' markers out of the scene."""
@@ -327,10 +328,6 @@ class InteractivePanel:
 
         voxels = int(np.count_nonzero(mask_from_segment(segmentation_node, segment_id, volume_node).array))
         return voxels, voxels * float(np.prod(volume_node.GetSpacing())) / 1000.0
-
-    def _render(self) -> None:
-        for view in self.context.slicer_app.view_manager.get_views():
-            view.schedule_render()
 
     def _hold_views(self) -> None:
         """Hold the views' rendering while the segment is written and the status sent.

@@ -16,6 +16,7 @@ from segforge.errors import InputError
 from segforge.mrml import save_node, save_scene_bundle
 
 from .context import NODES_KEY
+from .data_loading import MODEL_SUFFIXES, TABLE_SUFFIXES, VOLUME_SUFFIXES
 from .panels import Panel, register_panel
 
 if TYPE_CHECKING:
@@ -36,14 +37,14 @@ DOWNLOAD_TRIGGER = "segforge_save_download"
 SCENE = "__scene__"
 SCENE_TITLE = "Whole scene (.mrb)"
 
-#: File endings each kind of node can be written as, the default first.
+#: File endings each kind of node can be written as, the default first: those the Data panel reads back.
 EXTENSIONS = {
     "segmentation": (".seg.nrrd",),
     "markups": (".mrk.json",),
-    "model": (".vtp", ".vtk", ".stl", ".ply", ".obj"),
-    "table": (".csv", ".tsv"),
-    "volume": (".nrrd", ".nii.gz", ".nii", ".mha", ".nhdr", ".mhd"),
-    "labelmap": (".nrrd", ".nii.gz", ".nii", ".mha", ".nhdr", ".mhd"),
+    "model": MODEL_SUFFIXES,
+    "table": TABLE_SUFFIXES,
+    "volume": VOLUME_SUFFIXES,
+    "labelmap": VOLUME_SUFFIXES,
     "scene": (".mrb",),
 }
 
