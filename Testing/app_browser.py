@@ -166,6 +166,9 @@ def artefacts_on_failure(page, name: str, app: AppProcess | None = None):
                   f"----- BEGIN SCREENSHOT {name}.jpg (base64) -----\n"
                   f"{base64.b64encode(small.getvalue()).decode()}\n"
                   f"----- END SCREENSHOT {name}.jpg -----", file=sys.stderr)
+        if app is not None:  # after the picture, so that a log's tail shows it
+            print(f"----- last lines of {app.log.name} -----\n{''.join(app.lines[-25:])}"
+                  f"----- end of {app.log.name} -----", file=sys.stderr)
         raise
 
 
@@ -226,16 +229,23 @@ def choose(page, test_id: str, option: str) -> None:
 
     A long list is virtual (only the options in sight exist): it is scrolled until the option does.
     """
-    page.get_by_test_id(test_id).click()
     menu = page.locator(".v-overlay--active")  # a menu closing after the last choice is no longer active
     wanted = menu.get_by_role("option", name=option, exact=True)
     listbox = menu.get_by_role("listbox")
+    if listbox.count():  # a menu left open (by a failed test) would be closed by the click below
+        page.keyboard.press("Escape")
+        listbox.wait_for(state="detached", timeout=10_000)
+    page.get_by_test_id(test_id).click()
     listbox.wait_for(timeout=10_000)
     for _ in range(200):
         if wanted.count() or not listbox.evaluate("(el) => { const top = el.scrollTop;"
                                                   " el.scrollTop += el.clientHeight / 2; return el.scrollTop > top; }"):
             break
         page.wait_for_timeout(50)
+    if not wanted.count():
+        shown = listbox.get_by_role("option").all_inner_texts()
+        page.keyboard.press("Escape")
+        raise AssertionError(f"{test_id} has no option {option!r}; it lists {shown}")
     wanted.click()
 
 
@@ -248,7 +258,12 @@ def save_node(page, node_name: str, path: Path | str, timeout_ms: int = 60_000) 
     open_panel(page, "save", "save-node")
     close_error(page)  # an earlier message must not be read as this save's
     error = page.get_by_test_id("app-error")
+    shown = page.get_by_test_id("save-node").locator(".v-select__selection-text")
+    changed = not shown.count() or shown.inner_text().strip() != node_name
     choose(page, "save-node", node_name)
+    if changed:  # the server answers with the node's default path: typed before it comes, the path is lost
+        stem = "scene" if node_name == "Whole scene (.mrb)" else node_name
+        wait_for_input(page, "save-path", rf"(^|/){re.escape(stem)}\.[^/]*$")
     page.get_by_test_id("save-path").locator("input").fill(str(path))
     page.get_by_test_id("save-button").click()
     done = page.get_by_test_id("save-message").filter(has_text=f" to {path}")
@@ -258,6 +273,13 @@ def save_node(page, node_name: str, path: Path | str, timeout_ms: int = 60_000) 
         raise AssertionError(f"saving {node_name} to {path} failed: {error.inner_text()}")
     if question.count():
         raise AssertionError(f"saving {node_name} to {path} asks first: {question.inner_text()}")
+
+
+def wait_for_input(page, test_id: str, pattern: str, timeout_ms: int = 10_000) -> None:
+    """Wait until the text field marked ``test_id`` holds a value matching the regular expression ``pattern``."""
+    page.wait_for_function("([id, pattern]) => { const field = document.querySelector(`[data-testid=\"${id}\"] input`);"
+                           " return !!field && new RegExp(pattern).test(field.value); }",
+                           arg=[test_id, pattern], timeout=timeout_ms)
 
 
 def open_panel(page, panel_id: str, shown_test_id: str) -> None:

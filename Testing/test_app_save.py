@@ -7,14 +7,15 @@ saved file is read back in this process with segforge.mrml and compared with its
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app_browser import (REPO, SAMPLE_NAME, artefacts_on_failure, choose, error_text, load_server_path, open_app,
-                         save_node)
+from app_browser import (REPO, SAMPLE_NAME, artefacts_on_failure, choose, close_error, error_text, load_server_path,
+                         open_app, save_node, wait_for_input)
 from conftest import SAMPLE_DATA
 
 CT = SAMPLE_DATA / "ts_ct_abdomen_3mm" / "example_ct_sm.nii.gz"
@@ -87,23 +88,25 @@ def test_bad_input_says_what_to_do(session):
         page.get_by_test_id("save-button").click()
         text = error_text(page)
         assert "Nothing chosen to save" in text and "choose a node" in text, text
+        close_error(page)  # the next message must not be read as this one
 
         choose(page, "save-node", "Organs")
         # The default: the app's working directory (the checkout, where the test starts it).
         field = page.get_by_test_id("save-path").locator("input")
-        page.wait_for_function("(want) => document.querySelector('[data-testid=\"save-path\"] input').value === want",
-                               arg=str(REPO / "Organs.seg.nrrd"), timeout=10_000)
+        wait_for_input(page, "save-path", "^" + re.escape(str(REPO / "Organs.seg.nrrd")) + "$")
         field.fill(str(out / "Organs.vtp"))
         page.get_by_test_id("save-button").click()
         text = error_text(page)
         assert "Cannot save a segmentation as Organs.vtp" in text and "end the file name with .seg.nrrd" in text, text
         assert not (out / "Organs.vtp").exists()
+        close_error(page)
 
         field.fill(str(out / "no_such_folder" / "Organs.seg.nrrd"))
         page.get_by_test_id("save-button").click()
         text = error_text(page)
         assert f"No folder {out / 'no_such_folder'}" in text and "create the folder first" in text, text
         assert not (out / "no_such_folder").exists()
+        close_error(page)
 
         # An existing file: asked first; "Keep it" leaves it alone; "Overwrite" replaces it.
         existing = out / "existing.seg.nrrd"
@@ -141,7 +144,7 @@ def test_each_kind_is_saved_read_back_and_loaded_again(session, inputs, reader):
             saved[node] = out / file_name
         # The default path keeps the folder last typed.
         choose(page, "save-node", "Centerline")
-        assert page.get_by_test_id("save-path").locator("input").input_value() == str(out / "Centerline.mrk.json")
+        wait_for_input(page, "save-path", "^" + re.escape(str(out / "Centerline.mrk.json")) + "$")
 
         segmentation = load_segmentation(saved["Organs"])
         back, specs = labels_from_segments(segmentation, inputs["image"])
