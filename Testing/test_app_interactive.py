@@ -222,7 +222,7 @@ def test_clicks_undo_redo_box_accept_save(app, tmp_path):
         inside = (slice(y0 + 6, y1 - 6), slice(x0 + 6, x1 - 6))  # not the box's (yellow) outline
         before = int(yellow(rgb)[inside].sum())
         click_red(page, *BOX[0])
-        page.get_by_test_id(STATUS).filter(has_text="opposite corner").wait_for(timeout=30_000)
+        page.get_by_test_id(STATUS).filter(has_text="Now click the opposite corner").wait_for(timeout=30_000)
         click_red(page, *BOX[1])
         boxed = counts(wait_prompts(page, 4))[0]
         assert boxed != history[2], f"the box changed nothing: {status(page)}"
@@ -303,8 +303,16 @@ def test_cancel_of_a_slow_box_keeps_the_segment(browser):
             page.get_by_test_id("seginteractive-box").click()
             corner_a, corner_b = volume_box(red_pixels(page))
             click_red(page, *corner_a)
-            page.get_by_test_id(STATUS).filter(has_text="opposite corner").wait_for(timeout=30_000)
+            page.get_by_test_id(STATUS).filter(has_text="Now click the opposite corner").wait_for(timeout=30_000)
             click_red(page, *corner_b)
+            page.get_by_test_id(STATUS).filter(has_text="Segmenting the box").wait_for(timeout=30_000)
+            # A click while the box runs (6 s here) is refused at once, saying what to do.
+            page.get_by_test_id("seginteractive-positive").click()
+            page.get_by_test_id(STATUS).filter(has_text="positive click").wait_for(timeout=30_000)
+            click_red(page, 0.5, 0.5)
+            text = error_text(page)
+            assert "The click was not used" in text and "wait for it" in text, text
+            close_error(page)
             page.get_by_test_id("seginteractive-cancel").click(timeout=30_000)
             page.get_by_test_id(STATUS).filter(has_text="was not used").wait_for(timeout=90_000)
             text = status(page)

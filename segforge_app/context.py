@@ -81,6 +81,7 @@ class AppContext:
         """Show ``error`` in the UI: a SegForgeError as its three sentences, anything else as a bug."""
         if isinstance(error, SegForgeError):
             message = {"what": error.what, "why": error.why, "todo": error.todo}
+            logger.info("told the user: %s", error.message)
         else:
             logger.exception("unexpected error in the app", exc_info=error)
             message = {"what": f"Something went wrong: {error}", "why": type(error).__name__,

@@ -12,6 +12,7 @@ how long the last click took to become a mask on the server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -209,47 +210,59 @@ class InteractivePanel:
         self._hint(MODE_HINTS[mode])
 
     def _on_placed(self, point_list: Any, index: int) -> None:
-        """A point was defined in a view (inside VTK's event handling: act once it is over)."""
+        """A point was defined in a view, inside VTK's handling of the click.
+
+        A click's prompt is sent at once: the rest of that handling (30-50 ms, each view's
+        markups widget taking the new point) then overlaps the model's work. What changes a
+        point list waits until VTK is done with it: refusing a click, and a box's corners.
+        """
         placed = time.perf_counter()
-        asyncio.get_event_loop().call_soon(self.context.shows_errors(self._use_point), point_list, index, placed)
+        if point_list is self.corners:
+            asyncio.get_event_loop().call_soon(self.context.shows_errors(self._use_corner), index, placed)
+        else:
+            self.context.shows_errors(self._use_point)(point_list, index, placed)
 
     def _use_point(self, point_list: Any, index: int, placed: float) -> None:
         session, markers = self.session, self.markers
         if session is None or markers is None:
             return
-        if self.jobs.is_running(KEY):
-            markers.refused(point_list, index)
-            raise InputError("The click was not used", "the previous prompt is still being segmented",
-                             "wait for it (or press Cancel), then click again")
-        if point_list is self.corners:
-            self._use_corner(session, index, placed)
-            return
+        refuse = functools.partial(asyncio.get_event_loop().call_soon, markers.refused, point_list, index)
+        self._refuse_while_running(refuse)
         positive = markers.is_positive(point_list)
         try:
             job = session.start_point_from_markups(point_list, index, positive=positive)
         except Exception:
-            markers.refused(point_list, index)
+            refuse()
             raise
         what = "positive click" if positive else "negative click"
         self._follow(job, what, placed, lambda: markers.applied(point_list, index),
                      lambda: markers.refused(point_list, index))
 
-    def _use_corner(self, session: Any, index: int, placed: float) -> None:
+    def _use_corner(self, index: int, placed: float) -> None:
+        session, markers = self.session, self.markers
+        if session is None or markers is None:
+            return
+        self._refuse_while_running(lambda: markers.refused(self.corners, index))
         if self.corners.GetNumberOfControlPoints() < 2:
             self._hint("Now click the opposite corner of the box.")
             return
         centre, size = box_from_corners(point_ras(self.corners, 0), point_ras(self.corners, 1))
         self.corners.RemoveAllControlPoints()
-        roi = self.markers.box_node()
+        roi = markers.box_node()
         set_roi(roi, centre, size)
         roi.SetDisplayVisibility(True)  # hidden by an undo or reset before
-        markers = self.markers
         try:
             job = session.start_roi(roi)
         except Exception:
             markers.box_refused()
             raise
         self._follow(job, "box", placed, lambda: markers.box_applied(roi), markers.box_refused)
+
+    def _refuse_while_running(self, refuse: Callable[[], Any]) -> None:
+        if self.jobs.is_running(KEY):
+            refuse()
+            raise InputError("The click was not used", "the previous prompt is still being segmented",
+                             "wait for it (or press Cancel), then click again")
 
     def _follow(self, job: Any, what: str, placed: float, applied: Callable[[], Any],
                 refused: Callable[[], Any]) -> None:

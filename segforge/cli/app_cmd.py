@@ -7,6 +7,7 @@ Authentication is checked before anything is imported or built, so a refusal is 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise _missing_extra(error) from error
     print(f"segforge app: starting on {args.host}:{args.port} ...", file=sys.stderr, flush=True)
+    if not args.debug:  # a server says what it did: loads, jobs and their times (errors also reach the page)
+        logging.getLogger("segforge_app").setLevel(logging.INFO)
     run_app(host=args.host, port=args.port, data=args.data, token=token)
     return 0
 
