@@ -484,6 +484,45 @@ def test_a_copied_segment_is_restored_exactly_on_its_own_grid(shared_layer_on_an
     assert mask_from_segment(node, empty, volume).array.sum() == 0
 
 
+def test_voxel_count_is_the_masks_on_any_grid_and_reads_no_more_than_the_layer(shared_layer_on_another_grid,
+                                                                                monkeypatch):
+    """segment_voxel_count is the count of mask_from_segment's voxels: on the segments' own grid, on a
+    part of it (voxels outside are not counted), and on the oblique volume's grid; on a grid the
+    layer lies on it counts in the labelmap without resampling (so fast on a big CT)."""
+    from segforge.mrml import segments
+    from segforge.mrml.segments import change_segment_voxels, segment_voxel_count
+
+    node, (target, near, far), volume, other = shared_layer_on_another_grid
+    empty = node.GetSegmentation().AddEmptySegment("", "Empty")
+    near_centre_kji = np.array(other.array.shape) // 2 + (4, 0, 6)
+    corner_ijk = near_centre_kji[::-1] - (2, 3, 4)  # the part starts inside Near's ball: it cuts it
+    part = Image(np.zeros((12, 14, 16), np.uint8), other.spacing, tuple(other.ijk_to_lps() @ (*corner_ijk, 1))[:3],
+                 other.direction_lps)
+    # A lesion made on the volume's grid, as an interactive session makes it.
+    lesion_node = new_segmentation_node(volume)
+    lesion = lesion_node.GetSegmentation().AddEmptySegment("", "Lesion")
+    add = _ball(volume, (10, 12, 14), 6).array[4:16, 6:18, 8:20] != 0
+    change_segment_voxels(lesion_node, lesion, (4, 6, 8), add, np.zeros_like(add), volume.ijk_to_ras())
+    still_empty = lesion_node.GetSegmentation().AddEmptySegment("", "Empty")
+    grids = {"own": other, "part": part, "volume": volume}
+    expected = {(segment_id, name): int(mask_from_segment(node, segment_id, grid).array.sum())
+                for segment_id in (target, near, far, empty) for name, grid in grids.items()}
+    assert expected[(near, "own")] > expected[(near, "part")] > 0, "the part must cut Near"
+    assert expected[(target, "volume")] > 0 and expected[(empty, "volume")] == 0
+    for (segment_id, name), count in expected.items():
+        assert segment_voxel_count(node, segment_id, grids[name]) == count, (segment_id, name)
+    assert (segment_voxel_count(lesion_node, lesion, volume) == mask_from_segment(lesion_node, lesion, volume).array.sum()
+            == add.sum())
+
+    def no_resampling(*_args, **_kwargs):
+        raise AssertionError("resampled although the layer lies on the grid")
+
+    monkeypatch.setattr(segments, "mask_from_segment", no_resampling)
+    assert segment_voxel_count(lesion_node, lesion, volume) == add.sum()
+    assert segment_voxel_count(node, near, part) == expected[(near, "part")]
+    assert segment_voxel_count(lesion_node, still_empty, volume) == 0
+
+
 def test_an_unused_name_never_takes_a_users_segment_name(mrml_scene, labels_factory):
     from segforge.mrml.segments import unused_segment_name
 

@@ -24,7 +24,7 @@ from .interactive_clicks import ClickPlacement, box_from_corners, corner_list, p
 from .jobs import JobTracker, job_progress
 from .module_logics import module_logic
 from .panels import Panel, register_panel
-from .results import render_views
+from .results import follow_input_volume, render_views
 
 if TYPE_CHECKING:
     from .context import AppContext
@@ -93,14 +93,13 @@ class InteractivePanel:
         # (0.2 s between polls, for jobs of minutes) would add up to 0.2 s to each click.
         self.jobs = JobTracker(context, interval_s=CLICK_POLL_S, first_interval_s=FIRST_POLL_S)
         self._held: list[Any] = []  # views whose rendering waits until the status is sent
-        self._started_at = 0.0
         state = context.state
         backends = self.logic.backends()
-        for key, value in ((VOLUME, None), (NAME, "lesion"), (BACKENDS, backends), (BACKEND, backends[0]),
+        follow_input_volume(context, VOLUME)
+        for key, value in ((NAME, "lesion"), (BACKENDS, backends), (BACKEND, backends[0]),
                            (OPEN, False), (BUSY, False), (MODE, ""), (STATUS, "No session."), (WARNING, ""),
                            (KEPT, []), (CAN_UNDO, False), (CAN_REDO, False)):
             state.setdefault(key, value)
-        state.change(NODES_KEY)(self._default_volume)
 
     @property
     def state(self) -> Any:
@@ -109,14 +108,6 @@ class InteractivePanel:
     @property
     def session(self) -> Any:
         return self.logic.session
-
-    # -- inputs -----------------------------------------------------------------------------------
-
-    def _default_volume(self, **_: Any) -> None:
-        """The first volume, as the desktop panel picks it, until the user chooses another."""
-        ids = [node["id"] for node in self.state[NODES_KEY] if node["kind"] == "volume"]
-        if self.state[VOLUME] not in ids:
-            self.state[VOLUME] = ids[0] if ids else None
 
     # -- session ----------------------------------------------------------------------------------
 
@@ -337,9 +328,9 @@ class InteractivePanel:
         """Voxels of the segment on the volume's grid, and their volume in mL (as the scene holds them)."""
         import numpy as np
 
-        from segforge.mrml.segments import mask_from_segment
+        from segforge.mrml.segments import segment_voxel_count
 
-        voxels = int(np.count_nonzero(mask_from_segment(segmentation_node, segment_id, volume_node).array))
+        voxels = segment_voxel_count(segmentation_node, segment_id, volume_node)
         return voxels, voxels * float(np.prod(volume_node.GetSpacing())) / 1000.0
 
     def _hold_views(self) -> None:

@@ -11,8 +11,8 @@ from .markups import (control_points_lps, curve_from_polyline, point_list_from_p
 from .models import model_from_polydata
 from .scene import HeadlessSlicer, batch_processing, create_headless_slicer, get_scene, is_inside_slicer, module_logic
 from .segments import (SegmentSpec, closed_surface, create_closed_surfaces, labels_from_segments,
-                       mask_from_segment, new_segmentation_node, segment_ids_by_name, set_segment_mask,
-                       terminology_entry, write_label_segments)
+                       mask_from_segment, new_segmentation_node, segment_ids_by_name, segment_voxel_count,
+                       set_segment_mask, terminology_entry, write_label_segments)
 from .storage import (load_markups, load_model, load_scene_bundle, load_segmentation, load_table, load_volume,
                       save_node, save_scene_bundle)
 from .tables import rows_from_table, table_from_columns, table_from_rows
@@ -22,7 +22,7 @@ __all__ = [
     "HeadlessSlicer", "batch_processing", "create_headless_slicer", "get_scene", "is_inside_slicer", "module_logic",
     "image_from_volume_node", "volume_node_from_image", "volume_grid", "world_ijk_to_ras",
     "SegmentSpec", "terminology_entry", "new_segmentation_node", "write_label_segments", "set_segment_mask",
-    "mask_from_segment", "labels_from_segments", "segment_ids_by_name", "create_closed_surfaces",
+    "mask_from_segment", "segment_voxel_count", "labels_from_segments", "segment_ids_by_name", "create_closed_surfaces",
     "closed_surface",
     "curve_from_polyline", "point_list_from_points", "set_point_measurement", "point_measurement", "control_points_lps",
     "model_from_polydata",

@@ -25,7 +25,7 @@ import vtk
 
 from ..errors import InputError, SegForgeError
 from ..image import Image, foreground_box
-from .convert import array_on_extent, oriented_image, oriented_image_geometry
+from .convert import array_from_vtk_matrix, array_on_extent, oriented_image, oriented_image_geometry
 from .scene import get_scene
 from .transforms import node_to_world
 from .volumes import volume_grid
@@ -176,6 +176,39 @@ def mask_from_segment(segmentation_node: Any, segment_id: str, reference: Refere
     segment = existing_segment(segmentation_node, segment_id)
     layer = _layer_on_grid(segmentation_node, segment_id, grid)
     return grid.with_array((layer == segment.GetLabelValue()).view(np.uint8))
+
+
+def segment_voxel_count(segmentation_node: Any, segment_id: str, reference: Reference) -> int:
+    """Voxels of the segment on the reference grid: what ``mask_from_segment`` would hold, without making it.
+
+    A segment kept on the reference's own grid (what editing on a volume leaves) is counted in
+    its labelmap, over the part inside the grid: milliseconds, where resampling it onto a
+    512x512x300 CT takes hundreds. Any other segment is resampled as by ``mask_from_segment``.
+    """
+    grid = _grid(reference)
+    segment = existing_segment(segmentation_node, segment_id)
+    layer = segment.GetRepresentation(BINARY_LABELMAP)
+    if layer is not None and (_is_empty(layer) or layer.GetPointData().GetScalars() is None):
+        return 0
+    if layer is not None:
+        image_to_local = vtk.vtkMatrix4x4()
+        layer.GetImageToWorldMatrix(image_to_local)
+        local_ijk_to_ras = np.linalg.inv(node_to_world(segmentation_node)) @ grid.ijk_to_ras()
+        layer_to_grid = np.linalg.inv(local_ijk_to_ras) @ array_from_vtk_matrix(image_to_local)
+        shift = np.round(layer_to_grid[:3, 3]).astype(int)
+        if np.allclose(layer_to_grid[:3, :3], np.eye(3), atol=1e-6) and np.allclose(layer_to_grid[:3, 3], shift,
+                                                                                       atol=1e-4):
+            # The grid's voxels in the layer's indices, cut to the layer's extent.
+            k, j, i = grid.array.shape
+            have = layer.GetExtent()
+            extent = [0] * 6
+            for axis, size in enumerate((i, j, k)):
+                extent[2 * axis] = max(have[2 * axis], -shift[axis])
+                extent[2 * axis + 1] = min(have[2 * axis + 1], size - 1 - shift[axis])
+            if any(extent[2 * a + 1] < extent[2 * a] for a in range(3)):
+                return 0
+            return int(np.count_nonzero(array_on_extent(layer, tuple(extent)) == segment.GetLabelValue()))
+    return int(np.count_nonzero(mask_from_segment(segmentation_node, segment_id, grid).array))
 
 
 def labels_from_segments(segmentation_node: Any, reference: Reference,
