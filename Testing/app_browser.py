@@ -128,6 +128,37 @@ def view_frame_src(page, view: str) -> str:
         " const img = m && m.parentElement.querySelector('img'); return img ? img.src : ''; }", view)
 
 
+def wait_frame_change(page, view: str, old_src: str, timeout_ms: int = 30_000) -> str:
+    """Wait until ``view`` shows a frame other than ``old_src`` (a frame sent after that one); returns its src."""
+    page.wait_for_function(
+        "([view, old]) => { const m = document.querySelector(`span[data-view='${view}']`);"
+        " const img = m && m.parentElement.querySelector('img'); return !!img && img.src !== old; }",
+        arg=[view, old_src], timeout=timeout_ms)
+    return view_frame_src(page, view)
+
+
+def wait_frame_stable(page, view: str, quiet_s: float = 1.0, timeout_s: float = 30.0) -> str:
+    """Wait until ``view`` has shown the same frame for ``quiet_s`` (frames a previous step caused have come)."""
+    deadline = time.perf_counter() + timeout_s
+    src, since = view_frame_src(page, view), time.perf_counter()
+    while time.perf_counter() - since < quiet_s:
+        assert time.perf_counter() < deadline, f"the {view} view kept getting new frames for {timeout_s} s"
+        time.sleep(0.1)
+        if (now := view_frame_src(page, view)) != src:
+            src, since = now, time.perf_counter()
+    return src
+
+
+def wait_client_idle(page, timeout_ms: int = 30_000) -> None:
+    """Wait until trame's client has sent every state change and has no request in flight.
+
+    The client holds a change (a typed path, a chosen option, a closed message) while a request
+    is in flight, but sends a button's trigger at once: the server would act on the old value.
+    """
+    page.wait_for_function("() => { const t = window.trame;"
+                           " return !!t && !t.client.isBusy() && t.state.dirtyKeys.size === 0; }", timeout=timeout_ms)
+
+
 def image_stats(png: bytes) -> tuple[float, float]:
     """(standard deviation of grey levels, fraction of pixels brighter than 40) of a screenshot."""
     import numpy as np
@@ -143,6 +174,14 @@ def shows_an_image(page, view: str) -> bool:
         return False
     spread, bright = image_stats(view_image(page, view).screenshot())
     return spread > 20 and bright > 0.1
+
+
+def wait_shows_an_image(page, view: str, timeout_s: float = 30.0) -> None:
+    """Wait until ``view`` shows a real frame (see :func:`shows_an_image`); fail after ``timeout_s``."""
+    deadline = time.perf_counter() + timeout_s
+    while not shows_an_image(page, view):
+        assert time.perf_counter() < deadline, f"the {view} view shows no image of the volume after {timeout_s} s"
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -220,6 +259,7 @@ def open_app(browser, *args: str, name: str, timeout_s: float = 60.0):
 def load_server_path(page, path: Path | str, node_name: str, timeout_ms: int = 60_000) -> None:
     """Load ``path`` through the Data panel's server-path field; wait for ``node_name`` in its list."""
     page.get_by_test_id("data-path").locator("input").fill(str(path))
+    wait_client_idle(page)  # the server reads the path when Load is clicked
     page.get_by_test_id("data-load").click()
     page.get_by_test_id("scene-nodes").get_by_text(node_name, exact=True).first.wait_for(timeout=timeout_ms)
 
@@ -247,6 +287,7 @@ def choose(page, test_id: str, option: str) -> None:
         page.keyboard.press("Escape")
         raise AssertionError(f"{test_id} has no option {option!r}; it lists {shown}")
     wanted.click()
+    wait_client_idle(page)  # the choice has reached the server before the caller's next click
 
 
 def save_node(page, node_name: str, path: Path | str, timeout_ms: int = 60_000) -> None:
@@ -265,6 +306,7 @@ def save_node(page, node_name: str, path: Path | str, timeout_ms: int = 60_000) 
         stem = "scene" if node_name == "Whole scene (.mrb)" else node_name
         wait_for_input(page, "save-path", rf"(^|/){re.escape(stem)}\.[^/]*$")
     page.get_by_test_id("save-path").locator("input").fill(str(path))
+    wait_client_idle(page)  # the server reads the path when Save is clicked
     page.get_by_test_id("save-button").click()
     done = page.get_by_test_id("save-message").filter(has_text=f" to {path}")
     question = page.get_by_test_id("save-overwrite-question")
@@ -302,3 +344,4 @@ def close_error(page) -> None:
     if error.count():
         error.get_by_role("button").first.click()
         error.wait_for(state="detached", timeout=10_000)
+        wait_client_idle(page)  # else the server still holds this message: the same one again would not be sent

@@ -23,7 +23,8 @@ import pytest
 from conftest import REPO
 
 from app_browser import (ARTEFACTS, SAMPLE_NAME, artefacts_on_failure, close_error, error_text, keep_screenshot,
-                         load_server_path, open_app, save_node, shows_an_image, view_image)
+                         load_server_path, open_app, save_node, shows_an_image, view_frame_src, view_image,
+                         wait_client_idle, wait_frame_change, wait_frame_stable, wait_shows_an_image)
 
 STATUS = "seginteractive-status"
 #: The thoracic CTA: a box over all of it keeps the worker busy for seconds (time to press Cancel).
@@ -47,8 +48,24 @@ def app(browser):
                 time.sleep(0.1)
             page.get_by_test_id("panel-seginteractive").locator("button").first.click()
             page.get_by_test_id("seginteractive-start").wait_for(state="visible", timeout=10_000)
+            watch_status_frames(page)
         session["server_ms"], session["page_ms"] = [], []
         yield session
+
+
+@pytest.fixture(autouse=True)
+def no_session_left_open(request):
+    """Before each test on the shared app: no message shown, no session open. A failed test leaves them,
+    and every test after it would fail on them instead of on what it checks."""
+    if "app" not in request.fixturenames:
+        return
+    page = request.getfixturevalue("app")["page"]
+    close_error(page)
+    discard = page.get_by_test_id("seginteractive-discard")
+    if discard.is_enabled():
+        discard.click()
+        page.get_by_test_id(STATUS).filter(has_text="Discarded").wait_for(timeout=30_000)
+        wait_frame_stable(page, "Red")  # the frames without the discarded mask have come
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -78,8 +95,36 @@ def wait_prompts(page, prompts: int, timeout_s: float = 90.0) -> str:
         time.sleep(0.02)
 
 
+def watch_status_frames(page) -> None:
+    """Record in the page, at each change of the status line, the Red view's frame at that moment.
+
+    The app sends a prompt's (or an undo's) status before the frames showing its result: a frame
+    other than the one recorded with that status shows the result (see wait_frame_after_status).
+    """
+    page.evaluate("""() => { if (window.segforgeStatusFrame) return;
+        const record = window.segforgeStatusFrame = {text: null, src: null};
+        const red = () => { const m = document.querySelector("span[data-view='Red']");
+                            const img = m && m.parentElement.querySelector('img'); return img ? img.src : ''; };
+        new MutationObserver(() => {
+            const line = document.querySelector('[data-testid="seginteractive-status"]');
+            const text = line ? line.textContent.trim() : null;
+            if (text !== record.text) { record.text = text; record.src = red(); }
+        }).observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
 
 
+def wait_frame_after_status(page, text: str, timeout_ms: int = 30_000) -> None:
+    """Wait until the Red view shows a frame sent after the status line became ``text``."""
+    try:
+        page.wait_for_function(
+            "(text) => { const record = window.segforgeStatusFrame;"
+            " const m = document.querySelector(`span[data-view='Red']`);"
+            " const img = m && m.parentElement.querySelector('img');"
+            " return !!record && record.text === text && !!img && img.src !== record.src; }",
+            arg=text.strip(), timeout=timeout_ms)
+    except Exception as error:  # Playwright's timeout: say what was waited for
+        record = page.evaluate("() => window.segforgeStatusFrame")
+        raise AssertionError(f"no Red frame after the status {text!r} within {timeout_ms / 1000:.0f} s "
+                             f"(recorded: {record}, frame now {view_frame_src(page, 'Red')!r})") from error
 
 
 def red_pixels(page) -> np.ndarray:
@@ -94,25 +139,34 @@ def yellow(rgb: np.ndarray) -> np.ndarray:
     return (r - b > 50) & (g - b > 40) & (np.abs(r - g) < 60)
 
 
-def wait_mask_drawn(page, before: int, timeout_s: float = 20.0) -> np.ndarray:
-    """The Red view's pixels once the drawn mask's area differs from ``before`` pixels."""
+def wait_mask_drawn(page, before: int, status_text: str, timeout_s: float = 20.0) -> np.ndarray:
+    """The Red view's pixels once a frame sent after the click's result (``status_text``) is shown and two
+    readings agree on a mask area other than ``before`` pixels: the click's point marker, drawn before
+    the result, is not taken for the mask, nor is a frame still being swapped in."""
+    wait_frame_after_status(page, status_text)
     deadline = time.perf_counter() + timeout_s
+    previous = None
     while True:
         rgb = red_pixels(page)
-        if int(yellow(rgb).sum()) != before:
+        area = int(yellow(rgb).sum())
+        if area != before and area == previous:
             return rgb
-        assert time.perf_counter() < deadline, f"the axial view's mask still covers {before} pixels"
+        assert time.perf_counter() < deadline, f"the axial view's mask covers {area} pixels, {before} before the click"
+        previous = area
         time.sleep(0.2)
 
 
-def settled(measure, done=lambda value: False, timeout_s: float = 10.0) -> int:
-    """``measure()`` once ``done`` says so, or once two readings 0.3 s apart agree (frames have arrived)."""
+def settled(measure, done=None, timeout_s: float = 10.0) -> int:
+    """``measure()`` once ``done(value)`` holds (polled until ``timeout_s``, then the last value: the caller
+    asserts), or without ``done`` once two readings 0.3 s apart agree (the frames have arrived)."""
     deadline = time.perf_counter() + timeout_s
     value = measure()
-    while time.perf_counter() < deadline and not done(value):
+    while time.perf_counter() < deadline:
+        if done is not None and done(value):
+            break
         time.sleep(0.3)
         value, previous = measure(), value
-        if value == previous:
+        if done is None and value == previous:
             break
     return value
 
@@ -153,7 +207,7 @@ def prompt_click(app, fx: float, fy: float, prompts: int) -> tuple[str, np.ndarr
     server = re.search(r"click to mask (\d+) ms", text)
     assert server, f"the status does not say how long the click took: {text!r}"
     app["server_ms"].append(int(server.group(1)))
-    return text, wait_mask_drawn(page, before)
+    return text, wait_mask_drawn(page, before, text)
 
 
 # -- tests -----------------------------------------------------------------------------------------
@@ -204,6 +258,7 @@ def test_clicks_undo_redo_box_accept_save(app, tmp_path):
         clicks = np.array([(fx * rgb.shape[1], fy * rgb.shape[0]) for fx, fy in LIVER])
         far = np.argmax(np.min(np.hypot(xs[:, None] - clicks[:, 0], ys[:, None] - clicks[:, 1]), axis=1))
         page.get_by_test_id("seginteractive-negative").click()
+        wait_client_idle(page)  # the mode is set before the click in the view
         text, rgb = prompt_click(app, xs[far] / rgb.shape[1], ys[far] / rgb.shape[0], prompts=3)
         history.append(counts(text)[0])
         assert history[2] != history[1], f"the negative click changed nothing: {text}"
@@ -217,6 +272,7 @@ def test_clicks_undo_redo_box_accept_save(app, tmp_path):
 
         # A box: two opposite corners in the axial view.
         page.get_by_test_id("seginteractive-box").click()
+        wait_client_idle(page)
         rgb = red_pixels(page)
         (x0, y0), (x1, y1) = ((int(fx * rgb.shape[1]), int(fy * rgb.shape[0])) for fx, fy in BOX)
         inside = (slice(y0 + 6, y1 - 6), slice(x0 + 6, x1 - 6))  # not the box's (yellow) outline
@@ -224,8 +280,10 @@ def test_clicks_undo_redo_box_accept_save(app, tmp_path):
         click_red(page, *BOX[0])
         page.get_by_test_id(STATUS).filter(has_text="Now click the opposite corner").wait_for(timeout=30_000)
         click_red(page, *BOX[1])
-        boxed = counts(wait_prompts(page, 4))[0]
+        text = wait_prompts(page, 4)
+        boxed = counts(text)[0]
         assert boxed != history[2], f"the box changed nothing: {status(page)}"
+        wait_frame_after_status(page, text)
         deadline = time.perf_counter() + 20
         while int(yellow(red_pixels(page))[inside].sum()) in (before, 0):
             assert time.perf_counter() < deadline, f"the mask inside the box still covers {before} pixels"
@@ -241,22 +299,28 @@ def test_clicks_undo_redo_box_accept_save(app, tmp_path):
         drawn_box = settled(outline)
         assert drawn_box > 150, f"no box outline drawn in the axial view ({drawn_box} pixels)"
         page.get_by_test_id("seginteractive-undo").click()
-        assert counts(wait_prompts(page, 3))[0] == history[2]
+        text = wait_prompts(page, 3)
+        assert counts(text)[0] == history[2]
+        wait_frame_after_status(page, text)  # a frame showing the undo, not one from before it
         undone_box = settled(outline, lambda n: n < drawn_box / 4)
         assert undone_box < drawn_box / 4, f"the box is still drawn after Undo: {undone_box} of {drawn_box} pixels"
         page.get_by_test_id("seginteractive-redo").click()
-        assert counts(wait_prompts(page, 4))[0] == boxed
+        text = wait_prompts(page, 4)
+        assert counts(text)[0] == boxed
+        wait_frame_after_status(page, text)
         redone_box = settled(outline, lambda n: n > drawn_box / 2)
         assert redone_box > drawn_box / 2, f"the box is not drawn after Redo: {redone_box} of {drawn_box} pixels"
         print(f"SegInteractive box outline pixels in the axial view: drawn {drawn_box}, after undo {undone_box}, "
               f"after redo {redone_box}")
 
+        shown = view_frame_src(page, "Red")
         page.get_by_test_id("seginteractive-accept").click()
         kept = page.get_by_test_id("seginteractive-kept")
         kept.get_by_text("lesion", exact=True).wait_for(timeout=30_000)
         assert f"{boxed} voxels" in kept.inner_text(), kept.inner_text()
         assert "Kept segment 'lesion'" in status(page)
-        time.sleep(1)
+        wait_frame_change(page, "Red", shown)  # the prompts' markers taken away: the view is drawn again
+        wait_frame_stable(page, "Red")
         assert yellow(red_pixels(page)).any(), "the accepted segment is no longer drawn"
 
         ms_page, ms_server = app["page_ms"], app["server_ms"]
@@ -301,6 +365,8 @@ def test_cancel_of_a_slow_box_keeps_the_segment(browser):
             page.get_by_test_id("seginteractive-start").click()
             assert counts(wait_prompts(page, 0)) == (0, 0)
             page.get_by_test_id("seginteractive-box").click()
+            wait_client_idle(page)  # the mode is set before the clicks in the view
+            wait_shows_an_image(page, "Red")  # the corners are found in the view's pixels
             corner_a, corner_b = volume_box(red_pixels(page))
             click_red(page, *corner_a)
             page.get_by_test_id(STATUS).filter(has_text="Now click the opposite corner").wait_for(timeout=30_000)

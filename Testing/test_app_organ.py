@@ -15,7 +15,7 @@ import time
 import pytest
 
 from app_browser import (SAMPLE_NAME, artefacts_on_failure, choose, close_error, error_text, keep_screenshot,
-                         load_server_path, open_app, open_panel, save_node)
+                         load_server_path, open_app, open_panel, save_node, wait_client_idle)
 from test_app_vessel import (CTA, CTA_NAME, listed_segmentations, results_shown, segment_names, table_rows,
                              three_d_picture, wait_results, wait_three_d_changed)
 
@@ -87,10 +87,12 @@ def test_running_again_asks_and_replace_keeps_one_set(session):
 def test_not_installed_model_says_what_to_do(session):
     page, app = session["page"], session["app"]
     with artefacts_on_failure(page, "segorgan_not_installed", app):
-        options = page.get_by_test_id("segorgan-model")
-        options.click()
-        missing = [text for text in page.get_by_role("option").all_inner_texts() if "(not installed)" in text]
+        page.get_by_test_id("segorgan-model").click()
+        listbox = page.locator(".v-overlay--active").get_by_role("listbox")
+        listbox.get_by_role("option").first.wait_for(timeout=10_000)  # the menu opens (and fills) after the click
+        missing = [text for text in listbox.get_by_role("option").all_inner_texts() if "(not installed)" in text]
         page.keyboard.press("Escape")
+        listbox.wait_for(state="detached", timeout=10_000)
         assert missing, "this test needs a model that is not installed (the catalog's TotalSegmentator)"
         model_id = missing[0].replace("(not installed)", "").strip()
         choose(page, "segorgan-model", missing[0])
@@ -127,7 +129,8 @@ def test_cancel_writes_nothing(session):
         job.get_by_text("Cancelled", exact=True).wait_for(timeout=60_000)
         page.get_by_test_id("segvessel-cancel").click()
         page.get_by_test_id("segvessel-job").get_by_text("Cancelled", exact=True).wait_for(timeout=60_000)
-        time.sleep(1.0)  # a result written after the cancel would be listed by now
+        wait_client_idle(page)  # both jobs have said Cancelled and the page has nothing in flight
+        time.sleep(1.0)  # not a wait for something: a result written after the cancel would be listed by now
         assert listed_segmentations(page) == before, "a cancelled job left a segmentation"
         assert results_shown(page, "segorgan") == 2
         assert page.get_by_test_id("app-error").count() == 0

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from app_browser import (REPO, SAMPLE_NAME, artefacts_on_failure, choose, close_error, error_text, load_server_path,
-                         open_app, save_node, wait_for_input)
+                         open_app, save_node, wait_client_idle, wait_for_input)
 from conftest import SAMPLE_DATA
 
 CT = SAMPLE_DATA / "ts_ct_abdomen_3mm" / "example_ct_sm.nii.gz"
@@ -95,6 +95,7 @@ def test_bad_input_says_what_to_do(session):
         field = page.get_by_test_id("save-path").locator("input")
         wait_for_input(page, "save-path", "^" + re.escape(str(REPO / "Organs.seg.nrrd")) + "$")
         field.fill(str(out / "Organs.vtp"))
+        wait_client_idle(page)  # the server reads the path when Save is clicked
         page.get_by_test_id("save-button").click()
         text = error_text(page)
         assert "Cannot save a segmentation as Organs.vtp" in text and "end the file name with .seg.nrrd" in text, text
@@ -102,6 +103,7 @@ def test_bad_input_says_what_to_do(session):
         close_error(page)
 
         field.fill(str(out / "no_such_folder" / "Organs.seg.nrrd"))
+        wait_client_idle(page)  # the server reads the path when Save is clicked
         page.get_by_test_id("save-button").click()
         text = error_text(page)
         assert f"No folder {out / 'no_such_folder'}" in text and "create the folder first" in text, text
@@ -112,6 +114,7 @@ def test_bad_input_says_what_to_do(session):
         existing = out / "existing.seg.nrrd"
         existing.write_bytes(b"not a segmentation")
         field.fill(str(existing))
+        wait_client_idle(page)  # the server reads the path when Save is clicked
         page.get_by_test_id("save-button").click()
         question = page.get_by_test_id("save-overwrite-question")
         question.wait_for(timeout=20_000)

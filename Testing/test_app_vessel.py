@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from app_browser import (artefacts_on_failure, keep_screenshot, load_server_path, open_app, open_panel, save_node,
-                         view_frame_src, view_image)
+                         view_frame_src, view_image, wait_client_idle)
 from conftest import SAMPLE_DATA
 
 CTA = SAMPLE_DATA / "ts_thoracic_cta_aorta" / "cta_thorax_1p5mm.nii.gz"
@@ -128,7 +128,8 @@ def test_cancel_stops_the_job_and_writes_nothing(session):
         job.get_by_text("Cancelled", exact=True).wait_for(timeout=60_000)
         print(f"\nSegVessel: cancelled {time.perf_counter() - started:.1f} s after the click on Vessel tree")
         assert progress.count() == 0
-        time.sleep(1.0)  # a result written after the cancel would be listed by now
+        wait_client_idle(page)  # the job said Cancelled and the page has nothing in flight
+        time.sleep(1.0)  # not a wait for something: a result written after the cancel would be listed by now
         assert listed_segmentations(page) == before, "a cancelled job left a segmentation"
         assert results_shown(page, "segvessel") == 0
         assert page.get_by_test_id("app-error").count() == 0
@@ -175,12 +176,14 @@ def test_running_again_asks_before_touching_the_segment(session):
         assert '"Vessels"' in dialog.inner_text() and RESULT_SEGMENTATION in dialog.inner_text()
         page.get_by_test_id("segvessel-existing-cancel").click()
         dialog.wait_for(state="detached", timeout=10_000)
-        time.sleep(1.0)
+        wait_client_idle(page)  # the answer is handled: a job it started would show its progress now
+        time.sleep(1.0)  # not a wait for something: a job started late would show its progress by now
         assert page.get_by_test_id("segvessel-progress").count() == 0, "Cancel in the question started a job"
         assert results_shown(page, "segvessel") == 1
 
         # This time the mask and its surface only (no centerlines: quicker, and the other outputs' path).
         page.get_by_test_id("segvessel-centerlines").locator("input").uncheck()
+        wait_client_idle(page)  # the server reads the checkbox when Run is clicked
         page.get_by_test_id("segvessel-run").click()
         dialog.wait_for(timeout=30_000)
         started = time.perf_counter()
