@@ -117,6 +117,25 @@ def test_a_job_runs_to_its_result(context):
     assert mask.any()
 
 
+
+def test_a_long_job_says_its_result_is_being_written(context):
+    """Past ``writing_notice_after_s`` the page hears that the result is being written (it waits
+    meanwhile), then the job ends "done" as any other."""
+    from segforge_app.jobs import WRITING_MESSAGE
+
+    context.jobs = JobTracker(context, interval_s=0.05, writing_notice_after_s=0.0)
+    recorder = Recorder(context.state)
+    _, volume = tube_volume()
+
+    async def main():
+        job = module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
+        await context.jobs.start(KEY, job, recorder.on_done, recorder.on_cancelled)
+
+    asyncio.run(main())
+    assert recorder.states[-2:] == ["writing", "done"], recorder.values
+    assert recorder.values[-2]["message"] == WRITING_MESSAGE and recorder.values[-2]["running"]
+    assert not recorder.values[-1]["running"] and len(recorder.done) == 1
+
 def test_cancel_ends_cancelled_and_writes_nothing(context):
     recorder = Recorder(context.state)
     big, params = slow_job()

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: What the page shows while a long job's result is put into the scene (the page waits meanwhile).
+WRITING_MESSAGE = "Putting the result into the scene..."
+#: Time given to the event loop to send that message before the writing starts.
+NOTICE_SEND_S = 0.05
+
+
 def job_state_key(key: str) -> str:
     return f"job_{key}"
 
@@ -30,12 +36,18 @@ class JobTracker:
     """Follows at most one job per key (a panel) from trame's asyncio loop."""
 
     def __init__(self, context: "AppContext", interval_s: float = 0.2,
-                 first_interval_s: Optional[float] = None) -> None:
+                 first_interval_s: Optional[float] = None, writing_notice_after_s: Optional[float] = 1.0) -> None:
         """Polls ``interval_s`` apart; with ``first_interval_s`` the first poll comes that soon and the
-        next ones twice as late each time, up to ``interval_s`` (for jobs of a few hundred ms)."""
+        next ones twice as late each time, up to ``interval_s`` (for jobs of a few hundred ms).
+
+        A job that ran longer than ``writing_notice_after_s`` says so in the page before its result
+        is written (seconds for a big vessel tree, during which the page cannot be answered);
+        None: never. A click's result (well under a second) is written at once.
+        """
         self.context = context
         self.interval_s = interval_s
         self.first_interval_s = interval_s if first_interval_s is None else first_interval_s
+        self.writing_notice_after_s = writing_notice_after_s
         self._jobs: dict[str, Any] = {}
 
     def start(self, key: str, job: Any, on_done: Callable[[Any], None],
@@ -74,7 +86,14 @@ class JobTracker:
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, self.interval_s)
             ended = time.perf_counter()
+            final = self.context.state[job_state_key(key)]
+            notice = self.writing_notice_after_s is not None and ended - started > self.writing_notice_after_s
+            if notice:
+                self._set(key, {**final, "state": "writing", "message": WRITING_MESSAGE, "running": True})
+                await asyncio.sleep(NOTICE_SEND_S)  # the loop sends it before it is busy writing
             result = job.finish()
+            if notice:
+                self._set(key, final)
             logger.info("job %s: %.2f s in the worker, %.2f s to write its result", key, ended - started,
                         time.perf_counter() - ended)
         except Cancelled:
