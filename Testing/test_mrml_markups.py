@@ -88,3 +88,19 @@ def test_missing_markups_file_is_reported(mrml_scene, tmp_path):
     from segforge.errors import InputError
     with pytest.raises(InputError, match="No file"):
         load_markups(tmp_path / "absent.mrk.json")
+
+
+def test_an_roi_reads_back_with_its_size(mrml_scene, tmp_path):
+    """Slicer's generic markups reader skips an ROI's size (it would read back as a point)."""
+    from segforge.mrml import load_markups, save_node
+
+    roi = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Box")
+    roi.SetCenterWorld(10.0, -20.0, 30.0)
+    roi.SetSizeWorld(40.0, 25.0, 12.5)
+    back = load_markups(save_node(roi, tmp_path / "box.mrk.json"))
+    assert back.IsA("vtkMRMLMarkupsROINode")
+    size, centre = [0.0] * 3, [0.0] * 3
+    back.GetSizeWorld(size)
+    back.GetCenterWorld(centre)
+    np.testing.assert_allclose(size, (40.0, 25.0, 12.5), atol=1e-6)
+    np.testing.assert_allclose(centre, (10.0, -20.0, 30.0), atol=1e-6)

@@ -8,6 +8,7 @@ written in LPS with the ``SPACE`` marker; tables get a schema file keeping colum
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -76,7 +77,7 @@ def load_markups(path: PathLike, name: Optional[str] = None, *, scene: Optional[
     """A new markups node (curve, points...; the class is read from the file) from .mrk.json."""
     path = _existing(path)
     scene = scene or get_scene()
-    storage = scene.AddNewNodeByClass("vtkMRMLMarkupsJsonStorageNode")
+    storage = scene.AddNewNodeByClass(_markups_storage_class(path))
     node = storage.AddNewMarkupsNodeFromFile(str(path), name or _base_name(path))
     if node is None:
         scene.RemoveNode(storage)
@@ -84,6 +85,20 @@ def load_markups(path: PathLike, name: Optional[str] = None, *, scene: Optional[
                          "give a .mrk.json file written by Slicer")
     logger.info("loaded %s '%s' from %s", node.GetClassName(), node.GetName(), path)
     return node
+
+
+#: Markups types whose own storage node reads what the generic one skips (an ROI's size, a plane's).
+_TYPE_STORAGE = {"ROI": "vtkMRMLMarkupsROIJsonStorageNode", "Plane": "vtkMRMLMarkupsPlaneJsonStorageNode"}
+
+
+def _markups_storage_class(path: Path) -> str:
+    """The storage node class that reads all of the markups in ``path`` (the generic one when unsure)."""
+    try:
+        types = {markups.get("type") for markups in json.loads(path.read_text(encoding="utf-8"))["markups"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "vtkMRMLMarkupsJsonStorageNode"  # the generic reader says what is wrong with the file
+    classes = {_TYPE_STORAGE.get(kind, "vtkMRMLMarkupsJsonStorageNode") for kind in types}
+    return classes.pop() if len(classes) == 1 else "vtkMRMLMarkupsJsonStorageNode"
 
 
 def save_scene_bundle(path: PathLike, scene: Optional[Any] = None) -> Path:
