@@ -32,6 +32,7 @@ from slicer.util import VTKObservationMixin
 from segforge.errors import SegForgeError
 from SegForgeWidgets import JobRunner
 from SegVesselLib import SegVesselLogic
+from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
 
 #: Packages of Resources/requirements.txt this module's jobs need (besides what Slicer bundles);
 #: the vesselness filter also runs on torch, which comes through the PyTorch extension. The
@@ -45,29 +46,6 @@ POLL_INTERVAL_MS = 200
 #: The preset selector's entries, in the .ui's order: the preset name of
 #: ``segforge.vessel.pipeline.preset`` (None: Custom, the fields as they are).
 PRESET_ITEMS = ("cta", "mra", "dark", None)
-
-
-def seedsLpsFromMarkups(pointListNode) -> tuple:
-    """The defined control points of a point list, world RAS -> LPS millimetres (x and y negated)."""
-    if pointListNode is None:
-        return ()
-    seeds = []
-    for index in range(pointListNode.GetNumberOfControlPoints()):
-        if pointListNode.GetNthControlPointPositionStatus(index) != pointListNode.PositionDefined:
-            continue
-        ras = [0.0, 0.0, 0.0]
-        pointListNode.GetNthControlPointPositionWorld(index, ras)
-        seeds.append((-ras[0], -ras[1], ras[2]))
-    return tuple(seeds)
-
-
-def roiLpsFromMarkups(roiNode) -> Optional[tuple]:
-    """An ROI's world bounds as an LPS box (xmin, ymin, zmin, xmax, ymax, zmax) in mm; None without ROI."""
-    if roiNode is None:
-        return None
-    bounds = [0.0] * 6
-    roiNode.GetRASBounds(bounds)  # world RAS: xmin, xmax, ymin, ymax, zmin, zmax
-    return (-bounds[1], -bounds[3], bounds[4], -bounds[0], -bounds[2], bounds[5])
 
 
 def presetFieldValues(name: str) -> dict:
@@ -412,8 +390,8 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             low_threshold=lowThreshold,
             min_intensity=p.minIntensity if p.limitIntensity else None,
             max_intensity=p.maxIntensity if p.limitIntensity else None,
-            seeds_lps=seedsLpsFromMarkups(p.seedPoints),
-            roi_lps=roiLpsFromMarkups(p.roi),
+            seeds_lps=seeds_lps_from_markups(p.seedPoints),
+            roi_lps=roi_lps_from_markups(p.roi),
         )
 
     def _outputs(self):
@@ -656,16 +634,16 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         from segforge.vessel.pipeline import PRESETS, preset
 
         self.delayDisplay("Seed points and ROI in LPS")
-        self.assertEqual(seedsLpsFromMarkups(None), ())
-        self.assertIsNone(roiLpsFromMarkups(None))
+        self.assertEqual(seeds_lps_from_markups(None), ())
+        self.assertIsNone(roi_lps_from_markups(None))
         points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
         points.AddControlPoint([1.0, 2.0, 3.0])
         points.AddControlPoint([-4.0, 5.0, -6.0])
-        self.assertEqual(seedsLpsFromMarkups(points), ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0)))
+        self.assertEqual(seeds_lps_from_markups(points), ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0)))
         roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
         roi.SetXYZ(10.0, 20.0, 30.0)
         roi.SetRadiusXYZ(1.0, 2.0, 3.0)
-        box = roiLpsFromMarkups(roi)
+        box = roi_lps_from_markups(roi)
         for got, expected in zip(box, (-11.0, -22.0, 27.0, -9.0, -18.0, 33.0)):
             self.assertAlmostEqual(got, expected, places=6)
         self.assertEqual(set(PRESETS), {name for name in PRESET_ITEMS if name})

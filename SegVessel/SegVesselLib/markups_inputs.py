@@ -1,0 +1,31 @@
+"""Seed points and an ROI drawn in Slicer's views as the engine's inputs: LPS millimetres.
+
+The desktop panel and the web app both read the user's markups through these, so a seed or
+a box means the same on both.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+def seeds_lps_from_markups(point_list_node: Any) -> tuple:
+    """The defined control points of a point list, world RAS -> LPS millimetres (x and y negated)."""
+    if point_list_node is None:
+        return ()
+    seeds = []
+    for index in range(point_list_node.GetNumberOfControlPoints()):
+        if point_list_node.GetNthControlPointPositionStatus(index) != point_list_node.PositionDefined:
+            continue
+        ras = [0.0, 0.0, 0.0]
+        point_list_node.GetNthControlPointPositionWorld(index, ras)
+        seeds.append((-ras[0], -ras[1], ras[2]))
+    return tuple(seeds)
+
+
+def roi_lps_from_markups(roi_node: Any) -> Optional[tuple]:
+    """An ROI's world bounds as an LPS box (xmin, ymin, zmin, xmax, ymax, zmax) in mm; None without ROI."""
+    if roi_node is None:
+        return None
+    bounds = [0.0] * 6
+    roi_node.GetRASBounds(bounds)  # world RAS: xmin, xmax, ymin, ymax, zmin, zmax
+    return (-bounds[1], -bounds[3], bounds[4], -bounds[0], -bounds[2], bounds[5])
