@@ -159,6 +159,26 @@ def wait_client_idle(page, timeout_ms: int = 30_000) -> None:
                            " return !!t && !t.client.isBusy() && t.state.dirtyKeys.size === 0; }", timeout=timeout_ms)
 
 
+def view_pixels(page, view: str):
+    """RGB pixels (int array) of ``view`` as the page shows it now."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    return np.asarray(PILImage.open(io.BytesIO(view_image(page, view).screenshot())).convert("RGB")).astype(int)
+
+
+def click_view(page, view: str, fx: float, fy: float) -> float:
+    """A click in ``view`` at fractions of its width and height; returns when it was clicked."""
+    box = view_image(page, view).bounding_box()
+    x, y = box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+    page.mouse.move(x - 3, y - 3)  # the view sees the pointer arrive first, as with a real mouse
+    page.mouse.move(x, y)
+    time.sleep(0.3)
+    clicked = time.perf_counter()
+    page.mouse.click(x, y)
+    return clicked
+
+
 def image_stats(png: bytes) -> tuple[float, float]:
     """(standard deviation of grey levels, fraction of pixels brighter than 40) of a screenshot."""
     import numpy as np
@@ -267,7 +287,8 @@ def load_server_path(page, path: Path | str, node_name: str, timeout_ms: int = 6
 def choose(page, test_id: str, option: str) -> None:
     """Pick ``option`` (its visible text) in the Vuetify select marked ``data-testid=test_id``.
 
-    A long list is virtual (only the options in sight exist): it is scrolled until the option does.
+    A long list is virtual (only the options in sight exist): it is scrolled from the top until
+    the option does.
     """
     menu = page.locator(".v-overlay--active")  # a menu closing after the last choice is no longer active
     wanted = menu.get_by_role("option", name=option, exact=True)
@@ -277,6 +298,9 @@ def choose(page, test_id: str, option: str) -> None:
         listbox.wait_for(state="detached", timeout=10_000)
     page.get_by_test_id(test_id).click()
     listbox.wait_for(timeout=10_000)
+    if not wanted.count():  # the menu opens scrolled to the current choice: search from the top
+        listbox.evaluate("(el) => { el.scrollTop = 0; }")
+        page.wait_for_timeout(50)
     for _ in range(200):
         if wanted.count() or not listbox.evaluate("(el) => { const top = el.scrollTop;"
                                                   " el.scrollTop += el.clientHeight / 2; return el.scrollTop > top; }"):

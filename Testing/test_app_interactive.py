@@ -13,7 +13,6 @@ written).
 """
 from __future__ import annotations
 
-import io
 import re
 import statistics
 import time
@@ -22,9 +21,9 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from app_browser import (ARTEFACTS, SAMPLE_NAME, artefacts_on_failure, close_error, error_text, keep_screenshot,
-                         load_server_path, open_app, save_node, shows_an_image, view_frame_src, view_image,
-                         wait_client_idle, wait_frame_change, wait_frame_stable, wait_shows_an_image)
+from app_browser import (ARTEFACTS, SAMPLE_NAME, artefacts_on_failure, click_view, close_error, error_text,
+                         keep_screenshot, load_server_path, open_app, save_node, shows_an_image, view_frame_src,
+                         view_pixels, wait_client_idle, wait_frame_change, wait_frame_stable, wait_shows_an_image)
 
 STATUS = "seginteractive-status"
 #: The thoracic CTA: a box over all of it keeps the worker busy for seconds (time to press Cancel).
@@ -128,9 +127,7 @@ def wait_frame_after_status(page, text: str, timeout_ms: int = 30_000) -> None:
 
 
 def red_pixels(page) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(view_image(page, "Red").screenshot())).convert("RGB")).astype(int)
+    return view_pixels(page, "Red")
 
 
 def yellow(rgb: np.ndarray) -> np.ndarray:
@@ -181,20 +178,8 @@ def volume_box(rgb: np.ndarray) -> tuple[tuple[float, float], tuple[float, float
             (min(cols[-1] - 4, 0.95 * w) / w, min(rows[-1] - 4, 0.85 * h) / h))
 
 
-def red_point(page, fx: float, fy: float) -> tuple[float, float]:
-    box = view_image(page, "Red").bounding_box()
-    return box["x"] + fx * box["width"], box["y"] + fy * box["height"]
-
-
 def click_red(page, fx: float, fy: float) -> float:
-    """A click in the axial view at fractions of its width and height; returns when it was clicked."""
-    x, y = red_point(page, fx, fy)
-    page.mouse.move(x - 3, y - 3)  # the view sees the pointer arrive first, as with a real mouse
-    page.mouse.move(x, y)
-    time.sleep(0.3)
-    clicked = time.perf_counter()
-    page.mouse.click(x, y)
-    return clicked
+    return click_view(page, "Red", fx, fy)
 
 
 def prompt_click(app, fx: float, fy: float, prompts: int) -> tuple[str, np.ndarray]:

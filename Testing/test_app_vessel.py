@@ -14,9 +14,10 @@ import time
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from app_browser import (artefacts_on_failure, keep_screenshot, load_server_path, open_app, open_panel, save_node,
-                         view_frame_src, view_image, wait_client_idle)
+from app_browser import (artefacts_on_failure, click_view, keep_screenshot, load_server_path, open_app, open_panel,
+                         save_node, view_frame_src, view_image, view_pixels, wait_client_idle)
 from conftest import SAMPLE_DATA
 
 CTA = SAMPLE_DATA / "ts_thoracic_cta_aorta" / "cta_thorax_1p5mm.nii.gz"
@@ -210,3 +211,79 @@ def test_the_result_is_saved_and_loaded_back(session, tmp_path):
         load_server_path(page, segmentation_file, "vessels")
         load_server_path(page, table_file, "branches")
         assert "vessels" in listed_segmentations(page)
+
+
+@pytest.fixture(scope="module")
+def reader():
+    """A headless scene in this process, to read the saved files back."""
+    from segforge.mrml import create_headless_slicer
+
+    slicer_app = create_headless_slicer(install=True)
+    yield slicer_app
+    slicer_app.close()
+
+
+def test_seed_points_and_a_box_limit_the_vessels(session, reader, tmp_path):
+    """A box drawn with two clicks around a vessel of the first run, a seed clicked on that vessel:
+    the new segment lies inside the box and touches the seed, and is smaller than the whole tree."""
+    from segforge.mrml import (image_from_volume_node, load_markups, load_segmentation, load_volume,
+                               mask_from_segment, segment_ids_by_name)
+
+    page, app = session["page"], session["app"]
+    with artefacts_on_failure(page, "segvessel_seeds_box", app):
+        inputs = page.get_by_test_id("segvessel-inputs")
+        assert "no seed points; no box" in inputs.inner_text()
+        rgb = view_pixels(page, "Red")  # the first run's vessels, drawn red over the CT
+        h, w = rgb.shape[:2]
+        ys, xs = np.nonzero((rgb[..., 0] > 150) & (rgb[..., 0] - rgb[..., 1] > 60) & (rgb[..., 0] - rgb[..., 2] > 60))
+        assert len(xs), "no vessel is drawn in the axial view"
+        nearest = np.argmin(np.hypot(xs - w / 2, ys - h / 2))
+        fx, fy = xs[nearest] / w, ys[nearest] / h
+        page.get_by_test_id("segvessel-roi").click()
+        wait_client_idle(page)
+        click_view(page, "Red", max(fx - 0.15, 0.03), max(fy - 0.15, 0.03))
+        click_view(page, "Red", min(fx + 0.15, 0.97), min(fy + 0.15, 0.85))
+        inputs.filter(has_text="box").filter(has_text=" mm").wait_for(timeout=30_000)
+        page.get_by_test_id("segvessel-seeds").click()
+        wait_client_idle(page)
+        click_view(page, "Red", fx, fy)
+        inputs.filter(has_text="1 seed point;").wait_for(timeout=30_000)
+        page.get_by_test_id("segvessel-seeds").click()  # stop placing
+        page.get_by_test_id("segvessel-segment-name").locator("input").fill("Vessels in box")
+        page.get_by_test_id("segvessel-centerlines").locator("input").set_checked(False)
+        wait_client_idle(page)
+        shown = results_shown(page, "segvessel")
+        started = time.perf_counter()
+        page.get_by_test_id("segvessel-run").click()
+        wait_results(page, "segvessel", shown + 1)
+        print(f"\nSegVessel: box and seed run shown {time.perf_counter() - started:.1f} s after the click")
+        assert "Vessels in box" in segment_names(page, "segvessel")
+
+        files = {name: tmp_path / name for name in ("vessels.seg.nrrd", "box.mrk.json", "seeds.mrk.json")}
+        for node, name in ((RESULT_SEGMENTATION, "vessels.seg.nrrd"), ("SegVessel ROI", "box.mrk.json"),
+                           ("SegVessel seeds", "seeds.mrk.json")):
+            save_node(page, node, files[name])
+        cta = load_volume(CTA)
+        grid = image_from_volume_node(cta)
+        segmentation = load_segmentation(files["vessels.seg.nrrd"])
+        ids = {name: found[0] for name, found in segment_ids_by_name(segmentation).items()}
+        in_box = mask_from_segment(segmentation, ids["Vessels in box"], cta).array
+        whole = mask_from_segment(segmentation, ids["Vessels"], cta).array
+        assert 0 < in_box.sum() < whole.sum(), (in_box.sum(), whole.sum())
+        kji = np.argwhere(in_box)
+        ras = (grid.ijk_to_ras() @ np.c_[kji[:, ::-1], np.ones(len(kji))].T).T[:, :3]
+        bounds = [0.0] * 6
+        load_markups(files["box.mrk.json"]).GetRASBounds(bounds)
+        slack = max(grid.spacing)
+        low, high = np.array(bounds[0::2]) - slack, np.array(bounds[1::2]) + slack
+        assert (ras >= low).all() and (ras <= high).all(), \
+            f"vessel voxels outside the box: {ras.min(0).round(1)}..{ras.max(0).round(1)} vs {low}..{high}"
+        seed = [0.0, 0.0, 0.0]
+        load_markups(files["seeds.mrk.json"]).GetNthControlPointPositionWorld(0, seed)
+        assert np.linalg.norm(ras - seed, axis=1).min() <= 2 * slack, "the segment does not touch the seed"
+        pieces = ndimage.label(in_box, structure=np.ones((3, 3, 3)))[1]
+        assert pieces == 1, f"{pieces} separate vessel pieces: the seed should keep only the one it touches"
+
+        page.get_by_test_id("segvessel-seeds-clear").click()
+        page.get_by_test_id("segvessel-roi-clear").click()
+        inputs.filter(has_text="no seed points; no box").wait_for(timeout=30_000)

@@ -1,10 +1,10 @@
 """The SegVessel panel: a vessel tree (segment, centerlines, stenoses, surface) from a CTA or MRA.
 
 The desktop SegVessel module's parameters (preset, radii, threshold, intensity window,
-outputs) drive the desktop module's own Logic (``start_vessel_tree``) through the app's job
-tracker, so the page never waits on the worker and Cancel always works. A segment of the
-same name in the output segmentation is never overwritten without asking (Replace / Keep
-both), as on the desktop.
+outputs, seed points and a box drawn in the slice views) drive the desktop module's own
+Logic (``start_vessel_tree``) through the app's job tracker, so the page never waits on the
+worker and Cancel always works. A segment of the same name in the output segmentation is
+never overwritten without asking (Replace / Keep both), as on the desktop.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .module_panel import ModulePanel
 from .panels import Panel, register_panel
 from .results import (existing_dialog, follow_input_volume, output_select, rows_table, segment_rows, segments_list,
                       show_in_3d, show_segmentation, table_state, volume_select)
+from .vessel_markups import VesselMarkups
 
 if TYPE_CHECKING:
     from .context import AppContext
@@ -81,6 +82,9 @@ class VesselPanel(ModulePanel):
         for name, value in defaults.items():
             state.setdefault(_k(name), value)
         follow_input_volume(context, _k("volume"))
+        self.markups = VesselMarkups(context, self._markups_changed)
+        for name, value in (("place", ""), ("place_hint", ""), ("inputs", self.markups.describe())):
+            state.setdefault(_k(name), value)
         state.change(_k("preset"))(self.on_preset)
         state.change(*(_k(name) for name in FIELDS))(self.on_field)
 
@@ -106,6 +110,29 @@ class VesselPanel(ModulePanel):
                 self.state[_k("preset")] = "custom"
                 return
 
+    # -- seed points and box ------------------------------------------------------------------------
+
+    def place(self, mode: str) -> None:
+        """Clicks in the slice views now add seed points ("seeds") or a box's corners ("roi"); again: stop."""
+        self.volume()  # nothing to place them on without a volume
+        hint = self.markups.toggle(mode)
+        self._markups_changed()
+        self._set(place_hint=hint)
+
+    def clear(self, what: str) -> None:
+        self.markups.clear(what)
+
+    def _markups_changed(self) -> None:
+        self.context.refresh_nodes()  # the seeds and the box are listed in the Data panel
+        placing = self.markups.mode
+        self._set(place=placing, inputs=self.markups.describe(),
+                  **({} if placing else {"place_hint": ""}))
+
+    def _set(self, **values: Any) -> None:
+        with self.state:  # also from a click in a view, outside a UI callback
+            for name, value in values.items():
+                self.state[_k(name)] = value
+
     # -- parameters --------------------------------------------------------------------------------
 
     def _mask_parameters(self) -> Any:
@@ -129,10 +156,15 @@ class VesselPanel(ModulePanel):
         if limit and low_hu >= high_hu:
             raise InputError("The intensity window is empty", f"minimum {low_hu} >= maximum {high_hu}",
                              "enter a minimum intensity below the maximum")
+        module_logic("SegVessel")  # puts SegVesselLib on the path in a checkout
+        from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+
         return replace(base, min_radius_mm=min_radius, max_radius_mm=max_radius,
                        scales=_number(s[_k("scales")], "the number of scales", int),
                        bright_vessels=bool(s[_k("bright")]), threshold=threshold, low_threshold=low,
-                       min_intensity=low_hu, max_intensity=high_hu)
+                       min_intensity=low_hu, max_intensity=high_hu,
+                       seeds_lps=seeds_lps_from_markups(self.markups.seeds()),
+                       roi_lps=roi_lps_from_markups(self.markups.roi()))
 
     def _outputs(self) -> Optional[Any]:
         """The outputs asked for beyond the mask; None when only the mask is wanted."""
@@ -148,7 +180,8 @@ class VesselPanel(ModulePanel):
     def _segment_name(self) -> str:
         name = str(self.state[_k("segment_name")] or "").strip()
         if not name:
-            raise InputError("No segment name", "the segment name field is empty", "enter a name for the vessel segment")
+            raise InputError("No segment name", "the segment name field is empty",
+                             "enter a name for the vessel segment")
         return name
 
     # -- running -----------------------------------------------------------------------------------
@@ -170,6 +203,8 @@ class VesselPanel(ModulePanel):
         name = self._segment_name()
         output = self.output()
         mask = self._mask_parameters()
+        self.markups.stop()  # clicks in the views move them again
+        self._markups_changed()
         outputs = self._outputs()
         logic = module_logic("SegVessel")
         if outputs is None:
@@ -237,6 +272,18 @@ def build(context: "AppContext") -> None:
         for name, label in (("min_intensity", "Min intensity"), ("max_intensity", "Max intensity")):
             with v3.VCol(cols=6):
                 v3.VTextField(v_model=(_k(name),), label=label, type="number", density="compact", hide_details=True)
+    html.Div("Seed points and box (optional)", classes="text-caption mt-2")
+    with html.Div(classes="d-flex flex-wrap", style="gap: 4px;"):
+        for mode, label, icon in (("seeds", "Seed points", "mdi-map-marker-plus"), ("roi", "Box", "mdi-selection")):
+            v3.VBtn(label, size="small", prepend_icon=icon, click=(context.shows_errors(panel.place), f"['{mode}']"),
+                    variant=(f"{_k('place')} === '{mode}' ? 'flat' : 'outlined'",),
+                    color=(f"{_k('place')} === '{mode}' ? 'primary' : undefined",),
+                    raw_attrs=[f'data-testid="segvessel-{mode}"'])
+            v3.VBtn(icon="mdi-close", size="small", variant="text", title=f"Remove the {label.lower()}",
+                    click=(context.shows_errors(panel.clear), f"['{mode}']"),
+                    raw_attrs=[f'data-testid="segvessel-{mode}-clear"'])
+    html.Div(f"{{{{ {_k('place_hint')} }}}}", v_if=(_k("place_hint"),), classes="text-caption text-info")
+    html.Div(f"{{{{ {_k('inputs')} }}}}", classes="text-caption", raw_attrs=['data-testid="segvessel-inputs"'])
     v3.VTextField(v_model=(_k("segment_name"),), label="Segment name", density="compact", hide_details="auto",
                   persistent_hint=True, hint="an existing one: you are asked before it is replaced", classes="my-2",
                   raw_attrs=['data-testid="segvessel-segment-name"'])
