@@ -287,3 +287,29 @@ def test_seed_points_and_a_box_limit_the_vessels(session, reader, tmp_path):
         page.get_by_test_id("segvessel-seeds-clear").click()
         page.get_by_test_id("segvessel-roi-clear").click()
         inputs.filter(has_text="no seed points; no box").wait_for(timeout=30_000)
+
+
+def test_one_panel_places_with_the_clicks_at_a_time(session):
+    """SegInteractive's prompts and SegVessel's seeds both place with clicks in the views: the panel
+    that starts placing takes the clicks, and the other one's buttons stop saying it places."""
+    page, app = session["page"], session["app"]
+
+    def active(test_id: str) -> bool:
+        return "v-btn--variant-flat" in (page.get_by_test_id(test_id).get_attribute("class") or "")
+
+    with artefacts_on_failure(page, "segvessel_placing", app):
+        open_panel(page, "seginteractive", "seginteractive-start")
+        page.get_by_test_id("seginteractive-start").click()
+        page.get_by_test_id("seginteractive-status").filter(has_text="0 prompts").wait_for(timeout=60_000)
+        assert active("seginteractive-positive"), "a session starts placing positive clicks"
+        open_panel(page, "segvessel", "segvessel-seeds")
+        page.get_by_test_id("segvessel-seeds").click()
+        wait_client_idle(page)
+        assert active("segvessel-seeds") and not active("seginteractive-positive")
+        open_panel(page, "seginteractive", "seginteractive-positive")
+        assert "place for another panel" in page.get_by_test_id("seginteractive-status").inner_text()
+        page.get_by_test_id("seginteractive-positive").click()
+        wait_client_idle(page)
+        assert active("seginteractive-positive") and not active("segvessel-seeds")
+        page.get_by_test_id("seginteractive-discard").click()
+        page.get_by_test_id("seginteractive-status").filter(has_text="Discarded").wait_for(timeout=30_000)

@@ -18,16 +18,24 @@ logger = logging.getLogger(__name__)
 
 #: A box axis thinner than this fraction of its widest side is given that widest side as depth.
 FLAT = 0.05
+#: The attribute of the app's SlicerApp naming the ClickPlacement the views place for now.
+PLACING_ATTRIBUTE = "_segforge_placing"
 #: The box's colour (the ROI's, in SegInteractive's PromptMarkers).
 BOX_COLOR = (0.95, 0.85, 0.2)
 
 
 class ClickPlacement:
-    """Point placement in the slice views into one of several observed point lists."""
+    """Point placement in the slice views into one of several observed point lists.
 
-    def __init__(self, slicer_app: Any, on_placed: Callable[[Any, int], None]) -> None:
+    The views place into one list at a time: a panel that starts placing takes the clicks from
+    the one that placed before, whose ``on_taken`` is called (so its buttons stop saying it places).
+    """
+
+    def __init__(self, slicer_app: Any, on_placed: Callable[[Any, int], None],
+                 on_taken: Optional[Callable[[], None]] = None) -> None:
         self.slicer_app = slicer_app
         self.on_placed = on_placed
+        self.on_taken = on_taken
         self._observed: dict[str, tuple[Any, int]] = {}  # node ID -> (node, observer tag)
         self.active: Optional[Any] = None
 
@@ -50,6 +58,12 @@ class ClickPlacement:
 
     def place(self, point_list: Any) -> None:
         """Clicks in the views now place points into ``point_list`` (until :meth:`stop`)."""
+        previous = getattr(self.slicer_app, PLACING_ATTRIBUTE, None)
+        if previous is not None and previous is not self and previous.active is not None:
+            previous.active = None
+            if previous.on_taken is not None:
+                previous.on_taken()
+        setattr(self.slicer_app, PLACING_ATTRIBUTE, self)
         self.slicer_app.markups_logic.place_node(point_list, persistent=True)
         self.active = point_list
 

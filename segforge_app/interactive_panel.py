@@ -88,7 +88,7 @@ class InteractivePanel:
         self.logic = module_logic("SegInteractive")
         self.markers: Any = None  # PromptMarkers of the open session
         self.corners: Any = None  # the box's corner points (a point list of the session)
-        self.clicks = ClickPlacement(context.slicer_app, self._on_placed)
+        self.clicks = ClickPlacement(context.slicer_app, self._on_placed, on_taken=self._placement_taken)
         # A tracker of its own: a click is done in a few hundred ms, and the app's tracker
         # (0.2 s between polls, for jobs of minutes) would add up to 0.2 s to each click.
         self.jobs = JobTracker(context, interval_s=CLICK_POLL_S, first_interval_s=FIRST_POLL_S)
@@ -199,6 +199,13 @@ class InteractivePanel:
         self.clicks.place(target)
         self._set(**{MODE: mode})
         self._hint(MODE_HINTS[mode])
+
+    def _placement_taken(self) -> None:
+        """Another panel (SegVessel's seeds or box) now places with the clicks: no prompt mode is on."""
+        if self.corners is not None:
+            self.corners.RemoveAllControlPoints()  # a half-drawn box is dropped
+        self._set(**{MODE: ""})
+        self._hint("Clicks now place for another panel: choose Positive, Negative or Box to prompt again.")
 
     def _on_placed(self, point_list: Any, index: int) -> None:
         """A point was defined in a view, inside VTK's handling of the click.

@@ -33,7 +33,7 @@ class VesselMarkups:
         self.on_change = on_change
         self.mode = ""  # "seeds", "roi" or "" (clicks move the views)
         self._nodes: dict[str, Any] = {}
-        self.clicks = ClickPlacement(context.slicer_app, self._on_placed)
+        self.clicks = ClickPlacement(context.slicer_app, self._on_placed, on_taken=self._placement_taken)
 
     # -- the nodes (made on first use; made again if the user's scene lost them) -------------------
 
@@ -109,6 +109,14 @@ class VesselMarkups:
             roi.GetSizeWorld(size)
             parts.append("box " + " x ".join(f"{s:.0f}" for s in size) + " mm")
         return "; ".join(parts) + "."
+
+    def _placement_taken(self) -> None:
+        """Another panel (SegInteractive's prompts) now places with the clicks."""
+        corners = self._nodes.get("corners")
+        if corners is not None:
+            corners.RemoveAllControlPoints()
+        self.mode = ""
+        self.on_change()
 
     def _on_placed(self, point_list: Any, _index: int) -> None:
         """A point was defined in a view: act once VTK is done with the click (a box changes the list)."""
