@@ -294,22 +294,25 @@ def test_one_panel_places_with_the_clicks_at_a_time(session):
     that starts placing takes the clicks, and the other one's buttons stop saying it places."""
     page, app = session["page"], session["app"]
 
-    def active(test_id: str) -> bool:
-        return "v-btn--variant-flat" in (page.get_by_test_id(test_id).get_attribute("class") or "")
+    def wait_active(test_id: str, on: bool) -> None:
+        """Until the mode button ``test_id`` shows (flat) or no longer shows (outlined) its mode is on."""
+        page.wait_for_function(
+            "([id, on]) => { const b = document.querySelector(`[data-testid=\"${id}\"]`);"
+            " return !!b && b.classList.contains('v-btn--variant-flat') === on; }", arg=[test_id, on], timeout=30_000)
 
     with artefacts_on_failure(page, "segvessel_placing", app):
         open_panel(page, "seginteractive", "seginteractive-start")
         page.get_by_test_id("seginteractive-start").click()
         page.get_by_test_id("seginteractive-status").filter(has_text="0 prompts").wait_for(timeout=60_000)
-        assert active("seginteractive-positive"), "a session starts placing positive clicks"
+        wait_active("seginteractive-positive", True)  # a session starts placing positive clicks
         open_panel(page, "segvessel", "segvessel-seeds")
         page.get_by_test_id("segvessel-seeds").click()
-        wait_client_idle(page)
-        assert active("segvessel-seeds") and not active("seginteractive-positive")
+        wait_active("segvessel-seeds", True)
+        wait_active("seginteractive-positive", False)
         open_panel(page, "seginteractive", "seginteractive-positive")
-        assert "place for another panel" in page.get_by_test_id("seginteractive-status").inner_text()
+        page.get_by_test_id("seginteractive-status").filter(has_text="place for another panel").wait_for(timeout=30_000)
         page.get_by_test_id("seginteractive-positive").click()
-        wait_client_idle(page)
-        assert active("seginteractive-positive") and not active("segvessel-seeds")
+        wait_active("seginteractive-positive", True)
+        wait_active("segvessel-seeds", False)
         page.get_by_test_id("seginteractive-discard").click()
         page.get_by_test_id("seginteractive-status").filter(has_text="Discarded").wait_for(timeout=30_000)
