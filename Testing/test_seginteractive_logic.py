@@ -312,6 +312,38 @@ def test_one_session_at_a_time_and_one_interaction_at_a_time(scene_with_segments
     far_session.discard()
 
 
+def test_a_session_opens_in_steps_with_the_volume_sent_from_another_thread(scene_with_segments, logic):
+    """prepare_session, open_engine on a thread (as the web app does, so its page never waits on
+    the worker), finish: the same session as start_session. abort undoes what prepare made."""
+    import threading
+
+    image, ball, volume, segmentation, other_ids = scene_with_segments
+    scene = volume.GetScene()
+    before = export(segmentation, other_ids, volume)
+    opening = logic.prepare_session(volume, segmentation)
+    with pytest.raises(InputError, match="being opened"):
+        logic.start_session(volume, segmentation)
+    engines = []
+    thread = threading.Thread(target=lambda: engines.append(opening.open_engine()))
+    thread.start()
+    thread.join(120)
+    session = opening.finish(engines[0])
+    assert logic.session is session
+    session.add_point(ras_of(image, CENTRE_KJI - (3, 0, 0)))
+    lesion = on_grid(segmentation, session.segment_id, volume)
+    assert lesion.sum() > 100 and lesion[ball].sum() > 0.9 * lesion.sum(), "the click did not segment the ball"
+    session.discard()
+    assert_same(before, segmentation, volume)
+
+    nodes = scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
+    opening = logic.prepare_session(volume)  # a new segmentation for the session
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == nodes + 1
+    opening.abort()
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == nodes
+    logic.start_session(volume, segmentation).discard()  # no longer refused
+    assert_same(before, segmentation, volume)
+
+
 def test_a_cancelled_interaction_leaves_the_segment_as_it_was(scene_with_segments, logic, worker):
     image, ball, volume, segmentation, other_ids = scene_with_segments
     session = logic.start_session(volume, segmentation)

@@ -112,7 +112,7 @@ class InteractivePanel:
     # -- session ----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start a session (the worker is started off the page's loop, then the volume sent)."""
+        """Start a session (the worker is started and the volume sent off the page's loop)."""
         if self.session is not None:
             self.logic.start_session(None)  # the Logic's own refusal: accept or discard the open one first
         volume = self.context.scene.GetNodeByID(self.state[VOLUME] or "")
@@ -128,8 +128,14 @@ class InteractivePanel:
         try:
             await asyncio.to_thread(self.logic.worker.hello)  # spawning the worker must not freeze the page
             started = time.perf_counter()
-            session = self.logic.start_session(volume, None, "", backend=self.state[BACKEND],
-                                               segment_name=str(self.state[NAME] or "lesion"))
+            opening = self.logic.prepare_session(volume, None, "", backend=self.state[BACKEND],
+                                                 segment_name=str(self.state[NAME] or "lesion"))
+            try:  # the volume goes to the worker off the page's loop: the page keeps answering
+                engine = await asyncio.to_thread(opening.open_engine)
+            except BaseException:
+                opening.abort()
+                raise
+            session = opening.finish(engine)
             from SegInteractiveLib.prompt_markers import PromptMarkers
 
             self.markers = PromptMarkers.create(self.context.scene, volume)

@@ -38,6 +38,7 @@ class SegInteractiveLogic(WorkerLogic):
         super().__init__(worker)
         #: The open session, or None: one at a time, bound to one volume and one segment.
         self.session: Optional[InteractiveSegmentSession] = None
+        self._opening: Optional[SessionOpening] = None
 
     def backends(self) -> list[str]:
         """Names of the interactive backends, the default first."""
@@ -52,6 +53,24 @@ class SegInteractiveLogic(WorkerLogic):
         an existing segment is refined, starting from its voxels. With
         ``protect_other_segments`` the segment never takes a voxel of another segment.
         Refused while another session of this Logic is open: accept or discard it first.
+        """
+        opening = self.prepare_session(volume_node, segmentation_node, segment_id, backend, device,
+                                       protect_other_segments, segment_name)
+        try:
+            engine = opening.open_engine()
+        except BaseException:
+            opening.abort()
+            raise
+        return opening.finish(engine)
+
+    def prepare_session(self, volume_node: Any, segmentation_node: Optional[Any] = None, segment_id: str = "",
+                        backend: str = DEFAULT_BACKEND, device: str = "auto", protect_other_segments: bool = True,
+                        segment_name: str = "lesion") -> "SessionOpening":
+        """:meth:`start_session` in steps, for a GUI that sends the volume off its main thread.
+
+        This step (main thread) checks the inputs and opens the segment; then
+        ``open_engine()`` (any thread: worker I/O only) and ``finish(engine)`` or ``abort()``
+        (main thread). Until then a second session is refused.
         """
         self._refuse_second_session(segmentation_node, segment_id)
         if volume_node is None:
@@ -68,17 +87,9 @@ class SegInteractiveLogic(WorkerLogic):
             if created_node:
                 segmentation_node.GetScene().RemoveNode(segmentation_node)
             raise
-        try:
-            engine = self._open_engine(image, backend, device, target.initial if target.initial.any() else None)
-        except Exception:
-            target.restore()
-            if created_node:
-                segmentation_node.GetScene().RemoveNode(segmentation_node)
-            raise
-        self.session = InteractiveSegmentSession(engine, volume_node, target, on_end=self._session_ended)
-        log.info("interactive session on '%s', segment '%s' (%s, %s)", volume_node.GetName(), target.name,
-                 backend, "protecting other segments" if protect_other_segments else "overlap allowed")
-        return self.session
+        self._opening = SessionOpening(self, volume_node, image, target, created_node, backend, device,
+                                       protect_other_segments)
+        return self._opening
 
     def _open_engine(self, image: Image, backend: str, device: str, initial: Optional[np.ndarray]) -> Any:
         """The engine's session in the worker (the image is sent here, once per session)."""
@@ -87,6 +98,9 @@ class SegInteractiveLogic(WorkerLogic):
         return RemoteSession(self.worker, image, backend, device, initial)
 
     def _refuse_second_session(self, segmentation_node: Optional[Any], segment_id: str) -> None:
+        if self._opening is not None:
+            raise InputError("An interactive session is being opened", "its volume is on the way to the worker",
+                             "wait for it to open, then accept or discard it before starting another")
         session = self.session
         if session is None or session.closed:
             return
@@ -100,3 +114,35 @@ class SegInteractiveLogic(WorkerLogic):
     def _session_ended(self, session: InteractiveSegmentSession) -> None:
         if self.session is session:
             self.session = None
+
+
+class SessionOpening:
+    """A session between :meth:`SegInteractiveLogic.prepare_session` and its ``finish`` or ``abort``."""
+
+    def __init__(self, logic: SegInteractiveLogic, volume_node: Any, image: Image, target: TargetSegment,
+                 created_node: bool, backend: str, device: str, protect: bool) -> None:
+        self.logic, self.volume_node, self.image, self.target = logic, volume_node, image, target
+        self.created_node, self.backend, self.device, self.protect = created_node, backend, device, protect
+
+    def open_engine(self) -> Any:
+        """Send the volume (and the segment to refine) to the worker: no scene access, any thread."""
+        initial = self.target.initial if self.target.initial.any() else None
+        return self.logic._open_engine(self.image, self.backend, self.device, initial)
+
+    def finish(self, engine: Any) -> InteractiveSegmentSession:
+        """The open session (main thread)."""
+        self.logic._opening = None
+        session = InteractiveSegmentSession(engine, self.volume_node, self.target, on_end=self.logic._session_ended)
+        self.logic.session = session
+        log.info("interactive session on '%s', segment '%s' (%s, %s)", self.volume_node.GetName(), self.target.name,
+                 self.backend, "protecting other segments" if self.protect else "overlap allowed")
+        return session
+
+    def abort(self) -> None:
+        """Put the segment back as it was and remove a segmentation made for the session (main thread)."""
+        self.logic._opening = None
+        self.target.restore()
+        if self.created_node:
+            node = self.target.segmentation_node
+            if node.GetScene() is not None:
+                node.GetScene().RemoveNode(node)
