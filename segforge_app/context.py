@@ -72,8 +72,14 @@ class AppContext:
             kind = next((word for cls, word in _KINDS if node.IsA(cls)), None)
             if kind and not node.GetHideFromEditors():
                 nodes.append({"id": node.GetID(), "name": node.GetName(), "kind": kind})
+        self.set_state(**{NODES_KEY: nodes})
+
+    def set_state(self, **values: Any) -> None:
+        """Set state keys and send them to the page at once, also from outside a UI callback
+        (a job's poll, a click in a view); in a callback trame would send them only after it."""
         with self.state:
-            self.state[NODES_KEY] = nodes
+            for key, value in values.items():
+                self.state[key] = value
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -86,12 +92,10 @@ class AppContext:
             logger.exception("unexpected error in the app", exc_info=error)
             message = {"what": f"Something went wrong: {error}", "why": type(error).__name__,
                        "todo": "see the server log; if it happens again, report it with the log"}
-        with self.state:
-            self.state[ERROR_KEY] = message
+        self.set_state(**{ERROR_KEY: message})
 
     def clear_error(self) -> None:
-        with self.state:
-            self.state[ERROR_KEY] = None
+        self.set_state(**{ERROR_KEY: None})
 
     def shows_errors(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap a UI callback so that its failures appear in the UI instead of only in the log."""

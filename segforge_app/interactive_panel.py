@@ -370,9 +370,7 @@ class InteractivePanel:
         asyncio.get_event_loop().call_later(RELEASE_AFTER_S, release)
 
     def _set(self, **values: Any) -> None:
-        with self.state:  # flushed to the browser also outside a UI callback
-            for key, value in values.items():
-                self.state[key] = value
+        self.context.set_state(**values)
 
 
 def build(context: "AppContext") -> None:

@@ -118,8 +118,7 @@ class JobTracker:
             self.context.report_error(error)
 
     def _set(self, key: str, value: dict) -> None:
-        with self.context.state:  # flushes to the browsers even outside a UI callback
-            self.context.state[job_state_key(key)] = value
+        self.context.set_state(**{job_state_key(key): value})
 
 
 def job_progress(state: Any, key: str, on_cancel: Callable[[], None]) -> None:

@@ -129,9 +129,7 @@ class VesselPanel(ModulePanel):
                   **({} if placing else {"place_hint": ""}))
 
     def _set(self, **values: Any) -> None:
-        with self.state:  # also from a click in a view, outside a UI callback
-            for name, value in values.items():
-                self.state[_k(name)] = value
+        self.context.set_state(**{_k(name): value for name, value in values.items()})
 
     # -- parameters --------------------------------------------------------------------------------
 
