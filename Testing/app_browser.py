@@ -196,12 +196,12 @@ def shows_an_image(page, view: str) -> bool:
     return spread > 20 and bright > 0.1
 
 
-def wait_shows_an_image(page, view: str, timeout_s: float = 30.0) -> None:
+def wait_shows_an_image(page, view: str, timeout_s: float = 30.0, poll_s: float = 0.1) -> None:
     """Wait until ``view`` shows a real frame (see :func:`shows_an_image`); fail after ``timeout_s``."""
     deadline = time.perf_counter() + timeout_s
     while not shows_an_image(page, view):
         assert time.perf_counter() < deadline, f"the {view} view shows no image of the volume after {timeout_s} s"
-        time.sleep(0.1)
+        time.sleep(poll_s)
 
 
 @contextlib.contextmanager
