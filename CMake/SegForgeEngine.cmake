@@ -34,6 +34,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/vessel_cmd.py
   segforge/csv_table.py
   segforge/errors.py
+  segforge/forms.py
   segforge/image.py
   segforge/image_io.py
   segforge/interactive/__init__.py

@@ -22,6 +22,10 @@ DEVICES = ("auto", "cpu", "cuda")
 AUTO_MODEL = "auto"
 #: The builtin filter (its catalog id): the Hessian vesselness this file's fields tune.
 BUILTIN_MODEL = "vesselness-frangi"
+#: The hysteresis "low" threshold as a fraction of the threshold, in every preset and in the
+#: module forms: the band grows with the threshold, so a raised threshold does not keep a
+#: preset's low value (wide band, leaks) and a lowered one does not lose hysteresis.
+HYSTERESIS_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class VesselMaskParameters:
         hysteresis 0.05 / 0.025 (on the bundled thoracic CTA: 56 % of the aorta and 70 % of
         the supra-aortic branches found, 0.4 s)."""
         return cls(min_radius_mm=1.5, max_radius_mm=16.0, scales=4, bright_vessels=True, threshold=0.05,
-                   low_threshold=0.025, min_intensity=150.0, max_intensity=700.0)
+                   low_threshold=0.05 * HYSTERESIS_RATIO, min_intensity=150.0, max_intensity=700.0)
 
     def radii_mm(self) -> list[float]:
         """Scales spread geometrically between the minimum and maximum radius."""

@@ -8,38 +8,43 @@ answer. Stages the caller does not ask for are skipped (``VesselOutputs``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from ..errors import InputError
 from ..image import Image, require_3d_volume
 from ..mesh import SurfaceParameters, surface_from_mask
 from ..progress import ProgressCallback, no_progress, sub_progress
 from .graph import CenterlineGraph, GraphParameters, centerline_graph
 from .metrics import BranchMetrics, branch_metrics
 from .mask_step import make_vessel_mask
-from .parameters import BUILTIN_MODEL, VesselMaskParameters
+from .parameters import BUILTIN_MODEL, HYSTERESIS_RATIO, VesselMaskParameters
 from .stenosis import StenosisParameters, StenosisReport, analyse_stenoses
 
 
-def preset(name: str) -> VesselMaskParameters:
-    """Mask parameters for a kind of scan: ``cta``, ``mra`` (bright lumen) or ``dark`` (dark vessels)."""
-    from dataclasses import replace
-
-    from ..errors import InputError
-
-    if name == "cta":
-        return replace(VesselMaskParameters.for_cta(), largest_component=True)
-    if name == "mra":
-        return VesselMaskParameters(min_radius_mm=1.0, max_radius_mm=10.0, scales=4, bright_vessels=True,
-                                    threshold=0.08, low_threshold=0.04, largest_component=True,
-                                    refine_lumen=True)
-    if name == "dark":
-        return VesselMaskParameters(min_radius_mm=1.0, max_radius_mm=6.0, scales=3, bright_vessels=False,
-                                    threshold=0.1, low_threshold=0.05, largest_component=True)
-    raise InputError(f"Unknown preset {name!r}", "", "use cta, mra or dark")
+def _presets() -> dict[str, VesselMaskParameters]:
+    return {
+        "cta": replace(VesselMaskParameters.for_cta(), largest_component=True),
+        "mra": VesselMaskParameters(min_radius_mm=1.0, max_radius_mm=10.0, scales=4, bright_vessels=True,
+                                    threshold=0.08, low_threshold=0.08 * HYSTERESIS_RATIO, largest_component=True,
+                                    refine_lumen=True),
+        "dark": VesselMaskParameters(min_radius_mm=1.0, max_radius_mm=6.0, scales=3, bright_vessels=False,
+                                     threshold=0.1, low_threshold=0.1 * HYSTERESIS_RATIO, largest_component=True),
+    }
 
 
+#: The kinds of scan with a preset: contrast CT angiography, bright-lumen MR angiography, dark vessels.
 PRESETS = ("cta", "mra", "dark")
+
+
+def preset(name: str) -> VesselMaskParameters:
+    """Mask parameters for a kind of scan: ``cta``, ``mra`` (bright lumen) or ``dark`` (dark vessels).
+
+    The one place presets are defined: the module forms fill their fields from these."""
+    presets = _presets()
+    if name not in presets:
+        raise InputError(f"Unknown preset {name!r}", "", f"use {', '.join(PRESETS)}")
+    return presets[name]
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,6 @@ _SHARES = {"mask": 0.45, "centerlines": 0.25, "stenoses": 0.15, "surface": 0.15}
 def _refuse_label_map(image: Image) -> None:
     """A mask or label map picked by mistake gives nonsense vesselness: say so instead."""
     import numpy as np
-
-    from ..errors import InputError
 
     if not np.issubdtype(image.array.dtype, np.integer) and image.array.dtype != bool:
         return
