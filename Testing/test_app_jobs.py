@@ -1,7 +1,7 @@
 """The app's JobTracker driving real SegVessel worker jobs on an asyncio loop, without a browser.
 
 A real trame server's state (what the page would receive), the desktop module's own Logic
-(``module_logic("SegVessel")``) and a real worker subprocess: the state key ``job_<key>``
+(``app_module_logic("SegVessel")``) and a real worker subprocess: the state key ``job_<key>``
 must go queued -> running -> done, a result must reach ``on_done``, Cancel must end in
 "cancelled" with nothing written, a failure must show its three sentences in ``app_error``,
 and a second job under a busy key must be refused.
@@ -23,7 +23,7 @@ from segforge.mrml.volumes import volume_node_from_image
 from segforge.vessel import VesselMaskParameters, vessel_mask
 from segforge_app.context import ERROR_KEY, AppContext
 from segforge_app.jobs import JobTracker, job_state_key
-from segforge_app.module_logics import module_logic
+from segforge_app.module_logics import app_module_logic
 from worker_helpers import slow_job
 
 KEY = "vessel"
@@ -93,7 +93,7 @@ def test_a_job_runs_to_its_result(context):
     started = time.perf_counter()
 
     async def main():
-        job = module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
+        job = app_module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
         await context.jobs.start(KEY, job, recorder.on_done, recorder.on_cancelled)
 
     asyncio.run(main())
@@ -128,7 +128,7 @@ def test_a_long_job_says_its_result_is_being_written(context):
     _, volume = tube_volume()
 
     async def main():
-        job = module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
+        job = app_module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
         await context.jobs.start(KEY, job, recorder.on_done, recorder.on_cancelled)
 
     asyncio.run(main())
@@ -144,7 +144,7 @@ def test_cancel_ends_cancelled_and_writes_nothing(context):
     before = segmentation_count(context.scene)
 
     async def main():
-        job = module_logic("SegVessel").start_vessel_mask(volume, target, VesselMaskParameters(**params))
+        job = app_module_logic("SegVessel").start_vessel_mask(volume, target, VesselMaskParameters(**params))
         task = context.jobs.start(KEY, job, recorder.on_done, recorder.on_cancelled)
         await wait_for_progress(context)
         cancelled = time.perf_counter()
@@ -169,7 +169,7 @@ def test_a_job_failing_in_the_worker_shows_its_error(context):
     before = segmentation_count(context.scene)
 
     async def main():
-        job = module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
+        job = app_module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
         await context.jobs.start(KEY, job, recorder.on_done, recorder.on_cancelled)
 
     asyncio.run(main())
@@ -193,7 +193,7 @@ def test_a_job_failing_in_finish_shows_its_error(context):
     target = new_segmentation_node(volume, "Target")
 
     async def main():
-        job = module_logic("SegVessel").start_vessel_mask(volume, target, TUBE_PARAMETERS)
+        job = app_module_logic("SegVessel").start_vessel_mask(volume, target, TUBE_PARAMETERS)
         task = context.jobs.start(KEY, job, recorder.on_done, recorder.on_cancelled)
         segmentation = target.GetSegmentation()  # meanwhile, as importing a model would do
         segmentation.SetSourceRepresentationName(slicer.vtkSegmentationConverter.GetClosedSurfaceRepresentationName())
@@ -216,7 +216,7 @@ def test_a_second_job_under_the_same_key_is_refused(context):
     big, params = slow_job()
     volume = volume_node_from_image(big, "Noise")
     _, small = tube_volume()
-    logic = module_logic("SegVessel")
+    logic = app_module_logic("SegVessel")
 
     async def main():
         first = logic.start_vessel_mask(volume, parameters=VesselMaskParameters(**params))
@@ -249,12 +249,12 @@ def test_a_failing_panel_callback_is_shown(context):
     image, volume = tube_volume()
 
     async def main():
-        job = module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
+        job = app_module_logic("SegVessel").start_vessel_mask(volume, parameters=TUBE_PARAMETERS)
         await context.jobs.start(KEY, job, failing)
         assert context.state[ERROR_KEY]["what"] == "The panel could not show the result"
         context.clear_error()
         big, params = slow_job()
-        slow = module_logic("SegVessel").start_vessel_mask(volume_node_from_image(big, "Noise"),
+        slow = app_module_logic("SegVessel").start_vessel_mask(volume_node_from_image(big, "Noise"),
                                                            parameters=VesselMaskParameters(**params))
         task = context.jobs.start(KEY, slow, lambda _: None, failing)
         await wait_for_progress(context)

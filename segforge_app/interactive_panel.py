@@ -1,6 +1,6 @@
 """The SegInteractive panel: a lesion from clicks and a box in the web slice views, click by click.
 
-Drives the desktop module's own Logic (``module_logic("SegInteractive")``): Start session
+Drives the desktop module's own Logic (``app_module_logic("SegInteractive")``): Start session
 opens an :class:`InteractiveSegmentSession` (the volume goes to the worker once), each
 click placed in a slice view (:mod:`.interactive_clicks`) becomes ``start_point_from_markups``
 followed by a :class:`~segforge_app.jobs.JobTracker` of its own that polls every 30 ms (the
@@ -22,7 +22,7 @@ from segforge.errors import InputError
 from .context import NODES_KEY
 from .interactive_clicks import ClickPlacement, box_from_corners, corner_list, point_ras, set_roi
 from .jobs import JobTracker, job_progress
-from .module_logics import module_logic
+from .module_logics import app_module_logic
 from .panels import Panel, register_panel
 from .results import follow_input_volume, render_views
 
@@ -85,7 +85,7 @@ class InteractivePanel:
 
     def __init__(self, context: "AppContext") -> None:
         self.context = context
-        self.logic = module_logic("SegInteractive")
+        self.logic = app_module_logic("SegInteractive")
         self.markers: Any = None  # PromptMarkers of the open session
         self.corners: Any = None  # the box's corner points (a point list of the session)
         self.clicks = ClickPlacement(context.slicer_app, self._on_placed, on_taken=self._placement_taken)

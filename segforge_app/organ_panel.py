@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from segforge.errors import InputError
 
 from .jobs import job_progress
-from .module_logics import module_logic
+from .module_logics import app_module_logic
 from .module_panel import ModulePanel
 from .panels import Panel, register_panel
 from .results import (existing_dialog, follow_input_volume, output_select, rows_table, segment_rows, segments_list,
@@ -41,7 +41,7 @@ class OrganPanel(ModulePanel):
     def __init__(self, context: "AppContext") -> None:
         super().__init__(context)
         state = context.state
-        self.models = {model.id: model for model in module_logic("SegOrgan").models()}
+        self.models = {model.id: model for model in app_module_logic("SegOrgan").models()}
         state[_k("models")] = [{"title": model.title, "value": model.id} for model in self.models.values()]
         defaults = {"model": DEFAULT_MODEL if DEFAULT_MODEL in self.models else next(iter(self.models), None),
                     "statistics": True, "surfaces": True, "fast": False, "segments": [], "statistics_rows": None,
@@ -84,7 +84,7 @@ class OrganPanel(ModulePanel):
     def check(self) -> Optional[str]:
         self.volume()
         output = self.output()
-        clashes = module_logic("SegOrgan").existing_structures(output, self._parameters())
+        clashes = app_module_logic("SegOrgan").existing_structures(output, self._parameters())
         if not clashes:
             return None
         shown = ", ".join(f'"{name}"' for name in clashes[:8])
@@ -94,7 +94,7 @@ class OrganPanel(ModulePanel):
 
     def start_job(self, on_existing: str) -> Any:
         volume, parameters = self.volume(), self._parameters()
-        job = module_logic("SegOrgan").start_organ_segmentation(
+        job = app_module_logic("SegOrgan").start_organ_segmentation(
             volume, parameters, segmentation_node=self.output(), on_existing=on_existing,
             statistics=bool(self.state[_k("statistics")]), surfaces=bool(self.state[_k("surfaces")]))
         logger.info("SegOrgan started on %s with %s (%s)", volume.GetName(), parameters.model, on_existing)
