@@ -74,7 +74,7 @@ def test_vessel_writes_every_output_on_the_input_grid(tmp_path):
     app = create_headless_slicer()
     try:
         segmentation = load_segmentation(out / "vessels.seg.nrrd")
-        assert list(segment_ids_by_name(segmentation)) == ["vessels"]
+        assert list(segment_ids_by_name(segmentation)) == ["Vessels"]
         model = load_model(out / "surface.vtp")
         assert model.GetPolyData().GetNumberOfPoints() > 0
     finally:
@@ -98,7 +98,7 @@ def test_failures_are_one_line_with_non_zero_exit(tmp_path):
     run = segforge("vessel", str(thin), "--out", str(tmp_path / "out"))
     assert run.returncode == 1 and "2D" in run.stderr and not (tmp_path / "out").exists()
     run = segforge("vessel", str(thin), "--out", str(tmp_path / "out"), "--min-radius", "5", "--max-radius", "1")
-    assert run.returncode == 1 and "radius range" in run.stderr
+    assert run.returncode == 1 and "radius range" in run.stderr and not (tmp_path / "out").exists()
 
 
 def test_serve_without_a_token_refuses_to_start():
@@ -204,12 +204,12 @@ def check_outputs_match_the_tree(out, image, tree) -> None:
                                                "branches.csv", "stenoses.csv", "summary.json"}
     summary = json.loads((out / "summary.json").read_text())
 
-    # vessels.seg.nrrd: the image's grid, one segment named "vessels", the lumen that was drawn.
+    # vessels.seg.nrrd: the image's grid, one segment named "Vessels", the lumen that was drawn.
     mask = read_image(out / "vessels.seg.nrrd")
     assert mask.same_grid(image, tol=1e-5)
     header = sitk.ReadImage(str(out / "vessels.seg.nrrd"))
     names = {key: header.GetMetaData(key) for key in header.GetMetaDataKeys() if key.endswith("_Name")}
-    assert names == {"Segment0_Name": "vessels"}
+    assert names == {"Segment0_Name": "Vessels"}
     found, drawn = mask.array > 0, tree.mask.array > 0
     assert 2 * (found & drawn).sum() / (found.sum() + drawn.sum()) > 0.95
     assert summary["mask_voxels"] == int(found.sum())

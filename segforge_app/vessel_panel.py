@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional
 
 from segforge.errors import InputError
+from segforge.forms import DEVICE_TITLES
+from SegVesselLib.form import CUSTOM, PRESET_CHOICES, PRESET_FIELDS, VesselForm, model_choices, preset_fields
+from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+from SegVesselLib.tree_nodes import summary_of
 
 from .jobs import job_progress
-from .module_logics import module_logic
+from .module_logics import app_module_logic
 from .module_panel import ModulePanel
 from .panels import Panel, register_panel
 from .results import (existing_dialog, follow_input_volume, output_select, rows_table, segment_rows, segments_list,
@@ -29,38 +32,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEY = "segvessel"
-#: The preset selector's entries: (value, title); "custom" keeps the fields as they are.
-PRESETS = (("cta", "CT angiography"), ("mra", "MR angiography"), ("dark", "Dark vessels"), ("custom", "Custom"))
-#: State key of each mask field -> (VesselMaskParameters attribute, the desktop panel's default).
-FIELDS = {"min_radius": ("min_radius_mm", 1.0), "max_radius": ("max_radius_mm", 4.0), "scales": ("scales", 3),
-          "threshold": ("threshold", 0.1), "bright": ("bright_vessels", True),
-          "limit_intensity": (None, False), "min_intensity": ("min_intensity", 150.0),
-          "max_intensity": ("max_intensity", 700.0)}
+#: The preset selector's titles, by the form's preset choices.
+PRESET_TITLES = {"cta": "CT angiography", "mra": "MR angiography", "dark": "Dark vessels", "custom": "Custom"}
+#: The form fields the panel's state holds (seed points and the box are markups nodes instead).
+STATE_FIELDS = tuple(name for name in VesselForm.field_names() if name not in ("seeds_lps", "roi_lps"))
 
 
 def _k(name: str) -> str:
     return f"{KEY}_{name}"
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The panel fields a preset sets (as the desktop preset selector fills them)."""
-    from segforge.vessel.pipeline import preset
-
-    mask = preset(name)
-    values: dict[str, Any] = {"min_radius": mask.min_radius_mm, "max_radius": mask.max_radius_mm,
-                              "scales": mask.scales, "threshold": mask.threshold, "bright": mask.bright_vessels,
-                              "limit_intensity": mask.min_intensity is not None and mask.max_intensity is not None}
-    if values["limit_intensity"]:
-        values.update(min_intensity=mask.min_intensity, max_intensity=mask.max_intensity)
-    return values
-
-
-def _number(value: Any, label: str, kind: type = float) -> Any:
-    try:
-        number = kind(float(value))
-    except (TypeError, ValueError):
-        raise InputError(f"{label} is not a number", f"the field holds {value!r}", f"enter a number as {label}")
-    return number
+def form_from_state(state: Any, seeds_lps: tuple = (), roi_lps: Optional[tuple] = None) -> VesselForm:
+    """The panel's form: each field from its state key (text fields give strings), the markups' seeds and box."""
+    return VesselForm.from_values({**{name: state[_k(name)] for name in STATE_FIELDS},
+                                   "seeds_lps": seeds_lps, "roi_lps": roi_lps})
 
 
 class VesselPanel(ModulePanel):
@@ -72,43 +57,39 @@ class VesselPanel(ModulePanel):
     def __init__(self, context: "AppContext") -> None:
         super().__init__(context)
         state = context.state
-        state.setdefault(_k("preset"), "cta")
-        for name, (_attr, default) in FIELDS.items():
-            state.setdefault(_k(name), default)
-        for name, value in preset_values(state[_k("preset")]).items():
-            state[_k(name)] = value
-        defaults = {"segment_name": "Vessels", "centerlines": True, "stenoses": True, "surface": True,
-                    "stenosis_percent": 50.0, "segments": [], "branches": None, "stenosis_rows": None}
-        for name, value in defaults.items():
+        for name, value in VesselForm().values().items():
+            if name in STATE_FIELDS:
+                state.setdefault(_k(name), value)
+        state[_k("models")] = [{"title": title, "value": value} for value, title in model_choices()]
+        for name, value in (("segments", []), ("branches", None), ("stenosis_rows", None)):
             state.setdefault(_k(name), value)
         follow_input_volume(context, _k("volume"))
         self.markups = VesselMarkups(context, self._markups_changed)
         for name, value in (("place", ""), ("place_hint", ""), ("inputs", self.markups.describe())):
             state.setdefault(_k(name), value)
         state.change(_k("preset"))(self.on_preset)
-        state.change(*(_k(name) for name in FIELDS))(self.on_field)
+        state.change(*(_k(name) for name in PRESET_FIELDS))(self.on_field)
 
     # -- presets -----------------------------------------------------------------------------------
 
     def on_preset(self, **_: Any) -> None:
+        """A preset fills the fields (the form says which); Custom leaves them as they are."""
         name = self.state[_k("preset")]
-        if name and name != "custom":
-            for field, value in preset_values(name).items():
+        if name and name != CUSTOM:
+            for field, value in preset_fields(name, self._form_or_none()).items():
                 self.state[_k(field)] = value
 
     def on_field(self, **_: Any) -> None:
-        """A field edited away from the chosen preset makes the choice Custom (as on the desktop)."""
-        name = self.state[_k("preset")]
-        if not name or name == "custom":
-            return
-        for field, value in preset_values(name).items():
-            try:
-                same = abs(float(self.state[_k(field)]) - float(value)) < 1e-6
-            except (TypeError, ValueError):
-                same = False
-            if not same:
-                self.state[_k("preset")] = "custom"
-                return
+        """A field edited away from the chosen preset makes the choice Custom (the form's rule)."""
+        form = self._form_or_none()
+        if form is not None and form.shown_preset() != self.state[_k("preset")]:
+            self.state[_k("preset")] = form.shown_preset()
+
+    def _form_or_none(self) -> Optional[VesselForm]:
+        try:
+            return form_from_state(self.state)
+        except InputError:  # a field being typed that is not a number yet
+            return None
 
     # -- seed points and box ------------------------------------------------------------------------
 
@@ -131,89 +112,29 @@ class VesselPanel(ModulePanel):
     def _set(self, **values: Any) -> None:
         self.context.set_state(**{_k(name): value for name, value in values.items()})
 
-    # -- parameters --------------------------------------------------------------------------------
+    # -- the form ---------------------------------------------------------------------------------
 
-    def _mask_parameters(self) -> Any:
-        """The chosen preset's parameters (Custom: the defaults) with the panel's fields over them."""
-        from segforge.vessel import VesselMaskParameters
-        from segforge.vessel.pipeline import preset
-
-        s = self.state
-        name = s[_k("preset")]
-        base = preset(name) if name and name != "custom" else VesselMaskParameters()
-        threshold = _number(s[_k("threshold")], "the threshold")
-        low = None if base.low_threshold is None else min(base.low_threshold, threshold)
-        limit = bool(s[_k("limit_intensity")])
-        min_radius = _number(s[_k("min_radius")], "the smallest radius")
-        max_radius = _number(s[_k("max_radius")], "the largest radius")
-        if min_radius > max_radius:
-            raise InputError("The smallest radius exceeds the largest", f"{min_radius} mm > {max_radius} mm",
-                             "enter a smallest radius below the largest")
-        low_hu = _number(s[_k("min_intensity")], "the minimum intensity") if limit else None
-        high_hu = _number(s[_k("max_intensity")], "the maximum intensity") if limit else None
-        if limit and low_hu >= high_hu:
-            raise InputError("The intensity window is empty", f"minimum {low_hu} >= maximum {high_hu}",
-                             "enter a minimum intensity below the maximum")
-        module_logic("SegVessel")  # puts SegVesselLib on the path in a checkout
-        from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
-
-        return replace(base, min_radius_mm=min_radius, max_radius_mm=max_radius,
-                       scales=_number(s[_k("scales")], "the number of scales", int),
-                       bright_vessels=bool(s[_k("bright")]), threshold=threshold, low_threshold=low,
-                       min_intensity=low_hu, max_intensity=high_hu,
-                       seeds_lps=seeds_lps_from_markups(self.markups.seeds()),
-                       roi_lps=roi_lps_from_markups(self.markups.roi()))
-
-    def _outputs(self) -> Optional[Any]:
-        """The outputs asked for beyond the mask; None when only the mask is wanted."""
-        from segforge.vessel.pipeline import VesselOutputs
-
-        centerlines = bool(self.state[_k("centerlines")])
-        stenoses = centerlines and bool(self.state[_k("stenoses")])
-        surface = bool(self.state[_k("surface")])
-        if not (centerlines or stenoses or surface):
-            return None
-        return VesselOutputs(centerlines=centerlines, stenoses=stenoses, surface=surface)
-
-    def _segment_name(self) -> str:
-        name = str(self.state[_k("segment_name")] or "").strip()
-        if not name:
-            raise InputError("No segment name", "the segment name field is empty",
-                             "enter a name for the vessel segment")
-        return name
+    def form(self) -> VesselForm:
+        """The panel's form, with the seed points and box placed in the views."""
+        return form_from_state(self.state, seeds_lps_from_markups(self.markups.seeds()),
+                               roi_lps_from_markups(self.markups.roi()))
 
     # -- running -----------------------------------------------------------------------------------
 
     def check(self) -> Optional[str]:
         self.volume()
-        name = self._segment_name()
-        self._mask_parameters()
+        form = self.form()
+        form.job()  # refused here, with what to change, before the question below
         output = self.output()
-        if output is not None and output.GetSegmentation().GetSegmentIdBySegmentName(name):
-            return f'The segmentation "{output.GetName()}" already has a segment "{name}".'
+        if output is not None and output.GetSegmentation().GetSegmentIdBySegmentName(form.segment_name):
+            return f'The segmentation "{output.GetName()}" already has a segment "{form.segment_name}".'
         return None
 
     def start_job(self, on_existing: str) -> Any:
-        from segforge.vessel.pipeline import VesselPipelineParameters
-        from segforge.vessel.stenosis import StenosisParameters
-
-        volume = self.volume()
-        name = self._segment_name()
-        output = self.output()
-        mask = self._mask_parameters()
+        volume, form, output = self.volume(), self.form(), self.output()
         self.markups.stop()  # clicks in the views move them again
         self._markups_changed()
-        outputs = self._outputs()
-        logic = module_logic("SegVessel")
-        if outputs is None:
-            job = logic.start_vessel_mask(volume, segmentation_node=output, parameters=mask, segment_name=name,
-                                          on_existing=on_existing)
-        else:
-            percent = _number(self.state[_k("stenosis_percent")], "the stenosis threshold")
-            parameters = VesselPipelineParameters(mask=mask, stenosis=StenosisParameters(threshold_percent=percent),
-                                                  outputs=outputs)
-            job = logic.start_vessel_tree(volume, parameters, segmentation_node=output, segment_name=name,
-                                          on_existing=on_existing)
+        job = app_module_logic("SegVessel").start(volume, form, segmentation_node=output, on_existing=on_existing)
         logger.info("SegVessel started on %s (%s)", volume.GetName(), on_existing)
         return job
 
@@ -231,21 +152,13 @@ class VesselPanel(ModulePanel):
         self.show(segmentation, segments=segment_rows(segmentation),
                   branches=table_state(getattr(result, "branch_table", None)),
                   stenosis_rows=table_state(getattr(result, "stenosis_table", None)),
-                  summary=summary(result, segmentation))
+                  summary=summary_of(result))
         logger.info("SegVessel result shown in %.2f s", time.perf_counter() - started)
 
 
-def summary(result: Any, segmentation: Any) -> str:
-    """One line: how many branches and stenoses, and where the vessels went."""
-    parts = []
-    if getattr(result, "branch_table", None) is not None:
-        parts.append(f"{result.branch_table.GetNumberOfRows()} branches")
-    if getattr(result, "stenosis_table", None) is not None:
-        parts.append(f"{result.stenosis_table.GetNumberOfRows()} stenoses found")
-    if getattr(result, "surface_model", None) is not None:
-        parts.append("surface model")
-    where = f"the vessels are in {segmentation.GetName()}"
-    return f"Done: {'; '.join(parts)}; {where}." if parts else f"Done: {where}."
+def _testid(name: str) -> str:
+    """A field's data-testid suffix: min_radius_mm -> min-radius (units dropped)."""
+    return name.removesuffix("_mm").replace("_", "-")
 
 
 def build(context: "AppContext") -> None:
@@ -254,22 +167,39 @@ def build(context: "AppContext") -> None:
     panel = VesselPanel(context)
     running = f"job_{KEY} && job_{KEY}.running"
     volume_select(_k("volume"), "segvessel-volume", "Input volume (CTA or MRA)")
-    v3.VSelect(v_model=(_k("preset"),), items=(_k("presets"), [{"title": t, "value": v} for v, t in PRESETS]),
+    v3.VSelect(v_model=(_k("preset"),), items=(_k("presets"), [{"title": PRESET_TITLES[v], "value": v}
+                                                            for v in PRESET_CHOICES]),
                label="Preset", density="compact", hide_details=True, classes="mb-2",
                raw_attrs=['data-testid="segvessel-preset"'])
     with v3.VRow(dense=True):
-        for name, label in (("min_radius", "Min radius (mm)"), ("max_radius", "Max radius (mm)"),
+        for name, label in (("min_radius_mm", "Min radius (mm)"), ("max_radius_mm", "Max radius (mm)"),
                             ("scales", "Scales"), ("threshold", "Threshold")):
             with v3.VCol(cols=6):
                 v3.VTextField(v_model=(_k(name),), label=label, type="number", density="compact",
-                              hide_details=True, raw_attrs=[f'data-testid="segvessel-{name.replace("_", "-")}"'])
-    v3.VCheckbox(v_model=(_k("bright"),), label="Bright vessels (contrast lumen)", density="compact",
-                 hide_details=True)
-    v3.VCheckbox(v_model=(_k("limit_intensity"),), label="Limit intensity", density="compact", hide_details=True)
+                              hide_details=True, raw_attrs=[f'data-testid="segvessel-{_testid(name)}"'])
+    for name, label in (("bright_vessels", "Bright vessels (contrast lumen)"),
+                        ("hysteresis", "Hysteresis (grow into weaker vessel voxels)"),
+                        ("limit_intensity", "Limit intensity")):
+        v3.VCheckbox(v_model=(_k(name),), label=label, density="compact", hide_details=True,
+                     raw_attrs=[f'data-testid="segvessel-{_testid(name)}"'])
     with v3.VRow(dense=True, v_if=(_k("limit_intensity"),)):
         for name, label in (("min_intensity", "Min intensity"), ("max_intensity", "Max intensity")):
             with v3.VCol(cols=6):
-                v3.VTextField(v_model=(_k(name),), label=label, type="number", density="compact", hide_details=True)
+                v3.VTextField(v_model=(_k(name),), label=label, type="number", density="compact", hide_details=True,
+                              raw_attrs=[f'data-testid="segvessel-{_testid(name)}"'])
+    for name, label in (("largest_component", "Largest vessel tree only"),
+                        ("refine_lumen", "Refine the edge to the lumen")):
+        v3.VCheckbox(v_model=(_k(name),), label=label, density="compact", hide_details=True,
+                     raw_attrs=[f'data-testid="segvessel-{_testid(name)}"'])
+    with v3.VRow(dense=True):
+        with v3.VCol(cols=7):
+            v3.VSelect(v_model=(_k("model"),), items=(_k("models"),), label="Model", density="compact",
+                       hide_details=True, raw_attrs=['data-testid="segvessel-model"'])
+        with v3.VCol(cols=5):
+            v3.VSelect(v_model=(_k("device"),), items=(_k("devices"), [{"title": t, "value": v}
+                                                                      for v, t in DEVICE_TITLES.items()]),
+                       label="Device", density="compact", hide_details=True,
+                       raw_attrs=['data-testid="segvessel-device"'])
     html.Div("Seed points and box (optional)", classes="text-caption mt-2")
     with html.Div(classes="d-flex flex-wrap", style="gap: 4px;"):
         for mode, label, icon in (("seeds", "Seed points", "mdi-map-marker-plus"), ("roi", "Box", "mdi-selection")):
@@ -287,13 +217,14 @@ def build(context: "AppContext") -> None:
                   raw_attrs=['data-testid="segvessel-segment-name"'])
     output_select(_k("output"), "segvessel-output")
     html.Div("Outputs", classes="text-caption")
-    v3.VCheckbox(v_model=(_k("centerlines"),), label="Centerlines (curves, tube model, branch table)",
+    v3.VCheckbox(v_model=(_k("create_centerlines"),), label="Centerlines (curves, tube model, branch table)",
                  density="compact", hide_details=True, raw_attrs=['data-testid="segvessel-centerlines"'])
-    v3.VCheckbox(v_model=(_k("stenoses"),), label="Stenoses", density="compact", hide_details=True,
-                 disabled=(f"!{_k('centerlines')}",))
-    v3.VTextField(v_if=(f"{_k('centerlines')} && {_k('stenoses')}",), v_model=(_k("stenosis_percent"),),
+    v3.VCheckbox(v_model=(_k("create_stenoses"),), label="Stenoses", density="compact", hide_details=True,
+                 disabled=(f"!{_k('create_centerlines')}",))
+    v3.VTextField(v_if=(f"{_k('create_centerlines')} && {_k('create_stenoses')}",),
+                  v_model=(_k("stenosis_threshold_percent"),),
                   label="Report stenoses from (% diameter)", type="number", density="compact", hide_details=True)
-    v3.VCheckbox(v_model=(_k("surface"),), label="Surface model", density="compact", hide_details=True)
+    v3.VCheckbox(v_model=(_k("create_surface"),), label="Surface model", density="compact", hide_details=True)
     v3.VBtn("Vessel tree", click=context.shows_errors(panel.run), block=True, color="primary", classes="my-2",
             prepend_icon="mdi-vector-polyline", disabled=(running,), raw_attrs=['data-testid="segvessel-run"'])
     with html.Div(raw_attrs=['data-testid="segvessel-job"']):

@@ -21,6 +21,7 @@ from segforge.vessel.pipeline import VesselPipelineParameters
 from segforge.vessel.tree import from_wire
 from segforge.worker import JobResult, ModuleJob, RemoteJob, WorkerLogic
 
+from .form import VesselForm
 from .tree_nodes import VesselNodes, write_vessel_segment, write_vessel_tree
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,18 @@ class SegVesselLogic(WorkerLogic):
         remote = self.worker.submit(task, {"image": image}, params)
         log.info("%s job %s started for %s", task, remote.id, volume_node.GetName())
         return remote
+
+    def start(self, volume_node: Any, form: VesselForm, segmentation_node: Optional[Any] = None,
+              on_existing: OnExisting = "error") -> ModuleJob:
+        """The job a panel's form asks for (see :meth:`VesselForm.job`): the mask alone, or the tree.
+
+        What the desktop panel, the web panel and scripts that fill a form call; the result
+        is the segmentation node (mask) or :class:`VesselNodes` (tree), see :func:`summary_of`.
+        """
+        task, parameters = form.job()
+        if task == "vessel.mask":
+            return self.start_vessel_mask(volume_node, segmentation_node, parameters, form.segment_name, on_existing)
+        return self.start_vessel_tree(volume_node, parameters, segmentation_node, form.segment_name, on_existing)
 
     def start_vessel_mask(self, volume_node: Any, segmentation_node: Optional[Any] = None,
                           parameters: VesselMaskParameters = VesselMaskParameters(),

@@ -97,3 +97,15 @@ def _write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Op
         nodes.surface_model = model_from_polydata(tree.surface, space="LPS", name=f"{base} vessel surface",
                                                   color=VESSEL_COLOR)
     return nodes
+
+
+def summary_of(result: Any) -> str:
+    """The line a panel shows for a finished job: a :class:`VesselNodes` or a segmentation node."""
+    from .form import summary
+
+    segmentation = getattr(result, "segmentation", result)
+    where = segmentation.GetName() if segmentation is not None else "the segmentation"
+    if not isinstance(result, VesselNodes):
+        return summary(where)
+    rows = (lambda table: None if table is None else table.GetNumberOfRows())
+    return summary(where, rows(result.branch_table), rows(result.stenosis_table), result.surface_model is not None)

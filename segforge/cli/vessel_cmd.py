@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import InputError
 from ..image_io import read_volume
 from .output_folder import require_output_folder
 from .progress_bar import progress_bar
 
+if TYPE_CHECKING:
+    from SegVesselLib.form import VesselForm
+
 EPILOG = """\
-writes into --out: vessels.seg.nrrd (segment 'vessels', the image's grid), centerlines.vtp
-(a polyline per branch, point array Radius in mm, cell array BranchId), surface.vtp (both
-LPS, tagged for Slicer), branches.csv, stenoses.csv and summary.json.
+writes into --out: vessels.seg.nrrd (one segment, 'Vessels' or --segment-name, on the image's
+grid), centerlines.vtp (a polyline per branch, point array Radius in mm, cell array BranchId),
+surface.vtp (both LPS, tagged for Slicer), branches.csv, stenoses.csv and summary.json.
 
 examples:
   segforge vessel cta.nii.gz --out results/ --preset cta
@@ -44,58 +46,88 @@ def lps_box(text: str) -> tuple[float, ...]:
     return values
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..vessel.pipeline import PRESETS
+def intensity_window(text: str) -> tuple[float, float]:
+    """argparse type: ``min,max`` intensities (HU on CT)."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not min,max (two numbers)") from None
+    return (low, high)
 
+
+#: Form field <- option dest, for the options that give a field as it is (None: not given).
+FIELD_OPTIONS = {"min_radius_mm": "min_radius", "max_radius_mm": "max_radius", "scales": "scales",
+                 "threshold": "threshold", "bright_vessels": "bright_vessels", "hysteresis": "hysteresis",
+                 "largest_component": "largest_component", "refine_lumen": "refine_lumen", "model": "model",
+                 "device": "device", "segment_name": "segment_name", "stenosis_threshold_percent": "stenosis_threshold"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from SegVesselLib.form import PRESET_CHOICES, VesselForm
+
+    defaults = VesselForm()
     parser = subparsers.add_parser("vessel", help="vessel tree of a CTA / MRA: mask, centerlines, radius, "
                                                   "stenoses, surface",
-                                   description="Segment the vessels of IMAGE and measure them.", epilog=EPILOG,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description="Segment the vessels of IMAGE and measure them. A preset fills "
+                                               "the fields; each option given replaces its field.",
+                                   epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
     parser.add_argument("--out", required=True, type=Path, help="folder for the results (created)")
-    parser.add_argument("--preset", choices=PRESETS, default="cta",
+    parser.add_argument("--preset", choices=[c for c in PRESET_CHOICES if c != "custom"], default=defaults.preset,
                         help="cta (contrast CT), mra (bright-lumen MR angiography) or dark (dark vessels)")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda or cuda:N")
-    parser.add_argument("--model", default="auto", metavar="ID|auto|vesselness-frangi",
+    parser.add_argument("--device", default=None, help="auto (GPU when present), cpu, cuda or cuda:N")
+    parser.add_argument("--model", default=None, metavar="ID|auto|vesselness-frangi",
                         help="what makes the mask: auto (an installed deep vessel model, else the builtin "
                              "filter), vesselness-frangi (the builtin filter) or a vessel model's catalog id "
                              "(install it with 'segforge models download ID')")
     parser.add_argument("--threshold", type=float, default=None, help="relative vesselness threshold, 0..1")
+    parser.add_argument("--hysteresis", action=argparse.BooleanOptionalAction, default=None,
+                        help="grow the mask into voxels above half the threshold that touch it")
     parser.add_argument("--min-radius", type=float, default=None, help="smallest vessel radius, mm")
     parser.add_argument("--max-radius", type=float, default=None, help="largest vessel radius, mm")
+    parser.add_argument("--scales", type=int, default=None, help="number of radii between the two, 1..20")
+    parser.add_argument("--bright-vessels", action=argparse.BooleanOptionalAction, default=None,
+                        help="vessels brighter than their surroundings (--no-bright-vessels: darker)")
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument("--intensity-window", type=intensity_window, default=None, metavar="MIN,MAX",
+                        help="voxels outside these intensities are never vessel (e.g. 150,700 HU on CTA)")
+    window.add_argument("--no-intensity-window", action="store_true", help="no intensity limit")
+    parser.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep only the largest connected vessel tree (ignored with seeds)")
+    parser.add_argument("--refine-lumen", action=argparse.BooleanOptionalAction, default=None,
+                        help="move the mask's edge onto the lumen edge of the intensities")
     parser.add_argument("--seed", type=lps_point, action="append", default=[], metavar="X,Y,Z",
                         help="keep the vessels touching this LPS point (mm); repeat for more")
     parser.add_argument("--roi", type=lps_box, default=None, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
                         help="work only inside this LPS box (mm)")
-    parser.add_argument("--stenosis-threshold", type=float, default=50.0,
-                        help="report narrowings of at least this %% diameter stenosis")
+    parser.add_argument("--segment-name", default=None, help=f"the vessel segment's name (default "
+                                                             f"{defaults.segment_name})")
+    parser.add_argument("--stenosis-threshold", type=float, default=None,
+                        help=f"report narrowings of at least this %% diameter stenosis (default "
+                             f"{defaults.stenosis_threshold_percent:g})")
     parser.add_argument("--no-centerlines", action="store_true", help="mask (and surface) only")
     parser.add_argument("--no-stenoses", action="store_true", help="skip the stenosis analysis")
     parser.add_argument("--no-surface", action="store_true", help="skip the surface mesh")
     parser.set_defaults(func=run)
 
 
-def pipeline_parameters(args: argparse.Namespace) -> "VesselPipelineParameters":  # noqa: F821
-    """The pipeline parameters the options ask for (checked before any volume is read)."""
-    from ..vessel.pipeline import VesselOutputs, VesselPipelineParameters, preset
-    from ..vessel.stenosis import StenosisParameters
+def vessel_form(args: argparse.Namespace) -> VesselForm:
+    """The SegVessel form the options fill: the preset's fields, then each option given."""
+    from SegVesselLib.form import VesselForm
 
-    overrides = {name: value for name, value in (("threshold", args.threshold), ("min_radius_mm", args.min_radius),
-                                                 ("max_radius_mm", args.max_radius)) if value is not None}
+    values = {field: getattr(args, dest) for field, dest in FIELD_OPTIONS.items() if getattr(args, dest) is not None}
+    if args.intensity_window is not None:
+        values.update(limit_intensity=True, min_intensity=args.intensity_window[0],
+                      max_intensity=args.intensity_window[1])
+    elif args.no_intensity_window:
+        values["limit_intensity"] = False
     if args.seed:
-        overrides["seeds_lps"] = tuple(args.seed)
+        values["seeds_lps"] = tuple(args.seed)
     if args.roi is not None:
-        overrides["roi_lps"] = args.roi
-    if "threshold" in overrides:
-        overrides["low_threshold"] = overrides["threshold"] / 2
-    mask = dataclasses.replace(preset(args.preset), device=args.device, model=args.model, **overrides)
-    if not 0 < args.stenosis_threshold < 100:
-        raise InputError("The stenosis threshold is invalid", f"it is {args.stenosis_threshold} %",
-                         "give a percentage between 0 and 100")
-    outputs = VesselOutputs(centerlines=not args.no_centerlines, stenoses=not (args.no_stenoses or args.no_centerlines),
-                            surface=not args.no_surface)
-    return VesselPipelineParameters(mask=mask, stenosis=StenosisParameters(threshold_percent=args.stenosis_threshold),
-                                    outputs=outputs)
+        values["roi_lps"] = args.roi
+    values.update(create_centerlines=not args.no_centerlines, create_stenoses=not args.no_stenoses,
+                  create_surface=not args.no_surface)
+    return VesselForm.from_values(values, VesselForm().with_preset(args.preset))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
     from ..vessel.pipeline import run_vessel_pipeline
     from ..vessel.tree import tree_from_result
 
-    parameters = pipeline_parameters(args)
+    form = vessel_form(args)
+    form.job()  # the options are checked before any volume is read
+    parameters = form.pipeline_parameters()
     resolve_vessel_model(parameters.mask.model)  # a model that is not installed: say so before the work
     require_output_folder(args.out)
     started = time.perf_counter()
@@ -112,11 +146,12 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar("vessels") as report:
         result = run_vessel_pipeline(image, parameters, report)
     tree = tree_from_result(result)
-    files = write_vessel_outputs(tree, args.out, {"input": str(args.image), "preset": args.preset,
-                                                  "total_seconds": time.perf_counter() - started})
+    files = write_vessel_outputs(tree, args.out, {"input": str(args.image), "preset": form.shown_preset(),
+                                                  "total_seconds": time.perf_counter() - started},
+                                 segment_name=form.segment_name)
     summary = tree.summary
     print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {summary['branches']} branches, "
-          f"{summary['stenoses']} stenoses >= {args.stenosis_threshold:g} %")
+          f"{summary['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %")
     for kind, path in files.items():
         print(f"wrote {kind}: {path}")
     return 0

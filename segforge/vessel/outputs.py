@@ -6,6 +6,7 @@ tagged the way Slicer saves models, ``branches.csv``, ``stenoses.csv`` and ``sum
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -28,12 +29,13 @@ FINDING_COLUMNS = ("branch", "stenosis_percent", "minimal_diameter_mm", "referen
                    "length_mm", "x_lps", "y_lps", "z_lps")
 
 
-def write_vessel_outputs(tree: VesselTree, folder: str | os.PathLike,
-                         extra_summary: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_vessel_outputs(tree: VesselTree, folder: str | os.PathLike, extra_summary: dict[str, Any] | None = None,
+                         segment_name: str = VESSEL_SEGMENT.name) -> dict[str, Path]:
     """Write every result the tree holds into ``folder``; returns the files by kind."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"segmentation": write_seg_nrrd(tree.mask, [VESSEL_SEGMENT], folder / "vessels.seg.nrrd")}
+    segment = dataclasses.replace(VESSEL_SEGMENT, name=segment_name)
+    files = {"segmentation": write_seg_nrrd(tree.mask, [segment], folder / "vessels.seg.nrrd")}
     if tree.summary.get("branches") is not None:
         files["centerlines"] = write_polydata(centerline_polydata(tree.branches), folder / "centerlines.vtp")
         files["branches"] = write_csv(folder / "branches.csv", BRANCH_COLUMNS, tree.branch_rows)

@@ -1,0 +1,1 @@
+"""SegVessel's self-test (Qt: it runs inside Slicer), kept out of the module file."""
