@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Optional
 
-from segforge.errors import InputError
+from segforge.forms import DEVICE_TITLES
+from SegOrganLib.form import OrganForm, summary
 
 from .jobs import job_progress
 from .module_logics import app_module_logic
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEY = "segorgan"
-DEFAULT_MODEL = "ct-tissues"
+FORM = OrganForm()
 
 
 def _k(name: str) -> str:
@@ -43,9 +44,9 @@ class OrganPanel(ModulePanel):
         state = context.state
         self.models = {model.id: model for model in app_module_logic("SegOrgan").models()}
         state[_k("models")] = [{"title": model.title, "value": model.id} for model in self.models.values()]
-        defaults = {"model": DEFAULT_MODEL if DEFAULT_MODEL in self.models else next(iter(self.models), None),
-                    "statistics": True, "surfaces": True, "fast": False, "segments": [], "statistics_rows": None,
-                    "warnings": []}
+        defaults = {"model": FORM.model if FORM.model in self.models else next(iter(self.models), None),
+                    "statistics": FORM.create_statistics, "surfaces": FORM.create_surfaces, "fast": FORM.fast,
+                    "device": FORM.device, "segments": [], "statistics_rows": None, "warnings": []}
         for name, value in defaults.items():
             state.setdefault(_k(name), value)
         self.on_model()
@@ -63,41 +64,23 @@ class OrganPanel(ModulePanel):
         self.state[_k("structures")] = structures
         self.state[_k("model_warning")] = (model.warning or "") if model is not None else ""
         self.state[_k("has_fast")] = bool(model is not None and model.has_fast)
+        self.state[_k("fast")] = bool(self.state[_k("fast")] and self.state[_k("has_fast")])
 
-    def _parameters(self) -> Any:
-        """The OrganParameters of the panel (every structure chosen is sent as "all", as on the desktop)."""
-        from segforge.organ.parameters import OrganParameters
-
-        model = self._model()
-        if model is None:
-            raise InputError("No model chosen", "the model field is empty", "choose an organ model")
-        chosen = [name for name in model.structures if name in set(self.state[_k("structures")] or ())]
-        if not chosen:
-            raise InputError("No structure chosen", f"none of the {len(model.structures)} structures of "
-                             f"{model.id} is chosen", "choose at least one structure")
-        return OrganParameters(model=model.id,
-                               structures=() if len(chosen) == len(model.structures) else tuple(chosen),
-                               fast=bool(self.state[_k("fast")] and model.has_fast))
+    def form(self) -> Any:
+        """The panel's OrganForm (every structure of the model chosen means all of them)."""
+        return form_from_state(self.state, self._model())
 
     # -- running -----------------------------------------------------------------------------------
 
     def check(self) -> Optional[str]:
         self.volume()
-        output = self.output()
-        clashes = app_module_logic("SegOrgan").existing_structures(output, self._parameters())
-        if not clashes:
-            return None
-        shown = ", ".join(f'"{name}"' for name in clashes[:8])
-        if len(clashes) > 8:
-            shown += f" and {len(clashes) - 8} more"
-        return f'The segmentation "{output.GetName()}" already has segments named {shown}.'
+        return app_module_logic("SegOrgan").clash_question(self.output(), self.form())
 
     def start_job(self, on_existing: str) -> Any:
-        volume, parameters = self.volume(), self._parameters()
-        job = app_module_logic("SegOrgan").start_organ_segmentation(
-            volume, parameters, segmentation_node=self.output(), on_existing=on_existing,
-            statistics=bool(self.state[_k("statistics")]), surfaces=bool(self.state[_k("surfaces")]))
-        logger.info("SegOrgan started on %s with %s (%s)", volume.GetName(), parameters.model, on_existing)
+        volume, form = self.volume(), self.form()
+        job = app_module_logic("SegOrgan").start(volume, form, segmentation_node=self.output(),
+                                                 on_existing=on_existing)
+        logger.info("SegOrgan started on %s with %s (%s)", volume.GetName(), form.model, on_existing)
         return job
 
     def done(self, nodes: Any) -> None:
@@ -108,20 +91,14 @@ class OrganPanel(ModulePanel):
                   warnings=list(nodes.warnings))
 
 
-def summary(nodes: Any) -> str:
-    """Which structures went where, what the image does not hold, and the statistics table."""
-    segmentation = nodes.segmentation.GetSegmentation()
-    names = [segmentation.GetSegment(i).GetName() if segmentation.GetSegment(i) is not None else i
-             for i in nodes.segment_ids]
-    where = nodes.segmentation.GetName()
-    text = (f"Done: {len(names)} structures in {where}: {', '.join(names)}." if names
-            else f"Done, but no structure was written into {where}.")
-    absent = (nodes.summary or {}).get("absent") or []
-    if absent:
-        text += f" Not found in this image: {', '.join(absent)}."
-    if nodes.statistics_table is not None:
-        text += f' Statistics: table "{nodes.statistics_table.GetName()}".'
-    return text
+def form_from_state(state: Any, model: Optional[Any]) -> Any:
+    """The OrganForm of the panel's state; ``model``: the chosen OrganModelChoice (None if unknown)."""
+    chosen = tuple(state[_k("structures")] or ())
+    every = model is not None and set(model.structures) <= set(chosen)
+    return OrganForm.from_values({"model": state[_k("model")] or "", "structures": None if every else chosen,
+                                  "fast": state[_k("fast")], "device": state[_k("device")],
+                                  "create_statistics": state[_k("statistics")],
+                                  "create_surfaces": state[_k("surfaces")]})
 
 
 def build(context: "AppContext") -> None:
@@ -145,6 +122,9 @@ def build(context: "AppContext") -> None:
                       classes="text-caption")
     v3.VCheckbox(v_if=(_k("has_fast"),), v_model=(_k("fast"),), label="Fast (low-resolution variant)",
                  density="compact", hide_details=True)
+    v3.VSelect(v_model=(_k("device"),), items=([{"title": t, "value": v} for v, t in DEVICE_TITLES.items()],),
+               label="Device", density="compact", hide_details=True, classes="mb-1",
+               raw_attrs=['data-testid="segorgan-device"'])
     v3.VCheckbox(v_model=(_k("statistics"),), label="Statistics table", density="compact", hide_details=True)
     v3.VCheckbox(v_model=(_k("surfaces"),), label="3D surfaces", density="compact", hide_details=True,
                  raw_attrs=['data-testid="segorgan-surfaces"'])

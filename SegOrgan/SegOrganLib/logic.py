@@ -5,7 +5,6 @@ at once with a job the GUI polls; ``segment_organs`` is the blocking call for th
 
     from SegOrganLib import SegOrganLogic
     from segforge.organ.parameters import OrganParameters
-from segforge.organ.pipeline import check_request
     nodes = SegOrganLogic().segment_organs(volumeNode, OrganParameters(structures=("lungs", "bones")))
     print(nodes.segment_ids, nodes.statistics_table.GetNumberOfRows())
 """
@@ -24,6 +23,7 @@ from segforge.organ.pipeline import check_request
 from segforge.progress import ProgressCallback
 from segforge.worker import JobResult, ModuleJob, WorkerLogic
 
+from .form import OrganForm, clash_question
 from .organ_nodes import OrganNodes, write_organ_nodes
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,20 @@ class SegOrganLogic(WorkerLogic):
             return []
         existing = segment_ids_by_name(segmentation_node)
         return [name for name in check_request(parameters).wanted.values() if name in existing]
+
+    def start(self, volume_node: Any, form: OrganForm, segmentation_node: Optional[Any] = None,
+              on_existing: OnExisting = "error") -> ModuleJob[OrganNodes]:
+        """Start the job a panel's form asks for (see :meth:`start_organ_segmentation`)."""
+        return self.start_organ_segmentation(volume_node, form.parameters(self.models()), segmentation_node,
+                                             on_existing, statistics=form.create_statistics,
+                                             surfaces=form.create_surfaces)
+
+    def clash_question(self, segmentation_node: Optional[Any], form: OrganForm) -> Optional[str]:
+        """What to ask before a form's job writes names ``segmentation_node`` already has; None: no clash."""
+        if segmentation_node is None:
+            return None
+        return clash_question(segmentation_node.GetName(),
+                              self.existing_structures(segmentation_node, form.parameters(self.models())))
 
     def start_organ_segmentation(self, volume_node: Any, parameters: OrganParameters = OrganParameters(),
                                  segmentation_node: Optional[Any] = None, on_existing: OnExisting = "error",

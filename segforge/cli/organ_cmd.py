@@ -5,7 +5,6 @@ import argparse
 import time
 from pathlib import Path
 
-from ..errors import InputError
 from ..image_io import read_volume
 from .output_folder import require_output_folder
 from .progress_bar import progress_bar
@@ -24,47 +23,57 @@ examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..organ.models import DEFAULT_MODEL
+    from SegOrganLib.form import OrganForm
 
     parser = subparsers.add_parser("organ", help="many labelled structures of a CT / MR, with statistics",
                                    description="Segment the organs or tissues of IMAGE.", epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
     parser.add_argument("--out", required=True, type=Path, help="folder for the results (created)")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"an organ model's catalog id (default {DEFAULT_MODEL}, which needs no weights; "
+    parser.add_argument("--model", default=OrganForm.model,
+                        help=f"an organ model's catalog id (default {OrganForm.model}, which needs no weights; "
                              "`segforge models list` shows the others)")
-    parser.add_argument("--structures", default="", metavar="A,B,C",
+    parser.add_argument("--structures", default=None, metavar="A,B,C",
                         help="only these structures, comma-separated, as the model names them (default: all)")
     parser.add_argument("--fast", action="store_true", help="the model's fast, low-resolution variant")
     parser.add_argument("--device", default="auto", help="auto (a GPU with enough memory, else CPU), cpu, cuda "
                                                         "or cuda:N")
+    parser.add_argument("--no-statistics", dest="statistics", action="store_false",
+                        help="do not measure the structures (no statistics.csv)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..organ.models import organ_models
     from ..organ.outputs import write_organ_outputs
-    from ..organ.parameters import OrganParameters
     from ..organ.pipeline import check_request, segment_organs
     from ..organ.statistics import structure_statistics
 
-    try:
-        parameters = OrganParameters(args.model, tuple(args.structures.split(",")), args.fast, args.device)
-    except ValueError as error:
-        raise InputError("The options are invalid", str(error), "see `segforge organ --help`") from error
+    form = organ_form(args)
+    parameters = form.parameters(organ_models())
     check_request(parameters)  # an unknown model or structure, or missing weights: said before any work
     require_output_folder(args.out)
     started = time.perf_counter()
     image = read_volume(args.image)
     with progress_bar("organs") as report:
         result = segment_organs(image, parameters, report)
-    statistics = structure_statistics(image, result.labels.array, result.names)
+    statistics = structure_statistics(image, result.labels.array, result.names) if form.create_statistics else None
     files = write_organ_outputs(result, statistics, args.out,
                                 {"input": str(args.image), "total_seconds": time.perf_counter() - started})
     for warning in result.warnings:
         print(f"warning: {warning}")
-    found = sum(1 for s in statistics if s.voxels)
-    print(f"{found} of {len(statistics)} structures found (model {result.model}, {result.device})")
+    if statistics:
+        found = sum(1 for s in statistics if s.voxels)
+        print(f"{found} of {len(statistics)} structures found (model {result.model}, {result.device})")
     for kind, path in files.items():
         print(f"wrote {kind}: {path}")
     return 0
+
+
+def organ_form(args: argparse.Namespace):
+    """The SegOrgan form of the options (no --structures: every structure of the model)."""
+    from SegOrganLib.form import OrganForm, split_names
+
+    return OrganForm(model=args.model, structures=None if args.structures is None else tuple(
+        split_names(args.structures)), fast=args.fast, device=args.device, create_statistics=args.statistics,
+        create_surfaces=False)

@@ -27,13 +27,16 @@ def organ_segments(names: Mapping[int, str]) -> list[SegmentInfo]:
     return segments
 
 
-def write_organ_outputs(result: OrganResult, statistics: Sequence[StructureStatistics], folder: str | os.PathLike,
-                        extra_summary: Optional[dict[str, Any]] = None) -> dict[str, Path]:
-    """Write the segmentation, the statistics and the summary into ``folder``; the files by kind."""
+def write_organ_outputs(result: OrganResult, statistics: Optional[Sequence[StructureStatistics]],
+                        folder: str | os.PathLike, extra_summary: Optional[dict[str, Any]] = None) -> dict[str, Path]:
+    """Write the segmentation, the statistics (none asked: no statistics.csv) and the summary
+    into ``folder``; the files by kind."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"segmentation": write_seg_nrrd(result.labels, organ_segments(result.names), folder / "organs.seg.nrrd"),
-             "statistics": write_csv(folder / "statistics.csv", COLUMNS, [s.row() for s in statistics])}
+    files = {"segmentation": write_seg_nrrd(result.labels, organ_segments(result.names), folder / "organs.seg.nrrd")}
+    if statistics is not None:
+        files["statistics"] = write_csv(folder / "statistics.csv", COLUMNS, [s.row() for s in statistics])
+    statistics = statistics or []
     summary = {"model": result.model, "device": result.device, "warnings": list(result.warnings),
                "structures": [s.structure for s in statistics] or list(result.names.values()),
                "empty_structures": [s.structure for s in statistics if s.voxels == 0],

@@ -1,0 +1,1 @@
+"""SegOrgan's self-test (Qt: it runs inside Slicer), kept out of the module file."""
