@@ -18,18 +18,16 @@ from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
 from segforge.errors import Cancelled, SegForgeError
 from SegForgeWidgets import JobRunner
+from SegForgeWidgets.panel_helpers import labelDeviceItems, parameterNodeOf
 from SegInteractiveLib import SegInteractiveLogic
+from SegInteractiveLib.form import DISCARDED, NEW_SEGMENT, form_from_parameter_node, kept_line, status_line
 from SegInteractiveLib.prompt_markers import PromptMarkers
+from SegInteractiveTesting.self_test import SegInteractiveTest  # noqa: F401 - Reload and Test runs it from here
 
 #: How often the widget asks the running interaction for progress, in milliseconds.
 POLL_INTERVAL_MS = 100
@@ -42,8 +40,6 @@ DEVICE_VALUES = ("auto", "cpu", "cuda")
 #: Testing/test_packaging.py reads this tuple.
 PARAMETERS_SYNCED_BY_HAND = ("targetSegmentId", "backend")
 
-#: The target selector's item for "create a new segment" (its data; segment IDs are never empty).
-NEW_SEGMENT = ""
 
 
 #
@@ -113,13 +109,6 @@ class SegInteractiveParameterNode:
     backend: str = "random-walker"
     device: Annotated[str, Choice(list(DEVICE_VALUES))] = "auto"
     protectOtherSegments: bool = True
-
-
-def getParameterNode() -> SegInteractiveParameterNode:
-    """The scene's SegInteractive parameter node (the Qt-free Logic cannot provide it)."""
-    finder = ScriptedLoadableModuleLogic()
-    finder.moduleName = "SegInteractive"
-    return SegInteractiveParameterNode(finder.getParameterNode())
 
 
 def errorText(what: str, error: Exception) -> str:
@@ -237,7 +226,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- parameter node ----------------------------------------------------------------------
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(getParameterNode())
+        self.setParameterNode(parameterNodeOf("SegInteractive", SegInteractiveParameterNode))
         if not self._parameterNode.inputVolume:
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolumeNode:
@@ -250,7 +239,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self._labelDeviceItems()
+            labelDeviceItems(self.ui.deviceComboBox, DEVICE_VALUES)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._onParameterNodeModified()
 
@@ -259,12 +248,6 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._observeSegmentation(p.outputSegmentation if p else None)
         self._updateGuiFromParameterNode()
         self._updateButtons()
-
-    def _labelDeviceItems(self) -> None:
-        labels = {"auto": _("Automatic"), "cpu": _("CPU"), "cuda": _("GPU (CUDA)")}
-        for index, value in enumerate(DEVICE_VALUES):
-            if index < self.ui.deviceComboBox.count:
-                self.ui.deviceComboBox.setItemText(index, labels[value])
 
     def _observeSegmentation(self, segmentationNode) -> None:
         """Keep the segment list current while segments are added, renamed or removed."""
@@ -326,9 +309,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         try:
             with slicer.util.WaitCursor():  # the volume goes to the worker now, once
-                session = self.logic.start_session(
-                    p.inputVolume, p.outputSegmentation, p.targetSegmentId, backend=p.backend, device=p.device,
-                    protect_other_segments=bool(p.protectOtherSegments), segment_name=p.newSegmentName)
+                session = self.logic.start(p.inputVolume, form_from_parameter_node(p), p.outputSegmentation)
         except Exception as error:
             if not isinstance(error, SegForgeError):
                 logging.error("SegInteractive: %s", traceback.format_exc())
@@ -367,8 +348,8 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._markers = None
         if self._parameterNode and session.target.created:  # the next session starts the next lesion
             self._parameterNode.targetSegmentId = NEW_SEGMENT
-        self._showStatus(_("Kept segment \"{name}\".").format(name=name) if keep
-                         else _("Discarded: the segment is as it was before the session."))
+        self._showStatus(kept_line(name, session.segmentation_node.GetName(), *self.logic.segment_size(session))
+                         if keep else DISCARDED)
         self._updateGuiFromParameterNode()
         self._updateButtons()
 
@@ -563,11 +544,8 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         session = self._session()
         if session is None:
             return prefix
-        text = _("{prefix} Editing \"{segment}\" ({count} prompts).").format(
-            prefix=prefix, segment=session.target.name, count=len(session.history)).strip()
-        if session.warning:
-            text += "\n" + _("Warning: {warning}").format(warning=session.warning)
-        return text
+        return status_line(prefix.rstrip("."), session.target.name, len(session.history),
+                           *self.logic.segment_size(session), warning=session.warning)
 
     def _showStatus(self, text: str) -> None:
         self.ui.statusLabel.text = text
@@ -607,112 +585,3 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onInteractionModeChanged(self, caller=None, event=None) -> None:
         self._updateButtons()
-
-
-#
-# SegInteractiveTest
-#
-
-
-class SegInteractiveTest(ScriptedLoadableModuleTest):
-    """Self-test on a synthetic bright ball: the Logic, and the panel driven like a user."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_SegInteractive_logic()
-        self.setUp()
-        self.test_SegInteractive_panel()
-
-    def _ballVolume(self):
-        """A bright ball (200) in noise on an oblique, anisotropic grid, its mask, and its centre (RAS)."""
-        import numpy as np
-
-        shape = (32, 40, 40)
-        centre = np.array([16, 20, 20])
-        kji = np.indices(shape).transpose(1, 2, 3, 0)
-        spacing_kji = np.array([2.0, 1.1, 0.8])
-        ball = np.sum(((kji - centre) * spacing_kji) ** 2, axis=-1) < 7.0 ** 2
-        voxels = (np.random.default_rng(3).normal(0, 20, shape) + 200 * ball).astype(np.int16)
-        volumeNode = slicer.util.addVolumeFromArray(voxels, name="SegInteractive ball")
-        volumeNode.SetSpacing(0.8, 1.1, 2.0)
-        directions = vtk.vtkMatrix4x4()
-        transform = vtk.vtkTransform()
-        transform.RotateWXYZ(30, 1, 1, 0)
-        transform.GetMatrix(directions)
-        volumeNode.SetIJKToRASDirectionMatrix(directions)
-        ijkToRas = vtk.vtkMatrix4x4()
-        volumeNode.GetIJKToRASMatrix(ijkToRas)
-        centreRas = ijkToRas.MultiplyPoint([centre[2], centre[1], centre[0], 1.0])[:3]
-        return volumeNode, ball, centreRas
-
-    def test_SegInteractive_logic(self):
-        """Clicks, undo, redo and accept on a new segment; the user's other segment keeps every voxel."""
-        import numpy as np
-
-        self.delayDisplay("An interactive session through the Logic")
-        volumeNode, ball, centreRas = self._ballVolume()
-        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        segmentationNode.CreateDefaultDisplayNodes()
-        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-        mine = np.zeros(ball.shape, np.uint8)
-        mine[16:, :, :] = 1  # half of the ball
-        mineId = segmentationNode.GetSegmentation().AddEmptySegment("Mine", "Mine")
-        slicer.util.updateSegmentBinaryLabelmapFromArray(mine, segmentationNode, mineId, volumeNode)
-
-        logic = SegInteractiveLogic()
-        session = logic.start_session(volumeNode, segmentationNode)
-        session.add_point(centreRas)
-        lesion = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, session.segment_id, volumeNode) > 0
-        self.assertGreater(int((lesion & ball).sum()), 0.8 * int((ball & (mine == 0)).sum()), "the ball is missed")
-        self.assertFalse((lesion & (mine > 0)).any(), "the lesion took voxels of the user's segment")
-        first = lesion.copy()
-        session.add_point([centreRas[0], centreRas[1], centreRas[2] - 5.0], positive=False)
-        session.undo()
-        np.testing.assert_array_equal(
-            slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, session.segment_id, volumeNode) > 0, first)
-        session.redo()
-        session.accept()
-        np.testing.assert_array_equal(
-            slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, mineId, volumeNode), mine)
-        self.delayDisplay("Test passed")
-
-    def test_SegInteractive_panel(self):
-        """Start, a click placed in the positive point list, undo, and Discard through the panel."""
-        import time
-
-        self.delayDisplay("The SegInteractive panel")
-        volumeNode, ball, centreRas = self._ballVolume()
-        slicer.util.selectModule("SegInteractive")
-        widget = slicer.modules.seginteractive.widgetRepresentation().self()
-        widget.initializeParameterNode()
-        p = widget._parameterNode
-        p.inputVolume = volumeNode
-        p.outputSegmentation = None
-        p.targetSegmentId = NEW_SEGMENT
-        self.assertTrue(widget.ui.applyButton.enabled, widget.ui.applyButton.toolTip)
-        widget.onStartSession()
-        session = widget.logic.session
-        self.assertIsNotNone(session, widget.ui.statusLabel.text)
-        self.assertFalse(widget.ui.outputSegmentationSelector.enabled, "the target can be switched mid-session")
-
-        widget._markers.positive.AddControlPointWorld(vtk.vtkVector3d(*centreRas))  # as a click in a view would
-        deadline = time.monotonic() + 60.0
-        while widget._jobs.running or not session.history:
-            self.assertLess(time.monotonic(), deadline, "the click was not segmented within 60 s")
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        self.assertTrue(widget.ui.statusLabel.text.startswith("Done"), widget.ui.statusLabel.text)
-        lesion = slicer.util.arrayFromSegmentBinaryLabelmap(session.segmentation_node, session.segment_id, volumeNode)
-        self.assertGreater(int(lesion.sum()), 0)
-        widget.onUndo()
-        self.assertFalse(session.can_undo)
-        self.assertFalse(widget._markers.positive.GetNthControlPointVisibility(0))
-        segmentationNode = session.segmentation_node
-        widget.onDiscard()
-        self.assertIsNone(widget.logic.session)
-        self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 0, "Discard kept the new segment")
-        self.delayDisplay("Test passed")
-

@@ -18,6 +18,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from segforge.errors import InputError
+from segforge.forms import DEVICE_TITLES
+from SegInteractiveLib.form import DISCARDED, InteractiveForm, kept_line, status_line
 
 from .context import NODES_KEY
 from .interactive_clicks import ClickPlacement, box_from_corners, corner_list, point_ras, set_roi
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEY = "seginteractive"
-VOLUME, NAME, BACKEND, BACKENDS = "si_volume", "si_segment_name", "si_backend", "si_backends"
+FORM = InteractiveForm()
+VOLUME, NAME, BACKEND, BACKENDS, DEVICE = "si_volume", "si_segment_name", "si_backend", "si_backends", "si_device"
 OPEN, BUSY, MODE, STATUS, WARNING, KEPT = "si_open", "si_busy", "si_mode", "si_status", "si_warning", "si_kept"
 CAN_UNDO, CAN_REDO = "si_can_undo", "si_can_redo"
 
@@ -96,7 +99,8 @@ class InteractivePanel:
         state = context.state
         backends = self.logic.backends()
         follow_input_volume(context, VOLUME)
-        for key, value in ((NAME, "lesion"), (BACKENDS, backends), (BACKEND, backends[0]),
+        for key, value in ((NAME, FORM.new_segment_name), (BACKENDS, backends), (BACKEND, FORM.backend),
+                           (DEVICE, FORM.device),
                            (OPEN, False), (BUSY, False), (MODE, ""), (STATUS, "No session."), (WARNING, ""),
                            (KEPT, []), (CAN_UNDO, False), (CAN_REDO, False)):
             state.setdefault(key, value)
@@ -128,8 +132,7 @@ class InteractivePanel:
         try:
             await asyncio.to_thread(self.logic.worker.hello)  # spawning the worker must not freeze the page
             started = time.perf_counter()
-            opening = self.logic.prepare_session(volume, None, "", backend=self.state[BACKEND],
-                                                 segment_name=str(self.state[NAME] or "lesion"))
+            opening = self.logic.prepare(volume, form_from_state(self.state))
             try:  # the volume goes to the worker off the page's loop: the page keeps answering
                 engine = await asyncio.to_thread(opening.open_engine)
             except BaseException:
@@ -157,19 +160,18 @@ class InteractivePanel:
         name, node = session.target.name, session.segmentation_node
         self._end()
         session.accept()
-        voxels, millilitres = self._measure(node, session.segment_id, session.volume_node)
+        voxels, millilitres = self.logic.segment_size(session)
         kept = list(self.state[KEPT]) + [{"segmentation": node.GetName(), "segment": name, "voxels": voxels,
                                           "ml": round(millilitres, 2)}]
         self.context.refresh_nodes()  # first: the status then names nodes the page already lists
-        self._set(**{KEPT: kept, STATUS: f"Kept segment '{name}' of '{node.GetName()}': {voxels} voxels, "
-                                         f"{millilitres:.2f} mL."})
+        self._set(**{KEPT: kept, STATUS: kept_line(name, node.GetName(), voxels, millilitres)})
 
     def discard(self) -> None:
         session = self._open_session()
         self._end()
         session.discard()
         self.context.refresh_nodes()
-        self._set(**{STATUS: "Discarded: the segment is as it was before the session."})
+        self._set(**{STATUS: DISCARDED})
         render_views(self.context, fit_3d=False)
 
     def _end(self) -> None:
@@ -328,23 +330,12 @@ class InteractivePanel:
         if session is None:
             self._set(**{STATUS: prefix}, **more)
             return
-        voxels, millilitres = self._measure(session.segmentation_node, session.segment_id, session.volume_node)
-        text = (f"{prefix}. Segment '{session.target.name}': {voxels} voxels, {millilitres:.2f} mL, "
-                f"{len(session.history)} prompts" + (f"; {timing}" if timing else "") + ".")
+        text = status_line(prefix, session.target.name, len(session.history), *self.logic.segment_size(session),
+                           timing)
         self._set(**{STATUS: text, CAN_UNDO: session.can_undo, CAN_REDO: session.can_redo}, **more)
 
     def _hint(self, text: str) -> None:
         self._set(**{STATUS: text})
-
-    @staticmethod
-    def _measure(segmentation_node: Any, segment_id: str, volume_node: Any) -> tuple[int, float]:
-        """Voxels of the segment on the volume's grid, and their volume in mL (as the scene holds them)."""
-        import numpy as np
-
-        from segforge.mrml.segments import segment_voxel_count
-
-        voxels = segment_voxel_count(segmentation_node, segment_id, volume_node)
-        return voxels, voxels * float(np.prod(volume_node.GetSpacing())) / 1000.0
 
     def _hold_views(self) -> None:
         """Hold the views' rendering while the segment is written and the status sent.
@@ -373,6 +364,12 @@ class InteractivePanel:
         self.context.set_state(**values)
 
 
+def form_from_state(state: Any) -> Any:
+    """The SegInteractive form of the panel's state: a new segment of a new segmentation."""
+    return InteractiveForm.from_values({"backend": state[BACKEND], "device": state[DEVICE],
+                                        "new_segment_name": state[NAME]})
+
+
 def build(context: "AppContext") -> None:
     from trame.widgets import html, vuetify3 as v3
 
@@ -387,6 +384,9 @@ def build(context: "AppContext") -> None:
                   raw_attrs=['data-testid="seginteractive-name"'])
     v3.VSelect(v_model=(BACKEND,), items=(BACKENDS,), label="Backend", density="compact", hide_details=True,
                disabled=closed, classes="my-2", raw_attrs=['data-testid="seginteractive-backend"'])
+    v3.VSelect(v_model=(DEVICE,), items=([{"title": t, "value": v} for v, t in DEVICE_TITLES.items()],),
+               label="Device", density="compact", hide_details=True, disabled=closed, classes="mb-2",
+               raw_attrs=['data-testid="seginteractive-device"'])
     v3.VBtn("Start session", click=guard(panel.start), block=True, disabled=(BUSY,), prepend_icon="mdi-play",
             raw_attrs=['data-testid="seginteractive-start"'])
     with html.Div(classes="d-flex flex-wrap my-2", style="gap: 4px;"):

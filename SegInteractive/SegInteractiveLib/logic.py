@@ -25,6 +25,7 @@ from segforge.mrml.segments import new_segmentation_node
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.worker import WorkerLogic
 
+from .form import InteractiveForm
 from .segment_session import InteractiveSegmentSession
 from .target_segment import TargetSegment
 
@@ -43,6 +44,23 @@ class SegInteractiveLogic(WorkerLogic):
     def backends(self) -> list[str]:
         """Names of the interactive backends, the default first."""
         return [DEFAULT_BACKEND, *sorted(name for name in BACKENDS if name != DEFAULT_BACKEND)]
+
+    def start(self, volume_node: Any, form: InteractiveForm,
+              segmentation_node: Optional[Any] = None) -> InteractiveSegmentSession:
+        """Open the session a panel's form asks for (see :meth:`start_session`)."""
+        return self.start_session(volume_node, segmentation_node, **form.session_options())
+
+    def prepare(self, volume_node: Any, form: InteractiveForm, segmentation_node: Optional[Any] = None) -> Any:
+        """The first step of opening the session a form asks for (see :meth:`prepare_session`)."""
+        return self.prepare_session(volume_node, segmentation_node, **form.session_options())
+
+    @staticmethod
+    def segment_size(session: InteractiveSegmentSession) -> tuple[int, float]:
+        """The session's segment now: its voxels on the volume's grid and their volume in mL."""
+        from segforge.mrml.segments import segment_voxel_count
+
+        voxels = segment_voxel_count(session.segmentation_node, session.segment_id, session.volume_node)
+        return voxels, voxels * float(np.prod(session.volume_node.GetSpacing())) / 1000.0
 
     def start_session(self, volume_node: Any, segmentation_node: Optional[Any] = None, segment_id: str = "",
                       backend: str = DEFAULT_BACKEND, device: str = "auto", protect_other_segments: bool = True,

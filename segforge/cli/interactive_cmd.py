@@ -21,8 +21,6 @@ from ..image_io import read_volume
 from .output_folder import require_output_folder
 from .progress_bar import progress_bar
 
-DEVICES = ("auto", "cpu", "cuda")
-
 EPILOG = """\
 PROMPTS.json, in millimetres of the patient coordinate system named in it:
   {"coordinateSystem": "LPS",
@@ -30,7 +28,7 @@ PROMPTS.json, in millimetres of the patient coordinate system named in it:
                {"type": "box", "min": [x, y, z], "max": [x, y, z]},
                {"type": "scribble", "points": [[x, y, z], ...], "positive": false}]}
 
-writes into --out: lesion.seg.nrrd (one segment, "lesion", on the image's grid) and
+writes into --out: lesion.seg.nrrd (one segment, named by --segment-name, on the image's grid) and
 summary.json (backend, device, image key, each interaction's type, sign, seconds and mask
 voxels, total seconds, lesion volume in mL).
 
@@ -40,7 +38,9 @@ example:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..interactive.backends import DEFAULT_BACKEND
+    from SegInteractiveLib.form import InteractiveForm
+
+    from ..forms import DEVICE_TITLES
 
     parser = subparsers.add_parser("interactive", help="a lesion from clicks, boxes and scribbles in a file",
                                    description="Segment a lesion of IMAGE from the prompts in PROMPTS.json.",
@@ -48,9 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
     parser.add_argument("--prompts", required=True, type=Path, help="the prompt file (format below)")
     parser.add_argument("--out", required=True, type=Path, help="folder for the results (created)")
-    parser.add_argument("--backend", default=DEFAULT_BACKEND,
-                        help=f"the interactive backend (default {DEFAULT_BACKEND}, which needs no weights)")
-    parser.add_argument("--device", default="auto", choices=DEVICES, help="where the backend runs (default auto)")
+    parser.add_argument("--backend", default=InteractiveForm.backend,
+                        help=f"the interactive backend (default {InteractiveForm.backend}, which needs no weights)")
+    parser.add_argument("--device", default=InteractiveForm.device, choices=tuple(DEVICE_TITLES),
+                        help="where the backend runs (default auto)")
+    parser.add_argument("--segment-name", default=InteractiveForm.new_segment_name,
+                        help=f"the segment's name (default {InteractiveForm.new_segment_name})")
     parser.set_defaults(func=run)
 
 
@@ -84,16 +87,15 @@ def check_prompts(prompts: list, image: Image) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..interactive.backends import require_backend
     from ..interactive.session import InteractiveSession
 
-    require_backend(args.backend)
+    options = interactive_form(args).session_options()
     prompts = read_prompt_file(args.prompts)
     require_output_folder(args.out)
     started = time.perf_counter()
     image = read_volume(args.image)
     check_prompts(prompts, image)
-    session = InteractiveSession(image, args.backend, args.device)
+    session = InteractiveSession(image, options["backend"], options["device"])
     steps = []
     with progress_bar("lesion") as report:
         for n, prompt in enumerate(prompts):
@@ -103,12 +105,19 @@ def run(args: argparse.Namespace) -> int:
                           "seconds": time.perf_counter() - began, "voxels": int(np.count_nonzero(session.mask))})
         report(1.0, "done")
     summary = _summary(args, session, steps, time.perf_counter() - started)
-    files = _write_outputs(image.with_array(session.mask), summary, args.out)
+    files = _write_outputs(image.with_array(session.mask), options["segment_name"], summary, args.out)
     print(f"lesion: {summary['voxels']} voxels, {summary['volume_ml']:.2f} mL after {len(prompts)} prompts "
           f"({args.backend})")
     for kind, path in files.items():
         print(f"wrote {kind}: {path}")
     return 0
+
+
+def interactive_form(args: argparse.Namespace) -> Any:
+    """The SegInteractive form of the options: a new segment, as the CLI writes one."""
+    from SegInteractiveLib.form import InteractiveForm
+
+    return InteractiveForm(backend=args.backend, device=args.device, new_segment_name=args.segment_name.strip())
 
 
 def _kind(prompt: Any) -> str:
@@ -123,14 +132,14 @@ def _summary(args: argparse.Namespace, session: Any, steps: list, seconds: float
             "voxels": voxels, "volume_ml": voxels * voxel_ml}
 
 
-def _write_outputs(mask: Image, summary: dict, out: Path) -> dict[str, Path]:
+def _write_outputs(mask: Image, segment_name: str, summary: dict, out: Path) -> dict[str, Path]:
     """Both files, each written under a temporary name and renamed: none is ever half-written."""
     from ..segmentation_file import SegmentInfo, write_seg_nrrd
 
     out.mkdir(parents=True, exist_ok=True)
     seg, table = out / "lesion.seg.nrrd", out / "summary.json"
     seg_tmp, table_tmp = out / ".lesion.partial.seg.nrrd", out / ".summary.partial.json"
-    write_seg_nrrd(mask, [SegmentInfo(1, "lesion", (0.85, 0.35, 0.25))], seg_tmp)
+    write_seg_nrrd(mask, [SegmentInfo(1, segment_name, (0.85, 0.35, 0.25))], seg_tmp)
     table_tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     os.replace(seg_tmp, seg)
     os.replace(table_tmp, table)
