@@ -10,7 +10,6 @@ import logging
 import traceback
 from typing import Annotated, Optional
 
-import qt
 import vtk
 
 import slicer
@@ -21,13 +20,16 @@ from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from segforge.errors import Cancelled, SegForgeError
+from segforge.errors import SegForgeError
 from SegForgeWidgets import JobRunner
+from SegForgeWidgets.module_shortcuts import ModuleShortcuts
 from SegForgeWidgets.panel_helpers import labelDeviceItems, parameterNodeOf
 from SegInteractiveLib import SegInteractiveLogic
-from SegInteractiveLib.form import DISCARDED, NEW_SEGMENT, form_from_parameter_node, kept_line, status_line
-from SegInteractiveLib.prompt_markers import PromptMarkers
+from SegInteractiveLib.form import DISCARDED, NEW_SEGMENT, form_from_parameter_node, kept_line
 from SegInteractiveTesting.self_test import SegInteractiveTest  # noqa: F401 - Reload and Test runs it from here
+from SegInteractiveWidgets.prompt_placement import PromptPlacement
+from SegInteractiveWidgets.prompt_runner import PromptRunner, errorText
+from SegInteractiveWidgets.target_segment_list import TargetSegmentList
 
 #: How often the widget asks the running interaction for progress, in milliseconds.
 POLL_INTERVAL_MS = 100
@@ -39,7 +41,6 @@ DEVICE_VALUES = ("auto", "cpu", "cuda")
 #: at run time (from the segmentation and the Logic), so the widget syncs them itself.
 #: Testing/test_packaging.py reads this tuple.
 PARAMETERS_SYNCED_BY_HAND = ("targetSegmentId", "backend")
-
 
 
 #
@@ -65,7 +66,8 @@ voxels</i> (the default) it never takes a voxel of another segment.
 <li><b>Start session</b> sends the volume to the background worker once.</li>
 <li><b>Positive point</b> / <b>Negative point</b>: click in a slice view; <b>T</b> switches between them.</li>
 <li><b>Place box</b>, drag the ROI around the lesion, <b>Apply box</b>.</li>
-<li><b>Paint scribble</b> opens the Segment Editor on a helper segmentation: paint, come back, <b>Apply scribble</b>.</li>
+<li><b>Paint scribble</b> opens the Segment Editor on a helper segmentation: paint, come back,
+<b>Apply scribble</b>.</li>
 <li><b>Undo</b> (Ctrl+Z), <b>Redo</b> (Ctrl+Y), <b>Reset</b>; <b>Accept</b> keeps the segment, <b>Discard</b>
 puts it back exactly as it was.</li>
 </ul>
@@ -111,22 +113,6 @@ class SegInteractiveParameterNode:
     protectOtherSegments: bool = True
 
 
-def errorText(what: str, error: Exception) -> str:
-    """A status line: what failed, and SegForge's why and what to do when it says so."""
-    detail = error.message if isinstance(error, SegForgeError) else str(error)
-    return f"{what} {detail}"
-
-
-def _enterPlaceMode(markupsNode, persistent: bool) -> None:
-    """Let clicks in the views place control points into ``markupsNode`` (one, or until stopped)."""
-    selectionNode = slicer.app.applicationLogic().GetSelectionNode()
-    selectionNode.SetReferenceActivePlaceNodeClassName(markupsNode.GetClassName())
-    selectionNode.SetActivePlaceNodeID(markupsNode.GetID())
-    interactionNode = slicer.app.applicationLogic().GetInteractionNode()
-    interactionNode.SetPlaceModePersistence(1 if persistent else 0)
-    interactionNode.SetCurrentInteractionMode(interactionNode.Place)
-
-
 #
 # SegInteractiveWidget
 #
@@ -141,11 +127,15 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._markers = None  # PromptMarkers of the open session
+        # The session's markers and the sign T switches; a click in a view is a point prompt.
+        self._prompts = PromptPlacement(lambda pointList, index: self._runner.sendPoint(pointList, index))
         self._jobs = None  # SegForgeWidgets.JobRunner: the InteractionJob in flight, its progress and Cancel
-        self._positive = True  # the sign of the next point and scribble (T switches it)
-        self._shortcuts = []
-        self._observedSegmentation = None
+        self._runner = None  # PromptRunner: starts each prompt's job, and undo/redo/reset between them
+        self._shortcuts = ModuleShortcuts(  # bound between enter() and exit() only: see module_shortcuts.py
+            "SegInteractive", (("T", self.onTogglePointSign), ("Ctrl+Z", self.onUndo), ("Ctrl+Y", self.onRedo)),
+            lambda keys: self._showStatus(
+                _("{keys} is also a shortcut of another module here: use the panel's buttons.").format(keys=keys)))
+        self._segments = None  # TargetSegmentList: the target selector, refilled as segments change
         self._updatingGui = False
 
     def setup(self) -> None:
@@ -159,19 +149,21 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = SegInteractiveLogic()
 
         self._jobs = JobRunner(self.ui, POLL_INTERVAL_MS, "SegInteractive", refresh=self._updateButtons)
+        self._runner = PromptRunner(self.ui, self._jobs, self._prompts, self.logic, refresh=self._updateButtons)
+        self._segments = TargetSegmentList(self.ui.targetSegmentComboBox, self._updateGuiFromParameterNode)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.app.applicationLogic().GetInteractionNode(),
-                         slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent, self._onInteractionModeChanged)
+                         slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent, self._updateButtons)
 
         self.ui.applyButton.connect("clicked(bool)", self.onStartSession)
         self.ui.positivePointButton.connect("clicked(bool)", lambda checked: self.onPointButton(True, checked))
         self.ui.negativePointButton.connect("clicked(bool)", lambda checked: self.onPointButton(False, checked))
         self.ui.boxButton.connect("clicked(bool)", self.onPlaceBox)
-        self.ui.applyBoxButton.connect("clicked(bool)", self.onApplyBox)
+        self.ui.applyBoxButton.connect("clicked(bool)", self._runner.sendBox)
         self.ui.scribbleButton.connect("clicked(bool)", self.onPaintScribble)
-        self.ui.applyScribbleButton.connect("clicked(bool)", self.onApplyScribble)
+        self.ui.applyScribbleButton.connect("clicked(bool)", self._runner.sendScribble)
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
         self.ui.redoButton.connect("clicked(bool)", self.onRedo)
         self.ui.resetButton.connect("clicked(bool)", self.onReset)
@@ -189,17 +181,20 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The application closes (or the module is reloaded): stop polling, let go of the keys."""
         if self._jobs is not None:
             self._jobs.drop()
-        self._removeShortcuts()
+        self._shortcuts.remove()
+        self._prompts.forget()
+        if self._segments is not None:
+            self._segments.removeObservers()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
-        self._installShortcuts()
+        self._shortcuts.install()
 
     def exit(self) -> None:
         # The session stays open (the user may be painting a scribble in the Segment Editor).
         self._stopPlacing()
-        self._removeShortcuts()
+        self._shortcuts.remove()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
@@ -215,8 +210,8 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 session.accept()
             except Exception as error:
                 logging.warning("SegInteractive: closing the session: %s", error)
-        self._markers = None
-        self._observeSegmentation(None)
+        self._prompts.forget()
+        self._segments.observe(None)
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -245,44 +240,16 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         p = self._parameterNode
-        self._observeSegmentation(p.outputSegmentation if p else None)
+        self._segments.observe(p.outputSegmentation if p else None)
         self._updateGuiFromParameterNode()
         self._updateButtons()
-
-    def _observeSegmentation(self, segmentationNode) -> None:
-        """Keep the segment list current while segments are added, renamed or removed."""
-        if segmentationNode is self._observedSegmentation:
-            return
-        events = (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
-                  slicer.vtkSegmentation.SegmentModified)
-        if self._observedSegmentation is not None:
-            for event in events:
-                self.removeObserver(self._observedSegmentation, event, self._onSegmentsChanged)
-        self._observedSegmentation = segmentationNode
-        if segmentationNode is not None:
-            for event in events:
-                self.addObserver(segmentationNode, event, self._onSegmentsChanged)
-
-    def _onSegmentsChanged(self, caller=None, event=None) -> None:
-        self._updateGuiFromParameterNode()
 
     def _updateGuiFromParameterNode(self) -> None:
         """The hand-synced selectors (target segment, backend) from the parameter node."""
         p = self._parameterNode
         self._updatingGui = True
         try:
-            combo = self.ui.targetSegmentComboBox
-            wasBlocked = combo.blockSignals(True)
-            combo.clear()
-            combo.addItem(_("New segment"), NEW_SEGMENT)
-            segmentation = p.outputSegmentation.GetSegmentation() if p and p.outputSegmentation else None
-            if segmentation is not None:
-                for segmentId in segmentation.GetSegmentIDs():
-                    combo.addItem(segmentation.GetSegment(segmentId).GetName(), segmentId)
-            index = combo.findData(p.targetSegmentId) if p else 0
-            combo.currentIndex = max(index, 0)
-            combo.blockSignals(wasBlocked)
-
+            self._segments.fill(p.outputSegmentation if p else None, p.targetSegmentId if p else None)
             backends = self.ui.backendComboBox
             wasBlocked = backends.blockSignals(True)
             backends.currentIndex = max(backends.findData(p.backend), 0) if p else 0
@@ -318,10 +285,8 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         p.outputSegmentation = session.segmentation_node
         p.targetSegmentId = session.segment_id
-        self._markers = PromptMarkers.create(slicer.mrmlScene, p.inputVolume)
-        for pointList in (self._markers.positive, self._markers.negative):
-            self.addObserver(pointList, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointPlaced)
-        self._showStatus(self._sessionText(_("Session started.")))
+        self._prompts.open(p.inputVolume)
+        self._showStatus(self._runner.sessionText(_("Session started.")))
         self.onPointButton(True, True)
 
     def onAccept(self) -> None:
@@ -341,11 +306,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             session.accept() if keep else session.discard()
         except Exception as error:
             self._showStatus(errorText(_("Ending the session failed."), error))
-        if self._markers is not None:
-            for pointList in (self._markers.positive, self._markers.negative):
-                self.removeObserver(pointList, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._onPointPlaced)
-            self._markers.remove_all()
-            self._markers = None
+        self._prompts.close()
         if self._parameterNode and session.target.created:  # the next session starts the next lesion
             self._parameterNode.targetSegmentId = NEW_SEGMENT
         self._showStatus(kept_line(name, session.segmentation_node.GetName(), *self.logic.segment_size(session))
@@ -357,200 +318,60 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onPointButton(self, positive: bool, checked: bool) -> None:
         """Enter (or leave) point placement of one sign in the slice views."""
-        if self._markers is None or not checked:
+        if self._prompts.markers is None or not checked:
             self._stopPlacing()
             return
-        self._positive = positive
-        pointList = self._markers.positive if positive else self._markers.negative
-        _enterPlaceMode(pointList, persistent=True)
+        self._prompts.placePoints(positive)
         self._updateButtons()
 
     def onTogglePointSign(self) -> None:
         """T: positive <-> negative (and keep placing if placing)."""
         placing = self.ui.positivePointButton.checked or self.ui.negativePointButton.checked
-        self._positive = not self._positive
+        self._prompts.positive = not self._prompts.positive
         if placing:
-            self.onPointButton(self._positive, True)
-        self._showStatus(_("Next point and scribble: positive.") if self._positive
+            self.onPointButton(self._prompts.positive, True)
+        self._showStatus(_("Next point and scribble: positive.") if self._prompts.positive
                          else _("Next point and scribble: negative."))
         self._updateButtons()
 
     def _stopPlacing(self) -> None:
-        if self._placingPoints():
-            interactionNode = slicer.app.applicationLogic().GetInteractionNode()
-            interactionNode.SetCurrentInteractionMode(interactionNode.ViewTransform)
+        self._prompts.stopPlacingPoints()
         self.ui.positivePointButton.checked = False
         self.ui.negativePointButton.checked = False
 
-    @vtk.calldata_type(vtk.VTK_INT)
-    def _onPointPlaced(self, caller, event, index=None) -> None:
-        """A point was clicked in a view: segment with it (at once, in the background)."""
-        session = self._session()
-        if index is None or not 0 <= index < caller.GetNumberOfControlPoints():
-            index = caller.GetNumberOfControlPoints() - 1
-        if session is None or self._markers is None or index < 0 \
-                or caller.GetNthControlPointPositionStatus(index) != caller.PositionDefined:
-            return
-        if self._jobs.running:
-            self._markers.refused(caller, index)
-            self._showStatus(_("Wait for the running interaction (or Cancel it) before the next click."))
-            return
-        try:
-            job = session.start_point_from_markups(caller, index, positive=self._markers.is_positive(caller))
-        except Exception as error:
-            self._markers.refused(caller, index)
-            self._showStatus(errorText(_("The point was not used."), error))
-            return
-        self._startPolling(job, "point", (caller, index))
-
     def onPlaceBox(self) -> None:
-        if self._markers is None:
+        if self._prompts.markers is None:
             return
         self._stopPlacing()
-        roi = self._markers.box_node()
-        roi.RemoveAllControlPoints()
-        _enterPlaceMode(roi, persistent=False)
+        self._prompts.placeBox()
         self._showStatus(_("Drag the box around the lesion in a slice view, then Apply box."))
         self._updateButtons()
 
-    def onApplyBox(self) -> None:
-        session = self._session()
-        if session is None or self._markers is None or self._markers.box is None:
-            return
-        self._submit(lambda: session.start_roi(self._markers.box), "box")
-
     def onPaintScribble(self) -> None:
         """Open the Segment Editor on the helper segmentation with the Paint effect."""
-        if self._markers is None:
+        if self._prompts.markers is None:
             return
         self._stopPlacing()
-        helper, segmentId = self._markers.scribble_segment()
-        volume = self._parameterNode.inputVolume
-        slicer.util.selectModule("SegmentEditor")
-        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
-        editor.setSegmentationNode(helper)
-        editor.setSourceVolumeNode(volume)
-        editor.setCurrentSegmentID(segmentId)
-        editor.setActiveEffectByName("Paint")
-        slicer.util.showStatusMessage(_("Paint the scribble, then go back to SegInteractive and Apply scribble."), 5000)
-
-    def onApplyScribble(self) -> None:
-        session = self._session()
-        if session is None or self._markers is None:
-            return
-        helper, segmentId = self._markers.scribble_segment()
-        self._submit(lambda: session.start_scribble(helper, segmentId, positive=self._positive), "scribble")
-
-    def _submit(self, start, kind: str) -> None:
-        if self._jobs.running:
-            self._showStatus(_("Wait for the running interaction (or Cancel it)."))
-            return
-        try:
-            job = start()
-        except Exception as error:
-            self._showStatus(errorText(_("The prompt was not used."), error))
-            return
-        self._startPolling(job, kind, None)
-
-    # -- the running interaction ---------------------------------------------------------------
-
-    def _startPolling(self, job, kind: str, point) -> None:
-        """``kind``: "point", "box" or "scribble"; ``point``: (point list, index) of the click, or None."""
-        self._jobs.start(job, lambda change: self._onPromptDone(kind, point),
-                         lambda error: self._onPromptFailed(point, error), _("Segmenting..."))
-
-    def _onPromptDone(self, kind: str, point) -> None:
-        if self._markers is not None:
-            self._markers.applied(*(point or ()))
-            if kind == "scribble":
-                self._markers.clear_scribble()
-        self.ui.progressBar.value = 100
-        self._showStatus(self._sessionText(_("Done.")))
-
-    def _onPromptFailed(self, point, error: Exception) -> None:
-        if point is not None and self._markers is not None:
-            self._markers.refused(*point)
-        self._showStatus(_("Cancelled. The segment is as it was.") if isinstance(error, Cancelled)
-                         else errorText(_("The prompt failed."), error))
+        self._prompts.openScribbleEditor(self._parameterNode.inputVolume)
 
     # -- history -------------------------------------------------------------------------------
 
     def onUndo(self) -> None:
-        self._history("undo")
+        self._runner.history("undo")
 
     def onRedo(self) -> None:
-        self._history("redo")
+        self._runner.history("redo")
 
     def onReset(self) -> None:
-        self._history("reset")
-
-    def _history(self, what: str) -> None:
-        session = self._session()
-        if session is None or self._jobs.running:
-            return
-        try:
-            with slicer.util.WaitCursor():
-                changed = getattr(session, what)()
-        except Exception as error:
-            self._showStatus(errorText(_("{what} failed.").format(what=what.capitalize()), error))
-            self._updateButtons()
-            return
-        if self._markers is not None and (changed is not None or what == "reset"):
-            {"undo": self._markers.undone, "redo": self._markers.redone, "reset": self._markers.reset}[what]()
-        self._showStatus(self._sessionText(""))
-        self._updateButtons()
-
-    # -- keys ------------------------------------------------------------------------------------
-
-    # Why only between enter() and exit(): a key bound by two enabled shortcuts of one window is
-    # ambiguous to Qt, which then fires neither (activatedAmbiguously(); a QAction logs "Ambiguous
-    # shortcut overload"). Slicer's Segment Editor binds z/y and the platform's Undo/Redo keys the
-    # same way, as QShortcuts on the main window (default Qt::WindowShortcut context) created in
-    # SegmentEditor.enter() and deleted in exit() (qMRMLSegmentEditorWidget::installKeyboardShortcuts
-    # / uninstallKeyboardShortcuts); one module is entered at a time, so the two never coexist, even
-    # when Paint scribble opens the Segment Editor. The main window's Edit > Undo action (Ctrl+Z) is
-    # in no menu or toolbar, so Qt never matches it. A focused line edit keeps Ctrl+Z and T for itself.
-    # Left: an extension that keeps a key bound outside enter/exit; that is reported, not silent.
-
-    def _installShortcuts(self) -> None:
-        """T, Ctrl+Z and Ctrl+Y on the main window while the module is entered."""
-        if self._shortcuts:
-            return
-        for keys, slot in (("T", self.onTogglePointSign), ("Ctrl+Z", self.onUndo), ("Ctrl+Y", self.onRedo)):
-            shortcut = qt.QShortcut(slicer.util.mainWindow())
-            shortcut.setKey(qt.QKeySequence(keys))
-            shortcut.setContext(qt.Qt.WindowShortcut)
-            shortcut.connect("activated()", slot)
-            shortcut.connect("activatedAmbiguously()", lambda keys=keys: self._onAmbiguousShortcut(keys))
-            self._shortcuts.append(shortcut)
-
-    def _removeShortcuts(self) -> None:
-        """Delete the keys (exit, cleanup), so that another module may bind them."""
-        for shortcut in self._shortcuts:
-            shortcut.setEnabled(False)
-            shortcut.disconnect("activated()")
-            shortcut.disconnect("activatedAmbiguously()")
-            shortcut.setParent(None)  # owned by Python now: deleted with its wrapper (no deleteLater, no double delete)
-        self._shortcuts = []
-
-    def _onAmbiguousShortcut(self, keys: str) -> None:
-        logging.warning("SegInteractive: %s is also a shortcut of another module; Qt runs neither", keys)
-        self._showStatus(_("{keys} is also a shortcut of another module here: use the panel's buttons.").format(
-            keys=keys))
+        self._runner.history("reset")
 
     # -- display ---------------------------------------------------------------------------------
-
-    def _sessionText(self, prefix: str) -> str:
-        session = self._session()
-        if session is None:
-            return prefix
-        return status_line(prefix.rstrip("."), session.target.name, len(session.history),
-                           *self.logic.segment_size(session), warning=session.warning)
 
     def _showStatus(self, text: str) -> None:
         self.ui.statusLabel.text = text
 
-    def _updateButtons(self) -> None:
+    def _updateButtons(self, caller=None, event=None) -> None:
+        """Enabled and checked from the session, the running prompt and the views' place mode."""
         p = self._parameterNode
         session = self._session()
         open_, running = session is not None, self._jobs is not None and self._jobs.running
@@ -569,19 +390,10 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                        self.ui.applyBoxButton, self.ui.scribbleButton, self.ui.applyScribbleButton,
                        self.ui.resetButton, self.ui.acceptButton, self.ui.discardButton):
             widget.enabled = idle
-        self.ui.applyBoxButton.enabled = idle and self._markers is not None and self._markers.box is not None
+        markers = self._prompts.markers
+        self.ui.applyBoxButton.enabled = idle and markers is not None and markers.box is not None
         self.ui.undoButton.enabled = idle and session.can_undo
         self.ui.redoButton.enabled = idle and session.can_redo
-        placing = idle and self._placingPoints()
-        self.ui.positivePointButton.checked = placing and self._positive
-        self.ui.negativePointButton.checked = placing and not self._positive
-
-    def _placingPoints(self) -> bool:
-        """Whether the views place points into one of this session's point lists."""
-        interactionNode = slicer.app.applicationLogic().GetInteractionNode()
-        activeId = slicer.app.applicationLogic().GetSelectionNode().GetActivePlaceNodeID()
-        return (self._markers is not None and interactionNode.GetCurrentInteractionMode() == interactionNode.Place
-                and activeId in (self._markers.positive.GetID(), self._markers.negative.GetID()))
-
-    def _onInteractionModeChanged(self, caller=None, event=None) -> None:
-        self._updateButtons()
+        placing = idle and self._prompts.placingPoints()
+        self.ui.positivePointButton.checked = placing and self._prompts.positive
+        self.ui.negativePointButton.checked = placing and not self._prompts.positive

@@ -94,7 +94,7 @@ class SegInteractiveTest(ScriptedLoadableModuleTest):
         self.assertIsNotNone(session, widget.ui.statusLabel.text)
         self.assertFalse(widget.ui.outputSegmentationSelector.enabled, "the target can be switched mid-session")
 
-        widget._markers.positive.AddControlPointWorld(vtk.vtkVector3d(*centreRas))  # as a click in a view would
+        widget._prompts.markers.positive.AddControlPointWorld(vtk.vtkVector3d(*centreRas))  # as a click in a view would
         deadline = time.monotonic() + 60.0
         while widget._jobs.running or not session.history:
             self.assertLess(time.monotonic(), deadline, "the click was not segmented within 60 s")
@@ -105,7 +105,7 @@ class SegInteractiveTest(ScriptedLoadableModuleTest):
         self.assertGreater(int(lesion.sum()), 0)
         widget.onUndo()
         self.assertFalse(session.can_undo)
-        self.assertFalse(widget._markers.positive.GetNthControlPointVisibility(0))
+        self.assertFalse(widget._prompts.markers.positive.GetNthControlPointVisibility(0))
         segmentationNode = session.segmentation_node
         widget.onDiscard()
         self.assertIsNone(widget.logic.session)
