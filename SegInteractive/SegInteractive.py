@@ -8,9 +8,8 @@ works. The session object (``logic.session``) is also the Python console's API.
 """
 import logging
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated
 
-import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -21,9 +20,10 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from slicer.util import VTKObservationMixin
 
 from segforge.errors import SegForgeError
+from segforge.forms import DEVICE_VALUES
 from SegForgeWidgets import JobRunner
+from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
 from SegForgeWidgets.module_shortcuts import ModuleShortcuts
-from SegForgeWidgets.panel_helpers import labelDeviceItems, parameterNodeOf
 from SegInteractiveLib import SegInteractiveLogic
 from SegInteractiveLib.form import DISCARDED, NEW_SEGMENT, form_from_parameter_node, kept_line
 from SegInteractiveTesting.self_test import SegInteractiveTest  # noqa: F401 - Reload and Test runs it from here
@@ -34,8 +34,6 @@ from SegInteractiveWidgets.target_segment_list import TargetSegmentList
 #: How often the widget asks the running interaction for progress, in milliseconds.
 POLL_INTERVAL_MS = 100
 
-#: The device selector's entries, in order.
-DEVICE_VALUES = ("auto", "cpu", "cuda")
 
 #: Parameters no .ui widget is tied to: the segment list and the backend list are only known
 #: at run time (from the segmentation and the Logic), so the widget syncs them itself.
@@ -118,8 +116,10 @@ class SegInteractiveParameterNode:
 #
 
 
-class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: inputs, session, prompt tools, progress and Cancel."""
+
+    parameterNodeClass = SegInteractiveParameterNode
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -195,10 +195,7 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The session stays open (the user may be painting a scribble in the Segment Editor).
         self._stopPlacing()
         self._shortcuts.remove()
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self.releaseParameterNode()
 
     def onSceneStartClose(self, caller, event) -> None:
         # The nodes are about to go: end the session without writing into them.
@@ -219,24 +216,6 @@ class SegInteractiveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     # -- parameter node ----------------------------------------------------------------------
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(parameterNodeOf("SegInteractive", SegInteractiveParameterNode))
-        if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
-
-    def setParameterNode(self, inputParameterNode: Optional[SegInteractiveParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            labelDeviceItems(self.ui.deviceComboBox, DEVICE_VALUES)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         p = self._parameterNode

@@ -8,10 +8,9 @@ scripting API for the Python console.
 """
 import logging
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated
 
 import qt
-import vtk
 
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -21,9 +20,10 @@ from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
+from segforge.forms import DEVICE_VALUES
 from SegForgeWidgets import JobRunner
-from SegForgeWidgets.panel_helpers import (askReplaceOrKeepBoth, ensurePythonDependencies, labelDeviceItems,
-                                           parameterNodeOf)
+from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
+from SegForgeWidgets.panel_helpers import askReplaceOrKeepBoth, ensurePythonDependencies
 from SegOrganLib import SegOrganLogic
 from SegOrganLib.form import excluded_text, form_from_parameter_node, python_packages, split_names, summary
 from SegOrganTesting.self_test import SegOrganTest  # noqa: F401 - Reload and Test runs SegOrganTest from here
@@ -31,8 +31,6 @@ from SegOrganTesting.self_test import SegOrganTest  # noqa: F401 - Reload and Te
 #: How often the widget asks the running job for progress, in milliseconds.
 POLL_INTERVAL_MS = 200
 
-#: The device selector's entries, in order: the form's ``device``.
-DEVICE_VALUES = ("auto", "cpu", "cuda")
 
 #: Parameters that no .ui widget is tied to: the widget syncs them by hand, since the model
 #: list and the structure list are only known at run time (from the Logic), so connectGui
@@ -114,8 +112,10 @@ class SegOrganParameterNode:
 #
 
 
-class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SegOrganWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: inputs, structures, outputs, Apply, Cancel and a progress bar."""
+
+    parameterNodeClass = SegOrganParameterNode
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -172,10 +172,7 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def exit(self) -> None:
         # A running job goes on (and keeps being polled) while the user is in another module.
         self._modelsStale = True
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self.releaseParameterNode()
 
     def onSceneStartClose(self, caller, event) -> None:
         # The nodes a running job would write into are about to go away: cancel it and let
@@ -189,25 +186,6 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(parameterNodeOf("SegOrgan", SegOrganParameterNode))
-        if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
-
-    def setParameterNode(self, inputParameterNode: Optional[SegOrganParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # Each widget of the .ui with a "SlicerParameterName" property is tied to that parameter.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            labelDeviceItems(self.ui.deviceComboBox, DEVICE_VALUES)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         self._updateGuiFromParameterNode()

@@ -8,7 +8,6 @@ shared with the web panel and ``segforge vessel``.
 """
 from typing import Annotated, Optional
 
-import vtk
 
 import slicer
 from slicer import (
@@ -23,10 +22,10 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from segforge.forms import camel
+from segforge.forms import DEVICE_VALUES, camel
 from SegForgeWidgets import JobRunner
-from SegForgeWidgets.panel_helpers import (askReplaceOrKeepBoth, ensurePythonDependencies, labelDeviceItems,
-                                           parameterNodeOf)
+from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
+from SegForgeWidgets.panel_helpers import askReplaceOrKeepBoth, ensurePythonDependencies
 from SegVesselLib import SegVesselLogic
 from SegVesselLib.form import (CUSTOM, PRESET_CHOICES, PRESET_FIELDS, VesselForm, form_from_parameter_node,
                                model_choices, preset_fields)
@@ -42,8 +41,6 @@ NEEDS_TORCH = True
 #: How often the widget asks the running job for progress, in milliseconds.
 POLL_INTERVAL_MS = 200
 
-#: The device selector's values, in order (the form's ``device``).
-DEVICE_VALUES = ("auto", "cpu", "cuda")
 
 #: Parameters that no .ui widget is tied to: the preset selector (its choice follows the
 #: fields) and the model list (known only at run time). Testing/test_packaging.py reads this.
@@ -134,8 +131,10 @@ class SegVesselParameterNode:
 #
 
 
-class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The module panel: parameters, Apply, Cancel and a progress bar."""
+
+    parameterNodeClass = SegVesselParameterNode
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -183,10 +182,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def exit(self) -> None:
         # A running job goes on (and keeps being polled) while the user is in another module.
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self.releaseParameterNode()
 
     def onSceneStartClose(self, caller, event) -> None:
         # The nodes a running job would write into are about to go away: cancel it and let
@@ -199,25 +195,6 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(parameterNodeOf("SegVessel", SegVesselParameterNode))
-        if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
-
-    def setParameterNode(self, inputParameterNode: Optional[SegVesselParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            # Each widget of the .ui with a "SlicerParameterName" property is tied to that parameter.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            labelDeviceItems(self.ui.deviceComboBox, DEVICE_VALUES)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._onParameterNodeModified()
 
     # -- the hand-synced fields: preset and model ---------------------------------------------
 

@@ -20,6 +20,8 @@ F = TypeVar("F", bound="Form")
 
 #: Where a job runs, as every panel offers it: the value the forms and the engine take -> its title.
 DEVICE_TITLES = {"auto": "Automatic", "cpu": "CPU", "cuda": "GPU (CUDA)"}
+#: The device selectors' values, in order.
+DEVICE_VALUES = tuple(DEVICE_TITLES)
 
 
 def labelled(default: Any, label: str) -> Any:
