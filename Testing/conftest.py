@@ -18,8 +18,9 @@ if str(REPO) not in sys.path:  # plain `pytest` (not `python -m pytest`) from an
 
 from segforge.image import Image  # noqa: E402
 
-#: The browser tests' fixtures (``browser``) and helpers live in Testing/app_browser.py.
-pytest_plugins = ["app_browser"]
+#: Fixtures shared by many files: the browser tests' (``browser``, Testing/app_browser.py) and the
+#: local HTTP server for downloads (``http_server``, ``closed_port``, Testing/http_fixture.py).
+pytest_plugins = ["app_browser", "http_fixture"]
 #: Real data shipped with the project (with its licence): always present.
 SAMPLE_DATA = REPO / "Resources" / "SampleData"
 #: The team's shared data sets (real CT/CTA volumes and predictions), beside the checkout.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_image
-from http_fixture import PROXY_VARIABLES, http_server, model_record, write_catalog  # noqa: F401
+from http_fixture import PROXY_VARIABLES, model_record, write_catalog
 from segforge.image import Image
 from segforge.image_io import read_image, write_image
 

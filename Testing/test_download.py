@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from http_fixture import (PROXY_VARIABLES, catalog_document, closed_port, http_server,  # noqa: F401
-                          model_record, sha256, write_catalog)
+from http_fixture import PROXY_VARIABLES, catalog_document, model_record, sha256, write_catalog
 from segforge.catalog import (CATALOG_ENV, UNVERIFIED, cache, is_installed, load_catalog, model_dir,
                               model_path, nnunet_model_folder, verify)
 from segforge.catalog import download as download_module
