@@ -59,7 +59,6 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/organ/__init__.py
   segforge/organ/body.py
   segforge/organ/bones.py
-  segforge/organ/device.py
   segforge/organ/input_checks.py
   segforge/organ/labels.py
   segforge/organ/lungs.py
@@ -83,6 +82,11 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/polydata_io.py
   segforge/progress.py
   segforge/resources.py
+  segforge/runtime/__init__.py
+  segforge/runtime/device.py
+  segforge/runtime/model_cache.py
+  segforge/runtime/sliding_window.py
+  segforge/runtime/torchscript.py
   segforge/segmentation_file.py
   segforge/snapshot.py
   segforge/vessel/__init__.py
@@ -108,7 +112,6 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/worker/crop.py
   segforge/worker/interactive_tasks.py
   segforge/worker/jobs.py
-  segforge/worker/models_cache.py
   segforge/worker/module_job.py
   segforge/worker/protocol.py
   segforge/worker/server.py

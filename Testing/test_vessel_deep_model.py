@@ -31,7 +31,7 @@ from segforge.image import Image  # noqa: E402
 from segforge.vessel.deep_model import deep_vessel_mask, deep_vessel_mask_and_meta  # noqa: E402
 from segforge.vessel.mask_step import make_vessel_mask, resolve_vessel_model  # noqa: E402
 from segforge.vessel.parameters import VesselMaskParameters  # noqa: E402
-from segforge.worker.models_cache import ModelCache  # noqa: E402
+from segforge.runtime.model_cache import ModelCache  # noqa: E402
 
 MODEL = "test-vessel-net"
 FINE = "test-vessel-net-fine"  # the same network with tiny tiles: thousands of tiles, for Cancel

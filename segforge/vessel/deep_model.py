@@ -47,7 +47,7 @@ from .parameters import VesselMaskParameters
 if TYPE_CHECKING:
     import torch
 
-    from ..worker.models_cache import ModelCache
+    from ..runtime.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +166,16 @@ def deep_vessel_mask_and_meta(image: Image, model: "DeepVesselModel | ModelEntry
     import torch
 
     from . import mask as masks
-    from ..worker.models_cache import shared_models
-    from ..worker.torchscript import cached_torchscript, normalised_tensor, sliding_window_logits, torch_device
+    from ..runtime.device import choose_device
+    from ..runtime.model_cache import shared_models
+    from ..runtime.sliding_window import sliding_window_logits
+    from ..runtime.torchscript import cached_torchscript, normalised_tensor
 
     require_3d_volume(image)
     spec = model if isinstance(model, DeepVesselModel) else DeepVesselModel.from_entry(model)
     cache = cache if cache is not None else shared_models
     report = progress or no_progress
-    device = torch_device(parameters.device)
+    device, _warning = choose_device(parameters.device)
     crop = inner = (slice(None),) * 3
     if parameters.roi_lps is not None:
         crop, inner = masks.roi_crop(image, parameters.roi_lps, _context_voxels(image, spec))
@@ -225,7 +227,7 @@ def _tensor(array: np.ndarray, device: str) -> "torch.Tensor":
 
 
 def _tiles(grid: Sequence[int], patch: Sequence[int]) -> int:
-    from ..worker.torchscript import tile_count
+    from ..runtime.sliding_window import tile_count
 
     return tile_count(grid, patch, OVERLAP)
 
