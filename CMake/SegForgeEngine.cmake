@@ -41,7 +41,6 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/interactive/nninteractive_backend.py
   segforge/interactive/prompts.py
   segforge/interactive/random_walker.py
-  segforge/interactive/remote.py
   segforge/interactive/session.py
   segforge/interactive/simulation.py
   segforge/mesh.py
@@ -110,6 +109,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/worker/__init__.py
   segforge/worker/client.py
   segforge/worker/crop.py
+  segforge/worker/interactive_client.py
   segforge/worker/interactive_tasks.py
   segforge/worker/jobs.py
   segforge/worker/module_job.py

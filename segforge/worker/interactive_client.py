@@ -23,14 +23,14 @@ import numpy as np
 
 from ..errors import Cancelled, InputError, SegForgeError, SessionLost, WorkerDied, WorkerError
 from ..image import Image, foreground_box, require_3d_volume
+from ..interactive.backends import DEFAULT_BACKEND
+from ..interactive.prompts import Prompt, ScribblePrompt, prompt_to_json
+from ..interactive.session import MaskChange, image_key
 from ..progress import ProgressCallback, no_progress
-from ..worker.client import JobResult, JobStatus, RemoteJob, WorkerClient, poll_until_finished
-from ..worker.jobs import CANCELLED, DONE, FAILED, RUNNING
-from ..worker.module_job import ModuleJob
-from ..worker.protocol import payload_size
-from .backends import DEFAULT_BACKEND
-from .prompts import Prompt, ScribblePrompt, prompt_to_json
-from .session import MaskChange, image_key
+from .client import JobResult, JobStatus, RemoteJob, WorkerClient, poll_until_finished
+from .jobs import CANCELLED, DONE, FAILED, RUNNING
+from .module_job import ModuleJob
+from .protocol import payload_size
 
 log = logging.getLogger(__name__)
 
