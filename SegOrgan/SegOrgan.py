@@ -510,7 +510,7 @@ class SegOrganWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Install what the job needs on first use, after asking; False when it cannot run."""
         needsTorch = modelNeedsTorch(modelId)
         packages = REQUIRED_PACKAGES + (NNUNET_PACKAGES if needsTorch else ())
-        from segforge.mrml import python_dependencies
+        from SegForgeWidgets import python_dependencies
 
         try:
             if python_dependencies.ensure_python_dependencies("SegOrgan", names=packages,

@@ -412,7 +412,7 @@ class SegVesselWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Install what the job needs on first use, after asking; False when it cannot run."""
         if not REQUIRED_PACKAGES:
             return True
-        from segforge.mrml import python_dependencies
+        from SegForgeWidgets import python_dependencies
 
         try:
             if python_dependencies.ensure_python_dependencies("SegVessel", names=REQUIRED_PACKAGES,
