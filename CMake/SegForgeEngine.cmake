@@ -87,7 +87,6 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/runtime/sliding_window.py
   segforge/runtime/torchscript.py
   segforge/segmentation_file.py
-  segforge/snapshot.py
   segforge/vessel/__init__.py
   segforge/vessel/deep_model.py
   segforge/vessel/filters.py
