@@ -145,24 +145,17 @@ def vessel_probability(logits: "torch.Tensor", vessel_labels: Sequence[int]) -> 
 
 # --- the mask ----------------------------------------------------------------------------
 
-def deep_vessel_mask(image: Image, model: "DeepVesselModel | ModelEntry",
-                     parameters: VesselMaskParameters = VesselMaskParameters(),
-                     progress: Optional[ProgressCallback] = None,
-                     cache: "Optional[ModelCache]" = None) -> Image:
-    """A uint8 vessel mask (1 = vessel) on ``image``'s grid, made by a deep network.
-
-    ``model`` is an installed catalog entry or a :class:`DeepVesselModel` (e.g. a file
-    with its settings). Raises InputError, ModelError or Cancelled.
-    """
-    return deep_vessel_mask_and_meta(image, model, parameters, progress, cache)[0]
-
-
 def deep_vessel_mask_and_meta(image: Image, model: "DeepVesselModel | ModelEntry",
                               parameters: VesselMaskParameters = VesselMaskParameters(),
                               progress: Optional[ProgressCallback] = None,
                               cache: "Optional[ModelCache]" = None) -> tuple[Image, dict[str, Any]]:
-    """:func:`deep_vessel_mask` plus what a front end reports: the model, whether it was already
-    loaded, the device, the tiles and the model's grid (JSON-friendly)."""
+    """A uint8 vessel mask (1 = vessel) on ``image``'s grid, made by a deep network, and what a
+    front end reports: the model, whether it was already loaded, the device, the tiles and the
+    model's grid (JSON-friendly).
+
+    ``model`` is an installed catalog entry or a :class:`DeepVesselModel` (e.g. a file
+    with its settings). Raises InputError, ModelError or Cancelled.
+    """
     import torch
 
     from . import mask as masks
