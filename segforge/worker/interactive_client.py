@@ -249,7 +249,7 @@ class _InteractionJob:
         if self._final is not None:
             return self._final
         if self._background is not None:
-            return self._background.status(self.id)
+            return self._background.status()
         assert self._remote is not None
         try:
             status = self._remote.poll()
@@ -258,7 +258,7 @@ class _InteractionJob:
         except _LOST as error:
             log.info("the worker lost the interactive session (%s); rebuilding it", error.message)
             self._start_rebuild()
-            return self._background.status(self.id)  # type: ignore[union-attr]
+            return self._background.status()  # type: ignore[union-attr]
         return status
 
     def cancel(self) -> JobStatus:
@@ -273,7 +273,7 @@ class _InteractionJob:
             except _LOST:  # the worker is gone: so is the job; the next operation rebuilds
                 self._session._session_id = None
                 self._error = Cancelled()
-                self._final = JobStatus(self.id, CANCELLED, 0.0, "Cancelled")
+                self._final = JobStatus(CANCELLED, 0.0, "Cancelled")
         return self.poll()
 
     def result(self) -> JobResult:
@@ -325,8 +325,8 @@ class _Background:
         self._thread = threading.Thread(target=self._run, name="segforge-interactive-rebuild", daemon=True)
         self._thread.start()
 
-    def status(self, job_id: str) -> JobStatus:
-        return JobStatus(job_id, self.state, self.fraction, self.message)
+    def status(self) -> JobStatus:
+        return JobStatus(self.state, self.fraction, self.message)
 
     def cancel(self) -> None:
         self._cancel.set()
