@@ -325,8 +325,6 @@ class NnInteractiveBackend:
         self._initial: Optional[np.ndarray] = None
         self._undoable = False
         self._helper: Optional[threading.Thread] = None
-        self.image_sets = 1
-        """How many times the image went to the package (once per backend; tests count it)."""
         self.steps = 0
         """How many interactions the package ran (replays included)."""
 
