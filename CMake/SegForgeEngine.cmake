@@ -42,7 +42,6 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/interactive/nninteractive_backend.py
   segforge/interactive/prompts.py
   segforge/interactive/random_walker.py
-  segforge/interactive/remote.py
   segforge/interactive/session.py
   segforge/interactive/simulation.py
   segforge/mesh.py
@@ -60,7 +59,6 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/organ/__init__.py
   segforge/organ/body.py
   segforge/organ/bones.py
-  segforge/organ/device.py
   segforge/organ/input_checks.py
   segforge/organ/labels.py
   segforge/organ/lungs.py
@@ -84,8 +82,12 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/polydata_io.py
   segforge/progress.py
   segforge/resources.py
+  segforge/runtime/__init__.py
+  segforge/runtime/device.py
+  segforge/runtime/model_cache.py
+  segforge/runtime/sliding_window.py
+  segforge/runtime/torchscript.py
   segforge/segmentation_file.py
-  segforge/snapshot.py
   segforge/vessel/__init__.py
   segforge/vessel/deep_model.py
   segforge/vessel/filters.py
@@ -107,9 +109,9 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/worker/__init__.py
   segforge/worker/client.py
   segforge/worker/crop.py
+  segforge/worker/interactive_client.py
   segforge/worker/interactive_tasks.py
   segforge/worker/jobs.py
-  segforge/worker/models_cache.py
   segforge/worker/module_job.py
   segforge/worker/protocol.py
   segforge/worker/server.py

@@ -38,11 +38,6 @@ class JobRunner:
         ui.cancelButton.connect("clicked(bool)", self.cancel)
 
     @property
-    def job(self):
-        """The job in flight; None when idle."""
-        return self._job
-
-    @property
     def running(self) -> bool:
         return self._job is not None
 

@@ -33,7 +33,7 @@ def labelDeviceItems(comboBox, values) -> None:
 def ensurePythonDependencies(moduleName: str, packages, needsTorch: bool, jobs) -> bool:
     """Install what a job needs on first use, after asking; False (and why, in the panel)
     when it cannot run. ``jobs`` is the panel's JobRunner, which shows errors."""
-    from segforge.mrml import python_dependencies
+    from SegForgeWidgets import python_dependencies
 
     try:
         if python_dependencies.ensure_python_dependencies(moduleName, names=packages, needs_torch=needsTorch):

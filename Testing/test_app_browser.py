@@ -230,7 +230,7 @@ def test_a_token_starting_with_a_dash_is_accepted(tmp_path):
 
 def test_token_rules():
     from segforge.cli import app_cmd
-    from segforge_app.auth import TOKEN_ENV, AuthError, is_loopback, resolve_token
+    from segforge_app.auth import TOKEN_ENV, AppTokenError, is_loopback, resolve_token
 
     assert app_cmd.TOKEN_ENV == TOKEN_ENV
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
@@ -238,7 +238,7 @@ def test_token_rules():
     first, second = resolve_token("127.0.0.1", None), resolve_token("127.0.0.1", None)
     assert first != second and len(first) >= 24  # random per start, never wslink's default
     assert resolve_token("0.0.0.0", "x" * 24) == "x" * 24
-    with pytest.raises(AuthError, match="without authentication"):
+    with pytest.raises(AppTokenError, match="without authentication"):
         resolve_token("10.1.2.3", None)
 
 

@@ -23,7 +23,7 @@ from conftest import OBLIQUE, ORIGIN_LPS
 from segforge.errors import Cancelled, InputError, SessionLost
 from segforge.image import Image
 from segforge.interactive.prompts import BoxPrompt, PointPrompt, ScribblePrompt
-from segforge.interactive.remote import RemoteSession
+from segforge.worker.interactive_client import RemoteSession
 from segforge.interactive.session import InteractiveSession, MaskChange, image_key
 from segforge.worker import WorkerClient
 from worker_helpers import wait_until_running

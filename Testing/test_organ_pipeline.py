@@ -14,7 +14,6 @@ from http_fixture import write_catalog
 from segforge.catalog import CATALOG_ENV, load_catalog
 from segforge.errors import Cancelled, InputError, ModelError
 from segforge.image import Image
-from segforge.organ.device import choose_device
 from segforge.organ.models import organ_models, resolve_organ_model
 from segforge.organ.parameters import OrganParameters
 from segforge.organ.pipeline import segment_organs
@@ -259,24 +258,7 @@ def test_non_organ_and_unknown_models_are_refused(catalog):
         segment_organs(ct_image(), OrganParameters(model="no-such-model"), catalog=catalog)
 
 
-# --- devices -----------------------------------------------------------------------------
-
-def test_device_choice_checks_gpu_memory_before_starting(monkeypatch):
-    assert choose_device("cpu", 100.0) == ("cpu", None)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert choose_device("auto", 4.0) == ("cpu", None)
-    with pytest.raises(InputError, match="GPU"):
-        choose_device("cuda", 4.0)
-    # A GPU with 3 GiB free (as the driver would report it): auto falls back, cuda is refused.
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 << 30, 24 << 30))
-    device, warning = choose_device("auto", 4.0)
-    assert device == "cpu" and "3.0 GiB free" in warning
-    with pytest.raises(InputError, match="Not enough GPU memory") as caught:
-        choose_device("cuda:0", 4.0)
-    assert "4.0 GiB" in caught.value.why
-    assert choose_device("auto", 2.0) == ("cuda", None)
-
+# --- devices (the choice itself: Testing/test_runtime_device.py) ---------------------------
 
 def test_parameters_refuse_an_unknown_device():
     with pytest.raises(ValueError):

@@ -778,8 +778,8 @@ class FakeSlicer:
 
 @pytest.fixture
 def deps(monkeypatch):
-    """python_dependencies with 'monai' and 'tqdm' missing and torch absent until installed."""
-    from segforge.mrml import python_dependencies
+    """The installer with 'monai' and 'tqdm' missing and torch absent until installed."""
+    from SegForgeWidgets import python_dependencies
 
     state = {"missing": ["monai>=1.4", "tqdm>=4.60"], "torch": False}
     monkeypatch.setattr(python_dependencies, "read_requirements", lambda path=None: ["monai>=1.4", "tqdm>=4.60"])
@@ -874,17 +874,30 @@ def test_installer_reports_what_it_cannot_do(deps, monkeypatch):
         deps.ensure_python_dependencies("Test", names=["scipy"])
 
 
-def test_installer_never_runs_at_import():
-    """Importing the installer must not import slicer itself, Qt, pip or the PyTorch extension."""
-    tree = ast.parse((ROOT / "segforge/mrml/python_dependencies.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", ["segforge.mrml.python_dependencies", "SegForgeWidgets.python_dependencies"])
+def test_installer_never_runs_at_import(module):
+    """Importing the requirement readers (mrml) or the installer (SegForgeWidgets, whose package
+    import must stay cheap) must not import slicer itself, Qt, pip or the PyTorch extension."""
+    tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
     top_level = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
     top_level += [node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 0]
     assert not [m for m in top_level if m.split(".")[0] in ("slicer", "qt", "ctk", "pip", "PyTorchUtils")], top_level
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import segforge.mrml.python_dependencies; "
+    code = (f"import sys; sys.path.insert(0, sys.argv[1]); import {module}; "
             "bad = [m for m in ('slicer.packaging', 'pip', 'PyTorchUtils', 'qt', 'ctk') if m in sys.modules]; "
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_mrml_python_dependencies_has_no_installer():
+    """segforge.mrml stays Qt-free: the dialog-driven installer is SegForgeWidgets'."""
+    from segforge.mrml import python_dependencies as readers
+
+    assert not hasattr(readers, "ensure_python_dependencies")
+    assert readers.select_requirements(["monai>=1.4", "tqdm>=4.60"], ["TQDM"]) == ["tqdm>=4.60"]
+    assert readers.select_requirements(["monai>=1.4"], None) == ["monai>=1.4"]
+    with pytest.raises(ValueError, match="scipy"):
+        readers.select_requirements(["monai>=1.4"], ["scipy"])
 
 
 def test_the_wheel_ships_the_whole_engine_and_its_catalog(tmp_path):

@@ -245,7 +245,7 @@ def test_discarding_a_new_segment_removes_it(scene_with_segments, logic):
     session = logic.start_session(volume, segmentation)
     assert segmentation.GetSegmentation().GetSegment(session.segment_id).GetName() == "lesion 2"
     session.add_point(ras_of(image, CENTRE_KJI - (3, 0, 0)))
-    session.cancel_session()
+    session.discard()
     assert segmentation.GetSegmentation().GetSegment(session.segment_id) is None
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 3
     assert_same(before, segmentation, volume)

@@ -28,10 +28,10 @@ from segforge.catalog.catalog import catalog_problems  # noqa: E402
 from segforge.catalog.download import download  # noqa: E402
 from segforge.errors import Cancelled, InputError, ModelError  # noqa: E402
 from segforge.image import Image  # noqa: E402
-from segforge.vessel.deep_model import deep_vessel_mask, deep_vessel_mask_and_meta  # noqa: E402
+from segforge.vessel.deep_model import deep_vessel_mask_and_meta  # noqa: E402
 from segforge.vessel.mask_step import make_vessel_mask, resolve_vessel_model  # noqa: E402
 from segforge.vessel.parameters import VesselMaskParameters  # noqa: E402
-from segforge.worker.models_cache import ModelCache  # noqa: E402
+from segforge.runtime.model_cache import ModelCache  # noqa: E402
 
 MODEL = "test-vessel-net"
 FINE = "test-vessel-net-fine"  # the same network with tiny tiles: thousands of tiles, for Cancel
@@ -144,7 +144,7 @@ def test_roi_and_seeds_apply_to_the_network_mask(installed):
     centre = image.ijk_to_lps() @ np.array([31.5, 19.5, 9.5, 1.0])
     roi = (*(centre[:3] - 8.0), *(centre[:3] + 8.0))
     parameters = VesselMaskParameters(device="cpu", roi_lps=roi, seeds_lps=(tuple(centre[:3]),))
-    mask = deep_vessel_mask(image, installed.entry, parameters, cache=ModelCache())
+    mask, _ = deep_vessel_mask_and_meta(image, installed.entry, parameters, cache=ModelCache())
     from segforge.vessel.mask import roi_voxels
 
     inside = roi_voxels(image, roi)
@@ -163,8 +163,8 @@ def test_network_cancel_lands_within_a_tile(installed):
                 raise Cancelled()
 
     with pytest.raises(Cancelled):
-        deep_vessel_mask(image, installed.entry, VesselMaskParameters(device="cpu"), cancel_at_third_tile,
-                         cache=ModelCache())
+        deep_vessel_mask_and_meta(image, installed.entry, VesselMaskParameters(device="cpu"), cancel_at_third_tile,
+                                  cache=ModelCache())
     assert tiles[-1].endswith("tile 3 of 8")
 
 
@@ -274,7 +274,8 @@ def test_worker_uses_the_model_keeps_it_loaded_and_cancels(installed):
         assert first.meta["model"] == second.meta["model"] == MODEL
         assert first.meta["model_cached"] is False and second.meta["model_cached"] is True
         assert second.meta["model_loads"] == 1
-        expected = deep_vessel_mask(image, installed.entry, VesselMaskParameters(device="cpu"), cache=ModelCache())
+        expected, _ = deep_vessel_mask_and_meta(image, installed.entry, VesselMaskParameters(device="cpu"),
+                                                cache=ModelCache())
         for result in (first, second):
             mask = result.outputs["mask"]
             assert mask.same_grid(image, tol=1e-12)

@@ -304,18 +304,18 @@ def test_a_volume_too_big_for_the_workers_memory_is_refused_and_the_worker_lives
                                      RuntimeError("ITK: Failed to allocate memory for image.")])
 def test_a_job_out_of_memory_is_reported_as_such(failure):
     from segforge.errors import JobFailed
-    from segforge.worker.jobs import Job, JobRunner
+    from segforge.worker.jobs import Job, JobQueue
 
     def greedy(inputs, params, job):
         raise failure
 
-    runner = JobRunner()
-    job = runner.submit(Job("vessel.mask", greedy, {}, {}))
+    queue = JobQueue()
+    job = queue.submit(Job("vessel.mask", greedy, {}, {}))
     deadline = time.monotonic() + 10
     while job.state not in ("failed", "done"):
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    runner.stop()
+    queue.stop()
     assert isinstance(job.error, JobFailed) and "ran out of memory" in job.error.what
     assert "crop" in job.error.todo
 

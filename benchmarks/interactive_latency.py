@@ -7,7 +7,7 @@
    same seeds: a lesion model-free walker, as a yardstick for the solver's cost.
 2. **Real lesions** — the pyradiomics lung nodule (CT) and brain lesion (MR), full images
    from ``../shared/data`` when present (else the test crops), ten simulated clicks.
-3. **Through the worker** — a :class:`~segforge.interactive.remote.RemoteSession` on a real
+3. **Through the worker** — a :class:`~segforge.worker.interactive_client.RemoteSession` on a real
    worker process: seconds per click as the GUI sees it (submit, poll, result), and image
    bytes sent at the first and at the second click. Peer: sending the image with every
    click (what MONAI Label's and SegmentWithSAM's Slicer clients do): a new session per click.
@@ -112,7 +112,7 @@ def real_lesions() -> list[dict]:
 
 
 def through_worker(clicks: int = 5) -> dict:
-    from segforge.interactive.remote import RemoteSession
+    from segforge.worker.interactive_client import RemoteSession
     from segforge.worker import WorkerClient
 
     image, lesion = synthetic_lesion(10.0)

@@ -52,7 +52,6 @@ from segforge.mrml import (control_points_lps, create_closed_surfaces, create_he
                            mask_from_segment, point_measurement, rows_from_table, save_node, save_scene_bundle,
                            segment_ids_by_name, volume_node_from_image)
 from segforge.polydata_io import write_polydata  # noqa: E402
-from segforge.snapshot import OVERLAY_RGB  # noqa: E402
 from segforge.vessel.parameters import BUILTIN_MODEL  # noqa: E402
 from segforge.vessel.pipeline import VesselPipelineParameters, preset  # noqa: E402
 from segforge.vessel.tree import BranchLine, centerline_polydata  # noqa: E402
@@ -61,6 +60,8 @@ from SegVesselLib import SegVesselLogic  # noqa: E402
 SAMPLE_DATA = REPO / "Resources" / "SampleData"
 SAMPLE_MRA = SAMPLE_DATA / "vmtk_aorta_cemra" / "aorta.mha"
 SAMPLE_CTA = SAMPLE_DATA / "ts_thoracic_cta_aorta" / "cta_thorax_1p5mm.nii.gz"
+#: The red of the vessel mask over the slice through its centre.
+OVERLAY_RGB = np.array([230, 40, 40], np.float32)
 
 #: A box (LPS mm: xmin, ymin, zmin, xmax, ymax, zmax) around the aorto-iliac bifurcation of
 #: the CE-MRA: the LPS bounding box of the voxels of VMTK's level-set mask shipped beside it
@@ -324,7 +325,7 @@ def write_picture(image: Image, vessels: Image, nodes: Any, path: Path,
     """Four views side by side, shown radiologically (superior on top, the patient's right on
     the left; anterior on top in an axial view, on the left in a sagittal one): the volume's
     maximum intensity projection, that of the vessel voxels only, the slice through the vessel
-    mask's centre with the mask in red (the views of ``segforge.snapshot``, along any axis),
+    mask's centre with the mask in red (along any axis),
     and a fourth zoomed onto the vessel mask: the centerlines coloured by radius (cyan thin,
     yellow wide) over the projection of the vessel voxels, the stenosis findings as magenta
     crosses."""

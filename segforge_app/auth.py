@@ -26,10 +26,10 @@ TOKEN_ENV = "SEGFORGE_APP_TOKEN"
 MIN_TOKEN_LENGTH = 16
 
 
-class AuthError(SegForgeError):
+class AppTokenError(SegForgeError):
     """The app would listen beyond loopback without a usable token."""
 
-    code = "auth"
+    code = "app_token"
 
 
 def is_loopback(host: str) -> bool:
@@ -50,16 +50,16 @@ def is_loopback(host: str) -> bool:
 def resolve_token(host: str, token: str | None) -> str:
     """The websocket secret for ``host``: ``token`` if given, else random on loopback.
 
-    Raises :class:`AuthError` for a non-loopback host without a token or with a short one.
+    Raises :class:`AppTokenError` for a non-loopback host without a token or with a short one.
     """
     if token:
         if not is_loopback(host) and len(token) < MIN_TOKEN_LENGTH:
-            raise AuthError(f"The token is too short to listen on {host}",
+            raise AppTokenError(f"The token is too short to listen on {host}",
                             f"it has {len(token)} characters; anyone who can reach the port could guess it",
                             f"use at least {MIN_TOKEN_LENGTH}, e.g. {TOKEN_ENV}=$(openssl rand -hex 24)")
         return token
     if not is_loopback(host):
-        raise AuthError(f"Refusing to listen on {host} without authentication",
+        raise AppTokenError(f"Refusing to listen on {host} without authentication",
                         "anyone who can reach that address could read and change the loaded data",
                         f"set {TOKEN_ENV} (e.g. export {TOKEN_ENV}=$(openssl rand -hex 24)) "
                         "or listen on 127.0.0.1")

@@ -9,12 +9,9 @@ clicks in a slice view lie in one plane and a box prompt needs a depth.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 #: A box axis thinner than this fraction of its widest side is given that widest side as depth.
 FLAT = 0.05

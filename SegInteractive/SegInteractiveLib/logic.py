@@ -111,7 +111,7 @@ class SegInteractiveLogic(WorkerLogic):
 
     def _open_engine(self, image: Image, backend: str, device: str, initial: Optional[np.ndarray]) -> Any:
         """The engine's session in the worker (the image is sent here, once per session)."""
-        from segforge.interactive.remote import RemoteSession
+        from segforge.worker.interactive_client import RemoteSession
 
         return RemoteSession(self.worker, image, backend, device, initial)
 

@@ -124,9 +124,6 @@ class InteractiveSegmentSession:
     def start_point_from_markups(self, fiducial_node: Any, index: int = -1, positive: bool = True) -> InteractionJob:
         return self.start_interaction(self._markups_prompt(fiducial_node, index, positive))
 
-    def start_box(self, min_ras: Sequence[float], max_ras: Sequence[float], positive: bool = True) -> InteractionJob:
-        return self.start_interaction(prompt_nodes.box_prompt(min_ras, max_ras, positive))
-
     def start_roi(self, roi_node: Any, positive: bool = True) -> InteractionJob:
         return self.start_interaction(prompt_nodes.roi_prompt(roi_node, positive))
 
@@ -162,8 +159,6 @@ class InteractiveSegmentSession:
         """End the session and put the segment back exactly as it was (a new one is removed)."""
         self._end()
         self.target.restore()
-
-    cancel_session = discard
 
     # -- helpers ------------------------------------------------------------------------------
     def _markups_prompt(self, fiducial_node: Any, index: int, positive: bool) -> Prompt:

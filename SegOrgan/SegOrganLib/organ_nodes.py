@@ -6,7 +6,6 @@ every voxel. A new segmentation node is removed again if writing into it fails.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -17,8 +16,6 @@ from segforge.mrml.tables import table_from_rows
 from segforge.organ.outputs import organ_segments
 from segforge.organ.pipeline import OrganResult
 from segforge.organ.statistics import StructureStatistics
-
-log = logging.getLogger(__name__)
 
 #: The statistics table's columns (Slicer's Segment Statistics wording) and their units.
 TABLE_COLUMNS = {"structure": "Segment", "label": "Label value", "voxels": "Voxel count",

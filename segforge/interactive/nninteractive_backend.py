@@ -51,7 +51,7 @@ while the caller's thread reports progress every 0.1 s, so Cancel returns within
 helper is stopped at its next network pass and the package rolls the interaction back (its
 calls are atomic), so the backend stays usable and the next click waits for that to finish.
 
-Device: "auto" takes the GPU when it has the memory (:func:`segforge.organ.device.choose_device`)
+Device: "auto" takes the GPU when it has the memory (:func:`segforge.runtime.device.choose_device`)
 else the CPU; on the CPU each click takes seconds (the published network is large), which is
 logged and kept in :attr:`NnInteractiveBackend.warning` for front ends to show.
 """
@@ -198,7 +198,7 @@ def min_gpu_memory_gb() -> float:
 
 # -- loading, shared between sessions --------------------------------------------------------
 def _torch_device(requested: str) -> tuple[str, Optional[str]]:
-    from ..organ.device import choose_device
+    from ..runtime.device import choose_device
 
     if requested not in ("auto", "cpu") and not requested.startswith("cuda"):
         raise InputError(f"Unknown device {requested!r}", "devices are auto, cpu and cuda (or cuda:N)",
@@ -213,7 +213,7 @@ def _load(folder: Path, fold: Optional[int], device: str) -> dict:
     """The package's loaded model (network on ``device``, plans, metadata), read once per worker."""
     import torch
 
-    from ..worker.models_cache import ModelCache, shared_models
+    from ..runtime.model_cache import ModelCache, shared_models
 
     checkpoint = next(iter(sorted(folder.glob(f"fold_{fold if fold is not None else '*'}/{CHECKPOINT}"))), None)
     if checkpoint is None:
@@ -325,8 +325,6 @@ class NnInteractiveBackend:
         self._initial: Optional[np.ndarray] = None
         self._undoable = False
         self._helper: Optional[threading.Thread] = None
-        self.image_sets = 1
-        """How many times the image went to the package (once per backend; tests count it)."""
         self.steps = 0
         """How many interactions the package ran (replays included)."""
 

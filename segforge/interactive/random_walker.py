@@ -124,7 +124,6 @@ class _View:
         self.p = backend.parameters
         self.window = window
         self.spacing = backend._spacing
-        self.full_shape = backend.image.array.shape
         raw = backend.image.array[window].astype(np.float32)
         sigma = [0.0 if axis == backend._thick_axis else self.p.smoothing_mm / s for axis, s in enumerate(self.spacing)]
         self.values = ndimage.gaussian_filter(raw, sigma, mode="nearest") if max(sigma) > 0 else raw

@@ -1,29 +1,21 @@
-"""SegForge's Python dependencies inside 3D Slicer: found missing, installed on first use.
+"""SegForge's Python dependencies: which are needed, which are missing (Qt-free).
 
 Slicer's Python lacks some packages SegForge needs (``Resources/requirements.txt``);
 ``torch`` comes through Slicer's PyTorch extension, which picks the build that matches
-the GPU driver. Nothing here installs anything at import time: a module widget calls
-:func:`ensure_python_dependencies` just before the first job that needs the packages, and
-the user is asked first.
-
-:func:`read_requirements` and :func:`missing_requirements` use only the standard library
-(and ``packaging`` where present), so they work without Qt and without Slicer; the
-installing half imports ``slicer`` inside the functions.
+the GPU driver. This module only reads: :func:`read_requirements`,
+:func:`missing_requirements`, :func:`torch_installed` and :func:`select_requirements` use
+only the standard library (and ``packaging`` where present), so they work without Qt and
+without Slicer. Installing them, after asking the user in a dialog, is the module widgets'
+part: ``SegForgeWidgets.python_dependencies.ensure_python_dependencies``.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
-import logging
 import re
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
-from ..errors import SegForgeError
-
-log = logging.getLogger(__name__)
-
-#: Comes from Slicer's PyTorch extension (PyTorchUtils), never from this file's pip call.
+#: Comes from Slicer's PyTorch extension (PyTorchUtils), never from the installer's pip call.
 TORCH = "torch"
 
 #: Requirements that need torch in place first: installed without it, pip would pull the
@@ -105,58 +97,16 @@ def torch_installed() -> bool:
     return True
 
 
-def ensure_python_dependencies(requester: str = "SegForge", names: Optional[Sequence[str]] = None,
-                               needs_torch: bool = False) -> bool:
-    """Inside Slicer: make sure the packages a workflow needs are installed, asking the user first.
-
-    ``names`` picks the requirements of ``requirements.txt`` the caller needs, by
-    distribution name (default: all of them); torch is added when one of them needs it, or
-    when ``needs_torch`` says the workflow itself runs on torch.
-    Returns True when everything is in place (now or already), False when the user said no
-    or Slicer runs its self-tests (which must not change the Python environment). Raises
-    :class:`~segforge.errors.SegForgeError` when installing failed or is impossible here.
-    """
-    wanted = _select(read_requirements(), names)
-    missing = missing_requirements(wanted)
-    need_torch = not torch_installed() and (needs_torch or any(requirement_name(r) in NEEDS_TORCH for r in wanted))
-    if not missing and not need_torch:
-        return True
-
-    import slicer  # noqa: PLC0415 (only inside Slicer, only when something is missing)
-
-    listing = ([f"{TORCH} (through the PyTorch extension)"] if need_torch else []) + missing
-    app = getattr(slicer, "app", None)
-    if app is None:
-        # PythonSlicer or a plain Python with slicer-core: no dialog to ask with.
-        raise SegForgeError(f"{requester} needs Python packages that are not installed: " + ", ".join(listing),
-                            "They are installed on first use only after the user agrees, which needs Slicer's window",
-                            "Open the module in Slicer and press Apply, or install them yourself with "
-                            "PythonSlicer -m pip install " + " ".join(missing or [TORCH]))
-    if app.testingEnabled():
-        log.warning("Testing mode: not installing %s for %s", ", ".join(listing), requester)
-        return False
-
-    if not slicer.util.confirmOkCancelDisplay(
-            f"{requester} needs {len(listing)} Python package(s) that are not installed yet.\n\n"
-            "They will be downloaded and installed into Slicer's Python environment "
-            "(this can take several minutes and needs an internet connection). Continue?",
-            windowTitle=f"{requester} - Install Python packages",
-            detailedText="\n".join(listing)):
-        log.info("The user declined installing %s", ", ".join(listing))
-        return False
-
-    if need_torch:
-        _install_torch(requester)
-    if missing:
-        _pip_install(missing, requester)
-
-    importlib.invalidate_caches()
-    still_missing = missing_requirements(wanted) + ([TORCH] if need_torch and not torch_installed() else [])
-    if still_missing:
-        raise SegForgeError("Python packages could not be installed: " + ", ".join(still_missing),
-                            "pip finished but they are still not found in Slicer's Python environment",
-                            "Restart Slicer and try again; see the Python console for pip's messages")
-    return True
+def select_requirements(requirements: list[str], names: Optional[Sequence[str]]) -> list[str]:
+    """The requirements named in ``names`` (distribution names, any spelling), all when ``names`` is
+    None; ValueError for a name that is not among them."""
+    if names is None:
+        return requirements
+    by_name = {requirement_name(r): r for r in requirements}
+    unknown = [n for n in names if requirement_name(n) not in by_name]
+    if unknown:
+        raise ValueError(f"Not in requirements.txt: {', '.join(unknown)}")
+    return [by_name[requirement_name(n)] for n in names]
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,57 +123,3 @@ def _parse(requirement: str, where: str):
         return Requirement(requirement)
     except InvalidRequirement as error:
         raise ValueError(f"{where}: invalid requirement {requirement!r}: {error}") from None
-
-
-def _select(requirements: list[str], names: Optional[Sequence[str]]) -> list[str]:
-    if names is None:
-        return requirements
-    by_name = {requirement_name(r): r for r in requirements}
-    unknown = [n for n in names if requirement_name(n) not in by_name]
-    if unknown:
-        raise ValueError(f"Not in requirements.txt: {', '.join(unknown)}")
-    return [by_name[requirement_name(n)] for n in names]
-
-
-def _install_torch(requester: str) -> None:
-    """torch through the PyTorch extension, which picks the build for this machine's GPU driver."""
-    try:
-        import PyTorchUtils  # the PyTorch extension's module (EXTENSION_DEPENDS PyTorch)
-    except ImportError:
-        raise SegForgeError(f"{requester} needs PyTorch, and Slicer's PyTorch extension is not installed",
-                            "SegForge installs torch through that extension so that it matches the GPU driver",
-                            "Install the PyTorch extension from the Extensions Manager, restart Slicer "
-                            "and try again") from None
-    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
-    if torch is None:
-        raise SegForgeError("PyTorch was not installed", "the PyTorch extension did not install it",
-                            "Install it from the PyTorch Utils module, then try again")
-
-
-def _pip_install(requirements: list[str], requester: str) -> None:
-    """``slicer.packaging.pip_ensure`` where this Slicer has it, ``slicer.util.pip_install`` otherwise."""
-    import slicer
-
-    try:
-        import slicer.packaging as packaging
-    except ImportError:
-        packaging = None
-    plain = [r for r in requirements if requirement_name(r) not in NO_DEPS]
-    try:
-        for requirement in requirements:
-            if requirement_name(requirement) in NO_DEPS:
-                slicer.util.pip_install(["--no-deps", requirement])
-        if not plain:
-            return
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
-            # The user already agreed above: no second dialog. pip_ensure shows progress and
-            # offers a restart when an already-imported package was updated.
-            packaging.pip_ensure(plain, prompt_install=False, requester=requester)
-        else:
-            # A list, so that each requirement is one argument (markers may contain spaces).
-            slicer.util.pip_install(plain)
-    except Exception as error:  # CalledProcessError, or RuntimeError from pip_ensure
-        raise SegForgeError("Python packages could not be installed: " + ", ".join(requirements),
-                            str(error) or type(error).__name__,
-                            "Check the internet connection and the Python console for pip's messages, "
-                            "then try again") from error

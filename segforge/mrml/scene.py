@@ -138,15 +138,6 @@ def get_scene() -> Any:
     return scene
 
 
-def module_logic(module_name: str) -> Any:
-    """A module's logic by Slicer module name, in desktop Slicer and headless alike."""
-    get_scene()  # headless: make sure slicer.modules exists
-    module = getattr(slicer.modules, module_name.lower(), None)
-    if module is None:
-        raise LookupError(f"Slicer module {module_name!r} is not loaded")
-    return module.logic()
-
-
 @contextlib.contextmanager
 def batch_processing(scene: Optional[Any] = None) -> Iterator[Any]:
     """Many nodes added at once reach the views once, at the end, as in Slicer's own bulk loads.

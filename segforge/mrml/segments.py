@@ -37,7 +37,6 @@ OnExisting = Literal["error", "replace", "rename"]
 Reference = Union[Image, Any]
 
 BINARY_LABELMAP = "Binary labelmap"
-CLOSED_SURFACE = "Closed surface"
 #: Slicer's default terminology contexts (what the Segment Editor writes).
 GENERAL_ANATOMY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 ANATOMIC_REGION_CONTEXT = "Anatomic codes - DICOM master list"

@@ -80,7 +80,7 @@ def segment_organs(image: Image, parameters: OrganParameters = OrganParameters()
         if reason:
             warnings.append(f"This image does not look like a CT ({reason}); {entry.id} is a CT model, "
                             "so expect poor results")
-    from .device import choose_device
+    from ..runtime.device import choose_device
 
     device, device_warning = choose_device(parameters.device, entry.min_gpu_memory_gb)
     if device_warning:

@@ -99,7 +99,6 @@ class StructureTerm:
 class _Data:
     terms: Mapping[str, StructureTerm]
     label_sets: Mapping[str, Mapping[int, str]]
-    sources: Mapping[str, str]
 
 
 def _bad_data(why: str) -> SegForgeError:
@@ -158,7 +157,7 @@ def _parse(raw: Any) -> _Data:
         if missing:
             raise _bad_data(f"label set {set_name!r} names structures without terminology: {missing}")
         label_sets[set_name] = labels
-    return _Data(terms, label_sets, dict(raw.get("sources", {})))
+    return _Data(terms, label_sets)
 
 
 @functools.lru_cache(maxsize=1)
@@ -183,16 +182,6 @@ def label_set(name: str) -> dict[int, str]:
     if name not in sets:
         raise KeyError(f"no label set {name!r}; known: {', '.join(sorted(sets))}")
     return dict(sets[name])
-
-
-def label_set_names() -> list[str]:
-    """The label sets the data file covers."""
-    return sorted(_data().label_sets)
-
-
-def sources() -> dict[str, str]:
-    """The public documents the codes were checked against, by the short names used in the file."""
-    return dict(_data().sources)
 
 
 def normalize_name(name: str) -> str:
@@ -249,40 +238,3 @@ def slicer_terminology_string(term: StructureTerm, *, context: str = GENERAL_ANA
     """
     return "~".join((context, _parts(term.category), _parts(term.type), _parts(term.modifier),
                      region_context, _parts(term.region), _parts(term.region_modifier)))
-
-
-def slicer_terminology_context(names: Optional[list[str]] = None, *,
-                               context_name: str = "SegForge structures") -> dict[str, Any]:
-    """A Slicer terminology context (the ``.term.json`` format of Slicer's Terminologies module)
-    holding the given structures (all known ones by default).
-
-    Each structure is a type (or, with laterality, a type modifier) whose ``3dSlicerLabel`` is
-    the structure name, so ``FindTypeInTerminologyBy3dSlicerLabel`` finds it; saved as JSON,
-    ``vtkSlicerTerminologiesModuleLogic.LoadTerminologyFromFile`` loads it.
-    """
-    terms = [term_for(name) for name in names] if names is not None else list(_data().terms.values())
-
-    def code(concept: CodedConcept) -> dict[str, Any]:
-        return {"CodingSchemeDesignator": concept.scheme, "CodeValue": concept.code, "CodeMeaning": concept.meaning}
-
-    def rgb(term: StructureTerm) -> list[int]:
-        return [int(round(c * 255)) for c in term.color_rgb]
-
-    categories: dict[str, dict[str, Any]] = {}
-    for term in terms:
-        category = categories.setdefault(term.category.code, {**code(term.category), "showAnatomy": True,
-                                                               "Type": []})
-        types = category["Type"]
-        type_entry = next((t for t in types if t["CodeValue"] == term.type.code), None)
-        if term.modifier is None:
-            if type_entry is None:
-                types.append({**code(term.type), "3dSlicerLabel": term.name, "recommendedDisplayRGBValue": rgb(term)})
-            continue
-        if type_entry is None:
-            type_entry = {**code(term.type), "Modifier": []}
-            types.append(type_entry)
-        type_entry.setdefault("Modifier", []).append(
-            {**code(term.modifier), "3dSlicerLabel": term.name, "recommendedDisplayRGBValue": rgb(term)})
-    return {"SegmentationCategoryTypeContextName": context_name,
-            "@schema": "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/schemas/segment-context-schema.json#",
-            "SegmentationCodes": {"Category": list(categories.values())}}

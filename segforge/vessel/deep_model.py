@@ -47,7 +47,7 @@ from .parameters import VesselMaskParameters
 if TYPE_CHECKING:
     import torch
 
-    from ..worker.models_cache import ModelCache
+    from ..runtime.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -145,35 +145,30 @@ def vessel_probability(logits: "torch.Tensor", vessel_labels: Sequence[int]) -> 
 
 # --- the mask ----------------------------------------------------------------------------
 
-def deep_vessel_mask(image: Image, model: "DeepVesselModel | ModelEntry",
-                     parameters: VesselMaskParameters = VesselMaskParameters(),
-                     progress: Optional[ProgressCallback] = None,
-                     cache: "Optional[ModelCache]" = None) -> Image:
-    """A uint8 vessel mask (1 = vessel) on ``image``'s grid, made by a deep network.
-
-    ``model`` is an installed catalog entry or a :class:`DeepVesselModel` (e.g. a file
-    with its settings). Raises InputError, ModelError or Cancelled.
-    """
-    return deep_vessel_mask_and_meta(image, model, parameters, progress, cache)[0]
-
-
 def deep_vessel_mask_and_meta(image: Image, model: "DeepVesselModel | ModelEntry",
                               parameters: VesselMaskParameters = VesselMaskParameters(),
                               progress: Optional[ProgressCallback] = None,
                               cache: "Optional[ModelCache]" = None) -> tuple[Image, dict[str, Any]]:
-    """:func:`deep_vessel_mask` plus what a front end reports: the model, whether it was already
-    loaded, the device, the tiles and the model's grid (JSON-friendly)."""
+    """A uint8 vessel mask (1 = vessel) on ``image``'s grid, made by a deep network, and what a
+    front end reports: the model, whether it was already loaded, the device, the tiles and the
+    model's grid (JSON-friendly).
+
+    ``model`` is an installed catalog entry or a :class:`DeepVesselModel` (e.g. a file
+    with its settings). Raises InputError, ModelError or Cancelled.
+    """
     import torch
 
     from . import mask as masks
-    from ..worker.models_cache import shared_models
-    from ..worker.torchscript import cached_torchscript, normalised_tensor, sliding_window_logits, torch_device
+    from ..runtime.device import choose_device
+    from ..runtime.model_cache import shared_models
+    from ..runtime.sliding_window import sliding_window_logits
+    from ..runtime.torchscript import cached_torchscript, normalised_tensor
 
     require_3d_volume(image)
     spec = model if isinstance(model, DeepVesselModel) else DeepVesselModel.from_entry(model)
     cache = cache if cache is not None else shared_models
     report = progress or no_progress
-    device = torch_device(parameters.device)
+    device, _warning = choose_device(parameters.device)
     crop = inner = (slice(None),) * 3
     if parameters.roi_lps is not None:
         crop, inner = masks.roi_crop(image, parameters.roi_lps, _context_voxels(image, spec))
@@ -225,7 +220,7 @@ def _tensor(array: np.ndarray, device: str) -> "torch.Tensor":
 
 
 def _tiles(grid: Sequence[int], patch: Sequence[int]) -> int:
-    from ..worker.torchscript import tile_count
+    from ..runtime.sliding_window import tile_count
 
     return tile_count(grid, patch, OVERLAP)
 

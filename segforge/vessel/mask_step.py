@@ -26,7 +26,7 @@ from .deep_model import FRAMEWORKS, DeepVesselModel, deep_vessel_mask_and_meta, 
 from .parameters import AUTO_MODEL, BUILTIN_MODEL, VesselMaskParameters
 
 if TYPE_CHECKING:
-    from ..worker.models_cache import ModelCache
+    from ..runtime.model_cache import ModelCache
 
 log = logging.getLogger(__name__)
 

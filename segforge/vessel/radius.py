@@ -71,19 +71,12 @@ class BoundaryDistance:
         inside_image = np.all((border >= 0) & (border < np.asarray(np.shape(mask))), axis=1)
         if inside_image.any():
             border = border[inside_image]
-        self.border_kji = border
         self._tree = cKDTree(border * self.spacing_kji)
 
     def __call__(self, points_kji: np.ndarray) -> np.ndarray:
         """Distance in mm from each point to the nearest background voxel centre."""
         points = np.asarray(points_kji, float).reshape(-1, 3) * self.spacing_kji
         return self._tree.query(points, k=1, workers=_workers(len(points)))[0]
-
-    def nearest(self, points_kji: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distance (mm) and position (kji) of the nearest background voxel centre."""
-        points = np.asarray(points_kji, float).reshape(-1, 3) * self.spacing_kji
-        distance, index = self._tree.query(points, k=1, workers=_workers(len(points)))
-        return distance, self.border_kji[index].astype(float)
 
 
 def _workers(count: int) -> int:
@@ -113,12 +106,6 @@ def lps_to_kji(image: Image, points_lps: np.ndarray) -> np.ndarray:
 def kji_to_lps(image: Image, points_kji: np.ndarray) -> np.ndarray:
     """LPS millimetres of continuous voxel indices (k, j, i)."""
     return affine(np.asarray(points_kji, float).reshape(-1, 3)[:, ::-1], image.ijk_to_lps())
-
-
-def radii_at(mask: Image, points_lps: np.ndarray, distance: BoundaryDistance | None = None) -> np.ndarray:
-    """Radius (mm) of the vessel at each LPS point: its distance to the nearest background voxel."""
-    distance = distance or BoundaryDistance(np.asarray(mask.array) != 0, mask.spacing[::-1])
-    return distance(lps_to_kji(mask, points_lps))
 
 
 def across(tangent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

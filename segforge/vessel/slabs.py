@@ -24,6 +24,7 @@ import torch
 
 from ..image import Image
 from ..progress import ProgressCallback
+from ..runtime.device import choose_device
 from .filters import MEASURES
 from .hessian import SlabSmoother, hessian_from_smoothed, symmetric_eigenvalues
 from .parameters import VesselMaskParameters
@@ -39,18 +40,10 @@ _REPORT_EVERY_S = 0.1
 _BYTES_PER_VOXEL = 4 * 24
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: the first CUDA GPU when torch sees one, else the CPU (one rule for every
-    torch path: :func:`segforge.worker.torchscript.torch_device`)."""
-    from ..worker.torchscript import torch_device
-
-    return torch.device(torch_device(name))
-
-
 def filter_volume(image: Image, parameters: VesselMaskParameters, gamma: float, floor: float,
                   report: ProgressCallback, chunk_voxels: Optional[int] = None) -> np.ndarray:
     """The float32 response of ``image`` (max over scales); see :func:`segforge.vessel.vesselness`."""
-    device = resolve_device(parameters.device)
+    device = torch.device(choose_device(parameters.device)[0])  # the one rule of every torch path
     response = np.zeros(image.array.shape, dtype=np.float32)
     depth = _slab_depth(image.array.shape, device, chunk_voxels)
     ranges = [(k0, min(k0 + depth, image.array.shape[0])) for k0 in range(0, image.array.shape[0], depth)]

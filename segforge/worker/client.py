@@ -40,7 +40,6 @@ _ENGINE_ROOT = str(Path(__file__).resolve().parents[2])
 class JobStatus:
     """Where a job stands: queued, running, done, failed or cancelled."""
 
-    job: str
     state: str
     fraction: float
     message: str
@@ -49,7 +48,7 @@ class JobStatus:
 
     @classmethod
     def from_header(cls, header: dict[str, Any]) -> "JobStatus":
-        return cls(str(header["job"]), str(header["state"]), float(header["fraction"]), str(header["message"]),
+        return cls(str(header["state"]), float(header["fraction"]), str(header["message"]),
                    header.get("cancel_latency_s"))
 
     @property

@@ -70,8 +70,9 @@ class Job:
         self.inputs = {}  # free the input volume as soon as it is not needed
 
 
-class JobRunner:
-    """Runs submitted jobs one after another on a single background thread."""
+class JobQueue:
+    """The worker's queue of submitted jobs, run one after another on a single background thread
+    (not to be confused with ``SegForgeWidgets.JobRunner``, a panel's view of one job)."""
 
     def __init__(self, keep_finished_s: float = 600.0) -> None:
         self._jobs: dict[str, Job] = {}
@@ -99,7 +100,7 @@ class JobRunner:
 
     def cancel(self, job_id: str) -> Job:
         job = self.get(job_id)
-        with self._lock:  # the runner takes a queued job under the same lock: no race with its start
+        with self._lock:  # the queue takes a queued job under the same lock: no race with its start
             if job.cancel_requested_at is None and job.state not in FINISHED_STATES:
                 job.cancel_requested_at = time.monotonic()
             job._cancel.set()

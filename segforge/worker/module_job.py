@@ -23,7 +23,7 @@ class ModuleJob(Generic[T]):
         self.remote = remote
         self._finish = finish
         self._error: Optional[SegForgeError] = None
-        self._status = JobStatus(remote.id, "queued", 0.0, "Submitted")
+        self._status = JobStatus("queued", 0.0, "Submitted")
 
     def poll(self) -> JobStatus:
         """The latest status; never raises (a lost worker is a failed status)."""
@@ -32,7 +32,7 @@ class ModuleJob(Generic[T]):
                 self._status = self.remote.poll()
             except SegForgeError as error:
                 self._error = error
-                self._status = JobStatus(self.remote.id, FAILED, self._status.fraction, error.message)
+                self._status = JobStatus(FAILED, self._status.fraction, error.message)
         return self._status
 
     def cancel(self) -> None:
@@ -42,7 +42,7 @@ class ModuleJob(Generic[T]):
                 self._status = self.remote.cancel()
             except SegForgeError as error:  # the worker is gone: the job is over, and says why
                 self._error = error
-                self._status = JobStatus(self.remote.id, FAILED, self._status.fraction, error.message)
+                self._status = JobStatus(FAILED, self._status.fraction, error.message)
 
     def finish(self) -> T:
         """Collect the result and write it into the scene; raises what went wrong."""

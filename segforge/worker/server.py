@@ -2,7 +2,7 @@
 
 The same server runs locally (spawned by a Slicer module on loopback with a random
 token) and on a shared GPU machine (``segforge serve --host H --port P --token T``).
-Each connection gets a thread; jobs run one at a time on the :class:`JobRunner`.
+Each connection gets a thread; jobs run one at a time on the :class:`JobQueue`.
 Every request carries the protocol version and the token, both checked before the
 request's arrays are read.
 """
@@ -24,7 +24,7 @@ from typing import Any, Optional
 from .. import __version__
 from ..errors import AuthError, SegForgeError
 from .crop import crop_to_foreground
-from .jobs import FAILED, DONE, Job, JobRunner
+from .jobs import FAILED, DONE, Job, JobQueue
 from .protocol import (DEFAULT_MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, MalformedMessage, protocol_mismatch,
                        recv_arrays, recv_header, send_message)
 from .tasks import TASKS
@@ -49,7 +49,7 @@ class WorkerServer:
             raise ValueError("a worker needs a token")
         self.token = token
         self.max_payload = max_payload
-        self.runner = JobRunner()
+        self.jobs = JobQueue()
         self._tls = tls
         self._listener = socket.create_server((host, port), reuse_port=False)
         self.address = self._listener.getsockname()[:2]
@@ -74,7 +74,7 @@ class WorkerServer:
             threading.Thread(target=self._serve_connection, args=(connection, peer),
                              name=f"segforge-conn-{peer}", daemon=True).start()
         self._listener.close()
-        self.runner.stop()
+        self.jobs.stop()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -148,12 +148,12 @@ class WorkerServer:
             params = header.get("params") or {}
             if not isinstance(params, dict):
                 raise MalformedMessage("The job's parameters are malformed", "'params' is not an object")
-            job = self.runner.submit(Job(task, TASKS[task], arrays, params))
+            job = self.jobs.submit(Job(task, TASKS[task], arrays, params))
             return job.status(), {}
         if op == "status":
-            return self.runner.get(str(header.get("job"))).status(), {}
+            return self.jobs.get(str(header.get("job"))).status(), {}
         if op == "cancel":
-            return self.runner.cancel(str(header.get("job"))).status(), {}
+            return self.jobs.cancel(str(header.get("job"))).status(), {}
         if op == "result":
             return self._result(str(header.get("job")))
         if op == "shutdown":
@@ -163,7 +163,7 @@ class WorkerServer:
                                "known requests: hello, submit, status, cancel, result, shutdown")
 
     def _result(self, job_id: str) -> tuple[dict, dict]:
-        job = self.runner.pop_finished(job_id)
+        job = self.jobs.pop_finished(job_id)
         if job.state == FAILED and job.error is not None:
             raise job.error
         if job.state != DONE:

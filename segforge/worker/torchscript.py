@@ -1,107 +1,23 @@
-"""Run a TorchScript segmentation network on a volume, tile by tile, with Cancel.
+"""The worker's ``segment.torchscript`` task: a TorchScript segmentation network on a volume,
+tile by tile, with Cancel.
 
-The network is loaded once per worker (see :mod:`.models_cache`); tiles come from MONAI's
-sliding-window inference, and every tile reports progress, which is where Cancel lands.
-The pieces (device choice, loading, normalisation, tiled inference) are public because the
-deep vessel mask (:mod:`segforge.vessel.deep_model`) runs its networks the same way.
+What the task decides is here (which weights a client may ask for, the labels it returns);
+how a network runs is the shared runtime's (:mod:`segforge.runtime`: device choice, the
+process's model cache, loading, normalisation, tiled inference), which the deep vessel mask
+(:mod:`segforge.vessel.deep_model`) uses the same way.
 """
 from __future__ import annotations
 
-import math
 import os
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import Any
 
-import numpy as np
-
-from ..errors import InputError, ModelError
+from ..errors import ModelError
 from ..image import Image
-from ..progress import ProgressCallback
+from ..runtime.device import choose_device
+from ..runtime.model_cache import ModelCache, shared_models
+from ..runtime.sliding_window import sliding_window_logits, tile_count
+from ..runtime.torchscript import cached_torchscript, normalised_tensor
 from .jobs import Job
-from .models_cache import ModelCache, shared_models
-
-if TYPE_CHECKING:
-    import torch
-
-
-def torch_device(requested: str) -> str:
-    """The torch device for "auto" (CUDA when there is one), "cpu", "cuda" or "cuda:N";
-    InputError when a GPU is asked for and torch sees none."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("CUDA was asked for but no GPU is usable",
-                         "torch sees no CUDA device (no GPU, no driver, or a CPU-only torch)",
-                         "choose the CPU or auto device, or start the worker on a GPU machine")
-    return requested
-
-
-def load_torchscript(path: str, device: str) -> Any:
-    """The TorchScript network in ``path`` on ``device``, in eval mode; ModelError if unreadable."""
-    import torch
-
-    try:
-        model = torch.jit.load(path, map_location=device)
-    except (RuntimeError, ValueError) as error:
-        raise ModelError(f"Could not load the TorchScript model {path}", str(error).splitlines()[0],
-                         "re-download the model; it may be corrupt or made by a newer torch") from error
-    model.eval()
-    return model
-
-
-def cached_torchscript(path: str, device: str, cache: ModelCache = shared_models) -> tuple[Any, bool]:
-    """The network in ``path`` on ``device`` from the worker's model cache (loaded on a miss),
-    and whether it was already loaded."""
-    return cache.get((*ModelCache.file_key(path), device), lambda: load_torchscript(path, device))
-
-
-def normalised_tensor(values: "np.ndarray | torch.Tensor", window: Optional[Sequence[float]],
-                      device: str) -> "torch.Tensor":
-    """The volume as a (1, 1, ...) float tensor on ``device``, normalised there (fast on a GPU):
-    an intensity ``window`` (low, high) is clamped and scaled to 0..1 (CT in HU), without one
-    the values are z-scored (MR, whose intensities have no fixed scale)."""
-    import torch
-
-    if isinstance(values, np.ndarray):
-        values = torch.from_numpy(np.ascontiguousarray(values))
-    values = values.to(device).float()
-    if window is not None:
-        low, high = float(window[0]), float(window[1])
-        values = (values.clamp(low, high) - low) / max(high - low, 1e-6)
-    else:
-        values = (values - values.mean()) / values.std().clamp_min(1e-6)
-    return values[None, None]
-
-
-def tile_count(shape: Sequence[int], roi: Sequence[int], overlap: float) -> int:
-    """How many tiles MONAI's sliding window visits (for progress as "tile n of N")."""
-    count = 1
-    for size, tile in zip(shape, roi):
-        step = max(int(tile * (1 - overlap)), 1)
-        count *= 1 if size <= tile else math.ceil((size - tile) / step) + 1
-    return count
-
-
-def sliding_window_logits(model: Callable[[Any], Any], tensor: "torch.Tensor", roi: Sequence[int],
-                          overlap: float, progress: ProgressCallback, label: str = "Tile") -> "torch.Tensor":
-    """The network's output over the whole (1, C, ...) ``tensor``, tile by tile with Gaussian
-    blending; ``progress`` is called before every tile, so a Cancel raised there lands
-    within one tile."""
-    import torch
-    from monai.inferers import sliding_window_inference
-
-    total = tile_count(tensor.shape[2:], roi, overlap)
-    done = [0]
-
-    def predict(tiles: "torch.Tensor") -> "torch.Tensor":
-        progress(min(done[0] / total, 1.0), f"{label} {min(done[0] + 1, total)} of {total}")
-        out = model(tiles)
-        done[0] += tiles.shape[0]
-        return out
-
-    with torch.inference_mode():
-        return sliding_window_inference(tensor, list(roi), 1, predict, overlap=overlap, mode="gaussian")
 
 
 def model_file(params: dict[str, Any]) -> str:
@@ -136,7 +52,7 @@ def segment_with_torchscript(image: Image, params: dict[str, Any], job: Job,
     import torch
 
     path = model_file(params)
-    device = torch_device(str(params.get("device", "auto")))
+    device, _warning = choose_device(str(params.get("device", "auto")))
     job.progress(0.0, "Loading the model")
     model, cached = cached_torchscript(path, device, cache)
     roi = [int(n) for n in params.get("roi_size", image.array.shape)]

@@ -9,7 +9,6 @@ changes about 0.2 % of the labels of a many-class model, so it is not done.
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -130,8 +129,3 @@ def _divide_in_slabs(logits, weight, slab: int = 8) -> None:
             raise ModelError("The nnU-Net network's logits overflowed",
                              "they exceed the float16 range nnU-Net accumulates them in",
                              "check the model's weights; a healthy nnU-Net model never does this")
-
-
-def count_tiles(shape: Sequence[int], patch: Sequence[int]) -> int:
-    """How many tiles one fold runs on an image of ``shape`` (after padding to the patch)."""
-    return math.prod(len(tile_starts(max(s, p), p)) for s, p in zip(shape, patch))

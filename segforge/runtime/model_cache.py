@@ -1,4 +1,5 @@
-"""Loaded models kept in the worker between jobs, so a second job skips the load.
+"""Loaded models kept between jobs, so a second job skips the load (in the worker: between
+the jobs of every connection; in a script: between calls).
 
 Keyed by what identifies the weights on disk (path, size and modification time), so a
 replaced file is loaded afresh. One model is loaded at a time under a lock.
@@ -39,5 +40,5 @@ class ModelCache:
             return model, False
 
 
-#: The worker process's one cache: every job of every connection shares it.
+#: The process's one cache: in the worker, every job of every connection shares it.
 shared_models = ModelCache()

@@ -1,6 +1,9 @@
-"""Which torch device an organ model runs on, decided before any work: a GPU without
-enough free memory would fail minutes into a job, so "auto" falls back to the CPU and
-an explicit GPU request is refused with the figures."""
+"""Which torch device a model runs on, decided before any work: the one rule of every torch
+path (vesselness, deep vessel models, organ models, nnInteractive, the worker's TorchScript task).
+
+A GPU without enough free memory would fail minutes into a job, so "auto" falls back to the
+CPU and an explicit GPU request is refused with the figures.
+"""
 from __future__ import annotations
 
 from typing import Optional
@@ -18,12 +21,13 @@ def free_gpu_memory_gb(device: str) -> float:
     return free / GIB
 
 
-def choose_device(requested: str, needed_gb: float) -> tuple[str, Optional[str]]:
-    """The device to use and a warning for the user (None when nothing to say).
+def choose_device(requested: str = "auto", needed_gb: float = 0.0) -> tuple[str, Optional[str]]:
+    """The torch device to use and a warning for the user (None when nothing to say).
 
     "auto": a GPU when torch sees one with ``needed_gb`` free, else the CPU (with a warning
     saying why when a GPU was there). "cuda"/"cuda:N": that GPU, or InputError when torch
-    sees none or it has too little free memory. "cpu": the CPU.
+    sees none or it has too little free memory. "cpu": the CPU. With ``needed_gb`` 0 (the
+    default) the free memory is not asked for: any GPU torch sees will do.
     """
     if requested == "cpu":
         return "cpu", None
@@ -34,8 +38,10 @@ def choose_device(requested: str, needed_gb: float) -> tuple[str, Optional[str]]
             return "cpu", None
         raise InputError("A GPU was asked for but none is usable",
                          "torch sees no CUDA device (no GPU, no driver, or a CPU-only torch)",
-                         "choose the CPU or auto device")
+                         "choose the CPU or auto device, or run on a machine with a GPU")
     device = "cuda" if requested == "auto" else requested
+    if needed_gb <= 0:
+        return device, None
     free = free_gpu_memory_gb(device)
     if free >= needed_gb:
         return device, None

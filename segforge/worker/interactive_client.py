@@ -23,14 +23,14 @@ import numpy as np
 
 from ..errors import Cancelled, InputError, SegForgeError, SessionLost, WorkerDied, WorkerError
 from ..image import Image, foreground_box, require_3d_volume
+from ..interactive.backends import DEFAULT_BACKEND
+from ..interactive.prompts import Prompt, ScribblePrompt, prompt_to_json
+from ..interactive.session import MaskChange, image_key
 from ..progress import ProgressCallback, no_progress
-from ..worker.client import JobResult, JobStatus, RemoteJob, WorkerClient, poll_until_finished
-from ..worker.jobs import CANCELLED, DONE, FAILED, RUNNING
-from ..worker.module_job import ModuleJob
-from ..worker.protocol import payload_size
-from .backends import DEFAULT_BACKEND
-from .prompts import Prompt, ScribblePrompt, prompt_to_json
-from .session import MaskChange, image_key
+from .client import JobResult, JobStatus, RemoteJob, WorkerClient, poll_until_finished
+from .jobs import CANCELLED, DONE, FAILED, RUNNING
+from .module_job import ModuleJob
+from .protocol import payload_size
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ class _InteractionJob:
         if self._final is not None:
             return self._final
         if self._background is not None:
-            return self._background.status(self.id)
+            return self._background.status()
         assert self._remote is not None
         try:
             status = self._remote.poll()
@@ -258,7 +258,7 @@ class _InteractionJob:
         except _LOST as error:
             log.info("the worker lost the interactive session (%s); rebuilding it", error.message)
             self._start_rebuild()
-            return self._background.status(self.id)  # type: ignore[union-attr]
+            return self._background.status()  # type: ignore[union-attr]
         return status
 
     def cancel(self) -> JobStatus:
@@ -273,7 +273,7 @@ class _InteractionJob:
             except _LOST:  # the worker is gone: so is the job; the next operation rebuilds
                 self._session._session_id = None
                 self._error = Cancelled()
-                self._final = JobStatus(self.id, CANCELLED, 0.0, "Cancelled")
+                self._final = JobStatus(CANCELLED, 0.0, "Cancelled")
         return self.poll()
 
     def result(self) -> JobResult:
@@ -325,8 +325,8 @@ class _Background:
         self._thread = threading.Thread(target=self._run, name="segforge-interactive-rebuild", daemon=True)
         self._thread.start()
 
-    def status(self, job_id: str) -> JobStatus:
-        return JobStatus(job_id, self.state, self.fraction, self.message)
+    def status(self) -> JobStatus:
+        return JobStatus(self.state, self.fraction, self.message)
 
     def cancel(self) -> None:
         self._cancel.set()
