@@ -35,7 +35,7 @@ MODULES = ("SegVessel", "SegOrgan", "SegInteractive")
 
 #: Top-level names that are this project's (anything else is a third-party or standard module).
 PROJECT_ROOTS = frozenset({"segforge", "segforge_app", "SegForgeWidgets", *MODULES,
-                           *(f"{module}Lib" for module in MODULES)})
+                           *(f"{module}{part}" for module in MODULES for part in ("Lib", "Testing", "Widgets"))})
 
 BASE_MODULES = ("errors", "image", "image_io", "progress", "resources", "orientation", "csv_table",
                 "polydata_io", "mesh", "segmentation_file", "forms", "catalog", "runtime")
@@ -53,6 +53,8 @@ LAYER_OF: dict[str, str] = {
     **{name: name for name in LOGIC},
     "SegForgeWidgets": "widgets",
     **{module: f"{module} widget" for module in MODULES},
+    # a widget's Qt helpers and its self-test (run inside Slicer) belong with the widget
+    **{f"{module}{part}": f"{module} widget" for module in MODULES for part in ("Testing", "Widgets")},
     "segforge_app": "app",
 }
 
@@ -200,12 +202,11 @@ def check_source(source: str, path: str, module: str, is_package: bool = False) 
 
 
 def project_files(root: Path = ROOT) -> list[Path]:
-    """The checked files: segforge/, SegForgeWidgets/, segforge_app/, each module's Logic
-    package and widget file."""
-    files = [p for folder in ("segforge", "SegForgeWidgets", "segforge_app") for p in (root / folder).rglob("*.py")]
-    for module in MODULES:
-        files += (root / module / f"{module}Lib").rglob("*.py")
-        files.append(root / module / f"{module}.py")
+    """The checked files: segforge/, SegForgeWidgets/, segforge_app/ and every Python file of
+    each module folder (its widget file, Logic, Qt helpers and self-test; its ctest folder
+    ``Testing/`` holds none)."""
+    folders = ("segforge", "SegForgeWidgets", "segforge_app", *MODULES)
+    files = [p for folder in folders for p in (root / folder).rglob("*.py")]
     return sorted(p for p in files if "__pycache__" not in p.parts)
 
 
@@ -228,7 +229,8 @@ def test_the_checked_files_are_all_there():
     files = {p.relative_to(ROOT).as_posix() for p in project_files()}
     for expected in ("segforge/image.py", "segforge/runtime/device.py", "segforge/worker/client.py",
                      "segforge/cli/main.py", "segforge_app/app.py", "SegForgeWidgets/__init__.py",
-                     "SegVessel/SegVesselLib/logic.py", "SegOrgan/SegOrgan.py"):
+                     "SegVessel/SegVesselLib/logic.py", "SegOrgan/SegOrgan.py",
+                     "SegOrgan/SegOrganTesting/self_test.py", "SegInteractive/SegInteractiveWidgets/__init__.py"):
         assert expected in files
 
 
