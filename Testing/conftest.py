@@ -50,7 +50,7 @@ def make_image(shape_kji: tuple[int, int, int] = (9, 12, 16), dtype=np.int16, *,
     """An oblique, anisotropic image of random voxels covering the dtype's range."""
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype)
-    if dtype == bool:
+    if dtype == np.bool_:
         array = rng.random(shape_kji) > 0.5
     elif np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)

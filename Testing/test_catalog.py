@@ -76,7 +76,8 @@ def composite(record: dict, **overrides: object) -> None:
 # (name, change to a valid downloadable record, still valid?)
 _CASES = [
     ("valid", lambda r: None, True),
-    ("valid zip, no spacing", lambda r: r.update(url=URL[:-3] + ".zip", input={"modality": ["CT", "MR"], "spacing_mm": None}), True),
+    ("valid zip, no spacing",
+     lambda r: r.update(url=URL[:-3] + ".zip", input={"modality": ["CT", "MR"], "spacing_mm": None}), True),
     ("valid file url", lambda r: r.update(url="file:///srv/models/liver.pt"), True),
     ("valid builtin", lambda r: r.update(framework="builtin", url=None, sha256=None, size_bytes=0), True),
     ("builtin with url", lambda r: r.update(framework="builtin", sha256=None, size_bytes=0), False),

@@ -107,7 +107,8 @@ def test_dicom_writing_refuses_what_it_would_get_wrong(tmp_path):
     with pytest.raises(InputError, match="integer"):
         write_dicom_series(make_image((3, 4, 5), np.float32), tmp_path / "f")
     mirrored = make_image((3, 4, 5), np.int16)
-    mirrored = Image(mirrored.array, mirrored.spacing, mirrored.origin_lps, mirrored.direction_lps @ np.diag([1, 1, -1]))
+    mirrored = Image(mirrored.array, mirrored.spacing, mirrored.origin_lps,
+                     mirrored.direction_lps @ np.diag([1, 1, -1]))
     with pytest.raises(InputError, match="left-handed"):
         write_dicom_series(mirrored, tmp_path / "m")
 

@@ -22,7 +22,10 @@ def blobs_image(direction=OBLIQUE) -> tuple[Image, np.ndarray, np.ndarray]:
     """Two bright ellipsoids (round in millimetres) in noise on an oblique anisotropic grid."""
     rng = np.random.default_rng(3)
     k, j, i = np.mgrid[:24, :48, :56].astype(float)
-    mm = lambda a, b, c: ((k - a) * SPACING[2]) ** 2 + ((j - b) * SPACING[1]) ** 2 + ((i - c) * SPACING[0]) ** 2
+
+    def mm(a, b, c):
+        return ((k - a) * SPACING[2]) ** 2 + ((j - b) * SPACING[1]) ** 2 + ((i - c) * SPACING[0]) ** 2
+
     first, second = mm(10, 20, 18) <= 8.0 ** 2, mm(14, 26, 42) <= 6.0 ** 2
     array = (rng.normal(0, 15, first.shape) + 220 * (first | second)).astype(np.float32)
     return Image(array, SPACING, (-30.0, 12.5, 7.0), direction), first, second
@@ -79,7 +82,8 @@ def test_a_box_holds_the_voxels_whose_centres_it_holds():
 
 def test_scribble_points_outside_the_image_are_dropped_and_all_outside_is_refused():
     image = make_image((9, 12, 16))
-    inside = [voxel_center_lps(image, (1, 2, 3)), voxel_center_lps(image, (1, 2, 3)), voxel_center_lps(image, (4, 5, 6))]
+    inside = [voxel_center_lps(image, (1, 2, 3)), voxel_center_lps(image, (1, 2, 3)),
+              voxel_center_lps(image, (4, 5, 6))]
     scribble = scribble_to_voxels(ScribblePrompt(np.array(inside + [(900.0, 0.0, 0.0)])), image)
     assert scribble.kji.tolist() == [[1, 2, 3], [4, 5, 6]]
     with pytest.raises(InputError, match="outside the image"):
@@ -191,7 +195,8 @@ def test_the_image_key_names_content_and_grid():
 
 def test_the_voxel_prompt_of_a_click_keeps_its_sign():
     image = make_image((9, 12, 16))
-    assert point_to_voxels(PointPrompt(voxel_center_lps(image, (2, 3, 4)), False), image) == VoxelPoint((2, 3, 4), False)
+    prompt = PointPrompt(voxel_center_lps(image, (2, 3, 4)), False)
+    assert point_to_voxels(prompt, image) == VoxelPoint((2, 3, 4), False)
 
 
 def test_refining_an_existing_mask_keeps_it_where_the_backend_did_not_work():

@@ -47,7 +47,8 @@ def test_ras_mesh_is_copied_not_moved(mrml_scene):
     mesh = tube_with_arrays()
     model = model_from_polydata(mesh, space="RAS")
     assert model.GetPolyData() is not mesh
-    np.testing.assert_allclose(slicer.util.arrayFromModelPoints(model), numpy_support.vtk_to_numpy(mesh.GetPoints().GetData()))
+    np.testing.assert_allclose(slicer.util.arrayFromModelPoints(model),
+                               numpy_support.vtk_to_numpy(mesh.GetPoints().GetData()))
 
 
 def test_scalar_display(mrml_scene):

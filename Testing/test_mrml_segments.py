@@ -410,7 +410,8 @@ def test_real_cta_aorta_round_trip(mrml_scene, tmp_path):
 def _axis_aligned_grid_around(image: Image, spacing_mm: float = 1.5) -> Image:
     """An axis-aligned grid covering an oblique image: a segmentation kept on another lattice."""
     import itertools
-    corners = np.array([(*c, 1) for c in itertools.product(*[(0, n - 1) for n in image.shape_ijk])]) @ image.ijk_to_lps().T
+    corners_ijk = np.array([(*c, 1) for c in itertools.product(*[(0, n - 1) for n in image.shape_ijk])])
+    corners = corners_ijk @ image.ijk_to_lps().T
     low, high = corners[:, :3].min(0), corners[:, :3].max(0)
     shape = tuple(int(n) for n in np.ceil((high - low) / spacing_mm)[::-1] + 1)
     return Image(np.zeros(shape, np.uint8), (spacing_mm,) * 3, tuple(low), np.eye(3))
@@ -431,7 +432,8 @@ def shared_layer_on_another_grid(mrml_scene, image_factory):
     centre = np.array(other.array.shape) // 2
     node = new_segmentation_node(other)
     labels = _ball(other, centre, 8).array + 2 * _ball(other, centre - (8, 8, 8), 3).array
-    target, far = write_label_segments(node, other.with_array(labels), [SegmentSpec(1, "Target"), SegmentSpec(2, "Far")])
+    target, far = write_label_segments(node, other.with_array(labels),
+                                       [SegmentSpec(1, "Target"), SegmentSpec(2, "Far")])
     near = add_user_segment(node, "Near", _ball(other, centre + (4, 0, 6), 7))  # overlaps: a layer of its own
     segmentation = node.GetSegmentation()
     assert segmentation.GetLayerIndex(target) == segmentation.GetLayerIndex(far) != segmentation.GetLayerIndex(near)
@@ -511,7 +513,8 @@ def test_voxel_count_is_the_masks_on_any_grid_and_reads_no_more_than_the_layer(s
     assert expected[(target, "volume")] > 0 and expected[(empty, "volume")] == 0
     for (segment_id, name), count in expected.items():
         assert segment_voxel_count(node, segment_id, grids[name]) == count, (segment_id, name)
-    assert (segment_voxel_count(lesion_node, lesion, volume) == mask_from_segment(lesion_node, lesion, volume).array.sum()
+    assert (segment_voxel_count(lesion_node, lesion, volume)
+            == mask_from_segment(lesion_node, lesion, volume).array.sum()
             == add.sum())
 
     def no_resampling(*_args, **_kwargs):

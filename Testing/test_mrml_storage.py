@@ -17,8 +17,8 @@ from segforge.mrml import (SegmentSpec, create_headless_slicer, curve_from_polyl
 
 
 def first_node(scene, class_name: str, name: str):
-    nodes = [n for n in (scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name)))
-             if n.GetName() == name]
+    count = scene.GetNumberOfNodesByClass(class_name)
+    nodes = [n for n in (scene.GetNthNodeByClass(i, class_name) for i in range(count)) if n.GetName() == name]
     assert len(nodes) == 1, f"{len(nodes)} {class_name} named {name!r}"
     return nodes[0]
 

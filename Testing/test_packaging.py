@@ -313,7 +313,8 @@ def test_module_has_the_template_parts(module):
 @pytest.mark.parametrize("module", MODULES)
 def test_module_registers_its_tests(module):
     commands, _ = module_build(module)
-    unittests = [keyword_args(c.args, {"SCRIPT"}).get("SCRIPT") for c in commands if c.name == "slicer_add_python_unittest"]
+    unittests = [keyword_args(c.args, {"SCRIPT"}).get("SCRIPT")
+                 for c in commands if c.name == "slicer_add_python_unittest"]
     assert [f"{module}.py"] in unittests, f"{module}: the self-test in {module}.py is not registered with ctest"
     assert ["Testing"] in [c.args for c in commands if c.name == "add_subdirectory"]
     testing = read_cmake(ROOT / module / "Testing/CMakeLists.txt")
@@ -323,7 +324,8 @@ def test_module_registers_its_tests(module):
                   if c.name == "slicer_add_python_unittest"
                   for s in keyword_args(c.args, {"SCRIPT"}).get("SCRIPT", [])}
     scripts = {p.name for p in python_dir.glob("*.py")}
-    assert scripts <= registered, f"{module}/Testing/Python: test scripts not registered: {sorted(scripts - registered)}"
+    assert scripts <= registered, \
+        f"{module}/Testing/Python: test scripts not registered: {sorted(scripts - registered)}"
     assert registered <= scripts, f"{module}/Testing/Python: registered scripts missing: {sorted(registered - scripts)}"
 
 
@@ -417,8 +419,10 @@ def test_ui_file_matches_the_widget_and_its_parameter_node(module):
     fields = _parameter_fields(module)
     source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
     by_hand = _synced_by_hand(module)
-    assert by_hand <= fields, f"{module}: PARAMETERS_SYNCED_BY_HAND names unknown parameters: {sorted(by_hand - fields)}"
-    assert not by_hand & set(tied), f"{module}: parameters both tied in the .ui and synced by hand: {sorted(by_hand & set(tied))}"
+    assert by_hand <= fields, \
+        f"{module}: PARAMETERS_SYNCED_BY_HAND names unknown parameters: {sorted(by_hand - fields)}"
+    assert not by_hand & set(tied), \
+        f"{module}: parameters both tied in the .ui and synced by hand: {sorted(by_hand & set(tied))}"
     for name in by_hand:  # synced by hand: the widget reads and writes it itself
         assert re.search(rf"\.{name}\s*=[^=]", source) and re.search(rf"\.{name}\b(?!\s*=[^=])", source), \
             f"{module}.py never both reads and writes the hand-synced parameter {name}"
@@ -473,7 +477,8 @@ def test_engine_data_files_are_listed():
     _, _, resources = engine_lists()
     expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "Resources/Models").glob("*.json")}
     expected.add("Resources/requirements.txt")
-    assert not expected - set(resources), f"not listed in SEGFORGE_ENGINE_RESOURCES: {sorted(expected - set(resources))}"
+    assert not expected - set(resources), \
+        f"not listed in SEGFORGE_ENGINE_RESOURCES: {sorted(expected - set(resources))}"
     assert all(r.startswith("Resources/") for r in resources), "engine resources come from Resources/"
 
 
@@ -518,11 +523,13 @@ def test_shared_widget_helpers_are_listed_and_install_next_to_the_modules():
     assert len(set(scripts)) == len(scripts), "a SegForgeWidgets file is listed twice"
     present = {f"SegForgeWidgets/{f}" for f in files_under(ROOT / "SegForgeWidgets")}
     assert present == set(scripts), ("SEGFORGE_WIDGETS_PYTHON_SCRIPTS does not match SegForgeWidgets/: "
-                                     f"unlisted {sorted(present - set(scripts))}, missing {sorted(set(scripts) - present)}")
+                                     f"unlisted {sorted(present - set(scripts))}, "
+                                     f"missing {sorted(set(scripts) - present)}")
     compiles = [c for c in top if c.name == "ctkmacrocompilepythonscript"
                 and keyword_args(c.args, {"TARGET_NAME"}).get("TARGET_NAME", [None])[:1] == ["SegForgeWidgets"]]
     assert len(compiles) == 1, "SegForgeWidgets/ is not installed (one ctkMacroCompilePythonScript expected)"
-    keywords = {"TARGET_NAME", "SCRIPTS", "SOURCE_DIR", "DESTINATION_DIR", "INSTALL_DIR", "RESOURCES", "NO_INSTALL_SUBDIR"}
+    keywords = {"TARGET_NAME", "SCRIPTS", "SOURCE_DIR", "DESTINATION_DIR", "INSTALL_DIR", "RESOURCES",
+                "NO_INSTALL_SUBDIR"}
     raw, expanded = keyword_args(compiles[0].raw, keywords), keyword_args(compiles[0].args, keywords)
     assert [s for arg in expanded["SCRIPTS"] for s in arg.split(";") if s] == scripts
     assert raw["SOURCE_DIR"] == ["${CMAKE_CURRENT_SOURCE_DIR}"]
@@ -816,7 +823,8 @@ def test_installer_installs_torch_through_the_pytorch_extension_then_the_rest(de
 
     sys.modules["slicer.packaging"].pip_ensure = pip_ensure
     sys.modules["PyTorchUtils"].PyTorchUtilsLogic.installTorch = \
-        lambda logic, askConfirmation=False: fake.torch_calls.append(askConfirmation) or deps._state.update(torch=True) or object()
+        lambda logic, askConfirmation=False: (fake.torch_calls.append(askConfirmation)
+                                              or deps._state.update(torch=True) or object())
     assert deps.ensure_python_dependencies("Test") is True
     assert fake.torch_calls == [False], "torch must come from PyTorchUtils, without a second question"
     assert fake.pip_ensure_calls == [(["monai>=1.4", "tqdm>=4.60"], {"prompt_install": False, "requester": "Test"})]

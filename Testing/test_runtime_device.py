@@ -22,7 +22,8 @@ def gpu_with_3_gib_free(monkeypatch):
     """A GPU with 3 GiB of 24 free; records the devices whose memory was asked for."""
     asked = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: asked.append(str(device)) or (3 << 30, 24 << 30))
+    monkeypatch.setattr(torch.cuda, "mem_get_info",
+                        lambda device=None: asked.append(str(device)) or (3 << 30, 24 << 30))
     return asked
 
 

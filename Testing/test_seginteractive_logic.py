@@ -104,7 +104,8 @@ def scene_with_segments(mrml_scene):
     far = box_mask(slice(2, 6), slice(2, 8), slice(30, 40))
     overlap_id, far_id = write_label_segments(segmentation, image.with_array(overlap + 2 * far),
                                               [SegmentSpec(1, "Overlap"), SegmentSpec(2, "Far")])
-    assert segmentation.GetSegmentation().GetLayerIndex(overlap_id) == segmentation.GetSegmentation().GetLayerIndex(far_id)
+    vtk_segmentation = segmentation.GetSegmentation()
+    assert vtk_segmentation.GetLayerIndex(overlap_id) == vtk_segmentation.GetLayerIndex(far_id)
     return image, ball, volume, segmentation, (overlap_id, far_id)
 
 
@@ -259,7 +260,8 @@ def test_an_oblique_anisotropic_volume_gets_the_lesion_on_the_ball(mrml_scene, l
     spacing = (0.8, 1.1, 2.0)
     image, ball = blob_image(spacing, OBLIQUE, (-30.0, 12.5, 40.0))
     volume = volume_node_from_image(image, "Oblique blob")
-    other = volume_node_from_image(Image(np.zeros((20, 20, 20), np.int16), (3.0, 3.0, 3.0), (-60.0, -20.0, 0.0)), "Other")
+    other = volume_node_from_image(Image(np.zeros((20, 20, 20), np.int16), (3.0, 3.0, 3.0), (-60.0, -20.0, 0.0)),
+                                   "Other")
     segmentation = new_segmentation_node(other, "On another grid")
     session = logic.start_session(volume, segmentation)
     session.start_point(ras_of(image, CENTRE_KJI)).wait()

@@ -208,7 +208,8 @@ def volume_select(key: str, test_id: str, label: str) -> None:
 
     v3.VSelect(v_model=(key,), items=("scene_nodes.filter(n => n.kind === 'volume')",), item_title="name",
                item_value="id", label=label, density="compact", hide_details="auto", persistent_hint=True,
-               hint=(f"{key} ? '' : 'no volume: load one in the Data panel'",), no_data_text="no volume loaded", classes="mb-2",
+               hint=(f"{key} ? '' : 'no volume: load one in the Data panel'",), no_data_text="no volume loaded",
+               classes="mb-2",
                raw_attrs=[f'data-testid="{test_id}"'])
 
 

@@ -199,8 +199,8 @@ def build(context: "AppContext") -> None:
             v3.VBtn("Keep it", size="small", variant="outlined",
                     click=context.shows_errors(panel.keep_existing), raw_attrs=['data-testid="save-keep"'])
     with html.Div(classes="d-flex my-2"):
-        v3.VBtn("Save", click=context.shows_errors(panel.save), classes="flex-grow-1 mr-2", prepend_icon="mdi-content-save",
-                raw_attrs=['data-testid="save-button"'])
+        v3.VBtn("Save", click=context.shows_errors(panel.save), classes="flex-grow-1 mr-2",
+                prepend_icon="mdi-content-save", raw_attrs=['data-testid="save-button"'])
         v3.VBtn("Download", disabled=(f"!{DOWNLOAD_KEY}",), prepend_icon="mdi-download",
                 click=(f"trigger('{DOWNLOAD_TRIGGER}').then(data => data && "
                        f"utils.download({DOWNLOAD_KEY}, data, 'application/octet-stream'))"),

@@ -171,7 +171,8 @@ class InteractiveSegmentSession:
             if placed_on is not None and placed_on is not self.volume_node:
                 raise InputError(f"The point was placed on '{placed_on.GetName()}', outside "
                                  f"'{self.volume_node.GetName()}' being segmented", error.why,
-                                 f"show '{self.volume_node.GetName()}' in the slice views and place it there") from error
+                                 f"show '{self.volume_node.GetName()}' in the slice views "
+                                 "and place it there") from error
             raise
         return prompt
 

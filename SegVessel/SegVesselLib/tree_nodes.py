@@ -107,5 +107,8 @@ def summary_of(result: Any) -> str:
     where = segmentation.GetName() if segmentation is not None else "the segmentation"
     if not isinstance(result, VesselNodes):
         return summary(where)
-    rows = (lambda table: None if table is None else table.GetNumberOfRows())
+
+    def rows(table):
+        return None if table is None else table.GetNumberOfRows()
+
     return summary(where, rows(result.branch_table), rows(result.stenosis_table), result.surface_model is not None)

@@ -101,8 +101,8 @@ class ModelEntry:
 
     ``size_bytes`` is None when the publisher does not say (only allowed without a
     checksum; the download then checks free space against the size the server announces,
-    or skips that check when it announces none); ``parts`` are the ids a composite merges; ``fast_variant`` the id of the
-    low-resolution version of the same model.
+    or skips that check when it announces none); ``parts`` are the ids a composite merges;
+    ``fast_variant`` the id of the low-resolution version of the same model.
     """
 
     id: str

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar("lesion") as report:
         for n, prompt in enumerate(prompts):
             began = time.perf_counter()
-            session.interact(prompt, lambda f, m: report((n + f) / len(prompts), f"prompt {n + 1}: {m}"))
+            session.interact(prompt, lambda f, m, n=n: report((n + f) / len(prompts), f"prompt {n + 1}: {m}"))
             steps.append({"type": _kind(prompt), "positive": prompt.positive,
                           "seconds": time.perf_counter() - began, "voxels": int(np.count_nonzero(session.mask))})
         report(1.0, "done")

@@ -142,7 +142,8 @@ class _View:
         boxes = []
         for prompt in prompts:
             if isinstance(prompt, VoxelBox):
-                sub = tuple(slice(max(lo - o, 0), max(hi - o, 0)) for lo, hi, o in zip(prompt.lo_kji, prompt.hi_kji, offset))
+                sub = tuple(slice(max(lo - o, 0), max(hi - o, 0))
+                            for lo, hi, o in zip(prompt.lo_kji, prompt.hi_kji, offset))
                 boxes.append(sub)
                 continue
             voxels = _prompt_voxels(prompt) - offset
@@ -346,7 +347,8 @@ def _bounding_box(mask: np.ndarray, pad: Sequence[int]) -> Optional[tuple[slice,
         hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
         if hits.size == 0:
             return None
-        box.append(slice(max(int(hits[0]) - int(pad[axis]), 0), min(int(hits[-1]) + int(pad[axis]) + 1, mask.shape[axis])))
+        box.append(slice(max(int(hits[0]) - int(pad[axis]), 0),
+                         min(int(hits[-1]) + int(pad[axis]) + 1, mask.shape[axis])))
     return tuple(box)
 
 

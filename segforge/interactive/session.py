@@ -187,7 +187,8 @@ class InteractiveSession:
             return self._empty_change()
         new = np.zeros(tuple(s.stop - s.start for s in region), dtype=np.uint8)
         if self._initial is not None:
-            new[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(initial_box, region))] = self._initial[1]
+            initial_in_region = tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(initial_box, region))
+            new[initial_in_region] = self._initial[1]
         if patch.size:
             new[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))] = patch != 0
         old = self.mask[region]

@@ -70,7 +70,7 @@ def array_on_extent(image_data: vtk.vtkImageData, extent: tuple[int, int, int, i
     source = image_data.GetExtent()
     low = [max(extent[2 * a], source[2 * a]) for a in range(3)]
     high = [min(extent[2 * a + 1], source[2 * a + 1]) for a in range(3)]
-    if any(h < l for l, h in zip(low, high)) or image_data.GetPointData().GetScalars() is None:
+    if any(hi < lo for lo, hi in zip(low, high)) or image_data.GetPointData().GetScalars() is None:
         return result
     array = array_from_image_data(image_data)
     src = tuple(slice(low[a] - source[2 * a], high[a] - source[2 * a] + 1) for a in (2, 1, 0))
