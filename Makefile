@@ -1,6 +1,6 @@
 # SegForge: the two commands a newcomer runs (see README.md).
 #   make demo   set up .venv, run the vessel workflow on the bundled CE-MRA -> out/demo/
-#   make test   set up .venv, run the whole test suite (installs Debian's Chromium for the browser tests)
+#   make test   set up .venv, lint with ruff, run the whole test suite (installs Debian's Chromium for the browser tests)
 #   make app    set up .venv, start the web app on loopback with the sample CT, print its URL
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -11,7 +11,7 @@ APP_HOST ?= 127.0.0.1
 APP_PORT ?= 8080
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test bench venv clean app browser screenshots
+.PHONY: demo test lint bench venv clean app browser screenshots
 
 venv: $(STAMP)
 
@@ -24,8 +24,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py --out out/demo
 
-test: $(STAMP) browser
+# ruff first (its rules are in pyproject.toml): a finding stops the run before the long suite.
+test: lint browser
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 # The web app on loopback (a random secret is in the URL it prints); segforge app --help for more.
 app: $(STAMP)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, make_image
+from conftest import REPO
 from http_fixture import PROXY_VARIABLES, model_record, write_catalog
 from segforge.image import Image
 from segforge.image_io import read_image, write_image
@@ -17,7 +17,7 @@ from segforge.image_io import read_image, write_image
 def segforge(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
     env.pop("SEGFORGE_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "segforge.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "segforge.cli.main", *args], capture_output=True, encoding="utf-8",
                           env=env, timeout=120)
 
 

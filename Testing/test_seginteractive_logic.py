@@ -26,7 +26,7 @@ from segforge.mrml.volumes import volume_node_from_image
 from worker_helpers import slow_job, wait_until_running
 
 sys.path.insert(0, str(REPO / "SegInteractive"))
-from SegInteractiveLib import SegInteractiveLogic  # noqa: E402
+from SegInteractiveLib import SegInteractiveLogic
 
 SHAPE = (36, 44, 44)
 CENTRE_KJI = np.array((18, 22, 22))

@@ -23,7 +23,7 @@ from test_organ_tissues import chest_phantom
 from worker_helpers import wait_until_running
 
 sys.path.insert(0, str(REPO / "SegOrgan"))
-from SegOrganLib import SegOrganLogic  # noqa: E402
+from SegOrganLib import SegOrganLogic
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from segforge.worker import WorkerClient
 from worker_helpers import slow_job, wait_until_running
 
 sys.path.insert(0, str(REPO / "SegVessel"))
-from SegVesselLib import SegVesselLogic  # noqa: E402
+from SegVesselLib import SegVesselLogic
 
 SAMPLE = REPO / "Resources" / "SampleData" / "ts_thoracic_cta_aorta"
 BRANCHES = ("brachiocephalic_trunk", "common_carotid_artery_left", "subclavian_artery_left")

@@ -10,7 +10,7 @@ from conftest import REPO
 from segforge.mrml.convert import vtk_matrix_from_array
 
 sys.path.insert(0, str(REPO / "SegVessel"))
-from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups  # noqa: E402
+from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
 
 
 def test_nothing_drawn_means_no_seeds_and_no_roi():

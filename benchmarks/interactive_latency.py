@@ -32,7 +32,6 @@ sys.path.insert(0, str(REPO))
 from segforge.image import Image  # noqa: E402
 from segforge.image_io import read_image  # noqa: E402
 from segforge.interactive.prompts import PointPrompt  # noqa: E402
-from segforge.interactive.session import InteractiveSession  # noqa: E402
 from segforge.interactive.simulation import simulate_clicks, voxel_center_lps  # noqa: E402
 
 SPACING = (0.7, 0.7, 2.5)

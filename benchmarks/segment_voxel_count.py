@@ -25,9 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segforge.image import Image  # noqa: E402
-from segforge.mrml import create_headless_slicer, new_segmentation_node, volume_node_from_image  # noqa: E402
-from segforge.mrml.segments import change_segment_voxels, mask_from_segment, segment_voxel_count  # noqa: E402
+from segforge.image import Image
+from segforge.mrml import create_headless_slicer, new_segmentation_node, volume_node_from_image
+from segforge.mrml.segments import change_segment_voxels, mask_from_segment, segment_voxel_count
 
 
 def oblique_grid(shape_kji: tuple[int, int, int]) -> Image:

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segforge.image import Image  # noqa: E402
-from segforge.worker import WorkerClient  # noqa: E402
+from segforge.image import Image
+from segforge.worker import WorkerClient
 
 
 def build_model(path: Path, channels: int = 16, classes: int = 3) -> None:

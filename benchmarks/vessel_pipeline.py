@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segforge.image import Image  # noqa: E402
-from segforge.vessel.parameters import VesselMaskParameters  # noqa: E402
-from segforge.vessel.pipeline import VesselPipelineParameters, run_vessel_pipeline  # noqa: E402
-from segforge.vessel.synthetic import make_grid, random_tree  # noqa: E402
+from segforge.image import Image
+from segforge.vessel.parameters import VesselMaskParameters
+from segforge.vessel.pipeline import VesselPipelineParameters, run_vessel_pipeline
+from segforge.vessel.synthetic import make_grid, random_tree
 
 
 def main() -> None:

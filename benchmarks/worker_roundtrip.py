@@ -31,9 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segforge.image import Image  # noqa: E402
-from segforge.image_io import read_image, write_image  # noqa: E402
-from segforge.worker import WorkerClient  # noqa: E402
+from segforge.image import Image
+from segforge.image_io import read_image, write_image
+from segforge.worker import WorkerClient
 
 LOWER, UPPER = 200, 400
 

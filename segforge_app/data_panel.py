@@ -7,7 +7,6 @@ volume in the list shows it instead.
 """
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,8 +18,6 @@ from .sample_data import available_samples
 
 if TYPE_CHECKING:
     from .context import AppContext
-
-logger = logging.getLogger(__name__)
 
 PATH_KEY = "data_path"
 #: State key of the 3D volume rendering preset (Slicer's preset names) and its "none" value.
@@ -130,4 +127,4 @@ def build(context: "AppContext") -> None:
                      click=(context.shows_errors(panel.show_node), "[node.id]"))
 
 
-register_panel(Panel(id="data", title="Data", icon="mdi-database", build=build, order=0))
+register_panel(Panel(id="data", title="Data", build=build, order=0))

@@ -415,4 +415,4 @@ def build(context: "AppContext") -> None:
                      subtitle=("`${item.segmentation}: ${item.voxels} voxels, ${item.ml} mL`",))
 
 
-register_panel(Panel(id=KEY, title="SegInteractive", icon="mdi-cursor-default-click", build=build, order=30))
+register_panel(Panel(id=KEY, title="SegInteractive", build=build, order=30))

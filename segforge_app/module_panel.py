@@ -7,7 +7,6 @@ Logic's job (``start_job``) and what it shows of the result (``done``, ending in
 """
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any, Optional
 
 from segforge.errors import InputError
@@ -16,8 +15,6 @@ from .results import node_of, render_views
 
 if TYPE_CHECKING:
     from .context import AppContext
-
-logger = logging.getLogger(__name__)
 
 
 class ModulePanel:

@@ -144,4 +144,4 @@ def build(context: "AppContext") -> None:
         rows_table(_k("statistics_rows"), "segorgan-statistics", "Statistics")
 
 
-register_panel(Panel(id=KEY, title="SegOrgan", icon="mdi-human", build=build, order=20))
+register_panel(Panel(id=KEY, title="SegOrgan", build=build, order=20))

@@ -21,7 +21,6 @@ class Panel:
 
     id: str  # state/DOM-safe identifier, e.g. "segorgan"
     title: str
-    icon: str  # Material Design Icons name, e.g. "mdi-database"
     build: Callable[["AppContext"], Any]
     order: int = 100
 

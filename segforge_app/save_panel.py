@@ -8,7 +8,6 @@ the user says so; Download sends the file just saved to the browser.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -21,8 +20,6 @@ from .panels import Panel, register_panel
 
 if TYPE_CHECKING:
     from .context import AppContext
-
-logger = logging.getLogger(__name__)
 
 NODE_KEY = "save_node_id"
 PATH_KEY = "save_path"
@@ -209,4 +206,4 @@ def build(context: "AppContext") -> None:
              raw_attrs=['data-testid="save-message"'])
 
 
-register_panel(Panel(id="save", title="Save", icon="mdi-content-save", build=build, order=90))
+register_panel(Panel(id="save", title="Save", build=build, order=90))

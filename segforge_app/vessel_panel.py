@@ -239,4 +239,4 @@ def build(context: "AppContext") -> None:
         rows_table(_k("stenosis_rows"), "segvessel-stenoses", "Stenoses")
 
 
-register_panel(Panel(id=KEY, title="SegVessel", icon="mdi-heart-pulse", build=build, order=10))
+register_panel(Panel(id=KEY, title="SegVessel", build=build, order=10))

@@ -106,7 +106,7 @@ def _session(params: dict[str, Any]) -> "InteractiveSession":
     session = shared_sessions.get(_text(params, "session"))
     expected = params.get("state")
     if expected is not None and (not isinstance(expected, list) or len(expected) != 2
-                                 or not all(type(n) is int for n in expected)):  # noqa: E721 - not bool
+                                 or not all(type(n) is int for n in expected)):  # exactly int: not bool
         raise InputError(f"Parameter state is {expected!r}", "it must be two integers",
                          "send [prompts applied, prompts undone]")
     if expected is not None and expected != _state(session):

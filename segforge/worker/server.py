@@ -128,7 +128,7 @@ class WorkerServer:
 
     def _check_caller(self, header: dict[str, Any]) -> None:
         version = header.get("protocol")
-        if type(version) is not int or version != PROTOCOL_VERSION:  # noqa: E721 - true and 1.0 are not 1
+        if type(version) is not int or version != PROTOCOL_VERSION:  # exactly an int: True and 1.0 are not 1
             raise protocol_mismatch(__version__, PROTOCOL_VERSION, version)
         if not hmac.compare_digest(str(header.get("token", "")).encode(), self.token.encode()):
             raise AuthError("The worker refused the request", "its token is wrong or missing",
