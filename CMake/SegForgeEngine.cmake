@@ -79,6 +79,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/organ/tissues.py
   segforge/organ/wire.py
   segforge/orientation.py
+  segforge/output_set.py
   segforge/polydata_io.py
   segforge/progress.py
   segforge/resources.py

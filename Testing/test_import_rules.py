@@ -38,7 +38,7 @@ PROJECT_ROOTS = frozenset({"segforge", "segforge_app", "SegForgeWidgets", *MODUL
                            *(f"{module}{part}" for module in MODULES for part in ("Lib", "Testing", "Widgets"))})
 
 BASE_MODULES = ("errors", "image", "image_io", "progress", "resources", "orientation", "csv_table",
-                "polydata_io", "mesh", "segmentation_file", "forms", "catalog", "runtime")
+                "polydata_io", "mesh", "segmentation_file", "forms", "catalog", "runtime", "output_set")
 WORKFLOWS = ("vessel", "organ", "interactive")
 LOGIC = tuple(f"{module}Lib" for module in MODULES)
 

@@ -38,10 +38,15 @@ def write_polydata(polydata: vtkPolyData, path: str | os.PathLike) -> Path:
         writer.SetFileVersion(42)
     else:
         raise InputError(f"Cannot write {path.name}", "meshes are written as .vtp or .vtk", "use one of those suffixes")
-    writer.SetFileName(str(path))
+    # VTK writes into a string and Python writes the file: a full disk is an OSError (ENOSPC),
+    # where VTK's own file writer reports success over a truncated file.
+    writer.SetWriteToOutputString(1)
     writer.SetInputData(tagged)
     if not writer.Write():
-        raise InputError(f"Could not write {path}", "VTK's writer failed", "check the folder exists and is writable")
+        raise InputError(f"Could not write {path}", "VTK's writer failed", "check the mesh is valid")
+    text = writer.GetOutputStdString() if hasattr(writer, "GetOutputStdString") else writer.GetOutputString()
+    with open(path, "wb") as handle:
+        handle.write(text.encode("latin-1") if isinstance(text, str) else bytes(text))
     return path
 
 

@@ -7,7 +7,9 @@ on the image's grid.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -55,5 +57,11 @@ def write_seg_nrrd(labels: Image, segments: Sequence[SegmentInfo], path: str | o
                        f"Segment{n}_Tags": tags})
     for key, value in fields.items():
         volume.SetMetaData(key, value)
-    sitk.WriteImage(volume, str(path), useCompression=True)
+    try:
+        sitk.WriteImage(volume, str(path), useCompression=True)
+    except RuntimeError as error:  # ITK's writer: a full disk is said as one, the half file removed
+        path.unlink(missing_ok=True)
+        if shutil.disk_usage(path.parent).free < (1 << 20):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+        raise
     return path
