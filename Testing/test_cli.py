@@ -57,7 +57,7 @@ def test_vessel_writes_every_output_on_the_input_grid(tmp_path):
     run = segforge("vessel", str(source), "--out", str(out), "--preset", "mra", "--device", "cpu")
     assert run.returncode == 0, run.stderr[-2000:]
     assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "centerlines.vtp", "surface.vtp",
-                                               "branches.csv", "stenoses.csv", "summary.json"}
+                                               "branches.csv", "stenoses.csv", "summary.json", "manifest.json"}
     expected = run_vessel_pipeline(image, VesselPipelineParameters(mask=preset("mra")))
     mask = read_image(out / "vessels.seg.nrrd")
     assert mask.same_grid(image, tol=1e-5)
@@ -86,7 +86,7 @@ def test_vessel_mask_only(tmp_path):
     out = tmp_path / "out"
     run = segforge("vessel", str(source), "--out", str(out), "--preset", "mra", "--no-centerlines", "--no-surface")
     assert run.returncode == 0, run.stderr[-2000:]
-    assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "summary.json", "manifest.json"}
 
 
 def test_failures_are_one_line_with_non_zero_exit(tmp_path):
@@ -201,7 +201,7 @@ def check_outputs_match_the_tree(out, image, tree) -> None:
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
     assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "centerlines.vtp", "surface.vtp",
-                                               "branches.csv", "stenoses.csv", "summary.json"}
+                                               "branches.csv", "stenoses.csv", "summary.json", "manifest.json"}
     summary = json.loads((out / "summary.json").read_text())
 
     # vessels.seg.nrrd: the image's grid, one segment named "Vessels", the lumen that was drawn.

@@ -62,7 +62,7 @@ def test_lps_and_ras_prompt_files_give_the_same_lesion(tmp_path):
     assert summary["backend"] == "random-walker" and summary["interactions"][-1]["voxels"] == a.array.sum()
     assert abs(summary["volume_ml"] - a.array.sum() * np.prod(image.spacing) / 1000) < 1e-9
     assert summary["total_seconds"] >= sum(s["seconds"] for s in summary["interactions"])
-    assert sorted(p.name for p in (tmp_path / "lps").iterdir()) == ["lesion.seg.nrrd", "summary.json"]
+    assert sorted(p.name for p in (tmp_path / "lps").iterdir()) == ["lesion.seg.nrrd", "manifest.json", "summary.json"]
 
 
 def test_a_click_on_an_oblique_anisotropic_image_segments_the_lesion_it_is_on(tmp_path):

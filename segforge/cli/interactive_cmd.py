@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..image import Image
 from ..image_io import read_volume
-from .output_folder import require_output_folder
+from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
 
 EPILOG = """\
@@ -28,13 +27,18 @@ PROMPTS.json, in millimetres of the patient coordinate system named in it:
                {"type": "box", "min": [x, y, z], "max": [x, y, z]},
                {"type": "scribble", "points": [[x, y, z], ...], "positive": false}]}
 
-writes into --out: lesion.seg.nrrd (one segment, named by --segment-name, on the image's grid) and
+writes into --out: lesion.seg.nrrd (one segment, named by --segment-name, on the image's grid),
 summary.json (backend, device, image key, each interaction's type, sign, seconds and mask
-voxels, total seconds, lesion volume in mL).
+voxels, total seconds, lesion volume in mL) and manifest.json.
 
-example:
+examples:
   segforge interactive ct.nii.gz --prompts clicks.json --out results/
-"""
+  segforge interactive ct.nii.gz --prompts clicks.json --out results/ --overwrite
+
+""" + OUTPUT_POLICY
+
+#: The results take about this many times the input's size on disk (checked free before the work).
+INTERACTIVE_SIZE_FACTOR = 0.5
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
     parser.add_argument("--prompts", required=True, type=Path, help="the prompt file (format below)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the results (created)")
+    add_output_options(parser)
     parser.add_argument("--backend", default=InteractiveForm.backend,
                         help=f"the interactive backend (default {InteractiveForm.backend}, which needs no weights)")
     parser.add_argument("--device", default=InteractiveForm.device, choices=tuple(DEVICE_TITLES),
@@ -91,21 +95,24 @@ def run(args: argparse.Namespace) -> int:
 
     options = interactive_form(args).session_options()
     prompts = read_prompt_file(args.prompts)
-    require_output_folder(args.out)
-    started = time.perf_counter()
-    image = read_volume(args.image)
-    check_prompts(prompts, image)
-    session = InteractiveSession(image, options["backend"], options["device"])
-    steps = []
-    with progress_bar("lesion") as report:
-        for n, prompt in enumerate(prompts):
-            began = time.perf_counter()
-            session.interact(prompt, lambda f, m, n=n: report((n + f) / len(prompts), f"prompt {n + 1}: {m}"))
-            steps.append({"type": _kind(prompt), "positive": prompt.positive,
-                          "seconds": time.perf_counter() - began, "voxels": int(np.count_nonzero(session.mask))})
-        report(1.0, "done")
-    summary = _summary(args, session, steps, time.perf_counter() - started)
-    files = _write_outputs(image.with_array(session.mask), options["segment_name"], summary, args.out)
+    with output_set(args, "interactive", INTERACTIVE_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
+        started = time.perf_counter()
+        image = read_volume(args.image)
+        check_prompts(prompts, image)
+        session = InteractiveSession(image, options["backend"], options["device"])
+        steps = []
+        with progress_bar("lesion") as report:
+            for n, prompt in enumerate(prompts):
+                began = time.perf_counter()
+                session.interact(prompt, lambda f, m, n=n: report((n + f) / len(prompts), f"prompt {n + 1}: {m}"))
+                steps.append({"type": _kind(prompt), "positive": prompt.positive,
+                              "seconds": time.perf_counter() - began,
+                              "voxels": int(np.count_nonzero(session.mask))})
+            report(1.0, "done")
+        summary = _summary(args, session, steps, time.perf_counter() - started)
+        outputs.require_space(session.mask.size // 4 + 64 * 1024)
+        files = outputs.commit(_write_outputs(image.with_array(session.mask), options["segment_name"], summary,
+                                              outputs.folder))
     print(f"lesion: {summary['voxels']} voxels, {summary['volume_ml']:.2f} mL after {len(prompts)} prompts "
           f"({args.backend})")
     for kind, path in files.items():
@@ -132,15 +139,11 @@ def _summary(args: argparse.Namespace, session: Any, steps: list, seconds: float
             "voxels": voxels, "volume_ml": voxels * voxel_ml}
 
 
-def _write_outputs(mask: Image, segment_name: str, summary: dict, out: Path) -> dict[str, Path]:
-    """Both files, each written under a temporary name and renamed: none is ever half-written."""
+def _write_outputs(mask: Image, segment_name: str, summary: dict, folder: Path) -> dict[str, Path]:
+    """Both files into ``folder`` (the output set's temporary folder, moved into place whole)."""
     from ..segmentation_file import SegmentInfo, write_seg_nrrd
 
-    out.mkdir(parents=True, exist_ok=True)
-    seg, table = out / "lesion.seg.nrrd", out / "summary.json"
-    seg_tmp, table_tmp = out / ".lesion.partial.seg.nrrd", out / ".summary.partial.json"
-    write_seg_nrrd(mask, [SegmentInfo(1, segment_name, (0.85, 0.35, 0.25))], seg_tmp)
-    table_tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    os.replace(seg_tmp, seg)
-    os.replace(table_tmp, table)
+    seg, table = folder / "lesion.seg.nrrd", folder / "summary.json"
+    write_seg_nrrd(mask, [SegmentInfo(1, segment_name, (0.85, 0.35, 0.25))], seg)
+    table.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return {"segmentation": seg, "summary": table}

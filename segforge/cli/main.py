@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Optional
 
 from .. import __version__
 from ..errors import SegForgeError
+from ..output_set import Terminated, disk_error, terminate_raises
 
 DESCRIPTION = """\
 SegForge segments medical volumes: vessel trees (mask, centerlines, radius, stenoses,
@@ -51,6 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    terminate_raises()  # SIGTERM cleans up as Ctrl-C does: no partial results are left
     try:
         return int(args.func(args) or 0)
     except SegForgeError as error:
@@ -61,8 +64,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError as error:  # files and sockets: one line, not a traceback
         if args.debug:
             raise
-        print(f"segforge: error: {error}", file=sys.stderr)
+        known = disk_error(error, Path(error.filename or ""))  # a full disk, no permission: SegForge's words
+        print(f"segforge: error: {known.message if known else error}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("segforge: terminated; nothing partial was left", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("segforge: interrupted", file=sys.stderr)
         return 130

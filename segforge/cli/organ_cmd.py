@@ -3,23 +3,28 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from ..image_io import read_volume
-from .output_folder import require_output_folder
+from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
 
 EPILOG = """\
 writes into --out: organs.seg.nrrd (a segment per structure, named as the model names it,
 with terminology and colour, on the image's grid), statistics.csv (voxels, volume_ml, mean
-and sd of the image per structure) and summary.json (model, device, warnings, seconds).
+and sd of the image per structure), summary.json (model, device, warnings, seconds) and
+manifest.json.
 
 examples:
   segforge organ ct.nii.gz --out results/                              ct-tissues, no weights needed
   segforge organ ct.nii.gz --out results/ --structures lungs,bones
   segforge models download totalseg-total-fast
   segforge organ ct.nii.gz --out results/ --model totalseg-total --fast --structures liver,spleen
-"""
+  segforge organ ct.nii.gz --out results/ --overwrite                  replace an earlier run's results
+
+""" + OUTPUT_POLICY
+
+#: The results take about this many times the input's size on disk (checked free before the work).
+ORGAN_SIZE_FACTOR = 1.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Segment the organs or tissues of IMAGE.", epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the results (created)")
+    add_output_options(parser)
     parser.add_argument("--model", default=OrganForm.model,
                         help=f"an organ model's catalog id (default {OrganForm.model}, which needs no weights; "
                              "`segforge models list` shows the others)")
@@ -45,21 +50,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..organ.models import organ_models
-    from ..organ.outputs import write_organ_outputs
+    from ..organ.outputs import organ_output_bytes, write_organ_outputs
     from ..organ.pipeline import check_request, segment_organs
     from ..organ.statistics import structure_statistics
 
     form = organ_form(args)
     parameters = form.parameters(organ_models())
     check_request(parameters)  # an unknown model or structure, or missing weights: said before any work
-    require_output_folder(args.out)
-    started = time.perf_counter()
-    image = read_volume(args.image)
-    with progress_bar("organs") as report:
-        result = segment_organs(image, parameters, report)
-    statistics = structure_statistics(image, result.labels.array, result.names) if form.create_statistics else None
-    files = write_organ_outputs(result, statistics, args.out,
-                                {"input": str(args.image), "total_seconds": time.perf_counter() - started})
+    with output_set(args, "organ", ORGAN_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
+        started = time.perf_counter()
+        image = read_volume(args.image)
+        with progress_bar("organs") as report:
+            result = segment_organs(image, parameters, report)
+        statistics = (structure_statistics(image, result.labels.array, result.names) if form.create_statistics
+                      else None)
+        outputs.require_space(organ_output_bytes(result))
+        extra = {"input": str(args.image), "total_seconds": time.perf_counter() - started}
+        files = outputs.commit(write_organ_outputs(result, statistics, outputs.folder, extra))
     for warning in result.warnings:
         print(f"warning: {warning}")
     if statistics:

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..image_io import read_volume
-from .output_folder import require_output_folder
+from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
 
 if TYPE_CHECKING:
@@ -16,14 +15,17 @@ if TYPE_CHECKING:
 EPILOG = """\
 writes into --out: vessels.seg.nrrd (one segment, 'Vessels' or --segment-name, on the image's
 grid), centerlines.vtp (a polyline per branch, point array Radius in mm, cell array BranchId),
-surface.vtp (both LPS, tagged for Slicer), branches.csv, stenoses.csv and summary.json.
+surface.vtp (both LPS, tagged for Slicer), branches.csv, stenoses.csv, summary.json and
+manifest.json.
 
 examples:
   segforge vessel cta.nii.gz --out results/ --preset cta
   segforge vessel mra.nrrd --out results/ --preset mra --seed=-12.5,30,101 --no-surface
   segforge vessel mra.nrrd --out results/ --preset mra --roi=-239,-181,13,-205,-98,35
   segforge models download ID && segforge vessel cta.nii.gz --out results/ --model ID
-"""
+  segforge vessel cta.nii.gz --out results/ --overwrite       replace the results of an earlier run
+
+""" + OUTPUT_POLICY
 
 
 def lps_point(text: str) -> tuple[float, float, float]:
@@ -55,6 +57,9 @@ def intensity_window(text: str) -> tuple[float, float]:
     return (low, high)
 
 
+#: The results take about this many times the input's size on disk (checked free before the work).
+VESSEL_SIZE_FACTOR = 1.0
+
 #: Form field <- option dest, for the options that give a field as it is (None: not given).
 FIELD_OPTIONS = {"min_radius_mm": "min_radius", "max_radius_mm": "max_radius", "scales": "scales",
                  "threshold": "threshold", "bright_vessels": "bright_vessels", "hysteresis": "hysteresis",
@@ -72,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "the fields; each option given replaces its field.",
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the results (created)")
+    add_output_options(parser)
     parser.add_argument("--preset", choices=[c for c in PRESET_CHOICES if c != "custom"], default=defaults.preset,
                         help="cta (contrast CT), mra (bright-lumen MR angiography) or dark (dark vessels)")
     parser.add_argument("--device", default=None, help="auto (GPU when present), cpu, cuda or cuda:N")
@@ -132,7 +137,7 @@ def vessel_form(args: argparse.Namespace) -> VesselForm:
 
 def run(args: argparse.Namespace) -> int:
     from ..vessel.mask_step import resolve_vessel_model
-    from ..vessel.outputs import write_vessel_outputs
+    from ..vessel.outputs import vessel_output_bytes, write_vessel_outputs
     from ..vessel.pipeline import run_vessel_pipeline
     from ..vessel.tree import tree_from_result
 
@@ -140,15 +145,17 @@ def run(args: argparse.Namespace) -> int:
     form.job()  # the options are checked before any volume is read
     parameters = form.pipeline_parameters()
     resolve_vessel_model(parameters.mask.model)  # a model that is not installed: say so before the work
-    require_output_folder(args.out)
-    started = time.perf_counter()
-    image = read_volume(args.image)
-    with progress_bar("vessels") as report:
-        result = run_vessel_pipeline(image, parameters, report)
-    tree = tree_from_result(result)
-    files = write_vessel_outputs(tree, args.out, {"input": str(args.image), "preset": form.shown_preset(),
-                                                  "total_seconds": time.perf_counter() - started},
-                                 segment_name=form.segment_name)
+    with output_set(args, "vessel", VESSEL_SIZE_FACTOR, {"options": options_of(args),
+                                                          "form": form.values()}) as outputs:
+        started = time.perf_counter()
+        image = read_volume(args.image)
+        with progress_bar("vessels") as report:
+            result = run_vessel_pipeline(image, parameters, report)
+        tree = tree_from_result(result)
+        outputs.require_space(vessel_output_bytes(tree))
+        files = outputs.commit(write_vessel_outputs(
+            tree, outputs.folder, {"input": str(args.image), "preset": form.shown_preset(),
+                                   "total_seconds": time.perf_counter() - started}, segment_name=form.segment_name))
     summary = tree.summary
     print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {summary['branches']} branches, "
           f"{summary['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %")

@@ -27,6 +27,12 @@ def organ_segments(names: Mapping[int, str]) -> list[SegmentInfo]:
     return segments
 
 
+def organ_output_bytes(result: OrganResult) -> int:
+    """A generous estimate of the files' size, to check free space before writing: the label
+    volume compressed (at most about half a byte per voxel) and the tables."""
+    return int(result.labels.array.size // 2 + 64 * 1024 + 400 * len(result.names))
+
+
 def write_organ_outputs(result: OrganResult, statistics: Optional[Sequence[StructureStatistics]],
                         folder: str | os.PathLike, extra_summary: Optional[dict[str, Any]] = None) -> dict[str, Path]:
     """Write the segmentation, the statistics (none asked: no statistics.csv) and the summary

@@ -29,6 +29,16 @@ FINDING_COLUMNS = ("branch", "stenosis_percent", "minimal_diameter_mm", "referen
                    "length_mm", "x_lps", "y_lps", "z_lps")
 
 
+def vessel_output_bytes(tree: VesselTree) -> int:
+    """A generous estimate of the files' size, to check free space before writing: the mask
+    (compressed, at most about a quarter of a byte per voxel) and the meshes (base64 text)."""
+    size = tree.mask.array.size // 4 + 64 * 1024 + 400 * (len(tree.branch_rows) + len(tree.finding_rows))
+    if tree.surface is not None:
+        size += 2 * (24 * tree.surface.GetNumberOfPoints() + 16 * tree.surface.GetNumberOfCells())
+    size += 2 * 32 * sum(len(branch.points_lps) for branch in tree.branches)
+    return int(size)
+
+
 def write_vessel_outputs(tree: VesselTree, folder: str | os.PathLike, extra_summary: dict[str, Any] | None = None,
                          segment_name: str = VESSEL_SEGMENT.name) -> dict[str, Path]:
     """Write every result the tree holds into ``folder``; returns the files by kind."""
