@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py --out out/demo
+	$(PY) scripts/demo.py --out out/demo --overwrite
 
 # ruff first (its rules are in pyproject.toml): a finding stops the run before the long suite.
 test: lint browser

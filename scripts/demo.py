@@ -25,6 +25,9 @@ a narrow true lumen and a false lumen, so the centerlines branch and loop (about
 branches) and the flap reads as narrowings, where a healthy aorta would give one tube.
 
 Run ``make demo`` (or ``python scripts/demo.py --out out/demo``; ``--case cta`` for the CTA).
+The results are written as ``segforge`` writes them (``segforge.output_set``): all or nothing,
+with a manifest.json; a folder holding an earlier demo's results is replaced whole only with
+``--overwrite`` (``make demo`` passes it).
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ from segforge.image_io import read_volume, to_sitk  # noqa: E402
 from segforge.mrml import (control_points_lps, create_closed_surfaces, create_headless_slicer,  # noqa: E402
                            mask_from_segment, point_measurement, rows_from_table, save_node, save_scene_bundle,
                            segment_ids_by_name, volume_node_from_image)
+from segforge.output_set import OutputSet, estimate_bytes, terminate_raises  # noqa: E402
 from segforge.polydata_io import write_polydata  # noqa: E402
 from segforge.vessel.parameters import BUILTIN_MODEL  # noqa: E402
 from segforge.vessel.pipeline import VesselPipelineParameters, preset  # noqa: E402
@@ -124,14 +128,31 @@ def demo_parameters(case: str = DEFAULT_CASE, seeds_lps: Optional[Sequence[Seque
     return VesselPipelineParameters(mask=mask)
 
 
+#: The scene bundle holds the volume: the results take about this many times its size on disk.
+DEMO_SIZE_FACTOR = 3.0
+
+
 def run_demo(out: Path, case: str = DEFAULT_CASE, volume_path: Optional[Path] = None,
-             parameters: Optional[VesselPipelineParameters] = None) -> dict[str, Path]:
+             parameters: Optional[VesselPipelineParameters] = None, overwrite: bool = False) -> dict[str, Path]:
     """Run the vessel workflow through SegVesselLogic on the case's volume (or ``volume_path``,
-    read the same way) and write the results to ``out``."""
+    read the same way) and write the results to ``out``, all or nothing (``segforge.output_set``)."""
     chosen = CASES[case]
     volume_path = volume_path or chosen.volume
     parameters = parameters or demo_parameters(case)
-    out.mkdir(parents=True, exist_ok=True)
+    with OutputSet(out, overwrite=overwrite, expected_bytes=estimate_bytes(volume_path, DEMO_SIZE_FACTOR),
+                   input_path=volume_path, command="demo",
+                   parameters={"case": case, "mask": parameters.mask}) as outputs:
+        files, summary = _run_demo_into(outputs.folder, case, volume_path, parameters)
+        shown = outputs.commit(files)
+    print_summary(summary)
+    for kind, path in shown.items():
+        print(f"wrote {kind}: {path}")
+    return shown
+
+
+def _run_demo_into(out: Path, case: str, volume_path: Path,
+                   parameters: VesselPipelineParameters) -> tuple[dict[str, Path], dict[str, Any]]:
+    chosen = CASES[case]
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     app = create_headless_slicer(install=True)
@@ -172,10 +193,7 @@ def run_demo(out: Path, case: str = DEFAULT_CASE, volume_path: Optional[Path] = 
     finally:
         logic.worker.close()
         app.close()
-    print_summary(summary)
-    for kind, path in files.items():
-        print(f"wrote {kind}: {path}")
-    return files
+    return files, summary
 
 
 @contextmanager
@@ -418,6 +436,9 @@ def main() -> None:
     parser.add_argument("--roi", type=lps_box, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
                         help="a box in LPS mm, as --roi=XMIN,... (default: the case's own, around the "
                              "bifurcation or the descending aorta). A box without --seed drops the case's seed")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results already in --out (the whole set; without it such a folder is "
+                             "refused before any work)")
     parser.add_argument("--whole", action="store_true",
                         help="no seed and no box: the largest vessel component of the whole volume (slow on "
                              "the CTA)")
@@ -425,10 +446,13 @@ def main() -> None:
     own = args.input is not None and args.input.resolve() != CASES[args.case].volume.resolve()
     parameters = demo_parameters(args.case, args.seed, args.roi,
                                  whole=args.whole or (own and not args.seed and args.roi is None))
+    terminate_raises()  # SIGTERM cleans up as Ctrl-C does: no partial results are left
     try:
-        run_demo(args.out, args.case, args.input, parameters)
+        run_demo(args.out, args.case, args.input, parameters, overwrite=args.overwrite)
     except SegForgeError as error:  # a wrong input or option: what to do, not a traceback
         sys.exit(f"demo: error: {error.message}")
+    except KeyboardInterrupt:
+        sys.exit("demo: interrupted; the previous results, if any, are unchanged")
 
 
 if __name__ == "__main__":
