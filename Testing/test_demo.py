@@ -24,6 +24,7 @@ from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
 from conftest import REPO, SAMPLE_DATA
 from segforge.image import Image
 from segforge.image_io import read_image
+from segforge.output_set import verify_manifest
 from segforge.mrml import (control_points_lps, image_from_volume_node, load_scene_bundle, mask_from_segment,
                            point_measurement, rows_from_table, segment_ids_by_name)
 from segforge.polydata_io import read_polydata_lps
@@ -212,6 +213,7 @@ def test_demo_scene_reloads_with_the_aorto_iliac_tree(mra_demo, mrml_scene):
     for name in ("vessels.seg.nrrd", "surface.vtp"):
         assert (out / name).stat().st_size > 0
     _check_picture(out / "vessels.png", mra)
+    assert verify_manifest(out) == []  # written as `segforge vessel` writes: all or nothing, with a manifest
 
     # What it prints: the widest branch (the aorta) and the box.
     assert "mra case" in run.stdout and "widest branch" in run.stdout and "no seed" in run.stdout

@@ -127,14 +127,18 @@ class OutputSet:
         if target.is_dir():
             self._check_existing(target)
         self._make_parents(target.parent)
-        require_space(target.parent, self.expected_bytes)
         name = f".{target.name}.partial-{secrets.token_hex(4)}"
         try:
-            (target.parent / name).mkdir()
+            (target.parent / name).mkdir()  # the real test of "may I write there"
         except OSError as error:
             self._remove_created_parents()
             raise self._not_writable(error, target.parent) from error
         self.folder = target.parent / name
+        try:
+            require_space(target.parent, self.expected_bytes)
+        except BaseException:
+            self.abort()
+            raise
         return self.folder
 
     def _check_existing(self, target: Path) -> None:
