@@ -267,6 +267,15 @@ def test_dicom_series_without_pixel_spacing_warns(series, caplog):
     assert "no Pixel Spacing" in caplog.text and "1 mm is assumed" in caplog.text
 
 
+def test_slicer_volume_loading_checks_the_file_too(tmp_path, mrml_scene):
+    from segforge.mrml import load_volume
+
+    path = written(tmp_path, "ct.nii.gz", compress=True)
+    assert load_volume(path, scene=mrml_scene) is not None
+    with pytest.raises(InputError, match="incomplete"):
+        load_volume(cut(path, path.stat().st_size // 2), scene=mrml_scene)
+
+
 # -- no false alarms --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["image.nii.gz", "image.nii", "image.nrrd", "image.seg.nrrd", "image.mha",
