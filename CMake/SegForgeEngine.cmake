@@ -33,9 +33,11 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/serve_cmd.py
   segforge/cli/vessel_cmd.py
   segforge/csv_table.py
+  segforge/dicom_series.py
   segforge/errors.py
   segforge/forms.py
   segforge/image.py
+  segforge/image_checks.py
   segforge/image_io.py
   segforge/interactive/__init__.py
   segforge/interactive/backends.py

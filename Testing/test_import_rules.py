@@ -37,8 +37,9 @@ MODULES = ("SegVessel", "SegOrgan", "SegInteractive")
 PROJECT_ROOTS = frozenset({"segforge", "segforge_app", "SegForgeWidgets", *MODULES,
                            *(f"{module}{part}" for module in MODULES for part in ("Lib", "Testing", "Widgets"))})
 
-BASE_MODULES = ("errors", "image", "image_io", "progress", "resources", "orientation", "csv_table",
-                "polydata_io", "mesh", "segmentation_file", "forms", "catalog", "runtime", "output_set")
+BASE_MODULES = ("errors", "image", "image_io", "image_checks", "dicom_series", "progress", "resources",
+                "orientation", "csv_table", "polydata_io", "mesh", "segmentation_file", "forms", "catalog",
+                "runtime", "output_set")
 WORKFLOWS = ("vessel", "organ", "interactive")
 LOGIC = tuple(f"{module}Lib" for module in MODULES)
 

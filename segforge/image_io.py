@@ -5,17 +5,25 @@ LPS origin, spacing and direction, and writing it back gives the same header.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_series import read_dicom_series
 from .errors import InputError
 from .image import Image, check_volume_array, require_3d_volume
+from .image_checks import verify_volume_file
+
+logger = logging.getLogger(__name__)
 
 #: File endings SimpleITK writes for us (DICOM series: :func:`write_dicom_series`).
 WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd")
+#: Endings of volume files (a folder named so is a mistake, not a DICOM series).
+_FILE_SUFFIXES = (*WRITABLE_SUFFIXES, ".nhdr", ".hdr", ".img", ".gz")
 
 
 def to_sitk(image: Image) -> sitk.Image:
@@ -28,7 +36,10 @@ def to_sitk(image: Image) -> sitk.Image:
 
 
 def from_sitk(source: sitk.Image) -> Image:
-    """The engine image of an ``sitk.Image``; 2D, 4D and vector images are refused."""
+    """The engine image of an ``sitk.Image``; 2D, 4D and vector images are refused.
+
+    A zero or missing spacing becomes 1 mm, with a logged warning saying so.
+    """
     if source.GetNumberOfComponentsPerPixel() > 1:
         raise InputError("This is a multi-component (colour or vector) image",
                          f"each voxel has {source.GetNumberOfComponentsPerPixel()} values",
@@ -37,41 +48,47 @@ def from_sitk(source: sitk.Image) -> Image:
         # The array (k, j, i, ...) order gives the same 2D / 4D message as Image itself.
         check_volume_array(np.broadcast_to(np.uint8(0), tuple(reversed(source.GetSize()))))
     array = sitk.GetArrayFromImage(source)
-    return Image(array, source.GetSpacing(), source.GetOrigin(),
-                 np.asarray(source.GetDirection()).reshape(3, 3))
+    spacing = tuple(s if np.isfinite(s) and s > 0 else 1.0 for s in source.GetSpacing())
+    if spacing != tuple(source.GetSpacing()):
+        logger.warning("voxel spacing %s is not usable; 1 mm is assumed for the zero values, so sizes and "
+                       "distances may be wrong", source.GetSpacing())
+    return Image(array, spacing, source.GetOrigin(), np.asarray(source.GetDirection()).reshape(3, 3))
 
 
-def read_volume(path: str | os.PathLike) -> Image:
+def read_volume(path: str | os.PathLike, *, allow_gaps: bool = False) -> Image:
     """Read a 3D volume for a workflow: like :func:`read_image`, single slices refused."""
-    return require_3d_volume(read_image(path))
+    return require_3d_volume(read_image(path, allow_gaps=allow_gaps))
 
 
-def read_image(path: str | os.PathLike) -> Image:
-    """Read a volume file, or a folder holding one DICOM series."""
+def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid: Optional[str] = None) -> Image:
+    """Read a volume file, or a folder holding one DICOM series, after checking its data are all there.
+
+    Files: :func:`~segforge.image_checks.verify_volume_file` first (truncated, corrupted or
+    short data refused), then SimpleITK, whose element count must match the header's.
+    Folders: :func:`~segforge.dicom_series.read_dicom_series` (damaged slices, gaps, mixed
+    orientations and several series refused; ``allow_gaps`` fills gaps, ``series_uid`` picks
+    a series). Missing or zero spacing gives a logged warning naming the 1 mm assumed.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"No file or folder at {path}", "the path does not exist",
                          "check the path and try again")
+    if path.is_dir() and path.name.lower().endswith(_FILE_SUFFIXES):
+        raise InputError(f"{path} is a folder, not a file", "its name ends like a volume file, but a folder "
+                         "can only hold a DICOM series", "give the volume file itself")
     try:
         if path.is_dir():
-            return from_sitk(_read_dicom_series(path))
-        return from_sitk(sitk.ReadImage(str(path)))
+            return from_sitk(read_dicom_series(path, allow_gaps, series_uid))
+        facts = verify_volume_file(path)
+        source = sitk.ReadImage(str(path))
     except RuntimeError as error:  # SimpleITK's own reader errors
         raise InputError(f"Could not read {path}", str(error).strip().splitlines()[-1],
                          "give a NIfTI, NRRD, MHA file or a folder of one DICOM series") from error
-
-
-def _read_dicom_series(folder: Path) -> sitk.Image:
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(f"No DICOM series in {folder}", "the folder holds no readable DICOM images",
-                         "point at the folder that holds the series' .dcm files")
-    if len(series) > 1:
-        raise InputError(f"{folder} holds {len(series)} DICOM series", "SegForge reads one series at a time",
-                         "move each series into its own folder, or load it through Slicer's DICOM module")
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
-    return reader.Execute()
+    got = source.GetNumberOfPixels() * source.GetNumberOfComponentsPerPixel()
+    if facts.element_count is not None and got != facts.element_count:
+        raise InputError(f"{path} was not read whole", f"its header promises {facts.element_count:,} values "
+                         f"but {got:,} were read", "export the file again (or convert it with another tool)")
+    return from_sitk(source)
 
 
 def check_writable(path: str | os.PathLike) -> Path:

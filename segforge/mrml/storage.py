@@ -17,6 +17,7 @@ from typing import Any, Optional
 import slicer
 
 from ..errors import InputError, SegForgeError
+from ..image_checks import verify_volume_file
 from .scene import get_scene
 
 logger = logging.getLogger(__name__)
@@ -53,13 +54,19 @@ def save_node(node: Any, path: PathLike) -> Path:
 
 def load_volume(path: PathLike, name: Optional[str] = None, *, labelmap: bool = False,
                 scene: Optional[Any] = None) -> Any:
-    """A new scalar (or labelmap) volume node read from .nrrd, .nii(.gz), .mha..."""
+    """A new scalar (or labelmap) volume node read from .nrrd, .nii(.gz), .mha...
+
+    The file is first checked against its header (:func:`~segforge.image_checks.verify_volume_file`):
+    Slicer's readers, like SimpleITK's, fill a file cut short with zeros.
+    """
+    verify_volume_file(_existing(path))
     node_class = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
     return _read(path, node_class, "vtkMRMLVolumeArchetypeStorageNode", name, scene)
 
 
 def load_segmentation(path: PathLike, name: Optional[str] = None, *, scene: Optional[Any] = None) -> Any:
-    """A new segmentation node read from .seg.nrrd (names, colours, terminology kept)."""
+    """A new segmentation node read from .seg.nrrd (names, colours, terminology kept), checked first."""
+    verify_volume_file(_existing(path))
     return _read(path, "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", name, scene)
 
 

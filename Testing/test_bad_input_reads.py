@@ -1,0 +1,315 @@
+"""Bad input files: each is refused with what / why / what to do, never read as wrong voxels.
+
+Every file is written here (SimpleITK, pydicom, gzip or raw bytes) and then damaged the way
+copies, downloads and exports damage files: cut short, corrupted, padded, mislabelled.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import SAMPLE_DATA, SHARED_DATA, make_image
+from segforge.errors import InputError
+from segforge.image import Image
+from segforge.image_io import read_image, read_volume, write_dicom_series, write_image
+
+
+def refused(path, *words: str, **options) -> InputError:
+    """The InputError reading ``path`` raises, with all three parts, ``words`` in its message."""
+    with pytest.raises(InputError) as caught:
+        read_image(path, **options)
+    error = caught.value
+    assert error.what and error.why and error.todo, error.to_dict()
+    for word in words:
+        assert word.lower() in error.message.lower(), error.message
+    return error
+
+
+def written(tmp_path: Path, name: str, shape=(20, 32, 32), dtype=np.int16, compress=False) -> Path:
+    return write_image(make_image(shape, dtype), tmp_path / name, compress=compress)
+
+
+def cut(path: Path, keep: int) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[:keep if keep >= 0 else len(data) + keep])
+    return path
+
+
+# -- NIfTI -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fraction", [0.02, 0.5, 0.97])
+def test_nii_gz_cut_short_is_refused(tmp_path, fraction):
+    path = written(tmp_path, "ct.nii.gz", compress=True)
+    cut(path, int(path.stat().st_size * fraction))
+    error = refused(path, "ct.nii.gz", "incomplete", "stops short", "again")
+    assert "re-" not in error.todo or "copy" in error.todo
+
+
+def test_nii_gz_missing_only_its_trailer_is_refused(tmp_path):
+    path = cut(written(tmp_path, "ct.nii.gz", compress=True), -4)  # CRC kept, length trailer gone
+    refused(path, "incomplete")
+
+
+def test_nii_gz_with_a_wrong_checksum_is_refused(tmp_path):
+    path = written(tmp_path, "ct.nii.gz", compress=True)
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF  # the CRC-32 of the gzip trailer
+    path.write_bytes(bytes(data))
+    refused(path, "damaged", "checksum")
+
+
+def test_nii_gz_with_garbage_appended_is_refused(tmp_path):
+    path = written(tmp_path, "ct.nii.gz", compress=True)
+    path.write_bytes(path.read_bytes() + b"this is not gzip data" * 10)
+    refused(path, "damaged", "210 bytes", "not part of the compressed image")
+
+
+def test_nii_gz_whose_stream_is_whole_but_too_short_is_refused(tmp_path):
+    plain = written(tmp_path, "ct.nii")
+    data = plain.read_bytes()
+    path = tmp_path / "short.nii.gz"
+    path.write_bytes(gzip.compress(data[:len(data) - 1000]))  # a valid gzip of too few bytes
+    refused(path, "incomplete", f"{len(data) - 1000:,} of the {len(data):,} bytes")
+
+
+def test_uncompressed_nii_shorter_than_its_header_is_refused(tmp_path):
+    path = written(tmp_path, "ct.nii")
+    full = path.stat().st_size
+    cut(path, full * 3 // 4)
+    refused(path, "incomplete", f"{full * 3 // 4:,} of the {full:,} bytes its header promises", "copy")
+
+
+def test_nifti_header_claiming_huge_dims_is_refused_before_reading(tmp_path):
+    path = written(tmp_path, "huge.nii", shape=(4, 5, 6))
+    data = bytearray(path.read_bytes())
+    data[42:48] = struct.pack("<3h", 30000, 30000, 30000)
+    path.write_bytes(bytes(data))
+    refused(path, "incomplete", f"{352 + 30000 ** 3 * 2:,} bytes")
+
+
+# -- NRRD and MetaImage ------------------------------------------------------------------
+
+def test_raw_nrrd_short_is_refused(tmp_path):
+    path = cut(written(tmp_path, "ct.nrrd"), -500)
+    refused(path, "ct.nrrd", "incomplete", f"of the {20 * 32 * 32 * 2:,} bytes of voxels")
+
+
+def test_gzip_nrrd_cut_short_is_refused(tmp_path):
+    path = written(tmp_path, "ct.nrrd", compress=True)
+    refused(cut(path, path.stat().st_size // 2), "incomplete", "stops short")
+
+
+def test_gzip_nrrd_whose_stream_is_whole_but_too_short_is_refused(tmp_path):
+    header = b"NRRD0004\ntype: short\ndimension: 3\nsizes: 8 8 8\nspacings: 1 1 1\nencoding: gzip\n\n"
+    path = tmp_path / "short.nrrd"
+    path.write_bytes(header + gzip.compress(bytes(8 * 8 * 7 * 2)))
+    refused(path, "incomplete", "896 of the 1,024 bytes of voxels (decompressed)")
+
+
+def test_detached_nrrd_without_its_data_file_is_refused(tmp_path):
+    path = tmp_path / "ct.nhdr"
+    path.write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 8 8 8\nencoding: raw\ndata file: ct.raw\n\n")
+    refused(path, "ct.raw", "missing", "together")
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_mha_short_is_refused(tmp_path, compress):
+    path = written(tmp_path, "ct.mha", compress=compress)
+    refused(cut(path, path.stat().st_size - 300), "ct.mha", "incomplete")
+
+
+# -- not a volume at all -------------------------------------------------------------------
+
+def test_zero_byte_file_is_refused(tmp_path):
+    path = tmp_path / "empty.nii.gz"
+    path.touch()
+    refused(path, "empty.nii.gz", "empty", "0 bytes")
+
+
+@pytest.mark.parametrize("name, kind", [("notes.nii", "NIfTI"), ("notes.nrrd", "NRRD"), ("notes.mha", "MetaImage")])
+def test_text_file_with_an_image_suffix_is_refused(tmp_path, name, kind):
+    path = tmp_path / name
+    path.write_text("Patient notes, not an image.\n" * 40)
+    refused(path, name, f"not start with a {kind} header")
+
+
+def test_text_file_named_nii_gz_is_refused(tmp_path):
+    path = tmp_path / "notes.nii.gz"
+    path.write_text("Patient notes, not an image.\n" * 40)
+    refused(path, "notes.nii.gz", "NIfTI header")
+
+
+def test_folder_named_like_a_volume_is_refused(tmp_path):
+    (tmp_path / "ct.nii.gz").mkdir()
+    refused(tmp_path / "ct.nii.gz", "is a folder, not a file", "volume file itself")
+
+
+# -- shapes the engine does not take (the messages of test_image_io stay) -------------------
+
+def test_two_d_image_is_refused(tmp_path):
+    path = tmp_path / "slice.nii.gz"
+    sitk.WriteImage(sitk.Image(32, 32, sitk.sitkInt16), str(path))
+    assert "2D" in refused(path, "whole series").what
+
+
+def test_four_d_image_is_refused(tmp_path):
+    path = tmp_path / "series.nrrd"
+    sitk.WriteImage(sitk.JoinSeries([sitk.Image(6, 5, 4, sitk.sitkInt16)] * 3), str(path))
+    assert "4D" in refused(path, "time point").what
+
+
+def test_vector_image_is_refused(tmp_path):
+    path = tmp_path / "rgb.mha"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6, 3), np.uint8), isVector=True), str(path))
+    refused(path, "multi-component", "Vector to Scalar")
+
+
+@pytest.mark.parametrize("name", ["nan.nii.gz", "nan.nrrd"])
+def test_nan_filled_volume_still_reads(tmp_path, name):
+    """Reads without a crash. NRRD keeps the NaNs; ITK's NIfTI reader turns them into 0 (its
+    behaviour, not ours: the file holds NaN)."""
+    path = write_image(Image(np.full((4, 5, 6), np.nan, np.float32)), tmp_path / name)
+    array = read_volume(path).array
+    assert array.shape == (4, 5, 6)
+    assert np.isnan(array).all() if name.endswith(".nrrd") else (np.isnan(array) | (array == 0)).all()
+
+
+# -- spacing --------------------------------------------------------------------------------
+
+def test_zero_spacing_in_a_nifti_header_warns_naming_the_assumption(tmp_path, caplog):
+    path = written(tmp_path, "flat.nii")
+    data = bytearray(path.read_bytes())
+    data[80:92] = struct.pack("<3f", 0.0, 0.0, 0.0)  # pixdim[1..3]
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        image = read_image(path)
+    assert image.spacing == (1.0, 1.0, 1.0)
+    assert "flat.nii" in caplog.text and "1 mm is assumed" in caplog.text
+
+
+def test_missing_spacing_in_an_nrrd_header_warns(tmp_path, caplog):
+    path = tmp_path / "bare.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 4 4 4\nencoding: raw\n\n" + bytes(64))
+    with caplog.at_level(logging.WARNING):
+        assert read_image(path).spacing == (1.0, 1.0, 1.0)
+    assert "no voxel spacing; 1 mm is assumed" in caplog.text
+
+
+# -- DICOM series ---------------------------------------------------------------------------
+
+@pytest.fixture
+def series(tmp_path) -> tuple[Image, list[Path]]:
+    image = make_image((6, 10, 12), np.int16, spacing=(0.7, 0.8, 2.5))
+    return image, write_dicom_series(image, tmp_path / "series")
+
+
+def test_dicom_series_with_a_missing_slice_is_refused_with_the_positions(series):
+    image, files = series
+    files[3].unlink()
+    error = refused(files[0].parent, "gap", "2.5 mm apart", "slice_0003.dcm", "slice_0005.dcm", "allow_gaps")
+    assert "missing" in error.what
+
+
+def test_dicom_gap_can_be_accepted_and_keeps_every_slice_in_place(series, caplog):
+    image, files = series
+    files[3].unlink()
+    with caplog.at_level(logging.WARNING):
+        back = read_volume(files[0].parent, allow_gaps=True)
+    assert "filled" in caplog.text
+    np.testing.assert_allclose(back.ijk_to_lps(), image.ijk_to_lps(), atol=1e-4)
+    np.testing.assert_array_equal(back.array[[0, 1, 2, 4, 5]], image.array[[0, 1, 2, 4, 5]])
+    assert (back.array[3] == image.array.min()).all() or (back.array[3] == back.array.min()).all()
+
+
+def test_dicom_series_with_a_damaged_slice_names_the_file(series):
+    _, files = series
+    cut(files[2], files[2].stat().st_size // 2)
+    refused(files[0].parent, "slice_0003.dcm", "damaged", "copy the series again")
+
+
+def test_folder_with_two_dicom_series_lists_them_and_one_can_be_chosen(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        for path in write_dicom_series(make_image((3, 8, 8), np.int16, seed=seed), tmp_path / name,
+                                       description=f"series {name}"):
+            shutil.move(path, folder / f"{name}_{path.name}")
+    error = refused(folder, "2 DICOM series", "series a", "series b", "3 files", "own folder")
+    uid = error.why.split("it holds ")[1].split(" (")[0]
+    assert read_image(folder, series_uid=uid).array.shape == (3, 8, 8)
+
+
+def test_dicom_series_with_mixed_orientation_is_refused(series):
+    pydicom = pytest.importorskip("pydicom")
+    _, files = series
+    data = pydicom.dcmread(files[4])
+    data.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # a sagittal slice among oblique ones
+    data.save_as(files[4])
+    refused(files[0].parent, "orientation", "slice_0005.dcm", "one series")
+
+
+def test_dicom_series_without_pixel_spacing_warns(series, caplog):
+    pydicom = pytest.importorskip("pydicom")
+    _, files = series
+    for path in files:
+        data = pydicom.dcmread(path)
+        del data.PixelSpacing
+        data.save_as(path)
+    with caplog.at_level(logging.WARNING):
+        read_volume(files[0].parent)
+    assert "no Pixel Spacing" in caplog.text and "1 mm is assumed" in caplog.text
+
+
+def test_slicer_volume_loading_checks_the_file_too(tmp_path, mrml_scene):
+    from segforge.mrml import load_volume
+
+    path = written(tmp_path, "ct.nii.gz", compress=True)
+    assert load_volume(path, scene=mrml_scene) is not None
+    with pytest.raises(InputError, match="incomplete"):
+        load_volume(cut(path, path.stat().st_size // 2), scene=mrml_scene)
+
+
+# -- no false alarms --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["image.nii.gz", "image.nii", "image.nrrd", "image.seg.nrrd", "image.mha",
+                                  "image.mhd"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_whole_files_read_without_warnings(tmp_path, caplog, name, compress):
+    image = make_image((5, 7, 9), np.float32)
+    with caplog.at_level(logging.WARNING):
+        back = read_image(write_image(image, tmp_path / name, compress=compress))
+    np.testing.assert_array_equal(back.array, image.array)
+    assert not caplog.records
+
+
+def test_multi_member_gzip_and_zero_padding_are_accepted(tmp_path):
+    data = written(tmp_path, "ct.nii").read_bytes()
+    path = tmp_path / "pieces.nii.gz"
+    path.write_bytes(gzip.compress(data[:1000]) + gzip.compress(data[1000:]) + bytes(16))
+    assert read_image(path).array.shape == (20, 32, 32)
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(SAMPLE_DATA).as_posix() for p in SAMPLE_DATA.rglob("*")
+                                         if p.name.endswith((".nii.gz", ".mha")) or p.name == "series"))
+def test_sample_data_reads_without_warnings(caplog, path):
+    with caplog.at_level(logging.WARNING):
+        assert read_image(SAMPLE_DATA / path).array.size > 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "segforge" in r.name]
+
+
+def test_shared_uncompressed_ct_series_reads(tmp_path):
+    """Three real GE CT slices; their folder also holds a DICOM SEG, a second series, refused by name."""
+    folder = SHARED_DATA / "dicom" / "dcmqi_ct3slice_seg"
+    if not folder.is_dir():
+        pytest.skip("the shared data are not beside this checkout")
+    refused(folder, "2 DICOM series", "Liver Segmentation", "3 files")
+    for path in folder.glob("ct-3slice_*.dcm"):
+        shutil.copy(path, tmp_path / path.name)
+    assert read_volume(tmp_path).array.shape == (3, 512, 512)

@@ -1,0 +1,148 @@
+"""Read one DICOM series from a folder, refusing what SimpleITK would silently get wrong.
+
+GDCM's scanner leaves out a file it cannot parse, and ITK's series reader then spreads the
+remaining slices evenly over the series' length, so a damaged or missing slice gives a
+volume with fewer slices at the wrong spacing and no error. Here a series is read only when
+every DICOM file in the folder is readable, the folder holds one series (or the caller
+names one), all slices share one orientation, and the slices lie one step apart. A gap can
+be accepted (``allow_gaps=True``): the missing slices are then filled with the volume's
+lowest value so every slice stays at its true position, and a warning says so.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+_POSITION, _ORIENTATION, _PIXEL_SPACING = "0020|0032", "0020|0037", "0028|0030"
+_RECOPY = "copy the series again from the scanner or PACS"
+
+
+def read_dicom_series(folder: Path, allow_gaps: bool = False, series_uid: Optional[str] = None) -> sitk.Image:
+    """The one series in ``folder`` (or the one named ``series_uid``) as a checked ``sitk.Image``."""
+    series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    files = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in series}
+    _refuse_damaged_files(folder, {Path(name).name for names in files.values() for name in names})
+    if not series:
+        raise InputError(f"No DICOM series in {folder}", "the folder holds no readable DICOM images",
+                         "point at the folder that holds the series' .dcm files")
+    if series_uid is not None:
+        if series_uid not in files:
+            raise InputError(f"{folder} holds no series {series_uid}", f"it holds {_describe(files)}",
+                             "give one of those series UIDs")
+        series = [series_uid]
+    if len(series) > 1:
+        raise InputError(f"{folder} holds {len(series)} DICOM series", f"SegForge reads one series at a time; "
+                         f"it holds {_describe(files)}", "move each series into its own folder, or load "
+                         "it through Slicer's DICOM module")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files[series[0]])
+    reader.MetaDataDictionaryArrayUpdateOn()
+    try:
+        volume = reader.Execute()
+    except RuntimeError as error:
+        _refuse_unreadable(files[series[0]])
+        raise InputError(f"Could not read the DICOM series in {folder}", str(error).strip().splitlines()[-1],
+                         _RECOPY) from error
+    names = [Path(name).name for name in files[series[0]]]
+    tags = [{key: reader.GetMetaData(i, key) if reader.HasMetaDataKey(i, key) else ""
+             for key in (_POSITION, _ORIENTATION, _PIXEL_SPACING)} for i in range(len(names))]
+    if not tags[0][_PIXEL_SPACING]:
+        logger.warning("%s: the series gives no Pixel Spacing (0028,0030); 1 mm is assumed, so sizes and "
+                       "distances may be wrong", folder)
+    _check_orientation(folder, names, tags)
+    return _check_slice_steps(folder, volume, names, tags, allow_gaps)
+
+
+def _describe(files: dict[str, list[str]]) -> str:
+    parts = []
+    for uid, names in files.items():
+        info = sitk.ImageFileReader()
+        info.SetFileName(names[0])
+        info.ReadImageInformation()
+        description = info.GetMetaData("0008|103e").strip() if info.HasMetaDataKey("0008|103e") else ""
+        parts.append(f"{uid or '(no UID)'} ({description + ', ' if description else ''}{len(names)} files)")
+    return "; ".join(parts)
+
+
+def _refuse_damaged_files(folder: Path, listed: set[str]) -> None:
+    """A file GDCM left out that starts like DICOM (its 'DICM' mark) but cannot be read is damaged."""
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in listed):
+        with open(path, "rb") as stream:
+            if stream.read(132)[128:] != b"DICM":
+                continue  # not DICOM (a README, a DICOMDIR's neighbours...): not ours to judge
+        info = sitk.ImageFileReader()
+        info.SetFileName(str(path))
+        try:
+            info.ReadImageInformation()
+        except RuntimeError:
+            raise InputError(f"{path} is damaged", "it starts as a DICOM file but cannot be read "
+                             "(cut short or corrupted), so the series would miss a slice",
+                             f"{_RECOPY}, or remove that file if the slice is not needed") from None
+
+
+def _refuse_unreadable(files: list[str]) -> None:
+    for name in files:
+        try:
+            sitk.ReadImage(name)
+        except RuntimeError:
+            raise InputError(f"{name} is damaged", "its pixel data cannot be read", _RECOPY) from None
+
+
+def _floats(text: str) -> np.ndarray:
+    return np.array([float(v) for v in text.split("\\")]) if text.strip() else np.array([])
+
+
+def _check_orientation(folder: Path, names: list[str], tags: list[dict[str, str]]) -> None:
+    first = _floats(tags[0][_ORIENTATION])
+    for name, tag in zip(names, tags):
+        other = _floats(tag[_ORIENTATION])
+        if other.shape != first.shape or not np.allclose(other, first, atol=1e-4):
+            raise InputError(f"The slices in {folder} do not share one orientation",
+                             f"{names[0]} has Image Orientation {tags[0][_ORIENTATION] or '(none)'} but "
+                             f"{name} has {tag[_ORIENTATION] or '(none)'}",
+                             "the folder mixes series or stacks: keep one series of parallel slices per folder")
+
+
+def _check_slice_steps(folder: Path, volume: sitk.Image, names: list[str], tags: list[dict[str, str]],
+                       allow_gaps: bool) -> sitk.Image:
+    positions = [_floats(tag[_POSITION]) for tag in tags]
+    if len(names) < 2 or any(p.shape != (3,) for p in positions):
+        return volume
+    normal = np.asarray(volume.GetDirection()).reshape(3, 3)[:, 2]
+    heights = np.array([float(p @ normal) for p in positions])
+    steps = np.diff(heights)
+    step = float(np.median(steps))
+    if abs(step) < 1e-3 or np.any(np.abs(steps) < 1e-3):
+        raise InputError(f"The series in {folder} has two slices at one position",
+                         "slices repeat (a series exported twice, or two acquisitions in one series)",
+                         "keep one copy of each slice in the folder")
+    counts = np.rint(steps / step)
+    uneven = np.abs(steps - counts * step) > 0.05 * abs(step) + 1e-3
+    jumps = [f"from {heights[i]:.2f} mm ({names[i]}) to {heights[i + 1]:.2f} mm ({names[i + 1]})"
+             for i in np.flatnonzero(uneven | (counts != 1))]
+    if not jumps:
+        return volume
+    if np.any(uneven) or np.any(counts < 1) or not allow_gaps:
+        raise InputError(f"The series in {folder} has a gap: slices are missing",
+                         f"the slices are {abs(step):.3g} mm apart, but jump {'; '.join(jumps[:5])}",
+                         f"{_RECOPY} with all its slices (or, in Python, pass allow_gaps=True "
+                         "to read it with empty slices in the gaps)" if not np.any(uneven)
+                         else f"{_RECOPY}; its slices are not evenly spaced")
+    logger.warning("%s: slices missing %s; filled with the lowest value (allow_gaps)", folder, "; ".join(jumps))
+    array = sitk.GetArrayFromImage(volume)
+    index = np.concatenate([[0], np.cumsum(counts).astype(int)])
+    full = np.full((index[-1] + 1, *array.shape[1:]), array.min(), dtype=array.dtype)
+    full[index] = array
+    result = sitk.GetImageFromArray(full)
+    result.SetOrigin(volume.GetOrigin())
+    result.SetDirection(volume.GetDirection())
+    result.SetSpacing((*volume.GetSpacing()[:2], abs(step)))
+    return result
