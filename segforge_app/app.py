@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .auth import is_loopback, resolve_token
+from .auth import install_secret_gate, is_loopback, resolve_token
 from .context import ERROR_KEY, AppContext
 from .jobs import JobTracker
+from .listen import listen_error
 from .panels import registered_panels
 
 logger = logging.getLogger(__name__)
@@ -121,7 +122,12 @@ def run(host: str = "127.0.0.1", port: int = 8080, data: Optional[Iterable[str |
                   flush=True)
 
     server.controller.on_server_ready.add(announce)
+    # Every HTTP request (the page, its scripts, the websocket) needs the secret (auth.secret_gate).
+    server.controller.on_server_bind.add(lambda web_server: install_secret_gate(web_server, secret))
     # trame reads its own options (the websocket secret among them) from sys.argv; hand it
     # only those, so that segforge's arguments are not parsed a second time.
     sys.argv = [sys.argv[0], f"--authKey={secret}"]  # "=": a random secret may start with "-"
-    server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0)
+    try:
+        server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0)
+    except OSError as error:  # taken since check_can_listen (segforge app checks before building)
+        raise listen_error(host, port, error) from error

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from ..errors import SegForgeError
+from ..errors import InputError, SegForgeError
 
 TOKEN_ENV = "SEGFORGE_APP_TOKEN"  # kept equal to segforge_app.auth.TOKEN_ENV (checked by a test)
 
@@ -34,9 +34,14 @@ def run(args: argparse.Namespace) -> int:
     token = os.environ.get(TOKEN_ENV) or None
     try:
         from segforge_app.auth import resolve_token
+        from segforge_app.listen import check_can_listen
     except ImportError as error:
         raise _missing_extra(error) from error
-    resolve_token(args.host, token)  # refuses now, before the heavy imports, if unsafe
+    # Refused now, before the heavy imports and the loading: an address this machine cannot
+    # listen on (a busy port), an unsafe one, a --data path that is not there.
+    check_can_listen(args.host, args.port)
+    resolve_token(args.host, token)
+    _check_data(args.data)
     try:
         import trame_slicer  # noqa: F401  (the app extra; segforge_app imports it only when building)
 
@@ -48,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("segforge_app").setLevel(logging.INFO)
     run_app(host=args.host, port=args.port, data=args.data, token=token)
     return 0
+
+
+def _check_data(paths: list[str] | None) -> None:
+    for path in paths or ():
+        if not os.path.exists(os.path.expanduser(path)):
+            raise InputError(f"Nothing at {path}", "a path given to --data does not exist on this machine",
+                             f"check it (a relative path is read from {os.getcwd()}), or start without it")
 
 
 def _missing_extra(error: ImportError) -> SegForgeError:

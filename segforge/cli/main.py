@@ -59,7 +59,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except SegForgeError as error:
         if args.debug:
             raise
-        print(f"segforge: error: {error.message}", file=sys.stderr)
+        print(f"segforge: error: {' '.join(error.message.splitlines())}", file=sys.stderr)  # one line
         return 1
     except OSError as error:  # files and sockets: one line, not a traceback
         if args.debug:
