@@ -5,10 +5,12 @@ LPS origin, spacing and direction, and writing it back gives the same header.
 """
 from __future__ import annotations
 
+import contextlib
+import locale
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -161,9 +163,22 @@ def write_dicom_series(image: Image, folder: str | os.PathLike, modality: str = 
             plane.SetMetaData(tag, value)
         path = folder / f"slice_{k + 1:04d}.dcm"
         writer.SetFileName(str(path))
-        writer.Execute(plane)
+        with _locale_kept():
+            writer.Execute(plane)
         paths.append(path)
     return paths
+
+
+@contextlib.contextmanager
+def _locale_kept() -> Iterator[None]:
+    """GDCM's DICOM writer sets the C locale for the whole process and leaves it so; put back
+    what the process had (text decoding of subprocess output, number formats elsewhere)."""
+    before = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        if locale.setlocale(locale.LC_ALL) != before:
+            locale.setlocale(locale.LC_ALL, before)
 
 
 def _new_dicom_uid() -> str:
