@@ -172,7 +172,7 @@ def test_negative_or_huge_array_sizes_are_refused(shape, payload, expected):
         reply = raw_exchange(port, frame({"op": "submit", "task": "image.threshold", "protocol": PROTOCOL_VERSION,
                                           "token": TOKEN, "arrays": [{"name": "image", "dtype": "uint8",
                                                                       "shape": shape}]}, payload))
-        assert reply["ok"] is False and expected in reply["error"]["why"]
+        assert reply["ok"] is False and expected in reply["error"]["what"] + reply["error"]["why"]
         assert_serves(port, process)
 
 

@@ -169,8 +169,6 @@ def _checked_specs(header: dict[str, Any], payload_size: int) -> list[tuple[str,
             if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_ARRAY_DIMS
                     or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
                 raise ValueError(f"shape {shape!r} is not 1 to {MAX_ARRAY_DIMS} non-negative integers")
-            if any(n > MAX_DIMENSION for n in shape):
-                raise ValueError(f"shape {shape!r} is too large for one dimension (at most {MAX_DIMENSION})")
             if name in names:
                 raise ValueError(f"array name {name!r} is used twice")
         except (KeyError, TypeError, ValueError) as error:
@@ -182,6 +180,11 @@ def _checked_specs(header: dict[str, Any], payload_size: int) -> list[tuple[str,
     if total != payload_size:
         raise MalformedMessage("The request's arrays do not match its size",
                                f"they declare {total} bytes but the message carries {payload_size}")
+    for name, _, shape, _ in checked:  # only an empty array gets here with a dimension numpy cannot make
+        if any(n > MAX_DIMENSION for n in shape):
+            raise MalformedMessage("The request declares a malformed array",
+                                   f"array {name!r}: shape {list(shape)!r} is too large for one dimension "
+                                   f"(at most {MAX_DIMENSION})")
     return checked
 
 

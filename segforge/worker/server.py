@@ -198,6 +198,7 @@ class WorkerServer:
 
     def serve_forever(self) -> None:
         self._listener.settimeout(0.5)
+        refused, last_report = 0, -1e9
         while not self._stopping.is_set():
             try:
                 connection, peer = self._listener.accept()
@@ -209,9 +210,12 @@ class WorkerServer:
                 continue
             entry = self._admission.admit(peer[0], connection)
             if entry is None:
-                log.warning("refusing %s: %d connections wait to authenticate already", peer,
-                            self._admission.pending)
                 connection.close()
+                refused += 1
+                if time.monotonic() - last_report > 10.0:  # a flood must not flood the log too
+                    log.warning("refused %d connection(s), the last from %s: %d connections wait to "
+                                "authenticate already", refused, peer[0], self._admission.pending)
+                    refused, last_report = 0, time.monotonic()
                 continue
             threading.Thread(target=self._serve_connection, args=(connection, peer, entry),
                              name=f"segforge-conn-{peer}", daemon=True).start()
