@@ -211,6 +211,18 @@ def test_a_client_beyond_its_job_limit_is_refused_until_a_job_ends():
             assert_serves(port, process)
 
 
+def test_a_refused_request_leaves_the_connection_open_and_idle_as_long_as_it_likes():
+    with running_server(TOKEN) as (port, process):
+        with WorkerClient("127.0.0.1", port, TOKEN) as client:
+            client.hello()
+            connection = client._sock
+            with pytest.raises(SegForgeError, match="no such job"):
+                client._request({"op": "status", "job": "nope"})
+            time.sleep(3.0)  # longer than the 2 s the server allows itself to send a refusal
+            assert client.hello()["protocol"] == PROTOCOL_VERSION and client._sock is connection
+        assert_serves(port, process)
+
+
 def test_a_client_beyond_its_session_limit_is_refused_until_it_closes_one():
     with running_server(TOKEN, "--max-sessions-per-client", "1") as (port, process):
         with WorkerClient("127.0.0.1", port, TOKEN) as worker:

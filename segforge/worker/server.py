@@ -397,11 +397,17 @@ class WorkerServer:
 
 
 def _reply_error(connection: socket.socket, error: SegForgeError) -> None:
+    previous = connection.gettimeout()
     try:
         connection.settimeout(2.0)  # a peer that reads nothing cannot hold the thread
         send_message(connection, {"ok": False, "error": error.to_dict()})
     except OSError:
         pass
+    finally:
+        try:
+            connection.settimeout(previous)  # an authenticated client may idle on after a refusal
+        except OSError:
+            pass
 
 
 def _answer_health(connection: socket.socket) -> None:
