@@ -144,6 +144,20 @@ def test_a_flood_from_one_address_leaves_room_for_the_others():
                 sock.close()
 
 
+def test_authenticated_clients_beyond_the_cap_are_told_to_try_again():
+    with running_server(TOKEN, "--max-connections", "1") as (port, process):
+        first = WorkerClient("127.0.0.1", port, TOKEN)
+        first.hello()
+        with WorkerClient("127.0.0.1", port, TOKEN) as second:
+            with pytest.raises(WorkerBusy) as caught:
+                second.hello()
+            assert "1 clients are connected" in caught.value.why and "try again" in caught.value.todo
+            first.close()
+            time.sleep(0.3)
+            assert second.hello()["protocol"] == PROTOCOL_VERSION  # the same client, once there is room
+        assert_serves(port, process)
+
+
 # -- malformed requests -----------------------------------------------------------------------
 def test_garbage_instead_of_a_header_is_refused():
     with running_server(TOKEN) as (port, process):

@@ -195,7 +195,11 @@ class WorkerClient:
         sock.settimeout(self._request_timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
-        hello = self._request({"op": "hello"}).header  # the worker checks our version and token...
+        try:
+            hello = self._request({"op": "hello"}).header  # the worker checks our version and token...
+        except SegForgeError:
+            self._drop_connection()  # e.g. refused as one client too many: the server closes it
+            raise
         if hello.get("protocol") != PROTOCOL_VERSION:  # ...and we check its version
             self._drop_connection()
             raise protocol_mismatch(hello.get("version"), hello.get("protocol"), PROTOCOL_VERSION)
