@@ -82,6 +82,13 @@ class AuthError(WorkerError):
     code = "auth"
 
 
+class WorkerBusy(WorkerError):
+    """The worker refused a request because the caller is at one of its limits (jobs, sessions,
+    connections); the same request succeeds once the caller's earlier work has finished."""
+
+    code = "busy"
+
+
 class SessionLost(WorkerError):
     """The worker does not hold the interactive session any more (evicted, or a fresh worker);
     the client sends the image again and replays the prompts."""
@@ -101,4 +108,4 @@ def _sentence(text: str) -> str:
 
 
 _BY_CODE = {c.code: c for c in (SegForgeError, InputError, ModelError, Cancelled, WorkerError,
-                                WorkerDied, ProtocolMismatch, AuthError, SessionLost, JobFailed)}
+                                WorkerDied, ProtocolMismatch, AuthError, WorkerBusy, SessionLost, JobFailed)}

@@ -74,6 +74,57 @@ def python_for_worker() -> str:
     return sys.executable
 
 
+def tls_context(cafile: Optional[str]) -> ssl.SSLContext:
+    """A client TLS context trusting ``cafile`` (the server's certificate or its CA; None: the
+    system's authorities), with the file's problems as a :class:`WorkerError`."""
+    if cafile is not None and not Path(cafile).is_file():
+        raise WorkerError(f"The TLS certificate file {cafile} does not exist",
+                          "SEGFORGE_TLS_CA names the certificate that proves the server is the right one",
+                          "copy the server's certificate (or its CA) to this machine and point SEGFORGE_TLS_CA "
+                          "at it, or unset SEGFORGE_TLS_CA for a server without TLS")
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (ssl.SSLError, OSError, ValueError) as error:
+        raise WorkerError(f"The TLS certificate file {cafile} cannot be used", f"{type(error).__name__}: {error}",
+                          "point SEGFORGE_TLS_CA at the server's PEM certificate (or its CA's)") from error
+
+
+def unreachable(host: Optional[str], port: Optional[int], error: OSError) -> WorkerError:
+    """Why a connection could not even be opened, and what to do."""
+    if isinstance(error, ConnectionRefusedError):
+        why = f"nothing listens on port {port} of {host} (connection refused)"
+    elif isinstance(error, socket.gaierror):
+        why = f"the host name {host!r} is unknown ({error.strerror or error})"
+    elif isinstance(error, socket.timeout):
+        why = "it did not answer within 10 s (a firewall, or the wrong address)"
+    else:
+        why = f"{type(error).__name__}: {error.strerror or error}"
+    return WorkerError(f"Cannot reach the SegForge worker at {host}:{port}", why,
+                       "check that the server runs (segforge serve) and that host and port are right")
+
+
+def tls_failure(host: Optional[str], port: Optional[int], error: BaseException) -> WorkerError:
+    """A TLS handshake that failed, said for the user: untrusted certificate, wrong name, no TLS."""
+    what = f"Cannot open a secure (TLS) connection to the SegForge server {host}:{port}"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        detail = error.verify_message or str(error)
+        if "mismatch" in detail.lower():
+            why = f"its certificate is not made out to {host!r} ({detail})"
+            todo = "connect with the host name or address the certificate names (SEGFORGE_SERVER)"
+        else:
+            why = f"its certificate is not trusted ({detail})"
+            todo = ("set SEGFORGE_TLS_CA to the server's certificate or the CA that signed it (ask the "
+                    "server's administrator for the file)")
+        return WorkerError(what, why, todo)
+    if isinstance(error, socket.timeout):
+        return WorkerError(what, "the server did not complete the TLS handshake within the time limit",
+                           "check that the server runs with --tls-cert and that host and port are right")
+    reason = getattr(error, "reason", None) or type(error).__name__
+    return WorkerError(what, f"the server does not speak TLS on this port ({reason})",
+                       "start the server with --tls-cert/--tls-key, or, for a server on a trusted network "
+                       "without TLS, unset SEGFORGE_TLS_CA and SEGFORGE_TLS")
+
+
 class WorkerClient:
     """A connection to one worker; local (spawned on demand) unless a host is given."""
 
@@ -114,7 +165,7 @@ class WorkerClient:
                               "set it to host:port, e.g. gpu-server:8765")
         tls = None
         if os.environ.get("SEGFORGE_TLS_CA") or os.environ.get("SEGFORGE_TLS") == "1":
-            tls = ssl.create_default_context(cafile=os.environ.get("SEGFORGE_TLS_CA") or None)
+            tls = tls_context(os.environ.get("SEGFORGE_TLS_CA") or None)
         return cls(host or "127.0.0.1", int(port), os.environ.get("SEGFORGE_TOKEN", ""), tls=tls)
 
     # -- connection -------------------------------------------------------------------
@@ -132,17 +183,23 @@ class WorkerClient:
         try:
             sock = socket.create_connection((self._host, self._port), timeout=10)
         except OSError as error:
-            raise WorkerError(f"Cannot reach the SegForge worker at {self._host}:{self._port}", str(error),
-                              "check that the server runs (segforge serve) and that host and port are right"
-                              ) from error
+            raise unreachable(self._host, self._port, error) from error
         if self._tls is not None:
-            sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+            try:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._host)
+            except (OSError, ValueError) as error:  # ssl.SSLError, a reset, a timeout, a bad server name
+                sock.close()
+                raise tls_failure(self._host, self._port, error) from error
         # Every socket operation is bounded: a hung worker or a silent network becomes an
         # error the GUI can show, never a frozen timer callback.
         sock.settimeout(self._request_timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
-        hello = self._request({"op": "hello"}).header  # the worker checks our version and token...
+        try:
+            hello = self._request({"op": "hello"}).header  # the worker checks our version and token...
+        except SegForgeError:
+            self._drop_connection()  # e.g. refused as one client too many: the server closes it
+            raise
         if hello.get("protocol") != PROTOCOL_VERSION:  # ...and we check its version
             self._drop_connection()
             raise protocol_mismatch(hello.get("version"), hello.get("protocol"), PROTOCOL_VERSION)
@@ -159,7 +216,9 @@ class WorkerClient:
         env = dict(os.environ, SEGFORGE_TOKEN=self._token, SEGFORGE_ALLOW_MODEL_PATHS="1",
                    PYTHONPATH=os.pathsep.join(p for p in (_ENGINE_ROOT, os.environ.get("PYTHONPATH")) if p))
         command = [self._python or python_for_worker(), "-m", "segforge.worker.server",
-                   "--host", "127.0.0.1", "--port", "0", "--parent-pid", str(os.getpid())]
+                   "--host", "127.0.0.1", "--port", "0", "--parent-pid", str(os.getpid()),
+                   # its one client is this process: no per-client shares to keep
+                   "--max-jobs-per-client", "0", "--max-sessions-per-client", "0"]
         # cwd: `python -m` imports from the working folder first; ours holds the engine we mean.
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                                          env=env, text=True, cwd=_ENGINE_ROOT)
@@ -269,8 +328,12 @@ class WorkerClient:
     def _lost_worker(self, error: BaseException) -> WorkerDied:
         timed_out = isinstance(error, socket.timeout)
         if not self.local:
-            why = (f"it did not answer for {self._request_timeout_s:.0f} s" if timed_out
-                   else f"{type(error).__name__}: {error}")
+            if timed_out:
+                why = f"it did not answer for {self._request_timeout_s:.0f} s"
+            elif isinstance(error, (ConnectionError, EOFError, ssl.SSLEOFError)):
+                why = "the server closed the connection in the middle of the exchange (it stopped or restarted)"
+            else:
+                why = f"{type(error).__name__}: {error}"
             return WorkerDied(f"Lost the connection to the SegForge server {self._host}:{self._port}", why,
                               "check the server and the network, then run the job again (a server "
                               "started with --tls-cert needs SEGFORGE_TLS_CA on this side)")

@@ -30,24 +30,40 @@ if TYPE_CHECKING:
 SESSION_CAPACITY = 4
 #: Bytes of images and masks a worker keeps for sessions (the newest session is always kept).
 SESSION_BUDGET_BYTES = 4 << 30
+#: A session unused this long no longer counts against its client's limit: a client that
+#: quit without closing its sessions can open new ones (its old ones are dropped for them).
+SESSION_IDLE_S = 600.0
 
 
 class SessionStore:
-    """Open interactive sessions by id: least recently used dropped beyond a count or a byte budget."""
+    """Open interactive sessions by id: least recently used dropped beyond a count or a byte budget.
+
+    Each session remembers its owner (the client that opened it, for the server's per-client
+    limit) and when it was last used.
+    """
 
     def __init__(self, capacity: int = SESSION_CAPACITY, budget_bytes: int = SESSION_BUDGET_BYTES) -> None:
         self.capacity = capacity
         self.budget_bytes = budget_bytes
         self._sessions: "OrderedDict[str, InteractiveSession]" = OrderedDict()
+        self._owners: dict[str, str] = {}
+        self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def add(self, session_id: str, session: "InteractiveSession") -> None:
+    def add(self, session_id: str, session: "InteractiveSession", owner: str = "", owner_limit: int = 0) -> None:
+        """Keep a session; beyond ``owner_limit`` sessions of ``owner`` (0: no limit) the owner's
+        least recently used ones go first (the server refuses an open while they are all in use)."""
         with self._lock:
             self._sessions[session_id] = session
             self._sessions.move_to_end(session_id)
+            self._owners[session_id], self._used[session_id] = owner, time.monotonic()
+            if owner_limit > 0:
+                mine = [sid for sid in self._sessions if self._owners.get(sid) == owner]
+                for sid in mine[:max(len(mine) - owner_limit, 0)]:
+                    self._drop(sid)
             while len(self._sessions) > 1 and (len(self._sessions) > self.capacity
                                                or self._bytes() > self.budget_bytes):
-                self._sessions.popitem(last=False)
+                self._drop(next(iter(self._sessions)))
 
     def get(self, session_id: str) -> "InteractiveSession":
         """The session, now the most recently used; SessionLost when this worker does not hold it."""
@@ -58,11 +74,23 @@ class SessionStore:
                                   "it was closed, dropped to make room for newer sessions, or the worker "
                                   "restarted", "open it again: the client sends the image and replays the prompts")
             self._sessions.move_to_end(session_id)
+            self._used[session_id] = time.monotonic()
             return session
 
     def remove(self, session_id: str) -> bool:
         with self._lock:
-            return self._sessions.pop(session_id, None) is not None
+            return self._drop(session_id)
+
+    def in_use(self, owner: str, idle_s: float = SESSION_IDLE_S) -> int:
+        """Sessions of ``owner`` used within the last ``idle_s`` seconds (older ones may be dropped for new ones)."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for sid in self._sessions if self._owners.get(sid) == owner and now - self._used[sid] < idle_s)
+
+    def _drop(self, session_id: str) -> bool:
+        self._owners.pop(session_id, None)
+        self._used.pop(session_id, None)
+        return self._sessions.pop(session_id, None) is not None
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -170,7 +198,7 @@ def open_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple
                          "open the session again; if this repeats, the network or a proxy alters the volume")
     session = InteractiveSession(image, backend, device, key, _initial_mask(inputs, image.array.shape))
     session_id = f"{key}-{backend}-{device}-{uuid.uuid4().hex[:12]}"  # one per client: never shared
-    shared_sessions.add(session_id, session)
+    shared_sessions.add(session_id, session, job.owner, job.session_limit)
     return {}, {"session": session_id, "warning": session.warning}
 
 

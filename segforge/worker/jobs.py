@@ -36,6 +36,10 @@ class Job:
     inputs: dict[str, Any]
     params: dict[str, Any]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: Who submitted it (the server's per-client limits count by this; "" for no one in particular).
+    owner: str = ""
+    #: Interactive sessions its owner may keep open (0: no limit); read by ``interactive.open``.
+    session_limit: int = 0
     state: str = QUEUED
     fraction: float = 0.0
     message: str = "Waiting for the worker"
@@ -97,6 +101,15 @@ class JobQueue:
             raise SegForgeError("The worker has no such job", f"job {job_id!r} is unknown or its "
                                 "result was already collected", "submit the job again")
         return job
+
+    def unfinished(self, owner: str, task: Optional[str] = None) -> int:
+        """Jobs of ``owner`` (of ``task``, if given) queued or running now."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.owner == owner and job.state not in FINISHED_STATES
+                       and (task is None or job.task == task))
+
+    def __len__(self) -> int:
+        return len(self._jobs)
 
     def cancel(self, job_id: str) -> Job:
         job = self.get(job_id)

@@ -34,6 +34,8 @@ DEFAULT_MAX_PAYLOAD_BYTES = 8 << 30
 ALLOWED_DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32",
                             "uint64", "int64", "float32", "float64"})
 MAX_ARRAY_DIMS = 4
+#: Largest extent of one array dimension (numpy refuses larger ones even when the array is empty).
+MAX_DIMENSION = 2**31 - 1
 
 
 class MalformedMessage(WorkerError):
@@ -145,8 +147,8 @@ def recv_header(sock: socket.socket, max_payload: int = DEFAULT_MAX_PAYLOAD_BYTE
     _recv_exactly(sock, memoryview(body))
     try:
         header = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise MalformedMessage("The request header is not valid JSON", str(error),
+    except (ValueError, RecursionError) as error:  # bad UTF-8 or JSON, 5000-digit numbers, [[[[...
+        raise MalformedMessage("The request header is not valid JSON", str(error) or type(error).__name__,
                                "connect with a SegForge client of the same version") from error
     if not isinstance(header, dict):
         raise MalformedMessage("The request header is not a JSON object", f"it is a {type(header).__name__}",
@@ -178,6 +180,11 @@ def _checked_specs(header: dict[str, Any], payload_size: int) -> list[tuple[str,
     if total != payload_size:
         raise MalformedMessage("The request's arrays do not match its size",
                                f"they declare {total} bytes but the message carries {payload_size}")
+    for name, _, shape, _ in checked:  # only an empty array gets here with a dimension numpy cannot make
+        if any(n > MAX_DIMENSION for n in shape):
+            raise MalformedMessage("The request declares a malformed array",
+                                   f"array {name!r}: shape {list(shape)!r} is too large for one dimension "
+                                   f"(at most {MAX_DIMENSION})")
     return checked
 
 
@@ -219,7 +226,7 @@ def _with_geometry(name: str, array: np.ndarray, geometry: Any) -> Any:
     try:
         return Image(array, tuple(geometry["spacing"]), tuple(geometry["origin_lps"]),
                      np.asarray(geometry["direction_lps"], dtype=np.float64).reshape(3, 3))
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise MalformedMessage(f"The geometry of image {name!r} is malformed", str(error)) from error
 
 

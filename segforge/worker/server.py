@@ -5,6 +5,19 @@ token) and on a shared GPU machine (``segforge serve --host H --port P --token T
 Each connection gets a thread; jobs run one at a time on the :class:`JobQueue`.
 Every request carries the protocol version and the token, both checked before the
 request's arrays are read.
+
+Hardening for a shared server (see :class:`Limits`):
+
+- a connection must deliver its whole first request header, with the right token, within
+  ``auth_deadline_s`` (TLS handshake included), however it trickles its bytes;
+- connections that have not authenticated yet have their own small cap, in all and per
+  address, so strangers never take the places of authenticated clients (those have theirs);
+  excess connections are closed at once;
+- each client, counted by its IP address (one shared token cannot tell users apart), may
+  have a bounded number of unfinished jobs and of interactive sessions in use; more are
+  refused with :class:`~segforge.errors.WorkerBusy`;
+- ``GET /health`` (plain HTTP, or HTTPS on a TLS server) answers ``200 ok`` without a
+  token and without saying anything else, for load balancers.
 """
 from __future__ import annotations
 
@@ -19,13 +32,14 @@ import ssl
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import __version__
-from ..errors import AuthError, SegForgeError
+from ..errors import AuthError, SegForgeError, WorkerBusy, WorkerError
 from .crop import crop_to_foreground
 from .jobs import FAILED, DONE, Job, JobQueue
-from .protocol import (DEFAULT_MAX_PAYLOAD_BYTES, PROTOCOL_VERSION, MalformedMessage, protocol_mismatch,
+from .protocol import (DEFAULT_MAX_PAYLOAD_BYTES, PREFIX, PROTOCOL_VERSION, MalformedMessage, protocol_mismatch,
                        recv_arrays, recv_header, send_message)
 from .tasks import TASKS
 
@@ -33,10 +47,135 @@ log = logging.getLogger(__name__)
 
 #: The line a spawned worker prints once it listens; the client reads the port from it.
 READY_LINE = "SEGFORGE_WORKER_READY"
-#: Connections served at once; more are closed at once (a shared server stays up).
-MAX_CONNECTIONS = 64
-#: Seconds a connection may take to send its first, authenticated request.
-UNAUTHENTICATED_TIMEOUT_S = 30.0
+#: The request a load balancer's health check sends (plain HTTP; HTTPS on a TLS server).
+HEALTH_REQUEST = b"GET /health"
+_HEALTH_REPLY = (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+                 b"Connection: close\r\n\r\nok\n")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one worker allows; ``segforge serve`` options set them (0: no per-client limit)."""
+
+    #: Authenticated connections served at once; more are refused (WorkerBusy) and closed.
+    max_connections: int = 64
+    #: Connections that have not authenticated yet, in all and from one IP address; more
+    #: are closed at once, so strangers never take the places of authenticated clients.
+    max_pending: int = 16
+    max_pending_per_address: int = 4
+    #: Seconds a connection has, from its accept, for the TLS handshake and its whole first
+    #: request header with the right token: a deadline, however slowly the bytes trickle.
+    auth_deadline_s: float = 10.0
+    #: Jobs one client (one IP address) may have queued or running at once.
+    max_jobs_per_client: int = 8
+    #: Interactive sessions one client (one IP address) may have in use at once.
+    max_sessions_per_client: int = 2
+
+
+class _Deadline(Exception):
+    """A connection missed its authentication deadline."""
+
+
+class _DeadlineReader:
+    """The socket as ``recv_header`` reads it before authentication: every read is bounded by
+    what is left of one deadline (a per-read timeout alone lets a trickle go on forever), and
+    the first bytes are kept, to recognise a health check."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+        self.first = b""
+
+    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _Deadline()
+        self._sock.settimeout(left)
+        try:
+            count = self._sock.recv_into(buffer, nbytes) if nbytes else self._sock.recv_into(buffer)
+        except socket.timeout:
+            raise _Deadline() from None
+        if len(self.first) < PREFIX.size:
+            self.first += bytes(memoryview(buffer)[:count])[:PREFIX.size - len(self.first)]
+        return count
+
+
+class _Pending:
+    """A connection that has not authenticated yet."""
+
+    def __init__(self, address: str, sock: socket.socket) -> None:
+        self.address, self.sock, self.evicted = address, sock, False
+
+    def close_now(self) -> None:
+        """Shut the socket down from another thread: its reader wakes up and ends the connection."""
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)  # the plain call, on a TLS socket too
+        except OSError:
+            pass
+
+
+class _Admission:
+    """Counts connections: pending (not yet authenticated, in all and per address) and authenticated.
+
+    A new connection from an address at its own pending cap is refused. When all pending places
+    are taken, a connection from an address with fewer pending connections than the busiest one
+    takes the place of that address's oldest: a flood from a few addresses cannot keep a client
+    from another address out (one from as many addresses as places could, until its deadlines).
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[_Pending]] = {}
+        self.authenticated = 0
+
+    @property
+    def pending(self) -> int:
+        return sum(len(entries) for entries in self._pending.values())
+
+    def admit(self, address: str, sock: socket.socket) -> Optional[_Pending]:
+        victim = None
+        with self._lock:
+            mine = len(self._pending.get(address, ()))
+            if mine >= self._limits.max_pending_per_address:
+                return None
+            if self.pending >= self._limits.max_pending:
+                busiest = max(self._pending, key=lambda a: len(self._pending[a]), default=None)
+                if busiest is None or len(self._pending[busiest]) <= mine:
+                    return None
+                victim = self._pending[busiest][0]
+                self._forget(victim)
+                victim.evicted = True
+            entry = _Pending(address, sock)
+            self._pending.setdefault(address, []).append(entry)
+        if victim is not None:
+            log.info("closing a connection from %s that waits to authenticate, for one from %s",
+                     victim.address, address)
+            victim.close_now()
+        return entry
+
+    def authenticate(self, entry: _Pending) -> bool:
+        """Move a pending connection to the authenticated ones; False when those are full or it was evicted."""
+        with self._lock:
+            if entry.evicted or self.authenticated >= self._limits.max_connections:
+                return False
+            self._forget(entry)
+            entry.evicted = True  # no longer pending: release must not count it again
+            self.authenticated += 1
+            return True
+
+    def release(self, entry: _Pending, authenticated: bool) -> None:
+        with self._lock:
+            if authenticated:
+                self.authenticated -= 1
+            elif not entry.evicted:
+                self._forget(entry)
+
+    def _forget(self, entry: _Pending) -> None:
+        entries = self._pending.get(entry.address, [])
+        if entry in entries:
+            entries.remove(entry)
+        if not entries:
+            self._pending.pop(entry.address, None)
 
 
 class WorkerServer:
@@ -44,20 +183,22 @@ class WorkerServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str = "",
                  max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES,
-                 tls: Optional[ssl.SSLContext] = None) -> None:
+                 tls: Optional[ssl.SSLContext] = None, limits: Optional[Limits] = None) -> None:
         if not token:
             raise ValueError("a worker needs a token")
         self.token = token
         self.max_payload = max_payload
+        self.limits = limits or Limits()
         self.jobs = JobQueue()
         self._tls = tls
         self._listener = socket.create_server((host, port), reuse_port=False)
         self.address = self._listener.getsockname()[:2]
         self._stopping = threading.Event()
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._admission = _Admission(self.limits)
 
     def serve_forever(self) -> None:
         self._listener.settimeout(0.5)
+        refused, last_report = 0, -1e9
         while not self._stopping.is_set():
             try:
                 connection, peer = self._listener.accept()
@@ -67,11 +208,16 @@ class WorkerServer:
                 log.warning("accept failed: %s", error)
                 time.sleep(0.1)
                 continue
-            if not self._slots.acquire(blocking=False):
-                log.warning("refusing %s: %d connections are open already", peer, MAX_CONNECTIONS)
+            entry = self._admission.admit(peer[0], connection)
+            if entry is None:
                 connection.close()
+                refused += 1
+                if time.monotonic() - last_report > 10.0:  # a flood must not flood the log too
+                    log.warning("refused %d connection(s), the last from %s: %d connections wait to "
+                                "authenticate already", refused, peer[0], self._admission.pending)
+                    refused, last_report = 0, time.monotonic()
                 continue
-            threading.Thread(target=self._serve_connection, args=(connection, peer),
+            threading.Thread(target=self._serve_connection, args=(connection, peer, entry),
                              name=f"segforge-conn-{peer}", daemon=True).start()
         self._listener.close()
         self.jobs.stop()
@@ -80,36 +226,79 @@ class WorkerServer:
         self._stopping.set()
 
     # -- one connection ---------------------------------------------------------------
-    def _serve_connection(self, connection: socket.socket, peer: Any) -> None:
+    def _serve_connection(self, connection: socket.socket, peer: Any, entry: _Pending) -> None:
+        address, authenticated = peer[0], False
+        deadline = time.monotonic() + self.limits.auth_deadline_s
         try:
-            connection.settimeout(UNAUTHENTICATED_TIMEOUT_S)  # strangers cannot hold a slot for long
             if self._tls is not None:
-                connection = self._tls.wrap_socket(connection, server_side=True)
+                connection.settimeout(self.limits.auth_deadline_s)  # the handshake has one deadline for all its reads
+                connection = entry.sock = self._tls.wrap_socket(connection, server_side=True)
+                if entry.evicted:
+                    return
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            while not self._stopping.is_set():
-                if not self._answer_one(connection):
-                    break
+            first = self._first_request(connection, entry, deadline)
+            if first is None:
+                return
+            authenticated = True
+            connection.settimeout(None)  # a known client may stay connected, idle, between jobs
+            keep_open = self._answer_one(connection, address, first)
+            while keep_open and not self._stopping.is_set():
+                keep_open = self._answer_one(connection, address)
         except (ConnectionError, OSError, ssl.SSLError) as error:
             log.info("connection from %s ended: %s", peer, error)
         finally:
             connection.close()
-            self._slots.release()
+            self._admission.release(entry, authenticated)
 
-    def _answer_one(self, connection: socket.socket) -> bool:
-        """Answer one request; False when the connection must close."""
+    def _first_request(self, connection: socket.socket, entry: _Pending,
+                       deadline: float) -> Optional[tuple[dict[str, Any], int]]:
+        """The first request's header, read and checked within the deadline; None when the
+        connection must close (a reply, if any, is sent)."""
+        reader = _DeadlineReader(connection, deadline)
         try:
-            header, payload_size = recv_header(connection, self.max_payload)
-        except EOFError:
-            return False
-        except MalformedMessage as error:
-            _reply_error(connection, error)
-            return False
-        try:
+            header, payload_size = recv_header(reader, self.max_payload)  # type: ignore[arg-type]
             self._check_caller(header)
+        except (EOFError, _Deadline) as error:
+            if isinstance(error, _Deadline):
+                log.info("dropping %s: no authenticated request within %.0f s", entry.address,
+                         self.limits.auth_deadline_s)
+                _reply_error(connection, WorkerError(
+                    "The worker closed the connection",
+                    f"its first request did not arrive within {self.limits.auth_deadline_s:g} s",
+                    "connect with a SegForge client; check the network between client and server"))
+            return None
         except SegForgeError as error:
-            _reply_error(connection, error)
-            return False  # never read the arrays of a stranger
-        connection.settimeout(None)  # a known client may stay connected, idle, between jobs
+            if reader.first.startswith(HEALTH_REQUEST):
+                _answer_health(connection)
+            else:
+                _reply_error(connection, error)
+            return None  # never read the arrays of a stranger
+        if not self._admission.authenticate(entry):
+            _reply_error(connection, WorkerBusy(
+                "The worker is serving as many clients as it can",
+                f"{self.limits.max_connections} clients are connected", "try again in a minute"))
+            return None
+        return header, payload_size
+
+    def _answer_one(self, connection: socket.socket, owner: str,
+                    first: Optional[tuple[dict[str, Any], int]] = None) -> bool:
+        """Answer one request (``first``: its header, already read and checked); False when the
+        connection must close."""
+        if first is not None:
+            header, payload_size = first
+        else:
+            try:
+                header, payload_size = recv_header(connection, self.max_payload)
+            except EOFError:
+                return False
+            except MalformedMessage as error:
+                _reply_error(connection, error)
+                return False
+            try:
+                self._check_caller(header)
+            except SegForgeError as error:
+                _reply_error(connection, error)
+                return False  # never read the arrays of a stranger
         try:
             arrays = recv_arrays(connection, header, payload_size)
         except MalformedMessage as error:
@@ -119,7 +308,7 @@ class WorkerServer:
             _reply_error(connection, error)
             return True
         try:
-            reply, reply_arrays = self._dispatch(header, arrays)
+            reply, reply_arrays = self._dispatch(header, arrays, owner)
         except SegForgeError as error:
             _reply_error(connection, error)
             return True
@@ -135,11 +324,15 @@ class WorkerServer:
                             "use the token the server was started with (--token or SEGFORGE_TOKEN)")
 
     # -- requests ---------------------------------------------------------------------
-    def _dispatch(self, header: dict[str, Any], arrays: dict[str, Any]) -> tuple[dict, dict]:
+    def _dispatch(self, header: dict[str, Any], arrays: dict[str, Any], owner: str = "") -> tuple[dict, dict]:
         op = header.get("op")
         if op == "hello":
+            from .interactive_tasks import shared_sessions
+
             return {"protocol": PROTOCOL_VERSION, "version": __version__, "pid": os.getpid(),
-                    "tasks": sorted(TASKS), "max_request_bytes": self.max_payload}, {}
+                    "tasks": sorted(TASKS), "max_request_bytes": self.max_payload,
+                    "load": {"connections": self._admission.authenticated, "jobs": len(self.jobs),
+                             "sessions": len(shared_sessions)}}, {}
         if op == "submit":
             task = str(header.get("task"))
             if task not in TASKS:
@@ -148,7 +341,9 @@ class WorkerServer:
             params = header.get("params") or {}
             if not isinstance(params, dict):
                 raise MalformedMessage("The job's parameters are malformed", "'params' is not an object")
-            job = self.jobs.submit(Job(task, TASKS[task], arrays, params))
+            self._check_client_limits(owner, task)
+            job = self.jobs.submit(Job(task, TASKS[task], arrays, params, owner=owner,
+                                       session_limit=self.limits.max_sessions_per_client))
             return job.status(), {}
         if op == "status":
             return self.jobs.get(str(header.get("job"))).status(), {}
@@ -161,6 +356,26 @@ class WorkerServer:
             return {"stopping": True}, {}
         raise MalformedMessage(f"Unknown request {op!r}",
                                "known requests: hello, submit, status, cancel, result, shutdown")
+
+    def _check_client_limits(self, owner: str, task: str) -> None:
+        """Refuse a job beyond the client's share: unfinished jobs, interactive sessions in use."""
+        limit = self.limits.max_jobs_per_client
+        if limit and self.jobs.unfinished(owner) >= limit:
+            raise WorkerBusy("The worker refused the job",
+                             f"this client ({owner}) has {limit} jobs queued or running already, "
+                             "the most the server allows one client",
+                             "wait for a job to finish (or cancel one), then submit again")
+        limit = self.limits.max_sessions_per_client
+        if task == "interactive.open" and limit:
+            from .interactive_tasks import shared_sessions
+
+            in_use = shared_sessions.in_use(owner) + self.jobs.unfinished(owner, "interactive.open")
+            if in_use >= limit:
+                raise WorkerBusy("The worker refused a new interactive session",
+                                 f"this client ({owner}) has {in_use} sessions in use, the most the server "
+                                 f"allows one client is {limit}",
+                                 "close an interactive session you no longer need and try again (sessions unused "
+                                 "for 10 minutes make room by themselves)")
 
     def _result(self, job_id: str) -> tuple[dict, dict]:
         job = self.jobs.pop_finished(job_id)
@@ -182,8 +397,35 @@ class WorkerServer:
 
 
 def _reply_error(connection: socket.socket, error: SegForgeError) -> None:
+    previous = connection.gettimeout()
     try:
+        connection.settimeout(2.0)  # a peer that reads nothing cannot hold the thread
         send_message(connection, {"ok": False, "error": error.to_dict()})
+    except OSError:
+        pass
+    finally:
+        try:
+            connection.settimeout(previous)  # an authenticated client may idle on after a refusal
+        except OSError:
+            pass
+
+
+def _answer_health(connection: socket.socket) -> None:
+    """``200 ok`` to a health check, after reading the rest of its request (closing on unread
+    bytes would reset the connection before the prober reads the answer)."""
+    try:
+        connection.settimeout(1.0)
+        seen = b""
+        while b"\r\n\r\n" not in seen and len(seen) < 8192:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            seen += chunk
+    except OSError:
+        pass
+    try:
+        connection.settimeout(2.0)
+        connection.sendall(_HEALTH_REPLY)
     except OSError:
         pass
 
@@ -210,6 +452,24 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
                         help="largest request accepted, in MiB")
     parser.add_argument("--tls-cert", default=None, help="PEM certificate: serve over TLS")
     parser.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
+    defaults = Limits()
+    parser.add_argument("--auth-deadline-s", type=float, default=defaults.auth_deadline_s,
+                        help="seconds a new connection has for its whole first, authenticated request "
+                             f"(default {defaults.auth_deadline_s:g})")
+    parser.add_argument("--max-connections", type=int, default=defaults.max_connections,
+                        help=f"authenticated connections at once (default {defaults.max_connections})")
+    parser.add_argument("--max-pending", type=int, default=defaults.max_pending,
+                        help="connections waiting to authenticate, in all (default "
+                             f"{defaults.max_pending}); more are closed at once")
+    parser.add_argument("--max-pending-per-address", type=int, default=defaults.max_pending_per_address,
+                        help="connections waiting to authenticate from one IP address (default "
+                             f"{defaults.max_pending_per_address})")
+    parser.add_argument("--max-jobs-per-client", type=int, default=defaults.max_jobs_per_client,
+                        help="jobs one client (IP address) may have queued or running; 0: no limit "
+                             f"(default {defaults.max_jobs_per_client})")
+    parser.add_argument("--max-sessions-per-client", type=int, default=defaults.max_sessions_per_client,
+                        help="interactive sessions one client (IP address) may have in use; 0: no limit "
+                             f"(default {defaults.max_sessions_per_client})")
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -232,8 +492,12 @@ def serve(args: argparse.Namespace) -> int:
         print("segforge serve: no token: pass --token or set SEGFORGE_TOKEN", file=sys.stderr)
         return 2
     try:
+        limits = Limits(max_connections=args.max_connections, max_pending=args.max_pending,
+                        max_pending_per_address=args.max_pending_per_address, auth_deadline_s=args.auth_deadline_s,
+                        max_jobs_per_client=args.max_jobs_per_client,
+                        max_sessions_per_client=args.max_sessions_per_client)
         server = WorkerServer(args.host, args.port, token, int(args.max_request_mb * 2**20),
-                              _tls_context(args.tls_cert, args.tls_key))
+                              _tls_context(args.tls_cert, args.tls_key), limits)
     except (OSError, OverflowError, ssl.SSLError) as error:
         print(f"segforge serve: cannot listen on {args.host}:{args.port}: {error} "
               "(pick another --port, or check --host and the TLS files)", file=sys.stderr)
