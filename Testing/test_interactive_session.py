@@ -227,3 +227,21 @@ def test_withdrawing_the_last_interaction_brings_its_redo_list_back():
     assert np.array_equal(session.mask, before) and session.redo_count == 1 and len(session.history) == 1
     session.redo()
     assert np.count_nonzero(session.mask.astype(bool) & second) > 0.9 * second.sum()
+
+
+def test_a_negative_click_on_the_only_positive_one_empties_the_segment():
+    """Found by the server load test: every positive prompt taken back left nothing to segment
+    around, and the random walker raised a TypeError. The segment is empty instead, and undo
+    brings it back."""
+    array = np.random.default_rng(0).normal(0, 5, (20, 30, 30)).astype(np.float32)
+    array[8:12, 10:20, 10:20] += 200
+    image = Image(array, (0.8, 1.0, 2.0))
+    session = InteractiveSession(image, "random-walker", "cpu")
+    click = voxel_center_lps(image, (10, 15, 15))
+    session.interact(PointPrompt(click, True))
+    lesion = session.mask.copy()
+    assert lesion.sum() > 0
+    session.interact(PointPrompt(click, False))
+    assert session.mask.sum() == 0
+    session.undo()
+    np.testing.assert_array_equal(session.mask, lesion)

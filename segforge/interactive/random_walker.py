@@ -291,6 +291,8 @@ class _View:
         union = np.logical_or.reduce(pieces) | self.foreground
         pad = np.maximum(np.ceil(p.margin_mm / self.spacing), 1).astype(int)
         sub = _bounding_box(union, pad)
+        if sub is None:  # the negative prompts took every positive one back: the segment is empty
+            return tuple(self.window), np.zeros(tuple(w.stop - w.start for w in self.window), np.uint8)
         values = self.values[sub]
         foreground, background = self.foreground[sub].copy(), self.background[sub].copy()
         union = union[sub]
