@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -149,6 +150,20 @@ def test_text_file_named_nii_gz_is_refused(tmp_path):
 def test_folder_named_like_a_volume_is_refused(tmp_path):
     (tmp_path / "ct.nii.gz").mkdir()
     refused(tmp_path / "ct.nii.gz", "is a folder, not a file", "volume file itself")
+
+
+def test_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    """Opening a FIFO would block until something writes into it: refused from its type alone."""
+    pipe = tmp_path / "ct.nii.gz"
+    os.mkfifo(pipe)
+    refused(pipe, "not a regular file", "save the volume to a file")
+
+
+def test_device_is_refused(tmp_path):
+    """/dev/zero would be read forever (its size says 0, its data never ends)."""
+    link = tmp_path / "zeros.nii"
+    link.symlink_to("/dev/zero")
+    refused(link, "not a regular file", "named pipe, a socket or a device")
 
 
 # -- shapes the engine does not take (the messages of test_image_io stay) -------------------

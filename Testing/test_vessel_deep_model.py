@@ -319,7 +319,7 @@ def test_cli_model_option_writes_the_mask_on_the_input_grid(installed, tmp_path,
     code = main(["vessel", str(source), "--out", str(out), "--model", MODEL, "--device", "cpu",
                  "--no-centerlines", "--no-surface"])
     assert code == 0, capsys.readouterr().err
-    assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "summary.json", "manifest.json"}
     mask = read_image(out / "vessels.seg.nrrd")
     assert mask.same_grid(image, tol=1e-5)
     from dataclasses import replace

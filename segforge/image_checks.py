@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import stat
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -48,7 +49,11 @@ class HeaderFacts:
 
 def verify_volume_file(path: Path) -> HeaderFacts:
     """Refuse (:class:`InputError`) a volume file whose data is not all there; return its facts."""
-    size = path.stat().st_size
+    status = path.stat()
+    if not stat.S_ISREG(status.st_mode):  # a named pipe or a device would block or never end
+        raise InputError(f"{path} is not a regular file", "it is a named pipe, a socket or a device",
+                         "save the volume to a file and give that file's path")
+    size = status.st_size
     if size == 0:
         raise InputError(f"{path} is empty", "the file holds 0 bytes", _RECOPY)
     name = path.name.lower()
