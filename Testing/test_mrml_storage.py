@@ -103,3 +103,34 @@ def test_saved_volume_reloads_exactly(mrml_scene, image_factory, tmp_path):
     back = image_from_volume_node(loaded)
     assert np.array_equal(back.array, image.array) and back.array.dtype == np.uint16
     np.testing.assert_allclose(back.ijk_to_lps(), image.ijk_to_lps(), atol=1e-9)
+
+
+def test_a_failed_save_keeps_the_file_that_was_there(mrml_scene, image_factory, tmp_path, monkeypatch):
+    """Saving goes through a hidden folder beside the file: a failure while moving the new file
+    into place (here an injected full disk) leaves the old file as it was and nothing partial."""
+    import errno
+
+    from segforge.errors import SegForgeError
+    from segforge.mrml import storage
+
+    path = save_node(volume_node_from_image(image_factory(dtype=np.int16), "CT"), tmp_path / "ct.nrrd")
+    before = path.read_bytes()
+
+    def full_disk(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "replace", full_disk)
+    other = volume_node_from_image(image_factory(dtype=np.int16, seed=5), "Other CT")
+    with pytest.raises(SegForgeError) as caught:
+        save_node(other, path)
+    assert "No space left" in caught.value.message and "disk is not full" in caught.value.message
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ct.nrrd"]
+    assert other.GetStorageNode().GetFileName() == str(path)  # not the hidden folder's
+
+
+def test_a_table_and_its_schema_arrive_together_and_nothing_is_left_beside(mrml_scene, tmp_path):
+    table = table_from_rows([{"branch": 1, "length_mm": 2.5}], "Branches", units={"length_mm": "mm"})
+    save_node(table, tmp_path / "branches.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["branches.csv", "branches.schema.csv"]
+    save_scene_bundle(tmp_path / "scene.mrb", mrml_scene)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["branches.csv", "branches.schema.csv", "scene.mrb"]

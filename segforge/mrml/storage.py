@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import slicer
 
@@ -44,12 +46,40 @@ def save_node(node: Any, path: PathLike) -> Path:
                              f"a {node.GetClassName()} cannot be written in that format",
                              f"use a {storage.GetDefaultWriteFileExtension()} file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    storage.SetFileName(str(path))
-    if not storage.WriteData(node):
-        raise SegForgeError(f"Could not save '{node.GetName()}' to {path}", _messages(storage),
-                            "check that the folder is writable and the disk is not full")
+
+    def write(temporary: Path) -> None:
+        storage.SetFileName(str(temporary))
+        if not storage.WriteData(node):
+            raise SegForgeError(f"Could not save '{node.GetName()}' to {path}", _messages(storage),
+                                "check that the folder is writable and the disk is not full")
+
+    try:
+        _write_beside(path, write)
+    finally:
+        storage.SetFileName(str(path))
     logger.info("saved '%s' to %s", node.GetName(), path)
     return path
+
+
+def _write_beside(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` the file into a hidden folder beside ``path``, then move what it made (the
+    file and any companion, such as a table's schema) into place: a failed or interrupted
+    save leaves the file that was there before and no partial file."""
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    except OSError as error:
+        raise SegForgeError(f"Could not save {path}", f"{path.parent} cannot be written: {error.strerror}",
+                            "choose a folder you can write to") from None
+    try:
+        write(folder / path.name)
+        made = sorted(folder.iterdir(), key=lambda f: f.name == path.name)  # the file itself last
+        for file in made:
+            os.replace(file, path.parent / file.name)
+    except OSError as error:
+        raise SegForgeError(f"Could not save {path}", error.strerror or str(error),
+                            "check that the folder is writable and the disk is not full") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_volume(path: PathLike, name: Optional[str] = None, *, labelmap: bool = False,
@@ -117,9 +147,13 @@ def save_scene_bundle(path: PathLike, scene: Optional[Any] = None) -> Path:
     scene = scene or get_scene()
     path.parent.mkdir(parents=True, exist_ok=True)
     messages = slicer.vtkMRMLMessageCollection()
-    if not scene.WriteToMRB(str(path), None, messages):
-        raise SegForgeError(f"Could not save the scene to {path}", messages.GetAllMessagesAsString(),
-                            "check that the folder is writable and the disk is not full")
+
+    def write(temporary: Path) -> None:
+        if not scene.WriteToMRB(str(temporary), None, messages):
+            raise SegForgeError(f"Could not save the scene to {path}", messages.GetAllMessagesAsString(),
+                                "check that the folder is writable and the disk is not full")
+
+    _write_beside(path, write)
     logger.info("saved scene to %s", path)
     return path
 
