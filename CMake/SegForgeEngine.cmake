@@ -24,6 +24,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/catalog/download.py
   segforge/cli/__init__.py
   segforge/cli/app_cmd.py
+  segforge/cli/input_options.py
   segforge/cli/interactive_cmd.py
   segforge/cli/main.py
   segforge/cli/models_cmd.py

@@ -328,3 +328,38 @@ def test_shared_uncompressed_ct_series_reads(tmp_path):
     for path in folder.glob("ct-3slice_*.dcm"):
         shutil.copy(path, tmp_path / path.name)
     assert read_volume(tmp_path).array.shape == (3, 512, 512)
+
+
+def test_the_cli_reads_a_gapped_series_only_when_told_and_picks_a_series(series, tmp_path):
+    """segforge organ on a DICOM folder: a gap is refused naming --allow-gaps, then read with it;
+    a folder of two series names --series, then reads the one given."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    def organ(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "segforge.cli.main", "organ", *args], capture_output=True,
+                              encoding="utf-8", errors="replace", env=dict(os.environ, PYTHONPATH=str(REPO)),
+                              timeout=300)
+
+    _, files = series
+    files[3].unlink()
+    refusal = organ(str(files[0].parent), "--out", str(tmp_path / "refused"))
+    assert refusal.returncode == 1 and "--allow-gaps" in refusal.stderr and "Traceback" not in refusal.stderr
+    assert not (tmp_path / "refused").exists()
+    accepted = organ(str(files[0].parent), "--out", str(tmp_path / "gapped"), "--allow-gaps")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "filled" in accepted.stderr and (tmp_path / "gapped" / "organs.seg.nrrd").is_file()
+
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name, seed in (("a", 1), ("b", 2)):
+        for path in write_dicom_series(make_image((3, 8, 8), np.int16, seed=seed), tmp_path / f"s{name}",
+                                       description=f"series {name}"):
+            shutil.move(path, folder / f"{name}_{path.name}")
+    two = organ(str(folder), "--out", str(tmp_path / "two_out"))
+    assert two.returncode == 1 and "--series UID" in two.stderr
+    uid = two.stderr.split("it holds ")[1].split(" (")[0]
+    chosen = organ(str(folder), "--out", str(tmp_path / "one_out"), "--series", uid)
+    assert chosen.returncode == 0, chosen.stderr

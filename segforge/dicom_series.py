@@ -40,8 +40,8 @@ def read_dicom_series(folder: Path, allow_gaps: bool = False, series_uid: Option
         series = [series_uid]
     if len(series) > 1:
         raise InputError(f"{folder} holds {len(series)} DICOM series", f"SegForge reads one series at a time; "
-                         f"it holds {_describe(files)}", "move each series into its own folder, or load "
-                         "it through Slicer's DICOM module")
+                         f"it holds {_describe(files)}", "choose one with --series UID (series_uid= in "
+                         "Python), move each series into its own folder, or load it through Slicer's DICOM module")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files[series[0]])
     reader.MetaDataDictionaryArrayUpdateOn()
@@ -133,8 +133,8 @@ def _check_slice_steps(folder: Path, volume: sitk.Image, names: list[str], tags:
     if np.any(uneven) or np.any(counts < 1) or not allow_gaps:
         raise InputError(f"The series in {folder} has a gap: slices are missing",
                          f"the slices are {abs(step):.3g} mm apart, but jump {'; '.join(jumps[:5])}",
-                         f"{_RECOPY} with all its slices (or, in Python, pass allow_gaps=True "
-                         "to read it with empty slices in the gaps)" if not np.any(uneven)
+                         f"{_RECOPY} with all its slices (or give --allow-gaps, allow_gaps=True in "
+                         "Python, to read it with empty slices in the gaps)" if not np.any(uneven)
                          else f"{_RECOPY}; its slices are not evenly spaced")
     logger.warning("%s: slices missing %s; filled with the lowest value (allow_gaps)", folder, "; ".join(jumps))
     array = sitk.GetArrayFromImage(volume)

@@ -57,9 +57,9 @@ def from_sitk(source: sitk.Image) -> Image:
     return Image(array, spacing, source.GetOrigin(), np.asarray(source.GetDirection()).reshape(3, 3))
 
 
-def read_volume(path: str | os.PathLike, *, allow_gaps: bool = False) -> Image:
+def read_volume(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid: Optional[str] = None) -> Image:
     """Read a 3D volume for a workflow: like :func:`read_image`, single slices refused."""
-    return require_3d_volume(read_image(path, allow_gaps=allow_gaps))
+    return require_3d_volume(read_image(path, allow_gaps=allow_gaps, series_uid=series_uid))
 
 
 def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid: Optional[str] = None) -> Image:

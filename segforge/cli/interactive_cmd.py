@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image
-from ..image_io import read_volume
+from .input_options import add_input_options, read_input
 from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
 
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("interactive", help="a lesion from clicks, boxes and scribbles in a file",
                                    description="Segment a lesion of IMAGE from the prompts in PROMPTS.json.",
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
+    add_input_options(parser)
     parser.add_argument("--prompts", required=True, type=Path, help="the prompt file (format below)")
     add_output_options(parser)
     parser.add_argument("--backend", default=InteractiveForm.backend,
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     prompts = read_prompt_file(args.prompts)
     with output_set(args, "interactive", INTERACTIVE_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
         started = time.perf_counter()
-        image = read_volume(args.image)
+        image = read_input(args)
         check_prompts(prompts, image)
         session = InteractiveSession(image, options["backend"], options["device"])
         steps = []

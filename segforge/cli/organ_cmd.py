@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from ..image_io import read_volume
+from .input_options import add_input_options, read_input
 from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
 
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("organ", help="many labelled structures of a CT / MR, with statistics",
                                    description="Segment the organs or tissues of IMAGE.", epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
+    add_input_options(parser)
     add_output_options(parser)
     parser.add_argument("--model", default=OrganForm.model,
                         help=f"an organ model's catalog id (default {OrganForm.model}, which needs no weights; "
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     check_request(parameters)  # an unknown model or structure, or missing weights: said before any work
     with output_set(args, "organ", ORGAN_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
         started = time.perf_counter()
-        image = read_volume(args.image)
+        image = read_input(args)
         with progress_bar("organs") as report:
             result = segment_organs(image, parameters, report)
         statistics = (structure_statistics(image, result.labels.array, result.names) if form.create_statistics

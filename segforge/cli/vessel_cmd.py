@@ -5,7 +5,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from ..image_io import read_volume
+from .input_options import add_input_options, read_input
 from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
 
@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Segment the vessels of IMAGE and measure them. A preset fills "
                                                "the fields; each option given replaces its field.",
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
+    add_input_options(parser)
     add_output_options(parser)
     parser.add_argument("--preset", choices=[c for c in PRESET_CHOICES if c != "custom"], default=defaults.preset,
                         help="cta (contrast CT), mra (bright-lumen MR angiography) or dark (dark vessels)")
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     with output_set(args, "vessel", VESSEL_SIZE_FACTOR, {"options": options_of(args),
                                                           "form": form.values()}) as outputs:
         started = time.perf_counter()
-        image = read_volume(args.image)
+        image = read_input(args)
         with progress_bar("vessels") as report:
             result = run_vessel_pipeline(image, parameters, report)
         tree = tree_from_result(result)
