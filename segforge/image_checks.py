@@ -236,11 +236,7 @@ def _check_nrrd(path: Path, stream: BinaryIO) -> HeaderFacts:
     if data_file is not None:
         if data_file.upper().startswith("LIST") or " " in data_file:
             return facts
-        path, data_start = path.parent / data_file, 0
-        if not path.is_file():
-            raise InputError(f"{path} is missing", "the NRRD header names it as its data file",
-                             "keep the .nhdr and its data file together in one folder")
-        stream = open(path, "rb")
+        (path, stream), data_start = _detached_data(path, data_file, "NRRD", ".nhdr"), 0
     with stream:
         if encoding == "raw":
             have = path.stat().st_size - data_start - max(skip, 0)
@@ -264,6 +260,15 @@ def _nrrd_spacing(fields: dict[str, str]) -> list[str]:
     return _spacing_warnings(None, "its header")
 
 
+
+def _detached_data(header: Path, data_file: str, kind: str, suffix: str) -> tuple[Path, BinaryIO]:
+    """The data file a detached header names, open for reading (refused when it is not there)."""
+    path = header.parent / data_file
+    if not path.is_file():
+        raise InputError(f"{path} is missing", f"the {kind} header names it as its data file",
+                         f"keep the {suffix} and its data file together in one folder")
+    return path, open(path, "rb")
+
 def _check_meta(path: Path, stream: BinaryIO) -> HeaderFacts:
     lines, data_start = _text_header(stream, re.compile(rb"ElementDataFile\s*=[^\n]*\n"))
     fields = {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in lines)}
@@ -281,11 +286,7 @@ def _check_meta(path: Path, stream: BinaryIO) -> HeaderFacts:
             or "%" in data_file or " " in data_file:
         return facts
     if data_file.upper() != "LOCAL":
-        path, data_start = path.parent / data_file, 0
-        if not path.is_file():
-            raise InputError(f"{path} is missing", "the MetaImage header names it as its data file",
-                             "keep the .mhd and its data file together in one folder")
-        stream = open(path, "rb")
+        (path, stream), data_start = _detached_data(path, data_file, "MetaImage", ".mhd"), 0
     with stream:
         if fields.get("CompressedData", "False").lower() == "true":
             decompressed, _ = _inflate(path, stream, data_start, gzip=False)
