@@ -6,7 +6,7 @@ and follows the job with a JobRunner, so Slicer never freezes and Cancel always 
 rules behind the fields (presets, checks, which job runs, the summary) live in the form,
 shared with the web panel and ``segforge vessel``.
 """
-from typing import Annotated, Optional
+from typing import Annotated
 
 
 import slicer
@@ -267,7 +267,10 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             return
         try:
             form = form_from_parameter_node(p)
-            onExisting = self._askOnExistingSegment(p.outputSegmentation, form.segment_name)
+            question = self.logic.clash_question(p.outputSegmentation, form)
+            onExisting = "error" if question is None else askReplaceOrKeepBoth(
+                "SegVessel", question,
+                _("Replace it with the new result, or keep both (the new segment gets another name)?"))
             if onExisting is None:
                 return
             job = self.logic.start(p.inputVolume, form, segmentation_node=p.outputSegmentation,
@@ -284,16 +287,6 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         if self._parameterNode and segmentationNode is not None:
             self._parameterNode.outputSegmentation = segmentationNode
         self._jobs.showIdle(summary_of(result))
-
-    def _askOnExistingSegment(self, segmentationNode, segmentName: str) -> Optional[str]:
-        """"error" when no segment has that name, else "replace" / "rename" as the user says; None = cancel."""
-        if segmentationNode is None or not segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(segmentName):
-            return "error"
-        return askReplaceOrKeepBoth(
-            "SegVessel",
-            _("The segmentation \"{node}\" already has a segment \"{name}\".").format(
-                node=segmentationNode.GetName(), name=segmentName),
-            _("Replace it with the new result, or keep both (the new segment gets another name)?"))
 
 
 def _setIndex(comboBox, index: int) -> None:

@@ -125,10 +125,7 @@ class VesselPanel(ModulePanel):
         self.volume()
         form = self.form()
         form.job()  # refused here, with what to change, before the question below
-        output = self.output()
-        if output is not None and output.GetSegmentation().GetSegmentIdBySegmentName(form.segment_name):
-            return f'The segmentation "{output.GetName()}" already has a segment "{form.segment_name}".'
-        return None
+        return app_module_logic("SegVessel").clash_question(self.output(), form)
 
     def start_job(self, on_existing: str) -> Any:
         volume, form, output = self.volume(), self.form(), self.output()

@@ -53,6 +53,15 @@ class SegVesselLogic(WorkerLogic):
             return self.start_vessel_mask(volume_node, segmentation_node, parameters, form.segment_name, on_existing)
         return self.start_vessel_tree(volume_node, parameters, segmentation_node, form.segment_name, on_existing)
 
+    @staticmethod
+    def clash_question(segmentation_node: Optional[Any], form: VesselForm) -> Optional[str]:
+        """What to ask before a form's job writes a segment name ``segmentation_node`` already has;
+        None: no clash."""
+        if segmentation_node is None or not segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(
+                form.segment_name):
+            return None
+        return f'The segmentation "{segmentation_node.GetName()}" already has a segment "{form.segment_name}".'
+
     def start_vessel_mask(self, volume_node: Any, segmentation_node: Optional[Any] = None,
                           parameters: VesselMaskParameters = VesselMaskParameters(),
                           segment_name: str = "Vessels", on_existing: OnExisting = "error") -> ModuleJob:
