@@ -423,7 +423,7 @@ def print_table(report: dict) -> None:
         speed = vmtk_s / ours["median_s"]["total"] if vmtk else None
         ref_o, ref_v = acc.get("reference_to_ours", {}), acc.get("reference_to_vmtk", {})
         print(f"{name:<11} {row['voxels']:>9} {ours['median_s']['total']:7.2f} {_fmt(vmtk_s, 2):>7} "
-              f"{(_fmt(speed, 1) + 'x') if speed else '-':>8} {ours['first_s']['total']:10.2f} "
+              f"{(_fmt(speed, 1 if speed >= 1 else 3) + 'x') if speed else '-':>8} {ours['first_s']['total']:10.2f} "
               f"{_fmt(acc.get('vmtk_to_ours', {}).get('mean_distance_mm')):>9} "
               f"{_fmt(acc.get('ours_to_vmtk', {}).get('mean_distance_mm')):>9} "
               f"{_fmt(acc.get('vmtk_to_ours', {}).get('radius_median_abs_diff_mm')):>7} "
