@@ -295,13 +295,17 @@ def run_ours(case: Case, repeats: int, budget_s: float = 20.0) -> dict:
 
 
 def _find_python312(explicit: Optional[str]) -> Optional[str]:
+    """A Python >= 3.12 to make the venv with: the one given, else 3.12 (VMTK's tested one), then 3.13."""
     candidates = [explicit] if explicit else []
-    candidates += [shutil.which(name) for name in ("python3.12", "python3.13")]
     pyenv = shutil.which("pyenv")
+    installed = []
     if pyenv:
         listed = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True, timeout=30)
-        for version in sorted(listed.stdout.split(), reverse=True):
-            if version.startswith(("3.12", "3.13")):
+        installed = sorted(listed.stdout.split(), reverse=True)
+    for minor in ("3.12", "3.13"):
+        candidates.append(shutil.which(f"python{minor}"))
+        for version in installed:
+            if version.startswith(minor + "."):
                 prefix = subprocess.run([pyenv, "prefix", version], capture_output=True, text=True, timeout=30)
                 candidates.append(str(Path(prefix.stdout.strip()) / "bin" / "python"))
     for candidate in candidates:
@@ -481,15 +485,19 @@ def main(argv: Optional[list[str]] = None) -> dict:
         for case in make_cases(names):
             print(f"{case.name}: ours...", flush=True)
             ours = run_ours(case, args.repeats, args.budget_s)
-            vmtk = None
+            vmtk, vmtk_error = None, None
             if python is not None:
                 print(f"{case.name}: VMTK...", flush=True)
-                vmtk = run_vmtk(python, case, args.repeats, Path(folder), args.budget_s)
+                try:
+                    vmtk = run_vmtk(python, case, args.repeats, Path(folder), args.budget_s)
+                except (RuntimeError, subprocess.TimeoutExpired) as error:
+                    vmtk_error = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+                    print(f"{case.name}: VMTK failed ({vmtk_error}); ours alone for this case", flush=True)
             report["cases"][case.name] = {
                 "voxels": int((np.asarray(case.mask.array) != 0).sum()), "grid": list(case.mask.array.shape[::-1]),
                 "spacing_mm": list(case.mask.spacing), "endpoint_rule": case.endpoint_rule,
                 "source_lps": case.source_lps, "targets_lps": case.targets_lps,
-                "ours": ours, "vmtk": vmtk, "accuracy": accuracy(case, ours, vmtk)}
+                "ours": ours, "vmtk": vmtk, "vmtk_error": vmtk_error, "accuracy": accuracy(case, ours, vmtk)}
             if vmtk is not None:
                 report["cases"][case.name]["speed_up_vmtk_over_ours"] = \
                     vmtk["median_s"]["total"] / ours["median_s"]["total"]
