@@ -99,7 +99,7 @@ def test_ours_alone_writes_the_json(tmp_path: Path):
 
 
 def _peer_python():
-    venv = Path.home() / ".cache" / "segforge-bench" / f"vmtk-{bench.VMTK_VERSION}-py3.12"
+    venv = bench.default_vmtk_venv()
     python = venv / "bin" / "python"
     if not python.exists():
         pytest.skip(f"no VMTK venv at {venv} (benchmarks/vessel_vmtk.py makes it on its first run)")

@@ -317,6 +317,12 @@ def _find_python312(explicit: Optional[str]) -> Optional[str]:
     return None
 
 
+def default_vmtk_venv() -> Path:
+    """Where the VMTK venv is made and found again: the user's cache, shared by every checkout."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "segforge-bench"
+    return cache / f"vmtk-{VMTK_VERSION}-py3.12"
+
+
 def vmtk_python(venv: Path, explicit_python: Optional[str]) -> tuple[Optional[Path], str]:
     """The VMTK venv's Python (made or completed now if need be), or None and why it cannot be had."""
     python = venv / "bin" / "python"
@@ -465,8 +471,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                         help="a side whose first call takes longer is not repeated (keeps the run bounded)")
     parser.add_argument("--cases", default="cemra,cta_aorta,thick_tube")
     parser.add_argument("--json", type=Path, default=Path("vessel_vmtk.json"))
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "segforge-bench"
-    parser.add_argument("--vmtk-venv", type=Path, default=cache / f"vmtk-{VMTK_VERSION}-py3.12")
+    parser.add_argument("--vmtk-venv", type=Path, default=default_vmtk_venv())
     parser.add_argument("--vmtk-python", default=None, help="a Python >= 3.12 to make the VMTK venv with")
     parser.add_argument("--no-vmtk", action="store_true", help="run ours alone")
     args = parser.parse_args(argv)
