@@ -23,7 +23,7 @@ PARAMETERS = VesselPipelineParameters(mask=preset("mra"))
 def test_every_stage_runs_and_is_timed():
     image, truth = y_volume()
     result = run_vessel_pipeline(image, PARAMETERS)
-    assert set(result.seconds) == {"mask", "centerlines", "stenoses", "surface"}
+    assert set(result.seconds) == {"mask", "topology", "centerlines", "stenoses", "surface"}
     assert len(result.graph.branches) == len(truth.branches)
     assert result.surface.GetNumberOfCells() > 0 and result.stenoses.findings == ()
 
