@@ -156,8 +156,9 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
     source = _snap(parameters.source_lps, "The source point", mask, labels, points, vertex_piece,
                    parameters.snap_mm)
     cost, previous = dijkstra(points.matrix, directed=False, indices=source, return_predecessors=True)
+    voxel = float(max(mask.spacing))
     if parameters.targets_lps:
-        targets = []
+        targets: list[int] = []
         for n, target in enumerate(parameters.targets_lps):
             label = f"Target {n + 1}"
             vertex = _snap(target, f"{label} point", mask, labels, points, vertex_piece, parameters.snap_mm)
@@ -165,14 +166,15 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
                 raise InputError(f"{label} at {_name(target)} cannot be reached from the source inside the segment",
                                  "it lies in another piece of the segment than the source",
                                  "place it on the vessel that holds the source, or join the pieces")
-            if vertex == source:
+            gaps = np.linalg.norm(points.points[[source, *targets]] - points.points[vertex], axis=1)
+            if gaps[0] < voxel:
                 raise InputError(f"{label} at {_name(target)} is where the source is",
-                                 "it snaps onto the same centerline point, which would give a line of no length",
-                                 "place the target farther along the vessel")
-            if vertex in targets:
-                other = targets.index(vertex) + 1
+                                 "it snaps onto the same centerline point (within a voxel), which would give "
+                                 "a line of no length", "place the target farther along the vessel")
+            if np.any(gaps[1:] < voxel):
+                other = int(np.argmax(gaps[1:] < voxel)) + 1
                 raise InputError(f"{label} at {_name(target)} is where target {other} is",
-                                 "both snap onto the same centerline point",
+                                 "both snap onto the same centerline point (within a voxel)",
                                  "remove one of them or place it farther along the vessel")
             targets.append(vertex)
     else:
