@@ -22,6 +22,7 @@ sampled in one vectorised pass, then each crossing is refined by bisection.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
@@ -29,7 +30,8 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..image import Image, foreground_box
-from .radius import affine
+from ..progress import ProgressCallback, no_progress
+from .radius import BoundaryDistance, affine
 
 #: The wall is where the field crosses this level.
 LEVEL = 0.5
@@ -57,14 +59,24 @@ class LumenField:
         return ndimage.map_coordinates(self.volume, kji.T, order=1, mode="constant", cval=0.0,
                                        output=np.float32)
 
-    def surely_inside(self, voxel_radii_mm: np.ndarray) -> np.ndarray:
-        """How far (mm) from a point the field is surely >= 0.5, given the point's distance
-        to the nearest background voxel centre: trilinear interpolation can fall below 0.5
-        only within a voxel diagonal of a background centre (and the image may move the
-        edge ``IMAGE_REACH_VOXELS`` further in)."""
-        diagonal = float(np.linalg.norm(self.spacing))
-        inward = diagonal * (1 + IMAGE_REACH_VOXELS) if self.from_image else diagonal
-        return np.maximum(np.asarray(voxel_radii_mm, float) - inward, 0.0)
+    @cached_property
+    def _outside(self) -> BoundaryDistance:
+        """Exact distance to the nearest voxel centre where the field is below the level."""
+        return BoundaryDistance(self.volume >= LEVEL, np.asarray(self.spacing[::-1], float))
+
+    def surely_inside(self, points_lps: np.ndarray) -> np.ndarray:
+        """How far (mm) from each point the field is surely at or above the level: trilinear
+        interpolation falls below it only within a voxel diagonal of a voxel centre below it.
+        Rays start there (:func:`edge_distances`), which saves sampling the lumen's core."""
+        distance = self.centre_distance(points_lps)
+        return np.maximum(distance - float(np.linalg.norm(self.spacing)), 0.0)
+
+    def centre_distance(self, points_lps: np.ndarray) -> np.ndarray:
+        """Distance (mm) from each point to the nearest voxel centre outside the lumen (the
+        graph's voxel-centre radius, here on the field); 0 for a point outside the box."""
+        kji = affine(np.asarray(points_lps, float).reshape(-1, 3), self.lps_to_kji)
+        inside_box = np.all((kji >= 0) & (kji <= np.asarray(self.volume.shape) - 1), axis=1)
+        return np.where(inside_box, self._outside(kji), 0.0)
 
     def edge_uncertainty(self, directions_lps: np.ndarray) -> np.ndarray:
         """Half the voxel's extent along each direction (mm): how well the grid places an
@@ -131,7 +143,7 @@ def _half_maximum_field(values: np.ndarray, mask: np.ndarray, spacing_kji) -> Op
 
 def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: np.ndarray,
                    reach_mm: np.ndarray, start_mm: Optional[np.ndarray] = None,
-                   budget: int = 1_000_000) -> np.ndarray:
+                   budget: int = 1_000_000, progress: Optional[ProgressCallback] = None) -> np.ndarray:
     """Distance (mm) from each centre along each of its directions to the first wall crossing.
 
     ``directions_lps``: (n, rays, 3) unit vectors; ``reach_mm``: (n,) how far to look;
@@ -154,8 +166,10 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
     directions_kji = directions @ field.lps_to_kji[:3, :3].T
     order = np.argsort(reach - start)
     span = np.ceil((reach - start) / step).astype(int) + 2
+    report = progress or no_progress
     first = 0
     while first < count:
+        report(first / count, "Finding the lumen edge")
         # as many points as fit the sample budget, at the longest span among them
         rows = order[first:]
         fits = np.flatnonzero(np.maximum.accumulate(span[rows]) * rays * (np.arange(len(rows)) + 1) > budget)

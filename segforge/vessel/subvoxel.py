@@ -79,7 +79,7 @@ def inscribed_radii(field: LumenField, points_lps: np.ndarray, voxel_radii: np.n
         _, u[rows], v[rows] = section_planes(points[rows], scale)
     directions, angles = ray_directions(u, v, RAYS)
     reach = 3.0 * voxel_radii + 2.0 * max(field.spacing)
-    distances = edge_distances(field, points, directions, reach, field.surely_inside(voxel_radii))
+    distances = edge_distances(field, points, directions, reach, field.surely_inside(points))
     uncertainty = field.edge_uncertainty(directions)
     fitted = fitted_minimum(distances, angles, uncertainty)
     even = uncertainty.max(axis=1) <= EVEN_SAMPLING * uncertainty.min(axis=1)
