@@ -94,6 +94,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/segmentation_file.py
   segforge/vessel/__init__.py
   segforge/vessel/deep_model.py
+  segforge/vessel/endpoints.py
   segforge/vessel/filters.py
   segforge/vessel/graph.py
   segforge/vessel/hessian.py
@@ -108,6 +109,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/slabs.py
   segforge/vessel/stenosis.py
   segforge/vessel/synthetic.py
+  segforge/vessel/topology.py
   segforge/vessel/tree.py
   segforge/vessel/vesselness.py
   segforge/worker/__init__.py

@@ -85,6 +85,7 @@ def _summary(result: VesselResult, meta: dict[str, Any]) -> dict[str, Any]:
             "total_length_mm": graph.total_length_mm if graph else None,
             "stenoses": len(meta["finding_rows"]) if result.stenoses is not None else None,
             "surface_triangles": int(result.surface.GetNumberOfCells()) if result.surface is not None else None,
+            "topology": asdict(result.topology) if result.topology is not None else None,
             "seconds": dict(result.seconds)}
 
 
