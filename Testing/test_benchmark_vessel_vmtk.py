@@ -73,6 +73,18 @@ def test_reference_ends_and_the_rule_on_the_real_cemra_mask():
     assert min(np.linalg.norm(targets - picked_target, axis=1)) < 10.0
 
 
+def test_outside_fraction_tells_a_chord_from_the_axis():
+    tree = _tapered_tube()
+    axis = tree.branches[0].points_lps
+    assert bench.outside_fraction(tree.mask, axis) == 0.0
+    # the chord of the bent tube leaves it in the middle (the bend's sagitta, 4 mm, beats the radius there)
+    chord = axis[0] + np.linspace(0, 1, 101)[:, None] * (axis[-1] - axis[0])
+    far = axis + 50.0 * tree.mask.direction_lps[:, 0]  # outside the grid: counted as outside
+    assert bench.outside_fraction(tree.mask, far) == 1.0
+    assert 0.05 < bench.outside_fraction(tree.mask, chord) < 0.9
+    assert bench.outside_fraction(tree.mask, np.zeros((0, 3))) is None
+
+
 def test_thick_tube_is_the_size_asked_with_its_axis_inside():
     mask, axis, radii = bench.thick_tube(spacing_mm=1.0)
     count = int(np.asarray(mask.array).sum())
@@ -95,6 +107,7 @@ def test_ours_alone_writes_the_json(tmp_path: Path):
     assert case["vmtk"] is None and case["voxels"] == 11590
     assert case["ours"]["median_s"]["total"] > 0 and case["ours"]["branches"] >= 3
     assert case["accuracy"]["reference_to_ours"]["mean_distance_mm"] < 1.0
+    assert case["accuracy"]["ours_outside_mask"] < 0.02
     assert len(case["targets_lps"]) == 2
 
 

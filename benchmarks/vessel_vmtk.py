@@ -67,6 +67,7 @@ from segforge.image import Image  # noqa: E402
 from segforge.image_io import read_image  # noqa: E402
 from segforge.vessel.graph import CenterlineGraph, centerline_graph  # noqa: E402
 from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline  # noqa: E402
+from segforge.vessel.radius import lps_to_kji  # noqa: E402
 from test_vessel_vmtk_accuracy import _box, _inside, _reference, densify  # noqa: E402
 
 VMTK_VERSION = "1.5.2"
@@ -402,8 +403,24 @@ def compare(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
             "radius_median_abs_diff_mm": float(np.median(np.abs(b[1][nearest] - radii)))}
 
 
+def outside_fraction(mask: Image, points_lps: np.ndarray) -> Optional[float]:
+    """Share of a centerline's points whose nearest voxel is not in the mask (0 for a line inside the lumen).
+
+    The one check that needs no reference: a centerline that cuts across a bend or a gap leaves the segment.
+    """
+    if len(points_lps) == 0:
+        return None
+    kji = np.round(lps_to_kji(mask, points_lps)).astype(int)
+    inside = np.all((kji >= 0) & (kji < np.asarray(mask.array.shape)), axis=1)
+    hit = np.zeros(len(kji), bool)
+    hit[inside] = np.asarray(mask.array)[tuple(kji[inside].T)] != 0
+    return float(1.0 - hit.mean())
+
+
 def accuracy(case: Case, ours: dict, vmtk: Optional[dict]) -> dict:
-    out: dict = {}
+    out: dict = {"ours_outside_mask": outside_fraction(case.mask, ours["dense"][0])}
+    if vmtk is not None:
+        out["vmtk_outside_mask"] = outside_fraction(case.mask, vmtk["dense"][0])
     if vmtk is not None:
         out["vmtk_to_ours"] = compare(vmtk["dense"], ours["dense"])
         out["ours_to_vmtk"] = compare(ours["dense"], vmtk["dense"])
@@ -426,7 +443,7 @@ def print_table(report: dict) -> None:
     print()
     print(f"{'case':<11} {'voxels':>9} {'ours s':>7} {'VMTK s':>7} {'speed-up':>8} {'ours first':>10} "
           f"{'d(V,o) mm':>9} {'d(o,V) mm':>9} {'|dr| mm':>7} {'branches o/V':>12} "
-          f"{'ref->ours':>9} {'ref->VMTK':>9} {'r err o/V':>11}")
+          f"{'ref->ours':>9} {'ref->VMTK':>9} {'r err o/V':>11} {'out% o/V':>9}")
     for name, row in report["cases"].items():
         ours, vmtk, acc = row["ours"], row.get("vmtk"), row["accuracy"]
         vmtk_s = vmtk["median_s"]["total"] if vmtk else None
@@ -439,13 +456,19 @@ def print_table(report: dict) -> None:
               f"{_fmt(acc.get('vmtk_to_ours', {}).get('radius_median_abs_diff_mm')):>7} "
               f"{ours['branches']:>6}/{vmtk['branches'] if vmtk else '-':<5} "
               f"{_fmt(ref_o.get('mean_distance_mm')):>9} {_fmt(ref_v.get('mean_distance_mm')):>9} "
-              f"{_fmt(ref_o.get('radius_median_abs_diff_mm'), 2)}/{_fmt(ref_v.get('radius_median_abs_diff_mm'), 2):<5}")
+              f"{_fmt(ref_o.get('radius_median_abs_diff_mm'), 2)}/{_fmt(ref_v.get('radius_median_abs_diff_mm'), 2):<5} "
+              f"{_percent(acc['ours_outside_mask'])}/{_percent(acc.get('vmtk_outside_mask'))}")
     print("speed-up = VMTK total / ours total (median; > 1: ours faster). d(V,o): mean distance from VMTK's"
           " centerline to ours; d(o,V) the other way; |dr|: median |radius difference| at VMTK's points;"
-          " ref->X: mean distance from the reference to X; r err: median |radius error| against the reference.")
+          " ref->X: mean distance from the reference to X; r err: median |radius error| against the reference;"
+          " out%: share of the centerline's points outside the mask.")
     for name, row in report["cases"].items():
         print(f"  {name}: ours = {row['ours']['mode']}; stages ours {_stages(row['ours']['median_s'])}"
               + (f"; VMTK {_stages(row['vmtk']['median_s'])}" if row.get("vmtk") else ""))
+
+
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
 
 
 def _stages(seconds: dict) -> str:
