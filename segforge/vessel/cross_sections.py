@@ -135,7 +135,8 @@ def measure_sections(field: LumenField, points_lps: np.ndarray, tangents_lps: Op
     # most outlines end within twice the inscribed radius: look that far first, and further
     # only for the sections some ray of which went on (elongated lumens, junctions)
     first = np.minimum(2.0 * inside + 2.0 * voxel, reach)
-    distances = edge_distances(field, points, directions, first, start, progress=progress)
+    distances = edge_distances(field, points, directions, first, start, progress=progress,
+                               message="Measuring sections along the branches")
     again = np.flatnonzero(np.isnan(distances).any(axis=1) & (reach > first))
     if len(again):
         distances[again] = edge_distances(field, points[again], directions[again], reach[again], start[again])
@@ -243,7 +244,7 @@ def branch_sections(field: LumenField, graph: CenterlineGraph, parameters: Secti
             branch.id, arc, points, measured.area_mm2[rows], measured.equivalent_diameter_mm[rows],
             measured.min_diameter_mm[rows], measured.max_diameter_mm[rows], measured.circularity[rows],
             measured.perpendicular_diameter_mm[rows], measured.closed[rows]))
-    report(1.0, "Cross-sections measured")
+    report(1.0, "Measuring sections along the branches")
     return tuple(result)
 
 

@@ -1,6 +1,6 @@
 """The whole vessel workflow in one call: vesselness (or a deep vessel model) -> mask ->
-centerline graph -> radii -> metrics -> stenoses -> surface, with progress, Cancel and a
-timing per stage.
+centerline graph -> sub-voxel radii, cross-sections, landmarks, straightened view -> metrics
+-> stenoses -> surface, with progress, Cancel and a timing per stage.
 
 One function serves the worker, the CLI and the tests, so every front end gets the same
 answer. Stages the caller does not ask for are skipped (``VesselOutputs``).
@@ -15,11 +15,14 @@ from ..errors import InputError
 from ..image import Image, require_3d_volume
 from ..mesh import SurfaceParameters, surface_from_mask
 from ..progress import ProgressCallback, no_progress, sub_progress
+from .cross_sections import BranchSections, LandmarkMeasurement, SectionParameters
 from .graph import CenterlineGraph, GraphParameters, centerline_graph
 from .metrics import BranchMetrics, branch_metrics
 from .mask_step import make_vessel_mask
+from .measure_step import measure_vessels
 from .parameters import BUILTIN_MODEL, HYSTERESIS_RATIO, VesselMaskParameters
 from .stenosis import StenosisParameters, StenosisReport, analyse_stenoses
+from .straighten import StraightenParameters
 
 
 def _presets() -> dict[str, VesselMaskParameters]:
@@ -63,6 +66,8 @@ class VesselPipelineParameters:
     mask: VesselMaskParameters = field(default_factory=VesselMaskParameters)
     graph: GraphParameters = field(default_factory=GraphParameters)
     stenosis: StenosisParameters = field(default_factory=StenosisParameters)
+    sections: SectionParameters = field(default_factory=SectionParameters)
+    straighten: StraightenParameters = field(default_factory=StraightenParameters)
     surface: SurfaceParameters = field(default_factory=SurfaceParameters)
     outputs: VesselOutputs = field(default_factory=VesselOutputs)
 
@@ -79,10 +84,22 @@ class VesselResult:
     seconds: dict[str, float] = field(default_factory=dict)
     #: Catalog id of the model that made the mask (see :mod:`.mask_step`).
     mask_model: str = BUILTIN_MODEL
+    #: cross-sections along each branch, diameters at the landmarks, the straightened main
+    #: path (:mod:`.measure_step`)
+    sections: tuple[BranchSections, ...] = ()
+    landmarks: tuple[LandmarkMeasurement, ...] = ()
+    straightened: Optional[Image] = None
 
 
 #: Each stage's share of the progress bar (measured proportions on the bundled CTA).
-_SHARES = {"mask": 0.45, "centerlines": 0.25, "stenoses": 0.15, "surface": 0.15}
+_SHARES = {"mask": 0.45, "centerlines": 0.25, "sections": 0.1, "stenoses": 0.15, "surface": 0.15}
+
+
+def _first_target(parameters: VesselPipelineParameters) -> Optional[tuple[float, float, float]]:
+    """The first target point, when the caller chose endpoints: the straightened view follows
+    the path to it (else the path to the farthest end)."""
+    targets = getattr(getattr(parameters, "endpoints", None), "targets_lps", ())
+    return tuple(targets[0]) if targets else None
 
 
 def _refuse_label_map(image: Image) -> None:
@@ -108,6 +125,7 @@ def run_vessel_pipeline(image: Image, parameters: VesselPipelineParameters = Ves
     wanted = parameters.outputs
     stages = ["mask"] + [name for name in ("centerlines", "stenoses", "surface")
                          if getattr(wanted, name) and (name != "stenoses" or wanted.centerlines)]
+    stages += ["sections"] if wanted.centerlines else []
     total = sum(_SHARES[name] for name in stages)
     start = 0.0
 
@@ -127,8 +145,13 @@ def run_vessel_pipeline(image: Image, parameters: VesselPipelineParameters = Ves
     if "centerlines" in stages:
         clock = time.perf_counter()
         result.graph = centerline_graph(mask, parameters.graph, step("centerlines"))
-        result.metrics = branch_metrics(result.graph)
         seconds["centerlines"] = time.perf_counter() - clock
+        measured = measure_vessels(mask, image, result.graph, parameters.sections, parameters.straighten,
+                                   _first_target(parameters), step("sections"))
+        result.graph, result.sections, result.landmarks = measured.graph, measured.sections, measured.landmarks
+        result.straightened = measured.straightened
+        seconds.update(measured.seconds)
+        result.metrics = branch_metrics(result.graph)
     if "stenoses" in stages and result.graph is not None:
         clock = time.perf_counter()
         result.stenoses = analyse_stenoses(mask, result.graph, parameters.stenosis, step("stenoses"))

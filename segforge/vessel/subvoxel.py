@@ -57,14 +57,14 @@ def subvoxel_radii(graph: CenterlineGraph, field: LumenField,
     points = np.concatenate([b.points_lps for b in branches])
     start = np.concatenate([[0], np.cumsum([len(b.points_lps) for b in branches])])
     radii = inscribed_radii(field, points, np.concatenate([b.radii_mm for b in branches]),
-                            [slice(start[i], start[i + 1]) for i in range(len(branches))])
+                            [slice(start[i], start[i + 1]) for i in range(len(branches))], report)
     new = [replace(b, radii_mm=radii[start[i]:start[i + 1]]) for i, b in enumerate(branches)]
     report(1.0, "Measuring sub-voxel radii")
     return replace(graph, branches=tuple(new))
 
 
 def inscribed_radii(field: LumenField, points_lps: np.ndarray, voxel_radii: np.ndarray,
-                    branches: list[slice]) -> np.ndarray:
+                    branches: list[slice], progress: Optional[ProgressCallback] = None) -> np.ndarray:
     """Radius of the largest circle inside the fitted lumen outline at each point.
 
     ``voxel_radii`` (the voxel-centre radii) set how far rays look and are kept where the
@@ -79,7 +79,8 @@ def inscribed_radii(field: LumenField, points_lps: np.ndarray, voxel_radii: np.n
         _, u[rows], v[rows] = section_planes(points[rows], scale)
     directions, angles = ray_directions(u, v, RAYS)
     reach = 3.0 * voxel_radii + 2.0 * max(field.spacing)
-    distances = edge_distances(field, points, directions, reach, field.surely_inside(points))
+    distances = edge_distances(field, points, directions, reach, field.surely_inside(points), progress=progress,
+                               message="Measuring sub-voxel radii")
     uncertainty = field.edge_uncertainty(directions)
     fitted = fitted_minimum(distances, angles, uncertainty)
     even = uncertainty.max(axis=1) <= EVEN_SAMPLING * uncertainty.min(axis=1)
