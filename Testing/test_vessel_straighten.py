@@ -68,8 +68,9 @@ def test_the_lumen_runs_straight_and_round_along_the_view(bent):
     assert view.image.spacing == (0.4, 0.4, 0.4)
     length = graph.branches[0].length_mm
     assert abs(view.arc_mm[-1] - length) < 0.04 * length  # smoothing takes out the centreline's jitter
-    # away from the rounded caps: each plane shows one disc of radius 2.5 mm, centred
-    inner = slice(int(5 / 0.4), len(label) - int(5 / 0.4))
+    # away from the ends (the rounded caps, and the last few millimetres where, on this grid, the
+    # centreline itself runs up to 0.8 mm off the true axis): each plane shows one centred disc
+    inner = slice(int(10 / 0.4), len(label) - int(10 / 0.4))
     area = label[inner].sum(axis=(1, 2)) * 0.4 ** 2
     # the mask's 0.6-1.3 mm voxels, re-cut at 0.5 on 0.4 mm pixels: each plane within 15 %, all within 4 %
     assert np.all(np.abs(area / (np.pi * 2.5 ** 2) - 1) < 0.15)
