@@ -33,7 +33,7 @@ and reuses it after. Where it cannot (no such Python, no network), one line says
 ours runs alone.
 
 Run: ``python benchmarks/vessel_vmtk.py [--repeats 2] [--cases cemra,cta_aorta,thick_tube]
-[--json vessel_vmtk.json]``
+[--json out/vessel_vmtk.json] [--no-vmtk]``
 """
 from __future__ import annotations
 
@@ -263,7 +263,9 @@ def run_ours(case: Case, repeats: int, budget_s: float = 20.0) -> dict:
     whole benchmark stays within minutes even when a case is far off its goal."""
     factory = _pipeline_with_endpoints()
     if factory is not None:
-        mode = "run_vessel_pipeline(segment=, endpoints)"
+        mode = "run_vessel_pipeline(segment=, endpoints)" + \
+            (" with radii and cross-sections" if "sections" in {f.name for f in dataclasses.fields(
+                VesselPipelineParameters)} else "")
         parameters = factory(case.source_lps, case.targets_lps)
 
         def once() -> tuple[CenterlineGraph, dict]:
@@ -493,7 +495,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--budget-s", type=float, default=20.0,
                         help="a side whose first call takes longer is not repeated (keeps the run bounded)")
     parser.add_argument("--cases", default="cemra,cta_aorta,thick_tube")
-    parser.add_argument("--json", type=Path, default=Path("vessel_vmtk.json"))
+    parser.add_argument("--json", type=Path, default=REPO / "out" / "vessel_vmtk.json",
+                        help="where the report goes (default: the checkout's ignored out/ folder)")
     parser.add_argument("--vmtk-venv", type=Path, default=default_vmtk_venv())
     parser.add_argument("--vmtk-python", default=None, help="a Python >= 3.12 to make the VMTK venv with")
     parser.add_argument("--no-vmtk", action="store_true", help="run ours alone")
