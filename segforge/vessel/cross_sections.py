@@ -46,6 +46,14 @@ class SectionParameters:
     step_mm: float = 0.5
     landmarks_lps: tuple[tuple[float, float, float], ...] = ()
 
+    def __post_init__(self) -> None:
+        # JSON brings lists: keep the value hashable and comparable whatever the caller sent
+        try:
+            landmarks = tuple(tuple(float(c) for c in point) for point in self.landmarks_lps)
+        except (TypeError, ValueError) as error:
+            raise InputError("A landmark is not a point", str(error), "give x, y, z in LPS millimetres") from error
+        object.__setattr__(self, "landmarks_lps", landmarks)
+
 
 @dataclass(frozen=True)
 class Section:

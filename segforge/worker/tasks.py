@@ -64,13 +64,16 @@ def vessel_mask_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -
 def vessel_tree_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
     """The whole vessel workflow: mask, centerline graph, radii, stenoses, surface."""
     from ..mesh import SurfaceParameters
+    from ..vessel.cross_sections import SectionParameters
     from ..vessel.graph import GraphParameters
     from ..vessel.parameters import VesselMaskParameters
     from ..vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
     from ..vessel.stenosis import StenosisParameters
+    from ..vessel.straighten import StraightenParameters
     from ..vessel.tree import to_wire
 
     stages = {"mask": VesselMaskParameters, "graph": GraphParameters, "stenosis": StenosisParameters,
+              "sections": SectionParameters, "straighten": StraightenParameters,
               "surface": SurfaceParameters, "outputs": VesselOutputs}
     unknown = sorted(set(params) - set(stages))
     if unknown:
