@@ -95,6 +95,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/__init__.py
   segforge/vessel/cross_sections.py
   segforge/vessel/deep_model.py
+  segforge/vessel/endpoints.py
   segforge/vessel/filters.py
   segforge/vessel/frames.py
   segforge/vessel/graph.py
@@ -114,6 +115,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/straighten.py
   segforge/vessel/subvoxel.py
   segforge/vessel/synthetic.py
+  segforge/vessel/topology.py
   segforge/vessel/tree.py
   segforge/vessel/vesselness.py
   segforge/vessel/vmtk_centerlines.py

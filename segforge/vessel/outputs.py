@@ -25,8 +25,8 @@ VESSEL_SEGMENT = SegmentInfo(label=1, name="vessels", color=(0.85, 0.2, 0.2),
                                          "Anatomic codes - DICOM master list~^^~^^")
 BRANCH_COLUMNS = ("id", "parent", "length_mm", "chord_mm", "tortuosity", "mean_curvature_per_mm",
                   "max_curvature_per_mm", "mean_radius_mm", "min_radius_mm", "max_radius_mm", "point_count")
-FINDING_COLUMNS = ("branch", "stenosis_percent", "minimal_diameter_mm", "reference_diameter_mm", "arc_mm",
-                   "length_mm", "x_lps", "y_lps", "z_lps")
+FINDING_COLUMNS = ("kind", "branch", "stenosis_percent", "ratio", "minimal_diameter_mm", "maximal_diameter_mm",
+                   "reference_diameter_mm", "arc_mm", "length_mm", "x_lps", "y_lps", "z_lps")
 
 
 def vessel_output_bytes(tree: VesselTree) -> int:
