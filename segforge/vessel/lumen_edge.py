@@ -66,8 +66,10 @@ class LumenField:
 
     def surely_inside(self, points_lps: np.ndarray) -> np.ndarray:
         """How far (mm) from each point the field is surely at or above the level: trilinear
-        interpolation falls below it only within a voxel diagonal of a voxel centre below it.
-        Rays start there (:func:`edge_distances`), which saves sampling the lumen's core."""
+        interpolation falls below it only within a voxel diagonal of a voxel centre below it
+        (:meth:`centre_distance` finds the nearest such centre, on the field itself, so an
+        image that moved the edge is accounted for). Rays start there
+        (:func:`edge_distances`), which saves sampling the lumen's core."""
         distance = self.centre_distance(points_lps)
         return np.maximum(distance - float(np.linalg.norm(self.spacing)), 0.0)
 
@@ -177,7 +179,7 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
 
 
 #: Samples of the first stretch of every ray (half a voxel each).
-FIRST_STRETCH_STEPS = 10
+FIRST_STRETCH_STEPS = 8
 
 
 def _marched(field: LumenField, centres_kji: np.ndarray, directions_kji: np.ndarray, start: np.ndarray,
