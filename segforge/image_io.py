@@ -9,6 +9,7 @@ import contextlib
 import locale
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -84,13 +85,29 @@ def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid:
         facts = verify_volume_file(path)
         source = sitk.ReadImage(str(path))
     except RuntimeError as error:  # SimpleITK's own reader errors
-        raise InputError(f"Could not read {path}", str(error).strip().splitlines()[-1],
+        raise InputError(f"Could not read {path}", native_reason(error),
                          "give a NIfTI, NRRD, MHA file or a folder of one DICOM series") from error
     got = source.GetNumberOfPixels() * source.GetNumberOfComponentsPerPixel()
     if facts.element_count is not None and got != facts.element_count:
         raise InputError(f"{path} was not read whole", f"its header promises {facts.element_count:,} values "
                          f"but {got:,} were read", "export the file again (or convert it with another tool)")
     return from_sitk(source)
+
+
+def native_reason(error: Exception) -> str:
+    """The sentence of an ITK / SimpleITK exception a person can read, without the source file,
+    line and object address ITK puts around it (its last line is often a matrix row)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    teem = [line for line in lines if line.startswith("[nrrd]")]
+    if teem:  # NrrdIO's chain of callers: the last says what was wrong
+        return teem[-1].split(":", 1)[-1].strip()
+    for line in lines:
+        found = re.search(r"(?:ITK ERROR|itk::ERROR|Description): (?:\w+\(0x[0-9a-f]+\): )?(.+)", line)
+        if found:
+            return found.group(1).strip()
+    useful = [line for line in lines if not line.startswith("Exception thrown in SimpleITK")
+              and not re.search(r"\.(cxx|hxx|h|cpp):\d+:?$", line)]
+    return (useful or lines or ["the reader gave no reason"])[0]
 
 
 def check_writable(path: str | os.PathLike) -> Path:
