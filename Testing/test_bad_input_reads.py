@@ -529,6 +529,51 @@ def test_dicom_series_with_a_damaged_slice_names_the_file(series):
     refused(files[0].parent, "slice_0003.dcm", "damaged", "copy the series again")
 
 
+def without_preamble(files: list[Path]) -> list[Path]:
+    """The slices rewritten as bare data sets (no 128-byte preamble, no 'DICM', no file meta),
+    as old scanners and some exports write them; named without a suffix, like IM0001."""
+    pydicom = pytest.importorskip("pydicom")
+    bare = []
+    for path in files:
+        data = pydicom.dcmread(path)
+        data.file_meta, data.preamble = pydicom.dataset.FileMetaDataset(), None
+        target = path.with_suffix("")
+        pydicom.dcmwrite(target, data, enforce_file_format=False, little_endian=True, implicit_vr=True)
+        path.unlink()
+        bare.append(target)
+    return bare
+
+
+@pytest.mark.parametrize("which", [2, 5])
+@pytest.mark.parametrize("keep", [0.5, 60])
+def test_a_damaged_slice_without_the_dicm_mark_is_named(series, which, keep):
+    """GDCM leaves such a file out; a last slice left out shortened the volume silently (5 of 6
+    slices, exit 0), a middle one was reported as a gap without saying which file."""
+    image, files = series
+    bare = without_preamble(files)
+    assert read_volume(bare[0].parent).array.shape == image.array.shape
+    data = bare[which].read_bytes()
+    cut(bare[which], int(len(data) * keep) if keep < 1 else keep)
+    before = snapshot(bare[0].parent)
+    error = refused(bare[0].parent, bare[which].name, "damaged", "starts as a DICOM file", "would miss a slice")
+    assert str(bare[which]) in error.what and snapshot(bare[0].parent) == before
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not DICOM" * 3])
+def test_a_slice_named_like_the_others_that_is_not_dicom_is_named(series, content):
+    """An empty or overwritten last slice (slice_0006.dcm) has no mark to go by: its name does."""
+    _, files = series
+    files[-1].write_bytes(content)
+    refused(files[0].parent, "slice_0006.dcm is damaged", "empty" if not content else "named like the slices")
+
+
+def test_notes_beside_a_series_are_not_taken_for_slices(series):
+    image, files = series
+    (files[0].parent / "README.txt").write_text("Exported from PACS on Monday.\n")
+    (files[0].parent / "notes").write_bytes(b"\x00\x01 binary notes")
+    assert read_volume(files[0].parent).array.shape == image.array.shape
+
+
 def test_folder_with_two_dicom_series_lists_them_and_one_can_be_chosen(tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()
