@@ -72,11 +72,20 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def error_line(run: subprocess.CompletedProcess) -> str:
-    """The CLI's one-line message (VTK may have written its own lines before it)."""
+    """The CLI's one-line message (see ``only_our_lines`` for what else stderr may hold)."""
     assert "Traceback" not in run.stderr, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("segforge: error:")]
     assert len(lines) == 1, run.stderr
     return lines[0]
+
+
+def only_our_lines(run: subprocess.CompletedProcess) -> None:
+    """stderr holds SegForge's lines and nothing of VTK's or ITK's (no source file, no object
+    address, no pipeline request, no coloured log)."""
+    ours = ("segforge app: starting on", "segforge: error:")
+    assert [line for line in run.stderr.splitlines() if line.strip() and not line.startswith(ours)] == [], \
+        run.stderr
+    assert not any(mark in run.stderr for mark in (".cxx", "(0x", "vtkMRML", "ERR|", "\x1b[")), run.stderr
 
 
 def nothing_listens(port: int) -> bool:
@@ -258,3 +267,30 @@ def test_a_data_file_of_an_unknown_type_says_which_it_reads(tmp_path):
     line = error_line(run)
     assert "SegForge does not read notes.txt" in line and "NIfTI" in line and "DICOM" in line, line
     assert notes.read_text() == "patient notes\n"
+
+
+@pytest.mark.parametrize("name, words", [
+    ("surface.stl", "Premature EOF while reading header"),
+    ("surface.vtp", "Error parsing input file"),
+    ("surface.vtk", "does not contain polydata nor unstructured grid"),
+    ("surface.ply", "found no points"),
+    ("surface.obj", "found no points"),
+    ("scene.mrb", "not a zip archive"),
+])
+def test_a_data_file_vtk_cannot_read_gives_our_line_and_no_native_dump(tmp_path, name, words):
+    """VTK's readers printed their own dump before our line (ERROR: In vtkSTLReader.cxx, line
+    247, a vtkInformation request, coloured log lines), and text named .ply or .obj loaded as an
+    empty model. Now: one line, said before the views are built; the file is left alone."""
+    fake = tmp_path / name
+    fake.write_text("patient notes, not a model\n")
+    port = free_port()
+    run = run_cli("--port", str(port), "--data", str(fake))
+    assert run.returncode == 1, run.stdout + run.stderr
+    line = error_line(run)
+    assert f"{fake}" in line and words in line, line
+    assert "Failed to read node" not in line and "(0x" not in line, line
+    only_our_lines(run)
+    assert "Info: In" not in run.stdout and ".cxx" not in run.stdout, run.stdout
+    assert fake.read_text() == "patient notes, not a model\n" and sorted(tmp_path.iterdir()) == [fake]
+    assert nothing_listens(port)
+

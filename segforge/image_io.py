@@ -10,8 +10,10 @@ import locale
 import logging
 import os
 import re
+import sys
+import threading
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -80,10 +82,11 @@ def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid:
         raise InputError(f"{path} is a folder, not a file", "its name ends like a volume file, but a folder "
                          "can only hold a DICOM series", "give the volume file itself")
     try:
-        if path.is_dir():
-            return from_sitk(read_dicom_series(path, allow_gaps, series_uid))
-        facts = verify_volume_file(path)
-        source = sitk.ReadImage(str(path))
+        with quiet_native_output():
+            if path.is_dir():
+                return from_sitk(read_dicom_series(path, allow_gaps, series_uid))
+            facts = verify_volume_file(path)
+            source = sitk.ReadImage(str(path))
     except RuntimeError as error:  # SimpleITK's own reader errors
         raise InputError(f"Could not read {path}", native_reason(error),
                          "give a NIfTI, NRRD, MHA file or a folder of one DICOM series") from error
@@ -92,6 +95,56 @@ def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid:
         raise InputError(f"{path} was not read whole", f"its header promises {facts.element_count:,} values "
                          f"but {got:,} were read", "export the file again (or convert it with another tool)")
     return from_sitk(source)
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: list[Any] = []
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """ITK's warnings, VTK's log on stderr and VTK's output window off while a file is read.
+
+    Their readers print a dump on stderr (source file, line, object address, a pipeline
+    request) before the error reaches Python, where it becomes a SegForge error that says the
+    same thing in one line; a person saw both. Slicer's storage nodes still collect VTK's
+    errors through their observers (that is where our messages come from). VTK's global
+    warning switch is not the way: with it off, VTK readers stop reporting errors at all and
+    a storage node takes a failed read for a good one. Its log's stderr level is turned off and
+    its output window (where a program such as the web app set a classic one) is swapped for a
+    string window, whose text goes to this module's debug log (``--debug``). VTK is
+    handled only where it is already loaded (the Slicer bridge, the web app). The settings are
+    process-wide: nested and concurrent reads share one count, and the last to leave puts back
+    what was there.
+    """
+    global _quiet_depth
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            core = sys.modules.get("vtkmodules.vtkCommonCore")
+            window = core.vtkStringOutputWindow() if core is not None else None
+            _quiet_saved[:] = [sitk.ProcessObject.GetGlobalWarningDisplay(), core,
+                               core.vtkLogger.GetCurrentVerbosityCutoff() if core else None,
+                               core.vtkOutputWindow.GetInstance() if core else None, window]
+            sitk.ProcessObject.SetGlobalWarningDisplay(False)
+            if core is not None:
+                core.vtkLogger.SetStderrVerbosity(core.vtkLogger.VERBOSITY_OFF)
+                core.vtkOutputWindow.SetInstance(window)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                itk_display, core, verbosity, previous, window = _quiet_saved
+                sitk.ProcessObject.SetGlobalWarningDisplay(itk_display)
+                if core is not None:
+                    core.vtkLogger.SetStderrVerbosity(verbosity)
+                    core.vtkOutputWindow.SetInstance(previous)
+                    if window.GetOutput().strip():
+                        logger.debug("VTK, while reading: %s", window.GetOutput().strip())
+                _quiet_saved.clear()
 
 
 def native_reason(error: Exception) -> str:
