@@ -10,13 +10,15 @@ import logging
 import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import SAMPLE_DATA, SHARED_DATA, make_image
+from conftest import REPO, SAMPLE_DATA, SHARED_DATA, make_image
 from segforge.errors import InputError
 from segforge.image import Image
 from segforge.image_io import read_image, read_volume, write_dicom_series, write_image
@@ -691,3 +693,98 @@ def test_the_cli_reads_a_gapped_series_only_when_told_and_picks_a_series(series,
     uid = two.stderr.split("it holds ")[1].split(" (")[0]
     chosen = organ(str(folder), "--out", str(tmp_path / "one_out"), "--series", uid)
     assert chosen.returncode == 0, chosen.stderr
+
+
+# -- hostile tries, second round ---------------------------------------------------------------
+
+def test_a_link_that_loops_is_not_called_missing(tmp_path):
+    loop = tmp_path / "ct.nii.gz"
+    loop.symlink_to(loop)
+    error = refused(loop, "symbolic link that leads to nothing", "loops")
+    assert "does not exist" not in error.message
+
+
+def test_a_slice_that_is_a_broken_link_is_named(series):
+    """A series copied as links whose targets are gone: GDCM skipped the link, so a first or last
+    slice went missing silently."""
+    _, files = series
+    files[-1].unlink()
+    files[-1].symlink_to(files[-1].parent / "gone" / files[-1].name)
+    refused(files[0].parent, "slice_0006.dcm leads nowhere", "symbolic link to a slice that is not there")
+
+
+def test_a_folder_on_the_kernels_file_systems_is_refused_without_reading_it():
+    """/proc as a DICOM folder: GDCM read /proc/kmsg and blocked forever, deaf to Ctrl-C (or
+    failed with EPERM, reported as an output problem)."""
+    if not Path("/proc/self/mountinfo").is_file():
+        pytest.skip("no /proc here")
+    for folder in ("/proc", "/sys/kernel"):
+        if Path(folder).is_dir():
+            refused(Path(folder), "is not a folder of images", "kernel's")
+
+
+@pytest.mark.parametrize("spacing", [1e30, 1e-30])
+def test_an_implausible_voxel_size_is_refused(tmp_path, spacing):
+    """1e30 mm gave volumes of 4.9e89 mL in statistics.csv, silently; 1e-30 mm a raw traceback
+    (a Gaussian kernel too large to allocate)."""
+    path = written(tmp_path, "ct.nii")
+    data = bytearray(path.read_bytes())
+    data[80:92] = struct.pack("<3f", spacing, spacing, spacing)
+    path.write_bytes(bytes(data))
+    refused(path, "implausible voxel size", f"{spacing:g}", "metres or micrometres")
+
+
+@pytest.mark.parametrize("shape, words", [((1, 1, 1), "a single voxel"), ((1, 1, 9), "a line of voxels")])
+def test_a_single_voxel_or_a_line_is_not_called_a_2d_image(tmp_path, shape, words):
+    path = write_image(Image(np.zeros(shape, np.int16)), tmp_path / "tiny.nii.gz")
+    with pytest.raises(InputError) as caught:
+        read_volume(path)
+    assert words in caught.value.what and "2D" not in caught.value.message
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "segforge.cli.main", *args], capture_output=True, encoding="utf-8",
+                          errors="replace", env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+
+
+def one_line(run, *words: str) -> str:
+    line = run.stderr.strip().splitlines()[-1]
+    assert run.returncode == 1 and line.startswith("segforge: error:"), run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "RuntimeWarning" not in run.stderr, run.stderr[-2000:]
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def test_infinite_voxels_are_refused_by_every_command(tmp_path):
+    """organ refused them; interactive crashed (ValueError: cannot convert float NaN to integer)
+    and vessel printed numpy warnings, then 'no vessel-like structure was found'."""
+    path = write_image(Image(np.full((6, 8, 8), np.inf, np.float32)), tmp_path / "inf.nrrd")
+    prompts = tmp_path / "p.json"
+    prompts.write_text('{"coordinateSystem": "LPS", "prompts": [{"type": "point", "position": [0, 0, 0]}]}')
+    for command in (("organ",), ("vessel",), ("interactive", "--prompts", str(prompts))):
+        one_line(cli(command[0], str(path), *command[1:], "--out", str(tmp_path / command[0])),
+                 "NaN or infinite voxels", "384 of its 384 voxels")
+        assert not (tmp_path / command[0]).exists()
+
+
+def test_a_prompt_file_that_never_ends_or_blocks_is_refused_at_once(tmp_path):
+    """--prompts /dev/zero filled the memory until the process was killed; a named pipe blocked forever."""
+    ct = write_image(make_image((6, 8, 8)), tmp_path / "ct.nrrd")
+    (tmp_path / "zeros.json").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "pipe.json")
+    for name in ("zeros.json", "pipe.json"):
+        one_line(cli("interactive", str(ct), "--prompts", str(tmp_path / name), "--out", str(tmp_path / "out")),
+                 "Cannot read the prompt file", "named pipe or a device")
+    big = tmp_path / "big.json"
+    with open(big, "wb") as handle:
+        handle.truncate(65 << 20)  # sparse: 65 MiB of zeros, no disk used
+    one_line(cli("interactive", str(ct), "--prompts", str(big), "--out", str(tmp_path / "out")), "is too large")
+    assert not (tmp_path / "out").exists()
+
+
+def test_messages_keep_file_names_as_they_are():
+    """'ct.nii.gz is incomplete' was shown as 'Ct.nii.gz is incomplete', another file's name on
+    a case-sensitive disk; a question kept a full stop after its question mark."""
+    error = InputError("ct.nii.gz is incomplete", "was it placed on another volume?", "copy it again")
+    assert error.message == "ct.nii.gz is incomplete. Was it placed on another volume? Copy it again."

@@ -11,6 +11,7 @@ lowest value so every slice stays at its true position, and a warning says so.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import struct
 from pathlib import Path
@@ -29,6 +30,7 @@ _RECOPY = "copy the series again from the scanner or PACS"
 
 def read_dicom_series(folder: Path, allow_gaps: bool = False, series_uid: Optional[str] = None) -> sitk.Image:
     """The one series in ``folder`` (or the one named ``series_uid``) as a checked ``sitk.Image``."""
+    _refuse_system_folder(folder)
     series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     files = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in series}
     _refuse_damaged_files(folder, {Path(name).name for names in files.values() for name in names})
@@ -63,6 +65,34 @@ def read_dicom_series(folder: Path, allow_gaps: bool = False, series_uid: Option
     return _check_slice_steps(folder, volume, names, tags, allow_gaps)
 
 
+#: File systems of the kernel's own (no images; some of their files block a reader forever).
+_SYSTEM_FILE_SYSTEMS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "debugfs", "tracefs", "securityfs",
+                                  "cgroup", "cgroup2", "pstore", "bpf", "configfs", "fusectl", "mqueue",
+                                  "hugetlbfs", "efivarfs", "binfmt_misc", "autofs", "rpc_pipefs", "nsfs"})
+
+
+def _refuse_system_folder(folder: Path) -> None:
+    """GDCM reads every file of the folder: in /proc one of them (kmsg) blocks the read forever,
+    deaf to Ctrl-C. Refused from the mount table before anything is opened (Linux; elsewhere
+    nothing is checked)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return
+    where, kind = Path(os.path.realpath(folder)), ""
+    best = -1
+    for line in lines:
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount = Path(fields[4].replace("\\040", " "))
+        if (mount == where or mount in where.parents) and len(mount.parts) > best:
+            best, kind = len(mount.parts), line.split(" - ", 1)[1].split()[0]
+    if kind in _SYSTEM_FILE_SYSTEMS:
+        raise InputError(f"{folder} is not a folder of images", f"it lies on the kernel's {kind} file system",
+                         "give the folder that holds the DICOM series' files")
+
+
 def _describe(files: dict[str, list[str]]) -> str:
     parts = []
     for uid, names in files.items():
@@ -87,6 +117,11 @@ def _refuse_damaged_files(folder: Path, listed: set[str]) -> None:
     A README or a DICOMDIR beside the slices is none of these.
     """
     shapes = {_shape(name) for name in listed}
+    for path in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
+        if path.name.lower().endswith(_DICOM_SUFFIXES) or _shape(path.name) in shapes:
+            raise InputError(f"{path} leads nowhere", "it is a symbolic link to a slice that is not there (moved, "
+                             "deleted, or a link that loops), so the series would miss a slice",
+                             f"{_RECOPY} as files rather than links, or remove that link if the slice is not needed")
     for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in listed):
         if path.name.upper() == "DICOMDIR":
             continue

@@ -76,6 +76,9 @@ def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid:
     """
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():  # a link that loops, or whose target is gone
+            raise InputError(f"Cannot read {path}", "it is a symbolic link that leads to nothing (it loops, or "
+                             "what it points to was moved or deleted)", "give the volume file or folder itself")
         raise InputError(f"No file or folder at {path}", "the path does not exist",
                          "check the path and try again")
     if path.is_dir() and path.name.lower().endswith(_FILE_SUFFIXES):
@@ -84,17 +87,36 @@ def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid:
     try:
         with quiet_native_output():
             if path.is_dir():
-                return from_sitk(read_dicom_series(path, allow_gaps, series_uid))
+                return _plausible(path, from_sitk(read_dicom_series(path, allow_gaps, series_uid)))
             facts = verify_volume_file(path)
             source = sitk.ReadImage(str(path))
     except RuntimeError as error:  # SimpleITK's own reader errors
         raise InputError(f"Could not read {path}", native_reason(error),
                          "give a NIfTI, NRRD, MHA file or a folder of one DICOM series") from error
+    except OSError as error:  # the input cannot be opened: said about the input, not about --out
+        where = error.filename or path
+        raise InputError(f"Could not read {where}", error.strerror or str(error),
+                         "check that the file is there and readable by this user") from error
     got = source.GetNumberOfPixels() * source.GetNumberOfComponentsPerPixel()
     if facts.element_count is not None and got != facts.element_count:
         raise InputError(f"{path} was not read whole", f"its header promises {facts.element_count:,} values "
                          f"but {got:,} were read", "export the file again (or convert it with another tool)")
-    return from_sitk(source)
+    return _plausible(path, from_sitk(source))
+
+
+#: Voxel sizes no scanner makes (1 nm, 1 km): a header in other units or a damaged one. Beyond them
+#: filters asked for a width in millimetres fail (a kernel of 1e30 voxels) and volumes overflow.
+PLAUSIBLE_SPACING_MM = (1e-6, 1e6)
+
+
+def _plausible(path: Path, image: Image) -> Image:
+    low, high = PLAUSIBLE_SPACING_MM
+    if not all(low <= s <= high for s in image.spacing):
+        raise InputError(f"{path} has an implausible voxel size",
+                         f"its header gives a spacing of {', '.join(f'{s:g}' for s in image.spacing)} mm, outside "
+                         f"{low:g} to {high:g} mm", "fix the spacing in the header (a value in metres or micrometres "
+                         "instead of millimetres?), or export the volume again")
+    return image
 
 
 _quiet_lock = threading.Lock()
