@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from http.cookiejar import CookieJar
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -294,3 +295,32 @@ def test_a_data_file_vtk_cannot_read_gives_our_line_and_no_native_dump(tmp_path,
     assert fake.read_text() == "patient notes, not a model\n" and sorted(tmp_path.iterdir()) == [fake]
     assert nothing_listens(port)
 
+
+
+def test_uploaded_files_never_overwrite_each_other_or_leave_the_folder(tmp_path):
+    """A folder upload is flattened to base names: two series' IM0001 overwrote each other, one
+    slice silently lost. A name that climbs out of the folder stays in it."""
+    from segforge_app.data_panel import upload_target
+
+    names = ["a/IM0001", "b/IM0001", "../../etc/passwd", "..", "", "C:\\scans\\ct.nii.gz", "ct.nii.gz"]
+    written = []
+    for number, name in enumerate(names):
+        target = upload_target(tmp_path, name)
+        target.write_bytes(bytes([number]))
+        written.append(target)
+    assert [p.parent for p in written] == [tmp_path] * len(names)
+    assert len({p.name for p in written}) == len(names)
+    assert [p.read_bytes() for p in written] == [bytes([n]) for n in range(len(names))]  # nothing overwritten
+    assert written[5].name == "ct.nii.gz" and written[6].name.endswith(".nii.gz")  # the ending still says the type
+
+
+def test_a_system_folder_as_data_is_refused_at_once(tmp_path):
+    """--data /proc read /proc/kmsg through GDCM and blocked forever."""
+    if not Path("/proc/self/mountinfo").is_file():
+        pytest.skip("no /proc here")
+    port = free_port()
+    run = run_cli("--port", str(port), "--data", "/proc", timeout=120)
+    assert run.returncode == 1
+    assert "/proc is not a folder of images" in error_line(run)
+    only_our_lines(run)
+    assert nothing_listens(port)
