@@ -526,3 +526,21 @@ def test_a_reply_cut_short_is_reported_as_a_lost_connection():
     finally:
         thread.join(5)
         listener.close()
+
+
+@pytest.mark.parametrize("health_port, words", [("same", "Address already in use"), ("70000", "0-65535")])
+def test_a_health_port_that_cannot_be_opened_is_named(health_port, words):
+    """It was reported as the worker's port ("pick another --port") though that one was free."""
+    import os
+    import sys
+
+    from conftest import REPO
+
+    port = free_port()
+    run = subprocess.run([sys.executable, "-m", "segforge.cli.main", "serve", "--port", str(port), "--token", TOKEN,
+                          "--health-port", str(port) if health_port == "same" else health_port],
+                         capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    line = run.stderr.strip().splitlines()[-1]
+    assert f"cannot listen for health checks on 127.0.0.1:{health_port if health_port != 'same' else port}" in line
+    assert words in line and "pick another --health-port" in line and "--port," not in line, line

@@ -197,7 +197,12 @@ class WorkerServer:
         self.address = self._listener.getsockname()[:2]
         self._stopping = threading.Event()
         self._admission = _Admission(self.limits)
-        self._health = _HealthPort(host, health_port) if health_port is not None else None
+        try:
+            self._health = _HealthPort(host, health_port) if health_port is not None else None
+        except (OSError, OverflowError) as error:
+            self._listener.close()
+            raise HealthPortError(f"cannot listen for health checks on {host}:{health_port}: {error} "
+                                  "(pick another --health-port)") from error
         self.health_address = self._health.address if self._health is not None else None
 
     def serve_forever(self) -> None:
@@ -452,6 +457,10 @@ def _answer_health(connection: socket.socket) -> None:
         pass
 
 
+class HealthPortError(OSError):
+    """The ``--health-port`` listener could not be opened (said apart from the worker's port)."""
+
+
 class _HealthPort:
     """``--health-port``: a listener of its own that answers every connection ``200 ok``.
 
@@ -621,6 +630,9 @@ def serve(args: argparse.Namespace) -> int:
                         max_sessions_per_client=args.max_sessions_per_client)
         server = WorkerServer(args.host, args.port, token, int(args.max_request_mb * 2**20),
                               _tls_context(args.tls_cert, args.tls_key), limits, args.health_port)
+    except HealthPortError as error:
+        print(f"segforge serve: {error}", file=sys.stderr)
+        return 1
     except (OSError, OverflowError, ssl.SSLError) as error:
         print(f"segforge serve: cannot listen on {args.host}:{args.port}: {error} "
               "(pick another --port, or check --host and the TLS files)", file=sys.stderr)
