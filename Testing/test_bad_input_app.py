@@ -324,3 +324,19 @@ def test_a_system_folder_as_data_is_refused_at_once(tmp_path):
     assert "/proc is not a folder of images" in error_line(run)
     only_our_lines(run)
     assert nothing_listens(port)
+
+
+@pytest.mark.parametrize("name", ["table.csv", "surface.vtp", "points.mrk.json"])
+def test_a_pipe_or_a_device_named_like_data_is_refused_as_what_it_is(tmp_path, name, mrml_scene):
+    """It was 'No file at ...: the path does not exist or is a folder' (it exists, and is neither)."""
+    from segforge.errors import InputError
+    from segforge_app.data_loading import load_path
+
+    device = tmp_path / f"zeros-{name}"
+    device.symlink_to("/dev/zero")
+    pipe = tmp_path / name
+    os.mkfifo(pipe)
+    for path in (device, pipe):
+        with pytest.raises(InputError) as caught:
+            load_path(path, mrml_scene)
+        assert "is not a regular file" in caught.value.what and "named pipe, a socket or a device" in caught.value.why

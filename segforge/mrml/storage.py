@@ -207,6 +207,9 @@ def _read(path: PathLike, node_class: str, storage_class: str, name: Optional[st
 
 def _existing(path: PathLike) -> Path:
     path = Path(path).absolute()
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block, /dev/zero never end
+        raise InputError(f"{path} is not a regular file", "it is a named pipe, a socket or a device",
+                         "save the data to a file and give that file's path")
     if not path.is_file():
         raise InputError(f"No file at {path}", "the path does not exist or is a folder", "check the path")
     return path
