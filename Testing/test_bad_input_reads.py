@@ -780,6 +780,11 @@ def test_a_prompt_file_that_never_ends_or_blocks_is_refused_at_once(tmp_path):
     with open(big, "wb") as handle:
         handle.truncate(65 << 20)  # sparse: 65 MiB of zeros, no disk used
     one_line(cli("interactive", str(ct), "--prompts", str(big), "--out", str(tmp_path / "out")), "is too large")
+    nan = tmp_path / "nan.json"  # json reads NaN; the message showed it as np.float64(nan)
+    nan.write_text('{"coordinateSystem": "LPS", "prompts": [{"type": "point", "position": [NaN, 0, 0]}]}')
+    line = one_line(cli("interactive", str(ct), "--prompts", str(nan), "--out", str(tmp_path / "out")),
+                    "A prompt position is [nan, 0, 0]", "three finite numbers")
+    assert "np." not in line
     assert not (tmp_path / "out").exists()
 
 
