@@ -27,11 +27,13 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def options_of(args: argparse.Namespace) -> dict[str, Any]:
     """The command line's options, as the manifest records them."""
-    return {key: value for key, value in vars(args).items() if key != "func"}
+    return {key: value for key, value in vars(args).items() if key not in ("func", "input_warnings")}
 
 
 def output_set(args: argparse.Namespace, command: str, size_factor: float,
                parameters: Mapping[str, Any]) -> OutputSet:
     """The command's result set at ``--out``: enter it before the work (problems are said then)."""
+    args.input_warnings = getattr(args, "input_warnings", None) or []  # filled by read_input, kept in the manifest
     return OutputSet(args.out, overwrite=args.overwrite, expected_bytes=estimate_bytes(args.image, size_factor),
-                     input_path=args.image, parameters=parameters, command=command)
+                     input_path=args.image, parameters=parameters, command=command,
+                     input_warnings=args.input_warnings)
