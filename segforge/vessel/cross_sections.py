@@ -139,15 +139,9 @@ def measure_sections(field: LumenField, points_lps: np.ndarray, tangents_lps: Op
     inside = field.centre_distance(points)
     reach = 3.0 * inside + 2.0 * voxel if reach_mm is None else np.broadcast_to(np.asarray(reach_mm, float),
                                                                                  (len(points),))
-    start = field.surely_inside(points)
-    # most outlines end within twice the inscribed radius: look that far first, and further
-    # only for the sections some ray of which went on (elongated lumens, junctions)
-    first = np.minimum(2.0 * inside + 2.0 * voxel, reach)
-    distances = edge_distances(field, points, directions, first, start, progress=progress,
-                               message="Measuring sections along the branches")
-    again = np.flatnonzero(np.isnan(distances).any(axis=1) & (reach > first))
-    if len(again):
-        distances[again] = edge_distances(field, points[again], directions[again], reach[again], start[again])
+    # each ray marches only until it meets the wall (:func:`.lumen_edge.edge_distances`)
+    distances = edge_distances(field, points, directions, reach, field.surely_inside(points, inside),
+                               progress=progress, message="Measuring sections along the branches")
     finest = 2 * field.edge_uncertainty(directions).min(axis=1)  # the finest voxel size in each plane
     return outline_measures(distances, angles, smooth_outline(distances, angles, finest))
 

@@ -27,11 +27,12 @@ from typing import Optional
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..image import Image, foreground_box
 from ..progress import ProgressCallback, no_progress
-from .radius import BoundaryDistance, affine
+from .radius import affine
 
 #: The wall is where the field crosses this level.
 LEVEL = 0.5
@@ -60,25 +61,52 @@ class LumenField:
                                        output=np.float32)
 
     @cached_property
-    def _outside(self) -> BoundaryDistance:
-        """Exact distance to the nearest voxel centre where the field is below the level."""
-        return BoundaryDistance(self.volume >= LEVEL, np.asarray(self.spacing[::-1], float))
+    def _walls(self) -> tuple[cKDTree, np.ndarray]:
+        """A k-d tree (mm, kji order) of the voxel centres below the level that touch the
+        lumen by a face (the nearest outside centre to any inside point is one of them, see
+        :mod:`.radius`), and those centres (kji). Centres beyond the box's faces do not
+        count (the box ends at the image's faces or in background), unless the lumen fills
+        the whole box: then the layer beyond its faces is the wall."""
+        inside = self.volume >= LEVEL
+        touching = np.zeros_like(inside)
+        for axis in range(3):
+            a, b = np.moveaxis(touching, axis, 0), np.moveaxis(inside, axis, 0)
+            a[1:] |= b[:-1]
+            a[:-1] |= b[1:]
+        walls = np.argwhere(touching & ~inside)
+        if len(walls) == 0:
+            shape = np.array(inside.shape)
+            layers = [np.argwhere(np.ones(np.delete(shape, axis), bool)) for axis in range(3)]
+            walls = np.concatenate([np.insert(layer, axis, end, axis=1) for axis, layer in enumerate(layers)
+                                    for end in (-1, shape[axis])])
+        spacing = np.asarray(self.spacing[::-1], float)
+        return cKDTree(walls * spacing), walls
 
-    def surely_inside(self, points_lps: np.ndarray) -> np.ndarray:
+    def nearest_wall(self, points_lps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distance (mm) from each point to the nearest voxel centre outside the lumen, and
+        that centre (LPS); distance 0 (and the point itself) for a point outside the box."""
+        points = np.asarray(points_lps, float).reshape(-1, 3)
+        kji = affine(points, self.lps_to_kji)
+        inside_box = np.all((kji >= 0) & (kji <= np.asarray(self.volume.shape) - 1), axis=1)
+        tree, walls = self._walls
+        spacing = np.asarray(self.spacing[::-1], float)
+        distance, index = tree.query(kji * spacing, workers=-1 if len(points) > 20000 else 1)
+        nearest = affine(walls[index].astype(float), np.linalg.inv(self.lps_to_kji))
+        return np.where(inside_box, distance, 0.0), np.where(inside_box[:, None], nearest, points)
+
+    def surely_inside(self, points_lps: np.ndarray, centre_distance: Optional[np.ndarray] = None) -> np.ndarray:
         """How far (mm) from each point the field is surely at or above the level: trilinear
         interpolation falls below it only within a voxel diagonal of a voxel centre below it
         (:meth:`centre_distance` finds the nearest such centre, on the field itself, so an
         image that moved the edge is accounted for). Rays start there
         (:func:`edge_distances`), which saves sampling the lumen's core."""
-        distance = self.centre_distance(points_lps)
+        distance = self.centre_distance(points_lps) if centre_distance is None else centre_distance
         return np.maximum(distance - float(np.linalg.norm(self.spacing)), 0.0)
 
     def centre_distance(self, points_lps: np.ndarray) -> np.ndarray:
         """Distance (mm) from each point to the nearest voxel centre outside the lumen (the
         graph's voxel-centre radius, here on the field); 0 for a point outside the box."""
-        kji = affine(np.asarray(points_lps, float).reshape(-1, 3), self.lps_to_kji)
-        inside_box = np.all((kji >= 0) & (kji <= np.asarray(self.volume.shape) - 1), axis=1)
-        return np.where(inside_box, self._outside(kji), 0.0)
+        return self.nearest_wall(points_lps)[0]
 
     def edge_uncertainty(self, directions_lps: np.ndarray) -> np.ndarray:
         """Half the voxel's extent along each direction (mm): how well the grid places an
@@ -90,12 +118,15 @@ class LumenField:
 def lumen_field(segment: Image, image: Optional[Image] = None, margin_mm: float = 0.0) -> LumenField:
     """The lumen field of a binary ``segment`` (nonzero = vessel), sharpened by ``image``.
 
-    Only the segment's bounding box grown by ``margin_mm`` (and a few voxels) is kept: rays
-    never need to go further. Raises :class:`InputError` for an empty segment or an image on
-    another grid.
+    Only a box around the segment is kept. A mask alone is 0 beyond its bounding box, which
+    a ray leaving the box reads too (interpolation beyond the box takes 0), so two voxels of
+    background around it are enough; with an image, the box is grown by ``margin_mm`` (and a
+    few voxels), over which the image's local lumen and wall levels are taken. Raises
+    :class:`InputError` for an empty segment or an image on another grid.
     """
     mask = np.asarray(segment.array) != 0
-    pad = [int(np.ceil(margin_mm / s)) + IMAGE_REACH_VOXELS + 2 for s in segment.spacing[::-1]]
+    grow_mm = margin_mm if image is not None else 0.0
+    pad = [int(np.ceil(grow_mm / s)) + IMAGE_REACH_VOXELS + 2 for s in segment.spacing[::-1]]
     box = foreground_box(mask, pad)
     if box is None:
         raise InputError("The vessel segment is empty", "no voxel is set", "choose or draw a vessel segment")
@@ -153,90 +184,116 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
     ``start_mm``: (n,) where to start looking, for a caller that knows the field is inside
     up to there (:meth:`LumenField.surely_inside`). NaN where a ray finds no wall within
     reach (the section opens into a junction, or the centre itself is outside the lumen).
-    Samples every half of the finest voxel, then bisects.
+    Samples every half of the finest voxel, then refines the crossing (:func:`_refined`).
+
+    Each ray marches on only until it meets its wall: a stretch of ``STRETCH_STEPS``
+    samples for every ray, then further stretches for the rays still inside (most walls lie
+    within the first: a ray starts a voxel diagonal before the nearest outside voxel
+    centre), so a wide or elongated lumen costs samples only along its long rays.
+    ``budget`` bounds the samples held at once.
     """
     centres = np.asarray(centres_lps, float).reshape(-1, 3)
     directions = np.asarray(directions_lps, float)
     count, rays = directions.shape[:2]
+    if count == 0 or rays == 0:
+        return np.full((count, rays), np.nan)
     reach = np.broadcast_to(np.asarray(reach_mm, float), (count,))
     start = np.zeros(count) if start_mm is None else np.clip(np.broadcast_to(start_mm, (count,)), 0.0, reach)
-    if count == 0:
-        return np.full((count, rays), np.nan)
     step = 0.5 * float(min(field.spacing))
-    # in voxel indices: the centre moved once, each ray a fixed step per sample
-    centres_kji = affine(centres, field.lps_to_kji)
-    directions_kji = directions @ field.lps_to_kji[:3, :3].T
     report = progress or no_progress
-    # two stretches: every ray a few voxels past where the field is surely inside (most walls
-    # are there), then only the rays that found none, on to their reach
-    near = np.minimum(start + FIRST_STRETCH_STEPS * step, reach)
-    out = _marched(field, centres_kji, directions_kji, start, near, step, budget, report, message, 0.0, 0.8)
-    row, ray = np.nonzero(np.isnan(out) & (near < reach)[:, None])
-    if len(row):
-        out[row, ray] = _marched(field, centres_kji[row], directions_kji[row, ray][:, None], near[row], reach[row],
-                                 step, budget, report, message, 0.8, 1.0)[:, 0]
-    return out
+    # one row per ray, in voxel indices: the centre moved once, each ray a fixed step per sample
+    owner = np.repeat(np.arange(count), rays)
+    origin = affine(centres, field.lps_to_kji)[owner].astype(np.float32)
+    heading = (directions.reshape(-1, 3) @ field.lps_to_kji[:3, :3].T * step).astype(np.float32)
+    ray_reach = reach[owner]
+    position = start[owner] / step  # in steps from the centre: the last sample known inside
+    # the first sample of each ray: a ray that starts outside the lumen finds no wall
+    inside = _sample_rays(field.volume, origin, heading, position[:, None])[:, 0] >= LEVEL
+    active = np.flatnonzero(inside & (position * step <= ray_reach))
+    low = np.full(len(owner), np.nan)
+    low_value = np.zeros(len(owner), np.float32)
+    high_value = np.zeros(len(owner), np.float32)
+    total = len(active)
+    while len(active):
+        report(1.0 - len(active) / max(total, 1), message)
+        chunk = active[:max(budget // STRETCH_STEPS, 1)]
+        rest = active[len(chunk):]
+        offsets = np.arange(1, STRETCH_STEPS + 1, dtype=np.float32)
+        s = position[chunk, None] + offsets[None]
+        values = _sample_rays(field.volume, origin[chunk], heading[chunk], s)
+        outside = values < LEVEL
+        met = outside.any(axis=1)
+        first = np.argmax(outside, axis=1)
+        # a wall beyond reach is no wall: it must be met from a sample within reach
+        before = position[chunk] + first
+        met &= before * step <= ray_reach[chunk]
+        rows = chunk[met]
+        low[rows] = before[met]
+        high_value[rows] = values[met, first[met]]
+        previous = np.where(first[met] > 0, values[met, first[met] - 1], np.inf)
+        low_value[rows] = previous
+        # the rays still inside go on from their last sample, while it lies within reach
+        going = ~met
+        position[chunk[going]] += STRETCH_STEPS
+        onward = chunk[going][position[chunk[going]] * step <= ray_reach[chunk[going]]]
+        active = np.concatenate([rest, onward])
+    found = np.flatnonzero(np.isfinite(low))
+    # a crossing at the first new sample of a stretch: the sample before it is the last of
+    # the stretch before (or the start), inside by construction; its value is needed
+    unknown = found[~np.isfinite(low_value[found])]
+    if len(unknown):
+        low_value[unknown] = _sample_rays(field.volume, origin[unknown], heading[unknown],
+                                          low[unknown, None])[:, 0]
+    out = np.full(len(owner), np.nan)
+    if len(found):
+        distance = _refined(field.volume, origin[found], heading[found], low[found], low_value[found],
+                            high_value[found]) * step
+        out[found] = np.where(distance <= ray_reach[found], distance, np.nan)
+    report(1.0, message)
+    return out.reshape(count, rays)
 
 
-#: Samples of the first stretch of every ray (half a voxel each).
-FIRST_STRETCH_STEPS = 8
+#: Samples (half a voxel each) a ray takes per stretch of its march.
+STRETCH_STEPS = 8
+#: Steps of false position that refine each crossing inside its half-voxel bracket.
+REFINE_STEPS = 2
 
 
-def _marched(field: LumenField, centres_kji: np.ndarray, directions_kji: np.ndarray, start: np.ndarray,
-             reach: np.ndarray, step: float, budget: int, report: ProgressCallback, message: str,
-             low: float, high: float) -> np.ndarray:
-    """:func:`_crossings` in chunks of at most ``budget`` samples, reporting progress."""
-    count, rays = directions_kji.shape[:2]
-    out = np.full((count, rays), np.nan)
-    order = np.argsort(reach - start)
-    span = np.ceil((reach - start) / step).astype(int) + 2
-    first = 0
-    while first < count:
-        report(low + (high - low) * first / count, message)
-        # as many points as fit the sample budget, at the longest span among them
-        rows = order[first:]
-        fits = np.flatnonzero(np.maximum.accumulate(span[rows]) * rays * (np.arange(len(rows)) + 1) > budget)
-        take = max(int(fits[0]) if len(fits) else len(rows), 1)
-        rows = rows[:take]
-        out[rows] = _crossings(field, centres_kji[rows], directions_kji[rows], start[rows], reach[rows], step)
-        first += take
-    return out
+def _refined(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, low: np.ndarray,
+             low_value: np.ndarray, high_value: np.ndarray) -> np.ndarray:
+    """The crossing (in steps from the centre) inside each bracket [low, low + 1], whose
+    ends' values straddle the level.
+
+    False position (Illinois variant: an end kept twice has its distance to the level
+    halved, so the bracket always shrinks from both sides): the trilinear field along a ray
+    is a low-order polynomial on each cell, for which this converges much faster than
+    bisection; after ``REFINE_STEPS`` steps the crossing is interpolated in what is left."""
+    a, b = low.astype(float), low.astype(float) + 1.0
+    fa = low_value.astype(float) - LEVEL
+    fb = high_value.astype(float) - LEVEL
+    side = np.zeros(len(a), np.int8)
+    for _ in range(REFINE_STEPS):
+        t = np.clip(fa / np.maximum(fa - fb, 1e-9), 0.05, 0.95)  # never onto an end
+        middle = a + t * (b - a)
+        fm = _sample_rays(volume, origin, heading, middle[:, None])[:, 0].astype(float) - LEVEL
+        in_lumen = fm >= 0
+        a, fa_new = np.where(in_lumen, middle, a), np.where(in_lumen, fm, fa)
+        b, fb_new = np.where(in_lumen, b, middle), np.where(in_lumen, fb, fm)
+        # Illinois: halve the value at the end that stayed for the second time running
+        fb_new = np.where(in_lumen & (side == 1), 0.5 * fb_new, fb_new)
+        fa_new = np.where(~in_lumen & (side == -1), 0.5 * fa_new, fa_new)
+        side = np.where(in_lumen, 1, -1).astype(np.int8)
+        fa, fb = fa_new, fb_new
+    return a + np.clip(fa / np.maximum(fa - fb, 1e-9), 0.0, 1.0) * (b - a)
 
 
-def _crossings(field: LumenField, centres: np.ndarray, directions: np.ndarray, start: np.ndarray,
-               reach: np.ndarray, step: float) -> np.ndarray:
-    """First crossings (mm) for centres and directions given in voxel indices (per mm)."""
-    samples = int(np.ceil((reach - start).max() / step)) + 2
-    s = start[:, None] + np.arange(samples)[None] * step  # (n, samples) mm from the centre
-    values = _along(field, centres, directions, s[:, None, :])
-    outside = (values < LEVEL) | (s[:, None, :] > reach[:, None, None])
-    first = np.argmax(outside, axis=2)
-    found = outside.any(axis=2) & (first > 0)
-    first = np.maximum(first, 1)
-    low = np.take_along_axis(s, (first - 1).reshape(len(s), -1), 1).reshape(first.shape)
-    high = low + step
-    low_value = np.take_along_axis(values, (first - 1)[..., None], 2)[..., 0]
-    high_value = np.take_along_axis(values, first[..., None], 2)[..., 0]
-    for _ in range(4):  # bisect: the crossing to 1/32 of a voxel before the last interpolation
-        middle = 0.5 * (low + high)
-        value = _along(field, centres, directions, middle[..., None])[..., 0]
-        inside = value >= LEVEL
-        low, low_value = np.where(inside, middle, low), np.where(inside, value, low_value)
-        high, high_value = np.where(inside, high, middle), np.where(inside, high_value, value)
-    fraction = (low_value - LEVEL) / np.maximum(low_value - high_value, 1e-6)
-    distance = low + np.clip(fraction, 0.0, 1.0) * (high - low)
-    return np.where(found & (distance <= reach[:, None]), distance, np.nan)
-
-
-def _along(field: LumenField, centres_kji: np.ndarray, directions_kji: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """The field at centre + s * direction: centres (n, 3), directions (n, rays, 3) and
-    distances s broadcastable to (n, rays, m); returns (n, rays, m)."""
-    shape = np.broadcast_shapes(s.shape, (len(centres_kji), directions_kji.shape[1], 1))
-    coordinates = np.empty((3,) + shape, np.float64)
+def _sample_rays(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The field at origin + s * heading (voxel indices; ``s`` (n, m) in steps): (n, m) float32."""
+    coordinates = np.empty((3,) + s.shape, np.float32)
     for axis in range(3):
-        coordinates[axis] = centres_kji[:, None, None, axis] + s * directions_kji[:, :, None, axis]
-    return ndimage.map_coordinates(field.volume, coordinates.reshape(3, -1), order=1, mode="constant",
-                                   cval=0.0, output=np.float32).reshape(shape)
+        coordinates[axis] = origin[:, axis, None] + s * heading[:, axis, None]
+    return ndimage.map_coordinates(volume, coordinates.reshape(3, -1), order=1, mode="constant",
+                                   cval=0.0, output=np.float32).reshape(s.shape)
 
 
 def ray_directions(u: np.ndarray, v: np.ndarray, rays: int) -> tuple[np.ndarray, np.ndarray]:

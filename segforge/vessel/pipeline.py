@@ -85,9 +85,12 @@ class VesselPipelineParameters:
 
 @dataclass
 class VesselResult:
-    """What the workflow found; absent stages stay None (or empty). ``mask`` is the mask
-    every stage measured: the segment or the mask made from the image, after the topology
-    clean-up."""
+    """What the workflow found; absent stages stay None (or empty).
+
+    ``mask`` is the mask every stage measured and the one front ends write as the vessel
+    segment: the caller's segment as given (nonzero -> 1), or the mask made from the image.
+    The topology clean-up only decides the centerlines' course: its mask is
+    ``traced_mask``, which no radius, section, finding or surface is measured on."""
 
     mask: Image
     graph: Optional[CenterlineGraph] = None
@@ -103,6 +106,9 @@ class VesselResult:
     sections: tuple[BranchSections, ...] = ()
     landmarks: tuple[LandmarkMeasurement, ...] = ()
     straightened: Optional[Image] = None
+    #: the mask the centerline graph was traced on: ``mask`` with the small tunnels and
+    #: cavities closed (:mod:`.topology`); ``mask`` itself when the clean-up changed nothing
+    traced_mask: Optional[Image] = None
 
 
 #: Each stage's share of the progress bar (measured proportions on the bundled CTA).
@@ -201,18 +207,22 @@ def run_vessel_pipeline(image: Optional[Image], parameters: VesselPipelineParame
     if segment is None:
         clock = time.perf_counter()
         made = make_vessel_mask(image, parameters.mask, step("mask"))
-        mask, model = made.mask, made.model
+        mask, model = made.mask.with_array((np.asarray(made.mask.array) != 0).astype(np.uint8)), made.model
         seconds["mask"] = time.perf_counter() - clock
     else:
         mask, model = given, SEGMENT_MODEL
     clock = time.perf_counter()
-    mask, topology = clean_topology(mask, parameters.topology, step("topology"))
+    # the graph runs through the cleaned mask (no false loops); every measure is taken on
+    # the mask as it is, so a closed tunnel or cavity shows as what the segment holds
+    traced, topology = clean_topology(mask, parameters.topology, step("topology"))
+    if topology.voxels_added == 0:
+        traced = mask
     seconds["topology"] = time.perf_counter() - clock
-    result = VesselResult(mask, seconds=seconds, mask_model=model, topology=topology)
+    result = VesselResult(mask, seconds=seconds, mask_model=model, topology=topology, traced_mask=traced)
     if "centerlines" in stages:
         clock = time.perf_counter()
-        graph = centerline_graph(mask, parameters.graph, step("centerlines"))
-        result.graph = centerlines_between(graph, mask, parameters.endpoints)
+        graph = centerline_graph(traced, parameters.graph, step("centerlines"))
+        result.graph = centerlines_between(graph, traced, parameters.endpoints)
         seconds["centerlines"] = time.perf_counter() - clock
         measured = measure_vessels(mask, image, result.graph, parameters.sections, parameters.straighten,
                                    _first_target(parameters), step("sections"))

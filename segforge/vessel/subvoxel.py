@@ -34,7 +34,7 @@ import numpy as np
 from ..progress import ProgressCallback, no_progress
 from .frames import section_planes
 from .graph import CenterlineGraph
-from .lumen_edge import LumenField, edge_distances, ray_directions
+from .lumen_edge import LEVEL, LumenField, edge_distances, ray_directions
 
 #: Rays per cross-section (5 degrees apart; 48 rays gave 0.097 mm on the CE-MRA instead of 0.092).
 RAYS = 72
@@ -66,9 +66,12 @@ def inscribed_radii(field: LumenField, points_lps: np.ndarray, voxel_radii: np.n
                     branches: list[slice], progress: Optional[ProgressCallback] = None) -> np.ndarray:
     """Radius of the largest circle inside the fitted lumen outline at each point.
 
-    ``voxel_radii`` (the voxel-centre radii) set how far rays look and are kept where the
-    outline cannot be trusted; ``branches`` say which points form one polyline (tangents
-    are taken along each)."""
+    ``voxel_radii`` (the graph's radii, which may come from another mask: the topology
+    clean-up's) set how far rays look and the scale of the tangents; ``branches`` say which
+    points form one polyline (tangents are taken along each). Where the outline cannot be
+    trusted the field's own voxel-centre radius is kept, so every radius is the measured
+    lumen's: 0 at a point outside it (a centreline crossing a cavity or tunnel of the
+    segment that the clean-up closed)."""
     points = np.asarray(points_lps, float).reshape(-1, 3)
     voxel_radii = np.asarray(voxel_radii, float)
     u = np.zeros_like(points)
@@ -77,13 +80,15 @@ def inscribed_radii(field: LumenField, points_lps: np.ndarray, voxel_radii: np.n
         scale = float(np.median(voxel_radii[rows])) if rows.stop > rows.start else 1.0
         _, u[rows], v[rows] = section_planes(points[rows], scale)
     directions, angles = ray_directions(u, v, RAYS)
-    reach = 3.0 * voxel_radii + 2.0 * max(field.spacing)
-    distances = edge_distances(field, points, directions, reach, field.surely_inside(points), progress=progress,
-                               message="Measuring sub-voxel radii")
+    own = field.centre_distance(points)
+    reach = 3.0 * np.maximum(voxel_radii, own) + 2.0 * max(field.spacing)
+    distances = edge_distances(field, points, directions, reach, field.surely_inside(points, own),
+                               progress=progress, message="Measuring sub-voxel radii")
     uncertainty = field.edge_uncertainty(directions)
     fitted = fitted_minimum(distances, angles, uncertainty)
     even = uncertainty.max(axis=1) <= EVEN_SAMPLING * uncertainty.min(axis=1)
-    return np.where(even & np.isfinite(fitted), fitted, voxel_radii)
+    inside = field.sample(points) >= LEVEL
+    return np.where(inside, np.where(even & np.isfinite(fitted), fitted, own), 0.0)
 
 
 def fitted_minimum(distances: np.ndarray, angles: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
