@@ -80,15 +80,44 @@ def inscribed_radii(field: LumenField, points_lps: np.ndarray, voxel_radii: np.n
         scale = float(np.median(voxel_radii[rows])) if rows.stop > rows.start else 1.0
         _, u[rows], v[rows] = section_planes(points[rows], scale)
     directions, angles = ray_directions(u, v, RAYS)
-    own = field.centre_distance(points)
+    own, wall = field.nearest_wall(points)
+    start = field.surely_inside(points, own)
     reach = 3.0 * np.maximum(voxel_radii, own) + 2.0 * max(field.spacing)
-    distances = edge_distances(field, points, directions, reach, field.surely_inside(points, own),
-                               progress=progress, message="Measuring sub-voxel radii")
+    distances = edge_distances(field, points, directions, reach, start, progress=progress,
+                               message="Measuring sub-voxel radii")
     uncertainty = field.edge_uncertainty(directions)
     fitted = fitted_minimum(distances, angles, uncertainty)
     even = uncertainty.max(axis=1) <= EVEN_SAMPLING * uncertainty.min(axis=1)
+    radii = np.where(even & np.isfinite(fitted), fitted, own)
+    radii = np.minimum(radii, _notch(field, points, wall, own, start, radii))
     inside = field.sample(points) >= LEVEL
-    return np.where(inside, np.where(even & np.isfinite(fitted), fitted, own), 0.0)
+    return np.where(inside, radii, 0.0)
+
+
+def _notch(field: LumenField, points: np.ndarray, wall: np.ndarray, own: np.ndarray, start: np.ndarray,
+           radii: np.ndarray) -> np.ndarray:
+    """The distance to the lumen's edge towards the nearest outside voxel centre (in any
+    direction, not only in the plane), where that edge lies closer than ``radii`` by more
+    than the voxel's extent that way; inf elsewhere.
+
+    The fitted outline is smooth by design (it steps over a voxel mask's staircase), so it
+    also steps over a real notch: a hole or a cavity of the segment beside the centreline,
+    a flap, the carina of a bifurcation, the cap of an end. A wall point closer than the
+    outline by more than a voxel cannot be the staircase; the largest sphere centred there
+    inside the lumen reaches no further than it (VMTK's maximum inscribed sphere is bounded
+    the same way)."""
+    out = np.full(len(points), np.inf)
+    towards = wall - points
+    length = np.linalg.norm(towards, axis=1)
+    rows = np.flatnonzero(length > 1e-9)
+    if not len(rows):
+        return out
+    direction = towards[rows] / length[rows, None]
+    step = 0.5 * min(field.spacing)
+    edge = edge_distances(field, points[rows], direction[:, None], own[rows] + step, start[rows])[:, 0]
+    deep = np.isfinite(edge) & (edge < radii[rows] - 2.0 * field.edge_uncertainty(direction))
+    out[rows[deep]] = edge[deep]
+    return out
 
 
 def fitted_minimum(distances: np.ndarray, angles: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
