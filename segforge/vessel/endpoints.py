@@ -38,7 +38,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from ..errors import InputError
-from ..image import Image
+from ..image import Image, foreground_box
 from .graph import BIFURCATION, ENDPOINT, Branch, CenterlineGraph, Node
 from .radius import lps_to_kji
 
@@ -187,7 +187,14 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
 
 
 def _components(mask: Image) -> np.ndarray:
-    labels, _ = ndimage.label(np.asarray(mask.array) != 0, structure=np.ones((3, 3, 3), bool))
+    """The pieces (26-connected components) of the segment, labelled in its bounding box
+    only (labelling the whole image cost most of this stage on a 2.5-million-voxel CTA);
+    0 elsewhere."""
+    array = np.asarray(mask.array) != 0
+    labels = np.zeros(array.shape, np.int32)
+    box = foreground_box(array)
+    if box is not None:
+        ndimage.label(array[box], structure=np.ones((3, 3, 3), bool), output=labels[box])
     return labels
 
 
