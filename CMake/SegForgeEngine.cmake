@@ -109,6 +109,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/parameters.py
   segforge/vessel/pipeline.py
   segforge/vessel/radius.py
+  segforge/vessel/sampling.py
   segforge/vessel/skeleton.py
   segforge/vessel/slabs.py
   segforge/vessel/stenosis.py

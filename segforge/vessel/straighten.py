@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import InputError
 from ..image import Image
@@ -28,6 +27,7 @@ from ..progress import ProgressCallback, no_progress
 from .frames import arc_length, rotation_minimising_frames, smoothed_tangents
 from .graph import CenterlineGraph, resample
 from .radius import across, affine
+from .sampling import trilinear
 
 #: Scale (in the volume's largest voxel spacings) of the smoothing of the path before frames.
 PATH_SMOOTHING_VOXELS = 2.0
@@ -147,12 +147,9 @@ def straighten(volume: Image, graph: CenterlineGraph, parameters: StraightenPara
     for first in range(0, len(centers), rows):
         report(first / len(centers), "Straightening the main centerline")
         k = slice(first, first + rows)
-        coordinates = np.empty((3,) + out[k].shape)
-        for axis in range(3):
-            coordinates[axis] = (c_kji[k, axis, None, None] + offsets[None, None, :] * n_kji[k, axis, None, None]
-                                 + offsets[None, :, None] * b_kji[k, axis, None, None])
-        out[k] = ndimage.map_coordinates(data, coordinates.reshape(3, -1), order=1, mode="constant",
-                                         cval=background, output=np.float32).reshape(out[k].shape)
+        out[k] = trilinear(data, *(c_kji[k, axis, None, None] + offsets[None, None, :] * n_kji[k, axis, None, None]
+                                   + offsets[None, :, None] * b_kji[k, axis, None, None] for axis in range(3)),
+                           cval=background)
     result = (out >= 0.5).astype(np.uint8) if label else out
     # the affine: k along the chord (exact for a straight path, whose ends may tilt a little),
     # i and j as the middle plane's frame turned onto the chord
