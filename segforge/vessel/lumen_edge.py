@@ -97,10 +97,14 @@ class LumenField:
         """How far (mm) from each point the field is surely at or above the level: trilinear
         interpolation falls below it only within a voxel diagonal of a voxel centre below it
         (:meth:`centre_distance` finds the nearest such centre, on the field itself, so an
-        image that moved the edge is accounted for). Rays start there
-        (:func:`edge_distances`), which saves sampling the lumen's core."""
+        image that moved the edge is accounted for), and never beyond the box's faces. Rays
+        start there (:func:`edge_distances`), which saves sampling the lumen's core."""
         distance = self.centre_distance(points_lps) if centre_distance is None else centre_distance
-        return np.maximum(distance - float(np.linalg.norm(self.spacing)), 0.0)
+        # beyond the box the field is 0, though no wall is counted there when the box ends at
+        # the image's face (a vessel cut by the field of view): never start past that face
+        kji = affine(np.asarray(points_lps, float).reshape(-1, 3), self.lps_to_kji)
+        faces = np.minimum(kji, np.asarray(self.volume.shape) - 1 - kji) * np.asarray(self.spacing[::-1])
+        return np.clip(np.minimum(distance - float(np.linalg.norm(self.spacing)), faces.min(axis=1)), 0.0, None)
 
     def centre_distance(self, points_lps: np.ndarray) -> np.ndarray:
         """Distance (mm) from each point to the nearest voxel centre outside the lumen (the
@@ -181,7 +185,7 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
 
     ``directions_lps``: (n, rays, 3) unit vectors; ``reach_mm``: (n,) how far to look;
     ``start_mm``: (n,) where to start looking, for a caller that knows the field is inside
-    up to there (:meth:`LumenField.surely_inside`). NaN where a ray finds no wall within
+    up to there (:meth:`LumenField.surely_inside`; not checked). NaN where a ray finds no wall within
     reach (the section opens into a junction, or the centre itself is outside the lumen).
     Samples every half of the finest voxel, then refines the crossing (:func:`_refined`).
 
@@ -206,9 +210,14 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
     heading = (directions.reshape(-1, 3) @ field.lps_to_kji[:3, :3].T * step).astype(np.float32)
     ray_reach = reach[owner]
     position = start[owner] / step  # in steps from the centre: the last sample known inside
-    # the first sample of each ray: a ray that starts outside the lumen finds no wall
-    inside = _sample_rays(field.volume, origin, heading, position[:, None])[:, 0] >= LEVEL
-    active = np.flatnonzero(inside & (position * step <= ray_reach))
+    # a ray that starts outside the lumen finds no wall: only a ray starting at its centre
+    # can (a later start is where the caller knows the field is inside), and all the rays
+    # of a centre share that first sample
+    inside = np.ones(count, bool)
+    at_centre = np.flatnonzero(start <= 0)
+    if len(at_centre):
+        inside[at_centre] = field.sample(centres[at_centre]) >= LEVEL
+    active = np.flatnonzero(inside[owner] & (position * step <= ray_reach))
     low = np.full(len(owner), np.nan)
     low_value = np.zeros(len(owner), np.float32)
     high_value = np.zeros(len(owner), np.float32)
@@ -220,19 +229,21 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
         offsets = np.arange(1, STRETCH_STEPS + 1, dtype=np.float32)
         s = position[chunk, None] + offsets[None]
         values = _sample_rays(field.volume, origin[chunk], heading[chunk], s)
-        outside = values < LEVEL
-        met = outside.any(axis=1)
-        first = np.argmax(outside, axis=1)
+        # a ray ends at its first sample below the level (a wall) or beyond the box (NaN: the
+        # box ends at the image's face there, and what lies beyond is unknown, no wall)
+        ends = ~(values >= LEVEL)
+        event = ends.any(axis=1)
+        first = np.argmax(ends, axis=1)
         # a wall beyond reach is no wall: it must be met from a sample within reach
         before = position[chunk] + first
-        met &= before * step <= ray_reach[chunk]
+        met = event & (values[np.arange(len(chunk)), first] < LEVEL) & (before * step <= ray_reach[chunk])
         rows = chunk[met]
         low[rows] = before[met]
         high_value[rows] = values[met, first[met]]
         previous = np.where(first[met] > 0, values[met, first[met] - 1], np.inf)
         low_value[rows] = previous
         # the rays still inside go on from their last sample, while it lies within reach
-        going = ~met
+        going = ~event
         position[chunk[going]] += STRETCH_STEPS
         onward = chunk[going][position[chunk[going]] * step <= ray_reach[chunk[going]]]
         active = np.concatenate([rest, onward])
@@ -287,8 +298,10 @@ def _refined(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, low: n
 
 
 def _sample_rays(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """The field at origin + s * heading (voxel indices; ``s`` (n, m) in steps): (n, m) float32."""
-    return trilinear(volume, *(origin[:, axis, None] + s * heading[:, axis, None] for axis in range(3)))
+    """The field at origin + s * heading (voxel indices; ``s`` (n, m) in steps): (n, m)
+    float32, NaN beyond the box."""
+    return trilinear(volume, *(origin[:, axis, None] + s * heading[:, axis, None] for axis in range(3)),
+                     cval=np.nan)
 
 
 def ray_directions(u: np.ndarray, v: np.ndarray, rays: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,22 +19,25 @@ def trilinear(volume: np.ndarray, k: np.ndarray, j: np.ndarray, i: np.ndarray, c
     of one shape (float32 is enough for indices below a few thousand); float32, that shape."""
     coordinates = [np.asarray(c, np.float32) for c in (k, j, i)]
     shape = volume.shape
+    index = np.int32 if volume.size < 2 ** 31 else np.intp
     valid = np.ones(coordinates[0].shape, bool)
-    corner, fraction = [], []
-    for c, n in zip(coordinates, shape):
+    base = np.zeros(coordinates[0].shape, index)
+    fraction = []
+    for c, n, stride in zip(coordinates, shape, (shape[1] * shape[2], shape[2], 1)):
         valid &= (c >= 0) & (c <= n - 1)
-        low = np.clip(np.floor(c), 0, max(n - 2, 0))
-        corner.append(low.astype(np.intp))
-        fraction.append(np.clip(c - low, 0.0, 1.0) if n > 1 else np.zeros_like(c))
-    strides = (shape[1] * shape[2], shape[2], 1)
-    sk, sj, si = (stride if n > 1 else 0 for stride, n in zip(strides, shape))
-    base = corner[0] * strides[0] + corner[1] * strides[1] + corner[2]
+        low = np.floor(c)
+        np.clip(low, 0, max(n - 2, 0), out=low)  # the cell's first corner, inside the volume
+        fraction.append(c - low if n > 1 else np.zeros_like(c))  # in [0, 1] where valid
+        base += low.astype(index) * index(stride)
+    sk, sj, si = (stride if n > 1 else 0 for stride, n in zip((shape[1] * shape[2], shape[2], 1), shape))
     flat = np.ascontiguousarray(volume).ravel()
+    if np.result_type(flat.dtype, np.float32) != np.float32:  # float64, int32 and wider: once, not per corner
+        flat = flat.astype(np.float32)
     fk, fj, fi = fraction
 
     def along_i(offset: int) -> np.ndarray:  # the cell's edge from corner ``offset`` along i
-        first = flat[base + offset].astype(np.float32)
-        return first + fi * (flat[base + offset + si].astype(np.float32) - first)
+        first = flat[offset:][base].astype(np.float32)  # a shifted view: no index array per corner
+        return first + fi * (flat[offset + si:][base] - first)
 
     front = along_i(0)
     front += fj * (along_i(sj) - front)
