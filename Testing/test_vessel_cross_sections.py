@@ -87,6 +87,24 @@ def test_the_section_is_the_same_from_any_point_inside_the_lumen():
     assert abs(a.max_diameter_mm[0] - b.max_diameter_mm[0]) < 0.2
 
 
+def test_a_lumen_cut_by_the_image_face_is_open_there_not_closed_by_it():
+    """A tube (radius 5 mm) whose lumen runs out of the image: the image ends 4.5 mm from its
+    axis. What lies beyond the face is unknown, so the rays that reach it find no wall and
+    the section is open: the face is not the vessel's wall (it was taken for one, giving a
+    closed, flattened outline). The same sections on the whole tube are closed and right."""
+    mask, frame = ellipse_tube((0.5, 0.5, 0.5), None, rotation(3, -2, 11), 5.0, 5.0)
+    points = _along_axis(frame, 9, 4.0)
+    tangents = np.tile(frame[:, 2], (len(points), 1))
+    whole = measure_sections(lumen_field(mask), points, tangents)
+    assert whole.closed.all() and np.all(np.abs(whole.area_mm2 / (np.pi * 25.0) - 1) < 0.03)
+    centre_i = np.linalg.solve(mask.ijk_to_lps()[:3, :3], CENTER - mask.ijk_to_lps()[:3, 3])[0]
+    last = int(np.floor(centre_i + 4.5 / 0.5))  # the last column of voxels: 4.5 mm from the axis
+    cut = Image(mask.array[:, :, :last + 1].copy(), mask.spacing, mask.origin_lps, mask.direction_lps)
+    assert cut.array[:, :, -1].any()  # the lumen does reach the face
+    measured = measure_sections(lumen_field(cut), points, tangents)
+    assert not measured.closed.any()
+
+
 def test_a_neighbouring_vessel_cut_by_the_same_plane_is_not_counted():
     """Two parallel tubes (radius 3 mm) with 1 mm of background between them, and a third
     crossing the plane at a right angle close by: each section measures its own vessel."""
