@@ -47,6 +47,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/interactive/random_walker.py
   segforge/interactive/session.py
   segforge/interactive/simulation.py
+  segforge/label_names.py
   segforge/mesh.py
   segforge/mrml/__init__.py
   segforge/mrml/convert.py
@@ -91,6 +92,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/runtime/model_cache.py
   segforge/runtime/sliding_window.py
   segforge/runtime/torchscript.py
+  segforge/segment_input.py
   segforge/segmentation_file.py
   segforge/vessel/__init__.py
   segforge/vessel/deep_model.py
