@@ -27,8 +27,8 @@ from SegForgeWidgets import JobRunner
 from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
 from SegForgeWidgets.panel_helpers import askReplaceOrKeepBoth, ensurePythonDependencies
 from SegVesselLib import SegVesselLogic
-from SegVesselLib.form import (CUSTOM, PRESET_CHOICES, PRESET_FIELDS, VesselForm, form_from_parameter_node,
-                               model_choices, preset_fields)
+from SegVesselLib.form import (CUSTOM, INPUT_KINDS, PRESET_CHOICES, PRESET_FIELDS, VesselForm,
+                               form_from_parameter_node, model_choices, preset_fields)
 from SegVesselLib.tree_nodes import summary_of
 from SegVesselTesting.self_test import SegVesselTest  # noqa: F401 - Reload and Test runs SegVesselTest from here
 
@@ -92,19 +92,28 @@ after Slicer's scripted-module template by Jean-Christophe Fillion-Robin (Kitwar
 @parameterNodeWrapper
 class SegVesselParameterNode:
     """What the user chose, saved with the scene: the fields of ``VesselForm`` (camelCase,
-    same defaults), with the seed points and the ROI as markups nodes.
+    same defaults), with the points and the ROI as markups nodes.
 
     inputVolume - the CTA / MRA volume.
+    inputSegmentation - the segmentation holding the vessel segment (``segment`` is its ID).
     outputSegmentation - where the vessel segment goes; None creates a new segmentation.
     seedPoints - optional point list: keep only the vessels touching its points.
     roi - optional ROI: nothing outside its box is computed.
+    sourcePoint, targetPoints - optional: the centerlines run from the source to each target.
+    landmarkPoints - optional: diameters measured at these points.
     The rest: see ``SegVesselLib.form.VesselForm``.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    inputSegmentation: vtkMRMLSegmentationNode
     outputSegmentation: vtkMRMLSegmentationNode
     seedPoints: vtkMRMLMarkupsFiducialNode
     roi: vtkMRMLMarkupsROINode
+    sourcePoint: vtkMRMLMarkupsFiducialNode
+    targetPoints: vtkMRMLMarkupsFiducialNode
+    landmarkPoints: vtkMRMLMarkupsFiducialNode
+    inputKind: Annotated[str, Choice(list(INPUT_KINDS))] = "volume"
+    segment: str = ""
     preset: str = "cta"
     minRadiusMm: Annotated[float, WithinRange(0.05, 50.0)] = 1.5
     maxRadiusMm: Annotated[float, WithinRange(0.05, 50.0)] = 16.0
@@ -119,6 +128,7 @@ class SegVesselParameterNode:
     refineLumen: bool = False
     model: str = "auto"
     device: Annotated[str, Choice(list(DEVICE_VALUES))] = "auto"
+    closeHolesMm: Annotated[float, WithinRange(0.0, 100.0)] = 4.0
     segmentName: str = "Vessels"
     createCenterlines: bool = True
     createStenoses: bool = True

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from segforge.errors import InputError
 from segforge.forms import DEVICE_TITLES
-from SegVesselLib.form import CUSTOM, PRESET_CHOICES, PRESET_FIELDS, VesselForm, model_choices, preset_fields
-from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+from SegVesselLib.form import (CUSTOM, FORM_FIELDS_FROM_MARKUPS, PRESET_CHOICES, PRESET_FIELDS, VesselForm,
+                               model_choices, preset_fields)
+from SegVesselLib.markups_inputs import roi_lps_from_markups, points_lps_from_markups
 from SegVesselLib.tree_nodes import summary_of
 
 from .jobs import job_progress
@@ -34,18 +35,21 @@ logger = logging.getLogger(__name__)
 KEY = "segvessel"
 #: The preset selector's titles, by the form's preset choices.
 PRESET_TITLES = {"cta": "CT angiography", "mra": "MR angiography", "dark": "Dark vessels", "custom": "Custom"}
-#: The form fields the panel's state holds (seed points and the box are markups nodes instead).
-STATE_FIELDS = tuple(name for name in VesselForm.field_names() if name not in ("seeds_lps", "roi_lps"))
+#: The form fields the panel's state holds (the points and the box are markups nodes instead).
+STATE_FIELDS = tuple(name for name in VesselForm.field_names() if name not in FORM_FIELDS_FROM_MARKUPS)
 
 
 def _k(name: str) -> str:
     return f"{KEY}_{name}"
 
 
-def form_from_state(state: Any, seeds_lps: tuple = (), roi_lps: Optional[tuple] = None) -> VesselForm:
-    """The panel's form: each field from its state key (text fields give strings), the markups' seeds and box."""
+def form_from_state(state: Any, seeds_lps: tuple = (), roi_lps: Optional[tuple] = None,
+                    source_lps: Optional[tuple] = None, targets_lps: tuple = (),
+                    landmarks_lps: tuple = ()) -> VesselForm:
+    """The panel's form: each field from its state key (text fields give strings), the markups' points and box."""
     return VesselForm.from_values({**{name: state[_k(name)] for name in STATE_FIELDS},
-                                   "seeds_lps": seeds_lps, "roi_lps": roi_lps})
+                                   "seeds_lps": seeds_lps, "roi_lps": roi_lps, "source_lps": source_lps,
+                                   "targets_lps": targets_lps, "landmarks_lps": landmarks_lps})
 
 
 class VesselPanel(ModulePanel):
@@ -116,7 +120,7 @@ class VesselPanel(ModulePanel):
 
     def form(self) -> VesselForm:
         """The panel's form, with the seed points and box placed in the views."""
-        return form_from_state(self.state, seeds_lps_from_markups(self.markups.seeds()),
+        return form_from_state(self.state, points_lps_from_markups(self.markups.seeds()),
                                roi_lps_from_markups(self.markups.roi()))
 
     # -- running -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
 from segforge.errors import SegForgeError
 from SegVesselLib import SegVesselLogic
-from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+from SegVesselLib.markups_inputs import roi_lps_from_markups, points_lps_from_markups
 
 
 class SegVesselTest(ScriptedLoadableModuleTest):
@@ -187,12 +187,12 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         from SegVesselLib.form import PRESET_CHOICES, VesselForm
 
         self.delayDisplay("Seed points and ROI in LPS")
-        self.assertEqual(seeds_lps_from_markups(None), ())
+        self.assertEqual(points_lps_from_markups(None), ())
         self.assertIsNone(roi_lps_from_markups(None))
         points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
         points.AddControlPoint([1.0, 2.0, 3.0])
         points.AddControlPoint([-4.0, 5.0, -6.0])
-        self.assertEqual(seeds_lps_from_markups(points), ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0)))
+        self.assertEqual(points_lps_from_markups(points), ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0)))
         roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
         roi.SetXYZ(10.0, 20.0, 30.0)
         roi.SetRadiusXYZ(1.0, 2.0, 3.0)
