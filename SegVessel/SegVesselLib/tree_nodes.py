@@ -42,11 +42,13 @@ class VesselNodes:
     stenosis_points: Optional[Any] = None
 
 
-def write_vessel_segment(volume_node: Any, segmentation_node: Optional[Any], mask: Any, segment_name: str,
-                         on_existing: OnExisting) -> Any:
-    """The mask as ``segment_name``; the user's other segments are never touched."""
-    target = segmentation_node or new_segmentation_node(volume_node, f"{volume_node.GetName()} vessels",
-                                                        scene=get_scene())
+def write_vessel_segment(volume_node: Optional[Any], segmentation_node: Optional[Any], mask: Any, segment_name: str,
+                         on_existing: OnExisting, name: Optional[str] = None) -> Any:
+    """The mask as ``segment_name``; the user's other segments are never touched. A new
+    segmentation is made on the volume's grid, or on the mask's without a volume."""
+    base = name or volume_node.GetName()
+    target = segmentation_node or new_segmentation_node(volume_node if volume_node is not None else mask,
+                                                        f"{base} vessels", scene=get_scene())
     spec = SegmentSpec(1, segment_name, VESSEL_COLOR, VESSEL_SEGMENT.terminology)
     write_label_segments(target, mask, [spec], on_existing=policy_at_finish(target, [segment_name], on_existing))
     return target
@@ -62,18 +64,20 @@ def _tube(polydata: Any) -> Any:
     return tube.GetOutput()
 
 
-def write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Optional[Any] = None,
+def write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentation_node: Optional[Any] = None,
                       segment_name: str = "Vessels", on_existing: OnExisting = "error",
-                      max_curves: int = MAX_CURVES) -> VesselNodes:
-    """Every result the tree holds as scene nodes, named after the volume (shown once all are written)."""
-    with batch_processing(volume_node.GetScene()):
-        return _write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing, max_curves)
+                      max_curves: int = MAX_CURVES, name: Optional[str] = None) -> VesselNodes:
+    """Every result the tree holds as scene nodes, named ``name`` or after the volume (shown once
+    all are written); without a volume (a segment's tree) new nodes go on the mask's grid."""
+    with batch_processing(volume_node.GetScene() if volume_node is not None else get_scene()):
+        return _write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing, max_curves,
+                                  name or volume_node.GetName())
 
 
-def _write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Optional[Any], segment_name: str,
-                       on_existing: OnExisting, max_curves: int) -> VesselNodes:
-    base = volume_node.GetName()
-    nodes = VesselNodes(write_vessel_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing))
+def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentation_node: Optional[Any],
+                       segment_name: str, on_existing: OnExisting, max_curves: int, base: str) -> VesselNodes:
+    nodes = VesselNodes(write_vessel_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing,
+                                             base))
     if tree.summary.get("branches") is not None:
         longest = sorted(tree.branches, key=lambda b: -float(np.linalg.norm(np.diff(b.points_lps, axis=0),
                                                                             axis=1).sum()))[:max_curves]
