@@ -44,7 +44,8 @@ POLL_INTERVAL_MS = 200
 
 #: Parameters that no .ui widget is tied to: the preset selector (its choice follows the
 #: fields) and the model list (known only at run time). Testing/test_packaging.py reads this.
-PARAMETERS_SYNCED_BY_HAND = ("preset", "model")
+#: The segment selector too (no parameter node connector exists for qMRMLSegmentSelectorWidget).
+PARAMETERS_SYNCED_BY_HAND = ("preset", "model", "inputSegmentation", "segment")
 
 
 #
@@ -175,6 +176,8 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.modelComboBox.connect("activated(int)", self.onModelActivated)
+        self.ui.inputSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputSegmentChanged)
+        self.ui.inputSegmentSelector.connect("currentSegmentChanged(QString)", self.onInputSegmentChanged)
 
         self._refreshModels()
         self._jobs.showIdle("")
@@ -235,6 +238,13 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         if self._parameterNode and index >= 0:
             self._parameterNode.model = self.ui.modelComboBox.itemData(index)
 
+    def onInputSegmentChanged(self, *_) -> None:
+        if self._parameterNode and not self._updatingGui:
+            wasModifying = self._parameterNode.StartModify()
+            self._parameterNode.inputSegmentation = self.ui.inputSegmentSelector.currentNode()
+            self._parameterNode.segment = self.ui.inputSegmentSelector.currentSegmentID() or ""
+            self._parameterNode.EndModify(wasModifying)
+
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         if self._updatingGui:
             return
@@ -252,6 +262,15 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             p.preset = form.shown_preset()
         _setIndex(self.ui.presetComboBox, PRESET_CHOICES.index(form.shown_preset()))
         _setIndex(self.ui.modelComboBox, self.ui.modelComboBox.findData(form.model))
+        selector = self.ui.inputSegmentSelector
+        wasBlocked = selector.blockSignals(True)
+        selector.setCurrentNode(p.inputSegmentation if p else None)
+        selector.setCurrentSegmentID(p.segment if p else "")
+        selector.blockSignals(wasBlocked)
+        # A segment is the mask: the vessel filter's fields only matter for a volume alone.
+        self.ui.inputVolumeSelector.enabled = form.input_kind != "segment"
+        selector.enabled = form.input_kind != "volume"
+        self.ui.vesselsCollapsibleButton.enabled = form.input_kind == "volume"
         self.ui.minIntensitySpinBox.enabled = form.limit_intensity
         self.ui.maxIntensitySpinBox.enabled = form.limit_intensity
         # Stenoses are measured along the centerlines.
@@ -259,7 +278,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.ui.stenosisThresholdSpinBox.enabled = form.create_centerlines and form.create_stenoses
         if running:
             reason = _("A vessel job is running")
-        elif not p or not p.inputVolume:
+        elif not p or (not p.inputVolume and form.input_kind != "segment"):
             reason = _("Select an input volume")
         else:
             reason = form.problem() or ""
@@ -284,7 +303,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             if onExisting is None:
                 return
             job = self.logic.start(p.inputVolume, form, segmentation_node=p.outputSegmentation,
-                                   on_existing=onExisting)
+                                   on_existing=onExisting, input_segmentation=p.inputSegmentation)
         except Exception as error:
             self._jobs.showError(_("Could not start the vessel segmentation."), error)
             return
