@@ -96,6 +96,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/segmentation_file.py
   segforge/vessel/__init__.py
   segforge/vessel/deep_model.py
+  segforge/vessel/diameter_plot.py
   segforge/vessel/filters.py
   segforge/vessel/graph.py
   segforge/vessel/hessian.py

@@ -2,7 +2,10 @@
 
 ``vessels.seg.nrrd`` (one segment, the image's geometry), ``centerlines.vtp`` (a polyline
 per branch, point array ``Radius``, cell array ``BranchId``) and ``surface.vtp`` in LPS
-tagged the way Slicer saves models, ``branches.csv``, ``stenoses.csv`` and ``summary.json``.
+tagged the way Slicer saves models, ``branches.csv``, ``stenoses.csv`` (the findings),
+``cross_sections.csv`` (every section of every branch), ``landmarks.csv`` (one row per
+landmark), ``diameters.png`` (the diameter along the longest branches), ``straightened.nrrd``
+(the curved planar reformat of the main path) and ``summary.json``.
 """
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ from typing import Any
 
 from ..csv_table import write_csv
 from ..polydata_io import write_polydata
+from ..image_io import write_image
 from ..segmentation_file import SegmentInfo, write_seg_nrrd
-from .tree import VesselTree, centerline_polydata
+from .diameter_plot import Mark, diameter_plot_png
+from .tree import SECTION_VALUES, VesselTree, centerline_polydata
 
 #: The vessel segment: "Tissue / Blood vessel" in Slicer's general anatomy terminology
 #: (SNOMED CT), serialised as Slicer writes it (the Logic uses the same value).
@@ -27,6 +32,16 @@ BRANCH_COLUMNS = ("id", "parent", "length_mm", "chord_mm", "tortuosity", "mean_c
                   "max_curvature_per_mm", "mean_radius_mm", "min_radius_mm", "max_radius_mm", "point_count")
 FINDING_COLUMNS = ("branch", "stenosis_percent", "minimal_diameter_mm", "reference_diameter_mm", "arc_mm",
                    "length_mm", "x_lps", "y_lps", "z_lps")
+SECTION_COLUMNS = ("branch", "arc_mm", "x_lps", "y_lps", "z_lps", *SECTION_VALUES[1:])
+LANDMARK_COLUMNS = ("landmark", "x_lps", "y_lps", "z_lps", "branch", "arc_mm", "centerline_x_lps", "centerline_y_lps",
+                    "centerline_z_lps", "max_diameter_mm", "min_diameter_mm", "area_mm2")
+
+
+def plot_marks(tree: VesselTree) -> list[Mark]:
+    """The landmarks and findings as marks on the diameter plot."""
+    marks = [Mark(int(r["branch"]), float(r["arc_mm"]), "landmark") for r in tree.landmark_rows]
+    return marks + [Mark(int(r["branch"]), float(r["arc_mm"]), str(r.get("kind", "stenosis")))
+                    for r in tree.finding_rows]
 
 
 def vessel_output_bytes(tree: VesselTree) -> int:
@@ -36,6 +51,9 @@ def vessel_output_bytes(tree: VesselTree) -> int:
     if tree.surface is not None:
         size += 2 * (24 * tree.surface.GetNumberOfPoints() + 16 * tree.surface.GetNumberOfCells())
     size += 2 * 32 * sum(len(branch.points_lps) for branch in tree.branches)
+    size += 160 * sum(len(profile.arc_mm) for profile in tree.profiles) + (1 << 20)  # the CSV and the picture
+    if tree.straightened is not None:
+        size += tree.straightened.array.nbytes
     return int(size)
 
 
@@ -51,6 +69,14 @@ def write_vessel_outputs(tree: VesselTree, folder: str | os.PathLike, extra_summ
         files["branches"] = write_csv(folder / "branches.csv", BRANCH_COLUMNS, tree.branch_rows)
     if tree.summary.get("stenoses") is not None:
         files["stenoses"] = write_csv(folder / "stenoses.csv", FINDING_COLUMNS, tree.finding_rows)
+    if tree.profiles:
+        files["cross_sections"] = write_csv(folder / "cross_sections.csv", SECTION_COLUMNS, tree.section_rows())
+        files["diameter_plot"] = folder / "diameters.png"
+        files["diameter_plot"].write_bytes(diameter_plot_png(tree.profiles, plot_marks(tree)))
+    if tree.landmark_rows:
+        files["landmarks"] = write_csv(folder / "landmarks.csv", LANDMARK_COLUMNS, tree.landmark_rows)
+    if tree.straightened is not None:
+        files["straightened"] = write_image(tree.straightened, folder / "straightened.nrrd")
     if tree.surface is not None:
         files["surface"] = write_polydata(tree.surface, folder / "surface.vtp")
     summary = {**tree.summary, **(extra_summary or {}), "files": {k: p.name for k, p in files.items()}}
