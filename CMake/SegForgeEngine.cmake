@@ -53,6 +53,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/mrml/convert.py
   segforge/mrml/markups.py
   segforge/mrml/models.py
+  segforge/mrml/plots.py
   segforge/mrml/python_dependencies.py
   segforge/mrml/scene.py
   segforge/mrml/segments.py

@@ -1,5 +1,5 @@
 """A vessel tree into the Slicer scene: segment, branch curves, centerline and surface
-models, tables and stenosis fiducials.
+models, tables and finding fiducials (the measurements: :mod:`.measurement_nodes`).
 
 Called only when a job has finished, so a failed or cancelled job leaves the scene as it
 was. Every node is new except the segmentation, where only the vessel segment is written.
@@ -22,6 +22,8 @@ from segforge.mrml.tables import table_from_rows
 from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS, VESSEL_SEGMENT
 from segforge.vessel.tree import VesselTree, centerline_polydata
 
+from .measurement_nodes import write_diameter_chart, write_landmarks, write_section_table, write_straightened
+
 log = logging.getLogger(__name__)
 
 VESSEL_COLOR = VESSEL_SEGMENT.color
@@ -40,6 +42,14 @@ class VesselNodes:
     branch_table: Optional[Any] = None
     stenosis_table: Optional[Any] = None
     stenosis_points: Optional[Any] = None
+    section_table: Optional[Any] = None
+    diameter_chart: Optional[Any] = None
+    diameter_tables: list[Any] = field(default_factory=list)
+    landmark_table: Optional[Any] = None
+    landmark_points: Optional[Any] = None
+    straightened_volume: Optional[Any] = None
+    #: The values the nodes were made from (what a web panel draws its diameter picture from).
+    tree: Optional[VesselTree] = None
 
 
 def write_vessel_segment(volume_node: Optional[Any], segmentation_node: Optional[Any], mask: Any, segment_name: str,
@@ -100,6 +110,11 @@ def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentatio
     if tree.surface is not None:
         nodes.surface_model = model_from_polydata(tree.surface, space="LPS", name=f"{base} vessel surface",
                                                   color=VESSEL_COLOR)
+    nodes.section_table = write_section_table(tree, base)
+    nodes.diameter_chart, nodes.diameter_tables = write_diameter_chart(tree, base)
+    nodes.landmark_table, nodes.landmark_points = write_landmarks(tree, base)
+    nodes.straightened_volume = write_straightened(tree, base)
+    nodes.tree = tree
     return nodes
 
 
