@@ -315,6 +315,9 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         segmentationNode = getattr(result, "segmentation", result)
         if self._parameterNode and segmentationNode is not None:
             self._parameterNode.outputSegmentation = segmentationNode
+        chart = getattr(result, "diameter_chart", None)
+        if chart is not None:  # the diameter along the branches in a plot view of the layout
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
         self._jobs.showIdle(summary_of(result))
 
 

@@ -72,7 +72,8 @@ class VesselPanel(ModulePanel):
             if name in STATE_FIELDS:
                 state.setdefault(_k(name), value)
         state[_k("models")] = [{"title": title, "value": value} for value, title in model_choices()]
-        for name, value in (("segments", []), ("branches", None), ("stenosis_rows", None)):
+        for name, value in (("segments", []), ("branches", None), ("stenosis_rows", None), ("section_rows", None),
+                            ("landmark_rows", None), ("plot", "")):
             state.setdefault(_k(name), value)
         follow_input_volume(context, _k("volume"))
         state.setdefault(_k("input_segmentation"), None)
@@ -188,11 +189,25 @@ class VesselPanel(ModulePanel):
             show_in_3d([result.centerline_model, surface_model, result.stenosis_points, *result.curves])
             if result.stenosis_points is not None:  # hundreds of labels would cover the 3D view; the table has them
                 result.stenosis_points.GetDisplayNode().SetPointLabelsVisibility(False)
+        tree = getattr(result, "tree", None)
         self.show(segmentation, segments=segment_rows(segmentation),
                   branches=table_state(getattr(result, "branch_table", None)),
                   stenosis_rows=table_state(getattr(result, "stenosis_table", None)),
+                  section_rows=table_state(getattr(result, "section_table", None)),
+                  landmark_rows=table_state(getattr(result, "landmark_table", None)),
+                  plot=diameter_picture(tree) if tree is not None and tree.profiles else "",
                   summary=summary_of(result))
         logger.info("SegVessel result shown in %.2f s", time.perf_counter() - started)
+
+
+def diameter_picture(tree: Any) -> str:
+    """The diameter plot of a result as a PNG data URL (the page shows it as an image)."""
+    import base64
+
+    from segforge.vessel.diameter_plot import diameter_plot_png
+    from segforge.vessel.outputs import plot_marks
+
+    return "data:image/png;base64," + base64.b64encode(diameter_plot_png(tree.profiles, plot_marks(tree))).decode()
 
 
 def _testid(name: str) -> str:
@@ -300,7 +315,11 @@ def build(context: "AppContext") -> None:
                  raw_attrs=['data-testid="segvessel-summary"'])
         segments_list(_k("segments"), "segvessel-segments")
         rows_table(_k("branches"), "segvessel-branches", "Branches")
-        rows_table(_k("stenosis_rows"), "segvessel-stenoses", "Stenoses")
+        rows_table(_k("stenosis_rows"), "segvessel-stenoses", "Findings")
+        rows_table(_k("landmark_rows"), "segvessel-landmarks", "Landmarks")
+        html.Img(v_if=(_k("plot"),), src=(_k("plot"),), style="width: 100%;", classes="mt-2",
+                 raw_attrs=['data-testid="segvessel-plot"', 'alt="Diameter along the branches"'])
+        rows_table(_k("section_rows"), "segvessel-sections", "Cross-sections")
 
 
 register_panel(Panel(id=KEY, title="SegVessel", build=build, order=10))
