@@ -34,7 +34,8 @@ FINDING_COLUMNS = ("branch", "stenosis_percent", "minimal_diameter_mm", "referen
                    "length_mm", "x_lps", "y_lps", "z_lps")
 SECTION_COLUMNS = ("branch", "arc_mm", "x_lps", "y_lps", "z_lps", *SECTION_VALUES[1:])
 LANDMARK_COLUMNS = ("landmark", "x_lps", "y_lps", "z_lps", "branch", "arc_mm", "centerline_x_lps", "centerline_y_lps",
-                    "centerline_z_lps", "max_diameter_mm", "min_diameter_mm", "area_mm2")
+                    "centerline_z_lps", "distance_mm", "max_diameter_mm", "min_diameter_mm",
+                    "perpendicular_diameter_mm", "area_mm2")
 
 
 def plot_marks(tree: VesselTree) -> list[Mark]:

@@ -32,15 +32,17 @@ class BranchLine:
     radii_mm: np.ndarray
 
 
-#: A branch's cross-section measurements, one value per section (what cross_sections.csv holds).
+#: A branch's cross-section measurements, one value per section (what cross_sections.csv holds);
+#: NaN where the section's outline did not close (the lumen edge was not found all around).
 SECTION_VALUES = ("arc_mm", "area_mm2", "equivalent_diameter_mm", "min_diameter_mm", "max_diameter_mm",
-                  "circularity")
+                  "perpendicular_diameter_mm", "circularity")
 
 
 @dataclass(frozen=True)
 class BranchProfile:
     """One branch's cross-sections, every ``step`` mm along it: the point (LPS mm) and the
-    measurements of the lumen in the plane perpendicular to the centerline there."""
+    measurements of the lumen in the plane perpendicular to the centerline there (the
+    perpendicular diameter is the caliper across the maximum one)."""
 
     branch: int
     arc_mm: np.ndarray
@@ -49,6 +51,7 @@ class BranchProfile:
     equivalent_diameter_mm: np.ndarray
     min_diameter_mm: np.ndarray
     max_diameter_mm: np.ndarray
+    perpendicular_diameter_mm: np.ndarray
     circularity: np.ndarray
 
 
@@ -127,11 +130,20 @@ def _sections_to_wire(sections: Any, arrays: dict[str, Any], meta: dict[str, Any
 def _landmark_row(number: int, measurement: Any) -> dict[str, Any]:
     """One landmark's measurements (a handful per job: rows, like the findings)."""
     x, y, z = (float(c) for c in measurement.point_lps)
-    cx, cy, cz = (float(c) for c in measurement.centerline_lps)
+    cx, cy, cz = (float(c) for c in measurement.centerline_point_lps)
     return {"landmark": number, "x_lps": x, "y_lps": y, "z_lps": z, "branch": int(measurement.branch),
             "arc_mm": float(measurement.arc_mm), "centerline_x_lps": cx, "centerline_y_lps": cy,
-            "centerline_z_lps": cz, "max_diameter_mm": float(measurement.max_diameter_mm),
-            "min_diameter_mm": float(measurement.min_diameter_mm), "area_mm2": float(measurement.area_mm2)}
+            "centerline_z_lps": cz, "distance_mm": float(measurement.distance_mm),
+            "max_diameter_mm": _number(measurement.max_diameter_mm),
+            "min_diameter_mm": _number(measurement.min_diameter_mm),
+            "perpendicular_diameter_mm": _number(measurement.perpendicular_diameter_mm),
+            "area_mm2": _number(measurement.area_mm2)}
+
+
+def _number(value: Any) -> Optional[float]:
+    """A measurement for JSON: NaN (an outline that did not close) becomes None."""
+    value = float(value)
+    return None if not np.isfinite(value) else value
 
 
 def _summary(result: VesselResult, meta: dict[str, Any]) -> dict[str, Any]:
