@@ -32,7 +32,8 @@ def write_section_table(tree: VesselTree, base: str) -> Optional[Any]:
 
 def write_diameter_chart(tree: VesselTree, base: str) -> tuple[Optional[Any], list[Any]]:
     """The diameter along the longest branches as a plot chart (the equivalent diameter of each,
-    the minimum and maximum of the longest, the landmarks as marks); the chart and its tables."""
+    the minimum and maximum of the longest, the landmarks as marks; closed sections only); the
+    chart and its tables."""
     shown = plotted_profiles(tree.profiles, len(BRANCH_COLORS))
     if not shown:
         return None, []
@@ -51,9 +52,8 @@ def write_diameter_chart(tree: VesselTree, base: str) -> tuple[Optional[Any], li
                        Series(table, "arc_mm", "max_diameter_mm", f"branch {profile.branch} maximum", light, 1.0)]
         marks = [row for row in tree.landmark_rows if int(row["branch"]) == profile.branch]
         if marks:
-            order = np.argsort(profile.arc_mm)
             arcs = np.array([float(row["arc_mm"]) for row in marks])
-            heights = np.interp(arcs, profile.arc_mm[order], profile.equivalent_diameter_mm[order])
+            heights = np.interp(arcs, profile.arc_mm, profile.equivalent_diameter_mm)
             mark_table = table_from_columns({"arc_mm": arcs, "equivalent_diameter_mm": heights},
                                             f"{base} branch {profile.branch} landmarks")
             tables.append(mark_table)

@@ -43,10 +43,30 @@ class Mark:
     kind: str
 
 
-def plotted_profiles(profiles: Sequence[Profile], max_panels: int = MAX_PANELS) -> list[Profile]:
-    """The branches a picture shows: the longest (by arc length) with at least two sections, longest first."""
-    drawable = [p for p in profiles if len(p.arc_mm) >= 2]
-    return sorted(drawable, key=lambda p: -float(np.ptp(p.arc_mm)))[:max_panels]
+@dataclass(frozen=True)
+class Curve:
+    """A branch's closed sections only (an outline that did not close has no diameters to draw)."""
+
+    branch: int
+    arc_mm: np.ndarray
+    equivalent_diameter_mm: np.ndarray
+    min_diameter_mm: np.ndarray
+    max_diameter_mm: np.ndarray
+
+
+def closed_curve(profile: Profile) -> Curve:
+    values = [np.asarray(getattr(profile, name), np.float64) for name in
+              ("arc_mm", "equivalent_diameter_mm", "min_diameter_mm", "max_diameter_mm")]
+    keep = np.all([np.isfinite(v) for v in values], axis=0)
+    order = np.argsort(values[0][keep], kind="stable")
+    return Curve(int(profile.branch), *(v[keep][order] for v in values))
+
+
+def plotted_profiles(profiles: Sequence[Profile], max_panels: int = MAX_PANELS) -> list[Curve]:
+    """The branches a picture shows, as their closed sections: the longest (by arc length) with at
+    least two, longest first."""
+    drawable = [c for c in map(closed_curve, profiles) if len(c.arc_mm) >= 2]
+    return sorted(drawable, key=lambda c: -float(np.ptp(c.arc_mm)))[:max_panels]
 
 
 def diameter_plot_png(profiles: Sequence[Profile], marks: Sequence[Mark] = (),
@@ -106,13 +126,12 @@ def diameter_plot_png(profiles: Sequence[Profile], marks: Sequence[Mark] = (),
     return png
 
 
-def _marks(chart: Any, kind: str, color: tuple[int, int, int], arcs: np.ndarray, profile: Profile) -> Any:
+def _marks(chart: Any, kind: str, color: tuple[int, int, int], arcs: np.ndarray, curve: Curve) -> Any:
     """Marks of one kind on the equivalent-diameter curve (interpolated at their arc length)."""
     import vtk
     from vtkmodules.util.numpy_support import numpy_to_vtk
 
-    order = np.argsort(profile.arc_mm)
-    heights = np.interp(arcs, np.asarray(profile.arc_mm)[order], np.asarray(profile.equivalent_diameter_mm)[order])
+    heights = np.interp(arcs, curve.arc_mm, curve.equivalent_diameter_mm)
     table = vtk.vtkTable()
     for name, values in (("arc length (mm)", arcs), (f"{kind}s", heights)):
         column = numpy_to_vtk(values, deep=True)
