@@ -91,7 +91,8 @@ def vessel_rows() -> dict[str, dict[str, Any]]:
                                         "source_lps": (-1.5, 20.0, 300.0),
                                         "targets_lps": ((4.0, 22.0, 120.0), (-30.0, 25.0, 90.0)),
                                         "landmarks_lps": ((0.0, 21.0, 250.0),), "close_holes_mm": 0.0},
-        "volume-with-targets": {"targets_lps": ((4.0, 22.0, 120.0),), "close_holes_mm": 2.0},
+        "volume-with-endpoints": {"source_lps": (-1.5, 20.0, 300.0), "targets_lps": ((4.0, 22.0, 120.0),),
+                                  "close_holes_mm": 2.0},
         "no-window": {"limit_intensity": False, "largest_component": False},
         "mask-only": {"create_centerlines": False, "create_surface": False, "device": "cuda"},
         "surface-without-centerlines": {"create_centerlines": False, "create_stenoses": True},
@@ -307,7 +308,7 @@ def test_the_front_ends_run_the_same_job(module, row, mrml_scene):
 def test_the_threshold_row_follows_the_one_rule(mrml_scene):
     """cta with a threshold of 0.1: every front end sends a low threshold of 0.05 (0.1 x 0.5)."""
     for front_end in FRONT_ENDS:
-        task, parameters, _ = vessel_outcome(vessel_through(front_end, {"threshold": 0.1}, mrml_scene))
+        task, parameters, *_ = vessel_outcome(vessel_through(front_end, {"threshold": 0.1}, mrml_scene))
         assert task == "vessel.tree" and parameters.mask.threshold == 0.1
         assert parameters.mask.low_threshold == pytest.approx(0.05), front_end
 
@@ -315,7 +316,7 @@ def test_the_threshold_row_follows_the_one_rule(mrml_scene):
 def test_stenoses_need_centerlines_on_every_front_end(mrml_scene):
     for front_end in FRONT_ENDS:
         values = {"create_centerlines": False, "create_stenoses": True}
-        _, parameters, _ = vessel_outcome(vessel_through(front_end, values, mrml_scene))
+        _, parameters, *_ = vessel_outcome(vessel_through(front_end, values, mrml_scene))
         assert not parameters.outputs.centerlines and not parameters.outputs.stenoses, front_end
 
 
