@@ -128,10 +128,12 @@ def test_the_diameter_plot_is_a_picture(segment_run):
 
 
 def test_segment_and_image_on_another_grid_is_refused(tmp_path):
-    image = read_image(CEMRA / "aorta.mha")
+    from segforge.image import Image
     from segforge.image_io import write_image
 
-    shifted = write_image(image.with_array(image.array[:, :, 1:].copy()), tmp_path / "cropped.nrrd")
+    image = read_image(CEMRA / "aorta.mha")
+    cropped = Image(image.array[:, :, 1:].copy(), image.spacing, image.origin_lps, image.direction_lps)
+    shifted = write_image(cropped, tmp_path / "cropped.nrrd")
     run = segforge("vessel", str(shifted), "--segment", str(LEVEL_SET), "--out", str(tmp_path / "out"))
     assert run.returncode != 0 and "grid" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "out").exists()

@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
             result = run_vessel_pipeline(image, parameters, report, segment=None if segment is None else segment.mask)
         tree = tree_from_result(result)
         outputs.require_space(vessel_output_bytes(tree))
-        extra = {"input": None if args.image is None else str(args.image), "preset": form.shown_preset(),
+        extra = {"input": None if args.image is None else str(args.image),
+                 "preset": None if "segment" in inputs else form.shown_preset(),
                  "total_seconds": time.perf_counter() - started}
         if segment is not None:
             extra["segment"] = {"file": str(segment.path), "name": segment.name}
