@@ -206,13 +206,16 @@ def model_choices() -> list[tuple[str, str]]:
 
 
 def summary(where: str, branches: Optional[int] = None, stenoses: Optional[int] = None,
-            surface: bool = False) -> str:
-    """One line for a person: how many branches and stenoses were found, and where the vessels went."""
+            surface: bool = False, dilatations: Optional[int] = None) -> str:
+    """One line for a person: how many branches, stenoses and dilatations were found, and where the
+    vessels went."""
     parts = []
     if branches is not None:
         parts.append(f"{branches} branches")
     if stenoses is not None:
         parts.append(f"{stenoses} stenoses found")
+    if dilatations:
+        parts.append(f"{dilatations} dilatation{'s' if dilatations != 1 else ''} found")
     if surface:
         parts.append("surface model")
     return f"Done: {'; '.join(parts)}; the vessels are in {where}." if parts else f"Done: the vessels are in {where}."

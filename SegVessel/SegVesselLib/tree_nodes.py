@@ -18,7 +18,7 @@ from segforge.mrml.models import model_from_polydata
 from segforge.mrml.scene import batch_processing, get_scene
 from segforge.mrml.segments import (OnExisting, SegmentSpec, new_segmentation_node, policy_at_finish,
                                     write_label_segments)
-from segforge.mrml.tables import table_from_rows
+from segforge.mrml.tables import rows_from_table, table_from_rows
 from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS, VESSEL_SEGMENT
 from segforge.vessel.tree import VesselTree, centerline_polydata
 
@@ -105,7 +105,7 @@ def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentatio
         nodes.stenosis_table = table_from_rows(tree.finding_rows, f"{base} stenoses", columns=list(FINDING_COLUMNS))
         if tree.finding_rows:
             points = np.array([[r["x_lps"], r["y_lps"], r["z_lps"]] for r in tree.finding_rows])
-            labels = [f"{r['stenosis_percent']:.0f}% (branch {r['branch']})" for r in tree.finding_rows]
+            labels = [finding_label(r) for r in tree.finding_rows]
             nodes.stenosis_points = point_list_from_points(points, labels, f"{base} stenoses", (1.0, 0.8, 0.0))
     if tree.surface is not None:
         nodes.surface_model = model_from_polydata(tree.surface, space="LPS", name=f"{base} vessel surface",
@@ -116,6 +116,13 @@ def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentatio
     nodes.straightened_volume = write_straightened(tree, base)
     nodes.tree = tree
     return nodes
+
+
+def finding_label(row: dict[str, Any]) -> str:
+    """A finding's point label: "62% stenosis (branch 3)" or "1.8x dilatation (branch 3)"."""
+    if row.get("kind", "stenosis") == "dilatation":
+        return f"{float(row['ratio']):.1f}x dilatation (branch {row['branch']})"
+    return f"{float(row['stenosis_percent']):.0f}% stenosis (branch {row['branch']})"
 
 
 def summary_of(result: Any) -> str:
@@ -130,4 +137,7 @@ def summary_of(result: Any) -> str:
     def rows(table):
         return None if table is None else table.GetNumberOfRows()
 
-    return summary(where, rows(result.branch_table), rows(result.stenosis_table), result.surface_model is not None)
+    findings = rows_from_table(result.stenosis_table) if result.stenosis_table is not None else None
+    kinds = [row.get("kind", "stenosis") for row in findings or []]
+    return summary(where, rows(result.branch_table), None if findings is None else kinds.count("stenosis"),
+                   result.surface_model is not None, kinds.count("dilatation"))

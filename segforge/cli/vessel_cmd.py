@@ -196,8 +196,9 @@ def run(args: argparse.Namespace) -> int:
             extra["segment"] = {"file": str(segment.path), "name": segment.name}
         files = outputs.commit(write_vessel_outputs(tree, outputs.folder, extra, segment_name=form.segment_name))
     summary = tree.summary
+    dilatations = f", {summary['dilatations']} dilatations" if summary.get("dilatations") else ""
     print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {summary['branches']} branches, "
-          f"{summary['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %")
+          f"{summary['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %{dilatations}")
     for kind, path in files.items():
         print(f"wrote {kind}: {path}")
     return 0
