@@ -298,7 +298,8 @@ def build(context: "AppContext") -> None:
     html.Div("Outputs", classes="text-caption")
     v3.VCheckbox(v_model=(_k("create_centerlines"),), label="Centerlines (curves, tube model, branch table)",
                  density="compact", hide_details=True, raw_attrs=['data-testid="segvessel-centerlines"'])
-    v3.VCheckbox(v_model=(_k("create_stenoses"),), label="Stenoses", density="compact", hide_details=True,
+    v3.VCheckbox(v_model=(_k("create_stenoses"),), label="Findings (stenoses, dilatations)", density="compact",
+                 hide_details=True,
                  disabled=(f"!{_k('create_centerlines')}",))
     v3.VTextField(v_if=(f"{_k('create_centerlines')} && {_k('create_stenoses')}",),
                   v_model=(_k("stenosis_threshold_percent"),),
