@@ -98,6 +98,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/__init__.py
   segforge/vessel/deep_model.py
   segforge/vessel/diameter_plot.py
+  segforge/vessel/endpoints.py
   segforge/vessel/filters.py
   segforge/vessel/graph.py
   segforge/vessel/hessian.py
@@ -112,6 +113,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/slabs.py
   segforge/vessel/stenosis.py
   segforge/vessel/synthetic.py
+  segforge/vessel/topology.py
   segforge/vessel/tree.py
   segforge/vessel/vesselness.py
   segforge/worker/__init__.py
