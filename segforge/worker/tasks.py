@@ -67,17 +67,19 @@ def vessel_tree_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -
     Inputs: ``image`` (the angiography volume), ``segment`` (a vessel mask: it replaces the
     mask stage), or both on one grid."""
     from ..mesh import SurfaceParameters
+    from ..vessel.cross_sections import SectionParameters
     from ..vessel.endpoints import EndpointParameters
     from ..vessel.graph import GraphParameters
     from ..vessel.parameters import VesselMaskParameters
     from ..vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
     from ..vessel.stenosis import StenosisParameters
+    from ..vessel.straighten import StraightenParameters
     from ..vessel.topology import TopologyParameters
     from ..vessel.tree import to_wire
 
     stages = {"mask": VesselMaskParameters, "graph": GraphParameters, "stenosis": StenosisParameters,
               "surface": SurfaceParameters, "outputs": VesselOutputs, "topology": TopologyParameters,
-              "endpoints": EndpointParameters}
+              "endpoints": EndpointParameters, "sections": SectionParameters, "straighten": StraightenParameters}
     unknown = sorted(set(params) - set(stages))
     if unknown:
         raise InputError(f"Unknown parameter group(s) {', '.join(unknown)}", f"groups: {sorted(stages)}",
