@@ -14,7 +14,7 @@ from segforge.mrml.markups import point_list_from_points
 from segforge.mrml.plots import Series, plot_chart
 from segforge.mrml.tables import table_from_columns, table_from_rows
 from segforge.mrml.volumes import volume_node_from_image
-from segforge.vessel.diameter_plot import plotted_profiles
+from segforge.vessel.diameter_plot import mark_heights, plotted_profiles
 from segforge.vessel.outputs import LANDMARK_COLUMNS, SECTION_COLUMNS
 from segforge.vessel.tree import VesselTree
 
@@ -32,8 +32,8 @@ def write_section_table(tree: VesselTree, base: str) -> Optional[Any]:
 
 def write_diameter_chart(tree: VesselTree, base: str) -> tuple[Optional[Any], list[Any]]:
     """The diameter along the longest branches as a plot chart (the equivalent diameter of each,
-    the minimum and maximum of the longest, the landmarks as marks; closed sections only); the
-    chart and its tables."""
+    the minimum and maximum of the longest, the landmarks as marks; a section whose outline did not
+    close is NaN, a gap in the curve); the chart and its tables."""
     shown = plotted_profiles(tree.profiles, len(BRANCH_COLORS))
     if not shown:
         return None, []
@@ -53,7 +53,7 @@ def write_diameter_chart(tree: VesselTree, base: str) -> tuple[Optional[Any], li
         marks = [row for row in tree.landmark_rows if int(row["branch"]) == profile.branch]
         if marks:
             arcs = np.array([float(row["arc_mm"]) for row in marks])
-            heights = np.interp(arcs, profile.arc_mm, profile.equivalent_diameter_mm)
+            heights = mark_heights(profile, arcs)
             mark_table = table_from_columns({"arc_mm": arcs, "equivalent_diameter_mm": heights},
                                             f"{base} branch {profile.branch} landmarks")
             tables.append(mark_table)

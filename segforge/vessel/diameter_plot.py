@@ -45,7 +45,8 @@ class Mark:
 
 @dataclass(frozen=True)
 class Curve:
-    """A branch's closed sections only (an outline that did not close has no diameters to draw)."""
+    """A branch's sections in arc order; NaN where an outline did not close, where VTK's lines
+    break (a gap is drawn as one, not bridged by a straight line)."""
 
     branch: int
     arc_mm: np.ndarray
@@ -54,19 +55,30 @@ class Curve:
     max_diameter_mm: np.ndarray
 
 
-def closed_curve(profile: Profile) -> Curve:
+def curve_of(profile: Profile) -> Curve:
     values = [np.asarray(getattr(profile, name), np.float64) for name in
               ("arc_mm", "equivalent_diameter_mm", "min_diameter_mm", "max_diameter_mm")]
-    keep = np.all([np.isfinite(v) for v in values], axis=0)
-    order = np.argsort(values[0][keep], kind="stable")
-    return Curve(int(profile.branch), *(v[keep][order] for v in values))
+    order = np.argsort(values[0], kind="stable")
+    return Curve(int(profile.branch), *(v[order] for v in values))
+
+
+def closed(curve: Curve) -> np.ndarray:
+    """Which sections of a curve have all their diameters."""
+    return (np.isfinite(curve.equivalent_diameter_mm) & np.isfinite(curve.min_diameter_mm)
+            & np.isfinite(curve.max_diameter_mm))
 
 
 def plotted_profiles(profiles: Sequence[Profile], max_panels: int = MAX_PANELS) -> list[Curve]:
-    """The branches a picture shows, as their closed sections: the longest (by arc length) with at
-    least two, longest first."""
-    drawable = [c for c in map(closed_curve, profiles) if len(c.arc_mm) >= 2]
+    """The branches a picture shows: the longest (by arc length) with at least two closed sections,
+    longest first."""
+    drawable = [c for c in map(curve_of, profiles) if np.count_nonzero(closed(c)) >= 2]
     return sorted(drawable, key=lambda c: -float(np.ptp(c.arc_mm)))[:max_panels]
+
+
+def mark_heights(curve: Curve, arcs: np.ndarray) -> np.ndarray:
+    """The equivalent diameter at ``arcs``, interpolated between the closed sections."""
+    ok = closed(curve)
+    return np.interp(arcs, curve.arc_mm[ok], curve.equivalent_diameter_mm[ok])
 
 
 def diameter_plot_png(profiles: Sequence[Profile], marks: Sequence[Mark] = (),
@@ -131,7 +143,7 @@ def _marks(chart: Any, kind: str, color: tuple[int, int, int], arcs: np.ndarray,
     import vtk
     from vtkmodules.util.numpy_support import numpy_to_vtk
 
-    heights = np.interp(arcs, curve.arc_mm, curve.equivalent_diameter_mm)
+    heights = mark_heights(curve, arcs)
     table = vtk.vtkTable()
     for name, values in (("arc length (mm)", arcs), (f"{kind}s", heights)):
         column = numpy_to_vtk(values, deep=True)
