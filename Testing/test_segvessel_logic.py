@@ -271,3 +271,27 @@ def test_vessel_tree_from_a_segment_between_endpoints(mrml_scene, logic):
     # The same mask went in as the level-set file holds (the segment's own grid is the file's).
     vessel_id = segment_ids_by_name(nodes.segmentation)["Vessels"][0]
     assert mask_from_segment(nodes.segmentation, vessel_id, mask).array.sum() >= mask.array.astype(bool).sum()
+
+
+def test_console_segment_with_its_volume(mrml_scene, logic):
+    """``vessel_tree_from_segment`` with the MRA volume too (the segment on the volume's grid, the
+    grey image sharpening the edge): the straightened view is of the MRA's intensities."""
+    from segforge.mrml import rows_from_table
+    from segforge.vessel.endpoints import EndpointParameters
+    from segforge.vessel.pipeline import VesselPipelineParameters
+    from test_cli_vessel_segment import CEMRA, LEVEL_SET, reference_centerline
+
+    mask = read_image(LEVEL_SET)
+    mra = read_image(CEMRA / "aorta.mha")
+    volume = volume_node_from_image(mra, "MRA")
+    segmentation = new_segmentation_node(volume, "CE-MRA")
+    (segment_id,) = write_label_segments(segmentation, mask.with_array(mask.array), [SegmentSpec(1, "Aorta")],
+                                         reference=volume)
+    cells, _ = reference_centerline()
+    parameters = VesselPipelineParameters(endpoints=EndpointParameters(
+        source_lps=tuple(cells[0][0]), targets_lps=tuple(tuple(cell[-1]) for cell in cells)))
+    nodes = logic.vessel_tree_from_segment(segmentation, segment_id, parameters, volume_node=volume)
+    assert nodes.segmentation.GetName() == "MRA vessels" and len(nodes.curves) == 3
+    straightened = image_from_volume_node(nodes.straightened_volume)
+    assert straightened.array.max() > 100, "the straightened view should show the MRA's intensities"
+    assert rows_from_table(nodes.section_table)
