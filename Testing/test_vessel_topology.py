@@ -257,3 +257,33 @@ def test_totalsegmentator_aorta_of_the_dissection_case_becomes_one_centerline():
     cut = float(lps_to_kji(mask, ends)[:, 0].min())
     assert cut < 0.5  # the other end on the lowest slice, where the scan cuts the aorta
     assert aorta.length_mm > 300
+
+
+def test_the_demo_bifurcation_from_the_image_is_the_aorta_two_iliacs_and_one_side_vessel():
+    """``make demo``'s image path (CE-MRA, ``mra`` preset, the box around the bifurcation):
+    8 branches before this clean-up. The mask's one small loop (a side vessel lying on the
+    left iliac, joined to it twice through a 1.5 mm slice) is closed; what stays is the
+    aorta, the two iliacs (the left one in two pieces, where the side vessel leaves it) and
+    that side vessel, a real one: bright and tubular for 12 slices past the box's top face,
+    which cuts it (pictures of the slices checked)."""
+    from dataclasses import replace
+
+    from segforge.image_io import read_volume
+    from segforge.vessel.parameters import BUILTIN_MODEL
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters, preset, run_vessel_pipeline
+
+    box = (-240.0, -182.0, 12.5, -204.5, -97.5, 35.5)  # scripts/demo.py's BIFURCATION_ROI_LPS
+    image = read_volume(SAMPLE_DATA / "vmtk_aorta_cemra" / "aorta.mha")
+    parameters = VesselPipelineParameters(mask=replace(preset("mra"), roi_lps=box, model=BUILTIN_MODEL),
+                                          outputs=VesselOutputs(stenoses=False, surface=False))
+    result = run_vessel_pipeline(image, parameters)
+    assert result.topology.tunnels_closed == 1 and result.topology.voxels_added < 20
+    graph = result.graph
+    assert len(graph.branches) == 5 and len(graph.bifurcations) == 2
+    assert not any(b.is_loop for b in graph.branches)
+    radii = sorted((float(np.median(b.radii_mm)), b.id) for b in graph.branches)
+    assert radii[0][0] < 2.5 < 4.0 < radii[1][0]  # one thin vessel, four pieces of wide ones
+    side = graph.branches[radii[0][1]]
+    assert graph.branches[side.parent].parent == 0  # it leaves an iliac, not the aorta
+    assert abs(side.points_lps[-1, 2] - box[5]) < 1.5  # and runs out of the box's top face
+    assert side.length_mm > 10
