@@ -28,7 +28,8 @@ from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
 from SegForgeWidgets.panel_helpers import askReplaceOrKeepBoth, ensurePythonDependencies
 from SegVesselLib import SegVesselLogic
 from SegVesselLib.form import (CUSTOM, INPUT_KINDS, PRESET_CHOICES, PRESET_FIELDS, VesselForm,
-                               form_from_parameter_node, model_choices, preset_fields)
+                               form_from_parameter_node, model_choices, parameter_node_problem, preset_fields,
+                               shown_fields)
 from SegVesselLib.tree_nodes import summary_of
 from SegVesselTesting.self_test import SegVesselTest  # noqa: F401 - Reload and Test runs SegVesselTest from here
 
@@ -225,7 +226,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         if not p or not 0 <= index < len(PRESET_CHOICES):
             return
         name = PRESET_CHOICES[index]
-        fields = preset_fields(name, form_from_parameter_node(p)) if name != CUSTOM else {}
+        fields = preset_fields(name, shown_fields(p)) if name != CUSTOM else {}
         wasModifying = p.StartModify()
         try:
             for field in PRESET_FIELDS if fields else ():
@@ -257,7 +258,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
     def _updateGui(self) -> None:
         p = self._parameterNode
         running = self._jobs is not None and self._jobs.running
-        form = form_from_parameter_node(p) if p else VesselForm()
+        form = shown_fields(p) if p else VesselForm()
         if p and form.shown_preset() != p.preset:  # a field edited away from the preset: Custom
             p.preset = form.shown_preset()
         _setIndex(self.ui.presetComboBox, PRESET_CHOICES.index(form.shown_preset()))
@@ -281,7 +282,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         elif not p or (not p.inputVolume and form.input_kind != "segment"):
             reason = _("Select an input volume")
         else:
-            reason = form.problem() or ""
+            reason = parameter_node_problem(p) or ""
         self.ui.applyButton.enabled = not reason
         self.ui.applyButton.toolTip = reason or _("Find the vessels in the input volume (and the outputs checked).")
 

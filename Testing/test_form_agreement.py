@@ -351,3 +351,21 @@ def test_the_parameter_node_is_the_form(module):
         if field not in held_elsewhere:
             assert node[camel(field)] == value, f"{module}: {camel(field)} defaults to {node[camel(field)]!r}, " \
                                                 f"the form's {field} to {value!r}"
+
+
+def test_the_desktop_panel_says_what_is_wrong_with_its_points(mrml_scene):
+    """Two source points are refused by name before Run (the panel still shows its fields), and
+    a segment input without a segment says so."""
+    from SegVesselLib.form import parameter_node_problem, shown_fields
+
+    source = point_list(mrml_scene, ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0)))
+    source.SetName("Source")
+    node = parameter_node("SegVessel", {"sourcePoint": source, "threshold": 0.2})
+    assert shown_fields(node).threshold == 0.2
+    assert "'Source' holds 2 points" in parameter_node_problem(node)
+    source.RemoveNthControlPoint(1)
+    assert parameter_node_problem(node) is None
+    node.inputKind = "segment"
+    assert "No segment is chosen" in parameter_node_problem(node)
+    node.segment = "Segment_1"
+    assert parameter_node_problem(node) is None

@@ -179,6 +179,20 @@ def form_from_parameter_node(parameter_node: Any) -> VesselForm:
                                       targets_lps=points_lps_from_markups(parameter_node.targetPoints),
                                       landmarks_lps=points_lps_from_markups(parameter_node.landmarkPoints))
 
+def shown_fields(parameter_node: Any) -> VesselForm:
+    """The fields a panel shows, without reading its markups (the points cannot be wrong here:
+    what is wrong with them is :func:`parameter_node_problem`'s to say)."""
+    return VesselForm.from_attributes(parameter_node, skip=tuple(FORM_FIELDS_FROM_MARKUPS))
+
+
+def parameter_node_problem(parameter_node: Any) -> Optional[str]:
+    """Why the desktop panel cannot run as it is (its fields or its points), or None."""
+    try:
+        return form_from_parameter_node(parameter_node).problem()
+    except InputError as error:  # e.g. a source point list holding several points
+        return error.message
+
+
 def preset_fields(name: str, current: Optional[VesselForm] = None) -> dict[str, Any]:
     """The fields a preset sets, from the engine's preset. A preset without an intensity window
     keeps the window's values (only unticks it), as the panels keep what the user typed."""
