@@ -25,12 +25,14 @@ PARAMETERS = VesselPipelineParameters(mask=preset("mra"))
 def test_every_stage_runs_and_is_timed():
     image, truth = y_volume()
     result = run_vessel_pipeline(image, PARAMETERS)
-    assert set(result.seconds) == {"mask", "topology", "centerlines", "stenoses", "surface"}
+    assert set(result.seconds) == {"mask", "topology", "centerlines", "radii", "sections", "straighten", "stenoses",
+                                   "surface"}
     assert len(result.graph.branches) == len(truth.branches)
     assert result.surface.GetNumberOfCells() > 0 and result.stenoses.findings == ()
 
 
-@pytest.mark.parametrize("stage_word", ["Vesselness", "Vessel mask", "Thinning", "cross-sections", "Surface"])
+@pytest.mark.parametrize("stage_word", ["Vesselness", "Vessel mask", "Thinning", "sub-voxel", "sections along",
+                                        "Straightening", "cross-sections", "Surface"])
 def test_cancel_in_the_middle_of_each_stage(stage_word):
     image, _ = y_volume()
     seen = []

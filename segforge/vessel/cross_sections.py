@@ -135,22 +135,25 @@ def measure_sections(field: LumenField, points_lps: np.ndarray, tangents_lps: Op
     # most outlines end within twice the inscribed radius: look that far first, and further
     # only for the sections some ray of which went on (elongated lumens, junctions)
     first = np.minimum(2.0 * inside + 2.0 * voxel, reach)
-    distances = edge_distances(field, points, directions, first, start, progress=progress)
+    distances = edge_distances(field, points, directions, first, start, progress=progress,
+                               message="Measuring sections along the branches")
     again = np.flatnonzero(np.isnan(distances).any(axis=1) & (reach > first))
     if len(again):
         distances[again] = edge_distances(field, points[again], directions[again], reach[again], start[again])
-    size = 2 * field.edge_uncertainty(directions).mean(axis=1)  # the voxel's size in each plane
-    return outline_measures(smooth_outline(distances, angles, size), angles)
+    finest = 2 * field.edge_uncertainty(directions).min(axis=1)  # the finest voxel size in each plane
+    return outline_measures(distances, angles, smooth_outline(distances, angles, finest))
 
 
 def smooth_outline(distances: np.ndarray, angles: np.ndarray, sigma_mm: np.ndarray) -> np.ndarray:
     """Each closed outline r(angle) smoothed (Gaussian) over ``sigma_mm`` of its perimeter.
 
     The interpolated edge of a voxel mask is a staircase; calipers over it pick its outward
-    corners (a 12 mm circle read 12.3 mm on a 0.5 mm grid and 13.0 mm on an oblique
-    0.4 x 0.4 x 2 mm grid). A lumen is smooth at the scale of one voxel, so one voxel of
-    smoothing removes the stairs (12.15 and 12.3 mm) and leaves the area and any shape
-    larger than a voxel as they were. Open outlines (NaN rays) are left alone."""
+    corners (a 12 mm circle read 12.3 mm on a 0.5 mm grid). A lumen is smooth at the scale
+    of a voxel, so smoothing over the plane's finest voxel removes the stairs (12.15 mm)
+    and leaves shapes larger than a voxel as they were. Not over a coarser voxel: that
+    would round off an ellipse's tips (a 10 x 6 mm ellipse on an oblique 0.4 x 0.4 x 2 mm
+    grid lost 0.8 mm of its length); across thick slices the edge stays known only to
+    about half a slice. Open outlines (NaN rays) are left alone."""
     out = np.array(distances, float, copy=True)
     closed = np.all(np.isfinite(out), axis=1)
     if not closed.any() or len(angles) < 3:
@@ -167,12 +170,19 @@ def smooth_outline(distances: np.ndarray, angles: np.ndarray, sigma_mm: np.ndarr
     return out
 
 
-def outline_measures(distances: np.ndarray, angles: np.ndarray) -> Section:
-    """Area, diameters and circularity of star-shaped outlines given as ray distances (n, rays)."""
+def outline_measures(distances: np.ndarray, angles: np.ndarray, smoothed: Optional[np.ndarray] = None) -> Section:
+    """Area, diameters and circularity of star-shaped outlines given as ray distances (n, rays).
+
+    The area comes from the outline as measured (the interpolated edge is unbiased on
+    average, so its polygon's area is too); the calipers from ``smoothed`` when given
+    (:func:`smooth_outline`: a maximum over directions would pick the staircase's corners)."""
     closed = np.all(np.isfinite(distances), axis=1) & (len(angles) >= 3)
     r = np.where(closed[:, None], distances, 0.0)
     x, y = r * np.cos(angles), r * np.sin(angles)
     area = 0.5 * np.abs((x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y).sum(axis=1))
+    if smoothed is not None:
+        r = np.where(closed[:, None], smoothed, 0.0)
+        x, y = r * np.cos(angles), r * np.sin(angles)
     largest, smallest, across_widest = calipers(x, y)
 
     def kept(values: np.ndarray) -> np.ndarray:
@@ -243,7 +253,7 @@ def branch_sections(field: LumenField, graph: CenterlineGraph, parameters: Secti
             branch.id, arc, points, measured.area_mm2[rows], measured.equivalent_diameter_mm[rows],
             measured.min_diameter_mm[rows], measured.max_diameter_mm[rows], measured.circularity[rows],
             measured.perpendicular_diameter_mm[rows], measured.closed[rows]))
-    report(1.0, "Cross-sections measured")
+    report(1.0, "Measuring sections along the branches")
     return tuple(result)
 
 

@@ -143,7 +143,8 @@ def _half_maximum_field(values: np.ndarray, mask: np.ndarray, spacing_kji) -> Op
 
 def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: np.ndarray,
                    reach_mm: np.ndarray, start_mm: Optional[np.ndarray] = None,
-                   budget: int = 1_000_000, progress: Optional[ProgressCallback] = None) -> np.ndarray:
+                   budget: int = 1_000_000, progress: Optional[ProgressCallback] = None,
+                   message: str = "Finding the lumen edge") -> np.ndarray:
     """Distance (mm) from each centre along each of its directions to the first wall crossing.
 
     ``directions_lps``: (n, rays, 3) unit vectors; ``reach_mm``: (n,) how far to look;
@@ -169,7 +170,7 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
     report = progress or no_progress
     first = 0
     while first < count:
-        report(first / count, "Finding the lumen edge")
+        report(first / count, message)
         # as many points as fit the sample budget, at the longest span among them
         rows = order[first:]
         fits = np.flatnonzero(np.maximum.accumulate(span[rows]) * rays * (np.arange(len(rows)) + 1) > budget)

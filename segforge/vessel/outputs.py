@@ -30,8 +30,8 @@ VESSEL_SEGMENT = SegmentInfo(label=1, name="vessels", color=(0.85, 0.2, 0.2),
                                          "Anatomic codes - DICOM master list~^^~^^")
 BRANCH_COLUMNS = ("id", "parent", "length_mm", "chord_mm", "tortuosity", "mean_curvature_per_mm",
                   "max_curvature_per_mm", "mean_radius_mm", "min_radius_mm", "max_radius_mm", "point_count")
-FINDING_COLUMNS = ("branch", "stenosis_percent", "minimal_diameter_mm", "reference_diameter_mm", "arc_mm",
-                   "length_mm", "x_lps", "y_lps", "z_lps")
+FINDING_COLUMNS = ("kind", "branch", "stenosis_percent", "ratio", "minimal_diameter_mm", "maximal_diameter_mm",
+                   "reference_diameter_mm", "arc_mm", "length_mm", "x_lps", "y_lps", "z_lps")
 SECTION_COLUMNS = ("branch", "arc_mm", "x_lps", "y_lps", "z_lps", *SECTION_VALUES[1:])
 LANDMARK_COLUMNS = ("landmark", "x_lps", "y_lps", "z_lps", "branch", "arc_mm", "centerline_x_lps", "centerline_y_lps",
                     "centerline_z_lps", "distance_mm", "max_diameter_mm", "min_diameter_mm",

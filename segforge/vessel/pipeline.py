@@ -1,6 +1,7 @@
 """The whole vessel workflow in one call: vesselness (or a deep vessel model) -> mask ->
-topology clean-up -> centerline graph (between endpoints when given) -> radii -> metrics ->
-stenoses -> surface, with progress, Cancel and a timing per stage.
+topology clean-up -> centerline graph (between endpoints when given) -> sub-voxel radii,
+cross-sections, landmarks, straightened view -> metrics -> stenoses -> surface, with
+progress, Cancel and a timing per stage.
 
 The mask comes from the grey image, or is the user's own ``segment`` (from the Segment
 Editor, TotalSegmentator, SegOrgan): then the mask stage is skipped and the image, when
@@ -21,12 +22,15 @@ from ..errors import InputError
 from ..image import Image, require_3d_volume
 from ..mesh import SurfaceParameters, surface_from_mask
 from ..progress import ProgressCallback, no_progress, sub_progress
+from .cross_sections import BranchSections, LandmarkMeasurement, SectionParameters
 from .endpoints import EndpointParameters, centerlines_between
 from .graph import CenterlineGraph, GraphParameters, centerline_graph
 from .metrics import BranchMetrics, branch_metrics
 from .mask_step import make_vessel_mask
+from .measure_step import measure_vessels
 from .parameters import BUILTIN_MODEL, HYSTERESIS_RATIO, VesselMaskParameters
 from .stenosis import StenosisParameters, StenosisReport, analyse_stenoses
+from .straighten import StraightenParameters
 from .topology import TopologyParameters, TopologyReport, clean_topology
 
 
@@ -73,6 +77,8 @@ class VesselPipelineParameters:
     topology: TopologyParameters = field(default_factory=TopologyParameters)
     endpoints: EndpointParameters = field(default_factory=EndpointParameters)
     stenosis: StenosisParameters = field(default_factory=StenosisParameters)
+    sections: SectionParameters = field(default_factory=SectionParameters)
+    straighten: StraightenParameters = field(default_factory=StraightenParameters)
     surface: SurfaceParameters = field(default_factory=SurfaceParameters)
     outputs: VesselOutputs = field(default_factory=VesselOutputs)
 
@@ -92,12 +98,24 @@ class VesselResult:
     #: Catalog id of the model that made the mask (see :mod:`.mask_step`), or ``segment``.
     mask_model: str = BUILTIN_MODEL
     topology: Optional[TopologyReport] = None
+    #: cross-sections along each branch, diameters at the landmarks, the straightened main
+    #: path (:mod:`.measure_step`)
+    sections: tuple[BranchSections, ...] = ()
+    landmarks: tuple[LandmarkMeasurement, ...] = ()
+    straightened: Optional[Image] = None
 
 
 #: Each stage's share of the progress bar (measured proportions on the bundled CTA).
-_SHARES = {"mask": 0.45, "topology": 0.05, "centerlines": 0.25, "stenoses": 0.15, "surface": 0.15}
+_SHARES = {"mask": 0.45, "topology": 0.05, "centerlines": 0.25, "sections": 0.1, "stenoses": 0.15, "surface": 0.15}
 #: ``mask_model`` of a result whose mask was the caller's segment.
 SEGMENT_MODEL = "segment"
+
+
+def _first_target(parameters: VesselPipelineParameters) -> Optional[tuple[float, float, float]]:
+    """The first target point, when the caller chose endpoints: the straightened view follows
+    the path to it (else the path to the farthest end)."""
+    targets = parameters.endpoints.targets_lps
+    return tuple(targets[0]) if targets else None
 
 
 def _refuse_label_map(image: Image) -> None:
@@ -130,7 +148,8 @@ def _segment_mask(segment: Image, image: Optional[Image]) -> Image:
                          f"{_mm(segment.origin_lps)}, the image {image.shape_ijk} voxels of {_mm(image.spacing)} mm "
                          f"at {_mm(image.origin_lps)}",
                          "give the segment alone, or resample it onto the image first")
-    return segment.with_array(mask.astype(np.uint8))
+    # on the image's grid exactly (headers written as float32 differ in the last digits)
+    return (image if image is not None else segment).with_array(mask.astype(np.uint8))
 
 
 def _same_grid(a: Image, b: Image) -> bool:
@@ -167,6 +186,7 @@ def run_vessel_pipeline(image: Optional[Image], parameters: VesselPipelineParame
     stages = (["mask"] if segment is None else []) + ["topology"] + [
         name for name in ("centerlines", "stenoses", "surface")
         if getattr(wanted, name) and (name != "stenoses" or wanted.centerlines)]
+    stages += ["sections"] if wanted.centerlines else []
     total = sum(_SHARES[name] for name in stages)
     start = 0.0
 
@@ -193,8 +213,13 @@ def run_vessel_pipeline(image: Optional[Image], parameters: VesselPipelineParame
         clock = time.perf_counter()
         graph = centerline_graph(mask, parameters.graph, step("centerlines"))
         result.graph = centerlines_between(graph, mask, parameters.endpoints)
-        result.metrics = branch_metrics(result.graph)
         seconds["centerlines"] = time.perf_counter() - clock
+        measured = measure_vessels(mask, image, result.graph, parameters.sections, parameters.straighten,
+                                   _first_target(parameters), step("sections"))
+        result.graph, result.sections, result.landmarks = measured.graph, measured.sections, measured.landmarks
+        result.straightened = measured.straightened
+        seconds.update(measured.seconds)
+        result.metrics = branch_metrics(result.graph)
     if "stenoses" in stages and result.graph is not None:
         clock = time.perf_counter()
         result.stenoses = analyse_stenoses(mask, result.graph, parameters.stenosis, step("stenoses"))

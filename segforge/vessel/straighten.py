@@ -9,9 +9,10 @@ the path, i and j across it, centred on the centreline.
 
 Geometry: voxel (i, j, k) holds the volume at ``centers_lps[k] + (i - c) s normals[k] +
 (j - c) s binormals[k]`` (c the middle index, s the step): :meth:`Straightened.sampled_lps`
-gives that point exactly. The image's own affine (origin, spacing, direction) is that of
-the first plane extended straight along the first tangent: exact for a straight path and
-for the first plane of any path, which is as much as one affine can say of a curved one.
+gives that point exactly. The image's own affine (origin, spacing, direction) runs k along
+the path's chord from its first point, i and j along the middle plane's frame: right for a
+straight path (to within the centreline's sub-voxel wobble), which is as much as one affine
+can say of a curved one.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ..errors import InputError
 from ..image import Image
 from .frames import arc_length, rotation_minimising_frames, smoothed_tangents
 from .graph import CenterlineGraph, resample
-from .radius import affine
+from .radius import across, affine
 
 #: Scale (in the volume's largest voxel spacings) of the smoothing of the path before frames.
 PATH_SMOOTHING_VOXELS = 2.0
@@ -149,7 +150,14 @@ def straighten(volume: Image, graph: CenterlineGraph, parameters: StraightenPara
         out[k] = ndimage.map_coordinates(data, coordinates.reshape(3, -1), order=1, mode="constant",
                                          cval=background, output=np.float32).reshape(out[k].shape)
     result = (out >= 0.5).astype(np.uint8) if label else out
-    direction = np.column_stack([normals[0], binormals[0], tangents[0]])
-    origin = centers[0] - half * step * (normals[0] + binormals[0])
+    # the affine: k along the chord (exact for a straight path, whose ends may tilt a little),
+    # i and j as the middle plane's frame turned onto the chord
+    chord = centers[-1] - centers[0]
+    axis = chord / np.linalg.norm(chord) if np.linalg.norm(chord) > 1e-6 else tangents[len(centers) // 2]
+    normal = normals[len(centers) // 2] - (normals[len(centers) // 2] @ axis) * axis
+    normal = normal / np.linalg.norm(normal) if np.linalg.norm(normal) > 1e-6 else across(axis[None])[0][0]
+    binormal = np.cross(axis, normal)
+    direction = np.column_stack([normal, binormal, axis])
+    origin = centers[0] - half * step * (normal + binormal)
     image = Image(result, (step, step, step), tuple(origin), direction)
     return Straightened(image, centers, normals, binormals, where, branches)

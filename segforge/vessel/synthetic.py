@@ -9,7 +9,14 @@ A voxel is inside when its centre lies within the tube: within ``r(t)`` of the n
 point ``c(t)`` of a branch's densely sampled centreline (a chain of truncated cones with
 spherical caps), which is how a level-set or a thresholded CTA lumen rasterises a vessel.
 Planted stenoses are smooth cosine narrowings of the radius, so their true % diameter
-reduction is exactly the planted fraction.
+reduction is exactly the planted fraction; planted dilatations are the same bump widening
+it (a fusiform aneurysm), so their true ratio to the healthy diameter is exact too.
+
+Junctions are, by default, the plain union of the tubes (a sharp crease where they meet).
+Real bifurcations are rounded: the lumen flares into the junction and the carina is
+blunt. ``fillet_mm`` rounds every crease by a smooth union of the tubes' signed distances
+(polynomial smooth minimum), which is what makes a junction look like a dilatation or a
+stenosis to a measurement that does not know it is there.
 """
 from __future__ import annotations
 
@@ -39,12 +46,18 @@ class BranchSpec:
 
 @dataclass(frozen=True)
 class StenosisSpec:
-    """A smooth narrowing planted on a branch (``severity`` = diameter reduction 0..1)."""
+    """A smooth narrowing planted on a branch (``severity`` = diameter reduction 0..1); a
+    negative severity widens it instead (a dilatation of ``1 - severity`` times the diameter)."""
 
     branch: int
     at_fraction: float
     severity: float
     length_mm: float
+
+    @classmethod
+    def dilatation(cls, branch: int, at_fraction: float, ratio: float, length_mm: float) -> "StenosisSpec":
+        """A fusiform dilatation to ``ratio`` times the healthy diameter at its widest."""
+        return cls(branch, at_fraction, 1.0 - ratio, length_mm)
 
 
 @dataclass(frozen=True)
@@ -63,13 +76,22 @@ class TrueBranch:
 
 @dataclass(frozen=True)
 class PlantedStenosis:
-    """Where a stenosis was planted and how severe it truly is."""
+    """Where a stenosis (or, with a negative severity, a dilatation) was planted and how severe it truly is."""
 
     branch: int
     position_lps: np.ndarray
     severity: float
     reference_diameter_mm: float
     length_mm: float
+
+    @property
+    def kind(self) -> str:
+        return "dilatation" if self.severity < 0 else "stenosis"
+
+    @property
+    def ratio(self) -> float:
+        """The lesion's diameter at its worst point over the healthy diameter there."""
+        return 1.0 - self.severity
 
 
 @dataclass(frozen=True)
@@ -97,8 +119,9 @@ def make_grid(extent_mm: Sequence[float], spacing: Sequence[float] = (1.0, 1.0, 
 
 def build_tree(specs: Sequence[BranchSpec], grid: Image,
                stenoses: Sequence[StenosisSpec] = (), rotation: Optional[np.ndarray] = None,
-               center_lps: Sequence[float] = (0.0, 0.0, 0.0)) -> SyntheticTree:
-    """Rasterise branches (object mm, turned by ``rotation`` and moved to ``center_lps``) onto ``grid``."""
+               center_lps: Sequence[float] = (0.0, 0.0, 0.0), fillet_mm: float = 0.0) -> SyntheticTree:
+    """Rasterise branches (object mm, turned by ``rotation`` and moved to ``center_lps``) onto
+    ``grid``; ``fillet_mm`` rounds the creases where tubes meet (see the module's docstring)."""
     turn = np.eye(3) if rotation is None else np.asarray(rotation, float)
     shift = np.asarray(center_lps, float)
     step = _SAMPLE_FRACTION * min(grid.spacing)
@@ -122,16 +145,19 @@ def build_tree(specs: Sequence[BranchSpec], grid: Image,
         branches[stenosis.branch] = TrueBranch(branch.id, branch.parent, branch.points_lps, radii)
         planted.append(PlantedStenosis(stenosis.branch, branch.points_lps[at].copy(), stenosis.severity,
                                        2 * base, stenosis.length_mm))
-    return from_centerlines(branches, grid, planted)
+    return from_centerlines(branches, grid, planted, fillet_mm)
 
 
 def from_centerlines(branches: Sequence[TrueBranch], grid: Image,
-                     stenoses: Sequence[PlantedStenosis] = ()) -> SyntheticTree:
+                     stenoses: Sequence[PlantedStenosis] = (), fillet_mm: float = 0.0) -> SyntheticTree:
     """Rasterise branches given as dense centrelines (LPS mm) with radii onto ``grid``."""
     branches = list(branches)
-    mask = np.zeros(grid.array.shape, np.uint8)
-    for branch in branches:
-        _rasterise(mask, grid, branch.points_lps, branch.radii_mm)
+    if fillet_mm > 0:
+        mask = _smooth_union(grid, branches, fillet_mm)
+    else:
+        mask = np.zeros(grid.array.shape, np.uint8)
+        for branch in branches:
+            _rasterise(mask, grid, branch.points_lps, branch.radii_mm)
     children = {b.parent for b in branches if b.parent is not None}
     bifurcations = np.array([branches[p].points_lps[-1] for p in sorted(children)]).reshape(-1, 3)
     ends = [b.points_lps[-1] for b in branches if b.id not in children]
@@ -175,7 +201,8 @@ def stenosed_vessel(grid: Image, severities: Sequence[float] = (0.3, 0.5, 0.7), 
                     radius_mm: float = 3.0, length_mm: float = 100.0, lesion_diameters: float = 2.5,
                     rotation: Optional[np.ndarray] = None,
                     center_lps: Sequence[float] = (0.0, 0.0, 0.0)) -> SyntheticTree:
-    """One gently curved, slightly tapering vessel with stenoses planted evenly along it."""
+    """One gently curved, slightly tapering vessel with lesions planted evenly along it
+    (a negative severity plants a dilatation: -0.5 is 1.5x, -1.0 is 2x)."""
     L = length_mm
     specs = [BranchSpec((-L / 2, 0, 0), (0, 0.12 * L, 0.04 * L), (L / 2, 0, 0), radius_mm, radius_mm * 0.85)]
     count = len(severities)
@@ -200,13 +227,18 @@ def arc_vessel(grid: Image, *, bend_radius_mm: float = 20.0, angle_deg: float = 
 
 def random_tree(grid: Image, *, generations: int = 4, root_radius_mm: float = 8.0,
                 root_length_mm: float = 70.0, shrink: float = 0.72, seed: int = 0,
-                center_lps: Optional[Sequence[float]] = None) -> SyntheticTree:
-    """A binary tree of up to ``2**generations - 1`` branches filling the grid, for benchmarks.
+                center_lps: Optional[Sequence[float]] = None, asymmetry: float = 0.0,
+                fillet_mm: float = 0.0) -> SyntheticTree:
+    """A binary tree of up to ``2**generations - 1`` branches filling the grid, for benchmarks
+    and as healthy trees (no lesion: any finding on one is false).
 
     Daughters leave in pairs at 25-50 degrees in random planes. A pair whose tubes would come
     close to each other, to a branch they do not touch or to the grid's border is re-drawn
     (up to 40 times, else its parent stays a terminal branch), so every bifurcation is real
-    and ``branches`` is exactly the tree's topology. Deterministic for a given ``seed``.
+    and ``branches`` is exactly the tree's topology. ``asymmetry`` (0..1) makes the daughter
+    leaving at the smaller angle wider (radius x (1 + asymmetry)) and the other narrower
+    (x (1 - asymmetry)), as a trunk continues past a side branch; ``fillet_mm`` rounds the
+    junctions (see :func:`build_tree`). Deterministic for a given ``seed``.
     """
     rng = np.random.default_rng(seed)
     extent = np.asarray(grid.shape_ijk) * np.asarray(grid.spacing)
@@ -253,9 +285,10 @@ def random_tree(grid: Image, *, generations: int = 4, root_radius_mm: float = 8.
         tangent /= np.linalg.norm(tangent)
         for _attempt in range(40):
             plane = _perpendicular(tangent, rng)
-            pair = []
+            pair, angles = [], []
             for sign in (1.0, -1.0):
                 angle = np.radians(rng.uniform(25, 50))
+                angles.append(angle)
                 child = tangent * np.cos(angle) + sign * plane * np.sin(angle)
                 pair.append(shape(origin, child / np.linalg.norm(child), length))
             apart = np.min(np.linalg.norm(pair[0][2][len(pair[0][2]) // 3:, None]
@@ -265,14 +298,16 @@ def random_tree(grid: Image, *, generations: int = 4, root_radius_mm: float = 8.
                 break
         else:
             return
-        daughters = [add(origin, control, end, points, radius, parent) for control, end, points in pair]
-        for daughter in daughters:
-            split(daughter, radius * shrink, length * shrink, depth + 1)
+        wider = int(np.argmin(angles))
+        radii = [radius * (1 + asymmetry if n == wider else 1 - asymmetry) for n in range(2)]
+        daughters = [add(origin, control, end, points, r, parent) for (control, end, points), r in zip(pair, radii)]
+        for daughter, r in zip(daughters, radii):
+            split(daughter, r * shrink, length * shrink, depth + 1)
 
     control, end, points = shape(start, axis, root_length_mm)
     root = add(start, control, end, points, root_radius_mm, None)
     split(root, root_radius_mm * shrink, root_length_mm * shrink, 1)
-    return build_tree(specs, grid)
+    return build_tree(specs, grid, fillet_mm=fillet_mm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,9 +330,29 @@ def _perpendicular(direction: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return vector / np.linalg.norm(vector)
 
 
+def _smooth_union(grid: Image, branches: Sequence[TrueBranch], fillet_mm: float) -> np.ndarray:
+    """The mask of the branches' smooth union: the signed distances (mm, negative inside)
+    combined by a polynomial smooth minimum of width ``fillet_mm``, which fills each crease
+    where two tubes meet with a fillet and leaves the tubes elsewhere as they are."""
+    field = np.full(grid.array.shape, np.inf, np.float32)
+    for branch in branches:
+        own = np.full(grid.array.shape, np.inf, np.float32)
+        _rasterise(own, grid, branch.points_lps, branch.radii_mm, reach_mm=fillet_mm)
+        a, b = field, own
+        near = np.isfinite(b) & np.isfinite(a)
+        h = np.clip(0.5 + 0.5 * (b[near] - a[near]) / fillet_mm, 0.0, 1.0)
+        blended = b[near] * (1 - h) + a[near] * h - fillet_mm * h * (1 - h)
+        field = np.minimum(a, b)
+        field[near] = blended
+    return (field <= 0).astype(np.uint8)
+
+
 def _rasterise(mask: np.ndarray, grid: Image, points_lps: np.ndarray, radii: np.ndarray,
-               chunk: int = 12) -> None:
-    """Set every voxel whose centre lies within the tube around ``points_lps`` (in place)."""
+               chunk: int = 12, reach_mm: Optional[float] = None) -> None:
+    """Set every voxel whose centre lies within the tube around ``points_lps`` (in place).
+
+    With ``reach_mm``, ``mask`` is a float array instead: the tube's signed distance (mm,
+    negative inside) is written, as a minimum, wherever it is below ``reach_mm``."""
     spacing = np.asarray(grid.spacing)
     lps_to_ijk = np.linalg.inv(grid.ijk_to_lps())
     ijk = affine(points_lps, lps_to_ijk)
@@ -306,7 +361,7 @@ def _rasterise(mask: np.ndarray, grid: Image, points_lps: np.ndarray, radii: np.
         a, b = ijk[first:first + chunk], ijk[first + 1:first + chunk + 1]
         ra, rb = radii[first:first + chunk], radii[first + 1:first + chunk + 1]
         a, ra = a[:len(b)], ra[:len(b)]
-        reach = max(ra.max(), rb.max()) / spacing + 1
+        reach = (max(ra.max(), rb.max()) + (reach_mm or 0.0)) / spacing + 1
         low = np.maximum(np.floor(np.minimum(a.min(0), b.min(0)) - reach), 0).astype(int)
         high = np.minimum(np.ceil(np.maximum(a.max(0), b.max(0)) + reach), shape_ijk - 1).astype(int)
         if np.any(high < low):
@@ -318,6 +373,13 @@ def _rasterise(mask: np.ndarray, grid: Image, points_lps: np.ndarray, radii: np.
         ab = (b - a) * spacing
         t = np.clip((pa * ab[None]).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12)[None], 0.0, 1.0)
         distance = np.linalg.norm(pa - t[..., None] * ab[None], axis=-1)
+        if reach_mm is not None:
+            signed = (distance - (ra[None] + t * (rb - ra)[None])).min(axis=1)
+            close = signed < reach_mm
+            hit = voxels[close].astype(int)
+            index = (hit[:, 2], hit[:, 1], hit[:, 0])
+            mask[index] = np.minimum(mask[index], signed[close])
+            continue
         inside = np.any(distance <= ra[None] + t * (rb - ra)[None], axis=1)
         hit = voxels[inside].astype(int)
         mask[hit[:, 2], hit[:, 1], hit[:, 0]] = 1

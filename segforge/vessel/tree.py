@@ -83,9 +83,14 @@ class VesselTree:
 
 
 def _finding_row(finding: Any) -> dict[str, Any]:
+    """One finding as a row: ``kind`` ("stenosis" or "dilatation"), ``ratio`` (its diameter
+    over the reference), and the keys rows had before dilatations existed (a dilatation's
+    ``stenosis_percent`` is 0)."""
     x, y, z = (float(c) for c in finding.position_lps)
-    return {"branch": finding.branch, "stenosis_percent": round(float(finding.stenosis_percent), 2),
+    return {"kind": finding.kind, "branch": finding.branch,
+            "stenosis_percent": round(float(finding.stenosis_percent), 2), "ratio": round(float(finding.ratio), 3),
             "minimal_diameter_mm": float(finding.minimal_diameter_mm),
+            "maximal_diameter_mm": float(finding.maximal_diameter_mm),
             "reference_diameter_mm": float(finding.reference_diameter_mm), "arc_mm": float(finding.arc_mm),
             "length_mm": float(finding.length_mm), "x_lps": x, "y_lps": y, "z_lps": z}
 
@@ -156,7 +161,8 @@ def _summary(result: VesselResult, meta: dict[str, Any]) -> dict[str, Any]:
             "endpoints": len(graph.endpoints) if graph else None,
             "components": graph.component_count if graph else None,
             "total_length_mm": graph.total_length_mm if graph else None,
-            "stenoses": len(meta["finding_rows"]) if result.stenoses is not None else None,
+            "stenoses": _count(meta["finding_rows"], "stenosis") if result.stenoses is not None else None,
+            "dilatations": _count(meta["finding_rows"], "dilatation") if result.stenoses is not None else None,
             "surface_triangles": int(result.surface.GetNumberOfCells()) if result.surface is not None else None,
             "cross_sections": sum(entry["count"] for entry in meta["sections"]),
             "landmarks": len(meta["landmark_rows"]),
@@ -170,6 +176,10 @@ def _plain(report: Any) -> Any:
         return None
     values = asdict(report)
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
+
+
+def _count(rows: list[dict[str, Any]], kind: str) -> int:
+    return sum(1 for row in rows if row.get("kind", "stenosis") == kind)
 
 
 def from_wire(arrays: dict[str, Any], meta: dict[str, Any]) -> VesselTree:
