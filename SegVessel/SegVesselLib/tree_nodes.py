@@ -21,6 +21,7 @@ from segforge.mrml.segments import (OnExisting, SegmentSpec, new_segmentation_no
 from segforge.mrml.tables import rows_from_table, table_from_rows
 from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS, VESSEL_SEGMENT
 from segforge.vessel.tree import VesselTree, centerline_polydata
+from segforge.vessel.vmtk_centerlines import vmtk_centerline_polydata
 
 from .measurement_nodes import write_diameter_chart, write_landmarks, write_section_table, write_straightened
 
@@ -38,6 +39,9 @@ class VesselNodes:
     segmentation: Any
     curves: list[Any] = field(default_factory=list)
     centerline_model: Optional[Any] = None
+    #: The centerlines in VMTK's layout (lines, Radius): SlicerVMTK's Cross Section Analysis and
+    #: Centerline Disassembly take it as their centerline model.
+    vmtk_centerline_model: Optional[Any] = None
     surface_model: Optional[Any] = None
     branch_table: Optional[Any] = None
     stenosis_table: Optional[Any] = None
@@ -100,6 +104,9 @@ def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentatio
                                                         name=f"{base} branch {branch.id}", color=VESSEL_COLOR))
         nodes.centerline_model = model_from_polydata(_tube(centerline_polydata(tree.branches)), space="LPS",
                                                      name=f"{base} centerlines", scalars="Radius")
+        nodes.vmtk_centerline_model = model_from_polydata(vmtk_centerline_polydata(tree.branches), space="LPS",
+                                                          name=f"{base} centerline model", color=VESSEL_COLOR)
+        nodes.vmtk_centerline_model.GetDisplayNode().SetVisibility(False)  # the tube model shows them
         nodes.branch_table = table_from_rows(tree.branch_rows, f"{base} branches", columns=list(BRANCH_COLUMNS))
     if tree.summary.get("stenoses") is not None:
         nodes.stenosis_table = table_from_rows(tree.finding_rows, f"{base} stenoses", columns=list(FINDING_COLUMNS))

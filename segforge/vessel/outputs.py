@@ -1,7 +1,9 @@
 """Write a vessel result as files that open in 3D Slicer and in any spreadsheet.
 
 ``vessels.seg.nrrd`` (one segment, the image's geometry), ``centerlines.vtp`` (a polyline
-per branch, point array ``Radius``, cell array ``BranchId``) and ``surface.vtp`` in LPS
+per branch, point array ``Radius``, cell array ``BranchId``), ``centerline_model_vmtk.vtp``
+(VMTK's layout: a polyline per root-to-end path with ``Radius`` and VMTK's arrays, what
+SlicerVMTK's Cross Section Analysis and Centerline Disassembly take) and ``surface.vtp`` in LPS
 tagged the way Slicer saves models, ``branches.csv``, ``stenoses.csv`` (the findings),
 ``cross_sections.csv`` (every section of every branch), ``landmarks.csv`` (one row per
 landmark), ``diameters.png`` (the diameter along the longest branches), ``straightened.nrrd``
@@ -21,6 +23,7 @@ from ..image_io import write_image
 from ..segmentation_file import SegmentInfo, write_seg_nrrd
 from .diameter_plot import Mark, diameter_plot_png
 from .tree import SECTION_VALUES, VesselTree, centerline_polydata
+from .vmtk_centerlines import vmtk_centerline_polydata
 
 #: The vessel segment: "Tissue / Blood vessel" in Slicer's general anatomy terminology
 #: (SNOMED CT), serialised as Slicer writes it (the Logic uses the same value).
@@ -51,7 +54,7 @@ def vessel_output_bytes(tree: VesselTree) -> int:
     size = tree.mask.array.size // 4 + 64 * 1024 + 400 * (len(tree.branch_rows) + len(tree.finding_rows))
     if tree.surface is not None:
         size += 2 * (24 * tree.surface.GetNumberOfPoints() + 16 * tree.surface.GetNumberOfCells())
-    size += 2 * 32 * sum(len(branch.points_lps) for branch in tree.branches)
+    size += 2 * 2 * 64 * sum(len(branch.points_lps) for branch in tree.branches)  # both layouts, trunk repeated
     size += 160 * sum(len(profile.arc_mm) for profile in tree.profiles) + (1 << 20)  # the CSV and the picture
     if tree.straightened is not None:
         size += tree.straightened.array.nbytes
@@ -67,6 +70,8 @@ def write_vessel_outputs(tree: VesselTree, folder: str | os.PathLike, extra_summ
     files = {"segmentation": write_seg_nrrd(tree.mask, [segment], folder / "vessels.seg.nrrd")}
     if tree.summary.get("branches") is not None:
         files["centerlines"] = write_polydata(centerline_polydata(tree.branches), folder / "centerlines.vtp")
+        files["centerline_model_vmtk"] = write_polydata(vmtk_centerline_polydata(tree.branches),
+                                                        folder / "centerline_model_vmtk.vtp")
         files["branches"] = write_csv(folder / "branches.csv", BRANCH_COLUMNS, tree.branch_rows)
     if tree.summary.get("stenoses") is not None:
         files["stenoses"] = write_csv(folder / "stenoses.csv", FINDING_COLUMNS, tree.finding_rows)
