@@ -268,6 +268,13 @@ def test_vessel_tree_from_a_segment_between_endpoints(mrml_scene, logic):
     series = chart_series(nodes.diameter_chart)
     assert series and all(s.GetTableNode() is not None for s in series)
     assert nodes.tree is not None and nodes.tree.profiles
+    # VMTK's layout for SlicerVMTK: one line per source-to-target path, with Radius, in RAS.
+    vmtk = nodes.vmtk_centerline_model.GetPolyData()
+    assert vmtk.GetNumberOfLines() == 2 and vmtk.GetPointData().GetArray("Radius") is not None
+    ends = [vmtk.GetPoint(vmtk.GetCell(n).GetPointId(vmtk.GetCell(n).GetNumberOfPoints() - 1)) for n in range(2)]
+    for end in ends:
+        lps = np.array(end) * [-1.0, -1.0, 1.0]
+        assert min(np.linalg.norm(lps - cell[-1]) for cell in cells) < 5.0, "a path does not end at a target"
     # The same mask went in as the level-set file holds (the segment's own grid is the file's).
     vessel_id = segment_ids_by_name(nodes.segmentation)["Vessels"][0]
     assert mask_from_segment(nodes.segmentation, vessel_id, mask).array.sum() >= mask.array.astype(bool).sum()
