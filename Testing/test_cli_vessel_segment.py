@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -77,6 +78,7 @@ def test_a_segment_alone_gives_every_output(segment_run):
     mask = read_image(out / "vessels.seg.nrrd")
     assert mask.same_grid(read_image(LEVEL_SET))
     assert f"{summary['branches']} branches" in run.stdout
+    assert re.search(r"landmark 1: max \d+\.\d mm, min \d+\.\d mm, area \d+\.\d mm2", run.stdout), run.stdout
 
 
 def test_cross_sections_follow_every_branch(segment_run):

@@ -199,6 +199,18 @@ def run(args: argparse.Namespace) -> int:
     dilatations = f", {summary['dilatations']} dilatations" if summary.get("dilatations") else ""
     print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {summary['branches']} branches, "
           f"{summary['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %{dilatations}")
+    for row in tree.landmark_rows:
+        print(landmark_line(row))
     for kind, path in files.items():
         print(f"wrote {kind}: {path}")
     return 0
+
+
+def landmark_line(row: dict) -> str:
+    """One landmark's diameters for the terminal (landmarks.csv has every value)."""
+    def mm(key: str) -> str:
+        return "-" if row.get(key) is None else f"{row[key]:.1f}"
+
+    return (f"landmark {row['landmark']}: max {mm('max_diameter_mm')} mm, min {mm('min_diameter_mm')} mm, "
+            f"area {mm('area_mm2')} mm2 (branch {row['branch']}, {row['arc_mm']:.1f} mm along, "
+            f"{row['distance_mm']:.1f} mm from the point)")
