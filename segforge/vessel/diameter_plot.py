@@ -85,6 +85,17 @@ def diameter_plot_png(profiles: Sequence[Profile], marks: Sequence[Mark] = (),
                       max_panels: int = MAX_PANELS) -> bytes:
     """The picture as PNG bytes; an empty picture (one panel saying so) when no branch has sections."""
     import vtk
+
+    verbosity = vtk.vtkLogger.GetCurrentVerbosityCutoff()
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)  # no "bad X server" warning without a display
+    try:
+        return _draw(profiles, marks, max_panels)
+    finally:
+        vtk.vtkLogger.SetStderrVerbosity(verbosity)
+
+
+def _draw(profiles: Sequence[Profile], marks: Sequence[Mark], max_panels: int) -> bytes:
+    import vtk
     from vtkmodules.util.numpy_support import numpy_to_vtk
 
     shown = plotted_profiles(profiles, max_panels)
