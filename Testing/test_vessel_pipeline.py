@@ -31,8 +31,8 @@ def test_every_stage_runs_and_is_timed():
     assert result.surface.GetNumberOfCells() > 0 and result.stenoses.findings == ()
 
 
-@pytest.mark.parametrize("stage_word", ["Vesselness", "Vessel mask", "Thinning", "sub-voxel", "sections along",
-                                        "Straightening", "cross-sections", "Surface"])
+@pytest.mark.parametrize("stage_word", ["Vesselness", "Vessel mask", "Closing small holes", "Thinning", "sub-voxel",
+                                        "sections along", "Straightening", "cross-sections", "Surface"])
 def test_cancel_in_the_middle_of_each_stage(stage_word):
     image, _ = y_volume()
     seen = []
