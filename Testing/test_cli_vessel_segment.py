@@ -148,3 +148,20 @@ def test_a_segment_file_error_lists_what_it_holds(tmp_path):
     assert "no segment 'aortta'" in run.stderr and "52 aorta" in run.stderr
     run = segforge("vessel", "--out", str(tmp_path / "out"))
     assert run.returncode != 0 and "IMAGE" in run.stderr and "--segment" in run.stderr
+
+
+def test_a_totalsegmentator_label_by_name(tmp_path):
+    """TotalSegmentator's multi-label output, the aorta by its name (its NIfTI header names the
+    labels): the aorta's voxels are the mask, on the label map's grid, one centerline."""
+    labels = SAMPLE_DATA / "ts_ct_abdomen_3mm" / "example_seg.nii.gz"
+    out = tmp_path / "out"
+    run = segforge("vessel", "--segment", f"{labels}:aorta", "--out", str(out), "--no-surface")
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["segment"]["name"] == "aorta" and summary["mask_model"] == "segment"
+    mask = read_image(out / "vessels.seg.nrrd")
+    source = read_image(labels)
+    assert mask.same_grid(source)
+    assert (mask.array > 0).sum() >= (source.array == 52).sum()  # holes may be closed, nothing removed
+    assert np.all(mask.array[source.array == 52] > 0)
+    assert summary["branches"] >= 1 and rows(out / "cross_sections.csv")
