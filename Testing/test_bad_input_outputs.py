@@ -30,12 +30,11 @@ from conftest import REPO
 from segforge import __version__
 from segforge.cli.main import main
 from segforge.output_set import MANIFEST, verify_manifest
-from test_cli import segforge, synthetic_mra
+from test_cli import VESSEL_TREE_FILES, segforge, synthetic_mra
 from test_cli_interactive import write_prompts
 from test_interactive_worker import LESION_A_IJK, lesion_image, world_of
 
-VESSEL_FILES = {"vessels.seg.nrrd", "centerlines.vtp", "surface.vtp", "branches.csv", "stenoses.csv",
-                "summary.json", MANIFEST}
+VESSEL_FILES = VESSEL_TREE_FILES
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -214,12 +213,12 @@ def test_a_read_only_file_system_is_said_before_the_work(results, tmp_path):
 
 
 def test_too_little_free_space_is_said_before_the_work(results, tmp_path):
-    """A real 2 MB tmpfs nearly filled: the rough estimate (input size, plus 1 MB) does not fit."""
+    """A real 8 MB tmpfs nearly filled: the rough estimate (input size, plus 1 MB) does not fit."""
     source, out, before = results
-    with tmpfs(tmp_path / "small", "2m") as mount:
+    with tmpfs(tmp_path / "small", "8m") as mount:  # the results take about 2 MB
         shutil.copytree(out, mount / "res")
         with contextlib.suppress(OSError):
-            (mount / "filler").write_bytes(b"\0" * (2 << 20))
+            (mount / "filler").write_bytes(b"\0" * (8 << 20))
         run = segforge("vessel", str(source), "--out", str(mount / "res"), "--overwrite")
         one_line_error(run, "Not enough free space", "MB are needed", "free some space")
         assert "Vesselness" not in run.stderr
@@ -260,11 +259,11 @@ def test_a_real_full_disk_while_writing(first_run, tmp_path, in_process, monkeyp
     import segforge.output_set as output_set
 
     source, res = first_run
-    with tmpfs(tmp_path / "full", "2m") as mount:
+    with tmpfs(tmp_path / "full", "8m") as mount:  # the results take about 2 MB
         shutil.copytree(res, mount / "res")
         before = snapshot(mount / "res")
         with contextlib.suppress(OSError):
-            (mount / "filler").write_bytes(b"\0" * (2 << 20))
+            (mount / "filler").write_bytes(b"\0" * (8 << 20))
         monkeypatch.setattr(output_set, "require_space", lambda *args, **kwargs: None)
         assert in_process("vessel", str(source), "--out", str(mount / "res"), "--preset", "mra", "--overwrite") == 1
         message = capsys.readouterr().err.strip().splitlines()[-1]

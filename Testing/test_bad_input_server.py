@@ -544,3 +544,19 @@ def test_a_health_port_that_cannot_be_opened_is_named(health_port, words):
     line = run.stderr.strip().splitlines()[-1]
     assert f"cannot listen for health checks on 127.0.0.1:{health_port if health_port != 'same' else port}" in line
     assert words in line and "pick another --health-port" in line and "--port," not in line, line
+
+
+def test_non_finite_voxels_are_refused_by_every_worker_task():
+    """A NaN or infinite voxel (from the console or the Logic, where no file check ran) is
+    refused by name before any filter spreads it into "no vessel found" or NaN statistics."""
+    array = np.zeros((8, 8, 8), np.float32)
+    array[2, 3, 4] = np.inf
+    array[5, 5, 5] = np.nan
+    image = Image(array, spacing=(1.0, 1.0, 1.0))
+    with running_server(TOKEN) as (port, _process), WorkerClient("127.0.0.1", port, TOKEN) as client:
+        for task in ("vessel.mask", "vessel.tree", "image.threshold"):
+            params = {"lower": 0} if task == "image.threshold" else {}
+            with pytest.raises(SegForgeError) as caught:
+                client.submit(task, {"image": image}, params).wait()
+            assert "NaN or infinite voxels" in caught.value.what, task
+            assert "2 of its 512 voxels" in caught.value.why, task

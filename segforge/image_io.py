@@ -84,10 +84,24 @@ def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid:
     if path.is_dir() and path.name.lower().endswith(_FILE_SUFFIXES):
         raise InputError(f"{path} is a folder, not a file", "its name ends like a volume file, but a folder "
                          "can only hold a DICOM series", "give the volume file itself")
+    if path.is_dir():
+        try:
+            with quiet_native_output():
+                return _plausible(path, from_sitk(read_dicom_series(path, allow_gaps, series_uid)))
+        except RuntimeError as error:  # SimpleITK's own reader errors
+            raise InputError(f"Could not read {path}", native_reason(error),
+                             "give a NIfTI, NRRD, MHA file or a folder of one DICOM series") from error
+    return _plausible(path, from_sitk(read_verified_file(path)))
+
+
+def read_verified_file(path: Path) -> sitk.Image:
+    """A volume file as SimpleITK reads it (vector images too), after
+    :func:`~segforge.image_checks.verify_volume_file`, its value count checked against the header's.
+
+    What :func:`read_image` and the segment reader (:mod:`segforge.segment_input`, whose
+    multi-layer ``.seg.nrrd`` files are vector images) share."""
     try:
         with quiet_native_output():
-            if path.is_dir():
-                return _plausible(path, from_sitk(read_dicom_series(path, allow_gaps, series_uid)))
             facts = verify_volume_file(path)
             source = sitk.ReadImage(str(path))
     except RuntimeError as error:  # SimpleITK's own reader errors
@@ -101,7 +115,7 @@ def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid:
     if facts.element_count is not None and got != facts.element_count:
         raise InputError(f"{path} was not read whole", f"its header promises {facts.element_count:,} values "
                          f"but {got:,} were read", "export the file again (or convert it with another tool)")
-    return _plausible(path, from_sitk(source))
+    return source
 
 
 #: Voxel sizes no scanner makes (1 nm, 1 km): a header in other units or a damaged one. Beyond them

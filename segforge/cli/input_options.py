@@ -8,9 +8,14 @@ from ..image import Image, require_finite_voxels
 from ..image_io import read_volume
 
 
-def add_input_options(parser: argparse.ArgumentParser) -> None:
-    """IMAGE, then --series and --allow-gaps (for a folder of DICOM slices)."""
-    parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
+def add_input_options(parser: argparse.ArgumentParser, optional: str = "") -> None:
+    """IMAGE, then --series and --allow-gaps (for a folder of DICOM slices). ``optional``: IMAGE may
+    be left out, and these words say when (``segforge vessel --segment`` needs no volume)."""
+    if optional:
+        parser.add_argument("image", nargs="?", default=None,
+                            help=f"volume (.nii.gz, .nrrd, .mha) or a DICOM series folder ({optional})")
+    else:
+        parser.add_argument("image", help="volume (.nii.gz, .nrrd, .mha) or a DICOM series folder")
     parser.add_argument("--series", metavar="UID", default=None,
                         help="the DICOM series to read when the folder holds several (its SeriesInstanceUID)")
     parser.add_argument("--allow-gaps", action="store_true",

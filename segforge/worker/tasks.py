@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..image import Image, require_3d_volume
+from ..image import Image, require_3d_volume, require_finite_voxels
 from .interactive_tasks import INTERACTIVE_TASKS
 from .jobs import Job, TaskBody
 
@@ -23,7 +23,7 @@ def _input_image(inputs: dict[str, Any], name: str = "image") -> Image:
     if not isinstance(image, Image):
         raise InputError(f"The job needs an image called {name!r}",
                          "it was missing or sent without its geometry", "send the volume as an Image")
-    return require_3d_volume(image)
+    return require_finite_voxels(require_3d_volume(image))
 
 
 def _parameters(cls: type, params: dict[str, Any]) -> Any:
