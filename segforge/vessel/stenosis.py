@@ -177,8 +177,8 @@ def diameter_profiles(mask: Image, graph: CenterlineGraph, parameters: StenosisP
 
 def _graded_profiles(mask: Image, graph: CenterlineGraph, parameters: StenosisParameters,
                      progress: Optional[ProgressCallback]) -> list[tuple[DiameterProfile, list[_Lesion]]]:
-    measured = lumen_diameters(mask, graph, progress)
     zones = _junction_zones(graph, parameters.junction_margin, max(mask.spacing))
+    measured = lumen_diameters(mask, graph, progress, graded=[~zone for zone in zones])
     profiles = []
     for branch, lumen, zone in zip(graph.branches, measured, zones):
         arc = _arc(branch.points_lps)
@@ -294,10 +294,12 @@ class LumenSections:
     plane_voxel_mm: np.ndarray
 
 
-def lumen_diameters(mask: Image, graph: CenterlineGraph,
-                    progress: Optional[ProgressCallback] = None) -> tuple[LumenSections, ...]:
+def lumen_diameters(mask: Image, graph: CenterlineGraph, progress: Optional[ProgressCallback] = None,
+                    graded: Optional[list[np.ndarray]] = None) -> tuple[LumenSections, ...]:
     """The lumen's cross-section at every point of every branch: the one measurement the
-    grading uses (swap this function's body to grade on other cross-sections).
+    grading uses (swap this function's body to grade on other cross-sections). ``graded``
+    (per branch, default all points) marks the points worth a second, wider look where the
+    first window was too narrow: the grading does not use the others.
 
     Measured on the mask interpolated trilinearly (its 0.5 level lies half-way between
     inside and outside voxel centres, on any spacing), in the plane across the centreline,
@@ -311,7 +313,8 @@ def lumen_diameters(mask: Image, graph: CenterlineGraph,
     is known only to about half a slice, so the area varies with where the axis sits
     between slices (about +-10 % in diameter for a 6 mm vessel on 2 mm slices).
     """
-    area, measurable, voxel = _cross_sections(mask, graph, progress)
+    wanted = np.concatenate(graded) if graded else None
+    area, measurable, voxel = _cross_sections(mask, graph, progress, wanted)
     out, start = [], 0
     for branch in graph.branches:
         rows = slice(start, start + len(branch.points_lps))
@@ -343,7 +346,7 @@ def _frames(graph: CenterlineGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[ProgressCallback],
-                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    graded: Optional[np.ndarray] = None, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lumen area (mm^2, NaN where not measurable), measurability and in-plane voxel size at
     every point of every branch (branch after branch)."""
     report = progress or no_progress
@@ -359,7 +362,7 @@ def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[Prog
     # the margin keeps a round lumen off the window's edge. The graph's radius can be too small
     # (a wide aneurysm on thick slices): where the lumen reaches the window's edge and the
     # largest circle around the point in the plane is clearly wider than that radius, the
-    # section is measured again in a window twice, then four times as wide, as finely sampled.
+    # section is measured again in a window twice as wide, as finely sampled.
     half = 1.7 * radii + 0.5 * min(mask.spacing)
     lps_to_ijk = np.linalg.inv(mask.ijk_to_lps())
     area = np.full(count, np.nan)
@@ -367,7 +370,7 @@ def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[Prog
     for first in range(0, count, chunk):
         report(first / max(count, 1), "Measuring lumen cross-sections")
         rows = np.arange(first, min(first + chunk, count))
-        for widen in (1.0, 2.0, 4.0):
+        for widen in (1.0, 2.0):
             size, inscribed, closed = _section(volume, lps_to_ijk, points[rows], u[rows], v[rows],
                                                widen * half[rows], int(widen) * (_GRID - 1) + 1)
             wide_enough = np.maximum.reduce([radii[rows], inscribed, np.full(len(rows), min(mask.spacing))])
@@ -376,7 +379,7 @@ def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[Prog
             area[rows] = np.where(ok, size, np.nan)
             # open to the window's edge around a point whose own circle is wider than the graph's
             # radius: look wider (elsewhere the plane runs into something else: do not)
-            rows = rows[~closed & (inscribed > 1.25 * radii[rows])]
+            rows = rows[~closed & (inscribed > 1.25 * radii[rows]) & (True if graded is None else graded[rows])]
             if len(rows) == 0:
                 break
     report(1.0, "Measuring lumen cross-sections")
@@ -430,54 +433,72 @@ class _Lesion:
 
 def _reference(arc: np.ndarray, diameter: np.ndarray, reliable: np.ndarray,
                parameters: StenosisParameters) -> tuple[np.ndarray, list[_Lesion]]:
-    """Healthy diameter at each point (the robust trend, replaced across each lesion by its
-    healthy flanks' line) and the lesions: runs departing from the trend by more than
-    ``lesion_percent``, widened to where the lumen is measured back within 5 % of it (runs
-    with no such point between them are one lesion)."""
+    """Healthy diameter at each point and the lesions.
+
+    Lesions are runs departing from the robust trend by more than ``lesion_percent``,
+    widened to where the lumen is measured back within 5 % of it (runs with no such point
+    between them are one lesion); the trend is then fitted again without them (a long
+    lesion's shoulders would bend it) and the lesions found again. Across a lesion the
+    reference is the straight line joining the mean diameters of its healthy flanks (the
+    interpolated reference of QCA); with one flank, the trend scaled to meet it."""
     fit = _robust_trend(arc, diameter, reliable)
+    spans = _spans(diameter, fit, reliable, parameters)
+    healthy = reliable & ~_covered(spans, len(arc))
+    if healthy.sum() >= 3 and healthy.sum() < reliable.sum():
+        fit = _robust_trend(arc, diameter, healthy)
+        spans = _spans(diameter, fit, reliable, parameters)
+        healthy = reliable & ~_covered(spans, len(arc))
+    reference = fit.copy()
+    lesions = []
+    for kind, start, stop in spans:
+        size = float(np.median(fit[start:stop]))
+        width, guard = parameters.flank_diameters * size, 0.5 * size
+        sides = []
+        for side, edge in ((np.flatnonzero(healthy[:start])[::-1], start),
+                           (np.flatnonzero(healthy[stop:]) + stop, stop - 1)):
+            # the nearest healthy points past the lesion's tail (half a diameter: a lesion fades
+            # into the vessel), if they are close to it (not across a long stretch the section
+            # could not measure)
+            side = side[np.abs(arc[side] - arc[edge]) >= guard]
+            if len(side) < 2 or abs(arc[side[0]] - arc[edge]) > 2 * width + guard:
+                continue
+            near = side[np.abs(arc[side] - arc[side[0]]) <= width]
+            if len(near) >= 2:
+                sides.append((float(arc[near].mean()), float(diameter[near].mean()), float(fit[near].mean())))
+        if len(sides) == 2:
+            (s0, d0, _), (s1, d1, _) = sides
+            reference[start:stop] = d0 + (d1 - d0) * (arc[start:stop] - s0) / max(s1 - s0, 1e-9)
+        elif sides:
+            reference[start:stop] = fit[start:stop] * sides[0][1] / sides[0][2]
+        lesions.append(_Lesion(kind, start, stop, bool(sides)))
+    return reference, lesions
+
+
+def _spans(diameter: np.ndarray, fit: np.ndarray, reliable: np.ndarray,
+           parameters: StenosisParameters) -> list[tuple[str, int, int]]:
+    """(kind, start, stop) of each run departing from ``fit`` (see :func:`_reference`)."""
     level = _lesion_level(parameters) / 100
-    spans = []
+    spans: list[tuple[str, int, int]] = []
     for kind, departs, back in ((STENOSIS, diameter < fit * (1 - level), diameter < 0.95 * fit),
                                 (DILATATION, diameter > fit * (1 + level), diameter > 1.05 * fit)):
         normal = reliable & ~back
         for start, stop in _runs(reliable & departs):
             while start > 0 and reliable[start - 1] and back[start - 1]:
                 start -= 1
-            while stop < len(arc) and reliable[stop] and back[stop]:
+            while stop < len(diameter) and reliable[stop] and back[stop]:
                 stop += 1
             # one lesion, not two, where nothing measured between two runs is back to normal
             if spans and spans[-1][0] == kind and not normal[spans[-1][2]:start].any():
                 start = spans.pop()[1]
             spans.append((kind, start, stop))
-    in_lesion = np.zeros(len(arc), bool)
+    return spans
+
+
+def _covered(spans: list[tuple[str, int, int]], count: int) -> np.ndarray:
+    inside = np.zeros(count, bool)
     for _, start, stop in spans:
-        in_lesion[start:stop] = True
-    healthy = reliable & ~in_lesion
-    reference = fit.copy()
-    lesions = []
-    for kind, start, stop in spans:
-        width = parameters.flank_diameters * float(np.median(fit[start:stop]))
-        sides = []
-        for side, edge in ((np.flatnonzero(healthy[:start])[::-1], start),
-                           (np.flatnonzero(healthy[stop:]) + stop, stop - 1)):
-            # the nearest healthy points, if they are close to the lesion (not across a long
-            # stretch the section could not measure)
-            if len(side) < 2 or abs(arc[side[0]] - arc[edge]) > 2 * width:
-                continue
-            near = side[np.abs(arc[side] - arc[side[0]]) <= width]
-            if len(near) >= 2:
-                sides.append((float(arc[near].mean()), float(diameter[near].mean() / fit[near].mean())))
-        if len(sides) == 2:
-            (s0, k0), (s1, k1) = sides
-            scale = k0 + (k1 - k0) * (arc[start:stop] - s0) / max(s1 - s0, 1e-9)
-        elif sides:
-            scale = np.full(stop - start, sides[0][1])
-        else:
-            lesions.append(_Lesion(kind, start, stop, False))
-            continue
-        reference[start:stop] = fit[start:stop] * scale
-        lesions.append(_Lesion(kind, start, stop, True))
-    return reference, lesions
+        inside[start:stop] = True
+    return inside
 
 
 def _robust_trend(arc: np.ndarray, diameter: np.ndarray, reliable: np.ndarray) -> np.ndarray:
