@@ -93,12 +93,17 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/runtime/torchscript.py
   segforge/segmentation_file.py
   segforge/vessel/__init__.py
+  segforge/vessel/cross_sections.py
   segforge/vessel/deep_model.py
+  segforge/vessel/endpoints.py
   segforge/vessel/filters.py
+  segforge/vessel/frames.py
   segforge/vessel/graph.py
   segforge/vessel/hessian.py
+  segforge/vessel/lumen_edge.py
   segforge/vessel/mask.py
   segforge/vessel/mask_step.py
+  segforge/vessel/measure_step.py
   segforge/vessel/metrics.py
   segforge/vessel/outputs.py
   segforge/vessel/parameters.py
@@ -107,9 +112,13 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/skeleton.py
   segforge/vessel/slabs.py
   segforge/vessel/stenosis.py
+  segforge/vessel/straighten.py
+  segforge/vessel/subvoxel.py
   segforge/vessel/synthetic.py
+  segforge/vessel/topology.py
   segforge/vessel/tree.py
   segforge/vessel/vesselness.py
+  segforge/vessel/vmtk_centerlines.py
   segforge/worker/__init__.py
   segforge/worker/client.py
   segforge/worker/crop.py

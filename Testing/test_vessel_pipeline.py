@@ -6,7 +6,9 @@ import pytest
 
 from conftest import OBLIQUE
 from segforge.errors import Cancelled, InputError
-from segforge.vessel.pipeline import VesselPipelineParameters, preset, run_vessel_pipeline
+from segforge.image import Image
+from segforge.vessel.pipeline import (SEGMENT_MODEL, VesselOutputs, VesselPipelineParameters, preset,
+                                      run_vessel_pipeline)
 from segforge.vessel.synthetic import make_grid, y_bifurcation
 
 
@@ -23,12 +25,14 @@ PARAMETERS = VesselPipelineParameters(mask=preset("mra"))
 def test_every_stage_runs_and_is_timed():
     image, truth = y_volume()
     result = run_vessel_pipeline(image, PARAMETERS)
-    assert set(result.seconds) == {"mask", "centerlines", "stenoses", "surface"}
+    assert set(result.seconds) == {"mask", "topology", "centerlines", "radii", "sections", "straighten", "stenoses",
+                                   "surface"}
     assert len(result.graph.branches) == len(truth.branches)
     assert result.surface.GetNumberOfCells() > 0 and result.stenoses.findings == ()
 
 
-@pytest.mark.parametrize("stage_word", ["Vesselness", "Vessel mask", "Thinning", "cross-sections", "Surface"])
+@pytest.mark.parametrize("stage_word", ["Vesselness", "Vessel mask", "Thinning", "sub-voxel", "sections along",
+                                        "Straightening", "cross-sections", "Surface"])
 def test_cancel_in_the_middle_of_each_stage(stage_word):
     image, _ = y_volume()
     seen = []
@@ -84,3 +88,75 @@ def test_a_one_slice_volume_is_refused_with_what_to_do():
 
     with pytest.raises(InputError, match="(?i)slice|3D|thick"):
         run_vessel_pipeline(Image(np.zeros((1, 64, 64), np.float32), (0.8, 0.8, 1.0)), PARAMETERS)
+
+
+# --- a segment as input ------------------------------------------------------------------------
+
+SEGMENT_ONLY = VesselPipelineParameters(outputs=VesselOutputs(surface=False))
+
+
+def test_a_segment_alone_is_the_mask_and_the_mask_stage_is_skipped():
+    _, truth = y_volume()
+    labels = truth.mask.with_array((truth.mask.array * 7).astype(np.int16))  # any nonzero label is vessel
+    seen = []
+    result = run_vessel_pipeline(None, SEGMENT_ONLY, lambda f, m: seen.append(m), segment=labels)
+    assert "mask" not in result.seconds and {"topology", "centerlines", "stenoses"} <= set(result.seconds)
+    assert not any("Vesselness" in m or "Vessel mask" in m for m in seen)
+    assert result.mask_model == SEGMENT_MODEL and result.mask.same_grid(truth.mask)
+    assert np.array_equal(result.mask.array != 0, truth.mask.array != 0)
+    assert len(result.graph.branches) == len(truth.branches) and result.stenoses.findings == ()
+    assert result.topology is not None and result.topology.voxels_added == 0
+
+
+def test_a_segment_with_its_image_on_the_same_grid():
+    image, truth = y_volume()
+    result = run_vessel_pipeline(image, SEGMENT_ONLY, segment=truth.mask)
+    assert "mask" not in result.seconds and len(result.graph.branches) == len(truth.branches)
+    # a float32 header rounding of the origin (far below a hundredth of a voxel) is the same grid
+    shifted = Image(truth.mask.array, truth.mask.spacing, tuple(np.asarray(truth.mask.origin_lps) + 2e-4),
+                    truth.mask.direction_lps)
+    assert len(run_vessel_pipeline(image, SEGMENT_ONLY, segment=shifted).graph.branches) == len(truth.branches)
+
+
+def test_a_segment_on_another_grid_than_its_image_is_refused():
+    image, truth = y_volume()
+    moved = Image(truth.mask.array, truth.mask.spacing, tuple(np.asarray(truth.mask.origin_lps) + 0.4),
+                  truth.mask.direction_lps)
+    with pytest.raises(InputError, match="not on the same grid") as error:
+        run_vessel_pipeline(image, SEGMENT_ONLY, segment=moved)
+    assert "resample" in error.value.todo
+    cropped = Image(truth.mask.array[:-1], truth.mask.spacing, truth.mask.origin_lps, truth.mask.direction_lps)
+    with pytest.raises(InputError, match="not on the same grid"):
+        run_vessel_pipeline(image, SEGMENT_ONLY, segment=cropped)
+
+
+def test_empty_flat_or_missing_segments_are_refused():
+    _, truth = y_volume()
+    with pytest.raises(InputError, match="segment is empty"):
+        run_vessel_pipeline(None, SEGMENT_ONLY, segment=truth.mask.with_array(np.zeros_like(truth.mask.array)))
+    with pytest.raises(InputError, match="2D"):
+        run_vessel_pipeline(None, SEGMENT_ONLY, segment=Image(np.ones((1, 20, 20), np.uint8)))
+    with pytest.raises(InputError, match="no input"):
+        run_vessel_pipeline(None, SEGMENT_ONLY)
+    with pytest.raises(InputError, match="not an image"):
+        run_vessel_pipeline(None, SEGMENT_ONLY, segment=truth.mask.array)
+
+
+def test_the_worker_task_takes_a_segment_and_endpoints_as_json():
+    from segforge.vessel.tree import from_wire
+    from segforge.worker.jobs import Job
+    from segforge.worker.tasks import vessel_tree_task
+
+    _, truth = y_volume()
+    trunk_end = truth.branches[0].points_lps[0]
+    # (the daughters run out of this image: targets 70 % along them)
+    left, right = (b.points_lps[int(0.7 * len(b.points_lps))] for b in truth.branches[1:])
+    params = {"endpoints": {"source_lps": trunk_end.tolist(), "targets_lps": [left.tolist(), right.tolist()]},
+              "topology": {"close_holes_mm": 3.0}, "outputs": {"surface": False}}
+    inputs = {"segment": truth.mask}
+    arrays, meta = vessel_tree_task(inputs, params, Job("vessel.tree", vessel_tree_task, inputs, params))
+    tree = from_wire(arrays, meta)
+    assert len(tree.branches) == 3 and tree.summary["mask_model"] == SEGMENT_MODEL
+    assert tree.summary["topology"]["close_holes_mm"] == 3.0
+    with pytest.raises(InputError, match="image called 'image'"):
+        vessel_tree_task({}, {}, Job("vessel.tree", vessel_tree_task, {}, {}))

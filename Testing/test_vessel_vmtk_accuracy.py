@@ -7,7 +7,8 @@ never skips. VMTK writes its .vtp points in RAS; the mask is read in LPS: x and 
 
 Targets (issue 3): mean distance from the reference centerline to ours <= 1.0 mm, >= 95 % of
 reference points within 2 mm of ours, radius median absolute error <= 0.5 mm, compared inside
-the level set's bounding box grown by 3 mm.
+the level set's bounding box grown by 3 mm. Issue 16: the sub-voxel radius (measured to the
+mask's interpolated edge, :mod:`segforge.vessel.subvoxel`) within 0.10 mm (median absolute).
 """
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from conftest import SAMPLE_DATA, SHARED_DATA
 from segforge.image import Image
 from segforge.image_io import read_image
 from segforge.vessel.graph import BIFURCATION, CenterlineGraph, centerline_graph
+from segforge.vessel.lumen_edge import lumen_field
 from segforge.vessel.radius import lps_to_kji
 from segforge.vessel.stenosis import analyse_stenoses
+from segforge.vessel.subvoxel import subvoxel_radii
 
 FOLDER = SAMPLE_DATA / "vmtk_aorta_cemra"
 MASK = FOLDER / "aorta_mask_DERIVED_levelset_lt0.nii.gz"
@@ -111,6 +114,23 @@ def test_radius_against_maximum_inscribed_sphere_radius(case):
     nearest = cKDTree(ours).query(reference[keep])[1]
     error = our_radii[nearest] - reference_radii[keep]
     assert np.median(np.abs(error)) <= 0.5
+
+
+def test_subvoxel_radius_against_maximum_inscribed_sphere_radius(case):
+    """Measured to the mask's 0.5 level (the distance to an ellipse fitted to the edge in the
+    plane across the vessel), the radius loses the voxel-centre radius's 0.2 mm excess:
+    0.092 mm median absolute error on 2026-12-06 (median signed error +0.03 mm)."""
+    mask, graph, reference, reference_radii = case
+    sharp = subvoxel_radii(graph, lumen_field(mask))
+    box = _box(mask, 3.0)
+    keep = _inside(reference, box)
+    ours, our_radii = _dense(sharp)
+    nearest = cKDTree(ours).query(reference[keep])[1]
+    error = our_radii[nearest] - reference_radii[keep]
+    assert np.median(np.abs(error)) <= 0.10
+    assert abs(np.median(error)) <= 0.05  # no offset left
+    old = _dense(graph)[1][nearest] - reference_radii[keep]
+    assert np.median(np.abs(error)) < 0.6 * np.median(np.abs(old))
 
 
 def test_graph_is_the_aortoiliac_bifurcation(case):

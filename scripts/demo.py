@@ -15,9 +15,11 @@ Two bundled cases (``--case``):
 and its bifurcation into the two common iliac arteries (``vmtk_aorta_cemra``, BSD-3, see
 the LICENSE.txt there), with the ``mra`` preset and a box around the bifurcation, as a
 Slicer user would drag an ROI. No seed: the largest vessel component in the box is kept.
-The result is a small tree (8 branches, about 170 mm) in a few seconds: the aorta (radius
-about 7 mm), one iliac in one piece, the other in four, as its centerline splits around a
-small hole in the mask below the bifurcation, and a short side branch; no stenosis.
+The result is a small tree (5 branches, about 150 mm) in a few seconds: the aorta (radius
+about 7 mm), the two iliacs and a thin side vessel that leaves the left iliac and runs out
+of the box's top face (the left iliac is in two pieces, split where it leaves). The mask
+has one small loop there (the side vessel lies on the iliac, joined to it twice through a
+1.5 mm slice); the topology clean-up closes it (``segforge.vessel.topology``); no stenosis.
 
 ``cta``: the bundled thoracic CTA, with a seed point in the lumen of the descending aorta
 and a box around its lowest 75 mm. This aorta is dissected: the flap splits the lumen into

@@ -1,6 +1,11 @@
 """The whole vessel workflow in one call: vesselness (or a deep vessel model) -> mask ->
-centerline graph -> radii -> metrics -> stenoses -> surface, with progress, Cancel and a
-timing per stage.
+topology clean-up -> centerline graph (between endpoints when given) -> sub-voxel radii,
+cross-sections, landmarks, straightened view -> metrics -> stenoses -> surface, with
+progress, Cancel and a timing per stage.
+
+The mask comes from the grey image, or is the user's own ``segment`` (from the Segment
+Editor, TotalSegmentator, SegOrgan): then the mask stage is skipped and the image, when
+given on the same grid, is there only to sharpen measurements.
 
 One function serves the worker, the CLI and the tests, so every front end gets the same
 answer. Stages the caller does not ask for are skipped (``VesselOutputs``).
@@ -11,15 +16,22 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+import numpy as np
+
 from ..errors import InputError
 from ..image import Image, require_3d_volume
 from ..mesh import SurfaceParameters, surface_from_mask
 from ..progress import ProgressCallback, no_progress, sub_progress
+from .cross_sections import BranchSections, LandmarkMeasurement, SectionParameters
+from .endpoints import EndpointParameters, centerlines_between
 from .graph import CenterlineGraph, GraphParameters, centerline_graph
 from .metrics import BranchMetrics, branch_metrics
 from .mask_step import make_vessel_mask
+from .measure_step import measure_vessels
 from .parameters import BUILTIN_MODEL, HYSTERESIS_RATIO, VesselMaskParameters
 from .stenosis import StenosisParameters, StenosisReport, analyse_stenoses
+from .straighten import StraightenParameters
+from .topology import TopologyParameters, TopologyReport, clean_topology
 
 
 def _presets() -> dict[str, VesselMaskParameters]:
@@ -62,14 +74,20 @@ class VesselPipelineParameters:
 
     mask: VesselMaskParameters = field(default_factory=VesselMaskParameters)
     graph: GraphParameters = field(default_factory=GraphParameters)
+    topology: TopologyParameters = field(default_factory=TopologyParameters)
+    endpoints: EndpointParameters = field(default_factory=EndpointParameters)
     stenosis: StenosisParameters = field(default_factory=StenosisParameters)
+    sections: SectionParameters = field(default_factory=SectionParameters)
+    straighten: StraightenParameters = field(default_factory=StraightenParameters)
     surface: SurfaceParameters = field(default_factory=SurfaceParameters)
     outputs: VesselOutputs = field(default_factory=VesselOutputs)
 
 
 @dataclass
 class VesselResult:
-    """What the workflow found; absent stages stay None (or empty)."""
+    """What the workflow found; absent stages stay None (or empty). ``mask`` is the mask
+    every stage measured: the segment or the mask made from the image, after the topology
+    clean-up."""
 
     mask: Image
     graph: Optional[CenterlineGraph] = None
@@ -77,18 +95,31 @@ class VesselResult:
     stenoses: Optional[StenosisReport] = None
     surface: Optional[object] = None  # vtkPolyData in LPS
     seconds: dict[str, float] = field(default_factory=dict)
-    #: Catalog id of the model that made the mask (see :mod:`.mask_step`).
+    #: Catalog id of the model that made the mask (see :mod:`.mask_step`), or ``segment``.
     mask_model: str = BUILTIN_MODEL
+    topology: Optional[TopologyReport] = None
+    #: cross-sections along each branch, diameters at the landmarks, the straightened main
+    #: path (:mod:`.measure_step`)
+    sections: tuple[BranchSections, ...] = ()
+    landmarks: tuple[LandmarkMeasurement, ...] = ()
+    straightened: Optional[Image] = None
 
 
 #: Each stage's share of the progress bar (measured proportions on the bundled CTA).
-_SHARES = {"mask": 0.45, "centerlines": 0.25, "stenoses": 0.15, "surface": 0.15}
+_SHARES = {"mask": 0.45, "topology": 0.05, "centerlines": 0.25, "sections": 0.1, "stenoses": 0.15, "surface": 0.15}
+#: ``mask_model`` of a result whose mask was the caller's segment.
+SEGMENT_MODEL = "segment"
+
+
+def _first_target(parameters: VesselPipelineParameters) -> Optional[tuple[float, float, float]]:
+    """The first target point, when the caller chose endpoints: the straightened view follows
+    the path to it (else the path to the farthest end)."""
+    targets = parameters.endpoints.targets_lps
+    return tuple(targets[0]) if targets else None
 
 
 def _refuse_label_map(image: Image) -> None:
     """A mask or label map picked by mistake gives nonsense vesselness: say so instead."""
-    import numpy as np
-
     if not np.issubdtype(image.array.dtype, np.integer) and image.array.dtype != bool:
         return
     sample = image.array[:: max(1, image.array.shape[0] // 16), ::4, ::4]
@@ -99,15 +130,63 @@ def _refuse_label_map(image: Image) -> None:
                          "select the grey-level angiography volume as input")
 
 
-def run_vessel_pipeline(image: Image, parameters: VesselPipelineParameters = VesselPipelineParameters(),
-                        progress: Optional[ProgressCallback] = None) -> VesselResult:
-    """Run the stages the parameters ask for, in order; raises InputError or Cancelled."""
-    require_3d_volume(image)
-    _refuse_label_map(image)
+def _segment_mask(segment: Image, image: Optional[Image]) -> Image:
+    """The caller's segment as the vessel mask (nonzero = vessel), checked against the image."""
+    if not isinstance(segment, Image):
+        raise InputError("The segment is not an image", f"it is a {type(segment).__name__}",
+                         "give the segment as a labelmap on a 3D grid")
+    require_3d_volume(segment)
+    if image is not None:
+        require_3d_volume(image)
+    mask = segment.array != 0
+    if not mask.any():
+        raise InputError("The segment is empty", "none of its voxels is set",
+                         "choose the segment that holds the vessel (or paint it first)")
+    if image is not None and not _same_grid(segment, image):
+        raise InputError("The segment and the image are not on the same grid",
+                         f"the segment has {segment.shape_ijk} voxels of {_mm(segment.spacing)} mm at "
+                         f"{_mm(segment.origin_lps)}, the image {image.shape_ijk} voxels of {_mm(image.spacing)} mm "
+                         f"at {_mm(image.origin_lps)}",
+                         "give the segment alone, or resample it onto the image first")
+    # on the image's grid exactly (headers written as float32 differ in the last digits)
+    return (image if image is not None else segment).with_array(mask.astype(np.uint8))
+
+
+def _same_grid(a: Image, b: Image) -> bool:
+    """Same voxels, to a hundredth of a voxel (headers written as float32 differ by less)."""
+    if a.array.shape != b.array.shape:
+        return False
+    corners = np.array([[i, j, k, 1.0] for i in (0, a.array.shape[2] - 1) for j in (0, a.array.shape[1] - 1)
+                        for k in (0, a.array.shape[0] - 1)])
+    gap = np.abs(corners @ a.ijk_to_lps().T - corners @ b.ijk_to_lps().T).max()
+    return bool(gap <= 0.01 * min(min(a.spacing), min(b.spacing)))
+
+
+def _mm(values) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
+
+
+def run_vessel_pipeline(image: Optional[Image], parameters: VesselPipelineParameters = VesselPipelineParameters(),
+                        progress: Optional[ProgressCallback] = None,
+                        segment: Optional[Image] = None) -> VesselResult:
+    """Run the stages the parameters ask for, in order; raises InputError or Cancelled.
+
+    ``segment`` (a binary vessel mask, nonzero = vessel) replaces the mask stage; ``image``
+    may then be None, or must lie on the segment's grid."""
+    if segment is None:
+        if image is None:
+            raise InputError("The vessel workflow has no input", "neither an image nor a segment was given",
+                             "give an angiography volume, a vessel segment, or both")
+        require_3d_volume(image)
+        _refuse_label_map(image)
+    else:
+        given = _segment_mask(segment, image)
     report = progress or no_progress
     wanted = parameters.outputs
-    stages = ["mask"] + [name for name in ("centerlines", "stenoses", "surface")
-                         if getattr(wanted, name) and (name != "stenoses" or wanted.centerlines)]
+    stages = (["mask"] if segment is None else []) + ["topology"] + [
+        name for name in ("centerlines", "stenoses", "surface")
+        if getattr(wanted, name) and (name != "stenoses" or wanted.centerlines)]
+    stages += ["sections"] if wanted.centerlines else []
     total = sum(_SHARES[name] for name in stages)
     start = 0.0
 
@@ -119,16 +198,28 @@ def run_vessel_pipeline(image: Image, parameters: VesselPipelineParameters = Ves
         return callback
 
     seconds: dict[str, float] = {}
+    if segment is None:
+        clock = time.perf_counter()
+        made = make_vessel_mask(image, parameters.mask, step("mask"))
+        mask, model = made.mask, made.model
+        seconds["mask"] = time.perf_counter() - clock
+    else:
+        mask, model = given, SEGMENT_MODEL
     clock = time.perf_counter()
-    made = make_vessel_mask(image, parameters.mask, step("mask"))
-    mask = made.mask
-    seconds["mask"] = time.perf_counter() - clock
-    result = VesselResult(mask, seconds=seconds, mask_model=made.model)
+    mask, topology = clean_topology(mask, parameters.topology, step("topology"))
+    seconds["topology"] = time.perf_counter() - clock
+    result = VesselResult(mask, seconds=seconds, mask_model=model, topology=topology)
     if "centerlines" in stages:
         clock = time.perf_counter()
-        result.graph = centerline_graph(mask, parameters.graph, step("centerlines"))
-        result.metrics = branch_metrics(result.graph)
+        graph = centerline_graph(mask, parameters.graph, step("centerlines"))
+        result.graph = centerlines_between(graph, mask, parameters.endpoints)
         seconds["centerlines"] = time.perf_counter() - clock
+        measured = measure_vessels(mask, image, result.graph, parameters.sections, parameters.straighten,
+                                   _first_target(parameters), step("sections"))
+        result.graph, result.sections, result.landmarks = measured.graph, measured.sections, measured.landmarks
+        result.straightened = measured.straightened
+        seconds.update(measured.seconds)
+        result.metrics = branch_metrics(result.graph)
     if "stenoses" in stages and result.graph is not None:
         clock = time.perf_counter()
         result.stenoses = analyse_stenoses(mask, result.graph, parameters.stenosis, step("stenoses"))

@@ -62,23 +62,31 @@ def vessel_mask_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -
 
 
 def vessel_tree_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
-    """The whole vessel workflow: mask, centerline graph, radii, stenoses, surface."""
+    """The whole vessel workflow: mask, centerline graph, radii, stenoses, surface.
+
+    Inputs: ``image`` (the angiography volume), ``segment`` (a vessel mask: it replaces the
+    mask stage), or both on one grid."""
     from ..mesh import SurfaceParameters
+    from ..vessel.endpoints import EndpointParameters
     from ..vessel.graph import GraphParameters
     from ..vessel.parameters import VesselMaskParameters
     from ..vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
     from ..vessel.stenosis import StenosisParameters
+    from ..vessel.topology import TopologyParameters
     from ..vessel.tree import to_wire
 
     stages = {"mask": VesselMaskParameters, "graph": GraphParameters, "stenosis": StenosisParameters,
-              "surface": SurfaceParameters, "outputs": VesselOutputs}
+              "surface": SurfaceParameters, "outputs": VesselOutputs, "topology": TopologyParameters,
+              "endpoints": EndpointParameters}
     unknown = sorted(set(params) - set(stages))
     if unknown:
         raise InputError(f"Unknown parameter group(s) {', '.join(unknown)}", f"groups: {sorted(stages)}",
                          "check the parameter names")
     parameters = VesselPipelineParameters(**{name: _parameters(cls, dict(params.get(name) or {}))
                                              for name, cls in stages.items()})
-    return to_wire(run_vessel_pipeline(_input_image(inputs), parameters, job.progress))
+    segment = _input_image(inputs, "segment") if "segment" in inputs else None
+    image = _input_image(inputs) if segment is None or "image" in inputs else None
+    return to_wire(run_vessel_pipeline(image, parameters, job.progress, segment=segment))
 
 
 def threshold_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:

@@ -1,0 +1,251 @@
+"""Topology clean-up of a vessel mask before skeletonising: small cavities and tunnels closed.
+
+Why: the skeleton keeps the mask's topology exactly (:mod:`.skeleton`), so every enclosed
+bubble of background (a cavity) and every small hole through the mask (a tunnel: a gap in
+a segment drawn slice by slice, a dissection flap's fenestration, a noisy lumen edge)
+becomes a loop of centerline: extra branches, self-loops and a vessel split in pieces. A
+true loop (a ring of vessels, the Circle of Willis) is much wider than the vessels that make
+it, so one size, ``close_holes_mm``, tells them apart: a hole narrower than it is closed, a
+wider one stays.
+
+How, and why this way (it does not depend on the shape of the vessel or on the grid):
+
+1. **Cavities**: background components (6-connected, the complement of the skeleton's
+   26-connected object) that do not reach the edge of the mask's padded box are enclosed.
+   A cavity is filled when no ball of diameter ``close_holes_mm`` fits inside it (its
+   widest point, from the exact distance map in mm, is narrower).
+2. **Tunnels**: a morphological closing with a ball of diameter ``close_holes_mm`` (exact
+   Euclidean distances in mm, so anisotropic and oblique grids get the same ball) plugs
+   every hole narrower than the ball, but it also fills the crotch of every bifurcation and
+   bridges two vessels that pass closer than the ball. So each connected piece the closing
+   would add is kept *only when it removes a loop and joins nothing*: it touches one
+   component of the mask, and the first Betti number (the number of independent loops,
+   ``b1 = b0 + b2 - chi``) drops. The Euler characteristic ``chi`` is local (counted on the
+   cubical complex of the voxels as closed unit cubes, which matches 26-connected object),
+   so each piece is judged in a small window around it, one after the other on the updated
+   mask. A crotch or a dent changes nothing (b1 unchanged: not added), a bridge between
+   two vessels makes a loop (b1 + 1: not added), a plug in a tunnel removes one (added).
+
+Alternatives not taken: breaking short cycles in the skeleton graph keeps the hole in the
+mask, so the centerline runs off-axis around it and the radius there is the hole's, not
+the vessel's; a plain closing moves bifurcations and fuses neighbouring vessels.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from ..errors import InputError
+from ..image import Image
+from ..progress import ProgressCallback, no_progress
+
+_FULL = np.ones((3, 3, 3), bool)
+
+
+@dataclass(frozen=True)
+class TopologyParameters:
+    """The widest hole (mm) that is closed before skeletonising; 0 turns the clean-up off.
+
+    4 mm by default: wider than the gaps and fenestrations of a segmented lumen (a voxel or
+    two), narrower than any true vessel ring (the Circle of Willis' hole is 10 mm or more).
+    """
+
+    close_holes_mm: float = 4.0
+
+    def __post_init__(self) -> None:
+        value = self.close_holes_mm
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise InputError("The hole size to close is invalid", f"it is {value!r}",
+                             "give a size in millimetres, 0 or more (0 turns the clean-up off)")
+        object.__setattr__(self, "close_holes_mm", float(value))
+
+
+@dataclass(frozen=True)
+class TopologyReport:
+    """What the clean-up changed: cavities filled, tunnels closed, voxels added."""
+
+    close_holes_mm: float
+    cavities_filled: int = 0
+    tunnels_closed: int = 0
+    voxels_added: int = 0
+
+
+def clean_topology(mask: Image, parameters: TopologyParameters = TopologyParameters(),
+                   progress: Optional[ProgressCallback] = None) -> tuple[Image, TopologyReport]:
+    """The mask with its cavities and tunnels narrower than ``close_holes_mm`` closed.
+
+    Returns the cleaned mask (uint8, same grid) and what changed. Nothing is added outside
+    the image, and components are never joined. Raises InputError for an empty mask.
+    """
+    report = progress or no_progress
+    size = parameters.close_holes_mm
+    array = np.asarray(mask.array) != 0
+    if not array.any():
+        raise InputError("The vessel mask is empty", "no voxel is set", "give a segment that holds the vessel")
+    if size <= 0:
+        return mask.with_array(array.astype(np.uint8)), TopologyReport(size)
+    spacing = np.asarray(mask.spacing[::-1], float)
+    radius = size / 2
+    pad = np.ceil(radius / spacing).astype(int) + 2
+    present = [np.flatnonzero(array.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    low = np.array([p[0] for p in present])
+    high = np.array([p[-1] + 1 for p in present])
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    work = np.pad(array[box], [(p, p) for p in pad])
+    # where the padded box lies inside the image: nothing is ever added outside it
+    inside = np.zeros(work.shape, bool)
+    inside[tuple(slice(p, p + b - a) for p, a, b in zip(pad, low, high))] = True
+
+    report(0.0, "Closing small holes in the vessel mask")
+    cavities = _fill_cavities(work, spacing, size)
+    report(0.3, "Closing small holes in the vessel mask")
+    added = _closing_additions(work, spacing, radius)
+    report(0.6, "Closing small holes in the vessel mask")
+    candidates = np.zeros(work.shape, bool)
+    candidates[tuple(added.T)] = True
+    tunnels = _close_tunnels(work, candidates & inside, pad, report)
+    if tunnels:  # a plug can leave a bubble behind it: fill those that are small too
+        cavities += _fill_cavities(work, spacing, size)
+    result = array.copy()
+    result[box] = work[tuple(slice(p, p + b - a) for p, a, b in zip(pad, low, high))]
+    report(1.0, "Closing small holes in the vessel mask")
+    return (mask.with_array(result.astype(np.uint8)),
+            TopologyReport(size, cavities, tunnels, int(result.sum() - array.sum())))
+
+
+def _face_neighbours(volume: np.ndarray) -> np.ndarray:
+    """Voxels with a face neighbour in ``volume`` (the volume itself included)."""
+    out = volume.copy()
+    for axis in range(3):
+        a, b = np.moveaxis(out, axis, 0), np.moveaxis(volume, axis, 0)
+        a[1:] |= b[:-1]
+        a[:-1] |= b[1:]
+    return out
+
+
+class _Nearest:
+    """Exact distance (mm) from voxels outside a set to the nearest voxel centre of the set.
+
+    Only the set's voxels with a face neighbour outside it can be nearest to a voxel
+    outside it (from a nearer voxel, step one voxel towards the query point along an axis
+    where the offset exceeds half a voxel: that voxel is nearer still, so it is in the set),
+    so a k-d tree of those answers exactly what a full distance transform would, on the
+    few voxels near the surface instead of the whole box (scipy's ``distance_transform_edt``
+    on the box of a 2-million-voxel blob took 2 s, and a closing needs two)."""
+
+    def __init__(self, members: np.ndarray, spacing: np.ndarray) -> None:
+        edge = members & _face_neighbours(~members)
+        self.spacing = spacing
+        self.tree = cKDTree(np.argwhere(edge) * spacing)
+
+    def __call__(self, voxels: np.ndarray, within: float = np.inf) -> np.ndarray:
+        """Distances; beyond ``within`` (mm) only known to be farther (inf)."""
+        bound = within * (1 + 1e-9) + 1e-9 if np.isfinite(within) else np.inf
+        return self.tree.query(voxels * self.spacing, distance_upper_bound=bound)[0]
+
+
+def _closing_additions(work: np.ndarray, spacing: np.ndarray, radius: float) -> np.ndarray:
+    """Voxels (kji, in ``work``) that a closing with a ball of ``radius`` mm adds.
+
+    Dilation: background voxels within ``radius`` of the object; erosion keeps those of
+    them farther than ``radius`` from what the dilation left out. Both are decided with
+    exact distances on the shell of voxels near the object only (see :class:`_Nearest`)."""
+    steps = np.ceil(radius / spacing).astype(int)
+    # a box one voxel wider than the ball: every voxel the ball reaches, and their neighbours
+    shell = ndimage.maximum_filter(work, size=tuple(2 * steps + 3)) & ~work
+    around = np.argwhere(shell)
+    grown = around[_Nearest(work, spacing)(around, radius) <= radius * (1 + 1e-9)]
+    if len(grown) == 0:
+        return grown
+    dilated = work.copy()
+    dilated[tuple(grown.T)] = True
+    return grown[_Nearest(~dilated, spacing)(grown, radius) > radius * (1 + 1e-9)]
+
+
+def _fill_cavities(work: np.ndarray, spacing: np.ndarray, size: float) -> int:
+    """Fill (in place) enclosed background components narrower than ``size``; their count."""
+    labels, count = ndimage.label(~work)  # 6-connected background
+    if count <= 1:
+        return 0
+    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
+                                       labels[:, :, [0, -1]].ravel()]))
+    enclosed = np.ones(count + 1, bool)
+    enclosed[border] = False
+    enclosed[0] = False
+    voxels = np.argwhere(enclosed[labels])
+    if len(voxels) == 0:
+        return 0
+    # widest point of each cavity: twice the distance from its most central voxel centre to
+    # the nearest object voxel centre, less the half voxel the object voxel reaches out
+    widest = np.zeros(count + 1)
+    np.maximum.at(widest, labels[tuple(voxels.T)], _Nearest(work, spacing)(voxels))
+    small = enclosed & (2 * widest - float(spacing.min()) < size)
+    if small.any():
+        work |= small[labels]
+    return int(small.sum())
+
+
+def euler_characteristic(volume: np.ndarray) -> int:
+    """Euler characteristic of the voxels as closed unit cubes (26-connected object).
+
+    ``vertices - edges + faces - cubes`` of the cubical complex; additive, so the change
+    that adding voxels makes is counted in a window around them.
+    """
+    x = np.pad(np.asarray(volume, bool), 1)
+    cubes = int(x.sum())
+    faces = edges = 0
+    for axis in range(3):
+        # faces across ``axis``: shared by the two voxels on either side
+        a = np.moveaxis(x, axis, 0)
+        faces += int((a[1:] | a[:-1]).sum())
+        # edges along ``axis``: shared by the four voxels around them in the other two axes
+        ring = a[:, 1:, 1:] | a[:, :-1, 1:] | a[:, 1:, :-1] | a[:, :-1, :-1]
+        edges += int(ring.sum())
+    corner = x[1:] | x[:-1]
+    corner = corner[:, 1:] | corner[:, :-1]
+    corner = corner[:, :, 1:] | corner[:, :, :-1]
+    return int(corner.sum()) - edges + faces - cubes
+
+
+def _enclosed(background: np.ndarray) -> int:
+    """Background components (6-connected) of a window that do not reach its edge."""
+    labels, count = ndimage.label(background)
+    if count == 0:
+        return 0
+    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
+                                       labels[:, :, [0, -1]].ravel()]))
+    return count - int(np.count_nonzero(border))
+
+
+def _close_tunnels(work: np.ndarray, candidates: np.ndarray, pad: np.ndarray, report: ProgressCallback) -> int:
+    """Add (in place) each piece of ``candidates`` that removes loops without joining
+    components; the number of loops removed. Each piece is judged in its box grown by
+    ``pad`` voxels (a ball's radius and two), wide enough to see a bubble it would enclose."""
+    pieces, count = ndimage.label(candidates, structure=_FULL)
+    if count == 0:
+        return 0
+    objects, _ = ndimage.label(work, structure=_FULL)
+    closed = 0
+    for number, where in enumerate(ndimage.find_objects(pieces), start=1):
+        if number % 64 == 0:
+            report(0.6 + 0.35 * number / count, "Closing small holes in the vessel mask")
+        window = tuple(slice(max(s.start - p, 0), s.stop + p) for s, p in zip(where, pad))
+        piece = pieces[window] == number
+        before = work[window]
+        after = before | piece
+        gained = euler_characteristic(after) - euler_characteristic(before)
+        if gained <= 0:
+            continue  # a dent, a crotch or a bridge: no loop removed (the usual case, decided cheaply)
+        touching = np.unique(objects[window][ndimage.binary_dilation(piece, _FULL) & before])
+        if len(touching) != 1:
+            continue  # it would join two vessels (or float alone): never added
+        bubbles = _enclosed(~after) - _enclosed(~before)
+        if gained - bubbles > 0 and bubbles <= 0:
+            work[window] = after
+            closed += gained - bubbles
+    return closed
