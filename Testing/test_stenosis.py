@@ -126,7 +126,7 @@ def test_healthy_random_trees_have_no_finding(grid):
             report = analyse_stenoses(tree.mask, graph, parameters)
             assert report.findings == (), (seed, [(f.kind, round(f.ratio, 2)) for f in report.findings])
         graded = np.concatenate([p.reliable & p.gradable for p in report.profiles])
-        assert graded.mean() > 0.1, (seed, graded.mean())
+        assert graded.mean() > 0.1 and report.graded_fraction == pytest.approx(graded.mean()), (seed, graded.mean())
         ratio = np.concatenate([p.ratio for p in report.profiles])[graded]
         assert 0.85 < ratio.min() and ratio.max() < 1.15, (seed, ratio.min(), ratio.max())
 

@@ -184,3 +184,4 @@ def test_findings_of_both_kinds_reach_the_rows_and_the_summary():
     assert rows[0]["stenosis_percent"] == round(stenosis[0].stenosis_percent, 2) and rows[1]["stenosis_percent"] == 0
     assert rows[1]["ratio"] == round(dilatation[0].ratio, 3) and rows[1]["maximal_diameter_mm"] > 10
     assert meta["summary"]["stenoses"] == 1 and meta["summary"]["dilatations"] == 1
+    assert 20 < meta["summary"]["graded_percent"] < 100  # not the caps at its two ends
