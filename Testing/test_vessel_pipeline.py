@@ -31,8 +31,8 @@ def test_every_stage_runs_and_is_timed():
     assert result.surface.GetNumberOfCells() > 0 and result.stenoses.findings == ()
 
 
-@pytest.mark.parametrize("stage_word", ["Vesselness", "Vessel mask", "Thinning", "sub-voxel", "sections along",
-                                        "Straightening", "cross-sections", "Surface"])
+@pytest.mark.parametrize("stage_word", ["Vesselness", "Vessel mask", "Closing small holes", "Thinning", "sub-voxel",
+                                        "sections along", "Straightening", "cross-sections", "Surface"])
 def test_cancel_in_the_middle_of_each_stage(stage_word):
     image, _ = y_volume()
     seen = []
@@ -51,6 +51,15 @@ def test_a_label_map_as_input_is_refused():
     _, truth = y_volume()
     with pytest.raises(InputError, match="label map"):
         run_vessel_pipeline(truth.mask, PARAMETERS)
+
+
+def test_a_tiny_volume_is_described_by_all_its_values():
+    """A small volume is not sampled: its one bright voxel is named, not left out of the message."""
+    array = np.full((3, 3, 3), -1000, np.int16)
+    array[1, 1, 1] = 400
+    with pytest.raises(InputError) as caught:
+        run_vessel_pipeline(Image(array, spacing=(1.0, 1.0, 1.0)), PARAMETERS)
+    assert "2 distinct values (-1000, 400)" in caught.value.why
 
 
 def test_a_vessel_cut_by_the_image_border_runs_to_the_border_with_its_radius():

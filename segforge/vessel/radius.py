@@ -16,6 +16,7 @@ than the LGPL-3 ``edt`` package (0.47 s), which is therefore not a dependency.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
@@ -69,9 +70,32 @@ class BoundaryDistance:
         around = around[flat[around] == 0]
         border = np.column_stack(np.unravel_index(around, volume.shape)) - 1 + low
         inside_image = np.all((border >= 0) & (border < np.asarray(np.shape(mask))), axis=1)
+        #: the pad layers that lie outside the image (their background does not count)
+        self._outside = [(axis, end) for axis in range(3) for end, at in ((0, low[axis] == 0),
+                         (-1, low[axis] + volume.shape[axis] - 2 == np.shape(mask)[axis])) if at]
+        self._fills_image = not inside_image.any()
+        #: background voxels touching the object per object voxel: about 2 / radius (in voxels) for a tube
+        self._surface_ratio = len(around) / max(int(np.count_nonzero(flat)), 1)
         if inside_image.any():
             border = border[inside_image]
         self._tree = cKDTree(border * self.spacing_kji)
+
+    def box_distances(self) -> np.ndarray:
+        """The distance at every object voxel of :attr:`box`, in ``np.flatnonzero(box)`` order.
+
+        A k-d tree query costs more the deeper a voxel lies (the tree searches a sphere as
+        wide as the distance): on a thick mask (a 1.8-million-voxel ellipsoid, radius 70
+        voxels) querying every voxel took 290 s. There an exact distance transform of the box,
+        whose cost grows with the box only, answers the same (2.5 s). Masks thinner than about
+        20 voxels in radius (vessels: fewer than 10 background neighbours per 100 voxels) keep
+        the tree, whose distances the thinning's levels were tuned on (the two differ in the
+        last bit, which moves a voxel exactly on a level's boundary)."""
+        if self._fills_image or self._surface_ratio >= 0.1:
+            return self(np.argwhere(self.box) - 1 + self.box_corner)
+        work = self.box != 0
+        for axis, end in self._outside:  # background beyond the image's faces does not count
+            np.moveaxis(work, axis, 0)[end] = True
+        return ndimage.distance_transform_edt(work, sampling=self.spacing_kji)[self.box != 0]
 
     def __call__(self, points_kji: np.ndarray) -> np.ndarray:
         """Distance in mm from each point to the nearest background voxel centre."""

@@ -32,7 +32,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..image import Image
 from ..progress import ProgressCallback, no_progress
-from .radius import BoundaryDistance
+from .radius import BoundaryDistance, unique_int
 
 # Bit b of a neighbourhood word is the voxel at offset (dk, dj, di), b = 9(dk+1) + 3(dj+1) + (di+1).
 _OFFSETS = np.array([(dk, dj, di) for dk in (-1, 0, 1) for dj in (-1, 0, 1) for di in (-1, 0, 1)])
@@ -128,7 +128,7 @@ def skeletonize(mask: Image, progress: Optional[ProgressCallback] = None,
 
     object_index = np.flatnonzero(flat)
     object_kji = np.column_stack(np.unravel_index(object_index, volume.shape)) - 1 + low
-    object_distance = distance(object_kji)
+    object_distance = distance.box_distances()
     step = 0.5 * float(spacing_kji.min())
     object_level = np.floor(object_distance / step).astype(np.int64)
     # Voxels of one parity class (k, j, i mod 2) are never 26-adjacent: removed together safely.
@@ -142,15 +142,15 @@ def skeletonize(mask: Image, progress: Optional[ProgressCallback] = None,
             word |= flat[index + offset].astype(np.uint32) << np.uint32(bit)
         return word
 
-    mark = np.zeros(len(object_index), bool)
+    # where each object voxel sits in ``object_index``: a lookup, not a search (on a thick
+    # 1.8-million-voxel mask, searching and scanning marks took 11 of the thinning's 20 s)
+    position = np.full(flat.size, -1, np.int32 if len(object_index) < 2 ** 31 else np.int64)
+    position[object_index] = np.arange(len(object_index))
 
     def positions_around(index: np.ndarray) -> np.ndarray:
-        """Object voxels (positions in ``object_index``) next to the given flat indices."""
+        """Object voxels (positions in ``object_index``, sorted, once each) next to the given flat indices."""
         around = (index[:, None] + neighbour_offsets[None]).ravel()
-        mark[np.searchsorted(object_index, around[flat[around] != 0])] = True
-        found = np.flatnonzero(mark)
-        mark[found] = False
-        return found
+        return unique_int(position[around[flat[around] != 0]].astype(np.int64))
 
     six = neighbour_offsets[_F6_BITS]
     surface = np.flatnonzero((flat[object_index[:, None] + six[None]] == 0).any(axis=1))
@@ -186,9 +186,7 @@ def skeletonize(mask: Image, progress: Optional[ProgressCallback] = None,
                 touched.append(positions_around(object_index[removed]))
         fresh = np.concatenate(touched) if touched else np.zeros(0, np.int64)
         if len(touched) > 1:
-            mark[fresh] = True
-            fresh = np.flatnonzero(mark)
-            mark[fresh] = False
+            fresh = unique_int(fresh)
         fresh = fresh[~queued[fresh]]
         queued[fresh] = True
         active = fresh[object_level[fresh] <= level]
