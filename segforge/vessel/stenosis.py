@@ -32,7 +32,7 @@ to the one healthy flank there is. A lesion with no healthy flank is not graded.
 Why a resolution limit: a mask's edge is known to about half a voxel, so a vessel only a
 few voxels across cannot be graded (a 3-voxel vessel reads 50 % narrower from a one-voxel
 error). Findings need a reference of at least ``min_reference_voxels`` voxels across, the
-voxel measured in the plane of the section.
+voxel measured in the plane across the vessel (see :func:`_course_voxel`).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class StenosisParameters:
     flank_diameters: float = 1.5
     #: a bifurcation zone reaches this many local radii beyond where the lumens touch
     junction_margin: float = 1.0
-    #: the smallest reference diameter graded, in voxels of the section's plane
+    #: the smallest reference diameter graded, in voxels of the plane across the vessel
     min_reference_voxels: float = 4.0
 
 
@@ -192,17 +192,36 @@ def _graded_profiles(mask: Image, graph: CenterlineGraph, parameters: StenosisPa
     profiles = []
     for branch, lumen, zone in zip(graph.branches, measured, zones):
         arc = _arc(branch.points_lps)
-        diameter = np.where(lumen.measurable, lumen.diameter_mm, 2 * branch.radii_mm)
+        diameter = np.where(lumen.measurable, lumen.diameter_mm, 2 * _sane(branch.radii_mm))
         method = np.where(lumen.measurable, "area", "radius")
         reliable = lumen.measurable & ~zone & _away_from_ends(graph, branch.start_node, branch.end_node, arc,
                                                               branch.radii_mm, max(mask.spacing))
         reference, lesions = _reference(arc, diameter, reliable, parameters)
         ratio = diameter / np.maximum(reference, 1e-9)
         stenosis = np.clip(100 * (1 - ratio), 0, 100)
-        gradable = reference >= parameters.min_reference_voxels * lumen.plane_voxel_mm
+        voxel = _course_voxel(mask, branch.points_lps, arc, reference)
+        gradable = reference >= parameters.min_reference_voxels * voxel
         profiles.append((DiameterProfile(branch.id, arc, branch.points_lps, diameter, lumen.area_mm2, method,
                                          reliable, reference, stenosis, ratio, zone, gradable), lesions))
     return profiles
+
+
+def _course_voxel(mask: Image, points: np.ndarray, arc: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """The grid's voxel size in the plane across the vessel's course: the root mean square
+    of the voxel's two widths in that plane, sqrt(sum_k s_k^2 (1 - (t . a_k)^2) / 2) for
+    spacings s_k along axes a_k and course t. It is the spacing on an isotropic grid
+    whatever the course (where ``min_reference_voxels`` was measured), 0.4 mm for a vessel
+    running through 0.4 x 0.4 x 5 mm slices and 3.6 mm for one lying within them. The course
+    is the chord from ``reach`` mm before each point to ``reach`` after it, not the local
+    tangent, which wobbles inside a wide lumen (an aneurysm)."""
+    if len(points) < 2:
+        return np.full(len(points), max(mask.spacing))
+    ahead = np.array([np.interp(arc + reach, arc, points[:, d]) for d in range(3)]).T
+    behind = np.array([np.interp(arc - reach, arc, points[:, d]) for d in range(3)]).T
+    course = ahead - behind
+    course /= np.maximum(np.linalg.norm(course, axis=1, keepdims=True), 1e-9)
+    tilt = course @ np.asarray(mask.direction_lps, float)
+    return np.sqrt((np.asarray(mask.spacing, float) ** 2 * np.clip(1 - tilt ** 2, 0, 1)).sum(axis=1) / 2)
 
 
 def _arc(points: np.ndarray) -> np.ndarray:
@@ -274,7 +293,7 @@ def _junction_zones(graph: CenterlineGraph, margin: float, voxel: float,
     zones, start = [], 0
     for branch in branches:
         count = len(branch.points_lps)
-        zones.append(_grow(_arc(branch.points_lps), hit[start:start + count], margin * branch.radii_mm))
+        zones.append(_grow(_arc(branch.points_lps), hit[start:start + count], margin * _sane(branch.radii_mm)))
         start += count
     return zones
 
@@ -301,8 +320,6 @@ class LumenSections:
     area_mm2: np.ndarray
     #: the lumen around the point is closed and tube-like
     measurable: np.ndarray
-    #: the voxel's size in the plane of the section (the coarsest grid axis lying in it)
-    plane_voxel_mm: np.ndarray
 
 
 def lumen_diameters(mask: Image, graph: CenterlineGraph, progress: Optional[ProgressCallback] = None,
@@ -326,28 +343,30 @@ def lumen_diameters(mask: Image, graph: CenterlineGraph, progress: Optional[Prog
     between slices (about +-10 % in diameter for a 6 mm vessel on 2 mm slices).
     """
     wanted = np.concatenate(graded) if graded else None
-    area, measurable, voxel = _cross_sections(mask, graph, progress, wanted, frames)
+    area, measurable = _cross_sections(mask, graph, progress, wanted, frames)
     out, start = [], 0
     for branch in graph.branches:
         rows = slice(start, start + len(branch.points_lps))
         start += len(branch.points_lps)
-        out.append(LumenSections(2 * np.sqrt(area[rows] / np.pi), area[rows], measurable[rows], voxel[rows]))
+        out.append(LumenSections(2 * np.sqrt(area[rows] / np.pi), area[rows], measurable[rows]))
     return tuple(out)
 
 
 def _frames(graph: CenterlineGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All branch points (branch after branch), the plane across each (u, v), and its radius.
 
-    The tangent is a Gaussian derivative over about a radius, so the plane follows the
-    vessel and not the last fraction of a voxel of its centreline."""
+    The tangent is the chord from one local radius before the point to one after it, so
+    the plane follows the vessel and not the last fraction of a voxel of its centreline,
+    nor its wobble inside a wide lumen (an aneurysm twice the vessel's width)."""
     points, us, vs, radii = [], [], [], []
     for branch in graph.branches:
-        p, r = branch.points_lps, branch.radii_mm
+        p, r = branch.points_lps, _sane(branch.radii_mm)
         if len(p) >= 2:
             arc = _arc(p)
             step = max(arc[-1] / (len(p) - 1), 1e-6)
-            width = max(float(np.median(r)) / step, 1.0)
-            tangent = ndimage.gaussian_filter1d(p, width, axis=0, order=1, mode="nearest")
+            reach = np.maximum(r, step)
+            tangent = np.array([np.interp(arc + reach, arc, p[:, d]) - np.interp(arc - reach, arc, p[:, d])
+                                for d in range(3)]).T
         else:
             tangent = np.zeros_like(p)
         u, v = across(tangent)
@@ -357,20 +376,22 @@ def _frames(graph: CenterlineGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return np.concatenate(points), np.concatenate(us), np.concatenate(vs), np.concatenate(radii)
 
 
+def _sane(radii: np.ndarray) -> np.ndarray:
+    """Radii with failed measurements capped: none above four times the branch's median (a
+    2x aneurysm is well below; one sub-voxel radius on the bundled thoracic CTA came out
+    at 3.8e7 mm, and a sphere that size would put every branch in a bifurcation zone)."""
+    return np.minimum(radii, 4 * float(np.median(radii))) if len(radii) else radii
+
+
 def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[ProgressCallback],
                     graded: Optional[np.ndarray] = None, frames: Optional[tuple[np.ndarray, ...]] = None,
-                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lumen area (mm^2, NaN where not measurable), measurability and in-plane voxel size at
-    every point of every branch (branch after branch)."""
+                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Lumen area (mm^2, NaN where not measurable) and measurability at every point of every
+    branch (branch after branch)."""
     report = progress or no_progress
     volume = (np.asarray(mask.array) != 0).astype(np.uint8)
     points, u, v, radii = frames if frames is not None else _frames(graph)
     count = len(points)
-    # the coarsest grid axis lying in the plane, each axis shortened by its tilt out of it
-    # (|sin| of its angle to the plane's normal): 0.4 mm for a vessel running through 5 mm
-    # slices, 5 mm for one lying within them
-    tilt = np.cross(u, v) @ np.asarray(mask.direction_lps, float)
-    plane_voxel = (np.asarray(mask.spacing, float) * np.sqrt(np.clip(1 - tilt ** 2, 0, 1))).max(axis=1)
     # the window follows the local radius, so a tight stenosis is sampled as finely as the vessel;
     # the margin keeps a round lumen off the window's edge. The graph's radius can be too small
     # (a wide aneurysm on thick slices): where the lumen reaches the window's edge and the
@@ -396,7 +417,7 @@ def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[Prog
             if len(rows) == 0:
                 break
     report(1.0, "Measuring lumen cross-sections")
-    return area, measurable, plane_voxel
+    return area, measurable
 
 
 def _section(volume: np.ndarray, lps_to_ijk: np.ndarray, points: np.ndarray, u: np.ndarray, v: np.ndarray,
@@ -584,7 +605,11 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
 
 def _findings(profile: DiameterProfile, lesions: list[_Lesion],
               parameters: StenosisParameters) -> list[StenosisFinding]:
-    """The graded lesions of one branch that reach their threshold, each at its worst point."""
+    """The graded lesions of one branch that reach their threshold, each at its worst point.
+
+    Values are running medians of three neighbouring measured sections: one section can
+    catch something else (or miss a voxel), and the extreme of a noisy profile would
+    overstate every lesion."""
     level = _lesion_level(parameters) / 100
     findings = []
     for lesion in lesions:
@@ -592,26 +617,36 @@ def _findings(profile: DiameterProfile, lesions: list[_Lesion],
             continue
         window = np.arange(lesion.start, lesion.stop)
         window = window[profile.reliable[window]]
-        if len(window) == 0:
-            continue
-        ratio = profile.ratio[window]
+        if len(window) < 2:
+            continue  # one section alone is not a lesion
+        ratio = _median3(profile.ratio[window])
+        diameter = _median3(profile.diameter_mm[window])
         stenosis = lesion.kind == STENOSIS
-        worst = window[np.argmin(ratio) if stenosis else np.argmax(ratio)]
-        value = float(profile.ratio[worst])
+        at = int(np.argmin(ratio) if stenosis else np.argmax(ratio))
+        worst, value = window[at], float(ratio[at])
         if stenosis and 100 * (1 - value) < parameters.threshold_percent:
             continue
         if not stenosis and value < parameters.dilatation_ratio:
             continue
         if not profile.gradable[worst]:
             continue
-        beyond = window[(ratio < 1 - level) if stenosis else (ratio > 1 + level)]
-        if len(beyond) < 2:
-            continue  # one section alone is not a lesion (it may have caught something else)
-        extent = profile.diameter_mm[beyond]
+        beyond = (ratio < 1 - level) if stenosis else (ratio > 1 + level)
+        if beyond.sum() < 2:
+            continue
+        extent = diameter[beyond]
         findings.append(StenosisFinding(
             kind=lesion.kind, branch=profile.branch, position_lps=profile.points_lps[worst].copy(),
             arc_mm=float(profile.arc_mm[worst]), ratio=value,
             reference_diameter_mm=float(profile.reference_mm[worst]),
             minimal_diameter_mm=float(extent.min()), maximal_diameter_mm=float(extent.max()),
-            start_arc_mm=float(profile.arc_mm[beyond[0]]), end_arc_mm=float(profile.arc_mm[beyond[-1]])))
+            start_arc_mm=float(profile.arc_mm[window[beyond][0]]),
+            end_arc_mm=float(profile.arc_mm[window[beyond][-1]])))
     return findings
+
+
+def _median3(values: np.ndarray) -> np.ndarray:
+    """Running median of three neighbours (each end repeated once)."""
+    if len(values) < 3:
+        return values.copy()
+    padded = np.concatenate([values[:1], values, values[-1:]])
+    return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
