@@ -270,3 +270,20 @@ def test_progress_and_cancel():
         raise Cancelled()
     with pytest.raises(Cancelled):
         analyse_stenoses(tree.mask, graph, progress=cancel)
+
+
+def test_one_absurd_radius_does_not_spread_a_junction_zone_over_the_tree():
+    """A radius measurement that failed (3.8e7 mm at one tip point, as the sub-voxel fit once
+    gave on the bundled thoracic CTA) must not make its sphere swallow every branch."""
+    from dataclasses import replace as change
+
+    from segforge.vessel.graph import CenterlineGraph
+
+    center = (10.0, -20.0, 30.0)
+    tree = two_level_tree(make_grid((80, 45, 85), (0.5, 0.5, 0.5), center_lps=center), center_lps=center)
+    graph = centerline_graph(tree.mask)
+    radii = graph.branches[3].radii_mm.copy()
+    radii[-1] = 3.8e7
+    broken = CenterlineGraph(graph.nodes, tuple(change(b, radii_mm=radii) if b.id == 3 else b for b in graph.branches))
+    before, after = analyse_stenoses(tree.mask, graph), analyse_stenoses(tree.mask, broken)
+    assert after.findings == () and after.graded_fraction == pytest.approx(before.graded_fraction, abs=0.02)
