@@ -42,6 +42,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/image_io.py
   segforge/interactive/__init__.py
   segforge/interactive/backends.py
+  segforge/interactive/evaluation.py
   segforge/interactive/nninteractive_backend.py
   segforge/interactive/prompts.py
   segforge/interactive/random_walker.py
