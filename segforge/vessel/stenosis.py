@@ -157,7 +157,8 @@ class StenosisReport:
         return sum(g for g, _ in counts) / total if total else 0.0
 
 
-def _check(parameters: StenosisParameters) -> None:
+def check_parameters(parameters: StenosisParameters) -> None:
+    """Refuse thresholds that cannot grade anything (the module forms call this before a job is sent)."""
     if not 0 < parameters.threshold_percent < 100:
         raise InputError("The stenosis threshold is invalid", f"it is {parameters.threshold_percent} %",
                          "give a percentage between 0 and 100 (50 is usual)")
@@ -169,7 +170,7 @@ def _check(parameters: StenosisParameters) -> None:
 def analyse_stenoses(mask: Image, graph: CenterlineGraph, parameters: StenosisParameters = StenosisParameters(),
                      progress: Optional[ProgressCallback] = None) -> StenosisReport:
     """Diameter profiles of every branch of ``graph`` on ``mask``, and the findings beyond threshold."""
-    _check(parameters)
+    check_parameters(parameters)
     graded = _graded_profiles(mask, graph, parameters, progress)
     profiles = tuple(profile for profile, _ in graded)
     findings = [f for profile, lesions in graded for f in _findings(profile, lesions, parameters)]
@@ -180,7 +181,7 @@ def analyse_stenoses(mask: Image, graph: CenterlineGraph, parameters: StenosisPa
 def diameter_profiles(mask: Image, graph: CenterlineGraph, parameters: StenosisParameters = StenosisParameters(),
                       progress: Optional[ProgressCallback] = None) -> tuple[DiameterProfile, ...]:
     """Per branch: diameters along it, the healthy reference and the grade at each point."""
-    _check(parameters)
+    check_parameters(parameters)
     return tuple(profile for profile, _ in _graded_profiles(mask, graph, parameters, progress))
 
 
