@@ -136,6 +136,7 @@ class SegVesselParameterNode:
     createStenoses: bool = True
     createSurface: bool = True
     stenosisThresholdPercent: Annotated[float, WithinRange(1.0, 99.0)] = 50.0
+    dilatationRatio: Annotated[float, WithinRange(1.05, 10.0)] = 1.5
 
 
 #
@@ -277,6 +278,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         # Stenoses are measured along the centerlines.
         self.ui.createStenosesCheckBox.enabled = form.create_centerlines
         self.ui.stenosisThresholdSpinBox.enabled = form.create_centerlines and form.create_stenoses
+        self.ui.dilatationRatioSpinBox.enabled = form.create_centerlines and form.create_stenoses
         if running:
             reason = _("A vessel job is running")
         elif not p or (not p.inputVolume and form.input_kind != "segment"):

@@ -83,7 +83,8 @@ def vessel_rows() -> dict[str, dict[str, Any]]:
                         "seeds_lps": ((-12.5, 30.0, 101.0), (4.0, -5.5, 60.25)),
                         "roi_lps": (-40.0, -20.0, 10.0, 20.0, 30.5, 120.0), "segment_name": "Aorta",
                         "create_centerlines": True, "create_stenoses": False, "create_surface": True,
-                        "stenosis_threshold_percent": 30.0, "input_kind": "both", "segment": "aorta.seg.nrrd:Aorta",
+                        "stenosis_threshold_percent": 30.0, "dilatation_ratio": 1.8, "input_kind": "both",
+                        "segment": "aorta.seg.nrrd:Aorta",
                         "source_lps": (10.5, 150.0, -30.25), "targets_lps": ((5.0, 160.0, -250.0),),
                         "landmarks_lps": ((12.0, 155.0, -80.0), (8.0, 150.5, -120.0)), "close_holes_mm": 6.5},
         # From a segment alone, between two endpoints, with landmarks (the mask fields are ignored).
@@ -164,7 +165,8 @@ def vessel_through(front_end: str, values: dict[str, Any], scene: Any) -> Any:
             "--largest-component" if v["largest_component"] else "--no-largest-component",
             "--refine-lumen" if v["refine_lumen"] else "--no-refine-lumen",
             "--model", v["model"], "--device", v["device"], "--segment-name", v["segment_name"],
-            "--stenosis-threshold", str(v["stenosis_threshold_percent"])]
+            "--stenosis-threshold", str(v["stenosis_threshold_percent"]),
+            "--dilatation-ratio", str(v["dilatation_ratio"])]
     argv += ([f"--intensity-window={v['min_intensity']},{v['max_intensity']}"] if v["limit_intensity"]
              else ["--no-intensity-window"])
     argv += [f"--seed={x},{y},{z}" for x, y, z in v["seeds_lps"]]

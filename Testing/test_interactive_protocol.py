@@ -53,3 +53,23 @@ def test_the_grid_names_each_combination():
     assert list(grid) == ["beta=2.0,prior_weight=0.3", "beta=4.0,prior_weight=0.3"]
     assert grid["beta=2.0,prior_weight=0.3"].beta == 2.0
     assert list(parameter_grid(RandomWalkerParameters(), {})) == ["default"]
+
+
+@pytest.mark.parametrize("name, before", [
+    ("ms07_flair", 0.571),   # the box's central third: 0.571
+    ("sts001_pet", 0.255),   # 0.255
+])
+def test_a_box_alone_finds_the_lesion_against_the_box_rim(name, before):
+    if not ROOT.is_dir():
+        pytest.skip(f"the shared lesions are not at {ROOT} (issue 17's data; ../shared/data/lesions)")
+    from segforge.interactive.evaluation import box_prompt
+    from segforge.interactive.session import InteractiveSession
+    from segforge.interactive.simulation import dice
+
+    folder = dict((case, folder) for folder, case in CASES)[name]
+    image, reference = load_case(ROOT, folder, name)
+    session = InteractiveSession(image, "random-walker")
+    session.interact(box_prompt(image, reference))
+    score = dice(session.mask, reference)
+    print(f"\n{name}: box alone Dice {score:.3f} (was {before})")
+    assert score >= 0.65

@@ -236,3 +236,28 @@ def test_the_graph_follows_the_cleaned_mask_and_radii_are_the_segments_own():
     assert sections.closed[at] and abs(sections.area_mm2[at] - segment_area) < 0.08 * segment_area
     assert not sections.closed[np.abs(sz - 8.0) < 0.8].any()
     assert np.all(sections.closed[(np.abs(sz + 8.0) > 4.0) & (np.abs(sz - 8.0) > 4.0) & (np.abs(sz) < 17.0)])
+
+
+def test_findings_of_both_kinds_reach_the_rows_and_the_summary():
+    """A 60 % stenosis and a 2x dilatation on a segment, through the whole workflow (sub-voxel
+    radii included) to the worker's rows: ``kind`` and ``ratio`` beside the older keys."""
+    from segforge.vessel.outputs import FINDING_COLUMNS
+    from segforge.vessel.synthetic import stenosed_vessel
+    from segforge.vessel.tree import to_wire
+
+    center = (5.0, -3.0, 20.0)
+    grid = make_grid((130, 40, 40), (0.6, 0.6, 0.9), OBLIQUE, center_lps=center)
+    tree = stenosed_vessel(grid, (0.6, -1.0), radius_mm=3.0, length_mm=110, center_lps=center)
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False))
+    result = run_vessel_pipeline(None, parameters, segment=tree.mask)
+    stenosis, dilatation = result.stenoses.stenoses, result.stenoses.dilatations
+    assert len(stenosis) == 1 and len(dilatation) == 1
+    assert abs(stenosis[0].stenosis_percent - 60) <= 5 and abs(dilatation[0].ratio - 2.0) <= 0.1
+    _, meta = to_wire(result)
+    rows = meta["finding_rows"]
+    assert [row["kind"] for row in rows] == ["stenosis", "dilatation"]
+    assert all(set(FINDING_COLUMNS) <= set(row) for row in rows)
+    assert rows[0]["stenosis_percent"] == round(stenosis[0].stenosis_percent, 2) and rows[1]["stenosis_percent"] == 0
+    assert rows[1]["ratio"] == round(dilatation[0].ratio, 3) and rows[1]["maximal_diameter_mm"] > 10
+    assert meta["summary"]["stenoses"] == 1 and meta["summary"]["dilatations"] == 1
+    assert 20 < meta["summary"]["graded_percent"] < 100  # not the caps at its two ends

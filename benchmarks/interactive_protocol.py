@@ -6,7 +6,8 @@ for each case, the set that scores best (Dice after 5 clicks, less any drop over
 other five is chosen, and its figures on the held-out case are reported.
 
 Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--json out.json]``
-(``default``: today's parameters alone, no choice made; ``small``: the declared grid below).
+(``default``: today's parameters alone, no choice made; ``small``, ``blob``: the declared grids
+below).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from segforge.interactive.random_walker import RandomWalkerParameters  # noqa: E
 GRIDS = {
     "default": {},
     "small": {"local_corrections": ["reach", "nearer"], "beta": [4.0, 8.0]},
+    # the first click's size prior (off, or 1.5 blob radii) with either correction reach
+    "blob": {"local_corrections": ["reach", "nearer"], "blob_reach": [0.0, 1.5]},
 }
 
 

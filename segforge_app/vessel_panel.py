@@ -304,6 +304,10 @@ def build(context: "AppContext") -> None:
     v3.VTextField(v_if=(f"{_k('create_centerlines')} && {_k('create_stenoses')}",),
                   v_model=(_k("stenosis_threshold_percent"),),
                   label="Report stenoses from (% diameter)", type="number", density="compact", hide_details=True)
+    v3.VTextField(v_if=(f"{_k('create_centerlines')} && {_k('create_stenoses')}",),
+                  v_model=(_k("dilatation_ratio"),),
+                  label="Report dilatations from (x reference diameter)", type="number", density="compact",
+                  hide_details=True)
     v3.VCheckbox(v_model=(_k("create_surface"),), label="Surface model", density="compact", hide_details=True,
                  raw_attrs=['data-testid="segvessel-surface"'])
     v3.VBtn("Vessel tree", click=context.shows_errors(panel.run), block=True, color="primary", classes="my-2",

@@ -74,6 +74,8 @@ class VesselForm(Form):
     create_stenoses: bool = True  # measured along the centerlines: ignored without them
     create_surface: bool = True
     stenosis_threshold_percent: float = labelled(50.0, "the stenosis threshold")
+    #: A widening to this many times the healthy reference diameter is reported as a dilatation.
+    dilatation_ratio: float = labelled(1.5, "the dilatation ratio")
 
     # -- presets -----------------------------------------------------------------------------
 
@@ -117,12 +119,12 @@ class VesselForm(Form):
         from segforge.vessel.cross_sections import SectionParameters
         from segforge.vessel.endpoints import EndpointParameters
         from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
-        from segforge.vessel.stenosis import StenosisParameters
+        from segforge.vessel.stenosis import StenosisParameters, check_parameters
         from segforge.vessel.topology import TopologyParameters
 
-        if not 0 < self.stenosis_threshold_percent < 100:
-            raise InputError("The stenosis threshold is invalid", f"it is {self.stenosis_threshold_percent:g} %",
-                             "give a percentage between 0 and 100")
+        findings = StenosisParameters(threshold_percent=self.stenosis_threshold_percent,
+                                      dilatation_ratio=self.dilatation_ratio)
+        check_parameters(findings)
         if not 0 <= self.close_holes_mm <= 100:
             raise InputError("The hole size to close is invalid", f"it is {self.close_holes_mm:g} mm",
                              "give a size between 0 (off) and 100 mm")
@@ -130,7 +132,7 @@ class VesselForm(Form):
                                 stenoses=self.create_centerlines and self.create_stenoses, surface=self.create_surface)
         return VesselPipelineParameters(
             mask=self.mask_parameters(), outputs=outputs,
-            stenosis=StenosisParameters(threshold_percent=self.stenosis_threshold_percent),
+            stenosis=findings,
             topology=TopologyParameters(close_holes_mm=self.close_holes_mm),
             endpoints=EndpointParameters(source_lps=self.source_lps, targets_lps=self.targets_lps),
             sections=SectionParameters(landmarks_lps=self.landmarks_lps))

@@ -73,7 +73,8 @@ FIELD_OPTIONS = {"close_holes_mm": "close_holes", "min_radius_mm": "min_radius",
                  "scales": "scales",
                  "threshold": "threshold", "bright_vessels": "bright_vessels", "hysteresis": "hysteresis",
                  "largest_component": "largest_component", "refine_lumen": "refine_lumen", "model": "model",
-                 "device": "device", "segment_name": "segment_name", "stenosis_threshold_percent": "stenosis_threshold"}
+                 "device": "device", "segment_name": "segment_name", "stenosis_threshold_percent": "stenosis_threshold",
+                 "dilatation_ratio": "dilatation_ratio"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -134,6 +135,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stenosis-threshold", type=float, default=None,
                         help=f"report narrowings of at least this %% diameter stenosis (default "
                              f"{defaults.stenosis_threshold_percent:g})")
+    parser.add_argument("--dilatation-ratio", type=float, default=None,
+                        help=f"report widenings to at least this many times the healthy reference diameter "
+                             f"(default {defaults.dilatation_ratio:g})")
     parser.add_argument("--no-centerlines", action="store_true", help="mask (and surface) only")
     parser.add_argument("--no-stenoses", action="store_true", help="skip the stenosis analysis")
     parser.add_argument("--no-surface", action="store_true", help="skip the surface mesh")

@@ -70,6 +70,15 @@ class RandomWalkerParameters:
     # farther from it than twice its depth in the mask ("reach"), or nearer to it than to the
     # positive prompts ("nearer"); "off": the walker's whole answer
     local_corrections: str = "reach"
+    # size prior for a first click: a piece reaching farther from the click than this many
+    # times the blob radius at the click (scale-normalised Laplacian of Gaussian, taken only
+    # when its peak is clear of the noise and inside the scales tried) leaks; 0: off
+    blob_reach: float = 0.0
+    # a box's object: "core", the piece around the box's central third; "rim", the largest
+    # connected part of the box's inside whose intensity is likelier inside the box (away from
+    # its rim) than on its rim and just outside it
+    box_model: str = "rim"
+    box_rim_mm: float = 3.0          # the box's rim: this far inside its faces (and shell_mm outside)
 
 
 class RandomWalkerBackend:
@@ -162,8 +171,11 @@ class RandomWalkerBackend:
         positives = [p for p in prompts if p.positive]
         boxes = [p for p in positives if isinstance(p, VoxelBox)]
         if boxes:
-            lo = np.min([b.lo_kji for b in boxes], axis=0) - 1
-            hi = np.max([b.hi_kji for b in boxes], axis=0) + 1
+            pad = 1
+            if self.parameters.box_model == "rim":  # the box's surroundings teach the background
+                pad = np.maximum(np.ceil(self.parameters.shell_mm / self._spacing), 1).astype(int)
+            lo = np.min([b.lo_kji for b in boxes], axis=0) - pad
+            hi = np.max([b.hi_kji for b in boxes], axis=0) + pad
         else:
             points = np.concatenate([_prompt_voxels(p) for p in positives])
             pad = np.maximum(np.ceil(margin_mm / self._spacing), 2).astype(int)
@@ -192,6 +204,7 @@ class _View:
         self.allowed = np.ones(shape, bool)  # inside every positive box
         self.refused = np.zeros(shape, bool)  # what an object's piece may not hold (negative prompts)
         self.groups: list[np.ndarray] = []   # seed voxels of each positive prompt (a boolean mask each)
+        self.box_groups: list[int] = []      # which groups are already a box's object (box_model "rim")
         # at least the six face neighbours, so a coarse or noisy voxel never seeds alone
         seed_ball = np.unique(np.concatenate([_ball(self.p.seed_radius_mm, self.spacing), _FACE_NEIGHBOURS]), axis=0)
         cut_ball = _ball(self.p.cut_radius_mm, self.spacing)
@@ -231,12 +244,37 @@ class _View:
                 self.allowed[sub] = True
                 core = np.zeros(shape, bool)
                 core[_box_core(sub)] = True
+                if self.p.box_model == "rim":
+                    core = self._box_object(sub, core)
+                    self.box_groups.append(len(self.groups))
                 self.groups.append(core & ~self.background)
             self.background |= ~self.allowed
+        self.box_groups = [n - sum(not g.any() for g in self.groups[:n]) for n in self.box_groups
+                           if self.groups[n].any()]
         self.groups = [g for g in self.groups if g.any()]
+        self.first_is_point = isinstance(next((q for q in prompts if q.positive), None), VoxelPoint)
         # a piece reaching the window's faces leaks (also at the image's border: a lesion is
         # surrounded by other tissue, and a crop's border cuts through that tissue)
         self.faces = _faces(shape)
+
+    def _box_object(self, sub: tuple[slice, ...], core: np.ndarray) -> np.ndarray:
+        """The largest connected part of the box's inside (clear of its rim) whose intensity is
+        likelier there than on the rim and in a shell around the box (``core``: none)."""
+        inside = np.zeros(self.values.shape, bool)
+        inside[sub] = True
+        rim = np.floor(self.p.box_rim_mm / self.spacing).astype(int)
+        interior = np.zeros(self.values.shape, bool)
+        interior[tuple(slice(s.start + r, max(s.stop - r, s.start + r + 1)) for s, r in zip(sub, rim))] = True
+        interior &= inside
+        surroundings = (_dilate_mm(inside, self.p.shell_mm, self.spacing) & ~interior)
+        if not interior.any() or not surroundings.any():
+            return core
+        lesion = _density(self.values, self.values[interior])
+        outside = _density(self.values, self.values[surroundings])
+        labels, count = ndimage.label(interior & (lesion > outside))
+        if count == 0:
+            return core
+        return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
 
     def _like_click(self, ball: np.ndarray, click: np.ndarray) -> np.ndarray:
         """The voxels of a click's ball that look like the voxel clicked (within three noise
@@ -266,7 +304,9 @@ class _View:
             if key not in cache:
                 if len(cache) >= 64:
                     cache.pop(next(iter(cache)))
-                cache[key] = self._piece(group)
+                cache[key] = self._piece(group, blob=first and self.first_is_point)
+            if number in self.box_groups:  # a box's object is found already
+                cache[key] = (group, False, None)
             piece, too_big, alike = cache[key]
             if alike is not None and not first and self._beside(group, pieces):
                 # a leaking click beside the object found so far extends its boundary, where a
@@ -283,10 +323,18 @@ class _View:
         near = _dilate_mm(group, self.p.capped_mm / 2, self.spacing)
         return any(np.any(near & piece) for piece in pieces)
 
-    def _piece(self, group: np.ndarray) -> tuple[np.ndarray, bool, Optional[np.ndarray]]:
+    def _piece(self, group: np.ndarray, blob: bool = False) -> tuple[np.ndarray, bool, Optional[np.ndarray]]:
         """The connected piece around ``group`` at the level halfway between its own mean
         intensity and its surroundings' (iterated intermeans, locally), lowered no further
-        than the piece stays clear of the window's faces and of negative prompts."""
+        than the piece stays clear of the window's faces and of negative prompts (and, with
+        ``blob``, within ``blob_reach`` blob radii of the click)."""
+        beyond, largest = None, np.inf
+        if blob and self.p.blob_reach > 0:
+            radius = self._blob_radius(group)
+            if radius is not None:
+                reach = self.p.blob_reach * radius
+                beyond = ~_dilate_mm(group, reach, self.spacing)
+                largest = 4.0 / 3.0 * np.pi * reach ** 3 / float(np.prod(self.spacing))  # voxels
         # the level comes from the unsmoothed voxels clicked, and a piece may start beside them:
         # on an object's rim (a pole on a thick slice) smoothing makes the clicked voxel look
         # like the outside, and a level taken there would let the piece spill over the rim
@@ -302,6 +350,10 @@ class _View:
             piece = self._piece_above(values, threshold, anchor)
             if piece is None:
                 continue
+            if beyond is not None and np.count_nonzero(piece) > largest:
+                # larger than the blob at the click allows: the last piece that was not, or the
+                # first one cut at the blob's reach
+                return (_connected_to(piece & ~beyond, anchor) | group if best is None else best), False, None
             if np.any(piece & self.faces):
                 if best is None:  # leaks at every level
                     if self._on_rim(group, level, sign):
@@ -315,6 +367,35 @@ class _View:
             if midpoint is not None and midpoint >= threshold:
                 break
         return (group if best is None else best), False, None
+
+    def _blob_radius(self, group: np.ndarray) -> Optional[float]:
+        """The radius (mm) of the blob at the centre of ``group``: sqrt(3) times the scale whose
+        scale-normalised Laplacian of Gaussian, taken at that point, is strongest (sign: the
+        click's contrast). None when the peak is not clearly (three noise deviations) above
+        the noise, or lies at the smallest or largest scale tried (no blob of that size)."""
+        centre = np.round(np.argwhere(group).mean(axis=0)).astype(int)
+        value = float(self.raw[tuple(centre)])
+        sign = 1.0 if value >= float(np.median(self.raw)) else -1.0
+        smallest = 0.6 * float(self.spacing.max())  # a Gaussian this narrow is undersampled across slices
+        scales = [s for s in (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0) if s >= smallest]
+        if len(scales) < 3:
+            return None
+        responses = []
+        for scale in scales:
+            reach = np.ceil(3.0 * scale / self.spacing).astype(int)
+            lo, hi = np.maximum(centre - reach, 0), np.minimum(centre + reach + 1, self.raw.shape)
+            crop = self.raw[tuple(slice(a, b) for a, b in zip(lo, hi))]
+            axes = [(np.arange(a, b) - c) * s for a, b, c, s in zip(lo, hi, centre, self.spacing)]
+            squared = sum(np.meshgrid(*[x ** 2 for x in axes], indexing="ij"))
+            gauss = np.exp(-0.5 * squared / scale ** 2)
+            gauss /= gauss.sum()
+            kernel = gauss * (squared / scale ** 2 - 3.0)  # scale^2 times the Laplacian of the Gaussian
+            kernel -= gauss * float(kernel.sum())          # a constant image gives no response
+            responses.append(-sign * float(np.sum(kernel * crop)))
+        best = int(np.argmax(responses))
+        if best in (0, len(scales) - 1) or responses[best] < 3.0 * self.noise:
+            return None
+        return float(np.sqrt(3.0) * scales[best])
 
     def _on_rim(self, group: np.ndarray, level: float, sign: float) -> bool:
         """Whether a click lies on the dim rim of a brighter object (``sign`` -1: a darker one):

@@ -32,7 +32,7 @@ to the one healthy flank there is. A lesion with no healthy flank is not graded.
 Why a resolution limit: a mask's edge is known to about half a voxel, so a vessel only a
 few voxels across cannot be graded (a 3-voxel vessel reads 50 % narrower from a one-voxel
 error). Findings need a reference of at least ``min_reference_voxels`` voxels across, the
-voxel measured in the plane of the section.
+voxel measured in the plane across the vessel (see :func:`_course_voxel`).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class StenosisParameters:
     flank_diameters: float = 1.5
     #: a bifurcation zone reaches this many local radii beyond where the lumens touch
     junction_margin: float = 1.0
-    #: the smallest reference diameter graded, in voxels of the section's plane
+    #: the smallest reference diameter graded, in voxels of the plane across the vessel
     min_reference_voxels: float = 4.0
 
 
@@ -147,8 +147,18 @@ class StenosisReport:
     def dilatations(self) -> tuple[StenosisFinding, ...]:
         return tuple(f for f in self.findings if f.kind == DILATATION)
 
+    @property
+    def graded_fraction(self) -> float:
+        """Share of the centreline points where a finding could have been reported (reliable
+        and gradable): "no finding" says nothing about the rest (on a whole-thorax CTA mask,
+        mostly heart and lung, it is under 1 %)."""
+        counts = [(int((p.reliable & p.gradable).sum()), len(p.reliable)) for p in self.profiles]
+        total = sum(n for _, n in counts)
+        return sum(g for g, _ in counts) / total if total else 0.0
 
-def _check(parameters: StenosisParameters) -> None:
+
+def check_parameters(parameters: StenosisParameters) -> None:
+    """Refuse thresholds that cannot grade anything (the module forms call this before a job is sent)."""
     if not 0 < parameters.threshold_percent < 100:
         raise InputError("The stenosis threshold is invalid", f"it is {parameters.threshold_percent} %",
                          "give a percentage between 0 and 100 (50 is usual)")
@@ -160,7 +170,7 @@ def _check(parameters: StenosisParameters) -> None:
 def analyse_stenoses(mask: Image, graph: CenterlineGraph, parameters: StenosisParameters = StenosisParameters(),
                      progress: Optional[ProgressCallback] = None) -> StenosisReport:
     """Diameter profiles of every branch of ``graph`` on ``mask``, and the findings beyond threshold."""
-    _check(parameters)
+    check_parameters(parameters)
     graded = _graded_profiles(mask, graph, parameters, progress)
     profiles = tuple(profile for profile, _ in graded)
     findings = [f for profile, lesions in graded for f in _findings(profile, lesions, parameters)]
@@ -171,28 +181,48 @@ def analyse_stenoses(mask: Image, graph: CenterlineGraph, parameters: StenosisPa
 def diameter_profiles(mask: Image, graph: CenterlineGraph, parameters: StenosisParameters = StenosisParameters(),
                       progress: Optional[ProgressCallback] = None) -> tuple[DiameterProfile, ...]:
     """Per branch: diameters along it, the healthy reference and the grade at each point."""
-    _check(parameters)
+    check_parameters(parameters)
     return tuple(profile for profile, _ in _graded_profiles(mask, graph, parameters, progress))
 
 
 def _graded_profiles(mask: Image, graph: CenterlineGraph, parameters: StenosisParameters,
                      progress: Optional[ProgressCallback]) -> list[tuple[DiameterProfile, list[_Lesion]]]:
-    measured = lumen_diameters(mask, graph, progress)
-    zones = _junction_zones(graph, parameters.junction_margin, max(mask.spacing))
+    frames = _frames(graph)
+    zones = _junction_zones(graph, parameters.junction_margin, max(mask.spacing), frames)
+    measured = lumen_diameters(mask, graph, progress, graded=[~zone for zone in zones], frames=frames)
     profiles = []
     for branch, lumen, zone in zip(graph.branches, measured, zones):
         arc = _arc(branch.points_lps)
-        diameter = np.where(lumen.measurable, lumen.diameter_mm, 2 * branch.radii_mm)
+        diameter = np.where(lumen.measurable, lumen.diameter_mm, 2 * _sane(branch.radii_mm))
         method = np.where(lumen.measurable, "area", "radius")
         reliable = lumen.measurable & ~zone & _away_from_ends(graph, branch.start_node, branch.end_node, arc,
                                                               branch.radii_mm, max(mask.spacing))
         reference, lesions = _reference(arc, diameter, reliable, parameters)
         ratio = diameter / np.maximum(reference, 1e-9)
         stenosis = np.clip(100 * (1 - ratio), 0, 100)
-        gradable = reference >= parameters.min_reference_voxels * lumen.plane_voxel_mm
+        voxel = _course_voxel(mask, branch.points_lps, arc, reference)
+        gradable = reference >= parameters.min_reference_voxels * voxel
         profiles.append((DiameterProfile(branch.id, arc, branch.points_lps, diameter, lumen.area_mm2, method,
                                          reliable, reference, stenosis, ratio, zone, gradable), lesions))
     return profiles
+
+
+def _course_voxel(mask: Image, points: np.ndarray, arc: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """The grid's voxel size in the plane across the vessel's course: the root mean square
+    of the voxel's two widths in that plane, sqrt(sum_k s_k^2 (1 - (t . a_k)^2) / 2) for
+    spacings s_k along axes a_k and course t. It is the spacing on an isotropic grid
+    whatever the course (where ``min_reference_voxels`` was measured), 0.4 mm for a vessel
+    running through 0.4 x 0.4 x 5 mm slices and 3.6 mm for one lying within them. The course
+    is the chord from ``reach`` mm before each point to ``reach`` after it, not the local
+    tangent, which wobbles inside a wide lumen (an aneurysm)."""
+    if len(points) < 2:
+        return np.full(len(points), max(mask.spacing))
+    ahead = np.array([np.interp(arc + reach, arc, points[:, d]) for d in range(3)]).T
+    behind = np.array([np.interp(arc - reach, arc, points[:, d]) for d in range(3)]).T
+    course = ahead - behind
+    course /= np.maximum(np.linalg.norm(course, axis=1, keepdims=True), 1e-9)
+    tilt = course @ np.asarray(mask.direction_lps, float)
+    return np.sqrt((np.asarray(mask.spacing, float) ** 2 * np.clip(1 - tilt ** 2, 0, 1)).sum(axis=1) / 2)
 
 
 def _arc(points: np.ndarray) -> np.ndarray:
@@ -216,7 +246,8 @@ def _away_from_ends(graph: CenterlineGraph, start: int, end: int, arc: np.ndarra
     return keep
 
 
-def _junction_zones(graph: CenterlineGraph, margin: float, voxel: float) -> list[np.ndarray]:
+def _junction_zones(graph: CenterlineGraph, margin: float, voxel: float,
+                    frames: Optional[tuple[np.ndarray, ...]] = None) -> list[np.ndarray]:
     """Per branch, True where the plane across it touches another branch's lumen, grown
     along the branch by ``margin`` local radii.
 
@@ -232,7 +263,7 @@ def _junction_zones(graph: CenterlineGraph, margin: float, voxel: float) -> list
     branches = graph.branches
     if not branches:
         return []
-    points, u, v, radii = _frames(graph)
+    points, u, v, radii = frames if frames is not None else _frames(graph)
     tangent = np.cross(u, v)
     owner = np.concatenate([np.full(len(b.points_lps), b.id) for b in branches])
     hit = np.zeros(len(points), bool)
@@ -263,7 +294,7 @@ def _junction_zones(graph: CenterlineGraph, margin: float, voxel: float) -> list
     zones, start = [], 0
     for branch in branches:
         count = len(branch.points_lps)
-        zones.append(_grow(_arc(branch.points_lps), hit[start:start + count], margin * branch.radii_mm))
+        zones.append(_grow(_arc(branch.points_lps), hit[start:start + count], margin * _sane(branch.radii_mm)))
         start += count
     return zones
 
@@ -290,14 +321,15 @@ class LumenSections:
     area_mm2: np.ndarray
     #: the lumen around the point is closed and tube-like
     measurable: np.ndarray
-    #: the voxel's size in the plane of the section (the coarsest grid axis lying in it)
-    plane_voxel_mm: np.ndarray
 
 
-def lumen_diameters(mask: Image, graph: CenterlineGraph,
-                    progress: Optional[ProgressCallback] = None) -> tuple[LumenSections, ...]:
+def lumen_diameters(mask: Image, graph: CenterlineGraph, progress: Optional[ProgressCallback] = None,
+                    graded: Optional[list[np.ndarray]] = None,
+                    frames: Optional[tuple[np.ndarray, ...]] = None) -> tuple[LumenSections, ...]:
     """The lumen's cross-section at every point of every branch: the one measurement the
-    grading uses (swap this function's body to grade on other cross-sections).
+    grading uses (swap this function's body to grade on other cross-sections). ``graded``
+    (per branch, default all points) marks the points worth a second, wider look where the
+    first window was too narrow: the grading does not use the others.
 
     Measured on the mask interpolated trilinearly (its 0.5 level lies half-way between
     inside and outside voxel centres, on any spacing), in the plane across the centreline,
@@ -311,28 +343,31 @@ def lumen_diameters(mask: Image, graph: CenterlineGraph,
     is known only to about half a slice, so the area varies with where the axis sits
     between slices (about +-10 % in diameter for a 6 mm vessel on 2 mm slices).
     """
-    area, measurable, voxel = _cross_sections(mask, graph, progress)
+    wanted = np.concatenate(graded) if graded else None
+    area, measurable = _cross_sections(mask, graph, progress, wanted, frames)
     out, start = [], 0
     for branch in graph.branches:
         rows = slice(start, start + len(branch.points_lps))
         start += len(branch.points_lps)
-        out.append(LumenSections(2 * np.sqrt(area[rows] / np.pi), area[rows], measurable[rows], voxel[rows]))
+        out.append(LumenSections(2 * np.sqrt(area[rows] / np.pi), area[rows], measurable[rows]))
     return tuple(out)
 
 
 def _frames(graph: CenterlineGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All branch points (branch after branch), the plane across each (u, v), and its radius.
 
-    The tangent is a Gaussian derivative over about a radius, so the plane follows the
-    vessel and not the last fraction of a voxel of its centreline."""
+    The tangent is the chord from one local radius before the point to one after it, so
+    the plane follows the vessel and not the last fraction of a voxel of its centreline,
+    nor its wobble inside a wide lumen (an aneurysm twice the vessel's width)."""
     points, us, vs, radii = [], [], [], []
     for branch in graph.branches:
-        p, r = branch.points_lps, branch.radii_mm
+        p, r = branch.points_lps, _sane(branch.radii_mm)
         if len(p) >= 2:
             arc = _arc(p)
             step = max(arc[-1] / (len(p) - 1), 1e-6)
-            width = max(float(np.median(r)) / step, 1.0)
-            tangent = ndimage.gaussian_filter1d(p, width, axis=0, order=1, mode="nearest")
+            reach = np.maximum(r, step)
+            tangent = np.array([np.interp(arc + reach, arc, p[:, d]) - np.interp(arc - reach, arc, p[:, d])
+                                for d in range(3)]).T
         else:
             tangent = np.zeros_like(p)
         u, v = across(tangent)
@@ -342,24 +377,27 @@ def _frames(graph: CenterlineGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return np.concatenate(points), np.concatenate(us), np.concatenate(vs), np.concatenate(radii)
 
 
+def _sane(radii: np.ndarray) -> np.ndarray:
+    """Radii with failed measurements capped: none above four times the branch's median (a
+    2x aneurysm is well below; one sub-voxel radius on the bundled thoracic CTA came out
+    at 3.8e7 mm, and a sphere that size would put every branch in a bifurcation zone)."""
+    return np.minimum(radii, 4 * float(np.median(radii))) if len(radii) else radii
+
+
 def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[ProgressCallback],
-                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lumen area (mm^2, NaN where not measurable), measurability and in-plane voxel size at
-    every point of every branch (branch after branch)."""
+                    graded: Optional[np.ndarray] = None, frames: Optional[tuple[np.ndarray, ...]] = None,
+                    chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Lumen area (mm^2, NaN where not measurable) and measurability at every point of every
+    branch (branch after branch)."""
     report = progress or no_progress
     volume = (np.asarray(mask.array) != 0).astype(np.uint8)
-    points, u, v, radii = _frames(graph)
+    points, u, v, radii = frames if frames is not None else _frames(graph)
     count = len(points)
-    # the coarsest grid axis lying in the plane, each axis shortened by its tilt out of it
-    # (|sin| of its angle to the plane's normal): 0.4 mm for a vessel running through 5 mm
-    # slices, 5 mm for one lying within them
-    tilt = np.cross(u, v) @ np.asarray(mask.direction_lps, float)
-    plane_voxel = (np.asarray(mask.spacing, float) * np.sqrt(np.clip(1 - tilt ** 2, 0, 1))).max(axis=1)
     # the window follows the local radius, so a tight stenosis is sampled as finely as the vessel;
     # the margin keeps a round lumen off the window's edge. The graph's radius can be too small
     # (a wide aneurysm on thick slices): where the lumen reaches the window's edge and the
     # largest circle around the point in the plane is clearly wider than that radius, the
-    # section is measured again in a window twice, then four times as wide, as finely sampled.
+    # section is measured again in a window twice as wide, as finely sampled.
     half = 1.7 * radii + 0.5 * min(mask.spacing)
     lps_to_ijk = np.linalg.inv(mask.ijk_to_lps())
     area = np.full(count, np.nan)
@@ -367,7 +405,7 @@ def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[Prog
     for first in range(0, count, chunk):
         report(first / max(count, 1), "Measuring lumen cross-sections")
         rows = np.arange(first, min(first + chunk, count))
-        for widen in (1.0, 2.0, 4.0):
+        for widen in (1.0, 2.0):
             size, inscribed, closed = _section(volume, lps_to_ijk, points[rows], u[rows], v[rows],
                                                widen * half[rows], int(widen) * (_GRID - 1) + 1)
             wide_enough = np.maximum.reduce([radii[rows], inscribed, np.full(len(rows), min(mask.spacing))])
@@ -376,11 +414,11 @@ def _cross_sections(mask: Image, graph: CenterlineGraph, progress: Optional[Prog
             area[rows] = np.where(ok, size, np.nan)
             # open to the window's edge around a point whose own circle is wider than the graph's
             # radius: look wider (elsewhere the plane runs into something else: do not)
-            rows = rows[~closed & (inscribed > 1.25 * radii[rows])]
+            rows = rows[~closed & (inscribed > 1.25 * radii[rows]) & (True if graded is None else graded[rows])]
             if len(rows) == 0:
                 break
     report(1.0, "Measuring lumen cross-sections")
-    return area, measurable, plane_voxel
+    return area, measurable
 
 
 def _section(volume: np.ndarray, lps_to_ijk: np.ndarray, points: np.ndarray, u: np.ndarray, v: np.ndarray,
@@ -430,54 +468,72 @@ class _Lesion:
 
 def _reference(arc: np.ndarray, diameter: np.ndarray, reliable: np.ndarray,
                parameters: StenosisParameters) -> tuple[np.ndarray, list[_Lesion]]:
-    """Healthy diameter at each point (the robust trend, replaced across each lesion by its
-    healthy flanks' line) and the lesions: runs departing from the trend by more than
-    ``lesion_percent``, widened to where the lumen is measured back within 5 % of it (runs
-    with no such point between them are one lesion)."""
+    """Healthy diameter at each point and the lesions.
+
+    Lesions are runs departing from the robust trend by more than ``lesion_percent``,
+    widened to where the lumen is measured back within 5 % of it (runs with no such point
+    between them are one lesion); the trend is then fitted again without them (a long
+    lesion's shoulders would bend it) and the lesions found again. Across a lesion the
+    reference is the straight line joining the mean diameters of its healthy flanks (the
+    interpolated reference of QCA); with one flank, the trend scaled to meet it."""
     fit = _robust_trend(arc, diameter, reliable)
+    spans = _spans(diameter, fit, reliable, parameters)
+    healthy = reliable & ~_covered(spans, len(arc))
+    if healthy.sum() >= 3 and healthy.sum() < reliable.sum():
+        fit = _robust_trend(arc, diameter, healthy)
+        spans = _spans(diameter, fit, reliable, parameters)
+        healthy = reliable & ~_covered(spans, len(arc))
+    reference = fit.copy()
+    lesions = []
+    for kind, start, stop in spans:
+        size = float(np.median(fit[start:stop]))
+        width, guard = parameters.flank_diameters * size, 0.5 * size
+        sides = []
+        for side, edge in ((np.flatnonzero(healthy[:start])[::-1], start),
+                           (np.flatnonzero(healthy[stop:]) + stop, stop - 1)):
+            # the nearest healthy points past the lesion's tail (half a diameter: a lesion fades
+            # into the vessel), if they are close to it (not across a long stretch the section
+            # could not measure)
+            side = side[np.abs(arc[side] - arc[edge]) >= guard]
+            if len(side) < 2 or abs(arc[side[0]] - arc[edge]) > 2 * width + guard:
+                continue
+            near = side[np.abs(arc[side] - arc[side[0]]) <= width]
+            if len(near) >= 2:
+                sides.append((float(arc[near].mean()), float(diameter[near].mean()), float(fit[near].mean())))
+        if len(sides) == 2:
+            (s0, d0, _), (s1, d1, _) = sides
+            reference[start:stop] = d0 + (d1 - d0) * (arc[start:stop] - s0) / max(s1 - s0, 1e-9)
+        elif sides:
+            reference[start:stop] = fit[start:stop] * sides[0][1] / sides[0][2]
+        lesions.append(_Lesion(kind, start, stop, bool(sides)))
+    return reference, lesions
+
+
+def _spans(diameter: np.ndarray, fit: np.ndarray, reliable: np.ndarray,
+           parameters: StenosisParameters) -> list[tuple[str, int, int]]:
+    """(kind, start, stop) of each run departing from ``fit`` (see :func:`_reference`)."""
     level = _lesion_level(parameters) / 100
-    spans = []
+    spans: list[tuple[str, int, int]] = []
     for kind, departs, back in ((STENOSIS, diameter < fit * (1 - level), diameter < 0.95 * fit),
                                 (DILATATION, diameter > fit * (1 + level), diameter > 1.05 * fit)):
         normal = reliable & ~back
         for start, stop in _runs(reliable & departs):
             while start > 0 and reliable[start - 1] and back[start - 1]:
                 start -= 1
-            while stop < len(arc) and reliable[stop] and back[stop]:
+            while stop < len(diameter) and reliable[stop] and back[stop]:
                 stop += 1
             # one lesion, not two, where nothing measured between two runs is back to normal
             if spans and spans[-1][0] == kind and not normal[spans[-1][2]:start].any():
                 start = spans.pop()[1]
             spans.append((kind, start, stop))
-    in_lesion = np.zeros(len(arc), bool)
+    return spans
+
+
+def _covered(spans: list[tuple[str, int, int]], count: int) -> np.ndarray:
+    inside = np.zeros(count, bool)
     for _, start, stop in spans:
-        in_lesion[start:stop] = True
-    healthy = reliable & ~in_lesion
-    reference = fit.copy()
-    lesions = []
-    for kind, start, stop in spans:
-        width = parameters.flank_diameters * float(np.median(fit[start:stop]))
-        sides = []
-        for side, edge in ((np.flatnonzero(healthy[:start])[::-1], start),
-                           (np.flatnonzero(healthy[stop:]) + stop, stop - 1)):
-            # the nearest healthy points, if they are close to the lesion (not across a long
-            # stretch the section could not measure)
-            if len(side) < 2 or abs(arc[side[0]] - arc[edge]) > 2 * width:
-                continue
-            near = side[np.abs(arc[side] - arc[side[0]]) <= width]
-            if len(near) >= 2:
-                sides.append((float(arc[near].mean()), float(diameter[near].mean() / fit[near].mean())))
-        if len(sides) == 2:
-            (s0, k0), (s1, k1) = sides
-            scale = k0 + (k1 - k0) * (arc[start:stop] - s0) / max(s1 - s0, 1e-9)
-        elif sides:
-            scale = np.full(stop - start, sides[0][1])
-        else:
-            lesions.append(_Lesion(kind, start, stop, False))
-            continue
-        reference[start:stop] = fit[start:stop] * scale
-        lesions.append(_Lesion(kind, start, stop, True))
-    return reference, lesions
+        inside[start:stop] = True
+    return inside
 
 
 def _robust_trend(arc: np.ndarray, diameter: np.ndarray, reliable: np.ndarray) -> np.ndarray:
@@ -511,7 +567,7 @@ def _robust_trend(arc: np.ndarray, diameter: np.ndarray, reliable: np.ndarray) -
     return np.maximum(np.exp(trend), 1e-6)
 
 
-def _least_median(x: np.ndarray, y: np.ndarray, degree: int, samples: int = 24) -> np.ndarray:
+def _least_median(x: np.ndarray, y: np.ndarray, degree: int, samples: int = 16) -> np.ndarray:
     """Polynomial coefficients (highest first) of a least-median-of-squares start: the
     median for degree 0, else the best line through pairs of up to ``samples`` evenly
     chosen points (degree 2 starts from that line)."""
@@ -550,7 +606,11 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
 
 def _findings(profile: DiameterProfile, lesions: list[_Lesion],
               parameters: StenosisParameters) -> list[StenosisFinding]:
-    """The graded lesions of one branch that reach their threshold, each at its worst point."""
+    """The graded lesions of one branch that reach their threshold, each at its worst point.
+
+    Values are running medians of three neighbouring measured sections: one section can
+    catch something else (or miss a voxel), and the extreme of a noisy profile would
+    overstate every lesion."""
     level = _lesion_level(parameters) / 100
     findings = []
     for lesion in lesions:
@@ -558,26 +618,36 @@ def _findings(profile: DiameterProfile, lesions: list[_Lesion],
             continue
         window = np.arange(lesion.start, lesion.stop)
         window = window[profile.reliable[window]]
-        if len(window) == 0:
-            continue
-        ratio = profile.ratio[window]
+        if len(window) < 2:
+            continue  # one section alone is not a lesion
+        ratio = _median3(profile.ratio[window])
+        diameter = _median3(profile.diameter_mm[window])
         stenosis = lesion.kind == STENOSIS
-        worst = window[np.argmin(ratio) if stenosis else np.argmax(ratio)]
-        value = float(profile.ratio[worst])
+        at = int(np.argmin(ratio) if stenosis else np.argmax(ratio))
+        worst, value = window[at], float(ratio[at])
         if stenosis and 100 * (1 - value) < parameters.threshold_percent:
             continue
         if not stenosis and value < parameters.dilatation_ratio:
             continue
         if not profile.gradable[worst]:
             continue
-        beyond = window[(ratio < 1 - level) if stenosis else (ratio > 1 + level)]
-        if len(beyond) < 2:
-            continue  # one section alone is not a lesion (it may have caught something else)
-        extent = profile.diameter_mm[beyond]
+        beyond = (ratio < 1 - level) if stenosis else (ratio > 1 + level)
+        if beyond.sum() < 2:
+            continue
+        extent = diameter[beyond]
         findings.append(StenosisFinding(
             kind=lesion.kind, branch=profile.branch, position_lps=profile.points_lps[worst].copy(),
             arc_mm=float(profile.arc_mm[worst]), ratio=value,
             reference_diameter_mm=float(profile.reference_mm[worst]),
             minimal_diameter_mm=float(extent.min()), maximal_diameter_mm=float(extent.max()),
-            start_arc_mm=float(profile.arc_mm[beyond[0]]), end_arc_mm=float(profile.arc_mm[beyond[-1]])))
+            start_arc_mm=float(profile.arc_mm[window[beyond][0]]),
+            end_arc_mm=float(profile.arc_mm[window[beyond][-1]])))
     return findings
+
+
+def _median3(values: np.ndarray) -> np.ndarray:
+    """Running median of three neighbours (each end repeated once)."""
+    if len(values) < 3:
+        return values.copy()
+    padded = np.concatenate([values[:1], values, values[-1:]])
+    return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)

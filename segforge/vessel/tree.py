@@ -163,6 +163,7 @@ def _summary(result: VesselResult, meta: dict[str, Any]) -> dict[str, Any]:
             "total_length_mm": graph.total_length_mm if graph else None,
             "stenoses": _count(meta["finding_rows"], "stenosis") if result.stenoses is not None else None,
             "dilatations": _count(meta["finding_rows"], "dilatation") if result.stenoses is not None else None,
+            "graded_percent": round(100 * result.stenoses.graded_fraction, 1) if result.stenoses is not None else None,
             "surface_triangles": int(result.surface.GetNumberOfCells()) if result.surface is not None else None,
             "cross_sections": sum(entry["count"] for entry in meta["sections"]),
             "landmarks": len(meta["landmark_rows"]),
