@@ -93,6 +93,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/runtime/torchscript.py
   segforge/segmentation_file.py
   segforge/vessel/__init__.py
+  segforge/vessel/coarse.py
   segforge/vessel/cross_sections.py
   segforge/vessel/deep_model.py
   segforge/vessel/endpoints.py
@@ -115,6 +116,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/straighten.py
   segforge/vessel/subvoxel.py
   segforge/vessel/synthetic.py
+  segforge/vessel/thick.py
   segforge/vessel/topology.py
   segforge/vessel/tree.py
   segforge/vessel/vesselness.py
