@@ -46,8 +46,8 @@ from ..progress import ProgressCallback, sub_progress
 from .coarse import block_centre, block_reduce, factors_for, typical_radius_mm
 from .frames import section_planes
 from .graph import CenterlineGraph, GraphParameters, _assemble, _prune, _Ticker, resample
-from .lumen_edge import LumenField, edge_distances, lumen_field, ray_directions
-from .radius import BoundaryDistance, affine
+from .lumen_edge import LEVEL, LumenField, edge_distances, lumen_field, ray_directions
+from .radius import BoundaryDistance, across, affine
 from .skeleton import skeletonize, trace
 from .subvoxel import RAYS, fitted_ellipse
 from .topology import betti_numbers
@@ -86,9 +86,13 @@ def thick_centerline_graph(mask: Image, parameters: GraphParameters = GraphParam
             if fine_betti is None:
                 fine_betti = betti_numbers(array[box])
             if betti_numbers(grid.inside) == fine_betti:
-                graph = _coarse_graph(grid, parameters, progress)
+                graph, thinnest = _coarse_graph(grid, parameters, progress)
                 if graph is not None:
-                    return _refine(graph, lumen_field(mask), mask, parameters, sub_progress(progress, 0.85, 1.0))
+                    return _refine(graph, lumen_field(mask), mask, spacing * factors, parameters,
+                                   sub_progress(progress, 0.85, 1.0))
+                # a branch too thin for these blocks: straight to blocks it allows (its radius
+                # read on the blocks runs long, so this never skips a grid that would do)
+                factors = np.minimum(factors, factors_for(thinnest / MIN_BLOCKS_PER_RADIUS, spacing) * 2)
         factors = np.maximum(factors // 2, 1)
     return None
 
@@ -120,12 +124,12 @@ class _CoarseGrid:
 
 
 def _coarse_graph(grid: _CoarseGrid, parameters: GraphParameters,
-                  progress: Optional[ProgressCallback]) -> Optional[CenterlineGraph]:
+                  progress: Optional[ProgressCallback]) -> tuple[Optional[CenterlineGraph], float]:
     """The graph of the coarse mask (points every block), or None when one of its branches is
-    thinner than ``MIN_BLOCKS_PER_RADIUS`` blocks."""
+    thinner than ``MIN_BLOCKS_PER_RADIUS`` blocks; and the thinnest branch's radius (mm)."""
     spacing = np.asarray(grid.image.spacing[::-1], float)
     if not grid.inside.any():
-        return None
+        return None, 0.0
     distance = BoundaryDistance(grid.inside, spacing)
     skeleton = skeletonize(grid.image, sub_progress(progress, 0.0, 0.6), distance)
     nodes, edges = trace(skeleton, _Ticker(progress, 0.6, 0.65, "Tracing branches"))
@@ -135,16 +139,16 @@ def _coarse_graph(grid: _CoarseGrid, parameters: GraphParameters,
     radii = [float(np.median(distance(e.path))) for e in live] or \
         [n.radius for n in nodes if n.alive]
     if min(radii, default=0.0) < thinnest:
-        return None
+        return None, min(radii, default=0.0)
     sub_progress(progress, 0.7, 0.85)(0.0, "Smoothing centerlines and measuring radii")
-    return _assemble(nodes, edges, grid.image, grid.fraction, distance, parameters)
+    return _assemble(nodes, edges, grid.image, grid.fraction, distance, parameters), min(radii)
 
 
-def _refine(graph: CenterlineGraph, field: LumenField, mask: Image, parameters: GraphParameters,
+def _refine(graph: CenterlineGraph, field: LumenField, mask: Image, block: np.ndarray, parameters: GraphParameters,
             progress: ProgressCallback) -> CenterlineGraph:
     """Each branch resampled every finest spacing, its inner points moved to their sections'
-    centres on the full-resolution lumen and its radii measured there (see the module's
-    docstring); the ends stay."""
+    centres on the full-resolution lumen, its radii measured there and its free ends placed
+    again on it (see the module's docstring); junctions stay where the coarse graph put them."""
     progress(0.0, "Centring the centerlines on the full grid")
     step = float(min(mask.spacing))
     paths, radii = [], []
@@ -159,7 +163,9 @@ def _refine(graph: CenterlineGraph, field: LumenField, mask: Image, parameters: 
     inner = np.ones(len(points), bool)
     inner[sizes[:-1]] = False
     inner[np.maximum(sizes[1:] - 1, 0)] = False
+    moved = np.zeros(len(points), bool)
     voxel = float(max(mask.spacing))
+    reach = float(np.linalg.norm(block)) / 2  # how far a coarse point can be off the axis: half a block's diagonal
     for _ in range(CENTRING_PASSES):
         u, v = np.zeros_like(points), np.zeros_like(points)
         for part in rows:
@@ -170,16 +176,97 @@ def _refine(graph: CenterlineGraph, field: LumenField, mask: Image, parameters: 
                                    field.surely_inside(points))
         _, centre, semi = fitted_ellipse(distances, angles, field.edge_uncertainty(directions))
         shift = centre[:, :1] * u + centre[:, 1:] * v
-        move = inner & np.isfinite(semi) & (np.linalg.norm(np.nan_to_num(shift, nan=np.inf), axis=1) < 0.5 * radius)
+        move = inner & np.isfinite(semi) & _simple(distances) & \
+            (np.linalg.norm(np.nan_to_num(shift, nan=np.inf), axis=1) <= reach)
         points[move] += shift[move]
         radius[move] = semi[move]
+        moved |= move
+    progress(0.8, "Placing the ends on the full grid")
+    ends: dict[int, tuple[np.ndarray, float]] = {}
+    uses = np.bincount([n for b in graph.branches for n in (b.start_node, b.end_node)], minlength=len(graph.nodes))
     sigma = parameters.smoothing_voxels * voxel
     branches = []
     for branch, part in zip(graph.branches, rows):
-        smoothed, r = resample(points[part], radius[part], step, sigma)
+        path, r, done = points[part], radius[part], moved[part]
+        for node, at_start in ((branch.end_node, False), (branch.start_node, True)):
+            if branch.start_node == branch.end_node or uses[node] != 1:
+                continue  # a junction, a loop's node or a lone point: it stays
+            placed = _place_end(field, mask, path[::-1] if at_start else path, r[::-1] if at_start else r,
+                                done[::-1] if at_start else done)
+            if placed is None:
+                continue
+            path, r, done = (placed[0][::-1], placed[1][::-1], placed[2][::-1]) if at_start else placed[:3]
+            ends[node] = (path[0] if at_start else path[-1], placed[3])
+        smoothed, r = resample(path, r, step, sigma)
         branches.append(replace(branch, points_lps=_within(mask, smoothed), radii_mm=r))
+    nodes = tuple(replace(n, position_lps=_within(mask, ends[n.id][0][None])[0], radius_mm=ends[n.id][1])
+                  if n.id in ends else n for n in graph.nodes)
     progress(1.0, "Centring the centerlines on the full grid")
-    return replace(graph, branches=tuple(branches))
+    return replace(graph, nodes=nodes, branches=tuple(branches))
+
+
+def _simple(distances: np.ndarray) -> np.ndarray:
+    """Is each section a single closed lumen: every ray meets a wall within 1.5 times the
+    median ray? Near a junction the plane also cuts the other branches and some rays run
+    on; the fitted ellipse's centre is pulled there, so those points keep their place."""
+    finite = np.all(np.isfinite(distances), axis=1)
+    median = np.median(np.where(finite[:, None], distances, 0.0), axis=1)
+    return finite & np.all(np.where(finite[:, None], distances, 0.0) <= 1.5 * median[:, None], axis=1)
+
+
+def _place_end(field: LumenField, mask: Image, path: np.ndarray, radii: np.ndarray,
+               centred: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+    """The free end of a branch (its last point) placed where the lumen ends, on the full
+    grid, as :func:`.graph._place_ends` does on the voxels: along the centred axis out of the
+    tip to the lumen's edge (level 0.5); a rounded end one radius before it (its cap's
+    centre), a flat cut on the cut, an end cut by the image's border on the border. Returns
+    the path, radii and centred flags with the points beyond the end dropped and the end
+    appended, and the end's radius; None where the branch is too short to tell."""
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
+    from_tip = arc[-1] - arc
+    typical = float(np.median(radii))
+    near = (from_tip >= typical) & (from_tip <= 3 * typical) & centred
+    if near.sum() < 2:
+        return None
+    radius = float(np.median(radii[near]))
+    # from a centred point near the tip (near the cap's centre: a ray from there out and one
+    # radius back lands near it whatever small error its direction has), but not the last
+    # few, whose section planes the uncentred tip still tilts, along the chord over half a
+    # radius behind it (on a curved vessel a longer chord turns away from the tangent)
+    clear = centred & (from_tip >= max(4 * max(mask.spacing), 0.1 * radius))
+    last = int(np.flatnonzero(clear)[-1]) if clear.any() else int(np.flatnonzero(near)[-1])
+    back = int(np.argmin(np.abs(arc - (arc[last] - max(0.5 * radius, 2 * max(mask.spacing))))))
+    direction = path[last] - path[back]
+    if back >= last or np.linalg.norm(direction) < 1e-6:
+        return None
+    direction /= np.linalg.norm(direction)
+    sample = 0.25 * float(min(mask.spacing))
+    ray = path[last] + np.arange(0.0, from_tip[last] + 3 * radius + 2 * max(mask.spacing), sample)[:, None] * direction
+    ijk = affine(ray, np.linalg.inv(mask.ijk_to_lps()))
+    inside_image = np.all((ijk >= 0) & (ijk <= np.asarray(mask.array.shape[::-1]) - 1), axis=1)
+    values = field.sample(ray)
+    out = np.flatnonzero((values < LEVEL) | ~inside_image)
+    if len(out) == 0 or out[0] == 0:
+        return None
+    first = int(out[0])
+    if not inside_image[first]:
+        end = ray[first - 1]
+    else:
+        fraction = (values[first - 1] - LEVEL) / max(float(values[first - 1] - values[first]), 1e-6)
+        face = ray[first - 1] + fraction * sample * direction
+        end = face if _flat(field, face, direction, radius) else face - radius * direction
+    # beyond the last centred point keep only centred points short of the end (not the old tip)
+    keep = (np.arange(len(path)) <= last) | (centred & ((path - end) @ direction < 0))
+    return (np.vstack([path[keep], end]), np.append(radii[keep], radius), np.append(centred[keep], True), radius)
+
+
+def _flat(field: LumenField, face: np.ndarray, direction: np.ndarray, radius: float) -> bool:
+    """Is the lumen cut flat at ``face``? Probed as :func:`.graph._flat` does: 0.3 radius
+    inside, a rounded cap is only 0.71 radius wide, a flat cut still the full width."""
+    u, v = across(direction[None])
+    angles = np.linspace(0.0, 2 * np.pi, 8, endpoint=False)
+    ring = face - 0.3 * radius * direction + 0.8 * radius * (np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * v)
+    return bool(np.mean(field.sample(ring) >= LEVEL) >= 0.5)
 
 
 def _within(mask: Image, points_lps: np.ndarray) -> np.ndarray:
