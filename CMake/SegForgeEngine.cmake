@@ -42,16 +42,19 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/image_io.py
   segforge/interactive/__init__.py
   segforge/interactive/backends.py
+  segforge/interactive/evaluation.py
   segforge/interactive/nninteractive_backend.py
   segforge/interactive/prompts.py
   segforge/interactive/random_walker.py
   segforge/interactive/session.py
   segforge/interactive/simulation.py
+  segforge/label_names.py
   segforge/mesh.py
   segforge/mrml/__init__.py
   segforge/mrml/convert.py
   segforge/mrml/markups.py
   segforge/mrml/models.py
+  segforge/mrml/plots.py
   segforge/mrml/python_dependencies.py
   segforge/mrml/scene.py
   segforge/mrml/segments.py
@@ -91,11 +94,13 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/runtime/model_cache.py
   segforge/runtime/sliding_window.py
   segforge/runtime/torchscript.py
+  segforge/segment_input.py
   segforge/segmentation_file.py
   segforge/vessel/__init__.py
   segforge/vessel/coarse.py
   segforge/vessel/cross_sections.py
   segforge/vessel/deep_model.py
+  segforge/vessel/diameter_plot.py
   segforge/vessel/endpoints.py
   segforge/vessel/filters.py
   segforge/vessel/frames.py

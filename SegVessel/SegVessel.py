@@ -27,8 +27,9 @@ from SegForgeWidgets import JobRunner
 from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
 from SegForgeWidgets.panel_helpers import askReplaceOrKeepBoth, ensurePythonDependencies
 from SegVesselLib import SegVesselLogic
-from SegVesselLib.form import (CUSTOM, PRESET_CHOICES, PRESET_FIELDS, VesselForm, form_from_parameter_node,
-                               model_choices, preset_fields)
+from SegVesselLib.form import (CUSTOM, INPUT_KINDS, PRESET_CHOICES, PRESET_FIELDS, VesselForm,
+                               form_from_parameter_node, model_choices, parameter_node_problem, preset_fields,
+                               shown_fields)
 from SegVesselLib.tree_nodes import summary_of
 from SegVesselTesting.self_test import SegVesselTest  # noqa: F401 - Reload and Test runs SegVesselTest from here
 
@@ -44,7 +45,8 @@ POLL_INTERVAL_MS = 200
 
 #: Parameters that no .ui widget is tied to: the preset selector (its choice follows the
 #: fields) and the model list (known only at run time). Testing/test_packaging.py reads this.
-PARAMETERS_SYNCED_BY_HAND = ("preset", "model")
+#: The segment selector too (no parameter node connector exists for qMRMLSegmentSelectorWidget).
+PARAMETERS_SYNCED_BY_HAND = ("preset", "model", "inputSegmentation", "segment")
 
 
 #
@@ -92,19 +94,28 @@ after Slicer's scripted-module template by Jean-Christophe Fillion-Robin (Kitwar
 @parameterNodeWrapper
 class SegVesselParameterNode:
     """What the user chose, saved with the scene: the fields of ``VesselForm`` (camelCase,
-    same defaults), with the seed points and the ROI as markups nodes.
+    same defaults), with the points and the ROI as markups nodes.
 
     inputVolume - the CTA / MRA volume.
+    inputSegmentation - the segmentation holding the vessel segment (``segment`` is its ID).
     outputSegmentation - where the vessel segment goes; None creates a new segmentation.
     seedPoints - optional point list: keep only the vessels touching its points.
     roi - optional ROI: nothing outside its box is computed.
+    sourcePoint, targetPoints - optional: the centerlines run from the source to each target.
+    landmarkPoints - optional: diameters measured at these points.
     The rest: see ``SegVesselLib.form.VesselForm``.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
+    inputSegmentation: vtkMRMLSegmentationNode
     outputSegmentation: vtkMRMLSegmentationNode
     seedPoints: vtkMRMLMarkupsFiducialNode
     roi: vtkMRMLMarkupsROINode
+    sourcePoint: vtkMRMLMarkupsFiducialNode
+    targetPoints: vtkMRMLMarkupsFiducialNode
+    landmarkPoints: vtkMRMLMarkupsFiducialNode
+    inputKind: Annotated[str, Choice(list(INPUT_KINDS))] = "volume"
+    segment: str = ""
     preset: str = "cta"
     minRadiusMm: Annotated[float, WithinRange(0.05, 50.0)] = 1.5
     maxRadiusMm: Annotated[float, WithinRange(0.05, 50.0)] = 16.0
@@ -119,6 +130,7 @@ class SegVesselParameterNode:
     refineLumen: bool = False
     model: str = "auto"
     device: Annotated[str, Choice(list(DEVICE_VALUES))] = "auto"
+    closeHolesMm: Annotated[float, WithinRange(0.0, 100.0)] = 4.0
     segmentName: str = "Vessels"
     createCenterlines: bool = True
     createStenoses: bool = True
@@ -165,6 +177,8 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.modelComboBox.connect("activated(int)", self.onModelActivated)
+        self.ui.inputSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputSegmentChanged)
+        self.ui.inputSegmentSelector.connect("currentSegmentChanged(QString)", self.onInputSegmentChanged)
 
         self._refreshModels()
         self._jobs.showIdle("")
@@ -212,7 +226,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         if not p or not 0 <= index < len(PRESET_CHOICES):
             return
         name = PRESET_CHOICES[index]
-        fields = preset_fields(name, form_from_parameter_node(p)) if name != CUSTOM else {}
+        fields = preset_fields(name, shown_fields(p)) if name != CUSTOM else {}
         wasModifying = p.StartModify()
         try:
             for field in PRESET_FIELDS if fields else ():
@@ -224,6 +238,13 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
     def onModelActivated(self, index: int) -> None:
         if self._parameterNode and index >= 0:
             self._parameterNode.model = self.ui.modelComboBox.itemData(index)
+
+    def onInputSegmentChanged(self, *_) -> None:
+        if self._parameterNode and not self._updatingGui:
+            wasModifying = self._parameterNode.StartModify()
+            self._parameterNode.inputSegmentation = self.ui.inputSegmentSelector.currentNode()
+            self._parameterNode.segment = self.ui.inputSegmentSelector.currentSegmentID() or ""
+            self._parameterNode.EndModify(wasModifying)
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         if self._updatingGui:
@@ -237,11 +258,20 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
     def _updateGui(self) -> None:
         p = self._parameterNode
         running = self._jobs is not None and self._jobs.running
-        form = form_from_parameter_node(p) if p else VesselForm()
+        form = shown_fields(p) if p else VesselForm()
         if p and form.shown_preset() != p.preset:  # a field edited away from the preset: Custom
             p.preset = form.shown_preset()
         _setIndex(self.ui.presetComboBox, PRESET_CHOICES.index(form.shown_preset()))
         _setIndex(self.ui.modelComboBox, self.ui.modelComboBox.findData(form.model))
+        selector = self.ui.inputSegmentSelector
+        wasBlocked = selector.blockSignals(True)
+        selector.setCurrentNode(p.inputSegmentation if p else None)
+        selector.setCurrentSegmentID(p.segment if p else "")
+        selector.blockSignals(wasBlocked)
+        # A segment is the mask: the vessel filter's fields only matter for a volume alone.
+        self.ui.inputVolumeSelector.enabled = form.input_kind != "segment"
+        selector.enabled = form.input_kind != "volume"
+        self.ui.vesselsCollapsibleButton.enabled = form.input_kind == "volume"
         self.ui.minIntensitySpinBox.enabled = form.limit_intensity
         self.ui.maxIntensitySpinBox.enabled = form.limit_intensity
         # Stenoses are measured along the centerlines.
@@ -249,10 +279,10 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.ui.stenosisThresholdSpinBox.enabled = form.create_centerlines and form.create_stenoses
         if running:
             reason = _("A vessel job is running")
-        elif not p or not p.inputVolume:
+        elif not p or (not p.inputVolume and form.input_kind != "segment"):
             reason = _("Select an input volume")
         else:
-            reason = form.problem() or ""
+            reason = parameter_node_problem(p) or ""
         self.ui.applyButton.enabled = not reason
         self.ui.applyButton.toolTip = reason or _("Find the vessels in the input volume (and the outputs checked).")
 
@@ -274,7 +304,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             if onExisting is None:
                 return
             job = self.logic.start(p.inputVolume, form, segmentation_node=p.outputSegmentation,
-                                   on_existing=onExisting)
+                                   on_existing=onExisting, input_segmentation=p.inputSegmentation)
         except Exception as error:
             self._jobs.showError(_("Could not start the vessel segmentation."), error)
             return
@@ -286,6 +316,9 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         segmentationNode = getattr(result, "segmentation", result)
         if self._parameterNode and segmentationNode is not None:
             self._parameterNode.outputSegmentation = segmentationNode
+        chart = getattr(result, "diameter_chart", None)
+        if chart is not None:  # the diameter along the branches in a plot view of the layout
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
         self._jobs.showIdle(summary_of(result))
 
 

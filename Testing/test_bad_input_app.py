@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from http.cookiejar import CookieJar
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -72,11 +73,20 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def error_line(run: subprocess.CompletedProcess) -> str:
-    """The CLI's one-line message (VTK may have written its own lines before it)."""
+    """The CLI's one-line message (see ``only_our_lines`` for what else stderr may hold)."""
     assert "Traceback" not in run.stderr, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("segforge: error:")]
     assert len(lines) == 1, run.stderr
     return lines[0]
+
+
+def only_our_lines(run: subprocess.CompletedProcess) -> None:
+    """stderr holds SegForge's lines and nothing of VTK's or ITK's (no source file, no object
+    address, no pipeline request, no coloured log)."""
+    ours = ("segforge app: starting on", "segforge: error:")
+    assert [line for line in run.stderr.splitlines() if line.strip() and not line.startswith(ours)] == [], \
+        run.stderr
+    assert not any(mark in run.stderr for mark in (".cxx", "(0x", "vtkMRML", "ERR|", "\x1b[")), run.stderr
 
 
 def nothing_listens(port: int) -> bool:
@@ -258,3 +268,75 @@ def test_a_data_file_of_an_unknown_type_says_which_it_reads(tmp_path):
     line = error_line(run)
     assert "SegForge does not read notes.txt" in line and "NIfTI" in line and "DICOM" in line, line
     assert notes.read_text() == "patient notes\n"
+
+
+@pytest.mark.parametrize("name, words", [
+    ("surface.stl", "Premature EOF while reading header"),
+    ("surface.vtp", "Error parsing input file"),
+    ("surface.vtk", "does not contain polydata nor unstructured grid"),
+    ("surface.ply", "found no points"),
+    ("surface.obj", "found no points"),
+    ("scene.mrb", "not a zip archive"),
+])
+def test_a_data_file_vtk_cannot_read_gives_our_line_and_no_native_dump(tmp_path, name, words):
+    """VTK's readers printed their own dump before our line (ERROR: In vtkSTLReader.cxx, line
+    247, a vtkInformation request, coloured log lines), and text named .ply or .obj loaded as an
+    empty model. Now: one line, said before the views are built; the file is left alone."""
+    fake = tmp_path / name
+    fake.write_text("patient notes, not a model\n")
+    port = free_port()
+    run = run_cli("--port", str(port), "--data", str(fake))
+    assert run.returncode == 1, run.stdout + run.stderr
+    line = error_line(run)
+    assert f"{fake}" in line and words in line, line
+    assert "Failed to read node" not in line and "(0x" not in line, line
+    only_our_lines(run)
+    assert "Info: In" not in run.stdout and ".cxx" not in run.stdout, run.stdout
+    assert fake.read_text() == "patient notes, not a model\n" and sorted(tmp_path.iterdir()) == [fake]
+    assert nothing_listens(port)
+
+
+
+def test_uploaded_files_never_overwrite_each_other_or_leave_the_folder(tmp_path):
+    """A folder upload is flattened to base names: two series' IM0001 overwrote each other, one
+    slice silently lost. A name that climbs out of the folder stays in it."""
+    from segforge_app.data_panel import upload_target
+
+    names = ["a/IM0001", "b/IM0001", "../../etc/passwd", "..", "", "C:\\scans\\ct.nii.gz", "ct.nii.gz"]
+    written = []
+    for number, name in enumerate(names):
+        target = upload_target(tmp_path, name)
+        target.write_bytes(bytes([number]))
+        written.append(target)
+    assert [p.parent for p in written] == [tmp_path] * len(names)
+    assert len({p.name for p in written}) == len(names)
+    assert [p.read_bytes() for p in written] == [bytes([n]) for n in range(len(names))]  # nothing overwritten
+    assert written[5].name == "ct.nii.gz" and written[6].name.endswith(".nii.gz")  # the ending still says the type
+
+
+def test_a_system_folder_as_data_is_refused_at_once(tmp_path):
+    """--data /proc read /proc/kmsg through GDCM and blocked forever."""
+    if not Path("/proc/self/mountinfo").is_file():
+        pytest.skip("no /proc here")
+    port = free_port()
+    run = run_cli("--port", str(port), "--data", "/proc", timeout=120)
+    assert run.returncode == 1
+    assert "/proc is not a folder of images" in error_line(run)
+    only_our_lines(run)
+    assert nothing_listens(port)
+
+
+@pytest.mark.parametrize("name", ["table.csv", "surface.vtp", "points.mrk.json"])
+def test_a_pipe_or_a_device_named_like_data_is_refused_as_what_it_is(tmp_path, name, mrml_scene):
+    """It was 'No file at ...: the path does not exist or is a folder' (it exists, and is neither)."""
+    from segforge.errors import InputError
+    from segforge_app.data_loading import load_path
+
+    device = tmp_path / f"zeros-{name}"
+    device.symlink_to("/dev/zero")
+    pipe = tmp_path / name
+    os.mkfifo(pipe)
+    for path in (device, pipe):
+        with pytest.raises(InputError) as caught:
+            load_path(path, mrml_scene)
+        assert "is not a regular file" in caught.value.what and "named pipe, a socket or a device" in caught.value.why

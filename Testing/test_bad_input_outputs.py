@@ -30,12 +30,11 @@ from conftest import REPO
 from segforge import __version__
 from segforge.cli.main import main
 from segforge.output_set import MANIFEST, verify_manifest
-from test_cli import segforge, synthetic_mra
+from test_cli import VESSEL_TREE_FILES, segforge, synthetic_mra
 from test_cli_interactive import write_prompts
 from test_interactive_worker import LESION_A_IJK, lesion_image, world_of
 
-VESSEL_FILES = {"vessels.seg.nrrd", "centerlines.vtp", "surface.vtp", "branches.csv", "stenoses.csv",
-                "summary.json", MANIFEST}
+VESSEL_FILES = VESSEL_TREE_FILES
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -214,12 +213,12 @@ def test_a_read_only_file_system_is_said_before_the_work(results, tmp_path):
 
 
 def test_too_little_free_space_is_said_before_the_work(results, tmp_path):
-    """A real 2 MB tmpfs nearly filled: the rough estimate (input size, plus 1 MB) does not fit."""
+    """A real 8 MB tmpfs nearly filled: the rough estimate (input size, plus 1 MB) does not fit."""
     source, out, before = results
-    with tmpfs(tmp_path / "small", "2m") as mount:
+    with tmpfs(tmp_path / "small", "8m") as mount:  # the results take about 2 MB
         shutil.copytree(out, mount / "res")
         with contextlib.suppress(OSError):
-            (mount / "filler").write_bytes(b"\0" * (2 << 20))
+            (mount / "filler").write_bytes(b"\0" * (8 << 20))
         run = segforge("vessel", str(source), "--out", str(mount / "res"), "--overwrite")
         one_line_error(run, "Not enough free space", "MB are needed", "free some space")
         assert "Vesselness" not in run.stderr
@@ -260,11 +259,11 @@ def test_a_real_full_disk_while_writing(first_run, tmp_path, in_process, monkeyp
     import segforge.output_set as output_set
 
     source, res = first_run
-    with tmpfs(tmp_path / "full", "2m") as mount:
+    with tmpfs(tmp_path / "full", "8m") as mount:  # the results take about 2 MB
         shutil.copytree(res, mount / "res")
         before = snapshot(mount / "res")
         with contextlib.suppress(OSError):
-            (mount / "filler").write_bytes(b"\0" * (2 << 20))
+            (mount / "filler").write_bytes(b"\0" * (8 << 20))
         monkeypatch.setattr(output_set, "require_space", lambda *args, **kwargs: None)
         assert in_process("vessel", str(source), "--out", str(mount / "res"), "--preset", "mra", "--overwrite") == 1
         message = capsys.readouterr().err.strip().splitlines()[-1]
@@ -385,3 +384,135 @@ def _thin_image():
     from segforge.image import Image
 
     return Image(np.zeros((1, 8, 8), np.int16))
+
+
+# --- hostile tries, second round ----------------------------------------------------------------
+
+def small_ct(path: Path) -> Path:
+    """A tiny CT in Hounsfield units (air around a soft-tissue box) that `segforge organ` takes in ~1 s."""
+    from segforge.image import Image
+    from segforge.image_io import write_image
+
+    array = np.full((12, 24, 24), -1000, np.int16)
+    array[3:9, 6:18, 6:18] = 40
+    return write_image(Image(array, (1.5, 1.5, 3.0)), path)
+
+
+def test_out_that_is_the_input_folder_or_holds_the_input_is_refused(tmp_path):
+    """--out = the DICOM folder read was refused as "already holds results (slice_0001.dcm, ...)",
+    suggesting --overwrite; an --out holding the input file is refused before any work too."""
+    from conftest import make_image
+    from segforge.image_io import write_dicom_series
+
+    series = tmp_path / "series"
+    write_dicom_series(make_image((6, 10, 12), np.int16), series)
+    before = snapshot(series)
+    for extra in ((), ("--overwrite",)):
+        one_line_error(segforge("organ", str(series), "--out", str(series), *extra),
+                       "Cannot write the results into", "is the input", "outside the input")
+    ct = small_ct(tmp_path / "data" / "ct.nii.gz")
+    one_line_error(segforge("organ", str(ct), "--out", str(tmp_path / "data"), "--overwrite"),
+                   "holds the input", str(ct))
+    assert snapshot(series) == before and sorted(p.name for p in ct.parent.iterdir()) == ["ct.nii.gz"]
+    assert leftovers(tmp_path) == []
+
+
+def test_two_runs_started_on_one_out_never_replace_each_other_silently(tmp_path):
+    """Both exited 0 and the first run's results were replaced by the second's, without
+    --overwrite: the first printed 'wrote organs.seg.nrrd' for a file that was not its own."""
+    a, b = small_ct(tmp_path / "a.nii.gz"), small_ct(tmp_path / "b.nii.gz")
+    out = tmp_path / "res"
+    command = [sys.executable, "-m", "segforge.cli.main", "organ"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    runs = [subprocess.Popen([*command, str(path), "--out", str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env) for path in (a, b)]
+    finished = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+    codes = sorted(code for code, _, _ in finished)
+    assert codes == [0, 1], finished
+    winner = next(path for path, (code, _, _) in zip((a, b), finished) if code == 0)
+    refusal = next(err for code, _, err in finished if code == 1)
+    assert "Traceback" not in refusal and ("another run wrote into that folder" in refusal.lower()
+                                           or "already holds results" in refusal), refusal
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["input"] == str(winner) and verify_manifest(out) == [] and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_set_whose_out_changed_while_it_worked_is_not_moved_in(tmp_path, overwrite):
+    """The same race, step by step: both sets prepared, the first moved in, the second refused."""
+    from segforge.errors import InputError
+    from segforge.output_set import OutputSet
+
+    out = tmp_path / "res"
+    if overwrite:
+        out.mkdir()
+        (out / "summary.json").write_text("{}")
+    first, second = (OutputSet(out, overwrite=overwrite) for _ in range(2))
+    for outputs, text in ((first, "first"), (second, "second")):
+        outputs.prepare()
+        (outputs.path("summary.json")).write_text(text)
+    first.commit({"summary": first.path("summary.json")})
+    with pytest.raises(InputError) as caught:
+        second.commit({"summary": second.path("summary.json")})
+    second.abort()
+    assert "another run wrote into that folder" in caught.value.why and "untouched" in caught.value.why
+    assert (out / "summary.json").read_text() == "first" and leftovers(tmp_path) == []
+
+
+def test_what_reading_the_input_warned_of_is_kept_in_the_manifest(tmp_path):
+    """A NaN pixdim is read as 1 mm with a warning on stderr, which the results did not keep."""
+    import struct
+
+    ct = small_ct(tmp_path / "ct.nii")
+    data = bytearray(ct.read_bytes())
+    data[80:92] = struct.pack("<3f", 1.5, float("nan"), 3.0)
+    ct.write_bytes(bytes(data))
+    run = segforge("organ", str(ct), "--out", str(tmp_path / "res"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    warnings = json.loads((tmp_path / "res" / MANIFEST).read_text())["input_warnings"]
+    assert len(warnings) == 1 and "1 mm is assumed" in warnings[0] and "ct.nii" in warnings[0]
+    assert "input_warnings" not in json.loads((tmp_path / "res" / MANIFEST).read_text())["parameters"]["options"]
+
+
+@pytest.mark.parametrize("delay_s", [0.15, 0.4, 0.8])
+def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, delay_s):
+    """Ctrl-C while the command imported its modules (before main's try) gave a KeyboardInterrupt
+    traceback; nothing is written either way."""
+    ct = small_ct(tmp_path / "ct.nii.gz")
+    run = subprocess.Popen([sys.executable, "-m", "segforge.cli.main", "organ", str(ct), "--out",
+                            str(tmp_path / "res")], stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(REPO)))
+    time.sleep(delay_s)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    if run.returncode != 0:  # (on a fast machine the run may be done before the signal)
+        # 130, or death by SIGINT (-2, which a shell shows as 130 too): CPython ends so when a
+        # KeyboardInterrupt went through a C extension's nested interpreter call, even one caught later.
+        assert run.returncode in (130, -signal.SIGINT), (run.returncode, stderr)
+        assert stderr.strip().splitlines()[-1] == "segforge: interrupted", stderr
+        assert not (tmp_path / "res").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_a_failed_read_of_the_input_is_not_called_an_output_problem(tmp_path):
+    """An input folder on /proc failed with EPERM inside the output set, which reported "Cannot
+    write the results into res: the operation is not permitted"; an OSError about another file
+    than the set's passes through unchanged."""
+    from segforge.output_set import OutputSet
+
+    source = small_ct(tmp_path / "ct.nii.gz")
+    with pytest.raises(PermissionError):
+        with OutputSet(tmp_path / "res", input_path=source):
+            raise PermissionError(errno.EACCES, "Permission denied", str(source))
+    with pytest.raises(Exception, match="(?i)permission is denied"):
+        with OutputSet(tmp_path / "res", input_path=source) as outputs:
+            raise PermissionError(errno.EACCES, "Permission denied", str(outputs.path("summary.json")))
+    assert leftovers(tmp_path) == [] and not (tmp_path / "res").exists()
+
+
+def test_an_out_under_a_link_that_loops_says_so(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    run = segforge("organ", str(small_ct(tmp_path / "ct.nii.gz")), "--out", str(tmp_path / "a" / "res"))
+    one_line_error(run, "symbolic link that leads nowhere")

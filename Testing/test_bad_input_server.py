@@ -279,6 +279,148 @@ def test_the_health_check_over_tls(certificates):
         assert_serves(port, process, tls=tls_context(str(cert)))
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def health(port: int, source: str = "127.0.0.1", timeout: float = 5) -> int | None:
+    """The status a health probe from ``source`` gets; None when the server closes it unanswered."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
+    try:
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        return response.status if response.read() == b"ok\n" else -response.status
+    except (ConnectionError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def test_a_health_probe_from_a_quiet_address_is_answered_while_every_pending_place_is_taken():
+    """16 strangers from 4 addresses hold all the places for connections waiting to authenticate;
+    the probe, from an address with none, takes the place of the busiest address's oldest."""
+    with running_server(TOKEN, "--auth-deadline-s", "30") as (port, process):
+        flood = [hostile(f"127.0.0.{2 + n % 4}", port) for n in range(16)]
+        try:
+            time.sleep(0.3)
+            assert not any(closed_by_server(sock, 0.05) for sock in flood)  # all 16 wait: the cap is full
+            assert [health(port) for _ in range(5)] == [200] * 5
+            assert_serves(port, process)
+        finally:
+            for sock in flood:
+                sock.close()
+
+
+def test_the_health_port_answers_while_strangers_hold_the_probers_own_places():
+    """Behind a proxy or NAT the prober shares its address with everyone: 4 idle sockets from it
+    take that address's pending places and a probe on the worker's port is closed unanswered
+    (a load balancer would take the server out). --health-port answers, flood or not."""
+    health_port = free_port()
+    with running_server(TOKEN, "--auth-deadline-s", "30", "--health-port", str(health_port)) as (port, process):
+        flood = [hostile("127.0.0.1", port) for _ in range(4)]
+        on_health = [hostile("127.0.0.9", health_port) for _ in range(300)]  # idle, on the health port too
+        try:
+            time.sleep(0.3)
+            assert health(port) is None  # the shared places: refused
+            started = time.monotonic()
+            assert [health(health_port) for _ in range(20)] == [200] * 20
+            assert time.monotonic() - started < 5
+            assert health(health_port, source="127.0.0.9") == 200
+        finally:
+            for sock in flood + on_health:
+                sock.close()
+        time.sleep(0.3)
+        assert_serves(port, process)  # (a client from the flooded address waits for the flood to go)
+
+
+def test_the_health_port_answers_any_request_and_only_ok():
+    health_port = free_port()
+    with running_server(TOKEN, "--health-port", str(health_port)) as (port, process):
+        assert health(health_port) == 200
+        with socket.create_connection(("127.0.0.1", health_port), timeout=5) as sock:
+            sock.sendall(b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.0 200 OK") and reply.endswith(b"\r\n\r\nok\n")
+        with socket.create_connection(("127.0.0.1", health_port), timeout=5) as silent:  # sends nothing
+            assert silent.recv(4096).startswith(b"HTTP/1.0 200 OK")
+            assert closed_by_server(silent, 4)  # and is closed within the linger time
+        assert_serves(port, process)
+
+
+# -- TLS connections and the authentication deadline -----------------------------------------
+def client_hello(cert) -> tuple[bytes, object, object, object]:
+    """A real TLS ClientHello, made in memory (to send at any pace), and what finishes the handshake."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cert))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read(), tls, incoming, outgoing
+
+
+@pytest.mark.parametrize("pace", ["silent", "trickle"])
+def test_a_tls_client_stalling_in_the_handshake_is_dropped_at_the_deadline(certificates, pace):
+    cert, key = certificates["right"]
+    with running_server(TOKEN, "--tls-cert", str(cert), "--tls-key", str(key), "--auth-deadline-s", "2") \
+            as (port, process):
+        hello, *_ = client_hello(cert)
+        sock = hostile("127.0.0.2", port)
+        started, sent = time.monotonic(), 0
+        try:
+            while pace == "trickle" and sent < len(hello) and time.monotonic() - started < 8:
+                sock.sendall(hello[sent:sent + 1])  # one byte of the ClientHello every 0.1 s
+                sent += 1
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert closed_by_server(sock, 8)
+        elapsed = time.monotonic() - started
+        sock.close()
+        assert 1.5 < elapsed < 4.0, f"dropped after {elapsed:.1f} s"
+        assert sent < len(hello)
+        assert_serves(port, process, tls=tls_context(str(cert)))
+
+
+def test_the_tls_handshake_counts_against_the_one_deadline(certificates):
+    """A handshake that takes most of the deadline leaves only the rest for the request: the
+    connection is dropped 3 s after it was accepted, not 3 s after its handshake."""
+    import ssl
+
+    cert, key = certificates["right"]
+    with running_server(TOKEN, "--tls-cert", str(cert), "--tls-key", str(key), "--auth-deadline-s", "3") \
+            as (port, process):
+        hello, tls, incoming, outgoing = client_hello(cert)
+        sock = hostile("127.0.0.2", port)
+        started = time.monotonic()
+        for start in range(0, len(hello), len(hello) // 10 + 1):  # the ClientHello over about 2 s
+            sock.sendall(hello[start:start + len(hello) // 10 + 1])
+            time.sleep(0.2)
+        while True:  # finish the handshake
+            incoming.write(sock.recv(65536))  # type: ignore[attr-defined]
+            try:
+                tls.do_handshake()  # type: ignore[attr-defined]
+                break
+            except ssl.SSLWantReadError:
+                pass
+            finally:
+                sock.sendall(outgoing.read())  # type: ignore[attr-defined]
+        handshake_s = time.monotonic() - started
+        assert handshake_s > 1.5
+        tls.write(frame({"op": "hello", "protocol": PROTOCOL_VERSION, "token": TOKEN})[:5])  # type: ignore
+        sock.sendall(outgoing.read())  # type: ignore[attr-defined]  # then nothing more
+        assert closed_by_server(sock, 8)
+        elapsed = time.monotonic() - started
+        sock.close()
+        assert elapsed < 3 + 1.2 and elapsed < handshake_s + 3, (handshake_s, elapsed)
+        assert_serves(port, process, tls=tls_context(str(cert)))
+
+
 # -- what the client says about TLS and connection problems ---------------------------------
 def test_tls_client_meeting_a_plain_server_says_so():
     with running_server(TOKEN) as (port, process), pytest.MonkeyPatch.context() as env:
@@ -384,3 +526,37 @@ def test_a_reply_cut_short_is_reported_as_a_lost_connection():
     finally:
         thread.join(5)
         listener.close()
+
+
+@pytest.mark.parametrize("health_port, words", [("same", "Address already in use"), ("70000", "0-65535")])
+def test_a_health_port_that_cannot_be_opened_is_named(health_port, words):
+    """It was reported as the worker's port ("pick another --port") though that one was free."""
+    import os
+    import sys
+
+    from conftest import REPO
+
+    port = free_port()
+    run = subprocess.run([sys.executable, "-m", "segforge.cli.main", "serve", "--port", str(port), "--token", TOKEN,
+                          "--health-port", str(port) if health_port == "same" else health_port],
+                         capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    line = run.stderr.strip().splitlines()[-1]
+    assert f"cannot listen for health checks on 127.0.0.1:{health_port if health_port != 'same' else port}" in line
+    assert words in line and "pick another --health-port" in line and "--port," not in line, line
+
+
+def test_non_finite_voxels_are_refused_by_every_worker_task():
+    """A NaN or infinite voxel (from the console or the Logic, where no file check ran) is
+    refused by name before any filter spreads it into "no vessel found" or NaN statistics."""
+    array = np.zeros((8, 8, 8), np.float32)
+    array[2, 3, 4] = np.inf
+    array[5, 5, 5] = np.nan
+    image = Image(array, spacing=(1.0, 1.0, 1.0))
+    with running_server(TOKEN) as (port, _process), WorkerClient("127.0.0.1", port, TOKEN) as client:
+        for task in ("vessel.mask", "vessel.tree", "image.threshold"):
+            params = {"lower": 0} if task == "image.threshold" else {}
+            with pytest.raises(SegForgeError) as caught:
+                client.submit(task, {"image": image}, params).wait()
+            assert "NaN or infinite voxels" in caught.value.what, task
+            assert "2 of its 512 voxels" in caught.value.why, task

@@ -14,6 +14,12 @@ from segforge.image import Image
 from segforge.image_io import read_image, write_image
 
 
+#: What ``segforge vessel IMAGE --out DIR`` writes (no landmarks: no landmarks.csv).
+VESSEL_TREE_FILES = {"vessels.seg.nrrd", "centerlines.vtp", "centerline_model_vmtk.vtp", "surface.vtp", "branches.csv",
+                     "stenoses.csv", "cross_sections.csv", "diameters.png", "straightened.nrrd", "summary.json",
+                     "manifest.json"}
+
+
 def segforge(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
     env.pop("SEGFORGE_TOKEN", None)
@@ -56,8 +62,7 @@ def test_vessel_writes_every_output_on_the_input_grid(tmp_path):
     out = tmp_path / "out"
     run = segforge("vessel", str(source), "--out", str(out), "--preset", "mra", "--device", "cpu")
     assert run.returncode == 0, run.stderr[-2000:]
-    assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "centerlines.vtp", "surface.vtp",
-                                               "branches.csv", "stenoses.csv", "summary.json", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == VESSEL_TREE_FILES
     expected = run_vessel_pipeline(image, VesselPipelineParameters(mask=preset("mra")))
     mask = read_image(out / "vessels.seg.nrrd")
     assert mask.same_grid(image, tol=1e-5)
@@ -200,8 +205,7 @@ def check_outputs_match_the_tree(out, image, tree) -> None:
     from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
-    assert {p.name for p in out.iterdir()} == {"vessels.seg.nrrd", "centerlines.vtp", "surface.vtp",
-                                               "branches.csv", "stenoses.csv", "summary.json", "manifest.json"}
+    assert {p.name for p in out.iterdir()} == VESSEL_TREE_FILES
     summary = json.loads((out / "summary.json").read_text())
 
     # vessels.seg.nrrd: the image's grid, one segment named "Vessels", the lumen that was drawn.

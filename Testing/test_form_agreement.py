@@ -83,20 +83,42 @@ def vessel_rows() -> dict[str, dict[str, Any]]:
                         "seeds_lps": ((-12.5, 30.0, 101.0), (4.0, -5.5, 60.25)),
                         "roi_lps": (-40.0, -20.0, 10.0, 20.0, 30.5, 120.0), "segment_name": "Aorta",
                         "create_centerlines": True, "create_stenoses": False, "create_surface": True,
-                        "stenosis_threshold_percent": 30.0},
+                        "stenosis_threshold_percent": 30.0, "input_kind": "both", "segment": "aorta.seg.nrrd:Aorta",
+                        "source_lps": (10.5, 150.0, -30.25), "targets_lps": ((5.0, 160.0, -250.0),),
+                        "landmarks_lps": ((12.0, 155.0, -80.0), (8.0, 150.5, -120.0)), "close_holes_mm": 6.5},
+        # From a segment alone, between two endpoints, with landmarks (the mask fields are ignored).
+        "segment-endpoints-landmarks": {"input_kind": "segment", "segment": "totalseg.nii.gz:aorta",
+                                        "source_lps": (-1.5, 20.0, 300.0),
+                                        "targets_lps": ((4.0, 22.0, 120.0), (-30.0, 25.0, 90.0)),
+                                        "landmarks_lps": ((0.0, 21.0, 250.0),), "close_holes_mm": 0.0},
+        "volume-with-endpoints": {"source_lps": (-1.5, 20.0, 300.0), "targets_lps": ((4.0, 22.0, 120.0),),
+                                  "close_holes_mm": 2.0},
         "no-window": {"limit_intensity": False, "largest_component": False},
         "mask-only": {"create_centerlines": False, "create_surface": False, "device": "cuda"},
         "surface-without-centerlines": {"create_centerlines": False, "create_stenoses": True},
     }
 
 
+def point_list(scene: Any, points_lps: tuple) -> Any:
+    """Points a user would place in the views, as an MRML point list (RAS); None for no points."""
+    if not points_lps:
+        return None
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    for x, y, z in points_lps:
+        points.AddControlPoint([-x, -y, z])
+    return points
+
+
+def vessel_point_lists(scene: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The source, target and landmark point lists of a row, by the parameter node's names."""
+    return {"sourcePoint": point_list(scene, (values["source_lps"],) if values["source_lps"] else ()),
+            "targetPoints": point_list(scene, values["targets_lps"]),
+            "landmarkPoints": point_list(scene, values["landmarks_lps"])}
+
+
 def vessel_markups(scene: Any, seeds_lps: tuple, roi_lps: Any) -> tuple[Any, Any]:
     """The seed points and box a user would place in the views, as MRML markups (RAS)."""
-    points = None
-    if seeds_lps:
-        points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
-        for x, y, z in seeds_lps:
-            points.AddControlPoint([-x, -y, z])
+    points = point_list(scene, seeds_lps)
     roi = None
     if roi_lps is not None:
         low, high = roi_lps[:3], roi_lps[3:]
@@ -112,23 +134,29 @@ def vessel_through(front_end: str, values: dict[str, Any], scene: Any) -> Any:
 
     form_values = VesselForm.from_values(values).values()
     if front_end == "desktop":
-        from SegVesselLib.form import form_from_parameter_node
+        from SegVesselLib.form import FORM_FIELDS_FROM_MARKUPS, form_from_parameter_node
 
         points, roi = vessel_markups(scene, form_values["seeds_lps"], form_values["roi_lps"])
-        fields = {camel(k): v for k, v in form_values.items() if k not in ("seeds_lps", "roi_lps")}
-        return form_from_parameter_node(parameter_node("SegVessel", {**fields, "seedPoints": points, "roi": roi}))
+        fields = {camel(k): v for k, v in form_values.items() if k not in FORM_FIELDS_FROM_MARKUPS}
+        return form_from_parameter_node(parameter_node("SegVessel", {**fields, "seedPoints": points, "roi": roi,
+                                                                     **vessel_point_lists(scene, form_values)}))
     if front_end == "web":
-        from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+        from SegVesselLib.markups_inputs import points_lps_from_markups, roi_lps_from_markups, source_lps_from_markups
         from segforge_app.vessel_panel import STATE_FIELDS, form_from_state
 
         points, roi = vessel_markups(scene, form_values["seeds_lps"], form_values["roi_lps"])
+        lists = vessel_point_lists(scene, form_values)
         state = {f"segvessel_{name}": str(form_values[name]) if isinstance(form_values[name], float)
                  else form_values[name] for name in STATE_FIELDS}  # text fields hold strings
-        return form_from_state(state, seeds_lps_from_markups(points), roi_lps_from_markups(roi))
+        return form_from_state(state, points_lps_from_markups(points), roi_lps_from_markups(roi),
+                               source_lps=source_lps_from_markups(lists["sourcePoint"]),
+                               targets_lps=points_lps_from_markups(lists["targetPoints"]),
+                               landmarks_lps=points_lps_from_markups(lists["landmarkPoints"]))
     from segforge.cli.vessel_cmd import vessel_form
 
     v = form_values
-    argv = ["vessel", "in.nii.gz", "--out", "out", "--preset", v["preset"] if v["preset"] != "custom" else "cta",
+    image = [] if v["input_kind"] == "segment" else ["in.nii.gz"]
+    argv = ["vessel", *image, "--out", "out", "--preset", v["preset"] if v["preset"] != "custom" else "cta",
             "--min-radius", str(v["min_radius_mm"]), "--max-radius", str(v["max_radius_mm"]),
             "--scales", str(v["scales"]), "--threshold", str(v["threshold"]),
             "--bright-vessels" if v["bright_vessels"] else "--no-bright-vessels",
@@ -143,12 +171,17 @@ def vessel_through(front_end: str, values: dict[str, Any], scene: Any) -> Any:
     argv += [f"--roi={','.join(str(c) for c in v['roi_lps'])}"] if v["roi_lps"] is not None else []
     argv += ["--no-centerlines"] * (not v["create_centerlines"]) + ["--no-stenoses"] * (not v["create_stenoses"])
     argv += ["--no-surface"] * (not v["create_surface"])
+    argv += ["--segment", v["segment"]] if v["input_kind"] != "volume" else []
+    argv += [f"--source={','.join(map(str, v['source_lps']))}"] if v["source_lps"] else []
+    argv += [f"--target={','.join(map(str, p))}" for p in v["targets_lps"]]
+    argv += [f"--landmark={','.join(map(str, p))}" for p in v["landmarks_lps"]]
+    argv += ["--close-holes", str(v["close_holes_mm"])]
     return vessel_form(parse_cli(argv))
 
 
 def vessel_outcome(form: Any) -> Any:
     job = form.job()
-    return job.task, job.parameters, form.segment_name
+    return job.task, job.parameters, job.inputs, form.segment_name, form.segment if "segment" in job.inputs else ""
 
 
 # -- SegOrgan ------------------------------------------------------------------------------------
@@ -275,7 +308,7 @@ def test_the_front_ends_run_the_same_job(module, row, mrml_scene):
 def test_the_threshold_row_follows_the_one_rule(mrml_scene):
     """cta with a threshold of 0.1: every front end sends a low threshold of 0.05 (0.1 x 0.5)."""
     for front_end in FRONT_ENDS:
-        task, parameters, _ = vessel_outcome(vessel_through(front_end, {"threshold": 0.1}, mrml_scene))
+        task, parameters, *_ = vessel_outcome(vessel_through(front_end, {"threshold": 0.1}, mrml_scene))
         assert task == "vessel.tree" and parameters.mask.threshold == 0.1
         assert parameters.mask.low_threshold == pytest.approx(0.05), front_end
 
@@ -283,7 +316,7 @@ def test_the_threshold_row_follows_the_one_rule(mrml_scene):
 def test_stenoses_need_centerlines_on_every_front_end(mrml_scene):
     for front_end in FRONT_ENDS:
         values = {"create_centerlines": False, "create_stenoses": True}
-        _, parameters, _ = vessel_outcome(vessel_through(front_end, values, mrml_scene))
+        _, parameters, *_ = vessel_outcome(vessel_through(front_end, values, mrml_scene))
         assert not parameters.outputs.centerlines and not parameters.outputs.stenoses, front_end
 
 
@@ -306,13 +339,33 @@ def test_the_parameter_node_is_the_form(module):
     the input and output nodes; the exceptions are named."""
     widget_reads_the_form(module)
     form = form_class(module)()
-    held_elsewhere = {"SegVessel": {"seeds_lps": "seedPoints", "roi_lps": "roi"},
+    from SegVesselLib.form import FORM_FIELDS_FROM_MARKUPS
+
+    held_elsewhere = {"SegVessel": FORM_FIELDS_FROM_MARKUPS,
                       "SegOrgan": {"structures": "excludedStructures"}, "SegInteractive": {}}[module]
     node = parameter_node_fields(module)
-    nodes = {"inputVolume", "outputSegmentation"}
+    nodes = {"inputVolume", "outputSegmentation", *({"inputSegmentation"} if module == "SegVessel" else ())}
     expected = {camel(field) for field in form.field_names() if field not in held_elsewhere}
     assert set(node) - nodes - set(held_elsewhere.values()) == expected
     for field, value in form.values().items():
         if field not in held_elsewhere:
             assert node[camel(field)] == value, f"{module}: {camel(field)} defaults to {node[camel(field)]!r}, " \
                                                 f"the form's {field} to {value!r}"
+
+
+def test_the_desktop_panel_says_what_is_wrong_with_its_points(mrml_scene):
+    """Two source points are refused by name before Run (the panel still shows its fields), and
+    a segment input without a segment says so."""
+    from SegVesselLib.form import parameter_node_problem, shown_fields
+
+    source = point_list(mrml_scene, ((1.0, 2.0, 3.0), (4.0, 5.0, 6.0)))
+    source.SetName("Source")
+    node = parameter_node("SegVessel", {"sourcePoint": source, "threshold": 0.2})
+    assert shown_fields(node).threshold == 0.2
+    assert "'Source' holds 2 points" in parameter_node_problem(node)
+    source.RemoveNthControlPoint(1)
+    assert parameter_node_problem(node) is None
+    node.inputKind = "segment"
+    assert "No segment is chosen" in parameter_node_problem(node)
+    node.segment = "Segment_1"
+    assert parameter_node_problem(node) is None

@@ -27,7 +27,10 @@ def _table_row(name, result) -> str:
 
 
 @pytest.mark.parametrize("name, after_1, after_5, after_10", [
-    ("lung1", 0.75, 0.90, 0.90),   # measured 0.798, 0.934, 0.937
+    # lung1 measured 0.794, 0.879, 0.902 (0.934 after 5 before issue 17: one negative click on the
+    # rim then peeled the whole rim; now a negative click changes only the region around it, which
+    # keeps a click from wrecking the mask, see test_interactive_protocol.py)
+    ("lung1", 0.75, 0.85, 0.90),
     ("brain1", 0.65, 0.85, 0.88),  # measured 0.696, 0.857, 0.904
 ])
 def test_real_lesions_reach_dice_085_within_5_clicks(name, after_1, after_5, after_10):

@@ -206,3 +206,99 @@ def test_vessel_tree_cancel_leaves_no_node_behind(mrml_scene, logic):
     with pytest.raises(Cancelled):
         job.finish()
     assert mrml_scene.GetNumberOfNodes() == before
+
+
+# -- a segment the user already has ------------------------------------------------------------------
+
+
+def test_a_segment_is_taken_on_its_own_oblique_grid_or_the_volume_grid(mrml_scene, logic):
+    """The segment's voxels keep their world positions: on its own labelmap grid (no volume), or
+    resampled onto the volume's grid (a volume is an input too)."""
+    from segforge.mrml.segments import mask_on_segment_grid
+
+    image, truth = synthetic_y_volume()
+    segmentation = new_segmentation_node(image, "Y")
+    (segment_id,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    own = mask_on_segment_grid(segmentation, segment_id)
+    assert own.array.sum() == np.count_nonzero(truth.mask.array)
+    # Each voxel centre of the cut-out grid is a voxel centre of the truth's grid, inside the same way.
+    kji = np.argwhere(own.array > 0)
+    world = own.ijk_to_ras() @ np.c_[kji[:, ::-1], np.ones(len(kji))].T
+    back = np.linalg.inv(truth.mask.ijk_to_ras()) @ world
+    ijk = np.round(back[:3]).astype(int)
+    np.testing.assert_allclose(back[:3], ijk, atol=1e-6)
+    assert truth.mask.array[ijk[2], ijk[1], ijk[0]].all()
+    assert not own.array[0].any() and not own.array[-1].any()  # a margin of background
+    volume = volume_node_from_image(image, "MRA")
+    on_volume = logic.segment_mask(segmentation, segment_id, volume)
+    assert on_volume.same_grid(image)
+    np.testing.assert_array_equal(on_volume.array > 0, truth.mask.array > 0)
+    with pytest.raises(InputError, match="No segmentation is selected"):
+        logic.segment_mask(None, segment_id)
+
+
+def test_vessel_tree_from_a_segment_between_endpoints(mrml_scene, logic):
+    """The CE-MRA level-set mask as a segment of a segmentation node, no volume: the form's job
+    with a source, two targets (VMTK's end points) and a landmark gives curves with Radius, the
+    cross-section table, the diameter chart and the landmark table, named after the segment."""
+    from segforge.mrml import point_measurement, rows_from_table
+    from segforge.mrml.plots import chart_series
+    from SegVesselLib.form import VesselForm
+    from test_cli_vessel_segment import LEVEL_SET, reference_centerline
+
+    mask = read_image(LEVEL_SET)
+    segmentation = new_segmentation_node(mask, "CE-MRA")
+    (segment_id,) = write_label_segments(segmentation, mask, [SegmentSpec(1, "Aorta")])
+    cells, _ = reference_centerline()
+    landmark = cells[0][len(cells[0]) // 4]
+    form = VesselForm(input_kind="segment", segment=segment_id, source_lps=tuple(cells[0][0]),
+                      targets_lps=tuple(tuple(cell[-1]) for cell in cells), landmarks_lps=(tuple(landmark),),
+                      create_surface=False)
+    nodes = logic.start(None, form, input_segmentation=segmentation).wait()
+
+    assert nodes.segmentation.GetName() == "Aorta vessels"
+    assert len(nodes.curves) == 3
+    for curve in nodes.curves:
+        assert np.all(point_measurement(curve, "Radius") > 0)
+    sections = rows_from_table(nodes.section_table)
+    assert {row["branch"] for row in sections} == {row["id"] for row in rows_from_table(nodes.branch_table)}
+    (row,) = rows_from_table(nodes.landmark_table)
+    np.testing.assert_allclose([row["x_lps"], row["y_lps"], row["z_lps"]], landmark, atol=1e-6)
+    assert nodes.landmark_points.GetNumberOfControlPoints() == 1
+    series = chart_series(nodes.diameter_chart)
+    assert series and all(s.GetTableNode() is not None for s in series)
+    assert nodes.tree is not None and nodes.tree.profiles
+    # VMTK's layout for SlicerVMTK: one line per source-to-target path, with Radius, in RAS.
+    vmtk = nodes.vmtk_centerline_model.GetPolyData()
+    assert vmtk.GetNumberOfLines() == 2 and vmtk.GetPointData().GetArray("Radius") is not None
+    ends = [vmtk.GetPoint(vmtk.GetCell(n).GetPointId(vmtk.GetCell(n).GetNumberOfPoints() - 1)) for n in range(2)]
+    for end in ends:
+        lps = np.array(end) * [-1.0, -1.0, 1.0]
+        assert min(np.linalg.norm(lps - cell[-1]) for cell in cells) < 5.0, "a path does not end at a target"
+    # The same mask went in as the level-set file holds (the segment's own grid is the file's).
+    vessel_id = segment_ids_by_name(nodes.segmentation)["Vessels"][0]
+    assert mask_from_segment(nodes.segmentation, vessel_id, mask).array.sum() >= mask.array.astype(bool).sum()
+
+
+def test_console_segment_with_its_volume(mrml_scene, logic):
+    """``vessel_tree_from_segment`` with the MRA volume too (the segment on the volume's grid, the
+    grey image sharpening the edge): the straightened view is of the MRA's intensities."""
+    from segforge.mrml import rows_from_table
+    from segforge.vessel.endpoints import EndpointParameters
+    from segforge.vessel.pipeline import VesselPipelineParameters
+    from test_cli_vessel_segment import CEMRA, LEVEL_SET, reference_centerline
+
+    mask = read_image(LEVEL_SET)
+    mra = read_image(CEMRA / "aorta.mha")
+    volume = volume_node_from_image(mra, "MRA")
+    segmentation = new_segmentation_node(volume, "CE-MRA")
+    (segment_id,) = write_label_segments(segmentation, mask.with_array(mask.array), [SegmentSpec(1, "Aorta")],
+                                         reference=volume)
+    cells, _ = reference_centerline()
+    parameters = VesselPipelineParameters(endpoints=EndpointParameters(
+        source_lps=tuple(cells[0][0]), targets_lps=tuple(tuple(cell[-1]) for cell in cells)))
+    nodes = logic.vessel_tree_from_segment(segmentation, segment_id, parameters, volume_node=volume)
+    assert nodes.segmentation.GetName() == "MRA vessels" and len(nodes.curves) == 3
+    straightened = image_from_volume_node(nodes.straightened_volume)
+    assert straightened.array.max() > 100, "the straightened view should show the MRA's intensities"
+    assert rows_from_table(nodes.section_table)

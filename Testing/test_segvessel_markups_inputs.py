@@ -5,16 +5,18 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO
+from segforge.errors import InputError
 from segforge.mrml.convert import vtk_matrix_from_array
 
 sys.path.insert(0, str(REPO / "SegVessel"))
-from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+from SegVesselLib.markups_inputs import points_lps_from_markups, roi_lps_from_markups, source_lps_from_markups
 
 
 def test_nothing_drawn_means_no_seeds_and_no_roi():
-    assert seeds_lps_from_markups(None) == ()
+    assert points_lps_from_markups(None) == ()
     assert roi_lps_from_markups(None) is None
 
 
@@ -24,7 +26,7 @@ def test_seeds_and_roi_are_world_lps(mrml_scene):
     points.AddControlPoint([-4.0, 5.0, -6.0])
     points.AddControlPoint([7.0, 7.0, 7.0])
     points.UnsetNthControlPointPosition(2)  # a point without a position (being placed): not a seed
-    assert seeds_lps_from_markups(points) == ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0))
+    assert points_lps_from_markups(points) == ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0))
     roi = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
     roi.SetXYZ(10.0, 20.0, 30.0)
     roi.SetRadiusXYZ(1.0, 2.0, 3.0)
@@ -36,5 +38,16 @@ def test_seeds_and_roi_are_world_lps(mrml_scene):
     transform.SetMatrixTransformToParent(vtk_matrix_from_array(shift))
     for node in (points, roi):
         node.SetAndObserveTransformNodeID(transform.GetID())
-    assert seeds_lps_from_markups(points) == ((-101.0, 48.0, 8.0), (-96.0, 45.0, -1.0))
+    assert points_lps_from_markups(points) == ((-101.0, 48.0, 8.0), (-96.0, 45.0, -1.0))
     np.testing.assert_allclose(roi_lps_from_markups(roi), (-111.0, 28.0, 32.0, -109.0, 32.0, 38.0), atol=1e-9)
+
+
+def test_the_source_is_one_point(mrml_scene):
+    assert source_lps_from_markups(None) is None
+    points = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "Source")
+    assert source_lps_from_markups(points) is None
+    points.AddControlPoint([1.0, 2.0, 3.0])
+    assert source_lps_from_markups(points) == (-1.0, -2.0, 3.0)
+    points.AddControlPoint([4.0, 5.0, 6.0])
+    with pytest.raises(InputError, match="'Source' holds 2 points"):
+        source_lps_from_markups(points)

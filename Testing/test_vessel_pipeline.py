@@ -53,6 +53,15 @@ def test_a_label_map_as_input_is_refused():
         run_vessel_pipeline(truth.mask, PARAMETERS)
 
 
+def test_a_tiny_volume_is_described_by_all_its_values():
+    """A small volume is not sampled: its one bright voxel is named, not left out of the message."""
+    array = np.full((3, 3, 3), -1000, np.int16)
+    array[1, 1, 1] = 400
+    with pytest.raises(InputError) as caught:
+        run_vessel_pipeline(Image(array, spacing=(1.0, 1.0, 1.0)), PARAMETERS)
+    assert "2 distinct values (-1000, 400)" in caught.value.why
+
+
 def test_a_vessel_cut_by_the_image_border_runs_to_the_border_with_its_radius():
     """The field of view cuts the vessel at both ends: the centerline reaches both faces and
     the radius stays the vessel's own up to them (background beyond the image does not count)."""

@@ -108,3 +108,6 @@ def test_the_fit_ignores_rays_that_leave_through_a_side_branch():
     fitted = fitted_minimum(distances, angles, np.full((3, 72), 0.3))
     assert np.allclose(fitted[:2], 4.0, atol=1e-6)
     assert np.isnan(fitted[2])
+    # degenerate rows (every edge at the origin; a point on the wall) give NaN, not an error
+    degenerate = np.vstack([np.zeros(72), np.full(72, 4.0)])
+    assert np.isnan(fitted_minimum(degenerate, angles, np.full((2, 72), 0.3))[0])

@@ -11,6 +11,9 @@ lowest value so every slice stays at its true position, and a warning says so.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import struct
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +30,7 @@ _RECOPY = "copy the series again from the scanner or PACS"
 
 def read_dicom_series(folder: Path, allow_gaps: bool = False, series_uid: Optional[str] = None) -> sitk.Image:
     """The one series in ``folder`` (or the one named ``series_uid``) as a checked ``sitk.Image``."""
+    _refuse_system_folder(folder)
     series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     files = {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)) for uid in series}
     _refuse_damaged_files(folder, {Path(name).name for names in files.values() for name in names})
@@ -61,6 +65,34 @@ def read_dicom_series(folder: Path, allow_gaps: bool = False, series_uid: Option
     return _check_slice_steps(folder, volume, names, tags, allow_gaps)
 
 
+#: File systems of the kernel's own (no images; some of their files block a reader forever).
+_SYSTEM_FILE_SYSTEMS = frozenset({"proc", "sysfs", "devtmpfs", "devpts", "debugfs", "tracefs", "securityfs",
+                                  "cgroup", "cgroup2", "pstore", "bpf", "configfs", "fusectl", "mqueue",
+                                  "hugetlbfs", "efivarfs", "binfmt_misc", "autofs", "rpc_pipefs", "nsfs"})
+
+
+def _refuse_system_folder(folder: Path) -> None:
+    """GDCM reads every file of the folder: in /proc one of them (kmsg) blocks the read forever,
+    deaf to Ctrl-C. Refused from the mount table before anything is opened (Linux; elsewhere
+    nothing is checked)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return
+    where, kind = Path(os.path.realpath(folder)), ""
+    best = -1
+    for line in lines:
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount = Path(fields[4].replace("\\040", " "))
+        if (mount == where or mount in where.parents) and len(mount.parts) > best:
+            best, kind = len(mount.parts), line.split(" - ", 1)[1].split()[0]
+    if kind in _SYSTEM_FILE_SYSTEMS:
+        raise InputError(f"{folder} is not a folder of images", f"it lies on the kernel's {kind} file system",
+                         "give the folder that holds the DICOM series' files")
+
+
 def _describe(files: dict[str, list[str]]) -> str:
     parts = []
     for uid, names in files.items():
@@ -72,20 +104,61 @@ def _describe(files: dict[str, list[str]]) -> str:
     return "; ".join(parts)
 
 
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
+
+
 def _refuse_damaged_files(folder: Path, listed: set[str]) -> None:
-    """A file GDCM left out that starts like DICOM (its 'DICM' mark) but cannot be read is damaged."""
+    """A file GDCM left out that was meant as a slice but cannot be read is damaged: the series
+    would silently miss it (a last or first slice leaves no gap to see).
+
+    Meant as a slice: it has the 'DICM' mark, or a DICOM file name ending, or it starts like a
+    DICOM data set without the 128-byte preamble (group 0002 or 0008 first), or its name is
+    shaped like the series' slices (the same name but for its digits, e.g. IM0007 beside IM0006).
+    A README or a DICOMDIR beside the slices is none of these.
+    """
+    shapes = {_shape(name) for name in listed}
+    for path in sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists()):
+        if path.name.lower().endswith(_DICOM_SUFFIXES) or _shape(path.name) in shapes:
+            raise InputError(f"{path} leads nowhere", "it is a symbolic link to a slice that is not there (moved, "
+                             "deleted, or a link that loops), so the series would miss a slice",
+                             f"{_RECOPY} as files rather than links, or remove that link if the slice is not needed")
     for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name not in listed):
+        if path.name.upper() == "DICOMDIR":
+            continue
         with open(path, "rb") as stream:
-            if stream.read(132)[128:] != b"DICM":
-                continue  # not DICOM (a README, a DICOMDIR's neighbours...): not ours to judge
+            head = stream.read(132)
+        marked = head[128:132] == b"DICM"
+        if not (marked or path.name.lower().endswith(_DICOM_SUFFIXES) or _starts_like_dicom(head)
+                or _shape(path.name) in shapes):
+            continue  # not DICOM (a README, notes...): not ours to judge
+        if not head:
+            raise InputError(f"{path} is damaged", "it is empty (0 bytes) where a slice of the series should be",
+                             f"{_RECOPY}, or remove that file if the slice is not needed")
         info = sitk.ImageFileReader()
         info.SetFileName(str(path))
         try:
             info.ReadImageInformation()
         except RuntimeError:
-            raise InputError(f"{path} is damaged", "it starts as a DICOM file but cannot be read "
-                             "(cut short or corrupted), so the series would miss a slice",
-                             f"{_RECOPY}, or remove that file if the slice is not needed") from None
+            how = "starts as a DICOM file" if marked or _starts_like_dicom(head) else "is named like the slices"
+            raise InputError(f"{path} is damaged", f"it {how} but cannot be read (cut short or corrupted), so "
+                             "the series would miss a slice", f"{_RECOPY}, or remove that file if the slice "
+                             "is not needed") from None
+
+
+def _shape(name: str) -> str:
+    """A file name with its digits taken out: the slices of one series share it."""
+    return re.sub(r"\d+", "#", name.lower())
+
+
+def _starts_like_dicom(head: bytes) -> bool:
+    """A DICOM data set written without its preamble: a little-endian tag of group 0002 or 0008,
+    then an explicit VR (two capital letters) or an implicit 32-bit length."""
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    if group not in (0x0002, 0x0008) or element > 0x1000:
+        return False
+    return head[4:6].isalpha() and head[4:6].isupper() or struct.unpack("<I", head[4:8])[0] < 1 << 16
 
 
 def _refuse_unreadable(files: list[str]) -> None:

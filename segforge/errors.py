@@ -103,8 +103,12 @@ class JobFailed(SegForgeError):
 
 
 def _sentence(text: str) -> str:
+    """One sentence: a capital first letter unless it starts with a name (a file "ct.nii.gz" is
+    not "Ct.nii.gz", which may be another file), one full stop unless it asks or exclaims."""
     text = text.strip().rstrip(".")
-    return text[:1].upper() + text[1:] + "."
+    if text.split(" ", 1)[0].isalpha():
+        text = text[:1].upper() + text[1:]
+    return text if text.endswith(("?", "!")) else text + "."
 
 
 _BY_CODE = {c.code: c for c in (SegForgeError, InputError, ModelError, Cancelled, WorkerError,

@@ -130,6 +130,19 @@ def grow_box(box: Sequence[slice], pad: int | Sequence[int], shape: Sequence[int
     return tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(box, pads, shape))
 
 
+def require_finite_voxels(image: Image) -> Image:
+    """Refuse NaN or infinite voxels (a filter would spread them, or a size computed from them
+    would not be a number); return the image otherwise."""
+    values = image.array
+    if np.issubdtype(values.dtype, np.floating):
+        finite = np.isfinite(values)
+        if not finite.all():
+            raise InputError("The image holds NaN or infinite voxels",
+                             f"{int(values.size - finite.sum()):,} of its {values.size:,} voxels are not numbers",
+                             "replace them (e.g. by -1024 HU outside the scan) before segmenting")
+    return image
+
+
 def require_3d_volume(image: Image) -> Image:
     """Refuse a single-slice image as input to a 3D workflow; return the image otherwise."""
     check_volume_array(image.array)
@@ -148,6 +161,10 @@ def check_volume_array(array: np.ndarray, allow_single_slice: bool = False) -> N
     if np.iscomplexobj(array):
         raise InputError("The image holds complex numbers", "segmentation needs real intensities",
                          "convert it to magnitude first")
+    if array.ndim == 3 and sum(size == 1 for size in array.shape) >= 2 and not allow_single_slice:  # not "2D"
+        raise InputError(f"This image is {'a single voxel' if array.size == 1 else 'a line of voxels'}, "
+                         "not a 3D volume", f"its size is {tuple(reversed(array.shape))} voxels",
+                         "load the whole volume (all slices, rows and columns)")
     if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape and not allow_single_slice):
         raise InputError("This is a 2D image, not a 3D volume",
                          f"its size is {tuple(reversed(array.shape))} voxels",

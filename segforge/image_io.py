@@ -9,8 +9,11 @@ import contextlib
 import locale
 import logging
 import os
+import re
+import sys
+import threading
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -73,24 +76,127 @@ def read_image(path: str | os.PathLike, *, allow_gaps: bool = False, series_uid:
     """
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():  # a link that loops, or whose target is gone
+            raise InputError(f"Cannot read {path}", "it is a symbolic link that leads to nothing (it loops, or "
+                             "what it points to was moved or deleted)", "give the volume file or folder itself")
         raise InputError(f"No file or folder at {path}", "the path does not exist",
                          "check the path and try again")
     if path.is_dir() and path.name.lower().endswith(_FILE_SUFFIXES):
         raise InputError(f"{path} is a folder, not a file", "its name ends like a volume file, but a folder "
                          "can only hold a DICOM series", "give the volume file itself")
+    if path.is_dir():
+        try:
+            with quiet_native_output():
+                return _plausible(path, from_sitk(read_dicom_series(path, allow_gaps, series_uid)))
+        except RuntimeError as error:  # SimpleITK's own reader errors
+            raise InputError(f"Could not read {path}", native_reason(error),
+                             "give a NIfTI, NRRD, MHA file or a folder of one DICOM series") from error
+    return _plausible(path, from_sitk(read_verified_file(path)))
+
+
+def read_verified_file(path: Path) -> sitk.Image:
+    """A volume file as SimpleITK reads it (vector images too), after
+    :func:`~segforge.image_checks.verify_volume_file`, its value count checked against the header's.
+
+    What :func:`read_image` and the segment reader (:mod:`segforge.segment_input`, whose
+    multi-layer ``.seg.nrrd`` files are vector images) share."""
     try:
-        if path.is_dir():
-            return from_sitk(read_dicom_series(path, allow_gaps, series_uid))
-        facts = verify_volume_file(path)
-        source = sitk.ReadImage(str(path))
+        with quiet_native_output():
+            facts = verify_volume_file(path)
+            source = sitk.ReadImage(str(path))
     except RuntimeError as error:  # SimpleITK's own reader errors
-        raise InputError(f"Could not read {path}", str(error).strip().splitlines()[-1],
+        raise InputError(f"Could not read {path}", native_reason(error),
                          "give a NIfTI, NRRD, MHA file or a folder of one DICOM series") from error
+    except OSError as error:  # the input cannot be opened: said about the input, not about --out
+        where = error.filename or path
+        raise InputError(f"Could not read {where}", error.strerror or str(error),
+                         "check that the file is there and readable by this user") from error
     got = source.GetNumberOfPixels() * source.GetNumberOfComponentsPerPixel()
     if facts.element_count is not None and got != facts.element_count:
         raise InputError(f"{path} was not read whole", f"its header promises {facts.element_count:,} values "
                          f"but {got:,} were read", "export the file again (or convert it with another tool)")
-    return from_sitk(source)
+    return source
+
+
+#: Voxel sizes no scanner makes (1 nm, 1 km): a header in other units or a damaged one. Beyond them
+#: filters asked for a width in millimetres fail (a kernel of 1e30 voxels) and volumes overflow.
+PLAUSIBLE_SPACING_MM = (1e-6, 1e6)
+
+
+def _plausible(path: Path, image: Image) -> Image:
+    low, high = PLAUSIBLE_SPACING_MM
+    if not all(low <= s <= high for s in image.spacing):
+        raise InputError(f"{path} has an implausible voxel size",
+                         f"its header gives a spacing of {', '.join(f'{s:g}' for s in image.spacing)} mm, outside "
+                         f"{low:g} to {high:g} mm", "fix the spacing in the header (a value in metres or micrometres "
+                         "instead of millimetres?), or export the volume again")
+    return image
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: list[Any] = []
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """ITK's warnings, VTK's log on stderr and VTK's output window off while a file is read.
+
+    Their readers print a dump on stderr (source file, line, object address, a pipeline
+    request) before the error reaches Python, where it becomes a SegForge error that says the
+    same thing in one line; a person saw both. Slicer's storage nodes still collect VTK's
+    errors through their observers (that is where our messages come from). VTK's global
+    warning switch is not the way: with it off, VTK readers stop reporting errors at all and
+    a storage node takes a failed read for a good one. Its log's stderr level is turned off and
+    its output window (where a program such as the web app set a classic one) is swapped for a
+    string window, whose text goes to this module's debug log (``--debug``). VTK is
+    handled only where it is already loaded (the Slicer bridge, the web app). The settings are
+    process-wide: nested and concurrent reads share one count, and the last to leave puts back
+    what was there.
+    """
+    global _quiet_depth
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            core = sys.modules.get("vtkmodules.vtkCommonCore")
+            window = core.vtkStringOutputWindow() if core is not None else None
+            _quiet_saved[:] = [sitk.ProcessObject.GetGlobalWarningDisplay(), core,
+                               core.vtkLogger.GetCurrentVerbosityCutoff() if core else None,
+                               core.vtkOutputWindow.GetInstance() if core else None, window]
+            sitk.ProcessObject.SetGlobalWarningDisplay(False)
+            if core is not None:
+                core.vtkLogger.SetStderrVerbosity(core.vtkLogger.VERBOSITY_OFF)
+                core.vtkOutputWindow.SetInstance(window)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                itk_display, core, verbosity, previous, window = _quiet_saved
+                sitk.ProcessObject.SetGlobalWarningDisplay(itk_display)
+                if core is not None:
+                    core.vtkLogger.SetStderrVerbosity(verbosity)
+                    core.vtkOutputWindow.SetInstance(previous)
+                    if window.GetOutput().strip():
+                        logger.debug("VTK, while reading: %s", window.GetOutput().strip())
+                _quiet_saved.clear()
+
+
+def native_reason(error: Exception) -> str:
+    """The sentence of an ITK / SimpleITK exception a person can read, without the source file,
+    line and object address ITK puts around it (its last line is often a matrix row)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    teem = [line for line in lines if line.startswith("[nrrd]")]
+    if teem:  # NrrdIO's chain of callers: the last says what was wrong
+        return teem[-1].split(":", 1)[-1].strip()
+    for line in lines:
+        found = re.search(r"(?:ITK ERROR|itk::ERROR|Description): (?:\w+\(0x[0-9a-f]+\): )?(.+)", line)
+        if found:
+            return found.group(1).strip()
+    useful = [line for line in lines if not line.startswith("Exception thrown in SimpleITK")
+              and not re.search(r"\.(cxx|hxx|h|cpp):\d+:?$", line)]
+    return (useful or lines or ["the reader gave no reason"])[0]
 
 
 def check_writable(path: str | os.PathLike) -> Path:

@@ -2,14 +2,15 @@
 
 A set of results is written into a hidden temporary folder beside the target (the same file
 system: ``.<name>.partial-<random>``) and moved into place only when every file is complete,
-with a ``manifest.json`` naming each file, its size and SHA-256, the input, the parameters,
-the SegForge version and the date. So:
+with a ``manifest.json`` naming each file, its size and SHA-256, the input (and what reading
+it warned of), the parameters, the SegForge version and the date. So:
 
 * a folder that already holds results is refused before any work, unless ``overwrite``; an
   overwrite replaces the whole set (the old folder is renamed aside, the new one moved in,
   the old one deleted; if the move fails the old one is put back), never part of it;
 * problems with the target are found before the work: a file in the way, a parent that is a
-  file, a folder that cannot be written, too little free space for a rough size estimate;
+  file, a folder that cannot be written, too little free space for a rough size estimate, a
+  target that is the input or holds it;
 * an exception, Ctrl-C, SIGTERM (see :func:`terminate_raises`) or a full disk leave the
   previous results exactly as they were and no temporary files.
 
@@ -45,6 +46,7 @@ SPACE_MARGIN_BYTES = 1 << 20
 KNOWN_RESULT_NAMES = frozenset({
     MANIFEST, "summary.json", "vessels.seg.nrrd", "centerlines.vtp", "surface.vtp", "branches.csv",
     "stenoses.csv", "organs.seg.nrrd", "statistics.csv", "lesion.seg.nrrd", "segforge_demo.mrb", "vessels.png",
+    "cross_sections.csv", "landmarks.csv", "diameters.png", "straightened.nrrd", "centerline_model_vmtk.vtp",
     # what the interactive command of earlier versions left behind on a full disk
     ".lesion.partial.seg.nrrd", ".summary.partial.json"})
 #: errno values that mean "this place cannot be written", with the reason shown to the user.
@@ -98,7 +100,7 @@ class OutputSet:
 
     def __init__(self, out: str | os.PathLike, *, overwrite: bool = False, expected_bytes: int = 0,
                  input_path: str | os.PathLike | None = None, parameters: Optional[Mapping[str, Any]] = None,
-                 command: str = "") -> None:
+                 command: str = "", input_warnings: Optional[list[str]] = None) -> None:
         self.shown = Path(out)  # as the user gave it, for messages and the paths printed
         self.target = Path(os.path.abspath(out))
         if self.target.is_symlink() and self.target.resolve().is_dir():
@@ -108,7 +110,11 @@ class OutputSet:
         self.input_path = None if input_path is None else os.path.abspath(input_path)
         self.parameters = dict(parameters or {})
         self.command = command
+        #: What reading the input warned of (an assumed spacing, gaps filled): the manifest keeps it
+        #: beside the results it concerns. The caller may fill the list after creating the set.
+        self.input_warnings = input_warnings if input_warnings is not None else []
         self.folder: Optional[Path] = None  # the temporary folder the files are written into
+        self._seen: Optional[tuple[int, int, int]] = None
         self.committed = False
         self._created_parents: list[Path] = []
 
@@ -121,11 +127,13 @@ class OutputSet:
     def prepare(self) -> Path:
         """Check the target and make the temporary folder; InputError for anything in the way."""
         target = self.target
+        self._refuse_input_inside(target)
         if target.exists() and not target.is_dir():
             raise InputError(f"Cannot write into {self.shown}", "it is a file, not a folder",
                              "give a folder for --out (a new one is created)")
         if target.is_dir():
             self._check_existing(target)
+        self._seen = _state(target)  # what --out was when the work began (see _swap)
         self._make_parents(target.parent)
         name = f".{target.name}.partial-{secrets.token_hex(4)}"
         try:
@@ -140,6 +148,18 @@ class OutputSet:
             self.abort()
             raise
         return self.folder
+
+    def _refuse_input_inside(self, target: Path) -> None:
+        """--out is the input, or a folder holding it: the set would be written over what it reads
+        (an overwrite would delete it; without one the input's files were called "results")."""
+        if self.input_path is None:
+            return
+        source, folder = Path(os.path.realpath(self.input_path)), Path(os.path.realpath(target))
+        if source == folder or folder in source.parents:
+            raise InputError(f"Cannot write the results into {self.shown}",
+                             f"it {'is' if source == folder else 'holds'} the input {self.input_path}",
+                             "choose an --out outside the input (a new folder beside it, for example); "
+                             "nothing was written or changed")
 
     def _check_existing(self, target: Path) -> None:
         try:
@@ -164,7 +184,11 @@ class OutputSet:
         for folder in (parent, *parent.parents):
             if folder.is_dir():
                 break
-            if folder.exists() or folder.is_symlink():
+            if folder.is_symlink() and not folder.exists():
+                raise InputError(f"Cannot write into {self.shown}", f"{folder} is a symbolic link that leads "
+                                 "nowhere (it loops, or what it points to is gone)",
+                                 "give an --out whose parent folders are folders")
+            if folder.exists():
                 raise InputError(f"Cannot write into {self.shown}", f"{folder} is a file, not a folder",
                                  "give an --out whose parent folders are folders")
             missing.append(folder)
@@ -209,7 +233,7 @@ class OutputSet:
         from . import __version__
 
         manifest = {"segforge_version": __version__, "command": self.command, "input": self.input_path,
-                    "parameters": self.parameters,
+                    "input_warnings": list(self.input_warnings), "parameters": self.parameters,
                     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "files": entries}
         _write_synced(self.folder / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode("utf-8"))
@@ -220,28 +244,56 @@ class OutputSet:
         return {kind: self.shown / Path(path).name for kind, path in files.items()}
 
     def _swap(self) -> None:
+        """Move the set in. Another run may have written into --out meanwhile (two runs started
+        on one --out): its results are never replaced unasked, and this run says so rather than
+        report files that are not there. Without an overwrite the rename itself is the test (it
+        fails on a folder that is not empty, atomically); with one, --out must be as it was
+        when the work began."""
         assert self.folder is not None
         target, aside = self.target, None
-        if target.exists():
+        if _state(target) != self._seen:
+            raise self._changed_meanwhile()
+        if target.exists() and self.overwrite:
             aside = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
             os.rename(target, aside)
         try:
             os.rename(self.folder, target)
-        except BaseException:
+        except OSError as error:
             if aside is not None:
                 os.rename(aside, target)  # the previous results, back as they were
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise self._changed_meanwhile() from None
+            raise
+        except BaseException:
+            if aside is not None:
+                os.rename(aside, target)
             raise
         self.folder = None
         _sync_folder(target.parent)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
 
+    def _changed_meanwhile(self) -> InputError:
+        return InputError(f"Did not write the results into {self.shown}",
+                          "another run wrote into that folder while this one worked (two runs on one --out); "
+                          "the other run's results are there, untouched, and this run's were not moved in",
+                          "run again with another --out (or with --overwrite once the other run has finished)")
+
     def __exit__(self, kind, error, trace) -> None:
         self.abort()
-        if isinstance(error, OSError):
+        if isinstance(error, OSError) and self._about_the_output(error):
             converted = disk_error(error, self.shown)
             if converted is not None:
                 raise converted from error
+
+    def _about_the_output(self, error: OSError) -> bool:
+        """Whether a failed call was about writing the set (a full disk while reading an input
+        is not; an error without a file name, from a native writer, is taken to be)."""
+        if not error.filename:
+            return True
+        failed = Path(os.path.abspath(error.filename))
+        return any(place == failed or place in failed.parents for place in (self.target.parent,)) \
+            and not (self.input_path and Path(self.input_path) in (failed, *failed.parents))
 
     def abort(self) -> None:
         """Remove the temporary folder (and parents made for it); the target is left as it was."""
@@ -256,6 +308,16 @@ class OutputSet:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         self._created_parents = []
+
+
+def _state(folder: Path) -> Optional[tuple[int, int, int]]:
+    """A folder's identity and last change (device, inode, mtime); None when absent. Any file
+    added, removed or renamed in it, or the folder replaced, changes it."""
+    try:
+        status = folder.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_mtime_ns
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -44,6 +44,9 @@ class SegForgeApp:
         self.server = get_server(server, client_type="vue3")
         self.server.enable_module(trame_slicer_module)  # the chunked upload script
         self.slicer_app, self.headless = create_slicer_app()
+        # The data first, views after: a file that cannot be read is refused in one line before
+        # VTK builds the views (trame-slicer's views print VTK deprecation warnings as they are made).
+        initial = self._load_initial(list(data))
         register_view_factories(self.slicer_app, self.server)
         self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
@@ -53,7 +56,7 @@ class SegForgeApp:
         self.context.jobs = JobTracker(self.context)
         self.server.state.trame__title = "SegForge"
         self._build_ui()
-        self._load_initial(list(data))
+        self._show_initial(initial)
 
     def _build_ui(self) -> None:
         from trame.ui.vuetify3 import VAppLayout
@@ -88,15 +91,18 @@ class SegForgeApp:
             with v3.VMain(), FlexContainer(row=True, fill_height=True, style="height: 100%;"):
                 self.layout_manager.initialize_layout_grid(self.ui)
 
-    def _load_initial(self, paths: list[str | Path]) -> None:
+    def _load_initial(self, paths: list[str | Path]) -> Any:
         from .data_loading import load_paths
 
         started = time.perf_counter()
         loaded = load_paths(paths, self.slicer_app.scene)
+        logger.info("loaded %d node(s) in %.2f s", len(loaded.nodes), time.perf_counter() - started)
+        return loaded
+
+    def _show_initial(self, loaded: Any) -> None:
         if loaded.volumes:
             self.context.show_volume(loaded.volumes[0])
         self.context.refresh_nodes()
-        logger.info("loaded %d node(s) in %.2f s", len(loaded.nodes), time.perf_counter() - started)
 
 
 def run(host: str = "127.0.0.1", port: int = 8080, data: Optional[Iterable[str | Path]] = None,

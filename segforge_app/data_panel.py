@@ -51,8 +51,7 @@ class DataPanel:
         with tempfile.TemporaryDirectory(prefix="segforge-upload-") as folder:
             for file in files:
                 client_file = ClientFile(file)
-                # Only the base name: a client-sent "../x" must not write outside the folder.
-                (Path(folder) / Path(client_file.name).name).write_bytes(client_file.content)
+                upload_target(Path(folder), client_file.name).write_bytes(client_file.content)
             self._show(load_uploaded_folder(Path(folder), self.context.scene))
 
     def load_sample(self, sample_id: str) -> None:
@@ -84,6 +83,20 @@ class DataPanel:
         if loaded.volumes:
             self.context.show_volume(loaded.volumes[0])
         self.context.refresh_nodes()
+
+
+def upload_target(folder: Path, client_name: str) -> Path:
+    """Where an uploaded file is written: its base name only (a client-sent "../x" must not write
+    outside the folder), made unique, since a folder upload flattens its subfolders and two
+    series' "IM0001" would otherwise overwrite each other, one slice silently lost."""
+    name = Path(str(client_name).replace("\\", "/")).name or "upload"
+    if name in (".", ".."):
+        name = "upload"
+    target, number = folder / name, 1
+    while target.exists():
+        number += 1
+        target = folder / f"{number}-{name}"  # the ending stays: ct.nii.gz -> 2-ct.nii.gz
+    return target
 
 
 def build(context: "AppContext") -> None:

@@ -1,10 +1,12 @@
-"""SegVessel's seed points and ROI in the web app, placed with clicks in the slice views.
+"""SegVessel's points and ROI in the web app, placed with clicks in the slice views.
 
-As on the desktop panel: seed points keep only the vessels they touch, and a box limits the
-work to the region it covers. Seeds are a point list the user clicks into; the box is drawn
-like SegInteractive's, two opposite corners in a slice view (the axis the clicks share is
-given the box's widest side as depth). Both are ordinary markups nodes of the scene, so they
-show in every view, are saved with the scene, and reach the Logic as the desktop's do.
+As on the desktop panel: seed points keep only the vessels they touch, a box limits the work
+to the region it covers, the centerlines run from a source point to each target point, and
+the diameters are measured at landmarks. Points are point lists the user clicks into (the
+source list keeps one point: a new click moves it); the box is drawn like SegInteractive's,
+two opposite corners in a slice view (the axis the clicks share is given the box's widest
+side as depth). All are ordinary markups nodes of the scene, so they show in every view, are
+saved with the scene, and reach the Logic as the desktop's do.
 """
 from __future__ import annotations
 
@@ -21,8 +23,14 @@ if TYPE_CHECKING:
 SEEDS_NAME = "SegVessel seeds"
 ROI_NAME = "SegVessel ROI"
 SEED_COLOR = (0.2, 0.8, 0.3)
+#: The point lists the panel places into: role -> (node name, colour).
+POINT_LISTS = {"seeds": (SEEDS_NAME, SEED_COLOR), "source": ("SegVessel source", (0.2, 0.5, 1.0)),
+               "targets": ("SegVessel targets", (1.0, 0.5, 0.1)), "landmarks": ("SegVessel landmarks", (0.9, 0.2, 0.9))}
 HINTS = {"seeds": "Click on a vessel in a slice view to add a seed point (click Seed points again to stop).",
-         "roi": "Click two opposite corners of the box in a slice view."}
+         "roi": "Click two opposite corners of the box in a slice view.",
+         "source": "Click where the centerlines start (one point; a new click moves it).",
+         "targets": "Click where each centerline ends (click Targets again to stop).",
+         "landmarks": "Click where the diameters are measured (click Landmarks again to stop)."}
 
 
 class VesselMarkups:
@@ -46,21 +54,34 @@ class VesselMarkups:
             node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", ROI_NAME)
             node.CreateDefaultDisplayNodes()
         else:
-            node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode",
-                                           SEEDS_NAME if role == "seeds" else f"{ROI_NAME} corners")
+            name, color = POINT_LISTS.get(role, (f"{ROI_NAME} corners", SEED_COLOR))
+            node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
             node.CreateDefaultDisplayNodes()
             display = node.GetDisplayNode()
-            display.SetSelectedColor(*SEED_COLOR)
-            display.SetColor(*SEED_COLOR)
-            display.SetPointLabelsVisibility(role == "seeds")
+            display.SetSelectedColor(*color)
+            display.SetColor(*color)
+            display.SetPointLabelsVisibility(role in POINT_LISTS)
             self.clicks.observe(node)
         self._nodes[role] = node
         return node
 
     def seeds(self) -> Optional[Any]:
         """The seed point list, or None when no seed was placed."""
-        node = self._nodes.get("seeds")
-        return node if node is not None and node.GetNumberOfControlPoints() else None
+        return self.points("seeds")
+
+    def points(self, role: str) -> Optional[Any]:
+        """The point list of ``role`` ("seeds", "source", "targets", "landmarks"), or None when empty."""
+        node = self._nodes.get(role)
+        return node if node is not None and node.GetScene() is not None and node.GetNumberOfControlPoints() else None
+
+    def add_point(self, role: str, point_lps: tuple) -> None:
+        """A point placed by value (a script, or a test standing in for a click), LPS mm."""
+        node = self._node(role)
+        if role == "source":
+            node.RemoveAllControlPoints()
+        x, y, z = point_lps
+        node.AddControlPoint([-x, -y, z])
+        self.on_change()
 
     def roi(self) -> Optional[Any]:
         """The ROI node, or None when no box was drawn."""
@@ -78,7 +99,7 @@ class VesselMarkups:
         self.mode = mode
         if mode == "roi":
             self._node("corners").RemoveAllControlPoints()
-        self.clicks.place(self._node("corners" if mode == "roi" else "seeds"))
+        self.clicks.place(self._node("corners" if mode == "roi" else mode))
         return HINTS[mode]
 
     def stop(self) -> None:
@@ -86,10 +107,10 @@ class VesselMarkups:
         self.mode = ""
 
     def clear(self, what: str) -> None:
-        """Remove the seeds, or the box ("roi")."""
-        if what == "seeds":
-            if self._nodes.get("seeds") is not None:
-                self._nodes["seeds"].RemoveAllControlPoints()
+        """Remove the points of a list ("seeds", "source", "targets", "landmarks"), or the box ("roi")."""
+        if what in POINT_LISTS:
+            if self._nodes.get(what) is not None:
+                self._nodes[what].RemoveAllControlPoints()
         else:
             roi = self._nodes.pop("roi", None)
             if roi is not None and roi.GetScene() is not None:
@@ -97,10 +118,15 @@ class VesselMarkups:
         self.on_change()
 
     def describe(self) -> str:
-        """One line: how many seeds, and the box's size."""
+        """One line: how many seeds, the box's size, then the source, targets and landmarks placed."""
         seeds = self.seeds()
         count = seeds.GetNumberOfControlPoints() if seeds is not None else 0
         parts = [f"{count} seed point{'s' if count != 1 else ''}" if count else "no seed points"]
+        for role, word in (("source", "source"), ("targets", "target"), ("landmarks", "landmark")):
+            node = self.points(role)
+            if node is not None:
+                n = node.GetNumberOfControlPoints()
+                parts.append(f"{n} {word}{'s' if n != 1 and role != 'source' else ''}")
         roi = self.roi()
         if roi is None:
             parts.append("no box (the whole volume)")
@@ -123,6 +149,10 @@ class VesselMarkups:
         asyncio.get_event_loop().call_soon(self.context.shows_errors(self._use_point), point_list)
 
     def _use_point(self, point_list: Any) -> None:
+        source = self._nodes.get("source")
+        if point_list is source and source.GetNumberOfControlPoints() > 1:  # one source: the last click
+            while source.GetNumberOfControlPoints() > 1:
+                source.RemoveNthControlPoint(0)
         corners = self._nodes.get("corners")
         if point_list is corners and corners.GetNumberOfControlPoints() >= 2:
             centre, size = box_from_corners(point_ras(corners, 0), point_ras(corners, 1))

@@ -14,16 +14,18 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from segforge.errors import InputError
 from segforge.forms import DEVICE_TITLES
-from SegVesselLib.form import CUSTOM, PRESET_CHOICES, PRESET_FIELDS, VesselForm, model_choices, preset_fields
-from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+from SegVesselLib.form import (CUSTOM, FORM_FIELDS_FROM_MARKUPS, INPUT_KINDS, PRESET_CHOICES, PRESET_FIELDS, VesselForm,
+                               model_choices, preset_fields)
+from SegVesselLib.markups_inputs import points_lps_from_markups, roi_lps_from_markups, source_lps_from_markups
 from SegVesselLib.tree_nodes import summary_of
 
 from .jobs import job_progress
 from .module_logics import app_module_logic
 from .module_panel import ModulePanel
 from .panels import Panel, register_panel
-from .results import (existing_dialog, follow_input_volume, output_select, rows_table, segment_rows, segments_list,
-                      show_in_3d, show_segmentation, table_state, volume_select)
+from .context import NODES_KEY
+from .results import (existing_dialog, follow_input_volume, node_of, output_select, rows_table, segment_rows,
+                      segments_list, show_in_3d, show_segmentation, table_state, volume_select)
 from .vessel_markups import VesselMarkups
 
 if TYPE_CHECKING:
@@ -34,18 +36,27 @@ logger = logging.getLogger(__name__)
 KEY = "segvessel"
 #: The preset selector's titles, by the form's preset choices.
 PRESET_TITLES = {"cta": "CT angiography", "mra": "MR angiography", "dark": "Dark vessels", "custom": "Custom"}
-#: The form fields the panel's state holds (seed points and the box are markups nodes instead).
-STATE_FIELDS = tuple(name for name in VesselForm.field_names() if name not in ("seeds_lps", "roi_lps"))
+#: The input selector's titles, by the form's input kinds.
+INPUT_TITLES = {"volume": "A CTA / MRA volume", "segment": "A vessel segment", "both": "A segment and its volume"}
+#: The point lists placed in the views: (mode, button label, icon).
+POINT_BUTTONS = (("seeds", "Seed points", "mdi-map-marker-plus"), ("roi", "Box", "mdi-selection"),
+                 ("source", "Source", "mdi-ray-start"), ("targets", "Targets", "mdi-ray-end"),
+                 ("landmarks", "Landmarks", "mdi-ruler"))
+#: The form fields the panel's state holds (the points and the box are markups nodes instead).
+STATE_FIELDS = tuple(name for name in VesselForm.field_names() if name not in FORM_FIELDS_FROM_MARKUPS)
 
 
 def _k(name: str) -> str:
     return f"{KEY}_{name}"
 
 
-def form_from_state(state: Any, seeds_lps: tuple = (), roi_lps: Optional[tuple] = None) -> VesselForm:
-    """The panel's form: each field from its state key (text fields give strings), the markups' seeds and box."""
+def form_from_state(state: Any, seeds_lps: tuple = (), roi_lps: Optional[tuple] = None,
+                    source_lps: Optional[tuple] = None, targets_lps: tuple = (),
+                    landmarks_lps: tuple = ()) -> VesselForm:
+    """The panel's form: each field from its state key (text fields give strings), the markups' points and box."""
     return VesselForm.from_values({**{name: state[_k(name)] for name in STATE_FIELDS},
-                                   "seeds_lps": seeds_lps, "roi_lps": roi_lps})
+                                   "seeds_lps": seeds_lps, "roi_lps": roi_lps, "source_lps": source_lps,
+                                   "targets_lps": targets_lps, "landmarks_lps": landmarks_lps})
 
 
 class VesselPanel(ModulePanel):
@@ -61,9 +72,13 @@ class VesselPanel(ModulePanel):
             if name in STATE_FIELDS:
                 state.setdefault(_k(name), value)
         state[_k("models")] = [{"title": title, "value": value} for value, title in model_choices()]
-        for name, value in (("segments", []), ("branches", None), ("stenosis_rows", None)):
+        for name, value in (("segments", []), ("branches", None), ("stenosis_rows", None), ("section_rows", None),
+                            ("landmark_rows", None), ("plot", "")):
             state.setdefault(_k(name), value)
         follow_input_volume(context, _k("volume"))
+        state.setdefault(_k("input_segmentation"), None)
+        state.setdefault(_k("input_segments"), [])
+        state.change(_k("input_segmentation"), NODES_KEY)(self.on_input_segmentation)
         self.markups = VesselMarkups(context, self._markups_changed)
         for name, value in (("place", ""), ("place_hint", ""), ("inputs", self.markups.describe())):
             state.setdefault(_k(name), value)
@@ -85,6 +100,18 @@ class VesselPanel(ModulePanel):
         if form is not None and form.shown_preset() != self.state[_k("preset")]:
             self.state[_k("preset")] = form.shown_preset()
 
+    def on_input_segmentation(self, **_: Any) -> None:
+        """List the chosen segmentation's segments; keep the chosen segment while it is there, else the first."""
+        rows = segment_rows(self.input_segmentation())
+        self.state[_k("input_segments")] = [{"title": row["name"], "value": row["id"]} for row in rows]
+        ids = [row["id"] for row in rows]
+        if self.state[_k("segment")] not in ids:
+            self.state[_k("segment")] = ids[0] if ids else ""
+
+    def input_segmentation(self) -> Any:
+        """The segmentation holding the vessel segment; None when none is chosen."""
+        return node_of(self.context, self.state[_k("input_segmentation")], "vtkMRMLSegmentationNode")
+
     def _form_or_none(self) -> Optional[VesselForm]:
         try:
             return form_from_state(self.state)
@@ -94,8 +121,10 @@ class VesselPanel(ModulePanel):
     # -- seed points and box ------------------------------------------------------------------------
 
     def place(self, mode: str) -> None:
-        """Clicks in the slice views now add seed points ("seeds") or a box's corners ("roi"); again: stop."""
-        self.volume()  # nothing to place them on without a volume
+        """Clicks in the slice views now add points ("seeds", "source", "targets", "landmarks") or a
+        box's corners ("roi"); again: stop."""
+        if self.state[_k("input_kind")] == "volume":
+            self.volume()  # nothing to place them on without a volume
         hint = self.markups.toggle(mode)
         self._markups_changed()
         self._set(place_hint=hint)
@@ -115,24 +144,38 @@ class VesselPanel(ModulePanel):
     # -- the form ---------------------------------------------------------------------------------
 
     def form(self) -> VesselForm:
-        """The panel's form, with the seed points and box placed in the views."""
-        return form_from_state(self.state, seeds_lps_from_markups(self.markups.seeds()),
-                               roi_lps_from_markups(self.markups.roi()))
+        """The panel's form, with the points and box placed in the views."""
+        return form_from_state(self.state, points_lps_from_markups(self.markups.seeds()),
+                               roi_lps_from_markups(self.markups.roi()),
+                               source_lps=source_lps_from_markups(self.markups.points("source")),
+                               targets_lps=points_lps_from_markups(self.markups.points("targets")),
+                               landmarks_lps=points_lps_from_markups(self.markups.points("landmarks")))
 
     # -- running -----------------------------------------------------------------------------------
 
+    def _inputs(self, form: VesselForm) -> tuple[Any, Any]:
+        """The volume and the input segmentation the form's job needs (None for one it does not)."""
+        inputs = form.job().inputs  # refused here, with what to change, before the question below
+        volume = self.volume() if "image" in inputs else None
+        segmentation = self.input_segmentation() if "segment" in inputs else None
+        if "segment" in inputs and segmentation is None:
+            raise InputError("No segmentation is chosen", "the input is a vessel segment",
+                             "load or make a segmentation, then choose it and its vessel segment")
+        return volume, segmentation
+
     def check(self) -> Optional[str]:
-        self.volume()
         form = self.form()
-        form.job()  # refused here, with what to change, before the question below
+        self._inputs(form)
         return app_module_logic("SegVessel").clash_question(self.output(), form)
 
     def start_job(self, on_existing: str) -> Any:
-        volume, form, output = self.volume(), self.form(), self.output()
+        form, output = self.form(), self.output()
+        volume, segmentation = self._inputs(form)
         self.markups.stop()  # clicks in the views move them again
         self._markups_changed()
-        job = app_module_logic("SegVessel").start(volume, form, segmentation_node=output, on_existing=on_existing)
-        logger.info("SegVessel started on %s (%s)", volume.GetName(), on_existing)
+        job = app_module_logic("SegVessel").start(volume, form, segmentation_node=output, on_existing=on_existing,
+                                                  input_segmentation=segmentation)
+        logger.info("SegVessel started on %s (%s)", (volume or segmentation).GetName(), on_existing)
         return job
 
     def done(self, result: Any) -> None:
@@ -146,11 +189,25 @@ class VesselPanel(ModulePanel):
             show_in_3d([result.centerline_model, surface_model, result.stenosis_points, *result.curves])
             if result.stenosis_points is not None:  # hundreds of labels would cover the 3D view; the table has them
                 result.stenosis_points.GetDisplayNode().SetPointLabelsVisibility(False)
+        tree = getattr(result, "tree", None)
         self.show(segmentation, segments=segment_rows(segmentation),
                   branches=table_state(getattr(result, "branch_table", None)),
                   stenosis_rows=table_state(getattr(result, "stenosis_table", None)),
+                  section_rows=table_state(getattr(result, "section_table", None)),
+                  landmark_rows=table_state(getattr(result, "landmark_table", None)),
+                  plot=diameter_picture(tree) if tree is not None and tree.profiles else "",
                   summary=summary_of(result))
         logger.info("SegVessel result shown in %.2f s", time.perf_counter() - started)
+
+
+def diameter_picture(tree: Any) -> str:
+    """The diameter plot of a result as a PNG data URL (the page shows it as an image)."""
+    import base64
+
+    from segforge.vessel.diameter_plot import diameter_plot_png
+    from segforge.vessel.outputs import plot_marks
+
+    return "data:image/png;base64," + base64.b64encode(diameter_plot_png(tree.profiles, plot_marks(tree))).decode()
 
 
 def _testid(name: str) -> str:
@@ -158,12 +215,10 @@ def _testid(name: str) -> str:
     return name.removesuffix("_mm").replace("_", "-")
 
 
-def build(context: "AppContext") -> None:
-    from trame.widgets import html, vuetify3 as v3
+def _mask_fields() -> None:
+    """The preset and the vessel filter's fields."""
+    from trame.widgets import vuetify3 as v3
 
-    panel = VesselPanel(context)
-    running = f"job_{KEY} && job_{KEY}.running"
-    volume_select(_k("volume"), "segvessel-volume", "Input volume (CTA or MRA)")
     v3.VSelect(v_model=(_k("preset"),), items=(_k("presets"), [{"title": PRESET_TITLES[v], "value": v}
                                                             for v in PRESET_CHOICES]),
                label="Preset", density="compact", hide_details=True, classes="mb-2",
@@ -197,9 +252,33 @@ def build(context: "AppContext") -> None:
                                                                       for v, t in DEVICE_TITLES.items()]),
                        label="Device", density="compact", hide_details=True,
                        raw_attrs=['data-testid="segvessel-device"'])
-    html.Div("Seed points and box (optional)", classes="text-caption mt-2")
+
+
+def build(context: "AppContext") -> None:
+    from trame.widgets import html, vuetify3 as v3
+
+    panel = VesselPanel(context)
+    running = f"job_{KEY} && job_{KEY}.running"
+    v3.VSelect(v_model=(_k("input_kind"),), items=(_k("input_kinds"), [{"title": INPUT_TITLES[v], "value": v}
+                                                                     for v in INPUT_KINDS]),
+               label="Input", density="compact", hide_details=True, classes="mb-2",
+               raw_attrs=['data-testid="segvessel-input-kind"'])
+    with html.Div(v_if=(f"{_k('input_kind')} !== 'segment'",)):
+        volume_select(_k("volume"), "segvessel-volume", "Input volume (CTA or MRA)")
+    with html.Div(v_if=(f"{_k('input_kind')} !== 'volume'",)):
+        v3.VSelect(v_model=(_k("input_segmentation"),), items=("scene_nodes.filter(n => n.kind === 'segmentation')",),
+                   item_title="name", item_value="id", label="Segmentation", density="compact", hide_details=True,
+                   no_data_text="no segmentation: load one in the Data panel", classes="mb-2",
+                   raw_attrs=['data-testid="segvessel-input-segmentation"'])
+        v3.VSelect(v_model=(_k("segment"),), items=(_k("input_segments"),), label="Vessel segment",
+                   density="compact", hide_details=True, no_data_text="no segment", classes="mb-2",
+                   raw_attrs=['data-testid="segvessel-segment"'])
+    # The vessel filter's fields: a segment is the mask, so they only matter for a volume alone.
+    with html.Div(v_if=(f"{_k('input_kind')} === 'volume'",)):
+        _mask_fields()
+    html.Div("Points and box (optional)", classes="text-caption mt-2")
     with html.Div(classes="d-flex flex-wrap", style="gap: 4px;"):
-        for mode, label, icon in (("seeds", "Seed points", "mdi-map-marker-plus"), ("roi", "Box", "mdi-selection")):
+        for mode, label, icon in POINT_BUTTONS:
             v3.VBtn(label, size="small", prepend_icon=icon, click=(context.shows_errors(panel.place), f"['{mode}']"),
                     variant=(f"{_k('place')} === '{mode}' ? 'flat' : 'outlined'",),
                     color=(f"{_k('place')} === '{mode}' ? 'primary' : undefined",),
@@ -209,6 +288,9 @@ def build(context: "AppContext") -> None:
                     raw_attrs=[f'data-testid="segvessel-{mode}-clear"'])
     html.Div(f"{{{{ {_k('place_hint')} }}}}", v_if=(_k("place_hint"),), classes="text-caption text-info")
     html.Div(f"{{{{ {_k('inputs')} }}}}", classes="text-caption", raw_attrs=['data-testid="segvessel-inputs"'])
+    v3.VTextField(v_model=(_k("close_holes_mm"),), label="Close holes up to (mm; 0: off)", type="number",
+                  density="compact", hide_details=True, classes="mt-2",
+                  raw_attrs=['data-testid="segvessel-close-holes"'])
     v3.VTextField(v_model=(_k("segment_name"),), label="Segment name", density="compact", hide_details="auto",
                   persistent_hint=True, hint="an existing one: you are asked before it is replaced", classes="my-2",
                   raw_attrs=['data-testid="segvessel-segment-name"'])
@@ -216,12 +298,14 @@ def build(context: "AppContext") -> None:
     html.Div("Outputs", classes="text-caption")
     v3.VCheckbox(v_model=(_k("create_centerlines"),), label="Centerlines (curves, tube model, branch table)",
                  density="compact", hide_details=True, raw_attrs=['data-testid="segvessel-centerlines"'])
-    v3.VCheckbox(v_model=(_k("create_stenoses"),), label="Stenoses", density="compact", hide_details=True,
+    v3.VCheckbox(v_model=(_k("create_stenoses"),), label="Findings (stenoses, dilatations)", density="compact",
+                 hide_details=True,
                  disabled=(f"!{_k('create_centerlines')}",))
     v3.VTextField(v_if=(f"{_k('create_centerlines')} && {_k('create_stenoses')}",),
                   v_model=(_k("stenosis_threshold_percent"),),
                   label="Report stenoses from (% diameter)", type="number", density="compact", hide_details=True)
-    v3.VCheckbox(v_model=(_k("create_surface"),), label="Surface model", density="compact", hide_details=True)
+    v3.VCheckbox(v_model=(_k("create_surface"),), label="Surface model", density="compact", hide_details=True,
+                 raw_attrs=['data-testid="segvessel-surface"'])
     v3.VBtn("Vessel tree", click=context.shows_errors(panel.run), block=True, color="primary", classes="my-2",
             prepend_icon="mdi-vector-polyline", disabled=(running,), raw_attrs=['data-testid="segvessel-run"'])
     with html.Div(raw_attrs=['data-testid="segvessel-job"']):
@@ -233,7 +317,11 @@ def build(context: "AppContext") -> None:
                  raw_attrs=['data-testid="segvessel-summary"'])
         segments_list(_k("segments"), "segvessel-segments")
         rows_table(_k("branches"), "segvessel-branches", "Branches")
-        rows_table(_k("stenosis_rows"), "segvessel-stenoses", "Stenoses")
+        rows_table(_k("stenosis_rows"), "segvessel-stenoses", "Findings")
+        rows_table(_k("landmark_rows"), "segvessel-landmarks", "Landmarks")
+        html.Img(v_if=(_k("plot"),), src=(_k("plot"),), style="width: 100%;", classes="mt-2",
+                 raw_attrs=['data-testid="segvessel-plot"', 'alt="Diameter along the branches"'])
+        rows_table(_k("section_rows"), "segvessel-sections", "Cross-sections")
 
 
 register_panel(Panel(id=KEY, title="SegVessel", build=build, order=10))

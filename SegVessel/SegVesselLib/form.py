@@ -19,22 +19,31 @@ from segforge.vessel.parameters import AUTO_MODEL, HYSTERESIS_RATIO, VesselMaskP
 #: The presets a panel offers, then "custom": the fields as the user set them.
 CUSTOM = "custom"
 PRESET_CHOICES = ("cta", "mra", "dark", CUSTOM)
+#: What the analysis starts from: a grey volume (the mask is made from it), a segment the user
+#: already has (it is the mask), or both (the segment is the mask, the volume sharpens its edge).
+INPUT_KINDS = ("volume", "segment", "both")
 #: The fields a preset sets (the rest are the user's: inputs, device, model and outputs).
 PRESET_FIELDS = ("min_radius_mm", "max_radius_mm", "scales", "bright_vessels", "threshold", "hysteresis",
                  "limit_intensity", "min_intensity", "max_intensity", "largest_component", "refine_lumen")
 
 
 class VesselJob(NamedTuple):
-    """What the worker runs: the mask alone ("vessel.mask") or the whole tree ("vessel.tree")."""
+    """What the worker runs: the mask alone ("vessel.mask") or the whole tree ("vessel.tree"),
+    and the inputs it is sent: "image" (the grey volume), "segment" (the vessel mask), or both."""
 
     task: str
     parameters: Any  # VesselMaskParameters for the mask, VesselPipelineParameters for the tree
+    inputs: tuple[str, ...] = ("image",)
 
 
 @dataclass(frozen=True)
 class VesselForm(Form):
     """The SegVessel panel's fields; the defaults are the ``cta`` preset's."""
 
+    input_kind: str = labelled("volume", "the input")
+    #: Where the segment is: a segment ID of the chosen segmentation (desktop, web) or
+    #: ``FILE[:LABEL|NAME]`` (``segforge vessel --segment``); used when the input kind asks for it.
+    segment: str = labelled("", "the segment")
     preset: str = labelled("cta", "the preset")
     min_radius_mm: float = labelled(1.5, "the smallest radius")
     max_radius_mm: float = labelled(16.0, "the largest radius")
@@ -53,6 +62,13 @@ class VesselForm(Form):
     #: Seed points and a box in LPS millimetres (from markups: SegVesselLib.markups_inputs).
     seeds_lps: tuple[tuple[float, float, float], ...] = ()
     roi_lps: Optional[tuple[float, float, float, float, float, float]] = None
+    #: Centerlines from a source point to each target point (as VMTK); none: the whole tree.
+    source_lps: Optional[tuple[float, float, float]] = None
+    targets_lps: tuple[tuple[float, float, float], ...] = ()
+    #: Points where the diameters are measured in the plane perpendicular to the centerline.
+    landmarks_lps: tuple[tuple[float, float, float], ...] = ()
+    #: Tunnels and cavities of the mask smaller than this are closed before skeletonising (0: off).
+    close_holes_mm: float = labelled(4.0, "the hole size to close")
     segment_name: str = labelled("Vessels", "the segment name")
     create_centerlines: bool = True
     create_stenoses: bool = True  # measured along the centerlines: ignored without them
@@ -98,39 +114,84 @@ class VesselForm(Form):
 
     def pipeline_parameters(self) -> Any:
         """The whole workflow's parameters (``VesselPipelineParameters``); stenoses need centerlines."""
+        from segforge.vessel.cross_sections import SectionParameters
+        from segforge.vessel.endpoints import EndpointParameters
         from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
         from segforge.vessel.stenosis import StenosisParameters
+        from segforge.vessel.topology import TopologyParameters
 
         if not 0 < self.stenosis_threshold_percent < 100:
             raise InputError("The stenosis threshold is invalid", f"it is {self.stenosis_threshold_percent:g} %",
                              "give a percentage between 0 and 100")
+        if not 0 <= self.close_holes_mm <= 100:
+            raise InputError("The hole size to close is invalid", f"it is {self.close_holes_mm:g} mm",
+                             "give a size between 0 (off) and 100 mm")
         outputs = VesselOutputs(centerlines=self.create_centerlines,
                                 stenoses=self.create_centerlines and self.create_stenoses, surface=self.create_surface)
-        return VesselPipelineParameters(mask=self.mask_parameters(), outputs=outputs,
-                                        stenosis=StenosisParameters(threshold_percent=self.stenosis_threshold_percent))
+        return VesselPipelineParameters(
+            mask=self.mask_parameters(), outputs=outputs,
+            stenosis=StenosisParameters(threshold_percent=self.stenosis_threshold_percent),
+            topology=TopologyParameters(close_holes_mm=self.close_holes_mm),
+            endpoints=EndpointParameters(source_lps=self.source_lps, targets_lps=self.targets_lps),
+            sections=SectionParameters(landmarks_lps=self.landmarks_lps))
+
+    def inputs(self) -> tuple[str, ...]:
+        """What the job is sent: "image", "segment" or both (see :data:`INPUT_KINDS`)."""
+        if self.input_kind not in INPUT_KINDS:
+            raise InputError(f"Unknown input {self.input_kind!r}", f"the input is one of {', '.join(INPUT_KINDS)}",
+                             "choose a volume, a segment, or both")
+        if self.input_kind != "volume" and not self.segment:
+            raise InputError("No segment is chosen", "the input is a segment" + (" and a volume" * (
+                self.input_kind == "both")), "choose the segmentation and the vessel segment in it")
+        return {"volume": ("image",), "segment": ("segment",), "both": ("image", "segment")}[self.input_kind]
 
     def job(self) -> VesselJob:
-        """The worker job these fields ask for: nothing beyond the mask runs the mask job alone."""
+        """The worker job these fields ask for: nothing beyond the mask runs the mask job alone; a
+        segment is the mask, so from a segment only the tree job has something to do."""
         if not self.segment_name:
             raise InputError("No segment name", "the segment name field is empty",
                              "enter a name for the vessel segment")
+        inputs = self.inputs()
         if not (self.create_centerlines or self.create_surface):
-            return VesselJob("vessel.mask", self.mask_parameters())
-        return VesselJob("vessel.tree", self.pipeline_parameters())
+            if "segment" in inputs:
+                raise InputError("Nothing to compute from the segment", "the segment is the vessel mask, and "
+                                 "neither centerlines nor a surface are asked for",
+                                 "tick centerlines or surface")
+            return VesselJob("vessel.mask", self.mask_parameters(), inputs)
+        return VesselJob("vessel.tree", self.pipeline_parameters(), inputs)
 
 
-#: Form fields the desktop panel keeps as markups nodes rather than parameter node values.
-FORM_FIELDS_FROM_MARKUPS = ("seeds_lps", "roi_lps")
+#: Form fields the desktop panel keeps as markups nodes rather than parameter node values, by the
+#: parameter node's name of that node.
+FORM_FIELDS_FROM_MARKUPS = {"seeds_lps": "seedPoints", "roi_lps": "roi", "source_lps": "sourcePoint",
+                            "targets_lps": "targetPoints", "landmarks_lps": "landmarkPoints"}
 
 
 def form_from_parameter_node(parameter_node: Any) -> VesselForm:
-    """The desktop panel's form: each field from the parameter node's camelCase twin, the seeds
+    """The desktop panel's form: each field from the parameter node's camelCase twin, the points
     and the box from its markups nodes."""
-    from .markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+    from .markups_inputs import points_lps_from_markups, roi_lps_from_markups, source_lps_from_markups
 
-    return VesselForm.from_attributes(parameter_node, skip=FORM_FIELDS_FROM_MARKUPS,
-                                      seeds_lps=seeds_lps_from_markups(parameter_node.seedPoints),
-                                      roi_lps=roi_lps_from_markups(parameter_node.roi))
+    return VesselForm.from_attributes(parameter_node, skip=tuple(FORM_FIELDS_FROM_MARKUPS),
+                                      seeds_lps=points_lps_from_markups(parameter_node.seedPoints),
+                                      roi_lps=roi_lps_from_markups(parameter_node.roi),
+                                      source_lps=source_lps_from_markups(parameter_node.sourcePoint),
+                                      targets_lps=points_lps_from_markups(parameter_node.targetPoints),
+                                      landmarks_lps=points_lps_from_markups(parameter_node.landmarkPoints))
+
+def shown_fields(parameter_node: Any) -> VesselForm:
+    """The fields a panel shows, without reading its markups (the points cannot be wrong here:
+    what is wrong with them is :func:`parameter_node_problem`'s to say)."""
+    return VesselForm.from_attributes(parameter_node, skip=tuple(FORM_FIELDS_FROM_MARKUPS))
+
+
+def parameter_node_problem(parameter_node: Any) -> Optional[str]:
+    """Why the desktop panel cannot run as it is (its fields or its points), or None."""
+    try:
+        return form_from_parameter_node(parameter_node).problem()
+    except InputError as error:  # e.g. a source point list holding several points
+        return error.message
+
 
 def preset_fields(name: str, current: Optional[VesselForm] = None) -> dict[str, Any]:
     """The fields a preset sets, from the engine's preset. A preset without an intensity window
@@ -159,13 +220,16 @@ def model_choices() -> list[tuple[str, str]]:
 
 
 def summary(where: str, branches: Optional[int] = None, stenoses: Optional[int] = None,
-            surface: bool = False) -> str:
-    """One line for a person: how many branches and stenoses were found, and where the vessels went."""
+            surface: bool = False, dilatations: Optional[int] = None) -> str:
+    """One line for a person: how many branches, stenoses and dilatations were found, and where the
+    vessels went."""
     parts = []
     if branches is not None:
         parts.append(f"{branches} branches")
     if stenoses is not None:
         parts.append(f"{stenoses} stenoses found")
+    if dilatations:
+        parts.append(f"{dilatations} dilatation{'s' if dilatations != 1 else ''} found")
     if surface:
         parts.append("surface model")
     return f"Done: {'; '.join(parts)}; the vessels are in {where}." if parts else f"Done: the vessels are in {where}."

@@ -1,10 +1,11 @@
-"""SegVesselLogic: a CTA / MRA volume node in, a vessel segment out, via the worker.
+"""SegVesselLogic: a CTA / MRA volume node or a vessel segment in, a vessel tree out, via the worker.
 
 The scripting API of the SegVessel module. ``start_vessel_mask`` returns at once with a
 job the GUI polls; ``segment_vessels`` is the blocking call for the Python console:
 
     logic = SegVesselLogic()
     segmentation = logic.segment_vessels(volumeNode)
+    nodes = logic.vessel_tree_from_segment(segmentationNode, segmentId)   # a segment the user has
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from dataclasses import asdict
 from typing import Any, Optional
 
 from segforge.errors import InputError
-from segforge.mrml.segments import OnExisting, refuse_name_clashes
+from segforge.image import Image
+from segforge.mrml.segments import OnExisting, mask_from_segment, mask_on_segment_grid, refuse_name_clashes
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
@@ -31,27 +33,53 @@ class SegVesselLogic(WorkerLogic):
     """Vessel segmentation of a volume node into a segmentation node (no Qt here)."""
 
     def _submit(self, task: str, volume_node: Any, segmentation_node: Optional[Any], segment_name: str,
-                on_existing: OnExisting, params: dict[str, Any]) -> RemoteJob:
-        """Check the inputs (a name clash is refused before any work) and send the volume."""
-        if volume_node is None:
+                on_existing: OnExisting, params: dict[str, Any], segment: Optional[Image] = None) -> RemoteJob:
+        """Check the inputs (a name clash is refused before any work) and send the volume and/or segment."""
+        if volume_node is None and segment is None:
             raise InputError("No input volume is selected", "", "select a CTA or MRA volume")
-        image = image_from_volume_node(volume_node)
+        inputs = {} if segment is None else {"segment": segment}
+        if volume_node is not None:
+            inputs["image"] = image_from_volume_node(volume_node)
         refuse_name_clashes(segmentation_node, [segment_name], on_existing)
-        remote = self.worker.submit(task, {"image": image}, params)
-        log.info("%s job %s started for %s", task, remote.id, volume_node.GetName())
+        remote = self.worker.submit(task, inputs, params)
+        log.info("%s job %s started for %s", task, remote.id, volume_node.GetName() if volume_node else "a segment")
         return remote
 
     def start(self, volume_node: Any, form: VesselForm, segmentation_node: Optional[Any] = None,
-              on_existing: OnExisting = "error") -> ModuleJob:
-        """The job a panel's form asks for (see :meth:`VesselForm.job`): the mask alone, or the tree.
+              on_existing: OnExisting = "error", input_segmentation: Optional[Any] = None) -> ModuleJob:
+        """The job a panel's form asks for (see :meth:`VesselForm.job`): the mask alone, or the tree,
+        from the volume, the segment ``form.segment`` of ``input_segmentation``, or both.
 
         What the desktop panel, the web panel and scripts that fill a form call; the result
         is the segmentation node (mask) or :class:`VesselNodes` (tree), see :func:`summary_of`.
         """
-        task, parameters = form.job()
+        task, parameters, inputs = form.job()
+        volume = volume_node if "image" in inputs else None
+        if "image" in inputs and volume_node is None:
+            raise InputError("No input volume is selected", "the input is a volume" + " and a segment" * (
+                "segment" in inputs), "select a CTA or MRA volume")
         if task == "vessel.mask":
-            return self.start_vessel_mask(volume_node, segmentation_node, parameters, form.segment_name, on_existing)
-        return self.start_vessel_tree(volume_node, parameters, segmentation_node, form.segment_name, on_existing)
+            return self.start_vessel_mask(volume, segmentation_node, parameters, form.segment_name, on_existing)
+        segment = (self.segment_mask(input_segmentation, form.segment, volume) if "segment" in inputs else None)
+        return self.start_vessel_tree(volume, parameters, segmentation_node, form.segment_name, on_existing,
+                                      segment=segment, name=None if volume else _segment_name(input_segmentation,
+                                                                                             form.segment))
+
+    @staticmethod
+    def segment_mask(segmentation_node: Optional[Any], segment_id: str, volume_node: Optional[Any] = None) -> Image:
+        """A segment as the engine's vessel mask: on the volume's grid when a volume is given (so
+        the two share one grid), else on the segment's own labelmap grid."""
+        if segmentation_node is None:
+            raise InputError("No segmentation is selected", "the input is a segment",
+                             "select the segmentation that holds the vessel segment")
+        if volume_node is None:
+            return mask_on_segment_grid(segmentation_node, segment_id)
+        mask = mask_from_segment(segmentation_node, segment_id, volume_node)
+        if not mask.array.any():
+            raise InputError(f"The segment '{_segment_name(segmentation_node, segment_id)}' has no voxel inside "
+                             f"the volume '{volume_node.GetName()}'", "it is empty, or lies outside the volume",
+                             "choose the volume the segment was made on, or the segment alone as input")
+        return mask
 
     @staticmethod
     def clash_question(segmentation_node: Optional[Any], form: VesselForm) -> Optional[str]:
@@ -83,19 +111,22 @@ class SegVesselLogic(WorkerLogic):
 
     def start_vessel_tree(self, volume_node: Any, parameters: VesselPipelineParameters = VesselPipelineParameters(),
                           segmentation_node: Optional[Any] = None, segment_name: str = "Vessels",
-                          on_existing: OnExisting = "error") -> ModuleJob:
-        """The whole workflow in the worker: mask, centerlines with radius, stenoses, surface.
+                          on_existing: OnExisting = "error", segment: Optional[Image] = None,
+                          name: Optional[str] = None) -> ModuleJob:
+        """The whole workflow in the worker: mask (or the given ``segment``, see :meth:`segment_mask`),
+        centerlines with radius, cross-sections, landmarks, findings, straightened view, surface.
 
         ``job.finish()`` creates the nodes (see :class:`VesselNodes`) and returns them: the
         vessel segment, one curve per branch with a per-point Radius, a centerline tube model
-        coloured by radius, the surface model, a branch table, a stenosis table and points.
+        coloured by radius, the surface model, the tables, finding points and the diameter plot.
+        ``name`` names the nodes (default: the volume's name).
         """
         remote = self._submit("vessel.tree", volume_node, segmentation_node, segment_name, on_existing,
-                              asdict(parameters))
+                              asdict(parameters), segment)
 
         def write_result(result: JobResult) -> VesselNodes:
             tree = from_wire(result.outputs, result.meta)
-            return write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing)
+            return write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing, name=name)
 
         return ModuleJob(remote, write_result)
 
@@ -106,6 +137,18 @@ class SegVesselLogic(WorkerLogic):
         return self.start_vessel_tree(volume_node, parameters, segmentation_node, segment_name,
                                       on_existing).wait(progress)
 
+    def vessel_tree_from_segment(self, input_segmentation: Any, segment_id: str,
+                                 parameters: VesselPipelineParameters = VesselPipelineParameters(),
+                                 volume_node: Optional[Any] = None, segmentation_node: Optional[Any] = None,
+                                 segment_name: str = "Vessels", on_existing: OnExisting = "error",
+                                 progress: Optional[ProgressCallback] = None) -> VesselNodes:
+        """Blocking: the vessel tree of a segment the user already has (the volume, when given,
+        sharpens the lumen edge), for the Python console."""
+        segment = self.segment_mask(input_segmentation, segment_id, volume_node)
+        return self.start_vessel_tree(volume_node, parameters, segmentation_node, segment_name, on_existing,
+                                      segment=segment, name=None if volume_node else _segment_name(
+                                          input_segmentation, segment_id)).wait(progress)
+
     def segment_vessels(self, volume_node: Any, segmentation_node: Optional[Any] = None,
                         parameters: VesselMaskParameters = VesselMaskParameters(),
                         segment_name: str = "Vessels", on_existing: OnExisting = "error",
@@ -114,3 +157,9 @@ class SegVesselLogic(WorkerLogic):
         job = self.start_vessel_mask(volume_node, segmentation_node, parameters, segment_name, on_existing)
         return job.wait(progress)
 
+
+
+def _segment_name(segmentation_node: Any, segment_id: str) -> str:
+    """The segment's name (its ID when the node has no such segment: the check comes later)."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id) if segmentation_node is not None else None
+    return segment.GetName() if segment is not None else segment_id

@@ -1,25 +1,39 @@
-"""Seed points and an ROI drawn in Slicer's views as the engine's inputs: LPS millimetres.
+"""Points and an ROI drawn in Slicer's views as the engine's inputs: LPS millimetres.
 
-The desktop panel and the web app both read the user's markups through these, so a seed or
-a box means the same on both.
+The desktop panel and the web app both read the user's markups through these (seed points,
+the source and target points of the centerlines, landmarks, the box), so a point means the
+same on both.
 """
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from segforge.errors import InputError
 
-def seeds_lps_from_markups(point_list_node: Any) -> tuple:
+
+def points_lps_from_markups(point_list_node: Any) -> tuple:
     """The defined control points of a point list, world RAS -> LPS millimetres (x and y negated)."""
     if point_list_node is None:
         return ()
-    seeds = []
+    points = []
     for index in range(point_list_node.GetNumberOfControlPoints()):
         if point_list_node.GetNthControlPointPositionStatus(index) != point_list_node.PositionDefined:
             continue
         ras = [0.0, 0.0, 0.0]
         point_list_node.GetNthControlPointPositionWorld(index, ras)
-        seeds.append((-ras[0], -ras[1], ras[2]))
-    return tuple(seeds)
+        points.append((-ras[0], -ras[1], ras[2]))
+    return tuple(points)
+
+
+def source_lps_from_markups(point_list_node: Any) -> Optional[tuple]:
+    """The one source point of a point list (LPS mm); None for no list or an empty one. A list
+    with several points is refused: which of them is the source would be a guess."""
+    points = points_lps_from_markups(point_list_node)
+    if len(points) > 1:
+        raise InputError(f"The source point list '{point_list_node.GetName()}' holds {len(points)} points",
+                         "the centerlines start from one source point",
+                         "keep one point in it (the others can be targets)")
+    return points[0] if points else None
 
 
 def roi_lps_from_markups(roi_node: Any) -> Optional[tuple]:

@@ -1,5 +1,5 @@
 """A vessel tree into the Slicer scene: segment, branch curves, centerline and surface
-models, tables and stenosis fiducials.
+models, tables and finding fiducials (the measurements: :mod:`.measurement_nodes`).
 
 Called only when a job has finished, so a failed or cancelled job leaves the scene as it
 was. Every node is new except the segmentation, where only the vessel segment is written.
@@ -18,9 +18,12 @@ from segforge.mrml.models import model_from_polydata
 from segforge.mrml.scene import batch_processing, get_scene
 from segforge.mrml.segments import (OnExisting, SegmentSpec, new_segmentation_node, policy_at_finish,
                                     write_label_segments)
-from segforge.mrml.tables import table_from_rows
+from segforge.mrml.tables import rows_from_table, table_from_rows
 from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS, VESSEL_SEGMENT
 from segforge.vessel.tree import VesselTree, centerline_polydata
+from segforge.vessel.vmtk_centerlines import vmtk_centerline_polydata
+
+from .measurement_nodes import write_diameter_chart, write_landmarks, write_section_table, write_straightened
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +39,30 @@ class VesselNodes:
     segmentation: Any
     curves: list[Any] = field(default_factory=list)
     centerline_model: Optional[Any] = None
+    #: The centerlines in VMTK's layout (lines, Radius): SlicerVMTK's Cross Section Analysis and
+    #: Centerline Disassembly take it as their centerline model.
+    vmtk_centerline_model: Optional[Any] = None
     surface_model: Optional[Any] = None
     branch_table: Optional[Any] = None
     stenosis_table: Optional[Any] = None
     stenosis_points: Optional[Any] = None
+    section_table: Optional[Any] = None
+    diameter_chart: Optional[Any] = None
+    diameter_tables: list[Any] = field(default_factory=list)
+    landmark_table: Optional[Any] = None
+    landmark_points: Optional[Any] = None
+    straightened_volume: Optional[Any] = None
+    #: The values the nodes were made from (what a web panel draws its diameter picture from).
+    tree: Optional[VesselTree] = None
 
 
-def write_vessel_segment(volume_node: Any, segmentation_node: Optional[Any], mask: Any, segment_name: str,
-                         on_existing: OnExisting) -> Any:
-    """The mask as ``segment_name``; the user's other segments are never touched."""
-    target = segmentation_node or new_segmentation_node(volume_node, f"{volume_node.GetName()} vessels",
-                                                        scene=get_scene())
+def write_vessel_segment(volume_node: Optional[Any], segmentation_node: Optional[Any], mask: Any, segment_name: str,
+                         on_existing: OnExisting, name: Optional[str] = None) -> Any:
+    """The mask as ``segment_name``; the user's other segments are never touched. A new
+    segmentation is made on the volume's grid, or on the mask's without a volume."""
+    base = name or volume_node.GetName()
+    target = segmentation_node or new_segmentation_node(volume_node if volume_node is not None else mask,
+                                                        f"{base} vessels", scene=get_scene())
     spec = SegmentSpec(1, segment_name, VESSEL_COLOR, VESSEL_SEGMENT.terminology)
     write_label_segments(target, mask, [spec], on_existing=policy_at_finish(target, [segment_name], on_existing))
     return target
@@ -62,18 +78,20 @@ def _tube(polydata: Any) -> Any:
     return tube.GetOutput()
 
 
-def write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Optional[Any] = None,
+def write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentation_node: Optional[Any] = None,
                       segment_name: str = "Vessels", on_existing: OnExisting = "error",
-                      max_curves: int = MAX_CURVES) -> VesselNodes:
-    """Every result the tree holds as scene nodes, named after the volume (shown once all are written)."""
-    with batch_processing(volume_node.GetScene()):
-        return _write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing, max_curves)
+                      max_curves: int = MAX_CURVES, name: Optional[str] = None) -> VesselNodes:
+    """Every result the tree holds as scene nodes, named ``name`` or after the volume (shown once
+    all are written); without a volume (a segment's tree) new nodes go on the mask's grid."""
+    with batch_processing(volume_node.GetScene() if volume_node is not None else get_scene()):
+        return _write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing, max_curves,
+                                  name or volume_node.GetName())
 
 
-def _write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Optional[Any], segment_name: str,
-                       on_existing: OnExisting, max_curves: int) -> VesselNodes:
-    base = volume_node.GetName()
-    nodes = VesselNodes(write_vessel_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing))
+def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentation_node: Optional[Any],
+                       segment_name: str, on_existing: OnExisting, max_curves: int, base: str) -> VesselNodes:
+    nodes = VesselNodes(write_vessel_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing,
+                                             base))
     if tree.summary.get("branches") is not None:
         longest = sorted(tree.branches, key=lambda b: -float(np.linalg.norm(np.diff(b.points_lps, axis=0),
                                                                             axis=1).sum()))[:max_curves]
@@ -86,17 +104,32 @@ def _write_vessel_tree(tree: VesselTree, volume_node: Any, segmentation_node: Op
                                                         name=f"{base} branch {branch.id}", color=VESSEL_COLOR))
         nodes.centerline_model = model_from_polydata(_tube(centerline_polydata(tree.branches)), space="LPS",
                                                      name=f"{base} centerlines", scalars="Radius")
+        nodes.vmtk_centerline_model = model_from_polydata(vmtk_centerline_polydata(tree.branches), space="LPS",
+                                                          name=f"{base} centerline model", color=VESSEL_COLOR)
+        nodes.vmtk_centerline_model.GetDisplayNode().SetVisibility(False)  # the tube model shows them
         nodes.branch_table = table_from_rows(tree.branch_rows, f"{base} branches", columns=list(BRANCH_COLUMNS))
     if tree.summary.get("stenoses") is not None:
         nodes.stenosis_table = table_from_rows(tree.finding_rows, f"{base} stenoses", columns=list(FINDING_COLUMNS))
         if tree.finding_rows:
             points = np.array([[r["x_lps"], r["y_lps"], r["z_lps"]] for r in tree.finding_rows])
-            labels = [f"{r['stenosis_percent']:.0f}% (branch {r['branch']})" for r in tree.finding_rows]
+            labels = [finding_label(r) for r in tree.finding_rows]
             nodes.stenosis_points = point_list_from_points(points, labels, f"{base} stenoses", (1.0, 0.8, 0.0))
     if tree.surface is not None:
         nodes.surface_model = model_from_polydata(tree.surface, space="LPS", name=f"{base} vessel surface",
                                                   color=VESSEL_COLOR)
+    nodes.section_table = write_section_table(tree, base)
+    nodes.diameter_chart, nodes.diameter_tables = write_diameter_chart(tree, base)
+    nodes.landmark_table, nodes.landmark_points = write_landmarks(tree, base)
+    nodes.straightened_volume = write_straightened(tree, base)
+    nodes.tree = tree
     return nodes
+
+
+def finding_label(row: dict[str, Any]) -> str:
+    """A finding's point label: "62% stenosis (branch 3)" or "1.8x dilatation (branch 3)"."""
+    if row.get("kind", "stenosis") == "dilatation":
+        return f"{float(row['ratio']):.1f}x dilatation (branch {row['branch']})"
+    return f"{float(row['stenosis_percent']):.0f}% stenosis (branch {row['branch']})"
 
 
 def summary_of(result: Any) -> str:
@@ -111,4 +144,7 @@ def summary_of(result: Any) -> str:
     def rows(table):
         return None if table is None else table.GetNumberOfRows()
 
-    return summary(where, rows(result.branch_table), rows(result.stenosis_table), result.surface_model is not None)
+    findings = rows_from_table(result.stenosis_table) if result.stenosis_table is not None else None
+    kinds = [row.get("kind", "stenosis") for row in findings or []]
+    return summary(where, rows(result.branch_table), None if findings is None else kinds.count("stenosis"),
+                   result.surface_model is not None, kinds.count("dilatation"))

@@ -7,7 +7,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
 from segforge.errors import SegForgeError
 from SegVesselLib import SegVesselLogic
-from SegVesselLib.markups_inputs import roi_lps_from_markups, seeds_lps_from_markups
+from SegVesselLib.markups_inputs import points_lps_from_markups, roi_lps_from_markups
 
 
 class SegVesselTest(ScriptedLoadableModuleTest):
@@ -30,6 +30,8 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         self.test_SegVessel_tree_cancel()
         self.setUp()
         self.test_SegVessel_markups_to_lps()
+        self.setUp()
+        self.test_SegVessel_segment()
 
     def _tubeVolume(self, size=48, radius=2.5):
         """A bright tube along the volume's slowest axis, on 0.8 mm anisotropic voxels."""
@@ -187,12 +189,12 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         from SegVesselLib.form import PRESET_CHOICES, VesselForm
 
         self.delayDisplay("Seed points and ROI in LPS")
-        self.assertEqual(seeds_lps_from_markups(None), ())
+        self.assertEqual(points_lps_from_markups(None), ())
         self.assertIsNone(roi_lps_from_markups(None))
         points = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
         points.AddControlPoint([1.0, 2.0, 3.0])
         points.AddControlPoint([-4.0, 5.0, -6.0])
-        self.assertEqual(seeds_lps_from_markups(points), ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0)))
+        self.assertEqual(points_lps_from_markups(points), ((-1.0, -2.0, 3.0), (4.0, -5.0, -6.0)))
         roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
         roi.SetXYZ(10.0, 20.0, 30.0)
         roi.SetRadiusXYZ(1.0, 2.0, 3.0)
@@ -202,4 +204,49 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         self.assertEqual(set(PRESETS), set(PRESET_CHOICES) - {"custom"})
         for name in PRESETS:
             self.assertEqual(VesselForm().with_preset(name).mask_parameters(), preset(name))
+        self.delayDisplay("Test passed")
+
+    def test_SegVessel_segment(self):
+        """The panel's segment path: a Y-shaped vessel segment of a segmentation node (no volume), a
+        source and two targets as markups in the module's parameter node, the form it gives run by
+        the Logic: three curves with Radius, the cross-section table, the diameter chart."""
+        import numpy as np
+        from segforge.mrml import control_points_lps, point_measurement
+        from segforge.mrml.segments import SegmentSpec, new_segmentation_node, write_label_segments
+        from SegVessel import SegVesselParameterNode
+        from SegVesselLib.form import form_from_parameter_node
+
+        self.delayDisplay("Vessel tree of an existing segment between a source and two targets")
+        _volumeNode, tree = self._yVolume()
+        segmentationNode = new_segmentation_node(tree.mask, "SegVesselTestSegment")
+        (segmentId,) = write_label_segments(segmentationNode, tree.mask, [SegmentSpec(1, "Y vessel")])
+
+        def pointList(name, points):
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+            for x, y, z in points:
+                node.AddControlPoint([-x, -y, z])  # LPS -> RAS
+            return node
+
+        trunk, left, right = tree.branches
+        p = SegVesselParameterNode(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode"))
+        p.inputKind = "segment"
+        p.inputSegmentation = segmentationNode
+        p.segment = segmentId
+        p.sourcePoint = pointList("Source", [trunk.points_lps[0]])
+        p.targetPoints = pointList("Targets", [left.points_lps[-1], right.points_lps[-1]])
+        p.createSurface = False
+        form = form_from_parameter_node(p)
+        self.assertEqual(form.job().inputs, ("segment",))
+        nodes = SegVesselLogic().start(p.inputVolume, form, input_segmentation=p.inputSegmentation).wait()
+
+        self.assertEqual(len(nodes.curves), 3, "not the trunk and two daughters")
+        truth = np.concatenate([b.points_lps for b in tree.branches])
+        for curve in nodes.curves:
+            self.assertTrue(np.all(point_measurement(curve, "Radius") > 0))
+            gaps = np.linalg.norm(control_points_lps(curve)[:, None] - truth[None], axis=2).min(axis=1)
+            self.assertLess(float(np.median(gaps)), 1.0, f"{curve.GetName()} is off the drawn centerlines")
+        self.assertIsNotNone(nodes.section_table, "no cross-section table")
+        self.assertGreater(nodes.section_table.GetNumberOfRows(), 20)
+        self.assertIsNotNone(nodes.diameter_chart, "no diameter chart")
+        self.assertGreater(nodes.diameter_chart.GetNumberOfPlotSeriesNodes(), 0)
         self.delayDisplay("Test passed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+#: A prompt file larger than this is not one (a volume or a log given to --prompts by mistake).
+MAX_PROMPT_FILE_BYTES = 64 << 20
+
+
 def read_prompt_file(path: Path) -> list:
     """The prompts of a PROMPTS.json file in LPS millimetres; any problem is one InputError."""
     from ..interactive.prompts import prompts_from_json
 
     try:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a FIFO would block, /dev/zero never end
+            raise InputError(f"Cannot read the prompt file {path}", "it is a folder, a named pipe or a device, "
+                             "not a file", "give a JSON file as described in `segforge interactive --help`")
+        if status.st_size > MAX_PROMPT_FILE_BYTES:
+            raise InputError(f"The prompt file {path} is too large", f"it holds {status.st_size:,} bytes; a prompt "
+                             f"file of clicks, boxes and scribbles holds far less than {MAX_PROMPT_FILE_BYTES:,}",
+                             "check that --prompts names the prompt file")
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"No prompt file {path}", "it does not exist", "check the path of --prompts") from None

@@ -6,15 +6,32 @@ and what to do, and exit non-zero; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
-import argparse
-import logging
+import os
+import signal
 import sys
-from pathlib import Path
-from typing import Optional
 
-from .. import __version__
-from ..errors import SegForgeError
-from ..output_set import Terminated, disk_error, terminate_raises
+
+def _interrupted_while_starting(number: int, frame: object) -> None:
+    print("segforge: interrupted", file=sys.stderr)
+    raise SystemExit(130)
+
+
+# Run as the command (not imported by a program): Ctrl-C while Python imports what follows is
+# one line, not a traceback. main() puts back Python's own handling (KeyboardInterrupt) once
+# its try block is in place, so the work below cleans up as usual.
+if __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") in ("segforge", "segforge.exe"):
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import argparse  # noqa: E402
+import errno  # noqa: E402
+import logging  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Optional  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..errors import SegForgeError  # noqa: E402
+from ..output_set import Terminated, disk_error, terminate_raises  # noqa: E402
 
 DESCRIPTION = """\
 SegForge segments medical volumes: vessel trees (mask, centerlines, radius, stenoses,
@@ -46,8 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:  # building the parser imports every command (a second or so): Ctrl-C there is no traceback either
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("segforge: interrupted", file=sys.stderr)
+        return 130
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not hasattr(args, "func"):
@@ -64,8 +87,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError as error:  # files and sockets: one line, not a traceback
         if args.debug:
             raise
-        known = disk_error(error, Path(error.filename or ""))  # a full disk, no permission: SegForge's words
-        print(f"segforge: error: {known.message if known else error}", file=sys.stderr)
+        # A full disk is about writing; "permission denied" may be a read as well: said as it is.
+        known = disk_error(error, Path(error.filename or "")) if error.errno in (errno.ENOSPC, errno.EDQUOT) else None
+        plain = f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)
+        print(f"segforge: error: {known.message if known else plain}", file=sys.stderr)
         return 1
     except Terminated:
         print("segforge: terminated; nothing partial was left", file=sys.stderr)

@@ -27,11 +27,15 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def options_of(args: argparse.Namespace) -> dict[str, Any]:
     """The command line's options, as the manifest records them."""
-    return {key: value for key, value in vars(args).items() if key != "func"}
+    return {key: value for key, value in vars(args).items() if key not in ("func", "input_warnings")}
 
 
 def output_set(args: argparse.Namespace, command: str, size_factor: float,
-               parameters: Mapping[str, Any]) -> OutputSet:
-    """The command's result set at ``--out``: enter it before the work (problems are said then)."""
-    return OutputSet(args.out, overwrite=args.overwrite, expected_bytes=estimate_bytes(args.image, size_factor),
-                     input_path=args.image, parameters=parameters, command=command)
+               parameters: Mapping[str, Any], input_path: Any = None) -> OutputSet:
+    """The command's result set at ``--out``: enter it before the work (problems are said then).
+    ``input_path``: the file the results are sized by and the manifest names (default: IMAGE)."""
+    source = input_path if input_path is not None else args.image
+    args.input_warnings = getattr(args, "input_warnings", None) or []  # filled by read_input, kept in the manifest
+    return OutputSet(args.out, overwrite=args.overwrite, expected_bytes=estimate_bytes(source, size_factor),
+                     input_path=source, parameters=parameters, command=command,
+                     input_warnings=args.input_warnings)

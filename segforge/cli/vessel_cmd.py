@@ -18,8 +18,16 @@ grid), centerlines.vtp (a polyline per branch, point array Radius in mm, cell ar
 surface.vtp (both LPS, tagged for Slicer), branches.csv, stenoses.csv, summary.json and
 manifest.json.
 
+--segment starts from a segment you already have (it is the vessel mask; IMAGE, when given too,
+must share its grid and sharpens the lumen edge): FILE is a Slicer .seg.nrrd (a segment by name,
+ID or label value), a label map (.nii.gz, .nrrd: a label value) or TotalSegmentator's output (a
+label name, e.g. aorta); a file holding one segment needs no :LABEL.
+
 examples:
   segforge vessel cta.nii.gz --out results/ --preset cta
+  segforge vessel --segment totalseg.nii.gz:aorta --out results/
+  segforge vessel cta.nii.gz --segment vessels.seg.nrrd:Aorta --out results/ --source=10,150,-30 \\
+      --target=5,160,-250 --landmark=12,155,-80
   segforge vessel mra.nrrd --out results/ --preset mra --seed=-12.5,30,101 --no-surface
   segforge vessel mra.nrrd --out results/ --preset mra --roi=-239,-181,13,-205,-98,35
   segforge models download ID && segforge vessel cta.nii.gz --out results/ --model ID
@@ -61,7 +69,8 @@ def intensity_window(text: str) -> tuple[float, float]:
 VESSEL_SIZE_FACTOR = 1.0
 
 #: Form field <- option dest, for the options that give a field as it is (None: not given).
-FIELD_OPTIONS = {"min_radius_mm": "min_radius", "max_radius_mm": "max_radius", "scales": "scales",
+FIELD_OPTIONS = {"close_holes_mm": "close_holes", "min_radius_mm": "min_radius", "max_radius_mm": "max_radius",
+                 "scales": "scales",
                  "threshold": "threshold", "bright_vessels": "bright_vessels", "hysteresis": "hysteresis",
                  "largest_component": "largest_component", "refine_lumen": "refine_lumen", "model": "model",
                  "device": "device", "segment_name": "segment_name", "stenosis_threshold_percent": "stenosis_threshold"}
@@ -76,7 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Segment the vessels of IMAGE and measure them. A preset fills "
                                                "the fields; each option given replaces its field.",
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_input_options(parser)
+    add_input_options(parser, optional="may be left out with --segment")
+    parser.add_argument("--segment", default=None, metavar="FILE[:LABEL|NAME]",
+                        help="the vessel segment to analyse (a .seg.nrrd segment, a label of a label map or of "
+                             "TotalSegmentator's output): it is the mask, so no vessel filter runs")
     add_output_options(parser)
     parser.add_argument("--preset", choices=[c for c in PRESET_CHOICES if c != "custom"], default=defaults.preset,
                         help="cta (contrast CT), mra (bright-lumen MR angiography) or dark (dark vessels)")
@@ -105,6 +117,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the vessels touching this LPS point (mm); repeat for more")
     parser.add_argument("--roi", type=lps_box, default=None, metavar="XMIN,YMIN,ZMIN,XMAX,YMAX,ZMAX",
                         help="work only inside this LPS box (mm)")
+    parser.add_argument("--source", type=lps_point, default=None, metavar="X,Y,Z",
+                        help="the centerlines start at this LPS point (mm); without it the tree is rooted at "
+                             "its widest end")
+    parser.add_argument("--target", type=lps_point, action="append", default=[], metavar="X,Y,Z",
+                        help="a centerline runs from the source to this LPS point (mm); repeat for more "
+                             "(without targets: the whole tree)")
+    parser.add_argument("--landmark", type=lps_point, action="append", default=[], metavar="X,Y,Z",
+                        help="measure the diameters in the plane perpendicular to the centerline nearest this "
+                             "LPS point (mm); repeat for more (landmarks.csv)")
+    parser.add_argument("--close-holes", type=float, default=None, metavar="MM",
+                        help=f"close tunnels and cavities of the mask smaller than this before the centerlines "
+                             f"(default {defaults.close_holes_mm:g}; 0: off)")
     parser.add_argument("--segment-name", default=None, help=f"the vessel segment's name (default "
                                                              f"{defaults.segment_name})")
     parser.add_argument("--stenosis-threshold", type=float, default=None,
@@ -130,6 +154,9 @@ def vessel_form(args: argparse.Namespace) -> VesselForm:
         values["seeds_lps"] = tuple(args.seed)
     if args.roi is not None:
         values["roi_lps"] = args.roi
+    if args.segment:
+        values.update(segment=args.segment, input_kind="both" if args.image else "segment")
+    values.update(source_lps=args.source, targets_lps=tuple(args.target), landmarks_lps=tuple(args.landmark))
     values.update(create_centerlines=not args.no_centerlines, create_stenoses=not args.no_stenoses,
                   create_surface=not args.no_surface)
     return VesselForm.from_values(values, VesselForm().with_preset(args.preset))
@@ -141,24 +168,49 @@ def run(args: argparse.Namespace) -> int:
     from ..vessel.pipeline import run_vessel_pipeline
     from ..vessel.tree import tree_from_result
 
+    from ..errors import InputError
+    from ..segment_input import read_segment, split_segment_spec
+
+    if args.image is None and not args.segment:
+        raise InputError("No input", "neither IMAGE nor --segment is given",
+                         "give the volume (IMAGE), a segment (--segment FILE[:LABEL|NAME]), or both")
     form = vessel_form(args)
-    form.job()  # the options are checked before any volume is read
+    inputs = form.job().inputs  # the options are checked before any volume is read
     parameters = form.pipeline_parameters()
-    resolve_vessel_model(parameters.mask.model)  # a model that is not installed: say so before the work
-    with output_set(args, "vessel", VESSEL_SIZE_FACTOR, {"options": options_of(args),
-                                                          "form": form.values()}) as outputs:
+    if "segment" not in inputs:
+        resolve_vessel_model(parameters.mask.model)  # a model that is not installed: say so before the work
+    segment_file = split_segment_spec(args.segment)[0] if args.segment else None
+    with output_set(args, "vessel", VESSEL_SIZE_FACTOR, {"options": options_of(args), "form": form.values()},
+                    input_path=args.image if args.image is not None else segment_file) as outputs:
         started = time.perf_counter()
-        image = read_input(args)
+        segment = read_segment(args.segment) if "segment" in inputs else None
+        image = read_input(args) if "image" in inputs else None
         with progress_bar("vessels") as report:
-            result = run_vessel_pipeline(image, parameters, report)
+            result = run_vessel_pipeline(image, parameters, report, segment=None if segment is None else segment.mask)
         tree = tree_from_result(result)
         outputs.require_space(vessel_output_bytes(tree))
-        files = outputs.commit(write_vessel_outputs(
-            tree, outputs.folder, {"input": str(args.image), "preset": form.shown_preset(),
-                                   "total_seconds": time.perf_counter() - started}, segment_name=form.segment_name))
+        extra = {"input": None if args.image is None else str(args.image),
+                 "preset": None if "segment" in inputs else form.shown_preset(),
+                 "total_seconds": time.perf_counter() - started}
+        if segment is not None:
+            extra["segment"] = {"file": str(segment.path), "name": segment.name}
+        files = outputs.commit(write_vessel_outputs(tree, outputs.folder, extra, segment_name=form.segment_name))
     summary = tree.summary
+    dilatations = f", {summary['dilatations']} dilatations" if summary.get("dilatations") else ""
     print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {summary['branches']} branches, "
-          f"{summary['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %")
+          f"{summary['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %{dilatations}")
+    for row in tree.landmark_rows:
+        print(landmark_line(row))
     for kind, path in files.items():
         print(f"wrote {kind}: {path}")
     return 0
+
+
+def landmark_line(row: dict) -> str:
+    """One landmark's diameters for the terminal (landmarks.csv has every value)."""
+    def mm(key: str) -> str:
+        return "-" if row.get(key) is None else f"{row[key]:.1f}"
+
+    return (f"landmark {row['landmark']}: max {mm('max_diameter_mm')} mm, min {mm('min_diameter_mm')} mm, "
+            f"area {mm('area_mm2')} mm2 (branch {row['branch']}, {row['arc_mm']:.1f} mm along, "
+            f"{row['distance_mm']:.1f} mm from the point)")

@@ -87,10 +87,18 @@ class VoxelScribble:
 VoxelPrompt = Union[VoxelPoint, VoxelBox, VoxelScribble]
 
 
+def _shown(position: object) -> str:
+    """A position as the file gave it ([nan, 0, 0]), not as numpy spells its values."""
+    try:
+        return "[" + ", ".join(f"{float(v):g}" for v in np.ravel(np.asarray(position, dtype=np.float64))) + "]"
+    except (TypeError, ValueError):
+        return repr(position)
+
+
 def _lps(position: Sequence[float], coordinate_system: str) -> np.ndarray:
     point = np.asarray(position, dtype=np.float64)
     if point.shape != (3,) or not np.all(np.isfinite(point)):
-        raise InputError(f"A prompt position is {list(np.ravel(position))}", "it must be three finite numbers",
+        raise InputError(f"A prompt position is {_shown(position)}", "it must be three finite numbers",
                          "give x, y, z in millimetres")
     return point * np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else point
 

@@ -39,7 +39,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.linalg import cg
 
 from ..errors import InputError
-from ..image import Image
+from ..image import Image, foreground_box
 from ..progress import ProgressCallback
 from .backends import MaskPatch
 from .prompts import VoxelBox, VoxelPoint, VoxelPrompt, VoxelScribble
@@ -66,6 +66,10 @@ class RandomWalkerParameters:
     prior_weight: float = 0.3        # pull towards the intensity model, against smoothness
     background_below: float = 0.05   # voxels this unlikely to be lesion (by intensity) are background seeds
     tolerance: float = 1e-3          # conjugate-gradient tolerance
+    # a corrective click changes only the region around it: a negative one removes what lies no
+    # farther from it than twice its depth in the mask ("reach"), or nearer to it than to the
+    # positive prompts ("nearer"); "off": the walker's whole answer
+    local_corrections: str = "reach"
 
 
 class RandomWalkerBackend:
@@ -98,7 +102,59 @@ class RandomWalkerBackend:
             if not grow:
                 break
             margin = min(2 * margin, p.max_search_margin_mm)
-        return view.segment(pieces)
+        box, mask = view.segment(pieces)
+        if p.local_corrections != "off":
+            box, mask = self._local(prompts, current, box, mask, view)
+        return box, mask
+
+    def _local(self, prompts: Sequence[VoxelPrompt], current: np.ndarray, box: Box, mask: np.ndarray,
+               view: "_View") -> tuple[Box, np.ndarray]:
+        """A corrective click changes only the region it is evidence about (the mask before it
+        elsewhere): a positive one adds the new part connected to it and removes nothing; a
+        negative one removes the lost part connected to it that lies within its reach (see
+        ``local_corrections``), and what this cuts off from every positive prompt's seeds. A
+        first prompt, a box or a scribble is taken as the walker gives it."""
+        last = prompts[-1]
+        if len(prompts) < 2 or not isinstance(last, VoxelPoint) or current is None:
+            return box, mask
+        before_box = foreground_box(current)
+        if before_box is None:
+            return box, mask
+        region = tuple(slice(min(a.start, b.start, k), max(a.stop, b.stop, k + 1))
+                       for a, b, k in zip(box, before_box, last.kji))
+        offset = np.array([r.start for r in region])
+        before = current[region] != 0
+        after = np.zeros(before.shape, bool)
+        after[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))] = mask != 0
+        click = np.asarray(last.kji) - offset
+        near = np.zeros(before.shape, bool)
+        near[tuple(slice(max(c - 1, 0), c + 2) for c in click)] = True
+        if last.positive:
+            result = before | _connected_to(after & ~before, near)
+        else:
+            seeds = np.zeros(before.shape, bool)  # the positive prompts' surviving seeds
+            lo = np.array([w.start for w in view.window]) - offset
+            target = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(lo, view.foreground.shape, before.shape))
+            seeds[target] = view.foreground[tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, lo))]
+            if not seeds.any():
+                return region, np.zeros(before.shape, np.uint8)
+            point = np.zeros(before.shape, bool)
+            point[tuple(click)] = True
+            from_click = ndimage.distance_transform_edt(~point, sampling=self._spacing)
+            if self.parameters.local_corrections == "nearer":
+                # voxels nearer a positive prompt than the click are the positive prompts' evidence
+                evidence = from_click < ndimage.distance_transform_edt(~seeds, sampling=self._spacing)
+            else:
+                # no farther from the click than twice its depth inside the mask, plus a voxel
+                depth = 0.0
+                if before[tuple(click)]:
+                    depth = float(ndimage.distance_transform_edt(np.pad(before, 1), sampling=self._spacing)
+                                  [tuple(click + 1)])
+                evidence = from_click <= 2.0 * depth + float(self._spacing.max())
+            lost = _connected_to(before & ~after & evidence, near)
+            # what the removal cut off from every positive prompt goes too
+            result = _connected_to(before & ~lost, seeds)
+        return region, result.astype(np.uint8)  # type: ignore[return-value]
 
     def _window(self, prompts: Sequence[VoxelPrompt], margin_mm: float) -> Box:
         """Positive prompts' bounding box plus the margin (boxes: the box plus one voxel)."""

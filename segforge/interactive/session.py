@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputError
-from ..image import Image, require_3d_volume
+from ..image import Image, require_3d_volume, require_finite_voxels
 from ..progress import ProgressCallback, no_progress
 from .backends import DEFAULT_BACKEND, Backend, make_backend
 from .prompts import Prompt, VoxelPrompt, to_voxels
@@ -89,7 +89,7 @@ class InteractiveSession:
                  key: Optional[str] = None, initial: Optional[np.ndarray] = None) -> None:
         """``initial``: an existing mask on the image's grid to refine (the state before the
         first prompt, which undo and reset go back to); empty when None."""
-        self.image = require_3d_volume(image)
+        self.image = require_finite_voxels(require_3d_volume(image))
         self.key = key or image_key(image)
         self.backend_name = backend
         self.device = device

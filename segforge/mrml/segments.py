@@ -177,6 +177,36 @@ def mask_from_segment(segmentation_node: Any, segment_id: str, reference: Refere
     return grid.with_array((layer == segment.GetLabelValue()).view(np.uint8))
 
 
+def mask_on_segment_grid(segmentation_node: Any, segment_id: str, margin_voxels: int = 2) -> Image:
+    """The segment as a uint8 0/1 image on its own labelmap's grid (world coordinates), cut to
+    its voxels plus ``margin_voxels`` of background on each side: what a segment is analysed on
+    when no volume is chosen (no resampling, so nothing of its shape changes).
+
+    An empty segment is refused (:class:`InputError`)."""
+    segment = existing_segment(segmentation_node, segment_id)
+    segmentation = segmentation_node.GetSegmentation()
+    if not segmentation.ContainsRepresentation(BINARY_LABELMAP):
+        segmentation.CreateRepresentation(BINARY_LABELMAP)
+    layer = segment.GetRepresentation(BINARY_LABELMAP)
+    empty = InputError(f"The segment '{segment.GetName()}' of '{segmentation_node.GetName()}' is empty",
+                       "none of its voxels is set", "choose a segment that holds the vessel")
+    if layer is None or _is_empty(layer) or layer.GetPointData().GetScalars() is None:
+        raise empty
+    extent = layer.GetExtent()
+    inside = array_on_extent(layer, extent) == segment.GetLabelValue()
+    box = foreground_box(inside)
+    if box is None:
+        raise empty
+    cropped = np.pad(inside[box], margin_voxels).astype(np.uint8)
+    start_ijk = [extent[2 * axis] + box[2 - axis].start - margin_voxels for axis in range(3)]
+    image_to_local = vtk.vtkMatrix4x4()
+    layer.GetImageToWorldMatrix(image_to_local)
+    ijk_to_ras = node_to_world(segmentation_node) @ array_from_vtk_matrix(image_to_local)
+    shifted = ijk_to_ras.copy()
+    shifted[:3, 3] = (ijk_to_ras @ np.array([*start_ijk, 1.0]))[:3]
+    return Image.from_ijk_to_ras(cropped, shifted)
+
+
 def segment_voxel_count(segmentation_node: Any, segment_id: str, reference: Reference) -> int:
     """Voxels of the segment on the reference grid: what ``mask_from_segment`` would hold, without making it.
 

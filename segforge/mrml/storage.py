@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -20,6 +22,7 @@ import slicer
 
 from ..errors import InputError, SegForgeError
 from ..image_checks import verify_volume_file
+from ..image_io import quiet_native_output
 from .scene import get_scene
 
 logger = logging.getLogger(__name__)
@@ -115,7 +118,8 @@ def load_markups(path: PathLike, name: Optional[str] = None, *, scene: Optional[
     path = _existing(path)
     scene = scene or get_scene()
     storage = scene.AddNewNodeByClass(_markups_storage_class(path))
-    node = storage.AddNewMarkupsNodeFromFile(str(path), name or _base_name(path))
+    with quiet_native_output():
+        node = storage.AddNewMarkupsNodeFromFile(str(path), name or _base_name(path))
     if node is None:
         scene.RemoveNode(storage)
         raise InputError(f"Could not read markups from {path}", _messages(storage),
@@ -162,9 +166,15 @@ def load_scene_bundle(path: PathLike, scene: Optional[Any] = None, *, clear: boo
     """Add the nodes of a .mrb file to the scene (``clear`` first empties the scene)."""
     path = _existing(path)
     scene = scene or get_scene()
+    if not zipfile.is_zipfile(path):  # before Slicer, which prints its own dump on stdout
+        raise InputError(f"Could not load the scene {path}", "it is not a zip archive, as every .mrb is "
+                         "(it is another kind of file, or it was cut short)",
+                         "give a .mrb file saved by Slicer, or copy it again from its source")
     messages = slicer.vtkMRMLMessageCollection()
-    if not scene.ReadFromMRB(str(path), clear, messages):
-        raise InputError(f"Could not load the scene {path}", messages.GetAllMessagesAsString(),
+    with quiet_native_output():
+        read = scene.ReadFromMRB(str(path), clear, messages)
+    if not read:
+        raise InputError(f"Could not load the scene {path}", _readable(messages.GetAllMessagesAsString()),
                          "give a .mrb file saved by Slicer")
     logger.info("loaded scene %s", path)
 
@@ -176,11 +186,19 @@ def _read(path: PathLike, node_class: str, storage_class: str, name: Optional[st
     node = scene.AddNewNodeByClass(node_class, name or _base_name(path))
     node.SetAndObserveStorageNodeID(storage.GetID())
     storage.SetFileName(str(path))
-    if not storage.ReadData(node):
+    with quiet_native_output():
+        read = storage.ReadData(node)
+    if not read:
         why = _messages(storage)
         scene.RemoveNode(node)
         scene.RemoveNode(storage)
         raise InputError(f"Could not read {path}", why, f"give a file that Slicer reads as a {node_class[7:-4]}")
+    if node.IsA("vtkMRMLModelNode") and (node.GetMesh() is None or not node.GetMesh().GetNumberOfPoints()):
+        scene.RemoveNode(node)
+        scene.RemoveNode(storage)
+        raise InputError(f"Could not read {path}", "the model reader found no points in it (it is empty, or "
+                         "not a model file of its kind: text named .ply or .obj reads as an empty model)",
+                         "give a model file that holds a surface")
     if node.IsA("vtkMRMLDisplayableNode"):
         node.CreateDefaultDisplayNodes()
     logger.info("loaded '%s' from %s", node.GetName(), path)
@@ -189,6 +207,9 @@ def _read(path: PathLike, node_class: str, storage_class: str, name: Optional[st
 
 def _existing(path: PathLike) -> Path:
     path = Path(path).absolute()
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block, /dev/zero never end
+        raise InputError(f"{path} is not a regular file", "it is a named pipe, a socket or a device",
+                         "save the data to a file and give that file's path")
     if not path.is_file():
         raise InputError(f"No file at {path}", "the path does not exist or is a folder", "check the path")
     return path
@@ -204,5 +225,19 @@ def _base_name(path: Path) -> str:
 
 
 def _messages(storage: Any) -> str:
-    text = storage.GetUserMessages().GetAllMessagesAsString() if storage.GetUserMessages() else ""
-    return text.strip() or "the reader or writer reported no reason"
+    return _readable(storage.GetUserMessages().GetAllMessagesAsString() if storage.GetUserMessages() else "")
+
+
+def _readable(text: str) -> str:
+    """VTK's collected messages as sentences: without 'ERROR: In file.cxx, line N', object
+    addresses and repeated 'Error:' prefixes; each said once."""
+    sentences: list[str] = []
+    for line in text.splitlines():
+        line = re.sub(r"^(\s*-\s*)?((Error|Warning|ERROR|WARNING)\s*:\s*)+", "", line.strip())
+        line = re.sub(r"^In \S+, line \d+$", "", line)
+        line = re.sub(r"^\w+ \(0x[0-9a-fA-F]+\):\s*", "", line).strip()
+        if re.match(r"(vtkMRMLStorageNode::ReadData: )?Failed to read node .* from filename=", line):
+            continue  # the storage node's own summary: the file is named in what failed
+        if line and line not in sentences:
+            sentences.append(line)
+    return "; ".join(sentences) or "the reader or writer reported no reason"

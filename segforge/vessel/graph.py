@@ -472,8 +472,11 @@ def _place_ends(nodes: list[SkeletonNode], edges: list[SkeletonChain], paths: li
             fraction = (values[first - 1] - 0.5) / max(values[first - 1] - values[first], 1e-6)
             face = ray[first - 1] + fraction * step * direction
             end = face if _flat(volume, spacing, face, direction, radius) else face - radius * direction
-        # drop points beyond the new end, then finish exactly on it
-        keep = (path - end) @ direction < 0
+        # drop the tip's points beyond the new end, then finish exactly on it; only near the tip
+        # (where the ray looked): farther back, a curved vessel (the aorta from its root round
+        # the arch and down to a cut) has points beyond that plane that are not past this end
+        near_tip = from_tip <= 3 * radius + 2 * spacing.max() + np.linalg.norm(end - path[-1])
+        keep = ((path - end) @ direction < 0) | ~near_tip
         keep[0] = True
         new_path = np.vstack([path[keep], end]) / spacing
         nodes[node].center = new_path[-1]

@@ -82,7 +82,9 @@ class LumenField:
 
     def surely_inside(self, points_lps: np.ndarray) -> np.ndarray:
         """How far (mm) from each point the field is surely at or above the level: trilinear
-        interpolation falls below it only within a voxel diagonal of a voxel centre below it.
+        interpolation falls below it only within a voxel diagonal of a voxel centre below it
+        (:meth:`centre_distance` finds the nearest such centre, on the field itself, so an
+        image that moved the edge is accounted for; on a thick lumen a lower bound of it).
         Rays start there (:func:`edge_distances`), which saves sampling the lumen's core."""
         distance = self._centre_bounds(points_lps)[0]
         return np.maximum(distance - float(np.linalg.norm(self.spacing)), 0.0)
@@ -184,19 +186,39 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
     count, rays = directions.shape[:2]
     reach = np.broadcast_to(np.asarray(reach_mm, float), (count,))
     start = np.zeros(count) if start_mm is None else np.clip(np.broadcast_to(start_mm, (count,)), 0.0, reach)
-    out = np.full((count, rays), np.nan)
     if count == 0:
-        return out
+        return np.full((count, rays), np.nan)
     step = 0.5 * float(min(field.spacing))
     # in voxel indices: the centre moved once, each ray a fixed step per sample
     centres_kji = affine(centres, field.lps_to_kji)
     directions_kji = directions @ field.lps_to_kji[:3, :3].T
+    report = progress or no_progress
+    # two stretches: every ray a few voxels past where the field is surely inside (most walls
+    # are there), then only the rays that found none, on to their reach
+    near = np.minimum(start + FIRST_STRETCH_STEPS * step, reach)
+    out = _marched(field, centres_kji, directions_kji, start, near, step, budget, report, message, 0.0, 0.8)
+    row, ray = np.nonzero(np.isnan(out) & (near < reach)[:, None])
+    if len(row):
+        out[row, ray] = _marched(field, centres_kji[row], directions_kji[row, ray][:, None], near[row], reach[row],
+                                 step, budget, report, message, 0.8, 1.0)[:, 0]
+    return out
+
+
+#: Samples of the first stretch of every ray (half a voxel each).
+FIRST_STRETCH_STEPS = 8
+
+
+def _marched(field: LumenField, centres_kji: np.ndarray, directions_kji: np.ndarray, start: np.ndarray,
+             reach: np.ndarray, step: float, budget: int, report: ProgressCallback, message: str,
+             low: float, high: float) -> np.ndarray:
+    """:func:`_crossings` in chunks of at most ``budget`` samples, reporting progress."""
+    count, rays = directions_kji.shape[:2]
+    out = np.full((count, rays), np.nan)
     order = np.argsort(reach - start)
     span = np.ceil((reach - start) / step).astype(int) + 2
-    report = progress or no_progress
     first = 0
     while first < count:
-        report(first / count, message)
+        report(low + (high - low) * first / count, message)
         # as many points as fit the sample budget, at the longest span among them
         rows = order[first:]
         fits = np.flatnonzero(np.maximum.accumulate(span[rows]) * rays * (np.arange(len(rows)) + 1) > budget)

@@ -62,10 +62,9 @@ def measure_vessels(mask: Image, image: Optional[Image], graph: CenterlineGraph,
     view = None
     if straightening.enabled and graph.branches:
         clock = time.perf_counter()
-        sub_progress(progress, 0.8, 1.0)(0.0, "Straightening the main centerline")
         try:
             view = straighten(image if image is not None else mask, graph, straightening, target_lps,
-                              label=image is None).image
+                              label=image is None, progress=sub_progress(progress, 0.8, 1.0)).image
         except InputError:
             view = None  # a main path shorter than one step: nothing to straighten
         seconds["straighten"] = time.perf_counter() - clock

@@ -2,9 +2,11 @@
 
 The engine's graph holds internals (nodes, components) a Slicer scene or a CSV file does
 not need. :class:`VesselTree` keeps what they show: the mask, each branch's points and
-radii, the branch and stenosis tables, the surface and a summary. The worker sends it as
-arrays plus small JSON rows (never voxel or point lists in JSON), and the CLI goes
-through the same conversion, so both front ends see identical values.
+radii, each branch's cross-sections, the branch, landmark and finding tables, the
+straightened volume, the surface and a summary. The worker sends it as arrays plus small
+JSON rows (never voxel or point lists in JSON: the centerlines and the cross-sections travel
+as concatenated arrays, JSON only says how many points each branch has), and the CLI goes
+through the same conversion, so every front end sees identical values.
 """
 from __future__ import annotations
 
@@ -30,6 +32,29 @@ class BranchLine:
     radii_mm: np.ndarray
 
 
+#: A branch's cross-section measurements, one value per section (what cross_sections.csv holds);
+#: NaN where the section's outline did not close (the lumen edge was not found all around).
+SECTION_VALUES = ("arc_mm", "area_mm2", "equivalent_diameter_mm", "min_diameter_mm", "max_diameter_mm",
+                  "perpendicular_diameter_mm", "circularity")
+
+
+@dataclass(frozen=True)
+class BranchProfile:
+    """One branch's cross-sections, every ``step`` mm along it: the point (LPS mm) and the
+    measurements of the lumen in the plane perpendicular to the centerline there (the
+    perpendicular diameter is the caliper across the maximum one)."""
+
+    branch: int
+    arc_mm: np.ndarray
+    points_lps: np.ndarray
+    area_mm2: np.ndarray
+    equivalent_diameter_mm: np.ndarray
+    min_diameter_mm: np.ndarray
+    max_diameter_mm: np.ndarray
+    perpendicular_diameter_mm: np.ndarray
+    circularity: np.ndarray
+
+
 @dataclass
 class VesselTree:
     """What the vessel workflow gives a front end."""
@@ -40,6 +65,21 @@ class VesselTree:
     finding_rows: list[dict[str, Any]] = field(default_factory=list)
     surface: Optional[vtkPolyData] = None
     summary: dict[str, Any] = field(default_factory=dict)
+    profiles: list[BranchProfile] = field(default_factory=list)
+    landmark_rows: list[dict[str, Any]] = field(default_factory=list)
+    #: The curved planar reformat of the main path (its own grid; k runs along the path).
+    straightened: Optional[Image] = None
+
+    def section_rows(self) -> list[dict[str, Any]]:
+        """One row per cross-section of every branch (cross_sections.csv, the desktop table)."""
+        rows = []
+        for profile in self.profiles:
+            for n in range(len(profile.arc_mm)):
+                x, y, z = (float(c) for c in profile.points_lps[n])
+                rows.append({"branch": profile.branch, "arc_mm": float(profile.arc_mm[n]),
+                             "x_lps": x, "y_lps": y, "z_lps": z,
+                             **{name: float(getattr(profile, name)[n]) for name in SECTION_VALUES[1:]}})
+        return rows
 
 
 def _finding_row(finding: Any) -> dict[str, Any]:
@@ -69,6 +109,10 @@ def to_wire(result: VesselResult) -> tuple[dict[str, Any], dict[str, Any]]:
                                for m in result.metrics]
     if result.stenoses is not None:
         meta["finding_rows"] = [_finding_row(f) for f in result.stenoses.findings]
+    _sections_to_wire(result.sections, arrays, meta)
+    meta["landmark_rows"] = [_landmark_row(n, m) for n, m in enumerate(result.landmarks, start=1)]
+    if result.straightened is not None:
+        arrays["straightened"] = result.straightened
     if result.surface is not None:
         points = vtk_to_numpy(result.surface.GetPoints().GetData()).astype(np.float64)
         triangles = vtk_to_numpy(result.surface.GetPolys().GetConnectivityArray()).reshape(-1, 3)
@@ -76,6 +120,35 @@ def to_wire(result: VesselResult) -> tuple[dict[str, Any], dict[str, Any]]:
         arrays["surface_triangles"] = triangles.astype(np.int64)
     meta["summary"] = _summary(result, meta)
     return arrays, meta
+
+
+def _sections_to_wire(sections: Any, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Every branch's sections as one array per measurement; JSON holds each branch's count."""
+    meta["sections"] = [{"branch": int(s.branch), "count": len(s.arc_mm)} for s in sections]
+    if not sections:
+        return
+    arrays["section_points"] = np.concatenate([np.asarray(s.points_lps, np.float64).reshape(-1, 3) for s in sections])
+    for name in SECTION_VALUES:
+        arrays[f"section_{name}"] = np.concatenate([np.asarray(getattr(s, name), np.float64) for s in sections])
+
+
+def _landmark_row(number: int, measurement: Any) -> dict[str, Any]:
+    """One landmark's measurements (a handful per job: rows, like the findings)."""
+    x, y, z = (float(c) for c in measurement.point_lps)
+    cx, cy, cz = (float(c) for c in measurement.centerline_point_lps)
+    return {"landmark": number, "x_lps": x, "y_lps": y, "z_lps": z, "branch": int(measurement.branch),
+            "arc_mm": float(measurement.arc_mm), "centerline_x_lps": cx, "centerline_y_lps": cy,
+            "centerline_z_lps": cz, "distance_mm": float(measurement.distance_mm),
+            "max_diameter_mm": _number(measurement.max_diameter_mm),
+            "min_diameter_mm": _number(measurement.min_diameter_mm),
+            "perpendicular_diameter_mm": _number(measurement.perpendicular_diameter_mm),
+            "area_mm2": _number(measurement.area_mm2)}
+
+
+def _number(value: Any) -> Optional[float]:
+    """A measurement for JSON: NaN (an outline that did not close) becomes None."""
+    value = float(value)
+    return None if not np.isfinite(value) else value
 
 
 def _summary(result: VesselResult, meta: dict[str, Any]) -> dict[str, Any]:
@@ -91,8 +164,18 @@ def _summary(result: VesselResult, meta: dict[str, Any]) -> dict[str, Any]:
             "stenoses": _count(meta["finding_rows"], "stenosis") if result.stenoses is not None else None,
             "dilatations": _count(meta["finding_rows"], "dilatation") if result.stenoses is not None else None,
             "surface_triangles": int(result.surface.GetNumberOfCells()) if result.surface is not None else None,
-            "topology": asdict(result.topology) if result.topology is not None else None,
+            "cross_sections": sum(entry["count"] for entry in meta["sections"]),
+            "landmarks": len(meta["landmark_rows"]),
+            "topology": _plain(result.topology),
             "seconds": dict(result.seconds)}
+
+
+def _plain(report: Any) -> Any:
+    """A report dataclass as JSON values (None stays None)."""
+    if report is None:
+        return None
+    values = asdict(report)
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()}
 
 
 def _count(rows: list[dict[str, Any]], kind: str) -> int:
@@ -110,6 +193,15 @@ def from_wire(arrays: dict[str, Any], meta: dict[str, Any]) -> VesselTree:
                                         np.asarray(arrays["centerline_points"][start:stop], np.float64),
                                         np.asarray(arrays["centerline_radii"][start:stop], np.float64)))
         start = stop
+    start = 0
+    for entry in meta.get("sections", []):
+        stop = start + int(entry["count"])
+        tree.profiles.append(BranchProfile(
+            int(entry["branch"]), points_lps=np.asarray(arrays["section_points"][start:stop], np.float64),
+            **{name: np.asarray(arrays[f"section_{name}"][start:stop], np.float64) for name in SECTION_VALUES}))
+        start = stop
+    tree.landmark_rows = list(meta.get("landmark_rows", []))
+    tree.straightened = arrays.get("straightened")
     if "surface_points" in arrays:
         tree.surface = _triangles(arrays["surface_points"], arrays["surface_triangles"])
     return tree

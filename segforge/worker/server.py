@@ -17,7 +17,8 @@ Hardening for a shared server (see :class:`Limits`):
   have a bounded number of unfinished jobs and of interactive sessions in use; more are
   refused with :class:`~segforge.errors.WorkerBusy`;
 - ``GET /health`` (plain HTTP, or HTTPS on a TLS server) answers ``200 ok`` without a
-  token and without saying anything else, for load balancers.
+  token and without saying anything else, for load balancers; ``--health-port`` answers it
+  on a port of its own as well, where no stranger can take its place (:class:`_HealthPort`).
 """
 from __future__ import annotations
 
@@ -183,7 +184,8 @@ class WorkerServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str = "",
                  max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES,
-                 tls: Optional[ssl.SSLContext] = None, limits: Optional[Limits] = None) -> None:
+                 tls: Optional[ssl.SSLContext] = None, limits: Optional[Limits] = None,
+                 health_port: Optional[int] = None) -> None:
         if not token:
             raise ValueError("a worker needs a token")
         self.token = token
@@ -195,8 +197,17 @@ class WorkerServer:
         self.address = self._listener.getsockname()[:2]
         self._stopping = threading.Event()
         self._admission = _Admission(self.limits)
+        try:
+            self._health = _HealthPort(host, health_port) if health_port is not None else None
+        except (OSError, OverflowError) as error:
+            self._listener.close()
+            raise HealthPortError(f"cannot listen for health checks on {host}:{health_port}: {error} "
+                                  "(pick another --health-port)") from error
+        self.health_address = self._health.address if self._health is not None else None
 
     def serve_forever(self) -> None:
+        if self._health is not None:
+            self._health.start()
         self._listener.settimeout(0.5)
         refused, last_report = 0, -1e9
         while not self._stopping.is_set():
@@ -217,22 +228,26 @@ class WorkerServer:
                                 "authenticate already", refused, peer[0], self._admission.pending)
                     refused, last_report = 0, time.monotonic()
                 continue
-            threading.Thread(target=self._serve_connection, args=(connection, peer, entry),
+            deadline = time.monotonic() + self.limits.auth_deadline_s  # from the accept, handshake included
+            threading.Thread(target=self._serve_connection, args=(connection, peer, entry, deadline),
                              name=f"segforge-conn-{peer}", daemon=True).start()
         self._listener.close()
+        if self._health is not None:
+            self._health.stop()
         self.jobs.stop()
 
     def stop(self) -> None:
         self._stopping.set()
 
     # -- one connection ---------------------------------------------------------------
-    def _serve_connection(self, connection: socket.socket, peer: Any, entry: _Pending) -> None:
+    def _serve_connection(self, connection: socket.socket, peer: Any, entry: _Pending, deadline: float) -> None:
         address, authenticated = peer[0], False
-        deadline = time.monotonic() + self.limits.auth_deadline_s
         try:
             if self._tls is not None:
-                connection.settimeout(self.limits.auth_deadline_s)  # the handshake has one deadline for all its reads
-                connection = entry.sock = self._tls.wrap_socket(connection, server_side=True)
+                wrapped = self._handshake(connection, entry, deadline)
+                if wrapped is None:
+                    return
+                connection = entry.sock = wrapped
                 if entry.evicted:
                     return
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -249,6 +264,18 @@ class WorkerServer:
         finally:
             connection.close()
             self._admission.release(entry, authenticated)
+
+    def _handshake(self, connection: socket.socket, entry: _Pending, deadline: float) -> Optional[ssl.SSLSocket]:
+        """The TLS handshake within what is left of the authentication deadline; None when it
+        did not finish in time. CPython's ``do_handshake`` turns a socket timeout into one
+        deadline for all of the handshake's reads (not a timeout per read), so a client
+        trickling its ClientHello is dropped at the deadline too (tested)."""
+        connection.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            return self._tls.wrap_socket(connection, server_side=True)  # type: ignore[union-attr]
+        except socket.timeout:
+            log.info("dropping %s: no TLS handshake within %.0f s", entry.address, self.limits.auth_deadline_s)
+            return None
 
     def _first_request(self, connection: socket.socket, entry: _Pending,
                        deadline: float) -> Optional[tuple[dict[str, Any], int]]:
@@ -430,6 +457,107 @@ def _answer_health(connection: socket.socket) -> None:
         pass
 
 
+class HealthPortError(OSError):
+    """The ``--health-port`` listener could not be opened (said apart from the worker's port)."""
+
+
+class _HealthPort:
+    """``--health-port``: a listener of its own that answers every connection ``200 ok``.
+
+    On the worker's port a health check is one more connection waiting to authenticate: it
+    shares the pending places, 4 per address, with strangers. Behind a proxy or a NAT every
+    client has the proxy's address, so a few hostile sockets through it fill that address's
+    places and the prober's checks are closed unanswered: the load balancer takes a healthy
+    server out. Here nothing is shared and nothing waits on the client: one thread with a
+    selector accepts, writes the answer at once (it fits in the socket's buffer), then reads
+    whatever request came (so closing does not reset the connection before the prober reads)
+    for at most 2 s. At most 256 such sockets stay open; beyond that the oldest, long
+    answered, is closed. Plain HTTP whatever the worker's TLS: the answer holds no secret.
+    """
+
+    LINGER_S = 2.0
+    MAX_OPEN = 256
+
+    def __init__(self, host: str, port: int) -> None:
+        self._listener = socket.create_server((host, port), reuse_port=False)
+        self._listener.setblocking(False)
+        self.address = self._listener.getsockname()[:2]
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="segforge-health", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self) -> None:
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        open_since: dict[socket.socket, float] = {}  # in accept order: the first is the oldest
+        try:
+            while not self._stopping.is_set():
+                for key, _ in selector.select(timeout=0.25):
+                    if key.fileobj is self._listener:
+                        self._accept(selector, open_since)
+                    else:
+                        self._drain(selector, open_since, key.fileobj)  # type: ignore[arg-type]
+                now = time.monotonic()
+                for sock in [s for s, since in open_since.items() if now - since > self.LINGER_S]:
+                    self._close(selector, open_since, sock)
+        finally:
+            for sock in list(open_since):
+                self._close(selector, open_since, sock)
+            selector.close()
+            self._listener.close()
+
+    def _accept(self, selector: Any, open_since: dict[socket.socket, float]) -> None:
+        import selectors
+
+        for _ in range(64):  # what waits in the backlog, a bounded number per turn
+            try:
+                connection, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. out of file descriptors: the oldest make room
+                log.warning("health check: accept failed: %s", error)
+                if open_since:
+                    self._close(selector, open_since, next(iter(open_since)))
+                return
+            connection.setblocking(False)
+            try:
+                connection.send(_HEALTH_REPLY)
+                connection.shutdown(socket.SHUT_WR)
+            except OSError:
+                connection.close()
+                continue
+            if len(open_since) >= self.MAX_OPEN:
+                self._close(selector, open_since, next(iter(open_since)))
+            open_since[connection] = time.monotonic()
+            selector.register(connection, selectors.EVENT_READ)
+
+    def _drain(self, selector: Any, open_since: dict[socket.socket, float], sock: socket.socket) -> None:
+        try:
+            if sock.recv(8192):
+                return  # more may come; the linger time bounds it
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._close(selector, open_since, sock)
+
+    @staticmethod
+    def _close(selector: Any, open_since: dict[socket.socket, float], sock: socket.socket) -> None:
+        open_since.pop(sock, None)
+        try:
+            selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+
+
 def _tls_context(cert: Optional[str], key: Optional[str]) -> Optional[ssl.SSLContext]:
     if not cert:
         return None
@@ -470,6 +598,10 @@ def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.A
     parser.add_argument("--max-sessions-per-client", type=int, default=defaults.max_sessions_per_client,
                         help="interactive sessions one client (IP address) may have in use; 0: no limit "
                              f"(default {defaults.max_sessions_per_client})")
+    parser.add_argument("--health-port", type=int, default=None,
+                        help="also answer health checks (HTTP 200 ok to any request, plain HTTP) on this "
+                             "port, apart from the worker's connections: a load balancer's probe is answered "
+                             "however many strangers wait on the worker's port (0 picks a free one)")
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -497,7 +629,10 @@ def serve(args: argparse.Namespace) -> int:
                         max_jobs_per_client=args.max_jobs_per_client,
                         max_sessions_per_client=args.max_sessions_per_client)
         server = WorkerServer(args.host, args.port, token, int(args.max_request_mb * 2**20),
-                              _tls_context(args.tls_cert, args.tls_key), limits)
+                              _tls_context(args.tls_cert, args.tls_key), limits, args.health_port)
+    except HealthPortError as error:
+        print(f"segforge serve: {error}", file=sys.stderr)
+        return 1
     except (OSError, OverflowError, ssl.SSLError) as error:
         print(f"segforge serve: cannot listen on {args.host}:{args.port}: {error} "
               "(pick another --port, or check --host and the TLS files)", file=sys.stderr)
@@ -509,7 +644,8 @@ def serve(args: argparse.Namespace) -> int:
     if args.parent_pid:
         _stop_with_parent(server, args.parent_pid)
     host, port = server.address
-    print(f"{READY_LINE} host={host} port={port} pid={os.getpid()}", flush=True)
+    health = f" health_port={server.health_address[1]}" if server.health_address else ""
+    print(f"{READY_LINE} host={host} port={port} pid={os.getpid()}{health}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

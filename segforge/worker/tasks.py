@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..image import Image, require_3d_volume
+from ..image import Image, require_3d_volume, require_finite_voxels
 from .interactive_tasks import INTERACTIVE_TASKS
 from .jobs import Job, TaskBody
 
@@ -23,7 +23,7 @@ def _input_image(inputs: dict[str, Any], name: str = "image") -> Image:
     if not isinstance(image, Image):
         raise InputError(f"The job needs an image called {name!r}",
                          "it was missing or sent without its geometry", "send the volume as an Image")
-    return require_3d_volume(image)
+    return require_finite_voxels(require_3d_volume(image))
 
 
 def _parameters(cls: type, params: dict[str, Any]) -> Any:
@@ -67,17 +67,19 @@ def vessel_tree_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -
     Inputs: ``image`` (the angiography volume), ``segment`` (a vessel mask: it replaces the
     mask stage), or both on one grid."""
     from ..mesh import SurfaceParameters
+    from ..vessel.cross_sections import SectionParameters
     from ..vessel.endpoints import EndpointParameters
     from ..vessel.graph import GraphParameters
     from ..vessel.parameters import VesselMaskParameters
     from ..vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
     from ..vessel.stenosis import StenosisParameters
+    from ..vessel.straighten import StraightenParameters
     from ..vessel.topology import TopologyParameters
     from ..vessel.tree import to_wire
 
     stages = {"mask": VesselMaskParameters, "graph": GraphParameters, "stenosis": StenosisParameters,
               "surface": SurfaceParameters, "outputs": VesselOutputs, "topology": TopologyParameters,
-              "endpoints": EndpointParameters}
+              "endpoints": EndpointParameters, "sections": SectionParameters, "straighten": StraightenParameters}
     unknown = sorted(set(params) - set(stages))
     if unknown:
         raise InputError(f"Unknown parameter group(s) {', '.join(unknown)}", f"groups: {sorted(stages)}",

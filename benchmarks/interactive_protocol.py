@@ -1,0 +1,82 @@
+"""The honest protocol for SegInteractive's default backend (issue 17).
+
+On the six shared lesions (``../shared/data/lesions``), for every parameter set of a small
+declared grid: the click simulation (10 clicks) and a box alone. Then leave one case out:
+for each case, the set that scores best (Dice after 5 clicks, less any drop over 0.05) on the
+other five is chosen, and its figures on the held-out case are reported.
+
+Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--json out.json]``
+(``default``: today's parameters alone, no choice made; ``small``: the declared grid below).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from segforge.interactive.evaluation import (  # noqa: E402
+    CASES, evaluate_case, leave_one_case_out, load_case, markdown_table, parameter_grid,
+    random_walker_factory, shared_lesions_root)
+from segforge.interactive.random_walker import RandomWalkerParameters  # noqa: E402
+
+#: The declared grids: how far a negative click reaches, and the edge sensitivity. Nothing
+#: else is searched, and the grid is the same for every held-out case.
+GRIDS = {
+    "default": {},
+    "small": {"local_corrections": ["reach", "nearer"], "beta": [4.0, 8.0]},
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="default")
+    parser.add_argument("--cases", nargs="*", help="case names (default: all six)")
+    parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    root = shared_lesions_root(REPO)
+    if not root.is_dir():
+        print(f"no shared lesions at {root}")
+        return 1
+    cases = [(f, n) for f, n in CASES if not args.cases or n in args.cases]
+    grid = parameter_grid(RandomWalkerParameters(), GRIDS[args.grid])
+    results: dict = {name: {} for name in grid}
+    started = time.time()
+    for folder, case in cases:
+        image, reference = load_case(root, folder, case)
+        for name, parameters in grid.items():
+            result = evaluate_case(case, image, reference, random_walker_factory(parameters), clicks=args.clicks)
+            results[name][case] = result
+            print(f"{case:11s} {name:28s} dice {' '.join(f'{d:.2f}' for d in result.dice)} "
+                  f"box {result.box_dice:.3f} drop {result.largest_drop:.2f} "
+                  f"median {result.median_seconds:.2f}s", flush=True)
+    load = os.getloadavg()
+    header = (f"{datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores, load average {load[0]:.1f} during the run, {time.time() - started:.0f} s")
+    print("\n" + header)
+    for name in grid:
+        print(f"\n### parameters: {name}\n")
+        print(markdown_table([(c, results[name][c]) for _, c in cases]))
+    if len(grid) > 1:
+        chosen = leave_one_case_out(results)
+        print("\n### leave one case out\n")
+        print(markdown_table([(c, chosen[c][1]) for _, c in cases], {c: chosen[c][0] for _, c in cases}))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "header": header, "grid": GRIDS[args.grid],
+            "results": {n: {c: r.to_json() for c, r in rs.items()} for n, rs in results.items()},
+            "loco": ({c: {"parameters": s, **r.to_json()} for c, (s, r) in leave_one_case_out(results).items()}
+                     if len(grid) > 1 else None)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
