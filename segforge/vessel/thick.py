@@ -24,7 +24,7 @@ How:
    the voxel path (:mod:`.graph`), the coarse mask's block fractions standing in for the
    mask where the ends are placed.
 4. **Refined on the full grid**: each branch, resampled every finest spacing, is moved
-   (twice) to the centre of the ellipse fitted to its lumen's outline in the plane across
+   to the centre of the ellipse fitted to its lumen's outline in the plane across
    it (:func:`.subvoxel.fitted_ellipse` on the mask's interpolated edge,
    :mod:`.lumen_edge`), and its radius becomes that ellipse's smaller semi-axis: the largest
    circle inside the outline, measured to the interpolated edge (sub-voxel), as
@@ -61,8 +61,10 @@ BLOCKS_PER_TYPICAL_RADIUS = 4
 #: along it), else the grid is refined: thinning a tube narrower than that in voxels puts its
 #: centreline and junctions a good part of its radius off.
 MIN_BLOCKS_PER_RADIUS = 3
-#: Rounds of moving the points to their sections' centres.
-CENTRING_PASSES = 2
+#: Rounds of moving the points to their sections' centres: one is enough (the fitted
+#: ellipse's centre lies on the axis even in a plane the coarse path tilts; a second round
+#: changed the mean distance to the true axis by under 0.002 mm on the test tubes).
+CENTRING_PASSES = 1
 
 _FULL = np.ones((3, 3, 3), bool)
 
