@@ -28,10 +28,19 @@ How:
    it (:func:`.subvoxel.fitted_ellipse` on the mask's interpolated edge,
    :mod:`.lumen_edge`), and its radius becomes that ellipse's smaller semi-axis: the largest
    circle inside the outline, measured to the interpolated edge (sub-voxel), as
-   :mod:`.subvoxel` measures it. Where a section is open (a junction, a side branch's
-   mouth) the point keeps its coarse place and radius; the ends stay where step 3 put them.
+   :mod:`.subvoxel` measures it. Where a section is not one closed lumen (near a junction,
+   a side branch's mouth) the point keeps its coarse place and radius. Free ends are then
+   placed again on the full grid, as the voxel path places them (:func:`_place_end`).
 
 Masks under ``MIN_VOXELS`` voxels always take the voxel path: it takes about a second there.
+
+The block size is not tuned to a case: with 3, 4 or 6 blocks per typical radius the mean
+distance to the true axis moved by under 0.006 mm on each of six synthetic shapes (bent
+tubes of radius 9-20 mm on isotropic and oblique grids, a ring, a tube cut by the image, a
+Y bifurcation; 0.013-0.064 mm with 4); with 6 the oblique tube no longer got blocks of two
+voxels and took the voxel path. Against the voxel path on the same shapes: 0.013 / 0.011 mm
+(bent tube), 0.041 / 0.035 (ring), 0.050 / 0.047 (cut tube), 0.06 / 0.04 (Y bifurcation,
+up to 0.65 mm within a radius of the junction, where points keep their coarse place).
 """
 from __future__ import annotations
 
