@@ -97,6 +97,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/segment_input.py
   segforge/segmentation_file.py
   segforge/vessel/__init__.py
+  segforge/vessel/coarse.py
   segforge/vessel/cross_sections.py
   segforge/vessel/deep_model.py
   segforge/vessel/diameter_plot.py
@@ -121,6 +122,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/straighten.py
   segforge/vessel/subvoxel.py
   segforge/vessel/synthetic.py
+  segforge/vessel/thick.py
   segforge/vessel/topology.py
   segforge/vessel/tree.py
   segforge/vessel/vesselness.py

@@ -136,11 +136,11 @@ def measure_sections(field: LumenField, points_lps: np.ndarray, tangents_lps: Op
         u, v = across(np.asarray(tangents_lps, float).reshape(-1, 3))
     directions, angles = ray_directions(u, v, RAYS)
     voxel = max(field.spacing)
-    inside = field.centre_distance(points)
-    reach = 3.0 * inside + 2.0 * voxel if reach_mm is None else np.broadcast_to(np.asarray(reach_mm, float),
-                                                                                 (len(points),))
+    low, high = field.centre_bounds(points)  # the distance to the nearest outside voxel centre (or bounds)
+    reach = 3.0 * high + 2.0 * voxel if reach_mm is None else np.broadcast_to(np.asarray(reach_mm, float),
+                                                                               (len(points),))
     # each ray marches only until it meets the wall (:func:`.lumen_edge.edge_distances`)
-    distances = edge_distances(field, points, directions, reach, field.surely_inside(points, inside),
+    distances = edge_distances(field, points, directions, reach, field.surely_inside(points, low),
                                progress=progress, message="Measuring sections along the branches")
     finest = 2 * field.edge_uncertainty(directions).min(axis=1)  # the finest voxel size in each plane
     return outline_measures(distances, angles, smooth_outline(distances, angles, finest))

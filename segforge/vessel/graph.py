@@ -150,6 +150,11 @@ class GraphParameters:
 def centerline_graph(mask: Image, parameters: GraphParameters = GraphParameters(),
                      progress: Optional[ProgressCallback] = None) -> CenterlineGraph:
     """The centerline graph of a binary vessel mask (nonzero = vessel), radii included."""
+    from .thick import thick_centerline_graph  # here, not at the top: it builds on this module
+
+    thick = thick_centerline_graph(mask, parameters, progress)
+    if thick is not None:  # a thick mask, found on a coarser grid and measured on this one
+        return thick
     array = np.asarray(mask.array) != 0
     spacing_kji = np.asarray(mask.spacing[::-1], float)
     report = sub_progress(progress, 0.0, 1.0)

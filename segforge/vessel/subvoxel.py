@@ -123,7 +123,17 @@ def _notch(field: LumenField, points: np.ndarray, wall: np.ndarray, own: np.ndar
 def fitted_minimum(distances: np.ndarray, angles: np.ndarray, uncertainty: np.ndarray) -> np.ndarray:
     """Distance from the rays' common origin to the ellipse fitted to their end points, per
     row; NaN where fewer than ``CLOSED_SHARE`` of the rays meet a wall, where the fit is not
-    an ellipse, or where the origin lies outside it.
+    an ellipse, or where the origin lies outside it (:func:`fitted_ellipse`)."""
+    return fitted_ellipse(distances, angles, uncertainty)[0]
+
+
+def fitted_ellipse(distances: np.ndarray, angles: np.ndarray,
+                   uncertainty: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ellipse fitted to each row's ray end points: the distance from the rays' origin to
+    it, its centre (n, 2: along the angles' 0 and 90 degree directions) and its smaller
+    semi-axis (the radius of the largest circle inside it); NaN where fewer than
+    ``CLOSED_SHARE`` of the rays meet a wall, where the fit is not an ellipse, or where the
+    origin lies outside it.
 
     The fit is the direct least-squares ellipse of Fitzgibbon, Pilu and Fisher in Halir and
     Flusser's stable form (a 3 x 3 eigenproblem per row, all rows at once), each end point
@@ -132,13 +142,15 @@ def fitted_minimum(distances: np.ndarray, angles: np.ndarray, uncertainty: np.nd
     junction, not through this vessel's wall."""
     count = len(distances)
     result = np.full(count, np.nan)
+    centre = np.full((count, 2), np.nan)
+    semi_minor = np.full(count, np.nan)
     finite = np.isfinite(distances)
     ordered = np.sort(np.where(finite, distances, np.inf), axis=1)
     median = ordered[np.arange(count), np.maximum((finite.sum(axis=1) - 1) // 2, 0)][:, None]
     use = finite & (distances <= 1.5 * median)
     rows = np.flatnonzero(use.sum(axis=1) >= CLOSED_SHARE * len(angles))
     if not len(rows):
-        return result
+        return result, centre, semi_minor
     use = use[rows]
     weight = np.where(use, 1.0 / np.maximum(uncertainty[rows], 1e-6) ** 2, 0.0)
     r = np.where(use, distances[rows], 0.0)
@@ -177,7 +189,9 @@ def fitted_minimum(distances: np.ndarray, angles: np.ndarray, uncertainty: np.nd
         nearest = np.sqrt(px ** 2 + py ** 2).min(axis=1)
     good = found & inside & np.isfinite(nearest) & (nearest > 0)
     result[rows[good]] = nearest[good]
-    return result
+    centre[rows[good]] = np.column_stack([xc, yc])[good]
+    semi_minor[rows[good]] = semi.min(axis=1)[good]
+    return result, centre, semi_minor
 
 
 #: Inverse of the ellipse constraint 4ac - b^2 = 1 on (a, b, c).

@@ -102,7 +102,14 @@ def clean_topology(mask: Image, parameters: TopologyParameters = TopologyParamet
     inside[tuple(slice(p, p + b - a) for p, a, b in zip(pad, low, high))] = True
 
     report(0.0, "Closing small holes in the vessel mask")
+    loops = loop_count(work)
     cavities = _fill_cavities(work, spacing, size)
+    if loops == 0:  # no tunnel to close: the closing below could only add nothing (see loop_count)
+        result = array.copy()
+        result[box] = work[tuple(slice(p, p + b - a) for p, a, b in zip(pad, low, high))]
+        report(1.0, "Closing small holes in the vessel mask")
+        return (mask.with_array(result.astype(np.uint8)),
+                TopologyReport(size, cavities, 0, int(result.sum() - array.sum())))
     report(0.3, "Closing small holes in the vessel mask")
     added = _closing_additions(work, spacing, radius)
     report(0.6, "Closing small holes in the vessel mask")
@@ -210,6 +217,27 @@ def euler_characteristic(volume: np.ndarray) -> int:
     corner = corner[:, 1:] | corner[:, :-1]
     corner = corner[:, :, 1:] | corner[:, :, :-1]
     return int(corner.sum()) - edges + faces - cubes
+
+
+def loop_count(volume: np.ndarray) -> int:
+    """The number of independent loops (tunnels and handles) of a mask: its first Betti
+    number ``b1 = b0 + b2 - chi`` (26-connected object, 6-connected background).
+
+    Why: a mask without loops has no tunnel to close, and every piece a closing would add
+    is then a dent, a crotch or a bridge, none of which :func:`_close_tunnels` ever keeps
+    (a kept piece lowers ``b1``, which cannot go below 0). Counting is three passes over
+    the box (0.2 s of CPU for a 2-million-voxel tube), the closing several seconds, so a
+    thick mask without holes skips it (exactly: the same mask comes out)."""
+    return betti_numbers(volume)[1]
+
+
+def betti_numbers(volume: np.ndarray) -> tuple[int, int, int]:
+    """(b0, b1, b2) of a mask: its pieces (26-connected), loops, and cavities (enclosed
+    6-connected background components); ``b1 = b0 + b2 - chi``."""
+    volume = np.asarray(volume, bool)
+    objects = ndimage.label(volume, structure=_FULL)[1]
+    cavities = _enclosed(~np.pad(volume, 1))
+    return objects, objects + cavities - euler_characteristic(volume), cavities
 
 
 def _enclosed(background: np.ndarray) -> int:
