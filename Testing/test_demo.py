@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
@@ -31,6 +32,7 @@ from segforge.polydata_io import read_polydata_lps
 from segforge.vessel import vessel_mask
 from segforge.vessel.outputs import BRANCH_COLUMNS, FINDING_COLUMNS
 from segforge.vessel.pipeline import preset
+from segforge.vessel.radius import lps_to_kji
 
 MRA_FOLDER = SAMPLE_DATA / "vmtk_aorta_cemra"
 MRA = MRA_FOLDER / "aorta.mha"
@@ -149,7 +151,13 @@ def test_demo_scene_reloads_with_the_aorto_iliac_tree(mra_demo, mrml_scene):
     radii = []
     for curve in curves:
         points, radius = control_points_lps(curve), point_measurement(curve, "Radius")
-        assert len(radius) == len(points) >= 2 and np.all(np.isfinite(radius)) and np.all(radius > 0)
+        assert len(radius) == len(points) >= 2 and np.all(np.isfinite(radius)) and np.all(radius >= 0)
+        # Radii are measured on the segment as given (the line is traced on it with its small tunnels
+        # closed): a radius is 0 only where the line leaves the segment (its interpolated mask below
+        # the half level, the lumen edge).
+        level = map_coordinates(inside.astype(np.float32), lps_to_kji(mra, points).T, order=1)
+        assert np.all((radius > 0) | (level < 0.5)), (radius, level)
+        assert np.mean(radius > 0) >= 0.7
         row = rows[int(curve.GetName().rsplit(" ", 1)[-1])]  # "MRA branch <id>"
         polyline = float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
         assert row["length_mm"] > 0 and abs(polyline - row["length_mm"]) <= 0.01 * row["length_mm"] + 0.05
@@ -249,5 +257,8 @@ def test_cta_case_keeps_its_seed_and_box_on_the_descending_aorta(tmp_path):
     assert np.all(_in_box(_voxels_lps(cta, inside), roi[:3] - 1e-3, roi[3:] + 1e-3))
     assert (inside & aorta).sum() / inside.sum() > 0.6
     assert 0 < summary["curves"] == min(summary["branches"], MAX_CURVES)
-    assert 3.0 < summary["seed_branch"]["median_radius_mm"] < 12.0
+    # The radius is the largest ball inside the segment as given: in this dissected, partly enhanced
+    # lumen the flap and the holes bound it (2.3 mm measured; 3.6 mm before measures moved from the
+    # hole-closed mask to the segment as given and to the nearest notch of its edge).
+    assert 1.5 < summary["seed_branch"]["median_radius_mm"] < 12.0
     _check_picture(tmp_path / "vessels.png", cta)

@@ -91,7 +91,11 @@ def inscribed_radii(field: LumenField, points_lps: np.ndarray, voxel_radii: np.n
     radii = np.where(even & np.isfinite(fitted), fitted, own)
     radii = np.minimum(radii, _notch(field, points, wall, own, start, radii))
     inside = field.sample(points) >= LEVEL
-    return np.where(inside, radii, 0.0)
+    # Outside the image's lumen edge but on a line traced in the segment (where the contrast fades
+    # at a thin vessel's end): the segment's own voxel radius, not 0. Outside a mask-only field
+    # the point lies outside the segment itself: 0.
+    outside = np.asarray(voxel_radii, float) if field.from_image else 0.0
+    return np.where(inside, radii, outside)
 
 
 def _notch(field: LumenField, points: np.ndarray, wall: np.ndarray, own: np.ndarray, start: np.ndarray,
