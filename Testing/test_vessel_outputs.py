@@ -11,10 +11,11 @@ from conftest import make_image
 from segforge.image_io import read_image
 from segforge.vessel.diameter_plot import Mark, diameter_plot_png, plotted_profiles
 from segforge.vessel.outputs import LANDMARK_COLUMNS, SECTION_COLUMNS, write_vessel_outputs
-from segforge.vessel.tree import BranchProfile, VesselTree
+from segforge.vessel.cross_sections import BranchSections
+from segforge.vessel.tree import VesselTree
 
 
-def profile(branch: int, length_mm: float, diameter_mm: float, open_at: slice = slice(0, 0)) -> BranchProfile:
+def profile(branch: int, length_mm: float, diameter_mm: float, open_at: slice = slice(0, 0)) -> BranchSections:
     arc = np.arange(0.0, length_mm, 0.5)
     wave = diameter_mm + 0.5 * np.sin(arc / 7.0)
     values = {"equivalent_diameter_mm": wave, "min_diameter_mm": wave - 0.4, "max_diameter_mm": wave + 0.6,
@@ -24,7 +25,7 @@ def profile(branch: int, length_mm: float, diameter_mm: float, open_at: slice = 
         values[name] = values[name].copy()
         values[name][open_at] = np.nan
     points = np.c_[arc, np.full_like(arc, branch * 10.0), np.zeros_like(arc)]
-    return BranchProfile(branch, arc, points, **values)
+    return BranchSections(branch, arc, points, closed=np.isfinite(values["area_mm2"]), **values)
 
 
 def tree() -> VesselTree:

@@ -25,7 +25,7 @@ MARK_COLORS = {"landmark": (230, 0, 230), "stenosis": (255, 160, 0), "dilatation
 
 
 class Profile(Protocol):
-    """One branch's cross-sections (see :class:`segforge.vessel.tree.BranchProfile`)."""
+    """One branch's cross-sections (see :class:`segforge.vessel.cross_sections.BranchSections`)."""
 
     branch: int
     arc_mm: np.ndarray

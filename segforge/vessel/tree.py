@@ -19,6 +19,7 @@ from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
 from vtkmodules.vtkCommonCore import vtkPoints
 
 from ..image import Image
+from .cross_sections import BranchSections
 from .pipeline import VesselResult
 
 
@@ -38,23 +39,6 @@ SECTION_VALUES = ("arc_mm", "area_mm2", "equivalent_diameter_mm", "min_diameter_
                   "perpendicular_diameter_mm", "circularity")
 
 
-@dataclass(frozen=True)
-class BranchProfile:
-    """One branch's cross-sections, every ``step`` mm along it: the point (LPS mm) and the
-    measurements of the lumen in the plane perpendicular to the centerline there (the
-    perpendicular diameter is the caliper across the maximum one)."""
-
-    branch: int
-    arc_mm: np.ndarray
-    points_lps: np.ndarray
-    area_mm2: np.ndarray
-    equivalent_diameter_mm: np.ndarray
-    min_diameter_mm: np.ndarray
-    max_diameter_mm: np.ndarray
-    perpendicular_diameter_mm: np.ndarray
-    circularity: np.ndarray
-
-
 @dataclass
 class VesselTree:
     """What the vessel workflow gives a front end."""
@@ -65,7 +49,8 @@ class VesselTree:
     finding_rows: list[dict[str, Any]] = field(default_factory=list)
     surface: Optional[vtkPolyData] = None
     summary: dict[str, Any] = field(default_factory=dict)
-    profiles: list[BranchProfile] = field(default_factory=list)
+    #: each branch's cross-sections, as the engine measured them (see :class:`.cross_sections.BranchSections`)
+    profiles: list[BranchSections] = field(default_factory=list)
     landmark_rows: list[dict[str, Any]] = field(default_factory=list)
     #: The curved planar reformat of the main path (its own grid; k runs along the path).
     straightened: Optional[Image] = None
@@ -197,9 +182,10 @@ def from_wire(arrays: dict[str, Any], meta: dict[str, Any]) -> VesselTree:
     start = 0
     for entry in meta.get("sections", []):
         stop = start + int(entry["count"])
-        tree.profiles.append(BranchProfile(
+        values = {name: np.asarray(arrays[f"section_{name}"][start:stop], np.float64) for name in SECTION_VALUES}
+        tree.profiles.append(BranchSections(
             int(entry["branch"]), points_lps=np.asarray(arrays["section_points"][start:stop], np.float64),
-            **{name: np.asarray(arrays[f"section_{name}"][start:stop], np.float64) for name in SECTION_VALUES}))
+            closed=np.isfinite(values["area_mm2"]), **values))  # an open section's values are NaN
         start = stop
     tree.landmark_rows = list(meta.get("landmark_rows", []))
     tree.straightened = arrays.get("straightened")
