@@ -6,11 +6,15 @@ does not have it).
 """
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from vmtk import vtkvmtk
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOXML import vtkXMLPolyDataReader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "vmtk_peer"))
+from run_vmtk import branches  # the benchmark peer's extractor, with the same settings
 
 
 def main(path: str) -> None:
@@ -18,15 +22,7 @@ def main(path: str) -> None:
     reader.SetFileName(path)
     reader.Update()
     centerlines = reader.GetOutput()
-    extractor = vtkvmtk.vtkvmtkCenterlineBranchExtractor()
-    extractor.SetInputData(centerlines)
-    extractor.SetBlankingArrayName("Blanking")
-    extractor.SetRadiusArrayName("Radius")
-    extractor.SetGroupIdsArrayName("GroupIds")
-    extractor.SetCenterlineIdsArrayName("CenterlineIds")
-    extractor.SetTractIdsArrayName("TractIds")
-    extractor.Update()
-    split = extractor.GetOutput()
+    split = branches(centerlines)
     groups = vtk_to_numpy(split.GetCellData().GetArray("GroupIds"))
     blanked = vtk_to_numpy(split.GetCellData().GetArray("Blanking"))
     attributes = vtkvmtk.vtkvmtkCenterlineAttributesFilter()
