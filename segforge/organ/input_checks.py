@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import InputError
-from ..image import Image
+from ..image import Image, require_finite_voxels
 
 #: A CT has air (about -1000 HU) in or around the patient; an MR or a rescaled CT has none.
 CT_AIR_HU = -500.0
@@ -28,12 +28,7 @@ def require_segmentable(image: Image) -> None:
     if values.dtype == bool:
         raise InputError("The image is a mask, not a scan", "its voxels are true/false",
                          "select the CT or MR volume as input")
-    if np.issubdtype(values.dtype, np.floating):
-        finite = np.isfinite(values)
-        if not finite.all():
-            raise InputError("The image holds NaN or infinite voxels",
-                             f"{int(values.size - finite.sum())} voxels are not numbers",
-                             "replace them (e.g. by -1024 HU outside the scan) before segmenting")
+    require_finite_voxels(image)
     low, high = values.min(), values.max()
     if low == high:
         raise InputError("The image is constant", f"every voxel is {low}",
