@@ -495,6 +495,58 @@ def test_ctrl_c_while_the_command_starts_is_one_line(tmp_path, delay_s):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("made", ["the temporary folder", "a parent folder"])
+def test_ctrl_c_just_after_a_folder_is_made_leaves_nothing(tmp_path, monkeypatch, made):
+    """A Ctrl-C arriving between the temporary folder's mkdir and the set remembering it left a
+    ``.res.partial-...`` folder behind (seen once in CI): the signal now waits until the folder
+    is remembered, and a failed ``__enter__`` cleans up what it made."""
+    from segforge.output_set import OutputSet
+
+    real_mkdir = Path.mkdir
+    target = tmp_path / "new" / "res"
+
+    def mkdir_then_ctrl_c(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if (made == "a parent folder") == (self == target.parent):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        with OutputSet(target):
+            pytest.fail("the work must not start after a Ctrl-C while preparing")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_is_finished_once_its_results_are_in_place(tmp_path):
+    """A Ctrl-C just after the set was moved in killed the command by SIGINT (exit -2, as if
+    interrupted) with its complete results in place; now the run is finished at the commit."""
+    from segforge.output_set import OutputSet
+
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with OutputSet(tmp_path / "res", finished_at_commit=True) as outputs:
+            outputs.path("summary.json").write_text("{}")
+            outputs.commit({"summary": outputs.path("summary.json")})
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # a KeyboardInterrupt would be raised here
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    assert verify_manifest(tmp_path / "res") == []
+
+
+def test_main_gives_a_calling_program_its_signal_handling_back(tmp_path):
+    def handler(number, frame):
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        assert main(["organ", str(small_ct(tmp_path / "ct.nii.gz")), "--out", str(tmp_path / "res")]) == 0
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_a_failed_read_of_the_input_is_not_called_an_output_problem(tmp_path):
     """An input folder on /proc failed with EPERM inside the output set, which reported "Cannot
     write the results into res: the operation is not permitted"; an OSError about another file

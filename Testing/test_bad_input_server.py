@@ -144,6 +144,18 @@ def test_a_flood_from_one_address_leaves_room_for_the_others():
                 sock.close()
 
 
+def hello_once_there_is_room(client: WorkerClient, within_s: float = 10.0) -> dict:
+    """The server counts a closed connection out when its thread sees the close, a moment later."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return client.hello()
+        except WorkerBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_authenticated_clients_beyond_the_cap_are_told_to_try_again():
     with running_server(TOKEN, "--max-connections", "1") as (port, process):
         first = WorkerClient("127.0.0.1", port, TOKEN)
@@ -153,8 +165,7 @@ def test_authenticated_clients_beyond_the_cap_are_told_to_try_again():
                 second.hello()
             assert "1 clients are connected" in caught.value.why and "try again" in caught.value.todo
             first.close()
-            time.sleep(0.3)
-            assert second.hello()["protocol"] == PROTOCOL_VERSION  # the same client, once there is room
+            assert hello_once_there_is_room(second)["protocol"] == PROTOCOL_VERSION  # the same client
         assert_serves(port, process)
 
 

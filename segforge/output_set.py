@@ -100,7 +100,8 @@ class OutputSet:
 
     def __init__(self, out: str | os.PathLike, *, overwrite: bool = False, expected_bytes: int = 0,
                  input_path: str | os.PathLike | None = None, parameters: Optional[Mapping[str, Any]] = None,
-                 command: str = "", input_warnings: Optional[list[str]] = None) -> None:
+                 command: str = "", input_warnings: Optional[list[str]] = None,
+                 finished_at_commit: bool = False) -> None:
         self.shown = Path(out)  # as the user gave it, for messages and the paths printed
         self.target = Path(os.path.abspath(out))
         if self.target.is_symlink() and self.target.resolve().is_dir():
@@ -113,6 +114,10 @@ class OutputSet:
         #: What reading the input warned of (an assumed spacing, gaps filled): the manifest keeps it
         #: beside the results it concerns. The caller may fill the list after creating the set.
         self.input_warnings = input_warnings if input_warnings is not None else []
+        #: A command whose run ends with the commit: from the moment the set is in place, Ctrl-C and
+        #: SIGTERM are ignored, so a run is either interrupted with nothing written or finished (exit 0)
+        #: with its results, never "interrupted" with its results in place.
+        self.finished_at_commit = finished_at_commit
         self.folder: Optional[Path] = None  # the temporary folder the files are written into
         self._seen: Optional[tuple[int, int, int]] = None
         self.committed = False
@@ -121,7 +126,11 @@ class OutputSet:
     # -- before the work -------------------------------------------------------------------
 
     def __enter__(self) -> "OutputSet":
-        self.prepare()
+        try:
+            self.prepare()
+        except BaseException:  # Ctrl-C while preparing: __exit__ is not called for a failed __enter__
+            self.abort()
+            raise
         return self
 
     def prepare(self) -> Path:
@@ -137,11 +146,12 @@ class OutputSet:
         self._make_parents(target.parent)
         name = f".{target.name}.partial-{secrets.token_hex(4)}"
         try:
-            (target.parent / name).mkdir()  # the real test of "may I write there"
+            with _signals_held():  # made and remembered at once, so a Ctrl-C cannot leave it behind
+                (target.parent / name).mkdir()  # the real test of "may I write there"
+                self.folder = target.parent / name
         except OSError as error:
             self._remove_created_parents()
             raise self._not_writable(error, target.parent) from error
-        self.folder = target.parent / name
         try:
             require_space(target.parent, self.expected_bytes)
         except BaseException:
@@ -194,13 +204,14 @@ class OutputSet:
             missing.append(folder)
         for folder in reversed(missing):
             try:
-                folder.mkdir()
+                with _signals_held():
+                    folder.mkdir()
+                    self._created_parents.append(folder)
             except FileExistsError:
                 continue
             except OSError as error:
                 self._remove_created_parents()
                 raise self._not_writable(error, folder.parent) from error
-            self._created_parents.append(folder)
 
     def _not_writable(self, error: OSError, where: Path) -> InputError:
         if error.errno in _DISK_FULL:
@@ -240,6 +251,8 @@ class OutputSet:
         _sync_folder(self.folder)
         with _signals_held():
             self._swap()
+            if self.finished_at_commit:
+                _ignore_interrupts()  # before the held signals are let through (then dropped)
         self.committed = True
         return {kind: self.shown / Path(path).name for kind, path in files.items()}
 
@@ -297,11 +310,12 @@ class OutputSet:
 
     def abort(self) -> None:
         """Remove the temporary folder (and parents made for it); the target is left as it was."""
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
-        if not self.committed:
-            self._remove_created_parents()
+        with _signals_held():  # a second Ctrl-C does not cut the clean-up short
+            if self.folder is not None:
+                shutil.rmtree(self.folder, ignore_errors=True)
+                self.folder = None
+            if not self.committed:
+                self._remove_created_parents()
 
     def _remove_created_parents(self) -> None:
         for folder in reversed(self._created_parents):
@@ -403,16 +417,34 @@ def _sync_folder(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Ctrl-C / SIGTERM arriving during the renames wait until they are done (one set, never half)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Ctrl-C / SIGTERM arriving inside wait until it is done (one set, never half), then act as
+    they would have; a handler set inside (SIG_IGN at a commit) is the one that acts. Python-level
+    handlers, not a thread's signal mask: the kernel may hand the signal to any other thread (a
+    progress bar's, a native library's), whose C handler would still trip the main thread."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    arrived: list[int] = []
+
+    def remember(number: int, frame: Any) -> None:
+        arrived.append(number)
+
+    previous = {number: signal.signal(number, remember) for number in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(number) is not None}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            if signal.getsignal(number) is remember:
+                signal.signal(number, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
+
+
+def _ignore_interrupts() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
 
 
 def _megabytes(nbytes: int) -> str:

@@ -19,7 +19,9 @@ def _interrupted_while_starting(number: int, frame: object) -> None:
 # Run as the command (not imported by a program): Ctrl-C while Python imports what follows is
 # one line, not a traceback. main() puts back Python's own handling (KeyboardInterrupt) once
 # its try block is in place, so the work below cleans up as usual.
-if __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") in ("segforge", "segforge.exe"):
+_RUN_AS_COMMAND = __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") in ("segforge",
+                                                                                                "segforge.exe")
+if _RUN_AS_COMMAND:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import argparse  # noqa: E402
@@ -63,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(argv)
+    finally:
+        # The results' commit ignores Ctrl-C from then on (the run is finished); a program that
+        # called main() gets its own handling back. The command itself exits with it ignored.
+        if not _RUN_AS_COMMAND and threading.current_thread() is threading.main_thread():
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
+
+
+def _main(argv: Optional[list[str]]) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:  # building the parser imports every command (a second or so): Ctrl-C there is no traceback either

@@ -14,7 +14,8 @@ OUTPUT_POLICY = """\
 only when all are complete, with manifest.json (each file's size and SHA-256, the input, the
 parameters, the SegForge version, the date). A folder that already holds results is refused
 before any work unless --overwrite is given, which replaces the whole set (never part of it).
-Ctrl-C, a full disk or an error leave the previous results as they were and no partial files."""
+Ctrl-C, a full disk or an error leave the previous results as they were and no partial files;
+once the new set is in place the run is finished (a Ctrl-C then is ignored)."""
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -38,4 +39,4 @@ def output_set(args: argparse.Namespace, command: str, size_factor: float,
     args.input_warnings = getattr(args, "input_warnings", None) or []  # filled by read_input, kept in the manifest
     return OutputSet(args.out, overwrite=args.overwrite, expected_bytes=estimate_bytes(source, size_factor),
                      input_path=source, parameters=parameters, command=command,
-                     input_warnings=args.input_warnings)
+                     input_warnings=args.input_warnings, finished_at_commit=True)
