@@ -35,6 +35,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/vessel_cmd.py
   segforge/csv_table.py
   segforge/dicom_series.py
+  segforge/distance.py
   segforge/errors.py
   segforge/forms.py
   segforge/image.py

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.linalg import cg
 
+from ..distance import distance_mm, within_mm
 from ..errors import InputError
 from ..image import Image, foreground_box
 from ..progress import ProgressCallback
@@ -149,15 +150,15 @@ class RandomWalkerBackend:
                 return region, np.zeros(before.shape, np.uint8)
             point = np.zeros(before.shape, bool)
             point[tuple(click)] = True
-            from_click = ndimage.distance_transform_edt(~point, sampling=self._spacing)
+            from_click = distance_mm(~point, self._spacing)
             if self.parameters.local_corrections == "nearer":
                 # voxels nearer a positive prompt than the click are the positive prompts' evidence
-                evidence = from_click < ndimage.distance_transform_edt(~seeds, sampling=self._spacing)
+                evidence = from_click < distance_mm(~seeds, self._spacing)
             else:
                 # no farther from the click than twice its depth inside the mask, plus a voxel
                 depth = 0.0
                 if before[tuple(click)]:
-                    depth = float(ndimage.distance_transform_edt(np.pad(before, 1), sampling=self._spacing)
+                    depth = float(distance_mm(np.pad(before, 1), self._spacing)
                                   [tuple(click + 1)])
                 evidence = from_click <= 2.0 * depth + float(self._spacing.max())
             lost = _connected_to(before & ~after & evidence, near)
@@ -345,27 +346,42 @@ class _View:
         values = sign * self.values
         level *= sign
         floor = float(np.percentile(sign * inside, 5))
-        best: Optional[np.ndarray] = None
-        for threshold in np.linspace(level, floor, self.p.levels + 1)[1:]:
-            piece = self._piece_above(values, threshold, anchor)
-            if piece is None:
-                continue
-            if beyond is not None and np.count_nonzero(piece) > largest:
-                # larger than the blob at the click allows: the last piece that was not, or the
-                # first one cut at the blob's reach
-                return (_connected_to(piece & ~beyond, anchor) | group if best is None else best), False, None
-            if np.any(piece & self.faces):
-                if best is None:  # leaks at every level
-                    if self._on_rim(group, level, sign):
-                        return group, True, None  # a click on a brighter object's dim rim: its seeds alone
-                    return self._capped(piece, group), True, piece  # an organ-like object among its like
-                return best, False, None
-            if np.any(piece & self.refused):
-                break
-            midpoint = self._midpoint(values, piece)
-            best = piece  # not the clicked voxels: a rim voxel would teach the model the rim
-            if midpoint is not None and midpoint >= threshold:
-                break
+        thresholds = np.linspace(level, floor, self.p.levels + 1)[1:]
+        outcomes: dict[int, tuple[str, Optional[np.ndarray]]] = {}
+
+        def outcome(index: int) -> tuple[str, Optional[np.ndarray]]:
+            if index not in outcomes:
+                piece = self._piece_above(values, thresholds[index], anchor)
+                if piece is None:
+                    kind = "none"
+                elif beyond is not None and np.count_nonzero(piece) > largest:
+                    kind = "too large"  # larger than the blob at the click allows
+                elif np.any(piece & self.faces):
+                    kind = "leaks"
+                elif np.any(piece & self.refused):
+                    kind = "refused"
+                else:
+                    midpoint = self._midpoint(values, piece)
+                    kind = "crossed" if midpoint is not None and midpoint >= thresholds[index] else "grows"
+                outcomes[index] = (kind, piece)
+            return outcomes[index]
+
+        stop = _first_stop(len(thresholds), lambda index: outcome(index)[0] not in ("none", "grows"))
+        # the last piece before the stop that grew clear of everything (not the clicked voxels:
+        # a rim voxel would teach the model the rim)
+        grown = [outcomes[i][1] for i in sorted(outcomes) if (stop is None or i < stop) and outcomes[i][0] == "grows"]
+        best = grown[-1] if grown else None
+        kind, piece = outcome(stop) if stop is not None else ("end", None)
+        if kind == "too large":  # the last piece that was not, or the first one cut at the blob's reach
+            return (_connected_to(piece & ~beyond, anchor) | group if best is None else best), False, None
+        if kind == "leaks":
+            if best is None:  # leaks at every level
+                if self._on_rim(group, level, sign):
+                    return group, True, None  # a click on a brighter object's dim rim: its seeds alone
+                return self._capped(piece, group), True, piece  # an organ-like object among its like
+            return best, False, None
+        if kind == "crossed":
+            best = piece
         return (group if best is None else best), False, None
 
     def _blob_radius(self, group: np.ndarray) -> Optional[float]:
@@ -407,7 +423,7 @@ class _View:
         """The part of a leaking piece within ``capped_mm`` of the click, still connected to it:
         each click then adds a chunk of tissue like its own, and the random walker cuts it at
         the edges inside that chunk."""
-        distance = ndimage.distance_transform_edt(~group, sampling=self.spacing)
+        distance = distance_mm(~group, self.spacing)
         near = piece & (distance <= self.p.capped_mm)
         kept = _connected_to(near, group)
         return kept if kept.any() else group
@@ -443,7 +459,7 @@ class _View:
             piece = piece[sub]
             if not piece.any():
                 continue
-            distance = ndimage.distance_transform_edt(~piece, sampling=self.spacing)
+            distance = distance_mm(~piece, self.spacing)
             near = np.exp(-0.5 * (distance / p.locality_mm) ** 2)
             foreground_density = _density(values, values[piece])
             np.maximum(prior, near * foreground_density / (foreground_density + background_density), out=prior)
@@ -457,6 +473,24 @@ class _View:
         mask = _fill_holes(mask, self.backend._thick_axis)
         box = tuple(slice(w.start + s.start, w.start + s.stop) for w, s in zip(self.window, sub))
         return box, mask.astype(np.uint8)  # type: ignore[return-value]
+
+
+def _first_stop(count: int, stops, stride: int = 4) -> Optional[int]:
+    """The first of ``range(count)`` for which ``stops`` holds, asking every ``stride``-th
+    (and the last) first, then the ones between the last that did not stop and the first that
+    did. A threshold piece grows as the level falls, so leaking, holding a negative prompt or
+    outgrowing a blob, once true, stay true; the crossing of the intermeans midpoint is taken
+    to do the same (a crossing that undoes itself within ``stride`` levels is passed over).
+    Each question costs a distance transform of the piece's box: a large lesion asks a third."""
+    coarse = list(range(stride - 1, count, stride))
+    if not coarse or coarse[-1] != count - 1:
+        coarse.append(count - 1)
+    before = -1
+    for index in coarse:
+        if stops(index):
+            return next((fine for fine in range(before + 1, index) if stops(fine)), index)
+        before = index
+    return None
 
 
 def _noise(values: np.ndarray, thick_axis: Optional[int]) -> float:
@@ -476,7 +510,7 @@ def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.nd
     out = np.zeros_like(mask)
     box = _bounding_box(mask, reach)
     if box is not None:
-        out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing) <= radius_mm + 1e-9
+        out[box] = within_mm(mask[box], radius_mm, spacing)
     return out
 
 
@@ -553,39 +587,52 @@ def _density(region: np.ndarray, samples: np.ndarray) -> np.ndarray:
 
 def _solve(values: np.ndarray, spacing: np.ndarray, foreground: np.ndarray, background: np.ndarray,
            prior: np.ndarray, parameters: RandomWalkerParameters) -> np.ndarray:
-    """Probability of reaching a lesion seed first: (L + gamma I) x = gamma * prior, seeds fixed."""
-    count = values.size
-    index = np.arange(count).reshape(values.shape)
-    jumps, pairs = [], []
+    """Probability of reaching a lesion seed first: (L + gamma I) x = gamma * prior, seeds fixed.
+
+    Only the free voxels' block of the system is assembled (an edge to a seed moves to the
+    right-hand side): slicing it out of the whole Laplacian took most of a large region's time."""
+    fixed = foreground | background
+    result = foreground.astype(float)
+    free_count = int(values.size - np.count_nonzero(fixed))
+    if free_count == 0:
+        return result
+    number = np.full(values.shape, -1, np.int64)  # each free voxel's unknown
+    number[~fixed] = np.arange(free_count)
+    gamma = parameters.prior_weight
+    degree = np.zeros(values.shape)
+    right = gamma * prior.astype(float)
+    rows, cols, data = [], [], []
+    edges = []
     for axis in range(3):
         if values.shape[axis] < 2:
             continue
         low = tuple(slice(0, -1) if a == axis else slice(None) for a in range(3))
         high = tuple(slice(1, None) if a == axis else slice(None) for a in range(3))
-        jumps.append(((values[high] - values[low]).ravel(), spacing.min() / spacing[axis]))
-        pairs.append((index[low].ravel(), index[high].ravel()))
-    mean_square = float(np.mean(np.concatenate([j for j, _ in jumps]) ** 2)) or 1.0
-    weights = [np.exp(-parameters.beta * j ** 2 / mean_square) * scale + 1e-6 for j, scale in jumps]
-    rows = np.concatenate([a for a, _ in pairs] + [b for _, b in pairs])
-    cols = np.concatenate([b for _, b in pairs] + [a for a, _ in pairs])
-    data = np.concatenate(weights + weights)
-    adjacency = sparse.csr_matrix((data, (rows, cols)), shape=(count, count))
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    gamma = parameters.prior_weight
-    system = sparse.diags(degree + gamma) - adjacency
-    fixed = (foreground | background).ravel()
-    value = foreground.ravel().astype(float)
+        edges.append((low, high, values[high] - values[low], spacing.min() / spacing[axis]))
+    mean_square = float(np.mean(np.concatenate([jump.ravel() for _, _, jump, _ in edges]) ** 2)) or 1.0
+    for low, high, jump, scale in edges:
+        weight = np.exp(-parameters.beta * jump.astype(float) ** 2 / mean_square) * scale + 1e-6
+        degree[low] += weight
+        degree[high] += weight
+        # an edge to a seed: its value times the weight moves to the right-hand side
+        right[low] += np.where(fixed[high], weight * result[high], 0.0)
+        right[high] += np.where(fixed[low], weight * result[low], 0.0)
+        both = ~fixed[low] & ~fixed[high]
+        a, b, w = number[low][both], number[high][both], weight[both]
+        rows += [a, b]
+        cols += [b, a]
+        data += [-w, -w]
     free = ~fixed
-    result = value.copy()
-    if free.any():
-        system = system.tocsr()
-        a_free = system[free][:, free]
-        b_free = gamma * prior.ravel()[free] - system[free][:, fixed] @ value[fixed]
-        preconditioner = sparse.diags(1.0 / a_free.diagonal())
-        solution, _ = cg(a_free, b_free, x0=prior.ravel()[free], M=preconditioner,
-                         rtol=parameters.tolerance, maxiter=500)
-        result[free] = solution
-    return result.reshape(values.shape)
+    diagonal = degree[free] + gamma
+    count = np.arange(free_count)
+    system = sparse.csr_matrix((np.concatenate(data + [diagonal]),
+                                (np.concatenate(rows + [count]), np.concatenate(cols + [count]))),
+                               shape=(free_count, free_count))
+    preconditioner = sparse.diags(1.0 / diagonal)
+    solution, _ = cg(system, right[free], x0=prior[free].astype(float), M=preconditioner,
+                     rtol=parameters.tolerance, maxiter=500)
+    result[free] = solution
+    return result
 
 
 def _connected_to(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
