@@ -150,7 +150,8 @@ def _segment_mask(segment: Image, image: Optional[Image]) -> Image:
     if not mask.any():
         raise InputError("The segment is empty", "none of its voxels is set",
                          "choose the segment that holds the vessel (or paint it first)")
-    if image is not None and not _same_grid(segment, image):
+    # the same voxels to a hundredth of a voxel (headers written as float32 differ by less)
+    if image is not None and not segment.same_grid(image, tol=0.01 * min(*segment.spacing, *image.spacing)):
         raise InputError("The segment and the image are not on the same grid",
                          f"the segment has {segment.shape_ijk} voxels of {_mm(segment.spacing)} mm at "
                          f"{_mm(segment.origin_lps)}, the image {image.shape_ijk} voxels of {_mm(image.spacing)} mm "
@@ -158,16 +159,6 @@ def _segment_mask(segment: Image, image: Optional[Image]) -> Image:
                          "give the segment alone, or resample it onto the image first")
     # on the image's grid exactly (headers written as float32 differ in the last digits)
     return (image if image is not None else segment).with_array(mask.astype(np.uint8))
-
-
-def _same_grid(a: Image, b: Image) -> bool:
-    """Same voxels, to a hundredth of a voxel (headers written as float32 differ by less)."""
-    if a.array.shape != b.array.shape:
-        return False
-    corners = np.array([[i, j, k, 1.0] for i in (0, a.array.shape[2] - 1) for j in (0, a.array.shape[1] - 1)
-                        for k in (0, a.array.shape[0] - 1)])
-    gap = np.abs(corners @ a.ijk_to_lps().T - corners @ b.ijk_to_lps().T).max()
-    return bool(gap <= 0.01 * min(min(a.spacing), min(b.spacing)))
 
 
 def _mm(values) -> str:
