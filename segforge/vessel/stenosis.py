@@ -48,6 +48,7 @@ from ..image import Image
 from ..progress import ProgressCallback, no_progress
 from .graph import BIFURCATION, ENDPOINT, CenterlineGraph
 from .radius import affine, across
+from .sampling import trilinear
 
 STENOSIS, DILATATION = "stenosis", "dilatation"
 
@@ -451,8 +452,7 @@ def _section(volume: np.ndarray, lps_to_ijk: np.ndarray, points: np.ndarray, u: 
 
 def _sample(volume: np.ndarray, ijk: np.ndarray) -> np.ndarray:
     """The mask, trilinearly interpolated at (n, 3) continuous (i, j, k) indices."""
-    return ndimage.map_coordinates(volume, np.ascontiguousarray(ijk[:, ::-1].T), order=1,
-                                   mode="constant", cval=0.0, output=np.float32)
+    return trilinear(volume, ijk[:, 2], ijk[:, 1], ijk[:, 0])
 
 
 # --- the healthy reference ------------------------------------------------------------------
