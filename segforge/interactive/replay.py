@@ -64,8 +64,8 @@ def replay_prompts(session: Any, prompts: list, report: Optional[ProgressCallbac
     steps = []
     for n, prompt in enumerate(prompts):
         began = time.perf_counter()
-        progress = None if report is None else (
-            lambda f, m, n=n: report((n + f) / len(prompts), f"prompt {n + 1}: {m}"))
+        progress = ((lambda f, m: None) if report is None else
+                    (lambda f, m, n=n: report((n + f) / len(prompts), f"prompt {n + 1}: {m}")))
         session.interact(prompt, progress)
         steps.append({"type": prompt_kind(prompt), "positive": prompt.positive,
                       "seconds": time.perf_counter() - began, "voxels": int(np.count_nonzero(session.mask))})
