@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from batch_cohort import interactive_folder, organ_folder, run_segforge, small_ct, vessel_manifest
 
-from segforge.batch import ClusterSettings, discover, run_batch
+from segforge.batch import discover, run_batch
 from segforge.batch.resume import RECORD
 from segforge.image_io import write_image
 from segforge.organ.parameters import OrganParameters
