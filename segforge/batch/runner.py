@@ -123,12 +123,9 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
             say(f"Dask dashboard: {summary.dashboard}")
         resources = _gpu_resources(client, cluster.gpus)
         jobs = [CaseJob(workflow, case, parameters, str(cases_folder), options) for case in cases]
-        futures = {}
+        futures: dict = {}
         try:
-            for job in jobs:
-                key = f"segforge-case-{job.case.case_id}-{uuid.uuid4().hex[:8]}"
-                futures[client.submit(run_case, job, key=key, pure=False, resources=resources)] = job.case
-            _collect(client, futures, state, progress)
+            _collect(client, jobs, futures, resources, state, progress)
         except KeyboardInterrupt:
             with _interrupts_held():
                 summary.interrupted = True
@@ -195,23 +192,53 @@ class _State:
         replace_atomically(self.out / BATCH_RECORD, lambda path: path.write_text(text, encoding="utf-8"))
 
 
-def _collect(client: Any, futures: dict, state: _State, progress: bool) -> None:
-    """Take the outcomes as they come, with a progress bar (done / failed / skipped, ETA)."""
+def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Optional[dict], state: _State,
+             progress: bool) -> None:
+    """Submit the cases, at most one per free worker thread (or GPU) at a time, and take the
+    outcomes as they come, with a progress bar (done / failed / skipped, ETA).
+
+    Dask would hand every case to a worker at once (a few independent tasks are never held back
+    in its queue), so a worker killed mid-case would take the cases queued behind it down with
+    it, each counted as a failure. Submitting as slots free up keeps each worker at its running
+    cases; the cluster still chooses the worker (and scales: the slots are counted each time).
+    """
     from distributed import as_completed
     from tqdm import tqdm
 
     summary, last_write = state.summary, time.monotonic()
-    with tqdm(total=len(futures), desc="cases", unit="case", disable=not progress, dynamic_ncols=True) as bar:
-        for future in as_completed(list(futures)):
+    waiting = list(jobs)
+    running = as_completed()
+
+    def submit(count: int) -> None:
+        for job in waiting[:count]:
+            key = f"segforge-case-{job.case.case_id}-{uuid.uuid4().hex[:8]}"
+            future = client.submit(run_case, job, key=key, pure=False, resources=resources)
+            futures[future] = job.case
+            running.add(future)
+        del waiting[:count]
+
+    submit(_slots(client, resources))
+    with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress, dynamic_ncols=True) as bar:
+        for future in running:
             case = futures[future]
             state.add(_outcome(future, case, state.cluster))
             bar.set_postfix_str(f"done {len(summary.succeeded)}, failed {len(summary.failed)}, "
                                 f"skipped {len(summary.skipped)}", refresh=False)
             bar.update(1)
+            if waiting:
+                submit(_slots(client, resources) - running.count())
             if time.monotonic() - last_write >= TABLE_INTERVAL_S:
                 with _interrupts_held():
                     state.write_all()
                 last_write = time.monotonic()
+
+
+def _slots(client: Any, resources: Optional[dict]) -> int:
+    """Cases the cluster can run at once now: its worker threads, or its GPUs (at least one)."""
+    if resources:
+        workers = client.scheduler_info().get("workers", {}).values()
+        return max(1, int(sum(info.get("resources", {}).get("GPU", 0) for info in workers)))
+    return max(1, sum(client.nthreads().values()))
 
 
 def _outcome(future: Any, case: Case, cluster: ClusterSettings) -> dict:
