@@ -111,6 +111,7 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
     cases_folder = _prepare_out(out)
     summary = BatchSummary(out)
     started = time.perf_counter()
+    began = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     options = dict(options or {})
     tables = CohortTables(workflow, out)
     state = _State(workflow, out, cases, summary, tables, left_out, cluster)
@@ -130,11 +131,12 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
             with _interrupts_held():
                 summary.interrupted = True
                 client.cancel(list(futures))
-                finished = {c for c in (*summary.succeeded, *summary.skipped, *(f["case_id"] for f in summary.failed))}
-                summary.not_run = [case.case_id for case in cases if case.case_id not in finished]
                 if own:
                     stack.close()  # the local workers stop here, before their temporary folders are swept
                     _sweep_partials(cases_folder, cases)
+                _recover_finished(state, jobs, began)
+                finished = {c for c in (*summary.succeeded, *summary.skipped, *(f["case_id"] for f in summary.failed))}
+                summary.not_run = [case.case_id for case in cases if case.case_id not in finished]
         else:
             summary.workers_peak_rss_mb = _workers_peak(client)
             _sweep_partials(cases_folder, cases)
@@ -231,6 +233,30 @@ def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Opt
                 with _interrupts_held():
                     state.write_all()
                 last_write = time.monotonic()
+
+
+def _recover_finished(state: _State, jobs: Sequence[CaseJob], began: str) -> None:
+    """After Ctrl-C: a case whose folder a worker moved in before its outcome reached us is
+    finished all the same (its folder is whole); count it and put its rows in the table, by
+    the resume rule, so the tables never miss a case folder that is there."""
+    from .resume import fingerprint, input_digests, reusable
+    from .table import case_rows
+
+    summary = state.summary
+    known = {*summary.succeeded, *summary.skipped, *(f["case_id"] for f in summary.failed)}
+    for job in jobs:
+        folder = case_folder(job.cases_folder, job.case.case_id)
+        if job.case.case_id in known or not (folder / "manifest.json").is_file():
+            continue
+        try:
+            record = reusable(folder, input_digests(job.case), fingerprint(job.workflow, job.parameters, job.options,
+                                                                          job.case))
+        except OSError:
+            record = None
+        if record is not None:
+            status = "done" if str(record.get("started", "")) >= began else "skipped"
+            state.add({"case_id": job.case.case_id, "status": status,
+                       "rows": case_rows(job.workflow, job.case.case_id, folder)})
 
 
 def _slots(client: Any, resources: Optional[dict]) -> int:
