@@ -18,12 +18,21 @@ get_filename_component(_segforge_source_dir "${CMAKE_CURRENT_LIST_DIR}/.." REALP
 # Every segforge/**/*.py, relative to the repository root.
 set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/__init__.py
+  segforge/batch/__init__.py
+  segforge/batch/cases.py
+  segforge/batch/gpu_plugin.py
+  segforge/batch/resume.py
+  segforge/batch/run_case.py
+  segforge/batch/runner.py
+  segforge/batch/table.py
+  segforge/batch/workflows.py
   segforge/catalog/__init__.py
   segforge/catalog/cache.py
   segforge/catalog/catalog.py
   segforge/catalog/download.py
   segforge/cli/__init__.py
   segforge/cli/app_cmd.py
+  segforge/cli/batch_cmd.py
   segforge/cli/input_options.py
   segforge/cli/interactive_cmd.py
   segforge/cli/main.py
@@ -47,6 +56,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/interactive/nninteractive_backend.py
   segforge/interactive/prompts.py
   segforge/interactive/random_walker.py
+  segforge/interactive/replay.py
   segforge/interactive/session.py
   segforge/interactive/simulation.py
   segforge/label_names.py
@@ -128,6 +138,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/tree.py
   segforge/vessel/vesselness.py
   segforge/vessel/vmtk_centerlines.py
+  segforge/volume_input.py
   segforge/worker/__init__.py
   segforge/worker/client.py
   segforge/worker/crop.py

@@ -39,7 +39,7 @@ PROJECT_ROOTS = frozenset({"segforge", "segforge_app", "SegForgeWidgets", *MODUL
 
 BASE_MODULES = ("errors", "image", "image_io", "image_checks", "dicom_series", "progress", "resources",
                 "orientation", "csv_table", "polydata_io", "mesh", "segmentation_file", "forms", "catalog",
-                "runtime", "output_set", "label_names", "segment_input", "distance")
+                "runtime", "output_set", "label_names", "segment_input", "distance", "volume_input")
 WORKFLOWS = ("vessel", "organ", "interactive")
 LOGIC = tuple(f"{module}Lib" for module in MODULES)
 
@@ -50,6 +50,7 @@ LAYER_OF: dict[str, str] = {
     **{f"segforge.{name}": name for name in WORKFLOWS},
     "segforge.mrml": "mrml",
     "segforge.worker": "worker",
+    "segforge.batch": "batch",
     "segforge.cli": "cli",
     **{name: name for name in LOGIC},
     "SegForgeWidgets": "widgets",
@@ -68,6 +69,8 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
                   "no mrml/worker/front end)") for workflow in WORKFLOWS},
     "mrml": (frozenset({"base", *WORKFLOWS}), "mrml imports only the shared base and the workflows"),
     "worker": (frozenset({"base", *WORKFLOWS}), "the worker imports only the shared base and the workflows"),
+    "batch": (frozenset({"base", *WORKFLOWS}), "the batch (cohorts on Dask) imports only the shared base and the "
+              "workflows"),
     **{logic: (frozenset(_BELOW_LOGIC), "a module Logic is Qt-free: it imports the engine (segforge.*), "
                "not SegForgeWidgets, another module's Logic, the app or the CLI") for logic in LOGIC},
     "widgets": (frozenset({*_BELOW_LOGIC, *LOGIC}), "SegForgeWidgets imports only the layers below the "
@@ -77,8 +80,8 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
                             "SegForgeWidgets") for module in MODULES},
     "app": (frozenset({*_BELOW_LOGIC, *LOGIC}), "the web app imports only the layers below the front ends "
             "(no Qt helpers, no CLI, no module widget)"),
-    "cli": (frozenset({"base", *WORKFLOWS, "worker"}), "the CLI imports the shared base, the workflows, the "
-            "worker and the Logic packages' form modules"),
+    "cli": (frozenset({"base", *WORKFLOWS, "worker", "batch"}), "the CLI imports the shared base, the workflows, "
+            "the worker, the batch and the Logic packages' form modules"),
 }
 
 #: Imports allowed by name although their layers say no: (importing module prefix, imported prefix) -> reason.
@@ -258,6 +261,9 @@ def _check(source: str, module: str, is_package: bool = False) -> list[Violation
     ("segforge.mrml.scene", "from ..cli import main\n"),
     ("segforge.mrml.scene", "import qt\n"),
     ("segforge.mrml.scene", "from .. import worker\n"),
+    ("segforge.batch.runner", "from ..cli.main import main\n"),
+    ("segforge.batch.run_case", "from ..worker.tasks import run\n"),
+    ("segforge.vessel.pipeline", "from ..batch import run_batch\n"),
     ("SegVesselLib.logic", "from SegForgeWidgets import JobRunner\n"),
     ("SegVesselLib.logic", "from SegOrganLib.logic import SegOrganLogic\n"),
     ("SegForgeWidgets.job_runner", "import segforge_app\n"),

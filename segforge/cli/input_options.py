@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
-from ..image import Image, require_finite_voxels
-from ..image_io import read_volume
+from ..image import Image
+from ..volume_input import read_checked_volume
 
 
 def add_input_options(parser: argparse.ArgumentParser, optional: str = "") -> None:
@@ -24,35 +23,13 @@ def add_input_options(parser: argparse.ArgumentParser, optional: str = "") -> No
 
 
 def read_input(args: argparse.Namespace) -> Image:
-    """The command's volume, read and checked (a damaged, short or gapped input is refused).
+    """The command's volume, read and checked (a damaged, short or gapped input is refused;
+    :func:`segforge.volume_input.read_checked_volume`).
 
     What the read warns of (a spacing assumed to be 1 mm, gaps filled) is shown as it happens
     and also appended to ``args.input_warnings`` when the command made that list (its output
     set's manifest keeps them beside the results they concern).
     """
-    caught = _Warnings()
-    loggers = [logging.getLogger(name) for name in _READ_LOGGERS]
-    for logger in loggers:
-        logger.addHandler(caught)
-    try:
-        # Every workflow refuses NaN / infinite voxels (the vessel filter spread them into "no vessel
-        # found", the interactive one crashed on them): once, here, for every command.
-        return require_finite_voxels(read_volume(args.image, allow_gaps=args.allow_gaps, series_uid=args.series))
-    finally:
-        for logger in loggers:
-            logger.removeHandler(caught)
-        if isinstance(getattr(args, "input_warnings", None), list):
-            args.input_warnings.extend(caught.messages)
-
-
-#: The modules whose warnings are about the input file itself.
-_READ_LOGGERS = ("segforge.image_checks", "segforge.image_io", "segforge.dicom_series")
-
-
-class _Warnings(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+    warnings = args.input_warnings if isinstance(getattr(args, "input_warnings", None), list) else None
+    return read_checked_volume(args.image, allow_gaps=args.allow_gaps, series_uid=args.series,
+                               warnings=warnings).image

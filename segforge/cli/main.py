@@ -44,6 +44,7 @@ examples:
   segforge vessel cta.nii.gz --out results/            vessel tree of a CTA: mask, centerlines, stenoses
   segforge organ ct.nii.gz --out results/             body, lungs, airway, bones, fat, muscle + statistics
   segforge interactive ct.nii.gz --prompts clicks.json --out results/   a lesion from clicks / boxes
+  segforge batch organ cts/ --out results/ --workers 2   a cohort on Dask: case folders + a cohort table
   segforge models list                                 the models SegForge knows
   segforge models download ID                          fetch and verify a model
   segforge serve --host 0.0.0.0 --port 8765 --token T  share this GPU machine's worker
@@ -52,14 +53,14 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import app_cmd, interactive_cmd, models_cmd, organ_cmd, serve_cmd, vessel_cmd
+    from . import app_cmd, batch_cmd, interactive_cmd, models_cmd, organ_cmd, serve_cmd, vessel_cmd
 
     parser = argparse.ArgumentParser(prog="segforge", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"segforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (vessel_cmd, organ_cmd, interactive_cmd, models_cmd, serve_cmd, app_cmd):
+    for module in (vessel_cmd, organ_cmd, interactive_cmd, batch_cmd, models_cmd, serve_cmd, app_cmd):
         module.register(subparsers)
     return parser
 
@@ -81,7 +82,13 @@ def _main(argv: Optional[list[str]]) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:  # building the parser imports every command (a second or so): Ctrl-C there is no traceback either
         parser = build_parser()
-        args = parser.parse_args(argv)
+        # A command that takes another command's options (`segforge batch` passes the workflow's
+        # own options to that workflow's parser) gets what this parser does not know as args.extra.
+        args, extra = parser.parse_known_args(argv)
+        if getattr(args, "takes_workflow_options", False):
+            args.extra = extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except KeyboardInterrupt:
         print("segforge: interrupted", file=sys.stderr)
         return 130

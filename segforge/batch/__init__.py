@@ -1,0 +1,21 @@
+"""Cohorts: one workflow over many cases on Dask distributed (``segforge batch``).
+
+From Python (the same batch as the command line)::
+
+    from segforge.batch import ClusterSettings, discover, run_batch
+    from segforge.organ.parameters import OrganParameters
+
+    cohort = discover("cts/")                       # a folder of volumes, a .csv/.tsv manifest or a DICOM tree
+    summary = run_batch("organ", cohort.cases, "results/", OrganParameters(structures=("lungs",)),
+                        cluster=ClusterSettings(workers=2))
+    print(summary.line())   # "N succeeded, N failed, N skipped; failures listed in results/failures.csv"
+
+Each case is written to ``results/cases/<case id>/`` all or nothing, with ``run_record.json``;
+the cohort table is ``results/cohort_<workflow>.csv`` and ``.parquet``. See docs/batch.md.
+"""
+from __future__ import annotations
+
+from .cases import Case, Cohort, SeriesRule, discover
+from .runner import BatchSummary, ClusterSettings, run_batch
+
+__all__ = ["BatchSummary", "Case", "ClusterSettings", "Cohort", "SeriesRule", "discover", "run_batch"]

@@ -1,0 +1,116 @@
+"""The run record of a case, and the one rule that decides whether a rerun may skip it.
+
+A case's result folder holds ``run_record.json`` beside its results (listed in the folder's
+manifest like every file). A rerun skips the case only when all of these hold: the record
+names the same inputs with the same SHA-256 (every file of a DICOM series), the same
+workflow and parameter fingerprint, and the folder still matches its manifest (no file
+missing or changed). Anything else redoes the case; the SegForge version alone does not,
+the record keeps it for the reader.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import SimpleITK as sitk
+
+from ..output_set import MANIFEST, file_sha256, verify_manifest
+from ..segment_input import split_segment_spec
+from .cases import Case
+
+RECORD = "run_record.json"
+
+
+def plain(value: Any) -> Any:
+    """Parameters as JSON values (dataclasses as dicts, tuples as lists, paths as text)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def fingerprint(workflow: str, parameters: Any, options: Mapping[str, Any], case: Case) -> str:
+    """SHA-256 of what decides a case's results besides its input files: the workflow, its
+    parameters, the batch's options and the case's own options (seeds, segment selector)."""
+    document = {"workflow": workflow, "parameters": plain(parameters), "options": plain(dict(options)),
+                "series_uid": case.series_uid, "seeds_lps": plain(case.seeds_lps),
+                "segment_selector": None if case.segment is None else split_segment_spec(case.segment)[1]}
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def input_digests(case: Case) -> list[dict[str, Any]]:
+    """Each input of the case (role, path, bytes, SHA-256); a DICOM series folder is hashed over
+    its series' files (names and contents). A missing input is listed without a hash (the run
+    then says what is missing)."""
+    digests = []
+    for role, path in _inputs(case):
+        entry: dict[str, Any] = {"role": role, "path": str(path)}
+        if path.is_dir():
+            files = _series_files(path, case.series_uid)
+            digest = hashlib.sha256()
+            for name in files:
+                digest.update(Path(name).name.encode("utf-8") + b"\0" + file_sha256(name).encode("ascii"))
+            entry.update(files=len(files), bytes=sum(os.path.getsize(f) for f in files), sha256=digest.hexdigest())
+        elif path.is_file():
+            entry.update(bytes=path.stat().st_size, sha256=file_sha256(path))
+        digests.append(entry)
+    return digests
+
+
+def _inputs(case: Case) -> list[tuple[str, Path]]:
+    inputs = []
+    if case.image is not None:
+        inputs.append(("image", Path(case.image)))
+    if case.segment is not None:
+        inputs.append(("segment", split_segment_spec(case.segment)[0]))
+    if case.prompts is not None:
+        inputs.append(("prompts", Path(case.prompts)))
+    return inputs
+
+
+def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
+    if series_uid is None:
+        found = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        series_uid = found[0] if len(found) == 1 else None
+    if series_uid is None:  # none or several: every file, so any change is seen
+        return sorted(str(p) for p in folder.iterdir() if p.is_file())
+    return sorted(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+
+
+def read_record(folder: Path) -> Optional[dict]:
+    try:
+        return json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def reusable(folder: Path, inputs: list[dict], print_: str) -> Optional[dict]:
+    """The record of ``folder`` when its results may stand for this run (see the module's text), else None.
+    ``print_``: this run's parameter fingerprint."""
+    if not (folder / MANIFEST).is_file():
+        return None
+    record = read_record(folder)
+    if record is None or record.get("fingerprint") != print_:
+        return None
+    if _hashes(record.get("inputs", [])) != _hashes(inputs) or any("sha256" not in e for e in inputs):
+        return None
+    try:
+        if verify_manifest(folder):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record
+
+
+def _hashes(entries: list[dict]) -> list[tuple[str, Optional[str]]]:
+    return [(str(e.get("role")), e.get("sha256")) for e in entries]

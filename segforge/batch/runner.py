@@ -1,0 +1,410 @@
+"""A cohort on Dask distributed: a case is a task, the results come back as cases finish.
+
+No scheduling of our own: a :class:`distributed.LocalCluster` of worker processes on this
+machine, or the scheduler of an existing cluster (``scheduler="tcp://host:8786"``; so
+dask-jobqueue on Slurm/PBS and dask-kubernetes work unchanged). Each worker process runs
+:func:`~segforge.batch.run_case.run_case` case after case and keeps what it loaded between
+them. GPUs are Dask resources: with ``gpus=N`` a case asks for one ``GPU`` so one case runs
+per GPU (a local cluster gets one worker per GPU, each shown only its own GPU).
+
+What the batch promises:
+
+- a failing case is recorded (``failures.csv``: what, why, todo) and the others go on;
+- a worker lost mid-case (killed, out of memory) has its case rerun on another worker by the
+  scheduler, up to ``allowed_failures`` times, then the case is recorded as failed;
+- Ctrl-C (KeyboardInterrupt, or SIGTERM through :func:`segforge.output_set.terminate_raises`)
+  cancels what has not finished and stops a local cluster; every case folder is whole or
+  absent (each is an all-or-nothing output set; a temporary folder left by a worker stopped
+  mid-write is removed), and the tables hold the finished cases;
+- the cohort tables, ``failures.csv`` and ``batch.json`` are rewritten whole as cases finish.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+
+from ..csv_table import write_csv
+from ..errors import InputError
+from .cases import Case
+from .run_case import CaseJob, case_folder, peak_rss_mb, run_case
+from .table import CohortTables, replace_atomically
+
+WORKFLOWS = ("vessel", "organ", "interactive")
+CASES_FOLDER, FAILURES, BATCH_RECORD = "cases", "failures.csv", "batch.json"
+FAILURE_COLUMNS = ("case_id", "input", "what", "why", "todo")
+#: Seconds between rewrites of the tables while cases finish (and once at the end).
+TABLE_INTERVAL_S = 2.0
+#: How long to wait for an existing cluster's first worker.
+WORKER_WAIT_S = 60.0
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where the cases run: a local cluster (``workers`` processes of ``threads_per_worker``
+    threads, each held to ``memory_limit``, e.g. "4GB" or "auto") or ``scheduler``'s cluster."""
+
+    workers: Optional[int] = None  # None: 1, or one per GPU
+    threads_per_worker: int = 1
+    memory_limit: Optional[str] = "auto"
+    scheduler: Optional[str] = None
+    gpus: int = 0
+    #: Times a case may lose its worker before it is recorded as failed (a local cluster's
+    #: scheduler; an existing scheduler keeps its own ``distributed.scheduler.allowed-failures``).
+    allowed_failures: int = 2
+
+
+@dataclass
+class BatchSummary:
+    out: Path
+    succeeded: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    dashboard: Optional[str] = None
+    tables: list[Path] = field(default_factory=list)
+    workers_peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failures_file(self) -> Path:
+        return self.out / FAILURES
+
+    def line(self) -> str:
+        """The final line: how many cases succeeded, failed, were skipped, and where failures are listed."""
+        text = (f"{len(self.succeeded)} succeeded, {len(self.failed)} failed, {len(self.skipped)} skipped; "
+                f"failures listed in {self.failures_file}")
+        return f"interrupted ({len(self.not_run)} not run): {text}" if self.interrupted else text
+
+
+def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, parameters: Any,
+              options: Optional[Mapping[str, Any]] = None, *, cluster: ClusterSettings = ClusterSettings(),
+              client: Any = None, progress: bool = True, say: Callable[[str], None] = print,
+              left_out: Sequence[dict] = ()) -> BatchSummary:
+    """Run ``workflow`` on every case into ``out`` (``out/cases/<case id>/`` each, plus the tables).
+
+    ``parameters``: the workflow's engine parameters (``VesselPipelineParameters``,
+    ``OrganParameters``, or the interactive session's ``{"backend", "device", "segment_name"}``);
+    ``options``: the batch's other settings the cases share (``allow_gaps``, vessel
+    ``segment_name``, organ ``statistics``). ``client``: an existing ``distributed.Client`` to use
+    (``cluster`` is then ignored). Returns the summary; Ctrl-C returns it with ``interrupted``.
+    """
+    if workflow not in WORKFLOWS:
+        raise InputError(f"Unknown workflow {workflow!r}", f"segforge batch runs {', '.join(WORKFLOWS)}",
+                         "choose one of those")
+    if not cases:
+        raise InputError("No case to run", "the cohort is empty", "give a folder, manifest or DICOM tree with cases")
+    out = Path(out)
+    cases_folder = _prepare_out(out)
+    summary = BatchSummary(out)
+    started = time.perf_counter()
+    began = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    options = dict(options or {})
+    tables = CohortTables(workflow, out)
+    state = _State(workflow, out, cases, summary, tables, left_out, cluster)
+    with contextlib.ExitStack() as stack:
+        own = client is None
+        if own:
+            client = stack.enter_context(_client(cluster))
+        summary.dashboard = _dashboard(client)
+        if summary.dashboard:
+            say(f"Dask dashboard: {summary.dashboard}")
+        resources = _gpu_resources(client, cluster.gpus)
+        jobs = [CaseJob(workflow, case, parameters, str(cases_folder), options) for case in cases]
+        futures: dict = {}
+        try:
+            _collect(client, jobs, futures, resources, state, progress)
+        except KeyboardInterrupt:
+            with _interrupts_held():
+                summary.interrupted = True
+                client.cancel(list(futures))
+                if own:
+                    stack.close()  # the local workers stop here, before their temporary folders are swept
+                    _sweep_partials(cases_folder, cases)
+                _recover_finished(state, jobs, began)
+                finished = {c for c in (*summary.succeeded, *summary.skipped, *(f["case_id"] for f in summary.failed))}
+                summary.not_run = [case.case_id for case in cases if case.case_id not in finished]
+        else:
+            summary.workers_peak_rss_mb = _workers_peak(client)
+            _sweep_partials(cases_folder, cases)
+        summary.seconds = time.perf_counter() - started
+        with _interrupts_held():
+            state.write_all()
+    return summary
+
+
+@dataclass
+class _State:
+    workflow: str
+    out: Path
+    cases: Sequence[Case]
+    summary: BatchSummary
+    tables: CohortTables
+    left_out: Sequence[dict]
+    cluster: ClusterSettings
+    traces: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, dict] = field(default_factory=dict)
+
+    def add(self, outcome: dict) -> None:
+        case_id = outcome["case_id"]
+        status = outcome.get("status")
+        if status == "failed":
+            error = outcome.get("error", {})
+            self.summary.failed.append({"case_id": case_id, "input": outcome.get("input"),
+                                        **{k: error.get(k, "") for k in ("what", "why", "todo")}})
+            if outcome.get("trace"):
+                self.traces[case_id] = outcome["trace"]
+        else:
+            (self.summary.skipped if status == "skipped" else self.summary.succeeded).append(case_id)
+            self.tables.add(case_id, outcome.get("rows", []))
+        worker = outcome.get("worker") or {}
+        if worker.get("pid") is not None:
+            self.workers[f"{worker.get('host')}:{worker.get('pid')}"] = worker
+
+    def write_all(self) -> None:
+        self.summary.tables = self.tables.write()
+        failed = sorted(self.summary.failed, key=lambda f: f["case_id"])
+        replace_atomically(self.out / FAILURES, lambda path: write_csv(path, FAILURE_COLUMNS, failed))
+        record = {"workflow": self.workflow, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                      timespec="seconds"),
+                  "cases": len(self.cases), "succeeded": sorted(self.summary.succeeded),
+                  "skipped": sorted(self.summary.skipped), "failed": failed, "not_run": self.summary.not_run,
+                  "interrupted": self.summary.interrupted, "left_out": list(self.left_out),
+                  "traces": self.traces, "seconds": self.summary.seconds,
+                  "cluster": {"scheduler": self.cluster.scheduler, "workers": self.cluster.workers,
+                              "threads_per_worker": self.cluster.threads_per_worker,
+                              "memory_limit": self.cluster.memory_limit, "gpus": self.cluster.gpus,
+                              "allowed_failures": self.cluster.allowed_failures},
+                  "dashboard": self.summary.dashboard, "worker_processes": self.workers,
+                  "workers_peak_rss_mb": self.summary.workers_peak_rss_mb}
+        text = json.dumps(record, indent=2, default=str) + "\n"
+        replace_atomically(self.out / BATCH_RECORD, lambda path: path.write_text(text, encoding="utf-8"))
+
+
+def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Optional[dict], state: _State,
+             progress: bool) -> None:
+    """Submit the cases, at most one per free worker thread (or GPU) at a time, and take the
+    outcomes as they come, with a progress bar (done / failed / skipped, ETA).
+
+    Dask would hand every case to a worker at once (a few independent tasks are never held back
+    in its queue), so a worker killed mid-case would take the cases queued behind it down with
+    it, each counted as a failure. Submitting as slots free up keeps each worker at its running
+    cases; the cluster still chooses the worker (and scales: the slots are counted each time).
+    """
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    summary, last_write = state.summary, time.monotonic()
+    waiting = list(jobs)
+    running = as_completed()
+
+    def submit(count: int) -> None:
+        for job in waiting[:count]:
+            key = f"segforge-case-{job.case.case_id}-{uuid.uuid4().hex[:8]}"
+            future = client.submit(run_case, job, key=key, pure=False, resources=resources)
+            futures[future] = job.case
+            running.add(future)
+        del waiting[:count]
+
+    submit(_slots(client, resources))
+    with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress, dynamic_ncols=True) as bar:
+        for future in running:
+            case = futures[future]
+            state.add(_outcome(future, case, state.cluster))
+            bar.set_postfix_str(f"done {len(summary.succeeded)}, failed {len(summary.failed)}, "
+                                f"skipped {len(summary.skipped)}", refresh=False)
+            bar.update(1)
+            if waiting:
+                submit(_slots(client, resources) - running.count())
+            if time.monotonic() - last_write >= TABLE_INTERVAL_S:
+                with _interrupts_held():
+                    state.write_all()
+                last_write = time.monotonic()
+
+
+def _recover_finished(state: _State, jobs: Sequence[CaseJob], began: str) -> None:
+    """After Ctrl-C: a case whose folder a worker moved in before its outcome reached us is
+    finished all the same (its folder is whole); count it and put its rows in the table, by
+    the resume rule, so the tables never miss a case folder that is there."""
+    from .resume import fingerprint, input_digests, reusable
+    from .table import case_rows
+
+    summary = state.summary
+    known = {*summary.succeeded, *summary.skipped, *(f["case_id"] for f in summary.failed)}
+    for job in jobs:
+        folder = case_folder(job.cases_folder, job.case.case_id)
+        if job.case.case_id in known or not (folder / "manifest.json").is_file():
+            continue
+        try:
+            record = reusable(folder, input_digests(job.case), fingerprint(job.workflow, job.parameters, job.options,
+                                                                          job.case))
+        except OSError:
+            record = None
+        if record is not None:
+            status = "done" if str(record.get("started", "")) >= began else "skipped"
+            state.add({"case_id": job.case.case_id, "status": status,
+                       "rows": case_rows(job.workflow, job.case.case_id, folder)})
+
+
+def _slots(client: Any, resources: Optional[dict]) -> int:
+    """Cases the cluster can run at once now: its worker threads, or its GPUs (at least one)."""
+    if resources:
+        workers = client.scheduler_info().get("workers", {}).values()
+        return max(1, int(sum(info.get("resources", {}).get("GPU", 0) for info in workers)))
+    return max(1, sum(client.nthreads().values()))
+
+
+def _outcome(future: Any, case: Case, cluster: ClusterSettings) -> dict:
+    """The task's outcome; a task that raised (a lost worker, a case that could not be sent) as a failure."""
+    from distributed import KilledWorker
+
+    if future.status == "finished":
+        return future.result()
+    error = future.exception()
+    if isinstance(error, KilledWorker):
+        limit = (f"{cluster.allowed_failures} retries (allowed_failures)" if cluster.scheduler is None
+                 else "the scheduler's distributed.scheduler.allowed-failures retries")
+        reason = {"what": f"The case {case.case_id} was lost with its worker every time it ran",
+                  "why": f"the Dask worker running it died (killed, out of memory or crashed) after {limit}",
+                  "todo": "give the workers more memory (--memory-limit) or fewer threads, or run the case alone "
+                          "to see why it ends its process"}
+    else:
+        reason = {"what": f"The case {case.case_id} could not run on the cluster",
+                  "why": f"{type(error).__name__}: {error}".strip(),
+                  "todo": "check that every worker has this SegForge installed and sees the input and --out paths"}
+    return {"case_id": case.case_id, "input": case.input_path, "status": "failed", "error": reason}
+
+
+# -- the cluster ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _client(settings: ClusterSettings) -> Iterator[Any]:
+    """A client of a new local cluster, or of the scheduler named; closed (a local cluster stopped) on exit."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if settings.scheduler:
+        try:
+            client = Client(settings.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as error:
+            raise InputError(f"Cannot reach the Dask scheduler at {settings.scheduler}", str(error) or "timed out",
+                             "start the scheduler (and its workers) first, or leave --scheduler out to run on "
+                             "this machine") from None
+        try:
+            _wait_for_workers(client, settings.scheduler)
+            yield client
+        finally:
+            client.close()
+        return
+    workers = settings.workers or max(1, settings.gpus)
+    config = {"distributed.scheduler.allowed-failures": settings.allowed_failures,
+              # a case is long: a worker takes the next one when it is free, none waits queued behind another
+              "distributed.scheduler.worker-saturation": 1.0}
+    with dask.config.set(config):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=settings.threads_per_worker,
+                               memory_limit=settings.memory_limit, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
+                               resources={"GPU": 1} if settings.gpus else None)
+    try:
+        client = Client(cluster)
+        try:
+            if settings.gpus:
+                from .gpu_plugin import OneGpuEach
+
+                client.register_plugin(OneGpuEach(settings.gpus))
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def _wait_for_workers(client: Any, scheduler: str) -> None:
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise InputError(f"The Dask cluster at {scheduler} has no worker", f"none joined in {WORKER_WAIT_S:g} s",
+                         "start workers (`dask worker " + scheduler + "`) or leave --scheduler out") from None
+
+
+def _dashboard(client: Any) -> Optional[str]:
+    try:
+        return client.dashboard_link
+    except Exception:  # noqa: BLE001 - a cluster without a dashboard (no bokeh there) still runs the batch
+        return None
+
+
+def _gpu_resources(client: Any, gpus: int) -> Optional[dict[str, int]]:
+    """``{"GPU": 1}`` per case when GPUs are asked for; refused when no worker declares one (the
+    cases would wait forever)."""
+    if not gpus:
+        return None
+    workers = client.scheduler_info().get("workers", {})
+    if not any(info.get("resources", {}).get("GPU") for info in workers.values()):
+        raise InputError("No Dask worker declares a GPU", "--gpus asks one GPU per case, and no worker of the "
+                         "cluster has the resource GPU", "start the workers with `--resources GPU=1` (one per "
+                         "GPU), or leave --gpus out")
+    return {"GPU": 1}
+
+
+def _workers_peak(client: Any) -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in client.run(peak_rss_mb).items()}
+    except Exception:  # noqa: BLE001 - a measurement only: a worker gone meanwhile leaves it out
+        return {}
+
+
+# -- the --out folder -------------------------------------------------------------------------------
+
+
+def _prepare_out(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"Cannot write into {out}", "it is a file, not a folder", "give a folder for --out")
+    cases = out / CASES_FOLDER
+    try:
+        cases.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"Cannot write into {out}", error.strerror or str(error),
+                         "choose a folder you may write to for --out") from None
+    return cases
+
+
+def _sweep_partials(cases_folder: Path, cases: Sequence[Case]) -> None:
+    """Remove the temporary folders of this cohort's cases (``.<case>.partial-*``) that a worker
+    stopped mid-write left behind; only when no worker of ours can still be writing them."""
+    ids = {case.case_id for case in cases}
+    for path in cases_folder.glob(".*.partial-*"):
+        if path.is_dir() and path.name[1:].rsplit(".partial-", 1)[0] in ids:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """A second Ctrl-C while the batch cleans up or rewrites its files waits (then is dropped):
+    the clean-up and the files are never cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+__all__ = ["BatchSummary", "ClusterSettings", "WORKFLOWS", "case_folder", "run_batch"]
