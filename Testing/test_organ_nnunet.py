@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import os
 import time
 
 import numpy as np
@@ -208,6 +209,28 @@ def test_cancel_while_preparing(model_dir):
 
     with pytest.raises(Cancelled):
         predict_labels(_image(ct_like((20, 24, 16)), (1.5, 1.5, 1.5)), model_dir, progress=progress)
+
+
+@pytest.mark.parametrize("folds", [(0,), (0, 1)])
+def test_the_network_is_built_once_per_process_and_rebuilt_for_new_weights(model_dir, tmp_path, folds):
+    """A worker or a batch runs image after image: the checkpoints are read and the network
+    built at the first only, with the same labels; replaced weights are loaded afresh."""
+    import shutil
+
+    from segforge.runtime.model_cache import ModelCache
+
+    cache = ModelCache()
+    image = _image(ct_like((20, 24, 16), seed=3), (1.5, 1.5, 1.5))
+    first = predict_labels(image, model_dir, folds=folds, cache=cache)
+    second = predict_labels(image, model_dir, folds=folds, cache=cache)
+    assert cache.loads == 1 and np.array_equal(first.array, second.array)
+    copy = shutil.copytree(model_dir, tmp_path / model_dir.name)
+    predict_labels(image, copy, folds=folds, cache=cache)
+    assert cache.loads == 2
+    checkpoint = copy / "fold_0" / "checkpoint_final.pth"
+    os.utime(checkpoint, ns=(checkpoint.stat().st_atime_ns, checkpoint.stat().st_mtime_ns + 10**9))
+    predict_labels(image, copy, folds=folds, cache=cache)
+    assert cache.loads == 3
 
 
 def test_missing_checkpoint_is_a_model_error(model_dir):
