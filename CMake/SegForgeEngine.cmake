@@ -19,6 +19,7 @@ get_filename_component(_segforge_source_dir "${CMAKE_CURRENT_LIST_DIR}/.." REALP
 set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/__init__.py
   segforge/batch/__init__.py
+  segforge/batch/background.py
   segforge/batch/cases.py
   segforge/batch/gpu_plugin.py
   segforge/batch/resume.py

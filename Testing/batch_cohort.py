@@ -31,11 +31,13 @@ def small_ct(shift: int = 0, step: int = 2):
     return from_sitk(sitk.Cast(image, sitk.sitkInt16) + shift)
 
 
-def organ_folder(folder: Path, copies: int = 3) -> Path:
-    """``copies`` CTs (shifted by 0, 5, 10... HU), one truncated .nii.gz and one MR."""
+def organ_folder(folder: Path, copies: int = 3, bad: bool = True) -> Path:
+    """``copies`` CTs (shifted by 0, 5, 10... HU) and, with ``bad``, one truncated .nii.gz and one MR."""
     folder.mkdir(parents=True, exist_ok=True)
     for n in range(copies):
         write_image(small_ct(5 * n), folder / f"ct{n}.nii.gz")
+    if not bad:
+        return folder
     data = (folder / "ct0.nii.gz").read_bytes()
     (folder / "truncated.nii.gz").write_bytes(data[: len(data) // 3])
     write_image(read_image(MR), folder / "wrong_modality_mr.nrrd")

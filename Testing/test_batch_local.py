@@ -115,3 +115,28 @@ def test_the_command_runs_a_local_cluster_and_says_how_many(tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1 and "lung" in bad.stderr
     refused = run_segforge("batch", "organ", str(folder), "--out", str(tmp_path / "o3"), "--overwrite")
     assert refused.returncode == 1 and "--overwrite is not a batch option" in refused.stderr
+
+
+def test_a_background_batch_reports_progress_and_cancels_leaving_whole_case_folders(tmp_path):
+    """What Slicer's console runs: the batch in a thread, its progress readable, Cancel landing
+    like Ctrl-C (the cases not run are listed; every case folder is whole)."""
+    import time
+
+    from segforge.batch import ClusterSettings, start_batch
+
+    folder = organ_folder(tmp_path / "cts", copies=6, bad=False)
+    out = tmp_path / "out"
+    job = start_batch("organ", discover(folder).cases, str(out), ORGAN, {"statistics": True},
+                      cluster=ClusterSettings(workers=1))
+    deadline = time.monotonic() + 120
+    while job.fraction == 0.0 and not job.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "of 6 cases" in job.message, job.message
+    job.cancel()
+    summary = job.wait(timeout=120)
+    assert summary.interrupted and summary.not_run, summary
+    assert 1 <= len(summary.succeeded) < 6
+    folders = sorted(p.name for p in (out / "cases").iterdir())
+    assert folders == sorted(summary.succeeded)  # nothing hidden or partial beside them
+    assert all(verify_manifest(out / "cases" / name) == [] for name in folders)
+    assert len({r["case_id"] for r in pq.read_table(out / "cohort_organ.parquet").to_pylist()}) == len(folders)

@@ -11,11 +11,14 @@ From Python (the same batch as the command line)::
     print(summary.line())   # "N succeeded, N failed, N skipped; failures listed in results/failures.csv"
 
 Each case is written to ``results/cases/<case id>/`` all or nothing, with ``run_record.json``;
-the cohort table is ``results/cohort_<workflow>.csv`` and ``.parquet``. See docs/batch.md.
+the cohort table is ``results/cohort_<workflow>.csv`` and ``.parquet``. ``start_batch`` runs the
+same in the background, with progress and Cancel (Slicer's console). See docs/batch.md.
 """
 from __future__ import annotations
 
+from .background import BatchJob, start_batch
 from .cases import Case, Cohort, SeriesRule, discover
 from .runner import BatchSummary, ClusterSettings, run_batch
 
-__all__ = ["BatchSummary", "Case", "ClusterSettings", "Cohort", "SeriesRule", "discover", "run_batch"]
+__all__ = ["BatchJob", "BatchSummary", "Case", "ClusterSettings", "Cohort", "SeriesRule", "discover", "run_batch",
+           "start_batch"]

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from ..csv_table import write_csv
-from ..errors import InputError
+from ..errors import Cancelled, InputError
+from ..progress import ProgressCallback, no_progress
 from .cases import Case
 from .run_case import CaseJob, case_folder, peak_rss_mb, run_case
 from .table import CohortTables, replace_atomically
@@ -45,6 +46,8 @@ CASES_FOLDER, FAILURES, BATCH_RECORD = "cases", "failures.csv", "batch.json"
 FAILURE_COLUMNS = ("case_id", "input", "what", "why", "todo")
 #: Seconds between rewrites of the tables while cases finish (and once at the end).
 TABLE_INTERVAL_S = 2.0
+#: How often (s) a waiting batch looks for finished cases and reports (what a Cancel waits at most).
+POLL_S = 0.2
 #: How long to wait for an existing cluster's first worker.
 WORKER_WAIT_S = 60.0
 
@@ -93,14 +96,17 @@ class BatchSummary:
 def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, parameters: Any,
               options: Optional[Mapping[str, Any]] = None, *, cluster: ClusterSettings = ClusterSettings(),
               client: Any = None, progress: bool = True, say: Callable[[str], None] = print,
-              left_out: Sequence[dict] = ()) -> BatchSummary:
+              left_out: Sequence[dict] = (), report: Optional[ProgressCallback] = None) -> BatchSummary:
     """Run ``workflow`` on every case into ``out`` (``out/cases/<case id>/`` each, plus the tables).
 
     ``parameters``: the workflow's engine parameters (``VesselPipelineParameters``,
     ``OrganParameters``, or the interactive session's ``{"backend", "device", "segment_name"}``);
     ``options``: the batch's other settings the cases share (``allow_gaps``, vessel
     ``segment_name``, organ ``statistics``). ``client``: an existing ``distributed.Client`` to use
-    (``cluster`` is then ignored). Returns the summary; Ctrl-C returns it with ``interrupted``.
+    (``cluster`` is then ignored). ``report(fraction, message)`` hears of every case finished
+    and, while cases run, a few times a second; a :class:`~segforge.errors.Cancelled` it raises
+    stops the batch as Ctrl-C does (how a background job's Cancel lands: :mod:`.background`).
+    Returns the summary; Ctrl-C or Cancel return it with ``interrupted``.
     """
     if workflow not in WORKFLOWS:
         raise InputError(f"Unknown workflow {workflow!r}", f"segforge batch runs {', '.join(WORKFLOWS)}",
@@ -126,8 +132,8 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
         jobs = [CaseJob(workflow, case, parameters, str(cases_folder), options) for case in cases]
         futures: dict = {}
         try:
-            _collect(client, jobs, futures, resources, state, progress)
-        except KeyboardInterrupt:
+            _collect(client, jobs, futures, resources, state, progress, report or no_progress)
+        except (KeyboardInterrupt, Cancelled):
             with _interrupts_held():
                 summary.interrupted = True
                 client.cancel(list(futures))
@@ -195,9 +201,9 @@ class _State:
 
 
 def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Optional[dict], state: _State,
-             progress: bool) -> None:
+             progress: bool, report: ProgressCallback) -> None:
     """Submit the cases, at most one per free worker thread (or GPU) at a time, and take the
-    outcomes as they come, with a progress bar (done / failed / skipped, ETA).
+    outcomes as they come, with a progress bar (done / failed / skipped, ETA) and ``report``.
 
     Dask would hand every case to a worker at once (a few independent tasks are never held back
     in its queue), so a worker killed mid-case would take the cases queued behind it down with
@@ -219,20 +225,30 @@ def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Opt
             running.add(future)
         del waiting[:count]
 
+    def counts() -> str:
+        return (f"done {len(summary.succeeded)}, failed {len(summary.failed)}, "
+                f"skipped {len(summary.skipped)}")
+
     submit(_slots(client, resources))
+    finished = 0
     with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress, dynamic_ncols=True) as bar:
-        for future in running:
-            case = futures[future]
-            state.add(_outcome(future, case, state.cluster))
-            bar.set_postfix_str(f"done {len(summary.succeeded)}, failed {len(summary.failed)}, "
-                                f"skipped {len(summary.skipped)}", refresh=False)
-            bar.update(1)
+        while not running.is_empty():
+            report(finished / len(jobs), f"{finished} of {len(jobs)} cases ({counts()})")
+            if not running.has_ready():
+                time.sleep(POLL_S)
+                continue
+            for future in running.next_batch(block=False):
+                state.add(_outcome(future, futures[future], state.cluster))
+                finished += 1
+                bar.set_postfix_str(counts(), refresh=False)
+                bar.update(1)
             if waiting:
                 submit(_slots(client, resources) - running.count())
             if time.monotonic() - last_write >= TABLE_INTERVAL_S:
                 with _interrupts_held():
                     state.write_all()
                 last_write = time.monotonic()
+    report(1.0, f"{len(jobs)} cases ({counts()})")
 
 
 def _recover_finished(state: _State, jobs: Sequence[CaseJob], began: str) -> None:
