@@ -189,3 +189,28 @@ def test_a_lasso_across_slices_off_the_image_or_smaller_than_a_voxel_is_refused(
     with pytest.raises(InputError, match="spans several slices"):
         session.interact(LassoPrompt(tilted))  # made without lasso_prompt: checked all the same
     assert not session.history and not session.mask.any()
+
+
+def test_a_prompt_file_with_lassos_in_ras_runs_through_the_cli_and_a_bad_one_says_what_to_do(ball, tmp_path):
+    """``segforge interactive --prompts`` as a user runs it (a subprocess): the lasso's slice of
+    the written segmentation is exactly the polygon; an open lasso stops it with the message."""
+    from segforge.image_io import read_image, write_image
+    from test_cli import segforge
+
+    image, _ = ball
+    source = write_image(image, tmp_path / "ball.nrrd")
+    points = contour(image, ARROW_JI)
+    ras = (points * np.diag(LPS_TO_RAS)[:3]).tolist()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"coordinateSystem": "RAS", "prompts": [{"type": "lasso", "points": ras}]}))
+    run = segforge("interactive", str(source), "--prompts", str(good), "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    written = read_image(tmp_path / "out" / "lesion.seg.nrrd")
+    assert written.same_grid(image)
+    np.testing.assert_array_equal(written.array[SLICE] != 0, expected_slice(image, points))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [(s["type"], s["positive"]) for s in summary["interactions"]] == [("lasso", True)]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"prompts": [{"type": "lasso", "points": points.tolist(), "closed": False}]}))
+    run = segforge("interactive", str(source), "--prompts", str(bad), "--out", str(tmp_path / "bad"))
+    assert run.returncode != 0 and "The lasso is not closed" in run.stderr and "Traceback" not in run.stderr, run.stderr
