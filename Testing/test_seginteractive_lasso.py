@@ -98,7 +98,7 @@ def test_an_open_a_short_or_a_slanted_curve_is_refused_saying_what_to_do(scene, 
     session = SegInteractiveLogic(worker).start_session(volume, segmentation)
     points = ras_of(image, np.c_[np.full(len(ARROW_JI), SLICE), ARROW_JI])
     cases = [(curve("vtkMRMLMarkupsCurveNode", points), "is not closed", "closed curve"),
-             (curve("vtkMRMLMarkupsClosedCurveNode", points[:2]), "fewer than 3 points", "three points"),
+             (curve("vtkMRMLMarkupsClosedCurveNode", points[:2]), "fewer than 3 points", "three points or more"),
              (curve("vtkMRMLMarkupsClosedCurveNode", ras_of(image, [(4, 12, 20), (6, 28, 22), (8, 20, 40)])),
               "spans several slices", "Rotate to volume plane"),
              (slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode"), "Expected a markups closed curve",

@@ -21,6 +21,8 @@ POSITIVE_COLOR = (0.2, 0.85, 0.3)
 NEGATIVE_COLOR = (0.95, 0.25, 0.2)
 BOX_COLOR = (0.95, 0.85, 0.2)
 SCRIBBLE_NAME = "scribble"
+#: Control point size of lasso and stroke curves, relative to the views (Slicer's default is 3).
+CURVE_GLYPH_SCALE = 1.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,7 @@ class PromptMarkers:
         display.SetColor(*color)
         display.SetPointLabelsVisibility(False)
         display.SetPropertiesLabelVisibility(False)
+        display.SetGlyphScale(CURVE_GLYPH_SCALE)  # a dragged curve has many points: the line shows it
         node.SetControlPointLabelFormat("")
         return node
 

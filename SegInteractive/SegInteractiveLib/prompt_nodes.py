@@ -104,7 +104,7 @@ def curve_lasso_prompt(curve_node: Any, positive: bool = True) -> LassoPrompt:
     count = curve_node.GetNumberOfDefinedControlPoints()
     if count < 3:
         raise InputError(f"The lasso '{curve_node.GetName()}' has fewer than 3 points", f"it has {count}",
-                         "click at least three points around the object in one slice view")
+                         "draw a loop around the object in one slice view (drag it, or click three points or more)")
     points = curve_node.GetCurvePointsWorld()
     ras = np.array([points.GetPoint(n) for n in range(points.GetNumberOfPoints())], dtype=np.float64)
     if len(ras) < 3:  # the curve is not interpolated yet: its control points are the contour
