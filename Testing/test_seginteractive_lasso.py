@@ -156,3 +156,19 @@ def test_lasso_markers_follow_undo_redo_and_leave_with_the_session(scene, worker
     markers.remove_all()
     left = [slicer.mrmlScene.GetNthNode(n).GetClassName() for n in range(nodes, slicer.mrmlScene.GetNumberOfNodes())]
     assert not [name for name in left if "Markups" in name], left
+
+
+def test_a_curve_still_being_placed_counts_only_its_placed_points(scene, worker):
+    """Apply lasso while the views still place: the point following the mouse is not part of the lasso."""
+    image, _, volume, segmentation, _ = scene
+    session = SegInteractiveLogic(worker).start_session(volume, segmentation)
+    points = ras_of(image, np.c_[np.full(len(ARROW_JI), SLICE), ARROW_JI])
+    lasso = curve("vtkMRMLMarkupsClosedCurveNode", points)
+    mouse = ras_of(image, [(SLICE + 3, 2, 2)])[0]  # off the slice: a lasso with it would span several
+    lasso.AddControlPointWorld(vtk.vtkVector3d(*mouse))
+    lasso.SetNthControlPointPosition(len(points), *mouse, lasso.PositionPreview)  # no transform: world = local
+    assert lasso.GetNumberOfDefinedControlPoints() == len(points)
+    session.add_lasso(lasso)
+    lesion = on_grid(segmentation, session.segment_id, volume)
+    np.testing.assert_array_equal(lesion[SLICE], expected_slice(image, points * (-1, -1, 1)))
+    session.discard()

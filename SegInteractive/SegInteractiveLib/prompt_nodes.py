@@ -106,9 +106,12 @@ def curve_lasso_prompt(curve_node: Any, positive: bool = True) -> LassoPrompt:
         raise InputError(f"The lasso '{curve_node.GetName()}' has fewer than 3 points", f"it has {count}",
                          "draw a loop around the object in one slice view (drag it, or click three points or more)")
     points = curve_node.GetCurvePointsWorld()
-    ras = np.array([points.GetPoint(n) for n in range(points.GetNumberOfPoints())], dtype=np.float64)
-    if len(ras) < 3:  # the curve is not interpolated yet: its control points are the contour
-        ras = np.array([_world_point(curve_node, n) for n in range(curve_node.GetNumberOfControlPoints())])
+    ras = np.array([points.GetPoint(n) for n in range(points.GetNumberOfPoints())] if points else [], np.float64)
+    if len(ras) < 3 or count < curve_node.GetNumberOfControlPoints():
+        # not interpolated yet, or a point still follows the mouse (being placed): the points
+        # the user has set are the contour
+        ras = np.array([_world_point(curve_node, n) for n in range(curve_node.GetNumberOfControlPoints())
+                        if curve_node.GetNthControlPointPositionStatus(n) == curve_node.PositionDefined])
     return lasso_prompt(ras * _FLIP, bool(positive))
 
 
