@@ -151,3 +151,53 @@ def test_a_lasso_without_a_loop_is_refused_saying_what_to_do(app):
         assert not page.get_by_test_id("scene-nodes").get_by_text("SegInteractive lasso").count(), \
             "the refused lasso's curve stayed in the scene"
         close_error(page)
+
+
+def test_a_lasso_on_an_oblique_anisotropic_volume_fills_exactly_its_loop(browser, tmp_path):
+    """The ball of the engine's lasso tests (oblique direction, 0.7 x 1.3 x 2.9 mm) in the app: the
+    slice views show the volume's own slices (trame-slicer turns them to the volume's axes), and a
+    diamond dragged over the ball is masked inside and not in the corners of its bounding box (the
+    lasso's slice is exactly its loop there)."""
+    from segforge.image_io import write_image
+    from test_interactive_lasso import ball_image
+
+    from app_browser import wait_frame_stable
+
+    path = write_image(ball_image()[0], tmp_path / "oblique_ball.nrrd")
+    with open_app(browser, "--data", str(path), name="seginteractive_lasso_oblique") as session:
+        page = session["page"]
+        with artefacts_on_failure(page, "seginteractive_lasso_oblique", session["app"]):
+            page.get_by_test_id("scene-nodes").get_by_text("oblique_ball", exact=True).wait_for(timeout=60_000)
+            page.get_by_test_id("panel-seginteractive").locator("button").first.click()
+            watch_status_frames(page)
+            page.get_by_test_id("seginteractive-start").click()
+            assert counts(wait_prompts(page, 0)) == (0, 0)
+            page.get_by_test_id("seginteractive-lasso").click()
+            wait_client_idle(page)
+            wait_frame_stable(page, "Red")
+            rgb = red_pixels(page)
+            grey = rgb.mean(axis=2)
+            ball = grey > 0.5 * (np.percentile(grey, 99.5) + np.median(grey[grey > 10]))
+            ys, xs = np.nonzero(ball)
+            assert len(xs) > 500, f"the axial view shows no ball ({len(xs)} bright pixels)"
+            h, w = grey.shape
+            cx, cy, radius = xs.mean(), ys.mean(), np.sqrt(len(xs) / np.pi)
+            half = 0.8 * radius  # the diamond's half diagonal, pixels
+            corners = [(cx + half, cy), (cx, cy + half), (cx - half, cy), (cx, cy - half)]
+            path_px = [tuple(a + (b - a) * t for a, b in zip(p, q))
+                       for p, q in zip(corners, corners[1:] + corners[:1]) for t in np.linspace(0, 1, 6)[:-1]]
+            drag_red(page, [(x / w, y / h) for x, y in path_px] + [(corners[0][0] / w, corners[0][1] / h)])
+            text = wait_prompts(page, 1)
+            assert "lasso applied" in text and counts(text)[0] > 0, text
+            y, x = np.mgrid[:h, :w]
+            taxicab = np.abs(x - cx) + np.abs(y - cy)
+            margin = 0.15 * half
+            inside = taxicab < half - 1.5 * margin
+            in_box = (np.abs(x - cx) < half - margin) & (np.abs(y - cy) < half - margin)
+            corner = (taxicab > half + 1.5 * margin) & in_box
+            assert corner.sum() > 100 and inside.sum() > 1000
+            rgb = wait_yellow(page, text, lambda drawn: drawn[inside].mean() > 0.9)
+            drawn = yellow(rgb)
+            print(f"\noblique lasso: inside {drawn[inside].mean():.0%} masked, bounding-box corners "
+                  f"{drawn[corner].mean():.0%} masked, the ball {drawn[ball].mean():.0%} masked")
+            assert drawn[corner].mean() < 0.02, "the lasso's slice is masked beyond its loop"
