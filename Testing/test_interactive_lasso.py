@@ -214,3 +214,32 @@ def test_a_prompt_file_with_lassos_in_ras_runs_through_the_cli_and_a_bad_one_say
     bad.write_text(json.dumps({"prompts": [{"type": "lasso", "points": points.tolist(), "closed": False}]}))
     run = segforge("interactive", str(source), "--prompts", str(bad), "--out", str(tmp_path / "bad"))
     assert run.returncode != 0 and "The lasso is not closed" in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_a_killed_worker_replays_the_lassos_to_the_same_mask(ball):
+    """Through a real worker subprocess: each step equals the engine's own session, and after a
+    SIGKILL the rebuilt session (image sent again, prompts replayed) still does."""
+    import os
+    import signal
+
+    from segforge.worker import WorkerClient
+    from segforge.worker.interactive_client import RemoteSession
+
+    image, _ = ball
+    prompts = [lasso_prompt(contour(image, ARROW_JI)),
+               PointPrompt(tuple(lps_of(image, CENTRE + (2, 0, 0))[0])),
+               lasso_prompt(contour(image, np.array([(14.5, 24.5), (24.5, 24.5), (24.5, 34.5), (14.5, 34.5)]),
+                                    SLICE + 1), positive=False)]
+    with WorkerClient() as client:
+        remote, local = RemoteSession(client, image), InteractiveSession(image)
+        for prompt in prompts:
+            remote.interact(prompt)
+            local.interact(prompt)
+            np.testing.assert_array_equal(remote.mask, local.mask)
+        remote.undo(), local.undo()
+        first = client.pid
+        os.kill(first, signal.SIGKILL)
+        remote.redo(), local.redo()  # rebuilt: the image again, three prompts replayed, one undone
+        assert client.pid != first and remote.opens == 2
+        np.testing.assert_array_equal(remote.mask, local.mask)
+        assert remote.history == local.history == prompts
