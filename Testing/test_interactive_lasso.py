@@ -157,6 +157,10 @@ def test_a_negative_lasso_alone_erases_from_the_segment_being_refined(ball):
     expected[SLICE][gone] = False
     np.testing.assert_array_equal(session.mask != 0, expected)
     assert change.after.shape[0] == 1, "only the lasso's slice changed"
+    # only the negative lassos skip the backend: a negative click after them is the backend's to refuse
+    with pytest.raises(InputError, match="positive prompt first"):
+        session.interact(PointPrompt(tuple(lps_of(image, CENTRE)[0]), positive=False))
+    np.testing.assert_array_equal(session.mask != 0, expected)
 
 
 @pytest.mark.parametrize("entry, what", [

@@ -21,7 +21,7 @@ from ..image import Image, require_3d_volume, require_finite_voxels
 from ..progress import ProgressCallback, no_progress
 from .backends import DEFAULT_BACKEND, Backend, MaskPatch, make_backend
 from .lasso import backend_prompts, lasso_box, stamp_lassos
-from .prompts import Prompt, VoxelPrompt, to_voxels
+from .prompts import Prompt, VoxelLasso, VoxelPrompt, to_voxels
 
 
 def image_key(image: Image) -> str:
@@ -185,10 +185,9 @@ class InteractiveSession:
         """The backend's answer to ``prompts`` (lassos handed on as scribbles). Prompts that are
         only negative lassos (erasing from the segment being refined) need no backend: nothing
         beyond the initial mask, which the lassos are then stamped onto."""
-        given = backend_prompts(prompts, self.image.array.shape)
-        if not any(prompt.positive for prompt in given) and lasso_box(prompts) is not None:
+        if all(isinstance(prompt, VoxelLasso) and not prompt.positive for prompt in prompts):
             return (slice(0, 0),) * 3, np.zeros((0, 0, 0), np.uint8)  # type: ignore[return-value]
-        return self._backend.predict(given, self.mask, progress)
+        return self._backend.predict(backend_prompts(prompts, self.image.array.shape), self.mask, progress)
 
     def _apply_patch(self, box: tuple[slice, ...], patch: np.ndarray,
                      prompts: Sequence[VoxelPrompt] = ()) -> MaskChange:
