@@ -7,9 +7,10 @@ followed by a :class:`~segforge_app.jobs.JobTracker` of its own that polls every
 page never waits for the worker), and the segment is shown in the views after each one. A
 lasso or a scribble is dragged in a slice view (:mod:`.interactive_drag`); the Logic turns
 the dragged path into the prompt (``start_lasso`` on a closed curve through it,
-``start_stroke``). The prompts are shown as the desktop panel shows them (:class:`PromptMarkers`:
-green / red points and curves, the box as an ROI). The status line gives the segment's voxels and millilitres and
-how long the last click took to become a mask on the server.
+``start_stroke``). The prompts are shown as the desktop panel shows them
+(:class:`PromptMarkers`: green / red points and curves, the box as an ROI). The status line
+gives the segment's voxels and millilitres and how long the last click took to become a
+mask on the server.
 """
 from __future__ import annotations
 
