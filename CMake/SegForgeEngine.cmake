@@ -54,6 +54,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/interactive/__init__.py
   segforge/interactive/backends.py
   segforge/interactive/evaluation.py
+  segforge/interactive/lasso.py
   segforge/interactive/nninteractive_backend.py
   segforge/interactive/prompts.py
   segforge/interactive/random_walker.py

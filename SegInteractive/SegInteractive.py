@@ -1,8 +1,8 @@
-"""SegInteractive: a lesion from a few clicks, boxes or scribbles, refined click by click (module, widget, self-test).
+"""SegInteractive: a lesion from clicks, boxes, scribbles or lassos, refined click by click (module, widget, self-test).
 
 Thin by design: the widget reads its parameter node, opens a session through
 :class:`SegInteractiveLib.SegInteractiveLogic` and turns what the user places in the views
-(points, an ROI, painted strokes) into the session's prompts; each prompt runs in the
+(points, an ROI, painted strokes, a closed curve) into the session's prompts; each prompt runs in the
 background worker and is polled from a timer, so Slicer never freezes and Cancel always
 works. The session object (``logic.session``) is also the Python console's API.
 """
@@ -66,6 +66,8 @@ voxels</i> (the default) it never takes a voxel of another segment.
 <li><b>Place box</b>, drag the ROI around the lesion, <b>Apply box</b>.</li>
 <li><b>Paint scribble</b> opens the Segment Editor on a helper segmentation: paint, come back,
 <b>Apply scribble</b>.</li>
+<li><b>Draw lasso</b>: click a closed curve around the lesion in one slice view, <b>Apply lasso</b>: what it
+encloses is the lesion in that slice (erased when the sign is negative, <b>T</b>).</li>
 <li><b>Undo</b> (Ctrl+Z), <b>Redo</b> (Ctrl+Y), <b>Reset</b>; <b>Accept</b> keeps the segment, <b>Discard</b>
 puts it back exactly as it was.</li>
 </ul>
@@ -164,6 +166,8 @@ class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         self.ui.applyBoxButton.connect("clicked(bool)", self._runner.sendBox)
         self.ui.scribbleButton.connect("clicked(bool)", self.onPaintScribble)
         self.ui.applyScribbleButton.connect("clicked(bool)", self._runner.sendScribble)
+        self.ui.lassoButton.connect("clicked(bool)", self.onDrawLasso)
+        self.ui.applyLassoButton.connect("clicked(bool)", self._runner.sendLasso)
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
         self.ui.redoButton.connect("clicked(bool)", self.onRedo)
         self.ui.resetButton.connect("clicked(bool)", self.onReset)
@@ -309,8 +313,8 @@ class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         self._prompts.positive = not self._prompts.positive
         if placing:
             self.onPointButton(self._prompts.positive, True)
-        self._showStatus(_("Next point and scribble: positive.") if self._prompts.positive
-                         else _("Next point and scribble: negative."))
+        self._showStatus(_("Next point, scribble and lasso: positive.") if self._prompts.positive
+                         else _("Next point, scribble and lasso: negative."))
         self._updateButtons()
 
     def _stopPlacing(self) -> None:
@@ -324,6 +328,15 @@ class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         self._stopPlacing()
         self._prompts.placeBox()
         self._showStatus(_("Drag the box around the lesion in a slice view, then Apply box."))
+        self._updateButtons()
+
+    def onDrawLasso(self) -> None:
+        """Place a fresh closed curve in the slice views (the current sign colours it)."""
+        if self._prompts.markers is None:
+            return
+        self._stopPlacing()
+        self._prompts.drawLasso()
+        self._showStatus(_("Click around the lesion in one slice view, close the curve, then Apply lasso."))
         self._updateButtons()
 
     def onPaintScribble(self) -> None:
@@ -367,10 +380,12 @@ class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         idle = open_ and not running
         for widget in (self.ui.positivePointButton, self.ui.negativePointButton, self.ui.boxButton,
                        self.ui.applyBoxButton, self.ui.scribbleButton, self.ui.applyScribbleButton,
-                       self.ui.resetButton, self.ui.acceptButton, self.ui.discardButton):
+                       self.ui.lassoButton, self.ui.applyLassoButton, self.ui.resetButton, self.ui.acceptButton,
+                       self.ui.discardButton):
             widget.enabled = idle
         markers = self._prompts.markers
         self.ui.applyBoxButton.enabled = idle and markers is not None and markers.box is not None
+        self.ui.applyLassoButton.enabled = idle and markers is not None and markers.lasso is not None
         self.ui.undoButton.enabled = idle and session.can_undo
         self.ui.redoButton.enabled = idle and session.can_redo
         placing = idle and self._prompts.placingPoints()

@@ -1,13 +1,16 @@
-"""The SegInteractive panel: a lesion from clicks and a box in the web slice views, click by click.
+"""The SegInteractive panel: a lesion from clicks, a box, lassos and scribbles in the web slice views.
 
 Drives the desktop module's own Logic (``app_module_logic("SegInteractive")``): Start session
 opens an :class:`InteractiveSegmentSession` (the volume goes to the worker once), each
 click placed in a slice view (:mod:`.interactive_clicks`) becomes ``start_point_from_markups``
 followed by a :class:`~segforge_app.jobs.JobTracker` of its own that polls every 30 ms (the
-page never waits for the worker), and the segment is shown in the views after each one.
-The prompts are shown as the desktop panel shows them (:class:`PromptMarkers`: green / red
-points, the box as an ROI). The status line gives the segment's voxels and millilitres and
-how long the last click took to become a mask on the server.
+page never waits for the worker), and the segment is shown in the views after each one. A
+lasso or a scribble is dragged in a slice view (:mod:`.interactive_drag`); the Logic turns
+the dragged path into the prompt (``start_lasso`` on a closed curve through it,
+``start_stroke``). The prompts are shown as the desktop panel shows them
+(:class:`PromptMarkers`: green / red points and curves, the box as an ROI). The status line
+gives the segment's voxels and millilitres and how long the last click took to become a
+mask on the server.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from SegInteractiveLib.form import DISCARDED, InteractiveForm, kept_line, status
 
 from .context import NODES_KEY
 from .interactive_clicks import ClickPlacement, box_from_corners, corner_list, point_ras, set_roi
+from .interactive_drag import DragDrawing
 from .jobs import JobTracker, job_progress
 from .module_logics import app_module_logic
 from .panels import Panel, register_panel
@@ -38,6 +42,10 @@ FORM = InteractiveForm()
 VOLUME, NAME, BACKEND, BACKENDS, DEVICE = "si_volume", "si_segment_name", "si_backend", "si_backends", "si_device"
 OPEN, BUSY, MODE, STATUS, WARNING, KEPT = "si_open", "si_busy", "si_mode", "si_status", "si_warning", "si_kept"
 CAN_UNDO, CAN_REDO = "si_can_undo", "si_can_redo"
+#: Lassos and scribbles drawn next erase (negative) instead of adding.
+DRAW_NEGATIVE = "si_draw_negative"
+#: Modes whose prompts are dragged, not clicked; True: a closed contour (lasso).
+DRAG_MODES = {"lasso": True, "scribble": False}
 
 #: Seconds between two polls of a running click (the worker answers a click in a few hundred ms);
 #: the first poll comes after FIRST_POLL_S, each next one twice as late, up to CLICK_POLL_S.
@@ -48,7 +56,9 @@ RELEASE_AFTER_S = 0.002
 
 MODE_HINTS = {"positive": "Click on the lesion in a slice view (positive click).",
               "negative": "Click where the mask leaked, outside the lesion (negative click).",
-              "box": "Click two opposite corners of a box around the lesion in a slice view."}
+              "box": "Click two opposite corners of a box around the lesion in a slice view.",
+              "lasso": "Drag around the lesion in a slice view: what the loop encloses is the lesion there.",
+              "scribble": "Drag over the lesion in a slice view to paint a stroke."}
 
 
 class _Followed:
@@ -92,6 +102,7 @@ class InteractivePanel:
         self.markers: Any = None  # PromptMarkers of the open session
         self.corners: Any = None  # the box's corner points (a point list of the session)
         self.clicks = ClickPlacement(context.slicer_app, self._on_placed, on_taken=self._placement_taken)
+        self.drags = DragDrawing(context.slicer_app, self._on_drawn)
         # A tracker of its own: a click is done in a few hundred ms, and the app's tracker
         # (0.2 s between polls, for jobs of minutes) would add up to 0.2 s to each click.
         self.jobs = JobTracker(context, interval_s=CLICK_POLL_S, first_interval_s=FIRST_POLL_S)
@@ -102,6 +113,7 @@ class InteractivePanel:
         for key, value in ((NAME, FORM.new_segment_name), (BACKENDS, backends), (BACKEND, FORM.backend),
                            (DEVICE, FORM.device),
                            (OPEN, False), (BUSY, False), (MODE, ""), (STATUS, "No session."), (WARNING, ""),
+                           (DRAW_NEGATIVE, False),
                            (KEPT, []), (CAN_UNDO, False), (CAN_REDO, False)):
             state.setdefault(key, value)
 
@@ -178,6 +190,7 @@ class InteractivePanel:
         """Stop placing, cancel a running click, and take the prompts' markers out of the scene."""
         self.jobs.cancel(KEY)
         self.clicks.forget_all()
+        self.drags.stop()
         if self.markers is not None:
             self.markers.remove_all()
             if self.corners is not None and self.context.scene.GetNodeByID(self.corners.GetID()) is not None:
@@ -195,16 +208,22 @@ class InteractivePanel:
     # -- prompts ----------------------------------------------------------------------------------
 
     def set_mode(self, mode: str) -> None:
-        """Positive, negative or box: clicks in the slice views place that prompt (again: stop)."""
+        """Positive, negative or box: clicks in the slice views place that prompt; lasso or
+        scribble: drags draw it (again: stop)."""
         self._open_session()
+        self.drags.stop()
         if mode == self.state[MODE]:
             self.clicks.stop()
             self._set(**{MODE: ""})
             return
         if self.corners is not None:
             self.corners.RemoveAllControlPoints()  # a half-drawn box is dropped
-        target = {"positive": self.markers.positive, "negative": self.markers.negative, "box": self.corners}[mode]
-        self.clicks.place(target)
+        if mode in DRAG_MODES:
+            self.clicks.stop()
+            self.drags.start(closed=DRAG_MODES[mode], positive=not self.state[DRAW_NEGATIVE])
+        else:
+            target = {"positive": self.markers.positive, "negative": self.markers.negative, "box": self.corners}[mode]
+            self.clicks.place(target)
         self._set(**{MODE: mode})
         self._hint(MODE_HINTS[mode])
 
@@ -263,6 +282,39 @@ class InteractivePanel:
             markers.box_refused()
             raise
         self._follow(job, "box", placed, lambda: markers.box_applied(roi), markers.box_refused)
+
+    def set_draw_negative(self, negative: bool) -> None:
+        """The sign of the lassos and scribbles drawn next (a drag mode on keeps going, with it)."""
+        self._set(**{DRAW_NEGATIVE: bool(negative)})
+        if self.state[MODE] in DRAG_MODES:
+            self.drags.start(closed=DRAG_MODES[self.state[MODE]], positive=not negative)
+
+    def _on_drawn(self, points_ras: Any, _slice_node: Any) -> None:
+        """A drag ended in a view, inside VTK's handling of the release: the prompt is made and
+        sent once VTK is done (it adds nodes to the scene)."""
+        mode, placed = self.state[MODE], time.perf_counter()
+        if mode in DRAG_MODES:
+            asyncio.get_event_loop().call_soon(self.context.shows_errors(self._use_drawn), mode, points_ras, placed)
+
+    def _use_drawn(self, mode: str, points_ras: Any, placed: float) -> None:
+        session, markers = self.session, self.markers
+        if session is None or markers is None:
+            return
+        positive = self.drags.positive
+        self._refuse_while_running(lambda: None)
+        if mode == "lasso":
+            node = markers.lasso_from_points(points_ras, positive)
+            start = lambda: session.start_lasso(node, positive=positive)  # noqa: E731
+        else:
+            node = markers.stroke_node(points_ras, positive)
+            start = lambda: session.start_stroke(points_ras, positive=positive)  # noqa: E731
+        try:
+            job = start()
+        except Exception:
+            markers.curve_refused(node)
+            raise
+        what = f"{'positive' if positive else 'negative'} {mode}"
+        self._follow(job, what, placed, lambda: markers.curve_applied(node), lambda: markers.curve_refused(node))
 
     def _refuse_while_running(self, refuse: Callable[[], Any]) -> None:
         if self.jobs.is_running(KEY):
@@ -392,11 +444,16 @@ def build(context: "AppContext") -> None:
     with html.Div(classes="d-flex flex-wrap my-2", style="gap: 4px;"):
         for mode, label, icon in (("positive", "Positive", "mdi-plus-circle"),
                                   ("negative", "Negative", "mdi-minus-circle"),
-                                  ("box", "Box", "mdi-selection")):
+                                  ("box", "Box", "mdi-selection"),
+                                  ("lasso", "Lasso", "mdi-lasso"),
+                                  ("scribble", "Scribble", "mdi-draw")):
             v3.VBtn(label, size="small", prepend_icon=icon, click=(guard(panel.set_mode), f"['{mode}']"),
                     variant=(f"{MODE} === '{mode}' ? 'flat' : 'outlined'",),
                     color=(f"{MODE} === '{mode}' ? 'primary' : undefined",),
                     raw_attrs=[f'data-testid="seginteractive-{mode}"'])
+    v3.VSwitch(model_value=(DRAW_NEGATIVE,), label="Lasso and scribble erase (negative)", density="compact",
+               hide_details=True, color="error", update_modelValue=(guard(panel.set_draw_negative), "[$event]"),
+               raw_attrs=['data-testid="seginteractive-draw-negative"'])
     with html.Div(classes="d-flex flex-wrap mb-2", style="gap: 4px;"):
         for label, handler, icon, enabled in (
                 ("Undo", panel.undo, "mdi-undo", f"{CAN_UNDO} && !{BUSY}"),

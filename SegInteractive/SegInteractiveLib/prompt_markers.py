@@ -1,9 +1,11 @@
 """The scene nodes a user places prompts with, and what undo and redo do to them.
 
 A session's prompts are shown where they were placed: positive clicks as green points,
-negative ones red, the box as an ROI, scribbles painted into a helper segmentation of
-their own (never the segmentation being edited, so the scribble is no "other segment"
-to protect and is never saved with the result). Undo hides the last click's point (or box), redo
+negative ones red, the box as an ROI, each lasso as a closed curve and each stroke dragged
+in a web slice view as an open curve (green or red by sign), scribbles painted into a helper
+segmentation of their own (never the segmentation being edited, so the scribble is no "other
+segment" to protect and is never saved with the result). Undo hides the last click's point
+(or box, lasso, stroke), redo
 shows it again, a new prompt drops the undone ones, and the session's end removes them all.
 Qt-free, so the widget stays thin and this is tested headless.
 """
@@ -19,6 +21,15 @@ POSITIVE_COLOR = (0.2, 0.85, 0.3)
 NEGATIVE_COLOR = (0.95, 0.25, 0.2)
 BOX_COLOR = (0.95, 0.85, 0.2)
 SCRIBBLE_NAME = "scribble"
+#: Control point size of lasso and stroke curves, relative to the views (Slicer's default is 3).
+CURVE_GLYPH_SCALE = 1.0
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """An applied lasso or stroke: a curve node of its own, hidden by undo, removed by reset."""
+
+    node: Any
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class PromptMarkers:
     negative: Any = None
     box: Optional[Any] = None
     scribbles: Optional[Any] = None
+    lasso: Optional[Any] = None  # the closed curve being drawn, not applied yet
     _shown: list = field(default_factory=list)   # per applied prompt: (point list, point id) or None
     _hidden: list = field(default_factory=list)  # per undone prompt, last undone last
 
@@ -90,6 +102,48 @@ class PromptMarkers:
         if self.scribbles is not None:
             node, segment_id = self.scribble_segment()
             set_segment_mask(node, segment_id, volume_grid(self.volume_node))
+
+    def lasso_node(self, positive: bool = True) -> Any:
+        """A fresh closed curve to draw the next lasso with (one being drawn and not applied goes)."""
+        self.drop_lasso()
+        self.lasso = self._curve("vtkMRMLMarkupsClosedCurveNode", "SegInteractive lasso", positive)
+        return self.lasso
+
+    def drop_lasso(self) -> None:
+        """The lasso being drawn is not wanted (or was refused): it leaves the scene."""
+        if self.lasso is not None:
+            _remove_node(self.scene, self.lasso)
+        self.lasso = None
+
+    def lasso_from_points(self, points_ras: Any, positive: bool = True) -> Any:
+        """A lasso drawn by dragging (the web views): a closed curve through the dragged positions,
+        straight between them, so the curve shown is the contour used."""
+        node = self.lasso_node(positive)
+        node.SetCurveTypeToLinear()
+        for point in points_ras:
+            node.AddControlPointWorld(*(float(v) for v in point))
+        return node
+
+    def stroke_node(self, points_ras: Any, positive: bool = True) -> Any:
+        """A stroke dragged in a view, shown as an open curve (straight between the positions)."""
+        node = self._curve("vtkMRMLMarkupsCurveNode", "SegInteractive stroke", positive)
+        node.SetCurveTypeToLinear()
+        for point in points_ras:
+            node.AddControlPointWorld(*(float(v) for v in point))
+        return node
+
+    def curve_applied(self, node: Any) -> None:
+        """A lasso or stroke (``node``) was applied: it stays shown; undo hides it, redo shows it."""
+        self.applied(None)
+        self._shown[-1] = _Curve(node)
+        if node is self.lasso:
+            self.lasso = None
+
+    def curve_refused(self, node: Any) -> None:
+        """A lasso or stroke was not used: its curve leaves the scene."""
+        if node is self.lasso:
+            self.lasso = None
+        _remove_node(self.scene, node)
 
     # -- prompts and history -------------------------------------------------------------------
     def applied(self, point_list: Optional[Any] = None, index: int = -1) -> None:
@@ -145,13 +199,10 @@ class PromptMarkers:
     def remove_all(self) -> None:
         """The session ended: its helper nodes leave the scene."""
         self.reset()
+        self.drop_lasso()
         for node in (self.positive, self.negative, self.box, self.scribbles):
-            if node is not None and self.scene.GetNodeByID(node.GetID()) is not None:
-                displays = [node.GetNthDisplayNode(n) for n in range(node.GetNumberOfDisplayNodes())]
-                self.scene.RemoveNode(node)
-                for display in displays:  # Slicer leaves them behind (headless at least)
-                    if display is not None and display.GetScene() is self.scene:
-                        self.scene.RemoveNode(display)
+            if node is not None:
+                _remove_node(self.scene, node)
         self.positive = self.negative = self.box = self.scribbles = None
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -173,9 +224,24 @@ class PromptMarkers:
         else:
             self._set_visible(last, True)
 
+    def _curve(self, class_name: str, name: str, positive: bool) -> Any:
+        node = self.scene.AddNewNodeByClass(class_name, self.scene.GenerateUniqueName(name))
+        node.CreateDefaultDisplayNodes()
+        display = node.GetDisplayNode()
+        color = POSITIVE_COLOR if positive else NEGATIVE_COLOR
+        display.SetSelectedColor(*color)
+        display.SetColor(*color)
+        display.SetPointLabelsVisibility(False)
+        display.SetPropertiesLabelVisibility(False)
+        display.SetGlyphScale(CURVE_GLYPH_SCALE)  # a dragged curve has many points: the line shows it
+        node.SetControlPointLabelFormat("")
+        return node
+
     @staticmethod
     def _set_visible(entry: Any, visible: bool) -> None:
-        if isinstance(entry, _Box):
+        if isinstance(entry, _Curve):
+            entry.node.SetDisplayVisibility(visible)
+        elif isinstance(entry, _Box):
             if visible:
                 _set_roi_geometry(entry.node, entry.geometry)
             entry.node.SetDisplayVisibility(visible)
@@ -185,10 +251,23 @@ class PromptMarkers:
             if index >= 0:
                 point_list.SetNthControlPointVisibility(index, visible)
 
-    @staticmethod
-    def _remove(entry: Any) -> None:
-        if entry is not None and not isinstance(entry, _Box):  # the box's ROI is shared: hidden, not removed
+    def _remove(self, entry: Any) -> None:
+        if isinstance(entry, _Curve):
+            _remove_node(self.scene, entry.node)
+        elif entry is not None and not isinstance(entry, _Box):  # the box's ROI is shared: hidden, not removed
             point_list, point_id = entry
             index = point_list.GetNthControlPointIndexByID(point_id)
             if index >= 0:
                 point_list.RemoveNthControlPoint(index)
+
+
+def _remove_node(scene: Any, node: Any) -> None:
+    """Take ``node`` and its display nodes out of the scene (Slicer leaves the displays behind,
+    headless at least)."""
+    if scene.GetNodeByID(node.GetID()) is None:
+        return
+    displays = [node.GetNthDisplayNode(n) for n in range(node.GetNumberOfDisplayNodes())]
+    scene.RemoveNode(node)
+    for display in displays:
+        if display is not None and display.GetScene() is scene:
+            scene.RemoveNode(display)

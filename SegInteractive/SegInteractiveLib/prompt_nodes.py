@@ -1,4 +1,5 @@
-"""Prompts from what the user placed in Slicer: RAS positions, markups points and ROIs, painted segments.
+"""Prompts from what the user placed in Slicer: RAS positions, markups points, ROIs and closed
+curves, painted segments, strokes dragged in a slice view.
 
 Slicer shows and stores positions in world RAS millimetres; the engine's prompts are LPS.
 Every conversion happens here, in world coordinates (parent transforms applied), so a
@@ -12,7 +13,8 @@ import numpy as np
 
 from segforge.errors import InputError
 from segforge.image import LPS_TO_RAS, Image
-from segforge.interactive.prompts import BoxPrompt, PointPrompt, ScribblePrompt
+from segforge.interactive.lasso import lasso_prompt
+from segforge.interactive.prompts import BoxPrompt, LassoPrompt, PointPrompt, ScribblePrompt
 from segforge.mrml.segments import mask_from_segment
 
 #: RAS <-> LPS: x and y change sign (the matrix is its own inverse).
@@ -85,3 +87,51 @@ def scribble_prompt(segmentation_node: Any, segment_id: str, volume_node: Any, g
                          "paint a stroke on the lesion (Segment Editor, Paint), then apply it")
     ijk1 = np.c_[painted[:, ::-1], np.ones(len(painted))]
     return ScribblePrompt((ijk1 @ grid.ijk_to_lps().T)[:, :3], bool(positive))
+
+
+def curve_lasso_prompt(curve_node: Any, positive: bool = True) -> LassoPrompt:
+    """A markups closed curve as a lasso: the contour as the views draw it (its interpolated
+    curve points, world coordinates, parent transforms applied). An open curve encloses nothing
+    and is refused, as is a curve of fewer than 3 points."""
+    if curve_node is None or not curve_node.IsA("vtkMRMLMarkupsCurveNode"):
+        kind = "nothing" if curve_node is None else curve_node.GetClassName()
+        raise InputError(f"Expected a markups closed curve, got {kind}", "a lasso is a closed curve drawn in a slice",
+                         "draw the lasso with the Lasso tool (a closed curve) in a slice view")
+    if not curve_node.IsA("vtkMRMLMarkupsClosedCurveNode"):
+        raise InputError(f"The lasso '{curve_node.GetName()}' is not closed",
+                         "it is an open curve, which does not enclose a region",
+                         "draw a closed curve (Lasso tool) around the object, or paint a scribble for a stroke")
+    count = curve_node.GetNumberOfDefinedControlPoints()
+    if count < 3:
+        raise InputError(f"The lasso '{curve_node.GetName()}' has fewer than 3 points", f"it has {count}",
+                         "draw a loop around the object in one slice view (drag it, or click three points or more)")
+    points = curve_node.GetCurvePointsWorld()
+    ras = np.array([points.GetPoint(n) for n in range(points.GetNumberOfPoints())] if points else [], np.float64)
+    if len(ras) < 3 or count < curve_node.GetNumberOfControlPoints():
+        # not interpolated yet, or a point still follows the mouse (being placed): the points
+        # the user has set are the contour
+        ras = np.array([_world_point(curve_node, n) for n in range(curve_node.GetNumberOfControlPoints())
+                        if curve_node.GetNthControlPointPositionStatus(n) == curve_node.PositionDefined])
+    return lasso_prompt(ras * _FLIP, bool(positive))
+
+
+def stroke_scribble_prompt(points_ras: Sequence[Sequence[float]], grid: Image, positive: bool = True) -> ScribblePrompt:
+    """A stroke dragged in a slice view (its world RAS positions, in order) as a scribble: the
+    stroke sampled every half of the volume's finest spacing, so every voxel it passes over is
+    painted, however fast the pointer moved between two positions."""
+    ras = np.asarray(points_ras, dtype=np.float64)
+    if ras.ndim != 2 or ras.shape[1:] != (3,) or len(ras) == 0 or not np.all(np.isfinite(ras)):
+        raise InputError("The stroke holds no usable position", f"its positions have the shape {ras.shape}",
+                         "drag over the object in a slice view to paint a stroke")
+    step = 0.5 * float(min(grid.spacing))
+    samples = [ras[:1]]
+    for start, end in zip(ras[:-1], ras[1:]):
+        count = max(int(np.ceil(np.linalg.norm(end - start) / step)), 1)
+        samples.append(start + np.outer(np.arange(1, count + 1) / count, end - start))
+    return ScribblePrompt(np.concatenate(samples) * _FLIP, bool(positive))
+
+
+def _world_point(markups_node: Any, index: int) -> list[float]:
+    position = [0.0, 0.0, 0.0]
+    markups_node.GetNthControlPointPositionWorld(index, position)
+    return position

@@ -3,6 +3,7 @@
     session = SegInteractiveLogic().start_session(volumeNode, segmentationNode)  # a new "lesion"
     session.add_point([12.0, -30.5, 44.0])               # a positive click, world RAS mm
     session.add_point([15.0, -28.0, 44.0], positive=False)
+    session.add_lasso(closedCurveNode)                    # inside the curve: the lesion in that slice
     session.undo(); session.redo()
     session.accept()                                      # or session.discard()
 
@@ -110,6 +111,17 @@ class InteractiveSegmentSession:
         """Strokes painted in a helper segment (its voxels on this volume) as a scribble."""
         return self.interact(self._scribble_prompt(segmentation_node, segment_id, positive), progress)
 
+    def add_lasso(self, curve_node: Any, positive: bool = True,
+                  progress: Optional[ProgressCallback] = None) -> MaskChange:
+        """A markups closed curve drawn in one slice: inside it is the lesion there (positive), or
+        is erased (negative)."""
+        return self.interact(prompt_nodes.curve_lasso_prompt(curve_node, positive), progress)
+
+    def add_stroke(self, points_ras: Sequence[Sequence[float]], positive: bool = True,
+                   progress: Optional[ProgressCallback] = None) -> MaskChange:
+        """A stroke (world RAS positions in order, as a drag in a slice view gives them) as a scribble."""
+        return self.interact(prompt_nodes.stroke_scribble_prompt(points_ras, self.image, positive), progress)
+
     # -- prompts (asynchronous, for the widget) -------------------------------------------------
     def start_interaction(self, prompt: Prompt) -> InteractionJob:
         """Send a prompt and return at once; the job's ``finish`` writes the change."""
@@ -129,6 +141,12 @@ class InteractiveSegmentSession:
 
     def start_scribble(self, segmentation_node: Any, segment_id: str, positive: bool = True) -> InteractionJob:
         return self.start_interaction(self._scribble_prompt(segmentation_node, segment_id, positive))
+
+    def start_lasso(self, curve_node: Any, positive: bool = True) -> InteractionJob:
+        return self.start_interaction(prompt_nodes.curve_lasso_prompt(curve_node, positive))
+
+    def start_stroke(self, points_ras: Sequence[Sequence[float]], positive: bool = True) -> InteractionJob:
+        return self.start_interaction(prompt_nodes.stroke_scribble_prompt(points_ras, self.image, positive))
 
     # -- history ------------------------------------------------------------------------------
     def undo(self) -> Optional[MaskChange]:

@@ -66,6 +66,17 @@ class PromptPlacement(VTKObservationMixin):
         roi.RemoveAllControlPoints()
         enterPlaceMode(roi, persistent=False)
 
+    def drawLasso(self) -> None:
+        """A fresh closed curve, coloured by the current sign: clicks in a slice view place its
+        points until the curve is closed (Apply lasso sends it)."""
+        curve = self.markers.lasso_node(self.positive)
+        enterPlaceMode(curve, persistent=True)
+
+    def stopDrawingLasso(self) -> None:
+        """Clicks stop adding points to the lasso (it is applied, or another tool is chosen)."""
+        if self.markers is not None and self.markers.lasso is not None and placingInto(self.markers.lasso):
+            leavePlaceMode()
+
     def openScribbleEditor(self, volumeNode) -> None:
         """The Segment Editor on the helper segmentation, Paint active, so that the scribble
         never lands in the segmentation being edited; the status bar says how to come back."""
@@ -80,17 +91,21 @@ class PromptPlacement(VTKObservationMixin):
 
     def applied(self, kind: str, point) -> None:
         """A prompt changed the segment: the markers remember its point for undo and redo
-        (``point``: (point list, index), or None for a box or scribble); an applied scribble is
-        emptied, ready for the next stroke."""
+        (``point``: (point list, index), or None for a box or scribble; for a lasso, its curve
+        stays shown); an applied scribble is emptied, ready for the next stroke."""
         if self.markers is None:
+            return
+        if kind == "lasso":
+            self.markers.curve_applied(point)
             return
         self.markers.applied(*(point or ()))
         if kind == "scribble":
             self.markers.clear_scribble()
 
     def refused(self, point) -> None:
-        """A click was not used (refused, failed or cancelled): its point goes."""
-        if point is not None and self.markers is not None:
+        """A click was not used (refused, failed or cancelled): its point goes (a lasso is kept
+        where the user drew it, to be corrected and applied again)."""
+        if point is not None and self.markers is not None and isinstance(point, tuple):
             self.markers.refused(*point)
 
     def historyMoved(self, what: str) -> None:

@@ -1,6 +1,6 @@
 """PromptRunner: the open session's prompts run one at a time, and undo, redo and reset between them.
 
-Each prompt (a click, a box, a scribble) starts an interaction in the background worker that
+Each prompt (a click, a box, a scribble, a lasso) starts an interaction in the background worker that
 the panel's JobRunner polls, so Slicer never freezes and Cancel always works. A prompt sent
 while another runs is refused, not queued, so that each one refines the segment the previous
 one left. When a prompt ends, its marker stays (applied) or goes (refused, failed, cancelled)
@@ -65,6 +65,24 @@ class PromptRunner:
         helper, segmentId = markers.scribble_segment()
         self._send(lambda: session.start_scribble(helper, segmentId, positive=self._prompts.positive), "scribble")
 
+    def sendLasso(self) -> None:
+        """The closed curve the user drew, with the current sign (Apply lasso); the Logic refuses an
+        open or unfinished one, saying what to do."""
+        session, markers = self._logic.session, self._prompts.markers
+        if session is None or markers is None:
+            return
+        curve = markers.lasso
+        if self._jobs.running:
+            self._showStatus(_("Wait for the running interaction (or Cancel it)."))
+            return
+        self._prompts.stopDrawingLasso()
+        try:
+            job = session.start_lasso(curve, positive=self._prompts.positive)
+        except Exception as error:
+            self._showStatus(errorText(_("The lasso was not used."), error))
+            return
+        self._start(job, "lasso", curve)
+
     def history(self, what: str) -> None:
         """The session's "undo", "redo" or "reset"; nothing without a session or while a prompt runs."""
         session = self._logic.session
@@ -102,7 +120,8 @@ class PromptRunner:
         self._start(job, kind, None)
 
     def _start(self, job, kind: str, point) -> None:
-        """``kind``: "point", "box" or "scribble"; ``point``: (point list, index) of the click, or None."""
+        """``kind``: "point", "box", "scribble" or "lasso"; ``point``: (point list, index) of the
+        click, the lasso's curve, or None."""
         self._jobs.start(job, lambda change: self._onDone(kind, point),
                          lambda error: self._onFailed(point, error), _("Segmenting..."))
 

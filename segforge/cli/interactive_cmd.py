@@ -20,7 +20,10 @@ PROMPTS.json, in millimetres of the patient coordinate system named in it:
   {"coordinateSystem": "LPS",
    "prompts": [{"type": "point", "position": [x, y, z], "positive": true},
                {"type": "box", "min": [x, y, z], "max": [x, y, z]},
-               {"type": "scribble", "points": [[x, y, z], ...], "positive": false}]}
+               {"type": "scribble", "points": [[x, y, z], ...], "positive": false},
+               {"type": "lasso", "points": [[x, y, z], ...], "positive": true}]}
+a lasso is a closed contour (the last point joins the first) in one slice of the image: what it
+encloses there is the lesion in that slice (positive) or is erased (negative).
 
 writes into --out: lesion.seg.nrrd (one segment, named by --segment-name, on the image's grid),
 summary.json (backend, device, image key, each interaction's type, sign, seconds and mask
@@ -41,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     from ..forms import DEVICE_TITLES
 
-    parser = subparsers.add_parser("interactive", help="a lesion from clicks, boxes and scribbles in a file",
+    parser = subparsers.add_parser("interactive", help="a lesion from clicks, boxes, scribbles and lassos in a file",
                                    description="Segment a lesion of IMAGE from the prompts in PROMPTS.json.",
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_input_options(parser)

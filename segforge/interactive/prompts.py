@@ -1,6 +1,6 @@
 """Prompts: what the user placed, in millimetres, and the same in the image's voxels.
 
-Points, boxes and scribbles arrive in patient coordinates (LPS or RAS millimetres), the way
+Points, boxes, scribbles and lassos arrive in patient coordinates (LPS or RAS millimetres), the way
 Slicer's markups and the CLI's prompt files give them, and are turned into voxel indices
 of the session's image here, in the worker, so an oblique or anisotropic volume gets the
 voxels the user pointed at. A prompt outside the image, or a box with no volume, is the
@@ -52,7 +52,23 @@ class ScribblePrompt:
     __hash__ = None  # type: ignore[assignment]
 
 
-Prompt = Union[PointPrompt, BoxPrompt, ScribblePrompt]
+@dataclass(frozen=True, eq=False)
+class LassoPrompt:
+    """A closed contour drawn in one slice, its corners in LPS millimetres (N x 3, the last
+    joined to the first): inside it is the object in that slice (positive), or is erased
+    (negative). Made and checked by :func:`.lasso.lasso_prompt`."""
+
+    points_lps: np.ndarray
+    positive: bool = True
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, LassoPrompt) and self.positive == other.positive
+                and np.array_equal(self.points_lps, other.points_lps))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+Prompt = Union[PointPrompt, BoxPrompt, ScribblePrompt, LassoPrompt]
 
 
 @dataclass(frozen=True)
@@ -84,7 +100,20 @@ class VoxelScribble:
     positive: bool = True
 
 
-VoxelPrompt = Union[VoxelPoint, VoxelBox, VoxelScribble]
+@dataclass(frozen=True, eq=False)
+class VoxelLasso:
+    """A lasso in the session's image: the voxels it encloses (``inside``) and a band of the
+    same slice just outside it (``band``), each (N, 3) k, j, i; the slice is index ``index``
+    along array axis ``axis`` (0: k, 1: j, 2: i)."""
+
+    inside: np.ndarray
+    band: np.ndarray
+    axis: int
+    index: int
+    positive: bool = True
+
+
+VoxelPrompt = Union[VoxelPoint, VoxelBox, VoxelScribble, VoxelLasso]
 
 
 def _shown(position: object) -> str:
@@ -172,11 +201,15 @@ def to_voxels(prompt: Prompt, image: Image) -> VoxelPrompt:
         return box_to_voxels(prompt, image)
     if isinstance(prompt, ScribblePrompt):
         return scribble_to_voxels(prompt, image)
-    raise InputError(f"Unknown prompt {type(prompt).__name__}", "prompts are points, boxes and scribbles")
+    if isinstance(prompt, LassoPrompt):
+        from .lasso import lasso_to_voxels
+
+        return lasso_to_voxels(prompt, image)
+    raise InputError(f"Unknown prompt {type(prompt).__name__}", "prompts are points, boxes, scribbles and lassos")
 
 
 def prompt_from_json(entry: Any, coordinate_system: str = "LPS") -> Prompt:
-    """One prompt of a PROMPTS.json file (or of the wire): a point, a box or a scribble."""
+    """One prompt of a PROMPTS.json file (or of the wire): a point, a box, a scribble or a lasso."""
     if coordinate_system not in COORDINATE_SYSTEMS:
         raise InputError(f"Unknown coordinate system {coordinate_system!r}", "prompts are in LPS or RAS millimetres",
                          'set "coordinateSystem" to "LPS" or "RAS"')
@@ -195,14 +228,26 @@ def prompt_from_json(entry: Any, coordinate_system: str = "LPS") -> Prompt:
         if kind == "scribble":
             points = np.asarray(entry["points"], dtype=np.float64).reshape(-1, 3)
             return ScribblePrompt(points * np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else points, positive)
+        if kind == "lasso":
+            from .lasso import lasso_prompt
+
+            closed = entry.get("closed", True)
+            if not isinstance(closed, bool):
+                raise InputError(f"A lasso's 'closed' is {closed!r}", "it must be true or false",
+                                 "leave it out (a lasso is closed) or write true")
+            points = np.asarray(entry["points"], dtype=np.float64)
+            if points.ndim != 2 or points.shape[1:] != (3,):
+                raise ValueError(f"its points have the shape {points.shape}, not (N, 3)")
+            return lasso_prompt(points * np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else points,
+                                positive, closed)
     except KeyError as error:
         raise InputError(f"A {kind} prompt has no {error.args[0]!r}", f"the prompt is {entry!r}",
                          "see the PROMPTS.json format in docs/interactive.md") from error
     except (TypeError, ValueError) as error:
         raise InputError(f"A {kind} prompt is malformed", str(error),
                          "give coordinates as three numbers in millimetres") from error
-    raise InputError(f"Unknown prompt type {kind!r}", "prompt types are point, box and scribble",
-                     'set "type" to "point", "box" or "scribble"')
+    raise InputError(f"Unknown prompt type {kind!r}", "prompt types are point, box, scribble and lasso",
+                     'set "type" to "point", "box", "scribble" or "lasso"')
 
 
 def prompt_to_json(prompt: Prompt) -> dict[str, Any]:
@@ -211,6 +256,8 @@ def prompt_to_json(prompt: Prompt) -> dict[str, Any]:
         return {"type": "point", "position": list(prompt.position_lps), "positive": prompt.positive}
     if isinstance(prompt, BoxPrompt):
         return {"type": "box", "min": list(prompt.min_lps), "max": list(prompt.max_lps), "positive": prompt.positive}
+    if isinstance(prompt, LassoPrompt):
+        return {"type": "lasso", "points": np.asarray(prompt.points_lps).tolist(), "positive": prompt.positive}
     return {"type": "scribble", "points": np.asarray(prompt.points_lps).tolist(), "positive": prompt.positive}
 
 

@@ -2,7 +2,9 @@
 
 Each interaction asks the backend for the new mask and records only what changed (a box
 and its voxels before and after), so the caller writes back only that region and undo and
-redo restore it exactly without running the backend again. The session is named by its
+redo restore it exactly without running the backend again. Lassos are rules as well as
+evidence: each one's inside is stamped onto the backend's answer (:mod:`.lasso`), so undo,
+redo and replay include them like any prompt. The session is named by its
 image's content (:func:`image_key`), which lets a worker keep the image between clicks and
 a client notice when the worker has lost it.
 """
@@ -10,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 from ..image import Image, require_3d_volume, require_finite_voxels
 from ..progress import ProgressCallback, no_progress
-from .backends import DEFAULT_BACKEND, Backend, make_backend
-from .prompts import Prompt, VoxelPrompt, to_voxels
+from .backends import DEFAULT_BACKEND, Backend, MaskPatch, make_backend
+from .lasso import backend_prompts, lasso_box, stamp_lassos
+from .prompts import Prompt, VoxelLasso, VoxelPrompt, to_voxels
 
 
 def image_key(image: Image) -> str:
@@ -130,8 +133,9 @@ class InteractiveSession:
         if not self.history and not voxels.positive and self._initial is None:
             raise InputError("The first prompt is a negative click", "there is no lesion yet to take voxels away from",
                              "start with a positive click or a box on the lesion; press T to switch to positive")
-        box, patch = self._backend.predict([*self._voxels, voxels], self.mask, progress)
-        change = self._apply_patch(box, patch)
+        prompts = [*self._voxels, voxels]
+        box, patch = self._predict(prompts, progress)
+        change = self._apply_patch(box, patch, prompts)
         self.history.append(prompt)
         self._voxels.append(voxels)
         self._changes.append(change)
@@ -177,12 +181,22 @@ class InteractiveSession:
         return change
 
     # -- mask bookkeeping ---------------------------------------------------------------
-    def _apply_patch(self, box: tuple[slice, ...], patch: np.ndarray) -> MaskChange:
+    def _predict(self, prompts: list[VoxelPrompt], progress: ProgressCallback) -> MaskPatch:
+        """The backend's answer to ``prompts`` (lassos handed on as scribbles). Prompts that are
+        only negative lassos (erasing from the segment being refined) need no backend: nothing
+        beyond the initial mask, which the lassos are then stamped onto."""
+        if all(isinstance(prompt, VoxelLasso) and not prompt.positive for prompt in prompts):
+            return (slice(0, 0),) * 3, np.zeros((0, 0, 0), np.uint8)  # type: ignore[return-value]
+        return self._backend.predict(backend_prompts(prompts, self.image.array.shape), self.mask, progress)
+
+    def _apply_patch(self, box: tuple[slice, ...], patch: np.ndarray,
+                     prompts: Sequence[VoxelPrompt] = ()) -> MaskChange:
         """Make the mask ``patch`` inside ``box`` and the initial mask (empty without one) outside
-        it, so refining an existing segment keeps it where the backend did not work; return what
-        changed."""
+        it, so refining an existing segment keeps it where the backend did not work, with the
+        lassos among ``prompts`` stamped on; return what changed."""
         initial_box = self._initial[0] if self._initial is not None else None
         region = _box_union(_box_union(self._mask_box, box if patch.size else None), initial_box)
+        region = _box_union(region, lasso_box(prompts))
         if region is None:
             return self._empty_change()
         new = np.zeros(tuple(s.stop - s.start for s in region), dtype=np.uint8)
@@ -191,6 +205,7 @@ class InteractiveSession:
             new[initial_in_region] = self._initial[1]
         if patch.size:
             new[tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))] = patch != 0
+        stamp_lassos(new, [r.start for r in region], prompts)
         old = self.mask[region]
         inner = _changed_box(old, new)
         if inner is None:
