@@ -81,6 +81,17 @@ def wait_yellow(page, text: str, done, timeout_s: float = 20.0) -> np.ndarray:
         time.sleep(0.2)
 
 
+
+def set_draw_negative(page, negative: bool) -> None:
+    """Turn the panel's "erase" toggle on or off (a button whose aria-pressed says which)."""
+    button = page.get_by_test_id("seginteractive-draw-negative")
+    wanted = "true" if negative else "false"
+    if button.get_attribute("aria-pressed") != wanted:
+        button.click()
+    page.wait_for_function(
+        "([id, wanted]) => document.querySelector(`[data-testid='${id}']`)?.getAttribute('aria-pressed') === wanted",
+        arg=["seginteractive-draw-negative", wanted], timeout=10_000)
+
 def test_lasso_and_scribble_dragged_in_the_axial_view_change_the_mask(app):
     page = app["page"]
     with artefacts_on_failure(page, "seginteractive_lasso", app["app"]):
@@ -115,7 +126,7 @@ def test_lasso_and_scribble_dragged_in_the_axial_view_change_the_mask(app):
         print(f"scribble: {scribbled} voxels (after the lasso {lassoed})")
 
         # A negative lasso inside the mask takes voxels away; Undo brings them back.
-        page.get_by_test_id("seginteractive-draw-negative").locator("input").check()
+        set_draw_negative(page, True)
         page.get_by_test_id("seginteractive-lasso").click()
         wait_client_idle(page)
         (cx, cy), (rx, ry) = LOOP
@@ -140,7 +151,7 @@ def test_a_lasso_without_a_loop_is_refused_saying_what_to_do(app):
             page.get_by_test_id(STATUS).filter(has_text="Discarded").wait_for(timeout=30_000)
         page.get_by_test_id("seginteractive-start").click()
         wait_prompts(page, 0)
-        page.get_by_test_id("seginteractive-draw-negative").locator("input").uncheck()
+        set_draw_negative(page, False)
         page.get_by_test_id("seginteractive-lasso").click()
         wait_client_idle(page)
         drag_red(page, [(0.28, 0.52), (0.2801, 0.5201)])  # a click, not a loop

@@ -451,9 +451,11 @@ def build(context: "AppContext") -> None:
                     variant=(f"{MODE} === '{mode}' ? 'flat' : 'outlined'",),
                     color=(f"{MODE} === '{mode}' ? 'primary' : undefined",),
                     raw_attrs=[f'data-testid="seginteractive-{mode}"'])
-    v3.VSwitch(model_value=(DRAW_NEGATIVE,), label="Lasso and scribble erase (negative)", density="compact",
-               hide_details=True, color="error", update_modelValue=(guard(panel.set_draw_negative), "[$event]"),
-               raw_attrs=['data-testid="seginteractive-draw-negative"'])
+    v3.VBtn("Lassos and scribbles erase", size="small", prepend_icon="mdi-eraser", class_="mb-2",
+            click=(guard(panel.set_draw_negative), f"[!{DRAW_NEGATIVE}]"),
+            variant=(f"{DRAW_NEGATIVE} ? 'flat' : 'outlined'",), color=(f"{DRAW_NEGATIVE} ? 'error' : undefined",),
+            raw_attrs=['data-testid="seginteractive-draw-negative"',
+                       f':aria-pressed="{DRAW_NEGATIVE} ? \'true\' : \'false\'"'])
     with html.Div(classes="d-flex flex-wrap mb-2", style="gap: 4px;"):
         for label, handler, icon, enabled in (
                 ("Undo", panel.undo, "mdi-undo", f"{CAN_UNDO} && !{BUSY}"),
