@@ -36,9 +36,11 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/csv_table.py
   segforge/dicom/__init__.py
   segforge/dicom/codes.py
+  segforge/dicom/measurements.py
   segforge/dicom/seg_export.py
   segforge/dicom/seg_import.py
   segforge/dicom/source.py
+  segforge/dicom/sr_export.py
   segforge/dicom_series.py
   segforge/errors.py
   segforge/forms.py

@@ -10,6 +10,7 @@ frames, empty frames left out. Label values become segment numbers 1..N in the o
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -104,7 +105,19 @@ def build_segmentation(labels: Image, segments: Sequence[SegmentInfo], source: S
                 hd.sr.CodedConcept.from_code(coded.region_modifier)]
         descriptions.append(description)
     first = source.first
-    dataset = hd.seg.Segmentation(
+    with warnings.catch_warnings():
+        # highdicom's remarks on the source's own attributes (a one-part patient name): the SEG
+        # copies them as the standard asks, and the source is not ours to correct.
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = _segmentation(source, pixel_array, descriptions, algorithm)
+    if "AccessionNumber" in first and "AccessionNumber" not in dataset:
+        dataset.AccessionNumber = first.AccessionNumber
+    return SegExport(dataset, numbers)
+
+
+def _segmentation(source: SourceSeries, pixel_array: np.ndarray, descriptions: list,
+                  algorithm: Algorithm) -> hd.seg.Segmentation:
+    return hd.seg.Segmentation(
         source_images=list(source.datasets), pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
         series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER, sop_instance_uid=hd.UID(),
@@ -114,6 +127,3 @@ def build_segmentation(labels: Image, segments: Sequence[SegmentInfo], source: S
         content_label="SEGFORGE", content_description=f"SegForge {algorithm.workflow}, model {algorithm.model}"[:64],
         content_creator_name="SegForge^Automatic" if not algorithm.interactive else None,
         omit_empty_frames=True)
-    if "AccessionNumber" in first and "AccessionNumber" not in dataset:
-        dataset.AccessionNumber = first.AccessionNumber
-    return SegExport(dataset, numbers)
