@@ -24,6 +24,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/catalog/download.py
   segforge/cli/__init__.py
   segforge/cli/app_cmd.py
+  segforge/cli/dicom_option.py
   segforge/cli/input_options.py
   segforge/cli/interactive_cmd.py
   segforge/cli/main.py
@@ -37,6 +38,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/dicom/__init__.py
   segforge/dicom/codes.py
   segforge/dicom/measurements.py
+  segforge/dicom/results.py
   segforge/dicom/seg_export.py
   segforge/dicom/seg_import.py
   segforge/dicom/source.py

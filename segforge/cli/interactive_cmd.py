@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image
+from .dicom_option import add_dicom_option, check_dicom_request, dicom_source
 from .input_options import add_input_options, read_input
 from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
@@ -30,7 +31,8 @@ PROMPTS.json, in millimetres of the patient coordinate system named in it:
 
 writes into --out: lesion.seg.nrrd (one segment, named by --segment-name, on the image's grid),
 summary.json (backend, device, image key, each interaction's type, sign, seconds and mask
-voxels, total seconds, lesion volume in mL) and manifest.json.
+voxels, total seconds, lesion volume in mL) and manifest.json; with --dicom (IMAGE a DICOM
+series folder) also seg.dcm (DICOM SEG, semi-automatic) and sr.dcm (its volume, DICOM SR).
 
 examples:
   segforge interactive ct.nii.gz --prompts clicks.json --out results/
@@ -53,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_options(parser)
     parser.add_argument("--prompts", required=True, type=Path, help="the prompt file (format below)")
     add_output_options(parser)
+    add_dicom_option(parser)
     parser.add_argument("--backend", default=InteractiveForm.backend,
                         help=f"the interactive backend (default {InteractiveForm.backend}, which needs no weights)")
     parser.add_argument("--device", default=InteractiveForm.device, choices=tuple(DEVICE_TITLES),
@@ -61,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"the segment's name (default {InteractiveForm.new_segment_name})")
     parser.set_defaults(func=run)
 
+
+#: The lesion segment's colour (RGB 0..1) in every file written.
+LESION_COLOR = (0.85, 0.35, 0.25)
 
 #: A prompt file larger than this is not one (a volume or a log given to --prompts by mistake).
 MAX_PROMPT_FILE_BYTES = 64 << 20
@@ -108,9 +114,11 @@ def run(args: argparse.Namespace) -> int:
 
     options = interactive_form(args).session_options()
     prompts = read_prompt_file(args.prompts)
+    check_dicom_request(args)
     with output_set(args, "interactive", INTERACTIVE_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
         started = time.perf_counter()
         image = read_input(args)
+        source = dicom_source(args, image)
         check_prompts(prompts, image)
         session = InteractiveSession(image, options["backend"], options["device"])
         steps = []
@@ -124,8 +132,14 @@ def run(args: argparse.Namespace) -> int:
             report(1.0, "done")
         summary = _summary(args, session, steps, time.perf_counter() - started)
         outputs.require_space(session.mask.size // 4 + 64 * 1024)
-        files = outputs.commit(_write_outputs(image.with_array(session.mask), options["segment_name"], summary,
-                                              outputs.folder))
+        written = _write_outputs(image.with_array(session.mask), options["segment_name"], summary, outputs.folder)
+        if source is not None:
+            from ..dicom.results import lesion_dicom
+            from ..segmentation_file import SegmentInfo
+
+            written.update(lesion_dicom(outputs.folder, source, image.with_array(session.mask),
+                                        SegmentInfo(1, options["segment_name"], LESION_COLOR), args.backend))
+        files = outputs.commit(written)
     print(f"lesion: {summary['voxels']} voxels, {summary['volume_ml']:.2f} mL after {len(prompts)} prompts "
           f"({args.backend})")
     for kind, path in files.items():
@@ -157,6 +171,6 @@ def _write_outputs(mask: Image, segment_name: str, summary: dict, folder: Path) 
     from ..segmentation_file import SegmentInfo, write_seg_nrrd
 
     seg, table = folder / "lesion.seg.nrrd", folder / "summary.json"
-    write_seg_nrrd(mask, [SegmentInfo(1, segment_name, (0.85, 0.35, 0.25))], seg)
+    write_seg_nrrd(mask, [SegmentInfo(1, segment_name, LESION_COLOR)], seg)
     table.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return {"segmentation": seg, "summary": table}
