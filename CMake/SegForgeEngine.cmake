@@ -31,6 +31,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/models_cmd.py
   segforge/cli/organ_cmd.py
   segforge/cli/output_folder.py
+  segforge/cli/pacs_cmd.py
   segforge/cli/progress_bar.py
   segforge/cli/serve_cmd.py
   segforge/cli/vessel_cmd.py
@@ -38,6 +39,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/dicom/__init__.py
   segforge/dicom/codes.py
   segforge/dicom/measurements.py
+  segforge/dicom/pacs.py
   segforge/dicom/results.py
   segforge/dicom/seg_export.py
   segforge/dicom/seg_import.py
