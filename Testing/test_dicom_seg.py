@@ -3,6 +3,11 @@ our importer at the same world positions, on an oblique anisotropic grid and on 
 dcmqi's own SEG imported; bad sources refused with a message."""
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
@@ -77,13 +82,7 @@ def test_seg_read_without_an_image_puts_each_voxel_at_its_world_place(oblique_se
     _, path = _export(folder, image, labels, tmp_path / "seg.dcm")
     own = read_dicom_seg(path)  # the SEG's own geometry: frames present only, maybe in another order
     for mask, expected in ((own.masks[1], labels.array == 3), (own.masks[2], labels.array == 8)):
-        k, j, i = np.nonzero(mask)
-        world = own.grid.ijk_to_lps() @ np.stack([i, j, k, np.ones_like(i)])
-        k0, j0, i0 = np.nonzero(expected)
-        truth = image.ijk_to_lps() @ np.stack([i0, j0, k0, np.ones_like(i0)])
-        assert len(i) == len(i0)
-        assert np.allclose(np.array(sorted(map(tuple, np.round(world[:3].T, 3)))),
-                           np.array(sorted(map(tuple, np.round(truth[:3].T, 3)))), atol=2e-3)
+        assert _same_places(_world(own.grid, mask), _world(image, expected))
 
 
 def test_highdicom_reads_our_seg_back_to_the_same_masks(oblique_series, tmp_path):
@@ -188,3 +187,43 @@ def test_a_file_that_is_not_a_seg_is_refused(oblique_series):
     folder, _ = oblique_series
     with pytest.raises(InputError, match="(?i)is not a DICOM SEG.*give the segmentation object"):
         read_dicom_seg(sorted(folder.glob("*.dcm"))[0])
+
+
+DCMQI = shutil.which("segimage2itkimage", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                                 os.environ.get("PATH", "")]))
+
+
+def _world(image: Image, mask: np.ndarray) -> np.ndarray:
+    k, j, i = np.nonzero(mask)
+    return (image.ijk_to_lps() @ np.stack([i, j, k, np.ones_like(i)]))[:3].T
+
+
+def _same_places(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two sets of LPS points equal within 1 micrometre (each point of one is a point of the other)."""
+    from scipy.spatial import cKDTree
+
+    return len(a) == len(b) and len(a) > 0 and cKDTree(b).query(a)[0].max() < 1e-3 \
+        and cKDTree(a).query(b)[0].max() < 1e-3
+
+
+@pytest.mark.skipif(DCMQI is None, reason="dcmqi missing (pip install dcmqi, in the dicom extra)")
+def test_dcmqi_reads_our_seg_to_the_same_voxels(oblique_series, tmp_path):
+    """dcmqi's converter (QIICR's, in C++ on DCMTK and ITK) puts each segment's voxels where we meant them."""
+    import json
+    import subprocess
+
+    from segforge.image_io import read_image
+
+    folder, image = oblique_series
+    labels = ball_labels(image)
+    _, path = _export(folder, image, labels, tmp_path / "seg.dcm")
+    out = tmp_path / "dcmqi"
+    out.mkdir()
+    run = subprocess.run([DCMQI, "--inputDICOM", str(path), "--outputDirectory", str(out), "--outputType", "nrrd"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    assert [s[0]["SegmentLabel"] for s in meta["segmentAttributes"]] == ["liver", "kidney_left"]
+    for number, value in ((1, 3), (2, 8)):
+        theirs = read_image(out / f"{number}.nrrd")
+        assert _same_places(_world(theirs, theirs.array > 0), _world(image, labels.array == value))
