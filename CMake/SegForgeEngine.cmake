@@ -38,6 +38,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/csv_table.py
   segforge/dicom/__init__.py
   segforge/dicom/codes.py
+  segforge/dicom/derived.py
   segforge/dicom/measurements.py
   segforge/dicom/pacs.py
   segforge/dicom/results.py

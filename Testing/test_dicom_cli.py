@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pydicom
@@ -97,3 +98,42 @@ def test_bad_dicom_inputs_are_one_line_and_write_nothing(shared_data, tmp_path, 
     assert run.returncode == 1 and expected in run.stderr, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_volume_file_gets_a_marked_derived_series_only_when_asked(tmp_path):
+    from segforge.image_io import write_image
+
+    phantom, _ = chest_phantom(spacing=(4.0, 3.5, 5.0))
+    image = Image(phantom.array.astype(np.int16), phantom.spacing, phantom.origin_lps, OBLIQUE)
+    path = write_image(image, tmp_path / "chest.nrrd")
+    run = segforge("organ", str(path), "--out", str(tmp_path / "out"), "--dicom-derived")
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "out"
+    slices = sorted(out.glob("derived_ct_*.dcm"))
+    assert len(slices) == image.array.shape[0] and verify_manifest(out) == []
+    copy = tmp_path / "derived"
+    copy.mkdir()
+    for slice_file in slices:
+        shutil.copy(slice_file, copy)
+    derived = read_volume(copy)  # the derived series is the volume, voxel for voxel in place
+    assert derived.same_grid(image) and np.array_equal(derived.array, image.array)
+    first = pydicom.dcmread(slices[0])
+    assert list(first.ImageType)[:2] == ["DERIVED", "SECONDARY"] and str(first.PatientName) == "SegForge^Derived"
+    assert dciodvfy_errors(slices[0]) == []
+    assert "chest.nrrd" in first.DerivationDescription and "DERIVED" in first.SeriesDescription
+    assert dciodvfy_errors(out / "seg.dcm") == [] and dciodvfy_errors(out / "sr.dcm") == []
+    seg = pydicom.dcmread(out / "seg.dcm")
+    referenced = {i.ReferencedSOPInstanceUID for i in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {pydicom.dcmread(p).SOPInstanceUID for p in slices}
+    assert seg.PatientName == first.PatientName and seg.FrameOfReferenceUID == first.FrameOfReferenceUID
+    labels = read_image(out / "organs.seg.nrrd")
+    imported = read_dicom_seg(out / "seg.dcm", image)
+    assert all(np.array_equal(imported.masks[s.label], labels.array == _label_of(out, s.name))
+               for s in imported.segments)
+    refused = segforge("organ", str(out), "--out", str(tmp_path / "again"), "--dicom-derived")
+    assert refused.returncode == 1 and "Use --dicom" in refused.stderr and not (tmp_path / "again").exists()
+
+
+def _label_of(out, name: str) -> int:
+    with open(out / "statistics.csv") as handle:
+        return next(int(row["label"]) for row in csv.DictReader(handle) if row["structure"] == name)

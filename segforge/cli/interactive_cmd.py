@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     with output_set(args, "interactive", INTERACTIVE_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
         started = time.perf_counter()
         image = read_input(args)
-        source = dicom_source(args, image)
+        source = dicom_source(args, image, outputs.folder)
         check_prompts(prompts, image)
         session = InteractiveSession(image, options["backend"], options["device"])
         steps = []

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     with output_set(args, "organ", ORGAN_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
         started = time.perf_counter()
         image = read_input(args)
-        source = dicom_source(args, image)
+        source = dicom_source(args, image, outputs.folder)
         with progress_bar("organs") as report:
             result = segment_organs(image, parameters, report)
         statistics = (structure_statistics(image, result.labels.array, result.names) if form.create_statistics

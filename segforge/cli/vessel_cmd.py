@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         segment = read_segment(args.segment) if "segment" in inputs else None
         image = read_input(args) if "image" in inputs else None
-        source = dicom_source(args, image) if image is not None else None
+        source = dicom_source(args, image, outputs.folder) if image is not None else None
         with progress_bar("vessels") as report:
             result = run_vessel_pipeline(image, parameters, report, segment=None if segment is None else segment.mask)
         tree = tree_from_result(result)
