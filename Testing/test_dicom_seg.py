@@ -169,6 +169,9 @@ def test_a_grid_other_than_the_series_is_refused(oblique_series):
     shifted = Image(image.array, image.spacing, tuple(np.add(image.origin_lps, (0.5, 0, 0))), image.direction_lps)
     with pytest.raises(InputError, match="not on the segmented volume's grid"):
         read_source_series(folder, shifted)
+    finer = Image(image.array, (0.35, *image.spacing[1:]), image.origin_lps, image.direction_lps)
+    with pytest.raises(InputError, match="pixels are 0.7 x 1.3 mm, the volume's voxels 0.35 x 1.3 mm"):
+        read_source_series(folder, finer)
     with pytest.raises(InputError, match="holds 7 slices and the segmented volume 6"):
         read_source_series(folder, image.crop((slice(0, 6), slice(None), slice(None))))
 

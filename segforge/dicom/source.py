@@ -101,6 +101,12 @@ def _on_grid(folder: Path, datasets: list[Dataset], image: Image) -> list[Datase
                          f"it holds {len(ordered)} slices and the segmented volume {depth} (slices missing, or "
                          "gaps filled with --allow-gaps)", "write DICOM results only for a complete series; "
                          "copy the series again with all its slices")
+    spacing = np.asarray(ordered[0].get("PixelSpacing", [1.0, 1.0]), float)  # row (j), column (i) spacing
+    if not np.allclose(spacing, (image.spacing[1], image.spacing[0]), rtol=1e-4, atol=1e-5):
+        raise InputError(f"The DICOM series in {folder} is not on the segmented volume's grid",
+                         f"its pixels are {spacing[1]:g} x {spacing[0]:g} mm, the volume's voxels "
+                         f"{image.spacing[0]:g} x {image.spacing[1]:g} mm", "segment the series as it is (no "
+                         "resampling) before writing DICOM results")
     for k, dataset in enumerate(ordered):
         expected = (matrix @ np.array([0.0, 0.0, k, 1.0]))[:3]
         position = np.asarray(dataset.ImagePositionPatient, float)
