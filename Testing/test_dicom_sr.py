@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.sr.codedict import codes
 
-from segforge.dicom.measurements import lesion_groups, organ_groups, vessel_groups
+from segforge.dicom.measurements import lesion_groups, maximum_diameter_mm, organ_groups, vessel_groups
 from segforge.dicom.seg_export import Algorithm, build_segmentation
 from segforge.dicom.source import read_source_series
 from segforge.dicom.sr_export import build_report
@@ -127,5 +127,26 @@ def test_lesion_report_gives_the_volume_in_cubic_millimetres(series, tmp_path):
     _, groups = _groups_by_id(path)
     expected = np.count_nonzero(mask.array) * np.prod(image.spacing)
     assert _value(groups["lesion"], codes.SCT.Volume) == pytest.approx(expected)
+    assert _value(groups["lesion"], codes.SCT.Diameter, codes.SCT.Maximum) == pytest.approx(maximum_diameter_mm(mask))
     assert pydicom.dcmread(tmp_path / "sr.dcm").ContentSequence  # written
     assert seg.dataset.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), OBLIQUE], ids=["axial", "oblique"])
+def test_maximum_diameter_is_in_millimetres_on_any_grid(direction):
+    from segforge.image import Image
+
+    array = np.zeros((6, 9, 11), np.uint8)
+    array[1, 2, 3] = array[4, 7, 9] = array[2, 4, 5] = 1  # the far pair: (3,2,1) and (9,7,4) in (i,j,k)
+    mask = Image(array, (0.5, 1.5, 3.0), (10.0, -20.0, 5.0), direction)
+    expected = np.linalg.norm(np.array([6 * 0.5, 5 * 1.5, 3 * 3.0]))
+    assert maximum_diameter_mm(mask) == pytest.approx(expected)
+    ball = np.zeros((21, 21, 21), np.uint8)
+    k, j, i = np.indices(ball.shape)
+    ball[(k - 10) ** 2 + (j - 10) ** 2 + (i - 10) ** 2 <= 81] = 1
+    assert maximum_diameter_mm(Image(ball, (1.0, 1.0, 1.0), (0, 0, 0), direction)) == pytest.approx(18.0)
+    assert np.isnan(maximum_diameter_mm(mask.with_array(np.zeros_like(array))))
+    flat = np.zeros((3, 200, 200), np.uint8)
+    flat[1, 20:180, 10:190] = 1  # 28,800 voxels in one slice: a joggled hull, not every pair
+    assert maximum_diameter_mm(Image(flat, (0.5, 0.5, 2.0), (0, 0, 0), direction)) == pytest.approx(
+        0.5 * np.hypot(179, 159), rel=1e-6)

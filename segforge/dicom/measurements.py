@@ -78,7 +78,28 @@ def vessel_groups(tree: Any, segment_number: int) -> list[MeasurementGroup]:
 
 
 def lesion_groups(mask: Image, segment_number: int) -> list[MeasurementGroup]:
-    """The lesion's volume (mm3)."""
+    """The lesion's volume (mm3) and its maximum 3D diameter (mm)."""
     volume = float(np.count_nonzero(mask.array)) * float(np.prod(mask.spacing))
     lesion: Code = codes.SCT.Lesion
-    return [MeasurementGroup("lesion", segment_number, lesion, (Value(codes.SCT.Volume, volume, _MM3),))]
+    values = (Value(codes.SCT.Volume, volume, _MM3),
+              Value(codes.SCT.Diameter, maximum_diameter_mm(mask), _MM, codes.SCT.Maximum))
+    return [MeasurementGroup("lesion", segment_number, lesion, values)]
+
+
+def maximum_diameter_mm(mask: Image) -> float:
+    """The longest distance between two voxels of the mask, centre to centre, in mm (LPS, so
+    oblique and anisotropic grids measure true lengths); NaN for an empty mask, 0 for one voxel.
+
+    Only the convex hull's corners can be that far apart, so the pairs are taken among them; the
+    hull is joggled (qhull's QJ) so a flat lesion (one slice, one row) has one too, its corners
+    still voxels of the mask."""
+    from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
+
+    k, j, i = np.nonzero(mask.array)
+    if k.size == 0:
+        return float("nan")
+    points = (mask.ijk_to_lps() @ np.stack([i, j, k, np.ones_like(i)]).astype(float))[:3].T
+    if len(points) > 4:
+        points = points[ConvexHull(points, qhull_options="QJ").vertices]
+    return float(pdist(points).max()) if len(points) > 1 else 0.0
