@@ -150,3 +150,17 @@ def test_maximum_diameter_is_in_millimetres_on_any_grid(direction):
     flat[1, 20:180, 10:190] = 1  # 28,800 voxels in one slice: a joggled hull, not every pair
     assert maximum_diameter_mm(Image(flat, (0.5, 0.5, 2.0), (0, 0, 0), direction)) == pytest.approx(
         0.5 * np.hypot(179, 159), rel=1e-6)
+
+
+def test_a_report_beside_the_slices_is_no_damaged_slice(series, tmp_path):
+    """A folder fetched or exported with our sr.dcm beside its CT slices still reads as the series."""
+    import shutil
+
+    folder, image, source = series
+    copy = tmp_path / "ct"
+    shutil.copytree(folder, copy)
+    mask = image.with_array((ball_labels(image).array == 3).astype(np.uint8))
+    seg = build_segmentation(mask, [SegmentInfo(1, "lesion")], source, Algorithm("interactive", "m"))
+    build_report(seg, source, lesion_groups(mask, 1), "interactive").save_as(copy / "sr.dcm",
+                                                                             enforce_file_format=True)
+    assert read_volume(copy).same_grid(image)
