@@ -230,3 +230,25 @@ def test_dcmqi_reads_our_seg_to_the_same_voxels(oblique_series, tmp_path):
     for number, value in ((1, 3), (2, 8)):
         theirs = read_image(out / f"{number}.nrrd")
         assert _same_places(_world(theirs, theirs.array > 0), _world(image, labels.array == value))
+
+
+def test_a_wrong_spacing_between_slices_in_the_source_does_not_reach_the_seg(oblique_series, tmp_path):
+    """GDCM wrote Spacing Between Slices 1 mm for any series; highdicom copies the source's into
+    the SEG and then builds its volume on 1 mm slices. Ours says the grid's, and the import places
+    frames by their positions whatever the file says."""
+    import highdicom as hd
+
+    folder, image = oblique_series
+    assert float(pydicom.dcmread(sorted(folder.glob("*.dcm"))[0]).SpacingBetweenSlices) == pytest.approx(2.9)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for path in sorted(folder.glob("*.dcm")):
+        dataset = pydicom.dcmread(path)
+        dataset.SpacingBetweenSlices = "1"
+        dataset.save_as(wrong / path.name)
+    labels = ball_labels(image)
+    _, path = _export(wrong, image, labels, tmp_path / "seg.dcm")
+    volume = hd.seg.segread(path).get_volume(combine_segments=False)
+    assert volume.spacing_between_slices == pytest.approx(2.9)
+    back = read_dicom_seg(path, image)
+    assert np.array_equal(back.masks[1], labels.array == 3) and np.array_equal(back.masks[2], labels.array == 8)

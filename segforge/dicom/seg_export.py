@@ -110,9 +110,20 @@ def build_segmentation(labels: Image, segments: Sequence[SegmentInfo], source: S
         # copies them as the standard asks, and the source is not ours to correct.
         warnings.simplefilter("ignore", UserWarning)
         dataset = _segmentation(source, pixel_array, descriptions, algorithm)
+    if len(source.datasets) > 1:
+        # The distance between slices from the checked grid, not the source's Spacing Between
+        # Slices, which highdicom copies and readers trust: a source can carry a wrong one (GDCM
+        # wrote 1 mm for 5 mm slices), and highdicom then read its own SEG onto 1 mm slices.
+        measures = dataset.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+        measures.SpacingBetweenSlices = _decimal(labels.spacing[2])
     if "AccessionNumber" in first and "AccessionNumber" not in dataset:
         dataset.AccessionNumber = first.AccessionNumber
     return SegExport(dataset, numbers)
+
+
+def _decimal(value: float) -> str:
+    """A DICOM DS value (at most 16 characters)."""
+    return next(text for text in (f"{value:.{n}g}" for n in range(15, 5, -1)) if len(text) <= 16)
 
 
 def _segmentation(source: SourceSeries, pixel_array: np.ndarray, descriptions: list,

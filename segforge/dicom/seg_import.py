@@ -1,10 +1,11 @@
 """A DICOM SEG (SegForge's or another tool's, e.g. dcmqi's) back to masks on the right grid.
 
-highdicom reads the frames into a volume with its own geometry (the frames present, in the
-SEG's slice order, which may run the other way than the source series). With a reference
-image (the source series as the engine reads it) every mask is placed voxel for voxel on
-that grid, or refused when it does not lie on it; without one the SEG's own geometry is
-used. Names, colours (CIELab in the file) and codes come back as
+With a reference image (the source series as the engine reads it) each frame is placed by
+its own Image Position on that grid, voxel for voxel, or refused when it does not lie on it:
+no volume geometry is guessed (highdicom's, from the frames present, once took a series of
+5 mm slices for 1 mm ones). Without a reference highdicom builds the SEG's own volume (the
+frames present, in the SEG's slice order, which may run the other way than the source's).
+Names, colours (CIELab in the file) and codes come back as
 :class:`~segforge.segmentation_file.SegmentInfo`, the codes as Slicer's terminology string.
 """
 from __future__ import annotations
@@ -57,18 +58,17 @@ def read_dicom_seg(path: str | os.PathLike, reference: Optional[Image] = None) -
     """The SEG at ``path`` as masks, on ``reference``'s grid when given (see the module's text)."""
     path = Path(path)
     seg = _read(path)
+    numbers = [int(n) for n in seg.get_segment_numbers()]
+    segments = tuple(_segment_info(seg.get_segment_description(n)) for n in numbers)
+    if reference is not None:
+        grid = reference.with_array(np.zeros(reference.array.shape, dtype=np.uint8))
+        return ImportedSegmentation(grid, segments, _frames_onto(path, seg, numbers, reference))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # highdicom's remarks on the source's own attributes
         volume = seg.get_volume(combine_segments=False)
-    numbers = [int(n) for n in seg.get_segment_numbers()]
-    own = _image_of_volume(volume.affine, np.zeros(volume.spatial_shape, dtype=bool))
-    grid = own if reference is None else reference.with_array(np.zeros(reference.array.shape, dtype=np.uint8))
-    masks = {}
-    for channel, number in enumerate(numbers):
-        mask = np.asarray(volume.array[..., channel]) > 0
-        masks[number] = mask if reference is None else _onto(path, own, mask, reference)
-    segments = tuple(_segment_info(seg.get_segment_description(n)) for n in numbers)
-    return ImportedSegmentation(grid, segments, masks)
+    own = _image_of_volume(volume.affine, np.zeros(volume.spatial_shape, dtype=np.uint8))
+    masks = {number: np.asarray(volume.array[..., channel]) > 0 for channel, number in enumerate(numbers)}
+    return ImportedSegmentation(own, segments, masks)
 
 
 def _read(path: Path) -> hd.seg.Segmentation:
@@ -100,24 +100,52 @@ def _image_of_volume(affine: np.ndarray, array: np.ndarray) -> Image:
     return Image(array, tuple(spacing), tuple(np.asarray(affine, float)[:3, 3]), columns / spacing)
 
 
-def _onto(path: Path, own: Image, mask: np.ndarray, reference: Image) -> np.ndarray:
-    """The mask's voxels at their places on the reference grid (each voxel a voxel: no resampling)."""
-    mapping = np.linalg.inv(reference.ijk_to_lps()) @ own.ijk_to_lps()
-    rotation = mapping[:3, :3]
-    if (np.abs(rotation - np.round(rotation)).max() > 1e-3 or np.abs(mapping[:3, 3] - np.round(mapping[:3, 3])).max()
-            > 1e-2 or not np.allclose(np.abs(np.round(rotation)).sum(axis=0), 1)):
-        raise InputError(f"The DICOM SEG {path} does not lie on the image's grid",
-                         "its frames are not the image's slices (another series, or a resampled one)",
-                         "load the SEG with the series it refers to (its Referenced Series), or without an image")
-    k, j, i = np.nonzero(mask)
-    target = np.round(mapping @ np.stack([i, j, k, np.ones_like(i)]).astype(float)).astype(np.int64)[:3]
-    size = np.array(reference.shape_ijk)[:, None]
-    if target.size and (target.min() < 0 or np.any(target >= size)):
-        raise InputError(f"The DICOM SEG {path} reaches outside the image", "some of its voxels lie beyond the "
-                         "image's slices", "load the SEG with the complete series it refers to")
-    placed = np.zeros(reference.array.shape, dtype=bool)
-    placed[target[2], target[1], target[0]] = True
-    return placed
+def _frames_onto(path: Path, seg: hd.seg.Segmentation, numbers: list[int], reference: Image) -> dict:
+    """Each segment's frames placed on the reference grid by their positions (see the module's text)."""
+    masks = {number: np.zeros(reference.array.shape, dtype=bool) for number in numbers}
+    pixels = np.asarray(seg.pixel_array)
+    pixels = pixels[None] if pixels.ndim == 2 else pixels
+    if seg.SegmentationType == "FRACTIONAL":
+        pixels = pixels >= max(1, int(seg.MaximumFractionalValue) // 2)
+    shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
+    to_index = np.linalg.inv(reference.ijk_to_lps())
+    depth, rows, columns = reference.array.shape
+    if pixels.shape[1:] != (rows, columns):
+        raise _off_grid(path, f"its frames are {pixels.shape[2]} x {pixels.shape[1]} pixels, the image's slices "
+                        f"{columns} x {rows}")
+    for frame, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        orientation = np.asarray(_functional(item, shared, "PlaneOrientationSequence").ImageOrientationPatient, float)
+        spacing = np.asarray(_functional(item, shared, "PixelMeasuresSequence").PixelSpacing, float)
+        if (not np.allclose(orientation, reference.direction_lps[:, :2].T.ravel(), atol=1e-4)
+                or not np.allclose(spacing, (reference.spacing[1], reference.spacing[0]), rtol=1e-4)):
+            raise _off_grid(path, "its frames' orientation or pixel spacing differ from the image's")
+        position = np.asarray(_functional(item, None, "PlanePositionSequence").ImagePositionPatient, float)
+        i, j, k = (to_index @ np.append(position, 1.0))[:3]
+        slice_index = int(round(k))
+        if abs(i) > 1e-2 or abs(j) > 1e-2 or abs(k - slice_index) > 1e-2:
+            raise _off_grid(path, f"frame {frame + 1} lies at {np.round(position, 3).tolist()} mm, between the "
+                            "image's slices or beside them")
+        if not 0 <= slice_index < depth:
+            raise InputError(f"The DICOM SEG {path} reaches outside the image", f"frame {frame + 1} lies beyond "
+                             "the image's slices", "load the SEG with the complete series it refers to")
+        number = int(_functional(item, shared, "SegmentIdentificationSequence").ReferencedSegmentNumber)
+        masks[number][slice_index] |= pixels[frame] > 0
+    return masks
+
+
+def _functional(item: Any, shared: Any, name: str) -> Any:
+    """A functional group's first item, from the frame's own groups or else the shared ones."""
+    if name in item:
+        return item[name][0]
+    if shared is not None and name in shared:
+        return shared[name][0]
+    raise InputError("The DICOM SEG lacks its geometry", f"a frame has no {name}",
+                     "export the SEG again from the tool that made it")
+
+
+def _off_grid(path: Path, why: str) -> InputError:
+    return InputError(f"The DICOM SEG {path} does not lie on the image's grid", why,
+                      "load the SEG with the series it refers to (its Referenced Series), or without an image")
 
 
 def _segment_info(description: Any) -> SegmentInfo:
