@@ -34,16 +34,28 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/__init__.py
   segforge/cli/app_cmd.py
   segforge/cli/batch_cmd.py
+  segforge/cli/dicom_option.py
   segforge/cli/input_options.py
   segforge/cli/interactive_cmd.py
   segforge/cli/main.py
   segforge/cli/models_cmd.py
   segforge/cli/organ_cmd.py
   segforge/cli/output_folder.py
+  segforge/cli/pacs_cmd.py
   segforge/cli/progress_bar.py
   segforge/cli/serve_cmd.py
   segforge/cli/vessel_cmd.py
   segforge/csv_table.py
+  segforge/dicom/__init__.py
+  segforge/dicom/codes.py
+  segforge/dicom/derived.py
+  segforge/dicom/measurements.py
+  segforge/dicom/pacs.py
+  segforge/dicom/results.py
+  segforge/dicom/seg_export.py
+  segforge/dicom/seg_import.py
+  segforge/dicom/source.py
+  segforge/dicom/sr_export.py
   segforge/dicom_series.py
   segforge/distance.py
   segforge/errors.py

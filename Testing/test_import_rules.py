@@ -49,6 +49,7 @@ LAYER_OF: dict[str, str] = {
     **{f"segforge.{name}": "base" for name in BASE_MODULES},
     **{f"segforge.{name}": name for name in WORKFLOWS},
     "segforge.mrml": "mrml",
+    "segforge.dicom": "dicom",
     "segforge.worker": "worker",
     "segforge.batch": "batch",
     "segforge.cli": "cli",
@@ -60,7 +61,7 @@ LAYER_OF: dict[str, str] = {
     "segforge_app": "app",
 }
 
-_BELOW_LOGIC = ("base", *WORKFLOWS, "mrml", "worker")
+_BELOW_LOGIC = ("base", *WORKFLOWS, "mrml", "dicom", "worker")
 
 #: Layer -> (the layers it may import, the rule a violation breaks). Its own layer is always allowed.
 ALLOWED: dict[str, tuple[frozenset[str], str]] = {
@@ -71,6 +72,8 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
     "worker": (frozenset({"base", *WORKFLOWS}), "the worker imports only the shared base and the workflows"),
     "batch": (frozenset({"base", *WORKFLOWS}), "the batch (cohorts on Dask) imports only the shared base and the "
               "workflows"),
+    "dicom": (frozenset({"base", *WORKFLOWS, "mrml"}), "segforge.dicom (SEG, SR, PACS) imports the shared base, "
+              "the workflows (their results and terminology) and mrml (loading a SEG into a node)"),
     **{logic: (frozenset(_BELOW_LOGIC), "a module Logic is Qt-free: it imports the engine (segforge.*), "
                "not SegForgeWidgets, another module's Logic, the app or the CLI") for logic in LOGIC},
     "widgets": (frozenset({*_BELOW_LOGIC, *LOGIC}), "SegForgeWidgets imports only the layers below the "
@@ -80,8 +83,8 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
                             "SegForgeWidgets") for module in MODULES},
     "app": (frozenset({*_BELOW_LOGIC, *LOGIC}), "the web app imports only the layers below the front ends "
             "(no Qt helpers, no CLI, no module widget)"),
-    "cli": (frozenset({"base", *WORKFLOWS, "worker", "batch"}), "the CLI imports the shared base, the workflows, "
-            "the worker, the batch and the Logic packages' form modules"),
+    "cli": (frozenset({"base", *WORKFLOWS, "worker", "batch", "dicom"}), "the CLI imports the shared base, the "
+            "workflows, the worker, the batch, segforge.dicom and the Logic packages' form modules"),
 }
 
 #: Imports allowed by name although their layers say no: (importing module prefix, imported prefix) -> reason.
@@ -264,6 +267,9 @@ def _check(source: str, module: str, is_package: bool = False) -> list[Violation
     ("segforge.batch.runner", "from ..cli.main import main\n"),
     ("segforge.batch.run_case", "from ..worker.tasks import run\n"),
     ("segforge.vessel.pipeline", "from ..batch import run_batch\n"),
+    ("segforge.mrml.scene", "from ..dicom import seg_import\n"),
+    ("segforge.dicom.pacs", "from ..cli import main\n"),
+    ("segforge.dicom.seg_export", "from ..worker import client\n"),
     ("SegVesselLib.logic", "from SegForgeWidgets import JobRunner\n"),
     ("SegVesselLib.logic", "from SegOrganLib.logic import SegOrganLogic\n"),
     ("SegForgeWidgets.job_runner", "import segforge_app\n"),

@@ -131,6 +131,8 @@ def _refuse_damaged_files(folder: Path, listed: set[str]) -> None:
         if not (marked or path.name.lower().endswith(_DICOM_SUFFIXES) or _starts_like_dicom(head)
                 or _shape(path.name) in shapes):
             continue  # not DICOM (a README, notes...): not ours to judge
+        if _is_non_image_object(path):
+            continue  # a structured report or key object beside the slices (SegForge's sr.dcm): no slice
         if not head:
             raise InputError(f"{path} is damaged", "it is empty (0 bytes) where a slice of the series should be",
                              f"{_RECOPY}, or remove that file if the slice is not needed")
@@ -143,6 +145,19 @@ def _refuse_damaged_files(folder: Path, listed: set[str]) -> None:
             raise InputError(f"{path} is damaged", f"it {how} but cannot be read (cut short or corrupted), so "
                              "the series would miss a slice", f"{_RECOPY}, or remove that file if the slice "
                              "is not needed") from None
+
+
+#: SOP Class UIDs of DICOM objects that hold no image: structured reports, key object selections
+#: (1.2.840.10008.5.1.4.1.1.88.*) and presentation states (...1.1.11.*).
+_NON_IMAGE_CLASSES = (b"1.2.840.10008.5.1.4.1.1.88.", b"1.2.840.10008.5.1.4.1.1.11.")
+
+
+def _is_non_image_object(path: Path) -> bool:
+    """Whether the file names a non-image SOP Class in its first 4 KiB (the file meta header
+    holds it): such a file is whole and no slice, however GDCM's image reader fails on it."""
+    with open(path, "rb") as stream:
+        head = stream.read(4096)
+    return head[128:132] == b"DICM" and any(uid in head for uid in _NON_IMAGE_CLASSES)
 
 
 def _shape(name: str) -> str:

@@ -253,7 +253,8 @@ def write_dicom_series(image: Image, folder: str | os.PathLike, modality: str = 
     volume = to_sitk(image)
     row, column = image.direction_lps[:, 0], image.direction_lps[:, 1]
     orientation = "\\".join(_decimal_string(v) for v in (*row, *column))
-    study, series = _new_dicom_uid(), _new_dicom_uid()
+    # One Frame of Reference for the series: objects derived from it (a DICOM SEG) must name it.
+    study, series, frame = _new_dicom_uid(), _new_dicom_uid(), _new_dicom_uid()
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     paths = []
@@ -261,9 +262,12 @@ def write_dicom_series(image: Image, folder: str | os.PathLike, modality: str = 
         plane = volume[:, :, k]
         position = volume.TransformIndexToPhysicalPoint((0, 0, k))
         tags = {"0008|0016": _CT_IMAGE_STORAGE, "0008|0018": _new_dicom_uid(), "0008|0060": modality,
-                "0008|103e": description, "0020|000d": study, "0020|000e": series,
+                "0008|103e": description, "0020|000d": study, "0020|000e": series, "0020|0052": frame,
                 "0020|0013": str(k + 1), "0020|0032": "\\".join(_decimal_string(v) for v in position),
                 "0020|0037": orientation, "0018|0050": _decimal_string(image.spacing[2]),
+                # GDCM writes a slice's own (2D) spacing here, 1 mm, unless told: readers of the series
+                # (highdicom, a DICOM SEG made from it) take that for the distance between slices.
+                "0018|0088": _decimal_string(image.spacing[2]),
                 "0028|0030": f"{_decimal_string(image.spacing[1])}\\{_decimal_string(image.spacing[0])}"}
         for tag, value in tags.items():
             plane.SetMetaData(tag, value)

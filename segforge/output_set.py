@@ -47,6 +47,7 @@ KNOWN_RESULT_NAMES = frozenset({
     MANIFEST, "summary.json", "vessels.seg.nrrd", "centerlines.vtp", "surface.vtp", "branches.csv",
     "stenoses.csv", "organs.seg.nrrd", "statistics.csv", "lesion.seg.nrrd", "segforge_demo.mrb", "vessels.png",
     "cross_sections.csv", "landmarks.csv", "diameters.png", "straightened.nrrd", "centerline_model_vmtk.vtp",
+    "seg.dcm", "sr.dcm",
     # what the interactive command of earlier versions left behind on a full disk
     ".lesion.partial.seg.nrrd", ".summary.partial.json"})
 #: errno values that mean "this place cannot be written", with the reason shown to the user.

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..interactive.replay import (check_prompts, lesion_output_bytes, lesion_summary, read_prompt_file,
                                   replay_prompts, write_lesion_outputs)
+from .dicom_option import add_dicom_option, check_dicom_request, dicom_source
 from .input_options import add_input_options, read_input
 from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
@@ -27,7 +28,8 @@ encloses there is the lesion in that slice (positive) or is erased (negative).
 
 writes into --out: lesion.seg.nrrd (one segment, named by --segment-name, on the image's grid),
 summary.json (backend, device, image key, each interaction's type, sign, seconds and mask
-voxels, total seconds, lesion volume in mL) and manifest.json.
+voxels, total seconds, lesion volume in mL) and manifest.json; with --dicom (IMAGE a DICOM
+series folder) also seg.dcm (DICOM SEG, semi-automatic) and sr.dcm (its volume, DICOM SR).
 
 examples:
   segforge interactive ct.nii.gz --prompts clicks.json --out results/
@@ -50,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_input_options(parser)
     parser.add_argument("--prompts", required=True, type=Path, help="the prompt file (format below)")
     add_output_options(parser)
+    add_dicom_option(parser)
     parser.add_argument("--backend", default=InteractiveForm.backend,
                         help=f"the interactive backend (default {InteractiveForm.backend}, which needs no weights)")
     parser.add_argument("--device", default=InteractiveForm.device, choices=tuple(DEVICE_TITLES),
@@ -64,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
     options = interactive_form(args).session_options()
     prompts = read_prompt_file(args.prompts)
+    check_dicom_request(args)
     with output_set(args, "interactive", INTERACTIVE_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
         started = time.perf_counter()
         image = read_input(args)
+        source = dicom_source(args, image, outputs.folder)
         check_prompts(prompts, image)
         session = InteractiveSession(image, options["backend"], options["device"])
         with progress_bar("lesion") as report:
@@ -74,8 +79,16 @@ def run(args: argparse.Namespace) -> int:
         summary = lesion_summary(session, steps, time.perf_counter() - started, input=str(args.image),
                                  prompts=str(args.prompts), backend=args.backend, device=args.device)
         outputs.require_space(lesion_output_bytes(session.mask))
-        files = outputs.commit(write_lesion_outputs(image.with_array(session.mask), options["segment_name"], summary,
-                                                    outputs.folder))
+        written = write_lesion_outputs(image.with_array(session.mask), options["segment_name"], summary,
+                                       outputs.folder)
+        if source is not None:
+            from ..dicom.results import lesion_dicom
+            from ..interactive.replay import LESION_COLOR
+            from ..segmentation_file import SegmentInfo
+
+            written.update(lesion_dicom(outputs.folder, source, image.with_array(session.mask),
+                                        SegmentInfo(1, options["segment_name"], LESION_COLOR), args.backend))
+        files = outputs.commit(written)
     print(f"lesion: {summary['voxels']} voxels, {summary['volume_ml']:.2f} mL after {len(prompts)} prompts "
           f"({args.backend})")
     for kind, path in files.items():

@@ -49,18 +49,19 @@ examples:
   segforge models download ID                          fetch and verify a model
   segforge serve --host 0.0.0.0 --port 8765 --token T  share this GPU machine's worker
   segforge app --port 8080 --data ct.nii.gz            the web app in a browser (prints its URL)
+  segforge pacs run organ --study UID --out results/   fetch from a PACS, segment, store DICOM SEG + SR back
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import app_cmd, batch_cmd, interactive_cmd, models_cmd, organ_cmd, serve_cmd, vessel_cmd
+    from . import app_cmd, batch_cmd, interactive_cmd, models_cmd, organ_cmd, pacs_cmd, serve_cmd, vessel_cmd
 
     parser = argparse.ArgumentParser(prog="segforge", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"segforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (vessel_cmd, organ_cmd, interactive_cmd, batch_cmd, models_cmd, serve_cmd, app_cmd):
+    for module in (vessel_cmd, organ_cmd, interactive_cmd, batch_cmd, models_cmd, serve_cmd, app_cmd, pacs_cmd):
         module.register(subparsers)
     return parser
 

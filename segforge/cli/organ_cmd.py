@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from .dicom_option import add_dicom_option, check_dicom_request, dicom_source
 from .input_options import add_input_options, read_input
 from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
@@ -12,7 +13,8 @@ EPILOG = """\
 writes into --out: organs.seg.nrrd (a segment per structure, named as the model names it,
 with terminology and colour, on the image's grid), statistics.csv (voxels, volume_ml, mean
 and sd of the image per structure), summary.json (model, device, warnings, seconds) and
-manifest.json.
+manifest.json; with --dicom also seg.dcm (DICOM SEG) and sr.dcm (DICOM SR: volume, mean and
+SD per structure, each tied to its segment).
 
 examples:
   segforge organ ct.nii.gz --out results/                              ct-tissues, no weights needed
@@ -20,6 +22,7 @@ examples:
   segforge models download totalseg-total-fast
   segforge organ ct.nii.gz --out results/ --model totalseg-total --fast --structures liver,spleen
   segforge organ ct.nii.gz --out results/ --overwrite                  replace an earlier run's results
+  segforge organ ct_series/ --out results/ --dicom                     + seg.dcm and sr.dcm for the PACS
 
 """ + OUTPUT_POLICY
 
@@ -35,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_input_options(parser)
     add_output_options(parser)
+    add_dicom_option(parser)
     parser.add_argument("--model", default=OrganForm.model,
                         help=f"an organ model's catalog id (default {OrganForm.model}, which needs no weights; "
                              "`segforge models list` shows the others)")
@@ -57,16 +61,25 @@ def run(args: argparse.Namespace) -> int:
     form = organ_form(args)
     parameters = form.parameters(organ_models())
     check_request(parameters)  # an unknown model or structure, or missing weights: said before any work
+    check_dicom_request(args)
     with output_set(args, "organ", ORGAN_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
         started = time.perf_counter()
         image = read_input(args)
+        source = dicom_source(args, image, outputs.folder)
         with progress_bar("organs") as report:
             result = segment_organs(image, parameters, report)
         statistics = (structure_statistics(image, result.labels.array, result.names) if form.create_statistics
                       else None)
         outputs.require_space(organ_output_bytes(result))
         extra = {"input": str(args.image), "total_seconds": time.perf_counter() - started}
-        files = outputs.commit(write_organ_outputs(result, statistics, outputs.folder, extra))
+        written = write_organ_outputs(result, statistics, outputs.folder, extra)
+        if source is not None:
+            from ..dicom.results import organ_dicom
+            from ..organ.outputs import organ_segments
+
+            written.update(organ_dicom(outputs.folder, source, image, result.labels, organ_segments(result.names),
+                                       result.model, statistics))
+        files = outputs.commit(written)
     for warning in result.warnings:
         print(f"warning: {warning}")
     if statistics:

@@ -5,6 +5,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
+from .dicom_option import add_dicom_option, check_dicom_request, dicom_source
 from .input_options import add_input_options, read_input
 from .output_folder import OUTPUT_POLICY, add_output_options, options_of, output_set
 from .progress_bar import progress_bar
@@ -16,7 +17,9 @@ EPILOG = """\
 writes into --out: vessels.seg.nrrd (one segment, 'Vessels' or --segment-name, on the image's
 grid), centerlines.vtp (a polyline per branch, point array Radius in mm, cell array BranchId),
 surface.vtp (both LPS, tagged for Slicer), branches.csv, stenoses.csv, summary.json and
-manifest.json.
+manifest.json; with --dicom (IMAGE a DICOM series folder) also seg.dcm (DICOM SEG) and sr.dcm
+(DICOM SR: branch lengths and diameters, stenoses and dilatations with their places,
+landmark diameters, all tied to the vessel segment).
 
 --segment starts from a segment you already have (it is the vessel mask; IMAGE, when given too,
 must share its grid and sharpens the lumen edge): FILE is a Slicer .seg.nrrd (a segment by name,
@@ -32,6 +35,7 @@ examples:
   segforge vessel mra.nrrd --out results/ --preset mra --roi=-239,-181,13,-205,-98,35
   segforge models download ID && segforge vessel cta.nii.gz --out results/ --model ID
   segforge vessel cta.nii.gz --out results/ --overwrite       replace the results of an earlier run
+  segforge vessel cta_series/ --out results/ --preset cta --dicom     + seg.dcm and sr.dcm for the PACS
 
 """ + OUTPUT_POLICY
 
@@ -91,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the vessel segment to analyse (a .seg.nrrd segment, a label of a label map or of "
                              "TotalSegmentator's output): it is the mask, so no vessel filter runs")
     add_output_options(parser)
+    add_dicom_option(parser)
     parser.add_argument("--preset", choices=[c for c in PRESET_CHOICES if c != "custom"], default=defaults.preset,
                         help="cta (contrast CT), mra (bright-lumen MR angiography) or dark (dark vessels)")
     parser.add_argument("--device", default=None, help="auto (GPU when present), cpu, cuda or cuda:N")
@@ -183,12 +188,14 @@ def run(args: argparse.Namespace) -> int:
     parameters = form.pipeline_parameters()
     if "segment" not in inputs:
         resolve_vessel_model(parameters.mask.model)  # a model that is not installed: say so before the work
+    check_dicom_request(args)
     segment_file = split_segment_spec(args.segment)[0] if args.segment else None
     with output_set(args, "vessel", VESSEL_SIZE_FACTOR, {"options": options_of(args), "form": form.values()},
                     input_path=args.image if args.image is not None else segment_file) as outputs:
         started = time.perf_counter()
         segment = read_segment(args.segment) if "segment" in inputs else None
         image = read_input(args) if "image" in inputs else None
+        source = dicom_source(args, image, outputs.folder) if image is not None else None
         with progress_bar("vessels") as report:
             result = run_vessel_pipeline(image, parameters, report, segment=None if segment is None else segment.mask)
         tree = tree_from_result(result)
@@ -198,7 +205,16 @@ def run(args: argparse.Namespace) -> int:
                  "total_seconds": time.perf_counter() - started}
         if segment is not None:
             extra["segment"] = {"file": str(segment.path), "name": segment.name}
-        files = outputs.commit(write_vessel_outputs(tree, outputs.folder, extra, segment_name=form.segment_name))
+        written = write_vessel_outputs(tree, outputs.folder, extra, segment_name=form.segment_name)
+        if source is not None:
+            import dataclasses
+
+            from ..dicom.results import vessel_dicom
+            from ..vessel.outputs import VESSEL_SEGMENT
+
+            written.update(vessel_dicom(outputs.folder, source, tree, dataclasses.replace(
+                VESSEL_SEGMENT, name=form.segment_name), str(tree.summary.get("mask_model", "vessel"))))
+        files = outputs.commit(written)
     summary = tree.summary
     dilatations = f", {summary['dilatations']} dilatations" if summary.get("dilatations") else ""
     print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {summary['branches']} branches, "

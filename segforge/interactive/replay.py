@@ -27,6 +27,9 @@ LESION_FILE, SUMMARY_FILE = "lesion.seg.nrrd", "summary.json"
 _TODO_FORMAT = "give a JSON file as described in `segforge interactive --help`"
 
 
+#: The lesion segment's colour (RGB 0..1) in every file written.
+LESION_COLOR = (0.85, 0.35, 0.25)
+
 def read_prompt_file(path: Path) -> list:
     """The prompts of a PROMPTS.json file in LPS millimetres; any problem is one InputError."""
     try:
@@ -97,6 +100,6 @@ def write_lesion_outputs(mask: Image, segment_name: str, summary: dict, folder: 
     from ..segmentation_file import SegmentInfo, write_seg_nrrd
 
     seg, table = Path(folder) / LESION_FILE, Path(folder) / SUMMARY_FILE
-    write_seg_nrrd(mask, [SegmentInfo(1, segment_name, (0.85, 0.35, 0.25))], seg)
+    write_seg_nrrd(mask, [SegmentInfo(1, segment_name, LESION_COLOR)], seg)
     table.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return {"segmentation": seg, "summary": table}

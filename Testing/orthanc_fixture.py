@@ -1,0 +1,103 @@
+"""A real Orthanc PACS for the tests: Debian's ``Orthanc`` with its DICOMweb plugin, started as a
+plain process from a JSON config on a free loopback port, authentication on, its storage in
+a throwaway folder, stopped (and its files deleted) after the tests."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+ORTHANC = shutil.which("Orthanc")
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+USER, PASSWORD = "segforge", "test-only-password"
+
+
+@dataclass(frozen=True)
+class OrthancServer:
+    url: str  # the server's root (Orthanc's REST API)
+    folder: Path
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    def rest(self, path: str) -> object:
+        """GET on Orthanc's own REST API (what the tests count instances with)."""
+        answer = requests.get(f"{self.url}{path}", auth=(USER, PASSWORD), timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def upload(self, path: Path) -> dict:
+        answer = requests.post(f"{self.url}/instances", data=path.read_bytes(), auth=(USER, PASSWORD), timeout=30)
+        return {"status": answer.status_code, **(answer.json() if answer.content else {})}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_orthanc(folder: Path) -> tuple[subprocess.Popen, OrthancServer]:
+    http, dicom = free_port(), free_port()
+    config = {"Name": "SEGFORGE_TEST", "StorageDirectory": str(folder / "storage"),
+              "IndexDirectory": str(folder / "index"), "HttpPort": http, "DicomPort": dicom,
+              "DicomServerEnabled": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
+              "RegisteredUsers": {USER: PASSWORD}, "Plugins": [str(DICOMWEB_PLUGIN)],
+              "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "HttpServerEnabled": True,
+              "ConcurrentJobs": 1, "HttpThreadsCount": 4}
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    log = open(folder / "orthanc.log", "wb")
+    process = subprocess.Popen([ORTHANC, str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT,
+                               cwd=folder)
+    server = OrthancServer(f"http://127.0.0.1:{http}", folder)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc stopped at start: {(folder / 'orthanc.log').read_text()[-2000:]}")
+        try:
+            server.rest("/system")
+            return process, server
+        except requests.RequestException:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("Orthanc did not answer within 30 s")
+
+
+def stop_orthanc(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory) -> Iterator[OrthancServer]:
+    if ORTHANC is None or not DICOMWEB_PLUGIN.exists():
+        pytest.skip("Orthanc with its DICOMweb plugin is missing: `make test` installs orthanc orthanc-dicomweb")
+    folder = tmp_path_factory.mktemp("orthanc")
+    process, server = start_orthanc(folder)
+    try:
+        yield server
+    finally:
+        stop_orthanc(process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pacs_env(server: OrthancServer, **changes: str) -> dict[str, str]:
+    """The environment a user sets for SegForge's PACS commands (credentials never on a command line)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SEGFORGE_PACS")}
+    env.update(SEGFORGE_PACS_URL=server.dicomweb, SEGFORGE_PACS_USER=USER, SEGFORGE_PACS_PASSWORD=PASSWORD)
+    env.update(changes)
+    return env

@@ -1,0 +1,150 @@
+"""The PACS round trip against a real Orthanc (DICOMweb, authentication on): find a study, fetch
+its series, run a workflow, store SEG and SR back, from the CLI and the Python API; a retry
+stores nothing twice; a PACS that is down, slow, refuses the credentials or lacks the study,
+and a config that leaks a password, each give one line and leave the PACS as it was."""
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pydicom
+import pytest
+
+from conftest import SHARED_DATA
+from dicom_helpers import DCIODVFY, dcmqi_ct, dciodvfy_errors
+from orthanc_fixture import PASSWORD, USER, OrthancServer, orthanc  # noqa: F401 (the fixture)
+from segforge.dicom.pacs import Pacs, PacsConfig, pacs_config
+from segforge.dicom.seg_import import read_dicom_seg
+from segforge.errors import InputError
+from segforge.image_io import read_volume
+from test_cli import segforge
+
+pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy missing: `make test` installs dicom3tools")
+
+PATIENT = "99000"  # the dcmqi CT's patient
+
+
+@pytest.fixture(scope="module")
+def study(orthanc: OrthancServer, tmp_path_factory) -> dict:  # noqa: F811
+    """The dcmqi CT uploaded into Orthanc: its study and series UIDs."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    folder = dcmqi_ct(SHARED_DATA, tmp_path_factory.mktemp("upload") / "ct")
+    for path in sorted(folder.glob("*.dcm")):
+        assert orthanc.upload(path)["status"] == 200
+    first = pydicom.dcmread(sorted(folder.glob("*.dcm"))[0])
+    return {"study": str(first.StudyInstanceUID), "series": str(first.SeriesInstanceUID), "folder": folder}
+
+
+def _env(server: OrthancServer, **changes: str) -> dict[str, str]:
+    return {"SEGFORGE_PACS_URL": server.dicomweb, "SEGFORGE_PACS_USER": USER, "SEGFORGE_PACS_PASSWORD": PASSWORD,
+            "SEGFORGE_PACS_TIMEOUT": "20", **changes}
+
+
+def _one_line(run, expected: str) -> None:
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert expected in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_the_bundled_series_with_empty_uids_is_refused_by_the_pacs(orthanc, shared_data):  # noqa: F811
+    first = sorted((shared_data / "dicom" / "ts_ct_series_20sl").iterdir())[0]
+    answer = orthanc.upload(first)
+    assert answer["status"] == 400 and "missing StudyInstanceUID" in answer["Details"]
+
+
+def test_find_run_store_round_trip_from_the_cli(orthanc, study, tmp_path):  # noqa: F811
+    env = _env(orthanc)
+    found = segforge("pacs", "find", "--patient-id", PATIENT, env_extra=env)
+    assert found.returncode == 0 and study["study"] in found.stdout and "1 study" in found.stdout, found.stderr
+    out = tmp_path / "results"
+    run = segforge("pacs", "run", "organ", "--study", study["study"], "--out", str(out), env_extra=env)
+    assert run.returncode == 0, run.stderr
+    assert "stored: seg.dcm" in run.stdout and "stored: sr.dcm" in run.stdout
+    assert dciodvfy_errors(out / "seg.dcm") == [] and dciodvfy_errors(out / "sr.dcm") == []
+    pacs = Pacs(pacs_config(env))
+    modalities = sorted(s["Modality"] for s in pacs.find_series(study["study"]))
+    assert modalities == ["CT", "SEG", "SR"]
+    # what the PACS holds is what was written, on the CT's grid
+    seg_series = next(s for s in pacs.find_series(study["study"]) if s["Modality"] == "SEG")
+    (fetched,) = pacs.fetch_series(study["study"], seg_series["SeriesInstanceUID"], tmp_path / "back")
+    image = read_volume(study["folder"])
+    back, ours = read_dicom_seg(fetched, image), read_dicom_seg(out / "seg.dcm", image)
+    assert [s.name for s in back.segments] == [s.name for s in ours.segments]
+    assert all(np.array_equal(back.masks[n], ours.masks[n]) for n in ours.masks)
+    instances = len(orthanc.rest("/instances"))
+    again = segforge("pacs", "store", str(out), env_extra=env)  # a retry: nothing twice
+    assert again.returncode == 0 and again.stdout.count("already stored") == 2, again.stdout + again.stderr
+    assert len(orthanc.rest("/instances")) == instances == 5
+    # the study's one image series is still found among its SEG and SR
+    assert pacs.choose_series(study["study"]) == study["series"]
+
+
+def test_fetch_writes_the_series_all_or_nothing(orthanc, study, tmp_path):  # noqa: F811
+    run = segforge("pacs", "fetch", "--study", study["study"], "--series", study["series"], "--out",
+                   str(tmp_path / "ct"), env_extra=_env(orthanc))
+    assert run.returncode == 0, run.stderr
+    assert read_volume(tmp_path / "ct").same_grid(read_volume(study["folder"]))
+    assert len(list((tmp_path / "ct").glob("*.dcm"))) == 3 and (tmp_path / "ct" / "manifest.json").is_file()
+
+
+def test_a_failed_store_sends_nothing(orthanc, study, tmp_path):  # noqa: F811
+    out = tmp_path / "results"
+    run = segforge("pacs", "run", "organ", "--study", study["study"], "--out", str(out), "--no-store",
+                   env_extra=_env(orthanc))
+    assert run.returncode == 0 and "stored" not in run.stdout, run.stderr
+    before = len(orthanc.rest("/instances"))
+    _one_line(segforge("pacs", "store", str(out), env_extra=_env(orthanc, SEGFORGE_PACS_PASSWORD="wrong")),
+              "refused the credentials (HTTP 401)")
+    with open(out / "sr.dcm", "r+b") as handle:  # an altered file: refused before the SEG is sent
+        handle.truncate(1000)
+    _one_line(segforge("pacs", "store", str(out), env_extra=_env(orthanc)), "changed since they were written")
+    assert len(orthanc.rest("/instances")) == before
+
+
+@pytest.mark.parametrize("case", ["down", "credentials", "timeout", "no study", "no config"])
+def test_pacs_problems_are_one_line(orthanc, study, tmp_path, case):  # noqa: F811
+    listener = None
+    env = _env(orthanc)
+    if case == "down":
+        with socket.socket() as probe:  # a port nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env["SEGFORGE_PACS_URL"], expected = f"http://127.0.0.1:{port}/dicom-web", "cannot be reached"
+    elif case == "credentials":
+        env["SEGFORGE_PACS_PASSWORD"], expected = "wrong", "refused the credentials"
+    elif case == "timeout":
+        listener = socket.socket()  # accepts connections (the kernel does) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        env.update(SEGFORGE_PACS_URL=f"http://127.0.0.1:{listener.getsockname()[1]}/dicom-web",
+                   SEGFORGE_PACS_TIMEOUT="1")
+        expected = "did not answer within 1 s"
+    elif case == "no study":
+        expected = "holds no study 1.2.3.4.5"
+    else:
+        env = {"SEGFORGE_PACS_URL": "", "HOME": str(tmp_path)}
+        expected = "No PACS is configured"
+    try:
+        study_uid = "1.2.3.4.5" if case == "no study" else study["study"]
+        run = segforge("pacs", "run", "organ", "--study", study_uid, "--out", str(tmp_path / "out"), env_extra=env)
+    finally:
+        if listener is not None:
+            listener.close()
+    _one_line(run, expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_file_gives_the_credentials_and_must_be_private(orthanc, study, tmp_path):  # noqa: F811
+    config = tmp_path / "pacs.json"
+    config.write_text(json.dumps({"url": orthanc.dicomweb, "username": USER, "password": PASSWORD}))
+    config.chmod(0o600)
+    settings = pacs_config({"SEGFORGE_PACS_CONFIG": str(config)})
+    assert PASSWORD not in repr(settings)
+    assert [s["StudyInstanceUID"] for s in Pacs(settings).find_studies({"PatientID": PATIENT})] == [study["study"]]
+    config.chmod(0o644)
+    with pytest.raises(InputError, match="(?i)can be read by other users.*chmod 600"):
+        pacs_config({"SEGFORGE_PACS_CONFIG": str(config)})
+    with pytest.raises(InputError, match="(?i)refused the credentials"):
+        Pacs(PacsConfig(orthanc.dicomweb, USER, "wrong", 10)).find_studies()
