@@ -105,7 +105,7 @@ def test_bad_prompt_files_are_one_line_errors_and_write_nothing(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     one_line_error(run_with(tmp_path / "broken.json"), "Cannot read the prompt file")
     one_line_error(run_with(write_prompts(tmp_path / "empty.json", [])), "holds no prompts")
-    one_line_error(run_with(write_prompts(tmp_path / "kind.json", [{"type": "lasso"}])), "Unknown prompt type")
+    one_line_error(run_with(write_prompts(tmp_path / "kind.json", [{"type": "ellipse"}])), "Unknown prompt type")
     one_line_error(run_with(write_prompts(tmp_path / "system.json", [{"type": "point", "position": a}], "XYZ")),
                    "Unknown coordinate system")
     one_line_error(run_with(write_prompts(tmp_path / "short.json", [{"type": "point", "position": [1, 2]}])),
