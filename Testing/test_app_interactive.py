@@ -13,6 +13,8 @@ written).
 """
 from __future__ import annotations
 
+import contextlib
+
 import re
 import statistics
 import time
@@ -34,17 +36,24 @@ LIVER = ((0.25, 0.45), (0.30, 0.60))
 BOX = ((0.17, 0.42), (0.42, 0.75))
 
 
-@pytest.fixture(scope="module")
-def app(browser):
-    """One app on the sample CT with the SegInteractive panel open."""
-    with open_app(browser, name="seginteractive") as session:
+@contextlib.contextmanager
+def interactive_app(browser, name: str):
+    """An app on the sample CT with the SegInteractive panel open (its status frames watched)."""
+    with open_app(browser, name=name) as session:
         page = session["page"]
-        with artefacts_on_failure(page, "seginteractive_start", session["app"]):
+        with artefacts_on_failure(page, f"{name}_start", session["app"]):
             page.get_by_test_id("scene-nodes").get_by_text(SAMPLE_NAME, exact=True).wait_for(timeout=30_000)
             wait_shows_an_image(page, "Red")
             page.get_by_test_id("panel-seginteractive").locator("button").first.click()
             page.get_by_test_id("seginteractive-start").wait_for(state="visible", timeout=10_000)
             watch_status_frames(page)
+        yield session
+
+
+@pytest.fixture(scope="module")
+def app(browser):
+    """One app on the sample CT with the SegInteractive panel open."""
+    with interactive_app(browser, "seginteractive") as session:
         session["server_ms"], session["page_ms"] = [], []
         yield session
 

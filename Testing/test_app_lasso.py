@@ -15,10 +15,9 @@ import time
 import numpy as np
 import pytest
 
-from app_browser import (SAMPLE_NAME, artefacts_on_failure, close_error, error_text, keep_screenshot, open_app,
-                         view_image,
-                         wait_client_idle, wait_shows_an_image)
-from test_app_interactive import (STATUS, counts, red_pixels, wait_frame_after_status, wait_prompts,
+from app_browser import (artefacts_on_failure, close_error, error_text, keep_screenshot, open_app, view_image,
+                         wait_client_idle)
+from test_app_interactive import (STATUS, counts, interactive_app, red_pixels, wait_frame_after_status, wait_prompts,
                                   watch_status_frames, yellow)
 
 #: The loop dragged around part of the liver (centre and radii, fractions of the axial view).
@@ -29,14 +28,7 @@ STROKE = ((0.24, 0.66), (0.32, 0.68))
 
 @pytest.fixture(scope="module")
 def app(browser):
-    with open_app(browser, name="seginteractive_lasso") as session:
-        page = session["page"]
-        with artefacts_on_failure(page, "seginteractive_lasso_start", session["app"]):
-            page.get_by_test_id("scene-nodes").get_by_text(SAMPLE_NAME, exact=True).wait_for(timeout=30_000)
-            wait_shows_an_image(page, "Red")
-            page.get_by_test_id("panel-seginteractive").locator("button").first.click()
-            page.get_by_test_id("seginteractive-start").wait_for(state="visible", timeout=10_000)
-            watch_status_frames(page)
+    with interactive_app(browser, "seginteractive_lasso") as session:
         yield session
 
 

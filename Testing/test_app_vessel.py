@@ -240,11 +240,14 @@ def test_seed_points_and_a_box_limit_the_vessels(session, reader, tmp_path):
         nearest = np.argmin(np.hypot(xs - w / 2, ys - h / 2))
         fx, fy = xs[nearest] / w, ys[nearest] / h
         page.get_by_test_id("segvessel-roi").click()
+        # the hint comes from the server once it places points: a click before that is no corner
+        page.get_by_text("Click two opposite corners of the box in a slice view.").wait_for(timeout=30_000)
         wait_client_idle(page)
         click_view(page, "Red", max(fx - 0.15, 0.03), max(fy - 0.15, 0.03))
         click_view(page, "Red", min(fx + 0.15, 0.97), min(fy + 0.15, 0.85))
         inputs.filter(has_text="box").filter(has_text=" mm").wait_for(timeout=30_000)
         page.get_by_test_id("segvessel-seeds").click()
+        page.get_by_text("Click on a vessel in a slice view to add a seed point", exact=False).wait_for(timeout=30_000)
         wait_client_idle(page)
         click_view(page, "Red", fx, fy)
         inputs.filter(has_text="1 seed point;").wait_for(timeout=30_000)

@@ -141,3 +141,21 @@ def test_single_dicom_file_is_refused_as_2d(tmp_path):
 def test_folder_without_dicom_says_so(tmp_path):
     with pytest.raises(InputError, match="No DICOM series"):
         read_image(tmp_path)
+
+
+def test_a_written_series_says_its_slice_spacing_even_after_a_series_was_read(tmp_path):
+    """GDCM wrote Spacing Between Slices 1 mm for every slice once any DICOM series had been read
+    in the process (a DICOM SEG made from such a series was then built on 1 mm slices); each
+    slice is now written as a volume one slice deep, whose spacing GDCM takes."""
+    from segforge.image_io import write_dicom_series
+
+    pydicom = pytest.importorskip("pydicom")
+    image = Image(np.arange(4 * 6 * 5, dtype=np.int16).reshape(4, 6, 5), (0.7, 1.3, 2.9))
+    write_dicom_series(image, tmp_path / "first")
+    read_image(tmp_path / "first")
+    for name in ("first", "second"):
+        if name == "second":
+            write_dicom_series(image, tmp_path / name)
+        spacing = [float(pydicom.dcmread(path).SpacingBetweenSlices) for path in (tmp_path / name).glob("*.dcm")]
+        assert spacing == pytest.approx([2.9] * 4), name
+    assert read_image(tmp_path / "second").spacing == pytest.approx((0.7, 1.3, 2.9))

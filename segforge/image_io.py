@@ -259,7 +259,7 @@ def write_dicom_series(image: Image, folder: str | os.PathLike, modality: str = 
     writer.KeepOriginalImageUIDOn()
     paths = []
     for k in range(volume.GetDepth()):
-        plane = volume[:, :, k]
+        plane = volume[:, :, k:k + 1]  # depth one: GDCM takes its spacing for Spacing Between Slices
         position = volume.TransformIndexToPhysicalPoint((0, 0, k))
         tags = {"0008|0016": _CT_IMAGE_STORAGE, "0008|0018": _new_dicom_uid(), "0008|0060": modality,
                 "0008|103e": description, "0020|000d": study, "0020|000e": series, "0020|0052": frame,
