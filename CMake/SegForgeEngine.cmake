@@ -107,6 +107,11 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/runtime/torchscript.py
   segforge/segment_input.py
   segforge/segmentation_file.py
+  segforge/training/__init__.py
+  segforge/training/losses.py
+  segforge/training/simple_points.py
+  segforge/training/skeleton.py
+  segforge/training/thinning.py
   segforge/vessel/__init__.py
   segforge/vessel/coarse.py
   segforge/vessel/cross_sections.py
