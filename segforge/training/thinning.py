@@ -34,15 +34,6 @@ def _offsets(shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
     return torch.tensor(offsets, dtype=torch.int64, device=device)
 
 
-def _exposed(padded: torch.Tensor, axis: int, step: int) -> torch.Tensor:
-    """Object voxels of the interior of ``padded`` (N, D+2, H+2, W+2) whose face neighbour
-    one ``step`` (-1 or +1) along spatial ``axis`` (0, 1, 2) is background."""
-    inner = padded[:, 1:-1, 1:-1, 1:-1]
-    index = [slice(None), slice(1, -1), slice(1, -1), slice(1, -1)]
-    index[axis + 1] = slice(2, None) if step > 0 else slice(None, -2)
-    return inner & ~padded[tuple(index)]
-
-
 def thin(volume: torch.Tensor, iterations: Optional[int] = None) -> torch.Tensor:
     """The curve skeleton of binary volumes (N, D, H, W) (bool), topology kept exactly.
 
@@ -56,24 +47,30 @@ def thin(volume: torch.Tensor, iterations: Optional[int] = None) -> torch.Tensor
     padded[:, 1:-1, 1:-1, 1:-1] = volume.bool()
     flat = padded.view(-1)
     offsets = _offsets(padded.shape[1:], volume.device)
-    strides = torch.tensor(padded.stride(), dtype=torch.int64, device=volume.device)
+    # the object's voxels as flat indices, and the sub-field (parity class 0..7) of each:
+    # every later step works on these lists, so its cost follows the object, not the volume
+    voxels = flat.nonzero().squeeze(1)
+    plane, row = (height + 2) * (width + 2), width + 2
+    z, y, x = (voxels // plane) % (depth + 2), (voxels // row) % (height + 2), voxels % row
+    subfield = (z % 2) * 4 + (y % 2) * 2 + x % 2
+    face = [int(offsets[13 + step * stride]) for stride in (9, 3, 1) for step in (-1, 1)]
     done = 0
     while iterations is None or done < iterations:
         deleted = 0
-        for axis, step in itertools.product(range(3), (-1, 1)):
-            exposed = _exposed(padded, axis, step)
-            for parity in itertools.product((0, 1), repeat=3):
-                where = exposed[:, parity[0]::2, parity[1]::2, parity[2]::2].nonzero()
-                if where.shape[0] == 0:
+        for direction in face:
+            exposed = ~flat[voxels + direction]
+            candidates, classes = voxels[exposed], subfield[exposed]
+            for parity in range(8):
+                index = candidates[classes == parity]
+                if index.numel() == 0:
                     continue
-                where[:, 1:] = where[:, 1:] * 2 + torch.tensor(parity, device=where.device) + 1  # padded coordinates
-                index = where @ strides
                 neighbourhoods = flat[index[:, None] + offsets[None, :]]
                 deletable = is_simple(pack(neighbourhoods)) & (neighbour_count(neighbourhoods) != 1)
                 flat[index[deletable]] = False
                 deleted += int(deletable.sum())
+            alive = flat[voxels]
+            voxels, subfield = voxels[alive], subfield[alive]
         done += 1
         if deleted == 0:
             break
     return padded[:, 1:-1, 1:-1, 1:-1].clone()
-
