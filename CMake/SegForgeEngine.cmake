@@ -41,6 +41,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/output_folder.py
   segforge/cli/progress_bar.py
   segforge/cli/serve_cmd.py
+  segforge/cli/train_cmd.py
   segforge/cli/vessel_cmd.py
   segforge/csv_table.py
   segforge/dicom_series.py
@@ -108,10 +109,13 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/segment_input.py
   segforge/segmentation_file.py
   segforge/training/__init__.py
+  segforge/training/export.py
   segforge/training/losses.py
   segforge/training/simple_points.py
   segforge/training/skeleton.py
+  segforge/training/synthetic_data.py
   segforge/training/thinning.py
+  segforge/training/train.py
   segforge/vessel/__init__.py
   segforge/vessel/coarse.py
   segforge/vessel/cross_sections.py

@@ -53,14 +53,14 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import app_cmd, batch_cmd, interactive_cmd, models_cmd, organ_cmd, serve_cmd, vessel_cmd
+    from . import app_cmd, batch_cmd, interactive_cmd, models_cmd, organ_cmd, serve_cmd, train_cmd, vessel_cmd
 
     parser = argparse.ArgumentParser(prog="segforge", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"segforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (vessel_cmd, organ_cmd, interactive_cmd, batch_cmd, models_cmd, serve_cmd, app_cmd):
+    for module in (vessel_cmd, organ_cmd, interactive_cmd, batch_cmd, train_cmd, models_cmd, serve_cmd, app_cmd):
         module.register(subparsers)
     return parser
 

@@ -1,0 +1,95 @@
+"""Training a vessel U-Net (segforge.training.train / export, `segforge train vessel`): a few
+steps on small synthetic volumes, Cancel with a checkpoint and resume, the catalog model
+written only when finished and validated, bad input as one line."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from segforge.catalog.catalog import read_catalog_file
+from segforge.cli.main import main
+from segforge.errors import Cancelled, InputError
+from segforge.training.export import export_vessel_model
+from segforge.training.synthetic_data import randomised_case
+from segforge.training.train import CHECKPOINT, TrainingConfig, prepare_pair, train
+
+CONFIG = TrainingConfig(steps=3, patch_size=(16, 16, 16), batch_size=1, channels=(4, 8), validate_every=3,
+                        checkpoint_every=1)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    cases = [randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+             for seed in range(3)]
+    return [prepare_pair(c.image, c.label) for c in cases]
+
+
+def test_a_few_steps_train_export_and_the_model_runs(pairs, tmp_path):
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
+    assert record.finished and len(record.losses) == 3 and all(np.isfinite(record.losses))
+    assert record.validation and 0 <= record.final_dice <= 1
+    entry = export_vessel_model(network, record, CONFIG, "test-vessel", tmp_path / "out")
+    model = tmp_path / "out" / "test-vessel" / "model.pt"
+    assert entry["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert entry["size_bytes"] == model.stat().st_size
+    (listed,) = read_catalog_file(tmp_path / "out" / "catalog.json")  # the project's own catalog checks
+    assert listed.id == "test-vessel" and listed.framework == "torchscript"
+    scripted = torch.jit.load(str(model))
+    with torch.no_grad():
+        out = scripted(torch.randn(1, 1, 16, 16, 16))
+    assert out.shape == (1, 1, 16, 16, 16) and torch.isfinite(out).all()
+    record_file = json.loads((tmp_path / "out" / "test-vessel" / "training.json").read_text())
+    assert record_file["record"]["finished"] and record_file["entry"]["sha256"] == entry["sha256"]
+
+
+def test_cancel_keeps_a_checkpoint_and_resume_finishes(pairs, tmp_path):
+    def cancel_at_step_two(fraction: float, message: str) -> None:
+        if "step 2/" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Cancelled) as raised:
+        train(pairs[:2], pairs[2:], CONFIG, tmp_path, cancel_at_step_two)
+    assert "step 2 of 3" in str(raised.value) and (tmp_path / CHECKPOINT).is_file()
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 2
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)
+    assert record.finished and len(record.losses) == 3
+
+
+def test_no_model_is_written_unless_finished_and_validated(pairs, tmp_path):
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
+    with pytest.raises(InputError, match="did not validate"):
+        export_vessel_model(network, record, CONFIG, "too-good", tmp_path / "out", min_validation_dice=1.01)
+    unfinished = replace(record, finished=False)
+    with pytest.raises(InputError, match="did not finish"):
+        export_vessel_model(network, unfinished, CONFIG, "unfinished", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_pairs_are_one_line_messages(pairs, tmp_path):
+    case = randomised_case(0, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+    shifted = case.label.crop((slice(1, None), slice(None), slice(None)))
+    empty = case.label.with_array(np.zeros_like(case.label.array))
+    for label, words in ((shifted, "not on its image's grid"), (empty, "is empty")):
+        with pytest.raises(InputError) as raised:
+            prepare_pair(case.image, label)
+        assert words in str(raised.value) and "\n" not in str(raised.value)
+    with pytest.raises(InputError, match="Too little data"):
+        train(pairs[:1], [], CONFIG, tmp_path)
+    with pytest.raises(InputError, match="patch size"):
+        TrainingConfig(patch_size=(15, 16, 16), channels=(4, 8))
+
+
+def test_the_command_trains_and_writes_the_catalog_model(tmp_path, capsys):
+    options = ["train", "vessel", "--out", str(tmp_path), "--model-id", "cli-vessel", "--synthetic-size-mm", "24",
+               "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8", "--batch-size", "1"]
+    assert main([*options, "--synthetic", "1"]) == 1
+    assert "Too little data" in capsys.readouterr().err
+    assert main([*options, "--synthetic", "2"]) == 0
+    assert "model cli-vessel" in capsys.readouterr().out
+    (entry,) = read_catalog_file(tmp_path / "catalog.json")
+    assert entry.id == "cli-vessel" and (tmp_path / "cli-vessel" / "model.pt").is_file()
