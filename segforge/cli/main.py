@@ -45,6 +45,7 @@ examples:
   segforge organ ct.nii.gz --out results/             body, lungs, airway, bones, fat, muscle + statistics
   segforge interactive ct.nii.gz --prompts clicks.json --out results/   a lesion from clicks / boxes
   segforge batch organ cts/ --out results/ --workers 2   a cohort on Dask: case folders + a cohort table
+  segforge train vessel --synthetic 8 --out models/ --model-id my-vessels   train a vessel U-Net (a catalog model)
   segforge models list                                 the models SegForge knows
   segforge models download ID                          fetch and verify a model
   segforge serve --host 0.0.0.0 --port 8765 --token T  share this GPU machine's worker
