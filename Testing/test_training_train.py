@@ -93,3 +93,22 @@ def test_the_command_trains_and_writes_the_catalog_model(tmp_path, capsys):
     assert "model cli-vessel" in capsys.readouterr().out
     (entry,) = read_catalog_file(tmp_path / "catalog.json")
     assert entry.id == "cli-vessel" and (tmp_path / "cli-vessel" / "model.pt").is_file()
+
+
+def test_the_trained_model_is_used_at_once_by_segforge_vessel(tmp_path, monkeypatch, capsys):
+    """Train, name the written catalog, download (a file:// URL, checksum verified), segment with it."""
+    from segforge.image_io import write_image
+
+    models = tmp_path / "models"
+    assert main(["train", "vessel", "--out", str(models), "--model-id", "my-vessels", "--synthetic", "2",
+                 "--synthetic-size-mm", "24", "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
+                 "--batch-size", "1"]) == 0
+    monkeypatch.setenv("SEGFORGE_CATALOG", str(models / "catalog.json"))
+    monkeypatch.setenv("SEGFORGE_HOME", str(tmp_path / "home"))
+    assert main(["models", "download", "my-vessels"]) == 0
+    case = randomised_case(7, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+    write_image(case.image, tmp_path / "image.nii.gz")
+    code = main(["vessel", str(tmp_path / "image.nii.gz"), "--out", str(tmp_path / "result"), "--model",
+                 "my-vessels"])
+    assert code == 0, capsys.readouterr().err[-400:]
+    assert json.loads((tmp_path / "result" / "summary.json").read_text())["mask_model"] == "my-vessels"
