@@ -112,3 +112,30 @@ def test_the_trained_model_is_used_at_once_by_segforge_vessel(tmp_path, monkeypa
                  "my-vessels"])
     assert code == 0, capsys.readouterr().err[-400:]
     assert json.loads((tmp_path / "result" / "summary.json").read_text())["mask_model"] == "my-vessels"
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_with_one_line(pairs, tmp_path):
+    wild = replace(CONFIG, learning_rate=1e30, steps=6)
+    with pytest.raises(InputError) as raised:
+        train(pairs[:2], pairs[2:], wild, tmp_path)
+    assert "diverged" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_the_command_reads_image_label_pairs_and_refuses_a_label_off_grid(tmp_path, capsys):
+    from segforge.image_io import write_image
+
+    for number in range(2):
+        case = randomised_case(number, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+        write_image(case.image, tmp_path / f"image{number}.nii.gz")
+        write_image(case.label, tmp_path / f"label{number}.nii.gz")
+    write_image(case.label.crop((slice(2, None), slice(None), slice(None))), tmp_path / "cropped.nii.gz")
+    options = ["train", "vessel", "--out", str(tmp_path / "models"), "--model-id", "from-files", "--steps", "2",
+               "--patch", "16", "16", "16", "--channels", "4", "8", "--batch-size", "1"]
+    pairs = ["--pair", str(tmp_path / "image0.nii.gz"), str(tmp_path / "label0.nii.gz"),
+             "--pair", str(tmp_path / "image1.nii.gz")]
+    assert main([*options, *pairs, str(tmp_path / "cropped.nii.gz")]) == 1
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert last_line.startswith("segforge: error: The label of pair 2 is not on its image's grid")
+    assert not (tmp_path / "models").exists()
+    assert main([*options, *pairs, str(tmp_path / "label1.nii.gz")]) == 0
+    assert (tmp_path / "models" / "from-files" / "model.pt").is_file()
