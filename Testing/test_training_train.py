@@ -139,3 +139,28 @@ def test_the_command_reads_image_label_pairs_and_refuses_a_label_off_grid(tmp_pa
     assert not (tmp_path / "models").exists()
     assert main([*options, *pairs, str(tmp_path / "label1.nii.gz")]) == 0
     assert (tmp_path / "models" / "from-files" / "model.pt").is_file()
+
+
+def test_one_volume_split_in_halves_trains_on_one_and_validates_on_the_other(tmp_path, capsys):
+    from segforge.image_io import write_image
+    from segforge.training.train import split_in_halves
+
+    case = randomised_case(4, extent_mm=(40.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2,
+                           oblique_probability=0.0)
+    (first_image, first_label), (second_image, second_label) = split_in_halves(case.image, case.label)
+    assert first_image.same_grid(first_label) and second_image.same_grid(second_label)
+    assert first_image.array.size + second_image.array.size == case.image.array.size
+    # the halves lie side by side in space: the second starts one voxel after the first ends
+    axis = int(np.argmax(case.image.array.shape))
+    first_end = np.zeros(4)
+    first_end[[2, 1, 0][axis]] = first_image.array.shape[axis]
+    first_end[3] = 1
+    np.testing.assert_allclose((first_image.ijk_to_lps() @ first_end)[:3], second_image.origin_lps, atol=1e-9)
+    write_image(case.image, tmp_path / "image.nii.gz")
+    write_image(case.label, tmp_path / "label.nii.gz")
+    options = ["train", "vessel", "--out", str(tmp_path / "models"), "--model-id", "halves", "--steps", "2",
+               "--patch", "16", "16", "16", "--channels", "4", "8", "--batch-size", "1",
+               "--pair", str(tmp_path / "image.nii.gz"), str(tmp_path / "label.nii.gz")]
+    assert main(options) == 1 and "Too little data" in capsys.readouterr().err
+    assert main([*options, "--split"]) == 0
+    assert (tmp_path / "models" / "halves" / "model.pt").is_file()

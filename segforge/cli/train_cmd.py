@@ -1,6 +1,7 @@
 """``segforge train vessel``: train a vessel U-Net and write it as a catalog model.
 
-Thin: it reads the pairs (files, or domain-randomised synthetic trees), calls
+Thin: it reads the pairs (files, one file split in halves, or domain-randomised synthetic
+trees), calls
 :func:`segforge.training.train.train` with a progress bar, and
 :func:`segforge.training.export.export_vessel_model`. The last pair is held out for
 validation. Ctrl-C stops at the current step with the checkpoint saved (``--resume`` goes
@@ -31,6 +32,8 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> argparse.Argument
     vessel.add_argument("--model-id", required=True, help="catalog id of the trained model")
     vessel.add_argument("--pair", nargs=2, action="append", default=[], metavar=("IMAGE", "LABEL"),
                         help="an image and its vessel label (repeat; at least two pairs)")
+    vessel.add_argument("--split", action="store_true",
+                        help="with one --pair: train on one half of the volume and validate on the other")
     vessel.add_argument("--synthetic", type=int, default=0, metavar="N",
                         help="add N domain-randomised synthetic vessel trees")
     vessel.add_argument("--synthetic-size-mm", type=float, default=64.0, help="extent of each synthetic volume")
@@ -53,13 +56,16 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> argparse.Argument
 def train_vessel(args: argparse.Namespace) -> int:
     from ..training.export import export_vessel_model
     from ..training.synthetic_data import randomised_case
-    from ..training.train import TrainingConfig, prepare_pair, train
+    from ..training.train import TrainingConfig, prepare_pair, split_in_halves, train
 
     config = TrainingConfig(steps=args.steps, patch_size=tuple(args.patch), batch_size=args.batch_size,
                             learning_rate=args.learning_rate, channels=tuple(args.channels),
                             skeleton_recall_weight=args.skeleton_recall_weight, validate_every=args.validate_every,
                             checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device)
-    if len(args.pair) + args.synthetic < 2:
+    if args.split and (len(args.pair) != 1 or args.synthetic):
+        raise InputError("--split takes exactly one --pair", f"{len(args.pair)} pair(s) and {args.synthetic} "
+                         "synthetic volume(s) were given", "give one labelled volume with --split, or leave it out")
+    if len(args.pair) + args.synthetic < 2 and not args.split:
         raise InputError("Too little data to train and validate",
                          f"{len(args.pair)} pair(s) and {args.synthetic} synthetic volume(s)",
                          "give at least two (--pair IMAGE LABEL, --synthetic N); the last one validates")
@@ -68,7 +74,12 @@ def train_vessel(args: argparse.Namespace) -> int:
         total = len(args.pair) + args.synthetic
         for number, (image_path, label_path) in enumerate(args.pair):
             report(number / total, f"reading {image_path}")
-            pairs.append(prepare_pair(read_image(image_path), read_image(label_path), f"pair {number + 1}"))
+            image, label = read_image(image_path), read_image(label_path)
+            if args.split:
+                halves = split_in_halves(image, label)
+                pairs.extend(prepare_pair(*half, f"half {n + 1} of {image_path}") for n, half in enumerate(halves))
+            else:
+                pairs.append(prepare_pair(image, label, f"pair {number + 1}"))
         extent = (args.synthetic_size_mm,) * 3
         for number in range(args.synthetic):
             report((len(args.pair) + number) / total, f"synthetic tree {number + 1}")
