@@ -24,7 +24,8 @@ components, three loops), so that "the same skeleton" is checked on holes too.
 
 The peer's memory grows with voxels x iterations (3.7 GB at 64^3 with 5 iterations here);
 where its expected need is more than the memory available it is skipped with one line
-(``--peer-max-gb``).
+(``--peer-max-gb``), or, with ``--peer-forward-only``, its forward pass alone is run without
+autograd (time and Betti numbers, no memory or backward comparison).
 
 Run: ``python benchmarks/skeletonization.py --menten ~/.cache/segforge-peers/menten-skeletonization
 [--sizes 128 256] [--device cpu|cuda] [--json out/skeletonization.json]``
@@ -125,10 +126,11 @@ def measure(method: str, case: str, size: int, iterations: Optional[int], device
     from segforge.training.skeleton import topological_skeleton
     from segforge.vessel.topology import betti_numbers
 
+    forward_only = method == "menten-forward"
     mask = case_mask(case, size)
-    x = torch.from_numpy(mask).float()[None, None].to(device).requires_grad_(True)
+    x = torch.from_numpy(mask).float()[None, None].to(device).requires_grad_(not forward_only)
     weights = torch.rand(x.shape, generator=torch.Generator().manual_seed(0)).to(device)
-    if method == "menten":
+    if method.startswith("menten"):
         operator = load_peer(Path(peer))(probabilistic=False, simple_point_detection="Boolean", num_iter=iterations)
         skeletonize = operator
     else:
@@ -142,15 +144,18 @@ def measure(method: str, case: str, size: int, iterations: Optional[int], device
     reset = _reset_peak()
     baseline = _status_mb("VmRSS")
     clock = time.perf_counter()
-    skeleton = skeletonize(x)
+    with torch.set_grad_enabled(not forward_only):
+        skeleton = skeletonize(x)
     if device == "cuda":
         torch.cuda.synchronize()
     forward = time.perf_counter() - clock
-    clock = time.perf_counter()
-    (skeleton * weights).sum().backward()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    backward = time.perf_counter() - clock
+    backward = None
+    if not forward_only:
+        clock = time.perf_counter()
+        (skeleton * weights).sum().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        backward = time.perf_counter() - clock
     if device == "cuda":
         memory = torch.cuda.max_memory_allocated() / 1024 ** 2
     else:
@@ -159,7 +164,8 @@ def measure(method: str, case: str, size: int, iterations: Optional[int], device
     binary = skeleton.detach().cpu().numpy()[0, 0] > 0.5
     return {"method": method, "case": case, "size": size, "iterations": iterations, "device": device,
             "forward_s": forward, "backward_s": backward, "memory_mb": memory,
-            "grad_finite": bool(torch.isfinite(x.grad).all()), "grad_nonzero": int((x.grad != 0).sum()),
+            "grad_finite": None if forward_only else bool(torch.isfinite(x.grad).all()),
+            "grad_nonzero": None if forward_only else int((x.grad != 0).sum()),
             "skeleton_voxels": int(binary.sum()), "betti_skeleton": list(betti_numbers(binary)),
             "betti_input": list(betti_numbers(mask)), "input_voxels": int(mask.sum())}
 
@@ -180,11 +186,13 @@ def _row(result: dict) -> str:
     if "error" in result:
         return (f"{result['method']:>6} {result['case']:>5} {result['size']}^3 it={result['iterations']}: failed: "
                 f"{result['error']}")
+    backward = "   (none)" if result["backward_s"] is None else f"{result['backward_s']:7.2f} s"
+    gradient = ("no backward: forward only, without autograd" if result["grad_finite"] is None else
+                f"grad finite {result['grad_finite']}, non-zero at {result['grad_nonzero']} voxels")
     return (f"{result['method']:>6} {result['case']:>5} {result['size']}^3 it={str(result['iterations']):>4}: forward "
-            f"{result['forward_s']:8.2f} s, backward {result['backward_s']:7.2f} s, memory "
-            f"{result['memory_mb']:9.0f} MB; skeleton {result['skeleton_voxels']} voxels, Betti "
-            f"{tuple(result['betti_skeleton'])} (input {tuple(result['betti_input'])}); grad finite "
-            f"{result['grad_finite']}, non-zero at {result['grad_nonzero']} voxels")
+            f"{result['forward_s']:8.2f} s, backward {backward}, memory {result['memory_mb']:9.0f} MB; skeleton "
+            f"{result['skeleton_voxels']} voxels, Betti {tuple(result['betti_skeleton'])} (input "
+            f"{tuple(result['betti_input'])}); {gradient}")
 
 
 def main() -> None:
@@ -198,6 +206,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--peer-max-gb", type=float, default=None,
                         help="skip the peer where its expected memory exceeds this (default: memory available now)")
+    parser.add_argument("--peer-forward-only", action="store_true",
+                        help="where the peer's forward + backward does not fit, run its forward alone without autograd "
+                             "(time and Betti numbers; it still takes minutes at 128^3 on a CPU)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -236,10 +247,19 @@ def main() -> None:
         if peer:
             expected = PEER_MB_PER_VOXEL_ITERATION * size ** 3 * iterations / 1024
             limit = args.peer_max_gb if args.peer_max_gb is not None else _available_gb()
-            if args.device == "cpu" and expected > limit:
-                print(f"  menten {case:>5} {size}^3: skipped: it would need about {expected:.0f} GB (3.7 GB at 64^3 "
-                      f"with 5 iterations, growing with voxels x iterations), {limit:.0f} GB available")
-            else:
+            too_big = args.device == "cpu" and expected > limit
+            if too_big:
+                print(f"  menten {case:>5} {size}^3: forward + backward skipped: it would need about {expected:.0f} GB "
+                      f"(3.7 GB at 64^3 with 5 iterations, growing with voxels x iterations), {limit:.0f} GB available")
+            if too_big and args.peer_forward_only:
+                rows.append(run_child("menten-forward", case, size, iterations, args.device, peer))
+                print(_row(rows[-1]), flush=True)
+                ours, theirs = rows[0], rows[-1]
+                if "error" not in ours and "error" not in theirs:
+                    speed = theirs["forward_s"] / ours["forward_s"]
+                    print(f"   {case} {size}^3, {iterations} iterations, forward only: ours is {speed:.0f}x faster; "
+                          f"same components, loops and cavities: {ours['betti_skeleton'] == theirs['betti_skeleton']}")
+            elif not too_big:
                 rows.append(run_child("menten", case, size, iterations, args.device, peer))
                 print(_row(rows[-1]), flush=True)
                 ours, theirs = rows[0], rows[-1]
