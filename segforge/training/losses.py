@@ -64,23 +64,23 @@ def dice_ce_loss(logits: torch.Tensor, label: torch.Tensor, dice_weight: float =
 
 def cldice_loss(probabilities: torch.Tensor, label: torch.Tensor,
                 skeleton: Literal["topological", "soft"] = "topological", iterations: Optional[int] = None,
-                label_skeleton_: Optional[torch.Tensor] = None) -> torch.Tensor:
+                truth_skeleton: Optional[torch.Tensor] = None) -> torch.Tensor:
     """1 - clDice: the harmonic mean of topology precision (the prediction's skeleton inside
     the label) and topology sensitivity (the label's skeleton inside the prediction).
 
     ``iterations``: thinning layers (topological; None = to the end) or soft erosions
-    (soft; None = 10). ``label_skeleton_`` may be given when precomputed.
+    (soft; None = 10). ``truth_skeleton`` may be given when precomputed.
     """
     check_probabilities(probabilities)
     _check_pair(probabilities, label)
     target = label.to(probabilities.dtype)
     if skeleton == "topological":
         predicted = topological_skeleton(probabilities, iterations)
-        truth = label_skeleton(target, iterations) if label_skeleton_ is None else label_skeleton_
+        truth = label_skeleton(target, iterations) if truth_skeleton is None else truth_skeleton
     elif skeleton == "soft":
         steps = 10 if iterations is None else iterations
         predicted = soft_skeleton(probabilities, steps)
-        truth = soft_skeleton(target, steps) if label_skeleton_ is None else label_skeleton_
+        truth = soft_skeleton(target, steps) if truth_skeleton is None else truth_skeleton
     else:
         raise InputError("The skeleton kind is unknown", f"it is {skeleton!r}", "use 'topological' or 'soft'")
     truth = truth.to(probabilities.dtype)
@@ -89,11 +89,11 @@ def cldice_loss(probabilities: torch.Tensor, label: torch.Tensor,
     return 1 - 2 * precision * sensitivity / (precision + sensitivity)
 
 
-def skeleton_recall_loss(probabilities: torch.Tensor, label_skeleton_: torch.Tensor) -> torch.Tensor:
+def skeleton_recall_loss(probabilities: torch.Tensor, truth_skeleton: torch.Tensor) -> torch.Tensor:
     """1 - the fraction of the label's skeleton (see :func:`.skeleton.label_skeleton`) the prediction covers."""
     check_probabilities(probabilities)
-    _check_pair(probabilities, label_skeleton_)
-    truth = label_skeleton_.to(probabilities.dtype)
+    _check_pair(probabilities, truth_skeleton)
+    truth = truth_skeleton.to(probabilities.dtype)
     if not bool(truth.any()):
         raise InputError("The label's skeleton is empty", "the label has no vessel voxel",
                          "leave out samples without vessels or use Dice alone for them")

@@ -190,9 +190,10 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
           progress: Optional[ProgressCallback] = None, resume: bool = False) -> tuple[torch.nn.Module, TrainingRecord]:
     """Train from scratch (or from ``workdir``'s checkpoint with ``resume``); the network and its record.
 
-    Raises Cancelled on Cancel or Ctrl-C (the checkpoint is saved first), InputError when
-    there is no pair to train or validate on, and RuntimeError-free: a NaN loss is an
-    InputError that names the step (nothing is exported from a run that diverged).
+    Raises Cancelled on Cancel or Ctrl-C (the checkpoint is saved first); InputError when
+    there is no pair to train or validate on, when a checkpoint to resume was made with other
+    settings, or when the loss stops being a number (it names the step; a run that diverged
+    is never exported).
     """
     report = progress or no_progress
     if not train_pairs or not validation_pairs:
