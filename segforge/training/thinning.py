@@ -20,7 +20,8 @@ gradient flows).
 from __future__ import annotations
 
 import itertools
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 
@@ -34,6 +35,26 @@ def _offsets(shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
     return torch.tensor(offsets, dtype=torch.int64, device=device)
 
 
+@contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """One intra-op thread on the CPU while thinning, the previous count restored after.
+
+    Why: thinning is thousands of small tensor operations (a few thousand elements each),
+    too small to gain from threads; on a machine whose cores are busy, OpenMP's threads
+    wait for each other at every one. Measured on the project's 2-core machine under load
+    (256^3 rings, 10 iterations): 0.8-1.0 s with one thread, 3.5-8.7 s with two.
+    """
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def thin(volume: torch.Tensor, iterations: Optional[int] = None) -> torch.Tensor:
     """The curve skeleton of binary volumes (N, D, H, W) (bool), topology kept exactly.
 
@@ -42,6 +63,11 @@ def thin(volume: torch.Tensor, iterations: Optional[int] = None) -> torch.Tensor
     """
     if volume.dim() != 4:
         raise ValueError(f"thin expects (N, D, H, W), got {tuple(volume.shape)}")
+    with _one_cpu_thread(volume.device):
+        return _thin(volume, iterations)
+
+
+def _thin(volume: torch.Tensor, iterations: Optional[int]) -> torch.Tensor:
     count, depth, height, width = volume.shape
     padded = torch.zeros((count, depth + 2, height + 2, width + 2), dtype=torch.bool, device=volume.device)
     padded[:, 1:-1, 1:-1, 1:-1] = volume.bool()
