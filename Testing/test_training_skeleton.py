@@ -166,3 +166,13 @@ def test_bad_input_is_a_one_line_message(bad, words):
     with pytest.raises(InputError) as raised:
         topological_skeleton(bad)
     assert words in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_thinning_leaves_torch_thread_count_as_it_found_it():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        thin(torch.from_numpy(_torus())[None])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
