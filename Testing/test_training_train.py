@@ -164,3 +164,18 @@ def test_one_volume_split_in_halves_trains_on_one_and_validates_on_the_other(tmp
     assert main(options) == 1 and "Too little data" in capsys.readouterr().err
     assert main([*options, "--split"]) == 0
     assert (tmp_path / "models" / "halves" / "model.pt").is_file()
+
+
+def test_fine_tuning_starts_from_a_trained_model_file(pairs, tmp_path):
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "first")
+    export_vessel_model(network, record, CONFIG, "starter", tmp_path / "out")
+    model = tmp_path / "out" / "starter" / "model.pt"
+    still = replace(CONFIG, learning_rate=1e-12, steps=1)  # one step that changes nothing measurable
+    tuned, tuned_record = train(pairs[:2], pairs[2:], still, tmp_path / "second", initial_weights=model)
+    for name, value in network.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[name], value, atol=1e-6, rtol=0)
+    assert str(model) in tuned_record.initial_weights and "sha256" in tuned_record.initial_weights
+    with pytest.raises(InputError, match="does not match"):
+        train(pairs[:2], pairs[2:], replace(CONFIG, channels=(4, 8, 16)), tmp_path / "third", initial_weights=model)
+    with pytest.raises(InputError, match="cannot be read"):
+        train(pairs[:2], pairs[2:], CONFIG, tmp_path / "fourth", initial_weights=tmp_path / "missing.pt")

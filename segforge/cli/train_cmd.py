@@ -49,6 +49,9 @@ def register(subparsers: "argparse._SubParsersAction[Any]") -> argparse.Argument
     vessel.add_argument("--seed", type=int, default=0)
     vessel.add_argument("--device", default="cpu")
     vessel.add_argument("--resume", action="store_true", help="go on from the checkpoint in --out")
+    vessel.add_argument("--from-model", type=Path, default=None, metavar="MODEL_PT",
+                        help="fine-tune: start from this trained model file (e.g. ~/.segforge/models/ID/model.pt; "
+                             "same --channels)")
     vessel.set_defaults(func=train_vessel)
     return train
 
@@ -87,7 +90,8 @@ def train_vessel(args: argparse.Namespace) -> int:
             pairs.append(prepare_pair(case.image, case.label, f"synthetic tree {number + 1}"))
         report(1.0, "ready")
     with progress_bar("Training") as report:
-        network, record = train(pairs[:-1], pairs[-1:], config, args.out, report, resume=args.resume)
+        network, record = train(pairs[:-1], pairs[-1:], config, args.out, report, resume=args.resume,
+                                initial_weights=args.from_model)
     entry = export_vessel_model(network, record, config, args.model_id, args.out, args.min_dice)
     print(f"model {entry['id']}: validation Dice {record.final_dice:.3f} after {config.steps} steps "
           f"({record.seconds:.0f} s); {args.out / entry['id'] / 'model.pt'} (sha256 {entry['sha256'][:12]}...), "

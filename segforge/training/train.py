@@ -81,6 +81,7 @@ class TrainingRecord:
     validation: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
     finished: bool = False
+    initial_weights: Optional[str] = None  # the model file fine-tuning started from, and its SHA-256
 
     @property
     def final_dice(self) -> float:
@@ -186,9 +187,29 @@ def validation_dice(network: torch.nn.Module, pairs: Sequence[Pair], config: Tra
     return overlap / total if total else 1.0
 
 
+def load_initial_weights(network: torch.nn.Module, path: Path, device: torch.device) -> str:
+    """Start from a trained model file (TorchScript, as :mod:`.export` writes it): fine-tuning.
+    Returns a description for the record (path and SHA-256)."""
+    import hashlib
+    try:
+        weights = torch.jit.load(str(path), map_location=device).state_dict()
+    except (OSError, RuntimeError, ValueError) as error:
+        raise InputError(f"The model to start from cannot be read: {path}", str(error).splitlines()[0],
+                         "give a model.pt written by segforge train vessel") from error
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        raise InputError("The model to start from does not match the network to train",
+                         str(error).splitlines()[0][:300],
+                         "give the same --channels as the model was trained with") from error
+    return f"{path} (sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()})"
+
+
 def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config: TrainingConfig, workdir: Path,
-          progress: Optional[ProgressCallback] = None, resume: bool = False) -> tuple[torch.nn.Module, TrainingRecord]:
-    """Train from scratch (or from ``workdir``'s checkpoint with ``resume``); the network and its record.
+          progress: Optional[ProgressCallback] = None, resume: bool = False,
+          initial_weights: Optional[Path] = None) -> tuple[torch.nn.Module, TrainingRecord]:
+    """Train from scratch, from ``initial_weights`` (a trained model file: fine-tuning), or on
+    from ``workdir``'s checkpoint with ``resume``; the network and its record.
 
     Raises Cancelled on Cancel or Ctrl-C (the checkpoint is saved first); InputError when
     there is no pair to train or validate on, when a checkpoint to resume was made with other
@@ -218,6 +239,8 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
         optimiser.load_state_dict(state["optimiser"])
         rng.bit_generator.state = state["rng"]
         step, record = state["step"], TrainingRecord(**state["record"])
+    elif initial_weights is not None:
+        record.initial_weights = load_initial_weights(network, initial_weights, device)
     started = time.perf_counter() - record.seconds
 
     def save() -> None:
