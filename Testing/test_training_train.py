@@ -179,3 +179,16 @@ def test_fine_tuning_starts_from_a_trained_model_file(pairs, tmp_path):
         train(pairs[:2], pairs[2:], replace(CONFIG, channels=(4, 8, 16)), tmp_path / "third", initial_weights=model)
     with pytest.raises(InputError, match="cannot be read"):
         train(pairs[:2], pairs[2:], CONFIG, tmp_path / "fourth", initial_weights=tmp_path / "missing.pt")
+
+
+def test_cancel_during_validation_lands_within_a_window(pairs, tmp_path):
+    def cancel_while_validating(fraction: float, message: str) -> None:
+        if message == "Validating":
+            raise Cancelled()
+
+    with pytest.raises(Cancelled) as raised:
+        train(pairs[:2], pairs[2:], CONFIG, tmp_path, cancel_while_validating)
+    assert "step 3 of 3" in str(raised.value)
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 3
+    _, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)  # validates what it missed
+    assert record.finished and record.validation[-1][0] == 3 and np.isfinite(record.final_dice)

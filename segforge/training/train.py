@@ -169,16 +169,27 @@ def _batch(pairs: Sequence[Pair], config: TrainingConfig, rng: np.random.Generat
                  for n in range(3))
 
 
-def validation_dice(network: torch.nn.Module, pairs: Sequence[Pair], config: TrainingConfig) -> float:
-    """Dice of the thresholded prediction on whole validation volumes (sliding windows)."""
+def validation_dice(network: torch.nn.Module, pairs: Sequence[Pair], config: TrainingConfig,
+                    progress: Optional[ProgressCallback] = None, fraction: float = 0.0) -> float:
+    """Dice of the thresholded prediction on whole validation volumes (sliding windows).
+
+    ``progress`` hears ``fraction`` before every window, so a Cancel raised from it lands
+    within one window even on a large validation volume.
+    """
     from monai.inferers import sliding_window_inference
     device = torch.device(config.device)
+    report = progress or no_progress
+
+    def predict(window: torch.Tensor) -> torch.Tensor:
+        report(fraction, "Validating")
+        return network(window)
+
     network.eval()
     overlap = total = 0.0
     with torch.no_grad():
         for pair in pairs:
             x = torch.from_numpy(pair.image)[None, None].to(device)
-            logits = sliding_window_inference(x, tuple(config.patch_size), 2, network, overlap=0.25, mode="gaussian")
+            logits = sliding_window_inference(x, tuple(config.patch_size), 2, predict, overlap=0.25, mode="gaussian")
             predicted = (logits[0, 0] > 0).cpu().numpy()
             truth = pair.label > 0
             overlap += 2 * float((predicted & truth).sum())
@@ -268,7 +279,8 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             step += 1
             record.losses.append(value)
             if step % config.validate_every == 0 or step == config.steps:
-                record.validation.append((step, validation_dice(network, validation_pairs, config)))
+                record.validation.append((step, validation_dice(network, validation_pairs, config, report,
+                                                                step / config.steps)))
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save()
             elapsed = time.perf_counter() - started
@@ -276,6 +288,8 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             dice = f", validation Dice {record.final_dice:.3f}" if record.validation else ""
             report(step / config.steps, f"Training: step {step}/{config.steps}, loss {value:.3f}{dice}, "
                                         f"about {eta:.0f} s left")
+        if not record.validation or record.validation[-1][0] != step:  # resumed after a Cancel in validation
+            record.validation.append((step, validation_dice(network, validation_pairs, config, report, 1.0)))
     except (KeyboardInterrupt, Cancelled) as stop:
         save()
         raise Cancelled("Training was cancelled", f"at step {step} of {config.steps}; the checkpoint is in "
