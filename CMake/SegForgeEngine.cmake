@@ -44,6 +44,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/cli/pacs_cmd.py
   segforge/cli/progress_bar.py
   segforge/cli/serve_cmd.py
+  segforge/cli/train_cmd.py
   segforge/cli/vessel_cmd.py
   segforge/csv_table.py
   segforge/dicom/__init__.py
@@ -121,6 +122,14 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/runtime/torchscript.py
   segforge/segment_input.py
   segforge/segmentation_file.py
+  segforge/training/__init__.py
+  segforge/training/export.py
+  segforge/training/losses.py
+  segforge/training/simple_points.py
+  segforge/training/skeleton.py
+  segforge/training/synthetic_data.py
+  segforge/training/thinning.py
+  segforge/training/train.py
   segforge/vessel/__init__.py
   segforge/vessel/coarse.py
   segforge/vessel/cross_sections.py

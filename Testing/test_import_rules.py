@@ -5,7 +5,8 @@ From the bottom:
 1. the shared base: ``segforge`` itself, its small modules (errors, image, progress, ...),
    ``segforge.catalog`` and ``segforge.runtime`` (device choice, model cache, TorchScript);
 2. the workflows ``segforge.vessel``, ``segforge.organ``, ``segforge.interactive``, which
-   use the base and never each other;
+   use the base and never each other; beside them ``segforge.training`` (losses, training
+   data), which may use the base and ``segforge.vessel`` (its synthetic vessel trees);
 3. ``segforge.mrml`` (Slicer nodes) and ``segforge.worker`` (the background process);
 4. the module Logic packages ``SegVesselLib``, ``SegOrganLib``, ``SegInteractiveLib``
    (Qt-free: no ``SegForgeWidgets``, no other module's Logic);
@@ -48,6 +49,7 @@ LAYER_OF: dict[str, str] = {
     "segforge": "base",  # the package itself (its __init__ and __version__), not whatever lies in it
     **{f"segforge.{name}": "base" for name in BASE_MODULES},
     **{f"segforge.{name}": name for name in WORKFLOWS},
+    "segforge.training": "training",
     "segforge.mrml": "mrml",
     "segforge.dicom": "dicom",
     "segforge.worker": "worker",
@@ -68,6 +70,8 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
     "base": (frozenset(), "the shared base imports only the shared base"),
     **{workflow: (frozenset({"base"}), "a workflow imports only the shared base (no other workflow, "
                   "no mrml/worker/front end)") for workflow in WORKFLOWS},
+    "training": (frozenset({"base", "vessel"}), "training imports only the shared base and the vessel workflow "
+                 "(no other workflow, no mrml/worker/front end)"),
     "mrml": (frozenset({"base", *WORKFLOWS}), "mrml imports only the shared base and the workflows"),
     "worker": (frozenset({"base", *WORKFLOWS}), "the worker imports only the shared base and the workflows"),
     "batch": (frozenset({"base", *WORKFLOWS}), "the batch (cohorts on Dask) imports only the shared base and the "
@@ -83,8 +87,8 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
                             "SegForgeWidgets") for module in MODULES},
     "app": (frozenset({*_BELOW_LOGIC, *LOGIC}), "the web app imports only the layers below the front ends "
             "(no Qt helpers, no CLI, no module widget)"),
-    "cli": (frozenset({"base", *WORKFLOWS, "worker", "batch", "dicom"}), "the CLI imports the shared base, the "
-            "workflows, the worker, the batch, segforge.dicom and the Logic packages' form modules"),
+    "cli": (frozenset({"base", *WORKFLOWS, "training", "worker", "batch", "dicom"}), "the CLI imports the shared "
+            "base, the workflows, training, the worker, the batch, segforge.dicom and the Logic packages' form modules"),
 }
 
 #: Imports allowed by name although their layers say no: (importing module prefix, imported prefix) -> reason.

@@ -45,6 +45,7 @@ examples:
   segforge organ ct.nii.gz --out results/             body, lungs, airway, bones, fat, muscle + statistics
   segforge interactive ct.nii.gz --prompts clicks.json --out results/   a lesion from clicks / boxes
   segforge batch organ cts/ --out results/ --workers 2   a cohort on Dask: case folders + a cohort table
+  segforge train vessel --synthetic 8 --out models/ --model-id my-vessels   train a vessel U-Net (a catalog model)
   segforge models list                                 the models SegForge knows
   segforge models download ID                          fetch and verify a model
   segforge serve --host 0.0.0.0 --port 8765 --token T  share this GPU machine's worker
@@ -54,14 +55,16 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import app_cmd, batch_cmd, interactive_cmd, models_cmd, organ_cmd, pacs_cmd, serve_cmd, vessel_cmd
+    from . import (app_cmd, batch_cmd, interactive_cmd, models_cmd, organ_cmd, pacs_cmd, serve_cmd, train_cmd,
+                   vessel_cmd)
 
     parser = argparse.ArgumentParser(prog="segforge", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"segforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (vessel_cmd, organ_cmd, interactive_cmd, batch_cmd, models_cmd, serve_cmd, app_cmd, pacs_cmd):
+    for module in (vessel_cmd, organ_cmd, interactive_cmd, batch_cmd, train_cmd, models_cmd, serve_cmd, app_cmd,
+                   pacs_cmd):
         module.register(subparsers)
     return parser
 

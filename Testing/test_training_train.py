@@ -1,0 +1,194 @@
+"""Training a vessel U-Net (segforge.training.train / export, `segforge train vessel`): a few
+steps on small synthetic volumes, Cancel with a checkpoint and resume, the catalog model
+written only when finished and validated, bad input as one line."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from segforge.catalog.catalog import read_catalog_file
+from segforge.cli.main import main
+from segforge.errors import Cancelled, InputError
+from segforge.training.export import export_vessel_model
+from segforge.training.synthetic_data import randomised_case
+from segforge.training.train import CHECKPOINT, TrainingConfig, prepare_pair, train
+
+CONFIG = TrainingConfig(steps=3, patch_size=(16, 16, 16), batch_size=1, channels=(4, 8), validate_every=3,
+                        checkpoint_every=1)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    cases = [randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+             for seed in range(3)]
+    return [prepare_pair(c.image, c.label) for c in cases]
+
+
+def test_a_few_steps_train_export_and_the_model_runs(pairs, tmp_path):
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
+    assert record.finished and len(record.losses) == 3 and all(np.isfinite(record.losses))
+    assert record.validation and 0 <= record.final_dice <= 1
+    entry = export_vessel_model(network, record, CONFIG, "test-vessel", tmp_path / "out")
+    model = tmp_path / "out" / "test-vessel" / "model.pt"
+    assert entry["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert entry["size_bytes"] == model.stat().st_size
+    (listed,) = read_catalog_file(tmp_path / "out" / "catalog.json")  # the project's own catalog checks
+    assert listed.id == "test-vessel" and listed.framework == "torchscript"
+    scripted = torch.jit.load(str(model))
+    with torch.no_grad():
+        out = scripted(torch.randn(1, 1, 16, 16, 16))
+    assert out.shape == (1, 1, 16, 16, 16) and torch.isfinite(out).all()
+    record_file = json.loads((tmp_path / "out" / "test-vessel" / "training.json").read_text())
+    assert record_file["record"]["finished"] and record_file["entry"]["sha256"] == entry["sha256"]
+
+
+def test_cancel_keeps_a_checkpoint_and_resume_finishes(pairs, tmp_path):
+    def cancel_at_step_two(fraction: float, message: str) -> None:
+        if "step 2/" in message:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Cancelled) as raised:
+        train(pairs[:2], pairs[2:], CONFIG, tmp_path, cancel_at_step_two)
+    assert "step 2 of 3" in str(raised.value) and (tmp_path / CHECKPOINT).is_file()
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 2
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)
+    assert record.finished and len(record.losses) == 3
+
+
+def test_no_model_is_written_unless_finished_and_validated(pairs, tmp_path):
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
+    with pytest.raises(InputError, match="did not validate"):
+        export_vessel_model(network, record, CONFIG, "too-good", tmp_path / "out", min_validation_dice=1.01)
+    unfinished = replace(record, finished=False)
+    with pytest.raises(InputError, match="did not finish"):
+        export_vessel_model(network, unfinished, CONFIG, "unfinished", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_pairs_are_one_line_messages(pairs, tmp_path):
+    case = randomised_case(0, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+    shifted = case.label.crop((slice(1, None), slice(None), slice(None)))
+    empty = case.label.with_array(np.zeros_like(case.label.array))
+    for label, words in ((shifted, "not on its image's grid"), (empty, "is empty")):
+        with pytest.raises(InputError) as raised:
+            prepare_pair(case.image, label)
+        assert words in str(raised.value) and "\n" not in str(raised.value)
+    with pytest.raises(InputError, match="Too little data"):
+        train(pairs[:1], [], CONFIG, tmp_path)
+    with pytest.raises(InputError, match="patch size"):
+        TrainingConfig(patch_size=(15, 16, 16), channels=(4, 8))
+
+
+def test_the_command_trains_and_writes_the_catalog_model(tmp_path, capsys):
+    options = ["train", "vessel", "--out", str(tmp_path), "--model-id", "cli-vessel", "--synthetic-size-mm", "24",
+               "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8", "--batch-size", "1"]
+    assert main([*options, "--synthetic", "1"]) == 1
+    assert "Too little data" in capsys.readouterr().err
+    assert main([*options, "--synthetic", "2"]) == 0
+    assert "model cli-vessel" in capsys.readouterr().out
+    (entry,) = read_catalog_file(tmp_path / "catalog.json")
+    assert entry.id == "cli-vessel" and (tmp_path / "cli-vessel" / "model.pt").is_file()
+
+
+def test_the_trained_model_is_used_at_once_by_segforge_vessel(tmp_path, monkeypatch, capsys):
+    """Train, name the written catalog, download (a file:// URL, checksum verified), segment with it."""
+    from segforge.image_io import write_image
+
+    models = tmp_path / "models"
+    assert main(["train", "vessel", "--out", str(models), "--model-id", "my-vessels", "--synthetic", "2",
+                 "--synthetic-size-mm", "24", "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
+                 "--batch-size", "1"]) == 0
+    monkeypatch.setenv("SEGFORGE_CATALOG", str(models / "catalog.json"))
+    monkeypatch.setenv("SEGFORGE_HOME", str(tmp_path / "home"))
+    assert main(["models", "download", "my-vessels"]) == 0
+    case = randomised_case(7, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+    write_image(case.image, tmp_path / "image.nii.gz")
+    code = main(["vessel", str(tmp_path / "image.nii.gz"), "--out", str(tmp_path / "result"), "--model",
+                 "my-vessels"])
+    assert code == 0, capsys.readouterr().err[-400:]
+    assert json.loads((tmp_path / "result" / "summary.json").read_text())["mask_model"] == "my-vessels"
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_with_one_line(pairs, tmp_path):
+    wild = replace(CONFIG, learning_rate=1e30, steps=6)
+    with pytest.raises(InputError) as raised:
+        train(pairs[:2], pairs[2:], wild, tmp_path)
+    assert "diverged" in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_the_command_reads_image_label_pairs_and_refuses_a_label_off_grid(tmp_path, capsys):
+    from segforge.image_io import write_image
+
+    for number in range(2):
+        case = randomised_case(number, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+        write_image(case.image, tmp_path / f"image{number}.nii.gz")
+        write_image(case.label, tmp_path / f"label{number}.nii.gz")
+    write_image(case.label.crop((slice(2, None), slice(None), slice(None))), tmp_path / "cropped.nii.gz")
+    options = ["train", "vessel", "--out", str(tmp_path / "models"), "--model-id", "from-files", "--steps", "2",
+               "--patch", "16", "16", "16", "--channels", "4", "8", "--batch-size", "1"]
+    pairs = ["--pair", str(tmp_path / "image0.nii.gz"), str(tmp_path / "label0.nii.gz"),
+             "--pair", str(tmp_path / "image1.nii.gz")]
+    assert main([*options, *pairs, str(tmp_path / "cropped.nii.gz")]) == 1
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert last_line.startswith("segforge: error: The label of pair 2 is not on its image's grid")
+    assert not (tmp_path / "models").exists()
+    assert main([*options, *pairs, str(tmp_path / "label1.nii.gz")]) == 0
+    assert (tmp_path / "models" / "from-files" / "model.pt").is_file()
+
+
+def test_one_volume_split_in_halves_trains_on_one_and_validates_on_the_other(tmp_path, capsys):
+    from segforge.image_io import write_image
+    from segforge.training.train import split_in_halves
+
+    case = randomised_case(4, extent_mm=(40.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2,
+                           oblique_probability=0.0)
+    (first_image, first_label), (second_image, second_label) = split_in_halves(case.image, case.label)
+    assert first_image.same_grid(first_label) and second_image.same_grid(second_label)
+    assert first_image.array.size + second_image.array.size == case.image.array.size
+    # the halves lie side by side in space: the second starts one voxel after the first ends
+    axis = int(np.argmax(case.image.array.shape))
+    first_end = np.zeros(4)
+    first_end[[2, 1, 0][axis]] = first_image.array.shape[axis]
+    first_end[3] = 1
+    np.testing.assert_allclose((first_image.ijk_to_lps() @ first_end)[:3], second_image.origin_lps, atol=1e-9)
+    write_image(case.image, tmp_path / "image.nii.gz")
+    write_image(case.label, tmp_path / "label.nii.gz")
+    options = ["train", "vessel", "--out", str(tmp_path / "models"), "--model-id", "halves", "--steps", "2",
+               "--patch", "16", "16", "16", "--channels", "4", "8", "--batch-size", "1",
+               "--pair", str(tmp_path / "image.nii.gz"), str(tmp_path / "label.nii.gz")]
+    assert main(options) == 1 and "Too little data" in capsys.readouterr().err
+    assert main([*options, "--split"]) == 0
+    assert (tmp_path / "models" / "halves" / "model.pt").is_file()
+
+
+def test_fine_tuning_starts_from_a_trained_model_file(pairs, tmp_path):
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "first")
+    export_vessel_model(network, record, CONFIG, "starter", tmp_path / "out")
+    model = tmp_path / "out" / "starter" / "model.pt"
+    still = replace(CONFIG, learning_rate=1e-12, steps=1)  # one step that changes nothing measurable
+    tuned, tuned_record = train(pairs[:2], pairs[2:], still, tmp_path / "second", initial_weights=model)
+    for name, value in network.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[name], value, atol=1e-6, rtol=0)
+    assert str(model) in tuned_record.initial_weights and "sha256" in tuned_record.initial_weights
+    with pytest.raises(InputError, match="does not match"):
+        train(pairs[:2], pairs[2:], replace(CONFIG, channels=(4, 8, 16)), tmp_path / "third", initial_weights=model)
+    with pytest.raises(InputError, match="cannot be read"):
+        train(pairs[:2], pairs[2:], CONFIG, tmp_path / "fourth", initial_weights=tmp_path / "missing.pt")
+
+
+def test_cancel_during_validation_lands_within_a_window(pairs, tmp_path):
+    def cancel_while_validating(fraction: float, message: str) -> None:
+        if message == "Validating":
+            raise Cancelled()
+
+    with pytest.raises(Cancelled) as raised:
+        train(pairs[:2], pairs[2:], CONFIG, tmp_path, cancel_while_validating)
+    assert "step 3 of 3" in str(raised.value)
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 3
+    _, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)  # validates what it missed
+    assert record.finished and record.validation[-1][0] == 3 and np.isfinite(record.final_dice)

@@ -1,0 +1,299 @@
+"""Train a vessel network on (image, label) pairs: MONAI U-Net, random patches, Dice + CE +
+skeleton recall, progress with Cancel, checkpoints and resume.
+
+Why these choices: patches keep memory fixed whatever the volume size; half the patches
+are centred on a vessel voxel so that thin vessels are seen at all; skeleton recall (the
+label's skeleton precomputed once per pair, :func:`.skeleton.label_skeleton`) is the
+connectivity term cheap enough for every step. Arrays go to the network in the runtime's
+convention (:mod:`segforge.vessel.deep_model`): voxel axes reordered to lie closest to R,
+A, S, (x, y, z) order, z-scored intensities, so the exported model runs unchanged through
+``segforge vessel --model ID``.
+
+Cancel: the progress callback may raise :class:`~segforge.errors.Cancelled` (the worker's
+way) and Ctrl-C raises KeyboardInterrupt; either way the last checkpoint is on disk (resume
+from it with ``resume=True``) and no model is exported. Export is :mod:`.export`'s job.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import Cancelled, InputError
+from ..image import Image
+from ..orientation import network_axes, to_network_axes
+from ..progress import ProgressCallback, no_progress
+from .losses import dice_ce_loss, skeleton_recall_loss
+from .skeleton import label_skeleton
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """What a run does; saved in the checkpoint and the model's training record."""
+
+    steps: int = 300
+    patch_size: tuple[int, int, int] = (64, 64, 64)  # x, y, z voxels; divisible by 2 ** (levels - 1)
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    channels: tuple[int, ...] = (8, 16, 32, 64)
+    skeleton_recall_weight: float = 1.0
+    vessel_patch_fraction: float = 0.5
+    validate_every: int = 50
+    checkpoint_every: int = 25
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        levels = len(self.channels)
+        if self.steps < 1 or self.batch_size < 1 or not self.channels or self.learning_rate <= 0:
+            raise InputError("The training settings are invalid",
+                             f"steps {self.steps}, batch {self.batch_size}, channels {self.channels}, "
+                             f"learning rate {self.learning_rate}", "give positive steps, batch size and rate")
+        if len(self.patch_size) != 3 or any(p % 2 ** (levels - 1) or p < 2 ** levels for p in self.patch_size):
+            raise InputError("The patch size does not fit the network",
+                             f"it is {tuple(self.patch_size)} for a U-Net of {levels} levels",
+                             f"give sizes divisible by {2 ** (levels - 1)} and at least {2 ** levels}")
+
+
+@dataclass
+class Pair:
+    """One (image, label) pair in the network's convention, with the label's skeleton."""
+
+    image: np.ndarray  # float32 (x, y, z), z-scored
+    label: np.ndarray  # uint8 (x, y, z)
+    skeleton: np.ndarray  # uint8 (x, y, z)
+    vessel_voxels: np.ndarray = field(repr=False)  # (n, 3) indices of label voxels
+
+
+@dataclass
+class TrainingRecord:
+    """What happened: the config, losses per step, validation Dice per check, time."""
+
+    config: dict
+    losses: list[float] = field(default_factory=list)
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    finished: bool = False
+    initial_weights: Optional[str] = None  # the model file fine-tuning started from, and its SHA-256
+
+    @property
+    def final_dice(self) -> float:
+        return self.validation[-1][1] if self.validation else float("nan")
+
+
+def prepare_pair(image: Image, label: Image, name: str = "pair") -> Pair:
+    """Check a pair and bring it into the network's convention (see module docstring)."""
+    if not image.same_grid(label):
+        raise InputError(f"The label of {name} is not on its image's grid",
+                         f"image {image.array.shape} at spacing {image.spacing}, label {label.array.shape} at "
+                         f"{label.spacing}", "resample the label onto the image (or export it from the same scene)")
+    mask = np.asarray(label.array) > 0
+    if not mask.any():
+        raise InputError(f"The label of {name} is empty", "it has no vessel voxel",
+                         "give a label with the vessels drawn, or leave the pair out")
+    values = np.asarray(image.array, np.float32)
+    if not np.isfinite(values).all():
+        raise InputError(f"The image of {name} has non-finite voxels", "NaN or infinity in the volume",
+                         "fix or crop the volume first")
+    axes = network_axes(image.direction_lps)
+    x = np.ascontiguousarray(to_network_axes(values, axes))
+    x = (x - x.mean()) / (x.std() + 1e-6)
+    y = np.ascontiguousarray(to_network_axes(mask, axes)).astype(np.uint8)
+    skeleton = label_skeleton(torch.from_numpy(y)[None, None].float())[0, 0].numpy().astype(np.uint8)
+    return Pair(x.astype(np.float32), y, skeleton, np.argwhere(y > 0))
+
+
+def split_in_halves(image: Image, label: Image) -> tuple[tuple[Image, Image], tuple[Image, Image]]:
+    """One labelled volume as two pairs: its halves across the longest voxel axis (by extent in mm).
+
+    Why: fine-tuning on one volume still needs data the network has not seen to validate on;
+    two halves of one scan share its contrast and noise, which is what is measured.
+    Raises InputError where a half would hold no vessel.
+    """
+    if not image.same_grid(label):
+        raise InputError("The label is not on its image's grid", f"image {image.array.shape}, label "
+                         f"{label.array.shape}", "resample the label onto the image")
+    extent = [n * s for n, s in zip(image.array.shape, image.spacing[::-1])]
+    axis = int(np.argmax(extent))
+    middle = image.array.shape[axis] // 2
+    halves = []
+    for part in (slice(0, middle), slice(middle, None)):
+        box = tuple(part if a == axis else slice(None) for a in range(3))
+        halves.append((image.crop(box), label.crop(box)))
+    for number, (_, half) in enumerate(halves, start=1):
+        if not np.asarray(half.array).any():
+            raise InputError(f"Half {number} of the volume has no vessel", f"it was cut across array axis {axis}",
+                             "label vessels in both halves, or give two labelled volumes")
+    return halves[0], halves[1]
+
+
+def build_network(config: TrainingConfig) -> torch.nn.Module:
+    """MONAI's U-Net, one input channel, one output channel (vessel logits)."""
+    from monai.networks.nets import UNet
+    return UNet(spatial_dims=3, in_channels=1, out_channels=1, channels=tuple(config.channels),
+                strides=(2,) * (len(config.channels) - 1), num_res_units=1)
+
+
+def _patch(pair: Pair, size: Sequence[int], rng: np.random.Generator, on_vessel: bool) -> tuple[np.ndarray, ...]:
+    """A patch of image, label and skeleton (zero-padded where it leaves the volume)."""
+    shape = np.asarray(pair.image.shape)
+    size = np.asarray(size)
+    if on_vessel:
+        centre = pair.vessel_voxels[rng.integers(len(pair.vessel_voxels))]
+    else:
+        centre = rng.integers(0, shape)
+    start = centre - size // 2
+    out = []
+    for array in (pair.image, pair.label, pair.skeleton):
+        patch = np.zeros(tuple(size), array.dtype)
+        low = np.maximum(start, 0)
+        high = np.minimum(start + size, shape)
+        patch[tuple(slice(a - s, b - s) for a, b, s in zip(low, high, start))] = \
+            array[tuple(slice(a, b) for a, b in zip(low, high))]
+        out.append(patch)
+    return tuple(out)
+
+
+def _batch(pairs: Sequence[Pair], config: TrainingConfig, rng: np.random.Generator,
+           device: torch.device) -> tuple[torch.Tensor, ...]:
+    patches = [_patch(pairs[rng.integers(len(pairs))], config.patch_size, rng,
+                      rng.random() < config.vessel_patch_fraction) for _ in range(config.batch_size)]
+    return tuple(torch.from_numpy(np.stack([p[n] for p in patches])[:, None]).to(device, torch.float32)
+                 for n in range(3))
+
+
+def validation_dice(network: torch.nn.Module, pairs: Sequence[Pair], config: TrainingConfig,
+                    progress: Optional[ProgressCallback] = None, fraction: float = 0.0) -> float:
+    """Dice of the thresholded prediction on whole validation volumes (sliding windows).
+
+    ``progress`` hears ``fraction`` before every window, so a Cancel raised from it lands
+    within one window even on a large validation volume.
+    """
+    from monai.inferers import sliding_window_inference
+    device = torch.device(config.device)
+    report = progress or no_progress
+
+    def predict(window: torch.Tensor) -> torch.Tensor:
+        report(fraction, "Validating")
+        return network(window)
+
+    network.eval()
+    overlap = total = 0.0
+    with torch.no_grad():
+        for pair in pairs:
+            x = torch.from_numpy(pair.image)[None, None].to(device)
+            logits = sliding_window_inference(x, tuple(config.patch_size), 2, predict, overlap=0.25, mode="gaussian")
+            predicted = (logits[0, 0] > 0).cpu().numpy()
+            truth = pair.label > 0
+            overlap += 2 * float((predicted & truth).sum())
+            total += float(predicted.sum() + truth.sum())
+    network.train()
+    return overlap / total if total else 1.0
+
+
+def load_initial_weights(network: torch.nn.Module, path: Path, device: torch.device) -> str:
+    """Start from a trained model file (TorchScript, as :mod:`.export` writes it): fine-tuning.
+    Returns a description for the record (path and SHA-256)."""
+    import hashlib
+    try:
+        weights = torch.jit.load(str(path), map_location=device).state_dict()
+    except (OSError, RuntimeError, ValueError) as error:
+        raise InputError(f"The model to start from cannot be read: {path}", str(error).splitlines()[0],
+                         "give a model.pt written by segforge train vessel") from error
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as error:
+        raise InputError("The model to start from does not match the network to train",
+                         str(error).splitlines()[0][:300],
+                         "give the same --channels as the model was trained with") from error
+    return f"{path} (sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()})"
+
+
+def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config: TrainingConfig, workdir: Path,
+          progress: Optional[ProgressCallback] = None, resume: bool = False,
+          initial_weights: Optional[Path] = None) -> tuple[torch.nn.Module, TrainingRecord]:
+    """Train from scratch, from ``initial_weights`` (a trained model file: fine-tuning), or on
+    from ``workdir``'s checkpoint with ``resume``; the network and its record.
+
+    Raises Cancelled on Cancel or Ctrl-C (the checkpoint is saved first); InputError when
+    there is no pair to train or validate on, when a checkpoint to resume was made with other
+    settings, or when the loss stops being a number (it names the step; a run that diverged
+    is never exported).
+    """
+    report = progress or no_progress
+    if not train_pairs or not validation_pairs:
+        raise InputError("Too little data to train and validate",
+                         f"{len(train_pairs)} training and {len(validation_pairs)} validation pairs",
+                         "give at least one pair for each (two labelled volumes, or one split in two)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    network = build_network(config).to(device)
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    record = TrainingRecord(asdict(config))
+    rng = np.random.default_rng(config.seed)
+    step = 0
+    checkpoint = workdir / CHECKPOINT
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["config"] != asdict(config):
+            raise InputError("The checkpoint was made with other settings", f"it is in {checkpoint}",
+                             "resume with the same settings, or start afresh in another folder")
+        network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.bit_generator.state = state["rng"]
+        step, record = state["step"], TrainingRecord(**state["record"])
+    elif initial_weights is not None:
+        record.initial_weights = load_initial_weights(network, initial_weights, device)
+    started = time.perf_counter() - record.seconds
+
+    def save() -> None:
+        record.seconds = time.perf_counter() - started
+        partial = checkpoint.with_suffix(".part")
+        torch.save({"config": asdict(config), "network": network.state_dict(), "optimiser": optimiser.state_dict(),
+                    "rng": rng.bit_generator.state, "step": step, "record": asdict(record)}, partial)
+        partial.replace(checkpoint)
+
+    network.train()
+    try:
+        while step < config.steps:
+            image, label, skeleton = _batch(train_pairs, config, rng, device)
+            logits = network(image)
+            loss = dice_ce_loss(logits, label)
+            if config.skeleton_recall_weight and bool(skeleton.any()):
+                loss = loss + config.skeleton_recall_weight * skeleton_recall_loss(torch.sigmoid(logits), skeleton)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise InputError("Training diverged", f"the loss became {value} at step {step + 1}",
+                                 "lower the learning rate, or check the images for extreme values")
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            step += 1
+            record.losses.append(value)
+            if step % config.validate_every == 0 or step == config.steps:
+                record.validation.append((step, validation_dice(network, validation_pairs, config, report,
+                                                                step / config.steps)))
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                save()
+            elapsed = time.perf_counter() - started
+            eta = elapsed / max(step, 1) * (config.steps - step)
+            dice = f", validation Dice {record.final_dice:.3f}" if record.validation else ""
+            report(step / config.steps, f"Training: step {step}/{config.steps}, loss {value:.3f}{dice}, "
+                                        f"about {eta:.0f} s left")
+        if not record.validation or record.validation[-1][0] != step:  # resumed after a Cancel in validation
+            record.validation.append((step, validation_dice(network, validation_pairs, config, report, 1.0)))
+    except (KeyboardInterrupt, Cancelled) as stop:
+        save()
+        raise Cancelled("Training was cancelled", f"at step {step} of {config.steps}; the checkpoint is in "
+                        f"{checkpoint}", "run again with resume to go on from there") from stop
+    record.seconds = time.perf_counter() - started
+    record.finished = True
+    return network, record
