@@ -88,7 +88,8 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
     "app": (frozenset({*_BELOW_LOGIC, *LOGIC}), "the web app imports only the layers below the front ends "
             "(no Qt helpers, no CLI, no module widget)"),
     "cli": (frozenset({"base", *WORKFLOWS, "training", "worker", "batch", "dicom"}), "the CLI imports the shared "
-            "base, the workflows, training, the worker, the batch, segforge.dicom and the Logic packages' form modules"),
+            "base, the workflows, training, the worker, the batch, segforge.dicom and the Logic packages' form "
+            "modules"),
 }
 
 #: Imports allowed by name although their layers say no: (importing module prefix, imported prefix) -> reason.
