@@ -46,7 +46,7 @@ CASES_FOLDER, FAILURES, BATCH_RECORD = "cases", "failures.csv", "batch.json"
 FAILURE_COLUMNS = ("case_id", "input", "what", "why", "todo")
 #: Seconds between rewrites of the tables while cases finish (and once at the end).
 TABLE_INTERVAL_S = 2.0
-#: How often (s) a waiting batch looks for finished cases and reports (what a Cancel waits at most).
+#: How often (s) a batch waiting for its cases reports (and so the longest a Cancel waits).
 POLL_S = 0.2
 #: How long to wait for an existing cluster's first worker.
 WORKER_WAIT_S = 60.0
@@ -210,12 +210,13 @@ def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Opt
     it, each counted as a failure. Submitting as slots free up keeps each worker at its running
     cases; the cluster still chooses the worker (and scales: the slots are counted each time).
     """
-    from distributed import as_completed
+    from distributed import TimeoutError as WaitedEnough
+    from distributed import wait
     from tqdm import tqdm
 
     summary, last_write = state.summary, time.monotonic()
     waiting = list(jobs)
-    running = as_completed()
+    running: set = set()
 
     def submit(count: int) -> None:
         for job in waiting[:count]:
@@ -232,18 +233,20 @@ def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Opt
     submit(_slots(client, resources))
     finished = 0
     with tqdm(total=len(jobs), desc="cases", unit="case", disable=not progress, dynamic_ncols=True) as bar:
-        while not running.is_empty():
+        while running:
             report(finished / len(jobs), f"{finished} of {len(jobs)} cases ({counts()})")
-            if not running.has_ready():
-                time.sleep(POLL_S)
+            try:  # back as soon as a case ends, or after POLL_S to report (and let a Cancel land)
+                done = wait(list(running), timeout=POLL_S, return_when="FIRST_COMPLETED").done
+            except WaitedEnough:
                 continue
-            for future in running.next_batch(block=False):
+            for future in done:
+                running.discard(future)
                 state.add(_outcome(future, futures[future], state.cluster))
                 finished += 1
                 bar.set_postfix_str(counts(), refresh=False)
                 bar.update(1)
             if waiting:
-                submit(_slots(client, resources) - running.count())
+                submit(_slots(client, resources) - len(running))
             if time.monotonic() - last_write >= TABLE_INTERVAL_S:
                 with _interrupts_held():
                     state.write_all()
