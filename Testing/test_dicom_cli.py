@@ -31,9 +31,14 @@ def _report_groups(path):
     return {str(g.tracking_identifier): g for g in groups}
 
 
-def test_organ_dicom_on_an_oblique_series(tmp_path):
+def oblique_chest() -> Image:
+    """The chest phantom as a 16-bit CT on an oblique, anisotropic grid."""
     phantom, _ = chest_phantom(spacing=(4.0, 3.5, 5.0))
-    image = Image(phantom.array.astype(np.int16), phantom.spacing, phantom.origin_lps, OBLIQUE)
+    return Image(phantom.array.astype(np.int16), phantom.spacing, phantom.origin_lps, OBLIQUE)
+
+
+def test_organ_dicom_on_an_oblique_series(tmp_path):
+    image = oblique_chest()
     folder = write_series(image, tmp_path / "chest")
     run = segforge("organ", str(folder), "--out", str(tmp_path / "out"), "--dicom")
     assert run.returncode == 0, run.stderr
@@ -103,8 +108,7 @@ def test_bad_dicom_inputs_are_one_line_and_write_nothing(shared_data, tmp_path, 
 def test_a_volume_file_gets_a_marked_derived_series_only_when_asked(tmp_path):
     from segforge.image_io import write_image
 
-    phantom, _ = chest_phantom(spacing=(4.0, 3.5, 5.0))
-    image = Image(phantom.array.astype(np.int16), phantom.spacing, phantom.origin_lps, OBLIQUE)
+    image = oblique_chest()
     path = write_image(image, tmp_path / "chest.nrrd")
     run = segforge("organ", str(path), "--out", str(tmp_path / "out"), "--dicom-derived")
     assert run.returncode == 0, run.stderr
