@@ -136,6 +136,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/vessel/deep_model.py
   segforge/vessel/diameter_plot.py
   segforge/vessel/endpoints.py
+  segforge/vessel/minimal_path.py
   segforge/vessel/filters.py
   segforge/vessel/frames.py
   segforge/vessel/graph.py

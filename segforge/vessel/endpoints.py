@@ -20,6 +20,11 @@ the image, a point farther than ``snap_mm`` from the segment, a target in anothe
 the segment than the source (not reachable inside it), a target that snaps onto the
 source or onto another target, and targets without a source.
 
+The pipeline takes this module's paths for a source alone and for segments of
+:data:`.thick.MIN_VOXELS` voxels or more; with targets on a smaller segment it finds them
+as minimal paths through the voxels instead (:mod:`.minimal_path`: no whole tree needed),
+with the same refusals (:func:`nearest_segment_voxel`, :func:`unreachable`, :func:`check_apart`).
+
 A source alone: the paths from it to every free end of its piece of the segment (VMTK's
 "open profiles" as targets), which is that piece's tree rooted at the source; ends closer
 to the source than twice its radius are the end it was placed in, not a vessel. No
@@ -30,7 +35,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Protocol
 
 import numpy as np
 from scipy import ndimage
@@ -94,6 +99,13 @@ def _name(point: Point) -> str:
     return "LPS (" + ", ".join(f"{c:.1f}" for c in point) + ") mm"
 
 
+class Vertices(Protocol):
+    """Vertices a path runs through: their LPS positions (n, 3) and radii (mm)."""
+
+    points: np.ndarray
+    radii: np.ndarray
+
+
 class _PointGraph:
     """Every centerline point of the graph as a vertex (a node is one vertex shared by the
     branches that meet there); consecutive points joined, each edge costing its length
@@ -150,7 +162,7 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
     if not parameters.given or not graph.branches:
         return graph
     points = _PointGraph(graph)
-    labels = _components(mask)
+    labels = components(mask)
     branch_piece = _branch_pieces(graph, mask, labels)
     vertex_piece = branch_piece[points.branch]
     source = _snap(parameters.source_lps, "The source point", mask, labels, points, vertex_piece,
@@ -163,19 +175,9 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
             label = f"Target {n + 1}"
             vertex = _snap(target, f"{label} point", mask, labels, points, vertex_piece, parameters.snap_mm)
             if not np.isfinite(cost[vertex]):
-                raise InputError(f"{label} at {_name(target)} cannot be reached from the source inside the segment",
-                                 "it lies in another piece of the segment than the source",
-                                 "place it on the vessel that holds the source, or join the pieces")
-            gaps = np.linalg.norm(points.points[[source, *targets]] - points.points[vertex], axis=1)
-            if gaps[0] < voxel:
-                raise InputError(f"{label} at {_name(target)} is where the source is",
-                                 "it snaps onto the same centerline point (within a voxel), which would give "
-                                 "a line of no length", "place the target farther along the vessel")
-            if np.any(gaps[1:] < voxel):
-                other = int(np.argmax(gaps[1:] < voxel)) + 1
-                raise InputError(f"{label} at {_name(target)} is where target {other} is",
-                                 "both snap onto the same centerline point (within a voxel)",
-                                 "remove one of them or place it farther along the vessel")
+                raise unreachable(label, target)
+            check_apart(label, target, np.linalg.norm(points.points[[source, *targets]] - points.points[vertex],
+                                                      axis=1), voxel)
             targets.append(vertex)
     else:
         targets = _free_ends(graph, points, source, vertex_piece, cost, previous)
@@ -183,10 +185,10 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
             raise InputError(f"The source point at {_name(parameters.source_lps)} has no vessel to follow",
                              "the piece of the segment it lies in has no end farther than its width from it",
                              "place the source at one end of the vessel")
-    return _tree(points, source, targets, previous)
+    return paths_tree(points, source, targets, previous)
 
 
-def _components(mask: Image) -> np.ndarray:
+def components(mask: Image) -> np.ndarray:
     """The pieces (26-connected components) of the segment, labelled in its bounding box
     only (labelling the whole image cost most of this stage on a 2.5-million-voxel CTA);
     0 elsewhere."""
@@ -214,6 +216,19 @@ def _branch_pieces(graph: CenterlineGraph, mask: Image, labels: np.ndarray) -> n
 def _snap(point: Point, name: str, mask: Image, labels: np.ndarray, points: _PointGraph,
           vertex_piece: np.ndarray, snap_mm: float) -> int:
     """The centerline vertex nearest to ``point`` in the piece of the segment it lies in."""
+    _, piece = nearest_segment_voxel(point, name, mask, labels, snap_mm)
+    candidates = np.flatnonzero(vertex_piece == piece)
+    if len(candidates) == 0:
+        raise InputError(f"{name} at {_name(point)} lies on a piece of the segment without a centerline",
+                         "that piece is too small to hold a vessel", "place it on the vessel")
+    gaps = np.linalg.norm(points.points[candidates] - np.asarray(point), axis=1)
+    return int(candidates[int(np.argmin(gaps))])
+
+
+def nearest_segment_voxel(point: Point, name: str, mask: Image, labels: np.ndarray,
+                          snap_mm: float) -> tuple[np.ndarray, int]:
+    """The segment's voxel (kji) nearest to ``point`` and the piece (label) it is in; refused,
+    with the point named, off the image or farther than ``snap_mm`` from the segment."""
     kji = lps_to_kji(mask, np.asarray(point, float))[0]
     shape = np.asarray(labels.shape)
     if np.any((kji < -0.5) | (kji > shape - 0.5)):
@@ -233,13 +248,27 @@ def _snap(point: Point, name: str, mask: Image, labels: np.ndarray, points: _Poi
         raise InputError(f"{name} at {_name(point)} is not on the segment",
                          f"the nearest voxel of the segment is {nearest} away",
                          f"place it inside the vessel (within {snap_mm:g} mm of the segment)")
-    piece = int(window[tuple(found[int(np.argmin(distance))])])
-    candidates = np.flatnonzero(vertex_piece == piece)
-    if len(candidates) == 0:
-        raise InputError(f"{name} at {_name(point)} lies on a piece of the segment without a centerline",
-                         "that piece is too small to hold a vessel", "place it on the vessel")
-    gaps = np.linalg.norm(points.points[candidates] - np.asarray(point), axis=1)
-    return int(candidates[int(np.argmin(gaps))])
+    voxel = found[int(np.argmin(distance))]
+    return voxel + low, int(window[tuple(voxel)])
+
+
+def unreachable(label: str, target: Point) -> InputError:
+    return InputError(f"{label} at {_name(target)} cannot be reached from the source inside the segment",
+                      "it lies in another piece of the segment than the source",
+                      "place it on the vessel that holds the source, or join the pieces")
+
+
+def check_apart(label: str, target: Point, gaps: np.ndarray, voxel: float) -> None:
+    """Refuse a target within ``voxel`` mm of the source (``gaps[0]``) or of an earlier target."""
+    if gaps[0] < voxel:
+        raise InputError(f"{label} at {_name(target)} is where the source is",
+                         "it snaps onto the same centerline point (within a voxel), which would give "
+                         "a line of no length", "place the target farther along the vessel")
+    if np.any(gaps[1:] < voxel):
+        other = int(np.argmax(gaps[1:] < voxel)) + 1
+        raise InputError(f"{label} at {_name(target)} is where target {other} is",
+                         "both snap onto the same centerline point (within a voxel)",
+                         "remove one of them or place it farther along the vessel")
 
 
 def _free_ends(graph: CenterlineGraph, points: _PointGraph, source: int, vertex_piece: np.ndarray,
@@ -269,9 +298,9 @@ def _path_length(points: _PointGraph, previous: np.ndarray, vertex: int) -> floa
     return float(np.linalg.norm(np.diff(points.points[path], axis=0), axis=1).sum())
 
 
-def _tree(points: _PointGraph, source: int, targets: list[int], previous: np.ndarray) -> CenterlineGraph:
-    """The union of the paths, cut into branches at the source, the targets and wherever
-    the paths part."""
+def paths_tree(points: Vertices, source: int, targets: list[int], previous: np.ndarray) -> CenterlineGraph:
+    """The union of the paths (``previous``: each vertex's predecessor towards the source),
+    cut into branches at the source, the targets and wherever the paths part."""
     children: dict[int, list[int]] = {}
     for target in targets:
         path = _path(previous, target)

@@ -342,7 +342,7 @@ def _detours(nodes: list[SkeletonNode], edges: list[SkeletonChain], lengths: lis
 # --- millimetres, radii, orientation -------------------------------------------------------
 
 
-def _smooth(points: np.ndarray, passes: int, closed: bool) -> np.ndarray:
+def smooth_staircase(points: np.ndarray, passes: int, closed: bool) -> np.ndarray:
     """Moving-average smoothing of the voxel staircase; the two ends stay where they are."""
     points = points.copy()
     if len(points) < 3:
@@ -395,35 +395,41 @@ def _place_junctions(nodes: list[SkeletonNode], edges: list[SkeletonChain], path
             continue
         centre = nodes[node].center * spacing_kji
         radius = max(nodes[node].radius, float(spacing_kji.max()))
-        normal = np.zeros((3, 3))
-        target = np.zeros(3)
-        lines = 0
-        for e in members:
-            path = paths[e] * spacing_kji
-            if edges[e].a != node:
-                path = path[::-1]
-            if edges[e].a == edges[e].b:
-                continue
-            away = np.linalg.norm(path - centre, axis=1)
-            part = path[(away >= radius) & (away <= 2.5 * radius)]
-            if len(part) < 3:
-                continue
-            middle = part.mean(axis=0)
-            direction = np.linalg.svd(part - middle, full_matrices=False)[2][0]
-            projector = np.eye(3) - np.outer(direction, direction)
-            normal += projector
-            target += projector @ middle
-            lines += 1
-        if lines < 2 or np.linalg.cond(normal) > 1e3:
-            continue
-        meet = np.linalg.solve(normal, target)
-        if np.linalg.norm(meet - centre) <= radius:
+        away = [(paths[e] if edges[e].a == node else paths[e][::-1]) * spacing_kji
+                for e in members if edges[e].a != edges[e].b]
+        meet = axes_meet(centre, radius, away)
+        if meet is not None:
             nodes[node].center = meet / spacing_kji
             for e in members:
                 if edges[e].a == node:
                     paths[e][0] = nodes[node].center
                 if edges[e].b == node:
                     paths[e][-1] = nodes[node].center
+
+
+def axes_meet(centre: np.ndarray, radius: float, paths: list[np.ndarray]) -> Optional[np.ndarray]:
+    """The point closest to the axes of the branches leaving a junction (least squares), each
+    axis fitted to its path (mm, starting at the junction) between one and 2.5 ``radius``
+    from ``centre``; None when fewer than two axes are found, they are parallel, or the point
+    lies farther than ``radius`` from ``centre``."""
+    normal = np.zeros((3, 3))
+    target = np.zeros(3)
+    lines = 0
+    for path in paths:
+        away = np.linalg.norm(path - centre, axis=1)
+        part = path[(away >= radius) & (away <= 2.5 * radius)]
+        if len(part) < 3:
+            continue
+        middle = part.mean(axis=0)
+        direction = np.linalg.svd(part - middle, full_matrices=False)[2][0]
+        projector = np.eye(3) - np.outer(direction, direction)
+        normal += projector
+        target += projector @ middle
+        lines += 1
+    if lines < 2 or np.linalg.cond(normal) > 1e3:
+        return None
+    meet = np.linalg.solve(normal, target)
+    return meet if np.linalg.norm(meet - centre) <= radius else None
 
 
 def _place_ends(nodes: list[SkeletonNode], edges: list[SkeletonChain], paths: list[np.ndarray],
@@ -520,7 +526,7 @@ def _assemble(nodes: list[SkeletonNode], edges: list[SkeletonChain], mask: Image
         if edge.b != edge.a or len(edge.path) > 1:
             incident[edge.b].append(index)
 
-    paths = recenter(distance, [_smooth(e.path, parameters.smoothing_passes, e.a == e.b and len(e.path) > 1)
+    paths = recenter(distance, [smooth_staircase(e.path, parameters.smoothing_passes, e.a == e.b and len(e.path) > 1)
                                 for e in live_edges])
     _place_junctions(nodes, live_edges, paths, incident, distance.spacing_kji)
     _place_ends(nodes, live_edges, paths, incident, distance, volume)

@@ -25,12 +25,14 @@ from ..progress import ProgressCallback, no_progress, sub_progress
 from .cross_sections import BranchSections, LandmarkMeasurement, SectionParameters
 from .endpoints import EndpointParameters, centerlines_between
 from .graph import CenterlineGraph, GraphParameters, centerline_graph
+from .minimal_path import minimal_path_centerlines
 from .metrics import BranchMetrics, branch_metrics
 from .mask_step import make_vessel_mask
 from .measure_step import measure_vessels
 from .parameters import BUILTIN_MODEL, HYSTERESIS_RATIO, VesselMaskParameters
 from .stenosis import StenosisParameters, StenosisReport, analyse_stenoses
 from .straighten import StraightenParameters
+from .thick import MIN_VOXELS
 from .topology import TopologyParameters, TopologyReport, clean_topology
 
 
@@ -165,6 +167,15 @@ def _mm(values) -> str:
     return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
 
 
+def _centerlines(traced: Image, parameters: VesselPipelineParameters, progress: ProgressCallback) -> CenterlineGraph:
+    """Minimal paths between a source and targets (the usual case with endpoints: no whole
+    tree needed), else the whole tree, rooted at a source when one is given alone."""
+    endpoints = parameters.endpoints
+    if endpoints.targets_lps and np.count_nonzero(np.asarray(traced.array)) < MIN_VOXELS:
+        return minimal_path_centerlines(traced, endpoints, parameters.graph, progress)
+    return centerlines_between(centerline_graph(traced, parameters.graph, progress), traced, endpoints)
+
+
 def run_vessel_pipeline(image: Optional[Image], parameters: VesselPipelineParameters = VesselPipelineParameters(),
                         progress: Optional[ProgressCallback] = None,
                         segment: Optional[Image] = None) -> VesselResult:
@@ -214,8 +225,7 @@ def run_vessel_pipeline(image: Optional[Image], parameters: VesselPipelineParame
     result = VesselResult(mask, seconds=seconds, mask_model=model, topology=topology, traced_mask=traced)
     if "centerlines" in stages:
         clock = time.perf_counter()
-        graph = centerline_graph(traced, parameters.graph, step("centerlines"))
-        result.graph = centerlines_between(graph, traced, parameters.endpoints)
+        result.graph = _centerlines(traced, parameters, step("centerlines"))
         seconds["centerlines"] = time.perf_counter() - clock
         measured = measure_vessels(mask, image, result.graph, parameters.sections, parameters.straighten,
                                    _first_target(parameters), step("sections"))

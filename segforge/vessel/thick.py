@@ -99,8 +99,8 @@ def thick_centerline_graph(mask: Image, parameters: GraphParameters = GraphParam
             if betti_numbers(grid.inside) == fine_betti:
                 graph, thinnest = _coarse_graph(grid, parameters, progress)
                 if graph is not None:
-                    return _refine(graph, lumen_field(mask), mask, spacing * factors, parameters,
-                                   sub_progress(progress, 0.85, 1.0))
+                    return centre_on_full_grid(graph, lumen_field(mask), mask, spacing * factors, parameters,
+                                               sub_progress(progress, 0.85, 1.0))
                 # a branch too thin for these blocks: straight to blocks it allows (its radius
                 # read on the blocks runs long, so this never skips a grid that would do)
                 factors = np.minimum(factors, factors_for(thinnest / MIN_BLOCKS_PER_RADIUS, spacing) * 2)
@@ -155,11 +155,14 @@ def _coarse_graph(grid: _CoarseGrid, parameters: GraphParameters,
     return _assemble(nodes, edges, grid.image, grid.fraction, distance, parameters), min(radii)
 
 
-def _refine(graph: CenterlineGraph, field: LumenField, mask: Image, block: np.ndarray, parameters: GraphParameters,
-            progress: ProgressCallback) -> CenterlineGraph:
+def centre_on_full_grid(graph: CenterlineGraph, field: LumenField, mask: Image, block: np.ndarray,
+                        parameters: GraphParameters, progress: ProgressCallback,
+                        place_ends: bool = True) -> CenterlineGraph:
     """Each branch resampled every finest spacing, its inner points moved to their sections'
-    centres on the full-resolution lumen, its radii measured there and its free ends placed
-    again on it (see the module's docstring); junctions stay where the coarse graph put them."""
+    centres on the full-resolution lumen, its radii measured there and (``place_ends``) its
+    free ends placed again on it (see the module's docstring); junctions stay where the
+    coarse graph put them. ``block``: the coarse grid's spacing (kji mm), which bounds how far
+    a point may move."""
     progress(0.0, "Centring the centerlines on the full grid")
     step = float(min(mask.spacing))
     paths, radii = [], []
@@ -171,9 +174,12 @@ def _refine(graph: CenterlineGraph, field: LumenField, mask: Image, block: np.nd
     rows = [slice(sizes[n], sizes[n + 1]) for n in range(len(paths))]
     points = np.concatenate(paths) if paths else np.zeros((0, 3))
     radius = np.concatenate(radii) if radii else np.zeros(0)
+    uses = np.bincount([n for b in graph.branches for n in (b.start_node, b.end_node)], minlength=len(graph.nodes))
+    # a junction stays; a free end too when it is placed again below (its section is the cap)
     inner = np.ones(len(points), bool)
-    inner[sizes[:-1]] = False
-    inner[np.maximum(sizes[1:] - 1, 0)] = False
+    for branch, first, last in zip(graph.branches, sizes[:-1], sizes[1:] - 1):
+        inner[first] = not place_ends and uses[branch.start_node] == 1 and branch.start_node != branch.end_node
+        inner[last] = not place_ends and uses[branch.end_node] == 1 and branch.start_node != branch.end_node
     moved = np.zeros(len(points), bool)
     voxel = float(max(mask.spacing))
     reach = float(np.linalg.norm(block)) / 2  # how far a coarse point can be off the axis: half a block's diagonal
@@ -194,13 +200,12 @@ def _refine(graph: CenterlineGraph, field: LumenField, mask: Image, block: np.nd
         moved |= move
     progress(0.8, "Placing the ends on the full grid")
     ends: dict[int, tuple[np.ndarray, float]] = {}
-    uses = np.bincount([n for b in graph.branches for n in (b.start_node, b.end_node)], minlength=len(graph.nodes))
     sigma = parameters.smoothing_voxels * voxel
     branches = []
     for branch, part in zip(graph.branches, rows):
         path, r, done = points[part], radius[part], moved[part]
         for node, at_start in ((branch.end_node, False), (branch.start_node, True)):
-            if branch.start_node == branch.end_node or uses[node] != 1:
+            if not place_ends or branch.start_node == branch.end_node or uses[node] != 1:
                 continue  # a junction, a loop's node or a lone point: it stays
             placed = _place_end(field, mask, path[::-1] if at_start else path, r[::-1] if at_start else r,
                                 done[::-1] if at_start else done)

@@ -1,0 +1,132 @@
+"""Centerlines between a source and targets as minimal paths through the segment's voxels
+(:mod:`segforge.vessel.minimal_path`): against the true axis and radius of synthetic vessels on
+isotropic, oblique and thick-slice grids, no worse than the whole-tree path on the same
+endpoints; ends where the points were placed; refusals that name the point; the pipeline
+takes this path when targets are given."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from conftest import OBLIQUE
+from segforge.errors import InputError
+from segforge.vessel.endpoints import EndpointParameters, centerlines_between
+from segforge.vessel.graph import BIFURCATION, centerline_graph
+from segforge.vessel.lumen_edge import lumen_field
+from segforge.vessel.minimal_path import minimal_path_centerlines
+from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
+from segforge.vessel.radius import lps_to_kji
+from segforge.vessel.subvoxel import subvoxel_radii
+from segforge.vessel.synthetic import arc_vessel, make_grid, y_bifurcation
+from test_vessel_endpoints import _two_pieces
+from test_vessel_vmtk_accuracy import densify
+
+CENTER = (5.0, -3.0, 20.0)
+GRIDS = {
+    "iso 0.6": dict(spacing=(0.6, 0.6, 0.6)),
+    "oblique 0.8x0.8x1.2": dict(spacing=(0.8, 0.8, 1.2), direction_lps=OBLIQUE),
+    "oblique 0.5x0.5x1.5": dict(spacing=(0.5, 0.5, 1.5), direction_lps=OBLIQUE),
+}
+
+
+def _shape(kind: str, grid: str):
+    if kind == "Y":
+        return y_bifurcation(make_grid((60, 60, 80), center_lps=CENTER, **GRIDS[grid]), center_lps=CENTER)
+    return arc_vessel(make_grid((60, 60, 40), center_lps=CENTER, **GRIDS[grid]), center_lps=CENTER)
+
+
+def _endpoints(tree) -> EndpointParameters:
+    """The first branch's start as the source, every other branch's end (or the first's) as targets."""
+    ends = [b.points_lps[-1] for b in tree.branches[1:]] or [tree.branches[0].points_lps[-1]]
+    return EndpointParameters(tuple(tree.branches[0].points_lps[0]), tuple(map(tuple, ends)))
+
+
+def _errors(graph, tree) -> tuple[float, float]:
+    """Mean distance to the true axis and median absolute radius error (sub-voxel radii), mm."""
+    truth, true_radii = densify([(b.points_lps, b.radii_mm) for b in tree.branches])
+    measured = subvoxel_radii(graph, lumen_field(tree.mask))
+    ours, radii = densify([(b.points_lps, b.radii_mm) for b in measured.branches])
+    distance, nearest = cKDTree(truth).query(ours)
+    return float(distance.mean()), float(np.median(np.abs(radii - true_radii[nearest])))
+
+
+@pytest.mark.parametrize("grid", list(GRIDS))
+@pytest.mark.parametrize("kind", ["Y", "arc"])
+def test_on_the_true_axis_with_the_true_radius_and_no_worse_than_the_whole_tree(kind, grid):
+    tree = _shape(kind, grid)
+    endpoints = _endpoints(tree)
+    graph = minimal_path_centerlines(tree.mask, endpoints)
+    assert len(graph.branches) == (3 if kind == "Y" else 1)
+    assert len(graph.bifurcations) == (1 if kind == "Y" else 0)
+    axis, radius = _errors(graph, tree)
+    whole_axis, whole_radius = _errors(centerlines_between(centerline_graph(tree.mask), tree.mask, endpoints), tree)
+    # measured 2026-12-07: axis 0.034-0.079 mm, radius 0.042-0.145 mm; the whole tree 0.030-0.097 / 0.050-0.188
+    assert axis <= 0.10 and radius <= 0.16
+    assert axis <= whole_axis + 0.03 and radius <= whole_radius + 0.01
+    assert np.all(graph.radii_mm() > 0)
+    points = graph.points_lps()
+    kji = np.round(lps_to_kji(tree.mask, points)).astype(int)
+    assert np.asarray(tree.mask.array)[tuple(kji.T)].mean() > 0.99  # inside the segment
+
+
+def test_the_y_splits_where_its_branches_axes_meet():
+    tree = _shape("Y", "oblique 0.8x0.8x1.2")
+    graph = minimal_path_centerlines(tree.mask, _endpoints(tree))
+    (junction,) = [n for n in graph.nodes if n.kind == BIFURCATION]
+    true_junction = tree.branches[1].points_lps[0]
+    assert np.linalg.norm(junction.position_lps - true_junction) < 2.0  # trunk radius 4 mm
+    trunk, first, second = graph.branches
+    assert trunk.parent is None and first.parent == second.parent == 0
+    assert np.allclose(trunk.points_lps[-1], junction.position_lps)
+    assert np.allclose(first.points_lps[0], junction.position_lps)
+
+
+def test_each_line_ends_where_its_point_was_placed():
+    """A target beside the wall mid-vessel ends the line level with it (not at the vessel's end);
+    targets at a vessel's rounded ends end it there."""
+    tree = _shape("arc", "oblique 0.8x0.8x1.2")
+    axis = tree.branches[0].points_lps
+    middle = len(axis) // 2
+    tangent = axis[middle + 1] - axis[middle - 1]
+    beside = axis[middle] + 1.2 * np.cross(tangent, [0.0, 0.0, 1.0]) / np.linalg.norm(np.cross(tangent, [0, 0, 1]))
+    (line,) = minimal_path_centerlines(tree.mask, EndpointParameters(tuple(axis[0]), (tuple(beside),))).branches
+    assert np.linalg.norm(line.points_lps[-1] - axis[middle]) < 1.0
+    assert abs(line.length_mm - tree.branches[0].length_mm / 2) < 1.5
+    (whole,) = minimal_path_centerlines(tree.mask, EndpointParameters(tuple(axis[0]), (tuple(axis[-1]),))).branches
+    assert np.linalg.norm(whole.points_lps[0] - axis[0]) < 1.2  # within a voxel (0.8 x 0.8 x 1.2 mm)
+    assert np.linalg.norm(whole.points_lps[-1] - axis[-1]) < 1.2
+
+
+def test_a_point_placed_beyond_the_vessels_end_ends_the_line_on_the_lumen():
+    tree = _shape("arc", "iso 0.6")
+    axis = tree.branches[0].points_lps
+    out = axis[-1] + 1.5 * (axis[-1] - axis[-5]) / np.linalg.norm(axis[-1] - axis[-5])  # in the cap, 1.5 mm on
+    (line,) = minimal_path_centerlines(tree.mask, EndpointParameters(tuple(axis[0]), (tuple(out),))).branches
+    end = line.points_lps[-1]
+    assert np.linalg.norm(end - axis[-1]) <= 2.0 + 0.3  # no farther than the cap (radius 2 mm)
+    assert lumen_field(tree.mask).sample(end[None])[0] >= 0.5
+
+
+def test_refusals_name_the_point():
+    tree, _, axis, far = _two_pieces()
+    source = np.asarray(CENTER) - 12 * axis
+    end = np.asarray(CENTER) + 12 * axis
+    for targets, words in (([end, far], r"Target 2 at LPS \(.*\) mm cannot be reached"),
+                           ([source + 0.1], r"Target 1 at LPS .* is where the source is"),
+                           ([end, end + 0.05], r"Target 2 at LPS .* is where target 1 is"),
+                           ([np.asarray(CENTER) + 500.0], r"Target 1 point at LPS .* lies outside the image"),
+                           ([(far + np.asarray(CENTER)) / 2 + 5 * axis], r"Target 1 point at LPS .* is not on the "
+                                                                         r"segment")):
+        with pytest.raises(InputError, match=words):
+            minimal_path_centerlines(tree.mask, EndpointParameters(tuple(source), tuple(map(tuple, targets))))
+
+
+def test_the_pipeline_takes_minimal_paths_when_targets_are_given():
+    tree = _shape("Y", "iso 0.6")
+    endpoints = _endpoints(tree)
+    parameters = VesselPipelineParameters(endpoints=endpoints, outputs=VesselOutputs(stenoses=False, surface=False))
+    graph = run_vessel_pipeline(None, parameters, segment=tree.mask).graph
+    direct = minimal_path_centerlines(tree.mask, endpoints)
+    assert [len(b.points_lps) for b in graph.branches] == [len(b.points_lps) for b in direct.branches]
+    assert np.allclose(graph.points_lps(), direct.points_lps())
