@@ -7,7 +7,8 @@ the same anatomy gets the same result on a 0.6 x 0.6 x 5 mm grid, a 3 mm isotrop
 an oblique one. Arrays are indexed ``[k, j, i]``; spacings passed here are in that order.
 
 Work is done on the mask's bounding box (grown by the radius), which keeps the distance
-transforms cheap for small structures in large volumes.
+transforms cheap for small structures in large volumes; the transforms are the project's
+one (:mod:`segforge.distance`, with its tolerance for distances equal to a radius).
 """
 from __future__ import annotations
 
@@ -16,15 +17,13 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..distance import TIE_MM, distance_mm, within_mm
 from ..image import Image, foreground_box
 
 #: 6-connectivity (faces): used where thin walls must keep regions apart (air spaces).
 FACE = ndimage.generate_binary_structure(3, 1)
 #: 26-connectivity (faces, edges, corners).
 FULL = np.ones((3, 3, 3), dtype=bool)
-
-#: Distances equal to a radius (ties on a regular grid) count as inside on every grid order.
-_TIE = 1e-6
 
 
 def spacing_kji(image: Image) -> np.ndarray:
@@ -57,9 +56,8 @@ def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> n
     box = foreground_box(mask, _pad_voxels(radius_mm, spacing))
     if box is None or radius_mm <= 0:
         return mask.copy()
-    distance = ndimage.distance_transform_edt(~mask[box], sampling=spacing)
     result = np.zeros_like(mask, dtype=bool)
-    result[box] = distance <= radius_mm + _TIE
+    result[box] = within_mm(mask[box], radius_mm, spacing)
     return result
 
 
@@ -76,9 +74,8 @@ def erode_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np
     inside = mask[box]
     if inside.all():
         return mask.copy()
-    distance = ndimage.distance_transform_edt(inside, sampling=spacing)
     result = np.zeros_like(mask, dtype=bool)
-    result[box] = distance > radius_mm + _TIE
+    result[box] = distance_mm(inside, spacing) > radius_mm + TIE_MM
     return result
 
 
@@ -97,7 +94,7 @@ def depth_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     if inside.all():
         result[box] = np.inf
         return result
-    result[box] = ndimage.distance_transform_edt(inside, sampling=np.asarray(spacing, dtype=np.float64))
+    result[box] = distance_mm(inside, spacing)
     return result
 
 
