@@ -3,7 +3,8 @@ plain process from a JSON config on a free loopback port, authentication on, its
 a throwaway folder, stopped (and its files deleted) after the tests.
 
 Its DICOM (DIMSE) port is on too, on another free port: it answers only our AE title
-(``OUR_AE`` connecting from 127.0.0.1, allowed to echo, find, get and store) and only when
+(``OUR_AE`` connecting from 127.0.0.1, allowed to echo, find, get and store; ``READ_ONLY_AE``
+the same but store) and only when
 called by its own (``ORTHANC_AE``), so a wrong title is a refused association."""
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 USER, PASSWORD = "segforge", "test-only-password"
 ORTHANC_AE, OUR_AE = "ORTHANC_TEST", "SEGFORGE"
+READ_ONLY_AE = "SEGFORGE_RO"  # may find and fetch, not store
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,9 @@ def start_orthanc(folder: Path) -> tuple[subprocess.Popen, OrthancServer]:
               "DicomCheckCalledAet": True, "DicomCheckModalityHost": True, "DicomAlwaysAllowEcho": False,
               "DicomAlwaysAllowStore": False, "DicomModalities": {"segforge": {
                   "AET": OUR_AE, "Host": "127.0.0.1", "Port": free_port(), "AllowEcho": True,
-                  "AllowFind": True, "AllowGet": True, "AllowMove": False, "AllowStore": True}},
+                  "AllowFind": True, "AllowGet": True, "AllowMove": False, "AllowStore": True},
+                  "readonly": {"AET": READ_ONLY_AE, "Host": "127.0.0.1", "Port": free_port(), "AllowEcho": True,
+                               "AllowFind": True, "AllowGet": True, "AllowMove": False, "AllowStore": False}},
               "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
               "RegisteredUsers": {USER: PASSWORD}, "Plugins": [str(DICOMWEB_PLUGIN)],
               "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "HttpServerEnabled": True,

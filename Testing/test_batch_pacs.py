@@ -15,7 +15,7 @@ from pydicom.uid import generate_uid
 
 from conftest import SHARED_DATA
 from dicom_helpers import DCIODVFY, dcmqi_ct
-from orthanc_fixture import OrthancServer, dimse_env, orthanc, pacs_env  # noqa: F401 (the fixture)
+from orthanc_fixture import READ_ONLY_AE, OrthancServer, dimse_env, orthanc, pacs_env  # noqa: F401 (the fixture)
 from segforge.batch import SeriesRule, pacs_cohort, run_batch
 from segforge.batch.pacs_cases import PACS_CACHE
 from segforge.dicom.pacs import open_pacs
@@ -132,3 +132,27 @@ def test_the_command_line_runs_a_query_over_dimse_and_resumes(orthanc, cohort_in
         inputs = (str(tmp_path),) if extra == ("--store",) else ()
         bad = segforge("batch", "organ", *inputs, *extra, "--out", str(tmp_path / "bad"), env_extra=env)
         assert bad.returncode == 1 and expected in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_a_refused_store_keeps_the_results_and_a_rerun_only_stores_them(orthanc, cohort_in_pacs, client,  # noqa: F811
+                                                                         tmp_path):
+    """Over DIMSE from the API: an AE title that may fetch but not store; the cases' results are
+    written, each case says they were not stored; the rerun with a title that may store does
+    not redo the cases, it stores them."""
+    read_only = pacs_config(dimse_env(orthanc, SEGFORGE_PACS_CALLING_AET=READ_ONLY_AE))
+    cohort = pacs_cohort({"PatientID": PATIENT}, SeriesRule(modality="CT"), open_pacs(read_only))
+    out = tmp_path / "out"
+    before = len(orthanc.rest("/instances"))
+    summary = run_batch("organ", cohort.cases, out, OrganParameters(), client=client, progress=False, pacs=read_only,
+                        store=True)
+    assert summary.succeeded == [] and len(summary.failed) == 2
+    for failure in summary.failed:
+        assert "were written but not stored" in failure["what"] and READ_ONLY_AE in failure["why"], failure
+        assert "run the batch again with --store" in failure["todo"]
+        assert verify_manifest(out / "cases" / failure["case_id"]) == []  # the results are kept whole
+    assert len(orthanc.rest("/instances")) == before
+    stored = run_batch("organ", cohort.cases, out, OrganParameters(), client=client, progress=False,
+                       pacs=pacs_config(dimse_env(orthanc)), store=True)
+    assert sorted(stored.skipped) == sorted(c.case_id for c in cohort.cases) and stored.failed == []
+    assert all(files == {"seg.dcm": "stored", "sr.dcm": "stored"} for files in stored.stored.values())
+    assert len(orthanc.rest("/instances")) == before + 4

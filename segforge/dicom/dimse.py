@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import socket
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
@@ -58,7 +59,7 @@ class DimsePacs(PacsClient):
 
         with self._association("check the PACS (C-ECHO)", [(Verification, None)]) as assoc:
             status = assoc.send_c_echo()
-            self._check_status("check the PACS (C-ECHO)", status, (0x0000,))
+            self._check_status("check the PACS (C-ECHO)", status, (0x0000,), assoc)
 
     # -- C-FIND --------------------------------------------------------------------------------
     def find_studies(self, filters: Optional[Mapping[str, str]] = None) -> list[dict[str, str]]:
@@ -93,7 +94,7 @@ class DimsePacs(PacsClient):
         found = []
         with self._association(what, [(FindModel, None)]) as assoc:
             for status, identifier in assoc.send_c_find(query, FindModel):
-                code = self._check_status(what, status, (0x0000, *_PENDING))
+                code = self._check_status(what, status, (0x0000, *_PENDING), assoc)
                 if code in _PENDING and identifier is not None:
                     found.append(_plain(identifier))
         return found
@@ -128,7 +129,7 @@ class DimsePacs(PacsClient):
         query = _query("SERIES", (), {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid})
         with self._association(what, contexts, roles, [(evt.EVT_C_STORE, on_store)]) as assoc:
             for status, _ in assoc.send_c_get(query, GetModel):
-                self._check_status(what, status, (0x0000, *_PENDING, 0xB000))
+                self._check_status(what, status, (0x0000, *_PENDING, 0xB000), assoc)
         wanted = {i["SOPInstanceUID"] for i in instances}
         got = {p.stem for p in received}
         if not wanted <= got:
@@ -143,7 +144,7 @@ class DimsePacs(PacsClient):
         syntax = str(getattr(dataset.file_meta, "TransferSyntaxUID", "") or "") if hasattr(dataset, "file_meta") else ""
         with self._association(what, [(str(dataset.SOPClassUID), [syntax] if syntax else None)]) as assoc:
             status = assoc.send_c_store(dataset)
-            self._check_status(what, status, _STORED)
+            self._check_status(what, status, _STORED, assoc)
 
     # -- the association -----------------------------------------------------------------------
     def _association(self, what: str, contexts: Iterable[tuple[str, Optional[list[str]]]], roles: Any = None,
@@ -157,15 +158,19 @@ class DimsePacs(PacsClient):
             setattr(ae, name, config.timeout_s)
         for abstract, syntaxes in contexts:
             ae.add_requested_context(abstract, syntaxes or list(DEFAULT_TRANSFER_SYNTAXES))
+        started = time.monotonic()
         assoc = ae.associate(config.host, config.port, ae_title=config.called_ae, ext_neg=roles or None,
                              evt_handlers=handlers or None)
-        if assoc.is_rejected:
+        if not assoc.is_established:
+            self._reachable(what)  # down, or slow: pynetdicom says neither
+        # a rejection can reach pynetdicom as an abort (the PACS closes at once after its A-ASSOCIATE-RJ)
+        quick = time.monotonic() - started < 0.9 * config.timeout_s
+        if assoc.is_rejected or (not assoc.is_established and quick):
             raise InputError(f"Could not {what}", f"the PACS at {config.address} refused the association (it does "
                              f"not know our AE title {config.calling_ae!r}, or is not {config.called_ae!r})",
                              f"check {ENV_CALLED_AE} and {ENV_CALLING_AE}; the PACS must list {config.calling_ae!r} "
                              "among its modalities")
         if not assoc.is_established:
-            self._reachable(what)  # down, or slow: pynetdicom says neither
             raise InputError(f"Could not {what}", f"the PACS at {config.address} did not accept an association "
                              f"within {config.timeout_s:g} s", f"try again later, or allow more time with "
                              f"{ENV_TIMEOUT}")
@@ -188,13 +193,19 @@ class DimsePacs(PacsClient):
                              "down, or the address is wrong)", f"check that the PACS is running, {ENV_HOST} and "
                              f"{ENV_PORT}") from None
 
-    def _check_status(self, what: str, status: Optional[Dataset], accepted: tuple[int, ...]) -> int:
-        """The status code when ``accepted``; InputError otherwise (an empty status: the association
-        ended or timed out mid-operation)."""
+    def _check_status(self, what: str, status: Optional[Dataset], accepted: tuple[int, ...], assoc: Any) -> int:
+        """The status code when ``accepted``; InputError otherwise (an empty status: the PACS ended
+        the association, or sent nothing in time)."""
         code = getattr(status, "Status", None) if status is not None else None
+        quick = time.monotonic() - assoc.segforge_started < 0.9 * self.config.timeout_s
+        if code is None and (quick or not assoc.is_established):  # no valid answer, and not for want of time
+            ours = self.config.calling_ae
+            raise InputError(f"Could not {what}", f"the PACS at {self.config.address} gave no valid answer (it may "
+                             f"not allow our AE title {ours!r} to do this)", f"ask the PACS administrator to allow "
+                             f"{ours!r} to query, retrieve and store (the PACS's log says why)")
         if code is None:
-            raise InputError(f"Could not {what}", f"the PACS at {self.config.address} stopped answering (no reply "
-                             f"within {self.config.timeout_s:g} s, or it ended the association)",
+            raise InputError(f"Could not {what}", f"the PACS at {self.config.address} did not answer within "
+                             f"{self.config.timeout_s:g} s",
                              f"try again later, or allow more time with {ENV_TIMEOUT}")
         code = int(code)
         if code in accepted:
@@ -218,6 +229,7 @@ class _Association:
         self.assoc, self.pacs, self.what = assoc, pacs, what
 
     def __enter__(self) -> Any:
+        self.assoc.segforge_started = time.monotonic()  # when the operation began: a timeout or a refusal
         return self.assoc
 
     def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
