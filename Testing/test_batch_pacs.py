@@ -156,3 +156,33 @@ def test_a_refused_store_keeps_the_results_and_a_rerun_only_stores_them(orthanc,
     assert sorted(stored.skipped) == sorted(c.case_id for c in cohort.cases) and stored.failed == []
     assert all(files == {"seg.dcm": "stored", "sr.dcm": "stored"} for files in stored.stored.values())
     assert len(orthanc.rest("/instances")) == before + 4
+
+
+def test_dicom_on_a_dicom_tree_writes_seg_and_sr_per_case(tmp_path):
+    """``--dicom`` with a DICOM tree: each case's SEG and SR pass dciodvfy; a volume-file case
+    cannot have them and fails alone with what to do."""
+    from dicom_helpers import dciodvfy_errors
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    tree = tmp_path / "tree"
+    dcmqi_ct(SHARED_DATA, tree / "ct")
+    out = tmp_path / "out"
+    run = segforge("batch", "organ", str(tree), "--out", str(out), "--dicom", "--workers", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    case = out / "cases" / "ct"
+    assert dciodvfy_errors(case / "seg.dcm") == [] and dciodvfy_errors(case / "sr.dcm") == []
+    assert verify_manifest(case) == []
+    derived = segforge("batch", "organ", str(tree), "--out", str(out), "--dicom-derived")
+    assert derived.returncode == 1 and "--dicom-derived is not a batch option" in derived.stderr, derived.stderr
+    # a manifest with a DICOM series and a volume file: the volume's case fails alone
+    from segforge.image_io import read_volume, write_image
+
+    write_image(read_volume(tree / "ct"), tmp_path / "ct.nii.gz")
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f"case_id,image\nseries,{tree / 'ct'}\nvolume,{tmp_path / 'ct.nii.gz'}\n")
+    mixed = segforge("batch", "organ", str(manifest), "--out", str(tmp_path / "mixed"), "--dicom", "--workers", "1")
+    assert mixed.returncode == 1, mixed.stdout + mixed.stderr
+    assert "1 succeeded, 1 failed" in mixed.stdout and "failed volume: Cannot write DICOM SEG or SR" in mixed.stdout
+    assert (tmp_path / "mixed" / "cases" / "series" / "seg.dcm").is_file()
+    assert not (tmp_path / "mixed" / "cases" / "volume").exists()
