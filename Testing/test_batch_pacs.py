@@ -109,6 +109,8 @@ def test_a_pacs_down_fails_each_case_alone_with_one_message(orthanc, cohort_in_p
     assert (out / "failures.csv").read_text().count("\n") == 3  # header + 2
     with pytest.raises(InputError, match="no filter"):
         pacs_cohort({}, pacs=open_pacs(pacs_config(pacs_env(orthanc))))
+    with pytest.raises(InputError, match="'PatientNumber' is not a DICOM attribute"):
+        pacs_cohort({"PatientNumber": PATIENT}, pacs=open_pacs(pacs_config(pacs_env(orthanc))))
 
 
 def test_the_command_line_runs_a_query_over_dimse_and_resumes(orthanc, cohort_in_pacs, tmp_path):  # noqa: F811

@@ -33,8 +33,14 @@ def pacs_cohort(filters: Mapping[str, str], rule: SeriesRule = SeriesRule(),
     if not filters:
         raise InputError("The PACS query has no filter", "a query without one would take every study of the PACS",
                          "give at least one, e.g. --pacs-query PatientID=12345 or --pacs-query StudyDate=20240101-")
+    from pydicom.datadict import tag_for_keyword
+
     from ..dicom.pacs import open_pacs
 
+    unknown = [key for key in filters if tag_for_keyword(key) is None]
+    if unknown:
+        raise InputError(f"{', '.join(map(repr, unknown))} is not a DICOM attribute", "a PACS query filters on DICOM "
+                         "keywords", "use keywords such as PatientID, StudyDate, AccessionNumber, ModalitiesInStudy")
     pacs = pacs or open_pacs()
     cases, left_out = [], []
     studies = pacs.find_studies(filters)
