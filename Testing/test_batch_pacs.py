@@ -128,12 +128,21 @@ def test_the_command_line_runs_a_query_over_dimse_and_resumes(orthanc, cohort_in
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 succeeded, 0 failed, 2 skipped (2 stored in the PACS, 0 objects sent)" in again.stdout, again.stdout
     assert len(orthanc.rest("/instances")) == before + 4
-    # bad use: one line each, nothing run
-    for extra, expected in ((("--store",), "--store is for a PACS cohort"),
-                            (("--pacs-query", "PatientID"), "is not KEY=VALUE")):
+    # bad use, and a PACS down at the query: one line each, nothing run
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = {**env, "SEGFORGE_PACS_PORT": str(probe.getsockname()[1])}
+    for extra, expected, environment in (
+            (("--store",), "--store is for a PACS cohort", env),
+            (("--pacs-query", "PatientID"), "is not KEY=VALUE", env),
+            (("--pacs-query", f"PatientID={PATIENT}"), "cannot be reached", down)):
         inputs = (str(tmp_path),) if extra == ("--store",) else ()
-        bad = segforge("batch", "organ", *inputs, *extra, "--out", str(tmp_path / "bad"), env_extra=env)
+        bad = segforge("batch", "organ", *inputs, *extra, "--out", str(tmp_path / "bad"), env_extra=environment)
         assert bad.returncode == 1 and expected in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_a_refused_store_keeps_the_results_and_a_rerun_only_stores_them(orthanc, cohort_in_pacs, client,  # noqa: F811
