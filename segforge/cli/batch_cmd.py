@@ -46,7 +46,7 @@ examples:
   segforge batch organ cts/ --out results/ --scheduler tcp://10.0.0.5:8786
   segforge batch organ cts/ --out results/ --gpus 2 --device cuda
   segforge batch organ dicom/ --out results/ --modality CT --dicom
-  segforge batch organ --pacs-query PatientID=12345 --pacs-query StudyDate=20240101- --modality CT \
+  segforge batch organ --pacs-query PatientID=12345 --pacs-query StudyDate=20240101- --modality CT \\
       --out results/ --store
 """
 
