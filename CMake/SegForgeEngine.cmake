@@ -22,6 +22,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/batch/background.py
   segforge/batch/cases.py
   segforge/batch/gpu_plugin.py
+  segforge/batch/pacs_cases.py
   segforge/batch/resume.py
   segforge/batch/run_case.py
   segforge/batch/runner.py
@@ -50,13 +51,17 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/dicom/__init__.py
   segforge/dicom/codes.py
   segforge/dicom/derived.py
+  segforge/dicom/dimse.py
   segforge/dicom/measurements.py
   segforge/dicom/pacs.py
+  segforge/dicom/pacs_base.py
+  segforge/dicom/pacs_config.py
   segforge/dicom/results.py
   segforge/dicom/seg_export.py
   segforge/dicom/seg_import.py
   segforge/dicom/source.py
   segforge/dicom/sr_export.py
+  segforge/dicom/store_results.py
   segforge/dicom_series.py
   segforge/distance.py
   segforge/errors.py

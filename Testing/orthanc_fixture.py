@@ -1,6 +1,11 @@
 """A real Orthanc PACS for the tests: Debian's ``Orthanc`` with its DICOMweb plugin, started as a
 plain process from a JSON config on a free loopback port, authentication on, its storage in
-a throwaway folder, stopped (and its files deleted) after the tests."""
+a throwaway folder, stopped (and its files deleted) after the tests.
+
+Its DICOM (DIMSE) port is on too, on another free port: it answers only our AE title
+(``OUR_AE`` connecting from 127.0.0.1, allowed to echo, find, get and store; ``READ_ONLY_AE``
+the same but store) and only when
+called by its own (``ORTHANC_AE``), so a wrong title is a refused association."""
 from __future__ import annotations
 
 import json
@@ -19,12 +24,15 @@ import requests
 ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 USER, PASSWORD = "segforge", "test-only-password"
+ORTHANC_AE, OUR_AE = "ORTHANC_TEST", "SEGFORGE"
+READ_ONLY_AE = "SEGFORGE_RO"  # may find and fetch, not store
 
 
 @dataclass(frozen=True)
 class OrthancServer:
     url: str  # the server's root (Orthanc's REST API)
     folder: Path
+    dicom_port: int = 0  # its DIMSE port (on 127.0.0.1), called ORTHANC_AE
 
     @property
     def dicomweb(self) -> str:
@@ -51,7 +59,14 @@ def start_orthanc(folder: Path) -> tuple[subprocess.Popen, OrthancServer]:
     http, dicom = free_port(), free_port()
     config = {"Name": "SEGFORGE_TEST", "StorageDirectory": str(folder / "storage"),
               "IndexDirectory": str(folder / "index"), "HttpPort": http, "DicomPort": dicom,
-              "DicomServerEnabled": False, "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
+              "DicomServerEnabled": True, "DicomAet": ORTHANC_AE,
+              "DicomCheckCalledAet": True, "DicomCheckModalityHost": True, "DicomAlwaysAllowEcho": False,
+              "DicomAlwaysAllowStore": False, "DicomModalities": {"segforge": {
+                  "AET": OUR_AE, "Host": "127.0.0.1", "Port": free_port(), "AllowEcho": True,
+                  "AllowFind": True, "AllowGet": True, "AllowMove": False, "AllowStore": True},
+                  "readonly": {"AET": READ_ONLY_AE, "Host": "127.0.0.1", "Port": free_port(), "AllowEcho": True,
+                               "AllowFind": True, "AllowGet": True, "AllowMove": False, "AllowStore": False}},
+              "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
               "RegisteredUsers": {USER: PASSWORD}, "Plugins": [str(DICOMWEB_PLUGIN)],
               "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "HttpServerEnabled": True,
               "ConcurrentJobs": 1, "HttpThreadsCount": 4}
@@ -59,7 +74,7 @@ def start_orthanc(folder: Path) -> tuple[subprocess.Popen, OrthancServer]:
     log = open(folder / "orthanc.log", "wb")
     process = subprocess.Popen([ORTHANC, str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT,
                                cwd=folder)
-    server = OrthancServer(f"http://127.0.0.1:{http}", folder)
+    server = OrthancServer(f"http://127.0.0.1:{http}", folder, dicom)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -99,5 +114,15 @@ def pacs_env(server: OrthancServer, **changes: str) -> dict[str, str]:
     """The environment a user sets for SegForge's PACS commands (credentials never on a command line)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("SEGFORGE_PACS")}
     env.update(SEGFORGE_PACS_URL=server.dicomweb, SEGFORGE_PACS_USER=USER, SEGFORGE_PACS_PASSWORD=PASSWORD)
+    env.update(changes)
+    return env
+
+
+def dimse_env(server: OrthancServer, **changes: str) -> dict[str, str]:
+    """The environment for the same PACS over DIMSE: host, port and the two AE titles."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SEGFORGE_PACS")}
+    env.update(SEGFORGE_PACS_PROTOCOL="dimse", SEGFORGE_PACS_HOST="127.0.0.1",
+               SEGFORGE_PACS_PORT=str(server.dicom_port), SEGFORGE_PACS_AET=ORTHANC_AE,
+               SEGFORGE_PACS_CALLING_AET=OUR_AE, SEGFORGE_PACS_TIMEOUT="20")
     env.update(changes)
     return env

@@ -86,9 +86,11 @@ def test_vessel_report_ties_branches_findings_and_landmarks_to_the_segment(serie
         branch_rows=[{"id": 1, "length_mm": 42.5, "mean_radius_mm": 3.0, "min_radius_mm": 1.5, "max_radius_mm": 4.0}],
         finding_rows=[{"kind": "stenosis", "branch": 1, "stenosis_percent": 62.5, "minimal_diameter_mm": 2.25,
                        "maximal_diameter_mm": 6.0, "length_mm": 5.0, "arc_mm": 12.0,
+                       "reference_diameter_mm": 6.0, "reference_method": "interpolated",
                        "x_lps": -10.0, "y_lps": 20.5, "z_lps": 30.25},
                       {"kind": "dilatation", "branch": 1, "stenosis_percent": 0.0, "minimal_diameter_mm": 6.0,
                        "maximal_diameter_mm": 11.0, "length_mm": 7.0, "arc_mm": 30.0,
+                       "reference_diameter_mm": 6.5, "reference_method": "curve-fitted",
                        "x_lps": -11.0, "y_lps": 21.5, "z_lps": 40.0}],
         landmark_rows=[{"landmark": 1, "centerline_x_lps": 1.0, "centerline_y_lps": 2.0, "centerline_z_lps": 3.0,
                         "max_diameter_mm": 7.5, "min_diameter_mm": 6.5}])
@@ -113,6 +115,13 @@ def test_vessel_report_ties_branches_findings_and_landmarks_to_the_segment(serie
     assert dilatation.finding_type == codes.SCT.Dilatation
     assert _value(dilatation, codes.SCT.Diameter, codes.SCT.Maximum) == pytest.approx(11.0)
     assert _value(groups["landmark 1"], codes.SCT.Diameter, codes.SCT.Maximum) == pytest.approx(7.5)
+    # each finding's healthy reference: "Vessel lumen diameter" with its QCA reference method
+    for group, diameter, method in ((stenosis, 6.0, codes.DCM.InterpolatedLocalReference),
+                                    (dilatation, 6.5, codes.DCM.CurveFittedReference)):
+        (reference,) = group.get_measurements(name=codes.SCT.VesselLumenDiameter)
+        assert reference.value == pytest.approx(diameter) and reference.unit == codes.UCUM.Millimeter
+        assert reference.method == method and reference.derivation is None
+    assert not groups["branch 1"].get_measurements(name=codes.SCT.VesselLumenDiameter)
     assert all(g.referenced_segment.referenced_segment_numbers == [1] for g in groups.values())
 
 

@@ -74,8 +74,8 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
                  "(no other workflow, no mrml/worker/front end)"),
     "mrml": (frozenset({"base", *WORKFLOWS}), "mrml imports only the shared base and the workflows"),
     "worker": (frozenset({"base", *WORKFLOWS}), "the worker imports only the shared base and the workflows"),
-    "batch": (frozenset({"base", *WORKFLOWS}), "the batch (cohorts on Dask) imports only the shared base and the "
-              "workflows"),
+    "batch": (frozenset({"base", *WORKFLOWS, "dicom"}), "the batch (cohorts on Dask) imports only the shared base, "
+              "the workflows and segforge.dicom (a case's SEG and SR, a PACS query as the cohort)"),
     "dicom": (frozenset({"base", *WORKFLOWS, "mrml"}), "segforge.dicom (SEG, SR, PACS) imports the shared base, "
               "the workflows (their results and terminology) and mrml (loading a SEG into a node)"),
     **{logic: (frozenset(_BELOW_LOGIC), "a module Logic is Qt-free: it imports the engine (segforge.*), "

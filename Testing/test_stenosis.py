@@ -287,3 +287,17 @@ def test_one_absurd_radius_does_not_spread_a_junction_zone_over_the_tree():
     broken = CenterlineGraph(graph.nodes, tuple(change(b, radii_mm=radii) if b.id == 3 else b for b in graph.branches))
     before, after = analyse_stenoses(tree.mask, graph), analyse_stenoses(tree.mask, broken)
     assert after.findings == () and after.graded_fraction == pytest.approx(before.graded_fraction, abs=0.02)
+
+
+def test_a_lesion_between_two_healthy_flanks_has_an_interpolated_reference_one_at_an_end_a_fitted_one():
+    """What the SR names as each finding's reference method (QCA's interpolated or curve-fitted)."""
+    from segforge.vessel.stenosis import StenosisParameters, _reference
+
+    arc = np.arange(0.0, 80.0, 0.5)
+    diameter = np.full(arc.shape, 6.0)
+    diameter[(arc > 35) & (arc < 45)] = 2.5  # mid-vessel: healthy on both sides
+    diameter[arc < 3] = 2.5  # at the very start: healthy beyond it only
+    _, lesions = _reference(arc, diameter, np.ones(arc.shape, bool), StenosisParameters())
+    by_start = {lesion.start: lesion for lesion in lesions}
+    assert len(lesions) == 2, lesions
+    assert by_start[min(by_start)].flanks == 1 and by_start[max(by_start)].flanks == 2

@@ -257,6 +257,9 @@ def test_findings_of_both_kinds_reach_the_rows_and_the_summary():
     rows = meta["finding_rows"]
     assert [row["kind"] for row in rows] == ["stenosis", "dilatation"]
     assert all(set(FINDING_COLUMNS) <= set(row) for row in rows)
+    # the grid cuts the vessel to about 61 mm, so each finding has healthy vessel on one side only:
+    # graded against the trend scaled to that flank (what the SR names as its reference method)
+    assert [row["reference_method"] for row in rows] == ["curve-fitted", "curve-fitted"]
     assert rows[0]["stenosis_percent"] == round(stenosis[0].stenosis_percent, 2) and rows[1]["stenosis_percent"] == 0
     assert rows[1]["ratio"] == round(dilatation[0].ratio, 3) and rows[1]["maximal_diameter_mm"] > 10
     assert meta["summary"]["stenoses"] == 1 and meta["summary"]["dilatations"] == 1

@@ -72,12 +72,16 @@ class BatchJob:
 
 def start_batch(workflow: str, cases: Sequence[Case], out: str, parameters: Any,
                 options: Optional[Mapping[str, Any]] = None, *, cluster: ClusterSettings = ClusterSettings(),
-                client: Any = None) -> BatchJob:
-    """:func:`.runner.run_batch` in a background thread (no progress bar, no printing); the job at once."""
+                client: Any = None, pacs: Any = None, store: bool = False,
+                left_out: Sequence[dict] = ()) -> BatchJob:
+    """:func:`.runner.run_batch` in a background thread (no progress bar, no printing); the job at once.
+    ``pacs``, ``store``, ``left_out``: as :func:`.runner.run_batch` takes them (a PACS cohort from
+    the Slicer console runs in the background like any other)."""
     job = BatchJob()
     job._thread = threading.Thread(
         target=job._run, name="segforge-batch", daemon=True,
         args=((workflow, cases, out, parameters, options),
-              {"cluster": cluster, "client": client, "progress": False, "say": lambda line: None}))
+              {"cluster": cluster, "client": client, "progress": False, "say": lambda line: None, "pacs": pacs,
+               "store": store, "left_out": left_out}))
     job._thread.start()
     return job

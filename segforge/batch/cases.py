@@ -42,6 +42,8 @@ class Case:
     prompts: Optional[str] = None  # interactive: the prompt file replayed on the image
     seeds_lps: tuple[tuple[float, float, float], ...] = ()  # vessel: keep the vessels touching these
     origin: str = ""  # where it was found, for messages ("manifest row 4", "DICOM series ...")
+    pacs_study: Optional[str] = None  # a PACS case: the study and series fetched into ``image`` (a cache folder)
+    pacs_series: Optional[str] = None
 
     @property
     def input_path(self) -> Optional[str]:
@@ -71,7 +73,7 @@ class SeriesRule:
 @dataclass
 class Cohort:
     cases: list[Case]
-    kind: str  # folder, manifest or dicom
+    kind: str  # folder, manifest, dicom or pacs
     #: What was found but is not a case, each {"path", "reason"} (series the rule left out...).
     left_out: list[dict] = field(default_factory=list)
 

@@ -49,6 +49,10 @@ class CaseJob:
     parameters: Any
     cases_folder: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: A PACS cohort: where to fetch each case's series from (never written into a record: it may
+    #: hold a password) and whether to store the case's seg.dcm and sr.dcm back.
+    pacs: Optional[Any] = None
+    store: bool = False
 
 
 def case_folder(cases_folder: str | os.PathLike, case_id: str) -> Path:
@@ -63,6 +67,10 @@ def run_case(job: CaseJob) -> dict[str, Any]:
     outcome: dict[str, Any] = {"case_id": case.case_id, "input": case.input_path, "folder": str(folder),
                                "rows": [], "worker": _worker()}
     try:
+        if case.pacs_series is not None:
+            from .pacs_cases import fetch_into_cache
+
+            outcome["fetch"] = fetch_into_cache(case, job.pacs)
         inputs = input_digests(case)
         print_ = fingerprint(job.workflow, job.parameters, job.options, case)
         record = reusable(folder, inputs, print_)
@@ -71,6 +79,8 @@ def run_case(job: CaseJob) -> dict[str, Any]:
         else:
             _run(job, folder, inputs, print_, started)
             outcome.update(status="done", rows=case_rows(job.workflow, case.case_id, folder))
+        if job.store:
+            outcome["stored"] = _store(job, folder)
     except SegForgeError as error:
         outcome.update(status="failed", error=error.to_dict())
     except Exception as error:  # noqa: BLE001 - a bug in one case must not stop the cohort: recorded with its trace
@@ -111,6 +121,21 @@ def _run(job: CaseJob, folder: Path, inputs: list[dict], print_: str, started: f
         record["timings"]["total_s"] = time.perf_counter() - started
         (outputs.folder / RECORD).write_text(_json(record), encoding="utf-8")
         outputs.commit({**run.files, "record": outputs.folder / RECORD})
+
+
+def _store(job: CaseJob, folder: Path) -> dict[str, str]:
+    """The case's seg.dcm and sr.dcm into the PACS (what it holds already is not sent again, so
+    a rerun completes a half-stored case); a failure says the results are kept."""
+    from ..dicom.pacs import open_pacs
+    from ..dicom.store_results import store_result_set
+
+    try:
+        return store_result_set(open_pacs(job.pacs), folder)
+    except SegForgeError as error:
+        why = f"{error.what.rstrip('.')}: {error.why}" if error.why else error.what
+        todo = (f"{error.todo.rstrip('.')}; then " if error.todo else "") + \
+            "run the batch again with --store (the case is not redone, only stored)"
+        raise type(error)(f"The results of {job.case.case_id} were written but not stored", why, todo) from None
 
 
 def _file_of(path: str) -> str:

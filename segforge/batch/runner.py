@@ -38,6 +38,7 @@ from ..csv_table import write_csv
 from ..errors import Cancelled, InputError
 from ..progress import ProgressCallback, no_progress
 from .cases import Case
+from .pacs_cases import PACS_CACHE
 from .run_case import CaseJob, case_folder, peak_rss_mb, run_case
 from .table import CohortTables, replace_atomically
 
@@ -81,6 +82,8 @@ class BatchSummary:
     tables: list[Path] = field(default_factory=list)
     workers_peak_rss_mb: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: A PACS cohort with ``store``: case id -> {"seg.dcm": "stored" | "already stored", ...}.
+    stored: dict[str, dict] = field(default_factory=dict)
 
     @property
     def failures_file(self) -> Path:
@@ -88,7 +91,11 @@ class BatchSummary:
 
     def line(self) -> str:
         """The final line: how many cases succeeded, failed, were skipped, and where failures are listed."""
-        text = (f"{len(self.succeeded)} succeeded, {len(self.failed)} failed, {len(self.skipped)} skipped; "
+        stored = ""
+        if self.stored:
+            sent = sum(1 for files in self.stored.values() for state in files.values() if state == "stored")
+            stored = f" ({len(self.stored)} stored in the PACS, {sent} objects sent)"
+        text = (f"{len(self.succeeded)} succeeded, {len(self.failed)} failed, {len(self.skipped)} skipped{stored}; "
                 f"failures listed in {self.failures_file}")
         return f"interrupted ({len(self.not_run)} not run): {text}" if self.interrupted else text
 
@@ -96,7 +103,8 @@ class BatchSummary:
 def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, parameters: Any,
               options: Optional[Mapping[str, Any]] = None, *, cluster: ClusterSettings = ClusterSettings(),
               client: Any = None, progress: bool = True, say: Callable[[str], None] = print,
-              left_out: Sequence[dict] = (), report: Optional[ProgressCallback] = None) -> BatchSummary:
+              left_out: Sequence[dict] = (), report: Optional[ProgressCallback] = None, pacs: Any = None,
+              store: bool = False) -> BatchSummary:
     """Run ``workflow`` on every case into ``out`` (``out/cases/<case id>/`` each, plus the tables).
 
     ``parameters``: the workflow's engine parameters (``VesselPipelineParameters``,
@@ -107,6 +115,11 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
     and, while cases run, a few times a second; a :class:`~segforge.errors.Cancelled` it raises
     stops the batch as Ctrl-C does (how a background job's Cancel lands: :mod:`.background`).
     Returns the summary; Ctrl-C or Cancel return it with ``interrupted``.
+
+    PACS cases (:func:`~segforge.batch.pacs_cases.pacs_cohort`) are fetched by the worker that
+    runs them into ``out/pacs_cache/``, from the PACS ``pacs`` names (a
+    :class:`~segforge.dicom.pacs_config.PacsConfig`; default: the environment or config file
+    here), and get seg.dcm and sr.dcm; ``store`` sends those back (never twice).
     """
     if workflow not in WORKFLOWS:
         raise InputError(f"Unknown workflow {workflow!r}", f"segforge batch runs {', '.join(WORKFLOWS)}",
@@ -115,10 +128,10 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
         raise InputError("No case to run", "the cohort is empty", "give a folder, manifest or DICOM tree with cases")
     out = Path(out)
     cases_folder = _prepare_out(out)
+    cases, pacs, options = _pacs_settings(cases, out, pacs, store, dict(options or {}))
     summary = BatchSummary(out)
     started = time.perf_counter()
     began = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    options = dict(options or {})
     tables = CohortTables(workflow, out)
     state = _State(workflow, out, cases, summary, tables, left_out, cluster)
     with contextlib.ExitStack() as stack:
@@ -129,7 +142,8 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
         if summary.dashboard:
             say(f"Dask dashboard: {summary.dashboard}")
         resources = _gpu_resources(client, cluster.gpus)
-        jobs = [CaseJob(workflow, case, parameters, str(cases_folder), options) for case in cases]
+        jobs = [CaseJob(workflow, case, parameters, str(cases_folder), options, pacs if case.pacs_series else None,
+                        store and case.pacs_series is not None) for case in cases]
         futures: dict = {}
         try:
             _collect(client, jobs, futures, resources, state, progress, report or no_progress)
@@ -150,6 +164,22 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
         with _interrupts_held():
             state.write_all()
     return summary
+
+
+def _pacs_settings(cases: Sequence[Case], out: Path, pacs: Any, store: bool,
+                   options: dict[str, Any]) -> tuple[list[Case], Any, dict[str, Any]]:
+    """PACS cases get their cache folder and DICOM results; the PACS settings are read here once
+    (a missing or wrong setting stops the batch before any case)."""
+    if not any(case.pacs_series for case in cases):
+        if store:
+            raise InputError("Nothing to store", "store sends the results of PACS cases, and the cohort has none",
+                             "use a PACS query as the cohort (--pacs-query), or leave --store out")
+        return list(cases), None, options
+    from ..dicom.pacs_config import pacs_config
+    from .pacs_cases import with_cache
+
+    (out / PACS_CACHE).mkdir(exist_ok=True)
+    return with_cache(cases, out), pacs or pacs_config(), {**options, "dicom": True}
 
 
 @dataclass
@@ -176,6 +206,8 @@ class _State:
         else:
             (self.summary.skipped if status == "skipped" else self.summary.succeeded).append(case_id)
             self.tables.add(case_id, outcome.get("rows", []))
+        if outcome.get("stored"):
+            self.summary.stored[case_id] = outcome["stored"]
         worker = outcome.get("worker") or {}
         if worker.get("pid") is not None:
             self.workers[f"{worker.get('host')}:{worker.get('pid')}"] = worker
@@ -195,7 +227,7 @@ class _State:
                               "memory_limit": self.cluster.memory_limit, "gpus": self.cluster.gpus,
                               "allowed_failures": self.cluster.allowed_failures},
                   "dashboard": self.summary.dashboard, "worker_processes": self.workers,
-                  "workers_peak_rss_mb": self.summary.workers_peak_rss_mb}
+                  "workers_peak_rss_mb": self.summary.workers_peak_rss_mb, "stored": self.summary.stored}
         text = json.dumps(record, indent=2, default=str) + "\n"
         replace_atomically(self.out / BATCH_RECORD, lambda path: path.write_text(text, encoding="utf-8"))
 
@@ -408,6 +440,10 @@ def _sweep_partials(cases_folder: Path, cases: Sequence[Case]) -> None:
     ids = {case.case_id for case in cases}
     for path in cases_folder.glob(".*.partial-*"):
         if path.is_dir() and path.name[1:].rsplit(".partial-", 1)[0] in ids:
+            shutil.rmtree(path, ignore_errors=True)
+    series = {case.pacs_series for case in cases if case.pacs_series}
+    for path in (cases_folder.parent / PACS_CACHE).glob(".*.partial-*"):  # a fetch stopped mid-way
+        if path.is_dir() and path.name[1:].rsplit(".partial-", 1)[0] in series:
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -3,7 +3,8 @@ commands (``segforge vessel|organ|interactive``), into an output set's temporary
 
 Each function reads the case's inputs with the project's verified reads, runs the workflow
 with the batch's parameters (and the case's own options: seeds, segment, prompt file) and
-writes the same files the single command writes; it returns the files by kind, the device
+writes the same files the single command writes (with ``options["dicom"]`` also seg.dcm and
+sr.dcm, as ``--dicom`` does: the series' headers are checked before the work); it returns the files by kind, the device
 it ran on and what the user should know. Errors are raised as they are (the caller records
 them); nothing here touches Dask.
 """
@@ -31,6 +32,18 @@ def _image(case: Case, options: Mapping[str, Any], warnings: list[str]):
                                warnings=warnings).image
 
 
+def _dicom_source(case: Case, image: Any, options: Mapping[str, Any]) -> Any:
+    """The source series of the case's DICOM results (None when not asked): read and checked
+    against the image before the work, so a series with empty UIDs fails in seconds."""
+    if not options.get("dicom"):
+        return None
+    from ..dicom.source import not_dicom_error, read_source_series
+
+    if case.image is None or image is None or not Path(case.image).is_dir():
+        raise not_dicom_error(case.image or case.case_id)
+    return read_source_series(case.image, image, case.series_uid)
+
+
 def run_vessel(case: Case, parameters: Any, options: Mapping[str, Any], outputs: OutputSet,
                warnings: list[str]) -> WorkflowRun:
     """The vessel tree of the case's image, segment, or both (``parameters``: VesselPipelineParameters)."""
@@ -50,6 +63,7 @@ def run_vessel(case: Case, parameters: Any, options: Mapping[str, Any], outputs:
     started = time.perf_counter()
     segment = read_segment(case.segment) if case.segment is not None else None
     image = _image(case, options, warnings) if case.image is not None else None
+    source = _dicom_source(case, image, options)
     result = run_vessel_pipeline(image, parameters, None, segment=None if segment is None else segment.mask)
     tree = tree_from_result(result)
     outputs.require_space(vessel_output_bytes(tree))
@@ -58,7 +72,14 @@ def run_vessel(case: Case, parameters: Any, options: Mapping[str, Any], outputs:
     if segment is not None:
         extra["segment"] = {"file": str(segment.path), "name": segment.name}
     assert outputs.folder is not None
-    files = write_vessel_outputs(tree, outputs.folder, extra, segment_name=str(options.get("segment_name", "Vessels")))
+    name = str(options.get("segment_name", "Vessels"))
+    files = write_vessel_outputs(tree, outputs.folder, extra, segment_name=name)
+    if source is not None:
+        from ..dicom.results import vessel_dicom
+        from ..vessel.outputs import VESSEL_SEGMENT
+
+        files.update(vessel_dicom(outputs.folder, source, tree, replace(VESSEL_SEGMENT, name=name),
+                                  str(tree.summary.get("mask_model", "vessel"))))
     return WorkflowRun(files, str(parameters.mask.device), list(tree.summary.get("warnings", []) or []))
 
 
@@ -75,6 +96,7 @@ def run_organ(case: Case, parameters: Any, options: Mapping[str, Any], outputs: 
     check_request(parameters)
     started = time.perf_counter()
     image = _image(case, options, warnings)
+    source = _dicom_source(case, image, options)
     result = segment_organs(image, parameters)
     statistics = (structure_statistics(image, result.labels.array, result.names)
                   if options.get("statistics", True) else None)
@@ -82,6 +104,12 @@ def run_organ(case: Case, parameters: Any, options: Mapping[str, Any], outputs: 
     assert outputs.folder is not None
     files = write_organ_outputs(result, statistics, outputs.folder,
                                 {"input": case.image, "total_seconds": time.perf_counter() - started})
+    if source is not None:
+        from ..dicom.results import organ_dicom
+        from ..organ.outputs import organ_segments
+
+        files.update(organ_dicom(outputs.folder, source, image, result.labels, organ_segments(result.names),
+                                 result.model, statistics))
     return WorkflowRun(files, result.device, list(result.warnings))
 
 
@@ -103,6 +131,7 @@ def run_interactive(case: Case, parameters: Any, options: Mapping[str, Any], out
     prompts = read_prompt_file(Path(case.prompts))
     started = time.perf_counter()
     image = _image(case, options, warnings)
+    source = _dicom_source(case, image, options)
     check_prompts(prompts, image)
     session = InteractiveSession(image, parameters["backend"], parameters["device"])
     steps = replay_prompts(session, prompts)
@@ -111,6 +140,13 @@ def run_interactive(case: Case, parameters: Any, options: Mapping[str, Any], out
     outputs.require_space(lesion_output_bytes(session.mask))
     assert outputs.folder is not None
     files = write_lesion_outputs(image.with_array(session.mask), parameters["segment_name"], summary, outputs.folder)
+    if source is not None:
+        from ..dicom.results import lesion_dicom
+        from ..interactive.replay import LESION_COLOR
+        from ..segmentation_file import SegmentInfo
+
+        files.update(lesion_dicom(outputs.folder, source, image.with_array(session.mask),
+                                  SegmentInfo(1, parameters["segment_name"], LESION_COLOR), parameters["backend"]))
     return WorkflowRun(files, str(getattr(session, "device", parameters["device"])), [])
 
 

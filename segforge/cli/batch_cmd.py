@@ -19,6 +19,13 @@ INPUTS is a folder of volumes (a case per file; NAME.prompts.json beside a volum
 file), a CSV/TSV manifest (a header row, then a row per case; columns case_id, image, series_uid,
 segment (FILE[:LABEL]), prompts, seeds (x,y,z;x,y,z in LPS mm); paths relative to the manifest)
 or a DICOM folder tree (a case per series that --modality and --description select).
+Instead of INPUTS, --pacs-query KEY=VALUE (repeated) makes a PACS query the cohort: a case per
+image series of the matching studies that --modality and --description select, named by its
+Series Instance UID, fetched by the worker that runs it into --out/pacs_cache/ (verified by
+SHA-256, fetched again only when the PACS holds other instances), with seg.dcm and sr.dcm in its
+folder; --store sends them back to the PACS (what it holds already is never sent twice). The PACS
+is the one `segforge pacs` uses (DICOMweb or DIMSE, from the environment or the config file).
+--dicom with a DICOM tree writes seg.dcm and sr.dcm per case too.
 
 Options not listed here are the workflow's own, as `segforge WORKFLOW --help` lists them
 (--preset, --structures, --backend, --device...); they apply to every case.
@@ -38,13 +45,17 @@ examples:
   segforge batch interactive lesions.tsv --out results/ --backend random-walker
   segforge batch organ cts/ --out results/ --scheduler tcp://10.0.0.5:8786
   segforge batch organ cts/ --out results/ --gpus 2 --device cuda
+  segforge batch organ dicom/ --out results/ --modality CT --dicom
+  segforge batch organ --pacs-query PatientID=12345 --pacs-query StudyDate=20240101- --modality CT \\
+      --out results/ --store
 """
 
 WORKFLOW_COMMANDS = ("vessel", "organ", "interactive")
 #: Workflow options that make no sense for a cohort (the batch sets them per case).
 _REFUSED = {"--out": "the batch's --out", "--overwrite": "a rerun redoes changed cases itself",
             "--series": "a DICOM tree gives each case its series (or the manifest's series_uid column)",
-            "--segment": "give segments per case: the manifest's segment column, or --segments with a folder"}
+            "--segment": "give segments per case: the manifest's segment column, or --segments with a folder",
+            "--dicom-derived": "a batch writes DICOM results for DICOM series only (--dicom)"}
 _PLACEHOLDER = "<each case>"
 
 
@@ -54,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="Run WORKFLOW on every case of INPUTS, each into its own folder.",
                                    epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workflow", choices=WORKFLOW_COMMANDS, help="the workflow each case runs")
-    parser.add_argument("inputs", type=Path, help="a folder of volumes, a .csv/.tsv manifest or a DICOM tree")
+    parser.add_argument("inputs", type=Path, nargs="?", default=None,
+                        help="a folder of volumes, a .csv/.tsv manifest or a DICOM tree (or --pacs-query)")
     parser.add_argument("--out", required=True, type=Path, help="the cohort's results folder (created)")
     parser.add_argument("--kind", choices=("auto", "folder", "manifest", "dicom"), default="auto",
                         help="what INPUTS is (default: a .csv/.tsv is a manifest, a folder with volume files a "
@@ -62,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--modality", default=None, help="DICOM tree: only series of this modality (CT, MR...)")
     parser.add_argument("--description", default=None, metavar="REGEX",
                         help="DICOM tree: only series whose description matches (case-insensitive)")
+    parser.add_argument("--pacs-query", action="append", default=[], metavar="KEY=VALUE",
+                        help="the cohort is the PACS's studies matching these DICOM keyword filters (repeat: "
+                             "PatientID=..., StudyDate=20240101-20241231, AccessionNumber=..., "
+                             "ModalitiesInStudy=CT); --modality / --description choose their series")
+    parser.add_argument("--store", action="store_true",
+                        help="with --pacs-query: store each case's seg.dcm and sr.dcm back in the PACS")
     parser.add_argument("--segments", action="store_true",
                         help="vessel: the folder's files are segments (label maps, .seg.nrrd), not images")
     parser.add_argument("--segment-label", default=None, metavar="LABEL|NAME",
@@ -106,6 +124,8 @@ def workflow_arguments(workflow: str, extra: list[str]) -> argparse.Namespace:
 def workflow_parameters(workflow: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """(the engine parameters, the options every case shares), through the module's form."""
     options: dict[str, Any] = {"allow_gaps": args.allow_gaps}
+    if getattr(args, "dicom", False):
+        options["dicom"] = True
     if workflow == "vessel":
         from .vessel_cmd import vessel_form
 
@@ -130,8 +150,46 @@ def workflow_parameters(workflow: str, args: argparse.Namespace) -> tuple[Any, d
     return {key: session[key] for key in ("backend", "device", "segment_name")}, options
 
 
+def pacs_filters(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs as query filters (the keywords are checked by the PACS client)."""
+    filters = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--pacs-query {pair!r} is not KEY=VALUE", "a query filter names a DICOM keyword and "
+                             "its value", "write it as e.g. --pacs-query PatientID=12345")
+        filters[key.strip()] = value.strip()
+    return filters
+
+
+def _cohort(args: argparse.Namespace, prompts: Any) -> Any:
+    """The cases: INPUTS as found on disk, or the PACS query's series."""
+    from ..batch import SeriesRule, discover, pacs_cohort
+
+    rule = SeriesRule(args.modality, args.description)
+    if args.pacs_query:
+        if args.inputs is not None:
+            raise InputError("Both INPUTS and --pacs-query are given", "a cohort is one or the other",
+                             "give a folder/manifest/DICOM tree, or --pacs-query, not both")
+        cohort = pacs_cohort(pacs_filters(args.pacs_query), rule)
+        if prompts is not None:
+            from dataclasses import replace
+
+            given = str(Path(prompts).absolute())
+            cohort.cases = [replace(case, prompts=given) for case in cohort.cases]
+        return cohort
+    if args.inputs is None:
+        raise InputError("No cohort given", "INPUTS and --pacs-query are both missing",
+                         "give a folder of volumes, a manifest or a DICOM tree, or --pacs-query KEY=VALUE")
+    if args.store:
+        raise InputError("--store is for a PACS cohort", "INPUTS are files on this machine",
+                         "use --pacs-query KEY=VALUE as the cohort, or store a result with segforge pacs store")
+    return discover(args.inputs, args.kind, rule=rule, segment_label=args.segment_label, segments=args.segments,
+                    prompts=prompts)
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..batch import ClusterSettings, SeriesRule, discover, run_batch
+    from ..batch import ClusterSettings, run_batch
 
     if not args.debug:  # Dask's own start/stop chatter (INFO on stderr) would bury the progress bar
         logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -139,11 +197,11 @@ def run(args: argparse.Namespace) -> int:
     parameters, options = workflow_parameters(args.workflow, workflow_args)
     prompts = getattr(workflow_args, "prompts", None)
     prompts = args.prompts or (None if prompts is None or str(prompts) == _PLACEHOLDER else prompts)
-    cohort = discover(args.inputs, args.kind, rule=SeriesRule(args.modality, args.description),
-                      segment_label=args.segment_label, segments=args.segments, prompts=prompts)
+    cohort = _cohort(args, prompts)
+    where = args.inputs if args.inputs is not None else "the PACS"
     for count, what in ((len(cohort.cases), "cases"), (len(cohort.left_out), "left out (listed in batch.json)")):
         if count or what == "cases":
-            print(f"{count} {what} in {args.inputs} ({cohort.kind})")
+            print(f"{count} {what} in {where} ({cohort.kind})")
     for settings_value, name in ((args.workers, "--workers"), (args.threads_per_worker, "--threads-per-worker")):
         if settings_value is not None and settings_value < 1:
             raise InputError(f"{name} is {settings_value}", "a cluster needs at least one", f"give {name} 1 or more")
@@ -152,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                               scheduler=args.scheduler, gpus=max(0, args.gpus),
                               allowed_failures=max(0, args.allowed_failures))
     summary = run_batch(args.workflow, cohort.cases, args.out, parameters, options, cluster=cluster,
-                        left_out=cohort.left_out)
+                        left_out=cohort.left_out, store=args.store)
     for failure in summary.failed[:10]:
         print(f"failed {failure['case_id']}: {SegForgeError(failure['what'], failure['why'], failure['todo']).message}")
     if len(summary.failed) > 10:

@@ -1,6 +1,7 @@
 """``segforge pacs``: find a study, fetch a series, run a workflow on it, store its SEG and SR back.
 
-Thin: the PACS is :class:`segforge.dicom.pacs.Pacs` (DICOMweb), the workflow is the same
+Thin: the PACS is :func:`segforge.dicom.pacs.open_pacs` (DICOMweb or DIMSE, as the settings
+say), the workflow is the same
 command as ``segforge organ|vessel|interactive --dicom``, the files come from its result set.
 """
 from __future__ import annotations
@@ -13,13 +14,18 @@ from pathlib import Path
 from .output_folder import add_output_options
 
 EPILOG = """\
-The PACS's DICOMweb address and the credentials come from the environment or a config file,
-never from the command line:
+The PACS's address and the credentials come from the environment or a config file, never from
+the command line. DICOMweb:
   export SEGFORGE_PACS_URL=https://pacs.example.org/dicom-web
   export SEGFORGE_PACS_USER=segforge SEGFORGE_PACS_PASSWORD=...      (or ~/.config/segforge/pacs.json,
   {"url": ..., "username": ..., "password": ..., "timeout_s": 30}, chmod 600; SEGFORGE_PACS_CONFIG names another)
+DIMSE (C-ECHO, C-FIND, C-GET, C-STORE; the PACS must know our AE title):
+  export SEGFORGE_PACS_PROTOCOL=dimse SEGFORGE_PACS_HOST=pacs.example.org SEGFORGE_PACS_PORT=104
+  export SEGFORGE_PACS_AET=PACS SEGFORGE_PACS_CALLING_AET=SEGFORGE     (or protocol, host, port, called_ae,
+  calling_ae in the config file)
 
 examples:
+  segforge pacs echo                                                   is the PACS there, does it accept us?
   segforge pacs find --patient-id 12345
   segforge pacs fetch --study 1.2.3 --out ct_series/
   segforge pacs run organ --study 1.2.3 --out results/                 fetch, segment, store seg.dcm + sr.dcm
@@ -34,10 +40,13 @@ WORKFLOWS = ("organ", "vessel", "interactive")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("pacs", help="find, fetch, segment and store back through a PACS (DICOMweb)",
-                                   description="Work with a PACS over DICOMweb.", epilog=EPILOG,
+    parser = subparsers.add_parser("pacs", help="find, fetch, segment and store back through a PACS "
+                                                "(DICOMweb or DIMSE)",
+                                   description="Work with a PACS over DICOMweb or DIMSE.", epilog=EPILOG,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="pacs_command", metavar="ACTION", required=True)
+    echo = commands.add_parser("echo", help="check that the PACS answers and accepts us (C-ECHO on DIMSE)")
+    echo.set_defaults(func=run_echo)
     find = commands.add_parser("find", help="list the studies matching the filters")
     find.add_argument("--patient-id", default=None)
     find.add_argument("--accession", default=None)
@@ -70,13 +79,22 @@ def _add_study_options(parser: argparse.ArgumentParser) -> None:
                         help="the Series Instance UID (default: the study's one image series)")
 
 
+def run_echo(args: argparse.Namespace) -> int:
+    from ..dicom.pacs import open_pacs
+
+    pacs = open_pacs()
+    pacs.echo()
+    print(f"the PACS at {pacs.config.address} answers ({pacs.config.protocol})")
+    return 0
+
+
 def run_find(args: argparse.Namespace) -> int:
-    from ..dicom.pacs import Pacs
+    from ..dicom.pacs import open_pacs
 
     filters = {key: value for key, value in (("PatientID", args.patient_id), ("AccessionNumber", args.accession),
                                              ("StudyDate", args.date), ("ModalitiesInStudy", args.modality))
                if value}
-    studies = Pacs().find_studies(filters)
+    studies = open_pacs().find_studies(filters)
     for study in studies:
         print("\t".join(study.get(key, "") for key in ("StudyInstanceUID", "StudyDate", "PatientID", "PatientName",
                                                        "ModalitiesInStudy", "StudyDescription")))
@@ -85,10 +103,10 @@ def run_find(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from ..dicom.pacs import Pacs
+    from ..dicom.pacs import open_pacs
     from ..output_set import OutputSet
 
-    pacs = Pacs()
+    pacs = open_pacs()
     series = pacs.choose_series(args.study, args.series)
     with OutputSet(args.out, overwrite=args.overwrite, parameters={"study": args.study, "series": series},
                    command="pacs fetch", finished_at_commit=True) as outputs:
@@ -99,35 +117,20 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_store(args: argparse.Namespace) -> int:
-    from ..dicom.pacs import Pacs
+    from ..dicom.pacs import open_pacs
+    from ..dicom.store_results import store_result_set
 
-    for kind, state in store_result_set(Pacs(), args.folder).items():
+    for kind, state in store_result_set(open_pacs(), args.folder).items():
         print(f"{state}: {kind}")
     return 0
 
 
-def store_result_set(pacs, folder: Path) -> dict[str, str]:
-    """Store a result folder's seg.dcm and sr.dcm (its manifest checked first: nothing changed)."""
-    from ..dicom.results import SEG_FILE, SR_FILE
-    from ..errors import InputError
-    from ..output_set import MANIFEST, verify_manifest
-
-    files = [folder / SEG_FILE, folder / SR_FILE]
-    if not (folder / MANIFEST).is_file() or not all(path.is_file() for path in files):
-        raise InputError(f"{folder} holds no DICOM results", f"{SEG_FILE}, {SR_FILE} or {MANIFEST} is missing",
-                         "run the workflow with --dicom first (or segforge pacs run)")
-    problems = verify_manifest(folder)
-    if problems:
-        raise InputError(f"The results in {folder} changed since they were written", "; ".join(problems[:3]),
-                         "run the workflow again rather than store altered files")
-    return {Path(path).name: state for path, state in pacs.store(files).items()}
-
-
 def run_workflow(args: argparse.Namespace) -> int:
-    from ..dicom.pacs import Pacs
+    from ..dicom.pacs import open_pacs
+    from ..dicom.store_results import store_result_set
     from .main import build_parser
 
-    pacs = Pacs()
+    pacs = open_pacs()
     series = pacs.choose_series(args.study, args.series)
     options = shlex.split(args.options)
     with tempfile.TemporaryDirectory(prefix="segforge-pacs-") as temporary:

@@ -1,7 +1,8 @@
 """Each workflow's numbers as SR measurement groups, tied to the segment they measure.
 
 Organs: volume, mean and SD of the image per structure. Vessels: each branch's length and
-diameters, each stenosis or dilatation with its place, each landmark's diameters. Lesions:
+diameters, each stenosis or dilatation with its place and the healthy reference diameter it is
+graded against, each landmark's diameters. Lesions:
 volume. Units are UCUM, quantities SNOMED CT / DICOM codes from PS3.16 (pydicom's tables).
 """
 from __future__ import annotations
@@ -61,6 +62,8 @@ def vessel_groups(tree: Any, segment_number: int) -> list[MeasurementGroup]:
         values = [Value(codes.SCT.Diameter, row["minimal_diameter_mm" if stenosis else "maximal_diameter_mm"], _MM,
                         codes.SCT.Minimum if stenosis else codes.SCT.Maximum),
                   Value(codes.SCT.Length, row["length_mm"], _MM)]
+        if row.get("reference_diameter_mm") is not None:
+            values.append(reference_value(row))
         if stenosis:
             values.insert(0, Value(codes.SCT.LumenDiameterStenosis, row["stenosis_percent"], codes.UCUM.Percent))
         groups.append(MeasurementGroup(f"{row.get('kind', 'stenosis')} {n} (branch {row['branch']}, "
@@ -75,6 +78,21 @@ def vessel_groups(tree: Any, segment_number: int) -> list[MeasurementGroup]:
             groups.append(MeasurementGroup(f"landmark {row['landmark']}", segment_number, vessel, values, vessel,
                                            point))
     return groups
+
+
+#: A finding's reference method -> its code (DICOM CID 3465, QA Reference Method).
+REFERENCE_METHODS = {"interpolated": codes.DCM.InterpolatedLocalReference,
+                     "curve-fitted": codes.DCM.CurveFittedReference}
+
+
+def reference_value(row: Mapping[str, Any]) -> Value:
+    """The healthy lumen diameter a finding is graded against: SNOMED CT "Vessel lumen diameter"
+    with its QCA reference method (interpolated between the healthy flanks, or the vessel's
+    fitted trend scaled to one flank) as the measurement method, so a reader tells it from the
+    finding's own minimal or maximal diameter."""
+    method = REFERENCE_METHODS.get(str(row.get("reference_method", "interpolated")),
+                                   codes.DCM.InterpolatedLocalReference)
+    return Value(codes.SCT.VesselLumenDiameter, float(row["reference_diameter_mm"]), _MM, method=method)
 
 
 def lesion_groups(mask: Image, segment_number: int) -> list[MeasurementGroup]:

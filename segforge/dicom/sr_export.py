@@ -28,12 +28,14 @@ DEVICE_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'https://segforge.invalid/de
 
 @dataclass(frozen=True)
 class Value:
-    """One number: what it is (a coded concept, optionally with a derivation such as Mean) and its unit."""
+    """One number: what it is (a coded concept, optionally with a derivation such as Mean, and the
+    method that measured it) and its unit."""
 
     name: Code
     value: float
     unit: Code
     derivation: Optional[Code] = None
+    method: Optional[Code] = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def _group(seg: SegExport, source: SourceSeries, group: MeasurementGroup, frame:
         segment_number=group.segment_number,
         source_series=hd.sr.SourceSeriesForSegmentation(str(source.first.SeriesInstanceUID)))
     # an absent quantity (an SD of nothing) is left out, never written as a number
-    values = [hd.sr.Measurement(name=v.name, value=float(v.value), unit=v.unit, derivation=v.derivation)
+    values = [hd.sr.Measurement(name=v.name, value=float(v.value), unit=v.unit, derivation=v.derivation,
+                                method=v.method)
               for v in group.values if np.isfinite(v.value)]
     tracking = hd.UID()
     sites = [hd.sr.FindingSite(group.finding_site)] if group.finding_site is not None else None

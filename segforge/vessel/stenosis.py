@@ -51,6 +51,8 @@ from .radius import affine, across
 from .sampling import trilinear
 
 STENOSIS, DILATATION = "stenosis", "dilatation"
+#: How a finding's reference diameter was found (see :func:`_reference`).
+INTERPOLATED, CURVE_FITTED = "interpolated", "curve-fitted"
 
 #: Samples across each cross-section (odd, so one sits on the centreline).
 _GRID = 41
@@ -118,6 +120,9 @@ class StenosisFinding:
     #: extent along the branch (where the lumen departs from the reference by more than ``lesion_percent``)
     start_arc_mm: float
     end_arc_mm: float
+    #: how the reference was found: INTERPOLATED (the line between both healthy flanks, QCA's
+    #: interpolated reference) or CURVE_FITTED (the trend scaled to the one healthy flank)
+    reference_method: str = INTERPOLATED
 
     @property
     def length_mm(self) -> float:
@@ -463,7 +468,11 @@ class _Lesion:
     kind: str
     start: int
     stop: int  # exclusive
-    graded: bool  # a healthy flank gave it a reference
+    flanks: int  # healthy flanks that gave it a reference (0: not graded)
+
+    @property
+    def graded(self) -> bool:
+        return self.flanks > 0
 
 
 def _reference(arc: np.ndarray, diameter: np.ndarray, reliable: np.ndarray,
@@ -505,7 +514,7 @@ def _reference(arc: np.ndarray, diameter: np.ndarray, reliable: np.ndarray,
             reference[start:stop] = d0 + (d1 - d0) * (arc[start:stop] - s0) / max(s1 - s0, 1e-9)
         elif sides:
             reference[start:stop] = fit[start:stop] * sides[0][1] / sides[0][2]
-        lesions.append(_Lesion(kind, start, stop, bool(sides)))
+        lesions.append(_Lesion(kind, start, stop, len(sides)))
     return reference, lesions
 
 
@@ -641,7 +650,8 @@ def _findings(profile: DiameterProfile, lesions: list[_Lesion],
             reference_diameter_mm=float(profile.reference_mm[worst]),
             minimal_diameter_mm=float(extent.min()), maximal_diameter_mm=float(extent.max()),
             start_arc_mm=float(profile.arc_mm[window[beyond][0]]),
-            end_arc_mm=float(profile.arc_mm[window[beyond][-1]])))
+            end_arc_mm=float(profile.arc_mm[window[beyond][-1]]),
+            reference_method=INTERPOLATED if lesion.flanks == 2 else CURVE_FITTED))
     return findings
 
 

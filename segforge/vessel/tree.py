@@ -76,7 +76,8 @@ def _finding_row(finding: Any) -> dict[str, Any]:
             "stenosis_percent": round(float(finding.stenosis_percent), 2), "ratio": round(float(finding.ratio), 3),
             "minimal_diameter_mm": float(finding.minimal_diameter_mm),
             "maximal_diameter_mm": float(finding.maximal_diameter_mm),
-            "reference_diameter_mm": float(finding.reference_diameter_mm), "arc_mm": float(finding.arc_mm),
+            "reference_diameter_mm": float(finding.reference_diameter_mm),
+            "reference_method": str(finding.reference_method), "arc_mm": float(finding.arc_mm),
             "length_mm": float(finding.length_mm), "x_lps": x, "y_lps": y, "z_lps": z}
 
 
