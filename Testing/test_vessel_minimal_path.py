@@ -130,3 +130,25 @@ def test_the_pipeline_takes_minimal_paths_when_targets_are_given():
     direct = minimal_path_centerlines(tree.mask, endpoints)
     assert [len(b.points_lps) for b in graph.branches] == [len(b.points_lps) for b in direct.branches]
     assert np.allclose(graph.points_lps(), direct.points_lps())
+
+
+@pytest.mark.parametrize("kind", ["Y", "arc"])
+def test_thick_vessels_take_paths_on_blocks_and_lose_little(kind, monkeypatch):
+    """Vessels 6-8 mm in radius on a 0.6 mm grid: the paths are found on blocks of 2 voxels
+    (a few times fewer voxels), then centred on the full grid. Measured 2026-12-07: axis 0.165 /
+    0.024 mm from the truth (the voxels' paths: 0.071 / 0.024), radius 0.050 / 0.023 mm."""
+    grid = make_grid((110, 110, 130) if kind == "Y" else (110, 110, 50), spacing=(0.6, 0.6, 0.6), center_lps=CENTER)
+    tree = (y_bifurcation(grid, center_lps=CENTER, trunk_radius_mm=8.0, daughter_radius_mm=6.0) if kind == "Y"
+            else arc_vessel(grid, center_lps=CENTER, radius_mm=6.0, bend_radius_mm=30.0))
+    from segforge.vessel import minimal_path
+
+    blocks = minimal_path._coarse_grid(tree.mask, np.asarray(tree.mask.array), np.asarray(tree.mask.spacing[::-1]))
+    assert blocks is not None and blocks.factors.min() >= 2
+    coarse = minimal_path_centerlines(tree.mask, _endpoints(tree))
+    monkeypatch.setattr(minimal_path, "_coarse_grid", lambda *args: None)
+    fine = minimal_path_centerlines(tree.mask, _endpoints(tree))
+    assert len(coarse.branches) == len(fine.branches) == (3 if kind == "Y" else 1)
+    axis, radius = _errors(coarse, tree)
+    fine_axis, fine_radius = _errors(fine, tree)
+    assert axis <= 0.2 and radius <= 0.06
+    assert axis <= fine_axis + 0.1 and radius <= fine_radius + 0.01

@@ -37,13 +37,16 @@ from .endpoints import EndpointParameters, check_apart, nearest_segment_voxel, p
 from .graph import CenterlineGraph, GraphParameters, axes_meet, smooth_staircase
 from .lumen_edge import LEVEL, LumenField, lumen_field
 from .radius import affine, kji_to_lps
-from .thick import centre_on_full_grid
+from .coarse import factors_for, typical_radius_mm
+from .thick import CoarseGrid, centre_on_full_grid
 
 #: The 13 neighbour offsets (kji) that, with their opposites, make 26-connectivity.
 _STEPS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)
                    if (a, b, c) > (0, 0, 0)])
 #: The longest climb from a snapped voxel to the lumen's middle, in voxels.
 _CLIMB_LIMIT = 200
+#: Blocks per typical radius of the coarse grid the paths are found on (see _coarse_grid).
+BLOCKS_PER_TYPICAL_RADIUS = 3
 
 
 class _Voxels:
@@ -104,30 +107,24 @@ def minimal_path_centerlines(mask: Image, endpoints: EndpointParameters,
     field when the caller has it. Raises InputError naming a point that cannot end a line."""
     report = sub_progress(progress, 0.0, 1.0)
     report(0.0, "Finding the paths between the endpoints")
-    voxels = _Voxels(mask)
     array = np.asarray(mask.array)
+    names = ["The source point", *(f"Target {n + 1} point" for n in range(len(endpoints.targets_lps)))]
+    points = [endpoints.source_lps, *endpoints.targets_lps]
+    snapped = [nearest_segment_voxel(p, name, mask, array, endpoints.snap_mm)[0] for p, name in zip(points, names)]
     spacing = np.asarray(mask.spacing[::-1], float)
-    source = voxels.climb(nearest_segment_voxel(endpoints.source_lps, "The source point", mask, array,
-                                                endpoints.snap_mm)[0])
-    targets = [voxels.climb(nearest_segment_voxel(point, f"Target {n + 1} point", mask, array, endpoints.snap_mm)[0])
-               for n, point in enumerate(endpoints.targets_lps)]
-    cost, previous = dijkstra(voxels.graph(spacing), directed=True, indices=source, return_predecessors=True)
-    voxel = float(max(mask.spacing))
-    for n, (point, vertex) in enumerate(zip(endpoints.targets_lps, targets)):
-        if not np.isfinite(cost[vertex]):
-            raise unreachable(f"Target {n + 1}", point)
-        check_apart(f"Target {n + 1}", point, np.linalg.norm(voxels.points[[source, *targets[:n]]]
-                                                              - voxels.points[vertex], axis=1), voxel)
-    graph = paths_tree(voxels, source, targets, previous)
-    passes = parameters.smoothing_passes
-    graph = replace(graph, branches=tuple(replace(b, points_lps=smooth_staircase(b.points_lps, passes, False))
-                                          for b in graph.branches))
-    at = {tuple(voxels.points[v]): np.asarray(p, float)
-          for v, p in zip([source, *targets], [endpoints.source_lps, *endpoints.targets_lps])}
-    placed = {n.id: at[tuple(n.position_lps)] for n in graph.nodes if len(n.branches) == 1}
+    found, block = None, 2 * spacing
+    grid = _coarse_grid(mask, array, spacing)
+    if grid is not None:
+        starts = [_block_of(grid, voxel) for voxel in snapped]
+        if all(start is not None for start in starts):
+            found = _paths(grid.image, starts, points, strict=False)
+            block = spacing * grid.factors
+    if found is None:  # fine voxels: small masks, a point in a vessel too thin for blocks, a lost link
+        found = _paths(mask, snapped, points, strict=True)
+    graph, placed = found
     report(0.5, "Centring the centerlines")
     field = field if field is not None else lumen_field(mask)
-    graph = centre_on_full_grid(graph, field, mask, 2 * spacing, parameters, sub_progress(progress, 0.5, 0.95),
+    graph = centre_on_full_grid(graph, field, mask, block, parameters, sub_progress(progress, 0.5, 0.95),
                                 place_ends=False)
     graph = _carry_ends(_meet_at_junctions(graph), field, mask, placed)
     # radii as the whole-tree graph gives them: to the nearest voxel centre outside the lumen
@@ -135,6 +132,57 @@ def minimal_path_centerlines(mask: Image, endpoints: EndpointParameters,
                                           for b in graph.branches))
     report(1.0, "Centerlines between the endpoints done")
     return graph
+
+
+def _paths(image: Image, starts: list[np.ndarray], points: list, strict: bool,
+           passes: int = GraphParameters().smoothing_passes) -> Optional[tuple[CenterlineGraph, dict[int, np.ndarray]]]:
+    """The tree of minimal paths on ``image``'s voxels from ``starts[0]`` to the other starts
+    (voxels, kji, each climbed to its lumen's middle first), the staircase smoothed, and the
+    point placed for each free end (by node). A target unreachable or where another point is:
+    refused when ``strict``, else None (the caller tries the fine grid)."""
+    voxels = _Voxels(image)
+    vertices = [voxels.climb(start) for start in starts]
+    source, targets = vertices[0], vertices[1:]
+    cost, previous = dijkstra(voxels.graph(np.asarray(image.spacing[::-1], float)), directed=True, indices=source,
+                              return_predecessors=True)
+    voxel = float(max(image.spacing))
+    for n, (point, vertex) in enumerate(zip(points[1:], targets)):
+        gaps = np.linalg.norm(voxels.points[[source, *targets[:n]]] - voxels.points[vertex], axis=1)
+        if not strict and (not np.isfinite(cost[vertex]) or np.any(gaps < voxel)):
+            return None
+        if not np.isfinite(cost[vertex]):
+            raise unreachable(f"Target {n + 1}", point)
+        check_apart(f"Target {n + 1}", point, gaps, voxel)
+    graph = paths_tree(voxels, source, targets, previous)
+    graph = replace(graph, branches=tuple(replace(b, points_lps=smooth_staircase(b.points_lps, passes, False))
+                                          for b in graph.branches))
+    at = {tuple(voxels.points[v]): np.asarray(p, float) for v, p in zip(vertices, points)}
+    return graph, {n.id: at[tuple(n.position_lps)] for n in graph.nodes if len(n.branches) == 1}
+
+
+def _coarse_grid(mask: Image, array: np.ndarray, spacing: np.ndarray) -> Optional[CoarseGrid]:
+    """Blocks about a third of the segment's typical radius wide (a tube gets about four
+    blocks per radius: the cheapest path keeps to the middle of the lumen on them, and the
+    centring on the full grid moves each point by under half a block), or None when the
+    segment is too thin for blocks of two voxels or more."""
+    inside = array != 0
+    box = foreground_box(inside, 0)
+    if box is None:
+        return None
+    factors = factors_for(typical_radius_mm(inside[box], spacing) / BLOCKS_PER_TYPICAL_RADIUS, spacing)
+    return CoarseGrid(mask, inside, box, factors) if factors.max() >= 2 else None
+
+
+def _block_of(grid: CoarseGrid, voxel_kji: np.ndarray) -> Optional[np.ndarray]:
+    """The inside block holding a fine voxel, or the nearest inside block next to it; None
+    when there is none (the voxel lies in a vessel too thin for the blocks)."""
+    block = (np.asarray(voxel_kji) - grid.low) // grid.factors
+    shape = np.array(grid.inside.shape)
+    low, high = np.maximum(block - 1, 0), np.minimum(block + 2, shape)
+    near = np.argwhere(grid.inside[tuple(slice(a, b) for a, b in zip(low, high))]) + low
+    if not len(near):
+        return None
+    return near[int(np.argmin(np.linalg.norm(near - block, axis=1)))]
 
 
 def _meet_at_junctions(graph: CenterlineGraph) -> CenterlineGraph:
@@ -210,7 +258,7 @@ def _extension(end: np.ndarray, direction: np.ndarray, point: np.ndarray, field:
     the image ends on the cut, as the whole-tree path ends it). None when the point is not
     beyond the end."""
     beyond = float((point - end) @ direction)
-    if beyond < step:
+    if beyond <= 0:
         return np.zeros((0, 3))
     fine = 0.25 * step
     along = np.arange(fine, beyond + radius + fine, fine)
@@ -219,9 +267,9 @@ def _extension(end: np.ndarray, direction: np.ndarray, point: np.ndarray, field:
     in_image = np.all((ijk >= 0) & (ijk <= np.asarray(mask.array.shape[::-1]) - 1), axis=1)
     stops = np.flatnonzero((field.sample(ray) < LEVEL) | ~in_image)
     first = int(stops[0]) if len(stops) else len(ray)
-    last = first if first < len(ray) and not in_image[first] else min(first, int(np.searchsorted(along, beyond,
-                                                                                                  "right")))
-    if last == 0:
-        return np.zeros((0, 3))
+    cut_by_image = first < len(ray) and not in_image[first]
+    last = first if cut_by_image else min(first, int(np.searchsorted(along, beyond, "right")))
+    if last == 0 or (not cut_by_image and along[last - 1] < 0.5 * step):
+        return np.zeros((0, 3))  # nothing, or less than half a step: the end is where the point is
     kept = np.unique(np.append(np.arange(0, last, max(int(round(step / fine)), 1)), last - 1))
     return ray[kept]

@@ -92,7 +92,7 @@ def thick_centerline_graph(mask: Image, parameters: GraphParameters = GraphParam
     factors = factors_for(typical_radius_mm(array[box], spacing) / BLOCKS_PER_TYPICAL_RADIUS, spacing)
     fine_betti: Optional[tuple[int, int, int]] = None
     while factors.max() >= 2:
-        grid = _CoarseGrid(mask, array, box, factors)
+        grid = CoarseGrid(mask, array, box, factors)
         if grid.loses_nothing():
             if fine_betti is None:
                 fine_betti = betti_numbers(array[box])
@@ -108,7 +108,7 @@ def thick_centerline_graph(mask: Image, parameters: GraphParameters = GraphParam
     return None
 
 
-class _CoarseGrid:
+class CoarseGrid:
     """The mask on blocks of ``factors`` voxels (kji) covering its box grown by one block."""
 
     def __init__(self, mask: Image, array: np.ndarray, box: tuple[slice, ...], factors: np.ndarray) -> None:
@@ -117,6 +117,8 @@ class _CoarseGrid:
         high = np.minimum(np.array([s.stop for s in box]) + factors, shape)
         region = array[tuple(slice(a, b) for a, b in zip(low, high))]
         self.factors = factors
+        #: the fine voxel (kji) at block 0's first corner: fine voxel v lies in block (v - low) // factors
+        self.low = low
         #: fine voxels set in each block, and the share of the block's voxels (inside the image) they make
         self.counts = block_reduce(region, factors, False, np.sum, dtype=np.int32)
         sizes = [np.minimum(factors[a], region.shape[a] - factors[a] * np.arange(self.counts.shape[a]))
@@ -134,7 +136,7 @@ class _CoarseGrid:
         return not bool(np.any((self.counts > 0) & ~near))
 
 
-def _coarse_graph(grid: _CoarseGrid, parameters: GraphParameters,
+def _coarse_graph(grid: CoarseGrid, parameters: GraphParameters,
                   progress: Optional[ProgressCallback]) -> tuple[Optional[CenterlineGraph], float]:
     """The graph of the coarse mask (points every block), or None when one of its branches is
     thinner than ``MIN_BLOCKS_PER_RADIUS`` blocks; and the thinnest branch's radius (mm)."""
