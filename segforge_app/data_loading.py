@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from segforge.errors import InputError
+from segforge.mrml.dicom_source import mark_dicom_origin
 from segforge.mrml import (load_markups, load_model, load_scene_bundle, load_segmentation, load_table,
                            load_volume, volume_node_from_image)
 
@@ -101,6 +102,7 @@ def _load_dicom_folder(folder: Path, scene: Any) -> None:
 
     image = read_image(folder)  # one series per folder; says what to do otherwise
     node = volume_node_from_image(image, folder.name, scene=scene)
+    mark_dicom_origin(node, folder)  # what a DICOM SEG / SR of a result on it will refer to
     if node.GetDisplayNode() is None:
         node.CreateDefaultDisplayNodes()
 
