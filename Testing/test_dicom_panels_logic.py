@@ -306,3 +306,23 @@ def test_cancel_stops_a_background_job_at_its_next_report():
     with pytest.raises(Cancelled):
         job.wait()
     assert job.poll().state == "cancelled" and len(reports) < 50
+
+
+def test_a_volume_from_slicers_dicom_module_is_found_through_its_database(mrml_scene, worker, chest_series,
+                                                                          tmp_path):
+    """Slicer's DICOM module leaves only DICOM.instanceUIDs on the node; the files come from its
+    database's lookup (here a plain mapping, as ``slicer.dicomDatabase.fileForInstance`` answers)."""
+    from segforge.image_io import read_volume
+
+    volume = volume_node_from_image(read_volume(chest_series), "2: CT")
+    files = {str(pydicom.dcmread(p).SOPInstanceUID): str(p) for p in chest_series.glob("*.dcm")}
+    volume.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, " ".join(files))
+    result, expected = _lesion(volume, mrml_scene)
+    logic = SegInteractiveLogic(worker)
+    with pytest.raises(InputError, match="Slicer's DICOM database"):
+        logic.start_export_dicom(volume, result, tmp_path / "no_database")
+    logic.export_dicom(volume, result, tmp_path / "dicom", file_for_instance=files.get)
+    np.testing.assert_array_equal(seg_masks(tmp_path / "dicom" / "seg.dcm", chest_series)["lesion"], expected)
+    missing = dict(list(files.items())[1:])
+    with pytest.raises(InputError, match="no file for 1 of its"):
+        logic.start_export_dicom(volume, result, tmp_path / "missing", file_for_instance=missing.get)
