@@ -86,6 +86,20 @@ def test_a_series_loaded_by_the_app_remembers_its_slices(mrml_scene, chest_serie
     assert len(volume.GetAttribute(INSTANCE_UIDS_ATTRIBUTE).split()) == len(expected)  # Slicer's own attribute
 
 
+def test_an_uploaded_series_is_kept_after_its_upload_folder_is_gone(mrml_scene, chest_series, tmp_path):
+    from segforge_app.data_loading import load_uploaded_folder
+
+    upload = tmp_path / "upload"
+    shutil.copytree(chest_series, upload / "ct")
+    (volume,) = load_uploaded_folder(upload, mrml_scene, keep_series_in=tmp_path / "kept").volumes
+    shutil.rmtree(upload)  # what the Data panel's temporary upload folder does
+    result, expected = _lesion(volume, mrml_scene)
+    origin = dicom_origin(volume)
+    assert origin.folder.is_dir() and (tmp_path / "kept") in origin.folder.parents
+    files = SegInteractiveLogic().export_dicom(volume, result, tmp_path / "dicom")
+    np.testing.assert_array_equal(seg_masks(files["dicom_seg"], chest_series)["lesion"], expected)
+
+
 def test_organ_export_reads_back_equal_to_the_segments(mrml_scene, worker, chest_series, tmp_path):
     logic = SegOrganLogic(worker)
     volume = load_series(chest_series, mrml_scene)
