@@ -57,6 +57,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/dicom/pacs_base.py
   segforge/dicom/pacs_config.py
   segforge/dicom/results.py
+  segforge/dicom/scene_export.py
   segforge/dicom/seg_export.py
   segforge/dicom/seg_import.py
   segforge/dicom/source.py
@@ -83,6 +84,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/mesh.py
   segforge/mrml/__init__.py
   segforge/mrml/convert.py
+  segforge/mrml/dicom_source.py
   segforge/mrml/markups.py
   segforge/mrml/models.py
   segforge/mrml/plots.py
@@ -178,6 +180,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/worker/protocol.py
   segforge/worker/server.py
   segforge/worker/tasks.py
+  segforge/worker/thread_job.py
   segforge/worker/torchscript.py
 )
 

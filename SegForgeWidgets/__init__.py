@@ -11,10 +11,14 @@ Importing the package is cheap and needs no Qt: each helper is imported when fir
 (``from SegForgeWidgets import JobRunner`` imports Qt then, not before).
 """
 
-__all__ = ["JobRunner"]
+__all__ = ["DicomSection", "JobRunner"]
 
 
 def __getattr__(name):
+    if name == "DicomSection":
+        from .dicom_section import DicomSection
+
+        return DicomSection
     if name == "JobRunner":
         from .job_runner import JobRunner
 

@@ -21,7 +21,7 @@ from slicer.util import VTKObservationMixin
 
 from segforge.errors import SegForgeError
 from segforge.forms import DEVICE_VALUES
-from SegForgeWidgets import JobRunner
+from SegForgeWidgets import DicomSection, JobRunner
 from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
 from SegForgeWidgets.module_shortcuts import ModuleShortcuts
 from SegInteractiveLib import SegInteractiveLogic
@@ -153,6 +153,8 @@ class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         self._jobs = JobRunner(self.ui, POLL_INTERVAL_MS, "SegInteractive", refresh=self._updateButtons)
         self._runner = PromptRunner(self.ui, self._jobs, self._prompts, self.logic, refresh=self._updateButtons)
         self._segments = TargetSegmentList(self.ui.targetSegmentComboBox, self._updateGuiFromParameterNode)
+        self._lastResult = None  # (input volume, LesionResult) of the last accepted session: what DICOM files
+        self._dicom = DicomSection(uiWidget.layout(), self.ui.statusLabel, "SegInteractive", self._dicomResult)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -185,6 +187,8 @@ class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
         """The application closes (or the module is reloaded): stop polling, let go of the keys."""
         if self._jobs is not None:
             self._jobs.drop()
+        if getattr(self, "_dicom", None) is not None:
+            self._dicom.drop()
         self._shortcuts.remove()
         self._prompts.forget()
         if self._segments is not None:
@@ -213,6 +217,9 @@ class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
                 logging.warning("SegInteractive: closing the session: %s", error)
         self._prompts.forget()
         self._segments.observe(None)
+        self._dicom.drop()
+        self._lastResult = None
+        self._dicom.refresh()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -294,8 +301,15 @@ class SegInteractiveWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidge
             self._parameterNode.targetSegmentId = NEW_SEGMENT
         self._showStatus(kept_line(name, session.segmentation_node.GetName(), *self.logic.segment_size(session))
                          if keep else DISCARDED)
+        if keep:
+            self._lastResult = (session.volume_node, self.logic.lesion_result(session))
+            self._dicom.refresh()
         self._updateGuiFromParameterNode()
         self._updateButtons()
+
+    def _dicomResult(self):
+        """(Logic, input volume, LesionResult) of the last accepted lesion for the DICOM section."""
+        return None if self._lastResult is None else (self.logic, *self._lastResult)
 
     # -- prompts ---------------------------------------------------------------------------------
 

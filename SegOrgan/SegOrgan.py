@@ -21,7 +21,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from slicer.util import VTKObservationMixin
 
 from segforge.forms import DEVICE_VALUES
-from SegForgeWidgets import JobRunner
+from SegForgeWidgets import DicomSection, JobRunner
 from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
 from SegForgeWidgets.panel_helpers import askReplaceOrKeepBoth, ensurePythonDependencies
 from SegOrganLib import SegOrganLogic
@@ -124,6 +124,8 @@ class SegOrganWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTK
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._jobs = None  # SegForgeWidgets.JobRunner: the running job, its progress and Cancel
+        self._dicom = None  # SegForgeWidgets.DicomSection: Export to DICOM / Send to PACS
+        self._lastResult = None  # (input volume, OrganNodes) of the last run, what the DICOM section files
         self._models = []  # OrganModelChoice, in the model selector's order
         self._modelsStale = False
         self._listedModel = None  # id of the model whose structures the list shows
@@ -142,6 +144,7 @@ class SegOrganWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTK
         self.logic = SegOrganLogic()
 
         self._jobs = JobRunner(self.ui, POLL_INTERVAL_MS, "SegOrgan", refresh=self._checkCanApply)
+        self._dicom = DicomSection(uiWidget.layout(), self.ui.statusLabel, "SegOrgan", self._dicomResult)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -162,6 +165,8 @@ class SegOrganWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTK
         """Called when the application closes and the module widget is destroyed."""
         if self._jobs is not None:
             self._jobs.drop()
+        if self._dicom is not None:
+            self._dicom.drop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -181,6 +186,9 @@ class SegOrganWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTK
             self._jobs.drop()
             self._jobs.showIdle(_("Cancelled: the scene was closed."))
         self._showStatistics(None)
+        self._dicom.drop()
+        self._lastResult = None
+        self._dicom.refresh()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -363,11 +371,17 @@ class SegOrganWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTK
     def _onJobDone(self, nodes) -> None:
         if self._parameterNode and nodes.segmentation is not None:
             self._parameterNode.outputSegmentation = nodes.segmentation
+        self._lastResult = (self._parameterNode.inputVolume if self._parameterNode else None, nodes)
+        self._dicom.refresh()
         for warning in nodes.warnings:
             logging.warning("SegOrgan: %s", warning)
         self._showStatistics(nodes.statistics_table)
         self._jobs.showIdle("\n".join([summary(nodes)] + [_("Warning: {warning}").format(warning=warning)
                                                              for warning in nodes.warnings]))
+
+    def _dicomResult(self):
+        """(Logic, input volume, OrganNodes) of the last run for the DICOM section; None before one."""
+        return None if self._lastResult is None else (self.logic, *self._lastResult)
 
     def _showStatistics(self, tableNode) -> None:
         """The statistics table of the last run in the panel (hidden when there is none)."""

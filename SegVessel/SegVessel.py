@@ -23,7 +23,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from slicer.util import VTKObservationMixin
 
 from segforge.forms import DEVICE_VALUES, camel
-from SegForgeWidgets import JobRunner
+from SegForgeWidgets import DicomSection, JobRunner
 from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
 from SegForgeWidgets.panel_helpers import askReplaceOrKeepBoth, ensurePythonDependencies
 from SegVesselLib import SegVesselLogic
@@ -171,6 +171,9 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.logic = SegVesselLogic()
 
         self._jobs = JobRunner(self.ui, POLL_INTERVAL_MS, "SegVessel", refresh=self._onParameterNodeModified)
+        # Export to DICOM / Send to PACS of the last result, below the status line
+        self._lastResult = None  # (input volume, VesselNodes or segmentation) of the last run
+        self._dicom = DicomSection(uiWidget.layout(), self.ui.statusLabel, "SegVessel", self._dicomResult)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -189,6 +192,8 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         """Called when the application closes and the module widget is destroyed."""
         if self._jobs is not None:
             self._jobs.drop()
+        if getattr(self, "_dicom", None) is not None:
+            self._dicom.drop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -205,6 +210,9 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         if self._jobs.running:
             self._jobs.drop()
             self._jobs.showIdle(_("Cancelled: the scene was closed."))
+        self._dicom.drop()
+        self._lastResult = None
+        self._dicom.refresh()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -322,6 +330,12 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         if chart is not None:  # the diameter along the branches in a plot view of the layout
             slicer.modules.plots.logic().ShowChartInLayout(chart)
         self._jobs.showIdle(summary_of(result))
+        self._lastResult = (self._parameterNode.inputVolume if self._parameterNode else None, result)
+        self._dicom.refresh()
+
+    def _dicomResult(self):
+        """(Logic, input volume, result) of the last run for the DICOM section; None before one."""
+        return None if self._lastResult is None else (self.logic, *self._lastResult)
 
 
 def _setIndex(comboBox, index: int) -> None:

@@ -256,15 +256,16 @@ def keep_screenshot(page, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def open_app(browser, *args: str, name: str, timeout_s: float = 60.0):
-    """``segforge app *args`` on a free loopback port, opened in a new 1400x900 page kept to loopback.
+def open_app(browser, *args: str, name: str, timeout_s: float = 60.0, env: dict | None = None):
+    """``segforge app *args`` on a free loopback port, opened in a new 1400x900 page kept to loopback;
+    ``env``: variables added to the app's environment (a PACS's address, for example).
 
     Yields ``{"app", "page", "url", "blocked"}`` once the page's views exist; stops the app after.
     """
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     blocked: list[str] = []
     only_loopback(page, blocked)
-    app = AppProcess("--port", str(free_port()), *args, log=ARTEFACTS / f"app_{name}.log")
+    app = AppProcess("--port", str(free_port()), *args, log=ARTEFACTS / f"app_{name}.log", env=env)
     try:
         with artefacts_on_failure(page, f"{name}_start", app):
             url = app.wait_url(timeout_s)

@@ -8,8 +8,10 @@ keeps the list of data nodes in the state, and follows background jobs (:mod:`.j
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from segforge.errors import SegForgeError
 
@@ -22,6 +24,21 @@ logger = logging.getLogger(__name__)
 ERROR_KEY = "app_error"
 #: State key of the data nodes listed in the Data panel ([{"id", "name", "kind"}]).
 NODES_KEY = "scene_nodes"
+#: State keys of the module results this session made ([{"title", "value"}], newest first), and
+#: of the one chosen for Export to DICOM / Send to PACS (the newest, when a result arrives).
+RESULTS_KEY = "module_results"
+RESULT_CHOICE_KEY = "module_result_choice"
+
+
+@dataclass(frozen=True)
+class ModuleResult:
+    """A finished module job's result, as its module Logic returned it, and its input volume:
+    what the Logic's ``start_export_dicom`` / ``start_send_to_pacs`` take back."""
+
+    module: str  # "SegVessel", "SegOrgan" or "SegInteractive"
+    volume_id: Optional[str]
+    result: Any
+    title: str
 
 #: Node classes listed, with the word the user sees.
 _KINDS = (("vtkMRMLLabelMapVolumeNode", "labelmap"), ("vtkMRMLScalarVolumeNode", "volume"),
@@ -38,6 +55,11 @@ class AppContext:
         self.jobs: "JobTracker | None" = None  # set by the app once the tracker exists
         self.state.setdefault(ERROR_KEY, None)
         self.state.setdefault(NODES_KEY, [])
+        self.state.setdefault(RESULTS_KEY, [])
+        self.state.setdefault(RESULT_CHOICE_KEY, None)
+        #: The module results of this session by id (see :meth:`add_result`).
+        self.results: dict[str, ModuleResult] = {}
+        self._result_ids = itertools.count(1)
 
     @property
     def state(self) -> Any:
@@ -80,6 +102,15 @@ class AppContext:
         with self.state:
             for key, value in values.items():
                 self.state[key] = value
+
+    def add_result(self, module: str, volume_node: Any, result: Any, title: str) -> str:
+        """Remember a module's finished result (the newest is chosen for Export to DICOM); its id."""
+        result_id = f"result-{next(self._result_ids)}"
+        volume_id = volume_node.GetID() if volume_node is not None else None
+        self.results[result_id] = ModuleResult(module, volume_id, result, title)
+        listed = [{"title": title, "value": result_id}, *(self.state[RESULTS_KEY] or [])]
+        self.set_state(**{RESULTS_KEY: listed, RESULT_CHOICE_KEY: result_id})
+        return result_id
 
     # -- errors ---------------------------------------------------------------------------------
 

@@ -8,11 +8,14 @@ cannot be used: they need ``slicer.app``.
 from __future__ import annotations
 
 import logging
+import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from segforge.errors import InputError
+from segforge.mrml.dicom_source import mark_dicom_origin
 from segforge.mrml import (load_markups, load_model, load_scene_bundle, load_segmentation, load_table,
                            load_volume, volume_node_from_image)
 
@@ -68,11 +71,20 @@ def load_paths(paths: Iterable[str | Path], scene: Any) -> Loaded:
     return loaded
 
 
-def load_uploaded_folder(folder: Path, scene: Any) -> Loaded:
-    """Load what a browser upload wrote into ``folder``: one DICOM series, or files one by one."""
+def load_uploaded_folder(folder: Path, scene: Any, keep_series_in: Optional[Path] = None) -> Loaded:
+    """Load what a browser upload wrote into ``folder``: one DICOM series, or files one by one.
+
+    An upload's folder is temporary; a DICOM series is first copied into ``keep_series_in``
+    (when given) and loaded from there, so the volume's DICOM SEG and SR can still refer to
+    its slices after the upload is gone (Export to DICOM, Send to PACS)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if files and not any(_suffix(p) for p in files):  # no known ending: a DICOM series
-        return load_path(files[0].parent if len({p.parent for p in files}) == 1 else folder, scene)
+        series = files[0].parent if len({p.parent for p in files}) == 1 else folder
+        if keep_series_in is not None:
+            kept = keep_series_in / secrets.token_hex(4) / series.name
+            shutil.copytree(series, kept)
+            series = kept
+        return load_path(series, scene)
     return load_paths([p for p in files if _suffix(p)], scene)
 
 
@@ -101,6 +113,7 @@ def _load_dicom_folder(folder: Path, scene: Any) -> None:
 
     image = read_image(folder)  # one series per folder; says what to do otherwise
     node = volume_node_from_image(image, folder.name, scene=scene)
+    mark_dicom_origin(node, folder)  # what a DICOM SEG / SR of a result on it will refer to
     if node.GetDisplayNode() is None:
         node.CreateDefaultDisplayNodes()
 

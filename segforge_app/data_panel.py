@@ -7,9 +7,11 @@ volume in the list shows it instead.
 """
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from .data_loading import Loaded, load_path, load_uploaded_folder
 from .panels import Panel, register_panel
@@ -31,6 +33,7 @@ class DataPanel:
 
     def __init__(self, context: "AppContext") -> None:
         self.context = context
+        self._kept_series: Optional[Path] = None  # see _series_folder
         context.state.setdefault(PATH_KEY, "")
         context.state.setdefault(VR_KEY, VR_OFF)
         context.state.change(VR_KEY)(lambda **values: context.shows_errors(self.set_volume_rendering)(values[VR_KEY]))
@@ -52,7 +55,14 @@ class DataPanel:
             for file in files:
                 client_file = ClientFile(file)
                 upload_target(Path(folder), client_file.name).write_bytes(client_file.content)
-            self._show(load_uploaded_folder(Path(folder), self.context.scene))
+            self._show(load_uploaded_folder(Path(folder), self.context.scene, self._series_folder()))
+
+    def _series_folder(self) -> Path:
+        """Where uploaded DICOM series are kept while the app runs (what their SEG and SR refer to)."""
+        if self._kept_series is None:
+            self._kept_series = Path(tempfile.mkdtemp(prefix="segforge-app-series-"))
+            atexit.register(shutil.rmtree, self._kept_series, True)
+        return self._kept_series
 
     def load_sample(self, sample_id: str) -> None:
         sample = next(sample for sample in available_samples() if sample.id == sample_id)

@@ -173,6 +173,8 @@ class InteractivePanel:
         self._end()
         session.accept()
         voxels, millilitres = self.logic.segment_size(session)
+        self.context.add_result("SegInteractive", session.volume_node, self.logic.lesion_result(session),
+                                f"SegInteractive: {name} in {node.GetName()}")
         kept = list(self.state[KEPT]) + [{"segmentation": node.GetName(), "segment": name, "voxels": voxels,
                                           "ml": round(millilitres, 2)}]
         self.context.refresh_nodes()  # first: the status then names nodes the page already lists

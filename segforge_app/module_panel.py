@@ -21,6 +21,8 @@ class ModulePanel:
     """Callbacks of a module panel whose state keys all start with ``<key>_``."""
 
     key = ""
+    #: The desktop module whose Logic runs the jobs ("SegOrgan"...): results are offered for DICOM export.
+    module = ""
     #: What the input volume should be, for the message when there is none ("a CTA or MRA volume").
     volume_kind = "a volume"
 
@@ -79,8 +81,16 @@ class ModulePanel:
 
     def _start(self, on_existing: str) -> None:
         job = self.start_job(on_existing)
+        volume = node_of(self.context, self.state[self.k("volume")], "vtkMRMLScalarVolumeNode")
         self.state[self.k("summary")] = ""
-        self.context.jobs.start(self.key, job, self.done, self.cancelled)
+        self.context.jobs.start(self.key, job, lambda result: self._done(result, volume), self.cancelled)
+
+    def _done(self, result: Any, volume: Any) -> None:
+        """Show the result, then offer it for Export to DICOM / Send to PACS (the DICOM panel)."""
+        self.done(result)
+        segmentation = getattr(result, "segmentation", result)
+        where = f" of {volume.GetName()}" if volume is not None else ""
+        self.context.add_result(self.module, volume, result, f"{self.module}: {segmentation.GetName()}{where}")
 
     def cancel(self) -> None:
         self.context.jobs.cancel(self.key)

@@ -37,6 +37,7 @@ class OrganPanel(ModulePanel):
     """Callbacks of the SegOrgan panel, bound to one :class:`AppContext`."""
 
     key = KEY
+    module = "SegOrgan"
     volume_kind = "a CT or MR volume"
 
     def __init__(self, context: "AppContext") -> None:

@@ -35,7 +35,7 @@ def register_panel(panel: Panel) -> Panel:
 
 
 #: The app's own panels, each a module of this package that registers itself when imported.
-BUILTIN_PANELS = ("data_panel", "vessel_panel", "organ_panel", "interactive_panel", "save_panel")
+BUILTIN_PANELS = ("data_panel", "vessel_panel", "organ_panel", "interactive_panel", "save_panel", "dicom_panel")
 
 
 def registered_panels() -> list[Panel]:

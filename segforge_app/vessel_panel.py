@@ -63,6 +63,7 @@ class VesselPanel(ModulePanel):
     """Callbacks of the SegVessel panel, bound to one :class:`AppContext`."""
 
     key = KEY
+    module = "SegVessel"
     volume_kind = "a CTA or MRA volume"
 
     def __init__(self, context: "AppContext") -> None:

@@ -54,18 +54,27 @@ class VesselNodes:
     straightened_volume: Optional[Any] = None
     #: The values the nodes were made from (what a web panel draws its diameter picture from).
     tree: Optional[VesselTree] = None
+    #: The vessel segment the job wrote into :attr:`segmentation` (what a DICOM SEG of it files).
+    segment_id: Optional[str] = None
 
 
 def write_vessel_segment(volume_node: Optional[Any], segmentation_node: Optional[Any], mask: Any, segment_name: str,
                          on_existing: OnExisting, name: Optional[str] = None) -> Any:
     """The mask as ``segment_name``; the user's other segments are never touched. A new
     segmentation is made on the volume's grid, or on the mask's without a volume."""
+    return _write_segment(volume_node, segmentation_node, mask, segment_name, on_existing, name)[0]
+
+
+def _write_segment(volume_node: Optional[Any], segmentation_node: Optional[Any], mask: Any, segment_name: str,
+                   on_existing: OnExisting, name: Optional[str] = None) -> tuple[Any, Optional[str]]:
+    """:func:`write_vessel_segment`, and the ID of the segment written (None: the mask was empty)."""
     base = name or volume_node.GetName()
     target = segmentation_node or new_segmentation_node(volume_node if volume_node is not None else mask,
                                                         f"{base} vessels", scene=get_scene())
     spec = SegmentSpec(1, segment_name, VESSEL_COLOR, VESSEL_SEGMENT.terminology)
-    write_label_segments(target, mask, [spec], on_existing=policy_at_finish(target, [segment_name], on_existing))
-    return target
+    ids = write_label_segments(target, mask, [spec], on_existing=policy_at_finish(target, [segment_name],
+                                                                                  on_existing))
+    return target, (ids[0] if ids else None)
 
 
 def _tube(polydata: Any) -> Any:
@@ -90,8 +99,9 @@ def write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentation
 
 def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentation_node: Optional[Any],
                        segment_name: str, on_existing: OnExisting, max_curves: int, base: str) -> VesselNodes:
-    nodes = VesselNodes(write_vessel_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing,
-                                             base))
+    segmentation, segment_id = _write_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing,
+                                              base)
+    nodes = VesselNodes(segmentation, segment_id=segment_id)
     if tree.summary.get("branches") is not None:
         longest = sorted(tree.branches, key=lambda b: -float(np.linalg.norm(np.diff(b.points_lps, axis=0),
                                                                             axis=1).sum()))[:max_curves]

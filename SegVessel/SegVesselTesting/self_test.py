@@ -32,6 +32,8 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         self.test_SegVessel_markups_to_lps()
         self.setUp()
         self.test_SegVessel_segment()
+        self.setUp()
+        self.test_SegVessel_dicom_export()
 
     def _tubeVolume(self, size=48, radius=2.5):
         """A bright tube along the volume's slowest axis, on 0.8 mm anisotropic voxels."""
@@ -249,4 +251,41 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         self.assertGreater(nodes.section_table.GetNumberOfRows(), 20)
         self.assertIsNotNone(nodes.diameter_chart, "no diameter chart")
         self.assertGreater(nodes.diameter_chart.GetNumberOfPlotSeriesNodes(), 0)
+        self.delayDisplay("Test passed")
+
+    def _checkDicomExport(self, logic, volumeNode, result, widgetName):
+        """Export to DICOM through the Logic (the panels' call): a volume made in the scene is refused
+        in one line naming the derived-series option; with it, seg.dcm, sr.dcm and a derived series
+        are written, all at once. Then the panel has its DICOM section, Send to PACS off where no
+        PACS is configured."""
+        import pathlib
+        import tempfile
+
+        from segforge.errors import InputError
+
+        folder = pathlib.Path(tempfile.mkdtemp()) / "dicom"
+        with self.assertRaises(InputError) as refused:
+            logic.start_export_dicom(volumeNode, result, folder)
+        self.assertIn("New derived series", refused.exception.message)
+        self.assertFalse(folder.exists(), "a refused export wrote something")
+        files = logic.export_dicom(volumeNode, result, folder, derived=True)
+        self.assertTrue(files["dicom_seg"].is_file() and files["dicom_sr"].is_file())
+        self.assertTrue(any(folder.glob("derived_ct_*.dcm")), "no derived series beside the SEG")
+        widget = getattr(slicer.modules, widgetName).widgetRepresentation().self()
+        self.assertIsNotNone(widget._dicom, "the panel has no DICOM section")
+        widget._dicom.refresh()
+        if logic.pacs_url() is None:
+            self.assertFalse(widget._dicom.sendButton.enabled, "Send to PACS is on with no PACS configured")
+
+    def test_SegVessel_dicom_export(self):
+        """The vessel tree as DICOM SEG + SR (see _checkDicomExport)."""
+        from segforge.vessel.parameters import BUILTIN_MODEL
+        from segforge.vessel.pipeline import VesselPipelineParameters, preset
+
+        self.delayDisplay("Export to DICOM")
+        volumeNode, _tree = self._yVolume()
+        logic = SegVesselLogic()
+        parameters = VesselPipelineParameters(mask=replace(preset("mra"), model=BUILTIN_MODEL))
+        nodes = logic.vessel_tree(volumeNode, parameters)
+        self._checkDicomExport(logic, volumeNode, nodes, "segvessel")
         self.delayDisplay("Test passed")

@@ -13,7 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import highdicom as hd
 import numpy as np
@@ -63,9 +63,10 @@ class SegExport:
 
 
 def build_segmentation(labels: Image, segments: Sequence[SegmentInfo], source: SourceSeries,
-                       algorithm: Algorithm) -> SegExport:
+                       algorithm: Algorithm, uids: Optional[tuple[str, str]] = None) -> SegExport:
     """The SEG of ``labels`` (on the grid ``source`` was checked against), one segment per entry
-    of ``segments`` whose label occurs; labels not listed are refused (they would be lost)."""
+    of ``segments`` whose label occurs; labels not listed are refused (they would be lost).
+    ``uids``: its (Series, SOP) Instance UIDs; new ones by default."""
     array = np.asarray(labels.array)
     if array.shape[0] != len(source.datasets):
         raise ValueError(f"labels have {array.shape[0]} slices, the source series {len(source.datasets)}")
@@ -109,7 +110,7 @@ def build_segmentation(labels: Image, segments: Sequence[SegmentInfo], source: S
         # highdicom's remarks on the source's own attributes (a one-part patient name): the SEG
         # copies them as the standard asks, and the source is not ours to correct.
         warnings.simplefilter("ignore", UserWarning)
-        dataset = _segmentation(source, pixel_array, descriptions, algorithm)
+        dataset = _segmentation(source, pixel_array, descriptions, algorithm, uids or (hd.UID(), hd.UID()))
     if len(source.datasets) > 1:
         # The distance between slices from the checked grid, not the source's Spacing Between
         # Slices, which highdicom copies and readers trust: a source can carry a wrong one (GDCM
@@ -127,11 +128,11 @@ def _decimal(value: float) -> str:
 
 
 def _segmentation(source: SourceSeries, pixel_array: np.ndarray, descriptions: list,
-                  algorithm: Algorithm) -> hd.seg.Segmentation:
+                  algorithm: Algorithm, uids: tuple[str, str]) -> hd.seg.Segmentation:
     return hd.seg.Segmentation(
         source_images=list(source.datasets), pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER, sop_instance_uid=hd.UID(),
+        series_instance_uid=uids[0], series_number=SEG_SERIES_NUMBER, sop_instance_uid=uids[1],
         instance_number=1, manufacturer="SegForge", manufacturer_model_name=f"SegForge {algorithm.workflow}",
         software_versions=__version__, device_serial_number="none",
         series_description=f"SegForge {algorithm.workflow} segmentation"[:64],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pydicom
@@ -57,8 +57,17 @@ def read_source_series(folder: str | os.PathLike, image: Image, series_uid: Opti
     folder = Path(folder)
     if not folder.is_dir():
         raise not_dicom_error(folder)
+    return read_source_files(sorted(p for p in folder.iterdir() if p.is_file()), image, series_uid, folder)
+
+
+def read_source_files(paths: Sequence[str | os.PathLike], image: Image, series_uid: Optional[str] = None,
+                      folder: Optional[Path] = None) -> SourceSeries:
+    """:func:`read_source_series` for the series' files wherever they lie (Slicer's DICOM database
+    keeps a series' files in folders of its own); ``folder`` names them in messages."""
+    folder = Path(folder) if folder is not None else Path(os.path.commonpath([str(p) for p in paths]) if paths
+                                                             else ".")
     datasets = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+    for path in paths:
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError):

@@ -51,13 +51,15 @@ class MeasurementGroup:
 
 
 def build_report(seg: SegExport, source: SourceSeries, groups: Sequence[MeasurementGroup],
-                 workflow: str) -> hd.sr.Comprehensive3DSR:
-    """The Measurement Report of ``groups``, every group tied to its segment of ``seg``."""
+                 workflow: str, uids: Optional[tuple[str, str]] = None) -> hd.sr.Comprehensive3DSR:
+    """The Measurement Report of ``groups``, every group tied to its segment of ``seg``;
+    ``uids``: its (Series, SOP) Instance UIDs, new ones by default."""
     frame = str(source.first.FrameOfReferenceUID)
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=DEVICE_UID, name="SegForge", manufacturer_name="SegForge", model_name=f"SegForge {workflow}"))
+    series_uid, sop_uid = uids or (hd.UID(), hd.UID())
     measurements: list = []
     for group in groups:
         if _finite(group):
@@ -68,8 +70,8 @@ def build_report(seg: SegExport, source: SourceSeries, groups: Sequence[Measurem
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # highdicom's remarks on the source's own attributes
         return hd.sr.Comprehensive3DSR(
-            evidence=[seg.dataset, *source.datasets], content=report[0], series_instance_uid=hd.UID(),
-            series_number=SR_SERIES_NUMBER, sop_instance_uid=hd.UID(), instance_number=1, manufacturer="SegForge",
+            evidence=[seg.dataset, *source.datasets], content=report[0], series_instance_uid=series_uid,
+            series_number=SR_SERIES_NUMBER, sop_instance_uid=sop_uid, instance_number=1, manufacturer="SegForge",
             is_complete=True, series_description=f"SegForge {workflow} measurements"[:64],
             software_versions=__version__)
 
