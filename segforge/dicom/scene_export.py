@@ -127,8 +127,9 @@ def send_to_pacs(export: DicomExport, config: Optional[PacsConfig] = None,
 
     The PACS is asked first (down, credentials refused, no answer: one message, nothing
     written or sent); then each object goes in its own request and is looked up afterwards
-    (the client's ``store``, DICOMweb or DIMSE: :func:`.pacs.open_pacs`). Cancel stops before the next object. A derived series is not sent:
-    its images are not on the PACS, and a SEG there would refer to nothing.
+    (the client's ``store``, DICOMweb or DIMSE: :func:`.pacs.open_pacs`). Cancel stops before
+    the next object. A derived series is not sent: its images are not on the PACS, and a SEG
+    there would refer to nothing.
     """
     report = progress or no_progress
     if export.source is None:
