@@ -123,8 +123,13 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/segment_input.py
   segforge/segmentation_file.py
   segforge/training/__init__.py
+  segforge/training/config.py
+  segforge/training/curve.py
   segforge/training/export.py
+  segforge/training/inputs.py
+  segforge/training/install.py
   segforge/training/losses.py
+  segforge/training/run.py
   segforge/training/simple_points.py
   segforge/training/skeleton.py
   segforge/training/synthetic_data.py
@@ -173,6 +178,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/worker/server.py
   segforge/worker/tasks.py
   segforge/worker/torchscript.py
+  segforge/worker/training_task.py
 )
 
 # Data files the engine reads through segforge.resources.resource_path(), relative to the

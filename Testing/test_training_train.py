@@ -22,6 +22,13 @@ CONFIG = TrainingConfig(steps=3, patch_size=(16, 16, 16), batch_size=1, channels
                         checkpoint_every=1)
 
 
+@pytest.fixture(autouse=True)
+def own_home(tmp_path, monkeypatch):
+    """Every test installs into its own SegForge home, never the user's ~/.segforge."""
+    monkeypatch.setenv("SEGFORGE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SEGFORGE_CATALOG", raising=False)
+
+
 @pytest.fixture(scope="module")
 def pairs():
     cases = [randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
@@ -95,23 +102,31 @@ def test_the_command_trains_and_writes_the_catalog_model(tmp_path, capsys):
     assert entry.id == "cli-vessel" and (tmp_path / "cli-vessel" / "model.pt").is_file()
 
 
-def test_the_trained_model_is_used_at_once_by_segforge_vessel(tmp_path, monkeypatch, capsys):
-    """Train, name the written catalog, download (a file:// URL, checksum verified), segment with it."""
+def test_the_trained_model_is_used_at_once_by_segforge_vessel(tmp_path, capsys):
+    """Train; the model is installed (checksum-verified copy in the cache, listed in the catalog of
+    trained models), so `segforge models list` and `segforge vessel --model` use it with no set-up."""
     from segforge.image_io import write_image
 
     models = tmp_path / "models"
     assert main(["train", "vessel", "--out", str(models), "--model-id", "my-vessels", "--synthetic", "2",
                  "--synthetic-size-mm", "24", "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
                  "--batch-size", "1"]) == 0
-    monkeypatch.setenv("SEGFORGE_CATALOG", str(models / "catalog.json"))
-    monkeypatch.setenv("SEGFORGE_HOME", str(tmp_path / "home"))
-    assert main(["models", "download", "my-vessels"]) == 0
+    assert (models / "curve.csv").is_file() and "installed" in capsys.readouterr().out
+    assert main(["models", "list"]) == 0
+    assert "my-vessels" in capsys.readouterr().out
     case = randomised_case(7, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
     write_image(case.image, tmp_path / "image.nii.gz")
     code = main(["vessel", str(tmp_path / "image.nii.gz"), "--out", str(tmp_path / "result"), "--model",
                  "my-vessels"])
     assert code == 0, capsys.readouterr().err[-400:]
     assert json.loads((tmp_path / "result" / "summary.json").read_text())["mask_model"] == "my-vessels"
+    from segforge.vessel.mask_step import resolve_vessel_model
+
+    assert resolve_vessel_model("auto") is None  # "auto" never picks a model trained here: only its id does
+    again = main(["train", "vessel", "--out", str(tmp_path / "again"), "--model-id", "my-vessels", "--synthetic", "2",
+                  "--synthetic-size-mm", "24", "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8"])
+    assert again == 1 and "already in the catalog" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
 
 
 def test_a_loss_that_becomes_nan_stops_the_run_with_one_line(pairs, tmp_path):
