@@ -3,8 +3,9 @@ where it was measured) and ``curve.png`` (both against the step).
 
 Why both: the CSV is what a person plots or compares between runs; the PNG is what a panel
 shows beside the run. Each is written under a temporary name and renamed, so a reader never
-sees half a file; the CSV after every checkpoint (a cancelled run keeps its curve), the PNG at
-the end of a run, finished or not. Drawn by VTK's charts off screen, as the diameter plot is.
+sees half a file; the CSV after every checkpoint (a cancelled run keeps its curve), the PNG when
+the run has finished (not on Cancel, which must land at once). Drawn by VTK's charts off
+screen, as the diameter plot is.
 """
 from __future__ import annotations
 

@@ -49,9 +49,9 @@ def pairs_from_folder(folder: str | os.PathLike) -> list[PairFiles]:
     labels = {c.case_id: c.image for c in folder_cases(layout[1])}
     alone = sorted(set(images) ^ set(labels))
     if alone:
-        raise InputError(f"Some files of {folder} have no partner", f"{', '.join(alone[:5])} "
-                         f"{'and more ' if len(alone) > 5 else ''}are in only one of {layout[0].name}/ and "
-                         f"{layout[1].name}/", "give every image its label under the same file name, or move it out")
+        raise InputError(f"Some files of {folder} have no partner", f"only one of {layout[0].name}/ and "
+                         f"{layout[1].name}/ holds {', '.join(alone[:5])}{' and more' if len(alone) > 5 else ''}",
+                         "give every image its label under the same file name, or move it out")
     return [PairFiles(str(images[name]), str(labels[name]), name) for name in sorted(images)]
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from ..errors import InputError, ModelError
 from ..image import Image
@@ -90,7 +90,7 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
                        config: TrainingConfig = TrainingConfig(), *, split: bool = False,
                        base_model: Optional[Union[str, os.PathLike]] = None, resume: bool = False,
                        min_dice: float = 0.0, progress: Optional[ProgressCallback] = None,
-                       install: bool = True) -> TrainedModel:
+                       install: bool = True, on_commit: Optional[Callable[[], None]] = None) -> TrainedModel:
     """Train on ``pairs`` (the last one validates; with ``split``, one pair cut in halves), from
     ``base_model`` (an installed model id or a model file: fine-tuning) or from scratch, or on
     from the run folder's checkpoint (``resume``); export and install the model only when the
@@ -100,6 +100,8 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
     pairs off their grids, an empty or blob-shaped label, too little data; during it for a loss
     that becomes NaN or memory that runs out; Cancelled when ``progress`` raises it (the
     checkpoint is kept). In every failure no model is installed and the catalog is unchanged.
+    ``on_commit`` is called once nothing can stop the install any more (the worker then stops
+    listening to Cancel, so a job never says "cancelled" about a model it installed).
     """
     from .curve import write_curve_csv, write_curve_png
     from .export import export_vessel_model
@@ -129,27 +131,21 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
         else:
             prepared.append(prepare_pair(image, label, name))
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = None
 
     def keep_curve(latest: object) -> None:
-        nonlocal record
-        record = latest
         write_curve_csv(latest, run_dir)
 
-    curve_png = None
-    try:
-        network, record = train(prepared[:-1], prepared[-1:], config, run_dir, sub_progress(report, 0.05, 0.97),
-                                resume=resume, initial_weights=initial, on_checkpoint=keep_curve)
-    finally:
-        if record is not None:
-            curve_png = _try_png(write_curve_png, record, run_dir)
+    network, record = train(prepared[:-1], prepared[-1:], config, run_dir, sub_progress(report, 0.05, 0.97),
+                            resume=resume, initial_weights=initial, on_checkpoint=keep_curve)
     curve_csv = write_curve_csv(record, run_dir)
+    curve_png = _try_png(write_curve_png, record, run_dir)  # not on Cancel: it must land at once
     report(0.97, "Exporting the model")
     entry = export_vessel_model(network, record, config, model_id, run_dir, min_dice)
     if install:
-        report(0.98, "Installing the model")
+        report(0.98, "Installing the model")  # the last point where Cancel lands
+        if on_commit is not None:
+            on_commit()
         install_trained_model(entry)
-    report(1.0, f"Model {model_id} is ready")
     return TrainedModel(entry, record, run_dir, curve_csv, curve_png)
 
 

@@ -71,7 +71,7 @@ def train_vessel_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) 
     result = train_vessel_model(pairs, model_id, Path(run_dir) if run_dir else None, config,
                                 split=bool(params.get("split", False)), base_model=params.get("base_model") or None,
                                 resume=bool(params.get("resume", False)), min_dice=float(min_dice),
-                                progress=job.progress)
+                                progress=job.progress, on_commit=job.commit)
     record = result.record
     return {}, {"model_id": result.model_id, "validation_dice": record.final_dice, "steps": len(record.losses),
                 "training_seconds": record.seconds, "run_dir": str(result.run_dir),
