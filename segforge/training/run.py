@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
+import numpy as np
+
 from ..errors import InputError, ModelError
 from ..image import Image
 from ..progress import ProgressCallback, no_progress, sub_progress
@@ -106,7 +108,7 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
     from .curve import write_curve_csv, write_curve_png
     from .export import export_vessel_model
     from .install import install_trained_model, refuse_taken_id
-    from .train import prepare_pair, split_in_halves, train
+    from .train import prepare_pair, refuse_blob, split_in_halves, train
 
     report = progress or no_progress
     if install:
@@ -127,7 +129,9 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
         image, label = read_pair(pair) if isinstance(pair, PairFiles) else pair
         if split:
             halves = split_in_halves(image, label)
-            prepared += [prepare_pair(*half, f"half {n + 1} of {name}") for n, half in enumerate(halves)]
+            refuse_blob(np.asarray(label.array) > 0, label.spacing[::-1], name)  # the whole label; halves are short
+            prepared += [prepare_pair(*half, f"half {n + 1} of {name}", check_shape=False)
+                         for n, half in enumerate(halves)]
         else:
             prepared.append(prepare_pair(image, label, name))
     run_dir.mkdir(parents=True, exist_ok=True)

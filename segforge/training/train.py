@@ -114,8 +114,12 @@ def refuse_blob(mask: np.ndarray, spacing_kji: Sequence[float], name: str) -> No
                          "give the vessel segment (not an organ or a lesion), or leave the pair out")
 
 
-def prepare_pair(image: Image, label: Image, name: str = "pair") -> Pair:
-    """Check a pair and bring it into the network's convention (see module docstring)."""
+def prepare_pair(image: Image, label: Image, name: str = "pair", check_shape: bool = True) -> Pair:
+    """Check a pair and bring it into the network's convention (see module docstring).
+
+    ``check_shape``: refuse a blob-shaped label (:func:`refuse_blob`); off for the halves of a
+    split volume, whose whole label was checked (a vessel cut at the border of a half is short).
+    """
     if not image.same_grid(label):
         raise InputError(f"The label of {name} is not on its image's grid",
                          f"image {image.array.shape} at spacing {image.spacing}, label {label.array.shape} at "
@@ -124,7 +128,8 @@ def prepare_pair(image: Image, label: Image, name: str = "pair") -> Pair:
     if not mask.any():
         raise InputError(f"The label of {name} is empty", "it has no vessel voxel",
                          "give a label with the vessels drawn, or leave the pair out")
-    refuse_blob(mask, image.spacing[::-1], name)
+    if check_shape:
+        refuse_blob(mask, image.spacing[::-1], name)
     values = np.asarray(image.array, np.float32)
     if not np.isfinite(values).all():
         raise InputError(f"The image of {name} has non-finite voxels", "NaN or infinity in the volume",
