@@ -303,6 +303,7 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             on_checkpoint(record)
 
     network.train()
+    shown = f"Training: step {step + 1}/{config.steps} starting"
     try:
         while step < config.steps:
             image, label, skeleton = _batch(train_pairs, config, rng, device)
@@ -314,6 +315,7 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             if not math.isfinite(value):
                 raise InputError("Training diverged", f"the loss became {value} at step {step + 1}",
                                  "lower the learning rate, or check the images for extreme values")
+            report(step / config.steps, shown)  # Cancel lands here too: half a step sooner, nothing changed yet
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -327,8 +329,8 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             elapsed = time.perf_counter() - started
             eta = elapsed / max(step, 1) * (config.steps - step)
             dice = f", validation Dice {record.final_dice:.3f}" if record.validation else ""
-            report(step / config.steps, f"Training: step {step}/{config.steps}, loss {value:.3f}{dice}, "
-                                        f"about {eta:.0f} s left")
+            shown = f"Training: step {step}/{config.steps}, loss {value:.3f}{dice}, about {eta:.0f} s left"
+            report(step / config.steps, shown)
         if not record.validation or record.validation[-1][0] != step:  # resumed after a Cancel in validation
             record.validation.append((step, validation_dice(network, validation_pairs, config, report, 1.0)))
     except (KeyboardInterrupt, Cancelled) as stop:
