@@ -41,6 +41,8 @@ from SegVesselTesting.self_test import SegVesselTest  # noqa: F401 - Reload and 
 #: user is asked before anything is installed.
 REQUIRED_PACKAGES = ("scipy",)
 NEEDS_TORCH = True
+#: What the Fine-tune section's training needs besides (MONAI's U-Net; edt for the label checks).
+FINE_TUNE_PACKAGES = ("scipy", "monai", "edt")
 
 #: How often the widget asks the running job for progress, in milliseconds.
 POLL_INTERVAL_MS = 200
@@ -406,7 +408,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         """Start the training in the worker; the timer takes it from there."""
         if self._fineTuneJobs.running:
             return
-        if not ensurePythonDependencies("SegVessel", REQUIRED_PACKAGES, NEEDS_TORCH, self._fineTuneJobs):
+        if not ensurePythonDependencies("SegVessel", FINE_TUNE_PACKAGES, NEEDS_TORCH, self._fineTuneJobs):
             return
         try:
             job = self.logic.start_fine_tune(list(self._fineTunePairs), self._fineTuneForm())

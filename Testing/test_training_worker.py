@@ -219,3 +219,17 @@ def test_running_out_of_memory_is_one_line_and_the_worker_lives_on(home, cases):
             assert remote.run("image.threshold", {"image": volume}, {"lower": 1}).meta["voxels"] == 24
         assert process.poll() is None
     assert "greedy" not in listed_models()
+
+
+def test_cancel_while_the_pairs_are_read_writes_nothing(home, cases, tmp_path):
+    """Cancel during the preparation (reading, label checks, skeletons): no run folder, no model."""
+    from segforge.training.run import train_vessel_model
+
+    def cancel_while_preparing(fraction: float, message: str) -> None:
+        if message.startswith("Preparing pair 2"):
+            raise Cancelled()
+
+    pairs = [(c.image, c.label) for c in cases]
+    with pytest.raises(Cancelled):
+        train_vessel_model(pairs, "never-prepared", tmp_path / "run", progress=cancel_while_preparing)
+    assert not (tmp_path / "run").exists() and "never-prepared" not in listed_models()

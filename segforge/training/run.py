@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..image import Image
-from ..progress import ProgressCallback, no_progress, sub_progress
+from ..progress import ProgressCallback, no_progress, report_while, sub_progress
 from .config import TrainingConfig
 from .inputs import PairFiles, read_pair
 
@@ -125,15 +125,18 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
     preparing = sub_progress(report, 0.0, 0.05)
     for number, pair in enumerate(pairs):
         name = pair.name if isinstance(pair, PairFiles) else f"pair {number + 1}"
-        preparing(number / len(pairs), f"Preparing {name}")
-        image, label = read_pair(pair) if isinstance(pair, PairFiles) else pair
-        if split:
+
+        def prepare(stage: ProgressCallback, pair: PairInput = pair, name: str = name, number: int = number) -> list:
+            stage(number / len(pairs), f"Preparing {name}")
+            image, label = read_pair(pair) if isinstance(pair, PairFiles) else pair
+            if not split:
+                return [prepare_pair(image, label, name)]
             halves = split_in_halves(image, label)
             refuse_blob(np.asarray(label.array) > 0, label.spacing[::-1], name)  # the whole label; halves are short
-            prepared += [prepare_pair(*half, f"half {n + 1} of {name}", check_shape=False)
-                         for n, half in enumerate(halves)]
-        else:
-            prepared.append(prepare_pair(image, label, name))
+            return [prepare_pair(*half, f"half {n + 1} of {name}", check_shape=False) for n, half in enumerate(halves)]
+
+        # Reading a volume and thinning its label take seconds on a large one: Cancel lands meanwhile.
+        prepared += report_while(prepare, preparing)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def keep_curve(latest: object) -> None:
