@@ -7,8 +7,7 @@ From the bottom:
 2. the workflows ``segforge.vessel``, ``segforge.organ``, ``segforge.interactive``, which
    use the base and never each other; beside them ``segforge.training`` (losses, training
    data), which may use the base and ``segforge.vessel`` (its synthetic vessel trees);
-3. ``segforge.mrml`` (Slicer nodes) and ``segforge.worker`` (the background process; its
-   ``train.vessel`` task uses ``segforge.training``);
+3. ``segforge.mrml`` (Slicer nodes) and ``segforge.worker`` (the background process);
 4. the module Logic packages ``SegVesselLib``, ``SegOrganLib``, ``SegInteractiveLib``
    (Qt-free: no ``SegForgeWidgets``, no other module's Logic);
 5. the front ends: ``SegForgeWidgets`` (Qt), the module widget files (``SegVessel.py``, ...),
@@ -74,8 +73,7 @@ ALLOWED: dict[str, tuple[frozenset[str], str]] = {
     "training": (frozenset({"base", "vessel"}), "training imports only the shared base and the vessel workflow "
                  "(no other workflow, no mrml/worker/front end)"),
     "mrml": (frozenset({"base", *WORKFLOWS}), "mrml imports only the shared base and the workflows"),
-    "worker": (frozenset({"base", *WORKFLOWS, "training"}), "the worker imports only the shared base, the workflows "
-               "and training (its train.vessel task)"),
+    "worker": (frozenset({"base", *WORKFLOWS}), "the worker imports only the shared base and the workflows"),
     "batch": (frozenset({"base", *WORKFLOWS}), "the batch (cohorts on Dask) imports only the shared base and the "
               "workflows"),
     "dicom": (frozenset({"base", *WORKFLOWS, "mrml"}), "segforge.dicom (SEG, SR, PACS) imports the shared base, "
@@ -99,6 +97,8 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     **{("segforge.cli", f"{logic}.form"): "the CLI builds its options from the module's form, the one "
        "description of a workflow's parameters (Qt-free and light)" for logic in LOGIC},
     ("segforge.cli.app_cmd", "segforge_app"): "the `segforge app` command starts the web app",
+    ("segforge.worker.training_task", "segforge.training"): "the worker's train.vessel task runs the training "
+    "(segforge.training.run), as its other tasks run the workflows",
     ("segforge.training.inputs", "segforge.batch.cases"): "training reads a cohort manifest (and a folder's volume "
     "files) with the batch's own reader: one CSV parser in SegForge",
 }
