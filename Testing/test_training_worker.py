@@ -233,3 +233,14 @@ def test_cancel_while_the_pairs_are_read_writes_nothing(home, cases, tmp_path):
     with pytest.raises(Cancelled):
         train_vessel_model(pairs, "never-prepared", tmp_path / "run", progress=cancel_while_preparing)
     assert not (tmp_path / "run").exists() and "never-prepared" not in listed_models()
+
+
+def test_a_model_id_that_is_not_a_catalog_id_names_no_folder(worker, home, cases):
+    """The id names the run folder: '../x' or 'A B' is refused before anything is written."""
+    for model_id in ("../escape", "Has Spaces"):
+        _, status, _ = run_and_watch(worker, scene_inputs([(c.image, c.label) for c in cases[:2]]),
+                                     {"model_id": model_id, "config": CONFIG})
+        assert status.state == "failed" and "model id is not valid" in status.message, status.message
+    assert not (home / "escape").exists() and not (home / "training" / "Has Spaces").exists()
+    _, status, _ = run_and_watch(worker, {}, {"model_id": "x", "run_dir": "/tmp/elsewhere"})
+    assert status.state == "failed" and "Unknown parameter(s) run_dir" in status.message

@@ -57,6 +57,17 @@ class TrainedModel:
                 f"{len(self.record.losses)} steps ({self.record.seconds:.0f} s); it is in the model list now")
 
 
+def check_model_id(model_id: str) -> None:
+    """InputError unless ``model_id`` is a catalog id (it also names the run folder: no '/', no '..')."""
+    import re
+
+    from ..catalog.catalog import ID_PATTERN
+
+    if not isinstance(model_id, str) or not re.fullmatch(ID_PATTERN, model_id):
+        raise InputError("The model id is not valid", f"it is {model_id!r}",
+                         "use lowercase letters, digits, '.', '_' or '-' (up to 64), not starting with a symbol")
+
+
 def default_run_dir(model_id: str) -> Path:
     """``<home>/training/<model id>``: where a run keeps its checkpoint and curve."""
     from ..catalog.cache import cache_home
@@ -111,6 +122,7 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
     from .train import prepare_pair, refuse_blob, split_in_halves, train
 
     report = progress or no_progress
+    check_model_id(model_id)  # before it names a folder
     if install:
         refuse_taken_id(model_id)
     initial = base_model_path(base_model) if base_model is not None and not resume else None

@@ -9,8 +9,9 @@ the worker's machine). The last pair validates unless ``split`` cuts a single pa
 
 Params: ``model_id``; ``config`` (a :class:`~segforge.training.config.TrainingConfig` as a
 dict); ``base_model`` (an installed model id or a model file: fine-tuning), ``resume``,
-``min_dice``, ``run_dir`` (default ``<home>/training/<id>``). Meta: the model id, its
-validation Dice, steps, seconds, the run folder and curve files, and a one-line summary.
+``min_dice``. The run folder is always ``<home>/training/<id>`` on the worker's machine: a
+client (perhaps of a shared server) never names where the worker writes. Meta: the model id,
+its validation Dice, steps, seconds, the run folder and curve files, and a one-line summary.
 """
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from ..errors import InputError
 from ..image import Image
 from .jobs import Job
 
-_PARAMS = ("model_id", "config", "split", "base_model", "resume", "min_dice", "run_dir", "files", "folder",
-           "manifest")
+_PARAMS = ("model_id", "config", "split", "base_model", "resume", "min_dice", "files", "folder", "manifest")
 
 
 def scene_pairs(inputs: dict[str, Any]) -> list[tuple[Image, Image]]:
@@ -67,8 +67,7 @@ def train_vessel_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) 
     min_dice = params.get("min_dice", 0.0)
     if not isinstance(min_dice, (int, float)) or isinstance(min_dice, bool):
         raise InputError(f"min_dice is {min_dice!r}", "it must be a number", "give a number between 0 and 1")
-    run_dir = params.get("run_dir")
-    result = train_vessel_model(pairs, model_id, Path(run_dir) if run_dir else None, config,
+    result = train_vessel_model(pairs, model_id, None, config,
                                 split=bool(params.get("split", False)), base_model=params.get("base_model") or None,
                                 resume=bool(params.get("resume", False)), min_dice=float(min_dice),
                                 progress=job.progress, on_commit=job.commit)
