@@ -87,3 +87,25 @@ def test_pairs_train_with_progress_and_the_model_is_listed_at_once(session):
         assert "web-vessels" in model_options(page, "segvessel-finetune-base")
         choose(page, "segvessel-model", "web-vessels")
         assert page.get_by_test_id("app-error").count() == 0
+
+
+def test_cancel_stops_the_training_and_lists_no_model(session):
+    """After the first test the three pairs are still chosen: a long run, cancelled once it trains."""
+    page, app = session["page"], session["app"]
+    with artefacts_on_failure(page, "finetune_cancel", app):
+        for name, value in (("name", "web-cancelled"), ("steps", "100000")):
+            page.get_by_test_id(f"segvessel-finetune-{name}").locator("input").fill(value)
+        wait_client_idle(page)
+        page.get_by_test_id("segvessel-finetune-run").click()
+        job = page.get_by_test_id("segvessel-finetune-job")
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while "step" not in job.inner_text():
+            assert page.get_by_test_id("app-error").count() == 0, page.get_by_test_id("app-error").inner_text()
+            assert time.monotonic() < deadline, job.inner_text()
+            time.sleep(0.05)
+        page.get_by_test_id(f"{KEY}-cancel").click()
+        job.get_by_text("Cancelled", exact=True).wait_for(timeout=30_000)
+        assert page.get_by_test_id(f"{KEY}-progress").count() == 0
+        assert page.get_by_test_id("segvessel-finetune-results").get_attribute("data-results") == "1"
+        assert "web-cancelled" not in model_options(page, "segvessel-model")
+        assert page.get_by_test_id("app-error").count() == 0

@@ -43,7 +43,7 @@ class FineTuneForm(Form):
     #: One labelled volume: train on one half, validate on the other.
     split: bool = False
     min_dice: float = labelled(0.0, "the minimum validation Dice")
-    device: str = labelled("cpu", "the device")
+    device: str = labelled("auto", "the device")
 
     def config(self) -> TrainingConfig:
         """The engine's training config of these fields (it refuses bad values, saying what to change)."""

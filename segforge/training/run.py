@@ -21,7 +21,7 @@ listed in the catalog of trained models (:mod:`.install`), so every model list s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import InputError, ModelError
 from ..image import Image
 from ..progress import ProgressCallback, no_progress, report_while, sub_progress
+from ..runtime.device import choose_device
 from .config import TrainingConfig
 from .inputs import PairFiles, read_pair
 
@@ -133,6 +134,7 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
         raise InputError("Too little data to train and validate", f"{len(pairs)} pair(s) were given",
                          "give at least two pairs (the last one validates), or split one volume in halves")
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(model_id)
+    config = replace(config, device=choose_device(config.device)[0])  # "auto": a GPU when torch sees one
     prepared = []
     preparing = sub_progress(report, 0.0, 0.05)
     for number, pair in enumerate(pairs):
