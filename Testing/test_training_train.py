@@ -207,3 +207,27 @@ def test_cancel_during_validation_lands_within_a_window(pairs, tmp_path):
     assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 3
     _, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)  # validates what it missed
     assert record.finished and record.validation[-1][0] == 3 and np.isfinite(record.final_dice)
+
+
+def test_the_command_reads_a_manifest_and_no_install_only_writes_out(tmp_path, capsys):
+    from segforge.catalog import load_catalog
+    from segforge.image_io import write_image
+
+    rows = ["case_id,image,segment"]
+    for number in range(2):
+        case = randomised_case(number, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+        write_image(case.image, tmp_path / f"image{number}.nii.gz")
+        write_image(case.label, tmp_path / f"label{number}.nii.gz")
+        rows.append(f"c{number},image{number}.nii.gz,label{number}.nii.gz:1")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    options = ["train", "vessel", "--manifest", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "models"),
+               "--model-id", "from-manifest", "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
+               "--batch-size", "1", "--no-install"]
+    assert main(options) == 0, capsys.readouterr().err[-400:]
+    assert "SEGFORGE_CATALOG" in capsys.readouterr().out
+    assert (tmp_path / "models" / "from-manifest" / "model.pt").is_file()
+    assert (tmp_path / "models" / "curve.csv").is_file() and (tmp_path / "models" / "checkpoint.pt").is_file()
+    assert "from-manifest" not in load_catalog()
+    (tmp_path / "bad.csv").write_text("image,labels\nimage0.nii.gz,label0.nii.gz\n")
+    assert main([*options[:2], "--manifest", str(tmp_path / "bad.csv"), *options[4:]]) == 1
+    assert "columns SegForge does not know (labels)" in capsys.readouterr().err
