@@ -372,7 +372,8 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
                                          "steps": ui.fineTuneStepsSpinBox.value,
                                          "patch_size": ui.fineTunePatchSpinBox.value,
                                          "batch_size": ui.fineTuneBatchSpinBox.value,
-                                         "split": ui.fineTuneSplitCheckBox.checked})
+                                         "split": ui.fineTuneSplitCheckBox.checked,
+                                         "resume": ui.fineTuneResumeCheckBox.checked})
 
     def _updateFineTune(self, *_) -> None:
         if self._fineTuneJobs is None:

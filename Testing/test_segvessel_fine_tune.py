@@ -59,6 +59,7 @@ def test_the_form_turns_fields_into_a_job_or_says_what_to_change():
     params = FineTuneForm.from_values({"model_id": "mine", "steps": "40", "patch_size": "32"}).params(2)
     assert params["model_id"] == "mine" and params["base_model"] is None and not params["split"]
     assert params["config"]["steps"] == 40 and tuple(params["config"]["patch_size"]) == (32, 32, 32)
+    assert not params["resume"] and FineTuneForm.from_values({"model_id": "mine", "resume": "true"}).params(2)["resume"]
 
 
 def test_the_logic_trains_on_scene_pairs_and_the_model_is_listed_at_once(mrml_scene, worker, home):

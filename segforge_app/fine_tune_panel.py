@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 KEY = "segvessel_finetune"
 #: The form fields the section shows (the device follows the form's default: CPU).
-FIELDS = ("model_id", "base_model", "steps", "patch_size", "batch_size", "learning_rate", "split", "min_dice")
+FIELDS = ("model_id", "base_model", "steps", "patch_size", "batch_size", "learning_rate", "split", "min_dice",
+          "resume")
 
 
 def _k(name: str) -> str:
@@ -166,6 +167,9 @@ def build_fine_tune(context: "AppContext", on_new_model: Callable[[], None]) -> 
                                           raw_attrs=[f'data-testid="segvessel-finetune-{name.replace("_", "-")}"'])
                 v3.VCheckbox(v_model=(_k("split"),), label="One volume: train on one half, validate on the other",
                              density="compact", hide_details=True, raw_attrs=['data-testid="segvessel-finetune-split"'])
+                v3.VCheckbox(v_model=(_k("resume"),), label="Go on from where a cancelled run of this name stopped",
+                             density="compact", hide_details=True,
+                             raw_attrs=['data-testid="segvessel-finetune-resume"'])
                 v3.VBtn("Train", click=context.shows_errors(panel.train), block=True, color="primary", classes="my-2",
                         prepend_icon="mdi-school", disabled=(running,),
                         raw_attrs=['data-testid="segvessel-finetune-run"'])

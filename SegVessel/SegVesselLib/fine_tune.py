@@ -43,6 +43,8 @@ class FineTuneForm(Form):
     #: One labelled volume: train on one half, validate on the other.
     split: bool = False
     min_dice: float = labelled(0.0, "the minimum validation Dice")
+    #: Go on from the checkpoint a cancelled run of this name left (same settings), not from scratch.
+    resume: bool = False
     device: str = labelled("auto", "the device")
 
     def config(self) -> TrainingConfig:
@@ -73,7 +75,7 @@ class FineTuneForm(Form):
                              "give a value between 0 and 1")
         config = self.config()
         return {"model_id": self.model_id, "config": {**config.__dict__}, "split": self.split,
-                "base_model": self.base_model or None, "min_dice": self.min_dice}
+                "base_model": self.base_model or None, "min_dice": self.min_dice, "resume": self.resume}
 
     def problem(self, pair_count: int) -> Optional[str]:
         """Why the section cannot start as it is (one sentence), or None: what a panel shows by its button."""
