@@ -128,6 +128,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/training/export.py
   segforge/training/inputs.py
   segforge/training/install.py
+  segforge/training/label_checks.py
   segforge/training/losses.py
   segforge/training/run.py
   segforge/training/simple_points.py

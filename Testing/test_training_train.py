@@ -231,3 +231,23 @@ def test_the_command_reads_a_manifest_and_no_install_only_writes_out(tmp_path, c
     (tmp_path / "bad.csv").write_text("image,labels\nimage0.nii.gz,label0.nii.gz\n")
     assert main([*options[:2], "--manifest", str(tmp_path / "bad.csv"), *options[4:]]) == 1
     assert "columns SegForge does not know (labels)" in capsys.readouterr().err
+
+
+def test_tubularity_tells_vessels_from_blobs_on_anisotropic_grids():
+    """Known shapes: a ball is about 1 ball, a cube 1.9, a tube 40 radii long about 30; all in mm, so a
+    grid of 0.5 x 1 x 2 mm voxels gives the same answers; the synthetic trees pass, a ball is refused."""
+    from segforge.training.label_checks import MIN_TUBULARITY, refuse_blob, tubularity
+
+    spacing = (2.0, 1.0, 0.5)  # k, j, i (mm)
+    k, j, i = np.indices((40, 80, 160)) * np.asarray(spacing)[:, None, None, None]
+    ball = (k - 40) ** 2 + (j - 40) ** 2 + (i - 40) ** 2 < 20 ** 2
+    cube = (abs(k - 40) < 20) & (abs(j - 40) < 20) & (abs(i - 40) < 20)
+    tube = ((k - 40) ** 2 + (j - 40) ** 2 < 2 ** 2) & (i < 80)
+    assert tubularity(ball, spacing)[0] == pytest.approx(1.0, abs=0.15)
+    assert tubularity(cube, spacing)[0] == pytest.approx(6 / np.pi, abs=0.25)
+    assert tubularity(tube, spacing)[0] > 10 * MIN_TUBULARITY / 3
+    for seed in range(3):
+        case = randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+        assert tubularity(case.label.array > 0, case.label.spacing[::-1])[0] >= MIN_TUBULARITY
+    with pytest.raises(InputError, match="does not look like vessels"):
+        refuse_blob(ball, spacing, "the liver")

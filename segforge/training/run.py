@@ -120,7 +120,8 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
     from .curve import write_curve_csv, write_curve_png
     from .export import export_vessel_model
     from .install import install_trained_model, refuse_taken_id
-    from .train import prepare_pair, refuse_blob, split_in_halves, train
+    from .label_checks import refuse_blob
+    from .train import prepare_pair, split_in_halves, train
 
     report = progress or no_progress
     check_model_id(model_id)  # before it names a folder
