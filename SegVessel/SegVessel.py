@@ -196,10 +196,10 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        if self._jobs is not None:
-            self._jobs.drop()
         if self._fineTuneJobs is not None:
             self._fineTuneJobs.drop()
+        if self._jobs is not None:
+            self._jobs.drop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -301,42 +301,6 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.ui.applyButton.enabled = not reason
         self.ui.applyButton.toolTip = reason or _("Find the vessels in the input volume (and the outputs checked).")
 
-    # -- running a job --------------------------------------------------------------------
-
-    def onApplyButton(self) -> None:
-        """Start the vessel job; the timer takes it from there."""
-        if self._jobs.running or not self._parameterNode:
-            return
-        p = self._parameterNode
-        if not ensurePythonDependencies("SegVessel", REQUIRED_PACKAGES, NEEDS_TORCH, self._jobs):
-            return
-        try:
-            form = form_from_parameter_node(p)
-            question = self.logic.clash_question(p.outputSegmentation, form)
-            onExisting = "error" if question is None else askReplaceOrKeepBoth(
-                "SegVessel", question,
-                _("Replace it with the new result, or keep both (the new segment gets another name)?"))
-            if onExisting is None:
-                return
-            job = self.logic.start(p.inputVolume, form, segmentation_node=p.outputSegmentation,
-                                   on_existing=onExisting, input_segmentation=p.inputSegmentation)
-        except Exception as error:
-            self._jobs.showError(_("Could not start the vessel segmentation."), error)
-            return
-        self._jobs.start(job, self._onJobDone,
-                         lambda error: self._jobs.showFailure(error, _("Vessel segmentation failed.")), _("Starting"))
-
-    def _onJobDone(self, result) -> None:
-        # The tree job returns VesselNodes, the mask job the segmentation node.
-        segmentationNode = getattr(result, "segmentation", result)
-        if self._parameterNode and segmentationNode is not None:
-            self._parameterNode.outputSegmentation = segmentationNode
-        chart = getattr(result, "diameter_chart", None)
-        if chart is not None:  # the diameter along the branches in a plot view of the layout
-            slicer.modules.plots.logic().ShowChartInLayout(chart)
-        self._jobs.showIdle(summary_of(result))
-
-
     # -- the Fine-tune section (rules: SegVesselLib.fine_tune.FineTuneForm) --------------------
 
     def _setupFineTune(self) -> None:
@@ -426,6 +390,41 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self._refreshBaseModels()
         self._onParameterNodeModified()
         self._fineTuneJobs.showIdle(result.summary)
+
+    # -- running a job --------------------------------------------------------------------
+
+    def onApplyButton(self) -> None:
+        """Start the vessel job; the timer takes it from there."""
+        if self._jobs.running or not self._parameterNode:
+            return
+        p = self._parameterNode
+        if not ensurePythonDependencies("SegVessel", REQUIRED_PACKAGES, NEEDS_TORCH, self._jobs):
+            return
+        try:
+            form = form_from_parameter_node(p)
+            question = self.logic.clash_question(p.outputSegmentation, form)
+            onExisting = "error" if question is None else askReplaceOrKeepBoth(
+                "SegVessel", question,
+                _("Replace it with the new result, or keep both (the new segment gets another name)?"))
+            if onExisting is None:
+                return
+            job = self.logic.start(p.inputVolume, form, segmentation_node=p.outputSegmentation,
+                                   on_existing=onExisting, input_segmentation=p.inputSegmentation)
+        except Exception as error:
+            self._jobs.showError(_("Could not start the vessel segmentation."), error)
+            return
+        self._jobs.start(job, self._onJobDone,
+                         lambda error: self._jobs.showFailure(error, _("Vessel segmentation failed.")), _("Starting"))
+
+    def _onJobDone(self, result) -> None:
+        # The tree job returns VesselNodes, the mask job the segmentation node.
+        segmentationNode = getattr(result, "segmentation", result)
+        if self._parameterNode and segmentationNode is not None:
+            self._parameterNode.outputSegmentation = segmentationNode
+        chart = getattr(result, "diameter_chart", None)
+        if chart is not None:  # the diameter along the branches in a plot view of the layout
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
+        self._jobs.showIdle(summary_of(result))
 
 
 def _setIndex(comboBox, index: int) -> None:
