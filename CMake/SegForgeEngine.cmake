@@ -130,8 +130,14 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/segment_input.py
   segforge/segmentation_file.py
   segforge/training/__init__.py
+  segforge/training/config.py
+  segforge/training/curve.py
   segforge/training/export.py
+  segforge/training/inputs.py
+  segforge/training/install.py
+  segforge/training/label_checks.py
   segforge/training/losses.py
+  segforge/training/run.py
   segforge/training/simple_points.py
   segforge/training/skeleton.py
   segforge/training/synthetic_data.py
@@ -182,6 +188,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/worker/tasks.py
   segforge/worker/thread_job.py
   segforge/worker/torchscript.py
+  segforge/worker/training_task.py
 )
 
 # Data files the engine reads through segforge.resources.resource_path(), relative to the

@@ -3,11 +3,13 @@
 Thin by design: the widget ties its .ui to a parameter node whose fields are those of
 :class:`SegVesselLib.form.VesselForm`, hands the form to :class:`SegVesselLib.SegVesselLogic`
 and follows the job with a JobRunner, so Slicer never freezes and Cancel always works. The
+Fine-tune section fills a :class:`SegVesselLib.fine_tune.FineTuneForm` the same way (its
+fields are per session, not saved in the scene) and follows the training with a second runner. The
 rules behind the fields (presets, checks, which job runs, the summary) live in the form,
 shared with the web panel and ``segforge vessel``.
 """
+from types import SimpleNamespace
 from typing import Annotated
-
 
 import slicer
 from slicer import (
@@ -27,6 +29,7 @@ from SegForgeWidgets import DicomSection, JobRunner
 from SegForgeWidgets.parameter_node_widget import ParameterNodeWidgetMixin
 from SegForgeWidgets.panel_helpers import askReplaceOrKeepBoth, ensurePythonDependencies
 from SegVesselLib import SegVesselLogic
+from SegVesselLib.fine_tune import FineTuneForm, ScenePair, base_model_choices
 from SegVesselLib.form import (CUSTOM, INPUT_KINDS, PRESET_CHOICES, PRESET_FIELDS, VesselForm,
                                form_from_parameter_node, model_choices, parameter_node_problem, preset_fields,
                                shown_fields)
@@ -38,6 +41,8 @@ from SegVesselTesting.self_test import SegVesselTest  # noqa: F401 - Reload and 
 #: user is asked before anything is installed.
 REQUIRED_PACKAGES = ("scipy",)
 NEEDS_TORCH = True
+#: What the Fine-tune section's training needs besides (MONAI's U-Net; edt for the label checks).
+FINE_TUNE_PACKAGES = ("scipy", "monai", "edt")
 
 #: How often the widget asks the running job for progress, in milliseconds.
 POLL_INTERVAL_MS = 200
@@ -73,6 +78,7 @@ optional ROI limits the work to a box. The job runs in a background worker: Slic
 responsive and Cancel stops it. From the Python console:
 <pre>
 from SegVesselLib import SegVesselLogic
+from SegVesselLib.fine_tune import FineTuneForm, ScenePair, base_model_choices
 from segforge.vessel.pipeline import VesselPipelineParameters, preset
 nodes = SegVesselLogic().vessel_tree(volumeNode, VesselPipelineParameters(mask=preset("cta")))
 print(nodes.branch_table.GetNumberOfRows(), "branches")
@@ -156,6 +162,8 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._jobs = None  # SegForgeWidgets.JobRunner: the running job, its progress and Cancel
+        self._fineTuneJobs = None  # the Fine-tune section's own runner (a training runs beside a vessel job)
+        self._fineTunePairs = []  # SegVesselLib.fine_tune.ScenePair, in the order of the pairs list
         self._updatingGui = False
 
     def setup(self) -> None:
@@ -186,10 +194,13 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
 
         self._refreshModels()
         self._jobs.showIdle("")
+        self._setupFineTune()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        if self._fineTuneJobs is not None:
+            self._fineTuneJobs.drop()
         if self._jobs is not None:
             self._jobs.drop()
         if getattr(self, "_dicom", None) is not None:
@@ -216,6 +227,8 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        self._fineTunePairs = []  # their nodes are gone (a running training goes on: it has its copies)
+        self.ui.fineTunePairsList.clear()
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -295,6 +308,96 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
             reason = parameter_node_problem(p) or ""
         self.ui.applyButton.enabled = not reason
         self.ui.applyButton.toolTip = reason or _("Find the vessels in the input volume (and the outputs checked).")
+
+    # -- the Fine-tune section (rules: SegVesselLib.fine_tune.FineTuneForm) --------------------
+
+    def _setupFineTune(self) -> None:
+        ui = self.ui
+        self._fineTuneJobs = JobRunner(SimpleNamespace(progressBar=ui.fineTuneProgressBar,
+                                                       statusLabel=ui.fineTuneStatusLabel,
+                                                       cancelButton=ui.fineTuneCancelButton),
+                                       POLL_INTERVAL_MS, "SegVessel", refresh=self._updateFineTune)
+        ui.fineTuneAddPairButton.connect("clicked(bool)", self.onFineTuneAddPair)
+        ui.fineTuneRemovePairButton.connect("clicked(bool)", self.onFineTuneRemovePair)
+        ui.fineTuneTrainButton.connect("clicked(bool)", self.onFineTuneTrain)
+        ui.fineTuneModelIdLineEdit.connect("textChanged(QString)", self._updateFineTune)
+        ui.fineTuneSplitCheckBox.connect("toggled(bool)", self._updateFineTune)
+        for spinBox in (ui.fineTuneStepsSpinBox, ui.fineTunePatchSpinBox, ui.fineTuneBatchSpinBox):
+            spinBox.connect("valueChanged(int)", self._updateFineTune)
+        self._refreshBaseModels()
+        self._fineTuneJobs.showIdle("")
+
+    def _refreshBaseModels(self) -> None:
+        combo = self.ui.fineTuneBaseModelComboBox
+        current = combo.currentData
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for value, title in base_model_choices():
+            combo.addItem(title, value)
+        combo.currentIndex = max(0, combo.findData(current))
+        combo.blockSignals(wasBlocked)
+
+    def _fineTuneForm(self) -> FineTuneForm:
+        ui = self.ui
+        return FineTuneForm.from_values({"model_id": ui.fineTuneModelIdLineEdit.text,
+                                         "base_model": ui.fineTuneBaseModelComboBox.currentData or "",
+                                         "steps": ui.fineTuneStepsSpinBox.value,
+                                         "patch_size": ui.fineTunePatchSpinBox.value,
+                                         "batch_size": ui.fineTuneBatchSpinBox.value,
+                                         "split": ui.fineTuneSplitCheckBox.checked,
+                                         "resume": ui.fineTuneResumeCheckBox.checked})
+
+    def _updateFineTune(self, *_) -> None:
+        if self._fineTuneJobs is None:
+            return
+        running = self._fineTuneJobs.running
+        reason = _("A training is running") if running else self._fineTuneForm().problem(len(self._fineTunePairs))
+        self.ui.fineTuneTrainButton.enabled = not reason
+        self.ui.fineTuneTrainButton.toolTip = reason or _("Train the model in the background worker.")
+        self.ui.fineTuneRemovePairButton.enabled = bool(self._fineTunePairs) and not running
+
+    def onFineTuneAddPair(self) -> None:
+        volume = self.ui.fineTuneVolumeSelector.currentNode()
+        segmentation = self.ui.fineTuneSegmentSelector.currentNode()
+        segmentId = self.ui.fineTuneSegmentSelector.currentSegmentID()
+        if not volume or not segmentation or not segmentId:
+            self.ui.fineTuneStatusLabel.text = _("Choose a volume and the vessel segment drawn on it first.")
+            return
+        pair = ScenePair(volume, segmentation, segmentId)
+        self._fineTunePairs.append(pair)
+        self.ui.fineTunePairsList.addItem(pair.describe())
+        self._updateFineTune()
+
+    def onFineTuneRemovePair(self) -> None:
+        row = self.ui.fineTunePairsList.currentRow
+        if row < 0:
+            row = len(self._fineTunePairs) - 1
+        if 0 <= row < len(self._fineTunePairs):
+            del self._fineTunePairs[row]
+            self.ui.fineTunePairsList.takeItem(row)
+        self._updateFineTune()
+
+    def onFineTuneTrain(self) -> None:
+        """Start the training in the worker; the timer takes it from there."""
+        if self._fineTuneJobs.running:
+            return
+        if not ensurePythonDependencies("SegVessel", FINE_TUNE_PACKAGES, NEEDS_TORCH, self._fineTuneJobs):
+            return
+        try:
+            job = self.logic.start_fine_tune(list(self._fineTunePairs), self._fineTuneForm())
+        except Exception as error:
+            self._fineTuneJobs.showError(_("Could not start the training."), error)
+            return
+        self._fineTuneJobs.start(job, self._onFineTuneDone,
+                                 lambda error: self._fineTuneJobs.showFailure(error, _("Training failed.")),
+                                 _("Starting"))
+
+    def _onFineTuneDone(self, result) -> None:
+        # The model is installed: it is in the model list (and can be a base) now.
+        self._refreshModels()
+        self._refreshBaseModels()
+        self._onParameterNodeModified()
+        self._fineTuneJobs.showIdle(result.summary)
 
     # -- running a job --------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ LAYER_OF: dict[str, str] = {
     "segforge_app": "app",
 }
 
-_BELOW_LOGIC = ("base", *WORKFLOWS, "mrml", "dicom", "worker")
+_BELOW_LOGIC = ("base", *WORKFLOWS, "training", "mrml", "dicom", "worker")
 
 #: Layer -> (the layers it may import, the rule a violation breaks). Its own layer is always allowed.
 ALLOWED: dict[str, tuple[frozenset[str], str]] = {
@@ -97,6 +97,10 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     **{("segforge.cli", f"{logic}.form"): "the CLI builds its options from the module's form, the one "
        "description of a workflow's parameters (Qt-free and light)" for logic in LOGIC},
     ("segforge.cli.app_cmd", "segforge_app"): "the `segforge app` command starts the web app",
+    ("segforge.worker.training_task", "segforge.training"): "the worker's train.vessel task runs the training "
+    "(segforge.training.run), as its other tasks run the workflows",
+    ("segforge.training.inputs", "segforge.batch.cases"): "training reads a cohort manifest (and a folder's volume "
+    "files) with the batch's own reader: one CSV parser in SegForge",
 }
 
 #: Qt and Slicer's Qt-based module support: only the Qt front ends may import them.

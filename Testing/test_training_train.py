@@ -22,6 +22,13 @@ CONFIG = TrainingConfig(steps=3, patch_size=(16, 16, 16), batch_size=1, channels
                         checkpoint_every=1)
 
 
+@pytest.fixture(autouse=True)
+def own_home(tmp_path, monkeypatch):
+    """Every test installs into its own SegForge home, never the user's ~/.segforge."""
+    monkeypatch.setenv("SEGFORGE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SEGFORGE_CATALOG", raising=False)
+
+
 @pytest.fixture(scope="module")
 def pairs():
     cases = [randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
@@ -95,23 +102,31 @@ def test_the_command_trains_and_writes_the_catalog_model(tmp_path, capsys):
     assert entry.id == "cli-vessel" and (tmp_path / "cli-vessel" / "model.pt").is_file()
 
 
-def test_the_trained_model_is_used_at_once_by_segforge_vessel(tmp_path, monkeypatch, capsys):
-    """Train, name the written catalog, download (a file:// URL, checksum verified), segment with it."""
+def test_the_trained_model_is_used_at_once_by_segforge_vessel(tmp_path, capsys):
+    """Train; the model is installed (checksum-verified copy in the cache, listed in the catalog of
+    trained models), so `segforge models list` and `segforge vessel --model` use it with no set-up."""
     from segforge.image_io import write_image
 
     models = tmp_path / "models"
     assert main(["train", "vessel", "--out", str(models), "--model-id", "my-vessels", "--synthetic", "2",
                  "--synthetic-size-mm", "24", "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
                  "--batch-size", "1"]) == 0
-    monkeypatch.setenv("SEGFORGE_CATALOG", str(models / "catalog.json"))
-    monkeypatch.setenv("SEGFORGE_HOME", str(tmp_path / "home"))
-    assert main(["models", "download", "my-vessels"]) == 0
+    assert (models / "curve.csv").is_file() and "installed" in capsys.readouterr().out
+    assert main(["models", "list"]) == 0
+    assert "my-vessels" in capsys.readouterr().out
     case = randomised_case(7, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
     write_image(case.image, tmp_path / "image.nii.gz")
     code = main(["vessel", str(tmp_path / "image.nii.gz"), "--out", str(tmp_path / "result"), "--model",
                  "my-vessels"])
     assert code == 0, capsys.readouterr().err[-400:]
     assert json.loads((tmp_path / "result" / "summary.json").read_text())["mask_model"] == "my-vessels"
+    from segforge.vessel.mask_step import resolve_vessel_model
+
+    assert resolve_vessel_model("auto") is None  # "auto" never picks a model trained here: only its id does
+    again = main(["train", "vessel", "--out", str(tmp_path / "again"), "--model-id", "my-vessels", "--synthetic", "2",
+                  "--synthetic-size-mm", "24", "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8"])
+    assert again == 1 and "already in the catalog" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
 
 
 def test_a_loss_that_becomes_nan_stops_the_run_with_one_line(pairs, tmp_path):
@@ -192,3 +207,47 @@ def test_cancel_during_validation_lands_within_a_window(pairs, tmp_path):
     assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 3
     _, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)  # validates what it missed
     assert record.finished and record.validation[-1][0] == 3 and np.isfinite(record.final_dice)
+
+
+def test_the_command_reads_a_manifest_and_no_install_only_writes_out(tmp_path, capsys):
+    from segforge.catalog import load_catalog
+    from segforge.image_io import write_image
+
+    rows = ["case_id,image,segment"]
+    for number in range(2):
+        case = randomised_case(number, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+        write_image(case.image, tmp_path / f"image{number}.nii.gz")
+        write_image(case.label, tmp_path / f"label{number}.nii.gz")
+        rows.append(f"c{number},image{number}.nii.gz,label{number}.nii.gz:1")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    options = ["train", "vessel", "--manifest", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "models"),
+               "--model-id", "from-manifest", "--steps", "2", "--patch", "16", "16", "16", "--channels", "4", "8",
+               "--batch-size", "1", "--no-install"]
+    assert main(options) == 0, capsys.readouterr().err[-400:]
+    assert "SEGFORGE_CATALOG" in capsys.readouterr().out
+    assert (tmp_path / "models" / "from-manifest" / "model.pt").is_file()
+    assert (tmp_path / "models" / "curve.csv").is_file() and (tmp_path / "models" / "checkpoint.pt").is_file()
+    assert "from-manifest" not in load_catalog()
+    (tmp_path / "bad.csv").write_text("image,labels\nimage0.nii.gz,label0.nii.gz\n")
+    assert main([*options[:2], "--manifest", str(tmp_path / "bad.csv"), *options[4:]]) == 1
+    assert "columns SegForge does not know (labels)" in capsys.readouterr().err
+
+
+def test_tubularity_tells_vessels_from_blobs_on_anisotropic_grids():
+    """Known shapes: a ball is about 1 ball, a cube 1.9, a tube 40 radii long about 30; all in mm, so a
+    grid of 0.5 x 1 x 2 mm voxels gives the same answers; the synthetic trees pass, a ball is refused."""
+    from segforge.training.label_checks import MIN_TUBULARITY, refuse_blob, tubularity
+
+    spacing = (2.0, 1.0, 0.5)  # k, j, i (mm)
+    k, j, i = np.indices((40, 80, 160)) * np.asarray(spacing)[:, None, None, None]
+    ball = (k - 40) ** 2 + (j - 40) ** 2 + (i - 40) ** 2 < 20 ** 2
+    cube = (abs(k - 40) < 20) & (abs(j - 40) < 20) & (abs(i - 40) < 20)
+    tube = ((k - 40) ** 2 + (j - 40) ** 2 < 2 ** 2) & (i < 80)
+    assert tubularity(ball, spacing)[0] == pytest.approx(1.0, abs=0.15)
+    assert tubularity(cube, spacing)[0] == pytest.approx(6 / np.pi, abs=0.25)
+    assert tubularity(tube, spacing)[0] > 10 * MIN_TUBULARITY / 3
+    for seed in range(3):
+        case = randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+        assert tubularity(case.label.array > 0, case.label.spacing[::-1])[0] >= MIN_TUBULARITY
+    with pytest.raises(InputError, match="does not look like vessels"):
+        refuse_blob(ball, spacing, "the liver")

@@ -24,6 +24,7 @@ from .module_logics import app_module_logic
 from .module_panel import ModulePanel
 from .panels import Panel, register_panel
 from .context import NODES_KEY
+from .fine_tune_panel import build_fine_tune
 from .results import (existing_dialog, follow_input_volume, node_of, output_select, rows_table, segment_rows,
                       segments_list, show_in_3d, show_segmentation, table_state, volume_select)
 from .vessel_markups import VesselMarkups
@@ -72,7 +73,7 @@ class VesselPanel(ModulePanel):
         for name, value in VesselForm().values().items():
             if name in STATE_FIELDS:
                 state.setdefault(_k(name), value)
-        state[_k("models")] = [{"title": title, "value": value} for value, title in model_choices()]
+        self.refresh_models()
         for name, value in (("segments", []), ("branches", None), ("stenosis_rows", None), ("section_rows", None),
                             ("landmark_rows", None), ("plot", "")):
             state.setdefault(_k(name), value)
@@ -85,6 +86,11 @@ class VesselPanel(ModulePanel):
             state.setdefault(_k(name), value)
         state.change(_k("preset"))(self.on_preset)
         state.change(*(_k(name) for name in PRESET_FIELDS))(self.on_field)
+
+    def refresh_models(self) -> None:
+        """The model list: automatic, the builtin filter, each installed deep model (a model just
+        trained in the Fine-tune section included)."""
+        self.state[_k("models")] = [{"title": title, "value": value} for value, title in model_choices()]
 
     # -- presets -----------------------------------------------------------------------------------
 
@@ -327,6 +333,7 @@ def build(context: "AppContext") -> None:
         html.Img(v_if=(_k("plot"),), src=(_k("plot"),), style="width: 100%;", classes="mt-2",
                  raw_attrs=['data-testid="segvessel-plot"', 'alt="Diameter along the branches"'])
         rows_table(_k("section_rows"), "segvessel-sections", "Cross-sections")
+    build_fine_tune(context, panel.refresh_models)  # its own collapsible block, below the results
 
 
 register_panel(Panel(id=KEY, title="SegVessel", build=build, order=10))

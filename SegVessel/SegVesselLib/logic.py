@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 from dataclasses import asdict
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from segforge.dicom.scene_export import FileLookup, export_to_folder, pacs_url, send_to_pacs
 from segforge.errors import InputError
@@ -26,6 +26,7 @@ from segforge.vessel.pipeline import VesselPipelineParameters
 from segforge.vessel.tree import from_wire
 from segforge.worker import JobResult, ModuleJob, RemoteJob, ThreadJob, WorkerLogic
 
+from .fine_tune import FineTuneForm, ScenePair, start_fine_tune
 from .form import VesselForm
 from .dicom_export import vessel_dicom_export
 from .tree_nodes import VesselNodes, write_vessel_segment, write_vessel_tree
@@ -152,6 +153,11 @@ class SegVesselLogic(WorkerLogic):
         return self.start_vessel_tree(volume_node, parameters, segmentation_node, segment_name, on_existing,
                                       segment=segment, name=None if volume_node else _segment_name(
                                           input_segmentation, segment_id)).wait(progress)
+
+    def start_fine_tune(self, pairs: Sequence[ScenePair], form: FineTuneForm) -> ModuleJob:
+        """Train or fine-tune a vessel model in the worker on (volume, vessel segment) pairs of the
+        scene (see :func:`.fine_tune.start_fine_tune`); the job's result names the new model."""
+        return start_fine_tune(self.worker, pairs, form)
 
     def segment_vessels(self, volume_node: Any, segmentation_node: Optional[Any] = None,
                         parameters: VesselMaskParameters = VesselMaskParameters(),

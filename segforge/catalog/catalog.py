@@ -191,6 +191,22 @@ def shipped_catalog_path() -> Path:
     return resource_path("Models/catalog.json")
 
 
+TRAINED_CATALOG = ("trained", "catalog.json")
+
+
+def trained_catalog_path(home: Optional[Path] = None) -> Path:
+    """The catalog of models trained here (``segforge.training.install`` writes it):
+    ``<home>/trained/catalog.json``, ``<home>`` being SegForge's data folder."""
+    from .cache import cache_home  # cache imports this module: import here, not at the top
+
+    return Path(home if home is not None else cache_home()).joinpath(*TRAINED_CATALOG)
+
+
+def is_trained(entry: ModelEntry) -> bool:
+    """True for a model listed by the catalog of models trained here."""
+    return bool(entry.source) and Path(entry.source) == trained_catalog_path()
+
+
 def user_catalog_paths() -> list[Path]:
     """Extra catalog files named by ``$SEGFORGE_CATALOG`` (none when it is unset)."""
     value = os.environ.get(CATALOG_ENV, "")
@@ -199,13 +215,17 @@ def user_catalog_paths() -> list[Path]:
 
 def load_catalog(shipped: Optional[Path] = None,
                  extra: Optional[Sequence[Path]] = None) -> Catalog:
-    """Read the shipped catalog and merge the extra ones (default: ``$SEGFORGE_CATALOG``).
+    """Read the shipped catalog and merge the extra ones (default: the catalog of models trained
+    here, when there is one, then ``$SEGFORGE_CATALOG``'s files).
 
     An extra catalog may replace a downloadable shipped entry (for example to point it at
     a local mirror) but not a builtin one, so the out-of-the-box defaults always work.
     """
     shipped = shipped or shipped_catalog_path()
-    extra = user_catalog_paths() if extra is None else list(extra)
+    if extra is None:
+        trained = trained_catalog_path()
+        extra = [*([trained] if trained.is_file() else []), *user_catalog_paths()]
+    extra = list(extra)
     merged: dict[str, ModelEntry] = {e.id: e for e in read_catalog_file(shipped)}
     for path in extra:
         if not Path(path).is_file():

@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,38 +28,12 @@ from ..errors import Cancelled, InputError
 from ..image import Image
 from ..orientation import network_axes, to_network_axes
 from ..progress import ProgressCallback, no_progress
+from .config import TrainingConfig
+from .label_checks import MIN_VALIDATION_VOXELS, refuse_blob
 from .losses import dice_ce_loss, skeleton_recall_loss
 from .skeleton import label_skeleton
 
 CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """What a run does; saved in the checkpoint and the model's training record."""
-
-    steps: int = 300
-    patch_size: tuple[int, int, int] = (64, 64, 64)  # x, y, z voxels; divisible by 2 ** (levels - 1)
-    batch_size: int = 2
-    learning_rate: float = 1e-3
-    channels: tuple[int, ...] = (8, 16, 32, 64)
-    skeleton_recall_weight: float = 1.0
-    vessel_patch_fraction: float = 0.5
-    validate_every: int = 50
-    checkpoint_every: int = 25
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        levels = len(self.channels)
-        if self.steps < 1 or self.batch_size < 1 or not self.channels or self.learning_rate <= 0:
-            raise InputError("The training settings are invalid",
-                             f"steps {self.steps}, batch {self.batch_size}, channels {self.channels}, "
-                             f"learning rate {self.learning_rate}", "give positive steps, batch size and rate")
-        if len(self.patch_size) != 3 or any(p % 2 ** (levels - 1) or p < 2 ** levels for p in self.patch_size):
-            raise InputError("The patch size does not fit the network",
-                             f"it is {tuple(self.patch_size)} for a U-Net of {levels} levels",
-                             f"give sizes divisible by {2 ** (levels - 1)} and at least {2 ** levels}")
 
 
 @dataclass
@@ -88,8 +62,33 @@ class TrainingRecord:
         return self.validation[-1][1] if self.validation else float("nan")
 
 
-def prepare_pair(image: Image, label: Image, name: str = "pair") -> Pair:
-    """Check a pair and bring it into the network's convention (see module docstring)."""
+class OutOfMemory(InputError):
+    """A training step or validation did not fit in memory (RAM or GPU)."""
+
+
+_OUT_OF_MEMORY_SIGNS = ("out of memory", "can't allocate memory", "Failed to allocate", "bad_alloc",
+                        "Unable to allocate", "DefaultCPUAllocator")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for torch's and numpy's ways of saying an allocation failed (CPU or GPU)."""
+    if isinstance(error, MemoryError) or "OutOfMemory" in type(error).__name__:
+        return True
+    text = str(error)
+    return any(sign in text for sign in _OUT_OF_MEMORY_SIGNS)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:200]
+
+
+def prepare_pair(image: Image, label: Image, name: str = "pair", check_shape: bool = True) -> Pair:
+    """Check a pair and bring it into the network's convention (see module docstring).
+
+    ``check_shape``: refuse a blob-shaped label (:func:`refuse_blob`); off for the halves of a
+    split volume, whose whole label was checked (a vessel cut at the border of a half is short).
+    """
     if not image.same_grid(label):
         raise InputError(f"The label of {name} is not on its image's grid",
                          f"image {image.array.shape} at spacing {image.spacing}, label {label.array.shape} at "
@@ -98,6 +97,8 @@ def prepare_pair(image: Image, label: Image, name: str = "pair") -> Pair:
     if not mask.any():
         raise InputError(f"The label of {name} is empty", "it has no vessel voxel",
                          "give a label with the vessels drawn, or leave the pair out")
+    if check_shape:
+        refuse_blob(mask, image.spacing[::-1], name)
     values = np.asarray(image.array, np.float32)
     if not np.isfinite(values).all():
         raise InputError(f"The image of {name} has non-finite voxels", "NaN or infinity in the volume",
@@ -218,20 +219,27 @@ def load_initial_weights(network: torch.nn.Module, path: Path, device: torch.dev
 
 def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config: TrainingConfig, workdir: Path,
           progress: Optional[ProgressCallback] = None, resume: bool = False,
-          initial_weights: Optional[Path] = None) -> tuple[torch.nn.Module, TrainingRecord]:
+          initial_weights: Optional[Path] = None,
+          on_checkpoint: Optional[Callable[[TrainingRecord], None]] = None) -> tuple[torch.nn.Module, TrainingRecord]:
     """Train from scratch, from ``initial_weights`` (a trained model file: fine-tuning), or on
     from ``workdir``'s checkpoint with ``resume``; the network and its record.
 
     Raises Cancelled on Cancel or Ctrl-C (the checkpoint is saved first); InputError when
     there is no pair to train or validate on, when a checkpoint to resume was made with other
     settings, or when the loss stops being a number (it names the step; a run that diverged
-    is never exported).
+    is never exported); OutOfMemory (the last checkpoint kept as it was) when a step or a
+    validation does not fit in memory. ``on_checkpoint`` hears the record after
+    every checkpoint (the run folder's training curve is written from it).
     """
     report = progress or no_progress
     if not train_pairs or not validation_pairs:
         raise InputError("Too little data to train and validate",
                          f"{len(train_pairs)} training and {len(validation_pairs)} validation pairs",
                          "give at least one pair for each (two labelled volumes, or one split in two)")
+    held_out = sum(len(pair.vessel_voxels) for pair in validation_pairs)
+    if held_out < MIN_VALIDATION_VOXELS:
+        raise InputError("Too little data to validate", f"the validation data holds {held_out} vessel voxels, "
+                         f"fewer than {MIN_VALIDATION_VOXELS}", "validate on a pair (or half) with more vessels")
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
@@ -260,8 +268,11 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
         torch.save({"config": asdict(config), "network": network.state_dict(), "optimiser": optimiser.state_dict(),
                     "rng": rng.bit_generator.state, "step": step, "record": asdict(record)}, partial)
         partial.replace(checkpoint)
+        if on_checkpoint is not None:
+            on_checkpoint(record)
 
     network.train()
+    shown = f"Training: step {step + 1}/{config.steps} starting"
     try:
         while step < config.steps:
             image, label, skeleton = _batch(train_pairs, config, rng, device)
@@ -273,6 +284,7 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             if not math.isfinite(value):
                 raise InputError("Training diverged", f"the loss became {value} at step {step + 1}",
                                  "lower the learning rate, or check the images for extreme values")
+            report(step / config.steps, shown)  # Cancel lands here too: half a step sooner, nothing changed yet
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -286,14 +298,23 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             elapsed = time.perf_counter() - started
             eta = elapsed / max(step, 1) * (config.steps - step)
             dice = f", validation Dice {record.final_dice:.3f}" if record.validation else ""
-            report(step / config.steps, f"Training: step {step}/{config.steps}, loss {value:.3f}{dice}, "
-                                        f"about {eta:.0f} s left")
+            shown = f"Training: step {step}/{config.steps}, loss {value:.3f}{dice}, about {eta:.0f} s left"
+            report(step / config.steps, shown)
         if not record.validation or record.validation[-1][0] != step:  # resumed after a Cancel in validation
             record.validation.append((step, validation_dice(network, validation_pairs, config, report, 1.0)))
     except (KeyboardInterrupt, Cancelled) as stop:
         save()
         raise Cancelled("Training was cancelled", f"at step {step} of {config.steps}; the checkpoint is in "
                         f"{checkpoint}", "run again with resume to go on from there") from stop
+    except (MemoryError, RuntimeError) as error:
+        if not is_out_of_memory(error):
+            raise
+        optimiser.zero_grad(set_to_none=True)  # free what the failed step held; its state is not saved
+        raise OutOfMemory("Training ran out of memory", f"at step {step + 1} of {config.steps} "
+                          f"(batch {config.batch_size} of {'x'.join(map(str, config.patch_size))} patches on "
+                          f"{config.device}): {_first_line(error)}",
+                          "lower the batch size or the patch size (or use a device with more memory), then start "
+                          "afresh (the last checkpoint is kept)") from error
     record.seconds = time.perf_counter() - started
     record.finished = True
     return network, record

@@ -6,8 +6,10 @@ The pipeline, the ``vessel.mask`` worker task and the CLI all go through
 
 * ``"auto"``: the first deep vessel model of the catalog (workflow ``vessel``, a framework
   :mod:`.deep_model` runs) whose weights are installed in the model cache; without one,
-  the builtin Frangi filter. A catalog that cannot be read is logged and the builtin filter
-  used, so the default never fails for a reason unrelated to the volume.
+  the builtin Frangi filter. A model trained here (``segforge.training.install``) is never
+  picked by "auto", only by its id: a quick fine-tune must not change everyone's default.
+  A catalog that cannot be read is logged and the builtin filter used, so the default
+  never fails for a reason unrelated to the volume.
 * ``"vesselness-frangi"``: the builtin filter (:func:`segforge.vessel.vesselness.vessel_mask`).
 * any other catalog id: that model, or a ModelError saying how to install it.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..catalog.catalog import Catalog, ModelEntry
+from ..catalog.catalog import Catalog, ModelEntry, is_trained
 from ..errors import ModelError
 from ..image import Image
 from ..progress import ProgressCallback
@@ -67,6 +69,7 @@ def resolve_vessel_model(name: str, catalog: Optional[Catalog] = None,
             log.warning("Vessel model 'auto' uses %s: the model catalog could not be read (%s)",
                         BUILTIN_MODEL, error.message)
             return None
+        installed = [entry for entry in installed if not is_trained(entry)]  # chosen by name only
         if len(installed) > 1:
             log.info("Vessel model 'auto' picks %s of the installed %s", installed[0].id,
                      ", ".join(entry.id for entry in installed))

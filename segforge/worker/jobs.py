@@ -49,13 +49,20 @@ class Job:
     finished_at: Optional[float] = None
     cancel_requested_at: Optional[float] = None
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _committed: bool = field(default=False, repr=False)
 
     def progress(self, fraction: float, message: str) -> None:
-        """Record progress; raises Cancelled once the client asked to cancel."""
-        if self._cancel.is_set():
+        """Record progress; raises Cancelled once the client asked to cancel (until :meth:`commit`)."""
+        if self._cancel.is_set() and not self._committed:
             raise Cancelled()
         self.fraction = min(max(float(fraction), 0.0), 1.0)
         self.message = message
+
+    def commit(self) -> None:
+        """From now on the job finishes whatever the client asks: called by a task right before a
+        change it cannot take back (a trained model put into the catalog), so that a Cancel that
+        comes too late never makes the job say "cancelled" about a change that was made."""
+        self._committed = True
 
     @property
     def cancel_requested(self) -> bool:
@@ -157,7 +164,7 @@ class JobQueue:
         started = time.perf_counter()
         try:
             outputs, meta = job.body(job.inputs, job.params, job)
-            if job.cancel_requested:
+            if job.cancel_requested and not job._committed:
                 raise Cancelled()
         except Cancelled:
             job._finish(CANCELLED, "Cancelled")

@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..image import Image, require_3d_volume, require_finite_voxels
 from .interactive_tasks import INTERACTIVE_TASKS
 from .jobs import Job, TaskBody
+from .training_task import TRAINING_TASKS
 
 
 def _input_image(inputs: dict[str, Any], name: str = "image") -> Image:
@@ -142,4 +143,5 @@ TASKS: dict[str, TaskBody] = {
     "segment.torchscript": torchscript_segment_task,
     "organ.segment": organ_segment_task,
     **INTERACTIVE_TASKS,  # interactive.open / interact / undo / redo / reset / close
+    **TRAINING_TASKS,  # train.vessel
 }
