@@ -5,7 +5,8 @@ worker process.
 
     .venv/bin/python benchmarks/batch_cohort.py --cases 20 [--gpus 1]
 
-The cohort: the sample CT (Resources/SampleData/ts_ct_abdomen_3mm) at half resolution in-plane,
+The cohort: the sample CT (Resources/SampleData/ts_ct_abdomen_3mm) at half resolution in-plane
+(``--full-resolution``: at its own resolution, about three times the work per case),
 copies with the intensities shifted by 1 HU each, segmented by ``ct-tissues`` (no weights).
 Peak memory: (a) the largest ``ru_maxrss`` of the CLI children; (b, c) each Dask worker's own
 ``ru_maxrss`` as batch.json records it.
@@ -31,9 +32,9 @@ CT = ROOT / "Resources" / "SampleData" / "ts_ct_abdomen_3mm" / "example_ct_sm.ni
 SEGFORGE = Path(sys.executable).with_name("segforge")
 
 
-def make_cohort(folder: Path, cases: int) -> None:
+def make_cohort(folder: Path, cases: int, step: int = 2) -> None:
     folder.mkdir(parents=True)
-    image = sitk.Cast(sitk.ReadImage(str(CT))[::2, ::2, :], sitk.sitkInt16)
+    image = sitk.Cast(sitk.ReadImage(str(CT))[::step, ::step, :], sitk.sitkInt16)
     for n in range(cases):
         sitk.WriteImage(image + n, str(folder / f"case{n:03d}.nii.gz"), True)
 
@@ -61,11 +62,13 @@ def batch(folder: Path, out: Path, *extra: str) -> tuple[float, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--full-resolution", action="store_true",
+                        help="the sample CT at its own 122x102x30 voxels (about 3x the work per case)")
     parser.add_argument("--gpus", type=int, default=0, help="also run `segforge batch --gpus N --device cuda`")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary) / "cohort"
-        make_cohort(folder, args.cases)
+        make_cohort(folder, args.cases, 1 if args.full_resolution else 2)
         rows = []
         seconds, peak = shell_loop(folder, Path(temporary) / "loop")
         rows.append(("(a) shell loop of `segforge organ`", seconds, f"{peak:.0f} (largest single call)"))
@@ -77,7 +80,8 @@ def main() -> None:
             seconds, peaks = batch(folder, Path(temporary) / "gpu", "--gpus", str(args.gpus), "--device", "cuda")
             rows.append((f"`segforge batch --gpus {args.gpus}`", seconds,
                          ", ".join(f"{v:.0f}" for v in sorted(peaks.values()))))
-    print(f"# {args.cases} cases (sample CT at 61x51x30 voxels, ct-tissues), {platform.node()}, "
+    size = "122x102x30" if args.full_resolution else "61x51x30"
+    print(f"# {args.cases} cases (sample CT at {size} voxels, ct-tissues), {platform.node()}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"{datetime.date.today().isoformat()}")
     print("| run | seconds | cases/min | peak memory per worker process (MB) |")
