@@ -162,7 +162,8 @@ def peak_rss_mb() -> float:
 
 
 def _worker() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    """Where the case ran: host, process and the GPU it was shown (``CUDA_VISIBLE_DEVICES``; None: all)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def _json(document: Any) -> str:
