@@ -152,3 +152,19 @@ def test_thick_vessels_take_paths_on_blocks_and_lose_little(kind, monkeypatch):
     fine_axis, fine_radius = _errors(fine, tree)
     assert axis <= 0.2 and radius <= 0.06
     assert axis <= fine_axis + 0.1 and radius <= fine_radius + 0.01
+
+
+def test_a_target_in_a_tapering_vessel_ends_the_line_level_with_it():
+    """The climb from the snapped voxel to the lumen's middle stays within the lumen's radius:
+    on a vessel narrowing from 5 to 1.5 mm its ridge rises towards the wide end all along."""
+    from segforge.vessel.synthetic import BranchSpec, build_tree
+
+    grid = make_grid((40, 40, 90), (0.6, 0.6, 0.6), center_lps=CENTER)
+    start, end = np.asarray(CENTER) + (0, 0, -38.0), np.asarray(CENTER) + (0, 0, 38.0)
+    tree = build_tree([BranchSpec(tuple(start), tuple((start + end) / 2 + (4.0, 0, 0)), tuple(end), 5.0, 1.5)], grid)
+    axis = tree.branches[0].points_lps
+    for fraction in (0.5, 0.8):
+        level = axis[int(fraction * (len(axis) - 1))]
+        beside = level + (0.0, 0.8 * float(tree.branches[0].radii_mm[int(fraction * (len(axis) - 1))]), 0.0)
+        (line,) = minimal_path_centerlines(tree.mask, EndpointParameters(tuple(axis[0]), (tuple(beside),))).branches
+        assert np.linalg.norm(line.points_lps[-1] - level) < 1.5, fraction

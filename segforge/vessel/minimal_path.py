@@ -13,8 +13,9 @@ outline), which takes it from the voxel staircase to sub-voxel places.
 
 The points: each is snapped to the segment's nearest voxel (refused, with the point named,
 off the image, farther than ``snap_mm``, or on another piece of the segment than the
-source: :mod:`.endpoints` words every refusal), climbs the distance map to the lumen's
-middle, and the line's end is then carried back along the axis towards the point placed,
+source, judged on the segment's own 26-connected pieces: :mod:`.endpoints` words every
+refusal), climbs the distance map to the lumen's middle (no farther from where it was
+snapped than the lumen's radius there), and the line's end is then carried back along the axis towards the point placed,
 up to the lumen's end: a target placed at the end of a vessel (an open cut, a rounded tip)
 ends the line there; one placed mid-vessel, beside the wall, ends it level with the point.
 
@@ -33,7 +34,7 @@ from scipy.sparse.csgraph import dijkstra
 from ..distance import distance_mm
 from ..image import Image, foreground_box
 from ..progress import ProgressCallback, sub_progress
-from .endpoints import EndpointParameters, check_apart, nearest_segment_voxel, paths_tree, unreachable
+from .endpoints import EndpointParameters, check_apart, components, nearest_segment_voxel, paths_tree, unreachable
 from .graph import CenterlineGraph, GraphParameters, axes_meet, smooth_staircase
 from .lumen_edge import LEVEL, LumenField, lumen_field
 from .radius import affine, kji_to_lps
@@ -60,7 +61,8 @@ class _Voxels:
         self.index = np.full(inside.shape, -1, np.int64)
         self.kji = np.argwhere(inside)
         self.index[tuple(self.kji.T)] = np.arange(len(self.kji))
-        self.distance = distance_mm(inside, mask.spacing[::-1])
+        self.spacing = np.asarray(mask.spacing[::-1], float)
+        self.distance = distance_mm(inside, self.spacing)
         self.radii = self.distance[tuple(self.kji.T)].astype(float)
         self.points = kji_to_lps(mask, (self.kji + self.low).astype(float))
 
@@ -86,13 +88,17 @@ class _Voxels:
     def climb(self, voxel_kji: np.ndarray) -> int:
         """From a voxel of the segment (full-image kji) up the distance map to a local maximum:
         the middle of the lumen level with it."""
-        here = np.asarray(voxel_kji) - self.low
+        start = here = np.asarray(voxel_kji) - self.low
         shape = np.array(self.distance.shape)
         for _ in range(_CLIMB_LIMIT):
             low, high = np.maximum(here - 1, 0), np.minimum(here + 2, shape)
             window = self.distance[tuple(slice(a, b) for a, b in zip(low, high))]
             best = np.array(np.unravel_index(int(np.argmax(window)), window.shape)) + low
             if self.distance[tuple(best)] <= self.distance[tuple(here)]:
+                break
+            # the middle level with the start lies within its lumen's radius: farther, the climb
+            # would be running up a tapering vessel's ridge towards its parent
+            if np.linalg.norm((best - start) * self.spacing) > self.distance[tuple(best)] + self.spacing.max():
                 break
             here = best
         return int(self.index[tuple(here)])
@@ -108,9 +114,14 @@ def minimal_path_centerlines(mask: Image, endpoints: EndpointParameters,
     report = sub_progress(progress, 0.0, 1.0)
     report(0.0, "Finding the paths between the endpoints")
     array = np.asarray(mask.array)
+    labels = components(mask)
     names = ["The source point", *(f"Target {n + 1} point" for n in range(len(endpoints.targets_lps)))]
     points = [endpoints.source_lps, *endpoints.targets_lps]
-    snapped = [nearest_segment_voxel(p, name, mask, array, endpoints.snap_mm)[0] for p, name in zip(points, names)]
+    found_at = [nearest_segment_voxel(p, name, mask, labels, endpoints.snap_mm) for p, name in zip(points, names)]
+    for n, (point, (_, piece)) in enumerate(zip(endpoints.targets_lps, found_at[1:])):
+        if piece != found_at[0][1]:  # before any grid: blocks could bridge two pieces closer than a block
+            raise unreachable(f"Target {n + 1}", point)
+    snapped = [voxel for voxel, _ in found_at]
     spacing = np.asarray(mask.spacing[::-1], float)
     found, block = None, 2 * spacing
     grid = _coarse_grid(mask, array, spacing)
