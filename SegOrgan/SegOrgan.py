@@ -365,13 +365,14 @@ class SegOrganWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VTK
         except Exception as error:
             self._jobs.showError(_("Could not start the organ segmentation."), error)
             return
-        self._jobs.start(job, self._onJobDone,
+        volume = p.inputVolume  # the volume this job runs on, whatever the selector shows when it ends
+        self._jobs.start(job, lambda nodes: self._onJobDone(nodes, volume),
                          lambda error: self._jobs.showFailure(error, _("Organ segmentation failed.")), _("Starting"))
 
-    def _onJobDone(self, nodes) -> None:
+    def _onJobDone(self, nodes, volume) -> None:
         if self._parameterNode and nodes.segmentation is not None:
             self._parameterNode.outputSegmentation = nodes.segmentation
-        self._lastResult = (self._parameterNode.inputVolume if self._parameterNode else None, nodes)
+        self._lastResult = (volume, nodes)
         self._dicom.refresh()
         for warning in nodes.warnings:
             logging.warning("SegOrgan: %s", warning)

@@ -421,10 +421,11 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         except Exception as error:
             self._jobs.showError(_("Could not start the vessel segmentation."), error)
             return
-        self._jobs.start(job, self._onJobDone,
+        volume = p.inputVolume  # the volume this job runs on, whatever the selector shows when it ends
+        self._jobs.start(job, lambda result: self._onJobDone(result, volume),
                          lambda error: self._jobs.showFailure(error, _("Vessel segmentation failed.")), _("Starting"))
 
-    def _onJobDone(self, result) -> None:
+    def _onJobDone(self, result, volume) -> None:
         # The tree job returns VesselNodes, the mask job the segmentation node.
         segmentationNode = getattr(result, "segmentation", result)
         if self._parameterNode and segmentationNode is not None:
@@ -433,7 +434,7 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         if chart is not None:  # the diameter along the branches in a plot view of the layout
             slicer.modules.plots.logic().ShowChartInLayout(chart)
         self._jobs.showIdle(summary_of(result))
-        self._lastResult = (self._parameterNode.inputVolume if self._parameterNode else None, result)
+        self._lastResult = (volume, result)
         self._dicom.refresh()
 
     def _dicomResult(self):

@@ -126,6 +126,18 @@ def test_organ_export_reads_back_equal_to_the_segments(mrml_scene, worker, chest
     assert seg.StudyInstanceUID == first.StudyInstanceUID and seg.PatientID == first.PatientID
 
 
+def test_an_organ_result_is_never_filed_against_another_volume(mrml_scene, worker, chest_series, tmp_path):
+    """The SEG must refer to the images the organs were found on: another volume (the selector
+    changed while the job ran) is refused in one line, nothing written."""
+    logic = SegOrganLogic(worker)
+    volume = load_series(chest_series, mrml_scene)
+    other = load_series(chest_series, mrml_scene)
+    nodes = logic.segment_organs(volume)
+    with pytest.raises(InputError, match="was made on .*, not on"):
+        logic.start_export_dicom(other, nodes, tmp_path / "dicom")
+    assert not (tmp_path / "dicom").exists()
+
+
 def test_an_edited_and_a_deleted_segment_are_filed_as_they_are_now(mrml_scene, worker, chest_series, tmp_path):
     logic = SegOrganLogic(worker)
     volume = load_series(chest_series, mrml_scene)

@@ -29,6 +29,10 @@ def organ_dicom_export(volume_node: Any, nodes: Optional[OrganNodes], derived: b
     if nodes is None or nodes.segmentation is None or nodes.segmentation.GetScene() is None:
         raise InputError("No organ result to export", "no segmentation was made in this session, or it was "
                          "removed from the scene", "run Segment first")
+    if nodes.volume is not None and nodes.volume is not volume_node:
+        raise InputError(f"The organ result was made on '{nodes.volume.GetName()}', not on '{volume_node.GetName()}'",
+                         "a DICOM SEG must refer to the images it was computed on",
+                         f"select '{nodes.volume.GetName()}' as the input volume, or run Segment on this one")
     segmentation = nodes.segmentation.GetSegmentation()
     kept = [segment_id for segment_id in nodes.segment_ids if segmentation.GetSegment(segment_id) is not None]
     if not kept:

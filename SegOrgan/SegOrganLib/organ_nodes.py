@@ -31,6 +31,8 @@ class OrganNodes:
     statistics_table: Optional[Any] = None
     warnings: tuple[str, ...] = ()
     summary: dict = field(default_factory=dict)
+    #: the volume the organs were found on (what a DICOM SEG of them must refer to)
+    volume: Optional[Any] = None
 
 
 def write_organ_nodes(volume_node: Any, segmentation_node: Optional[Any], result: OrganResult,
@@ -60,4 +62,4 @@ def write_organ_nodes(volume_node: Any, segmentation_node: Optional[Any], result
     summary = {"model": result.model, "device": result.device, "segments": len(segment_ids),
                "absent": sorted(set(result.names.values()) - {s.structure for s in found}) if statistics else [],
                "seconds": dict(result.seconds)}
-    return OrganNodes(target, segment_ids, table, result.warnings, summary)
+    return OrganNodes(target, segment_ids, table, result.warnings, summary, volume_node)
