@@ -162,7 +162,8 @@ class SegVesselWidget(ParameterNodeWidgetMixin, ScriptedLoadableModuleWidget, VT
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._jobs = None  # SegForgeWidgets.JobRunner: the running job, its progress and Cancel
-        self._fineTuneJobs = None  # the Fine-tune section's own runner (a training runs beside a vessel job)
+        self._fineTuneJobs = None  # the Fine-tune section's own runner (its progress and Cancel; the shared
+        # worker runs one job at a time, so a vessel job queues behind a training)
         self._fineTunePairs = []  # SegVesselLib.fine_tune.ScenePair, in the order of the pairs list
         self._updatingGui = False
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEY = "segvessel_finetune"
-#: The form fields the section shows (the device follows the form's default: CPU).
+#: The form fields the section shows (the device follows the form's default: auto).
 FIELDS = ("model_id", "base_model", "steps", "patch_size", "batch_size", "learning_rate", "split", "min_dice",
           "resume")
 

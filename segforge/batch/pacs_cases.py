@@ -88,7 +88,7 @@ def fetch_into_cache(case: Case, config: Optional[PacsConfig]) -> str:
     if _cache_holds(folder, wanted):
         return "cached"
     with OutputSet(folder, overwrite=True, parameters={"study": case.pacs_study, "series": case.pacs_series},
-                   command="batch pacs fetch", finished_at_commit=True) as outputs:
+                   command="batch pacs fetch") as outputs:
         assert outputs.folder is not None
         paths = pacs.fetch_series(case.pacs_study, case.pacs_series, outputs.folder)
         outputs.commit({path.name: path for path in paths})

@@ -153,6 +153,7 @@ class DimsePacs(PacsClient):
         from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
 
         config = self.config
+        contexts = list(contexts)
         ae = AE(ae_title=config.calling_ae)
         for name in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
             setattr(ae, name, config.timeout_s)
@@ -174,6 +175,14 @@ class DimsePacs(PacsClient):
             raise InputError(f"Could not {what}", f"the PACS at {config.address} did not accept an association "
                              f"within {config.timeout_s:g} s", f"try again later, or allow more time with "
                              f"{ENV_TIMEOUT}")
+        accepted = {str(context.abstract_syntax) for context in assoc.accepted_contexts}
+        refused = [str(abstract) for abstract, _ in contexts if str(abstract) not in accepted]
+        if refused:  # pynetdicom would raise a bare ValueError at the first message of that kind
+            assoc.release()
+            raise InputError(f"Could not {what}", f"the PACS at {config.address} does not accept SOP class "
+                             f"{', '.join(refused)} from us (no presentation context: an older PACS may not store "
+                             "DICOM SEG or SR)", "ask the PACS's administrator to accept it, or use the PACS's "
+                             "DICOMweb service instead")
         return _Association(assoc, self, what)
 
     def _reachable(self, what: str) -> None:
@@ -213,7 +222,7 @@ class DimsePacs(PacsClient):
         if code in (0x0122, 0x0124, 0xA801):
             why = "it does not allow this for our AE title"
             todo = f"ask the PACS administrator to allow {self.config.calling_ae!r} to query, retrieve and store"
-        elif code == 0xA700 or 0xA700 <= code <= 0xA7FF:
+        elif 0xA700 <= code <= 0xA7FF:
             why, todo = "it is out of resources (its disk or memory)", "ask the PACS administrator; try again later"
         else:
             comment = str(getattr(status, "ErrorComment", "") or "")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from ..image import Image
 from ..mrml.dicom_source import dicom_origin
 from ..output_set import OutputSet
@@ -127,9 +127,9 @@ def send_to_pacs(export: DicomExport, config: Optional[PacsConfig] = None,
 
     The PACS is asked first (down, credentials refused, no answer: one message, nothing
     written or sent); then each object goes in its own request and is looked up afterwards
-    (the client's ``store``, DICOMweb or DIMSE: :func:`.pacs.open_pacs`). Cancel stops before
-    the next object. A derived series is not sent: its images are not on the PACS, and a SEG
-    there would refer to nothing.
+    (the client's ``store``, DICOMweb or DIMSE: :func:`.pacs.open_pacs`). Cancel stops the
+    send up to the first object; once storing began the set is completed. A derived series
+    is not sent: its images are not on the PACS, and a SEG there would refer to nothing.
     """
     report = progress or no_progress
     if export.source is None:
@@ -147,8 +147,20 @@ def send_to_pacs(export: DicomExport, config: Optional[PacsConfig] = None,
         outcome: dict[str, str] = {}
         paths = list(files.values())
         for n, path in enumerate(paths):
-            report(0.4 + 0.55 * n / len(paths), f"Storing {Path(path).name} on the PACS")
+            message = f"Storing {Path(path).name} on the PACS"
+            if n == 0:
+                report(0.4, message)  # the last point where a Cancel stops the send
+            else:
+                _report_regardless(report, 0.4 + 0.55 * n / len(paths), message)
             for stored, state in pacs.store([path]).items():
                 outcome[Path(stored).name] = state
-        report(1.0, "Stored")
     return outcome
+
+
+def _report_regardless(report: ProgressCallback, fraction: float, message: str) -> None:
+    """Progress once storing has begun: the set is completed (a SEG on the PACS without its SR
+    helps no one), so a Cancel heard now is not acted on."""
+    try:
+        report(fraction, message)
+    except Cancelled:
+        pass

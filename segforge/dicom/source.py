@@ -60,12 +60,20 @@ def read_source_series(folder: str | os.PathLike, image: Image, series_uid: Opti
     return read_source_files(sorted(p for p in folder.iterdir() if p.is_file()), image, series_uid, folder)
 
 
+def _common_folder(paths: Sequence[str | os.PathLike]) -> Path:
+    """The folder the files share, for messages (their first one's where they share none:
+    other drives, relative and absolute paths mixed)."""
+    try:
+        return Path(os.path.commonpath([str(p) for p in paths])) if paths else Path(".")
+    except ValueError:
+        return Path(paths[0]).parent
+
+
 def read_source_files(paths: Sequence[str | os.PathLike], image: Image, series_uid: Optional[str] = None,
                       folder: Optional[Path] = None) -> SourceSeries:
     """:func:`read_source_series` for the series' files wherever they lie (Slicer's DICOM database
     keeps a series' files in folders of its own); ``folder`` names them in messages."""
-    folder = Path(folder) if folder is not None else Path(os.path.commonpath([str(p) for p in paths]) if paths
-                                                             else ".")
+    folder = Path(folder) if folder is not None else _common_folder(paths)
     datasets = []
     for path in paths:
         try:
