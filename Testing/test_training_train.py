@@ -54,6 +54,24 @@ def test_a_few_steps_train_export_and_the_model_runs(pairs, tmp_path):
     assert record_file["record"]["finished"] and record_file["entry"]["sha256"] == entry["sha256"]
 
 
+def test_two_runs_of_one_id_cannot_overwrite_each_others_model(pairs, tmp_path):
+    """Both passed the id check at their start; the first to finish is listed, the second is
+    refused under the catalog's lock before its model file replaces the first's."""
+    from segforge.catalog.cache import sha256_file
+    from segforge.training.install import install_trained_model
+
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
+    first = export_vessel_model(network, record, CONFIG, "same-id", tmp_path / "one")
+    installed = install_trained_model(first, home=tmp_path / "home")
+    torch.nn.init.zeros_(next(network.parameters()))  # another model under the same id
+    second = export_vessel_model(network, record, CONFIG, "same-id", tmp_path / "two")
+    assert second["sha256"] != first["sha256"]
+    with pytest.raises(InputError, match="was listed by another training meanwhile"):
+        install_trained_model(second, home=tmp_path / "home")
+    model = tmp_path / "home" / "models" / "same-id" / "model.pt"
+    assert installed.sha256 == first["sha256"] == sha256_file(model)
+
+
 def test_cancel_keeps_a_checkpoint_and_resume_finishes(pairs, tmp_path):
     def cancel_at_step_two(fraction: float, message: str) -> None:
         if "step 2/" in message:

@@ -26,6 +26,8 @@ ERROR_KEY = "app_error"
 NODES_KEY = "scene_nodes"
 #: State keys of the module results this session made ([{"title", "value"}], newest first), and
 #: of the one chosen for Export to DICOM / Send to PACS (the newest, when a result arrives).
+#: Results remembered for Export to DICOM / Send to PACS (the newest ones).
+KEPT_RESULTS = 10
 RESULTS_KEY = "module_results"
 RESULT_CHOICE_KEY = "module_result_choice"
 
@@ -108,7 +110,10 @@ class AppContext:
         result_id = f"result-{next(self._result_ids)}"
         volume_id = volume_node.GetID() if volume_node is not None else None
         self.results[result_id] = ModuleResult(module, volume_id, result, title)
-        listed = [{"title": title, "value": result_id}, *(self.state[RESULTS_KEY] or [])]
+        # the newest few only: a result holds its masks, and a long session makes many
+        for old in list(self.results)[:-KEPT_RESULTS]:
+            del self.results[old]
+        listed = [{"title": title, "value": result_id}, *(self.state[RESULTS_KEY] or [])][:KEPT_RESULTS]
         self.set_state(**{RESULTS_KEY: listed, RESULT_CHOICE_KEY: result_id})
         return result_id
 

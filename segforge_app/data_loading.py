@@ -80,11 +80,15 @@ def load_uploaded_folder(folder: Path, scene: Any, keep_series_in: Optional[Path
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if files and not any(_suffix(p) for p in files):  # no known ending: a DICOM series
         series = files[0].parent if len({p.parent for p in files}) == 1 else folder
-        if keep_series_in is not None:
-            kept = keep_series_in / secrets.token_hex(4) / series.name
-            shutil.copytree(series, kept)
-            series = kept
-        return load_path(series, scene)
+        if keep_series_in is None:
+            return load_path(series, scene)
+        kept = keep_series_in / secrets.token_hex(4) / series.name
+        shutil.copytree(series, kept)
+        try:
+            return load_path(kept, scene)
+        except BaseException:
+            shutil.rmtree(kept.parent, ignore_errors=True)  # nothing to refer to: not kept
+            raise
     return load_paths([p for p in files if _suffix(p)], scene)
 
 

@@ -39,19 +39,23 @@ def refuse_taken_id(model_id: str) -> None:
 
 def install_trained_model(entry: dict[str, Any], home: Optional[Path] = None) -> ModelEntry:
     """Install the exported model ``entry`` (from :func:`.export.export_vessel_model`) in the
-    cache, then list it in the trained catalog; the catalog's view of it."""
+    cache, then list it in the trained catalog; the catalog's view of it. Under the catalog's
+    lock, so two runs of one id cannot overwrite each other's model (the later is refused)."""
     from ..catalog.download import download
 
     home = Path(home) if home is not None else cache_home()
     catalog_path = trained_catalog_path(home)
     (parsed,) = parse_catalog({"schema_version": 1, "models": [entry]}, str(catalog_path))
-    download(parsed, home=home, force=True)
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(catalog_path.with_name(".catalog.lock")):
         models = []
         if catalog_path.is_file():
-            models = [m for m in json.loads(catalog_path.read_text(encoding="utf-8")).get("models", [])
-                      if m.get("id") != entry["id"]]
+            models = json.loads(catalog_path.read_text(encoding="utf-8")).get("models", [])
+        if any(m.get("id") == entry["id"] for m in models):  # another run of the same id finished first
+            raise InputError(f"A model called {entry['id']!r} was listed by another training meanwhile",
+                             "two trainings of one id ran at once; the first to finish keeps the id",
+                             "train again with another id")
+        download(parsed, home=home, force=True)
         partial = catalog_path.with_name(f".{catalog_path.name}.part")
         partial.write_text(json.dumps({"schema_version": 1, "models": [*models, entry]}, indent=1),
                            encoding="utf-8")
