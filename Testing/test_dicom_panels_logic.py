@@ -352,3 +352,19 @@ def test_a_volume_from_slicers_dicom_module_is_found_through_its_database(mrml_s
     missing = dict(list(files.items())[1:])
     with pytest.raises(InputError, match="no file for 1 of its"):
         logic.start_export_dicom(volume, result, tmp_path / "missing", file_for_instance=missing.get)
+
+
+def test_a_series_folder_gone_is_found_again_through_the_database(mrml_scene, worker, chest_series, tmp_path):
+    """A scene reopened elsewhere: the folder the series was loaded from is gone, and the
+    slices' UIDs still find their files through Slicer's DICOM database; without it, one line."""
+    copy = tmp_path / "moved" / "ct"
+    shutil.copytree(chest_series, copy)
+    volume = load_series(copy, mrml_scene)
+    shutil.rmtree(copy)
+    result, expected = _lesion(volume, mrml_scene)
+    logic = SegInteractiveLogic(worker)
+    with pytest.raises(InputError, match="is gone"):
+        logic.start_export_dicom(volume, result, tmp_path / "no_database")
+    files = {str(pydicom.dcmread(p).SOPInstanceUID): str(p) for p in chest_series.glob("*.dcm")}
+    logic.export_dicom(volume, result, tmp_path / "dicom", file_for_instance=files.get)
+    np.testing.assert_array_equal(seg_masks(tmp_path / "dicom" / "seg.dcm", chest_series)["lesion"], expected)

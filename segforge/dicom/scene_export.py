@@ -55,10 +55,12 @@ class DicomExport:
 def source_of_volume(volume_node: Any, image: Image, derived: bool = False,
                      file_for_instance: Optional[FileLookup] = None) -> Optional[SourceSeries]:
     """The DICOM series ``volume_node`` was loaded from, checked against ``image`` (its grid);
-    None when it has none and ``derived`` asks for a new series. InputError otherwise."""
+    None when it has none and ``derived`` asks for a new series. InputError otherwise. The
+    folder it was loaded from first; where that is gone (a scene reopened elsewhere), its
+    slices' UIDs through ``file_for_instance`` (Slicer's DICOM database) when there is one."""
     name = volume_node.GetName()
     origin = dicom_origin(volume_node)
-    if origin.folder is not None:
+    if origin.folder is not None and (origin.folder.is_dir() or not (origin.instance_uids and file_for_instance)):
         if not origin.folder.is_dir():
             raise InputError(f"The DICOM series of '{name}' is gone", f"{origin.folder}, which it was loaded "
                              "from, no longer exists", "load the series again and export its results then")
