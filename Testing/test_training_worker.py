@@ -244,3 +244,14 @@ def test_a_model_id_that_is_not_a_catalog_id_names_no_folder(worker, home, cases
     assert not (home / "escape").exists() and not (home / "training" / "Has Spaces").exists()
     _, status, _ = run_and_watch(worker, {}, {"model_id": "x", "run_dir": "/tmp/elsewhere"})
     assert status.state == "failed" and "Unknown parameter(s) run_dir" in status.message
+
+
+def test_a_client_names_the_model_to_start_from_by_id_never_by_file(worker, home, cases, tmp_path):
+    """A file on the worker's machine is not loaded for a client (on a shared server it could be anything)."""
+    planted = tmp_path / "model.pt"
+    planted.write_bytes(b"not a model")
+    for base in (str(planted), "../models/x/model.pt"):
+        _, status, _ = run_and_watch(worker, scene_inputs([(c.image, c.label) for c in cases[:2]]),
+                                     {"model_id": "from-a-file", "config": CONFIG, "base_model": base})
+        assert status.state == "failed" and "fine-tunes from an installed model" in status.message, status.message
+    assert "from-a-file" not in listed_models()

@@ -8,7 +8,7 @@ as files the worker reads (``files``: [[image, label], ...], ``folder``, ``manif
 the worker's machine). The last pair validates unless ``split`` cuts a single pair in halves.
 
 Params: ``model_id``; ``config`` (a :class:`~segforge.training.config.TrainingConfig` as a
-dict); ``base_model`` (an installed model id or a model file: fine-tuning), ``resume``,
+dict); ``base_model`` (an installed model's id: fine-tuning; never a file), ``resume``,
 ``min_dice``. The run folder is always ``<home>/training/<id>`` on the worker's machine: a
 client (perhaps of a shared server) never names where the worker writes. Meta: the model id,
 its validation Dice, steps, seconds, the run folder and curve files, and a one-line summary.
@@ -63,12 +63,19 @@ def train_vessel_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) 
         pairs += pairs_from_folder(params["folder"])
     if params.get("manifest"):
         pairs += pairs_from_manifest(params["manifest"])
+    base_model = params.get("base_model") or None
+    if base_model is not None and (not isinstance(base_model, str) or "/" in base_model or "\\" in base_model
+                                   or base_model.endswith(".pt")):
+        raise InputError(f"The worker fine-tunes from an installed model, not from {base_model!r}",
+                         "a client names the model to start from by its catalog id (a file on the worker's "
+                         "machine could be anything)", "install the model (segforge models download ID) and "
+                         "give its id")
     config = TrainingConfig.from_dict(dict(params.get("config") or {}))
     min_dice = params.get("min_dice", 0.0)
     if not isinstance(min_dice, (int, float)) or isinstance(min_dice, bool):
         raise InputError(f"min_dice is {min_dice!r}", "it must be a number", "give a number between 0 and 1")
     result = train_vessel_model(pairs, model_id, None, config,
-                                split=bool(params.get("split", False)), base_model=params.get("base_model") or None,
+                                split=bool(params.get("split", False)), base_model=base_model,
                                 resume=bool(params.get("resume", False)), min_dice=float(min_dice),
                                 progress=job.progress, on_commit=job.commit)
     record = result.record
