@@ -34,6 +34,9 @@ SETUP = (f"set {ENV_URL} (the DICOMweb root, e.g. https://pacs.example.org/dicom
          f"{ENV_PASSWORD}, or for DIMSE {ENV_PROTOCOL}=dimse with {ENV_HOST}, {ENV_PORT} and {ENV_CALLED_AE}; "
          f"or write them into {DEFAULT_CONFIG}")
 
+#: What a missing configuration is called (a wrong one says what is wrong instead).
+NO_PACS = "No PACS is configured"
+
 
 @dataclass(frozen=True)
 class PacsConfig:
@@ -85,7 +88,7 @@ def pacs_config(environ: Optional[Mapping[str, str]] = None) -> PacsConfig:
         return _dimse_config(setting, timeout)
     url = setting(ENV_URL, "url")
     if not url:
-        raise InputError("No PACS is configured", "SegForge found no PACS address", SETUP)
+        raise InputError(NO_PACS, "SegForge found no PACS address", SETUP)
     return PacsConfig(str(url).rstrip("/"), setting(ENV_USER, "username"), setting(ENV_PASSWORD, "password"), timeout)
 
 

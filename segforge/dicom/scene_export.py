@@ -15,6 +15,7 @@ folder, stores each object, and deletes the folder.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from ..output_set import OutputSet
 from ..progress import ProgressCallback, no_progress
 from .derived import write_derived_series
 from .pacs import PacsConfig, open_pacs, pacs_config
+from .pacs_config import NO_PACS
 from .source import SourceSeries, read_source_files, read_source_series
 
 #: What the panels call the option that writes a derived series for a volume file.
@@ -38,6 +40,8 @@ DERIVED_OPTION = "New derived series"
 FileLookup = Callable[[str], str]
 #: ``write(folder, source) -> {kind: path}``: one workflow's SEG and SR (see :mod:`.results`).
 Writer = Callable[[Path, SourceSeries], dict]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,9 @@ def pacs_url(environ: Optional[dict] = None) -> Optional[str]:
     """The configured PACS's address, or None when none is (what enables "Send to PACS")."""
     try:
         return pacs_config(environ).address
-    except InputError:
+    except InputError as error:
+        if error.what != NO_PACS:  # configured, but wrongly: say why Send is off
+            log.warning("Send to PACS is off: %s", error)
         return None
 
 
