@@ -64,6 +64,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/dicom/sr_export.py
   segforge/dicom/store_results.py
   segforge/dicom_series.py
+  segforge/chart_png.py
   segforge/distance.py
   segforge/errors.py
   segforge/forms.py

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..chart_png import offscreen_view, view_png
 from ..csv_table import write_csv
 
 CURVE_CSV = "curve.csv"
@@ -69,11 +70,7 @@ def _table(columns: dict[str, np.ndarray]) -> Any:
 def _draw(record: Any) -> bytes:
     import vtk
 
-    view = vtk.vtkContextView()
-    window = view.GetRenderWindow()
-    window.SetOffScreenRendering(1)
-    window.SetSize(700, 360)
-    view.GetRenderer().SetBackground(1.0, 1.0, 1.0)
+    view = offscreen_view(700, 360)
     chart = vtk.vtkChartXY()
     view.GetScene().AddItem(chart)
     chart.SetTitle(f"Training: {len(record.losses)} steps")
@@ -94,15 +91,4 @@ def _draw(record: Any) -> bytes:
             plot.SetColor(40, 70, 200, 255)
     chart.GetAxis(vtk.vtkAxis.BOTTOM).SetTitle("step")
     chart.GetAxis(vtk.vtkAxis.LEFT).SetTitle("loss / Dice")
-    window.Render()
-    grab = vtk.vtkWindowToImageFilter()
-    grab.SetInput(window)
-    grab.ReadFrontBufferOff()
-    grab.Update()
-    writer = vtk.vtkPNGWriter()
-    writer.SetWriteToMemory(1)
-    writer.SetInputConnection(grab.GetOutputPort())
-    writer.Write()
-    png = bytes(memoryview(writer.GetResult()))
-    window.Finalize()
-    return png
+    return view_png(view)

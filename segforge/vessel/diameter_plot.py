@@ -14,6 +14,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from ..chart_png import offscreen_view, view_png
+
 #: Panels drawn at most (the longest branches); the CSV has every branch.
 MAX_PANELS = 4
 PANEL_HEIGHT_PX = 220
@@ -99,11 +101,7 @@ def _draw(profiles: Sequence[Profile], marks: Sequence[Mark], max_panels: int) -
     from vtkmodules.util.numpy_support import numpy_to_vtk
 
     shown = plotted_profiles(profiles, max_panels)
-    view = vtk.vtkContextView()
-    window = view.GetRenderWindow()
-    window.SetOffScreenRendering(1)
-    window.SetSize(WIDTH_PX, PANEL_HEIGHT_PX * max(1, len(shown)) + 20)
-    view.GetRenderer().SetBackground(1.0, 1.0, 1.0)
+    view = offscreen_view(WIDTH_PX, PANEL_HEIGHT_PX * max(1, len(shown)) + 20)
     matrix = vtk.vtkChartMatrix()
     matrix.SetSize(vtk.vtkVector2i(1, max(1, len(shown))))
     matrix.SetGutter(vtk.vtkVector2f(40.0, 70.0))
@@ -135,18 +133,7 @@ def _draw(profiles: Sequence[Profile], marks: Sequence[Mark], max_panels: int) -
         chart.GetAxis(vtk.vtkAxis.BOTTOM).SetTitle("arc length (mm)")
         chart.GetAxis(vtk.vtkAxis.LEFT).SetTitle("diameter (mm)")
         chart.SetShowLegend(row == 0 or marked)  # the marks' names where they are
-    window.Render()
-    grab = vtk.vtkWindowToImageFilter()
-    grab.SetInput(window)
-    grab.ReadFrontBufferOff()
-    grab.Update()
-    writer = vtk.vtkPNGWriter()
-    writer.SetWriteToMemory(1)
-    writer.SetInputConnection(grab.GetOutputPort())
-    writer.Write()
-    png = bytes(memoryview(writer.GetResult()))
-    window.Finalize()
-    return png
+    return view_png(view)
 
 
 def _marks(chart: Any, kind: str, color: tuple[int, int, int], arcs: np.ndarray, curve: Curve) -> Any:
