@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from segforge.image import Image
 from segforge.image_io import write_dicom_series
@@ -22,8 +23,6 @@ def dciodvfy_errors(path: Path) -> list[str]:
 
 def write_series(image: Image, folder: Path) -> Path:
     """``image`` as a CT series with fresh UIDs, a patient and a study (what a PACS accepts)."""
-    import pydicom
-
     write_dicom_series(image, folder, description="SegForge test CT")
     for path in sorted(folder.glob("*.dcm")):
         dataset = pydicom.dcmread(path)
@@ -31,6 +30,20 @@ def write_series(image: Image, folder: Path) -> Path:
         dataset.AccessionNumber, dataset.StudyID = "ACC1", "1"
         dataset.save_as(path)
     return folder
+
+
+#: The patient of dcmqi's CT (what a PACS search finds it by).
+DCMQI_PATIENT = "99000"
+
+
+def uploaded_dcmqi_ct(orthanc, shared_data: Path, folder: Path) -> dict:
+    """dcmqi's CT uploaded into ``orthanc`` (an ``OrthancServer``): its study and series UIDs, and
+    the folder of its files."""
+    dcmqi_ct(shared_data, folder)
+    for path in sorted(folder.glob("*.dcm")):
+        assert orthanc.upload(path)["status"] == 200
+    first = pydicom.dcmread(sorted(folder.glob("*.dcm"))[0])
+    return {"study": str(first.StudyInstanceUID), "series": str(first.SeriesInstanceUID), "folder": folder}
 
 
 def dcmqi_ct(shared_data: Path, folder: Path) -> Path:

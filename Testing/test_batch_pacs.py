@@ -14,7 +14,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from conftest import SHARED_DATA
-from dicom_helpers import DCIODVFY, dcmqi_ct
+from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dcmqi_ct
 from orthanc_fixture import READ_ONLY_AE, OrthancServer, dimse_env, orthanc, pacs_env  # noqa: F401 (the fixture)
 from segforge.batch import SeriesRule, pacs_cohort, run_batch
 from segforge.batch.pacs_cases import PACS_CACHE
@@ -27,7 +27,7 @@ from test_cli import segforge
 
 pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy missing: `make test` installs dicom3tools")
 
-PATIENT = "99000"  # the dcmqi CT's patient
+PATIENT = DCMQI_PATIENT
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ import json
 import socket
 
 import numpy as np
-import pydicom
 import pytest
 
 from conftest import SHARED_DATA
-from dicom_helpers import DCIODVFY, dcmqi_ct, dciodvfy_errors
+from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dciodvfy_errors, uploaded_dcmqi_ct
 from orthanc_fixture import PASSWORD, USER, OrthancServer, orthanc  # noqa: F401 (the fixture)
 from segforge.dicom.pacs import Pacs, PacsConfig, pacs_config
 from segforge.dicom.seg_import import read_dicom_seg
@@ -22,7 +21,7 @@ from test_cli import segforge
 
 pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy missing: `make test` installs dicom3tools")
 
-PATIENT = "99000"  # the dcmqi CT's patient
+PATIENT = DCMQI_PATIENT
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +29,7 @@ def study(orthanc: OrthancServer, tmp_path_factory) -> dict:  # noqa: F811
     """The dcmqi CT uploaded into Orthanc: its study and series UIDs."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
-    folder = dcmqi_ct(SHARED_DATA, tmp_path_factory.mktemp("upload") / "ct")
-    for path in sorted(folder.glob("*.dcm")):
-        assert orthanc.upload(path)["status"] == 200
-    first = pydicom.dcmread(sorted(folder.glob("*.dcm"))[0])
-    return {"study": str(first.StudyInstanceUID), "series": str(first.SeriesInstanceUID), "folder": folder}
+    return uploaded_dcmqi_ct(orthanc, SHARED_DATA, tmp_path_factory.mktemp("upload") / "ct")
 
 
 def _env(server: OrthancServer, **changes: str) -> dict[str, str]:
