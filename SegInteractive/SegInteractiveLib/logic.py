@@ -14,19 +14,17 @@ takes voxels of the segmentation's other segments.
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from segforge.dicom.scene_export import FileLookup, export_to_folder, pacs_url, send_to_pacs
+from segforge.dicom.scene_export import DicomExportLogic
 from segforge.errors import InputError
 from segforge.image import Image
 from segforge.interactive.backends import BACKENDS, DEFAULT_BACKEND, require_backend
 from segforge.mrml.segments import new_segmentation_node
 from segforge.mrml.volumes import image_from_volume_node
-from segforge.worker import ThreadJob, WorkerLogic
+from segforge.worker import WorkerLogic
 
 from .dicom_export import LesionResult, lesion_dicom_export
 from .form import InteractiveForm
@@ -36,7 +34,7 @@ from .target_segment import TargetSegment
 log = logging.getLogger(__name__)
 
 
-class SegInteractiveLogic(WorkerLogic):
+class SegInteractiveLogic(WorkerLogic, DicomExportLogic):
     """Interactive segmentation of one segment of a segmentation node (no Qt here)."""
 
     def __init__(self, worker: Any = None) -> None:
@@ -139,6 +137,9 @@ class SegInteractiveLogic(WorkerLogic):
 
     # -- Export to DICOM / Send to PACS (which parts go in: :mod:`.dicom_export`) -------------------
 
+    #: the SEG and SR of a result, read from the scene (Export/Send themselves: DicomExportLogic)
+    dicom_export = staticmethod(lesion_dicom_export)
+
     @staticmethod
     def lesion_result(session: InteractiveSegmentSession) -> LesionResult:
         """What a session leaves to export: its segment, and the backend that proposed it (the
@@ -146,36 +147,6 @@ class SegInteractiveLogic(WorkerLogic):
         return LesionResult(session.segmentation_node, session.segment_id,
                             str(getattr(session.engine, "backend_name", "") or DEFAULT_BACKEND))
 
-    def start_export_dicom(self, volume_node: Any, result: Optional[LesionResult], folder: str | os.PathLike,
-                           derived: bool = False, overwrite: bool = False,
-                           file_for_instance: Optional[FileLookup] = None) -> ThreadJob[dict[str, Path]]:
-        """Write the lesion's DICOM SEG and SR into ``folder`` (all or nothing), in the background.
-
-        The scene is read now (a refusal, e.g. a volume not from a DICOM series, is raised
-        here, before any work); the files are written by the returned job, which a panel
-        polls like a worker job. ``derived`` writes a non-DICOM volume as a new, marked series.
-        """
-        export = lesion_dicom_export(volume_node, result, derived, file_for_instance)
-        return ThreadJob(lambda progress: export_to_folder(export, folder, overwrite, progress),
-                         "Writing the DICOM SEG and SR...")
-
-    def export_dicom(self, volume_node: Any, result: Optional[LesionResult], folder: str | os.PathLike,
-                     derived: bool = False, overwrite: bool = False,
-                     file_for_instance: Optional[FileLookup] = None) -> dict[str, Path]:
-        """Blocking :meth:`start_export_dicom` for scripts and the console; the files by kind."""
-        return self.start_export_dicom(volume_node, result, folder, derived, overwrite, file_for_instance).wait()
-
-    def start_send_to_pacs(self, volume_node: Any, result: Optional[LesionResult],
-                           file_for_instance: Optional[FileLookup] = None) -> ThreadJob[dict[str, str]]:
-        """Store the lesion's SEG and SR on the configured PACS, in the background; the job's
-        result maps each file name to "stored" or "already stored"."""
-        export = lesion_dicom_export(volume_node, result, False, file_for_instance)
-        return ThreadJob(lambda progress: send_to_pacs(export, progress=progress), "Sending to the PACS...")
-
-    @staticmethod
-    def pacs_url() -> Optional[str]:
-        """The configured PACS's address; None when none is (Send to PACS is then off)."""
-        return pacs_url()
 
 
 class SessionOpening:

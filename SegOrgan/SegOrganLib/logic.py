@@ -11,12 +11,10 @@ at once with a job the GUI polls; ``segment_organs`` is the blocking call for th
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from dataclasses import asdict
 from typing import Any, Optional
 
-from segforge.dicom.scene_export import FileLookup, export_to_folder, pacs_url, send_to_pacs
+from segforge.dicom.scene_export import DicomExportLogic
 from segforge.errors import InputError
 from segforge.mrml.segments import OnExisting, refuse_name_clashes, segment_ids_by_name
 from segforge.mrml.volumes import image_from_volume_node
@@ -24,7 +22,7 @@ from segforge.organ.models import OrganModelChoice, organ_models
 from segforge.organ.parameters import OrganParameters
 from segforge.organ.pipeline import check_request
 from segforge.progress import ProgressCallback
-from segforge.worker import JobResult, ModuleJob, ThreadJob, WorkerLogic
+from segforge.worker import JobResult, ModuleJob, WorkerLogic
 
 from .form import OrganForm, clash_question
 from .dicom_export import organ_dicom_export
@@ -33,7 +31,7 @@ from .organ_nodes import OrganNodes, write_organ_nodes
 log = logging.getLogger(__name__)
 
 
-class SegOrganLogic(WorkerLogic):
+class SegOrganLogic(WorkerLogic, DicomExportLogic):
     """Organ / tissue segmentation of a volume node into a segmentation node (no Qt here)."""
 
     def models(self) -> list[OrganModelChoice]:
@@ -98,34 +96,7 @@ class SegOrganLogic(WorkerLogic):
 
     # -- Export to DICOM / Send to PACS (which parts go in: :mod:`.dicom_export`) -------------------
 
-    def start_export_dicom(self, volume_node: Any, result: Optional[OrganNodes], folder: str | os.PathLike,
-                           derived: bool = False, overwrite: bool = False,
-                           file_for_instance: Optional[FileLookup] = None) -> ThreadJob[dict[str, Path]]:
-        """Write an organ result's DICOM SEG and SR into ``folder`` (all or nothing), in the background.
+    #: the SEG and SR of a result, read from the scene (Export/Send themselves: DicomExportLogic)
+    dicom_export = staticmethod(organ_dicom_export)
 
-        The scene is read now (a refusal, e.g. a volume not from a DICOM series, is raised
-        here, before any work); the files are written by the returned job, which a panel
-        polls like a worker job. ``derived`` writes a non-DICOM volume as a new, marked series.
-        """
-        export = organ_dicom_export(volume_node, result, derived, file_for_instance)
-        return ThreadJob(lambda progress: export_to_folder(export, folder, overwrite, progress),
-                         "Writing the DICOM SEG and SR...")
-
-    def export_dicom(self, volume_node: Any, result: Optional[OrganNodes], folder: str | os.PathLike,
-                     derived: bool = False, overwrite: bool = False,
-                     file_for_instance: Optional[FileLookup] = None) -> dict[str, Path]:
-        """Blocking :meth:`start_export_dicom` for scripts and the console; the files by kind."""
-        return self.start_export_dicom(volume_node, result, folder, derived, overwrite, file_for_instance).wait()
-
-    def start_send_to_pacs(self, volume_node: Any, result: Optional[OrganNodes],
-                           file_for_instance: Optional[FileLookup] = None) -> ThreadJob[dict[str, str]]:
-        """Store an organ result's SEG and SR on the configured PACS, in the background; the job's
-        result maps each file name to "stored" or "already stored"."""
-        export = organ_dicom_export(volume_node, result, False, file_for_instance)
-        return ThreadJob(lambda progress: send_to_pacs(export, progress=progress), "Sending to the PACS...")
-
-    @staticmethod
-    def pacs_url() -> Optional[str]:
-        """The configured PACS's address; None when none is (Send to PACS is then off)."""
-        return pacs_url()
 

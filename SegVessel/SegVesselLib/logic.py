@@ -10,12 +10,10 @@ job the GUI polls; ``segment_vessels`` is the blocking call for the Python conso
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from dataclasses import asdict
 from typing import Any, Optional, Sequence
 
-from segforge.dicom.scene_export import FileLookup, export_to_folder, pacs_url, send_to_pacs
+from segforge.dicom.scene_export import DicomExportLogic
 from segforge.errors import InputError
 from segforge.image import Image
 from segforge.mrml.segments import OnExisting, mask_from_segment, mask_on_segment_grid, refuse_name_clashes
@@ -24,7 +22,7 @@ from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
 from segforge.vessel.pipeline import VesselPipelineParameters
 from segforge.vessel.tree import from_wire
-from segforge.worker import JobResult, ModuleJob, RemoteJob, ThreadJob, WorkerLogic
+from segforge.worker import JobResult, ModuleJob, RemoteJob, WorkerLogic
 
 from .fine_tune import FineTuneForm, ScenePair, start_fine_tune
 from .form import VesselForm
@@ -34,7 +32,7 @@ from .tree_nodes import VesselNodes, write_vessel_segment, write_vessel_tree
 log = logging.getLogger(__name__)
 
 
-class SegVesselLogic(WorkerLogic):
+class SegVesselLogic(WorkerLogic, DicomExportLogic):
     """Vessel segmentation of a volume node into a segmentation node (no Qt here)."""
 
     def _submit(self, task: str, volume_node: Any, segmentation_node: Optional[Any], segment_name: str,
@@ -169,36 +167,9 @@ class SegVesselLogic(WorkerLogic):
 
     # -- Export to DICOM / Send to PACS (which parts go in: :mod:`.dicom_export`) -------------------
 
-    def start_export_dicom(self, volume_node: Any, result: Optional[VesselNodes], folder: str | os.PathLike,
-                           derived: bool = False, overwrite: bool = False,
-                           file_for_instance: Optional[FileLookup] = None) -> ThreadJob[dict[str, Path]]:
-        """Write a vessel tree result's DICOM SEG and SR into ``folder`` (all or nothing), in the background.
+    #: the SEG and SR of a result, read from the scene (Export/Send themselves: DicomExportLogic)
+    dicom_export = staticmethod(vessel_dicom_export)
 
-        The scene is read now (a refusal, e.g. a volume not from a DICOM series, is raised
-        here, before any work); the files are written by the returned job, which a panel
-        polls like a worker job. ``derived`` writes a non-DICOM volume as a new, marked series.
-        """
-        export = vessel_dicom_export(volume_node, result, derived, file_for_instance)
-        return ThreadJob(lambda progress: export_to_folder(export, folder, overwrite, progress),
-                         "Writing the DICOM SEG and SR...")
-
-    def export_dicom(self, volume_node: Any, result: Optional[VesselNodes], folder: str | os.PathLike,
-                     derived: bool = False, overwrite: bool = False,
-                     file_for_instance: Optional[FileLookup] = None) -> dict[str, Path]:
-        """Blocking :meth:`start_export_dicom` for scripts and the console; the files by kind."""
-        return self.start_export_dicom(volume_node, result, folder, derived, overwrite, file_for_instance).wait()
-
-    def start_send_to_pacs(self, volume_node: Any, result: Optional[VesselNodes],
-                           file_for_instance: Optional[FileLookup] = None) -> ThreadJob[dict[str, str]]:
-        """Store a vessel tree result's SEG and SR on the configured PACS, in the background; the job's
-        result maps each file name to "stored" or "already stored"."""
-        export = vessel_dicom_export(volume_node, result, False, file_for_instance)
-        return ThreadJob(lambda progress: send_to_pacs(export, progress=progress), "Sending to the PACS...")
-
-    @staticmethod
-    def pacs_url() -> Optional[str]:
-        """The configured PACS's address; None when none is (Send to PACS is then off)."""
-        return pacs_url()
 
 
 

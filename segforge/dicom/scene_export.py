@@ -172,3 +172,45 @@ def _report_regardless(report: ProgressCallback, fraction: float, message: str) 
         report(fraction, message)
     except Cancelled:
         pass
+
+
+class DicomExportLogic:
+    """Export to DICOM and Send to PACS for a module's Logic, the same for the three modules.
+
+    What goes in is the module's: ``dicom_export(volume_node, result, derived, file_for_instance)``
+    (its ``dicom_export.py``), a :class:`DicomExport` read from the scene. The work runs in the
+    Logic's ``background(work, message)`` job (``WorkerLogic`` makes it: a thread of this
+    process, polled by a panel like a worker job).
+    """
+
+    dicom_export: Callable[..., DicomExport]
+    background: Callable[..., Any]
+
+    def start_export_dicom(self, volume_node: Any, result: Any, folder: str | os.PathLike, derived: bool = False,
+                           overwrite: bool = False, file_for_instance: Optional[FileLookup] = None) -> Any:
+        """Write the result's DICOM SEG and SR into ``folder`` (all or nothing), in the background.
+
+        The scene is read now (a refusal, e.g. a volume not from a DICOM series, is raised
+        here, before any work); the files are written by the returned job. ``derived``
+        writes a non-DICOM volume as a new, marked series.
+        """
+        export = self.dicom_export(volume_node, result, derived, file_for_instance)
+        return self.background(lambda progress: export_to_folder(export, folder, overwrite, progress),
+                               "Writing the DICOM SEG and SR...")
+
+    def export_dicom(self, volume_node: Any, result: Any, folder: str | os.PathLike, derived: bool = False,
+                     overwrite: bool = False, file_for_instance: Optional[FileLookup] = None) -> dict[str, Path]:
+        """Blocking :meth:`start_export_dicom` for scripts and the console; the files by kind."""
+        return self.start_export_dicom(volume_node, result, folder, derived, overwrite, file_for_instance).wait()
+
+    def start_send_to_pacs(self, volume_node: Any, result: Any,
+                           file_for_instance: Optional[FileLookup] = None) -> Any:
+        """Store the result's SEG and SR on the configured PACS, in the background; the job's
+        result maps each file name to "stored" or "already stored"."""
+        export = self.dicom_export(volume_node, result, False, file_for_instance)
+        return self.background(lambda progress: send_to_pacs(export, progress=progress), "Sending to the PACS...")
+
+    @staticmethod
+    def pacs_url() -> Optional[str]:
+        """The configured PACS's address; None when none is (Send to PACS is then off)."""
+        return pacs_url()

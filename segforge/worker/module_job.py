@@ -6,12 +6,15 @@ as a finished, failed status, and ``finish`` raises the error that explains it.
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Optional, TypeVar
 
 from ..errors import SegForgeError
 from ..progress import ProgressCallback
 from .client import JobResult, JobStatus, RemoteJob, WorkerClient, poll_until_finished, shared_worker
 from .jobs import FAILED
+
+if TYPE_CHECKING:
+    from .thread_job import ThreadJob
 
 T = TypeVar("T")
 
@@ -68,3 +71,11 @@ class WorkerLogic:
         if self._worker is None:
             self._worker = shared_worker()
         return self._worker
+
+    @staticmethod
+    def background(work: Callable[[ProgressCallback], T], message: str) -> "ThreadJob[T]":
+        """``work`` in a background thread of this process, polled by a panel like a worker job
+        (work that needs nothing of the worker process: writing or sending files)."""
+        from .thread_job import ThreadJob
+
+        return ThreadJob(work, message)
