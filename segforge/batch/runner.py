@@ -359,7 +359,8 @@ def _client(settings: ClusterSettings) -> Iterator[Any]:
             _wait_for_workers(client, settings.scheduler)
             yield client
         finally:
-            client.close()
+            with _shutdown_quiet():
+                client.close()
         return
     workers = settings.workers or max(1, settings.gpus)
     config = {"distributed.scheduler.allowed-failures": settings.allowed_failures,
@@ -379,9 +380,24 @@ def _client(settings: ClusterSettings) -> Iterator[Any]:
                 client.register_plugin(OneGpuEach(settings.gpus))
             yield client
         finally:
-            client.close()
+            with _shutdown_quiet():
+                client.close()
     finally:
-        cluster.close()
+        with _shutdown_quiet():
+            cluster.close()
+
+
+@contextlib.contextmanager
+def _shutdown_quiet() -> Iterator[None]:
+    """Dask logs the comms its own close breaks (``CommClosedError`` tracebacks, at ERROR) when
+    the cluster goes down mid-case, as after Ctrl-C; they say nothing about the cases."""
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        quiet.setLevel(level)
 
 
 def _wait_for_workers(client: Any, scheduler: str) -> None:

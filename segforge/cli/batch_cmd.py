@@ -192,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import ClusterSettings, run_batch
 
     if not args.debug:  # Dask's own start/stop chatter (INFO on stderr) would bury the progress bar
+        import distributed  # noqa: F401 - its import sets its loggers' levels, so it comes first
+
         logging.getLogger("distributed").setLevel(logging.ERROR)
     workflow_args = workflow_arguments(args.workflow, list(getattr(args, "extra", [])))
     parameters, options = workflow_parameters(args.workflow, workflow_args)
