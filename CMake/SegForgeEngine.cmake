@@ -65,6 +65,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/dicom/store_results.py
   segforge/dicom_series.py
   segforge/chart_png.py
+  segforge/components.py
   segforge/distance.py
   segforge/errors.py
   segforge/forms.py

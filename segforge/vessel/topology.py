@@ -40,6 +40,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ..components import label
+from ..distance import THREADS
 from ..errors import InputError
 from ..image import Image
 from ..progress import ProgressCallback, no_progress
@@ -153,7 +155,7 @@ class _Nearest:
     def __call__(self, voxels: np.ndarray, within: float = np.inf) -> np.ndarray:
         """Distances; beyond ``within`` (mm) only known to be farther (inf)."""
         bound = within * (1 + 1e-9) + 1e-9 if np.isfinite(within) else np.inf
-        return self.tree.query(voxels * self.spacing, distance_upper_bound=bound)[0]
+        return self.tree.query(voxels * self.spacing, distance_upper_bound=bound, workers=THREADS)[0]
 
 
 def _closing_additions(work: np.ndarray, spacing: np.ndarray, radius: float) -> np.ndarray:
@@ -176,7 +178,7 @@ def _closing_additions(work: np.ndarray, spacing: np.ndarray, radius: float) -> 
 
 def _fill_cavities(work: np.ndarray, spacing: np.ndarray, size: float) -> int:
     """Fill (in place) enclosed background components narrower than ``size``; their count."""
-    labels, count = ndimage.label(~work)  # 6-connected background
+    labels, count = label(~work, 6)  # 6-connected background
     if count <= 1:
         return 0
     border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
@@ -235,14 +237,14 @@ def betti_numbers(volume: np.ndarray) -> tuple[int, int, int]:
     """(b0, b1, b2) of a mask: its pieces (26-connected), loops, and cavities (enclosed
     6-connected background components); ``b1 = b0 + b2 - chi``."""
     volume = np.asarray(volume, bool)
-    objects = ndimage.label(volume, structure=_FULL)[1]
+    objects = label(volume)[1]
     cavities = _enclosed(~np.pad(volume, 1))
     return objects, objects + cavities - euler_characteristic(volume), cavities
 
 
 def _enclosed(background: np.ndarray) -> int:
     """Background components (6-connected) of a window that do not reach its edge."""
-    labels, count = ndimage.label(background)
+    labels, count = label(background, 6)
     if count == 0:
         return 0
     border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
@@ -254,10 +256,10 @@ def _close_tunnels(work: np.ndarray, candidates: np.ndarray, pad: np.ndarray, re
     """Add (in place) each piece of ``candidates`` that removes loops without joining
     components; the number of loops removed. Each piece is judged in its box grown by
     ``pad`` voxels (a ball's radius and two), wide enough to see a bubble it would enclose."""
-    pieces, count = ndimage.label(candidates, structure=_FULL)
+    pieces, count = label(candidates)
     if count == 0:
         return 0
-    objects, _ = ndimage.label(work, structure=_FULL)
+    objects, _ = label(work)
     closed = 0
     for number, where in enumerate(ndimage.find_objects(pieces), start=1):
         if number % 64 == 0:
