@@ -2,8 +2,8 @@
 
 Why not ``scipy.ndimage.label``: the vessel topology clean-up labels the padded box of a
 segment (often most of the image) several times; ``cc3d`` (connected-components-3d, LGPL-3,
-used as a library) gives the same components 3-7x faster on the thoracic CTA aorta's box
-(2.9 million voxels: 4-10 ms against 20-45 ms, ``benchmarks/components.py``). Components are
+used as a library) gives the same labels 6-9x faster on the thoracic CTA aorta's box
+(2.9 million voxels: 2-5 ms against 18-29 ms on the 2-core machine, ``benchmarks/components.py``). Components are
 numbered in the same raster order as scipy's, from 1; the background is 0.
 """
 from __future__ import annotations
