@@ -568,3 +568,22 @@ def test_an_out_under_a_link_that_loops_says_so(tmp_path):
     (tmp_path / "b").symlink_to(tmp_path / "a")
     run = segforge("organ", str(small_ct(tmp_path / "ct.nii.gz")), "--out", str(tmp_path / "a" / "res"))
     one_line_error(run, "symbolic link that leads nowhere")
+
+
+@pytest.mark.parametrize("replay", [True, False])
+def test_a_held_ctrl_c_lands_after_the_block_or_is_dropped(replay):
+    """signals_held(): the block is never cut short; the Ctrl-C then acts (a table rewrite in the
+    batch's loop) or is dropped (a second Ctrl-C while an interrupted batch tidies up)."""
+    from segforge.output_set import signals_held
+
+    finished = []
+    try:
+        with signals_held(replay=replay):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            finished.append(True)
+    except KeyboardInterrupt:
+        assert replay and finished == [True]
+    else:
+        assert not replay and finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -147,7 +147,7 @@ class OutputSet:
         self._make_parents(target.parent)
         name = f".{target.name}.partial-{secrets.token_hex(4)}"
         try:
-            with _signals_held():  # made and remembered at once, so a Ctrl-C cannot leave it behind
+            with signals_held():  # made and remembered at once, so a Ctrl-C cannot leave it behind
                 (target.parent / name).mkdir()  # the real test of "may I write there"
                 self.folder = target.parent / name
         except OSError as error:
@@ -205,7 +205,7 @@ class OutputSet:
             missing.append(folder)
         for folder in reversed(missing):
             try:
-                with _signals_held():
+                with signals_held():
                     folder.mkdir()
                     self._created_parents.append(folder)
             except FileExistsError:
@@ -250,7 +250,7 @@ class OutputSet:
                     "files": entries}
         _write_synced(self.folder / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode("utf-8"))
         _sync_folder(self.folder)
-        with _signals_held():
+        with signals_held():
             self._swap()
             if self.finished_at_commit:
                 _ignore_interrupts()  # before the held signals are let through (then dropped)
@@ -311,7 +311,7 @@ class OutputSet:
 
     def abort(self) -> None:
         """Remove the temporary folder (and parents made for it); the target is left as it was."""
-        with _signals_held():  # a second Ctrl-C does not cut the clean-up short
+        with signals_held():  # a second Ctrl-C does not cut the clean-up short
             if self.folder is not None:
                 shutil.rmtree(self.folder, ignore_errors=True)
                 self.folder = None
@@ -417,11 +417,12 @@ def _sync_folder(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held(replay: bool = True) -> Iterator[None]:
     """Ctrl-C / SIGTERM arriving inside wait until it is done (one set, never half), then act as
-    they would have; a handler set inside (SIG_IGN at a commit) is the one that acts. Python-level
-    handlers, not a thread's signal mask: the kernel may hand the signal to any other thread (a
-    progress bar's, a native library's), whose C handler would still trip the main thread."""
+    they would have (``replay``; a handler set inside, SIG_IGN at a commit, is the one that acts),
+    or are dropped (``replay=False``: a second Ctrl-C while an interrupted run tidies up).
+    Python-level handlers, not a thread's signal mask: the kernel may hand the signal to any other
+    thread (a progress bar's, a native library's), whose C handler would still trip the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -438,7 +439,7 @@ def _signals_held() -> Iterator[None]:
         for number, handler in previous.items():
             if signal.getsignal(number) is remember:
                 signal.signal(number, handler)
-        if arrived:
+        if arrived and replay:
             signal.raise_signal(arrived[0])
 
 

@@ -26,8 +26,6 @@ import json
 import logging
 import os
 import shutil
-import signal
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from ..csv_table import write_csv
 from ..errors import Cancelled, InputError
+from ..output_set import signals_held
 from ..progress import ProgressCallback, no_progress
 from .cases import Case
 from .pacs_cases import PACS_CACHE
@@ -148,7 +147,7 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
         try:
             _collect(client, jobs, futures, resources, state, progress, report or no_progress)
         except (KeyboardInterrupt, Cancelled):
-            with _interrupts_held():
+            with signals_held(replay=False):  # a second Ctrl-C waits for the clean-up, then is dropped
                 summary.interrupted = True
                 client.cancel(list(futures))
                 if own:
@@ -161,7 +160,7 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
             summary.workers_peak_rss_mb = _workers_peak(client)
             _sweep_partials(cases_folder, cases)
         summary.seconds = time.perf_counter() - started
-        with _interrupts_held():
+        with signals_held(replay=False):
             state.write_all()
     return summary
 
@@ -280,7 +279,7 @@ def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Opt
             if waiting:
                 submit(_slots(client, resources) - len(running))
             if time.monotonic() - last_write >= TABLE_INTERVAL_S:
-                with _interrupts_held():
+                with signals_held():  # a Ctrl-C during the rewrite lands after it
                     state.write_all()
                 last_write = time.monotonic()
     report(1.0, f"{len(jobs)} cases ({counts()})")
@@ -461,21 +460,6 @@ def _sweep_partials(cases_folder: Path, cases: Sequence[Case]) -> None:
     for path in (cases_folder.parent / PACS_CACHE).glob(".*.partial-*"):  # a fetch stopped mid-way
         if path.is_dir() and path.name[1:].rsplit(".partial-", 1)[0] in series:
             shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """A second Ctrl-C while the batch cleans up or rewrites its files waits (then is dropped):
-    the clean-up and the files are never cut short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 __all__ = ["BatchSummary", "ClusterSettings", "WORKFLOWS", "case_folder", "run_batch"]
