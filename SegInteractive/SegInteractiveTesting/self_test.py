@@ -6,6 +6,7 @@ import vtk
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
+from SegForgeWidgets.dicom_self_test import check_dicom_export
 from SegInteractiveLib import SegInteractiveLogic
 from SegInteractiveLib.form import NEW_SEGMENT
 
@@ -114,37 +115,13 @@ class SegInteractiveTest(ScriptedLoadableModuleTest):
         self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), 0, "Discard kept the new segment")
         self.delayDisplay("Test passed")
 
-    def _checkDicomExport(self, logic, volumeNode, result, widgetName):
-        """Export to DICOM through the Logic (the panels' call): a volume made in the scene is refused
-        in one line naming the derived-series option; with it, seg.dcm, sr.dcm and a derived series
-        are written, all at once. Then the panel has its DICOM section, Send to PACS off where no
-        PACS is configured."""
-        import pathlib
-        import tempfile
-
-        from segforge.errors import InputError
-
-        folder = pathlib.Path(tempfile.mkdtemp()) / "dicom"
-        with self.assertRaises(InputError) as refused:
-            logic.start_export_dicom(volumeNode, result, folder)
-        self.assertIn("New derived series", refused.exception.message)
-        self.assertFalse(folder.exists(), "a refused export wrote something")
-        files = logic.export_dicom(volumeNode, result, folder, derived=True)
-        self.assertTrue(files["dicom_seg"].is_file() and files["dicom_sr"].is_file())
-        self.assertTrue(any(folder.glob("derived_ct_*.dcm")), "no derived series beside the SEG")
-        widget = getattr(slicer.modules, widgetName).widgetRepresentation().self()
-        self.assertIsNotNone(widget._dicom, "the panel has no DICOM section")
-        widget._dicom.refresh()
-        if logic.pacs_url() is None:
-            self.assertFalse(widget._dicom.sendButton.enabled, "Send to PACS is on with no PACS configured")
-
     def test_SegInteractive_dicom_export(self):
-        """The accepted lesion as DICOM SEG + SR (see _checkDicomExport)."""
+        """The accepted lesion as DICOM SEG + SR (see SegForgeWidgets.dicom_self_test)."""
         self.delayDisplay("Export to DICOM")
         volumeNode, _ball, centreRas = self._ballVolume()
         logic = SegInteractiveLogic()
         session = logic.start_session(volumeNode)
         session.add_point(centreRas)
         session.accept()
-        self._checkDicomExport(logic, volumeNode, logic.lesion_result(session), "seginteractive")
+        check_dicom_export(self, logic, volumeNode, logic.lesion_result(session), "seginteractive")
         self.delayDisplay("Test passed")

@@ -4,6 +4,7 @@ download) through the Logic and the panel."""
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
+from SegForgeWidgets.dicom_self_test import check_dicom_export
 from segforge.errors import Cancelled, InputError
 from SegOrganLib import SegOrganLogic
 from SegOrganLib.form import python_packages, split_names
@@ -218,37 +219,13 @@ class SegOrganTest(ScriptedLoadableModuleTest):
         self.assertEqual(list(self._segmentIdsByName(p.outputSegmentation)), ["lungs"])
         self.delayDisplay("Test passed")
 
-    def _checkDicomExport(self, logic, volumeNode, result, widgetName):
-        """Export to DICOM through the Logic (the panels' call): a volume made in the scene is refused
-        in one line naming the derived-series option; with it, seg.dcm, sr.dcm and a derived series
-        are written, all at once. Then the panel has its DICOM section, Send to PACS off where no
-        PACS is configured."""
-        import pathlib
-        import tempfile
-
-        from segforge.errors import InputError
-
-        folder = pathlib.Path(tempfile.mkdtemp()) / "dicom"
-        with self.assertRaises(InputError) as refused:
-            logic.start_export_dicom(volumeNode, result, folder)
-        self.assertIn("New derived series", refused.exception.message)
-        self.assertFalse(folder.exists(), "a refused export wrote something")
-        files = logic.export_dicom(volumeNode, result, folder, derived=True)
-        self.assertTrue(files["dicom_seg"].is_file() and files["dicom_sr"].is_file())
-        self.assertTrue(any(folder.glob("derived_ct_*.dcm")), "no derived series beside the SEG")
-        widget = getattr(slicer.modules, widgetName).widgetRepresentation().self()
-        self.assertIsNotNone(widget._dicom, "the panel has no DICOM section")
-        widget._dicom.refresh()
-        if logic.pacs_url() is None:
-            self.assertFalse(widget._dicom.sendButton.enabled, "Send to PACS is on with no PACS configured")
-
     def test_SegOrgan_dicom_export(self):
-        """The organ result as DICOM SEG + SR (see _checkDicomExport)."""
+        """The organ result as DICOM SEG + SR (see SegForgeWidgets.dicom_self_test)."""
         from segforge.organ.parameters import OrganParameters
 
         self.delayDisplay("Export to DICOM")
         volumeNode, _truth = self._ctVolume()
         logic = SegOrganLogic()
         nodes = logic.segment_organs(volumeNode, OrganParameters(model="ct-tissues"))
-        self._checkDicomExport(logic, volumeNode, nodes, "segorgan")
+        check_dicom_export(self, logic, volumeNode, nodes, "segorgan")
         self.delayDisplay("Test passed")

@@ -5,6 +5,7 @@ from dataclasses import replace
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
+from SegForgeWidgets.dicom_self_test import check_dicom_export
 from segforge.errors import SegForgeError
 from SegVesselLib import SegVesselLogic
 from SegVesselLib.markups_inputs import points_lps_from_markups, roi_lps_from_markups
@@ -253,32 +254,8 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         self.assertGreater(nodes.diameter_chart.GetNumberOfPlotSeriesNodes(), 0)
         self.delayDisplay("Test passed")
 
-    def _checkDicomExport(self, logic, volumeNode, result, widgetName):
-        """Export to DICOM through the Logic (the panels' call): a volume made in the scene is refused
-        in one line naming the derived-series option; with it, seg.dcm, sr.dcm and a derived series
-        are written, all at once. Then the panel has its DICOM section, Send to PACS off where no
-        PACS is configured."""
-        import pathlib
-        import tempfile
-
-        from segforge.errors import InputError
-
-        folder = pathlib.Path(tempfile.mkdtemp()) / "dicom"
-        with self.assertRaises(InputError) as refused:
-            logic.start_export_dicom(volumeNode, result, folder)
-        self.assertIn("New derived series", refused.exception.message)
-        self.assertFalse(folder.exists(), "a refused export wrote something")
-        files = logic.export_dicom(volumeNode, result, folder, derived=True)
-        self.assertTrue(files["dicom_seg"].is_file() and files["dicom_sr"].is_file())
-        self.assertTrue(any(folder.glob("derived_ct_*.dcm")), "no derived series beside the SEG")
-        widget = getattr(slicer.modules, widgetName).widgetRepresentation().self()
-        self.assertIsNotNone(widget._dicom, "the panel has no DICOM section")
-        widget._dicom.refresh()
-        if logic.pacs_url() is None:
-            self.assertFalse(widget._dicom.sendButton.enabled, "Send to PACS is on with no PACS configured")
-
     def test_SegVessel_dicom_export(self):
-        """The vessel tree as DICOM SEG + SR (see _checkDicomExport)."""
+        """The vessel tree as DICOM SEG + SR (see SegForgeWidgets.dicom_self_test)."""
         from segforge.vessel.parameters import BUILTIN_MODEL
         from segforge.vessel.pipeline import VesselPipelineParameters, preset
 
@@ -287,5 +264,5 @@ class SegVesselTest(ScriptedLoadableModuleTest):
         logic = SegVesselLogic()
         parameters = VesselPipelineParameters(mask=replace(preset("mra"), model=BUILTIN_MODEL))
         nodes = logic.vessel_tree(volumeNode, parameters)
-        self._checkDicomExport(logic, volumeNode, nodes, "segvessel")
+        check_dicom_export(self, logic, volumeNode, nodes, "segvessel")
         self.delayDisplay("Test passed")
