@@ -109,3 +109,14 @@ def worker() -> Iterator["object"]:
 
     with WorkerClient() as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Iterator[Path]:
+    """SegForge's data folder for one test module, with no catalog override (a worker spawned
+    while it is set inherits it: request ``home`` before ``worker``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("home")
+        patch.setenv("SEGFORGE_HOME", str(folder))
+        patch.delenv("SEGFORGE_CATALOG", raising=False)
+        yield folder

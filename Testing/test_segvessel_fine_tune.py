@@ -19,16 +19,8 @@ FAST = FineTuneForm(model_id="scene-vessels", steps=3, patch_size=16, batch_size
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        folder = tmp_path_factory.mktemp("home")
-        patch.setenv("SEGFORGE_HOME", str(folder))
-        patch.delenv("SEGFORGE_CATALOG", raising=False)
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def worker(home):
+    """A worker spawned inside this module's data folder (conftest's ``home``)."""
     with WorkerClient() as client:
         yield client
 

@@ -22,17 +22,8 @@ PROGRESS = re.compile(r"step (\d+)/(\d+), loss \d+\.\d+(, validation Dice \d\.\d
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """SegForge's data folder for this module (the worker is spawned inside it: it inherits it)."""
-    with pytest.MonkeyPatch.context() as patch:
-        folder = tmp_path_factory.mktemp("home")
-        patch.setenv("SEGFORGE_HOME", str(folder))
-        patch.delenv("SEGFORGE_CATALOG", raising=False)
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def worker(home):
+    """A worker spawned inside this module's data folder (conftest's ``home``)."""
     with WorkerClient() as client:
         yield client
 
