@@ -150,9 +150,13 @@ class DimsePacs(PacsClient):
         from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MoveModel
 
         config = self.config
-        folder.parent.mkdir(parents=True, exist_ok=True)
         with _port_turn(config.move_port), contextlib.ExitStack() as cleanup:
-            staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.moving-", dir=folder.parent))
+            try:  # beside the target: the same file system, so moving in is a rename
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.moving-", dir=folder.parent))
+            except OSError as error:
+                raise InputError(f"Could not {what}", f"SegForge cannot write in {folder.parent} "
+                                 f"({error.strerror or error})", "fetch into a folder you can write") from None
             cleanup.callback(shutil.rmtree, staging, True)
             received: list[Path] = []
             server = self._storage_scp(what, classes, _store_handler(staging, wanted, received))
@@ -363,10 +367,12 @@ def _port_turn(port: Optional[int]) -> Iterator[None]:
     ``flock``; elsewhere no turn is taken."""
     try:
         import fcntl
-    except ImportError:
+
+        handle = open(Path(tempfile.gettempdir()) / f"segforge-cmove-{port}.lock", "a")
+    except (ImportError, OSError):  # Windows, or another user's lock file: no turn, the port still says
         yield
         return
-    with open(Path(tempfile.gettempdir()) / f"segforge-cmove-{port}.lock", "a") as handle:
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
