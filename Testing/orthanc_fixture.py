@@ -3,9 +3,11 @@ plain process from a JSON config on a free loopback port, authentication on, its
 a throwaway folder, stopped (and its files deleted) after the tests.
 
 Its DICOM (DIMSE) port is on too, on another free port: it answers only our AE title
-(``OUR_AE`` connecting from 127.0.0.1, allowed to echo, find, get and store; ``READ_ONLY_AE``
+(``OUR_AE`` connecting from 127.0.0.1, allowed to echo, find, get, move and store; ``READ_ONLY_AE``
 the same but store) and only when
-called by its own (``ORTHANC_AE``), so a wrong title is a refused association."""
+called by its own (``ORTHANC_AE``), so a wrong title is a refused association. Orthanc's
+modality entry for ``OUR_AE`` names 127.0.0.1 and a free port (``move_port``): where a C-MOVE
+to ``OUR_AE`` sends the images, so SegForge's Storage SCP listens there."""
 from __future__ import annotations
 
 import json
@@ -33,6 +35,7 @@ class OrthancServer:
     url: str  # the server's root (Orthanc's REST API)
     folder: Path
     dicom_port: int = 0  # its DIMSE port (on 127.0.0.1), called ORTHANC_AE
+    move_port: int = 0  # where its modality entry for OUR_AE says a C-MOVE sends the images
 
     @property
     def dicomweb(self) -> str:
@@ -56,14 +59,14 @@ def free_port() -> int:
 
 
 def start_orthanc(folder: Path) -> tuple[subprocess.Popen, OrthancServer]:
-    http, dicom = free_port(), free_port()
+    http, dicom, move = free_port(), free_port(), free_port()
     config = {"Name": "SEGFORGE_TEST", "StorageDirectory": str(folder / "storage"),
               "IndexDirectory": str(folder / "index"), "HttpPort": http, "DicomPort": dicom,
               "DicomServerEnabled": True, "DicomAet": ORTHANC_AE,
               "DicomCheckCalledAet": True, "DicomCheckModalityHost": True, "DicomAlwaysAllowEcho": False,
               "DicomAlwaysAllowStore": False, "DicomModalities": {"segforge": {
-                  "AET": OUR_AE, "Host": "127.0.0.1", "Port": free_port(), "AllowEcho": True,
-                  "AllowFind": True, "AllowGet": True, "AllowMove": False, "AllowStore": True},
+                  "AET": OUR_AE, "Host": "127.0.0.1", "Port": move, "AllowEcho": True,
+                  "AllowFind": True, "AllowGet": True, "AllowMove": True, "AllowStore": True},
                   "readonly": {"AET": READ_ONLY_AE, "Host": "127.0.0.1", "Port": free_port(), "AllowEcho": True,
                                "AllowFind": True, "AllowGet": True, "AllowMove": False, "AllowStore": False}},
               "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
@@ -74,7 +77,7 @@ def start_orthanc(folder: Path) -> tuple[subprocess.Popen, OrthancServer]:
     log = open(folder / "orthanc.log", "wb")
     process = subprocess.Popen([ORTHANC, str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT,
                                cwd=folder)
-    server = OrthancServer(f"http://127.0.0.1:{http}", folder, dicom)
+    server = OrthancServer(f"http://127.0.0.1:{http}", folder, dicom, move)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -126,3 +129,10 @@ def dimse_env(server: OrthancServer, **changes: str) -> dict[str, str]:
                SEGFORGE_PACS_CALLING_AET=OUR_AE, SEGFORGE_PACS_TIMEOUT="20")
     env.update(changes)
     return env
+
+
+def move_env(server: OrthancServer, **changes: str) -> dict[str, str]:
+    """DIMSE with fetches by C-MOVE: the PACS sends the images to our AE title, whose Storage SCP
+    listens on loopback at the port Orthanc's modality entry names."""
+    return dimse_env(server, **{"SEGFORGE_PACS_FETCH": "move", "SEGFORGE_PACS_MOVE_PORT": str(server.move_port),
+                                "SEGFORGE_PACS_MOVE_BIND": "127.0.0.1", **changes})

@@ -15,7 +15,8 @@ from pydicom.uid import generate_uid
 
 from conftest import SHARED_DATA
 from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dcmqi_ct
-from orthanc_fixture import READ_ONLY_AE, OrthancServer, dimse_env, orthanc, pacs_env  # noqa: F401 (the fixture)
+from orthanc_fixture import (READ_ONLY_AE, OrthancServer, dimse_env, move_env, orthanc,  # noqa: F401 (the fixture)
+                             pacs_env)
 from segforge.batch import SeriesRule, pacs_cohort, run_batch
 from segforge.batch.pacs_cases import PACS_CACHE
 from segforge.dicom.pacs import open_pacs
@@ -167,6 +168,23 @@ def test_a_refused_store_keeps_the_results_and_a_rerun_only_stores_them(orthanc,
     assert sorted(stored.skipped) == sorted(c.case_id for c in cohort.cases) and stored.failed == []
     assert all(files == {"seg.dcm": "stored", "sr.dcm": "stored"} for files in stored.stored.values())
     assert len(orthanc.rest("/instances")) == before + 4
+
+
+def test_a_cohort_fetched_by_c_move(orthanc, cohort_in_pacs, client, tmp_path):  # noqa: F811
+    """Over DIMSE with fetches by C-MOVE: the Dask worker runs our Storage SCP for each case's
+    fetch in turn, on the one port Orthanc's entry names; each case's cache holds its series as
+    the PACS lists it, with its manifest, and nothing else is left in the cache."""
+    config = pacs_config(move_env(orthanc))
+    cohort = pacs_cohort({"PatientID": PATIENT}, SeriesRule(modality="CT"), open_pacs(config))
+    out = tmp_path / "out"
+    summary = run_batch("organ", cohort.cases, out, OrganParameters(), client=client, progress=False, pacs=config)
+    assert summary.failed == [] and len(summary.succeeded) == 2, summary.failed
+    pacs = open_pacs(config)
+    for case in cohort.cases:
+        cache = out / PACS_CACHE / case.pacs_series
+        assert {p.stem for p in cache.glob("*.dcm")} == set(pacs.find_instances(case.pacs_study, case.pacs_series))
+        assert verify_manifest(cache) == []
+    assert sorted(p.name for p in (out / PACS_CACHE).iterdir()) == cohort_in_pacs["series"]
 
 
 def test_dicom_on_a_dicom_tree_writes_seg_and_sr_per_case(tmp_path):

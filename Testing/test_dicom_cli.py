@@ -19,6 +19,7 @@ from segforge.image import Image
 from segforge.image_io import read_image, read_volume
 from segforge.output_set import verify_manifest
 from test_cli import segforge
+from test_dicom_sr import assert_landmark
 from test_organ_tissues import chest_phantom
 
 pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy missing: `make test` installs dicom3tools")
@@ -76,8 +77,9 @@ def test_interactive_and_vessel_dicom_on_dcmqi_ct(shared_data, tmp_path):
     assert volume == pytest.approx(summary["volume_ml"] * 1000) and volume > 0
     assert pydicom.dcmread(lesion / "seg.dcm").SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
 
+    # landmark 1 on a branch whose section closes; landmark 2 at a branch's end, where it does not
     run = segforge("vessel", str(folder), "--out", str(tmp_path / "vessel"), "--preset", "cta", "--no-surface",
-                   "--dicom")
+                   "--dicom", "--landmark=-25.8,57.8,-127.6", "--landmark=-16.1,60.7,-128.0")
     assert run.returncode == 0, run.stderr
     vessel = tmp_path / "vessel"
     assert dciodvfy_errors(vessel / "seg.dcm") == [] and dciodvfy_errors(vessel / "sr.dcm") == []
@@ -89,6 +91,32 @@ def test_interactive_and_vessel_dicom_on_dcmqi_ct(shared_data, tmp_path):
     assert first.get_measurements(name=codes.SCT.Length)[0].value == pytest.approx(float(branches[0]["length_mm"]))
     mask = read_image(vessel / "vessels.seg.nrrd").array > 0
     assert np.array_equal(read_dicom_seg(vessel / "seg.dcm", read_volume(folder)).masks[1], mask)
+    _landmarks_equal_the_csv(vessel)
+
+
+def _landmarks_equal_the_csv(vessel) -> None:
+    """Every landmark whose section closed is in the SR with landmarks.csv's numbers, at its
+    centreline point, tied to the vessel segment; one that did not close is absent."""
+    import highdicom as hd
+
+    with open(vessel / "landmarks.csv") as handle:
+        landmarks = list(csv.DictReader(handle))
+    groups = _report_groups(vessel / "sr.dcm")
+    points = {str(g.tracking_identifier): (g.tracking_uid, g.roi.value)
+              for g in hd.sr.srread(vessel / "sr.dcm").content.get_planar_roi_measurement_groups()}
+    closed = [row for row in landmarks if row["area_mm2"]]
+    assert len(landmarks) == 2 and len(closed) == 1, landmarks
+    for row in landmarks:
+        name = f"landmark {row['landmark']}"
+        if not row["area_mm2"]:
+            assert name not in groups and name not in points
+            continue
+        assert_landmark(groups[name], row)
+        assert groups[name].referenced_segment.referenced_segment_numbers == [1]
+        uid, point = points[name]
+        assert uid == groups[name].tracking_uid
+        expected = [float(row[f"centerline_{axis}_lps"]) for axis in "xyz"]
+        assert np.allclose(point, [expected], atol=1e-6)
 
 
 @pytest.mark.parametrize("case", ["empty UIDs", "volume file", "no series"])

@@ -1,7 +1,9 @@
 """The PACS round trip over DIMSE (pynetdicom) against the real Orthanc's DICOM port: C-ECHO,
-C-FIND of studies and series, C-GET of a series, C-STORE of SEG and SR, from the CLI and the
-Python API with the same settings mechanism as DICOMweb; a retry stores nothing twice; an
-association refused, a PACS down or silent, each one line, the PACS left as it was."""
+C-FIND of studies and series, C-GET of a series, C-MOVE of it to our own Storage SCP (the same
+instances as C-GET's), C-STORE of SEG and SR, from the CLI and the Python API with the same
+settings mechanism as DICOMweb; a retry stores nothing twice; an association refused, a PACS
+down or silent, a C-MOVE destination the PACS does not know, our C-MOVE port taken, each one
+line, the PACS left as it was and nothing written."""
 from __future__ import annotations
 
 import socket
@@ -12,12 +14,13 @@ import pytest
 
 from conftest import SHARED_DATA
 from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dciodvfy_errors, uploaded_dcmqi_ct
-from orthanc_fixture import OUR_AE, OrthancServer, dimse_env, orthanc  # noqa: F401 (the fixture)
+from orthanc_fixture import ORTHANC_AE, OUR_AE, OrthancServer, dimse_env, free_port, move_env, orthanc  # noqa: F401 (the fixture)
 from segforge.dicom.dimse import DimsePacs
 from segforge.dicom.pacs import open_pacs
 from segforge.dicom.pacs_config import pacs_config
 from segforge.errors import InputError
 from segforge.image_io import read_volume
+from segforge.output_set import verify_manifest
 from test_cli import segforge
 
 pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy missing: `make test` installs dicom3tools")
@@ -83,7 +86,8 @@ def test_run_and_store_from_the_cli_over_dimse_never_twice(orthanc, study, tmp_p
     assert len(orthanc.rest("/instances")) == before + 2
 
 
-@pytest.mark.parametrize("case", ["refused", "down", "timeout", "no study", "incomplete"])
+@pytest.mark.parametrize("case", ["refused", "down", "timeout", "no study", "incomplete", "fetch method",
+                                  "no move port"])
 def test_dimse_problems_are_one_line(orthanc, study, tmp_path, case):  # noqa: F811
     listener = None
     env = dimse_env(orthanc)
@@ -102,6 +106,12 @@ def test_dimse_problems_are_one_line(orthanc, study, tmp_path, case):  # noqa: F
         expected = "did not accept an association within 1 s"
     elif case == "no study":
         expected = "holds no study 1.2.3.4.5"
+    elif case == "fetch method":
+        env.update(SEGFORGE_PACS_FETCH="wado", HOME=str(tmp_path))
+        expected = "Unknown PACS fetch method 'wado'"
+    elif case == "no move port":
+        env.update(SEGFORGE_PACS_FETCH="move", HOME=str(tmp_path))
+        expected = "SEGFORGE_PACS_MOVE_PORT is not set"
     else:
         env.pop("SEGFORGE_PACS_AET")
         env.update(HOME=str(tmp_path))
@@ -124,3 +134,74 @@ def test_an_ae_title_the_pacs_does_not_know_may_not_query(orthanc, study):  # no
         pacs.find_studies({"PatientID": PATIENT})
     assert "refused the association" in raised.value.message and "must list 'STRANGER'" in raised.value.message
     assert OUR_AE != "STRANGER"
+
+
+def _series(folder) -> dict:
+    """SOP Instance UID -> dataset, of every file in ``folder`` (the manifest aside)."""
+    datasets = (pydicom.dcmread(path) for path in sorted(folder.glob("*.dcm")))
+    return {str(d.SOPInstanceUID): d for d in datasets}
+
+
+def test_a_series_fetched_by_c_move_equals_its_c_get(orthanc, study, tmp_path):  # noqa: F811
+    """C-MOVE to our AE title, whose Storage SCP listens (on loopback here) at the port Orthanc's
+    modality entry names: the same instances, pixel for pixel, as C-GET brings, from the API (the
+    settings in the config file) and from ``segforge pacs fetch`` (in the environment); nothing
+    left beside the folders."""
+    import json
+
+    by_get = open_pacs(pacs_config(dimse_env(orthanc))).fetch_series(study["study"], study["series"],
+                                                                      tmp_path / "get")
+    settings = tmp_path.parent / f"{tmp_path.name}-pacs.json"
+    settings.write_text(json.dumps({"protocol": "dimse", "host": "127.0.0.1", "port": orthanc.dicom_port,
+                                    "called_ae": ORTHANC_AE, "calling_ae": OUR_AE, "fetch": "move",
+                                    "move_port": orthanc.move_port, "move_bind": "127.0.0.1", "timeout_s": 20}))
+    pacs = open_pacs(pacs_config({"SEGFORGE_PACS_CONFIG": str(settings)}))
+    assert pacs.config.fetch == "move" and pacs.config.destination_ae == OUR_AE
+    assert "fetch='move'" in repr(pacs.config) and f"move_port={orthanc.move_port}" in repr(pacs.config)
+    by_move = pacs.fetch_series(study["study"], study["series"], tmp_path / "move")
+    assert sorted(p.name for p in by_move) == sorted(p.name for p in by_get) and len(by_move) == 3
+    run = segforge("pacs", "fetch", "--study", study["study"], "--out", str(tmp_path / "cli"),
+                   env_extra=move_env(orthanc))
+    assert run.returncode == 0 and "fetched 3 instances" in run.stdout, run.stdout + run.stderr
+    assert verify_manifest(tmp_path / "cli") == []
+    got = _series(tmp_path / "get")
+    for folder in (tmp_path / "move", tmp_path / "cli"):
+        moved = _series(folder)
+        assert set(moved) == set(got) == set(_series(study["folder"]))
+        for uid, dataset in moved.items():
+            assert np.array_equal(dataset.pixel_array, got[uid].pixel_array)
+            assert dataset.SeriesInstanceUID == study["series"]
+    assert read_volume(tmp_path / "move").same_grid(read_volume(tmp_path / "get"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli", "get", "move"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("case", ["unknown destination", "another port"])
+def test_a_c_move_the_pacs_cannot_deliver_is_one_line(orthanc, study, tmp_path, case):  # noqa: F811
+    """A destination AE title the PACS does not list (our AE may move; NOWHERE is no modality of
+    it), or our SCP on another port than the one its modality entry names: one line saying both
+    possibilities and the settings, nothing written (no folder, no temporary one)."""
+    if case == "unknown destination":
+        env, destination = move_env(orthanc, SEGFORGE_PACS_MOVE_AET="NOWHERE"), "NOWHERE"
+    else:
+        env, destination = move_env(orthanc, SEGFORGE_PACS_MOVE_PORT=str(free_port())), OUR_AE
+    run = segforge("pacs", "fetch", "--study", study["study"], "--out", str(tmp_path / "out"), env_extra=env)
+    _one_line(run, f"refused the C-MOVE to '{destination}'")
+    assert f"list '{destination}' with this machine's address and port {env['SEGFORGE_PACS_MOVE_PORT']}" in run.stderr
+    assert "SEGFORGE_PACS_FETCH=get" in run.stderr, run.stderr
+    with pytest.raises(InputError, match=destination):
+        open_pacs(pacs_config(env)).fetch_series(study["study"], study["series"], tmp_path / "api")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_our_c_move_port_in_use_is_one_line(orthanc, study, tmp_path):  # noqa: F811
+    with socket.socket() as taken:  # another program listening on the port the PACS sends to
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # an earlier C-MOVE's connections may linger
+        taken.bind(("127.0.0.1", orthanc.move_port))
+        taken.listen(1)
+        run = segforge("pacs", "fetch", "--study", study["study"], "--out", str(tmp_path / "out"),
+                       env_extra=move_env(orthanc))
+        with pytest.raises(InputError, match="is in use"):
+            open_pacs(pacs_config(move_env(orthanc))).fetch_series(study["study"], study["series"], tmp_path / "api")
+    _one_line(run, f"Port {orthanc.move_port}, where SegForge receives the C-MOVE as 'SEGFORGE', is in use")
+    assert "SEGFORGE_PACS_MOVE_PORT" in run.stderr
+    assert list(tmp_path.iterdir()) == []

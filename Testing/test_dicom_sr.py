@@ -54,6 +54,21 @@ def _value(group, name, derivation=None):
     raise KeyError(name)
 
 
+def assert_landmark(group, row) -> None:
+    """A landmark's group holds its section's numbers (a row of landmarks.csv, as written or read
+    back as text), each with its unit, and no other diameter or area."""
+    expected = {(codes.SCT.Diameter, codes.SCT.Maximum): ("max_diameter_mm", codes.UCUM.Millimeter),
+                (codes.SCT.Diameter, codes.SCT.Minimum): ("min_diameter_mm", codes.UCUM.Millimeter),
+                (codes.SCT.PerpendicularAxis, None): ("perpendicular_diameter_mm", codes.UCUM.Millimeter),
+                (codes.SCT.VesselLumenCrossSectionalArea, None): ("area_mm2", codes.UCUM.SquareMillimeter)}
+    found = {(m.name, m.derivation): m for m in group.get_measurements()}
+    assert set(found) == set(expected)
+    for key, (column, unit) in expected.items():
+        assert found[key].value == pytest.approx(float(row[column]), rel=1e-9), column
+        assert found[key].unit == unit, column
+    assert group.finding_type == codes.SCT.BloodVessel
+
+
 def test_organ_report_passes_dciodvfy_and_reads_back_equal(series, tmp_path):
     folder, image, source = series
     labels = ball_labels(image)
@@ -93,7 +108,11 @@ def test_vessel_report_ties_branches_findings_and_landmarks_to_the_segment(serie
                        "reference_diameter_mm": 6.5, "reference_method": "curve-fitted",
                        "x_lps": -11.0, "y_lps": 21.5, "z_lps": 40.0}],
         landmark_rows=[{"landmark": 1, "centerline_x_lps": 1.0, "centerline_y_lps": 2.0, "centerline_z_lps": 3.0,
-                        "max_diameter_mm": 7.5, "min_diameter_mm": 6.5}])
+                        "max_diameter_mm": 7.5, "min_diameter_mm": 6.5, "perpendicular_diameter_mm": 6.75,
+                        "area_mm2": 39.25},
+                       {"landmark": 2, "centerline_x_lps": 4.0, "centerline_y_lps": 5.0, "centerline_z_lps": 6.0,
+                        "max_diameter_mm": None, "min_diameter_mm": None, "perpendicular_diameter_mm": None,
+                        "area_mm2": None}])  # an open section: nothing measured, no group
     report = build_report(seg, source, vessel_groups(tree, 1), "vessel")
     path = tmp_path / "sr.dcm"
     report.save_as(path, enforce_file_format=True)
@@ -110,11 +129,13 @@ def test_vessel_report_ties_branches_findings_and_landmarks_to_the_segment(serie
     points = _points_by_id(path)
     uid, point = points["stenosis 1 (branch 1, 12.0 mm along)"]
     assert uid == stenosis.tracking_uid and np.allclose(point, [[-10.0, 20.5, 30.25]])
-    assert np.allclose(points["landmark 1"][1], [[1.0, 2.0, 3.0]])
+    assert np.allclose(points["landmark 1"][1], [[1.0, 2.0, 3.0]])  # the section's centreline point
+    assert points["landmark 1"][0] == groups["landmark 1"].tracking_uid
     dilatation = groups["dilatation 2 (branch 1, 30.0 mm along)"]
     assert dilatation.finding_type == codes.SCT.Dilatation
     assert _value(dilatation, codes.SCT.Diameter, codes.SCT.Maximum) == pytest.approx(11.0)
-    assert _value(groups["landmark 1"], codes.SCT.Diameter, codes.SCT.Maximum) == pytest.approx(7.5)
+    assert_landmark(groups["landmark 1"], tree.landmark_rows[0])
+    assert "landmark 2" not in groups and "landmark 2" not in points
     # each finding's healthy reference: "Vessel lumen diameter" with its QCA reference method
     for group, diameter, method in ((stenosis, 6.0, codes.DCM.InterpolatedLocalReference),
                                     (dilatation, 6.5, codes.DCM.CurveFittedReference)):

@@ -19,10 +19,14 @@ the command line. DICOMweb:
   export SEGFORGE_PACS_URL=https://pacs.example.org/dicom-web
   export SEGFORGE_PACS_USER=segforge SEGFORGE_PACS_PASSWORD=...      (or ~/.config/segforge/pacs.json,
   {"url": ..., "username": ..., "password": ..., "timeout_s": 30}, chmod 600; SEGFORGE_PACS_CONFIG names another)
-DIMSE (C-ECHO, C-FIND, C-GET, C-STORE; the PACS must know our AE title):
+DIMSE (C-ECHO, C-FIND, C-GET or C-MOVE, C-STORE; the PACS must know our AE title):
   export SEGFORGE_PACS_PROTOCOL=dimse SEGFORGE_PACS_HOST=pacs.example.org SEGFORGE_PACS_PORT=104
   export SEGFORGE_PACS_AET=PACS SEGFORGE_PACS_CALLING_AET=SEGFORGE     (or protocol, host, port, called_ae,
   calling_ae in the config file)
+  a PACS without C-GET: fetch by C-MOVE to our own Storage SCP, listening only while it fetches, on the
+  port the PACS's modality entry for our AE title names (fetch, move_port, move_ae, move_bind in the file):
+  export SEGFORGE_PACS_FETCH=move SEGFORGE_PACS_MOVE_PORT=11112       [SEGFORGE_PACS_MOVE_AET=SEGFORGE
+  SEGFORGE_PACS_MOVE_BIND=0.0.0.0]
 
 examples:
   segforge pacs echo                                                   is the PACS there, does it accept us?

@@ -1,34 +1,45 @@
-"""A PACS over DIMSE (pynetdicom): C-ECHO, C-FIND (study, series, image), C-GET to fetch a
-series, C-STORE to send SegForge's SEG and SR.
+"""A PACS over DIMSE (pynetdicom): C-ECHO, C-FIND (study, series, image), C-GET or C-MOVE to
+fetch a series, C-STORE to send SegForge's SEG and SR.
 
-Why C-GET and not C-MOVE: C-GET brings the images back on our own association, so SegForge
-needs no listening port, no firewall opening and no entry for its port in the PACS (C-MOVE
-would make the PACS call us back). The PACS must know our AE title (``calling_ae``) and allow
-it to query and retrieve; that is the PACS administrator's one step.
+Why C-GET by default: it brings the images back on our own association, so SegForge needs no
+listening port, no firewall opening and no entry for its port in the PACS. The PACS must know
+our AE title (``calling_ae``) and allow it to query and retrieve; that is the PACS
+administrator's one step. C-MOVE (``fetch="move"``) is for a PACS that offers no C-GET: the
+PACS opens its own association to the destination its modality entry names, so SegForge
+listens, only while it fetches, with a Storage SCP on the configured port, takes only the
+instances of the series asked for, into a temporary folder beside the target, and moves them
+in only when every instance the C-FIND listed has arrived.
 
 Each operation opens one association and releases it. Failures are one-line
 :class:`~segforge.errors.InputError`\\ s: the PACS down (nothing listens at host:port), no
 answer in time, the association refused (an AE title the PACS does not know), an operation
 the PACS refuses (its status said in words), a series it does not hold. A fetch writes only
 the files of instances it received whole, and says so when the PACS sent fewer than the
-series holds; the caller's output set keeps a partial fetch out of sight.
+series holds; the caller's output set keeps a partial fetch out of sight (a C-MOVE writes
+nothing into the target at all unless the series came whole).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
+import shutil
 import socket
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
 import pydicom
 from pydicom.dataset import Dataset
 
 from ..errors import InputError
 from .pacs_base import PacsClient
-from .pacs_config import ENV_CALLED_AE, ENV_CALLING_AE, ENV_HOST, ENV_PORT, ENV_TIMEOUT, PacsConfig, pacs_config
+from .pacs_config import (ENV_CALLED_AE, ENV_CALLING_AE, ENV_FETCH, ENV_HOST, ENV_MOVE_AE, ENV_MOVE_BIND,
+                          ENV_MOVE_PORT, ENV_PORT, ENV_TIMEOUT, PacsConfig, pacs_config)
 
 #: What a study and a series query ask the PACS to return (keyword -> empty: "send it").
 STUDY_KEYS = ("StudyInstanceUID", "StudyDate", "PatientID", "PatientName", "ModalitiesInStudy", "StudyDescription",
@@ -99,44 +110,127 @@ class DimsePacs(PacsClient):
                     found.append(_plain(identifier))
         return found
 
-    # -- C-GET ---------------------------------------------------------------------------------
+    # -- C-GET or C-MOVE ------------------------------------------------------------------------
     def fetch_series(self, study_uid: str, series_uid: str, folder: str | os.PathLike) -> list[Path]:
-        from pynetdicom import build_role, evt
-        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GetModel
-
         what = f"fetch series {series_uid}"
         instances = self._instances(study_uid, series_uid)
         if not instances:
             raise InputError(f"The PACS sent no images of series {series_uid}", "the PACS lists no instance of it "
                              "(a series or study it does not hold, or an empty one)",
                              "check the study and series UIDs (segforge pacs find)")
-        folder = Path(folder)
+        wanted = {i["SOPInstanceUID"] for i in instances}
+        classes = sorted({i["SOPClassUID"] for i in instances if i.get("SOPClassUID")})
+        query = _query("SERIES", (), {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid})
+        if self.config.fetch == "move":
+            return self._move(what, query, wanted, classes, Path(folder))
+        return self._get(what, query, wanted, classes, Path(folder))
+
+    def _get(self, what: str, query: Dataset, wanted: set[str], classes: list[str], folder: Path) -> list[Path]:
+        from pynetdicom import build_role, evt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GetModel
+
         folder.mkdir(parents=True, exist_ok=True)
         received: list[Path] = []
-
-        def on_store(event: Any) -> int:
-            uid = str(event.request.AffectedSOPInstanceUID)
-            if not _UID.match(uid):
-                return 0xC211  # not a UID: never a file name of ours
-            path = folder / f"{uid}.dcm"
-            path.write_bytes(event.encoded_dataset())
-            received.append(path)
-            return 0x0000
-
-        classes = sorted({i["SOPClassUID"] for i in instances if i.get("SOPClassUID")})
         contexts = [(GetModel, None), *((uid, None) for uid in classes)]
         roles = [build_role(uid, scp_role=True) for uid in classes]
-        query = _query("SERIES", (), {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid})
-        with self._association(what, contexts, roles, [(evt.EVT_C_STORE, on_store)]) as assoc:
+        handler = (evt.EVT_C_STORE, _store_handler(folder, None, received))
+        with self._association(what, contexts, roles, [handler]) as assoc:
             for status, _ in assoc.send_c_get(query, GetModel):
                 self._check_status(what, status, (0x0000, *_PENDING, 0xB000), assoc)
-        wanted = {i["SOPInstanceUID"] for i in instances}
         got = {p.stem for p in received}
         if not wanted <= got:
             raise InputError(f"Could not {what}", f"the PACS sent {len(got & wanted)} of its {len(wanted)} "
                              "instances", "try again; if it persists check the PACS's log (a C-GET sub-operation "
                              "failed)")
         return sorted(received)
+
+    def _move(self, what: str, query: Dataset, wanted: set[str], classes: list[str], folder: Path) -> list[Path]:
+        """The series by C-MOVE to our destination AE title: received by a Storage SCP that lives
+        as long as the C-MOVE, into a temporary folder beside ``folder``, moved in whole."""
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MoveModel
+
+        config = self.config
+        with _port_turn(config.move_port), contextlib.ExitStack() as cleanup:
+            try:  # beside the target: the same file system, so moving in is a rename
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.moving-", dir=folder.parent))
+            except OSError as error:
+                raise InputError(f"Could not {what}", f"SegForge cannot write in {folder.parent} "
+                                 f"({error.strerror or error})", "fetch into a folder you can write") from None
+            cleanup.callback(shutil.rmtree, staging, True)
+            received: list[Path] = []
+            server = self._storage_scp(what, classes, _store_handler(staging, wanted, received))
+            cleanup.callback(server.shutdown)
+            with self._association(what, [(MoveModel, None)]) as assoc:
+                for status, _ in assoc.send_c_move(query, config.destination_ae, MoveModel):
+                    self._check_move_status(what, status, assoc, received)
+            got = {p.stem for p in received}
+            if got != wanted:
+                raise InputError(f"Could not {what}", f"the PACS sent {len(got)} of the {len(wanted)} instances it "
+                                 f"lists to {config.destination_ae!r} on port {config.move_port}",
+                                 "try again; if it persists check the PACS's log, and that its modality entry for "
+                                 f"{config.destination_ae!r} names this machine and port {config.move_port}")
+            try:
+                return _move_in(received, folder)
+            except OSError as error:
+                raise InputError(f"Could not {what}", f"the instances arrived but could not be moved into {folder} "
+                                 f"({error.strerror or error})", "check that folder (permissions, free space) and "
+                                 "fetch again; nothing was left in it") from None
+
+    def _storage_scp(self, what: str, classes: list[str], on_store: Any) -> Any:
+        """Our Storage SCP, listening (in threads) on the configured port; InputError when it cannot."""
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES
+
+        config = self.config
+        ae = AE(ae_title=config.destination_ae)
+        for name in ("acse_timeout", "dimse_timeout", "network_timeout"):
+            setattr(ae, name, config.timeout_s)
+        for uid in classes or [str(c.abstract_syntax) for c in AllStoragePresentationContexts]:
+            ae.add_supported_context(uid, list(DEFAULT_TRANSFER_SYNTAXES))  # what C-GET accepts: the same files
+        address = f"{config.move_bind}:{config.move_port}"
+        try:
+            return ae.start_server((config.move_bind, int(config.move_port or 0)), block=False,
+                                   evt_handlers=[(evt.EVT_C_STORE, on_store)])
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                why = (f"port {config.move_port}, where SegForge receives the C-MOVE as {config.destination_ae!r}, is "
+                       f"in use on {config.move_bind} (another program listens there)")
+                todo = (f"stop that program, or set {ENV_MOVE_PORT} to a free port and have the PACS's modality entry "
+                        f"for {config.destination_ae!r} name it (or fetch by C-GET: {ENV_FETCH}=get)")
+            elif error.errno in (errno.EACCES, errno.EPERM):
+                why = f"SegForge may not listen on {address} (ports below 1024 need administrator rights)"
+                todo = f"set {ENV_MOVE_PORT} to a port above 1024 the PACS's modality entry names"
+            else:
+                why = f"SegForge cannot listen on {address} ({error.strerror or error})"
+                todo = f"check {ENV_MOVE_BIND} (an address of this machine) and {ENV_MOVE_PORT}"
+            raise InputError(f"Could not {what}", why, todo) from None
+
+    def _check_move_status(self, what: str, status: Optional[Dataset], assoc: Any, received: list[Path]) -> None:
+        """A C-MOVE response's status said as the PACS means it: a destination it does not know or
+        cannot reach is the PACS's configuration, not our AE title's rights."""
+        config = self.config
+        destination = config.destination_ae
+        code = getattr(status, "Status", None) if status is not None else None
+        entry = (f"ask the PACS administrator to list {destination!r} with this machine's address and port "
+                 f"{config.move_port} among the PACS's modalities, or set {ENV_MOVE_AE} and {ENV_MOVE_PORT} to the "
+                 f"title and port it knows us by (or fetch by C-GET: {ENV_FETCH}=get)")
+        if code is not None and int(code) == 0xA801:
+            raise InputError(f"Could not {what}", f"the PACS at {config.address} does not know the move destination "
+                             f"{destination!r}", entry)
+        if code is not None and int(code) in (0xA701, 0xA702) and not received:
+            raise InputError(f"Could not {what}", f"the PACS at {config.address} could not send the images to "
+                             f"{destination!r} (status 0x{int(code):04X}: it calls back the address and port its "
+                             f"modality entry names, and SegForge listens on port {config.move_port})",
+                             f"check that the PACS's modality entry for {destination!r} names this machine and port "
+                             f"{config.move_port}")
+        if code is not None and 0xC000 <= int(code) <= 0xCFFF and not received:
+            raise InputError(f"Could not {what}", f"the PACS at {config.address} refused the C-MOVE to "
+                             f"{destination!r} (status 0x{int(code):04X}: it may not know {destination!r} as a move "
+                             f"destination, or found nothing listening at the address and port it knows for it, "
+                             f"while SegForge listens on {config.move_bind}:{config.move_port}; its log says which)",
+                             entry)
+        self._check_status(what, status, (0x0000, *_PENDING, 0xB000), assoc)
 
     # -- C-STORE -------------------------------------------------------------------------------
     def _send(self, path: str, dataset: pydicom.Dataset) -> None:
@@ -244,6 +338,66 @@ class _Association:
     def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
         if self.assoc.is_established:
             self.assoc.release() if kind is None else self.assoc.abort()
+
+
+def _store_handler(folder: Path, wanted: Optional[set[str]], received: list[Path]) -> Any:
+    """The C-STORE handler that writes each instance to ``folder`` as ``<SOP Instance UID>.dcm``;
+    with ``wanted``, an instance not of the series asked for is refused (a listening port takes
+    what anyone sends it)."""
+    lock = threading.Lock()  # the SCP's associations run in threads of their own
+
+    def on_store(event: Any) -> int:
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if not _UID.match(uid) or (wanted is not None and uid not in wanted):
+            return 0xC211  # not a UID, or not ours: never a file of ours
+        path = folder / f"{uid}.dcm"
+        path.write_bytes(event.encoded_dataset())
+        with lock:
+            if path not in received:
+                received.append(path)
+        return 0x0000
+
+    return on_store
+
+
+@contextlib.contextmanager
+def _port_turn(port: Optional[int]) -> Iterator[None]:
+    """SegForge's fetches on this machine take turns on the C-MOVE port (a batch's workers would
+    otherwise fight over it); another program on it is said when the SCP cannot listen. POSIX
+    ``flock``; elsewhere no turn is taken."""
+    try:
+        import fcntl
+
+        handle = open(Path(tempfile.gettempdir()) / f"segforge-cmove-{port}.lock", "a")
+    except (ImportError, OSError):  # Windows, or another user's lock file: no turn, the port still says
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _move_in(received: list[Path], folder: Path) -> list[Path]:
+    """The received files renamed into ``folder`` (same file system: each rename is whole); a
+    failure part way puts the moved ones back, so ``folder`` gets all of them or none."""
+    created = not folder.exists()
+    folder.mkdir(exist_ok=True)
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for path in sorted(received):
+            target = folder / path.name
+            os.replace(path, target)
+            moved.append((target, path))
+    except OSError:
+        for target, path in reversed(moved):
+            os.replace(target, path)
+        if created:
+            folder.rmdir()
+        raise
+    return [target for target, _ in moved]
 
 
 def _query(level: str, keys: Iterable[str], filters: Mapping[str, str]) -> Dataset:

@@ -2,12 +2,13 @@
 
 Organs: volume, mean and SD of the image per structure. Vessels: each branch's length and
 diameters, each stenosis or dilatation with its place and the healthy reference diameter it is
-graded against, each landmark's diameters. Lesions:
+graded against, each landmark's section (maximum, minimum and perpendicular diameter, lumen
+area) at its centreline point. Lesions:
 volume. Units are UCUM, quantities SNOMED CT / DICOM codes from PS3.16 (pydicom's tables).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 from pydicom.sr.codedict import codes
@@ -69,15 +70,32 @@ def vessel_groups(tree: Any, segment_number: int) -> list[MeasurementGroup]:
         groups.append(MeasurementGroup(f"{row.get('kind', 'stenosis')} {n} (branch {row['branch']}, "
                                        f"{row['arc_mm']:.1f} mm along)", segment_number, finding, tuple(values),
                                        vessel, point))
-    for row in tree.landmark_rows:
-        point = (row["centerline_x_lps"], row["centerline_y_lps"], row["centerline_z_lps"])
-        values = tuple(Value(codes.SCT.Diameter, row[key], _MM, derivation)
-                       for key, derivation in (("max_diameter_mm", codes.SCT.Maximum),
-                                               ("min_diameter_mm", codes.SCT.Minimum)) if row.get(key) is not None)
-        if values:
-            groups.append(MeasurementGroup(f"landmark {row['landmark']}", segment_number, vessel, values, vessel,
-                                           point))
+    groups += [group for group in (landmark_group(row, segment_number) for row in tree.landmark_rows) if group]
     return groups
+
+
+#: A landmark row's key -> what it is in the SR (name, unit, derivation), in landmarks.csv's order.
+#: The minimum is the narrowest caliper of the section, the perpendicular diameter the caliper
+#: across the maximum one (what aortic reports give beside the maximum: CID 7470's Perpendicular
+#: Axis); the area is the lumen's in the plane across the centreline, so it is coded as SNOMED
+#: CT's vessel lumen cross-sectional area (CID 3482) rather than a bare area.
+LANDMARK_VALUES = (("max_diameter_mm", codes.SCT.Diameter, _MM, codes.SCT.Maximum),
+                   ("min_diameter_mm", codes.SCT.Diameter, _MM, codes.SCT.Minimum),
+                   ("perpendicular_diameter_mm", codes.SCT.PerpendicularAxis, _MM, None),
+                   ("area_mm2", codes.SCT.VesselLumenCrossSectionalArea, codes.UCUM.SquareMillimeter, None))
+
+
+def landmark_group(row: Mapping[str, Any], segment_number: int) -> Optional[MeasurementGroup]:
+    """A landmark's section (a row of landmarks.csv) as a group on the vessel segment, placed at
+    the centreline point where the section was measured (the point a user placed may lie off the
+    lumen); None when its outline did not close (nothing was measured there)."""
+    values = tuple(Value(name, float(row[key]), unit, derivation) for key, name, unit, derivation in LANDMARK_VALUES
+                   if row.get(key) is not None and np.isfinite(float(row[key])))
+    if not values:
+        return None
+    vessel = codes.SCT.BloodVessel
+    point = (float(row["centerline_x_lps"]), float(row["centerline_y_lps"]), float(row["centerline_z_lps"]))
+    return MeasurementGroup(f"landmark {row['landmark']}", segment_number, vessel, values, vessel, point)
 
 
 #: A finding's reference method -> its code (DICOM CID 3465, QA Reference Method).

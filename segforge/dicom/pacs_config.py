@@ -4,15 +4,22 @@
 The environment wins over the file. DICOMweb: ``SEGFORGE_PACS_URL``, ``SEGFORGE_PACS_USER``,
 ``SEGFORGE_PACS_PASSWORD``. DIMSE (``SEGFORGE_PACS_PROTOCOL=dimse``): ``SEGFORGE_PACS_HOST``,
 ``SEGFORGE_PACS_PORT``, ``SEGFORGE_PACS_AET`` (the PACS's AE title) and
-``SEGFORGE_PACS_CALLING_AET`` (ours, default ``SEGFORGE``). Both: ``SEGFORGE_PACS_TIMEOUT`` in
-seconds. The file is ``SEGFORGE_PACS_CONFIG``, else ``~/.config/segforge/pacs.json``, with the
-same settings in lower case (``url``, ``username``, ``password``, ``protocol``, ``host``,
-``port``, ``called_ae``, ``calling_ae``, ``timeout_s``); one holding a password must be private.
+``SEGFORGE_PACS_CALLING_AET`` (ours, default ``SEGFORGE``); how a series is fetched,
+``SEGFORGE_PACS_FETCH`` ``get`` (C-GET, the default) or ``move`` (C-MOVE, for a PACS that offers
+no C-GET), and for ``move`` where the PACS sends the images: ``SEGFORGE_PACS_MOVE_AET`` (the
+destination AE title, default our calling AE title), ``SEGFORGE_PACS_MOVE_PORT`` (the port our
+temporary Storage SCP listens on, the one the PACS's modality entry names) and
+``SEGFORGE_PACS_MOVE_BIND`` (the address it listens on, default every interface). Both:
+``SEGFORGE_PACS_TIMEOUT`` in seconds. The file is ``SEGFORGE_PACS_CONFIG``, else
+``~/.config/segforge/pacs.json``, with the same settings in lower case (``url``, ``username``,
+``password``, ``protocol``, ``host``, ``port``, ``called_ae``, ``calling_ae``, ``fetch``,
+``move_ae``, ``move_port``, ``move_bind``, ``timeout_s``); one holding a password must be private.
 Why here and not in each command: the CLI, the batch (its workers read the same settings) and
 the panels all reach the same PACS with the same rule.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -26,6 +33,12 @@ ENV_URL, ENV_USER, ENV_PASSWORD = "SEGFORGE_PACS_URL", "SEGFORGE_PACS_USER", "SE
 ENV_TIMEOUT, ENV_CONFIG, ENV_PROTOCOL = "SEGFORGE_PACS_TIMEOUT", "SEGFORGE_PACS_CONFIG", "SEGFORGE_PACS_PROTOCOL"
 ENV_HOST, ENV_PORT = "SEGFORGE_PACS_HOST", "SEGFORGE_PACS_PORT"
 ENV_CALLED_AE, ENV_CALLING_AE = "SEGFORGE_PACS_AET", "SEGFORGE_PACS_CALLING_AET"
+ENV_FETCH, ENV_MOVE_AE = "SEGFORGE_PACS_FETCH", "SEGFORGE_PACS_MOVE_AET"
+ENV_MOVE_PORT, ENV_MOVE_BIND = "SEGFORGE_PACS_MOVE_PORT", "SEGFORGE_PACS_MOVE_BIND"
+FETCH_METHODS = ("get", "move")
+#: Every interface: the PACS calls us back at the address its modality entry names, which is
+#: rarely loopback.
+DEFAULT_MOVE_BIND = "0.0.0.0"
 DEFAULT_CONFIG = Path("~/.config/segforge/pacs.json")
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_CALLING_AE = "SEGFORGE"
@@ -51,12 +64,26 @@ class PacsConfig:
     port: Optional[int] = None
     called_ae: Optional[str] = None
     calling_ae: str = DEFAULT_CALLING_AE
+    #: DIMSE: how a series is fetched, "get" (C-GET) or "move" (C-MOVE to ``move_ae``)
+    fetch: str = "get"
+    #: C-MOVE: the destination AE title the PACS sends to (default ``calling_ae``), the port and
+    #: address our Storage SCP listens on while it does
+    move_ae: Optional[str] = None
+    move_port: Optional[int] = None
+    move_bind: str = DEFAULT_MOVE_BIND
 
     def __repr__(self) -> str:  # a log or traceback never shows the password
         if self.protocol == "dimse":
+            move = (f", fetch='move', move_ae={self.destination_ae!r}, move_port={self.move_port}, "
+                    f"move_bind={self.move_bind!r}" if self.fetch == "move" else "")
             return (f"PacsConfig(protocol='dimse', host={self.host!r}, port={self.port}, called_ae={self.called_ae!r}, "
-                    f"calling_ae={self.calling_ae!r}, timeout_s={self.timeout_s})")
+                    f"calling_ae={self.calling_ae!r}{move}, timeout_s={self.timeout_s})")
         return f"PacsConfig(url={self.url!r}, username={self.username!r}, timeout_s={self.timeout_s})"
+
+    @property
+    def destination_ae(self) -> str:
+        """The AE title a C-MOVE asks the PACS to send to."""
+        return self.move_ae or self.calling_ae
 
     @property
     def address(self) -> str:
@@ -101,12 +128,33 @@ def _dimse_config(setting, timeout: float) -> PacsConfig:
                          "file)")
     port_number = int(_positive(port, "port", f"give the PACS's DICOM port as a number ({ENV_PORT} or port)"))
     calling = str(setting(ENV_CALLING_AE, "calling_ae") or DEFAULT_CALLING_AE)
-    for name, title in (("called", str(called)), ("calling", calling)):
+    fetch = str(setting(ENV_FETCH, "fetch") or "get").strip().lower()
+    if fetch not in FETCH_METHODS:
+        raise InputError(f"Unknown PACS fetch method {fetch!r}", "SegForge fetches a series by C-GET (get) or "
+                         "C-MOVE (move)", f"set {ENV_FETCH} (or fetch in the config file) to get or move")
+    move_ae = setting(ENV_MOVE_AE, "move_ae")
+    titles = [("called", str(called), ENV_CALLED_AE), ("calling", calling, ENV_CALLING_AE)]
+    for name, title, env in titles + ([("move destination", str(move_ae), ENV_MOVE_AE)] if move_ae else []):
         if not 0 < len(title.strip()) <= 16 or "\\" in title:
             raise InputError(f"The {name} AE title {title!r} is not usable", "an AE title has 1 to 16 characters, "
-                             "no backslash", f"fix {ENV_CALLED_AE if name == 'called' else ENV_CALLING_AE}")
-    return PacsConfig(timeout_s=timeout, protocol="dimse", host=str(host), port=port_number,
-                      called_ae=str(called).strip(), calling_ae=calling.strip())
+                             "no backslash", f"fix {env}")
+    config = PacsConfig(timeout_s=timeout, protocol="dimse", host=str(host), port=port_number,
+                        called_ae=str(called).strip(), calling_ae=calling.strip())
+    if fetch == "get":
+        return config
+    move_port = setting(ENV_MOVE_PORT, "move_port")
+    if not move_port:
+        raise InputError("The C-MOVE fetch is not fully configured", f"{ENV_FETCH}=move but {ENV_MOVE_PORT} is not "
+                         "set (the port the PACS sends the images to)", f"set {ENV_MOVE_PORT} (or move_port in the "
+                         "config file) to the port the PACS's modality entry for our AE title names")
+    move_port_number = _positive(move_port, "C-MOVE port", f"give the port as a number ({ENV_MOVE_PORT} or "
+                                 "move_port)")
+    if move_port_number != int(move_port_number) or move_port_number > 65535:
+        raise InputError("The PACS C-MOVE port is not usable", f"it is {move_port!r}",
+                         f"give a port number from 1 to 65535 ({ENV_MOVE_PORT} or move_port)")
+    return dataclasses.replace(config, fetch="move", move_ae=str(move_ae).strip() if move_ae else None,
+                               move_port=int(move_port_number),
+                               move_bind=str(setting(ENV_MOVE_BIND, "move_bind") or DEFAULT_MOVE_BIND).strip())
 
 
 def _positive(value: Any, what: str, todo: str) -> float:
