@@ -58,7 +58,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_orthanc(folder: Path) -> tuple[subprocess.Popen, OrthancServer]:
+def start_orthanc(folder: Path, **settings: object) -> tuple[subprocess.Popen, OrthancServer]:
+    """Orthanc on free loopback ports, storing in ``folder``; ``settings`` override its config."""
     http, dicom, move = free_port(), free_port(), free_port()
     config = {"Name": "SEGFORGE_TEST", "StorageDirectory": str(folder / "storage"),
               "IndexDirectory": str(folder / "index"), "HttpPort": http, "DicomPort": dicom,
@@ -72,7 +73,7 @@ def start_orthanc(folder: Path) -> tuple[subprocess.Popen, OrthancServer]:
               "RemoteAccessAllowed": False, "AuthenticationEnabled": True,
               "RegisteredUsers": {USER: PASSWORD}, "Plugins": [str(DICOMWEB_PLUGIN)],
               "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "HttpServerEnabled": True,
-              "ConcurrentJobs": 1, "HttpThreadsCount": 4}
+              "ConcurrentJobs": 1, "HttpThreadsCount": 4, **settings}
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     log = open(folder / "orthanc.log", "wb")
     process = subprocess.Popen([ORTHANC, str(folder / "config.json")], stdout=log, stderr=subprocess.STDOUT,

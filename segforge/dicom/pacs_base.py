@@ -88,7 +88,9 @@ class PacsClient:
             self._send(path, dataset)
             if not self.holds_instance(dataset):
                 raise InputError(f"The PACS did not keep {Path(path).name}", "it answered the store request but "
-                                 "does not list the instance", "check the PACS's log; run the store again")
+                                 "does not list the instance (a PACS whose storage is full, or one that filters what "
+                                 "it keeps, does this)", "check the PACS's log (and its free space); run the store "
+                                 "again")
             outcome[path] = "stored"
         return outcome
 
