@@ -62,3 +62,10 @@ def ball_labels(grid: Image) -> Image:
     labels[((k - shape[0] / 2) ** 2 / 4 + (j - shape[1] / 2) ** 2 / 9 + (i - shape[2] / 2) ** 2 / 9) < 1.5] = 3
     labels[1:3, 1:4, -5:-1] = 8
     return grid.with_array(labels)
+
+
+def one_line(run, expected: str) -> None:
+    """A command that failed with one line of stderr holding ``expected``, and no traceback."""
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert expected in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr

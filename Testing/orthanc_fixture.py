@@ -23,6 +23,9 @@ from typing import Iterator
 import pytest
 import requests
 
+from conftest import SHARED_DATA
+from dicom_helpers import uploaded_dcmqi_ct
+
 ORTHANC = shutil.which("Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 USER, PASSWORD = "segforge", "test-only-password"
@@ -112,6 +115,14 @@ def orthanc(tmp_path_factory) -> Iterator[OrthancServer]:
     finally:
         stop_orthanc(process)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def study(orthanc: OrthancServer, tmp_path_factory) -> dict:
+    """dcmqi's CT uploaded into the module's Orthanc: its study and series UIDs, and its folder."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return uploaded_dcmqi_ct(orthanc, SHARED_DATA, tmp_path_factory.mktemp("upload") / "ct")
 
 
 def pacs_env(server: OrthancServer, **changes: str) -> dict[str, str]:

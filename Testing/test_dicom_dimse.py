@@ -12,9 +12,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from conftest import SHARED_DATA
-from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dciodvfy_errors, uploaded_dcmqi_ct
-from orthanc_fixture import ORTHANC_AE, OUR_AE, OrthancServer, dimse_env, free_port, move_env, orthanc  # noqa: F401 (the fixture)
+from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dciodvfy_errors, one_line
+from orthanc_fixture import ORTHANC_AE, OUR_AE, dimse_env, free_port, move_env, orthanc, study  # noqa: F401 (fixtures)
 from segforge.dicom.dimse import DimsePacs
 from segforge.dicom.pacs import open_pacs
 from segforge.dicom.pacs_config import pacs_config
@@ -26,19 +25,6 @@ from test_cli import segforge
 pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy missing: `make test` installs dicom3tools")
 
 PATIENT = DCMQI_PATIENT
-
-
-@pytest.fixture(scope="module")
-def study(orthanc: OrthancServer, tmp_path_factory) -> dict:  # noqa: F811
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return uploaded_dcmqi_ct(orthanc, SHARED_DATA, tmp_path_factory.mktemp("upload") / "ct")
-
-
-def _one_line(run, expected: str) -> None:
-    assert run.returncode == 1, run.stdout + run.stderr
-    assert expected in run.stderr and "Traceback" not in run.stderr, run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
 def test_the_api_finds_fetches_and_stores_over_dimse(orthanc, study, tmp_path):  # noqa: F811
@@ -88,7 +74,7 @@ def test_run_and_store_from_the_cli_over_dimse_never_twice(orthanc, study, tmp_p
 
 @pytest.mark.parametrize("case", ["refused", "down", "timeout", "no study", "incomplete", "fetch method",
                                   "no move port"])
-def test_dimse_problems_are_one_line(orthanc, study, tmp_path, case):  # noqa: F811
+def test_dimse_problems_areone_line(orthanc, study, tmp_path, case):  # noqa: F811
     listener = None
     env = dimse_env(orthanc)
     if case == "refused":  # Orthanc checks the AE title it is called by
@@ -122,7 +108,7 @@ def test_dimse_problems_are_one_line(orthanc, study, tmp_path, case):  # noqa: F
     finally:
         if listener is not None:
             listener.close()
-    _one_line(run, expected)
+    one_line(run, expected)
     assert not (tmp_path / "out").exists()
 
 
@@ -176,7 +162,7 @@ def test_a_series_fetched_by_c_move_equals_its_c_get(orthanc, study, tmp_path): 
 
 
 @pytest.mark.parametrize("case", ["unknown destination", "another port"])
-def test_a_c_move_the_pacs_cannot_deliver_is_one_line(orthanc, study, tmp_path, case):  # noqa: F811
+def test_a_c_move_the_pacs_cannot_deliver_isone_line(orthanc, study, tmp_path, case):  # noqa: F811
     """A destination AE title the PACS does not list (our AE may move; NOWHERE is no modality of
     it), or our SCP on another port than the one its modality entry names: one line saying both
     possibilities and the settings, nothing written (no folder, no temporary one)."""
@@ -185,7 +171,7 @@ def test_a_c_move_the_pacs_cannot_deliver_is_one_line(orthanc, study, tmp_path, 
     else:
         env, destination = move_env(orthanc, SEGFORGE_PACS_MOVE_PORT=str(free_port())), OUR_AE
     run = segforge("pacs", "fetch", "--study", study["study"], "--out", str(tmp_path / "out"), env_extra=env)
-    _one_line(run, f"refused the C-MOVE to '{destination}'")
+    one_line(run, f"refused the C-MOVE to '{destination}'")
     assert f"list '{destination}' with this machine's address and port {env['SEGFORGE_PACS_MOVE_PORT']}" in run.stderr
     assert "SEGFORGE_PACS_FETCH=get" in run.stderr, run.stderr
     with pytest.raises(InputError, match=destination):
@@ -193,7 +179,7 @@ def test_a_c_move_the_pacs_cannot_deliver_is_one_line(orthanc, study, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_our_c_move_port_in_use_is_one_line(orthanc, study, tmp_path):  # noqa: F811
+def test_our_c_move_port_in_use_isone_line(orthanc, study, tmp_path):  # noqa: F811
     with socket.socket() as taken:  # another program listening on the port the PACS sends to
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # an earlier C-MOVE's connections may linger
         taken.bind(("127.0.0.1", orthanc.move_port))
@@ -202,6 +188,6 @@ def test_our_c_move_port_in_use_is_one_line(orthanc, study, tmp_path):  # noqa: 
                        env_extra=move_env(orthanc))
         with pytest.raises(InputError, match="is in use"):
             open_pacs(pacs_config(move_env(orthanc))).fetch_series(study["study"], study["series"], tmp_path / "api")
-    _one_line(run, f"Port {orthanc.move_port}, where SegForge receives the C-MOVE as 'SEGFORGE', is in use")
+    one_line(run, f"Port {orthanc.move_port}, where SegForge receives the C-MOVE as 'SEGFORGE', is in use")
     assert "SEGFORGE_PACS_MOVE_PORT" in run.stderr
     assert list(tmp_path.iterdir()) == []

@@ -10,9 +10,8 @@ import socket
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
-from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dciodvfy_errors, uploaded_dcmqi_ct
-from orthanc_fixture import PASSWORD, USER, OrthancServer, orthanc  # noqa: F401 (the fixture)
+from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dciodvfy_errors, one_line
+from orthanc_fixture import PASSWORD, USER, OrthancServer, orthanc, study  # noqa: F401 (fixtures)
 from segforge.dicom.pacs import Pacs, PacsConfig, pacs_config
 from segforge.dicom.seg_import import read_dicom_seg
 from segforge.errors import InputError
@@ -24,23 +23,9 @@ pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy missing: `mak
 PATIENT = DCMQI_PATIENT
 
 
-@pytest.fixture(scope="module")
-def study(orthanc: OrthancServer, tmp_path_factory) -> dict:  # noqa: F811
-    """The dcmqi CT uploaded into Orthanc: its study and series UIDs."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return uploaded_dcmqi_ct(orthanc, SHARED_DATA, tmp_path_factory.mktemp("upload") / "ct")
-
-
 def _env(server: OrthancServer, **changes: str) -> dict[str, str]:
     return {"SEGFORGE_PACS_URL": server.dicomweb, "SEGFORGE_PACS_USER": USER, "SEGFORGE_PACS_PASSWORD": PASSWORD,
             "SEGFORGE_PACS_TIMEOUT": "20", **changes}
-
-
-def _one_line(run, expected: str) -> None:
-    assert run.returncode == 1, run.stdout + run.stderr
-    assert expected in run.stderr and "Traceback" not in run.stderr, run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
 def test_the_bundled_series_with_empty_uids_is_refused_by_the_pacs(orthanc, shared_data):  # noqa: F811
@@ -90,16 +75,16 @@ def test_a_failed_store_sends_nothing(orthanc, study, tmp_path):  # noqa: F811
                    env_extra=_env(orthanc))
     assert run.returncode == 0 and "stored" not in run.stdout, run.stderr
     before = len(orthanc.rest("/instances"))
-    _one_line(segforge("pacs", "store", str(out), env_extra=_env(orthanc, SEGFORGE_PACS_PASSWORD="wrong")),
+    one_line(segforge("pacs", "store", str(out), env_extra=_env(orthanc, SEGFORGE_PACS_PASSWORD="wrong")),
               "refused the credentials (HTTP 401)")
     with open(out / "sr.dcm", "r+b") as handle:  # an altered file: refused before the SEG is sent
         handle.truncate(1000)
-    _one_line(segforge("pacs", "store", str(out), env_extra=_env(orthanc)), "changed since they were written")
+    one_line(segforge("pacs", "store", str(out), env_extra=_env(orthanc)), "changed since they were written")
     assert len(orthanc.rest("/instances")) == before
 
 
 @pytest.mark.parametrize("case", ["down", "credentials", "timeout", "no study", "no config"])
-def test_pacs_problems_are_one_line(orthanc, study, tmp_path, case):  # noqa: F811
+def test_pacs_problems_areone_line(orthanc, study, tmp_path, case):  # noqa: F811
     listener = None
     env = _env(orthanc)
     if case == "down":
@@ -127,7 +112,7 @@ def test_pacs_problems_are_one_line(orthanc, study, tmp_path, case):  # noqa: F8
     finally:
         if listener is not None:
             listener.close()
-    _one_line(run, expected)
+    one_line(run, expected)
     assert not (tmp_path / "out").exists()
 
 
