@@ -76,12 +76,13 @@ def test_a_box_alone_finds_the_lesion_against_the_box_rim(name, before):
 
 
 @pytest.mark.parametrize("name, before", [
-    ("sts001_ct", 0.637),   # the likelier part of the box: its darker half, noise and all
+    ("sts001_ct", 0.637),   # the likelier part of the box: nearly all of its inside, corners too
     ("sts001_mr", 0.636),
 ])
-def test_a_box_alone_finds_an_isointense_lesion_as_the_boxed_ellipsoid(name, before):
+def test_a_box_alone_bounds_an_isointense_lesion_by_the_boxed_ellipsoid(name, before):
     """The sarcoma is isointense with muscle: no piece of the box's inside is clearly the
-    lesion's, so the ellipsoid inscribed in the box is its prior (measured 0.801 and 0.800)."""
+    lesion's, so its likelier part is bounded by the ellipsoid inscribed in the box (measured
+    0.772 and 0.755)."""
     if not ROOT.is_dir():
         pytest.skip(f"the shared lesions are not at {ROOT} (issue 17's data; ../shared/data/lesions)")
     from segforge.interactive.evaluation import box_prompt
@@ -94,7 +95,7 @@ def test_a_box_alone_finds_an_isointense_lesion_as_the_boxed_ellipsoid(name, bef
     session.interact(box_prompt(image, reference))
     score = dice(session.mask, reference)
     print(f"\n{name}: box alone Dice {score:.3f} (was {before})")
-    assert score >= 0.75
+    assert score >= 0.72
 
 
 def test_clicks_on_an_isointense_lesion_take_chunks_as_large_as_their_distance():

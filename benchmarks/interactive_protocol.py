@@ -39,10 +39,12 @@ GRIDS = {
     # a later click's size from its distance to what earlier clicks found: off, or 1x (the
     # default since issue 17's third pass)
     "scale": {"click_scale": [0.0, 1.0]},
+    # the same, measured to the earlier pieces or to the earlier clicks
+    "scale_from": {"click_scale": [0.0, 1.0], "click_scale_from": ["pieces", "clicks"]},
     # a box alone (run with --clicks 0, chosen by the box's Dice): the inside voxels that are
-    # the lesion's (likelier, or twice as likely, inside than on the rim), and the inscribed
-    # ellipsoid as the prior when none is twice as likely
-    "box": {"box_clear": [0.5, 0.667], "box_shape": ["none", "ellipsoid"]},
+    # the lesion's (likelier, or twice as likely, inside than on the rim), and when none is
+    # twice as likely the inscribed ellipsoid as the prior, or as the bound of the likelier part
+    "box": {"box_clear": [0.5, 0.667], "box_shape": ["none", "ellipsoid", "bounded"]},
 }
 
 

@@ -17,8 +17,8 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    object found so far, where a chunk would spill over: then its seeds alone count. A later
    click far from what the earlier prompts found says the object reaches at least that far,
    so its chunk is that large (bounded by the negative clicks). A box's object is the part of
-   its inside clearly likelier the lesion's than its rim's; when no piece is (an isointense
-   lesion, only specks of noise), the ellipsoid inscribed in the box stands in for intensity.
+   its inside likelier the lesion's than its rim's; when no piece is clearly so (an isointense
+   lesion: only specks of noise), that part is bounded by the ellipsoid inscribed in the box.
 2. **What does it look like?** The intensity model is learned from these pieces (the
    lesion) against a shell around them and the negative clicks (its local surroundings),
    not from a few voxels under the click: a heterogeneous lesion's dim parts count as
@@ -89,13 +89,15 @@ class RandomWalkerParameters:
     # earlier prompts found, when farther than capped_mm (both lie in the object, so it reaches
     # at least that far), and to the voxels nearer to it than to any negative click; 0: capped_mm
     click_scale: float = 1.0
+    click_scale_from: str = "pieces"  # the distance to the earlier pieces, or to the earlier "clicks"
     # a box's inside voxels are the lesion's where their intensity is this likely the inside's
     # rather than the rim's (0.5: likelier; 2/3: twice as likely)
-    box_clear: float = 0.667
-    # "ellipsoid": when no piece of the box's inside is clearly (twice as likely) the lesion's,
-    # the lesion is isointense and the ellipsoid inscribed in the box is its prior; "none"
-    box_shape: str = "ellipsoid"
-
+    box_clear: float = 0.5
+    # when no piece of a box's inside is clearly (twice as likely) the lesion's, the lesion is
+    # isointense with its surroundings and the box's shape has to say where it is: "bounded",
+    # the likelier part within the ellipsoid inscribed in the box (intensity the prior, as for
+    # any object); "ellipsoid", that ellipsoid itself as the prior; "none": the likelier part
+    box_shape: str = "bounded"
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -291,9 +293,9 @@ class _View:
 
     def _box_object(self, sub: tuple[slice, ...], core: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """The largest connected part of the box's inside (clear of its rim) whose intensity is
-        likelier there than on the rim and in a shell around the box (``core``: none), and the
-        geometric prior that replaces intensity where no voxel is clearly likelier inside
-        (None: intensity holds)."""
+        likelier there than on the rim and in a shell around the box (``core``: none), within the
+        box's inscribed ellipsoid where no piece is clearly likelier inside; and the geometric
+        prior that replaces intensity there (``box_shape`` "ellipsoid"; None: intensity holds)."""
         inside = np.zeros(self.values.shape, bool)
         inside[sub] = True
         rim = np.floor(self.p.box_rim_mm / self.spacing).astype(int)
@@ -305,13 +307,17 @@ class _View:
             return core, None
         lesion = _density(self.values, self.values[interior])
         outside = _density(self.values, self.values[surroundings])
-        if self.p.box_shape == "ellipsoid":
+        if self.p.box_shape in ("ellipsoid", "bounded"):
             labels, count = ndimage.label(interior & (lesion > 2.0 * outside))
             if count == 0 or np.bincount(labels.ravel())[1:].max() < 0.01 * np.count_nonzero(interior):
                 # no piece of the inside is clearly the lesion's, only specks of noise (under 1 %
                 # of the inside: a lesion fills far more of the box drawn around it): the lesion
                 # is isointense, and what the user drew is all there is to go on
                 shape = _ellipsoid(sub, self.values.shape)
+                if self.p.box_shape == "bounded":  # intensity's likelier part, within the ellipsoid
+                    labels, count = ndimage.label(interior & (lesion > outside) & (shape > 0.5))
+                    if count:
+                        return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1, None
                 return interior & (shape > 0.5), shape
         clear = self.p.box_clear / (1.0 - self.p.box_clear)
         labels, count = ndimage.label(interior & (lesion > clear * outside))
@@ -346,7 +352,11 @@ class _View:
                 # a later click lies in the object too, beyond what the earlier ones found: the
                 # object reaches at least that far past it (the cap applies only to a piece that
                 # leaks at every level, where intensity gives no edge)
-                found = np.argwhere(np.logical_or.reduce(pieces)) * self.spacing
+                if self.p.click_scale_from == "clicks":
+                    found = np.array([c for c in self.clicks[:number] if c is not None] or [self.clicks[number]])
+                    found = found * self.spacing
+                else:
+                    found = np.argwhere(np.logical_or.reduce(pieces)) * self.spacing
                 apart = float(np.min(np.linalg.norm(found - self.clicks[number] * self.spacing, axis=1)))
                 self.caps[number] = max(self.p.capped_mm, self.p.click_scale * apart)
             key = (tuple((s.start, s.stop) for s in self.window), np.packbits(group).tobytes(),
