@@ -73,3 +73,53 @@ def test_a_box_alone_finds_the_lesion_against_the_box_rim(name, before):
     score = dice(session.mask, reference)
     print(f"\n{name}: box alone Dice {score:.3f} (was {before})")
     assert score >= 0.65
+
+
+@pytest.mark.parametrize("name, before", [
+    ("sts001_ct", 0.637),   # the likelier part of the box: nearly all of its inside, corners too
+    ("sts001_mr", 0.636),
+])
+def test_a_box_alone_bounds_an_isointense_lesion_by_the_boxed_ellipsoid(name, before):
+    """The sarcoma is isointense with muscle: no piece of the box's inside is clearly the
+    lesion's, so its likelier part is bounded by the ellipsoid inscribed in the box (measured
+    0.772 and 0.755)."""
+    if not ROOT.is_dir():
+        pytest.skip(f"the shared lesions are not at {ROOT} (issue 17's data; ../shared/data/lesions)")
+    from segforge.interactive.evaluation import box_prompt
+    from segforge.interactive.session import InteractiveSession
+    from segforge.interactive.simulation import dice
+
+    folder = dict((case, folder) for folder, case in CASES)[name]
+    image, reference = load_case(ROOT, folder, name)
+    session = InteractiveSession(image, "random-walker")
+    session.interact(box_prompt(image, reference))
+    score = dice(session.mask, reference)
+    print(f"\n{name}: box alone Dice {score:.3f} (was {before})")
+    assert score >= 0.72
+
+
+def test_clicks_on_an_isointense_lesion_take_chunks_as_large_as_their_distance():
+    """On the sarcoma's CT every later click leaks at every level; a 20 mm chunk per click left
+    Dice at 0.614 after 5 clicks (the lesion is 365 mL). Sized by each click's distance to what
+    the earlier ones found: 0.796, and no click lowers it."""
+    if not ROOT.is_dir():
+        pytest.skip(f"the shared lesions are not at {ROOT} (issue 17's data; ../shared/data/lesions)")
+    folder = dict((case, folder) for folder, case in CASES)["sts001_ct"]
+    image, reference = load_case(ROOT, folder, "sts001_ct")
+    result = simulate_clicks(image, reference, clicks=5,
+                             session_factory=random_walker_factory(RandomWalkerParameters()))
+    print(f"\nsts001_ct: Dice {[round(d, 3) for d in result.dice]}")
+    assert result.dice_after(5) >= 0.75
+    assert all(b >= a - 0.05 for a, b in zip(result.dice, result.dice[1:])), result.dice
+
+
+def test_a_box_parameter_is_chosen_by_the_box_alone_on_the_other_cases():
+    from segforge.interactive.evaluation import box_score
+
+    def result(case, box):
+        return CaseResult(case, [0.5] * 5, box_dice=box)
+    results = {"a": {"x": result("x", 0.1), "y": result("y", 0.9), "z": result("z", 0.9)},
+               "b": {"x": result("x", 1.0), "y": result("y", 0.5), "z": result("z", 0.5)}}
+    chosen = leave_one_case_out(results, box_score)
+    assert chosen["x"][0] == "a" and chosen["x"][1].box_dice == 0.1
+    assert chosen["y"][0] == "b"

@@ -6,8 +6,9 @@ for each case, the set that scores best (Dice after 5 clicks, less any drop over
 other five is chosen, and its figures on the held-out case are reported.
 
 Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--json out.json]``
-(``default``: today's parameters alone, no choice made; ``small``, ``blob``: the declared grids
-below).
+(``default``: today's parameters alone, no choice made; ``small``, ``blob``, ``scale``: the
+declared grids below, chosen by the clicks; ``box``: chosen by the box alone's Dice, run it
+with ``--clicks 0``).
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from segforge.interactive.evaluation import (  # noqa: E402
-    CASES, evaluate_case, leave_one_case_out, load_case, markdown_table, parameter_grid,
-    random_walker_factory, shared_lesions_root)
+    CASES, box_score, evaluate_case, leave_one_case_out, load_case, markdown_table, parameter_grid,
+    random_walker_factory, score, shared_lesions_root)
 from segforge.interactive.random_walker import RandomWalkerParameters  # noqa: E402
 
 #: The declared grids: how far a negative click reaches, and the edge sensitivity. Nothing
@@ -35,6 +36,15 @@ GRIDS = {
     "small": {"local_corrections": ["reach", "nearer"], "beta": [4.0, 8.0]},
     # the first click's size prior (off, or 1.5 blob radii) with either correction reach
     "blob": {"local_corrections": ["reach", "nearer"], "blob_reach": [0.0, 1.5]},
+    # a later click's size from its distance to what earlier clicks found: off, or 1x (the
+    # default since issue 17's third pass)
+    "scale": {"click_scale": [0.0, 1.0]},
+    # the same, measured to the earlier pieces or to the earlier clicks
+    "scale_from": {"click_scale": [0.0, 1.0], "click_scale_from": ["pieces", "clicks"]},
+    # a box alone (run with --clicks 0, chosen by the box's Dice): the inside voxels that are
+    # the lesion's (likelier, or twice as likely, inside than on the rim), and when none is
+    # twice as likely the inscribed ellipsoid as the prior, or as the bound of the likelier part
+    "box": {"box_clear": [0.5, 0.667], "box_shape": ["none", "ellipsoid", "bounded"]},
 }
 
 
@@ -68,15 +78,16 @@ def main() -> int:
     for name in grid:
         print(f"\n### parameters: {name}\n")
         print(markdown_table([(c, results[name][c]) for _, c in cases]))
+    by = box_score if args.clicks == 0 else score
     if len(grid) > 1:
-        chosen = leave_one_case_out(results)
+        chosen = leave_one_case_out(results, by)
         print("\n### leave one case out\n")
         print(markdown_table([(c, chosen[c][1]) for _, c in cases], {c: chosen[c][0] for _, c in cases}))
     if args.json:
         args.json.write_text(json.dumps({
             "header": header, "grid": GRIDS[args.grid],
             "results": {n: {c: r.to_json() for c, r in rs.items()} for n, rs in results.items()},
-            "loco": ({c: {"parameters": s, **r.to_json()} for c, (s, r) in leave_one_case_out(results).items()}
+            "loco": ({c: {"parameters": s, **r.to_json()} for c, (s, r) in leave_one_case_out(results, by).items()}
                      if len(grid) > 1 else None)}, indent=1))
     return 0
 

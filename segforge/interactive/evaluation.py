@@ -133,15 +133,22 @@ def score(result: CaseResult) -> float:
     return result.dice_after(5) - max(0.0, result.largest_drop - 0.05)
 
 
-def leave_one_case_out(results: Mapping[str, Mapping[str, CaseResult]]) -> dict[str, tuple[str, CaseResult]]:
-    """``results[parameter set][case]`` -> for each case, the set chosen on the others and its
-    result on the case. Ties go to the set declared first."""
+def box_score(result: CaseResult) -> float:
+    """What a box's parameters are chosen by: the Dice of the box alone."""
+    return 0.0 if result.box_dice is None else result.box_dice
+
+
+def leave_one_case_out(results: Mapping[str, Mapping[str, CaseResult]],
+                       by: Callable[[CaseResult], float] = score) -> dict[str, tuple[str, CaseResult]]:
+    """``results[parameter set][case]`` -> for each case, the set chosen on the others (by
+    ``by``: :func:`score` for clicks, :func:`box_score` for a box) and its result on the case.
+    Ties go to the set declared first."""
     sets = list(results)
     cases = list(next(iter(results.values())))
     chosen = {}
     for held_out in cases:
         others = [c for c in cases if c != held_out]
-        best = max(sets, key=lambda s: (float(np.mean([score(results[s][c]) for c in others])), -sets.index(s)))
+        best = max(sets, key=lambda s: (float(np.mean([by(results[s][c]) for c in others])), -sets.index(s)))
         chosen[held_out] = (best, results[best][held_out])
     return chosen
 

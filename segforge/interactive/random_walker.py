@@ -14,7 +14,11 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    over the rim nor seeds the outside. A piece that leaks at every level is an organ among
    tissue like it: it is capped to a chunk around the click (the tissue beyond the cap is not
    taught as background), unless the click sits on a brighter object's rim or beside the
-   object found so far, where a chunk would spill over: then its seeds alone count.
+   object found so far, where a chunk would spill over: then its seeds alone count. A later
+   click far from what the earlier prompts found says the object reaches at least that far,
+   so its chunk is that large (bounded by the negative clicks). A box's object is the part of
+   its inside likelier the lesion's than its rim's; when no piece is clearly so (an isointense
+   lesion: only specks of noise), that part is bounded by the ellipsoid inscribed in the box.
 2. **What does it look like?** The intensity model is learned from these pieces (the
    lesion) against a shell around them and the negative clicks (its local surroundings),
    not from a few voxels under the click: a heterogeneous lesion's dim parts count as
@@ -80,7 +84,20 @@ class RandomWalkerParameters:
     # its rim) than on its rim and just outside it
     box_model: str = "rim"
     box_rim_mm: float = 3.0          # the box's rim: this far inside its faces (and shell_mm outside)
-
+    # a later positive click whose piece leaks at every level (no intensity edge: an isointense
+    # object, an organ among its like) is capped at this many times its distance to the pieces
+    # earlier prompts found, when farther than capped_mm (both lie in the object, so it reaches
+    # at least that far), and to the voxels nearer to it than to any negative click; 0: capped_mm
+    click_scale: float = 1.0
+    click_scale_from: str = "pieces"  # the distance to the earlier pieces, or to the earlier "clicks"
+    # a box's inside voxels are the lesion's where their intensity is this likely the inside's
+    # rather than the rim's (0.5: likelier; 2/3: twice as likely)
+    box_clear: float = 0.5
+    # when no piece of a box's inside is clearly (twice as likely) the lesion's, the lesion is
+    # isointense with its surroundings and the box's shape has to say where it is: "bounded",
+    # the likelier part within the ellipsoid inscribed in the box (intensity the prior, as for
+    # any object); "ellipsoid", that ellipsoid itself as the prior; "none": the likelier part
+    box_shape: str = "bounded"
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -206,6 +223,10 @@ class _View:
         self.refused = np.zeros(shape, bool)  # what an object's piece may not hold (negative prompts)
         self.groups: list[np.ndarray] = []   # seed voxels of each positive prompt (a boolean mask each)
         self.box_groups: list[int] = []      # which groups are already a box's object (box_model "rim")
+        self.caps: list[float] = []          # each group's cap (mm) when its piece leaks at every level
+        self.clicks: list[Optional[np.ndarray]] = []  # each group's click (voxel), None: not a click
+        self.shapes: list[Optional[np.ndarray]] = []  # a group's geometric prior, where intensity gives none
+        self.negatives: list[np.ndarray] = []  # the negative clicks (voxels of the window)
         # at least the six face neighbours, so a coarse or noisy voxel never seeds alone
         seed_ball = np.unique(np.concatenate([_ball(self.p.seed_radius_mm, self.spacing), _FACE_NEIGHBOURS]), axis=0)
         cut_ball = _ball(self.p.cut_radius_mm, self.spacing)
@@ -235,7 +256,12 @@ class _View:
                 self.foreground |= group
                 self.background &= ~group
                 self.groups.append(group)
+                self.caps.append(self.p.capped_mm)
+                self.clicks.append(voxels[0] if isinstance(prompt, VoxelPoint) else None)
+                self.shapes.append(None)
             else:
+                if isinstance(prompt, VoxelPoint):
+                    self.negatives.append(voxels[0])
                 self.background |= group
                 self.foreground &= ~group
                 self.groups = [g & ~group for g in self.groups]
@@ -245,22 +271,31 @@ class _View:
                 self.allowed[sub] = True
                 core = np.zeros(shape, bool)
                 core[_box_core(sub)] = True
+                prior = None
                 if self.p.box_model == "rim":
-                    core = self._box_object(sub, core)
+                    core, prior = self._box_object(sub, core)
                     self.box_groups.append(len(self.groups))
                 self.groups.append(core & ~self.background)
+                self.caps.append(self.p.capped_mm)
+                self.clicks.append(None)
+                self.shapes.append(prior)
             self.background |= ~self.allowed
         self.box_groups = [n - sum(not g.any() for g in self.groups[:n]) for n in self.box_groups
                            if self.groups[n].any()]
+        self.caps = [c for c, g in zip(self.caps, self.groups) if g.any()]
+        self.clicks = [c for c, g in zip(self.clicks, self.groups) if g.any()]
+        self.shapes = [c for c, g in zip(self.shapes, self.groups) if g.any()]
         self.groups = [g for g in self.groups if g.any()]
         self.first_is_point = isinstance(next((q for q in prompts if q.positive), None), VoxelPoint)
         # a piece reaching the window's faces leaks (also at the image's border: a lesion is
         # surrounded by other tissue, and a crop's border cuts through that tissue)
         self.faces = _faces(shape)
 
-    def _box_object(self, sub: tuple[slice, ...], core: np.ndarray) -> np.ndarray:
+    def _box_object(self, sub: tuple[slice, ...], core: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """The largest connected part of the box's inside (clear of its rim) whose intensity is
-        likelier there than on the rim and in a shell around the box (``core``: none)."""
+        likelier there than on the rim and in a shell around the box (``core``: none), within the
+        box's inscribed ellipsoid where no piece is clearly likelier inside; and the geometric
+        prior that replaces intensity there (``box_shape`` "ellipsoid"; None: intensity holds)."""
         inside = np.zeros(self.values.shape, bool)
         inside[sub] = True
         rim = np.floor(self.p.box_rim_mm / self.spacing).astype(int)
@@ -269,13 +304,26 @@ class _View:
         interior &= inside
         surroundings = (_dilate_mm(inside, self.p.shell_mm, self.spacing) & ~interior)
         if not interior.any() or not surroundings.any():
-            return core
+            return core, None
         lesion = _density(self.values, self.values[interior])
         outside = _density(self.values, self.values[surroundings])
-        labels, count = ndimage.label(interior & (lesion > outside))
+        if self.p.box_shape in ("ellipsoid", "bounded"):
+            labels, count = ndimage.label(interior & (lesion > 2.0 * outside))
+            if count == 0 or np.bincount(labels.ravel())[1:].max() < 0.01 * np.count_nonzero(interior):
+                # no piece of the inside is clearly the lesion's, only specks of noise (under 1 %
+                # of the inside: a lesion fills far more of the box drawn around it): the lesion
+                # is isointense, and what the user drew is all there is to go on
+                shape = _ellipsoid(sub, self.values.shape)
+                if self.p.box_shape == "bounded":  # intensity's likelier part, within the ellipsoid
+                    labels, count = ndimage.label(interior & (lesion > outside) & (shape > 0.5))
+                    if count:
+                        return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1, None
+                return interior & (shape > 0.5), shape
+        clear = self.p.box_clear / (1.0 - self.p.box_clear)
+        labels, count = ndimage.label(interior & (lesion > clear * outside))
         if count == 0:
-            return core
-        return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+            return core, None
+        return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1, None
 
     def _like_click(self, ball: np.ndarray, click: np.ndarray) -> np.ndarray:
         """The voxels of a click's ball that look like the voxel clicked (within three noise
@@ -300,12 +348,23 @@ class _View:
         for number, group in enumerate(self.groups):
             # a piece is a function of the window, its seeds and the background seeds: reuse it
             first = number == 0
+            if not first and self.clicks[number] is not None and self.p.click_scale > 0 and pieces:
+                # a later click lies in the object too, beyond what the earlier ones found: the
+                # object reaches at least that far past it (the cap applies only to a piece that
+                # leaks at every level, where intensity gives no edge)
+                if self.p.click_scale_from == "clicks":
+                    found = np.array([c for c in self.clicks[:number] if c is not None] or [self.clicks[number]])
+                    found = found * self.spacing
+                else:
+                    found = np.argwhere(np.logical_or.reduce(pieces)) * self.spacing
+                apart = float(np.min(np.linalg.norm(found - self.clicks[number] * self.spacing, axis=1)))
+                self.caps[number] = max(self.p.capped_mm, self.p.click_scale * apart)
             key = (tuple((s.start, s.stop) for s in self.window), np.packbits(group).tobytes(),
-                   np.packbits(self.background).tobytes(), np.packbits(self.refused).tobytes())
+                   np.packbits(self.background).tobytes(), np.packbits(self.refused).tobytes(), self.caps[number])
             if key not in cache:
                 if len(cache) >= 64:
                     cache.pop(next(iter(cache)))
-                cache[key] = self._piece(group, blob=first and self.first_is_point)
+                cache[key] = self._piece(group, blob=first and self.first_is_point, cap=self.caps[number])
             if number in self.box_groups:  # a box's object is found already
                 cache[key] = (group, False, None)
             piece, too_big, alike = cache[key]
@@ -324,7 +383,8 @@ class _View:
         near = _dilate_mm(group, self.p.capped_mm / 2, self.spacing)
         return any(np.any(near & piece) for piece in pieces)
 
-    def _piece(self, group: np.ndarray, blob: bool = False) -> tuple[np.ndarray, bool, Optional[np.ndarray]]:
+    def _piece(self, group: np.ndarray, blob: bool = False,
+               cap: Optional[float] = None) -> tuple[np.ndarray, bool, Optional[np.ndarray]]:
         """The connected piece around ``group`` at the level halfway between its own mean
         intensity and its surroundings' (iterated intermeans, locally), lowered no further
         than the piece stays clear of the window's faces and of negative prompts (and, with
@@ -378,7 +438,7 @@ class _View:
             if best is None:  # leaks at every level
                 if self._on_rim(group, level, sign):
                     return group, True, None  # a click on a brighter object's dim rim: its seeds alone
-                return self._capped(piece, group), True, piece  # an organ-like object among its like
+                return self._capped(piece, group, cap), True, piece  # an organ-like object among its like
             return best, False, None
         if kind == "crossed":
             best = piece
@@ -419,12 +479,21 @@ class _View:
         near = _dilate_mm(group, self.p.cut_radius_mm, self.spacing)
         return float(np.percentile(sign * self.raw[near], 90)) - level > 3.0 * self.noise
 
-    def _capped(self, piece: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def _capped(self, piece: np.ndarray, group: np.ndarray, cap: Optional[float] = None) -> np.ndarray:
         """The part of a leaking piece within ``capped_mm`` of the click, still connected to it:
         each click then adds a chunk of tissue like its own, and the random walker cuts it at
         the edges inside that chunk."""
+        cap = self.p.capped_mm if cap is None else cap
         distance = distance_mm(~group, self.spacing)
-        near = piece & (distance <= self.p.capped_mm)
+        near = piece & (distance <= cap)
+        if cap > self.p.capped_mm and self.negatives:
+            # a negative click bounds the object: the chunk keeps the voxels nearer to the click
+            point = np.zeros(group.shape, bool)
+            for voxel in self.negatives:
+                if np.all((voxel >= 0) & (voxel < group.shape)):
+                    point[tuple(voxel)] = True
+            if point.any():
+                near &= distance < distance_mm(~point, self.spacing)
         kept = _connected_to(near, group)
         return kept if kept.any() else group
 
@@ -455,9 +524,12 @@ class _View:
         shell = _dilate_mm(union, p.shell_mm, self.spacing) & ~union & ~near_prompt & ~self.alike[sub]
         background_density = _density(values, values[shell | background])
         prior = np.zeros(values.shape, np.float32)
-        for piece in pieces:
+        for piece, shape in zip(pieces, self.shapes):
             piece = piece[sub]
             if not piece.any():
+                continue
+            if shape is not None:
+                np.maximum(prior, shape[sub], out=prior)
                 continue
             distance = distance_mm(~piece, self.spacing)
             near = np.exp(-0.5 * (distance / p.locality_mm) ** 2)
@@ -569,6 +641,17 @@ def _box_core(box: tuple[slice, ...]) -> tuple[slice, ...]:
     """The central third of a box along every axis: where a lesion boxed by a user certainly is."""
     return tuple(slice(s.start + (s.stop - s.start) // 3, max(s.stop - (s.stop - s.start) // 3, s.start + 1))
                  for s in box)
+
+
+def _ellipsoid(box: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """The ellipsoid inscribed in ``box`` as a soft mask of ``shape``: 0.5 on its surface,
+    its edge blurred over a tenth of its radii (a box is drawn around a lesion to within a
+    few millimetres, not exactly)."""
+    centre = [0.5 * (s.start + s.stop - 1) for s in box]
+    radii = [max(0.5 * (s.stop - s.start), 0.5) for s in box]
+    axes = np.ogrid[tuple(slice(0, n) for n in shape)]
+    rho = np.sqrt(sum(((a - c) / r) ** 2 for a, c, r in zip(axes, centre, radii)))
+    return (1.0 / (1.0 + np.exp(np.clip((rho - 1.0) / 0.1, -50, 50)))).astype(np.float32)
 
 
 def _density(region: np.ndarray, samples: np.ndarray) -> np.ndarray:
