@@ -168,3 +168,43 @@ def test_a_target_in_a_tapering_vessel_ends_the_line_level_with_it():
         beside = level + (0.0, 0.8 * float(tree.branches[0].radii_mm[int(fraction * (len(axis) - 1))]), 0.0)
         (line,) = minimal_path_centerlines(tree.mask, EndpointParameters(tuple(axis[0]), (tuple(beside),))).branches
         assert np.linalg.norm(line.points_lps[-1] - level) < 1.5, fraction
+
+
+@pytest.mark.parametrize("gap", [1, 3])
+def test_a_gap_narrower_than_a_block_is_never_a_shortcut(gap):
+    """Two limbs of a U one voxel apart: on blocks of two voxels the half-full blocks bridge the
+    gap; the line must go round the bend on the segment's voxels, as it does for a wider gap."""
+    from segforge.image import Image
+    from segforge.vessel.minimal_path import _coarse_grid
+    from segforge.vessel.radius import kji_to_lps
+
+    array = np.zeros((100, 40 + gap, 24), np.uint8)
+    array[5:86, 2:18, 4:20] = 1
+    array[5:86, 18 + gap:34 + gap, 4:20] = 1
+    array[70:86, 2:34 + gap, 4:20] = 1
+    mask = Image(array, (1.0, 1.0, 1.0))
+    assert list(_coarse_grid(mask, array, np.ones(3)).factors) == [2, 2, 2]  # the case is on blocks
+    source, target = kji_to_lps(mask, np.array([[8, 9.5, 11.5], [8, 25.5 + gap, 11.5]]))
+    graph = minimal_path_centerlines(mask, EndpointParameters(tuple(source), (tuple(target),)))
+    line = np.vstack([b.points_lps for b in graph.branches])
+    assert np.linalg.norm(np.diff(line, axis=0), axis=1).sum() > 130  # down, round the bend (k 70-85), up
+    assert np.round(lps_to_kji(mask, line)).astype(int)[:, 0].max() >= 70
+    samples = np.vstack([a + (b - a) * t for a, b in zip(line[:-1], line[1:]) for t in np.linspace(0, 1, 5)[:, None]])
+    assert np.all(array[tuple(np.round(lps_to_kji(mask, samples)).astype(int).T)])
+
+
+@pytest.mark.parametrize("apart_mm", [3.0, 4.0])
+def test_two_points_a_few_mm_apart_keep_the_stretch_between_them(apart_mm):
+    """Both ends are judged on the path as found: cutting one back never leaves the other too
+    short to be carried (the line was about 1 mm long for points 3-4 mm apart)."""
+    from segforge.image import Image
+
+    array = np.zeros((60, 30, 30), np.uint8)
+    k, j, i = np.indices(array.shape)
+    array[((j - 14.5) ** 2 + (i - 14.5) ** 2 < 25.0) & (k > 3) & (k < 56)] = 1
+    mask = Image(array, (1.0, 1.0, 1.0))
+    source, target = (18.0, 14.5, 30.0), (11.0, 14.5, 30.0 + apart_mm)  # beside the wall, either side
+    graph = minimal_path_centerlines(mask, EndpointParameters(source, (target,)))
+    line = np.vstack([b.points_lps for b in graph.branches])
+    assert abs(np.ptp(line[:, 2]) - apart_mm) <= 1.0
+    assert min(line[:, 2]) <= 30.0 + 1.0 and max(line[:, 2]) >= 30.0 + apart_mm - 1.0

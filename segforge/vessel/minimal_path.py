@@ -37,7 +37,7 @@ from ..progress import ProgressCallback, sub_progress
 from .endpoints import EndpointParameters, check_apart, components, nearest_segment_voxel, paths_tree, unreachable
 from .graph import CenterlineGraph, GraphParameters, axes_meet, smooth_staircase
 from .lumen_edge import LEVEL, LumenField, lumen_field
-from .radius import affine, kji_to_lps
+from .radius import affine, kji_to_lps, lps_to_kji
 from .coarse import factors_for, typical_radius_mm
 from .thick import CoarseGrid, centre_on_full_grid
 
@@ -123,26 +123,54 @@ def minimal_path_centerlines(mask: Image, endpoints: EndpointParameters,
             raise unreachable(f"Target {n + 1}", point)
     snapped = [voxel for voxel, _ in found_at]
     spacing = np.asarray(mask.spacing[::-1], float)
-    found, block = None, 2 * spacing
+    field = field if field is not None else lumen_field(mask)
+    centring = sub_progress(progress, 0.5, 0.95)
+    graph = None
     grid = _coarse_grid(mask, array, spacing)
     if grid is not None:
         starts = [_block_of(grid, voxel) for voxel in snapped]
-        if all(start is not None for start in starts):
-            found = _paths(grid.image, starts, points, strict=False)
-            block = spacing * grid.factors
-    if found is None:  # fine voxels: small masks, a point in a vessel too thin for blocks, a lost link
+        found = _paths(grid.image, starts, points, strict=False) if all(s is not None for s in starts) else None
+        if found is not None:
+            report(0.5, "Centring the centerlines")
+            graph = _centred(found, field, mask, spacing * grid.factors, parameters, centring)
+            if not _inside_all_along(graph, array, mask):
+                graph = None
+    if graph is None:  # fine voxels: small masks, a point in a vessel too thin for blocks, a lost link, a shortcut
         found = _paths(mask, snapped, points, strict=True)
-    graph, placed = found
-    report(0.5, "Centring the centerlines")
-    field = field if field is not None else lumen_field(mask)
-    graph = centre_on_full_grid(graph, field, mask, block, parameters, sub_progress(progress, 0.5, 0.95),
-                                place_ends=False)
-    graph = _carry_ends(_meet_at_junctions(graph), field, mask, placed)
+        report(0.5, "Centring the centerlines")
+        graph = _centred(found, field, mask, 2 * spacing, parameters, centring)
     # radii as the whole-tree graph gives them: to the nearest voxel centre outside the lumen
     graph = replace(graph, branches=tuple(replace(b, radii_mm=field.nearest_wall(b.points_lps)[0])
                                           for b in graph.branches))
     report(1.0, "Centerlines between the endpoints done")
     return graph
+
+
+def _centred(found: tuple[CenterlineGraph, dict[int, np.ndarray]], field: LumenField, mask: Image,
+             block: np.ndarray, parameters: GraphParameters, progress: ProgressCallback) -> CenterlineGraph:
+    """The paths moved onto the lumen's centre, junctions where the axes meet, ends level
+    with their points."""
+    graph, placed = found
+    graph = centre_on_full_grid(graph, field, mask, block, parameters, progress, place_ends=False)
+    return _carry_ends(_meet_at_junctions(graph), field, mask, placed)
+
+
+def _inside_all_along(graph: CenterlineGraph, array: np.ndarray, mask: Image) -> bool:
+    """Whether lines found on blocks stay on the segment's voxels all along (sampled every half
+    voxel): a block half full bridges a gap narrower than half a block between two parts of
+    one segment, and the cheapest path takes that shortcut. Else the caller finds the lines
+    on the voxels."""
+    step = 0.5 * float(min(mask.spacing))
+    shape = np.asarray(array.shape)
+    for branch in graph.branches:
+        line = np.asarray(branch.points_lps, float)
+        counts = np.maximum(np.ceil(np.linalg.norm(np.diff(line, axis=0), axis=1) / step).astype(int), 1)
+        samples = np.vstack([a + (b - a) * (np.arange(n) / n)[:, None]
+                             for a, b, n in zip(line[:-1], line[1:], counts)] + [line[-1:]])
+        kji = np.round(lps_to_kji(mask, samples)).astype(int)
+        if np.any(kji < 0) or np.any(kji >= shape) or not np.all(array[tuple(kji.T)]):
+            return False
+    return True
 
 
 def _paths(image: Image, starts: list[np.ndarray], points: list, strict: bool,
@@ -227,24 +255,36 @@ def _carry_ends(graph: CenterlineGraph, field: LumenField, mask: Image,
                 placed: dict[int, np.ndarray]) -> CenterlineGraph:
     """Each free end brought level with the point placed for it: carried on along its
     branch's axis when the point lies beyond it (not past the lumen's end), cut back when
-    the path ran past it (its climb to the lumen's middle can drift along the vessel)."""
+    the path ran past it (its climb to the lumen's middle can drift along the vessel). Both
+    ends of a branch are judged on the path as found, so a short line between two points
+    keeps the stretch between them (never less than its two points nearest to them)."""
     step = float(min(mask.spacing))
     branches = []
     nodes = {n.id: n for n in graph.nodes}
     for branch in graph.branches:
         points, radii = branch.points_lps, branch.radii_mm
-        for node, at_start in ((branch.start_node, True), (branch.end_node, False)):
-            if node not in placed or len(points) < 3:
-                continue
-            path, path_radii = (points[::-1], radii[::-1]) if at_start else (points, radii)
-            direction = _end_direction(path, step, float(path_radii[-1]))
+        ends = [(node, at_start) for node, at_start in ((branch.start_node, True), (branch.end_node, False))
+                if node in placed and len(points) >= 3]
+        directions, low, high = {}, 0, len(points)
+        for node, at_start in ends:
+            path = points[::-1] if at_start else points
+            direction = _end_direction(path, step, float((radii[::-1] if at_start else radii)[-1]))
             if direction is None:
                 continue
+            directions[node] = direction
             keep = len(path)
             while keep > 2 and float((placed[node] - path[keep - 1]) @ direction) < 0:
                 keep -= 1
-            path, path_radii = path[:keep], path_radii[:keep]
-            extra = _extension(path[-1], direction, placed[node], field, mask, step, float(path_radii[-1]))
+            low, high = (len(points) - keep, high) if at_start else (low, keep)
+        if high - low < 2:  # the two points lie within one step of the path: the two nearest them
+            low = min(max((low + high) // 2 - 1, 0), len(points) - 2)
+            high = low + 2
+        points, radii = points[low:high], radii[low:high]
+        for node, at_start in ends:
+            if node not in directions:
+                continue
+            path, path_radii = (points[::-1], radii[::-1]) if at_start else (points, radii)
+            extra = _extension(path[-1], directions[node], placed[node], field, mask, step, float(path_radii[-1]))
             path = np.vstack([path, extra])
             path_radii = np.append(path_radii, np.full(len(extra), path_radii[-1]))
             points, radii = (path[::-1], path_radii[::-1]) if at_start else (path, path_radii)
