@@ -208,3 +208,18 @@ def test_two_points_a_few_mm_apart_keep_the_stretch_between_them(apart_mm):
     line = np.vstack([b.points_lps for b in graph.branches])
     assert abs(np.ptp(line[:, 2]) - apart_mm) <= 1.0
     assert min(line[:, 2]) <= 30.0 + 1.0 and max(line[:, 2]) >= 30.0 + apart_mm - 1.0
+
+
+def test_points_a_few_mm_apart_across_thick_slices_are_not_one_point():
+    """On 0.7 x 0.7 x 5 mm slices two points 3 mm apart along a vessel lying in the slices are
+    distinct voxels: a line, not "where the source is" (the check compared with the 5 mm)."""
+    from segforge.image import Image
+
+    array = np.zeros((8, 30, 80), np.uint8)
+    k, j, i = np.indices(array.shape)
+    array[((j - 14.5) * 0.7) ** 2 + ((k - 3.5) * 5.0) ** 2 < 16.0] = 1  # radius 4 mm along i
+    mask = Image(array, (0.7, 0.7, 5.0))
+    source, target = (20.0, 14.5 * 0.7, 3.5 * 5.0), (23.0, 14.5 * 0.7, 3.5 * 5.0)
+    graph = minimal_path_centerlines(mask, EndpointParameters(source, (target,)))
+    line = np.vstack([b.points_lps for b in graph.branches])
+    assert np.ptp(line[:, 0]) == pytest.approx(3.0, abs=1.0)

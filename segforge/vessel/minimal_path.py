@@ -184,7 +184,7 @@ def _paths(image: Image, starts: list[np.ndarray], points: list, strict: bool,
     source, targets = vertices[0], vertices[1:]
     cost, previous = dijkstra(voxels.graph(np.asarray(image.spacing[::-1], float)), directed=True, indices=source,
                               return_predecessors=True)
-    voxel = float(max(image.spacing))
+    voxel = float(min(image.spacing))  # distinct voxels are at least this far apart: the same one is nearer
     for n, (point, vertex) in enumerate(zip(points[1:], targets)):
         gaps = np.linalg.norm(voxels.points[[source, *targets[:n]]] - voxels.points[vertex], axis=1)
         if not strict and (not np.isfinite(cost[vertex]) or np.any(gaps < voxel)):
