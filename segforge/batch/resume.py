@@ -49,22 +49,48 @@ def fingerprint(workflow: str, parameters: Any, options: Mapping[str, Any], case
 
 
 def input_digests(case: Case) -> list[dict[str, Any]]:
-    """Each input of the case (role, path, bytes, SHA-256); a DICOM series folder is hashed over
-    its series' files (names and contents). A missing input is listed without a hash (the run
-    then says what is missing)."""
+    """Each input of the case (role, path, bytes, SHA-256). A file is hashed with every file its
+    voxels are read from (:func:`~segforge.image_checks.volume_files`: a ``.mhd`` / ``.nhdr``
+    header and its ``.raw`` data files, a ``.hdr`` and its ``.img``), a DICOM series folder
+    over its series' files; several files are hashed as their names and contents, one file is
+    its own SHA-256. A missing input, or a header whose data files are missing, is listed
+    without a hash (not reusable: the run then says what is missing).
+
+    Why the files' bytes and not the decoded voxels and geometry: a rerun of a cohort that is
+    done should cost a hash per case, not a decode of every volume; the record's SHA-256 can
+    then be checked with ``sha256sum`` against the files the user holds; and every byte the
+    reader may use counts (a header field SegForge does not model, a measurement frame), so no
+    change that could alter a result is missed. The header names its data files in the same
+    parse the verified read uses, so what is hashed is what is read."""
+    from ..errors import InputError
+    from ..image_checks import volume_files
+
     digests = []
     for role, path in _inputs(case):
         entry: dict[str, Any] = {"role": role, "path": str(path)}
         if path.is_dir():
             files = _series_files(path, case.series_uid)
-            digest = hashlib.sha256()
-            for name in files:
-                digest.update(Path(name).name.encode("utf-8") + b"\0" + file_sha256(name).encode("ascii"))
-            entry.update(files=len(files), bytes=sum(os.path.getsize(f) for f in files), sha256=digest.hexdigest())
+            entry.update(files=len(files), bytes=sum(os.path.getsize(f) for f in files), sha256=_files_sha256(files))
         elif path.is_file():
-            entry.update(bytes=path.stat().st_size, sha256=file_sha256(path))
+            try:
+                files = [str(f) for f in volume_files(path)] if role != "prompts" else [str(path)]
+            except InputError:
+                entry.update(bytes=path.stat().st_size)  # no hash: never reusable, the run says why
+            else:
+                entry.update(bytes=sum(os.path.getsize(f) for f in files),
+                             sha256=file_sha256(path) if len(files) == 1 else _files_sha256(files))
+                if len(files) > 1:
+                    entry["data_files"] = [os.path.relpath(f, path.parent) for f in files[1:]]
         digests.append(entry)
     return digests
+
+
+def _files_sha256(files: list[str]) -> str:
+    """One SHA-256 over several files: each one's name and SHA-256, in the order given."""
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(Path(name).name.encode("utf-8") + b"\0" + file_sha256(name).encode("ascii"))
+    return digest.hexdigest()
 
 
 def _inputs(case: Case) -> list[tuple[str, Path]]:

@@ -1,0 +1,73 @@
+"""The defects a review of ``segforge batch`` found (issue 18), each pinned by a test that failed
+before its fix: real files, a real Dask LocalCluster or the real command line where the defect
+needs one."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from segforge.batch.cases import discover
+from segforge.batch.resume import input_digests
+
+
+def _volume(path, value: int = 0):
+    array = np.full((4, 5, 6), value, np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    return path
+
+
+def _flip_a_data_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("header, data", [("case.mhd", "case.raw"), ("case.nhdr", "case.raw"),
+                                          ("case.hdr", "case.img")])
+def test_a_changed_detached_data_file_changes_the_input_hash(tmp_path, header, data):
+    _volume(tmp_path / header)
+    assert (tmp_path / data).is_file()
+    case = discover(tmp_path, kind="folder").cases[0] if not header.endswith(".hdr") else None
+    if case is None:  # .hdr is not a folder volume: a manifest names it
+        (tmp_path / "m.csv").write_text(f"case_id,image\ncase,{header}\n")
+        case = discover(tmp_path / "m.csv").cases[0]
+    before = input_digests(case)
+    assert before == input_digests(case) and len(before[0]["sha256"]) == 64
+    _flip_a_data_byte(tmp_path / data)
+    after = input_digests(case)
+    assert after[0]["sha256"] != before[0]["sha256"]
+    (tmp_path / data).unlink()
+    assert "sha256" not in input_digests(case)[0]  # a missing data file: never reusable
+
+
+def test_nrrd_and_metaimage_file_lists_are_hashed_file_by_file(tmp_path):
+    for n in range(2):
+        (tmp_path / f"slab{n}.raw").write_bytes(np.full((2, 5, 6), n, np.int16).tobytes())
+    (tmp_path / "list.nhdr").write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 6 5 4\nencoding: raw\n"
+                                        "endian: little\ndata file: LIST 3\nslab0.raw\nslab1.raw\n")
+    (tmp_path / "pattern.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 6 5 4\nElementType = MET_SHORT\n"
+                                          "ElementDataFile = slab%d.raw 0 1 1 2\n")
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "list.nhdr")))[3, 0, 0] == 1
+    cases = {c.case_id: c for c in discover(tmp_path, kind="folder").cases}
+    before = {name: input_digests(case)[0] for name, case in cases.items()}
+    assert before["list"]["data_files"] == before["pattern"]["data_files"] == ["slab0.raw", "slab1.raw"]
+    _flip_a_data_byte(tmp_path / "slab1.raw")
+    assert all(input_digests(case)[0]["sha256"] != before[name]["sha256"] for name, case in cases.items())
+
+
+def test_a_rerun_redoes_a_case_whose_raw_data_changed(tmp_path):
+    from batch_cohort import small_ct
+
+    from segforge.batch.run_case import CaseJob, run_case
+    from segforge.image_io import to_sitk
+    from segforge.organ.parameters import OrganParameters
+
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    sitk.WriteImage(to_sitk(small_ct()), str(folder / "ct.mhd"))  # ct.mhd + ct.raw
+    job = CaseJob("organ", discover(folder).cases[0], OrganParameters(structures=("lungs",), device="cpu"),
+                  str(tmp_path / "out"), {"statistics": True})
+    assert run_case(job)["status"] == "done" and run_case(job)["status"] == "skipped"
+    _flip_a_data_byte(folder / "ct.raw")
+    assert run_case(job)["status"] == "done"
