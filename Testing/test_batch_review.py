@@ -71,3 +71,78 @@ def test_a_rerun_redoes_a_case_whose_raw_data_changed(tmp_path):
     assert run_case(job)["status"] == "done" and run_case(job)["status"] == "skipped"
     _flip_a_data_byte(folder / "ct.raw")
     assert run_case(job)["status"] == "done"
+
+
+def _torchscript_vessel_net(path, level: float):
+    """A tiny TorchScript vessel network (no trained weights: vessel where the windowed
+    intensity passes ``level``); another level is another weights file."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self, level: float) -> None:
+            super().__init__()
+            self.level = level
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            vessel = 20.0 * (x - self.level)
+            return torch.cat([-vessel, vessel], dim=1)
+
+    torch.jit.script(Net(level)).save(str(path))
+    return path
+
+
+def test_a_rerun_redoes_a_vessel_case_when_auto_resolves_to_another_model_or_weights(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from http_fixture import model_record, write_catalog
+
+    from segforge.batch.run_case import CaseJob, run_case
+    from segforge.catalog import CATALOG_ENV, load_catalog
+    from segforge.catalog.cache import HOME_ENV
+    from segforge.catalog.download import download
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
+
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(CATALOG_ENV, str(tmp_path / "catalog.json"))
+    folder = tmp_path / "cta"
+    folder.mkdir()
+    array = np.random.default_rng(0).normal(0, 20, (32, 32, 32)).astype(np.float32)
+    k, j, i = np.indices(array.shape)
+    array[(j - 16) ** 2 + (i - 16) ** 2 < 9] += 400
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(folder / "p1.nii.gz"))
+
+    def install(level: float) -> None:
+        net = _torchscript_vessel_net(tmp_path / f"net{level}.pt", level)
+        body = net.read_bytes()
+        write_catalog(tmp_path / "catalog.json", [model_record(
+            "test-vessel-net", net.as_uri(), body, workflow="vessel", labels={"1": "vessels"}, min_gpu_memory_gb=0,
+            input={"modality": ["CT"], "spacing_mm": None, "intensity_window": [0, 400], "patch_size": [32, 32, 32]})])
+        download(load_catalog().get("test-vessel-net"), force=True)
+
+    write_catalog(tmp_path / "catalog.json", [])
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False, stenoses=False))
+    assert parameters.mask.model == "auto"
+    job = CaseJob("vessel", discover(folder).cases[0], parameters, str(tmp_path / "out"),
+                  {"allow_gaps": False, "segment_name": "Vessels"})
+    assert run_case(job)["status"] == "done"  # the builtin filter
+    assert run_case(job)["status"] == "skipped"
+    install(0.5)  # "auto" now stands for a deep model
+    first = run_case(job)
+    assert first["status"] == "done", first.get("error")
+    import json
+    record = json.loads((tmp_path / "out" / "p1" / "run_record.json").read_text())
+    assert record["models"] == [{"id": "test-vessel-net", "sha256": load_catalog().get("test-vessel-net").sha256}]
+    assert run_case(job)["status"] == "skipped"
+    install(0.25)  # the same id, other weights
+    assert run_case(job)["status"] == "done"
+    assert run_case(job)["status"] == "skipped"
+
+
+def test_the_models_of_organ_and_interactive_cases_are_resolved(tmp_path):
+    from segforge.batch.cases import Case
+    from segforge.batch.resume import models_used
+    from segforge.organ.parameters import OrganParameters
+
+    case = Case("c", image=str(tmp_path / "x.nii.gz"))
+    assert models_used("organ", OrganParameters(), case) == [{"id": "ct-tissues", "sha256": None}]
+    assert models_used("interactive", {"backend": "random-walker", "device": "cpu", "segment_name": "L"}, case) == []
+    assert models_used("vessel", None, Case("s", segment=str(tmp_path / "seg.nii.gz"))) == []  # no model runs

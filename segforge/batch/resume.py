@@ -38,14 +38,54 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def fingerprint(workflow: str, parameters: Any, options: Mapping[str, Any], case: Case) -> str:
+def fingerprint(workflow: str, parameters: Any, options: Mapping[str, Any], case: Case,
+                models: Optional[list[dict[str, Any]]] = None) -> str:
     """SHA-256 of what decides a case's results besides its input files: the workflow, its
-    parameters, the batch's options and the case's own options (seeds, segment selector)."""
+    parameters, the batch's options, the case's own options (seeds, segment selector) and the
+    models it runs with (:func:`models_used`: resolved ids and their weights' SHA-256; found
+    here when not given)."""
+    if models is None:
+        models = models_used(workflow, parameters, case)
     document = {"workflow": workflow, "parameters": plain(parameters), "options": plain(dict(options)),
                 "series_uid": case.series_uid, "seeds_lps": plain(case.seeds_lps),
-                "segment_selector": None if case.segment is None else split_segment_spec(case.segment)[1]}
+                "segment_selector": None if case.segment is None else split_segment_spec(case.segment)[1],
+                "models": models}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def models_used(workflow: str, parameters: Any, case: Case) -> list[dict[str, Any]]:
+    """The models the case runs with, as the run itself resolves them: ``[{"id", "sha256"}]``
+    (sha256: the weights', :func:`~segforge.catalog.cache.weights_sha256`; None for a builtin).
+
+    Why resolved here and not the parameter: vessel ``model="auto"`` stands for whichever deep
+    model is installed (else the builtin filter), the organ ``fast`` option for another entry,
+    and the same id for whatever weights the cache holds; a parameter that stays the same while
+    the model changes must not let a rerun reuse results the old model made. Resolved where the
+    case runs (the worker's cache is the one that counts). A model that cannot be resolved
+    raises what the run would (the case fails with it)."""
+    from ..catalog.cache import folder_sha256, weights_sha256
+
+    if workflow == "vessel":
+        if case.segment is not None:  # a segment replaces the mask stage: no model runs
+            return []
+        from ..vessel.mask_step import resolve_vessel_model
+        from ..vessel.parameters import BUILTIN_MODEL
+
+        entry = resolve_vessel_model(parameters.mask.model)
+        return [{"id": BUILTIN_MODEL, "sha256": None} if entry is None else
+                {"id": entry.id, "sha256": weights_sha256(entry)}]
+    if workflow == "organ":
+        from ..organ.pipeline import check_request
+
+        request = check_request(parameters)
+        return [{"id": entry.id, "sha256": weights_sha256(entry)} for entry in (request.entry, *request.parts)]
+    if workflow == "interactive" and parameters.get("backend") == "nninteractive":
+        from ..interactive.nninteractive_backend import NAME, find_model_folder
+
+        folder, fold = find_model_folder()
+        return [{"id": NAME, "folder": str(folder), "fold": fold, "sha256": folder_sha256(folder)}]
+    return []
 
 
 def input_digests(case: Case) -> list[dict[str, Any]]:

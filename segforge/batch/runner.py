@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from ..csv_table import write_csv
-from ..errors import Cancelled, InputError
+from ..errors import Cancelled, InputError, SegForgeError
 from ..output_set import signals_held
 from ..progress import ProgressCallback, no_progress
 from .cases import Case
@@ -301,7 +301,7 @@ def _recover_finished(state: _State, jobs: Sequence[CaseJob], began: str) -> Non
         try:
             record = reusable(folder, input_digests(job.case), fingerprint(job.workflow, job.parameters, job.options,
                                                                           job.case))
-        except OSError:
+        except (OSError, SegForgeError):  # a model that no longer resolves: not counted as finished
             record = None
         if record is not None:
             status = "done" if str(record.get("started", "")) >= began else "skipped"
