@@ -146,3 +146,26 @@ def test_the_models_of_organ_and_interactive_cases_are_resolved(tmp_path):
     assert models_used("organ", OrganParameters(), case) == [{"id": "ct-tissues", "sha256": None}]
     assert models_used("interactive", {"backend": "random-walker", "device": "cpu", "segment_name": "L"}, case) == []
     assert models_used("vessel", None, Case("s", segment=str(tmp_path / "seg.nii.gz"))) == []  # no model runs
+
+
+def test_a_second_workflow_into_the_same_out_is_refused_and_the_first_kept(tmp_path):
+    from batch_cohort import run_segforge, small_ct
+
+    from segforge.image_io import write_image
+    from segforge.output_set import verify_manifest
+
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    write_image(small_ct(), folder / "p1.nii.gz")
+    out = tmp_path / "out"
+    first = run_segforge("batch", "organ", str(folder), "--out", str(out), "--workers", "1", "--structures", "lungs")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = run_segforge("batch", "vessel", str(folder), "--out", str(out), "--workers", "1")
+    assert second.returncode != 0 and "Traceback" not in second.stderr
+    assert "holds the results of an organ batch" in second.stderr + second.stdout
+    assert "give the vessel batch its own --out" in (second.stderr + second.stdout).lower()
+    assert verify_manifest(out / "cases" / "p1") == [] and (out / "cases" / "p1" / "organs.seg.nrrd").is_file()
+    (out / "batch.json").unlink()  # the case's own run record says it as well
+    third = run_segforge("batch", "vessel", str(folder), "--out", str(out), "--workers", "1")
+    assert third.returncode != 0 and "cases/p1/run_record.json names the organ workflow" in third.stderr + third.stdout
+    assert (out / "cases" / "p1" / "organs.seg.nrrd").is_file()

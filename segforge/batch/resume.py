@@ -14,10 +14,11 @@ import json
 import os
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import SimpleITK as sitk
 
+from ..errors import InputError
 from ..output_set import MANIFEST, file_sha256, verify_manifest
 from ..segment_input import split_segment_spec
 from .cases import Case
@@ -102,7 +103,6 @@ def input_digests(case: Case) -> list[dict[str, Any]]:
     reader may use counts (a header field SegForge does not model, a measurement frame), so no
     change that could alter a result is missed. The header names its data files in the same
     parse the verified read uses, so what is hashed is what is read."""
-    from ..errors import InputError
     from ..image_checks import volume_files
 
     digests = []
@@ -151,6 +151,34 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
     if series_uid is None:  # none or several: every file, so any change is seen
         return sorted(str(p) for p in folder.iterdir() if p.is_file())
     return sorted(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+
+
+def refuse_other_workflow(out: Path, workflow: str, case_folders: Sequence[Path]) -> None:
+    """Refuse (InputError) a batch of ``workflow`` into an ``out`` whose ``batch.json``, or one
+    of whose case folders' run record, names another workflow.
+
+    Why: a case folder is replaced whole when its record does not match the run (another
+    workflow never does), so a second workflow into the same folder would silently delete the
+    first one's results, case by case; and the two would share one failures.csv and batch.json."""
+    try:
+        named = json.loads((out / "batch.json").read_text(encoding="utf-8")).get("workflow")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    where = out / "batch.json"
+    if named in (None, workflow):
+        for folder in case_folders:
+            record = read_record(folder)
+            named = record.get("workflow") if isinstance(record, dict) else None
+            if named not in (None, workflow):
+                where = folder / RECORD
+                break
+        else:
+            return
+    article = "an" if named[:1] in "aeiou" else "a"
+    raise InputError(f"{out} holds the results of {article} {named} batch",
+                     f"{where} names the {named} workflow, and a {workflow} batch would replace its case folders",
+                     f"give the {workflow} batch its own --out (or remove {out} first if its {named} results "
+                     "are no longer wanted)")
 
 
 def read_record(folder: Path) -> Optional[dict]:

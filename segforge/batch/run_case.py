@@ -30,7 +30,7 @@ from .. import __version__
 from ..errors import SegForgeError
 from ..output_set import OutputSet
 from .cases import Case
-from .resume import RECORD, fingerprint, input_digests, models_used, plain, reusable
+from .resume import RECORD, fingerprint, input_digests, models_used, plain, refuse_other_workflow, reusable
 from .table import case_rows
 from .workflows import RUNNERS
 
@@ -71,6 +71,7 @@ def run_case(job: CaseJob) -> dict[str, Any]:
             from .pacs_cases import fetch_into_cache
 
             outcome["fetch"] = fetch_into_cache(case, job.pacs)
+        refuse_other_workflow(Path(job.cases_folder).parent, job.workflow, [folder])  # never replace its results
         inputs = input_digests(case)
         models = models_used(job.workflow, job.parameters, case)
         print_ = fingerprint(job.workflow, job.parameters, job.options, case, models)

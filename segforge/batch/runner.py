@@ -126,7 +126,7 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
     if not cases:
         raise InputError("No case to run", "the cohort is empty", "give a folder, manifest or DICOM tree with cases")
     out = Path(out)
-    cases_folder = _prepare_out(out)
+    cases_folder = _prepare_out(out, workflow, cases)
     cases, pacs, options = _pacs_settings(cases, out, pacs, store, dict(options or {}))
     summary = BatchSummary(out)
     started = time.perf_counter()
@@ -437,10 +437,15 @@ def _workers_peak(client: Any) -> dict[str, float]:
 # -- the --out folder -------------------------------------------------------------------------------
 
 
-def _prepare_out(out: Path) -> Path:
+def _prepare_out(out: Path, workflow: str, cohort: Sequence[Case]) -> Path:
+    """The cases folder of ``out`` (created); refused before any work when ``out`` is a file or
+    holds another workflow's results (:func:`~.resume.refuse_other_workflow`)."""
+    from .resume import refuse_other_workflow
+
     if out.exists() and not out.is_dir():
         raise InputError(f"Cannot write into {out}", "it is a file, not a folder", "give a folder for --out")
     cases = out / CASES_FOLDER
+    refuse_other_workflow(out, workflow, [case_folder(cases, case.case_id) for case in cohort])
     try:
         cases.mkdir(parents=True, exist_ok=True)
     except OSError as error:
