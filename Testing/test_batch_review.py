@@ -169,3 +169,48 @@ def test_a_second_workflow_into_the_same_out_is_refused_and_the_first_kept(tmp_p
     third = run_segforge("batch", "vessel", str(folder), "--out", str(out), "--workers", "1")
     assert third.returncode != 0 and "cases/p1/run_record.json names the organ workflow" in third.stderr + third.stdout
     assert (out / "cases" / "p1" / "organs.seg.nrrd").is_file()
+
+
+def test_refill_after_lost_workers_submits_nothing_unit_with_a_fake_client(monkeypatch):
+    """Unit level, a fake Dask client (the defect is arithmetic): a case ends while two of three
+    workers are lost; fewer slots than running cases must submit none (``waiting[:-1]`` would
+    have submitted all but one of the waiting cases)."""
+    from unittest import mock
+
+    import distributed
+
+    from segforge.batch import runner
+    from segforge.batch.cases import Case
+    from segforge.batch.run_case import CaseJob
+
+    class Future:
+        status = "pending"
+
+    class Client:
+        threads = {"w1": 1, "w2": 1, "w3": 1}
+        submitted: list = []
+
+        def submit(self, function, job, key, pure, resources):
+            self.submitted.append(job)
+            return Future()
+
+        def nthreads(self):
+            return dict(self.threads)
+
+    client = Client()
+    jobs = [CaseJob("organ", Case(f"c{n}", image="/x"), None, "/tmp") for n in range(10)]
+    waits = []
+
+    def wait(futures, timeout, return_when):
+        waits.append(len(client.submitted))
+        if len(waits) == 1:
+            client.threads = {"w1": 1}  # w2 and w3 (running two cases) lost, not restarted yet
+            return mock.Mock(done={futures[0]})
+        raise KeyboardInterrupt  # the test ends here: what was submitted after the refill is known
+
+    monkeypatch.setattr(distributed, "wait", wait)
+    monkeypatch.setattr(runner, "_outcome", lambda future, case, cluster: {"case_id": case.case_id, "status": "done"})
+    state = mock.Mock(summary=runner.BatchSummary(runner.Path("/tmp")))
+    with pytest.raises(KeyboardInterrupt):
+        runner._collect(client, jobs, {}, None, state, False, lambda *a: None)
+    assert waits == [3, 3]  # 3 slots at first, then 1 slot for 2 running cases: none submitted

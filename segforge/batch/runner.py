@@ -276,8 +276,8 @@ def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Opt
                 finished += 1
                 bar.set_postfix_str(counts(), refresh=False)
                 bar.update(1)
-            if waiting:
-                submit(_slots(client, resources) - len(running))
+            if waiting:  # none when fewer slots than running cases are left (workers lost meanwhile)
+                submit(max(0, _slots(client, resources) - len(running)))
             if time.monotonic() - last_write >= TABLE_INTERVAL_S:
                 with signals_held():  # a Ctrl-C during the rewrite lands after it
                     state.write_all()
