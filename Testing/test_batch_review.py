@@ -214,3 +214,28 @@ def test_refill_after_lost_workers_submits_nothing_unit_with_a_fake_client(monke
     with pytest.raises(KeyboardInterrupt):
         runner._collect(client, jobs, {}, None, state, False, lambda *a: None)
     assert waits == [3, 3]  # 3 slots at first, then 1 slot for 2 running cases: none submitted
+
+
+def _tube_segment(path):
+    array = np.zeros((40, 20, 20), np.uint8)
+    array[3:37, 7:13, 7:13] = 1
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    return path
+
+
+@pytest.mark.parametrize("stenoses", [False, True])
+def test_the_cohort_table_leaves_findings_empty_when_the_analysis_did_not_run(tmp_path, stenoses):
+    from segforge.batch.run_case import CaseJob, run_case
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
+
+    (tmp_path / "segs").mkdir()
+    _tube_segment(tmp_path / "segs" / "tube.nii.gz")
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False, stenoses=stenoses))
+    outcome = run_case(CaseJob("vessel", discover(tmp_path / "segs", segments=True).cases[0], parameters,
+                               str(tmp_path / "out"), {"allow_gaps": False, "segment_name": "Vessels"}))
+    assert outcome["status"] == "done" and outcome["rows"]
+    findings = {(row["stenoses"], row["dilatations"]) for row in outcome["rows"]}
+    if stenoses:
+        assert all(isinstance(n, int) for pair in findings for n in pair)  # looked for: counted, 0 included
+    else:
+        assert findings == {(None, None)}  # not looked for: empty cells, not "0 stenoses"
