@@ -239,3 +239,26 @@ def test_the_cohort_table_leaves_findings_empty_when_the_analysis_did_not_run(tm
         assert all(isinstance(n, int) for pair in findings for n in pair)  # looked for: counted, 0 included
     else:
         assert findings == {(None, None)}  # not looked for: empty cells, not "0 stenoses"
+
+
+def test_manifest_seeds_keep_the_segment_components_they_touch(tmp_path):
+    from segforge.batch.run_case import CaseJob, run_case
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
+
+    (tmp_path / "segs").mkdir()
+    array = np.zeros((40, 30, 30), np.uint8)
+    array[3:37, 4:10, 4:10] = 1  # two separate tubes
+    array[3:37, 18:24, 18:24] = 1
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "segs" / "two.nii.gz"))
+    (tmp_path / "m.csv").write_text('case_id,segment,seeds\nseeded,segs/two.nii.gz,"6.5,6.5,20"\n'
+                                    "all,segs/two.nii.gz,\n"
+                                    'astray,segs/two.nii.gz,"15,15,20"\n')
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False, stenoses=False))
+    outcomes = {case.case_id: run_case(CaseJob("vessel", case, parameters, str(tmp_path / "out"),
+                                               {"allow_gaps": False, "segment_name": "V"}))
+                for case in discover(tmp_path / "m.csv").cases}
+    assert len(outcomes["all"]["rows"]) == 2
+    assert outcomes["seeded"]["status"] == "done" and len(outcomes["seeded"]["rows"]) == 1  # the tube at the seed
+    assert all(row["mean_diameter_mm"] for row in outcomes["seeded"]["rows"])
+    astray = outcomes["astray"]
+    assert astray["status"] == "failed" and "seed point 1" in astray["error"]["what"] and astray["error"]["todo"]
