@@ -262,3 +262,30 @@ def test_manifest_seeds_keep_the_segment_components_they_touch(tmp_path):
     assert all(row["mean_diameter_mm"] for row in outcomes["seeded"]["rows"])
     astray = outcomes["astray"]
     assert astray["status"] == "failed" and "seed point 1" in astray["error"]["what"] and astray["error"]["todo"]
+
+
+def _dicom_slices(folder_of, uid: str, slices: int = 6):
+    for z in range(slices):
+        image = sitk.GetImageFromArray(np.full((1, 8, 8), z, np.int16))
+        for key, value in {"0020|000e": uid, "0020|000d": "1.2.3", "0008|0060": "CT", "0020|0013": str(z + 1),
+                           "0020|0032": f"0\\0\\{z}", "0020|0037": "1\\0\\0\\0\\1\\0", "0008|0018": f"{uid}.{z + 1}",
+                           "0008|0016": "1.2.840.10008.5.1.4.1.1.2"}.items():
+            image.SetMetaData(key, value)
+        folder = folder_of(z)
+        folder.mkdir(parents=True, exist_ok=True)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        writer.SetFileName(str(folder / f"{z:03d}.dcm"))
+        writer.Execute(image)
+
+
+def test_a_dicom_series_split_across_folders_is_no_half_volume_case(tmp_path):
+    root = tmp_path / "tree"
+    _dicom_slices(lambda z: root / "patient1" / ("part_a" if z < 3 else "part_b"), "1.2.826.0.1.3680043.2.1125.1.99")
+    _dicom_slices(lambda z: root / "patient2" / "ct", "1.2.826.0.1.3680043.2.1125.1.98")
+    cohort = discover(root)
+    assert [case.case_id for case in cohort.cases] == ["patient2_ct"]
+    split = {entry["path"].split("/tree/")[1]: entry["reason"] for entry in cohort.left_out}
+    assert set(split) == {"patient1/part_a", "patient1/part_b"}
+    assert "split across 2 folders (also in patient1/part_b)" in split["patient1/part_a"]
+    assert "move the series' files into one folder" in split["patient1/part_b"]

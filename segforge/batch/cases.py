@@ -256,8 +256,14 @@ def _seeds(text: str, where: str) -> tuple[tuple[float, float, float], ...]:
 
 def dicom_cases(root: Path, rule: SeriesRule = SeriesRule()) -> tuple[list[Case], list[dict]]:
     """A case per DICOM series under ``root`` that ``rule`` selects, named by its folder's path
-    below ``root`` (``_2``, ``_3`` for further series in one folder); the rest, with why."""
+    below ``root`` (``_2``, ``_3`` for further series in one folder); the rest, with why.
+
+    A series whose files lie in several folders (one Series Instance UID in each) is no case:
+    a case reads its series from one folder, so each folder would be a case holding part of
+    the volume, with results that look whole. It is listed in ``left_out`` (each folder, the
+    others named) with what to do, and the other series go on."""
     cases, left_out = [], []
+    found: list[tuple[Path, str, int, int, str]] = []  # folder, stem, number in folder, series in folder, uid
     for folder, names in _folders_with_files(root):
         series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
         if not series:
@@ -265,16 +271,24 @@ def dicom_cases(root: Path, rule: SeriesRule = SeriesRule()) -> tuple[list[Case]
             continue
         relative = folder.relative_to(root).as_posix()
         stem = case_id_of(relative if relative != "." else root.name)
-        for n, uid in enumerate(sorted(series), start=1):
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-            modality, description = _series_tags(files[0])
-            where = f"DICOM series {uid or '(no UID)'} in {folder}"
-            reason = rule.why_not(modality, description)
-            if reason:
-                left_out.append({"path": str(folder), "series_uid": uid, "reason": reason})
-                continue
-            cases.append(Case(f"{stem}_{n}" if len(series) > 1 else stem, image=str(folder.absolute()),
-                              series_uid=uid if len(series) > 1 else None, origin=where))
+        found += [(folder, stem, n, len(series), uid) for n, uid in enumerate(sorted(series), start=1)]
+    folders_of: dict[str, list[Path]] = {}
+    for folder, _stem, _n, _count, uid in found:
+        folders_of.setdefault(uid, []).append(folder)
+    for folder, stem, n, count, uid in found:
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+        modality, description = _series_tags(files[0])
+        where = f"DICOM series {uid or '(no UID)'} in {folder}"
+        reason = rule.why_not(modality, description)
+        if reason is None and uid and len(folders_of[uid]) > 1:
+            others = ", ".join(f.relative_to(root).as_posix() for f in folders_of[uid] if f != folder)
+            reason = (f"part of a series split across {len(folders_of[uid])} folders (also in {others}); a case "
+                      "reads one folder, so it would be part of the volume: move the series' files into one folder")
+        if reason:
+            left_out.append({"path": str(folder), "series_uid": uid, "reason": reason})
+            continue
+        cases.append(Case(f"{stem}_{n}" if count > 1 else stem, image=str(folder.absolute()),
+                          series_uid=uid if count > 1 else None, origin=where))
     return cases, left_out
 
 
