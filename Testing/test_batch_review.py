@@ -289,3 +289,16 @@ def test_a_dicom_series_split_across_folders_is_no_half_volume_case(tmp_path):
     assert set(split) == {"patient1/part_a", "patient1/part_b"}
     assert "split across 2 folders (also in patient1/part_b)" in split["patient1/part_a"]
     assert "move the series' files into one folder" in split["patient1/part_b"]
+
+
+def test_seg_nrrd_files_are_segments_not_image_cases(tmp_path):
+    for name in ("ct1.nrrd", "ct2.nii.gz", "ct1.seg.nrrd", "ct2_vessels.seg.nrrd"):
+        _volume(tmp_path / name)
+    cohort = discover(tmp_path)
+    assert cohort.kind == "folder" and [(c.case_id, c.image.rsplit("/", 1)[1]) for c in cohort.cases] == [
+        ("ct1", "ct1.nrrd"), ("ct2", "ct2.nii.gz")]
+    segments = tmp_path / "segs"
+    segments.mkdir()
+    (tmp_path / "ct1.seg.nrrd").rename(segments / "ct1.seg.nrrd")
+    (only,) = discover(segments, segments=True).cases  # with --segments they are the cases
+    assert only.case_id == "ct1" and only.segment.endswith("ct1.seg.nrrd")

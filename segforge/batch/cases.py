@@ -93,7 +93,7 @@ def discover(inputs: str | os.PathLike, kind: str = "auto", *, rule: SeriesRule 
         raise InputError(f"No cohort at {path}", "the path does not exist",
                          "give a folder of volumes, a CSV/TSV manifest or a DICOM folder tree")
     if kind == "auto":
-        kind = _guess_kind(path)
+        kind = _guess_kind(path, segments)
     if kind == "manifest":
         cohort = Cohort(read_manifest(path, segment_label=segment_label), "manifest")
     elif kind == "folder":
@@ -121,20 +121,25 @@ _TODO_NONE = {"folder": "give the folder that holds the volumes", "manifest": "a
               "dicom": "check the folder and the rule (--modality, --description)"}
 
 
-def _guess_kind(path: Path) -> str:
+def _guess_kind(path: Path, segments: bool = False) -> str:
     if path.is_file():
         if path.name.lower().endswith((".csv", ".tsv")):
             return "manifest"
         raise InputError(f"{path} is a file, not a cohort", "a cohort is a folder of volumes, a CSV/TSV manifest "
                          "(.csv, .tsv) or a DICOM folder tree", "give one of those")
-    if any(_is_volume(p) for p in path.iterdir()):
+    if any(_is_volume(p, segments) for p in path.iterdir()):
         return "folder"
     return "dicom"
 
 
-def _is_volume(path: Path) -> bool:
-    return (path.is_file() and not path.name.startswith(".")
-            and path.name.lower().endswith(VOLUME_SUFFIXES))
+def _is_volume(path: Path, segments: bool = False) -> bool:
+    """A volume file of a folder of volumes. A ``.seg.nrrd`` is a segmentation (a Slicer
+    segment file beside its image, e.g. ``ct1.nrrd`` + ``ct1.seg.nrrd``): a case only with
+    ``segments``, never an image case."""
+    name = path.name.lower()
+    if name.endswith(".seg.nrrd") and not segments:
+        return False
+    return path.is_file() and not path.name.startswith(".") and name.endswith(VOLUME_SUFFIXES)
 
 
 def case_id_of(text: str) -> str:
@@ -158,7 +163,7 @@ def folder_cases(folder: Path, *, segments: bool = False, segment_label: Optiona
     """A case per volume file at the top of ``folder`` (hidden files aside), named by its file
     name; ``<id>.prompts.json`` beside a volume is its prompt file."""
     cases = []
-    for path in sorted(p for p in folder.iterdir() if _is_volume(p)):
+    for path in sorted(p for p in folder.iterdir() if _is_volume(p, segments)):
         case_id = case_id_of(_stem(path))
         sidecar = path.with_name(_stem(path) + PROMPTS_SUFFIX)
         prompts = str(sidecar.absolute()) if sidecar.is_file() else None
