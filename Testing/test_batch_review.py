@@ -302,3 +302,23 @@ def test_seg_nrrd_files_are_segments_not_image_cases(tmp_path):
     (tmp_path / "ct1.seg.nrrd").rename(segments / "ct1.seg.nrrd")
     (only,) = discover(segments, segments=True).cases  # with --segments they are the cases
     assert only.case_id == "ct1" and only.segment.endswith("ct1.seg.nrrd")
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--description", "abdomen("], "is not a regular expression"),
+    (["--scheduler", "http://127.0.0.1:8786"], "http:// is not a Dask address scheme"),
+    (["--scheduler", "127.0.0.1:notaport"], "The Dask scheduler address '127.0.0.1:notaport' cannot be used"),
+    (["--memory-limit", "4 gigs"], "The memory limit '4 gigs' cannot be read"),
+    (["--workers", "2", "--gpus", "1"], "--workers 2 with --gpus 1"),
+])
+def test_bad_batch_settings_are_one_line_before_any_work(tmp_path, options, message):
+    from batch_cohort import run_segforge
+
+    root = tmp_path / "tree"
+    _dicom_slices(lambda z: root / "p1", "1.2.826.0.1.3680043.2.1125.1.97", slices=3)
+    run = run_segforge("batch", "organ", str(root), "--out", str(tmp_path / "out"), "--kind", "dicom", *options,
+                       timeout=60)
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+    (line,) = [text for text in run.stderr.splitlines() if text.strip()]
+    assert line.startswith("segforge: error: ") and message in line
+    assert not (tmp_path / "out").exists()  # nothing was run or written

@@ -61,6 +61,16 @@ class SeriesRule:
     modality: Optional[str] = None
     description: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        """A description that is no regular expression is refused here, before any folder is read."""
+        if self.description:
+            try:
+                re.compile(self.description)
+            except re.error as error:
+                raise InputError(f"The description rule {self.description!r} is not a regular expression",
+                                 str(error), "fix it (e.g. 'abdomen|thorax'), or escape characters such as ( [ * "
+                                 "with a backslash to match them as they are") from None
+
     def why_not(self, modality: str, description: str) -> Optional[str]:
         """Why a series does not match (one phrase), or None when it does."""
         if self.modality and modality.strip().upper() != self.modality.strip().upper():

@@ -68,6 +68,53 @@ class ClusterSettings:
     #: scheduler; an existing scheduler keeps its own ``distributed.scheduler.allowed-failures``).
     allowed_failures: int = 2
 
+    def __post_init__(self) -> None:
+        """Settings Dask would refuse with a traceback, or run wrongly, are refused here, before
+        any work (InputError: what, why, what to do)."""
+        for value, name in ((self.workers, "workers"), (self.threads_per_worker, "threads per worker")):
+            if value is not None and value < 1:
+                raise InputError(f"The {name} setting is {value}", "a cluster needs at least one",
+                                 f"give {name} 1 or more (--{name.replace(' ', '-')})")
+        if self.gpus and self.workers is not None and self.workers != self.gpus:
+            raise InputError(f"--workers {self.workers} with --gpus {self.gpus}",
+                             "a local cluster runs one worker per GPU, each shown its own GPU; other counts would "
+                             "run several cases on one GPU or leave GPUs idle", "leave --workers out with --gpus")
+        if self.memory_limit not in (None, "auto"):
+            _check_memory_limit(str(self.memory_limit))
+        if self.scheduler:
+            _check_scheduler(self.scheduler)
+
+
+def _check_memory_limit(text: str) -> None:
+    from dask.utils import parse_bytes
+
+    try:
+        limit = parse_bytes(text)
+    except (ValueError, TypeError):
+        limit = None
+    if limit is None or limit <= 0:
+        raise InputError(f"The memory limit {text!r} cannot be read", "it is no amount of memory Dask knows",
+                         "give one such as 4GB, 8 GiB or 512MB (or auto, or none for no limit)")
+
+
+def _check_scheduler(address: str) -> None:
+    """A scheduler address Dask can connect to: [tcp|tls|ucx|ws|wss|inproc://]HOST:PORT."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    todo = "give the scheduler's address as tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786; the dashboard's http:// " \
+           "address is not it)"
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in backends:
+            raise ValueError(f"{scheme}:// is not a Dask address scheme (those are {', '.join(sorted(backends))})")
+        if scheme != "inproc":
+            _host, port = parse_host_port(location)
+            if not 0 < int(port) < 65536:
+                raise ValueError(f"its port {port} is not between 1 and 65535")
+    except (ValueError, TypeError) as error:
+        raise InputError(f"The Dask scheduler address {address!r} cannot be used", str(error), todo) from None
+
 
 @dataclass
 class BatchSummary:
@@ -350,6 +397,9 @@ def _client(settings: ClusterSettings) -> Iterator[Any]:
     if settings.scheduler:
         try:
             client = Client(settings.scheduler, timeout="20s")
+        except (ValueError, TypeError) as error:  # e.g. tls:// without the TLS settings
+            raise InputError(f"Cannot connect to the Dask scheduler at {settings.scheduler}", str(error),
+                             "check the address and, for tls://, Dask's distributed.comm.tls settings") from None
         except (OSError, TimeoutError) as error:
             raise InputError(f"Cannot reach the Dask scheduler at {settings.scheduler}", str(error) or "timed out",
                              "start the scheduler (and its workers) first, or leave --scheduler out to run on "
