@@ -322,3 +322,25 @@ def test_bad_batch_settings_are_one_line_before_any_work(tmp_path, options, mess
     (line,) = [text for text in run.stderr.splitlines() if text.strip()]
     assert line.startswith("segforge: error: ") and message in line
     assert not (tmp_path / "out").exists()  # nothing was run or written
+
+
+def test_case_ids_that_differ_only_by_letter_case_are_refused(tmp_path):
+    from segforge.errors import InputError
+
+    (tmp_path / "m.csv").write_text("case_id,image\nPatient1,a.nii.gz\npatient1,b.nii.gz\n")
+    with pytest.raises(InputError) as caught:
+        discover(tmp_path / "m.csv")
+    assert "the ids 'Patient1' and 'patient1'" in caught.value.message and caught.value.todo
+
+
+def test_a_pacs_cache_folder_is_named_by_a_sanitized_series_uid(tmp_path):
+    from pathlib import Path
+
+    from segforge.batch.cases import Case, case_id_of
+    from segforge.batch.pacs_cases import PACS_CACHE, with_cache
+
+    hostile = "../../../home/user/results"
+    (case,) = with_cache([Case(case_id_of(hostile), pacs_study="1.2", pacs_series=hostile)], tmp_path / "out")
+    assert Path(case.image).resolve().parent == (tmp_path / "out" / PACS_CACHE).resolve()
+    (plain,) = with_cache([Case("1.2.3", pacs_study="1.2", pacs_series="1.2.840.113619.2.5")], tmp_path / "out")
+    assert Path(plain.image).name == "1.2.840.113619.2.5"  # a UID's name stays the same

@@ -330,13 +330,19 @@ def _series_tags(file: str) -> tuple[str, str]:
 
 
 def _refuse_duplicates(cases: list[Case], path: Path) -> None:
+    """Two cases with one id, letter case aside: on macOS and Windows ``Patient1`` and
+    ``patient1`` are one folder, so one case's results would replace the other's."""
     seen: dict[str, Case] = {}
     for case in cases:
-        if case.case_id in seen:
-            raise InputError(f"Two cases of {path} have the id {case.case_id!r}",
-                             f"{seen[case.case_id].origin} and {case.origin}; each case has its own result folder",
+        key = case.case_id.casefold()
+        if key in seen:
+            first = seen[key]
+            same = (f"the id {case.case_id!r}" if first.case_id == case.case_id else
+                    f"the ids {first.case_id!r} and {case.case_id!r}, one folder where letter case does not count")
+            raise InputError(f"Two cases of {path} have {same}",
+                             f"{first.origin} and {case.origin}; each case has its own result folder",
                              "give each case its own id (the manifest's case_id column)")
-        seen[case.case_id] = case
+        seen[key] = case
 
 
 def _listing(left_out: list[dict]) -> str:

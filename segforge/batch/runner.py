@@ -37,7 +37,7 @@ from ..errors import Cancelled, InputError, SegForgeError
 from ..output_set import signals_held
 from ..progress import ProgressCallback, no_progress
 from .cases import Case
-from .pacs_cases import PACS_CACHE
+from .pacs_cases import PACS_CACHE, cache_name
 from .run_case import CaseJob, case_folder, peak_rss_mb, run_case
 from .table import CohortTables, replace_atomically
 
@@ -511,7 +511,7 @@ def _sweep_partials(cases_folder: Path, cases: Sequence[Case]) -> None:
     for path in cases_folder.glob(".*.partial-*"):
         if path.is_dir() and path.name[1:].rsplit(".partial-", 1)[0] in ids:
             shutil.rmtree(path, ignore_errors=True)
-    series = {case.pacs_series for case in cases if case.pacs_series}
+    series = {cache_name(case.pacs_series) for case in cases if case.pacs_series}
     for path in (cases_folder.parent / PACS_CACHE).glob(".*.partial-*"):  # a fetch stopped mid-way
         if path.is_dir() and path.name[1:].rsplit(".partial-", 1)[0] in series:
             shutil.rmtree(path, ignore_errors=True)
