@@ -344,3 +344,42 @@ def test_a_pacs_cache_folder_is_named_by_a_sanitized_series_uid(tmp_path):
     assert Path(case.image).resolve().parent == (tmp_path / "out" / PACS_CACHE).resolve()
     (plain,) = with_cache([Case("1.2.3", pacs_study="1.2", pacs_series="1.2.840.113619.2.5")], tmp_path / "out")
     assert Path(plain.image).name == "1.2.840.113619.2.5"  # a UID's name stays the same
+
+
+@pytest.fixture(scope="module")
+def client():
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def test_ctrl_c_after_the_last_case_still_writes_the_final_tables(tmp_path, client, monkeypatch):
+    import json
+
+    from batch_cohort import organ_folder
+
+    from segforge.batch import runner
+    from segforge.organ.parameters import OrganParameters
+
+    def interrupted(_client):
+        raise KeyboardInterrupt  # Ctrl-C while the workers' peak memory is asked for, after the last case
+
+    monkeypatch.setattr(runner, "_workers_peak", interrupted)
+    monkeypatch.setattr(runner, "TABLE_INTERVAL_S", 3600.0)  # no rewrite while the cases run: only the final one
+    out = tmp_path / "out"
+    cases = discover(organ_folder(tmp_path / "cts", copies=2, bad=False)).cases
+    try:
+        summary = runner.run_batch("organ", cases, out, OrganParameters(structures=("lungs",)), {"statistics": True},
+                                   client=client, progress=False)
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped run_batch before its final tables were written")
+    assert summary.interrupted and summary.not_run == [] and sorted(summary.succeeded) == ["ct0", "ct1"]
+    assert (out / "cohort_organ.csv").read_text().count("\n") == 3  # header + a lungs row per case
+    record = json.loads((out / "batch.json").read_text())
+    assert record["succeeded"] == ["ct0", "ct1"] and record["interrupted"] is True
+    assert summary.line().startswith("interrupted (0 not run): 2 succeeded")

@@ -204,11 +204,17 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
                 finished = {c for c in (*summary.succeeded, *summary.skipped, *(f["case_id"] for f in summary.failed))}
                 summary.not_run = [case.case_id for case in cases if case.case_id not in finished]
         else:
-            summary.workers_peak_rss_mb = _workers_peak(client)
-            _sweep_partials(cases_folder, cases)
-        summary.seconds = time.perf_counter() - started
-        with signals_held(replay=False):
-            state.write_all()
+            try:
+                summary.workers_peak_rss_mb = _workers_peak(client)
+            except KeyboardInterrupt:  # after the last case: nothing is left to run, the end is still written
+                summary.interrupted = True
+            finally:
+                with signals_held(replay=False):
+                    _sweep_partials(cases_folder, cases)
+        finally:  # the final tables, failures.csv and batch.json, whatever happened (a second Ctrl-C waits)
+            with signals_held(replay=False):
+                summary.seconds = time.perf_counter() - started
+                state.write_all()
     return summary
 
 
