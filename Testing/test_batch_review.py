@@ -383,3 +383,19 @@ def test_ctrl_c_after_the_last_case_still_writes_the_final_tables(tmp_path, clie
     record = json.loads((out / "batch.json").read_text())
     assert record["succeeded"] == ["ct0", "ct1"] and record["interrupted"] is True
     assert summary.line().startswith("interrupted (0 not run): 2 succeeded")
+
+
+def test_a_cancelled_case_is_recorded_with_a_real_reason(client):
+    import time
+
+    from segforge.batch.cases import Case
+    from segforge.batch.runner import ClusterSettings, _outcome
+
+    future = client.submit(time.sleep, 30, pure=False)
+    client.cancel(future)
+    deadline = time.monotonic() + 10
+    while future.status != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    error = _outcome(future, Case("c1", image="/x"), ClusterSettings())["error"]
+    assert "NoneType" not in error["why"] and "cancelled" in error["why"]
+    assert error["what"] == "The case c1 did not finish on the cluster" and "run the batch again" in error["todo"]

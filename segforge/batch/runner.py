@@ -376,8 +376,17 @@ def _outcome(future: Any, case: Case, cluster: ClusterSettings) -> dict:
 
     if future.status == "finished":
         return future.result()
-    error = future.exception()
-    if isinstance(error, KilledWorker):
+    try:
+        error = future.exception()
+    except Exception as raised:  # noqa: BLE001 - whatever the future says is the reason recorded
+        error = raised
+    if error is None:  # cancelled or lost (by the scheduler, or another client): Dask gives no exception
+        reason = {"what": f"The case {case.case_id} did not finish on the cluster",
+                  "why": f"its Dask task was {future.status}: cancelled, or dropped with its worker or by the "
+                         "scheduler, before it ended",
+                  "todo": "run the batch again (the cases done are skipped); if it recurs, look at the "
+                          "scheduler's and workers' logs"}
+    elif isinstance(error, KilledWorker):
         limit = (f"{cluster.allowed_failures} retries (allowed_failures)" if cluster.scheduler is None
                  else "the scheduler's distributed.scheduler.allowed-failures retries")
         reason = {"what": f"The case {case.case_id} was lost with its worker every time it ran",
