@@ -2,10 +2,12 @@
 
 A case's result folder holds ``run_record.json`` beside its results (listed in the folder's
 manifest like every file). A rerun skips the case only when all of these hold: the record
-names the same inputs with the same SHA-256 (every file of a DICOM series), the same
-workflow and parameter fingerprint, and the folder still matches its manifest (no file
-missing or changed). Anything else redoes the case; the SegForge version alone does not,
-the record keeps it for the reader.
+names the same inputs with the same SHA-256 (every file of a DICOM series, every data file
+a volume's header names), the same workflow and parameter fingerprint (which holds the models
+the case runs with, resolved, and their weights' SHA-256), and the folder still matches its
+manifest (no file missing or changed). Anything else redoes the case; the SegForge version
+alone does not, the record keeps it for the reader. Records written before the fingerprint
+held the models match no fingerprint now, so such cases are redone once.
 """
 from __future__ import annotations
 
