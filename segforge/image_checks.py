@@ -96,6 +96,38 @@ def verify_volume_file(path: Path) -> HeaderFacts:
     return facts
 
 
+def volume_files(path: Path) -> list[Path]:
+    """Every file a volume's voxels are read from: the file itself, then the data files its
+    header names (NRRD ``data file:``, MetaImage ``ElementDataFile``: one name, ``LIST`` or a
+    format string) or the other half of a ``.hdr`` / ``.img`` pair. Reads the header only (no
+    data), with the same parsing as :func:`verify_volume_file`, so what is hashed (a batch's
+    resume rule) is what is read. InputError for a data file that is missing or a header that
+    makes no sense."""
+    name = path.name.lower()
+    try:
+        if name.endswith((".img", ".img.gz")):
+            return [path, _pair_file(path, (".hdr", ".hdr.gz"), "its header", ".hdr")]
+        if name.endswith((".hdr", ".hdr.gz")):
+            return [path, _pair_file(path, (".img", ".img.gz"), "its data file", ".img")]
+        if name.endswith((".nrrd", ".nhdr")):
+            with open(path, "rb") as stream:
+                fields, listed, _ = _nrrd_header(path, stream)
+            data_file = fields.get("datafile")
+            return [path] + ([] if data_file is None else _data_files(path, data_file, listed, "NRRD", ".nhdr"))
+        if name.endswith((".mha", ".mhd")):
+            with open(path, "rb") as stream:
+                fields, data_start, text = _meta_header(path, stream)
+            data_file = fields.get("ElementDataFile", "")
+            if not data_file or data_file.upper() == "LOCAL":
+                return [path]
+            listed = text[data_start:].decode("latin-1").splitlines()
+            return [path] + _data_files(path, data_file, listed, "MetaImage", ".mhd")
+    except (ValueError, OverflowError) as error:
+        raise InputError(f"Could not read {path}", f"its header is malformed: {error}",
+                         f"fix the header, or {_RECOPY}") from None
+    return [path]
+
+
 # -- compressed streams ------------------------------------------------------------------
 
 def _is_gzip(stream: BinaryIO) -> bool:
@@ -280,7 +312,9 @@ def _whole_numbers(text: Optional[str], name: str, minimum: int = 1) -> list[int
     return values
 
 
-def _check_nrrd(path: Path, stream: BinaryIO) -> HeaderFacts:
+def _nrrd_header(path: Path, stream: BinaryIO) -> tuple[dict[str, str], list[str], int]:
+    """A NRRD header's fields (keys lower case, without spaces), the file names after
+    ``data file: LIST``, and the offset where an attached header's data begin."""
     lines, data_start, _ = _text_header(stream, re.compile(rb"\r?\n\r?\n"))
     if not lines or not lines[0].startswith("NRRD000"):
         raise _not_a(path, "NRRD")
@@ -297,6 +331,11 @@ def _check_nrrd(path: Path, stream: BinaryIO) -> HeaderFacts:
         if key == "datafile" and value.split()[:1] and value.split()[0].upper() == "LIST":
             listed = lines[number + 1:]  # the file names fill the rest of the header
             break
+    return fields, listed, data_start
+
+
+def _check_nrrd(path: Path, stream: BinaryIO) -> HeaderFacts:
+    fields, listed, data_start = _nrrd_header(path, stream)
     count = math.prod(_whole_numbers(fields.get("sizes"), "sizes"))
     facts = HeaderFacts(count, _nrrd_spacing(path, fields))
     kind = fields.get("type", "")
@@ -491,11 +530,17 @@ def _check_ascii(path: Path, stream: BinaryIO, start: int, want: int) -> None:
                          _RECOPY)
 
 
-def _check_meta(path: Path, stream: BinaryIO) -> HeaderFacts:
+def _meta_header(path: Path, stream: BinaryIO) -> tuple[dict[str, str], int, bytes]:
+    """A MetaImage header's fields, the offset where its text ends, and the text read."""
     lines, data_start, text = _text_header(stream, re.compile(rb"ElementDataFile\s*=[^\n]*\n"))
     fields = {key.strip(): value.strip() for key, _, value in (line.partition("=") for line in lines)}
     if "DimSize" not in fields or "ElementType" not in fields:
         raise _not_a(path, "MetaImage")
+    return fields, data_start, text
+
+
+def _check_meta(path: Path, stream: BinaryIO) -> HeaderFacts:
+    fields, data_start, text = _meta_header(path, stream)
     channels = _whole_numbers(fields.get("ElementNumberOfChannels", "1"), "ElementNumberOfChannels")[0]
     count = math.prod(_whole_numbers(fields["DimSize"], "DimSize")) * channels
     spacing = fields.get("ElementSpacing", fields.get("ElementSize"))

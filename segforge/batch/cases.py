@@ -61,6 +61,16 @@ class SeriesRule:
     modality: Optional[str] = None
     description: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        """A description that is no regular expression is refused here, before any folder is read."""
+        if self.description:
+            try:
+                re.compile(self.description)
+            except re.error as error:
+                raise InputError(f"The description rule {self.description!r} is not a regular expression",
+                                 str(error), "fix it (e.g. 'abdomen|thorax'), or escape characters such as ( [ * "
+                                 "with a backslash to match them as they are") from None
+
     def why_not(self, modality: str, description: str) -> Optional[str]:
         """Why a series does not match (one phrase), or None when it does."""
         if self.modality and modality.strip().upper() != self.modality.strip().upper():
@@ -93,7 +103,7 @@ def discover(inputs: str | os.PathLike, kind: str = "auto", *, rule: SeriesRule 
         raise InputError(f"No cohort at {path}", "the path does not exist",
                          "give a folder of volumes, a CSV/TSV manifest or a DICOM folder tree")
     if kind == "auto":
-        kind = _guess_kind(path)
+        kind = _guess_kind(path, segments)
     if kind == "manifest":
         cohort = Cohort(read_manifest(path, segment_label=segment_label), "manifest")
     elif kind == "folder":
@@ -121,20 +131,25 @@ _TODO_NONE = {"folder": "give the folder that holds the volumes", "manifest": "a
               "dicom": "check the folder and the rule (--modality, --description)"}
 
 
-def _guess_kind(path: Path) -> str:
+def _guess_kind(path: Path, segments: bool = False) -> str:
     if path.is_file():
         if path.name.lower().endswith((".csv", ".tsv")):
             return "manifest"
         raise InputError(f"{path} is a file, not a cohort", "a cohort is a folder of volumes, a CSV/TSV manifest "
                          "(.csv, .tsv) or a DICOM folder tree", "give one of those")
-    if any(_is_volume(p) for p in path.iterdir()):
+    if any(_is_volume(p, segments) for p in path.iterdir()):
         return "folder"
     return "dicom"
 
 
-def _is_volume(path: Path) -> bool:
-    return (path.is_file() and not path.name.startswith(".")
-            and path.name.lower().endswith(VOLUME_SUFFIXES))
+def _is_volume(path: Path, segments: bool = False) -> bool:
+    """A volume file of a folder of volumes. A ``.seg.nrrd`` is a segmentation (a Slicer
+    segment file beside its image, e.g. ``ct1.nrrd`` + ``ct1.seg.nrrd``): a case only with
+    ``segments``, never an image case."""
+    name = path.name.lower()
+    if name.endswith(".seg.nrrd") and not segments:
+        return False
+    return path.is_file() and not path.name.startswith(".") and name.endswith(VOLUME_SUFFIXES)
 
 
 def case_id_of(text: str) -> str:
@@ -158,7 +173,7 @@ def folder_cases(folder: Path, *, segments: bool = False, segment_label: Optiona
     """A case per volume file at the top of ``folder`` (hidden files aside), named by its file
     name; ``<id>.prompts.json`` beside a volume is its prompt file."""
     cases = []
-    for path in sorted(p for p in folder.iterdir() if _is_volume(p)):
+    for path in sorted(p for p in folder.iterdir() if _is_volume(p, segments)):
         case_id = case_id_of(_stem(path))
         sidecar = path.with_name(_stem(path) + PROMPTS_SUFFIX)
         prompts = str(sidecar.absolute()) if sidecar.is_file() else None
@@ -256,8 +271,14 @@ def _seeds(text: str, where: str) -> tuple[tuple[float, float, float], ...]:
 
 def dicom_cases(root: Path, rule: SeriesRule = SeriesRule()) -> tuple[list[Case], list[dict]]:
     """A case per DICOM series under ``root`` that ``rule`` selects, named by its folder's path
-    below ``root`` (``_2``, ``_3`` for further series in one folder); the rest, with why."""
+    below ``root`` (``_2``, ``_3`` for further series in one folder); the rest, with why.
+
+    A series whose files lie in several folders (one Series Instance UID in each) is no case:
+    a case reads its series from one folder, so each folder would be a case holding part of
+    the volume, with results that look whole. It is listed in ``left_out`` (each folder, the
+    others named) with what to do, and the other series go on."""
     cases, left_out = [], []
+    found: list[tuple[Path, str, int, int, str]] = []  # folder, stem, number in folder, series in folder, uid
     for folder, names in _folders_with_files(root):
         series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
         if not series:
@@ -265,16 +286,24 @@ def dicom_cases(root: Path, rule: SeriesRule = SeriesRule()) -> tuple[list[Case]
             continue
         relative = folder.relative_to(root).as_posix()
         stem = case_id_of(relative if relative != "." else root.name)
-        for n, uid in enumerate(sorted(series), start=1):
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-            modality, description = _series_tags(files[0])
-            where = f"DICOM series {uid or '(no UID)'} in {folder}"
-            reason = rule.why_not(modality, description)
-            if reason:
-                left_out.append({"path": str(folder), "series_uid": uid, "reason": reason})
-                continue
-            cases.append(Case(f"{stem}_{n}" if len(series) > 1 else stem, image=str(folder.absolute()),
-                              series_uid=uid if len(series) > 1 else None, origin=where))
+        found += [(folder, stem, n, len(series), uid) for n, uid in enumerate(sorted(series), start=1)]
+    folders_of: dict[str, list[Path]] = {}
+    for folder, _stem, _n, _count, uid in found:
+        folders_of.setdefault(uid, []).append(folder)
+    for folder, stem, n, count, uid in found:
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+        modality, description = _series_tags(files[0])
+        where = f"DICOM series {uid or '(no UID)'} in {folder}"
+        reason = rule.why_not(modality, description)
+        if reason is None and uid and len(folders_of[uid]) > 1:
+            others = ", ".join(f.relative_to(root).as_posix() for f in folders_of[uid] if f != folder)
+            reason = (f"part of a series split across {len(folders_of[uid])} folders (also in {others}); a case "
+                      "reads one folder, so it would be part of the volume: move the series' files into one folder")
+        if reason:
+            left_out.append({"path": str(folder), "series_uid": uid, "reason": reason})
+            continue
+        cases.append(Case(f"{stem}_{n}" if count > 1 else stem, image=str(folder.absolute()),
+                          series_uid=uid if count > 1 else None, origin=where))
     return cases, left_out
 
 
@@ -301,13 +330,19 @@ def _series_tags(file: str) -> tuple[str, str]:
 
 
 def _refuse_duplicates(cases: list[Case], path: Path) -> None:
+    """Two cases with one id, letter case aside: on macOS and Windows ``Patient1`` and
+    ``patient1`` are one folder, so one case's results would replace the other's."""
     seen: dict[str, Case] = {}
     for case in cases:
-        if case.case_id in seen:
-            raise InputError(f"Two cases of {path} have the id {case.case_id!r}",
-                             f"{seen[case.case_id].origin} and {case.origin}; each case has its own result folder",
+        key = case.case_id.casefold()
+        if key in seen:
+            first = seen[key]
+            same = (f"the id {case.case_id!r}" if first.case_id == case.case_id else
+                    f"the ids {first.case_id!r} and {case.case_id!r}, one folder where letter case does not count")
+            raise InputError(f"Two cases of {path} have {same}",
+                             f"{first.origin} and {case.origin}; each case has its own result folder",
                              "give each case its own id (the manifest's case_id column)")
-        seen[case.case_id] = case
+        seen[key] = case
 
 
 def _listing(left_out: list[dict]) -> str:

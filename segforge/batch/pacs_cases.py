@@ -66,10 +66,18 @@ def pacs_cohort(filters: Mapping[str, str], rule: SeriesRule = SeriesRule(),
     return Cohort(cases, "pacs", left_out)
 
 
+def cache_name(series_uid: str) -> str:
+    """The cache folder's name of a series: its UID made a folder name (:func:`case_id_of`; a
+    UID's digits and dots stay as they are), since a PACS's answer is not trusted as a path
+    (``..`` or ``/`` would put the cache, and the fetch's replace, outside ``pacs_cache``)."""
+    return case_id_of(series_uid)
+
+
 def with_cache(cases: Sequence[Case], out: Path) -> list[Case]:
     """The PACS cases with their image: their series' cache folder under ``out``."""
     cache = Path(out).absolute() / PACS_CACHE
-    return [replace(c, image=str(cache / c.pacs_series)) if c.pacs_series and c.image is None else c for c in cases]
+    return [replace(c, image=str(cache / cache_name(c.pacs_series))) if c.pacs_series and c.image is None else c
+            for c in cases]
 
 
 def fetch_into_cache(case: Case, config: Optional[PacsConfig]) -> str:

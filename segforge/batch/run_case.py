@@ -30,7 +30,7 @@ from .. import __version__
 from ..errors import SegForgeError
 from ..output_set import OutputSet
 from .cases import Case
-from .resume import RECORD, fingerprint, input_digests, plain, reusable
+from .resume import RECORD, fingerprint, input_digests, models_used, plain, refuse_other_workflow, reusable
 from .table import case_rows
 from .workflows import RUNNERS
 
@@ -71,13 +71,15 @@ def run_case(job: CaseJob) -> dict[str, Any]:
             from .pacs_cases import fetch_into_cache
 
             outcome["fetch"] = fetch_into_cache(case, job.pacs)
+        refuse_other_workflow(Path(job.cases_folder).parent, job.workflow, [folder])  # never replace its results
         inputs = input_digests(case)
-        print_ = fingerprint(job.workflow, job.parameters, job.options, case)
+        models = models_used(job.workflow, job.parameters, case)
+        print_ = fingerprint(job.workflow, job.parameters, job.options, case, models)
         record = reusable(folder, inputs, print_)
         if record is not None:
             outcome.update(status="skipped", rows=case_rows(job.workflow, case.case_id, folder))
         else:
-            _run(job, folder, inputs, print_, started)
+            _run(job, folder, inputs, print_, started, models)
             outcome.update(status="done", rows=case_rows(job.workflow, case.case_id, folder))
         if job.store:
             outcome["stored"] = _store(job, folder)
@@ -95,7 +97,8 @@ def run_case(job: CaseJob) -> dict[str, Any]:
     return outcome
 
 
-def _run(job: CaseJob, folder: Path, inputs: list[dict], print_: str, started: float) -> None:
+def _run(job: CaseJob, folder: Path, inputs: list[dict], print_: str, started: float,
+         models: list[dict[str, Any]]) -> None:
     """The workflow into the case's output set, with the run record; moved in whole, or nothing."""
     case = job.case
     warnings: list[str] = []
@@ -108,7 +111,7 @@ def _run(job: CaseJob, folder: Path, inputs: list[dict], print_: str, started: f
         run = RUNNERS[job.workflow](case, job.parameters, job.options, outputs, warnings)
         worked = time.perf_counter()
         record = {"case_id": case.case_id, "workflow": job.workflow, "origin": case.origin,
-                  "inputs": inputs, "fingerprint": print_, "parameters": plain(job.parameters),
+                  "inputs": inputs, "fingerprint": print_, "models": models, "parameters": plain(job.parameters),
                   "options": plain(dict(job.options)), "case_options": {"seeds_lps": plain(case.seeds_lps),
                                                                         "series_uid": case.series_uid,
                                                                         "segment": case.segment,

@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from ..csv_table import write_csv
-from ..errors import Cancelled, InputError
+from ..errors import Cancelled, InputError, SegForgeError
 from ..output_set import signals_held
 from ..progress import ProgressCallback, no_progress
 from .cases import Case
-from .pacs_cases import PACS_CACHE
+from .pacs_cases import PACS_CACHE, cache_name
 from .run_case import CaseJob, case_folder, peak_rss_mb, run_case
 from .table import CohortTables, replace_atomically
 
@@ -67,6 +67,53 @@ class ClusterSettings:
     #: Times a case may lose its worker before it is recorded as failed (a local cluster's
     #: scheduler; an existing scheduler keeps its own ``distributed.scheduler.allowed-failures``).
     allowed_failures: int = 2
+
+    def __post_init__(self) -> None:
+        """Settings Dask would refuse with a traceback, or run wrongly, are refused here, before
+        any work (InputError: what, why, what to do)."""
+        for value, name in ((self.workers, "workers"), (self.threads_per_worker, "threads per worker")):
+            if value is not None and value < 1:
+                raise InputError(f"The {name} setting is {value}", "a cluster needs at least one",
+                                 f"give {name} 1 or more (--{name.replace(' ', '-')})")
+        if self.gpus and self.workers is not None and self.workers != self.gpus:
+            raise InputError(f"--workers {self.workers} with --gpus {self.gpus}",
+                             "a local cluster runs one worker per GPU, each shown its own GPU; other counts would "
+                             "run several cases on one GPU or leave GPUs idle", "leave --workers out with --gpus")
+        if self.memory_limit not in (None, "auto"):
+            _check_memory_limit(str(self.memory_limit))
+        if self.scheduler:
+            _check_scheduler(self.scheduler)
+
+
+def _check_memory_limit(text: str) -> None:
+    from dask.utils import parse_bytes
+
+    try:
+        limit = parse_bytes(text)
+    except (ValueError, TypeError):
+        limit = None
+    if limit is None or limit <= 0:
+        raise InputError(f"The memory limit {text!r} cannot be read", "it is no amount of memory Dask knows",
+                         "give one such as 4GB, 8 GiB or 512MB (or auto, or none for no limit)")
+
+
+def _check_scheduler(address: str) -> None:
+    """A scheduler address Dask can connect to: [tcp|tls|ucx|ws|wss|inproc://]HOST:PORT."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    todo = "give the scheduler's address as tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786; the dashboard's http:// " \
+           "address is not it)"
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in backends:
+            raise ValueError(f"{scheme}:// is not a Dask address scheme (those are {', '.join(sorted(backends))})")
+        if scheme != "inproc":
+            _host, port = parse_host_port(location)
+            if not 0 < int(port) < 65536:
+                raise ValueError(f"its port {port} is not between 1 and 65535")
+    except (ValueError, TypeError) as error:
+        raise InputError(f"The Dask scheduler address {address!r} cannot be used", str(error), todo) from None
 
 
 @dataclass
@@ -126,7 +173,7 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
     if not cases:
         raise InputError("No case to run", "the cohort is empty", "give a folder, manifest or DICOM tree with cases")
     out = Path(out)
-    cases_folder = _prepare_out(out)
+    cases_folder = _prepare_out(out, workflow, cases)
     cases, pacs, options = _pacs_settings(cases, out, pacs, store, dict(options or {}))
     summary = BatchSummary(out)
     started = time.perf_counter()
@@ -157,11 +204,17 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
                 finished = {c for c in (*summary.succeeded, *summary.skipped, *(f["case_id"] for f in summary.failed))}
                 summary.not_run = [case.case_id for case in cases if case.case_id not in finished]
         else:
-            summary.workers_peak_rss_mb = _workers_peak(client)
-            _sweep_partials(cases_folder, cases)
-        summary.seconds = time.perf_counter() - started
-        with signals_held(replay=False):
-            state.write_all()
+            try:
+                summary.workers_peak_rss_mb = _workers_peak(client)
+            except KeyboardInterrupt:  # after the last case: nothing is left to run, the end is still written
+                summary.interrupted = True
+            finally:
+                with signals_held(replay=False):
+                    _sweep_partials(cases_folder, cases)
+        finally:  # the final tables, failures.csv and batch.json, whatever happened (a second Ctrl-C waits)
+            with signals_held(replay=False):
+                summary.seconds = time.perf_counter() - started
+                state.write_all()
     return summary
 
 
@@ -276,8 +329,8 @@ def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Opt
                 finished += 1
                 bar.set_postfix_str(counts(), refresh=False)
                 bar.update(1)
-            if waiting:
-                submit(_slots(client, resources) - len(running))
+            if waiting:  # none when fewer slots than running cases are left (workers lost meanwhile)
+                submit(max(0, _slots(client, resources) - len(running)))
             if time.monotonic() - last_write >= TABLE_INTERVAL_S:
                 with signals_held():  # a Ctrl-C during the rewrite lands after it
                     state.write_all()
@@ -301,7 +354,7 @@ def _recover_finished(state: _State, jobs: Sequence[CaseJob], began: str) -> Non
         try:
             record = reusable(folder, input_digests(job.case), fingerprint(job.workflow, job.parameters, job.options,
                                                                           job.case))
-        except OSError:
+        except (OSError, SegForgeError):  # a model that no longer resolves: not counted as finished
             record = None
         if record is not None:
             status = "done" if str(record.get("started", "")) >= began else "skipped"
@@ -323,8 +376,17 @@ def _outcome(future: Any, case: Case, cluster: ClusterSettings) -> dict:
 
     if future.status == "finished":
         return future.result()
-    error = future.exception()
-    if isinstance(error, KilledWorker):
+    try:
+        error = future.exception()
+    except Exception as raised:  # noqa: BLE001 - whatever the future says is the reason recorded
+        error = raised
+    if error is None:  # cancelled or lost (by the scheduler, or another client): Dask gives no exception
+        reason = {"what": f"The case {case.case_id} did not finish on the cluster",
+                  "why": f"its Dask task was {future.status}: cancelled, or dropped with its worker or by the "
+                         "scheduler, before it ended",
+                  "todo": "run the batch again (the cases done are skipped); if it recurs, look at the "
+                          "scheduler's and workers' logs"}
+    elif isinstance(error, KilledWorker):
         limit = (f"{cluster.allowed_failures} retries (allowed_failures)" if cluster.scheduler is None
                  else "the scheduler's distributed.scheduler.allowed-failures retries")
         reason = {"what": f"The case {case.case_id} was lost with its worker every time it ran",
@@ -350,6 +412,9 @@ def _client(settings: ClusterSettings) -> Iterator[Any]:
     if settings.scheduler:
         try:
             client = Client(settings.scheduler, timeout="20s")
+        except (ValueError, TypeError) as error:  # e.g. tls:// without the TLS settings
+            raise InputError(f"Cannot connect to the Dask scheduler at {settings.scheduler}", str(error),
+                             "check the address and, for tls://, Dask's distributed.comm.tls settings") from None
         except (OSError, TimeoutError) as error:
             raise InputError(f"Cannot reach the Dask scheduler at {settings.scheduler}", str(error) or "timed out",
                              "start the scheduler (and its workers) first, or leave --scheduler out to run on "
@@ -437,10 +502,15 @@ def _workers_peak(client: Any) -> dict[str, float]:
 # -- the --out folder -------------------------------------------------------------------------------
 
 
-def _prepare_out(out: Path) -> Path:
+def _prepare_out(out: Path, workflow: str, cohort: Sequence[Case]) -> Path:
+    """The cases folder of ``out`` (created); refused before any work when ``out`` is a file or
+    holds another workflow's results (:func:`~.resume.refuse_other_workflow`)."""
+    from .resume import refuse_other_workflow
+
     if out.exists() and not out.is_dir():
         raise InputError(f"Cannot write into {out}", "it is a file, not a folder", "give a folder for --out")
     cases = out / CASES_FOLDER
+    refuse_other_workflow(out, workflow, [case_folder(cases, case.case_id) for case in cohort])
     try:
         cases.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -456,7 +526,7 @@ def _sweep_partials(cases_folder: Path, cases: Sequence[Case]) -> None:
     for path in cases_folder.glob(".*.partial-*"):
         if path.is_dir() and path.name[1:].rsplit(".partial-", 1)[0] in ids:
             shutil.rmtree(path, ignore_errors=True)
-    series = {case.pacs_series for case in cases if case.pacs_series}
+    series = {cache_name(case.pacs_series) for case in cases if case.pacs_series}
     for path in (cases_folder.parent / PACS_CACHE).glob(".*.partial-*"):  # a fetch stopped mid-way
         if path.is_dir() and path.name[1:].rsplit(".partial-", 1)[0] in series:
             shutil.rmtree(path, ignore_errors=True)

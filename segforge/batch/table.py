@@ -9,7 +9,7 @@ over the old one), as cases finish: a reader never sees half a table.
 
 - organ: a row per structure: voxels, volume (mL), mean and SD of the image;
 - vessel: a row per branch: length, mean / min / max diameter (twice the radius), tortuosity,
-  and its findings (stenoses, the worst stenosis %, dilatations);
+  and its findings (stenoses, the worst stenosis %, dilatations; empty when the analysis did not run);
 - interactive: a row per case: the lesion's voxels and volume (mL), prompts, backend.
 """
 from __future__ import annotations
@@ -50,6 +50,9 @@ def _organ_rows(folder: Path) -> list[dict]:
 
 
 def _vessel_rows(folder: Path) -> list[dict]:
+    """A row per branch; the findings' cells are empty, not 0, when the stenosis analysis did not
+    run (``--no-stenoses``: no stenoses.csv), since "none found" and "not looked for" differ."""
+    analysed = (folder / "stenoses.csv").is_file()
     findings = _read_csv(folder / "stenoses.csv")
     rows = []
     for branch in _read_csv(folder / "branches.csv"):
@@ -60,8 +63,9 @@ def _vessel_rows(folder: Path) -> list[dict]:
                      "length_mm": branch.get("length_mm"), "tortuosity": branch.get("tortuosity"),
                      **{f"{kind}_diameter_mm": _twice(branch.get(f"{kind}_radius_mm"))
                         for kind in ("mean", "min", "max")},
-                     "stenoses": len(stenoses), "max_stenosis_percent": max(percents) if percents else None,
-                     "dilatations": sum(1 for f in own if f.get("kind") == "dilatation")})
+                     "stenoses": len(stenoses) if analysed else None,
+                     "max_stenosis_percent": max(percents) if percents else None,
+                     "dilatations": sum(1 for f in own if f.get("kind") == "dilatation") if analysed else None})
     return rows
 
 

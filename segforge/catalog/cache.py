@@ -282,3 +282,46 @@ def _folder_problems(folder: Path, progress: Optional[ProgressCallback]) -> list
     report(1.0, "Checked")
     log.debug("Verified %s: %d problem(s)", folder, len(problems))
     return problems
+
+
+def weights_sha256(entry: ModelEntry, home: Optional[Path] = None, catalog: Optional[Catalog] = None) -> Optional[str]:
+    """The SHA-256 that names the weights ``entry`` runs with here; None for a builtin model
+    (its code is the model) or one that is not installed.
+
+    A model in SegForge's cache: the SHA-256 its install manifest records (the catalog's
+    checksum, or the one SegForge computed for a download the publisher gives none for): no
+    hashing, and it changes whenever other weights are installed. A composite: one SHA-256 over
+    its parts'. An nnU-Net folder found in TotalSegmentator's weights folder (no manifest):
+    :func:`folder_sha256` of that folder. What a batch's resume rule keeps, so results made with
+    other weights are never reused."""
+    if entry.is_builtin:
+        return None
+    if entry.is_composite:
+        catalog = catalog if catalog is not None else load_catalog()
+        parts = [f"{part}:{weights_sha256(catalog.get(part), home, catalog)}" for part in entry.parts]
+        return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+    manifest = read_manifest(model_dir(entry.id, home))
+    if manifest is not None and _version_problem(manifest, entry) is None:
+        return str(manifest["sha256"])
+    outside = nnunet_model_folder(entry, home)
+    return None if outside is None else folder_sha256(outside)
+
+
+_FOLDER_HASHES: dict[tuple, str] = {}
+
+
+def folder_sha256(folder: Path) -> str:
+    """One SHA-256 over a model folder's files (relative names and contents; hidden files
+    aside), for weights SegForge did not install and so has no manifest of. Kept per process by
+    each file's size and modification time, so a worker hashes a folder of several hundred MB
+    once, not once per case."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
+    key = (str(folder), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if key not in _FOLDER_HASHES:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0" +
+                          sha256_file(path).encode("ascii"))
+        _FOLDER_HASHES[key] = digest.hexdigest()
+    return _FOLDER_HASHES[key]

@@ -199,18 +199,16 @@ def run(args: argparse.Namespace) -> int:
     parameters, options = workflow_parameters(args.workflow, workflow_args)
     prompts = getattr(workflow_args, "prompts", None)
     prompts = args.prompts or (None if prompts is None or str(prompts) == _PLACEHOLDER else prompts)
+    # the cluster's settings are checked (ClusterSettings refuses what Dask cannot use) before any work
+    cluster = ClusterSettings(workers=args.workers, threads_per_worker=args.threads_per_worker,
+                              memory_limit=None if args.memory_limit in ("0", "none") else args.memory_limit,
+                              scheduler=args.scheduler, gpus=max(0, args.gpus),
+                              allowed_failures=max(0, args.allowed_failures))
     cohort = _cohort(args, prompts)
     where = args.inputs if args.inputs is not None else "the PACS"
     for count, what in ((len(cohort.cases), "cases"), (len(cohort.left_out), "left out (listed in batch.json)")):
         if count or what == "cases":
             print(f"{count} {what} in {where} ({cohort.kind})")
-    for settings_value, name in ((args.workers, "--workers"), (args.threads_per_worker, "--threads-per-worker")):
-        if settings_value is not None and settings_value < 1:
-            raise InputError(f"{name} is {settings_value}", "a cluster needs at least one", f"give {name} 1 or more")
-    cluster = ClusterSettings(workers=args.workers, threads_per_worker=args.threads_per_worker,
-                              memory_limit=None if args.memory_limit in ("0", "none") else args.memory_limit,
-                              scheduler=args.scheduler, gpus=max(0, args.gpus),
-                              allowed_failures=max(0, args.allowed_failures))
     summary = run_batch(args.workflow, cohort.cases, args.out, parameters, options, cluster=cluster,
                         left_out=cohort.left_out, store=args.store)
     for failure in summary.failed[:10]:

@@ -119,6 +119,25 @@ def _label_near(labels: np.ndarray, seed_kji: np.ndarray, spacing_kji: np.ndarra
     return int(window[tuple(found[nearest])])
 
 
+def seed_search_mm(spacing_kji: Sequence[float], parameters: "VesselMaskParameters") -> float:
+    """How far from a seed a vessel still counts as touched: the smallest radius looked for,
+    at least a voxel (a click near a wall, or in a lumen left hollow)."""
+    return max(parameters.min_radius_mm, max(spacing_kji))
+
+
+def segment_at_seeds(segment: Image, parameters: "VesselMaskParameters") -> Image:
+    """The components of a given vessel segment that the seeds touch, by the same rule a mask
+    model's mask is kept by (:func:`finish_mask`), so seeds mean the same with a segment as
+    with an image; the segment as it is without seeds. InputError for a seed outside the
+    volume or touching no component."""
+    if not parameters.seeds_lps:
+        return segment
+    spacing_kji = tuple(reversed(segment.spacing))
+    seeds = seed_indices(segment, parameters.seeds_lps)
+    kept = keep_components(np.asarray(segment.array) != 0, spacing_kji, seeds, seed_search_mm(spacing_kji, parameters))
+    return segment.with_array(kept.astype(np.uint8))
+
+
 def finish_mask(candidate: np.ndarray, spacing_kji: Sequence[float], in_roi: Optional[np.ndarray],
                 seeds_kji: Optional[np.ndarray], parameters: "VesselMaskParameters", stage: ProgressCallback,
                 refine: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
@@ -126,7 +145,7 @@ def finish_mask(candidate: np.ndarray, spacing_kji: Sequence[float], in_roi: Opt
     components at the seeds (or the largest), an optional edge refinement (components
     chosen again after it), holes filled. ``stage`` names each step for the progress bar.
     """
-    search = max(parameters.min_radius_mm, max(spacing_kji))
+    search = seed_search_mm(spacing_kji, parameters)
 
     def select(mask: np.ndarray) -> np.ndarray:
         if seeds_kji is not None:

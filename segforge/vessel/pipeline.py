@@ -27,6 +27,7 @@ from .endpoints import EndpointParameters, centerlines_between
 from .graph import CenterlineGraph, GraphParameters, centerline_graph
 from .minimal_path import minimal_path_centerlines
 from .metrics import BranchMetrics, branch_metrics
+from .mask import segment_at_seeds
 from .mask_step import make_vessel_mask
 from .measure_step import measure_vessels
 from .parameters import BUILTIN_MODEL, HYSTERESIS_RATIO, VesselMaskParameters
@@ -181,7 +182,8 @@ def run_vessel_pipeline(image: Optional[Image], parameters: VesselPipelineParame
                         segment: Optional[Image] = None) -> VesselResult:
     """Run the stages the parameters ask for, in order; raises InputError or Cancelled.
 
-    ``segment`` (a binary vessel mask, nonzero = vessel) replaces the mask stage; ``image``
+    ``segment`` (a binary vessel mask, nonzero = vessel) replaces the mask stage (its
+    components the seeds touch, when ``parameters.mask.seeds_lps`` names any); ``image``
     may then be None, or must lie on the segment's grid."""
     if segment is None:
         if image is None:
@@ -189,8 +191,8 @@ def run_vessel_pipeline(image: Optional[Image], parameters: VesselPipelineParame
                              "give an angiography volume, a vessel segment, or both")
         require_3d_volume(image)
         _refuse_label_map(image)
-    else:
-        given = _segment_mask(segment, image)
+    else:  # the seeds keep the segment's vessels they touch, as they keep a model's
+        given = segment_at_seeds(_segment_mask(segment, image), parameters.mask)
     report = progress or no_progress
     wanted = parameters.outputs
     stages = (["mask"] if segment is None else []) + ["topology"] + [
