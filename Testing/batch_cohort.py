@@ -3,11 +3,14 @@ changes (a shift of the intensities, a crop), a truncated file, a scan of the wr
 DICOM series written from the sample CT, prompt files on a real lesion."""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -97,3 +100,15 @@ def vessel_manifest(folder: Path) -> Path:
 
 def run_segforge(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([str(SEGFORGE), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def local_client(workers: int) -> Iterator[Any]:
+    """A client of a real Dask LocalCluster of ``workers`` one-thread processes on loopback,
+    Dask's own logging kept to errors; closed with the cluster on exit."""
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client

@@ -3,11 +3,10 @@ tables, the run records, and the command line's final line."""
 from __future__ import annotations
 
 import json
-import logging
 
 import pyarrow.parquet as pq
 import pytest
-from batch_cohort import interactive_folder, organ_folder, run_segforge, small_ct, vessel_manifest
+from batch_cohort import interactive_folder, local_client, organ_folder, run_segforge, small_ct, vessel_manifest
 
 from segforge.batch import discover, run_batch
 from segforge.batch.resume import RECORD
@@ -19,11 +18,7 @@ from segforge.vessel.pipeline import VesselPipelineParameters, preset
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with local_client(2) as client:
         yield client
 
 

@@ -6,13 +6,13 @@ over DICOMweb, and from the command line over DIMSE."""
 from __future__ import annotations
 
 import json
-import logging
 import re
 
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from batch_cohort import local_client
 from conftest import SHARED_DATA
 from dicom_helpers import DCIODVFY, DCMQI_PATIENT, dcmqi_ct
 from orthanc_fixture import (READ_ONLY_AE, OrthancServer, dimse_env, move_env, orthanc,  # noqa: F401 (the fixture)
@@ -54,11 +54,7 @@ def cohort_in_pacs(orthanc: OrthancServer, tmp_path_factory) -> dict:  # noqa: F
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with local_client(1) as client:
         yield client
 
 

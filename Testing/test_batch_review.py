@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from batch_cohort import local_client
 
 from segforge.batch.cases import discover
 from segforge.batch.resume import input_digests
@@ -348,13 +349,7 @@ def test_a_pacs_cache_folder_is_named_by_a_sanitized_series_uid(tmp_path):
 
 @pytest.fixture(scope="module")
 def client():
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with local_client(1) as client:
         yield client
 
 
