@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains SegForge's starter vessel network on domain-randomised synthetic vessel trees only
 # (no patient data), reproducibly: a fixed seed and this config, torch on one CPU thread. CPU by
-# default (about 6 minutes on the project's 2-core machine, docs/training.md); add
+# default (about 5 minutes on the project's 2-core machine, docs/training.md); add
 # `--device cuda` on a GPU. Re-running with --resume goes on from the checkpoint in OUT. The
 # model, its SHA-256 and training record land in OUT/segforge-vessel-starter/ and
 # OUT/catalog.json only when the run finished and validated.
