@@ -3,9 +3,10 @@
 A bundled model must work offline with nothing downloaded: found where it lies in
 ``Resources/Models/``, verified against the catalog's SHA-256, never picked by the vessel
 ``auto`` model when its entry says so, nameable by its id as the base of a fine-tune, and run
-by the deep vessel mask like a downloaded one. The resources folder here is a temporary copy
-(the shipped catalog plus two bundled entries), so the test does not depend on which model
-files a release carries.
+by the deep vessel mask like a downloaded one, and checked by ``segforge models verify``. The
+resources folder here is a temporary one (the shipped catalog's entries without their bundled
+ones, plus two bundled entries of its own), so the test does not depend on which model files a
+release carries.
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def bundled(tmp_path, monkeypatch):
     tube_network().save(str(models / "tube.pt"))
     torch.jit.script(build_network(TrainingConfig()).eval()).save(str(models / "unet.pt"))
     shipped = json.loads(resources.resource_path("Models/catalog.json").read_text(encoding="utf-8"))
+    shipped["models"] = [m for m in shipped["models"] if not str(m["url"]).startswith("bundled://")]  # not copied
     shutil.copy(resources.resource_path("Models/catalog.schema.json"), models)
     for model_id, name, extra in ((TUBE, "tube.pt", {"intensity_window": [0, 400], "patch_size": [32, 32, 32]}),
                                   (UNET, "unet.pt", {})):
@@ -104,3 +106,17 @@ def test_a_bundled_model_segments_a_tube(bundled):
     found = np.asarray(outcome.mask.array) > 0
     dice = 2 * np.count_nonzero(found & truth) / (np.count_nonzero(found) + np.count_nonzero(truth))
     assert outcome.model == TUBE and dice > 0.9, dice
+
+
+def test_segforge_models_verify_checks_the_bundled_files(bundled, capsys):
+    from segforge.cli.main import main as segforge
+
+    assert segforge(["models", "verify"]) == 0
+    assert f"{TUBE}: ok (ships with SegForge)" in capsys.readouterr().out
+    body = bytearray((bundled / "tube.pt").read_bytes())
+    body[len(body) // 2] ^= 0xFF
+    (bundled / "tube.pt").write_bytes(bytes(body))
+    assert segforge(["models", "verify"]) == 1
+    out = capsys.readouterr()
+    assert f"{TUBE}: BAD" in out.out and "Reinstall SegForge" in out.out
+    assert "1 model file(s) shipped with SegForge failed verification" in out.err
