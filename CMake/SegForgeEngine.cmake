@@ -199,6 +199,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
 set(SEGFORGE_ENGINE_RESOURCES
   Resources/Models/catalog.json
   Resources/Models/catalog.schema.json
+  Resources/Models/segforge-vessel-starter.pt
   Resources/Terminology/structures.json
   Resources/requirements.txt
   )

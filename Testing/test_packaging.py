@@ -473,9 +473,15 @@ def test_every_file_the_engine_cmake_lists_exists():
 
 
 def test_engine_data_files_are_listed():
-    """The model catalogs and requirements.txt, which segforge.resources.resource_path() finds."""
+    """Every file of Resources/Models (the catalogs, and the model files the catalog's
+    bundled:// entries name) and requirements.txt, which segforge.resources.resource_path() finds."""
     _, _, resources = engine_lists()
-    expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "Resources/Models").glob("*.json")}
+    expected = {p.relative_to(ROOT).as_posix() for p in (ROOT / "Resources/Models").iterdir()
+                if p.is_file() and not p.name.startswith(".")}
+    catalog = json.loads((ROOT / "Resources/Models/catalog.json").read_text(encoding="utf-8"))
+    bundled = {"Resources/" + m["url"].removeprefix("bundled://") for m in catalog["models"]
+               if str(m.get("url")).startswith("bundled://")}
+    assert bundled <= expected, f"bundled models missing from Resources/Models: {sorted(bundled - expected)}"
     expected.add("Resources/requirements.txt")
     assert not expected - set(resources), \
         f"not listed in SEGFORGE_ENGINE_RESOURCES: {sorted(expected - set(resources))}"
@@ -920,6 +926,7 @@ def test_the_wheel_ships_the_whole_engine_and_its_catalog(tmp_path):
     engine = {p.relative_to(ROOT).as_posix() for p in (ROOT / "segforge").rglob("*.py")}
     assert engine <= names, sorted(engine - names)
     assert "segforge/resources/Models/catalog.json" in names
+    assert "segforge/resources/Models/segforge-vessel-starter.pt" in names  # the bundled starter network
     # Installed alone (no checkout on the path), it finds its catalog.
     target = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),

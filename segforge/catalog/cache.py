@@ -27,12 +27,13 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from segforge.catalog.catalog import Catalog, ModelEntry, load_catalog
+from segforge.catalog.catalog import BUNDLED_PREFIX, Catalog, ModelEntry, load_catalog
 from segforge.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,22 @@ def model_path(entry: ModelEntry, home: Optional[Path] = None) -> Optional[Path]
     """
     if entry.is_builtin:
         return None
+    if entry.is_bundled:
+        return bundled_path(entry)
     folder = model_dir(entry.id, home)
     return folder if entry.is_archive else folder / str(entry.filename)
+
+
+def bundled_path(entry: ModelEntry) -> Path:
+    """Where a bundled model's file lies (``Resources/Models/`` of the checkout or the install),
+    whether or not it is there."""
+    from segforge.resources import resource_path
+
+    relative = str(entry.url)[len(BUNDLED_PREFIX):]
+    try:
+        return resource_path(relative)
+    except FileNotFoundError:
+        return resource_path("Models/catalog.json").parent / posixpath.basename(relative)
 
 
 def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
@@ -130,6 +145,9 @@ def is_installed(entry: ModelEntry, home: Optional[Path] = None,
         return all(part in catalog and is_installed(catalog.get(part), home) for part in entry.parts)
     if entry.nnunet is not None:
         return nnunet_model_folder(entry, home) is not None
+    if entry.is_bundled:  # cheap, as for a cached model: the size, not the checksum (verify() hashes)
+        path = bundled_path(entry)
+        return path.is_file() and (entry.size_bytes is None or path.stat().st_size == entry.size_bytes)
     return _in_cache(entry, home)
 
 
@@ -226,6 +244,13 @@ def verify(entry: ModelEntry, home: Optional[Path] = None,
         problems = [f"part {part}: {problem}" for part in entry.parts
                     for problem in verify(catalog.get(part), home, progress).problems]
         return Verification(entry.id, tuple(problems))
+    if entry.is_bundled:
+        path = bundled_path(entry)
+        if not path.is_file():
+            return Verification(entry.id, (f"its bundled file {path} is missing",))
+        digest = sha256_file(path, progress)
+        return Verification(entry.id, () if digest == entry.sha256 else
+                            (f"its bundled file {path} has SHA-256 {digest}, the catalog names {entry.sha256}",))
     folder = model_dir(entry.id, home)
     outside = nnunet_model_folder(entry, home)
     if not folder.is_dir() and outside is not None:

@@ -43,7 +43,11 @@ UNVERIFIED = "unverified: the publisher gives no checksum"
 
 # The same regular expressions as catalog.schema.json (there anchored with ^...$).
 ID_PATTERN = r"[a-z0-9][a-z0-9._-]{0,63}"
-URL_PATTERN = r"(https?|file)://[^\s?#]*/[^./\s?#][^/\s?#]*(\?[^\s#]*)?"
+URL_PATTERN = (r"(https?|file)://[^\s?#]*/[^./\s?#][^/\s?#]*(\?[^\s#]*)?"
+               r"|bundled://Models/[^./\s?#\\][^/\s?#\\]*")
+BUNDLED_PREFIX = "bundled://"
+"""A url ``bundled://Models/<file>`` names a file shipped in SegForge's ``Resources/Models/``
+(the extension and the wheel carry it): used where it lies, never downloaded, so it works offline."""
 SHA256_PATTERN = r"[0-9a-f]{64}"
 LABEL_VALUE_PATTERN = r"[1-9][0-9]{0,4}"
 MODALITY_PATTERN = r"[A-Z][A-Z0-9]{1,7}"
@@ -56,7 +60,7 @@ _INPUT_FIELDS = ("modality", "spacing_mm")
 _OPTIONAL_INPUT_FIELDS = ("intensity_window", "patch_size", "orientation")
 _MODEL_FIELDS = ("id", "workflow", "framework", "url", "size_bytes", "sha256", "licence",
                  "labels", "input", "min_gpu_memory_gb", "description")
-_OPTIONAL_MODEL_FIELDS = ("nnunet", "parts", "fast_variant")
+_OPTIONAL_MODEL_FIELDS = ("nnunet", "parts", "fast_variant", "auto")
 _NNUNET_FIELDS = ("path", "folds", "configuration")
 _OPTIONAL_NNUNET_FIELDS = ("tile_step",)
 _TOP_FIELDS = ("$schema", "schema_version", "models")
@@ -119,6 +123,9 @@ class ModelEntry:
     nnunet: Optional[NnunetSpec] = None
     parts: tuple[str, ...] = ()
     fast_variant: Optional[str] = None
+    auto: bool = True
+    """False: the workflow's ``auto`` model never picks it; it runs only when named by its id
+    (a model that does not beat the default on the measured cases must not replace it)."""
     source: str = field(default="", compare=False)
     """The catalog file this entry came from, to name it in error messages."""
 
@@ -140,6 +147,11 @@ class ModelEntry:
         composite's parts are judged on their own (:func:`unverified_warning` does that).
         """
         return self.is_builtin or self.is_composite or self.sha256 is not None
+
+    @property
+    def is_bundled(self) -> bool:
+        """True for weights shipped with SegForge in ``Resources/Models/`` (see BUNDLED_PREFIX)."""
+        return bool(self.url) and str(self.url).startswith(BUNDLED_PREFIX)
 
     @property
     def filename(self) -> Optional[str]:
@@ -394,6 +406,8 @@ def model_problems(model: Any) -> list[str]:
     check.number("min_gpu_memory_gb", minimum=0)
     if model.get("fast_variant") is not None:
         check.string("fast_variant", ID_PATTERN, "null or a model id")
+    if "auto" in model and not isinstance(model["auto"], bool):
+        problems.append(f"'auto' must be true or false, not {_kind(model['auto'])}")
     _check_labels(model, problems)
     _check_input(model, problems)
     _check_nnunet(model, problems)
@@ -406,10 +420,13 @@ def model_problems(model: Any) -> list[str]:
         if "size_bytes" in model and not (_is_int(model["size_bytes"]) and model["size_bytes"] == 0):
             problems.append(f"'size_bytes' must be 0 for a {kind} model, not {model['size_bytes']!r}")
     else:
-        check.string("url", URL_PATTERN, "an http(s):// or file:// URL ending in a file name")
+        check.string("url", URL_PATTERN, "an http(s):// or file:// URL ending in a file name, "
+                     "or bundled://Models/<file name>")
         url = model.get("url")
         if isinstance(url, str) and re.fullmatch(URL_PATTERN, url) and _url_filename(url) is None:
             problems.append(f"'url' must end in a file name that does not start with '.', not {url!r}")
+        if isinstance(url, str) and url.startswith(BUNDLED_PREFIX) and model.get("sha256") is None:
+            problems.append("a bundled model needs its 'sha256' (it is verified where it lies)")
         if model.get("sha256") is not None:
             check.string("sha256", SHA256_PATTERN, "64 lowercase hexadecimal digits")
             check.integer("size_bytes", minimum=1)
@@ -576,7 +593,7 @@ def _entry(model: dict, source: str) -> ModelEntry:
                          spec.get("orientation")),
         min_gpu_memory_gb=float(model["min_gpu_memory_gb"]), description=model["description"],
         nnunet=_nnunet_spec(model.get("nnunet")), parts=tuple(model.get("parts", ())),
-        fast_variant=model.get("fast_variant"), source=source)
+        fast_variant=model.get("fast_variant"), auto=bool(model.get("auto", True)), source=source)
 
 
 def _nnunet_spec(spec: Optional[dict]) -> Optional[NnunetSpec]:

@@ -75,6 +75,13 @@ def download(entry: ModelEntry, *, home: Optional[Path] = None,
     if entry.is_composite:
         _download_parts(entry, home, report, timeout, force, catalog)
         return None
+    if entry.is_bundled:
+        problems = cache.verify(entry, home, report).problems
+        if problems:
+            raise ModelError(f"The bundled model {entry.id} is damaged", "; ".join(problems),
+                             "reinstall SegForge (the file ships with it)")
+        report(1.0, f"{entry.id} ships with SegForge; nothing to download")
+        return cache.model_path(entry, home)
     if not force and cache.is_installed(entry, home):
         report(1.0, f"{entry.id} is already installed")
         return _located(entry, home)

@@ -151,12 +151,24 @@ def download_model(args: argparse.Namespace) -> int:
 
 
 def verify_models(args: argparse.Namespace) -> int:
-    """Check every model folder in the cache; exit 1 if any is damaged."""
+    """Check the model files that ship with SegForge and every model folder in the cache; exit 1
+    if any is damaged."""
     catalog = load_catalog()
+    bundled_bad = 0
+    for entry in (entry for entry in catalog if entry.is_bundled):
+        result = cache.verify(entry)
+        if result.ok:
+            print(f"{entry.id}: ok (ships with SegForge)")
+        else:
+            bundled_bad += 1
+            print(f"{entry.id}: BAD: {'; '.join(result.problems)}. Reinstall SegForge: the file ships with it.")
+    if bundled_bad:
+        print(f"segforge: error: {bundled_bad} model file(s) shipped with SegForge failed verification.",
+              file=sys.stderr)
     folders = cache.installed_ids()
     if not folders:
-        print(f"No downloaded models in {cache.models_dir()}; nothing to verify.")
-        return 0
+        print(f"No downloaded models in {cache.models_dir()}; nothing to verify there.")
+        return 1 if bundled_bad else 0
     bad = 0
     for model_id in folders:
         if model_id in catalog:
@@ -172,8 +184,7 @@ def verify_models(args: argparse.Namespace) -> int:
     if bad:
         print(f"segforge: error: {bad} of {len(folders)} installed model(s) failed verification.",
               file=sys.stderr)
-        return 1
-    return 0
+    return 1 if bad or bundled_bad else 0
 
 
 class _ProgressBar:

@@ -7,7 +7,9 @@ The pipeline, the ``vessel.mask`` worker task and the CLI all go through
 * ``"auto"``: the first deep vessel model of the catalog (workflow ``vessel``, a framework
   :mod:`.deep_model` runs) whose weights are installed in the model cache; without one,
   the builtin Frangi filter. A model trained here (``segforge.training.install``) is never
-  picked by "auto", only by its id: a quick fine-tune must not change everyone's default.
+  picked by "auto", only by its id: a quick fine-tune must not change everyone's default;
+  nor is one whose catalog entry says ``"auto": false`` (the bundled starter network, which
+  does not beat the filter on the real cases: docs/training.md).
   A catalog that cannot be read is logged and the builtin filter used, so the default
   never fails for a reason unrelated to the volume.
 * ``"vesselness-frangi"``: the builtin filter (:func:`segforge.vessel.vesselness.vessel_mask`).
@@ -69,7 +71,8 @@ def resolve_vessel_model(name: str, catalog: Optional[Catalog] = None,
             log.warning("Vessel model 'auto' uses %s: the model catalog could not be read (%s)",
                         BUILTIN_MODEL, error.message)
             return None
-        installed = [entry for entry in installed if not is_trained(entry)]  # chosen by name only
+        # chosen by name only: models trained here, and those the catalog keeps out of auto
+        installed = [entry for entry in installed if entry.auto and not is_trained(entry)]
         if len(installed) > 1:
             log.info("Vessel model 'auto' picks %s of the installed %s", installed[0].id,
                      ", ".join(entry.id for entry in installed))

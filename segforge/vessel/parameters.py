@@ -73,7 +73,7 @@ class VesselMaskParameters:
     #: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". Results agree to float precision.
     device: str = "auto"
     #: Which model makes the mask: "auto" (the first installed deep vessel model of the
-    #: catalog, else the builtin filter), "vesselness-frangi" (the builtin filter), or a
+    #: catalog that its entry lets auto pick, else the builtin filter), "vesselness-frangi" (the builtin filter), or a
     #: catalog id (see :mod:`segforge.vessel.mask_step`). A deep model ignores the radii,
     #: measure, thresholds, intensity window and lumen refinement; ROI, seeds, largest
     #: component and hole filling apply to both.
