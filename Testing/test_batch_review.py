@@ -292,6 +292,21 @@ def test_a_dicom_series_split_across_folders_is_no_half_volume_case(tmp_path):
     assert "move the series' files into one folder" in split["patient1/part_b"]
 
 
+def test_a_dicom_seg_in_the_tree_is_no_case(tmp_path, shared_data):
+    """A SEG (an earlier --dicom run's, or another tool's) has pixel data, so GDCM lists it as a
+    series; it is left out as a derived object, whatever the series rule, as in a PACS cohort."""
+    import shutil
+
+    root = tmp_path / "tree"
+    _dicom_slices(lambda z: root / "patient2" / "ct", "1.2.826.0.1.3680043.2.1125.1.98")
+    (root / "patient2" / "results").mkdir(parents=True)
+    shutil.copy(shared_data / "dicom" / "dcmqi_ct3slice_seg" / "liver.dcm", root / "patient2" / "results")
+    cohort = discover(root)
+    assert [case.case_id for case in cohort.cases] == ["patient2_ct"]
+    (left,) = [entry for entry in cohort.left_out if entry["path"].endswith("results")]
+    assert left["reason"] == "a derived object (SEG), not images"
+
+
 def test_seg_nrrd_files_are_segments_not_image_cases(tmp_path):
     for name in ("ct1.nrrd", "ct2.nii.gz", "ct1.seg.nrrd", "ct2_vessels.seg.nrrd"):
         _volume(tmp_path / name)

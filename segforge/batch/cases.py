@@ -19,6 +19,7 @@ from typing import Optional
 
 import SimpleITK as sitk
 
+from ..dicom.pacs_base import DERIVED_MODALITIES
 from ..errors import InputError
 from ..image_io import WRITABLE_SUFFIXES
 
@@ -72,7 +73,11 @@ class SeriesRule:
                                  "with a backslash to match them as they are") from None
 
     def why_not(self, modality: str, description: str) -> Optional[str]:
-        """Why a series does not match (one phrase), or None when it does."""
+        """Why a series does not match (one phrase), or None when it does. A SEG, SR or other
+        derived object is never a case (results written into the tree by an earlier --dicom run
+        among them), whatever the rule asks."""
+        if modality.strip().upper() in DERIVED_MODALITIES:
+            return f"a derived object ({modality.strip().upper()}), not images"
         if self.modality and modality.strip().upper() != self.modality.strip().upper():
             return f"modality {modality.strip() or '(none)'}, not {self.modality.upper()}"
         if self.description and not re.search(self.description, description, re.IGNORECASE):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from ..dicom.pacs_base import DERIVED_MODALITIES, PacsClient
+from ..dicom.pacs_base import PacsClient
 from ..dicom.pacs_config import PacsConfig
 from ..errors import InputError
 from ..output_set import MANIFEST, OutputSet, verify_manifest
@@ -51,8 +51,7 @@ def pacs_cohort(filters: Mapping[str, str], rule: SeriesRule = SeriesRule(),
             modality, description = series.get("Modality", ""), series.get("SeriesDescription", "")
             where = f"PACS series {series_uid} ({modality} {description!r}) of study {study_uid}, patient " \
                     f"{study.get('PatientID', '?')}"
-            reason = ("a derived object, not images" if modality.upper() in DERIVED_MODALITIES
-                      else rule.why_not(modality, description))
+            reason = rule.why_not(modality, description)
             if reason:
                 left_out.append({"path": where, "series_uid": series_uid, "reason": reason})
                 continue
