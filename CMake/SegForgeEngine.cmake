@@ -67,6 +67,7 @@ set(SEGFORGE_ENGINE_PYTHON_SCRIPTS
   segforge/chart_png.py
   segforge/components.py
   segforge/distance.py
+  segforge/file_lock.py
   segforge/errors.py
   segforge/forms.py
   segforge/image.py

@@ -409,3 +409,27 @@ def test_a_cancelled_case_is_recorded_with_a_real_reason(client):
     error = _outcome(future, Case("c1", image="/x"), ClusterSettings())["error"]
     assert "NoneType" not in error["why"] and "cancelled" in error["why"]
     assert error["what"] == "The case c1 did not finish on the cluster" and "run the batch again" in error["todo"]
+
+
+def test_a_second_batch_on_the_same_out_is_refused_while_one_runs(tmp_path):
+    """The first batch holds a lock in --out (here: this test holds it, as a running batch does);
+    a second one there is one line and touches nothing."""
+    from batch_cohort import run_segforge, small_ct
+
+    from segforge.batch.runner import LOCK_FILE
+    from segforge.file_lock import file_lock
+    from segforge.image_io import write_image
+
+    folder, out = tmp_path / "cts", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    write_image(small_ct(), folder / "ct0.nii.gz")
+    with file_lock(out / LOCK_FILE, wait=False) as held:
+        assert held
+        run = run_segforge("batch", "organ", str(folder), "--out", str(out), "--workers", "1",
+                           "--structures", "lungs")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Another segforge batch is writing into" in run.stderr and "Traceback" not in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE, "cases"] and not list((out / "cases").iterdir())
+    again = run_segforge("batch", "organ", str(folder), "--out", str(out), "--workers", "1", "--structures", "lungs")
+    assert again.returncode == 0, again.stdout + again.stderr  # free once the first is done

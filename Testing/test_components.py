@@ -31,3 +31,4 @@ def test_connectivities_differ_where_they_should():
 def test_unknown_connectivity_refused():
     with pytest.raises(ValueError, match="connectivity 8"):
         label(np.ones((2, 2, 2), bool), 8)
+

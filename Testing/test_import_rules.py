@@ -41,7 +41,7 @@ PROJECT_ROOTS = frozenset({"segforge", "segforge_app", "SegForgeWidgets", *MODUL
 BASE_MODULES = ("errors", "image", "image_io", "image_checks", "dicom_series", "progress", "resources",
                 "orientation", "csv_table", "polydata_io", "mesh", "segmentation_file", "forms", "catalog",
                 "runtime", "output_set", "label_names", "segment_input", "distance", "volume_input", "chart_png",
-                "components")
+                "components", "file_lock")
 WORKFLOWS = ("vessel", "organ", "interactive")
 LOGIC = tuple(f"{module}Lib" for module in MODULES)
 

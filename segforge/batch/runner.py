@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from ..csv_table import write_csv
 from ..errors import Cancelled, InputError, SegForgeError
+from ..file_lock import file_lock
 from ..output_set import signals_held
 from ..progress import ProgressCallback, no_progress
 from .cases import Case
@@ -43,6 +44,8 @@ from .table import CohortTables, replace_atomically
 
 WORKFLOWS = ("vessel", "organ", "interactive")
 CASES_FOLDER, FAILURES, BATCH_RECORD = "cases", "failures.csv", "batch.json"
+#: Held by the batch writing into an --out folder (see _only_batch_on).
+LOCK_FILE = ".segforge-batch.lock"
 FAILURE_COLUMNS = ("case_id", "input", "what", "why", "todo")
 #: Seconds between rewrites of the tables while cases finish (and once at the end).
 TABLE_INTERVAL_S = 2.0
@@ -180,7 +183,7 @@ def run_batch(workflow: str, cases: Sequence[Case], out: str | os.PathLike, para
     began = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     tables = CohortTables(workflow, out)
     state = _State(workflow, out, cases, summary, tables, left_out, cluster)
-    with contextlib.ExitStack() as stack:
+    with _only_batch_on(out), contextlib.ExitStack() as stack:
         own = client is None
         if own:
             client = stack.enter_context(_client(cluster))
@@ -517,6 +520,19 @@ def _prepare_out(out: Path, workflow: str, cohort: Sequence[Case]) -> Path:
         raise InputError(f"Cannot write into {out}", error.strerror or str(error),
                          "choose a folder you may write to for --out") from None
     return cases
+
+
+@contextlib.contextmanager
+def _only_batch_on(out: Path) -> Iterator[None]:
+    """Refuse a second batch on ``out`` while one runs there (a lock file in ``out``, released by
+    the kernel when the holder dies): each would replace the other's case folders and tables, and
+    sweep the other's temporary folders as its own."""
+    with file_lock(out / LOCK_FILE, wait=False) as held:
+        if not held:
+            raise InputError(f"Another segforge batch is writing into {out}", "two batches on one --out would "
+                             "replace each other's case folders and tables", "wait for it to finish (or stop it), "
+                             "or give this batch another --out")
+        yield
 
 
 def _sweep_partials(cases_folder: Path, cases: Sequence[Case]) -> None:

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 import pydicom
 from pydicom.dataset import Dataset
 
+from ..file_lock import file_lock
 from ..errors import InputError
 from .pacs_base import PacsClient
 from .pacs_config import (ENV_CALLED_AE, ENV_CALLING_AE, ENV_FETCH, ENV_HOST, ENV_MOVE_AE, ENV_MOVE_BIND,
@@ -365,19 +366,8 @@ def _port_turn(port: Optional[int]) -> Iterator[None]:
     """SegForge's fetches on this machine take turns on the C-MOVE port (a batch's workers would
     otherwise fight over it); another program on it is said when the SCP cannot listen. POSIX
     ``flock``; elsewhere no turn is taken."""
-    try:
-        import fcntl
-
-        handle = open(Path(tempfile.gettempdir()) / f"segforge-cmove-{port}.lock", "a")
-    except (ImportError, OSError):  # Windows, or another user's lock file: no turn, the port still says
+    with file_lock(Path(tempfile.gettempdir()) / f"segforge-cmove-{port}.lock", optional=True):
         yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _move_in(received: list[Path], folder: Path) -> list[Path]:

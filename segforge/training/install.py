@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from ..catalog.cache import cache_home
 from ..catalog.catalog import ModelEntry, load_catalog, parse_catalog, trained_catalog_path
 from ..errors import InputError, ModelError
+from ..file_lock import file_lock
 
 
 def refuse_taken_id(model_id: str) -> None:
@@ -47,7 +47,7 @@ def install_trained_model(entry: dict[str, Any], home: Optional[Path] = None) ->
     catalog_path = trained_catalog_path(home)
     (parsed,) = parse_catalog({"schema_version": 1, "models": [entry]}, str(catalog_path))
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(catalog_path.with_name(".catalog.lock")):
+    with file_lock(catalog_path.with_name(".catalog.lock")):
         models = []
         if catalog_path.is_file():
             models = json.loads(catalog_path.read_text(encoding="utf-8")).get("models", [])
@@ -63,18 +63,3 @@ def install_trained_model(entry: dict[str, Any], home: Optional[Path] = None) ->
     return parsed
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (POSIX ``flock``; elsewhere none, and the rename still keeps
-    the file whole)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
