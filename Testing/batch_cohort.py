@@ -99,7 +99,7 @@ def vessel_manifest(folder: Path) -> Path:
 
 
 def run_segforge(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SEGFORGE), *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(SEGFORGE), *args], capture_output=True, encoding="utf-8", timeout=timeout)
 
 
 @contextlib.contextmanager

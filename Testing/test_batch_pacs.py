@@ -63,7 +63,7 @@ def test_a_query_is_a_cohort_run_stored_and_resumed_without_storing_twice(orthan
     config = pacs_config(pacs_env(orthanc))
     cohort = pacs_cohort({"PatientID": PATIENT}, SeriesRule(modality="CT"), open_pacs(config))
     assert sorted(c.pacs_series for c in cohort.cases) == cohort_in_pacs["series"]
-    assert [e["reason"] for e in cohort.left_out] == ["a derived object, not images"]  # dcmqi's SEG
+    assert [e["reason"] for e in cohort.left_out] == ["a derived object (SEG), not images"]  # dcmqi's SEG
     before = len(orthanc.rest("/instances"))
     out = tmp_path / "out"
     summary = run_batch("organ", cohort.cases, out, OrganParameters(), client=client, progress=False, pacs=config,
