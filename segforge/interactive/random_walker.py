@@ -280,12 +280,11 @@ class _View:
                 self.clicks.append(None)
                 self.shapes.append(prior)
             self.background |= ~self.allowed
-        self.box_groups = [n - sum(not g.any() for g in self.groups[:n]) for n in self.box_groups
-                           if self.groups[n].any()]
-        self.caps = [c for c, g in zip(self.caps, self.groups) if g.any()]
-        self.clicks = [c for c, g in zip(self.clicks, self.groups) if g.any()]
-        self.shapes = [c for c, g in zip(self.shapes, self.groups) if g.any()]
-        self.groups = [g for g in self.groups if g.any()]
+        # groups a later negative prompt emptied are dropped, with what was kept beside each
+        kept = [n for n, group in enumerate(self.groups) if group.any()]
+        self.box_groups = [kept.index(n) for n in self.box_groups if n in kept]
+        self.groups, self.caps, self.clicks, self.shapes = ([values[n] for n in kept] for values in (
+            self.groups, self.caps, self.clicks, self.shapes))
         self.first_is_point = isinstance(next((q for q in prompts if q.positive), None), VoxelPoint)
         # a piece reaching the window's faces leaks (also at the image's border: a lesion is
         # surrounded by other tissue, and a crop's border cuts through that tissue)
@@ -315,15 +314,13 @@ class _View:
                 # is isointense, and what the user drew is all there is to go on
                 shape = _ellipsoid(sub, self.values.shape)
                 if self.p.box_shape == "bounded":  # intensity's likelier part, within the ellipsoid
-                    labels, count = ndimage.label(interior & (lesion > outside) & (shape > 0.5))
-                    if count:
-                        return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1, None
+                    piece = _largest_piece(interior & (lesion > outside) & (shape > 0.5))
+                    if piece is not None:
+                        return piece, None
                 return interior & (shape > 0.5), shape
         clear = self.p.box_clear / (1.0 - self.p.box_clear)
-        labels, count = ndimage.label(interior & (lesion > clear * outside))
-        if count == 0:
-            return core, None
-        return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1, None
+        piece = _largest_piece(interior & (lesion > clear * outside))
+        return (core if piece is None else piece), None
 
     def _like_click(self, ball: np.ndarray, click: np.ndarray) -> np.ndarray:
         """The voxels of a click's ball that look like the voxel clicked (within three noise
@@ -641,6 +638,14 @@ def _box_core(box: tuple[slice, ...]) -> tuple[slice, ...]:
     """The central third of a box along every axis: where a lesion boxed by a user certainly is."""
     return tuple(slice(s.start + (s.stop - s.start) // 3, max(s.stop - (s.stop - s.start) // 3, s.start + 1))
                  for s in box)
+
+
+def _largest_piece(mask: np.ndarray) -> Optional[np.ndarray]:
+    """The largest connected piece (6-connected) of ``mask``; None when it is empty."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return None
+    return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
 
 
 def _ellipsoid(box: tuple[slice, ...], shape: tuple[int, ...]) -> np.ndarray:
