@@ -36,8 +36,8 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 import pydicom
 from pydicom.dataset import Dataset
 
-from ..file_lock import file_lock
 from ..errors import InputError
+from ..file_lock import file_lock
 from .pacs_base import PacsClient
 from .pacs_config import (ENV_CALLED_AE, ENV_CALLING_AE, ENV_FETCH, ENV_HOST, ENV_MOVE_AE, ENV_MOVE_BIND,
                           ENV_MOVE_PORT, ENV_PORT, ENV_TIMEOUT, PacsConfig, pacs_config)
