@@ -16,6 +16,7 @@ from segforge.image import Image
 from segforge.image_io import read_image
 from segforge.vessel.graph import centerline_graph
 from segforge.vessel.radius import lps_to_kji
+from segforge.vessel import topology
 from segforge.vessel.synthetic import make_grid, y_bifurcation
 from segforge.vessel.topology import (TopologyParameters, _closing_additions, clean_topology,
                                       euler_characteristic)
@@ -93,9 +94,12 @@ def test_euler_characteristic_of_known_shapes():
     assert euler_characteristic(corners) == 1  # touching at a corner: one 26-connected piece
 
 
+@pytest.mark.parametrize("few_offsets", [0, 10**6], ids=["k-d tree", "shifts"])
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 0.4, 0.7)])
-def test_sparse_closing_equals_the_distance_transform_closing(spacing):
-    """The k-d tree closing must add exactly what two exact distance transforms add."""
+def test_sparse_closing_equals_the_distance_transform_closing(spacing, few_offsets, monkeypatch):
+    """Both ways of closing (k-d tree on the shell, shifted boxes) must add exactly what two
+    exact distance transforms add."""
+    monkeypatch.setattr(topology, "FEW_OFFSETS", few_offsets)
     rng = np.random.default_rng(4)
     volume = ndimage.binary_opening(rng.random((30, 40, 36)) > 0.55)
     for radius in (1.0, 2.0, 3.0):

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 import numpy as np
-from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from ..components import label
 from ..errors import InputError
 from ..image import Image, foreground_box
 from .graph import BIFURCATION, ENDPOINT, Branch, CenterlineGraph, Node
@@ -196,7 +196,7 @@ def components(mask: Image) -> np.ndarray:
     labels = np.zeros(array.shape, np.int32)
     box = foreground_box(array)
     if box is not None:
-        ndimage.label(array[box], structure=np.ones((3, 3, 3), bool), output=labels[box])
+        labels[box] = label(array[box])[0]
     return labels
 
 
