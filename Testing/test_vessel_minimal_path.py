@@ -223,3 +223,28 @@ def test_points_a_few_mm_apart_across_thick_slices_are_not_one_point():
     graph = minimal_path_centerlines(mask, EndpointParameters(source, (target,)))
     line = np.vstack([b.points_lps for b in graph.branches])
     assert np.ptp(line[:, 0]) == pytest.approx(3.0, abs=1.0)
+
+
+@pytest.mark.parametrize("branch_radius_mm", [0.8, 1.2])
+def test_a_target_just_inside_a_side_branch_thinner_than_the_blocks_ends_the_line_there(branch_radius_mm):
+    """A 16 mm trunk is followed on blocks of three voxels (1.8 mm); a target 1-2 mm inside a
+    side branch 1.6-2.4 mm wide must end its line there, not in the trunk level with it (the
+    branch's blocks are under half full, or so few that the climb on blocks ran into the trunk:
+    the line ended 8-10 mm from the point)."""
+    from segforge.vessel import minimal_path
+    from segforge.vessel.synthetic import BranchSpec, build_tree
+
+    centre = np.asarray(CENTER)
+    grid = make_grid((80, 80, 110), spacing=(0.6, 0.6, 0.6), center_lps=CENTER)
+    trunk = 8.0
+    tree = build_tree([BranchSpec((0, 0, 30), (0, 0, 0), (0, 0, -30), trunk, trunk),
+                       BranchSpec((trunk - 0.5, 0, 0), (trunk + 6, 0, 0), (trunk + 14, 0, 0),
+                                  branch_radius_mm, branch_radius_mm, 0)], grid, center_lps=CENTER)
+    array = np.asarray(tree.mask.array)
+    assert list(minimal_path._coarse_grid(tree.mask, array, np.full(3, 0.6)).factors) == [3, 3, 3]
+    for depth in (1.0, 2.0):
+        target = centre + (trunk + depth, 0.0, 0.0)
+        graph = minimal_path_centerlines(tree.mask, EndpointParameters(tuple(centre + (0, 0, 28.0)), (tuple(target),)))
+        line = np.vstack([b.points_lps for b in graph.branches])
+        assert np.linalg.norm(line - target, axis=1).min() < 1.0, depth
+        assert (line - centre)[:, 0].max() > trunk, depth  # into the branch
