@@ -22,6 +22,9 @@ import numpy as np
 TIE_MM = 1e-4
 #: Threads per transform (each axis' lines are split between them).
 THREADS = max(1, min(os.cpu_count() or 1, 8))
+#: Voxels below which a transform runs on one thread: starting the threads costs more than
+#: they save on a small box (a 9^3 window: 0.4 ms on one thread, 3.4 ms on two, 2-core machine).
+PARALLEL_VOXELS = 2 ** 20
 
 
 def distance_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
@@ -29,7 +32,8 @@ def distance_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     voxels, infinite everywhere when there is no False voxel. As scipy's transform, outside the
     array does not count as False. ``spacing`` is along the array's axes."""
     data = np.ascontiguousarray(mask, dtype=bool)
-    return edt.edt(data, anisotropy=tuple(float(s) for s in spacing), black_border=False, parallel=THREADS)
+    return edt.edt(data, anisotropy=tuple(float(s) for s in spacing), black_border=False,
+                   parallel=THREADS if data.size >= PARALLEL_VOXELS else 1)
 
 
 def within_mm(mask: np.ndarray, radius_mm: float, spacing: Sequence[float]) -> np.ndarray:
