@@ -175,7 +175,7 @@ def test_landmarks_are_measured_at_the_nearest_centerline_point():
     field = lumen_field(mask)
     # inside the lumen, 2.5 mm off the axis; a second one 10 mm further along, on the axis
     landmarks = [CENTER + 2.0 * frame[:, 2] + 2.5 * frame[:, 0], CENTER + 12.0 * frame[:, 2]]
-    first, second = measure_landmarks(field, graph, [tuple(p) for p in landmarks])
+    first, second = measure_landmarks(field, graph, [tuple(p) for p in landmarks], mask)
     assert np.allclose(first.point_lps, landmarks[0])
     # an elliptical lumen's medial axis is a ribbon along its major axis: the centreline may sit
     # up to a millimetre or so off the middle, towards the landmark
@@ -189,7 +189,42 @@ def test_landmarks_are_measured_at_the_nearest_centerline_point():
         assert found.closed
         assert abs(found.max_diameter_mm - 10.0) < 0.3 and abs(found.min_diameter_mm - 6.0) < 0.3
         assert abs(found.area_mm2 / (np.pi * 15.0) - 1) < 0.02
-    assert measure_landmarks(field, graph, []) == ()
+    assert measure_landmarks(field, graph, [], mask) == ()
+
+
+def test_a_landmark_off_the_vessels_with_centerlines_is_refused_naming_it():
+    """A landmark is placed as a source or a target is: off the image, off the segment, on a piece
+    without a centerline or outside the lumen of the nearest one, it is refused (it used to take
+    the diameters of whatever centerline was nearest, another vessel's among them)."""
+    from segforge.vessel.endpoints import EndpointParameters
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
+
+    grid = make_grid((30, 60, 60), (0.6, 0.6, 0.6), OBLIQUE, center_lps=CENTER)
+    k, j, i = np.indices(grid.array.shape)
+    local = (kji_to_lps(grid, np.column_stack([k.ravel(), j.ravel(), i.ravel()])) - CENTER) @ OBLIQUE
+    left = np.hypot(local[:, 0] + 8.0, local[:, 1]) <= 3.0
+    right = np.hypot(local[:, 0] - 8.0, local[:, 1]) <= 3.0
+    mask = grid.with_array((left | right).reshape(grid.array.shape).astype(np.uint8))
+
+    def axis(x: float, z: float) -> tuple:
+        return tuple(CENTER + OBLIQUE @ np.array([x, 0.0, z]))
+
+    def run(*landmarks):
+        parameters = VesselPipelineParameters(
+            endpoints=EndpointParameters(axis(-8, -14), (axis(-8, 14),)),
+            sections=SectionParameters(landmarks_lps=tuple(landmarks)),
+            outputs=VesselOutputs(centerlines=True, stenoses=False, surface=False))
+        return run_vessel_pipeline(None, parameters, segment=mask)
+
+    (found,) = run(axis(-8, 2)).landmarks
+    assert found.distance_mm < 0.5 and abs(found.max_diameter_mm - 6.0) < 0.4
+    for point, message in ((axis(8, 2), r"Landmark 1 at LPS .* lies on a piece of the segment without a centerline"),
+                           (tuple(np.asarray(CENTER) + 500.0), r"Landmark 1 at LPS .* lies outside the image"),
+                           (axis(0, 2), r"Landmark 1 at LPS .* is not on the segment")):
+        with pytest.raises(InputError, match=message):
+            run(point)
+    with pytest.raises(InputError, match=r"Landmark 2 at LPS .* lies 1\d.\d mm from the nearest centerline"):
+        run(axis(-8, 2), axis(-8, 30))  # on the segment beyond the target: the line ends 16 mm before it
 
 
 def test_the_grey_image_puts_the_edge_back_where_a_too_wide_segment_missed_it():
@@ -223,7 +258,7 @@ def test_bad_parameters_and_grids_are_refused():
         with pytest.raises(InputError, match="step"):
             branch_sections(field, graph, SectionParameters(step_mm=step))
     with pytest.raises(InputError, match="landmark"):
-        measure_landmarks(field, graph, [(1.0, float("nan"), 2.0)])
+        measure_landmarks(field, graph, [(1.0, float("nan"), 2.0)], mask)
     other = make_grid((20, 20, 30), (0.6, 0.6, 0.6))
     with pytest.raises(InputError, match="different grids"):
         lumen_field(mask, other.with_array(other.array.astype(np.int16)))

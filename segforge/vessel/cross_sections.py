@@ -25,7 +25,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..image import Image
 from ..progress import ProgressCallback, no_progress
+from .endpoints import SNAP_MM, branch_pieces, components, nearest_segment_voxel, point_name
 from .frames import arc_length, section_planes
 from .graph import CenterlineGraph
 from .lumen_edge import LumenField, edge_distances, ray_directions
@@ -267,12 +269,15 @@ def branch_sections(field: LumenField, graph: CenterlineGraph, parameters: Secti
     return tuple(result)
 
 
-def nearest_centerline_point(graph: CenterlineGraph, point_lps: Sequence[float]) -> tuple[int, float, np.ndarray]:
+def nearest_centerline_point(graph: CenterlineGraph, point_lps: Sequence[float],
+                             branch_ids: Optional[Sequence[int]] = None) -> tuple[int, float, np.ndarray]:
     """Branch, arc length (mm) and position of the centreline point nearest ``point_lps``
-    (on the polylines' segments, not only their vertices)."""
+    (on the polylines' segments, not only their vertices), among ``branch_ids`` when given."""
     point = np.asarray(point_lps, float)
     best = (np.inf, -1, 0.0, point)
     for branch in graph.branches:
+        if branch_ids is not None and branch.id not in branch_ids:
+            continue
         p = branch.points_lps
         arc = arc_length(p)
         if len(p) == 1:
@@ -293,13 +298,38 @@ def nearest_centerline_point(graph: CenterlineGraph, point_lps: Sequence[float])
 
 
 def measure_landmarks(field: LumenField, graph: CenterlineGraph, landmarks_lps: Sequence[Sequence[float]],
-                      ) -> tuple[LandmarkMeasurement, ...]:
+                      mask: Image) -> tuple[LandmarkMeasurement, ...]:
     """Diameters and area at each landmark, in the plane across the centreline at the
-    centreline point nearest to it."""
+    centreline point nearest to it on the same piece of ``mask`` (the segment).
+
+    A landmark is placed as a source or target is: one off the image, farther than
+    ``SNAP_MM`` from the segment, or on a piece without a centreline is refused, naming it
+    (the nearest centreline anywhere would be another vessel's diameters under its name)."""
     if len(landmarks_lps) == 0:
         return ()
     check_section_parameters(SectionParameters(landmarks_lps=tuple(tuple(p) for p in landmarks_lps)))
-    found = [nearest_centerline_point(graph, point) for point in landmarks_lps]
+    labels = components(mask)
+    pieces = branch_pieces(graph, mask, labels)
+    found = []
+    for n, point in enumerate(landmarks_lps):
+        name = f"Landmark {n + 1}"
+        _, piece = nearest_segment_voxel(point, name, mask, labels, SNAP_MM)
+        on_piece = [b.id for b in graph.branches if pieces[b.id] == piece]
+        if not on_piece:
+            raise InputError(f"{name} at {point_name(point)} lies on a piece of the segment without a "
+                             "centerline", "no centerline was traced on that piece (no source "
+                             "or target on it, or too small to hold a vessel)", "place it on a vessel with a "
+                             "centerline")
+        branch_id, arc, nearest = nearest_centerline_point(graph, point, on_piece)
+        branch = next(b for b in graph.branches if b.id == branch_id)
+        radius = float(np.interp(arc, arc_length(branch.points_lps), branch.radii_mm))
+        gap = float(np.linalg.norm(nearest - np.asarray(point, float)))
+        if gap > radius + SNAP_MM:
+            raise InputError(f"{name} at {point_name(point)} lies {gap:.1f} mm from the nearest centerline",
+                             f"that is outside the vessel there (radius {radius:.1f} mm): its diameters would not "
+                             "be the landmark's", "place it on a vessel with a centerline (or add a target in "
+                             "its vessel)")
+        found.append((branch_id, arc, nearest))
     centres = np.array([f[2] for f in found])
     by_id = {branch.id: branch for branch in graph.branches}
     tangents, reach = [], []

@@ -48,6 +48,9 @@ from .graph import BIFURCATION, ENDPOINT, Branch, CenterlineGraph, Node
 from .radius import lps_to_kji
 
 Point = tuple[float, float, float]
+#: How far outside the segment a placed point (source, target, landmark) may lie and still be
+#: taken: a click on the vessel's wall, or just past its cut end.
+SNAP_MM = 3.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class EndpointParameters:
 
     source_lps: Optional[Point] = None
     targets_lps: tuple[Point, ...] = ()
-    snap_mm: float = 3.0
+    snap_mm: float = SNAP_MM
 
     def __post_init__(self) -> None:
         if self.source_lps is not None:
@@ -95,7 +98,7 @@ def _point(point, name: str) -> Point:
     return values  # type: ignore[return-value]
 
 
-def _name(point: Point) -> str:
+def point_name(point: Point) -> str:
     return "LPS (" + ", ".join(f"{c:.1f}" for c in point) + ") mm"
 
 
@@ -163,7 +166,7 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
         return graph
     points = _PointGraph(graph)
     labels = components(mask)
-    branch_piece = _branch_pieces(graph, mask, labels)
+    branch_piece = branch_pieces(graph, mask, labels)
     vertex_piece = branch_piece[points.branch]
     source = _snap(parameters.source_lps, "The source point", mask, labels, points, vertex_piece,
                    parameters.snap_mm)
@@ -182,7 +185,7 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
     else:
         targets = _free_ends(graph, points, source, vertex_piece, cost, previous)
         if not targets:
-            raise InputError(f"The source point at {_name(parameters.source_lps)} has no vessel to follow",
+            raise InputError(f"The source point at {point_name(parameters.source_lps)} has no vessel to follow",
                              "the piece of the segment it lies in has no end farther than its width from it",
                              "place the source at one end of the vessel")
     return paths_tree(points, source, targets, previous)
@@ -200,7 +203,7 @@ def components(mask: Image) -> np.ndarray:
     return labels
 
 
-def _branch_pieces(graph: CenterlineGraph, mask: Image, labels: np.ndarray) -> np.ndarray:
+def branch_pieces(graph: CenterlineGraph, mask: Image, labels: np.ndarray) -> np.ndarray:
     """The piece of the segment (component label) each branch runs in: the most common
     label under its points."""
     shape = np.asarray(labels.shape)
@@ -219,7 +222,7 @@ def _snap(point: Point, name: str, mask: Image, labels: np.ndarray, points: _Poi
     _, piece = nearest_segment_voxel(point, name, mask, labels, snap_mm)
     candidates = np.flatnonzero(vertex_piece == piece)
     if len(candidates) == 0:
-        raise InputError(f"{name} at {_name(point)} lies on a piece of the segment without a centerline",
+        raise InputError(f"{name} at {point_name(point)} lies on a piece of the segment without a centerline",
                          "that piece is too small to hold a vessel", "place it on the vessel")
     gaps = np.linalg.norm(points.points[candidates] - np.asarray(point), axis=1)
     return int(candidates[int(np.argmin(gaps))])
@@ -232,7 +235,7 @@ def nearest_segment_voxel(point: Point, name: str, mask: Image, labels: np.ndarr
     kji = lps_to_kji(mask, np.asarray(point, float))[0]
     shape = np.asarray(labels.shape)
     if np.any((kji < -0.5) | (kji > shape - 0.5)):
-        raise InputError(f"{name} at {_name(point)} lies outside the image",
+        raise InputError(f"{name} at {point_name(point)} lies outside the image",
                          f"the image spans {tuple(int(s) for s in labels.shape[::-1])} voxels",
                          "place the point on the vessel")
     spacing = np.asarray(mask.spacing[::-1], float)
@@ -245,7 +248,7 @@ def nearest_segment_voxel(point: Point, name: str, mask: Image, labels: np.ndarr
     distance = np.linalg.norm((found + low - kji) * spacing, axis=1) if len(found) else np.zeros(0)
     if len(found) == 0 or distance.min() > snap_mm:
         nearest = f"{distance.min():.1f} mm" if len(found) else f"more than {snap_mm:g} mm"
-        raise InputError(f"{name} at {_name(point)} is not on the segment",
+        raise InputError(f"{name} at {point_name(point)} is not on the segment",
                          f"the nearest voxel of the segment is {nearest} away",
                          f"place it inside the vessel (within {snap_mm:g} mm of the segment)")
     voxel = found[int(np.argmin(distance))]
@@ -253,7 +256,7 @@ def nearest_segment_voxel(point: Point, name: str, mask: Image, labels: np.ndarr
 
 
 def unreachable(label: str, target: Point) -> InputError:
-    return InputError(f"{label} at {_name(target)} cannot be reached from the source inside the segment",
+    return InputError(f"{label} at {point_name(target)} cannot be reached from the source inside the segment",
                       "it lies in another piece of the segment than the source",
                       "place it on the vessel that holds the source, or join the pieces")
 
@@ -261,12 +264,12 @@ def unreachable(label: str, target: Point) -> InputError:
 def check_apart(label: str, target: Point, gaps: np.ndarray, voxel: float) -> None:
     """Refuse a target within ``voxel`` mm of the source (``gaps[0]``) or of an earlier target."""
     if gaps[0] < voxel:
-        raise InputError(f"{label} at {_name(target)} is where the source is",
+        raise InputError(f"{label} at {point_name(target)} is where the source is",
                          "it snaps onto the same centerline point (within a voxel), which would give "
                          "a line of no length", "place the target farther along the vessel")
     if np.any(gaps[1:] < voxel):
         other = int(np.argmax(gaps[1:] < voxel)) + 1
-        raise InputError(f"{label} at {_name(target)} is where target {other} is",
+        raise InputError(f"{label} at {point_name(target)} is where target {other} is",
                          "both snap onto the same centerline point (within a voxel)",
                          "remove one of them or place it farther along the vessel")
 

@@ -57,7 +57,7 @@ def measure_vessels(mask: Image, image: Optional[Image], graph: CenterlineGraph,
     seconds["radii"] = time.perf_counter() - clock
     clock = time.perf_counter()
     measured = branch_sections(field_, graph, sections, sub_progress(progress, 0.3, 0.8))
-    landmarks = measure_landmarks(field_, graph, sections.landmarks_lps)
+    landmarks = measure_landmarks(field_, graph, sections.landmarks_lps, mask)
     seconds["sections"] = time.perf_counter() - clock
     view = None
     if straightening.enabled and graph.branches:
