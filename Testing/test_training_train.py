@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +17,7 @@ from segforge.cli.main import main
 from segforge.errors import Cancelled, InputError
 from segforge.training.export import export_vessel_model
 from segforge.training.synthetic_data import randomised_case
-from segforge.training.train import CHECKPOINT, TrainingConfig, prepare_pair, train
+from segforge.training.train import CHECKPOINT, TrainingConfig, prepare_pair, read_checkpoint, train
 
 CONFIG = TrainingConfig(steps=3, patch_size=(16, 16, 16), batch_size=1, channels=(4, 8), validate_every=3,
                         checkpoint_every=1)
@@ -30,9 +31,13 @@ def own_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def pairs():
-    cases = [randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
-             for seed in range(3)]
+def cases():
+    return [randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+            for seed in range(3)]
+
+
+@pytest.fixture(scope="module")
+def pairs(cases):
     return [prepare_pair(c.image, c.label) for c in cases]
 
 
@@ -80,7 +85,7 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(pairs, tmp_path):
     with pytest.raises(Cancelled) as raised:
         train(pairs[:2], pairs[2:], CONFIG, tmp_path, cancel_at_step_two)
     assert "step 2 of 3" in str(raised.value) and (tmp_path / CHECKPOINT).is_file()
-    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 2
+    assert read_checkpoint(tmp_path / CHECKPOINT)["step"] == 2
     network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)
     assert record.finished and len(record.losses) == 3
 
@@ -222,7 +227,7 @@ def test_cancel_during_validation_lands_within_a_window(pairs, tmp_path):
     with pytest.raises(Cancelled) as raised:
         train(pairs[:2], pairs[2:], CONFIG, tmp_path, cancel_while_validating)
     assert "step 3 of 3" in str(raised.value)
-    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 3
+    assert read_checkpoint(tmp_path / CHECKPOINT)["step"] == 3
     _, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)  # validates what it missed
     assert record.finished and record.validation[-1][0] == 3 and np.isfinite(record.final_dice)
 
@@ -269,3 +274,62 @@ def test_tubularity_tells_vessels_from_blobs_on_anisotropic_grids():
         assert tubularity(case.label.array > 0, case.label.spacing[::-1])[0] >= MIN_TUBULARITY
     with pytest.raises(InputError, match="does not look like vessels"):
         refuse_blob(ball, spacing, "the liver")
+
+
+def test_a_damaged_empty_or_foreign_checkpoint_is_refused_naming_it(pairs, tmp_path):
+    """Cut short, emptied, a byte changed inside a tensor (torch would still read it), another torch
+    file, weights that are not numbers (with a right checksum): one line naming the file, which is kept."""
+    import segforge.training.train as training
+
+    train(pairs[:2], pairs[2:], CONFIG, tmp_path)
+    path = tmp_path / CHECKPOINT
+    good = path.read_bytes()
+    state = read_checkpoint(path)
+    middle = len(good) // 2
+    wild = {**state, "network": {k: torch.full_like(v, float("inf")) for k, v in state["network"].items()}}
+    for damage, words in ((lambda: path.write_bytes(good[: len(good) * 2 // 3]), "damaged"),
+                          (lambda: path.write_bytes(b""), "empty"),
+                          (lambda: path.write_bytes(good[:middle] + bytes([good[middle] ^ 0x7F]) + good[middle + 1:]),
+                           "damaged"),
+                          (lambda: torch.save({"weights": torch.zeros(3)}, path), "not a SegForge checkpoint"),
+                          (lambda: training.write_checkpoint(path, wild), "not all finite")):
+        damage()
+        before = path.read_bytes()
+        with pytest.raises(InputError) as raised:
+            train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)
+        message = str(raised.value)
+        assert str(path) in message and words in message and "without --resume" in message, message
+        assert "\n" not in message and path.read_bytes() == before
+
+
+def test_a_resume_on_other_data_is_refused_and_a_finished_run_is_measured_again(pairs, tmp_path):
+    train(pairs[:2], pairs[2:], CONFIG, tmp_path)
+    with pytest.raises(InputError, match="made on other data"):
+        train(pairs[1:], pairs[:1], CONFIG, tmp_path, resume=True)
+    heard = []
+    _, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, lambda f, m: heard.append(m), resume=True)
+    assert "Validating" in heard  # the Dice the model carries was measured on the data given now
+    assert record.finished and [step for step, _ in record.validation] == [3]
+
+
+def test_messages_name_what_differs(pairs, cases, tmp_path):
+    from segforge.image import Image
+
+    case = cases[0]
+    label = case.label
+    shifted = Image(label.array, label.spacing, tuple(np.add(label.origin_lps, (5.0, 0, 0))), label.direction_lps)
+    turned = Image(label.array, label.spacing, label.origin_lps,
+                   np.asarray(label.direction_lps) @ np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1.0]]))
+    for other, words in ((shifted, "(?i)origin shifted by 5 mm"), (turned, "(?i)axes turned by up to 180 degrees")):
+        with pytest.raises(InputError, match=words):
+            prepare_pair(case.image, other)
+    train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
+    with pytest.raises(InputError, match=r"differs in learning_rate \(0.001 there, 0.002 now\)"):
+        train(pairs[:2], pairs[2:], replace(CONFIG, learning_rate=2e-3), tmp_path / "run", resume=True)
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "first")
+    export_vessel_model(network, record, CONFIG, "starter", tmp_path / "out")
+    with pytest.raises(InputError) as raised:
+        train(pairs[:2], pairs[2:], replace(CONFIG, channels=(4, 16)), tmp_path / "other",
+              initial_weights=tmp_path / "out" / "starter" / "model.pt")
+    assert re.search(r"\S+ is \(\d+,[\d, ]*\) in the model, \(\d+,[\d, ]*\) in the network", str(raised.value))
+    assert "--channels" in str(raised.value) and "UNet" not in str(raised.value)
