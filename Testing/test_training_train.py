@@ -459,3 +459,23 @@ def test_messages_name_what_differs(pairs, cases, tmp_path):
               initial_weights=tmp_path / "out" / "starter" / "model.pt")
     assert re.search(r"\S+ is \(\d+,[\d, ]*\) in the model, \(\d+,[\d, ]*\) in the network", str(raised.value))
     assert "--channels" in str(raised.value) and "UNet" not in str(raised.value)
+
+
+def test_ctrl_c_in_the_command_exits_as_every_command_does(tmp_path, capsys, monkeypatch):
+    import segforge.training.train as training
+
+    real = training._batch
+    calls = []
+
+    def interrupted_at_the_second_step(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(training, "_batch", interrupted_at_the_second_step)
+    code = main(["train", "vessel", "--out", str(tmp_path), "--model-id", "stopped", "--synthetic", "2",
+                 "--synthetic-size-mm", "24", "--steps", "3", "--patch", "16", "16", "16", "--channels", "4", "8",
+                 "--batch-size", "1"])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and str(tmp_path / CHECKPOINT) in err
