@@ -284,13 +284,16 @@ def test_tubularity_tells_vessels_from_blobs_on_anisotropic_grids():
         refuse_blob(ball, spacing, "the liver")
 
 
-def test_a_network_that_diverges_on_its_last_step_is_never_exported(pairs, tmp_path):
+def test_a_network_that_diverges_on_its_last_step_is_never_exported(pairs, cases, tmp_path):
     """The loss of the last step was a number; the step made the weights huge: the validation
     output (NaN, which thresholds as background) or the weights say so, and nothing is written."""
     wild = replace(CONFIG, learning_rate=1e30, steps=1, validate_every=1)
     with pytest.raises(InputError, match="Training diverged") as raised:
         train(pairs[:2], pairs[2:], wild, tmp_path / "run")
     assert "\n" not in str(raised.value) and not (tmp_path / "run" / CHECKPOINT).exists()
+    with pytest.raises(InputError, match="Training diverged"):
+        run_model(cases, "wild", tmp_path / "wild-run", wild)
+    assert not (tmp_path / "wild-run").exists()
     network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "good")
     with torch.no_grad():
         next(network.parameters()).fill_(float("inf"))
@@ -406,14 +409,15 @@ def test_fine_tuning_refuses_an_installed_model_whose_file_was_replaced(pairs, c
 
 def test_a_second_run_in_a_run_folder_in_use_is_refused(cases, tmp_path):
     from segforge.file_lock import file_lock
-    from segforge.training.run import LOCK_FILE
+    from segforge.training.run import run_lock_path
 
     (tmp_path / "run").mkdir()
-    with file_lock(tmp_path / "run" / LOCK_FILE) as held:
+    run_lock_path(tmp_path / "run").parent.mkdir(parents=True)
+    with file_lock(run_lock_path(tmp_path / "run")) as held:  # as a run in another process holds it
         assert held
         with pytest.raises(InputError, match="Another training is using the run folder"):
             run_model(cases, "twin", tmp_path / "run")
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [LOCK_FILE]
+    assert list((tmp_path / "run").iterdir()) == []
     run_model(cases, "twin", tmp_path / "run")
     assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".part")]
 

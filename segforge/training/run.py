@@ -20,6 +20,8 @@ listed in the catalog of trained models (:mod:`.install`), so every model list s
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,8 +39,6 @@ from .inputs import PairFiles, read_pair
 
 #: A pair as the caller has it: images in memory (a scene, synthetic data) or files to read.
 PairInput = Union[tuple[Image, Image], PairFiles]
-#: Held by the run in a run folder, so that a second run there is refused rather than mixed in.
-LOCK_FILE = ".training.lock"
 
 
 @dataclass(frozen=True)
@@ -163,13 +163,32 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
         # Reading a volume and thinning its label take seconds on a large one: Cancel lands meanwhile.
         prepared += report_while(prepare, preparing)
     check_enough_data(prepared[:-1], prepared[-1:])  # before the run folder is made
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with file_lock(run_dir / LOCK_FILE, wait=False) as held:
+    created = not run_dir.exists()
+    lock = run_lock_path(run_dir)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(lock, wait=False) as held:
         if not held:
             raise InputError(f"Another training is using the run folder {run_dir}",
                              "two runs in one folder would overwrite each other's checkpoint and model",
                              "wait for it to finish, or train in another folder (--out)")
-        return _train_in(run_dir, prepared, model_id, config, report, resume, initial, min_dice, install, on_commit)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return _train_in(run_dir, prepared, model_id, config, report, resume, initial, min_dice, install,
+                             on_commit)
+        except BaseException:
+            if created:  # a run that stopped before its first checkpoint leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()
+            raise
+
+
+def run_lock_path(run_dir: Path) -> Path:
+    """The lock a run holds on its run folder for the whole run. In SegForge's home rather than
+    in the folder, so that a run refused or stopped early leaves the user's folder as it was."""
+    from ..catalog.cache import cache_home
+
+    key = hashlib.sha256(str(Path(run_dir).resolve()).encode("utf-8")).hexdigest()[:32]
+    return cache_home() / "training" / ".locks" / f"{key}.lock"
 
 
 def _train_in(run_dir: Path, prepared: list, model_id: str, config: TrainingConfig, report: ProgressCallback,
