@@ -306,7 +306,7 @@ def write_checkpoint(path: Path, state: dict) -> None:
 
 def _unusable(path: Path, why: str) -> InputError:
     return InputError(f"The checkpoint {path} cannot be resumed", why,
-                      "start afresh: without --resume (resume=False), or in another folder")
+                      "start afresh without --resume, or in another folder")
 
 
 def read_checkpoint(path: Path, device: Union[str, torch.device] = "cpu") -> dict:
