@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +17,7 @@ from segforge.cli.main import main
 from segforge.errors import Cancelled, InputError
 from segforge.training.export import export_vessel_model
 from segforge.training.synthetic_data import randomised_case
-from segforge.training.train import CHECKPOINT, TrainingConfig, prepare_pair, train
+from segforge.training.train import CHECKPOINT, TrainingConfig, prepare_pair, read_checkpoint, train
 
 CONFIG = TrainingConfig(steps=3, patch_size=(16, 16, 16), batch_size=1, channels=(4, 8), validate_every=3,
                         checkpoint_every=1)
@@ -30,10 +31,22 @@ def own_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def pairs():
-    cases = [randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
-             for seed in range(3)]
+def cases():
+    return [randomised_case(seed, extent_mm=(24.0, 24.0, 24.0), spacing_range_mm=(1.0, 1.0), generations=2)
+            for seed in range(3)]
+
+
+@pytest.fixture(scope="module")
+def pairs(cases):
     return [prepare_pair(c.image, c.label) for c in cases]
+
+
+def run_model(cases, model_id, run_dir, config=CONFIG, **options):
+    """``train_vessel_model`` on the first and last case (the last validates), as the CLI and worker call it."""
+    from segforge.training.run import train_vessel_model
+
+    return train_vessel_model([(c.image, c.label) for c in (cases[0], cases[2])], model_id, run_dir, config,
+                              **options)
 
 
 def test_a_few_steps_train_export_and_the_model_runs(pairs, tmp_path):
@@ -80,7 +93,7 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(pairs, tmp_path):
     with pytest.raises(Cancelled) as raised:
         train(pairs[:2], pairs[2:], CONFIG, tmp_path, cancel_at_step_two)
     assert "step 2 of 3" in str(raised.value) and (tmp_path / CHECKPOINT).is_file()
-    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 2
+    assert read_checkpoint(tmp_path / CHECKPOINT)["step"] == 2
     network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)
     assert record.finished and len(record.losses) == 3
 
@@ -222,7 +235,7 @@ def test_cancel_during_validation_lands_within_a_window(pairs, tmp_path):
     with pytest.raises(Cancelled) as raised:
         train(pairs[:2], pairs[2:], CONFIG, tmp_path, cancel_while_validating)
     assert "step 3 of 3" in str(raised.value)
-    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 3
+    assert read_checkpoint(tmp_path / CHECKPOINT)["step"] == 3
     _, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)  # validates what it missed
     assert record.finished and record.validation[-1][0] == 3 and np.isfinite(record.final_dice)
 
@@ -269,3 +282,204 @@ def test_tubularity_tells_vessels_from_blobs_on_anisotropic_grids():
         assert tubularity(case.label.array > 0, case.label.spacing[::-1])[0] >= MIN_TUBULARITY
     with pytest.raises(InputError, match="does not look like vessels"):
         refuse_blob(ball, spacing, "the liver")
+
+
+def test_a_network_that_diverges_on_its_last_step_is_never_exported(pairs, cases, tmp_path):
+    """The loss of the last step was a number; the step made the weights huge: the validation
+    output (NaN, which thresholds as background) or the weights say so, and nothing is written."""
+    wild = replace(CONFIG, learning_rate=1e30, steps=1, validate_every=1)
+    with pytest.raises(InputError, match="Training diverged") as raised:
+        train(pairs[:2], pairs[2:], wild, tmp_path / "run")
+    assert "\n" not in str(raised.value) and not (tmp_path / "run" / CHECKPOINT).exists()
+    with pytest.raises(InputError, match="Training diverged"):
+        run_model(cases, "wild", tmp_path / "wild-run", wild)
+    assert not (tmp_path / "wild-run").exists()
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "good")
+    with torch.no_grad():
+        next(network.parameters()).fill_(float("inf"))
+    with pytest.raises(InputError, match="Training diverged"):
+        export_vessel_model(network, record, CONFIG, "wild", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_damaged_empty_or_foreign_checkpoint_is_refused_naming_it(pairs, tmp_path):
+    """Cut short, emptied, a byte changed inside a tensor (torch would still read it), another torch
+    file, weights that are not numbers (with a right checksum): one line naming the file, which is kept."""
+    import segforge.training.train as training
+
+    train(pairs[:2], pairs[2:], CONFIG, tmp_path)
+    path = tmp_path / CHECKPOINT
+    good = path.read_bytes()
+    state = read_checkpoint(path)
+    middle = len(good) // 2
+    wild = {**state, "network": {k: torch.full_like(v, float("inf")) for k, v in state["network"].items()}}
+    for damage, words in ((lambda: path.write_bytes(good[: len(good) * 2 // 3]), "damaged"),
+                          (lambda: path.write_bytes(b""), "empty"),
+                          (lambda: path.write_bytes(good[:middle] + bytes([good[middle] ^ 0x7F]) + good[middle + 1:]),
+                           "damaged"),
+                          (lambda: torch.save({"weights": torch.zeros(3)}, path), "not a SegForge checkpoint"),
+                          (lambda: training.write_checkpoint(path, wild), "not all finite")):
+        damage()
+        before = path.read_bytes()
+        with pytest.raises(InputError) as raised:
+            train(pairs[:2], pairs[2:], CONFIG, tmp_path, resume=True)
+        message = str(raised.value)
+        assert str(path) in message and words in message and "without --resume" in message, message
+        assert "\n" not in message and path.read_bytes() == before
+
+
+def test_a_resume_on_other_data_is_refused_and_a_finished_run_is_measured_again(pairs, tmp_path):
+    train(pairs[:2], pairs[2:], CONFIG, tmp_path)
+    with pytest.raises(InputError, match="made on other data"):
+        train(pairs[1:], pairs[:1], CONFIG, tmp_path, resume=True)
+    heard = []
+    _, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path, lambda f, m: heard.append(m), resume=True)
+    assert "Validating" in heard  # the Dice the model carries was measured on the data given now
+    assert record.finished and [step for step, _ in record.validation] == [3]
+
+
+def test_nothing_is_left_when_a_job_is_cancelled_while_installing(cases, tmp_path):
+    from segforge.catalog import load_catalog
+
+    def cancel_at_install(fraction: float, message: str) -> None:
+        if message == "Installing the model":
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        run_model(cases, "late-cancel", tmp_path / "run", progress=cancel_at_install)
+    assert not (tmp_path / "run" / "late-cancel").exists() and not (tmp_path / "run" / "catalog.json").exists()
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".part")]
+    assert "late-cancel" not in load_catalog()
+
+
+def test_ctrl_c_while_writing_leaves_no_temporary_file_and_no_model(pairs, tmp_path, monkeypatch):
+    import os
+
+    import segforge.training.export as export
+    from segforge.training.train import write_checkpoint
+
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_write_atomically", interrupted)  # after model.pt was written
+    with pytest.raises(KeyboardInterrupt):
+        export_vessel_model(network, record, CONFIG, "stopped", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+    (tmp_path / "ckpt").mkdir()
+    monkeypatch.setattr(os, "replace", interrupted)  # between the temporary file and its rename
+    with pytest.raises(KeyboardInterrupt):
+        write_checkpoint(tmp_path / "ckpt" / CHECKPOINT, {"step": 1})
+    monkeypatch.undo()
+    assert list((tmp_path / "ckpt").iterdir()) == []
+
+
+def test_resume_checks_the_base_model_and_starts_from_it_without_a_checkpoint(pairs, cases, tmp_path):
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "first")
+    export_vessel_model(network, record, CONFIG, "starter", tmp_path / "out")
+    model = tmp_path / "out" / "starter" / "model.pt"
+    with pytest.raises(InputError, match="No model file"):
+        run_model(cases, "tuned", tmp_path / "run", base_model=tmp_path / "missing.pt", resume=True, install=False)
+    heard = []
+    result = run_model(cases, "tuned", tmp_path / "run", base_model=model, resume=True, install=False,
+                       progress=lambda f, m: heard.append(m))
+    assert str(model) in result.record.initial_weights  # not silently from scratch
+    assert any("No checkpoint to resume: training starts from" in m for m in heard)
+    other = tmp_path / "other.pt"
+    torch.nn.init.zeros_(next(network.parameters()))
+    torch.jit.script(network.to("cpu")).save(str(other))  # another model than the run started from
+    with pytest.raises(InputError, match="did not start from the model given"):
+        run_model(cases, "tuned", tmp_path / "run", base_model=other, resume=True, install=False)
+
+
+def test_fine_tuning_refuses_an_installed_model_whose_file_was_replaced(pairs, cases, tmp_path):
+    from segforge.catalog.cache import model_dir
+    from segforge.training.install import install_trained_model
+
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "first")
+    install_trained_model(export_vessel_model(network, record, CONFIG, "starter", tmp_path / "out"))
+    torch.nn.init.zeros_(next(network.parameters()))
+    torch.jit.script(network.to("cpu")).save(str(model_dir("starter") / "model.pt"))  # a valid model, not the one
+    with pytest.raises(InputError) as raised:
+        run_model(cases, "tuned", tmp_path / "run", base_model="starter")
+    assert "damaged" in str(raised.value) and "segforge models download starter --force" in str(raised.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_run_in_a_run_folder_in_use_is_refused(cases, tmp_path):
+    from segforge.file_lock import file_lock
+    from segforge.training.run import run_lock_path
+
+    (tmp_path / "run").mkdir()
+    run_lock_path(tmp_path / "run").parent.mkdir(parents=True)
+    with file_lock(run_lock_path(tmp_path / "run")) as held:  # as a run in another process holds it
+        assert held
+        with pytest.raises(InputError, match="Another training is using the run folder"):
+            run_model(cases, "twin", tmp_path / "run")
+    assert list((tmp_path / "run").iterdir()) == []
+    run_model(cases, "twin", tmp_path / "run")
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".part")]
+
+
+def test_refusals_come_before_any_work(cases, tmp_path):
+    from segforge.image import Image
+
+    with pytest.raises(InputError, match="minimum validation Dice"):
+        run_model(cases, "too-good", tmp_path / "a", min_dice=2)
+    with pytest.raises(InputError, match="finite positive learning rate"):
+        replace(CONFIG, learning_rate=float("inf"))
+    label = cases[2].label
+    tiny = np.zeros_like(label.array)
+    k, j, i = (n // 2 for n in tiny.shape)
+    tiny[k, j, i - 3:i + 3] = 1
+    from segforge.training.run import train_vessel_model
+
+    pairs = [(cases[0].image, cases[0].label), (cases[2].image, Image(tiny, label.spacing, label.origin_lps,
+                                                                      label.direction_lps))]
+    with pytest.raises(InputError, match="Too little data to validate"):
+        train_vessel_model(pairs, "tiny", tmp_path / "b", CONFIG)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_messages_name_what_differs(pairs, cases, tmp_path):
+    from segforge.image import Image
+
+    case = cases[0]
+    label = case.label
+    shifted = Image(label.array, label.spacing, tuple(np.add(label.origin_lps, (5.0, 0, 0))), label.direction_lps)
+    turned = Image(label.array, label.spacing, label.origin_lps,
+                   np.asarray(label.direction_lps) @ np.array([[0, 1, 0], [1, 0, 0], [0, 0, -1.0]]))
+    for other, words in ((shifted, "(?i)origin shifted by 5 mm"), (turned, "(?i)axes turned by up to 180 degrees")):
+        with pytest.raises(InputError, match=words):
+            prepare_pair(case.image, other)
+    train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
+    with pytest.raises(InputError, match=r"differs in learning_rate \(0.001 there, 0.002 now\)"):
+        train(pairs[:2], pairs[2:], replace(CONFIG, learning_rate=2e-3), tmp_path / "run", resume=True)
+    network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "first")
+    export_vessel_model(network, record, CONFIG, "starter", tmp_path / "out")
+    with pytest.raises(InputError) as raised:
+        train(pairs[:2], pairs[2:], replace(CONFIG, channels=(4, 16)), tmp_path / "other",
+              initial_weights=tmp_path / "out" / "starter" / "model.pt")
+    assert re.search(r"\S+ is \(\d+,[\d, ]*\) in the model, \(\d+,[\d, ]*\) in the network", str(raised.value))
+    assert "--channels" in str(raised.value) and "UNet" not in str(raised.value)
+
+
+def test_ctrl_c_in_the_command_exits_as_every_command_does(tmp_path, capsys, monkeypatch):
+    import segforge.training.train as training
+
+    real = training._batch
+    calls = []
+
+    def interrupted_at_the_second_step(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(training, "_batch", interrupted_at_the_second_step)
+    code = main(["train", "vessel", "--out", str(tmp_path), "--model-id", "stopped", "--synthetic", "2",
+                 "--synthetic-size-mm", "24", "--steps", "3", "--patch", "16", "16", "16", "--channels", "4", "8",
+                 "--batch-size", "1"])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and str(tmp_path / CHECKPOINT) in err

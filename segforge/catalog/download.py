@@ -246,7 +246,7 @@ def _install(entry: ModelEntry, source: Path, root: Path, progress: ProgressCall
             files = {str(entry.filename): digest}
         _check_nnunet_folder(entry, staging)
         cache.write_manifest(staging, entry, files, digest, size)
-        _swap_into_place(staging, root / entry.id)
+        swap_into_place(staging, root / entry.id)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -307,7 +307,7 @@ def _safe_member_name(name: str) -> Optional[str]:
     return path.as_posix()
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
+def swap_into_place(staging: Path, target: Path) -> None:
     """Rename ``staging`` to ``target``; an older ``target`` is moved aside then deleted."""
     old = None
     if target.exists():

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from .progress_bar import progress_bar
 
 
@@ -92,10 +92,16 @@ def train_vessel(args: argparse.Namespace) -> int:
         case = randomised_case(args.seed * 100_003 + number, extent_mm=extent)
         pairs.append((case.image, case.label))
     base = args.from_model if args.from_model is not None else args.base_model
-    with progress_bar("Training") as report:
-        result = train_vessel_model(pairs, args.model_id, args.out, config, split=args.split, base_model=base,
-                                    resume=args.resume, min_dice=args.min_dice, progress=report,
-                                    install=args.install)
+    try:
+        with progress_bar("Training") as report:
+            result = train_vessel_model(pairs, args.model_id, args.out, config, split=args.split, base_model=base,
+                                        resume=args.resume, min_dice=args.min_dice, progress=report,
+                                        install=args.install)
+    except Cancelled as stopped:  # Ctrl-C (or SIGTERM): say where the checkpoint is, then exit as every command does
+        if not isinstance(stopped.__cause__, KeyboardInterrupt):
+            raise
+        print(f"segforge: training stopped {stopped.why}; run again with --resume to go on", file=sys.stderr)
+        raise stopped.__cause__ from None
     entry, record = result.entry, result.record
     where = ("installed: `segforge vessel --model ID` and the panels' model lists use it now" if args.install
              else f"name {args.out / 'catalog.json'} in SEGFORGE_CATALOG to use it")

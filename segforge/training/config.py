@@ -5,6 +5,7 @@ and check a config before anything heavy loads, and the checks live in one place
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -29,10 +30,11 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         levels = len(self.channels)
-        if self.steps < 1 or self.batch_size < 1 or not self.channels or not self.learning_rate > 0:
+        if self.steps < 1 or self.batch_size < 1 or not self.channels or not 0 < self.learning_rate < math.inf:
             raise InputError("The training settings are invalid",
                              f"steps {self.steps}, batch {self.batch_size}, channels {self.channels}, "
-                             f"learning rate {self.learning_rate}", "give positive steps, batch size and rate")
+                             f"learning rate {self.learning_rate}",
+                             "give positive steps and batch size, and a finite positive learning rate")
         if self.validate_every < 1 or self.checkpoint_every < 1:
             raise InputError("The training settings are invalid", f"validate every {self.validate_every}, "
                              f"checkpoint every {self.checkpoint_every} steps", "give at least 1 step for each")
@@ -54,3 +56,11 @@ class TrainingConfig:
             return cls(**converted)
         except TypeError as error:
             raise InputError("The training settings are invalid", str(error), "check the values") from error
+
+
+def check_min_dice(min_dice: float) -> None:
+    """InputError unless ``min_dice`` is a Dice (0 to 1): checked before any work, where the CLI,
+    the worker and the panels all pass it, rather than failing after a whole training."""
+    if not isinstance(min_dice, (int, float)) or isinstance(min_dice, bool) or not 0 <= min_dice <= 1:
+        raise InputError(f"The minimum validation Dice is {min_dice!r}", "a Dice lies between 0 and 1",
+                         "give a minimum between 0 and 1 (0 accepts any run that validates)")

@@ -37,15 +37,21 @@ def refuse_taken_id(model_id: str) -> None:
                          f"it comes from {catalog.get(model_id).source}", "give the trained model another id")
 
 
-def install_trained_model(entry: dict[str, Any], home: Optional[Path] = None) -> ModelEntry:
+def install_trained_model(entry: dict[str, Any], home: Optional[Path] = None,
+                          source: Optional[Path] = None) -> ModelEntry:
     """Install the exported model ``entry`` (from :func:`.export.export_vessel_model`) in the
     cache, then list it in the trained catalog; the catalog's view of it. Under the catalog's
-    lock, so two runs of one id cannot overwrite each other's model (the later is refused)."""
+    lock, so two runs of one id cannot overwrite each other's model (the later is refused).
+    ``source``: the model file to install from, where it is not yet at the entry's URL (an
+    export still in its temporary folder, moved into place only once installed); the same
+    checksum is verified either way."""
     from ..catalog.download import download
 
     home = Path(home) if home is not None else cache_home()
     catalog_path = trained_catalog_path(home)
     (parsed,) = parse_catalog({"schema_version": 1, "models": [entry]}, str(catalog_path))
+    (fetched,) = parse_catalog({"schema_version": 1, "models": [
+        entry if source is None else {**entry, "url": Path(source).resolve().as_uri()}]}, str(catalog_path))
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(catalog_path.with_name(".catalog.lock")):
         models = []
@@ -55,7 +61,7 @@ def install_trained_model(entry: dict[str, Any], home: Optional[Path] = None) ->
             raise InputError(f"A model called {entry['id']!r} was listed by another training meanwhile",
                              "two trainings of one id ran at once; the first to finish keeps the id",
                              "train again with another id")
-        download(parsed, home=home, force=True)
+        download(fetched, home=home, force=True)
         partial = catalog_path.with_name(f".{catalog_path.name}.part")
         partial.write_text(json.dumps({"schema_version": 1, "models": [*models, entry]}, indent=1),
                            encoding="utf-8")

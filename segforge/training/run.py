@@ -20,6 +20,8 @@ listed in the catalog of trained models (:mod:`.install`), so every model list s
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,10 +30,11 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import InputError, ModelError
+from ..file_lock import file_lock
 from ..image import Image
 from ..progress import ProgressCallback, no_progress, report_while, sub_progress
 from ..runtime.device import choose_device
-from .config import TrainingConfig
+from .config import TrainingConfig, check_min_dice
 from .inputs import PairFiles, read_pair
 
 #: A pair as the caller has it: images in memory (a scene, synthetic data) or files to read.
@@ -80,6 +83,7 @@ def base_model_path(base_model: Union[str, os.PathLike]) -> Path:
     """The model file a fine-tune starts from: an installed vessel model's id, or a model file."""
     if isinstance(base_model, str) and os.path.sep not in base_model and not base_model.endswith(".pt"):
         from ..catalog import is_installed, load_catalog, model_path
+        from ..catalog.cache import verify
 
         catalog = load_catalog()
         if base_model not in catalog:
@@ -92,6 +96,10 @@ def base_model_path(base_model: Union[str, os.PathLike]) -> Path:
                              f"it is a {entry.workflow} {entry.framework} model"
                              + ("" if is_installed(entry) else ", not installed"),
                              "start from an installed TorchScript vessel model (one trained by SegForge)")
+        problems = verify(entry).problems  # a replaced or damaged file would be trained on silently
+        if problems:
+            raise InputError(f"The installed model {base_model} is damaged", "; ".join(problems),
+                             f"repair it with `segforge models download {base_model} --force`")
         return Path(model_path(entry))
     path = Path(base_model).expanduser()
     if not path.is_file():
@@ -110,24 +118,26 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
     from the run folder's checkpoint (``resume``); export and install the model only when the
     run finished with a validation Dice of at least ``min_dice``.
 
-    Raises InputError (one line: what, why, what to do) before any training for a taken id,
-    pairs off their grids, an empty or blob-shaped label, too little data; during it for a loss
-    that becomes NaN or memory that runs out; Cancelled when ``progress`` raises it (the
-    checkpoint is kept). In every failure no model is installed and the catalog is unchanged.
+    Raises InputError (one line: what, why, what to do) before any training for a taken id, a
+    minimum Dice outside 0-1, a base model that is missing or fails its checksum (checked with
+    ``resume`` too), pairs off their grids, an empty or blob-shaped label, too little data (all
+    before the run folder is made), a run folder another run holds; during it for a damaged or
+    mismatched checkpoint, a network that diverges or memory that runs out; Cancelled when
+    ``progress`` raises it (the checkpoint is kept). In every failure no model is installed, none
+    is left in the run folder and the catalogs are unchanged.
     ``on_commit`` is called once nothing can stop the install any more (the worker then stops
     listening to Cancel, so a job never says "cancelled" about a model it installed).
     """
-    from .curve import write_curve_csv, write_curve_png
-    from .export import export_vessel_model
-    from .install import install_trained_model, refuse_taken_id
+    from .install import refuse_taken_id
     from .label_checks import refuse_blob
-    from .train import prepare_pair, split_in_halves, train
+    from .train import check_enough_data, prepare_pair, split_in_halves
 
     report = progress or no_progress
     check_model_id(model_id)  # before it names a folder
+    check_min_dice(min_dice)
     if install:
         refuse_taken_id(model_id)
-    initial = base_model_path(base_model) if base_model is not None and not resume else None
+    initial = base_model_path(base_model) if base_model is not None else None  # checked even to resume
     if split and len(pairs) != 1:
         raise InputError("Splitting takes exactly one pair", f"{len(pairs)} pairs were given",
                          "give one labelled volume to split in halves, or two or more pairs without splitting")
@@ -152,7 +162,45 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
 
         # Reading a volume and thinning its label take seconds on a large one: Cancel lands meanwhile.
         prepared += report_while(prepare, preparing)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_enough_data(prepared[:-1], prepared[-1:])  # before the run folder is made
+    created = not run_dir.exists()
+    lock = run_lock_path(run_dir)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(lock, wait=False) as held:
+        if not held:
+            raise InputError(f"Another training is using the run folder {run_dir}",
+                             "two runs in one folder would overwrite each other's checkpoint and model",
+                             "wait for it to finish, or train in another folder (--out)")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return _train_in(run_dir, prepared, model_id, config, report, resume, initial, min_dice, install,
+                             on_commit)
+        except BaseException:
+            if created:  # a run that stopped before its first checkpoint leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()
+            raise
+
+
+def run_lock_path(run_dir: Path) -> Path:
+    """The lock a run holds on its run folder for the whole run. In SegForge's home rather than
+    in the folder, so that a run refused or stopped early leaves the user's folder as it was."""
+    from ..catalog.cache import cache_home
+
+    key = hashlib.sha256(str(Path(run_dir).resolve()).encode("utf-8")).hexdigest()[:32]
+    return cache_home() / "training" / ".locks" / f"{key}.lock"
+
+
+def _train_in(run_dir: Path, prepared: list, model_id: str, config: TrainingConfig, report: ProgressCallback,
+              resume: bool, initial: Optional[Path], min_dice: float, install: bool,
+              on_commit: Optional[Callable[[], None]]) -> TrainedModel:
+    """Train, export and install in ``run_dir``, whose lock the caller holds. The model is
+    exported into a temporary folder, installed from there, and moved into the run folder only
+    once installed: a Cancel or failure up to then leaves neither model nor listing."""
+    from .curve import write_curve_csv, write_curve_png
+    from .export import staged_export
+    from .install import install_trained_model
+    from .train import train
 
     def keep_curve(latest: object) -> None:
         write_curve_csv(latest, run_dir)
@@ -162,12 +210,12 @@ def train_vessel_model(pairs: Sequence[PairInput], model_id: str, run_dir: Optio
     curve_csv = write_curve_csv(record, run_dir)
     curve_png = _try_png(write_curve_png, record, run_dir)  # not on Cancel: it must land at once
     report(0.97, "Exporting the model")
-    entry = export_vessel_model(network, record, config, model_id, run_dir, min_dice)
-    if install:
-        report(0.98, "Installing the model")  # the last point where Cancel lands
-        if on_commit is not None:
-            on_commit()
-        install_trained_model(entry)
+    with staged_export(network, record, config, model_id, run_dir, min_dice) as (entry, staged):
+        if install:
+            report(0.98, "Installing the model")  # the last point where Cancel lands
+            if on_commit is not None:
+                on_commit()
+            install_trained_model(entry, source=staged)
     return TrainedModel(entry, record, run_dir, curve_csv, curve_png)
 
 

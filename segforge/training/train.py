@@ -15,11 +15,16 @@ from it with ``resume=True``) and no model is exported. Export is :mod:`.export`
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import logging
 import math
+import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -34,6 +39,12 @@ from .losses import dice_ce_loss, skeleton_recall_loss
 from .skeleton import label_skeleton
 
 CHECKPOINT = "checkpoint.pt"
+#: A checkpoint file starts with this line and the SHA-256 of the rest (torch's own file).
+_CHECKPOINT_HEADER = b"SEGFORGE-CHECKPOINT 1 sha256 "
+_CHECKPOINT_KEYS = ("config", "data", "network", "optimiser", "rng", "step", "record")
+_DIVERGED_TODO = "lower the learning rate, or check the images for extreme values"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,6 +94,29 @@ def _first_line(error: BaseException) -> str:
     return (lines[0] if lines else type(error).__name__)[:200]
 
 
+def grid_difference(image: Image, label: Image) -> str:
+    """What differs between two grids, in millimetres and degrees: a label drawn on another grid
+    is often only shifted or turned, with the same size and spacing, and saying so shows where
+    to look."""
+    differences = []
+    if image.array.shape != label.array.shape:
+        differences.append(f"size {image.array.shape} against {label.array.shape} voxels")
+    if not np.allclose(image.spacing, label.spacing, rtol=0, atol=1e-4):
+        differences.append(f"spacing {_mm(image.spacing)} against {_mm(label.spacing)} mm")
+    shift = float(np.linalg.norm(np.subtract(label.origin_lps, image.origin_lps)))
+    if shift > 1e-4:
+        differences.append(f"origin shifted by {shift:.3g} mm")
+    cosines = np.clip((np.asarray(image.direction_lps) * np.asarray(label.direction_lps)).sum(axis=0), -1, 1)
+    turn = float(np.degrees(np.arccos(cosines)).max())
+    if turn > 1e-3:
+        differences.append(f"axes turned by up to {turn:.3g} degrees")
+    return "; ".join(differences) or "its voxel centres lie apart by more than 0.0001 mm"
+
+
+def _mm(values: Sequence[float]) -> str:
+    return " x ".join(f"{v:.4g}" for v in values)
+
+
 def prepare_pair(image: Image, label: Image, name: str = "pair", check_shape: bool = True) -> Pair:
     """Check a pair and bring it into the network's convention (see module docstring).
 
@@ -90,9 +124,8 @@ def prepare_pair(image: Image, label: Image, name: str = "pair", check_shape: bo
     split volume, whose whole label was checked (a vessel cut at the border of a half is short).
     """
     if not image.same_grid(label):
-        raise InputError(f"The label of {name} is not on its image's grid",
-                         f"image {image.array.shape} at spacing {image.spacing}, label {label.array.shape} at "
-                         f"{label.spacing}", "resample the label onto the image (or export it from the same scene)")
+        raise InputError(f"The label of {name} is not on its image's grid", grid_difference(image, label),
+                         "resample the label onto the image (or export it from the same scene)")
     mask = np.asarray(label.array) > 0
     if not mask.any():
         raise InputError(f"The label of {name} is empty", "it has no vessel voxel",
@@ -119,8 +152,8 @@ def split_in_halves(image: Image, label: Image) -> tuple[tuple[Image, Image], tu
     Raises InputError where a half would hold no vessel.
     """
     if not image.same_grid(label):
-        raise InputError("The label is not on its image's grid", f"image {image.array.shape}, label "
-                         f"{label.array.shape}", "resample the label onto the image")
+        raise InputError("The label is not on its image's grid", grid_difference(image, label),
+                         "resample the label onto the image")
     extent = [n * s for n, s in zip(image.array.shape, image.spacing[::-1])]
     axis = int(np.argmax(extent))
     middle = image.array.shape[axis] // 2
@@ -191,6 +224,9 @@ def validation_dice(network: torch.nn.Module, pairs: Sequence[Pair], config: Tra
         for pair in pairs:
             x = torch.from_numpy(pair.image)[None, None].to(device)
             logits = sliding_window_inference(x, tuple(config.patch_size), 2, predict, overlap=0.25, mode="gaussian")
+            if not bool(torch.isfinite(logits).all()):  # NaN > 0 is False: it would pass as background
+                raise InputError("Training diverged", "the network's output on the validation data is not a number",
+                                 _DIVERGED_TODO)
             predicted = (logits[0, 0] > 0).cpu().numpy()
             truth = pair.label > 0
             overlap += 2 * float((predicted & truth).sum())
@@ -202,19 +238,100 @@ def validation_dice(network: torch.nn.Module, pairs: Sequence[Pair], config: Tra
 def load_initial_weights(network: torch.nn.Module, path: Path, device: torch.device) -> str:
     """Start from a trained model file (TorchScript, as :mod:`.export` writes it): fine-tuning.
     Returns a description for the record (path and SHA-256)."""
-    import hashlib
+    from ..catalog.cache import sha256_file
+
     try:
         weights = torch.jit.load(str(path), map_location=device).state_dict()
     except (OSError, RuntimeError, ValueError) as error:
         raise InputError(f"The model to start from cannot be read: {path}", str(error).splitlines()[0],
                          "give a model.pt written by segforge train vessel") from error
+    own = network.state_dict()
+    for key in sorted(own.keys() | weights.keys()):  # the first difference, not torch's page of them
+        theirs = tuple(weights[key].shape) if key in weights else "nothing"
+        ours = tuple(own[key].shape) if key in own else "nothing"
+        if theirs != ours:
+            raise InputError("The model to start from does not match the network to train",
+                             f"{key} is {theirs} in the model, {ours} in the network to train",
+                             "give the same --channels as the model was trained with (its training.json names them)")
+    network.load_state_dict(weights)
+    return f"{path} (sha256 {sha256_file(Path(path))})"
+
+
+def check_finite_weights(network: torch.nn.Module, when: str) -> None:
+    """InputError "Training diverged" unless every weight is a finite number: a step can blow the
+    weights up after its loss was measured, and such a network must be neither saved nor exported."""
+    if not all(bool(torch.isfinite(value).all()) for value in network.state_dict().values()):
+        raise InputError("Training diverged", f"the network's weights stopped being numbers {when}", _DIVERGED_TODO)
+
+
+def check_enough_data(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair]) -> None:
+    """InputError unless there is a pair to train on and enough vessel to validate on (before any work)."""
+    if not train_pairs or not validation_pairs:
+        raise InputError("Too little data to train and validate",
+                         f"{len(train_pairs)} training and {len(validation_pairs)} validation pairs",
+                         "give at least one pair for each (two labelled volumes, or one split in two)")
+    held_out = sum(len(pair.vessel_voxels) for pair in validation_pairs)
+    if held_out < MIN_VALIDATION_VOXELS:
+        raise InputError("Too little data to validate", f"the validation data holds {held_out} vessel voxels, "
+                         f"fewer than {MIN_VALIDATION_VOXELS}", "validate on a pair (or half) with more vessels")
+
+
+def data_fingerprint(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair]) -> str:
+    """SHA-256 of the pairs as the network sees them, in order: a checkpoint resumes only on the
+    data it was trained and validated on, or its record would mix two experiments."""
+    digest = hashlib.sha256()
+    for role, pairs in (("train", train_pairs), ("validation", validation_pairs)):
+        for pair in pairs:
+            digest.update(f"{role} {pair.image.shape}".encode())
+            digest.update(np.ascontiguousarray(pair.image))
+            digest.update(np.ascontiguousarray(pair.label))
+    return digest.hexdigest()
+
+
+def write_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` with its SHA-256 in the file's first line, under a temporary name then
+    renamed: one file, so the checksum and the checkpoint can never be of two different saves,
+    and no temporary file is left (nor shared with another run: the name is unique)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    body = buffer.getvalue()
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        network.load_state_dict(weights)
-    except RuntimeError as error:
-        raise InputError("The model to start from does not match the network to train",
-                         str(error).splitlines()[0][:300],
-                         "give the same --channels as the model was trained with") from error
-    return f"{path} (sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()})"
+        with os.fdopen(handle, "wb") as file:
+            file.write(_CHECKPOINT_HEADER + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        os.replace(name, path)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _unusable(path: Path, why: str) -> InputError:
+    return InputError(f"The checkpoint {path} cannot be resumed", why,
+                      "start afresh without --resume, or in another folder")
+
+
+def read_checkpoint(path: Path, device: Union[str, torch.device] = "cpu") -> dict:
+    """The state :func:`write_checkpoint` wrote, verified: its checksum, its keys, finite weights.
+    InputError naming the file for an empty, truncated, changed or foreign file. Loaded with
+    ``weights_only``: a checkpoint is tensors, numbers and strings, so no code runs from it."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise _unusable(path, f"it cannot be read ({error.strerror or error})") from error
+    header, _, body = data.partition(b"\n")
+    if not header.startswith(_CHECKPOINT_HEADER):
+        raise _unusable(path, "the file is empty" if not data else "it is not a SegForge checkpoint")
+    if hashlib.sha256(body).hexdigest().encode() != header[len(_CHECKPOINT_HEADER):]:
+        raise _unusable(path, "it is damaged: its SHA-256 does not match (the file was cut short or changed)")
+    try:
+        state = torch.load(io.BytesIO(body), map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds on a bad file; all mean "damaged"
+        raise _unusable(path, f"it is damaged ({_first_line(error)})") from error
+    if not isinstance(state, dict) or any(key not in state for key in _CHECKPOINT_KEYS):
+        raise _unusable(path, "it is not a SegForge checkpoint of this version")
+    moments = [value for values in state["optimiser"].get("state", {}).values() for value in values.values()]
+    if not all(bool(torch.isfinite(t).all()) for t in [*state["network"].values(), *moments] if torch.is_tensor(t)):
+        raise _unusable(path, "its weights are not all finite numbers")
+    return state
 
 
 def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config: TrainingConfig, workdir: Path,
@@ -225,21 +342,16 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
     from ``workdir``'s checkpoint with ``resume``; the network and its record.
 
     Raises Cancelled on Cancel or Ctrl-C (the checkpoint is saved first); InputError when
-    there is no pair to train or validate on, when a checkpoint to resume was made with other
-    settings, or when the loss stops being a number (it names the step; a run that diverged
-    is never exported); OutOfMemory (the last checkpoint kept as it was) when a step or a
+    there is no pair to train or validate on, when a checkpoint to resume is damaged or was made
+    with other settings, on other data or from another base model, or when the loss, the
+    weights or the validation output stop being numbers (a run that diverged is never saved
+    or exported); with ``resume`` and no checkpoint the run starts as asked (and says so);
+    OutOfMemory (the last checkpoint kept as it was) when a step or a
     validation does not fit in memory. ``on_checkpoint`` hears the record after
     every checkpoint (the run folder's training curve is written from it).
     """
     report = progress or no_progress
-    if not train_pairs or not validation_pairs:
-        raise InputError("Too little data to train and validate",
-                         f"{len(train_pairs)} training and {len(validation_pairs)} validation pairs",
-                         "give at least one pair for each (two labelled volumes, or one split in two)")
-    held_out = sum(len(pair.vessel_voxels) for pair in validation_pairs)
-    if held_out < MIN_VALIDATION_VOXELS:
-        raise InputError("Too little data to validate", f"the validation data holds {held_out} vessel voxels, "
-                         f"fewer than {MIN_VALIDATION_VOXELS}", "validate on a pair (or half) with more vessels")
+    check_enough_data(train_pairs, validation_pairs)
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
@@ -249,25 +361,25 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
     rng = np.random.default_rng(config.seed)
     step = 0
     checkpoint = workdir / CHECKPOINT
+    data = data_fingerprint(train_pairs, validation_pairs)
     if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["config"] != asdict(config):
-            raise InputError("The checkpoint was made with other settings", f"it is in {checkpoint}",
-                             "resume with the same settings, or start afresh in another folder")
-        network.load_state_dict(state["network"])
-        optimiser.load_state_dict(state["optimiser"])
-        rng.bit_generator.state = state["rng"]
-        step, record = state["step"], TrainingRecord(**state["record"])
-    elif initial_weights is not None:
-        record.initial_weights = load_initial_weights(network, initial_weights, device)
+        step, record = _resume(checkpoint, config, data, network, optimiser, rng, initial_weights, device)
+    else:
+        if resume:  # nothing to go on from: start as asked, and say so
+            start = f"from {initial_weights}" if initial_weights is not None else "from scratch"
+            log.warning("No checkpoint in %s to resume: training starts %s", workdir, start)
+            report(0.0, f"No checkpoint to resume: training starts {start}")
+        if initial_weights is not None:
+            record.initial_weights = load_initial_weights(network, initial_weights, device)
     started = time.perf_counter() - record.seconds
+    measured = False  # validated in this process at the last step: a resumed run always measures again
 
     def save() -> None:
+        check_finite_weights(network, f"at step {step}")  # the last good checkpoint is kept
         record.seconds = time.perf_counter() - started
-        partial = checkpoint.with_suffix(".part")
-        torch.save({"config": asdict(config), "network": network.state_dict(), "optimiser": optimiser.state_dict(),
-                    "rng": rng.bit_generator.state, "step": step, "record": asdict(record)}, partial)
-        partial.replace(checkpoint)
+        write_checkpoint(checkpoint, {"config": asdict(config), "data": data, "network": network.state_dict(),
+                                      "optimiser": optimiser.state_dict(), "rng": rng.bit_generator.state,
+                                      "step": step, "record": asdict(record)})
         if on_checkpoint is not None:
             on_checkpoint(record)
 
@@ -282,8 +394,7 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
                 loss = loss + config.skeleton_recall_weight * skeleton_recall_loss(torch.sigmoid(logits), skeleton)
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise InputError("Training diverged", f"the loss became {value} at step {step + 1}",
-                                 "lower the learning rate, or check the images for extreme values")
+                raise InputError("Training diverged", f"the loss became {value} at step {step + 1}", _DIVERGED_TODO)
             report(step / config.steps, shown)  # Cancel lands here too: half a step sooner, nothing changed yet
             optimiser.zero_grad()
             loss.backward()
@@ -293,6 +404,7 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             if step % config.validate_every == 0 or step == config.steps:
                 record.validation.append((step, validation_dice(network, validation_pairs, config, report,
                                                                 step / config.steps)))
+                measured = step == config.steps
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save()
             elapsed = time.perf_counter() - started
@@ -300,7 +412,8 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
             dice = f", validation Dice {record.final_dice:.3f}" if record.validation else ""
             shown = f"Training: step {step}/{config.steps}, loss {value:.3f}{dice}, about {eta:.0f} s left"
             report(step / config.steps, shown)
-        if not record.validation or record.validation[-1][0] != step:  # resumed after a Cancel in validation
+        if not measured:  # resumed a finished run (or one cancelled in its last validation): measure on this data
+            record.validation = [entry for entry in record.validation if entry[0] != step]
             record.validation.append((step, validation_dice(network, validation_pairs, config, report, 1.0)))
     except (KeyboardInterrupt, Cancelled) as stop:
         save()
@@ -318,3 +431,38 @@ def train(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pair], config:
     record.seconds = time.perf_counter() - started
     record.finished = True
     return network, record
+
+
+def _resume(checkpoint: Path, config: TrainingConfig, data: str, network: torch.nn.Module,
+            optimiser: torch.optim.Optimizer, rng: np.random.Generator, initial_weights: Optional[Path],
+            device: torch.device) -> tuple[int, TrainingRecord]:
+    """Load ``checkpoint`` into the network, optimiser and generator after checking it was made
+    with these settings, on this data and from this starting model; its step and record."""
+    from ..catalog.cache import sha256_file
+
+    state = read_checkpoint(checkpoint, device)
+    if state["config"] != asdict(config):
+        theirs = state["config"] if isinstance(state["config"], dict) else {}
+        changed = [key for key, value in asdict(config).items() if theirs.get(key) != value]
+        raise InputError("The checkpoint was made with other settings",
+                         f"{checkpoint} differs in " + ", ".join(f"{key} ({theirs.get(key)!r} there, "
+                                                                 f"{getattr(config, key)!r} now)" for key in changed),
+                         "resume with the same settings, or start afresh without --resume or in another folder")
+    if state["data"] != data:
+        raise InputError("The checkpoint was made on other data", f"{checkpoint} was trained and validated on other "
+                         "images or labels (or in another order)",
+                         "resume with the same pairs, or start afresh without --resume or in another folder")
+    try:
+        record = TrainingRecord(**state["record"])
+        network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        rng.bit_generator.state = state["rng"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        why = f"it is not a SegForge checkpoint of this version ({_first_line(error)})"
+        raise _unusable(checkpoint, why) from error
+    started_from = record.initial_weights or ""
+    if initial_weights is not None and f"sha256 {sha256_file(Path(initial_weights))}" not in started_from:
+        raise InputError("The checkpoint did not start from the model given", f"{checkpoint} started from "
+                         f"{record.initial_weights or 'scratch'}, not from {initial_weights}",
+                         "resume without naming another base model, or start afresh in another folder")
+    return int(state["step"]), record
