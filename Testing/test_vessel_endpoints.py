@@ -220,3 +220,22 @@ def test_totalsegmentator_aorta_from_the_root_to_the_cut():
         assert np.linalg.norm(aorta.points_lps[0] - annulus) < 15.0
         assert lps_to_kji(mask, aorta.points_lps[-1:])[0, 0] < 0.5
         assert aorta.length_mm > 300
+
+
+def test_targets_under_a_voxel_apart_are_refused_on_either_route():
+    """The same rule on the minimal paths (small segments) and the whole tree (large ones): two
+    targets 0.4 mm apart on a 0.5 mm grid were refused on the tree but gave a 0.6 mm branch on the
+    minimal paths (only the very same climbed voxel counted as one point there)."""
+    from segforge.vessel.minimal_path import minimal_path_centerlines
+
+    tree = build_tree([BranchSpec((0, 0, -15), (0, 0, 0), (0, 0, 15), 2.0, 2.0)],
+                      make_grid((30, 30, 70), (0.5, 0.5, 0.5), OBLIQUE, center_lps=CENTER), center_lps=CENTER)
+    source, end = np.asarray(CENTER) - (0, 0, 12.0), np.asarray(CENTER) + (0, 0, 12.0)  # on the axis
+    parameters = EndpointParameters(tuple(source), (tuple(end), tuple(end + (0, 0, 0.4))))
+    for route in (lambda: minimal_path_centerlines(tree.mask, parameters),
+                  lambda: centerlines_between(centerline_graph(tree.mask), tree.mask, parameters)):
+        with pytest.raises(InputError, match=r"Target 2 at LPS .* is where target 1 is"):
+            route()
+    # a voxel and more apart along an axis: two targets
+    apart = EndpointParameters(tuple(source), (tuple(end), tuple(end - (0, 0, 1.5))))
+    assert len(minimal_path_centerlines(tree.mask, apart).branches) >= 2

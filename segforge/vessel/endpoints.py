@@ -164,6 +164,7 @@ def centerlines_between(graph: CenterlineGraph, mask: Image,
     rooted at the source; ``graph`` unchanged when no source is given."""
     if not parameters.given or not graph.branches:
         return graph
+    refuse_coincident(mask, parameters)
     points = _PointGraph(graph)
     labels = components(mask)
     branch_piece = branch_pieces(graph, mask, labels)
@@ -261,17 +262,35 @@ def unreachable(label: str, target: Point) -> InputError:
                       "place it on the vessel that holds the source, or join the pieces")
 
 
+def refuse_coincident(mask: Image, parameters: EndpointParameters) -> None:
+    """Refuse a target placed within a voxel (under one voxel along every axis) of the source or
+    of an earlier target. Judged on the points as placed, before either route (minimal paths
+    or the whole tree) snaps them, so both refuse the same pairs whatever the segment's size:
+    a line between them would be a voxel long at most."""
+    if parameters.source_lps is None or not parameters.targets_lps:
+        return
+    kji = lps_to_kji(mask, np.array([parameters.source_lps, *parameters.targets_lps], float))
+    for n in range(1, len(kji)):
+        near = np.all(np.abs(kji[:n] - kji[n]) < 1.0, axis=1)
+        if near.any():
+            raise _coincident(f"Target {n}", parameters.targets_lps[n - 1], int(np.argmax(near)))
+
+
 def check_apart(label: str, target: Point, gaps: np.ndarray, voxel: float) -> None:
     """Refuse a target within ``voxel`` mm of the source (``gaps[0]``) or of an earlier target."""
-    if gaps[0] < voxel:
-        raise InputError(f"{label} at {point_name(target)} is where the source is",
-                         "it snaps onto the same centerline point (within a voxel), which would give "
-                         "a line of no length", "place the target farther along the vessel")
-    if np.any(gaps[1:] < voxel):
-        other = int(np.argmax(gaps[1:] < voxel)) + 1
-        raise InputError(f"{label} at {point_name(target)} is where target {other} is",
-                         "both snap onto the same centerline point (within a voxel)",
-                         "remove one of them or place it farther along the vessel")
+    if np.any(gaps < voxel):
+        raise _coincident(label, target, int(np.argmax(gaps < voxel)))
+
+
+def _coincident(label: str, target: Point, other: int) -> InputError:
+    """``other``: 0 the source, n target n."""
+    if other == 0:
+        return InputError(f"{label} at {point_name(target)} is where the source is",
+                          "it snaps onto the same centerline point (within a voxel), which would give "
+                          "a line of no length", "place the target farther along the vessel")
+    return InputError(f"{label} at {point_name(target)} is where target {other} is",
+                      "both snap onto the same centerline point (within a voxel)",
+                      "remove one of them or place it farther along the vessel")
 
 
 def _free_ends(graph: CenterlineGraph, points: _PointGraph, source: int, vertex_piece: np.ndarray,

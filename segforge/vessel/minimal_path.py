@@ -34,7 +34,8 @@ from scipy.sparse.csgraph import dijkstra
 from ..distance import distance_mm
 from ..image import Image, foreground_box
 from ..progress import ProgressCallback, sub_progress
-from .endpoints import EndpointParameters, check_apart, components, nearest_segment_voxel, paths_tree, unreachable
+from .endpoints import (EndpointParameters, check_apart, components, nearest_segment_voxel, paths_tree,
+                        refuse_coincident, unreachable)
 from .graph import CenterlineGraph, GraphParameters, axes_meet, smooth_staircase
 from .lumen_edge import LEVEL, LumenField, lumen_field
 from .radius import affine, kji_to_lps, lps_to_kji
@@ -119,6 +120,7 @@ def minimal_path_centerlines(mask: Image, endpoints: EndpointParameters,
     field when the caller has it. Raises InputError naming a point that cannot end a line."""
     report = sub_progress(progress, 0.0, 1.0)
     report(0.0, "Finding the paths between the endpoints")
+    refuse_coincident(mask, endpoints)
     array = np.asarray(mask.array)
     labels = components(mask)
     names = ["The source point", *(f"Target {n + 1} point" for n in range(len(endpoints.targets_lps)))]
