@@ -322,6 +322,20 @@ def test_stenoses_need_centerlines_on_every_front_end(mrml_scene):
         assert not parameters.outputs.centerlines and not parameters.outputs.stenoses, front_end
 
 
+def test_points_need_centerlines():
+    """A source, targets or landmarks with centerlines off are refused before anything runs (the
+    points were dropped without a word, the run succeeding)."""
+    from SegVesselLib.form import VesselForm
+
+    point = (1.0, 2.0, 3.0)
+    for fields, named in (({"source_lps": point}, "a source"), ({"source_lps": point, "targets_lps": (point,)},
+                                                                 "a source, targets"),
+                          ({"landmarks_lps": (point,)}, "landmarks")):
+        form = VesselForm(create_centerlines=False, create_surface=True, **fields)
+        assert form.problem().startswith(f"The points ({named}) need the centerlines"), fields
+        assert VesselForm(**fields).problem() is None
+
+
 def form_class(module: str) -> type:
     name = {"SegVessel": "VesselForm", "SegOrgan": "OrganForm", "SegInteractive": "InteractiveForm"}[module]
     return getattr(importlib.import_module(f"{module}Lib.form"), name)

@@ -154,6 +154,13 @@ class VesselForm(Form):
             raise InputError("No segment name", "the segment name field is empty",
                              "enter a name for the vessel segment")
         inputs = self.inputs()
+        placed = [name for name, points in (("a source", self.source_lps is not None),
+                                             ("targets", bool(self.targets_lps)),
+                                             ("landmarks", bool(self.landmarks_lps))) if points]
+        if placed and not self.create_centerlines:
+            raise InputError(f"The points ({', '.join(placed)}) need the centerlines",
+                             "centerlines are off, so the points would be ignored",
+                             "turn the centerlines on, or remove the points")
         if not (self.create_centerlines or self.create_surface):
             if "segment" in inputs:
                 raise InputError("Nothing to compute from the segment", "the segment is the vessel mask, and "

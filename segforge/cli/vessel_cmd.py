@@ -217,8 +217,9 @@ def run(args: argparse.Namespace) -> int:
         files = outputs.commit(written)
     summary = tree.summary
     dilatations = f", {summary['dilatations']} dilatations" if summary.get("dilatations") else ""
-    print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {summary['branches']} branches, "
-          f"{summary['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %{dilatations}")
+    counted = {key: "-" if summary.get(key) is None else summary[key] for key in ("branches", "stenoses")}
+    print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {counted['branches']} branches, "
+          f"{counted['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %{dilatations}")
     for row in tree.landmark_rows:
         print(landmark_line(row))
     for kind, path in files.items():
