@@ -117,6 +117,28 @@ def test_a_seg_nrrd_segment_by_name_or_id_across_layers(tmp_path, headless_slice
     assert [s.name for s in file_segments(path)] == ["Aorta", "Left iliac"]
 
 
+def test_digits_naming_one_segment_by_value_and_another_by_name_are_ambiguous(tmp_path, headless_slicer):
+    """A segment named "2" at label 1 beside one at label 2: ":2" was taken as the label value
+    without a word, the segment the user named "2" never considered."""
+    from segforge.mrml.segments import SegmentSpec, new_segmentation_node, write_label_segments
+    from segforge.mrml.storage import save_node
+
+    grid = make_image((10, 12, 14), np.uint8)
+    labels = np.zeros(grid.array.shape, np.uint8)
+    labels[2:5, 2:6, 3:9] = 1
+    labels[6:9, 7:10, 6:12] = 2
+    node = new_segmentation_node(grid, "Vessels")
+    write_label_segments(node, grid.with_array(labels), [SegmentSpec(1, "2"), SegmentSpec(2, "Blob")])
+    path = tmp_path / "numbered.seg.nrrd"
+    save_node(node, path)
+    ids = [node.GetSegmentation().GetSegmentIdBySegmentName(name) for name in ("2", "Blob")]
+    with pytest.raises(InputError, match=r"'2' names 2 segments.*Use the segment's ID instead") as error:
+        read_segment(path, "2")
+    assert all(i in str(error.value) for i in ids)
+    np.testing.assert_array_equal(read_segment(path, "Blob").mask.array, labels == 2)
+    np.testing.assert_array_equal(read_segment(path, ids[0]).mask.array, labels == 1)
+
+
 def test_a_plain_nrrd_label_map_by_value(tmp_path):
     labels = make_image((8, 9, 10), np.uint8).with_array(np.zeros((8, 9, 10), np.uint16))
     labels.array[1:4, 2:5, 3:7] = 300

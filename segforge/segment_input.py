@@ -163,8 +163,11 @@ def _choose(segments: list[FileSegment], selector: Optional[str], path: Path) ->
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
+        ids = [m.id for m in matches if m.id]
         raise InputError(f"{selector!r} names {len(matches)} segments of {path.name}",
-                         f"it matches {_listing(matches)}", "use the segment's name (or its ID) instead")
+                         f"it matches {_listing(matches)}",
+                         f"use the segment's ID instead ({', '.join(ids)})" if len(ids) == len(matches)
+                         else "use the segment's label value or name instead, whichever is its own")
     named = _named_but_absent(path, selector)
     why = f"it holds {_listing(segments)}"
     if named:
@@ -174,10 +177,12 @@ def _choose(segments: list[FileSegment], selector: Optional[str], path: Path) ->
 
 
 def _matching(segments: list[FileSegment], selector: str) -> list[FileSegment]:
-    """Segments a selector names: a label value, else an exact name or ID, else a name in any case."""
-    if selector.lstrip("-").isdigit():
-        return [s for s in segments if s.value == int(selector)]
+    """Segments a selector names: a label value or an exact name or ID (digits may be either, and
+    naming two segments so is ambiguous), else a name in any case."""
     exact = [s for s in segments if selector in _names(s) or selector == s.id]
+    if selector.lstrip("-").isdigit():
+        by_value = [s for s in segments if s.value == int(selector)]
+        return by_value + [s for s in exact if s not in by_value]
     if exact:
         return exact
     folded = selector.casefold()
