@@ -12,9 +12,12 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    The level comes from the unsmoothed voxels clicked, and only voxels like the clicked one
    seed, so a click on an object's rim (a pole on a thick slice) neither spills the piece
    over the rim nor seeds the outside. A piece that leaks at every level is an organ among
-   tissue like it: it is capped to a chunk around the click (the tissue beyond the cap is not
-   taught as background), unless the click sits on a brighter object's rim or beside the
-   object found so far, where a chunk would spill over: then its seeds alone count. A later
+   tissue like it: its piece is then the tissue like the clicked voxels (no level means
+   anything there), capped to a chunk around the click (the tissue beyond the cap is not
+   taught as background, nor seeded as background on the walker's faces), unless the click
+   sits beside the object found so far, where a chunk would spill over: then its seeds alone
+   count (``chunk_model`` "threshold": the tissue above the first level that leaks, and seeds
+   alone on a brighter object's rim too). A later
    click far from what the earlier prompts found says the object reaches at least that far,
    so its chunk is that large (bounded by the negative clicks). A box's object is the part of
    its inside likelier the lesion's than its rim's; when no piece is clearly so (an isointense
