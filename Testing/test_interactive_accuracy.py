@@ -126,12 +126,17 @@ SAMPLE_CT = Path(__file__).parents[1] / "Resources" / "SampleData" / "ts_ct_abdo
 
 
 @pytest.mark.parametrize("label, name, after_10", [
-    (1, "spleen", 0.75),   # measured 0.842 (a click gives seeds only before: 0.006)
-    (5, "liver", 0.6),     # measured 0.689 (0.001 before)
+    (1, "spleen", 0.85),        # measured 0.897 (0.847 with threshold chunks; 0.006 seeds only)
+    (5, "liver", 0.85),         # measured 0.871 (0.786 with threshold chunks)
+    (2, "kidney_right", 0.85),  # measured 0.891 (0.635 with threshold chunks)
+    (3, "kidney_left", 0.85),   # measured 0.940 (0.594 with threshold chunks)
 ])
 def test_an_organ_among_like_tissue_grows_click_by_click(label, name, after_10):
     """An organ touching tissue of its own intensity leaks at every threshold: each click adds
-    a chunk of like tissue around it instead of its seeds alone."""
+    a chunk of like tissue around it instead of its seeds alone, the chunk's noisy voxels
+    included, and the walker is not taught the like tissue beyond the chunk as background
+    (issue 17: >= 0.85 within 10 clicks on spleen, liver and both kidneys, no click lowering
+    Dice by more than 0.05)."""
     from segforge.interactive.simulation import crop_around
 
     image = read_image(SAMPLE_CT / "example_ct_sm.nii.gz")
@@ -140,4 +145,4 @@ def test_an_organ_among_like_tissue_grows_click_by_click(label, name, after_10):
     result = simulate_clicks(image, reference, clicks=10)
     print("\n" + _table_row(name, result))
     assert result.dice_after(10) >= after_10
-    assert result.dice_after(10) > result.dice_after(1) + 0.3
+    assert all(b >= a - 0.05 for a, b in zip(result.dice, result.dice[1:])), result.dice

@@ -6,7 +6,7 @@ for each case, the set that scores best (Dice after 5 clicks, less any drop over
 other five is chosen, and its figures on the held-out case are reported.
 
 Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--json out.json]``
-(``default``: today's parameters alone, no choice made; ``small``, ``blob``, ``scale``: the
+(``default``: today's parameters alone, no choice made; ``small``, ``blob``, ``scale``, ``chunk``: the
 declared grids below, chosen by the clicks; ``box``: chosen by the box alone's Dice, run it
 with ``--clicks 0``).
 """
@@ -44,6 +44,9 @@ GRIDS = {
     # a box alone (run with --clicks 0, chosen by the box's Dice): the inside voxels that are
     # the lesion's (likelier, or twice as likely, inside than on the rim), and when none is
     # twice as likely the inscribed ellipsoid as the prior, or as the bound of the likelier part
+    # a click whose piece leaks at every level: its chunk from the first level that leaks, or
+    # the tissue like the clicked voxels (the default since issue 17's organ pass)
+    "chunk": {"chunk_model": ["threshold", "like"]},
     "box": {"box_clear": [0.5, 0.667], "box_shape": ["none", "ellipsoid", "bounded"]},
 }
 

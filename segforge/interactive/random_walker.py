@@ -12,9 +12,12 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    The level comes from the unsmoothed voxels clicked, and only voxels like the clicked one
    seed, so a click on an object's rim (a pole on a thick slice) neither spills the piece
    over the rim nor seeds the outside. A piece that leaks at every level is an organ among
-   tissue like it: it is capped to a chunk around the click (the tissue beyond the cap is not
-   taught as background), unless the click sits on a brighter object's rim or beside the
-   object found so far, where a chunk would spill over: then its seeds alone count. A later
+   tissue like it: its piece is then the tissue like the clicked voxels (no level means
+   anything there), capped to a chunk around the click (the tissue beyond the cap is not
+   taught as background, nor seeded as background on the walker's faces), unless the click
+   sits beside the object found so far, where a chunk would spill over: then its seeds alone
+   count (``chunk_model`` "threshold": the tissue above the first level that leaks, and seeds
+   alone on a brighter object's rim too). A later
    click far from what the earlier prompts found says the object reaches at least that far,
    so its chunk is that large (bounded by the negative clicks). A box's object is the part of
    its inside likelier the lesion's than its rim's; when no piece is clearly so (an isointense
@@ -98,6 +101,11 @@ class RandomWalkerParameters:
     # the likelier part within the ellipsoid inscribed in the box (intensity the prior, as for
     # any object); "ellipsoid", that ellipsoid itself as the prior; "none": the likelier part
     box_shape: str = "bounded"
+    # a click's piece that leaks at every level (no intensity edge): its chunk is the part near
+    # the click of the tissue above the first level that leaks ("threshold"), or of the tissue
+    # that looks like the clicked voxels, within three noise deviations ("like": the walker's
+    # region then takes no background seed on its faces in that tissue)
+    chunk_model: str = "like"
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -433,7 +441,15 @@ class _View:
             return (_connected_to(piece & ~beyond, anchor) | group if best is None else best), False, None
         if kind == "leaks":
             if best is None:  # leaks at every level
-                if self._on_rim(group, level, sign):
+                if self.p.chunk_model == "like":
+                    # no level gives an edge, so the first level that leaks says nothing about
+                    # the object either (its piece is the part of the object's own noise above
+                    # it: a sponge, whose holes taught the walker the object as background). Its
+                    # tissue is what looks like the clicked voxels, as its seeds are: a band on
+                    # both sides of the click's level, so a click on a brighter object's dim rim
+                    # does not take that object (the threshold piece did: seeds alone, below)
+                    piece = self._like_tissue(group)
+                elif self._on_rim(group, level, sign):
                     return group, True, None  # a click on a brighter object's dim rim: its seeds alone
                 return self._capped(piece, group, cap), True, piece  # an organ-like object among its like
             return best, False, None
@@ -470,6 +486,13 @@ class _View:
             return None
         return float(np.sqrt(3.0) * scales[best])
 
+    def _like_tissue(self, group: np.ndarray) -> np.ndarray:
+        """The voxels connected to ``group`` that look like its voxels: within three noise
+        deviations of their median intensity (unsmoothed, as a click's seeds are chosen)."""
+        level = float(np.median(self.raw[group]))
+        like = (np.abs(self.raw - level) <= 3.0 * self.noise) & self.allowed
+        return _connected_to(like | group, group)
+
     def _on_rim(self, group: np.ndarray, level: float, sign: float) -> bool:
         """Whether a click lies on the dim rim of a brighter object (``sign`` -1: a darker one):
         voxels nearby are clearly (three noise deviations) brighter than its ``level``."""
@@ -483,7 +506,7 @@ class _View:
         cap = self.p.capped_mm if cap is None else cap
         distance = distance_mm(~group, self.spacing)
         near = piece & (distance <= cap)
-        if cap > self.p.capped_mm and self.negatives:
+        if (cap > self.p.capped_mm or self.p.chunk_model == "like") and self.negatives:
             # a negative click bounds the object: the chunk keeps the voxels nearer to the click
             point = np.zeros(group.shape, bool)
             for voxel in self.negatives:
@@ -515,10 +538,17 @@ class _View:
         values = self.values[sub]
         foreground, background = self.foreground[sub].copy(), self.background[sub].copy()
         union = union[sub]
-        background |= _faces(values.shape) & ~foreground
+        alike = self.alike[sub]
+        faces = _faces(values.shape) & ~foreground
+        if p.chunk_model == "like":
+            # the region's faces cut through the like tissue beyond a chunk's cap: nothing says
+            # the object ends there, so they are no background seed (the region's margin bounds
+            # how far past its chunk the walker may take it)
+            faces &= ~alike
+        background |= faces
         # background model: the surroundings of the pieces, away from any positive prompt
         near_prompt = _dilate_mm(foreground, p.locality_mm, self.spacing)
-        shell = _dilate_mm(union, p.shell_mm, self.spacing) & ~union & ~near_prompt & ~self.alike[sub]
+        shell = _dilate_mm(union, p.shell_mm, self.spacing) & ~union & ~near_prompt & ~alike
         background_density = _density(values, values[shell | background])
         prior = np.zeros(values.shape, np.float32)
         for piece, shape in zip(pieces, self.shapes):
