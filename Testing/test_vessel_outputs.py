@@ -81,3 +81,27 @@ def test_the_picture_draws_the_longest_branches_with_their_marks(tmp_path):
     assert magenta.sum() > 20, "the landmark is not marked"
     empty = diameter_plot_png([])
     assert empty[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_native_modules_are_loaded_before_the_output_set_opens(tmp_path):
+    """A Ctrl-C inside the import of VTK's native modules can crash the interpreter (and leave the
+    ``.partial`` folder behind): ``segforge vessel --dicom`` loads what its writers need (VTK for
+    the picture, highdicom for seg.dcm) before the output set exists. A fresh interpreter, so the
+    test's own imports do not hide a late one."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from segforge.output_set import OutputSet\n"
+        "def prepare(self):\n"
+        "    print('loaded', 'vtk' in sys.modules, 'highdicom' in sys.modules, flush=True)\n"
+        "    raise SystemExit(0)\n"
+        "OutputSet.prepare = prepare\n"
+        "from segforge.cli.main import main\n"
+        "main(sys.argv[1:])\n")
+    (tmp_path / "series").mkdir()
+    run = subprocess.run([sys.executable, "-c", script, "vessel", str(tmp_path / "series"), "--out",
+                          str(tmp_path / "out"), "--model", "vesselness-frangi", "--dicom"],
+                         capture_output=True, text=True, timeout=120)
+    assert "loaded True True" in run.stdout, run.stdout + run.stderr

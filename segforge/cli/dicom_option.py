@@ -40,6 +40,10 @@ def check_dicom_request(args: argparse.Namespace) -> None:
         raise InputError("--dicom-derived is for a volume file", "IMAGE is a DICOM series folder" if args.image
                          else "no IMAGE is given", "use --dicom: the results then refer to the original images"
                          if args.image else "give the volume file as IMAGE")
+    if args.dicom or args.dicom_derived:
+        # The DICOM writers' native modules load now, before the result set opens: a Ctrl-C
+        # landing inside a native module's import can crash the interpreter mid-write.
+        from ..dicom import results  # noqa: F401
 
 
 def dicom_source(args: argparse.Namespace, image: Image, folder: Path) -> Optional[Any]:
