@@ -57,6 +57,11 @@ def test_find_run_store_round_trip_from_the_cli(orthanc, study, tmp_path):  # no
     again = segforge("pacs", "store", str(out), env_extra=env)  # a retry: nothing twice
     assert again.returncode == 0 and again.stdout.count("already stored") == 2, again.stdout + again.stderr
     assert len(orthanc.rest("/instances")) == instances == 5
+    # the same run again: the same objects (their UIDs come from what they hold), stored once
+    rerun = segforge("pacs", "run", "organ", "--study", study["study"], "--out", str(out), "--overwrite",
+                     env_extra=env)
+    assert rerun.returncode == 0 and rerun.stdout.count("already stored") == 2, rerun.stdout + rerun.stderr
+    assert len(orthanc.rest("/instances")) == 5
     # the study's one image series is still found among its SEG and SR
     assert pacs.choose_series(study["study"]) == study["series"]
 

@@ -46,5 +46,4 @@ def lesion_dicom_export(volume_node: Any, result: Optional[LesionResult], derive
     source = source_of_volume(volume_node, image, derived, file_for_instance)
     info = SegmentInfo(1, segment.GetName(), tuple(segment.GetColor()), segment.GetTerminology() or None)
     return DicomExport("interactive", volume_node.GetName(), image, source,
-                       lambda folder, series: lesion_dicom(folder, series, mask, info, result.backend,
-                                                           stable_uids=True))
+                       lambda folder, series: lesion_dicom(folder, series, mask, info, result.backend))

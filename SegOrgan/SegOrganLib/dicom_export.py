@@ -44,5 +44,4 @@ def organ_dicom_export(volume_node: Any, nodes: Optional[OrganNodes], derived: b
     segments = [SegmentInfo(s.label, s.name, s.color, s.terminology) for s in specs]
     model = str(nodes.summary.get("model", "") or "organ")
     return DicomExport("organ", volume_node.GetName(), image, source,
-                       lambda folder, series: organ_dicom(folder, series, image, labels, segments, model,
-                                                          stable_uids=True))
+                       lambda folder, series: organ_dicom(folder, series, image, labels, segments, model))

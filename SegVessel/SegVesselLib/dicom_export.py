@@ -49,6 +49,5 @@ def vessel_dicom_export(volume_node: Any, nodes: Optional[VesselNodes], derived:
     segment = dataclasses.replace(VESSEL_SEGMENT, name=name)
     model = str(tree.summary.get("mask_model", "vessel") or "vessel")
     return DicomExport("vessel", volume_node.GetName(), image, source,
-                       lambda folder, series: vessel_dicom(folder, series, tree, segment, model,
-                                                           stable_uids=True))
+                       lambda folder, series: vessel_dicom(folder, series, tree, segment, model))
 

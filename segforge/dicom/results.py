@@ -5,10 +5,11 @@ The SEG is written first; its segment numbers tie the SR's groups to it. Both go
 folder given (an output set's temporary folder: they appear with the other results or not at
 all).
 
-``stable_uids`` (what the panels' Send to PACS uses): the objects' UIDs are derived from what
-they hold (source series, voxels, segments, numbers, SegForge's version) instead of drawn at
-random, so sending the same result again finds it on the PACS ("already stored") and a retry
-after a failure completes the set without a second copy; a changed result gets new UIDs.
+The objects' UIDs are derived from what they hold (source series, voxels, segments, numbers,
+SegForge's version) instead of drawn at random, for every front end (CLI, batch, panels): storing
+the same result again (a second Send to PACS, a rerun of ``segforge pacs run --overwrite``, a
+second ``pacs store``) finds it on the PACS ("already stored") and a retry after a failure
+completes the set without a second copy; a changed result gets new UIDs.
 """
 from __future__ import annotations
 
@@ -31,20 +32,17 @@ SEG_FILE, SR_FILE = "seg.dcm", "sr.dcm"
 
 
 def write_seg_and_sr(folder: str | os.PathLike, source: SourceSeries, labels: Image, segments: Sequence[SegmentInfo],
-                     algorithm: Algorithm, groups: Callable[[SegExport], list[MeasurementGroup]],
-                     stable_uids: bool = False) -> dict[str, Path]:
+                     algorithm: Algorithm, groups: Callable[[SegExport], list[MeasurementGroup]]) -> dict[str, Path]:
     """``seg.dcm`` of ``labels`` and ``sr.dcm`` of the groups made for it; the files by kind."""
     folder = Path(folder)
-    seed = None
-    if stable_uids:
-        seed = _digest("seg", __version__, repr(algorithm), str(source.first.SeriesInstanceUID),
-                       str(labels.array.shape), str(labels.array.dtype), labels.array.tobytes(), repr(list(segments)))
+    seed = _digest("seg", __version__, repr(algorithm), str(source.first.SeriesInstanceUID),
+                   str(labels.array.shape), str(labels.array.dtype), labels.array.tobytes(), repr(list(segments)))
     seg = build_segmentation(labels, segments, source, algorithm,
-                             None if seed is None else (_uid(seed, "seg series"), _uid(seed, "seg instance")))
+                             (_uid(seed, "seg series"), _uid(seed, "seg instance")))
     made = groups(seg)
-    report_seed = None if seed is None else _digest("sr", seed, repr(made))
-    report = build_report(seg, source, made, algorithm.workflow, None if report_seed is None else (
-        _uid(report_seed, "sr series"), _uid(report_seed, "sr instance")))
+    report_seed = _digest("sr", seed, repr(made))
+    report = build_report(seg, source, made, algorithm.workflow,
+                          (_uid(report_seed, "sr series"), _uid(report_seed, "sr instance")))
     seg_path = seg.write(folder / SEG_FILE)
     report.save_as(folder / SR_FILE, enforce_file_format=True)
     return {"dicom_seg": seg_path, "dicom_sr": folder / SR_FILE}
@@ -65,30 +63,29 @@ def _uid(seed: str, role: str) -> str:
 
 def organ_dicom(folder: str | os.PathLike, source: SourceSeries, image: Image, labels: Image,
                 segments: Sequence[SegmentInfo], model: str,
-                statistics: Optional[Sequence[StructureStatistics]] = None,
-                stable_uids: bool = False) -> dict[str, Path]:
+                statistics: Optional[Sequence[StructureStatistics]] = None) -> dict[str, Path]:
     """The organ result: a segment per structure found; volume, mean and SD per structure."""
     names = {s.label: s.name for s in segments}
     rows = statistics if statistics is not None else structure_statistics(image, labels.array, names)
     terminology: Mapping[int, str] = {s.label: s.terminology or "" for s in segments}
     modality = str(source.first.get("Modality", ""))
     return write_seg_and_sr(folder, source, labels, segments, Algorithm("organ", model),
-                            lambda seg: organ_groups(rows, seg.segment_numbers, terminology, modality), stable_uids)
+                            lambda seg: organ_groups(rows, seg.segment_numbers, terminology, modality))
 
 
 def vessel_dicom(folder: str | os.PathLike, source: SourceSeries, tree, segment: SegmentInfo,
-                 model: str, stable_uids: bool = False) -> dict[str, Path]:
+                 model: str) -> dict[str, Path]:
     """The vessel result: one segment; branch, finding and landmark measurements on it."""
     mask = tree.mask.with_array((tree.mask.array > 0).astype("uint8"))
     segment = dataclasses.replace(segment, label=1)
     return write_seg_and_sr(folder, source, mask, [segment], Algorithm("vessel", model),
-                            lambda seg: vessel_groups(tree, seg.segment_numbers[1]), stable_uids)
+                            lambda seg: vessel_groups(tree, seg.segment_numbers[1]))
 
 
 def lesion_dicom(folder: str | os.PathLike, source: SourceSeries, mask: Image, segment: SegmentInfo,
-                 backend: str, stable_uids: bool = False) -> dict[str, Path]:
+                 backend: str) -> dict[str, Path]:
     """The interactive result: one lesion segment (semi-automatic) and its volume."""
     mask = mask.with_array((mask.array > 0).astype("uint8"))
     segment = dataclasses.replace(segment, label=1)
     return write_seg_and_sr(folder, source, mask, [segment], Algorithm("interactive", backend, interactive=True),
-                            lambda seg: lesion_groups(mask, seg.segment_numbers[1]), stable_uids)
+                            lambda seg: lesion_groups(mask, seg.segment_numbers[1]))
