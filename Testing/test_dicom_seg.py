@@ -186,6 +186,19 @@ def test_unnamed_labels_and_an_empty_result_are_refused(oblique_series):
                            Algorithm("organ", "m"))
 
 
+def test_names_equal_in_their_first_64_characters_get_distinct_labels(oblique_series, tmp_path):
+    """Segment Label is LO (64 characters): two long names once became the same label and the
+    same Tracking ID. The Tracking ID (UT) keeps the whole name; the second label is numbered."""
+    folder, image = oblique_series
+    stem = "x" * 64
+    segments = [SegmentInfo(3, stem + "_left", (1, 0, 0)), SegmentInfo(8, stem + "_right", (0, 1, 0))]
+    _, path = _export(folder, image, ball_labels(image), tmp_path / "seg.dcm", segments)
+    assert dciodvfy_errors(path) == []
+    items = pydicom.dcmread(path).SegmentSequence
+    assert [item.SegmentLabel for item in items] == [stem, stem[:60] + " (2)"]
+    assert [item.TrackingID for item in items] == [s.name for s in segments]
+
+
 def test_a_file_that_is_not_a_seg_is_refused(oblique_series):
     folder, _ = oblique_series
     with pytest.raises(InputError, match="(?i)is not a DICOM SEG.*give the segmentation object"):

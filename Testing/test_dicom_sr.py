@@ -11,6 +11,7 @@ from pydicom.sr.codedict import codes
 
 from segforge.dicom.measurements import lesion_groups, maximum_diameter_mm, organ_groups, vessel_groups
 from segforge.dicom.seg_export import Algorithm, build_segmentation
+from segforge.dicom.seg_import import read_dicom_seg
 from segforge.dicom.source import read_source_series
 from segforge.dicom.sr_export import build_report
 from segforge.image_io import read_volume
@@ -194,3 +195,20 @@ def test_a_report_beside_the_slices_is_no_damaged_slice(series, tmp_path):
     build_report(seg, source, lesion_groups(mask, 1), "interactive").save_as(copy / "sr.dcm",
                                                                              enforce_file_format=True)
     assert read_volume(copy).same_grid(image)
+
+
+def test_a_non_ascii_name_is_written_in_utf8_and_reads_back_equal(series, tmp_path):
+    """Without a Specific Character Set the repertoire is ASCII: 'Läsion 肝 Größe' became
+    'Läsion ? Größe' and dciodvfy called the label and the tracking ID invalid."""
+    from segforge.dicom.results import lesion_dicom
+
+    folder, image, source = series
+    mask = image.with_array((ball_labels(image).array == 3).astype(np.uint8))
+    name = "Läsion 肝 Größe"
+    files = lesion_dicom(tmp_path, source, mask, SegmentInfo(1, name), "random-walker")
+    for path in files.values():
+        assert pydicom.dcmread(path).SpecificCharacterSet == "ISO_IR 192"
+        assert dciodvfy_errors(path) == [], path.name
+    seg = pydicom.dcmread(files["dicom_seg"])
+    assert seg.SegmentSequence[0].SegmentLabel == name == seg.SegmentSequence[0].TrackingID
+    assert read_dicom_seg(files["dicom_seg"], image).segments[0].name == name

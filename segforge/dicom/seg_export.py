@@ -89,13 +89,13 @@ def build_segmentation(labels: Image, segments: Sequence[SegmentInfo], source: S
     kind = (hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC if algorithm.interactive
             else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC)
     descriptions = []
-    for segment in kept:
+    for segment, label in zip(kept, segment_labels([s.name for s in kept])):
         coded = codes_of_segment(segment.name, segment.terminology)
         description = hd.seg.SegmentDescription(
-            segment_number=numbers[segment.label], segment_label=segment.name[:64],
+            segment_number=numbers[segment.label], segment_label=label,
             segmented_property_category=coded.category, segmented_property_type=coded.type,
             algorithm_type=kind, algorithm_identification=identification, tracking_uid=hd.UID(),
-            tracking_id=segment.name[:64],
+            tracking_id=segment.name,
             anatomic_regions=[coded.region] if coded.region is not None else None,
             display_color=hd.color.CIELabColor.from_rgb(*(round(255 * c) for c in segment.color)))
         if coded.type_modifier is not None:
@@ -110,7 +110,8 @@ def build_segmentation(labels: Image, segments: Sequence[SegmentInfo], source: S
         # highdicom's remarks on the source's own attributes (a one-part patient name): the SEG
         # copies them as the standard asks, and the source is not ours to correct.
         warnings.simplefilter("ignore", UserWarning)
-        dataset = _segmentation(source, pixel_array, descriptions, algorithm, uids or (hd.UID(), hd.UID()))
+        dataset = _segmentation(source, pixel_array, descriptions, algorithm, uids or (hd.UID(), hd.UID()),
+                                character_set(source, [s.name for s in kept]))
     if len(source.datasets) > 1:
         # The distance between slices from the checked grid, not the source's Spacing Between
         # Slices, which highdicom copies and readers trust: a source can carry a wrong one (GDCM
@@ -122,13 +123,38 @@ def build_segmentation(labels: Image, segments: Sequence[SegmentInfo], source: S
     return SegExport(dataset, numbers)
 
 
+def segment_labels(names: Sequence[str]) -> list[str]:
+    """Each name as a Segment Label (LO: at most 64 characters), unique: names that only differ
+    after the 64th character would otherwise become the same label, and a reader could not tell
+    the segments apart. A clashing label is cut shorter and numbered (" (2)"); the Tracking ID
+    (UT, no limit) keeps the whole name."""
+    labels: list[str] = []
+    for number, name in enumerate(names, start=1):
+        label = name[:64]
+        if label in labels:
+            suffix = f" ({number})"
+            label = name[:64 - len(suffix)] + suffix
+        labels.append(label)
+    return labels
+
+
+def character_set(source: SourceSeries, texts: Sequence[str]) -> Optional[str]:
+    """The SEG's Specific Character Set: UTF-8 ("ISO_IR 192") when a text SegForge writes (a
+    segment name) is not ASCII, the source's otherwise (highdicom's default). Without it the
+    repertoire is ASCII: readers show '?' and dciodvfy calls the file invalid. The SR copies the
+    SEG's, so this is the one place for both; the source's own texts are re-encoded on writing."""
+    if all(text.isascii() for text in texts):
+        return source.first.get("SpecificCharacterSet")
+    return "ISO_IR 192"
+
+
 def _decimal(value: float) -> str:
     """A DICOM DS value (at most 16 characters)."""
     return next(text for text in (f"{value:.{n}g}" for n in range(15, 5, -1)) if len(text) <= 16)
 
 
 def _segmentation(source: SourceSeries, pixel_array: np.ndarray, descriptions: list,
-                  algorithm: Algorithm, uids: tuple[str, str]) -> hd.seg.Segmentation:
+                  algorithm: Algorithm, uids: tuple[str, str], characters: Optional[str]) -> hd.seg.Segmentation:
     return hd.seg.Segmentation(
         source_images=list(source.datasets), pixel_array=pixel_array,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
@@ -138,4 +164,4 @@ def _segmentation(source: SourceSeries, pixel_array: np.ndarray, descriptions: l
         series_description=f"SegForge {algorithm.workflow} segmentation"[:64],
         content_label="SEGFORGE", content_description=f"SegForge {algorithm.workflow}, model {algorithm.model}"[:64],
         content_creator_name="SegForge^Automatic" if not algorithm.interactive else None,
-        omit_empty_frames=True)
+        omit_empty_frames=True, specific_character_set=characters)

@@ -97,11 +97,11 @@ def _group(seg: SegExport, source: SourceSeries, group: MeasurementGroup, frame:
     tracking = hd.UID()
     sites = [hd.sr.FindingSite(group.finding_site)] if group.finding_site is not None else None
     result: list = [hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking, identifier=group.tracking_id[:64]),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking, identifier=group.tracking_id),
         referenced_segment=referenced, finding_type=group.finding_type, finding_sites=sites, measurements=values)]
     if group.point_lps is not None:
         region = hd.sr.ImageRegion3D(hd.sr.GraphicTypeValues3D.POINT, np.asarray([group.point_lps], float), frame)
         result.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking, identifier=group.tracking_id[:64]),
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking, identifier=group.tracking_id),
             referenced_region=region, finding_type=group.finding_type, finding_sites=sites))
     return result
