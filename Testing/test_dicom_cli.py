@@ -76,6 +76,7 @@ def test_interactive_and_vessel_dicom_on_dcmqi_ct(shared_data, tmp_path):
     volume = _report_groups(lesion / "sr.dcm")["lesion"].get_measurements(name=codes.SCT.Volume)[0].value
     assert volume == pytest.approx(summary["volume_ml"] * 1000) and volume > 0
     assert pydicom.dcmread(lesion / "seg.dcm").SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert_lesion_codes(lesion / "seg.dcm")
 
     # landmark 1 on a branch whose section closes; landmark 2 at a branch's end, where it does not
     run = segforge("vessel", str(folder), "--out", str(tmp_path / "vessel"), "--preset", "cta", "--no-surface",
@@ -92,6 +93,14 @@ def test_interactive_and_vessel_dicom_on_dcmqi_ct(shared_data, tmp_path):
     mask = read_image(vessel / "vessels.seg.nrrd").array > 0
     assert np.array_equal(read_dicom_seg(vessel / "seg.dcm", read_volume(folder)).masks[1], mask)
     _landmarks_equal_the_csv(vessel)
+
+
+def assert_lesion_codes(path) -> None:
+    """The lesion segment is Morphologically Altered Structure / Lesion, as the SR's finding
+    says (not the generic Tissue / Tissue of a name SegForge does not know)."""
+    item = pydicom.dcmread(path).SegmentSequence[0]
+    assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+    assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "52988006"
 
 
 def _landmarks_equal_the_csv(vessel) -> None:

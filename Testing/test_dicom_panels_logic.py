@@ -24,7 +24,7 @@ from segforge.mrml.segments import SegmentSpec, mask_from_segment, new_segmentat
 from segforge.mrml.volumes import volume_node_from_image
 from segforge.output_set import verify_manifest
 from segforge_app.data_loading import load_path
-from test_dicom_cli import oblique_chest
+from test_dicom_cli import assert_lesion_codes, oblique_chest
 
 for module in ("SegOrgan", "SegVessel", "SegInteractive"):
     sys.path.insert(0, str(REPO / module))
@@ -212,6 +212,7 @@ def test_lesion_export_is_the_edited_segment_only(mrml_scene, worker, chest_seri
     assert float(volume_mm3) == pytest.approx(expected.sum() * 4.0 * 3.5 * 5.0)
     seg = pydicom.dcmread(out / "seg.dcm")
     assert seg.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert_lesion_codes(out / "seg.dcm")
 
 
 def test_a_volume_not_from_dicom_is_refused_unless_a_derived_series_is_asked(mrml_scene, worker, tmp_path):

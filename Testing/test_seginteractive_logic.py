@@ -245,6 +245,8 @@ def test_discarding_a_new_segment_removes_it(scene_with_segments, logic):
     before = export(segmentation, other_ids, volume)
     session = logic.start_session(volume, segmentation)
     assert segmentation.GetSegmentation().GetSegment(session.segment_id).GetName() == "lesion 2"
+    # the new segment is a lesion to Slicer too (Morphologically Altered Structure / Lesion)
+    assert "SCT^52988006^Lesion" in segmentation.GetSegmentation().GetSegment(session.segment_id).GetTerminology()
     session.add_point(ras_of(image, CENTRE_KJI - (3, 0, 0)))
     session.discard()
     assert segmentation.GetSegmentation().GetSegment(session.segment_id) is None

@@ -16,7 +16,7 @@ from segforge.errors import InputError
 from segforge.interactive.backends import DEFAULT_BACKEND
 from segforge.mrml.segments import existing_segment, mask_from_segment
 from segforge.mrml.volumes import image_from_volume_node
-from segforge.segmentation_file import SegmentInfo
+from segforge.interactive.replay import lesion_segment
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,6 @@ def lesion_dicom_export(volume_node: Any, result: Optional[LesionResult], derive
         raise InputError(f"The segment '{segment.GetName()}' is empty", "a DICOM SEG needs at least one voxel",
                          "add a click on the lesion first")
     source = source_of_volume(volume_node, image, derived, file_for_instance)
-    info = SegmentInfo(1, segment.GetName(), tuple(segment.GetColor()), segment.GetTerminology() or None)
+    info = lesion_segment(segment.GetName(), tuple(segment.GetColor()), segment.GetTerminology() or None)
     return DicomExport("interactive", volume_node.GetName(), image, source,
                        lambda folder, series: lesion_dicom(folder, series, mask, info, result.backend))

@@ -142,11 +142,10 @@ def run_interactive(case: Case, parameters: Any, options: Mapping[str, Any], out
     files = write_lesion_outputs(image.with_array(session.mask), parameters["segment_name"], summary, outputs.folder)
     if source is not None:
         from ..dicom.results import lesion_dicom
-        from ..interactive.replay import LESION_COLOR
-        from ..segmentation_file import SegmentInfo
+        from ..interactive.replay import lesion_segment
 
         files.update(lesion_dicom(outputs.folder, source, image.with_array(session.mask),
-                                  SegmentInfo(1, parameters["segment_name"], LESION_COLOR), parameters["backend"]))
+                                  lesion_segment(parameters["segment_name"]), parameters["backend"]))
     return WorkflowRun(files, str(getattr(session, "device", parameters["device"])), [])
 
 

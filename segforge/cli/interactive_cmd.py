@@ -83,11 +83,10 @@ def run(args: argparse.Namespace) -> int:
                                        outputs.folder)
         if source is not None:
             from ..dicom.results import lesion_dicom
-            from ..interactive.replay import LESION_COLOR
-            from ..segmentation_file import SegmentInfo
+            from ..interactive.replay import lesion_segment
 
             written.update(lesion_dicom(outputs.folder, source, image.with_array(session.mask),
-                                        SegmentInfo(1, options["segment_name"], LESION_COLOR), args.backend))
+                                        lesion_segment(options["segment_name"]), args.backend))
         files = outputs.commit(written)
     print(f"lesion: {summary['voxels']} voxels, {summary['volume_ml']:.2f} mL after {len(prompts)} prompts "
           f"({args.backend})")

@@ -17,6 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image
+from ..organ.terminology import GENERIC_TISSUE, CodedConcept, StructureTerm, slicer_terminology_string
+from ..segmentation_file import SegmentInfo
 from ..progress import ProgressCallback
 from .prompts import prompts_from_json, to_voxels
 
@@ -29,6 +31,23 @@ _TODO_FORMAT = "give a JSON file as described in `segforge interactive --help`"
 
 #: The lesion segment's colour (RGB 0..1) in every file written.
 LESION_COLOR = (0.85, 0.35, 0.25)
+#: What the lesion segment is: Morphologically Altered Structure / Lesion (SNOMED CT), the same
+#: concept as the SR's finding type. Without it a segment falls back to the generic Tissue /
+#: Tissue of a name SegForge does not know, and the SEG and SR would contradict each other.
+LESION_TERMINOLOGY = slicer_terminology_string(StructureTerm(
+    "lesion", CodedConcept("SCT", "49755003", "Morphologically Altered Structure"),
+    CodedConcept("SCT", "52988006", "Lesion"), None, LESION_COLOR, verified=True))
+
+
+def lesion_segment(name: str, color: tuple[float, float, float] = LESION_COLOR,
+                   terminology: Optional[str] = None) -> SegmentInfo:
+    """The interactive result's segment, as every front end files it (CLI, batch, the module's
+    Logic, the web panel): a segment with no terminology, or only the generic Tissue / Tissue
+    Slicer gives every new segment, is the lesion; a specific one the user chose is kept."""
+    parts = (terminology or "").split("~")
+    generic = len(parts) != 7 or parts[2].startswith(f"{GENERIC_TISSUE.scheme}^{GENERIC_TISSUE.code}^")
+    return SegmentInfo(1, name, color, LESION_TERMINOLOGY if generic else terminology)
+
 
 def read_prompt_file(path: Path) -> list:
     """The prompts of a PROMPTS.json file in LPS millimetres; any problem is one InputError."""
@@ -97,9 +116,9 @@ def lesion_output_bytes(mask: np.ndarray) -> int:
 
 def write_lesion_outputs(mask: Image, segment_name: str, summary: dict, folder: Path) -> dict[str, Path]:
     """Both files into ``folder`` (an output set's temporary folder, moved into place whole)."""
-    from ..segmentation_file import SegmentInfo, write_seg_nrrd
+    from ..segmentation_file import write_seg_nrrd
 
     seg, table = Path(folder) / LESION_FILE, Path(folder) / SUMMARY_FILE
-    write_seg_nrrd(mask, [SegmentInfo(1, segment_name, LESION_COLOR)], seg)
+    write_seg_nrrd(mask, [lesion_segment(segment_name)], seg)
     table.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return {"segmentation": seg, "summary": table}
