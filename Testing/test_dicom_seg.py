@@ -199,6 +199,24 @@ def test_names_equal_in_their_first_64_characters_get_distinct_labels(oblique_se
     assert [item.TrackingID for item in items] == [s.name for s in segments]
 
 
+@pytest.mark.parametrize("on_the_image", [True, False], ids=["on the image", "on its own grid"])
+def test_a_damaged_seg_is_one_input_error(oblique_series, tmp_path, on_the_image):
+    """A SEG cut short (pixel data missing) or a frame naming a segment the file does not
+    describe raised ValueError / KeyError from deep inside the reader."""
+    folder, image = oblique_series
+    _, path = _export(folder, image, ball_labels(image), tmp_path / "seg.dcm")
+    reference = image if on_the_image else None
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(InputError, match="(?i)is damaged"):
+        read_dicom_seg(cut, reference)
+    dataset = pydicom.dcmread(path)
+    dataset.PerFrameFunctionalGroupsSequence[0].SegmentIdentificationSequence[0].ReferencedSegmentNumber = 7
+    dataset.save_as(tmp_path / "ref.dcm")
+    with pytest.raises(InputError, match="(?i)is damaged. frame 1 refers to segment 7, which the file does not"):
+        read_dicom_seg(tmp_path / "ref.dcm", reference)
+
+
 def test_a_file_that_is_not_a_seg_is_refused(oblique_series):
     folder, _ = oblique_series
     with pytest.raises(InputError, match="(?i)is not a DICOM SEG.*give the segmentation object"):

@@ -86,10 +86,30 @@ def _read(path: Path) -> hd.seg.Segmentation:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return hd.seg.Segmentation.from_dataset(dataset, copy=False)
+            seg = hd.seg.Segmentation.from_dataset(dataset, copy=False)
     except (ValueError, AttributeError, KeyError, TypeError) as error:
         raise InputError(f"Cannot read the DICOM SEG {path}", f"it breaks the standard: {error}",
                          "export it again from the tool that made it") from None
+    _check_whole(path, seg)
+    return seg
+
+
+def _check_whole(path: Path, seg: hd.seg.Segmentation) -> None:
+    """Every read verified before any mask is made: the pixel data decodes to the frames the
+    header promises (a file cut short raised a bare ValueError deep in the reader), and each
+    frame's segment is one the file describes (else a KeyError)."""
+    try:
+        seg.convert_pixel_data()  # decoded once and kept: the masks are made from it
+    except (ValueError, AttributeError, KeyError, TypeError, EOFError) as error:
+        raise InputError(f"The DICOM SEG {path} is damaged", f"its pixel data cannot be read ({error})",
+                         "copy the file again, or export it again from the tool that made it") from None
+    described = {int(n) for n in seg.get_segment_numbers()}
+    shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else None
+    for frame, item in enumerate(seg.get("PerFrameFunctionalGroupsSequence", []), start=1):
+        number = int(_functional(item, shared, "SegmentIdentificationSequence").ReferencedSegmentNumber)
+        if number not in described:
+            raise InputError(f"The DICOM SEG {path} is damaged", f"frame {frame} refers to segment {number}, which "
+                             "the file does not describe", "export the SEG again from the tool that made it")
 
 
 def _image_of_volume(affine: np.ndarray, array: np.ndarray) -> Image:
