@@ -133,3 +133,45 @@ def test_config_file_gives_the_credentials_and_must_be_private(orthanc, study, t
         pacs_config({"SEGFORGE_PACS_CONFIG": str(config)})
     with pytest.raises(InputError, match="(?i)refused the credentials"):
         Pacs(PacsConfig(orthanc.dicomweb, USER, "wrong", 10)).find_studies()
+
+
+
+def _settings(tmp_path, env: dict, file_values: dict) -> PacsConfig:
+    """pacs_config of ``env`` and a (private) config file holding ``file_values``."""
+    path = tmp_path / "pacs.json"
+    path.write_text(json.dumps(file_values))
+    path.chmod(0o600)
+    return pacs_config({**env, "SEGFORGE_PACS_CONFIG": str(path)})
+
+
+@pytest.mark.parametrize("url", ["pacs.example.org", "http://", "ftp://x/y", "http://[::1", "http://h:port/x", 5],
+                         ids=["no scheme", "no host", "ftp", "bracket", "port", "a number"])
+def test_a_malformed_pacs_url_is_one_line(tmp_path, url):
+    """A URL the request library cannot use raised a raw "Malformed URL" ValueError mid-command."""
+    with pytest.raises(InputError, match="PACS URL is not usable"):
+        _settings(tmp_path, {} if url == 5 else {"SEGFORGE_PACS_URL": url}, {"url": url} if url == 5 else {})
+
+
+def test_a_password_in_the_url_is_refused_and_never_shown(tmp_path):
+    """http://user:secret@host/... was printed back in every message and in the settings' repr."""
+    env = {key: "" for key in ("SEGFORGE_PACS_USER", "SEGFORGE_PACS_PASSWORD", "SEGFORGE_PACS_PROTOCOL")}
+    env.update(SEGFORGE_PACS_URL="http://segforge:wrong-secret@127.0.0.1:9/dicom-web", HOME=str(tmp_path))
+    run = segforge("pacs", "find", env_extra=env)
+    one_line(run, "SEGFORGE_PACS_USER and SEGFORGE_PACS_PASSWORD")
+    assert "wrong-secret" not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("port", ["70000", "104.7", "0", True, 104.7, 70000])
+def test_a_dimse_port_out_of_range_or_not_whole_is_refused(tmp_path, port):
+    """70000 failed as an OverflowError in pynetdicom's thread, 104.7 became 104, true became 1."""
+    env = {"SEGFORGE_PACS_PROTOCOL": "dimse", "SEGFORGE_PACS_HOST": "127.0.0.1", "SEGFORGE_PACS_AET": "X"}
+    in_env = isinstance(port, str)
+    with pytest.raises(InputError, match="port is not usable.*1 to 65535"):
+        _settings(tmp_path, {**env, "SEGFORGE_PACS_PORT": port} if in_env else env, {} if in_env else {"port": port})
+
+
+def test_an_unknown_dimse_host_is_one_line(tmp_path):
+    """pynetdicom said only "[Errno -2] Name or service not known"."""
+    env = {"SEGFORGE_PACS_PROTOCOL": "dimse", "SEGFORGE_PACS_HOST": "no such host.invalid", "SEGFORGE_PACS_PORT": "104",
+           "SEGFORGE_PACS_AET": "X", "SEGFORGE_PACS_TIMEOUT": "5", "HOME": str(tmp_path)}
+    one_line(segforge("pacs", "echo", env_extra=env), "was not found. Check SEGFORGE_PACS_HOST")

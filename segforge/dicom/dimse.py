@@ -254,6 +254,7 @@ class DimsePacs(PacsClient):
             setattr(ae, name, config.timeout_s)
         for abstract, syntaxes in contexts:
             ae.add_requested_context(abstract, syntaxes or list(DEFAULT_TRANSFER_SYNTAXES))
+        self._resolve(what)
         started = time.monotonic()
         assoc = ae.associate(config.host, config.port, ae_title=config.called_ae, ext_neg=roles or None,
                              evt_handlers=handlers or None)
@@ -279,6 +280,15 @@ class DimsePacs(PacsClient):
                              "DICOM SEG or SR)", "ask the PACS's administrator to accept it, or use the PACS's "
                              "DICOMweb service instead")
         return _Association(assoc, self, what)
+
+    def _resolve(self, what: str) -> None:
+        """InputError when the host name is not known (pynetdicom says only "[Errno -2] Name or
+        service not known"), before any association is tried."""
+        try:
+            socket.getaddrinfo(self.config.host, self.config.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            raise InputError(f"Could not {what}", f"the PACS host {self.config.host!r} was not found",
+                             f"check {ENV_HOST}") from None
 
     def _reachable(self, what: str) -> None:
         """InputError when nothing listens at host:port (asked only after an association failed: a

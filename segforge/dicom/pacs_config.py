@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import stat
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -116,7 +117,29 @@ def pacs_config(environ: Optional[Mapping[str, str]] = None) -> PacsConfig:
     url = setting(ENV_URL, "url")
     if not url:
         raise InputError(NO_PACS, "SegForge found no PACS address", SETUP)
-    return PacsConfig(str(url).rstrip("/"), setting(ENV_USER, "username"), setting(ENV_PASSWORD, "password"), timeout)
+    return PacsConfig(_url(url), setting(ENV_USER, "username"), setting(ENV_PASSWORD, "password"), timeout)
+
+
+def _url(value: Any) -> str:
+    """The DICOMweb root, checked here so that no request library meets a malformed one (a raw
+    "Malformed URL" traceback) and no URL carrying a password is kept: every message and the
+    settings' repr show the URL, so one with ``user:password@`` is refused without being shown."""
+    todo = f"set {ENV_URL} (or url in the config file) to the DICOMweb root, e.g. https://pacs.example.org/dicom-web"
+    if not isinstance(value, str):
+        raise InputError("The PACS URL is not usable", f"it is {type(value).__name__} {value!r}, not text", todo)
+    if "@" in value.split("//", 1)[-1].split("/", 1)[0]:
+        raise InputError("The PACS URL is not usable", "it carries a user name or password (user:password@host), "
+                         "which SegForge would show in its messages",
+                         f"remove them from the URL and set {ENV_USER} and {ENV_PASSWORD} instead")
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+        parts.port  # noqa: B018 (a port that is no number raises here)
+    except ValueError as error:
+        raise InputError("The PACS URL is not usable", f"{value!r} cannot be parsed ({error})", todo) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise InputError("The PACS URL is not usable", f"{value!r} is not an http:// or https:// address with a "
+                         "host", todo)
+    return value.strip().rstrip("/")
 
 
 def _dimse_config(setting, timeout: float) -> PacsConfig:
@@ -126,7 +149,7 @@ def _dimse_config(setting, timeout: float) -> PacsConfig:
         raise InputError("The DIMSE PACS is not fully configured", f"{', '.join(missing)} not set",
                          f"set {ENV_HOST}, {ENV_PORT} and {ENV_CALLED_AE} (or host, port, called_ae in the config "
                          "file)")
-    port_number = int(_positive(port, "port", f"give the PACS's DICOM port as a number ({ENV_PORT} or port)"))
+    port_number = _port(port, "port", f"give the PACS's DICOM port, a number from 1 to 65535 ({ENV_PORT} or port)")
     calling = str(setting(ENV_CALLING_AE, "calling_ae") or DEFAULT_CALLING_AE)
     fetch = str(setting(ENV_FETCH, "fetch") or "get").strip().lower()
     if fetch not in FETCH_METHODS:
@@ -147,14 +170,22 @@ def _dimse_config(setting, timeout: float) -> PacsConfig:
         raise InputError("The C-MOVE fetch is not fully configured", f"{ENV_FETCH}=move but {ENV_MOVE_PORT} is not "
                          "set (the port the PACS sends the images to)", f"set {ENV_MOVE_PORT} (or move_port in the "
                          "config file) to the port the PACS's modality entry for our AE title names")
-    move_port_number = _positive(move_port, "C-MOVE port", f"give the port as a number ({ENV_MOVE_PORT} or "
-                                 "move_port)")
-    if move_port_number != int(move_port_number) or move_port_number > 65535:
-        raise InputError("The PACS C-MOVE port is not usable", f"it is {move_port!r}",
-                         f"give a port number from 1 to 65535 ({ENV_MOVE_PORT} or move_port)")
+    move_port_number = _port(move_port, "C-MOVE port", f"give a port number from 1 to 65535 ({ENV_MOVE_PORT} or "
+                             "move_port)")
     return dataclasses.replace(config, fetch="move", move_ae=str(move_ae).strip() if move_ae else None,
-                               move_port=int(move_port_number),
+                               move_port=move_port_number,
                                move_bind=str(setting(ENV_MOVE_BIND, "move_bind") or DEFAULT_MOVE_BIND).strip())
+
+
+def _port(value: Any, what: str, todo: str) -> int:
+    """A TCP port, 1..65535, as a whole number (text of digits from the environment, an integer
+    from the file): 104.7 is not cut to 104, ``true`` is not 1, 70000 is not left for the
+    network layer to fail on in a thread."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InputError(f"The PACS {what} is not usable", f"it is {value!r}", todo)
+    return value
 
 
 def _positive(value: Any, what: str, todo: str) -> float:
