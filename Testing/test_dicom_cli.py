@@ -142,6 +142,28 @@ def test_bad_dicom_inputs_are_one_line_and_write_nothing(shared_data, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("case", ["enhanced CT", "multi-frame MR"])
+def test_enhanced_multi_frame_dicom_is_refused_in_one_line(shared_data, tmp_path, case):
+    """An enhanced (multi-frame) image was read as one slice: a false "no Pixel Spacing, 1 mm is
+    assumed" warning, then "4D or multi-component image"."""
+    import highdicom as hd
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    if case == "enhanced CT":
+        slices = [pydicom.dcmread(p) for p in sorted(dcmqi_ct(shared_data, tmp_path / "ct").glob("*.dcm"))]
+        hd.legacy.LegacyConvertedEnhancedCTImage(slices, series_instance_uid=hd.UID(), series_number=3,
+                                                 sop_instance_uid=hd.UID(), instance_number=1).save_as(
+            folder / "enhanced.dcm", enforce_file_format=True)
+    else:
+        shutil.copy(shared_data / "dicom" / "single_files" / "vmtk_mr_multiframe_16f.dcm", folder)
+    run = segforge("organ", str(folder), "--out", str(tmp_path / "out"))
+    assert run.returncode == 1, run.stderr
+    assert "enhanced (multi-frame) DICOM is not supported yet" in run.stderr and "dcm2niix" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_volume_file_gets_a_marked_derived_series_only_when_asked(tmp_path):
     from segforge.image_io import write_image
 

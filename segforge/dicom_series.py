@@ -46,6 +46,7 @@ def read_dicom_series(folder: Path, allow_gaps: bool = False, series_uid: Option
         raise InputError(f"{folder} holds {len(series)} DICOM series", f"SegForge reads one series at a time; "
                          f"it holds {_describe(files)}", "choose one with --series UID (series_uid= in "
                          "Python), move each series into its own folder, or load it through Slicer's DICOM module")
+    _refuse_multi_frame(folder, files[series[0]][0])
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files[series[0]])
     reader.MetaDataDictionaryArrayUpdateOn()
@@ -63,6 +64,28 @@ def read_dicom_series(folder: Path, allow_gaps: bool = False, series_uid: Option
                        "distances may be wrong", folder)
     _check_orientation(folder, names, tags)
     return _check_slice_steps(folder, volume, names, tags, allow_gaps)
+
+
+#: Number of Frames (0028,0008): more than one in a file is an enhanced (multi-frame) image.
+_FRAMES = "0028|0008"
+
+
+def _refuse_multi_frame(folder: Path, first: str) -> None:
+    """An enhanced (multi-frame) image keeps its slices' geometry in functional groups the series
+    reader does not read: it was taken for one slice with no Pixel Spacing (a false "1 mm is
+    assumed") and then refused as "4D or multi-component". Said first, in one line, from the
+    first file's header (a series does not mix single- and multi-frame files)."""
+    info = sitk.ImageFileReader()
+    info.SetFileName(first)
+    try:
+        info.ReadImageInformation()
+        frames = info.GetMetaData(_FRAMES).strip() if info.HasMetaDataKey(_FRAMES) else ""
+    except RuntimeError:
+        return  # unreadable: the series reader says so
+    if frames.isdigit() and int(frames) > 1:
+        raise InputError(f"Cannot read the DICOM series in {folder}", f"{Path(first).name} holds {int(frames)} frames: "
+                         "enhanced (multi-frame) DICOM is not supported yet",
+                         "convert it to single-frame slices (e.g. with dcm2niix or Slicer) first")
 
 
 #: File systems of the kernel's own (no images; some of their files block a reader forever).
