@@ -164,6 +164,20 @@ def test_enhanced_multi_frame_dicom_is_refused_in_one_line(shared_data, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_a_float_volume_with_dicom_derived_gets_advice_that_fits(tmp_path):
+    """It said "Write it as NIfTI or NRRD instead" of a NIfTI input."""
+    from segforge.image_io import write_image
+
+    image = oblique_chest()
+    path = write_image(Image(image.array.astype(np.float32), image.spacing, image.origin_lps, image.direction_lps),
+                       tmp_path / "chest.nii.gz")
+    run = segforge("organ", str(path), "--out", str(tmp_path / "out"), "--dicom-derived")
+    assert run.returncode == 1 and "holds float32" in run.stderr, run.stderr
+    assert "Drop --dicom-derived" in run.stderr and "16-bit integers" in run.stderr and "NIfTI" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_volume_file_gets_a_marked_derived_series_only_when_asked(tmp_path):
     from segforge.image_io import write_image
 

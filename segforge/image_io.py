@@ -234,17 +234,18 @@ def _decimal_string(value: float) -> str:
 
 
 def write_dicom_series(image: Image, folder: str | os.PathLike, modality: str = "CT",
-                       description: str = "SegForge") -> list[Path]:
+                       description: str = "SegForge", todo: str = "write it as NIfTI or NRRD instead") -> list[Path]:
     """Write an integer volume as a DICOM series, one file per slice, geometry in the tags.
 
     Each slice gets its Image Position (Patient) and the series the Image Orientation
     (Patient) of the volume, so oblique volumes stay oblique. The slice axis must follow the
     right-hand rule (DICOM orders slices along row x column); a left-handed volume is
-    refused, since a reader would silently flip it.
+    refused, since a reader would silently flip it. ``todo``: what the caller's user can do
+    about a volume that is not 8- or 16-bit integers (the caller knows how it was asked).
     """
     if not np.issubdtype(image.array.dtype, np.integer) or image.array.dtype.itemsize > 2:
         raise InputError("DICOM series are written for 8- or 16-bit integer volumes",
-                         f"this volume holds {image.array.dtype}", "write it as NIfTI or NRRD instead")
+                         f"this volume holds {image.array.dtype}", todo)
     if np.linalg.det(image.direction_lps) < 0:
         raise InputError("This volume's slice axis is left-handed", "DICOM readers would flip its slices",
                          "write it as NIfTI or NRRD, or reorient it first")

@@ -53,7 +53,8 @@ def dicom_source(args: argparse.Namespace, image: Image, folder: Path) -> Option
     if args.dicom_derived:
         from ..dicom.derived import write_derived_series
 
-        return write_derived_series(image, folder, Path(args.image).name)
+        return write_derived_series(image, folder, Path(args.image).name, todo="drop --dicom-derived (the other "
+                                    "results do not need it), or convert the volume to 16-bit integers first")
     if not args.dicom:
         return None
     from ..dicom.source import read_source_series

@@ -22,10 +22,13 @@ DERIVED_DESCRIPTION = "SegForge DERIVED (not original images)"
 DERIVED_PATIENT = "SegForge^Derived"
 
 
-def write_derived_series(image: Image, folder: str | Path, source_name: str) -> SourceSeries:
-    """``image`` as a marked CT series in ``folder``; its headers as the SEG's source, slice k at k."""
+def write_derived_series(image: Image, folder: str | Path, source_name: str,
+                         todo: str = "convert the volume to 16-bit integers first") -> SourceSeries:
+    """``image`` as a marked CT series in ``folder``; its headers as the SEG's source, slice k at k.
+    ``todo``: the advice for a volume DICOM cannot hold (float), in the words of the caller's
+    user (an option to drop on the command line, a box to untick in a panel)."""
     folder = Path(folder)
-    written = write_dicom_series(image, folder / ".derived", description=DERIVED_DESCRIPTION)
+    written = write_dicom_series(image, folder / ".derived", description=DERIVED_DESCRIPTION, todo=todo)
     identifier = "SEGFORGE-DERIVED-" + hashlib.sha256(source_name.encode("utf-8")).hexdigest()[:12]
     datasets = []
     for k, path in enumerate(written):
