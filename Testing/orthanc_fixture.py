@@ -50,6 +50,15 @@ class OrthancServer:
         answer.raise_for_status()
         return answer.json()
 
+    def remove_segforge_results(self) -> None:
+        """Delete the SEG and SR series SegForge stored: their UIDs come from what they hold, so a
+        test that must see its results stored anew removes what an earlier test filed."""
+        for series in self.rest("/series?expand"):
+            tags = series["MainDicomTags"]
+            if tags.get("Modality") in ("SEG", "SR") and tags.get("Manufacturer") == "SegForge":
+                requests.delete(f"{self.url}/series/{series['ID']}", auth=(USER, PASSWORD),
+                                timeout=10).raise_for_status()
+
     def upload(self, path: Path) -> dict:
         answer = requests.post(f"{self.url}/instances", data=path.read_bytes(), auth=(USER, PASSWORD), timeout=30)
         return {"status": answer.status_code, **(answer.json() if answer.content else {})}
