@@ -17,7 +17,6 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image
-from ..organ.terminology import GENERIC_TISSUE, CodedConcept, StructureTerm, slicer_terminology_string
 from ..segmentation_file import SegmentInfo
 from ..progress import ProgressCallback
 from .prompts import prompts_from_json, to_voxels
@@ -32,11 +31,15 @@ _TODO_FORMAT = "give a JSON file as described in `segforge interactive --help`"
 #: The lesion segment's colour (RGB 0..1) in every file written.
 LESION_COLOR = (0.85, 0.35, 0.25)
 #: What the lesion segment is: Morphologically Altered Structure / Lesion (SNOMED CT), the same
-#: concept as the SR's finding type. Without it a segment falls back to the generic Tissue /
-#: Tissue of a name SegForge does not know, and the SEG and SR would contradict each other.
-LESION_TERMINOLOGY = slicer_terminology_string(StructureTerm(
-    "lesion", CodedConcept("SCT", "49755003", "Morphologically Altered Structure"),
-    CodedConcept("SCT", "52988006", "Lesion"), None, LESION_COLOR, verified=True))
+#: concept as the SR's finding type, serialised as Slicer writes it (a workflow does not import
+#: the organ terminology, so written out as the vessel segment's is). Without it a segment fell
+#: back to the generic Tissue / Tissue of a name SegForge does not know, and the SEG and SR
+#: contradicted each other.
+LESION_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list"
+                      "~SCT^49755003^Morphologically Altered Structure~SCT^52988006^Lesion~^^~"
+                      "Anatomic codes - DICOM master list~^^~^^")
+#: The type Slicer gives every new segment ("Tissue"), which says nothing about it.
+_GENERIC_TYPE = "SCT^85756007^"
 
 
 def lesion_segment(name: str, color: tuple[float, float, float] = LESION_COLOR,
@@ -45,7 +48,7 @@ def lesion_segment(name: str, color: tuple[float, float, float] = LESION_COLOR,
     Logic, the web panel): a segment with no terminology, or only the generic Tissue / Tissue
     Slicer gives every new segment, is the lesion; a specific one the user chose is kept."""
     parts = (terminology or "").split("~")
-    generic = len(parts) != 7 or parts[2].startswith(f"{GENERIC_TISSUE.scheme}^{GENERIC_TISSUE.code}^")
+    generic = len(parts) != 7 or parts[2].startswith(_GENERIC_TYPE)
     return SegmentInfo(1, name, color, LESION_TERMINOLOGY if generic else terminology)
 
 

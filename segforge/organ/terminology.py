@@ -68,10 +68,6 @@ class CodedConcept:
         return (self.scheme, self.code, self.meaning)
 
 
-#: The generic category and type of a name SegForge does not know (and of Slicer's new segments).
-GENERIC_TISSUE = CodedConcept(SCHEME, "85756007", "Tissue")
-
-
 @dataclass(frozen=True)
 class StructureTerm:
     """The terminology of one structure name, and its display colour (RGB in 0..1).
@@ -218,7 +214,7 @@ def _renamed(term: StructureTerm, name: str) -> StructureTerm:
 
 
 def _generic(name: str) -> StructureTerm:
-    tissue = GENERIC_TISSUE
+    tissue = CodedConcept(SCHEME, "85756007", "Tissue")
     sides = {_SIDE_TOKENS[token] for token in re.split(r"[^a-z]+", name.lower()) if token in _SIDE_TOKENS}
     modifier = None
     if len(sides) == 1:
