@@ -34,7 +34,7 @@ import shutil
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from .errors import InputError
 
@@ -357,6 +357,22 @@ def verify_manifest(folder: str | os.PathLike) -> list[str]:
             problems.append(f"{name}: changed")
     problems += [f"{p.name}: not in the manifest" for p in folder.iterdir() if p.name not in listed | {MANIFEST: 0}]
     return problems
+
+
+def replace_file(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Write one file whole or not at all: ``write`` fills a temporary file beside ``path``
+    (named for this writer alone, so two processes never share one), which then takes
+    ``path``'s place in one rename; on any failure or Ctrl-C it is removed and ``path`` is as
+    it was. For a single file kept up to date in place (a table, a checkpoint, a catalog);
+    a set of files goes through :class:`OutputSet`."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

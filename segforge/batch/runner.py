@@ -35,12 +35,12 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 from ..csv_table import write_csv
 from ..errors import Cancelled, InputError, SegForgeError
 from ..file_lock import file_lock
-from ..output_set import signals_held
+from ..output_set import replace_file, signals_held
 from ..progress import ProgressCallback, no_progress
 from .cases import Case
 from .pacs_cases import PACS_CACHE, cache_name
 from .run_case import CaseJob, case_folder, peak_rss_mb, run_case
-from .table import CohortTables, replace_atomically
+from .table import CohortTables
 
 WORKFLOWS = ("vessel", "organ", "interactive")
 CASES_FOLDER, FAILURES, BATCH_RECORD = "cases", "failures.csv", "batch.json"
@@ -270,7 +270,7 @@ class _State:
     def write_all(self) -> None:
         self.summary.tables = self.tables.write()
         failed = sorted(self.summary.failed, key=lambda f: f["case_id"])
-        replace_atomically(self.out / FAILURES, lambda path: write_csv(path, FAILURE_COLUMNS, failed))
+        replace_file(self.out / FAILURES, lambda path: write_csv(path, FAILURE_COLUMNS, failed))
         record = {"workflow": self.workflow, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                       timespec="seconds"),
                   "cases": len(self.cases), "succeeded": sorted(self.summary.succeeded),
@@ -284,7 +284,7 @@ class _State:
                   "dashboard": self.summary.dashboard, "worker_processes": self.workers,
                   "workers_peak_rss_mb": self.summary.workers_peak_rss_mb, "stored": self.summary.stored}
         text = json.dumps(record, indent=2, default=str) + "\n"
-        replace_atomically(self.out / BATCH_RECORD, lambda path: path.write_text(text, encoding="utf-8"))
+        replace_file(self.out / BATCH_RECORD, lambda path: path.write_text(text, encoding="utf-8"))
 
 
 def _collect(client: Any, jobs: Sequence[CaseJob], futures: dict, resources: Optional[dict], state: _State,

@@ -17,11 +17,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..csv_table import write_csv
+from ..output_set import replace_file
 
 #: Column -> type (str, int, float), per workflow; the Parquet schema follows it.
 COLUMNS: dict[str, dict[str, type]] = {
@@ -128,8 +128,8 @@ class CohortTables:
     def write(self) -> list[Path]:
         """Both files, each replaced whole; the paths written."""
         rows, columns = self.rows(), COLUMNS[self.workflow]
-        replace_atomically(self.csv_path, lambda path: write_csv(path, list(columns), rows))
-        replace_atomically(self.parquet_path, lambda path: _write_parquet(path, columns, rows))
+        replace_file(self.csv_path, lambda path: write_csv(path, list(columns), rows))
+        replace_file(self.parquet_path, lambda path: _write_parquet(path, columns, rows))
         return [self.csv_path, self.parquet_path]
 
 
@@ -140,13 +140,3 @@ def _write_parquet(path: Path, columns: dict[str, type], rows: list[dict]) -> No
     types = {str: pa.string(), int: pa.int64(), float: pa.float64()}
     schema = pa.schema([(name, types[kind]) for name, kind in columns.items()])
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
-
-
-def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

@@ -9,7 +9,6 @@ screen, as the diameter plot is.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..chart_png import offscreen_view, view_png
 from ..csv_table import write_csv
+from ..output_set import replace_file
 
 CURVE_CSV = "curve.csv"
 CURVE_PNG = "curve.png"
@@ -32,27 +32,20 @@ def curve_rows(record: Any) -> list[dict[str, Any]]:
 
 def write_curve_csv(record: Any, folder: Path) -> Path:
     """``folder/curve.csv`` from a :class:`~segforge.training.train.TrainingRecord`, atomically."""
-    path = Path(folder) / CURVE_CSV
-    partial = path.with_name(f".{CURVE_CSV}.part")
-    write_csv(partial, COLUMNS, curve_rows(record))
-    os.replace(partial, path)
-    return path
+    return replace_file(Path(folder) / CURVE_CSV, lambda partial: write_csv(partial, COLUMNS, curve_rows(record)))
 
 
 def write_curve_png(record: Any, folder: Path) -> Path:
     """``folder/curve.png``: loss (red) and validation Dice (blue points and line) per step."""
     import vtk
 
-    path = Path(folder) / CURVE_PNG
-    partial = path.with_name(f".{CURVE_PNG}.part")
     verbosity = vtk.vtkLogger.GetCurrentVerbosityCutoff()
     vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)  # no "bad X server" warning headless
     try:
-        partial.write_bytes(_draw(record))
+        picture = _draw(record)
     finally:
         vtk.vtkLogger.SetStderrVerbosity(verbosity)
-    os.replace(partial, path)
-    return path
+    return replace_file(Path(folder) / CURVE_PNG, lambda partial: partial.write_bytes(picture))
 
 
 def _table(columns: dict[str, np.ndarray]) -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from ..catalog.cache import sha256_file
 from ..catalog.catalog import ID_PATTERN, model_problems
 from ..catalog.download import swap_into_place
 from ..errors import InputError
+from ..output_set import replace_file
 from .train import TrainingConfig, TrainingRecord, check_finite_weights
 
 MODEL_FILE = "model.pt"
@@ -39,13 +39,7 @@ CATALOG_FILE = "catalog.json"
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    replace_file(path, lambda partial: partial.write_text(text, encoding="utf-8"))
 
 
 def export_vessel_model(network: torch.nn.Module, record: TrainingRecord, config: TrainingConfig, model_id: str,

@@ -15,7 +15,6 @@ leaves the catalog as it was.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,6 +22,7 @@ from ..catalog.cache import cache_home
 from ..catalog.catalog import ModelEntry, load_catalog, parse_catalog, trained_catalog_path
 from ..errors import InputError, ModelError
 from ..file_lock import file_lock
+from ..output_set import replace_file
 
 
 def refuse_taken_id(model_id: str) -> None:
@@ -62,10 +62,8 @@ def install_trained_model(entry: dict[str, Any], home: Optional[Path] = None,
                              "two trainings of one id ran at once; the first to finish keeps the id",
                              "train again with another id")
         download(fetched, home=home, force=True)
-        partial = catalog_path.with_name(f".{catalog_path.name}.part")
-        partial.write_text(json.dumps({"schema_version": 1, "models": [*models, entry]}, indent=1),
-                           encoding="utf-8")
-        os.replace(partial, catalog_path)
+        text = json.dumps({"schema_version": 1, "models": [*models, entry]}, indent=1)
+        replace_file(catalog_path, lambda partial: partial.write_text(text, encoding="utf-8"))
     return parsed
 
 

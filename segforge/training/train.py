@@ -19,8 +19,6 @@ import hashlib
 import io
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import torch
 from ..errors import Cancelled, InputError
 from ..image import Image
 from ..orientation import network_axes, to_network_axes
+from ..output_set import replace_file
 from ..progress import ProgressCallback, no_progress
 from .config import TrainingConfig
 from .label_checks import MIN_VALIDATION_VOXELS, refuse_blob
@@ -289,19 +288,14 @@ def data_fingerprint(train_pairs: Sequence[Pair], validation_pairs: Sequence[Pai
 
 
 def write_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` with its SHA-256 in the file's first line, under a temporary name then
-    renamed: one file, so the checksum and the checkpoint can never be of two different saves,
-    and no temporary file is left (nor shared with another run: the name is unique)."""
+    """Write ``state`` with its SHA-256 in the file's first line, whole or not at all
+    (:func:`~segforge.output_set.replace_file`): one file, so the checksum and the checkpoint can
+    never be of two different saves."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     body = buffer.getvalue()
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(_CHECKPOINT_HEADER + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
-        os.replace(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    replace_file(path, lambda partial: partial.write_bytes(
+        _CHECKPOINT_HEADER + hashlib.sha256(body).hexdigest().encode() + b"\n" + body))
 
 
 def _unusable(path: Path, why: str) -> InputError:
