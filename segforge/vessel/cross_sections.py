@@ -310,6 +310,7 @@ def measure_landmarks(field: LumenField, graph: CenterlineGraph, landmarks_lps: 
     check_section_parameters(SectionParameters(landmarks_lps=tuple(tuple(p) for p in landmarks_lps)))
     labels = components(mask)
     pieces = branch_pieces(graph, mask, labels)
+    by_id = {branch.id: branch for branch in graph.branches}
     found = []
     for n, point in enumerate(landmarks_lps):
         name = f"Landmark {n + 1}"
@@ -321,7 +322,7 @@ def measure_landmarks(field: LumenField, graph: CenterlineGraph, landmarks_lps: 
                              "or target on it, or too small to hold a vessel)", "place it on a vessel with a "
                              "centerline")
         branch_id, arc, nearest = nearest_centerline_point(graph, point, on_piece)
-        branch = next(b for b in graph.branches if b.id == branch_id)
+        branch = by_id[branch_id]
         radius = float(np.interp(arc, arc_length(branch.points_lps), branch.radii_mm))
         gap = float(np.linalg.norm(nearest - np.asarray(point, float)))
         if gap > radius + SNAP_MM:
@@ -331,7 +332,6 @@ def measure_landmarks(field: LumenField, graph: CenterlineGraph, landmarks_lps: 
                              "its vessel)")
         found.append((branch_id, arc, nearest))
     centres = np.array([f[2] for f in found])
-    by_id = {branch.id: branch for branch in graph.branches}
     tangents, reach = [], []
     for branch_id, arc, _ in found:
         branch = by_id[branch_id]
