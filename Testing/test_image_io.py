@@ -7,7 +7,7 @@ import SimpleITK as sitk
 
 from conftest import SAMPLE_DATA, make_image
 from segforge.errors import InputError
-from segforge.image import LPS_TO_RAS, Image, require_3d_volume
+from segforge.image import LPS_TO_RAS, Image, require_3d_volume, set_voxels
 from segforge.image_io import read_image, read_volume, to_sitk, write_image
 
 
@@ -159,3 +159,11 @@ def test_a_written_series_says_its_slice_spacing_even_after_a_series_was_read(tm
         spacing = [float(pydicom.dcmread(path).SpacingBetweenSlices) for path in (tmp_path / name).glob("*.dcm")]
         assert spacing == pytest.approx([2.9] * 4), name
     assert read_image(tmp_path / "second").spacing == pytest.approx((0.7, 1.3, 2.9))
+
+
+def test_set_voxels_is_argwhere():
+    rng = np.random.default_rng(3)
+    for shape in [(5, 7, 9), (1, 4, 3), (6,), (3, 0, 2)]:
+        for array in (rng.random(shape) > 0.6, (rng.random(shape) * 3).astype(np.uint32)):
+            assert np.array_equal(set_voxels(array), np.argwhere(array))
+            assert set_voxels(array).shape == np.argwhere(array).shape

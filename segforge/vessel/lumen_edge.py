@@ -30,7 +30,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
-from ..image import Image, foreground_box
+from ..image import Image, foreground_box, set_voxels
 from ..progress import ProgressCallback, no_progress
 from .coarse import CoarseDistance, factors_for, typical_radius_mm
 from .radius import affine
@@ -78,7 +78,7 @@ class LumenField:
             a, b = np.moveaxis(touching, axis, 0), np.moveaxis(inside, axis, 0)
             a[1:] |= b[:-1]
             a[:-1] |= b[1:]
-        walls = np.argwhere(touching & ~inside)
+        walls = set_voxels(touching & ~inside)
         if len(walls) == 0:
             shape = np.array(inside.shape)
             layers = [np.argwhere(np.ones(np.delete(shape, axis), bool)) for axis in range(3)]

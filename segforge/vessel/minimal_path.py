@@ -32,7 +32,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from ..distance import distance_mm
-from ..image import Image, foreground_box
+from ..image import Image, foreground_box, set_voxels
 from ..progress import ProgressCallback, sub_progress
 from .endpoints import (EndpointParameters, check_apart, components, nearest_segment_voxel, paths_tree,
                         refuse_coincident, unreachable)
@@ -60,7 +60,7 @@ class _Voxels:
         self.low = np.array([s.start for s in box])
         inside = array[box]
         self.index = np.full(inside.shape, -1, np.int64)
-        self.kji = np.argwhere(inside)
+        self.kji = set_voxels(inside)
         self.index[tuple(self.kji.T)] = np.arange(len(self.kji))
         self.spacing = np.asarray(mask.spacing[::-1], float)
         self.distance = distance_mm(inside, self.spacing)

@@ -20,7 +20,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
-from ..image import Image
+from ..image import Image, set_voxels
 
 #: Offsets (dk, dj, di) of the six face neighbours.
 FACE_OFFSETS = np.array([(-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1)])
@@ -91,7 +91,7 @@ class BoundaryDistance:
         the tree, whose distances the thinning's levels were tuned on (the two differ in the
         last bit, which moves a voxel exactly on a level's boundary)."""
         if self._fills_image or self._surface_ratio >= 0.1:
-            return self(np.argwhere(self.box) - 1 + self.box_corner)
+            return self(set_voxels(self.box) - 1 + self.box_corner)
         work = self.box != 0
         for axis, end in self._outside:  # background beyond the image's faces does not count
             np.moveaxis(work, axis, 0)[end] = True

@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree
 from ..components import label
 from ..distance import THREADS
 from ..errors import InputError
-from ..image import Image
+from ..image import Image, set_voxels
 from ..progress import ProgressCallback, no_progress
 
 _FULL = np.ones((3, 3, 3), bool)
@@ -153,7 +153,7 @@ class _Nearest:
     def __init__(self, members: np.ndarray, spacing: np.ndarray) -> None:
         edge = members & _face_neighbours(~members)
         self.spacing = spacing
-        self.tree = cKDTree(np.argwhere(edge) * spacing)
+        self.tree = cKDTree(set_voxels(edge) * spacing)
 
     def __call__(self, voxels: np.ndarray, within: float = np.inf) -> np.ndarray:
         """Distances; beyond ``within`` (mm) only known to be farther (inf)."""
@@ -181,7 +181,7 @@ def _closing_additions(work: np.ndarray, spacing: np.ndarray, radius: float) -> 
     steps = np.ceil(radius / spacing).astype(int)
     # a box one voxel wider than the ball: every voxel the ball reaches, and their neighbours
     shell = ndimage.maximum_filter(work, size=tuple(2 * steps + 3)) & ~work
-    around = np.argwhere(shell)
+    around = set_voxels(shell)
     grown = around[_Nearest(work, spacing)(around, radius) <= radius * (1 + 1e-9)]
     added = np.zeros(work.shape, bool)
     if len(grown) == 0:
@@ -225,7 +225,7 @@ def _fill_cavities(work: np.ndarray, spacing: np.ndarray, size: float,
     if count <= 1:
         return 0
     enclosed = _enclosed_labels(labels, count)
-    voxels = np.argwhere(enclosed[labels])
+    voxels = set_voxels(enclosed[labels])
     if len(voxels) == 0:
         return 0
     # widest point of each cavity: twice the distance from its most central voxel centre to
