@@ -7,7 +7,7 @@ import SimpleITK as sitk
 
 from conftest import SAMPLE_DATA, make_image
 from segforge.errors import InputError
-from segforge.image import LPS_TO_RAS, Image, require_3d_volume, set_voxels
+from segforge.image import LPS_TO_RAS, Image, foreground_box, grow_box, require_3d_volume, set_voxels
 from segforge.image_io import read_image, read_volume, to_sitk, write_image
 
 
@@ -167,3 +167,17 @@ def test_set_voxels_is_argwhere():
         for array in (rng.random(shape) > 0.6, (rng.random(shape) * 3).astype(np.uint32)):
             assert np.array_equal(set_voxels(array), np.argwhere(array))
             assert set_voxels(array).shape == np.argwhere(array).shape
+
+
+def test_foreground_box_is_the_smallest_box_of_set_voxels():
+    rng = np.random.default_rng(5)
+    for shape in [(6, 7, 8), (1, 5, 4), (9,), (4, 6), (3, 0, 2)]:
+        for density in (0.0, 0.02, 0.5):
+            array = (rng.random(shape) < density).astype(np.uint8)
+            found = set_voxels(array)
+            box = foreground_box(array)
+            if not len(found):
+                assert box is None
+                continue
+            assert box == tuple(slice(int(a), int(b) + 1) for a, b in zip(found.min(axis=0), found.max(axis=0)))
+            assert foreground_box(array, 1) == grow_box(box, 1, shape)

@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 from conftest import OBLIQUE
 from segforge.image import Image
 from segforge.vessel import lumen_edge, thick, topology
-from segforge.vessel.coarse import CoarseDistance, typical_radius_mm
+from segforge.vessel.coarse import CoarseDistance, block_reduce, typical_radius_mm
 from segforge.vessel.endpoints import EndpointParameters
 from segforge.vessel.graph import centerline_graph
 from segforge.vessel.lumen_edge import LEVEL, edge_distances, lumen_field, ray_directions
@@ -264,3 +264,19 @@ def test_a_mask_without_loops_skips_the_closing_and_gets_the_same_answer(monkeyp
     slow, slow_report = clean_topology(mask, parameters)
     assert np.array_equal(quick.array, slow.array)
     assert quick_report == slow_report
+
+
+def test_block_reduce_equals_reducing_each_block():
+    """Blocks of unequal factors, the last ones partial (padded with the fill), for the
+    reductions the coarse grid uses."""
+    rng = np.random.default_rng(11)
+    volume = rng.random((11, 7, 9)) > 0.4
+    factors = np.array([3, 2, 4])
+    for reduce, fill, dtype in ((np.sum, False, np.int32), (np.min, True, None), (np.max, False, None)):
+        got = block_reduce(volume, factors, fill, reduce, dtype)
+        assert got.shape == (4, 4, 3)
+        for block in np.ndindex(*got.shape):
+            part = volume[tuple(slice(b * f, b * f + f) for b, f in zip(block, factors))]
+            padded = np.full(factors, fill, volume.dtype)
+            padded[tuple(slice(0, n) for n in part.shape)] = part
+            assert got[block] == reduce(padded)
