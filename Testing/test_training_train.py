@@ -70,7 +70,7 @@ def test_a_few_steps_train_export_and_the_model_runs(pairs, tmp_path):
 def test_two_runs_of_one_id_cannot_overwrite_each_others_model(pairs, tmp_path):
     """Both passed the id check at their start; the first to finish is listed, the second is
     refused under the catalog's lock before its model file replaces the first's."""
-    from segforge.catalog.cache import sha256_file
+    from segforge.output_set import file_sha256
     from segforge.training.install import install_trained_model
 
     network, record = train(pairs[:2], pairs[2:], CONFIG, tmp_path / "run")
@@ -82,7 +82,7 @@ def test_two_runs_of_one_id_cannot_overwrite_each_others_model(pairs, tmp_path):
     with pytest.raises(InputError, match="was listed by another training meanwhile"):
         install_trained_model(second, home=tmp_path / "home")
     model = tmp_path / "home" / "models" / "same-id" / "model.pt"
-    assert installed.sha256 == first["sha256"] == sha256_file(model)
+    assert installed.sha256 == first["sha256"] == file_sha256(model)
 
 
 def test_cancel_keeps_a_checkpoint_and_resume_finishes(pairs, tmp_path):

@@ -335,11 +335,19 @@ def _state(folder: Path) -> Optional[tuple[int, int, int]]:
     return status.st_dev, status.st_ino, status.st_mtime_ns
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike, progress: Optional[Callable[[float, str], None]] = None) -> str:
+    """SHA-256 of a file, read a mebibyte at a time (models can be gigabytes); ``progress``
+    hears the share read so far."""
+    path = Path(path)
+    total = max(path.stat().st_size, 1) if progress is not None else 1
     digest = hashlib.sha256()
+    done = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+            if progress is not None:
+                done += len(block)
+                progress(done / total, f"Checking {path.name}")
     return digest.hexdigest()
 
 

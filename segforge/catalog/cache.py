@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from segforge.catalog.catalog import BUNDLED_PREFIX, Catalog, ModelEntry, load_catalog
+from segforge.output_set import file_sha256
 from segforge.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 HOME_ENV = "SEGFORGE_HOME"
 MANIFEST_NAME = ".segforge-install.json"
 MANIFEST_FORMAT = 1
-_HASH_CHUNK = 1 << 20
 TOTALSEG_WEIGHTS_ENV = "TOTALSEG_WEIGHTS_PATH"
 TOTALSEG_HOME_ENV = "TOTALSEG_HOME_DIR"
 NNUNET_DATASET_FOLDER = r"Dataset\d{3}_[A-Za-z0-9_.-]+"
@@ -248,7 +248,7 @@ def verify(entry: ModelEntry, home: Optional[Path] = None,
         path = bundled_path(entry)
         if not path.is_file():
             return Verification(entry.id, (f"its bundled file {path} is missing",))
-        digest = sha256_file(path, progress)
+        digest = file_sha256(path, progress)
         return Verification(entry.id, () if digest == entry.sha256 else
                             (f"its bundled file {path} has SHA-256 {digest}, the catalog names {entry.sha256}",))
     folder = model_dir(entry.id, home)
@@ -270,20 +270,6 @@ def verify_folder(model_id: str, home: Optional[Path] = None,
     return Verification(model_id, tuple(_folder_problems(model_dir(model_id, home), progress)))
 
 
-def sha256_file(path: Path, progress: Optional[ProgressCallback] = None) -> str:
-    """SHA-256 of a file, read in chunks (models can be gigabytes)."""
-    report = progress or no_progress
-    total = max(path.stat().st_size, 1)
-    digest = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-            done += len(chunk)
-            report(done / total, f"Checking {path.name}")
-    return digest.hexdigest()
-
-
 def _folder_problems(folder: Path, progress: Optional[ProgressCallback]) -> list[str]:
     if not folder.is_dir():
         return [f"it is not installed (no folder {folder})"]
@@ -301,7 +287,7 @@ def _folder_problems(folder: Path, progress: Optional[ProgressCallback]) -> list
         if not path.is_file():
             problems.append(f"file {path} is missing")
             continue
-        actual = sha256_file(path)
+        actual = file_sha256(path)
         if actual != expected:
             problems.append(f"file {path} is corrupted (SHA-256 {actual}, expected {expected})")
     report(1.0, "Checked")
@@ -347,6 +333,6 @@ def folder_sha256(folder: Path) -> str:
         digest = hashlib.sha256()
         for path in files:
             digest.update(path.relative_to(folder).as_posix().encode("utf-8") + b"\0" +
-                          sha256_file(path).encode("ascii"))
+                          file_sha256(path).encode("ascii"))
         _FOLDER_HASHES[key] = digest.hexdigest()
     return _FOLDER_HASHES[key]

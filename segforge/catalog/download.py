@@ -42,6 +42,7 @@ from segforge import __version__
 from segforge.catalog import cache
 from segforge.catalog.catalog import Catalog, ModelEntry, load_catalog, unverified_warning
 from segforge.errors import ModelError
+from segforge.output_set import file_sha256
 from segforge.progress import ProgressCallback, no_progress, sub_progress
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def _download_parts(entry: ModelEntry, home: Optional[Path], report: ProgressCal
 def _install_hand_copy(entry: ModelEntry, copy: Path, root: Path, report: ProgressCallback) -> None:
     """Install a file someone copied into the model folder (offline sites), if it checks out."""
     log.info("Installing %s from the copy at %s", entry.id, copy)
-    digest = cache.sha256_file(copy, sub_progress(report, 0.0, _DOWNLOAD_SHARE))
+    digest = file_sha256(copy, sub_progress(report, 0.0, _DOWNLOAD_SHARE))
     _check_digest(entry, digest, str(copy),
                   f"replace it with a good copy of {entry.url}, or delete it to download again")
     _install(entry, copy, root, sub_progress(report, _DOWNLOAD_SHARE, 1.0), digest, copy.stat().st_size)

@@ -26,7 +26,7 @@ from typing import Iterator
 
 import torch
 
-from ..catalog.cache import sha256_file
+from ..output_set import file_sha256
 from ..catalog.catalog import ID_PATTERN, model_problems
 from ..catalog.download import swap_into_place
 from ..errors import InputError
@@ -96,7 +96,7 @@ def _entry(model_id: str, staged: Path, final: Path, record: TrainingRecord, con
     """The catalog entry of the model file ``staged``, which will lie at ``final``."""
     entry = {
         "id": model_id, "workflow": "vessel", "framework": "torchscript", "url": final.as_uri(),
-        "size_bytes": staged.stat().st_size, "sha256": sha256_file(staged),
+        "size_bytes": staged.stat().st_size, "sha256": file_sha256(staged),
         "licence": "trained locally by segforge train vessel; the training data's terms apply",
         "labels": {"1": "vessels"},
         "input": {"modality": ["CT", "MR"], "spacing_mm": None, "intensity_window": None, "orientation": "RAS",

@@ -237,7 +237,7 @@ def validation_dice(network: torch.nn.Module, pairs: Sequence[Pair], config: Tra
 def load_initial_weights(network: torch.nn.Module, path: Path, device: torch.device) -> str:
     """Start from a trained model file (TorchScript, as :mod:`.export` writes it): fine-tuning.
     Returns a description for the record (path and SHA-256)."""
-    from ..catalog.cache import sha256_file
+    from ..output_set import file_sha256
 
     try:
         weights = torch.jit.load(str(path), map_location=device).state_dict()
@@ -253,7 +253,7 @@ def load_initial_weights(network: torch.nn.Module, path: Path, device: torch.dev
                              f"{key} is {theirs} in the model, {ours} in the network to train",
                              "give the same --channels as the model was trained with (its training.json names them)")
     network.load_state_dict(weights)
-    return f"{path} (sha256 {sha256_file(Path(path))})"
+    return f"{path} (sha256 {file_sha256(Path(path))})"
 
 
 def check_finite_weights(network: torch.nn.Module, when: str) -> None:
@@ -432,7 +432,7 @@ def _resume(checkpoint: Path, config: TrainingConfig, data: str, network: torch.
             device: torch.device) -> tuple[int, TrainingRecord]:
     """Load ``checkpoint`` into the network, optimiser and generator after checking it was made
     with these settings, on this data and from this starting model; its step and record."""
-    from ..catalog.cache import sha256_file
+    from ..output_set import file_sha256
 
     state = read_checkpoint(checkpoint, device)
     if state["config"] != asdict(config):
@@ -455,7 +455,7 @@ def _resume(checkpoint: Path, config: TrainingConfig, data: str, network: torch.
         why = f"it is not a SegForge checkpoint of this version ({_first_line(error)})"
         raise _unusable(checkpoint, why) from error
     started_from = record.initial_weights or ""
-    if initial_weights is not None and f"sha256 {sha256_file(Path(initial_weights))}" not in started_from:
+    if initial_weights is not None and f"sha256 {file_sha256(Path(initial_weights))}" not in started_from:
         raise InputError("The checkpoint did not start from the model given", f"{checkpoint} started from "
                          f"{record.initial_weights or 'scratch'}, not from {initial_weights}",
                          "resume without naming another base model, or start afresh in another folder")
