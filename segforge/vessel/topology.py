@@ -322,12 +322,15 @@ def _close_tunnels(work: np.ndarray, candidates: np.ndarray, pad: np.ndarray, re
         return 0
     objects, _ = label(work)
     owner = pieces.ravel()[voxels]
-    kji = np.column_stack(np.unravel_index(voxels, work.shape))
+    order = np.argsort(owner, kind="stable")  # each piece's voxels together
+    kji = np.column_stack(np.unravel_index(voxels[order], work.shape))
+    first = np.searchsorted(owner[order], promising)
+    last = np.searchsorted(owner[order], promising, side="right")
     closed = 0
-    for done, number in enumerate(promising):
+    for done, (number, a, b) in enumerate(zip(promising, first, last)):
         if done % 64 == 63:
             report(0.6 + 0.35 * done / len(promising), "Closing small holes in the vessel mask")
-        its = kji[owner == number]
+        its = kji[a:b]
         window = tuple(slice(max(int(a) - p, 0), int(b) + 1 + p)
                        for a, b, p in zip(its.min(axis=0), its.max(axis=0), pad))
         piece = pieces[window] == number
