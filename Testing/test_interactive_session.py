@@ -245,3 +245,46 @@ def test_a_negative_click_on_the_only_positive_one_empties_the_segment():
     assert session.mask.sum() == 0
     session.undo()
     np.testing.assert_array_equal(session.mask, lesion)
+
+
+@pytest.mark.parametrize("document, words", [
+    ({"coordinate_system": "RAS", "prompts": [{"type": "point", "position": [1, 2, 3]}]},
+     "The prompt file has an unknown key 'coordinate_system'"),
+    ({"coordinateSystem": "RAS", "prompts": [{"type": "point", "position": [1, 2, 3], "is_positive": False}]},
+     "A point prompt has an unknown key 'is_positive'"),
+    ({"prompts": [{"type": "box", "min": [1, 2, 3], "max": [4, 5, 6], "postive": False}]},
+     "A box prompt has an unknown key 'postive'"),
+    ({"prompts": [{"type": "scribble", "points": [[1, 2, 3]], "position": [1, 2, 3]}]},
+     "A scribble prompt has an unknown key 'position'"),
+    ({"prompts": [{"type": "lasso", "points": [[0, 0, 0], [9, 0, 0], [0, 9, 0]], "close": True}]},
+     "A lasso prompt has an unknown key 'close'"),
+])
+def test_a_misspelt_key_is_refused_not_ignored(document, words):
+    """A misspelt "coordinate_system": "RAS" was dropped and the clicks read as LPS (mirrored to
+    the other side of the patient); "is_positive": false was dropped and the click was positive."""
+    with pytest.raises(InputError) as raised:
+        prompts_from_json(document)
+    assert raised.value.what == words, raised.value.message
+    assert "'positive'" in raised.value.why or "'coordinateSystem'" in raised.value.why
+    assert "\n" not in raised.value.message and raised.value.todo
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"type": "point", "position": [True, 36, 50]}, "A prompt position is [true, 36, 50]"),
+    ({"type": "point", "position": [26, "36", 50]}, "A prompt position is [26, '36', 50]"),
+    ({"type": "point", "position": [10 ** 400, 36, 50]}, "A prompt position is [100000... (401 digits), 36, 50]"),
+    ({"type": "point", "position": [[26], [36], [50]]}, "A prompt position is [[26], [36], [50]]"),
+    ({"type": "box", "min": [0, 0, 0], "max": [10 ** 400, 1, 1]}, "A prompt position is [100000..."),
+    ({"type": "scribble", "points": [[1, 2, 3], [1, 2, 10 ** 400]]}, "Point 2 of a scribble is [1, 2, 100000..."),
+    ({"type": "scribble", "points": [[1, 2, False]]}, "Point 1 of a scribble is [1, 2, false]"),
+    ({"type": "lasso", "points": [[0, 0, 0], [9, 0, 0], [0, 10 ** 400, 0]]}, "Point 3 of a lasso is [0, 100000..."),
+    ({"type": "lasso", "points": "x"}, "A lasso's points are 'x'"),
+])
+def test_coordinates_that_are_not_json_numbers_are_refused_as_given(entry, words):
+    """true was read as 1.0 and "36" as 36.0 (the wrong voxel, no word said); an integer too large
+    for a float was an OverflowError traceback; a nested position was shown flattened as the
+    valid [26, 36, 50] the message said it was not."""
+    with pytest.raises(InputError) as raised:
+        prompt_from_json(entry)
+    assert raised.value.what.startswith(words), raised.value.message
+    assert "numbers" in raised.value.why or "list of positions" in raised.value.why

@@ -95,9 +95,12 @@ class InteractiveSession:
         self.image = require_finite_voxels(require_3d_volume(image))
         self.key = key or image_key(image)
         self.backend_name = backend
-        self.device = device
         self._initial = _initial_patch(initial, image.array.shape)
         self._backend: Backend = make_backend(backend, image, device)
+        #: Where the backend runs, not only what was asked: the random walker is always on the
+        #: CPU, nnInteractive settles "auto" (or a GPU it cannot use) on a device; results
+        #: record this one.
+        self.device = str(getattr(self._backend, "device", device))
         self.mask = np.zeros(image.array.shape, dtype=np.uint8)
         self._mask_box: Optional[tuple[slice, ...]] = None
         if self._initial is not None:
