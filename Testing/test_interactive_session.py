@@ -288,3 +288,22 @@ def test_coordinates_that_are_not_json_numbers_are_refused_as_given(entry, words
         prompt_from_json(entry)
     assert raised.value.what.startswith(words), raised.value.message
     assert "numbers" in raised.value.why or "list of positions" in raised.value.why
+
+
+def test_a_negative_first_prompt_is_named_by_its_kind():
+    """A negative box, scribble or lasso as the first prompt was called "a negative click"."""
+    from segforge.interactive.lasso import lasso_prompt
+
+    image, first, _ = blobs_image(direction=np.eye(3))
+    k, j, i = np.argwhere(first).mean(axis=0).round().astype(int)
+    corners = [voxel_center_lps(image, (k, j + dj, i + di)) for dj, di in ((-3, -3), (-3, 3), (3, 3), (3, -3))]
+    low, high = np.min(corners, axis=0) - 1.0, np.max(corners, axis=0) + 1.0
+    session = InteractiveSession(image)
+    for prompt, noun in [(PointPrompt(corners[0], False), "click"),
+                         (BoxPrompt(tuple(low), tuple(high), False), "box"),
+                         (ScribblePrompt(np.array(corners), False), "scribble"),
+                         (lasso_prompt(np.array(corners), False), "lasso")]:
+        with pytest.raises(InputError) as raised:
+            session.interact(prompt)
+        assert raised.value.what == f"The first prompt is a negative {noun}"
+    assert not session.history and not session.mask.any()

@@ -488,6 +488,20 @@ def test_bad_requests_are_refused_before_any_work(scene_with_segments, logic):
     session.discard()
 
 
+def test_a_bad_position_is_shown_as_given_not_as_numpy_spells_it(scene_with_segments, logic):
+    """add_point([nan, 0, 0]) said "A position is [np.float64(nan), np.float64(0.0), ...]"; a
+    position that is no number at all was a raw TypeError or ValueError."""
+    image, ball, volume, segmentation, _ = scene_with_segments
+    session = logic.start_session(volume, segmentation)
+    for position, shown in [([np.nan, 0, 0], "[nan, 0, 0]"), ([1, 2], "[1, 2]"),
+                            (np.array([1.5, np.inf, 2.0]), "[1.5, inf, 2]"), (None, "None"), ("abc", "'abc'")]:
+        with pytest.raises(InputError) as raised:
+            session.add_point(position)
+        assert raised.value.what == f"A position is {shown}" and "np." not in raised.value.message
+    assert not session.history
+    session.discard()
+
+
 def test_prompt_markers_follow_undo_redo_and_leave_with_the_session(scene_with_segments, logic):
     """The widget's helper nodes: clicks shown and hidden with undo / redo, a scribble painted
     in a segmentation of its own and cleared after use, all removed at the end."""

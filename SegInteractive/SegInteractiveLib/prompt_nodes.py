@@ -14,7 +14,7 @@ import numpy as np
 from segforge.errors import InputError
 from segforge.image import LPS_TO_RAS, Image
 from segforge.interactive.lasso import lasso_prompt
-from segforge.interactive.prompts import BoxPrompt, LassoPrompt, PointPrompt, ScribblePrompt
+from segforge.interactive.prompts import BoxPrompt, LassoPrompt, PointPrompt, ScribblePrompt, shown_value
 from segforge.mrml.segments import mask_from_segment
 
 #: RAS <-> LPS: x and y change sign (the matrix is its own inverse).
@@ -22,10 +22,15 @@ _FLIP = np.diag(LPS_TO_RAS)[:3]
 
 
 def lps_from_ras(position_ras: Sequence[float]) -> np.ndarray:
-    """A world RAS position (mm) in LPS; InputError unless it is three finite numbers."""
-    point = np.asarray(position_ras, dtype=np.float64).ravel()
+    """A world RAS position (mm) in LPS; InputError unless it is three finite numbers, showing
+    the position as given (the engine's spelling: [nan, 0, 0], not numpy's np.float64(nan))."""
+    try:
+        point = np.asarray(position_ras, dtype=np.float64).ravel()
+    except (TypeError, ValueError, OverflowError):  # None, "abc", an integer too large for a float
+        point = np.zeros(0)
     if point.shape != (3,) or not np.all(np.isfinite(point)):
-        raise InputError(f"A position is {list(point)}", "it must be three finite numbers (R, A, S in mm)",
+        what = f"A position is {shown_value(position_ras)}"
+        raise InputError(what, "it must be three finite numbers (R, A, S in mm)",
                          "place the point on the volume being segmented")
     return point * _FLIP
 

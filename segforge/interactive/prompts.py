@@ -117,7 +117,7 @@ class VoxelLasso:
 VoxelPrompt = Union[VoxelPoint, VoxelBox, VoxelScribble, VoxelLasso]
 
 
-def _shown(value: object, limit: int = 80) -> str:
+def shown_value(value: object, limit: int = 80) -> str:
     """A position as the file gave it ([nan, 0, 0], [[26], [36], [50]], [true, 36, 50]), not as
     numpy spells its values, nested lists kept nested (flattened, [[26], [36], [50]] would read as
     the valid [26, 36, 50] the message says it is not) and cut at ``limit`` characters."""
@@ -171,7 +171,7 @@ def _lps(position: Sequence[float], coordinate_system: str) -> np.ndarray:
     try:
         point = _position(position)
     except ValueError:
-        raise InputError(f"A prompt position is {_shown(position)}", "it must be three finite numbers",
+        raise InputError(f"A prompt position is {shown_value(position)}", "it must be three finite numbers",
                          "give x, y, z in millimetres") from None
     return point * np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else point
 
@@ -183,14 +183,14 @@ def _points(value: object, kind: str, coordinate_system: str) -> np.ndarray:
         points = value.astype(np.float64)
     else:
         if not isinstance(value, (list, tuple)):
-            raise InputError(f"A {kind}'s points are {_shown(value)}", "they must be a list of positions",
+            raise InputError(f"A {kind}'s points are {shown_value(value)}", "they must be a list of positions",
                              "give the points as [[x, y, z], ...] in millimetres")
         rows = []
         for n, row in enumerate(value):
             try:
                 rows.append(_position(row, finite=False))
             except ValueError:
-                raise InputError(f"Point {n + 1} of a {kind} is {_shown(row)}", "it must be three numbers",
+                raise InputError(f"Point {n + 1} of a {kind} is {shown_value(row)}", "it must be three numbers",
                                  "give the points as [[x, y, z], ...] in millimetres") from None
         points = np.array(rows, dtype=np.float64).reshape(-1, 3)
     return points * np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else points
@@ -272,6 +272,15 @@ def to_voxels(prompt: Prompt, image: Image) -> VoxelPrompt:
     raise InputError(f"Unknown prompt {type(prompt).__name__}", "prompts are points, boxes, scribbles and lassos")
 
 
+def prompt_noun(prompt: Union[Prompt, VoxelPrompt]) -> str:
+    """What a prompt is called in a message to the user: a click, a box, a scribble, a lasso."""
+    if isinstance(prompt, (PointPrompt, VoxelPoint)):
+        return "click"
+    if isinstance(prompt, (BoxPrompt, VoxelBox)):
+        return "box"
+    return "lasso" if isinstance(prompt, (LassoPrompt, VoxelLasso)) else "scribble"
+
+
 #: The keys each prompt type may have. Any other is refused, not ignored: a misspelt key
 #: ("is_positive": false) would otherwise leave the prompt as the default says (positive).
 PROMPT_KEYS = {"point": ("type", "position", "positive"), "box": ("type", "min", "max", "positive"),
@@ -284,7 +293,7 @@ DOCUMENT_KEYS = ("coordinateSystem", "prompts")
 def _unknown_key(entry: dict, allowed: Sequence[str], where: str) -> None:
     unknown = [key for key in entry if key not in allowed]
     if unknown:
-        raise InputError(f"{where} has an unknown key {_shown(unknown[0])}",
+        raise InputError(f"{where} has an unknown key {shown_value(unknown[0])}",
                          f"the keys it may have are {', '.join(repr(k) for k in allowed)}; a misspelt key is not "
                          "ignored, as that would leave the default in force (LPS, positive)",
                          "correct the key's spelling or remove it (PROMPTS.json format: docs/interactive.md)")
@@ -299,15 +308,15 @@ def prompt_from_json(entry: Any, coordinate_system: str = "LPS") -> Prompt:
         raise InputError(f"Unknown coordinate system {coordinate_system!r}", "prompts are in LPS or RAS millimetres",
                          'set "coordinateSystem" to "LPS" or "RAS"')
     if not isinstance(entry, dict):
-        raise InputError("A prompt is not a JSON object", f"it is {_shown(entry)}",
+        raise InputError("A prompt is not a JSON object", f"it is {shown_value(entry)}",
                          'write prompts like {"type": "point", "position": [x, y, z], "positive": true}')
     kind, positive = entry.get("type"), entry.get("positive", True)
     if not isinstance(kind, str) or kind not in PROMPT_KEYS:
-        raise InputError(f"Unknown prompt type {_shown(kind)}", "prompt types are point, box, scribble and lasso",
+        raise InputError(f"Unknown prompt type {shown_value(kind)}", "prompt types are point, box, scribble and lasso",
                          'set "type" to "point", "box", "scribble" or "lasso"')
     _unknown_key(entry, PROMPT_KEYS[kind], f"A {kind} prompt")
     if not isinstance(positive, bool):
-        raise InputError(f"A prompt's 'positive' is {_shown(positive)}", "it must be true or false",
+        raise InputError(f"A prompt's 'positive' is {shown_value(positive)}", "it must be true or false",
                          "write true or false")
     try:
         if kind == "point":
@@ -321,11 +330,11 @@ def prompt_from_json(entry: Any, coordinate_system: str = "LPS") -> Prompt:
 
         closed = entry.get("closed", True)
         if not isinstance(closed, bool):
-            raise InputError(f"A lasso's 'closed' is {_shown(closed)}", "it must be true or false",
+            raise InputError(f"A lasso's 'closed' is {shown_value(closed)}", "it must be true or false",
                              "leave it out (a lasso is closed) or write true")
         return lasso_prompt(_points(entry["points"], kind, coordinate_system), positive, closed)
     except KeyError as error:
-        raise InputError(f"A {kind} prompt has no {error.args[0]!r}", f"the prompt is {_shown(entry)}",
+        raise InputError(f"A {kind} prompt has no {error.args[0]!r}", f"the prompt is {shown_value(entry)}",
                          "see the PROMPTS.json format in docs/interactive.md") from error
 
 
