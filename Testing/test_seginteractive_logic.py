@@ -273,6 +273,35 @@ def test_an_oblique_anisotropic_volume_gets_the_lesion_on_the_ball(mrml_scene, l
     session.accept()
 
 
+def test_an_roi_turned_with_an_oblique_anisotropic_volume_is_exactly_its_voxels(mrml_scene, logic):
+    """An ROI aligned with a tilted or oblique volume around a 20 x 20 x 8 voxel block became its
+    world bounding box, then the voxel box around that: 1.8 to 19.5 times the voxels. Its turn
+    now goes to the engine with it."""
+    from SegInteractiveLib.prompt_nodes import roi_prompt
+    from segforge.interactive.prompts import VoxelBox, box_to_voxels
+
+    image, ball = blob_image(spacing=(0.7, 1.3, 2.9), direction=OBLIQUE)
+    volume = volume_node_from_image(image, "Blob")
+    lo, hi = CENTRE_KJI - (4, 10, 10), CENTRE_KJI + (3, 9, 9)  # k, j, i inclusive: 8 x 20 x 20 voxels
+    ijk_to_ras = image.ijk_to_ras()
+    roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    turn = vtk.vtkMatrix4x4()
+    for row in range(3):
+        for column in range(3):
+            turn.SetElement(row, column, ijk_to_ras[row, column] / image.spacing[column])
+    roi.SetAndObserveObjectToNodeMatrix(turn)
+    roi.SetCenterWorld(*(ijk_to_ras @ [*((lo + hi)[::-1] / 2), 1.0])[:3])
+    roi.SetSizeWorld(*((hi - lo + 1)[::-1] * np.asarray(image.spacing)))
+    assert box_to_voxels(roi_prompt(roi), image) == VoxelBox(tuple(lo), tuple(hi + 1), True)
+    session = logic.start_session(volume)
+    session.add_roi(roi)
+    outside = np.ones(SHAPE, bool)
+    outside[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = False
+    segment = on_grid(session.segmentation_node, session.segment_id, volume)
+    assert segment.any() and not segment[outside].any()
+    session.discard()
+
+
 def test_a_point_on_another_volume_is_refused_and_nothing_changes(scene_with_segments, logic):
     image, ball, volume, segmentation, other_ids = scene_with_segments
     elsewhere = Image(np.zeros((10, 10, 10), np.int16), (1.0, 1.0, 1.0), (300.0, 300.0, 300.0))

@@ -21,10 +21,13 @@ PROMPTS.json, in millimetres of the patient coordinate system named in it:
   {"coordinateSystem": "LPS",
    "prompts": [{"type": "point", "position": [x, y, z], "positive": true},
                {"type": "box", "min": [x, y, z], "max": [x, y, z]},
+               {"type": "box", "min": [x, y, z], "max": [x, y, z], "axes": [[x, y, z], [x, y, z], [x, y, z]]},
                {"type": "scribble", "points": [[x, y, z], ...], "positive": false},
                {"type": "lasso", "points": [[x, y, z], ...], "positive": true}]}
 a lasso is a closed contour (the last point joins the first) in one slice of the image: what it
-encloses there is the lesion in that slice (positive) or is erased (negative).
+encloses there is the lesion in that slice (positive) or is erased (negative). A box's min and
+max are opposite corners; with axes (three perpendicular unit directions) its edges run along
+them instead of the patient axes. A key not shown here is an error, not ignored.
 
 writes into --out: lesion.seg.nrrd (one segment, named by --segment-name, on the image's grid),
 summary.json (the prompts' coordinate system, backend, the device it ran on, image key, each

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import numbers
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -32,11 +32,18 @@ class PointPrompt:
 
 @dataclass(frozen=True)
 class BoxPrompt:
-    """A box around the lesion, its faces along the patient axes (a markups ROI)."""
+    """A box around the lesion, given by two opposite corners (LPS mm).
+
+    Without ``axes`` its faces are along the patient axes (a prompt file's box, a markups ROI
+    not turned), and ``min_lps`` and ``max_lps`` are its lowest and highest corners. With
+    ``axes`` (three perpendicular unit directions in LPS) its edges run along them: a box drawn
+    in an oblique or tilted volume's own slices, or an ROI turned with the volume, is that box
+    and not the larger patient-axis box around it (which held up to 20 times the voxels)."""
 
     min_lps: tuple[float, float, float]
     max_lps: tuple[float, float, float]
     positive: bool = True
+    axes: Optional[tuple[tuple[float, float, float], ...]] = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,19 +231,41 @@ def point_to_voxels(prompt: PointPrompt, image: Image) -> VoxelPoint:
     return VoxelPoint(tuple(int(v) for v in kji[0]), prompt.positive)  # type: ignore[arg-type]
 
 
+#: How far from perpendicular unit vectors a box's axes may be (rounding in a JSON file or an ROI).
+AXES_TOLERANCE = 1e-4
+
+
+def box_axes(axes: Any) -> np.ndarray:
+    """A box's ``axes`` as a matrix whose columns are the edge directions (LPS); InputError unless
+    they are three perpendicular unit vectors (a box is not sheared or scaled)."""
+    try:
+        rows = np.array([_position(axis) for axis in axes], dtype=np.float64) if isinstance(
+            axes, (list, tuple, np.ndarray)) else None
+    except ValueError:
+        rows = None
+    if rows is None or rows.shape != (3, 3) or not np.allclose(rows @ rows.T, np.eye(3), atol=AXES_TOLERANCE):
+        raise InputError(f"A box's axes are {shown_value(axes)}", "they must be three perpendicular unit "
+                         "directions [[x, y, z], [x, y, z], [x, y, z]], along which the box's edges run",
+                         "give the volume's axes (or leave axes out for a box along the patient axes)")
+    return rows.T
+
+
 def box_to_voxels(prompt: BoxPrompt, image: Image) -> VoxelBox:
-    """The voxels whose centres the box holds; on an oblique image, those inside the voxel-axis
-    box around its eight corners, clipped to the image."""
-    low, high = np.asarray(prompt.min_lps, float), np.asarray(prompt.max_lps, float)
+    """The voxels whose centres the box holds: those inside the voxel-axis box around its eight
+    corners, clipped to the image. A box along the volume's own axes (``axes``) is exactly its
+    voxels; a box along other axes (the patient's, on an oblique image) the voxel box around it."""
+    axes = np.eye(3) if prompt.axes is None else box_axes(prompt.axes)
+    ends = axes.T @ np.array([prompt.min_lps, prompt.max_lps], dtype=np.float64).T  # along the box's axes
+    low, high = ends.min(axis=1), ends.max(axis=1)
     if np.any(high - low <= 0):
         raise InputError("The box has no volume", f"its size is {np.round(high - low, 2).tolist()} mm",
                          "drag the box so it has a width, a height and a depth around the lesion")
-    corners = np.array(list(itertools.product(*zip(low, high))))
+    corners = np.array(list(itertools.product(*zip(low, high)))) @ axes.T
     kji = _continuous_kji(image, corners)
     lo = np.maximum(np.ceil(kji.min(axis=0) - 1e-6), 0).astype(int)
     hi = np.minimum(np.floor(kji.max(axis=0) + 1e-6) + 1, image.array.shape).astype(int)
     if np.any(hi <= lo):
-        raise _outside_error("box", (low + high) / 2, image) if np.any(hi <= 0) or np.any(
+        raise _outside_error("box", corners.mean(axis=0), image) if np.any(hi <= 0) or np.any(
             lo >= image.array.shape) else InputError(
             "The box holds no voxel centre", f"it is thinner than a voxel ({np.round(high - low, 2).tolist()} mm)",
             "make the box at least one voxel deep along every axis")
@@ -283,7 +312,7 @@ def prompt_noun(prompt: Union[Prompt, VoxelPrompt]) -> str:
 
 #: The keys each prompt type may have. Any other is refused, not ignored: a misspelt key
 #: ("is_positive": false) would otherwise leave the prompt as the default says (positive).
-PROMPT_KEYS = {"point": ("type", "position", "positive"), "box": ("type", "min", "max", "positive"),
+PROMPT_KEYS = {"point": ("type", "position", "positive"), "box": ("type", "min", "max", "positive", "axes"),
                "scribble": ("type", "points", "positive"), "lasso": ("type", "points", "positive", "closed")}
 #: The keys of a prompt file. A misspelt "coordinate_system": "RAS" ignored would read RAS
 #: millimetres as LPS and put every prompt on the other side of the patient.
@@ -323,7 +352,12 @@ def prompt_from_json(entry: Any, coordinate_system: str = "LPS") -> Prompt:
             return PointPrompt(tuple(_lps(entry["position"], coordinate_system)), positive)  # type: ignore[arg-type]
         if kind == "box":
             a, b = _lps(entry["min"], coordinate_system), _lps(entry["max"], coordinate_system)
-            return BoxPrompt(tuple(np.minimum(a, b)), tuple(np.maximum(a, b)), positive)  # type: ignore[arg-type]
+            if entry.get("axes") is None:
+                return BoxPrompt(tuple(np.minimum(a, b)), tuple(np.maximum(a, b)), positive)  # type: ignore[arg-type]
+            # turned: min and max are opposite corners along the axes (as given, not sorted)
+            flip = np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else np.ones(3)
+            axes = box_axes(entry["axes"]).T * flip
+            return BoxPrompt(tuple(a), tuple(b), positive, tuple(tuple(float(v) for v in axis) for axis in axes))
         if kind == "scribble":
             return ScribblePrompt(_points(entry["points"], kind, coordinate_system), positive)
         from .lasso import lasso_prompt
@@ -343,7 +377,8 @@ def prompt_to_json(prompt: Prompt) -> dict[str, Any]:
     if isinstance(prompt, PointPrompt):
         return {"type": "point", "position": list(prompt.position_lps), "positive": prompt.positive}
     if isinstance(prompt, BoxPrompt):
-        return {"type": "box", "min": list(prompt.min_lps), "max": list(prompt.max_lps), "positive": prompt.positive}
+        box = {"type": "box", "min": list(prompt.min_lps), "max": list(prompt.max_lps), "positive": prompt.positive}
+        return box if prompt.axes is None else {**box, "axes": [list(axis) for axis in prompt.axes]}
     if isinstance(prompt, LassoPrompt):
         return {"type": "lasso", "points": np.asarray(prompt.points_lps).tolist(), "positive": prompt.positive}
     return {"type": "scribble", "points": np.asarray(prompt.points_lps).tolist(), "positive": prompt.positive}
