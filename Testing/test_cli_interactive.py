@@ -125,3 +125,46 @@ def test_bad_prompt_files_are_one_line_errors_and_write_nothing(tmp_path):
                    "not a folder")
     usage = segforge("interactive", str(source), "--prompts", str(good), "--out", str(out), "--device", "tpu")
     assert usage.returncode == 2 and "--device" in usage.stderr and not out.exists()
+
+
+def test_summary_records_the_coordinate_system_and_the_device_that_ran(tmp_path):
+    """summary.json said "device": "cuda" for --device cuda though the random walker ran on the
+    CPU, and did not say how the prompts' millimetres were read (LPS or RAS)."""
+    image, _, _ = lesion_image()
+    source = write_image(image, tmp_path / "ct.nrrd")
+    prompts = write_prompts(tmp_path / "ras.json", as_ras(lps_prompts(image)[:1]), "RAS")
+    run = segforge("interactive", str(source), "--prompts", str(prompts), "--out", str(tmp_path / "out"),
+                   "--device", "cuda")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["coordinate_system"] == "RAS"
+    assert summary["device"] == "cpu" and summary["device_requested"] == "cuda"
+
+
+def test_prompt_files_that_tripped_the_reader_are_one_line_errors_and_a_bom_is_read(tmp_path):
+    """A misspelt key ran with the wrong side of the patient (rc 0); a huge integer (OverflowError)
+    and deep nesting (RecursionError) were tracebacks; a UTF-8 BOM was refused."""
+    image, _, _ = lesion_image()
+    source = write_image(image, tmp_path / "ct.nrrd")
+    out = tmp_path / "out"
+    a = world_of(image, LESION_A_IJK).tolist()
+
+    def run_with(name, text):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        return segforge("interactive", str(source), "--prompts", str(tmp_path / name), "--out", str(out))
+
+    typo = json.dumps({"coordinate_system": "RAS", "prompts": [{"type": "point", "position": to_ras(a)}]})
+    one_line_error(run_with("typo.json", typo), "unknown key 'coordinate_system'", "'coordinateSystem'")
+    sign = json.dumps({"prompts": [{"type": "point", "position": a}, {"type": "point", "position": a,
+                                                                       "is_positive": False}]})
+    one_line_error(run_with("sign.json", sign), "unknown key 'is_positive'")
+    huge = '{"prompts": [{"type": "point", "position": [1' + "0" * 400 + ', 0, 0]}]}'
+    one_line_error(run_with("huge.json", huge), "three finite numbers")
+    lasso = '{"prompts": [{"type": "lasso", "points": [[0, 0, 0], [9, 0, 0], [0, 1' + "0" * 400 + ', 0]]}]}'
+    one_line_error(run_with("lasso.json", lasso), "Point 3 of a lasso")
+    one_line_error(run_with("deep.json", '{"prompts": ' + "[" * 100000 + "]" * 100000 + "}"), "nested too deep")
+    one_line_error(run_with("bool.json", json.dumps({"prompts": [{"type": "point", "position": [True, 0, 0]}]})),
+                   "[true, 0, 0]")
+    assert not out.exists()
+    bom = run_with("bom.json", "\ufeff" + json.dumps({"prompts": [{"type": "point", "position": a}]}))
+    assert bom.returncode == 0, bom.stderr

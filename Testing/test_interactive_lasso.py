@@ -167,7 +167,7 @@ def test_a_negative_lasso_alone_erases_from_the_segment_being_refined(ball):
     ({"type": "lasso", "points": [[0, 0, 0], [10, 0, 0], [0, 10, 0]], "closed": False}, "not closed"),
     ({"type": "lasso", "points": [[0, 0, 0], [10, 0, 0], [0, 0, 0]]}, "fewer than 3 points"),
     ({"type": "lasso", "points": [[0, 0, 0], [10, 0, 0]]}, "fewer than 3 points"),
-    ({"type": "lasso", "points": [[0, 0], [10, 0], [0, 10]]}, "malformed"),
+    ({"type": "lasso", "points": [[0, 0], [10, 0], [0, 10]]}, "Point 1 of a lasso is [0, 0]"),
     ({"type": "lasso", "points": [[0, 0, 0], [10, 0, float("nan")], [0, 10, 0]]}, "not a finite number"),
     ({"type": "lasso", "closed": "yes", "points": [[0, 0, 0], [10, 0, 0], [0, 10, 0]]}, "'closed'"),
 ])

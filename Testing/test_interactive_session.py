@@ -9,7 +9,7 @@ import pytest
 from conftest import OBLIQUE, make_image
 from segforge.errors import InputError
 from segforge.image import LPS_TO_RAS, Image
-from segforge.interactive.prompts import (BoxPrompt, PointPrompt, ScribblePrompt, VoxelPoint, box_to_voxels,
+from segforge.interactive.prompts import (BoxPrompt, PointPrompt, ScribblePrompt, VoxelBox, VoxelPoint, box_to_voxels,
                                           point_to_voxels, prompt_from_json, prompt_to_json, prompts_from_json,
                                           scribble_to_voxels)
 from segforge.interactive.session import InteractiveSession, image_key
@@ -245,3 +245,91 @@ def test_a_negative_click_on_the_only_positive_one_empties_the_segment():
     assert session.mask.sum() == 0
     session.undo()
     np.testing.assert_array_equal(session.mask, lesion)
+
+
+@pytest.mark.parametrize("document, words", [
+    ({"coordinate_system": "RAS", "prompts": [{"type": "point", "position": [1, 2, 3]}]},
+     "The prompt file has an unknown key 'coordinate_system'"),
+    ({"coordinateSystem": "RAS", "prompts": [{"type": "point", "position": [1, 2, 3], "is_positive": False}]},
+     "A point prompt has an unknown key 'is_positive'"),
+    ({"prompts": [{"type": "box", "min": [1, 2, 3], "max": [4, 5, 6], "postive": False}]},
+     "A box prompt has an unknown key 'postive'"),
+    ({"prompts": [{"type": "scribble", "points": [[1, 2, 3]], "position": [1, 2, 3]}]},
+     "A scribble prompt has an unknown key 'position'"),
+    ({"prompts": [{"type": "lasso", "points": [[0, 0, 0], [9, 0, 0], [0, 9, 0]], "close": True}]},
+     "A lasso prompt has an unknown key 'close'"),
+])
+def test_a_misspelt_key_is_refused_not_ignored(document, words):
+    """A misspelt "coordinate_system": "RAS" was dropped and the clicks read as LPS (mirrored to
+    the other side of the patient); "is_positive": false was dropped and the click was positive."""
+    with pytest.raises(InputError) as raised:
+        prompts_from_json(document)
+    assert raised.value.what == words, raised.value.message
+    assert "'positive'" in raised.value.why or "'coordinateSystem'" in raised.value.why
+    assert "\n" not in raised.value.message and raised.value.todo
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"type": "point", "position": [True, 36, 50]}, "A prompt position is [true, 36, 50]"),
+    ({"type": "point", "position": [26, "36", 50]}, "A prompt position is [26, '36', 50]"),
+    ({"type": "point", "position": [10 ** 400, 36, 50]}, "A prompt position is [100000... (401 digits), 36, 50]"),
+    ({"type": "point", "position": [[26], [36], [50]]}, "A prompt position is [[26], [36], [50]]"),
+    ({"type": "box", "min": [0, 0, 0], "max": [10 ** 400, 1, 1]}, "A prompt position is [100000..."),
+    ({"type": "scribble", "points": [[1, 2, 3], [1, 2, 10 ** 400]]}, "Point 2 of a scribble is [1, 2, 100000..."),
+    ({"type": "scribble", "points": [[1, 2, False]]}, "Point 1 of a scribble is [1, 2, false]"),
+    ({"type": "lasso", "points": [[0, 0, 0], [9, 0, 0], [0, 10 ** 400, 0]]}, "Point 3 of a lasso is [0, 100000..."),
+    ({"type": "lasso", "points": "x"}, "A lasso's points are 'x'"),
+])
+def test_coordinates_that_are_not_json_numbers_are_refused_as_given(entry, words):
+    """true was read as 1.0 and "36" as 36.0 (the wrong voxel, no word said); an integer too large
+    for a float was an OverflowError traceback; a nested position was shown flattened as the
+    valid [26, 36, 50] the message said it was not."""
+    with pytest.raises(InputError) as raised:
+        prompt_from_json(entry)
+    assert raised.value.what.startswith(words), raised.value.message
+    assert "numbers" in raised.value.why or "list of positions" in raised.value.why
+
+
+def test_a_negative_first_prompt_is_named_by_its_kind():
+    """A negative box, scribble or lasso as the first prompt was called "a negative click"."""
+    from segforge.interactive.lasso import lasso_prompt
+
+    image, first, _ = blobs_image(direction=np.eye(3))
+    k, j, i = np.argwhere(first).mean(axis=0).round().astype(int)
+    corners = [voxel_center_lps(image, (k, j + dj, i + di)) for dj, di in ((-3, -3), (-3, 3), (3, 3), (3, -3))]
+    low, high = np.min(corners, axis=0) - 1.0, np.max(corners, axis=0) + 1.0
+    session = InteractiveSession(image)
+    for prompt, noun in [(PointPrompt(corners[0], False), "click"),
+                         (BoxPrompt(tuple(low), tuple(high), False), "box"),
+                         (ScribblePrompt(np.array(corners), False), "scribble"),
+                         (lasso_prompt(np.array(corners), False), "lasso")]:
+        with pytest.raises(InputError) as raised:
+            session.interact(prompt)
+        assert raised.value.what == f"The first prompt is a negative {noun}"
+    assert not session.history and not session.mask.any()
+
+
+def test_a_box_along_an_oblique_anisotropic_volumes_axes_holds_exactly_its_voxels():
+    """A box drawn in an oblique volume's own slices (the web app's two clicks) or an ROI turned
+    with the volume went to the engine as the patient-axis box around it, and box_to_voxels
+    widened that again to the voxel axes: 1.8 to 19.5 times the voxels."""
+    image = Image(np.zeros((24, 48, 56), np.float32), SPACING, (-30.0, 12.5, 7.0), OBLIQUE)
+    lo, hi = np.array([5, 10, 12]), np.array([11, 30, 40])  # k, j, i; inclusive
+    ijk_to_lps = image.ijk_to_lps()
+    a, b = ((ijk_to_lps @ [*(corner[::-1] + d), 1.0])[:3] for corner, d in ((lo, -0.5), (hi, 0.5)))
+    axes = tuple(tuple(float(v) for v in axis) for axis in image.direction_lps.T)  # i, j, k directions
+    turned = BoxPrompt(tuple(a), tuple(b), True, axes)
+    assert box_to_voxels(turned, image) == VoxelBox(tuple(lo), tuple(hi + 1), True)
+    plain = box_to_voxels(BoxPrompt(tuple(np.minimum(a, b)), tuple(np.maximum(a, b))), image)
+    assert np.prod(np.subtract(plain.hi_kji, plain.lo_kji)) > 2 * np.prod(hi + 1 - lo)  # what it was (clipped)
+    assert prompt_from_json(prompt_to_json(turned)) == turned
+    flip = np.diag(LPS_TO_RAS)[:3]
+    ras = {"coordinateSystem": "RAS", "prompts": [{"type": "box", "min": (a * flip).tolist(),
+                                                   "max": (b * flip).tolist(),
+                                                   "axes": (image.direction_lps.T * flip).tolist()}]}
+    (from_ras,) = prompts_from_json(ras)
+    assert box_to_voxels(from_ras, image) == VoxelBox(tuple(lo), tuple(hi + 1), True)
+    with pytest.raises(InputError, match="perpendicular unit directions"):
+        prompt_from_json({"type": "box", "min": [0, 0, 0], "max": [5, 5, 5], "axes": [[1, 0, 0], [1, 0, 0], [0, 0, 1]]})
+    with pytest.raises(InputError, match="perpendicular unit directions"):
+        prompt_from_json({"type": "box", "min": [0, 0, 0], "max": [5, 5, 5], "axes": [[2, 0, 0], [0, 1, 0], [0, 0, 1]]})

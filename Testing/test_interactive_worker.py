@@ -222,6 +222,29 @@ def test_a_killed_worker_is_rebuilt_and_no_prompt_is_lost(client):
     assert remote.history == local.history and remote.opens == 3
 
 
+def test_withdrawing_the_last_prompt_equals_the_engine_session_even_after_a_kill(client):
+    """What the Logic does with a change the scene refused: the prompt leaves the worker's
+    session and this client's, and the redo list it cleared comes back; with the worker killed
+    first, the rebuild replays what is left."""
+    image, _, _ = lesion_image()
+    prompts = prompts_for(image)
+    remote, local = RemoteSession(client, image), InteractiveSession(image)
+    for kill in (False, True):
+        for prompt in prompts[:2]:
+            remote.interact(prompt), local.interact(prompt)
+        remote.undo(), local.undo()
+        remote.interact(prompts[3]), local.interact(prompts[3])
+        if kill:
+            os.kill(client.pid, signal.SIGKILL)
+        assert same_change(remote.withdraw_last(), local.withdraw_last())
+        np.testing.assert_array_equal(remote.mask, local.mask)
+        assert remote.history == local.history == prompts[:1] and remote.redo_count == local.redo_count == 1
+        assert same_change(remote.redo(), local.redo())  # the prompt undone before, in the worker too
+        np.testing.assert_array_equal(remote.mask, local.mask)
+        remote.reset(), local.reset()
+    assert remote.opens == 2
+
+
 def test_a_session_the_worker_dropped_is_rebuilt(client):
     image, _, _ = lesion_image()
     prompts = prompts_for(image)

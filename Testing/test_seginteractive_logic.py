@@ -273,6 +273,35 @@ def test_an_oblique_anisotropic_volume_gets_the_lesion_on_the_ball(mrml_scene, l
     session.accept()
 
 
+def test_an_roi_turned_with_an_oblique_anisotropic_volume_is_exactly_its_voxels(mrml_scene, logic):
+    """An ROI aligned with a tilted or oblique volume around a 20 x 20 x 8 voxel block became its
+    world bounding box, then the voxel box around that: 1.8 to 19.5 times the voxels. Its turn
+    now goes to the engine with it."""
+    from SegInteractiveLib.prompt_nodes import roi_prompt
+    from segforge.interactive.prompts import VoxelBox, box_to_voxels
+
+    image, ball = blob_image(spacing=(0.7, 1.3, 2.9), direction=OBLIQUE)
+    volume = volume_node_from_image(image, "Blob")
+    lo, hi = CENTRE_KJI - (4, 10, 10), CENTRE_KJI + (3, 9, 9)  # k, j, i inclusive: 8 x 20 x 20 voxels
+    ijk_to_ras = image.ijk_to_ras()
+    roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    turn = vtk.vtkMatrix4x4()
+    for row in range(3):
+        for column in range(3):
+            turn.SetElement(row, column, ijk_to_ras[row, column] / image.spacing[column])
+    roi.SetAndObserveObjectToNodeMatrix(turn)
+    roi.SetCenterWorld(*(ijk_to_ras @ [*((lo + hi)[::-1] / 2), 1.0])[:3])
+    roi.SetSizeWorld(*((hi - lo + 1)[::-1] * np.asarray(image.spacing)))
+    assert box_to_voxels(roi_prompt(roi), image) == VoxelBox(tuple(lo), tuple(hi + 1), True)
+    session = logic.start_session(volume)
+    session.add_roi(roi)
+    outside = np.ones(SHAPE, bool)
+    outside[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = False
+    segment = on_grid(session.segmentation_node, session.segment_id, volume)
+    assert segment.any() and not segment[outside].any()
+    session.discard()
+
+
 def test_a_point_on_another_volume_is_refused_and_nothing_changes(scene_with_segments, logic):
     image, ball, volume, segmentation, other_ids = scene_with_segments
     elsewhere = Image(np.zeros((10, 10, 10), np.int16), (1.0, 1.0, 1.0), (300.0, 300.0, 300.0))
@@ -386,6 +415,89 @@ def test_a_worker_that_died_is_rebuilt_and_the_segment_stays_in_step(scene_with_
     assert_same(before, segmentation, volume)
 
 
+def test_a_segmentation_of_closed_surfaces_is_refused_as_the_session_opens(mrml_scene, logic):
+    """It opened, the first click ran in the worker and was counted in the session, and only
+    then was the write refused: the session held a click the segment did not."""
+    image, _ = blob_image()
+    volume = volume_node_from_image(image, "Blob")
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.GetSegmentation().SetSourceRepresentationName("Closed surface")
+    sphere = vtk.vtkSphereSource()
+    sphere.SetCenter(*ras_of(image, CENTRE_KJI + (0, 0, 12)))
+    sphere.SetRadius(4)
+    sphere.Update()
+    segmentation.AddSegmentFromClosedSurfaceRepresentation(sphere.GetOutput(), "model", [0.2, 0.5, 0.8])
+    nodes = slicer.mrmlScene.GetNumberOfNodes()
+    with pytest.raises(InputError, match="keeps its segments as closed surfaces") as raised:
+        logic.prepare_session(volume, segmentation)
+    assert "source representation" in raised.value.todo
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 1  # no segment was added
+    assert segmentation.GetSegmentation().GetSourceRepresentationName() == "Closed surface"
+    assert slicer.mrmlScene.GetNumberOfNodes() == nodes and logic.session is None
+    segmentation.CreateBinaryLabelmapRepresentation()  # what the message says to do
+    segmentation.GetSegmentation().SetSourceRepresentationName("Binary labelmap")
+    session = logic.start_session(volume, segmentation)
+    session.add_point(ras_of(image, CENTRE_KJI))
+    np.testing.assert_array_equal(on_grid(segmentation, session.segment_id, volume), session.engine.mask != 0)
+    session.discard()
+
+
+def test_a_step_the_scene_refuses_is_taken_back_out_of_the_session(scene_with_segments, logic, monkeypatch):
+    """The scene refuses a write half way (Slicer took the added voxels, then refused the
+    labelmap), blocking and through the widget's job: the prompt leaves the session too (its
+    redo list comes back) and the half written is put back, so segment and session stay in
+    step. Before, the session kept the click, and the next one wrote only its own difference."""
+    from SegInteractiveLib import target_segment
+    from segforge.errors import SegForgeError
+
+    image, ball, volume, segmentation, _ = scene_with_segments
+    session = logic.start_session(volume, segmentation, protect_other_segments=False)
+    real = target_segment.change_segment_voxels
+    refusing, half_written = [], []
+
+    def half_then_refuse(node, segment_id, offset, add, remove, ijk_to_ras):
+        if not refusing:
+            return real(node, segment_id, offset, add, remove, ijk_to_ras)
+        refusing.pop()
+        half_written.append(int(np.count_nonzero(add)))
+        real(node, segment_id, offset, add, np.zeros_like(remove), ijk_to_ras)
+        raise SegForgeError(f"Could not edit segment '{segment_id}'", "Slicer refused the labelmap", "check the log")
+
+    monkeypatch.setattr(target_segment, "change_segment_voxels", half_then_refuse)
+
+    def in_step() -> np.ndarray:
+        segment = on_grid(segmentation, session.segment_id, volume)
+        np.testing.assert_array_equal(segment, session.engine.mask != 0)
+        return segment
+
+    session.add_point(ras_of(image, CENTRE_KJI))
+    session.add_point(ras_of(image, CENTRE_KJI + (4, 0, 0)), positive=False)
+    session.undo()
+    first = in_step()
+    assert first.any() and session.can_redo and len(session.history) == 1
+    elsewhere = ras_of(image, CENTRE_KJI + (0, 0, 18))  # a new piece: the refused write adds voxels
+    for attempt in (lambda: session.add_point(elsewhere), lambda: session.start_point(elsewhere).wait(),
+                    session.redo):
+        refusing.append(True)
+        with pytest.raises(SegForgeError, match="refused the labelmap"):
+            attempt()
+        assert len(session.history) == 1 and session.can_redo and not session.busy  # as before
+        np.testing.assert_array_equal(in_step(), first)
+    session.redo()  # the negative click undone before the refusals, not one of them
+    smaller = in_step()
+    assert smaller.sum() < first.sum()
+    refusing.append(True)
+    with pytest.raises(SegForgeError, match="refused the labelmap"):
+        session.undo()
+    np.testing.assert_array_equal(in_step(), smaller)
+    assert len(session.history) == 2 and not session.can_redo
+    assert half_written[0] and half_written[1] and len(half_written) == 4  # the refused clicks half wrote voxels
+    session.add_point(elsewhere)
+    assert in_step().sum() > smaller.sum() and len(session.history) == 3
+    session.accept()
+
+
 def test_bad_requests_are_refused_before_any_work(scene_with_segments, logic):
     image, ball, volume, segmentation, other_ids = scene_with_segments
     nodes = slicer.mrmlScene.GetNumberOfNodes()
@@ -402,6 +514,20 @@ def test_bad_requests_are_refused_before_any_work(scene_with_segments, logic):
     with pytest.raises(InputError, match="first prompt is a negative"):
         session.add_point(ras_of(image, CENTRE_KJI), positive=False)
     assert not on_grid(session.segmentation_node, session.segment_id, volume).any()
+    session.discard()
+
+
+def test_a_bad_position_is_shown_as_given_not_as_numpy_spells_it(scene_with_segments, logic):
+    """add_point([nan, 0, 0]) said "A position is [np.float64(nan), np.float64(0.0), ...]"; a
+    position that is no number at all was a raw TypeError or ValueError."""
+    image, ball, volume, segmentation, _ = scene_with_segments
+    session = logic.start_session(volume, segmentation)
+    for position, shown in [([np.nan, 0, 0], "[nan, 0, 0]"), ([1, 2], "[1, 2]"),
+                            (np.array([1.5, np.inf, 2.0]), "[1.5, inf, 2]"), (None, "None"), ("abc", "'abc'")]:
+        with pytest.raises(InputError) as raised:
+            session.add_point(position)
+        assert raised.value.what == f"A position is {shown}" and "np." not in raised.value.message
+    assert not session.history
     session.discard()
 
 

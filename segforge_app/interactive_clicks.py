@@ -5,7 +5,8 @@ list made the active place node (``markups_logic.place_node``) a click there def
 control point, exactly as in Slicer. :class:`ClickPlacement` observes the lists it is
 given and calls back with the list and the index of every point the user defined. Also
 here: the box a user draws with two clicks, turned into an ROI with a depth, because two
-clicks in a slice view lie in one plane and a box prompt needs a depth.
+clicks in a slice view lie in one plane and a box prompt needs a depth; its edges run along
+the volume's axes, as the slice it was drawn in does.
 """
 from __future__ import annotations
 
@@ -95,22 +96,41 @@ def point_ras(point_list: Any, index: int) -> list[float]:
     return position
 
 
-def box_from_corners(corner_a: Sequence[float], corner_b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and size (RAS mm) of the box two opposite corners clicked in one slice span.
+def box_from_corners(corner_a: Sequence[float], corner_b: Sequence[float],
+                     ijk_to_ras: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre (RAS mm), size (mm along the box's axes) and axes (RAS, one edge direction per
+    column) of the box two opposite corners clicked in one slice span.
 
-    The axis the clicks share (the slice's normal, for the axial, sagittal and coronal views)
-    is given the box's widest side as depth, centred on the slice: a lesion is about as deep
-    as it is wide. The engine clips the box to the volume.
+    With ``ijk_to_ras`` (the volume's, whose own slices the views show) the box's edges run
+    along the volume's axes, so on an oblique or gantry-tilted volume the box is the one drawn
+    in its slice: taken along the patient axes, the depth came from the tilt (3 slices instead
+    of 7) and a fully oblique box grew to twice the drawn size in-plane. Without it (a box for
+    another purpose) the edges run along the patient axes. The axis the clicks share (the
+    slice's normal) is given the box's widest side as depth, centred on the slice: a lesion is
+    about as deep as it is wide. The engine clips the box to the volume.
     """
     a, b = np.asarray(corner_a, float), np.asarray(corner_b, float)
-    centre, size = (a + b) / 2, np.abs(a - b)
+    if ijk_to_ras is None:
+        axes = np.eye(3)
+    else:
+        matrix = np.asarray(ijk_to_ras, float)[:3, :3]
+        axes = matrix / np.linalg.norm(matrix, axis=0)
+    size = np.abs(axes.T @ (a - b))
     widest = float(size.max())
     size = np.where(size < FLAT * widest, widest, size)
-    return centre, size
+    return (a + b) / 2, size, axes
 
 
-def set_roi(roi_node: Any, centre: np.ndarray, size: np.ndarray) -> None:
-    """Put the ROI (axis-aligned in world RAS) at ``centre`` with ``size``, shown as an outline."""
+def set_roi(roi_node: Any, centre: np.ndarray, size: np.ndarray, axes: Optional[np.ndarray] = None) -> None:
+    """Put the ROI at ``centre`` (world RAS) with ``size`` along ``axes`` (RAS, one direction per
+    column; the patient axes when None), shown as an outline."""
+    import vtk
+
+    orientation = vtk.vtkMatrix4x4()  # always set: the ROI is reused, and the last box may have been turned
+    for row in range(3):
+        for column in range(3):
+            orientation.SetElement(row, column, float(np.eye(3)[row, column] if axes is None else axes[row, column]))
+    roi_node.SetAndObserveObjectToNodeMatrix(orientation)
     roi_node.SetCenterWorld(*(float(v) for v in centre))
     roi_node.SetSizeWorld(*(float(v) for v in size))
     # Drawn as an outline only: the mask inside stays visible, and the box is not dragged (a

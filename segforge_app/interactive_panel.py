@@ -273,10 +273,12 @@ class InteractivePanel:
         if self.corners.GetNumberOfControlPoints() < 2:
             self._hint("Now click the opposite corner of the box.")
             return
-        centre, size = box_from_corners(point_ras(self.corners, 0), point_ras(self.corners, 1))
+        # along the volume's axes: the views show its own slices, so the box drawn is the box used
+        centre, size, axes = box_from_corners(point_ras(self.corners, 0), point_ras(self.corners, 1),
+                                              session.image.ijk_to_ras())
         self.corners.RemoveAllControlPoints()
         roi = markers.box_node()
-        set_roi(roi, centre, size)
+        set_roi(roi, centre, size, axes)
         roi.SetDisplayVisibility(True)  # hidden by an undo or reset before
         try:
             job = session.start_roi(roi)

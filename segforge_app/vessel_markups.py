@@ -155,7 +155,7 @@ class VesselMarkups:
                 source.RemoveNthControlPoint(0)
         corners = self._nodes.get("corners")
         if point_list is corners and corners.GetNumberOfControlPoints() >= 2:
-            centre, size = box_from_corners(point_ras(corners, 0), point_ras(corners, 1))
+            centre, size, _ = box_from_corners(point_ras(corners, 0), point_ras(corners, 1))  # patient axes
             corners.RemoveAllControlPoints()
             roi = self._node("roi")
             set_roi(roi, centre, np.maximum(size, 1.0))

@@ -34,21 +34,32 @@ class _Curve:
 
 @dataclass(frozen=True)
 class _Box:
-    """An applied box: the session's ROI and where it was (centre and size, world RAS) when applied."""
+    """An applied box: the session's ROI and where it was (centre and size, world RAS, and its
+    turn) when applied."""
 
     node: Any
-    geometry: tuple[tuple[float, ...], tuple[float, ...]]
+    geometry: tuple[tuple[float, ...], ...]
 
 
-def _roi_geometry(roi_node: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _roi_geometry(roi_node: Any) -> tuple[tuple[float, ...], ...]:
+    """The ROI's centre, size and turn (its object-to-node matrix: a box drawn on an oblique
+    volume is turned with it), to show an applied box again after a later one moved the ROI."""
     centre, size = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
     roi_node.GetCenterWorld(centre)
     roi_node.GetSizeWorld(size)
-    return tuple(centre), tuple(size)
+    matrix = roi_node.GetObjectToNodeMatrix()
+    turn = tuple(matrix.GetElement(row, column) for row in range(3) for column in range(3))
+    return tuple(centre), tuple(size), turn
 
 
-def _set_roi_geometry(roi_node: Any, geometry: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
-    centre, size = geometry
+def _set_roi_geometry(roi_node: Any, geometry: tuple[tuple[float, ...], ...]) -> None:
+    import vtk
+
+    centre, size, turn = geometry
+    matrix = vtk.vtkMatrix4x4()
+    for n, value in enumerate(turn):
+        matrix.SetElement(n // 3, n % 3, value)
+    roi_node.SetAndObserveObjectToNodeMatrix(matrix)
     roi_node.SetCenterWorld(*centre)
     roi_node.SetSizeWorld(*size)
 

@@ -84,7 +84,7 @@ class InteractiveSegmentSession:
         """Apply any engine prompt (LPS) and write the change into the segment."""
         self._check_ready(prompt)
         change = self.engine.interact(prompt) if progress is None else self.engine.interact(prompt, progress)
-        return self.target.write(change)
+        return self._write(change, self.engine.withdraw_last)
 
     def add_point(self, position_ras: Sequence[float], positive: bool = True,
                   progress: Optional[ProgressCallback] = None) -> MaskChange:
@@ -153,13 +153,13 @@ class InteractiveSegmentSession:
         """Take back the last prompt (None when there is none); the segment goes back exactly."""
         self._check_ready()
         change = self.engine.undo()
-        return None if change is None else self.target.write(change)
+        return None if change is None else self._write(change, self.engine.redo)
 
     def redo(self) -> Optional[MaskChange]:
         """Apply the last undone prompt again (None when there is none)."""
         self._check_ready()
         change = self.engine.redo()
-        return None if change is None else self.target.write(change)
+        return None if change is None else self._write(change, self.engine.undo)
 
     def reset(self) -> MaskChange:
         """Forget every prompt: the segment goes back to how the session found it."""
@@ -215,7 +215,27 @@ class InteractiveSegmentSession:
         if self.closed:  # accepted or discarded while the job ran: the segment is final
             raise InputError("The session ended before this interaction finished", "nothing was written",
                              "start a new session to go on editing")
-        return self.target.write(change)
+        return self._write(change, self.engine.withdraw_last)
+
+    def _write(self, change: MaskChange, take_back: Callable[[], Any]) -> MaskChange:
+        """Write the engine's ``change`` into the segment; when the scene refuses it (the segment
+        deleted, the segmentation switched to closed surfaces, Slicer refusing the labelmap),
+        ``take_back`` takes the step back out of the engine and whatever part of the box was
+        written is put back, so the session never holds a prompt the segment does not show (it
+        did: the next click wrote only its own difference, and segment and session drifted
+        apart). The scene's error is raised: the segment and the session are as they were."""
+        try:
+            return self.target.write(change)
+        except BaseException:
+            try:
+                take_back()
+            except Exception as error:  # the worker gone too: the next operation rebuilds it
+                log.warning("taking the unwritten step back out of the session failed: %s", error)
+            try:
+                self.target.write(change.inverse())
+            except Exception:  # refused again for the same reason: nothing had been written
+                pass
+            raise
 
     def _job_done(self) -> None:
         self._running = None

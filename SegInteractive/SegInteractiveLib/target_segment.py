@@ -19,8 +19,8 @@ from segforge.image import Image
 from segforge.interactive.replay import LESION_TERMINOLOGY
 from segforge.interactive.session import MaskChange
 from segforge.mrml.segments import (change_segment_voxels, copy_segment_labelmap, existing_segment,
-                                    labels_from_segments, mask_from_segment, restore_segment_labelmap,
-                                    unused_segment_name)
+                                    labels_from_segments, mask_from_segment, require_labelmap_source,
+                                    restore_segment_labelmap, unused_segment_name)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ class TargetSegment:
     def open(cls, segmentation_node: Any, segment_id: str, grid: Image, *, protect: bool,
              segment_name: str = "lesion") -> "TargetSegment":
         """The existing segment ``segment_id``, or a new empty one named ``segment_name`` when it is ""."""
+        # before any prompt, not at the first write: the worker would have run and counted a
+        # click the scene then refused (surfaces), and session and segment would drift apart
+        require_labelmap_source(segmentation_node)
         segmentation = segmentation_node.GetSegmentation()
         if not segment_id:
             name = unused_segment_name(segmentation_node, segment_name.strip() or "lesion")

@@ -117,7 +117,7 @@ def run_interactive(case: Case, parameters: Any, options: Mapping[str, Any], out
                     warnings: list[str]) -> WorkflowRun:
     """A lesion from the case's prompt file replayed on its image (``parameters``: the session's
     options: backend, device, segment_name)."""
-    from ..interactive.replay import (check_prompts, lesion_output_bytes, lesion_summary, read_prompt_file,
+    from ..interactive.replay import (check_prompts, lesion_output_bytes, lesion_summary, read_prompt_document,
                                       replay_prompts, write_lesion_outputs)
     from ..interactive.session import InteractiveSession
 
@@ -128,7 +128,7 @@ def run_interactive(case: Case, parameters: Any, options: Mapping[str, Any], out
         raise InputError(f"The case {case.case_id} has no prompt file",
                          "neither the manifest's prompts column, a <case>.prompts.json beside the volume nor "
                          "--prompts gives one", "give each case its prompt file")
-    prompts = read_prompt_file(Path(case.prompts))
+    prompts, coordinate_system = read_prompt_document(Path(case.prompts))
     started = time.perf_counter()
     image = _image(case, options, warnings)
     source = _dicom_source(case, image, options)
@@ -136,7 +136,8 @@ def run_interactive(case: Case, parameters: Any, options: Mapping[str, Any], out
     session = InteractiveSession(image, parameters["backend"], parameters["device"])
     steps = replay_prompts(session, prompts)
     summary = lesion_summary(session, steps, time.perf_counter() - started, input=case.image,
-                             prompts=case.prompts, backend=parameters["backend"], device=parameters["device"])
+                             prompts=case.prompts, coordinate_system=coordinate_system, backend=parameters["backend"],
+                             device=session.device, device_requested=parameters["device"])
     outputs.require_space(lesion_output_bytes(session.mask))
     assert outputs.folder is not None
     files = write_lesion_outputs(image.with_array(session.mask), parameters["segment_name"], summary, outputs.folder)
@@ -146,7 +147,7 @@ def run_interactive(case: Case, parameters: Any, options: Mapping[str, Any], out
 
         files.update(lesion_dicom(outputs.folder, source, image.with_array(session.mask),
                                   lesion_segment(parameters["segment_name"]), parameters["backend"]))
-    return WorkflowRun(files, str(getattr(session, "device", parameters["device"])), [])
+    return WorkflowRun(files, session.device, [])
 
 
 #: Workflow name -> its case runner.

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..interactive.replay import (check_prompts, lesion_output_bytes, lesion_summary, read_prompt_file,
+from ..interactive.replay import (check_prompts, lesion_output_bytes, lesion_summary, read_prompt_document,
                                   replay_prompts, write_lesion_outputs)
 from .dicom_option import add_dicom_option, check_dicom_request, dicom_source
 from .input_options import add_input_options, read_input
@@ -21,14 +21,18 @@ PROMPTS.json, in millimetres of the patient coordinate system named in it:
   {"coordinateSystem": "LPS",
    "prompts": [{"type": "point", "position": [x, y, z], "positive": true},
                {"type": "box", "min": [x, y, z], "max": [x, y, z]},
+               {"type": "box", "min": [x, y, z], "max": [x, y, z], "axes": [[x, y, z], [x, y, z], [x, y, z]]},
                {"type": "scribble", "points": [[x, y, z], ...], "positive": false},
                {"type": "lasso", "points": [[x, y, z], ...], "positive": true}]}
 a lasso is a closed contour (the last point joins the first) in one slice of the image: what it
-encloses there is the lesion in that slice (positive) or is erased (negative).
+encloses there is the lesion in that slice (positive) or is erased (negative). A box's min and
+max are opposite corners; with axes (three perpendicular unit directions) its edges run along
+them instead of the patient axes. A key not shown here is an error, not ignored.
 
 writes into --out: lesion.seg.nrrd (one segment, named by --segment-name, on the image's grid),
-summary.json (backend, device, image key, each interaction's type, sign, seconds and mask
-voxels, total seconds, lesion volume in mL) and manifest.json; with --dicom (IMAGE a DICOM
+summary.json (the prompts' coordinate system, backend, the device it ran on, image key, each
+interaction's type, sign, seconds and mask voxels, total seconds, lesion volume in mL) and
+manifest.json; with --dicom (IMAGE a DICOM
 series folder) also seg.dcm (DICOM SEG, semi-automatic) and sr.dcm (its volume, DICOM SR).
 
 examples:
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from ..interactive.session import InteractiveSession
 
     options = interactive_form(args).session_options()
-    prompts = read_prompt_file(args.prompts)
+    prompts, coordinate_system = read_prompt_document(args.prompts)
     check_dicom_request(args)
     with output_set(args, "interactive", INTERACTIVE_SIZE_FACTOR, {"options": options_of(args)}) as outputs:
         started = time.perf_counter()
@@ -76,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
         session = InteractiveSession(image, options["backend"], options["device"])
         with progress_bar("lesion") as report:
             steps = replay_prompts(session, prompts, report)
+        # the device the backend ran on (the random walker: the CPU, whatever --device asked for)
         summary = lesion_summary(session, steps, time.perf_counter() - started, input=str(args.image),
-                                 prompts=str(args.prompts), backend=args.backend, device=args.device)
+                                 prompts=str(args.prompts), coordinate_system=coordinate_system,
+                                 backend=args.backend, device=session.device, device_requested=args.device)
         outputs.require_space(lesion_output_bytes(session.mask))
         written = write_lesion_outputs(image.with_array(session.mask), options["segment_name"], summary,
                                        outputs.folder)

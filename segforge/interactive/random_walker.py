@@ -112,6 +112,9 @@ class RandomWalkerBackend:
 
     name = "random-walker"
     warning: Optional[str] = None
+    #: scikit-image's random walker and the pieces around it are NumPy/SciPy: the CPU, whatever
+    #: device the session was asked for (summary.json records this, not the request)
+    device = "cpu"
 
     def __init__(self, image: Image, parameters: RandomWalkerParameters = RandomWalkerParameters()) -> None:
         self.image = image

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..image import Image
 from ..segmentation_file import SegmentInfo
 from ..progress import ProgressCallback
-from .prompts import prompts_from_json, to_voxels
+from .prompts import document_coordinate_system, prompts_from_json, to_voxels
 
 #: A prompt file larger than this is not one (a volume or a log given to --prompts by mistake).
 MAX_PROMPT_FILE_BYTES = 64 << 20
@@ -54,6 +54,13 @@ def lesion_segment(name: str, color: tuple[float, float, float] = LESION_COLOR,
 
 def read_prompt_file(path: Path) -> list:
     """The prompts of a PROMPTS.json file in LPS millimetres; any problem is one InputError."""
+    return read_prompt_document(path)[0]
+
+
+def read_prompt_document(path: Path) -> tuple[list, str]:
+    """The prompts of a PROMPTS.json file in LPS millimetres and the coordinate system the file
+    gave them in (which summary.json records: a result is only as right as that reading of the
+    file); any problem is one InputError."""
     try:
         status = path.stat()
         if not stat.S_ISREG(status.st_mode):  # a FIFO would block, /dev/zero never end
@@ -63,16 +70,21 @@ def read_prompt_file(path: Path) -> list:
             raise InputError(f"The prompt file {path} is too large", f"it holds {status.st_size:,} bytes; a prompt "
                              f"file of clicks, boxes and scribbles holds far less than {MAX_PROMPT_FILE_BYTES:,}",
                              "check that --prompts names the prompt file")
-        document = json.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a BOM, which Windows editors write, is read as no character, not refused
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise InputError(f"No prompt file {path}", "it does not exist", "check the path of --prompts") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(f"Cannot read the prompt file {path}", str(error), _TODO_FORMAT) from error
+    except RecursionError:  # json's parser recurses once per level of [ or {
+        raise InputError(f"Cannot read the prompt file {path}", "its lists or objects are nested too deep for a "
+                         "prompt file, whose deepest values (a scribble's points) are four levels down",
+                         _TODO_FORMAT) from None
     prompts = prompts_from_json(document)
     if not prompts:
         raise InputError(f"The prompt file {path} holds no prompts", "its list of prompts is empty",
                          "add at least one positive click or a box on the lesion")
-    return prompts
+    return prompts, document_coordinate_system(document)
 
 
 def check_prompts(prompts: list, image: Image) -> None:
@@ -104,8 +116,9 @@ def prompt_kind(prompt: Any) -> str:
 
 
 def lesion_summary(session: Any, steps: list, seconds: float, **fields: Any) -> dict:
-    """The summary.json of a lesion: ``fields`` (input, prompts, backend, device), the image key,
-    each interaction, the total seconds and the lesion's voxels and volume in mL."""
+    """The summary.json of a lesion: ``fields`` (input, prompts, coordinate_system, backend, device
+    the backend ran on, device_requested), the image key, each interaction, the total seconds
+    and the lesion's voxels and volume in mL."""
     voxel_ml = float(np.prod(session.image.spacing)) / 1000.0
     voxels = int(np.count_nonzero(session.mask))
     return {**fields, "image_key": session.key, "interactions": steps, "total_seconds": seconds,

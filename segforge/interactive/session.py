@@ -21,7 +21,7 @@ from ..image import Image, require_3d_volume, require_finite_voxels
 from ..progress import ProgressCallback, no_progress
 from .backends import DEFAULT_BACKEND, Backend, MaskPatch, make_backend
 from .lasso import backend_prompts, lasso_box, stamp_lassos
-from .prompts import Prompt, VoxelLasso, VoxelPrompt, to_voxels
+from .prompts import Prompt, VoxelLasso, VoxelPrompt, prompt_noun, to_voxels
 
 
 def image_key(image: Image) -> str:
@@ -95,9 +95,12 @@ class InteractiveSession:
         self.image = require_finite_voxels(require_3d_volume(image))
         self.key = key or image_key(image)
         self.backend_name = backend
-        self.device = device
         self._initial = _initial_patch(initial, image.array.shape)
         self._backend: Backend = make_backend(backend, image, device)
+        #: Where the backend runs, not only what was asked: the random walker is always on the
+        #: CPU, nnInteractive settles "auto" (or a GPU it cannot use) on a device; results
+        #: record this one.
+        self.device = str(getattr(self._backend, "device", device))
         self.mask = np.zeros(image.array.shape, dtype=np.uint8)
         self._mask_box: Optional[tuple[slice, ...]] = None
         if self._initial is not None:
@@ -131,7 +134,8 @@ class InteractiveSession:
         """Apply one prompt: the backend's new mask replaces the current one; redo is cleared."""
         voxels = to_voxels(prompt, self.image)
         if not self.history and not voxels.positive and self._initial is None:
-            raise InputError("The first prompt is a negative click", "there is no lesion yet to take voxels away from",
+            raise InputError(f"The first prompt is a negative {prompt_noun(prompt)}",
+                             "there is no lesion yet to take voxels away from",
                              "start with a positive click or a box on the lesion; press T to switch to positive")
         prompts = [*self._voxels, voxels]
         box, patch = self._predict(prompts, progress)

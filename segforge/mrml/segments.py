@@ -117,7 +117,7 @@ def write_label_segments(segmentation_node: Any, labels: Union[Image, np.ndarray
     """
     label_image = _label_image(labels, reference)
     _check_specs(specs)
-    _check_labelmap_source(segmentation_node)
+    require_labelmap_source(segmentation_node)
     targets = _resolve_targets(segmentation_node, specs, on_existing)
     boxes = _label_boxes(label_image.array, [spec.label for spec in specs])
     segmentation = segmentation_node.GetSegmentation()
@@ -159,7 +159,7 @@ def existing_segment(segmentation_node: Any, segment_id: str, why: str = "it may
 def set_segment_mask(segmentation_node: Any, segment_id: str, mask: Image) -> None:
     """Replace one existing segment's voxels by ``mask`` (non-zero = inside); nothing else changes."""
     existing_segment(segmentation_node, segment_id, todo="choose an existing segment, or add one first")
-    _check_labelmap_source(segmentation_node)
+    require_labelmap_source(segmentation_node)
     box = foreground_box(mask.array)
     if box is None:
         cropped, offset = np.zeros((1, 1, 1), np.uint8), (0, 0, 0)
@@ -343,7 +343,7 @@ def change_segment_voxels(segmentation_node: Any, segment_id: str, offset_kji: S
         raise ValueError(f"add and remove must be 3D arrays of one shape, got {add.shape} and {remove.shape}")
     if add.size == 0 or not (add.any() or remove.any()):
         return
-    _check_labelmap_source(segmentation_node)
+    require_labelmap_source(segmentation_node)
     isolate_segment_layer(segmentation_node, segment_id)
     local_ijk_to_ras = np.linalg.inv(node_to_world(segmentation_node)) @ world_ijk_to_ras
     offset_ijk = (int(offset_kji[2]), int(offset_kji[1]), int(offset_kji[0]))
@@ -495,8 +495,9 @@ def _write_cropped_mask(node: Any, segment_id: str, cropped: np.ndarray, offset_
                             "Slicer refused the labelmap", "check the log for the reason")
 
 
-def _check_labelmap_source(node: Any) -> None:
-    """Refuse to write voxels into a segmentation whose segments are kept as surfaces.
+def require_labelmap_source(node: Any) -> None:
+    """Refuse to write voxels into a segmentation whose segments are kept as surfaces (the
+    writers here, and a tool about to edit one, e.g. an interactive session as it opens).
 
     Writing a labelmap would make every one of the user's segments a labelmap (Slicer's
     Segment Editor asks before doing that); an empty segmentation is simply switched.

@@ -53,6 +53,7 @@ class RemoteSession:
         self.mask = self._initial_mask()
         self.history: list[Prompt] = []
         self._undone: list[Prompt] = []  # a stack: the last one undone is redone first
+        self._undone_before_last: list[Prompt] = []  # what the last interaction cleared (see withdraw_last)
         self.warning: Optional[str] = None
         #: Bytes of image (and initial mask) arrays sent to workers so far, and how many times.
         self.image_bytes_sent = 0
@@ -68,6 +69,11 @@ class RemoteSession:
     @property
     def can_redo(self) -> bool:
         return bool(self._undone)
+
+    @property
+    def redo_count(self) -> int:
+        """Prompts that redo would apply again (as the engine's session says it)."""
+        return len(self._undone)
 
     # -- operations ---------------------------------------------------------------------
     def interact(self, prompt: Prompt, progress: Optional[ProgressCallback] = None) -> MaskChange:
@@ -94,6 +100,22 @@ class RemoteSession:
     def redo(self) -> Optional[MaskChange]:
         """Apply the last undone prompt again (None when there is none); the backend does not run."""
         return self._blocking("interactive.redo") if self._undone else None
+
+    def withdraw_last(self) -> Optional[MaskChange]:
+        """Take back the interaction just made as if it never happened (its redo list comes back),
+        here and in the worker: for a change the caller could not write into the scene, so the
+        session's prompts stay those the segment shows. Call it right after ``interact``."""
+        if not self.history:
+            return None
+        try:
+            if self._session_id is not None:
+                return self._commit("withdraw", self._run("interactive.withdraw"))
+        except _LOST as error:
+            log.info("the worker lost the interactive session (%s); rebuilding it without the prompt", error.message)
+        self._record("withdraw", None, True)  # then the worker's session is rebuilt from what is left
+        old = self.mask.copy()
+        self.mask[...] = self._rebuild()
+        return _difference(old, self.mask)
 
     def reset(self) -> MaskChange:
         """Forget every prompt: back to the initial mask (empty without one)."""
@@ -208,7 +230,11 @@ class RemoteSession:
     def _record(self, op: str, prompt: Optional[Prompt], changed: bool) -> None:
         if op == "interact" and prompt is not None:
             self.history.append(prompt)
+            self._undone_before_last = self._undone[:]
             self._undone.clear()
+        elif op == "withdraw" and changed:
+            self.history.pop()
+            self._undone[:] = self._undone_before_last
         elif op == "undo" and changed:
             self._undone.append(self.history.pop())
         elif op == "redo" and changed:

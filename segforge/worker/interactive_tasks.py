@@ -232,6 +232,16 @@ def redo_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple
     return _reply(change, session, change is not None)
 
 
+def withdraw_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
+    """Take back the last prompt as if it was never given (its redo list comes back): for a
+    client that could not use the change (the scene refused to be written), so the session
+    holds no prompt the user's segment does not show."""
+    _check_names(params, {"session", "state"})
+    session = _session(params)
+    change = session.withdraw_last()
+    return _reply(change, session, change is not None)
+
+
 def reset_task(inputs: dict[str, Any], params: dict[str, Any], job: Job) -> tuple[dict, dict]:
     """Forget every prompt: back to the initial mask (empty without one)."""
     _check_names(params, {"session", "state"})
@@ -253,5 +263,6 @@ INTERACTIVE_TASKS: dict[str, TaskBody] = {
     "interactive.undo": undo_task,
     "interactive.redo": redo_task,
     "interactive.reset": reset_task,
+    "interactive.withdraw": withdraw_task,
     "interactive.close": close_task,
 }
