@@ -114,7 +114,7 @@ def test_bad_prompt_files_are_one_line_errors_and_write_nothing(tmp_path):
                                                 {"type": "point", "position": [900, 900, 900]}])
     one_line_error(run_with(far), "outside the image")
     negative = write_prompts(tmp_path / "negative.json", [{"type": "point", "position": a, "positive": False}])
-    one_line_error(run_with(negative), "first prompt is negative")
+    one_line_error(run_with(negative), "first prompt is a negative click")
     good = write_prompts(tmp_path / "good.json", [{"type": "point", "position": a}])
     run = segforge("interactive", str(source), "--prompts", str(good), "--out", str(out), "--backend", "nope")
     one_line_error(run, "Unknown interactive backend")

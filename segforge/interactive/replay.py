@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..image import Image
 from ..segmentation_file import SegmentInfo
 from ..progress import ProgressCallback
-from .prompts import document_coordinate_system, prompts_from_json, to_voxels
+from .prompts import document_coordinate_system, prompt_noun, prompts_from_json, to_voxels
 
 #: A prompt file larger than this is not one (a volume or a log given to --prompts by mistake).
 MAX_PROMPT_FILE_BYTES = 64 << 20
@@ -92,7 +92,8 @@ def check_prompts(prompts: list, image: Image) -> None:
     for prompt in prompts:
         to_voxels(prompt, image)
     if not prompts[0].positive:
-        raise InputError("The first prompt is negative", "there is no lesion yet to take voxels away from",
+        raise InputError(f"The first prompt is a negative {prompt_noun(prompts[0])}",
+                         "there is no lesion yet to take voxels away from",
                          "start the prompt file with a positive click or a box on the lesion")
 
 
