@@ -19,7 +19,9 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    count (``chunk_model`` "threshold": the tissue above the first level that leaks, and seeds
    alone on a brighter object's rim too). A later
    click far from what the earlier prompts found says the object reaches at least that far,
-   so its chunk is that large (bounded by the negative clicks). A box's object is the part of
+   so its chunk is that large (bounded by the negative clicks), where the click lies in a
+   blob's bulk (tissue like it fills the ball around it; a thin object reaches that far only
+   along a line, and its chunk keeps the usual cap). A box's object is the part of
    its inside likelier the lesion's than its rim's; when no piece is clearly so (an isointense
    lesion: only specks of noise), that part is bounded by the ellipsoid inscribed in the box.
 2. **What does it look like?** The intensity model is learned from these pieces (the
@@ -106,6 +108,12 @@ class RandomWalkerParameters:
     # that looks like the clicked voxels, within three noise deviations ("like": the walker's
     # region then takes no background seed on its faces in that tissue)
     chunk_model: str = "like"
+    # a later click's chunk as large as its distance (click_scale) assumes a blob: the click lies
+    # in the object's bulk, where the tissue like it fills the ball around it (a blob's inside;
+    # the sarcoma: 92-98 % of the ball of half capped_mm). A thin object among other tissue
+    # fills less of it (the pancreas: 75 %): there the chunk keeps capped_mm. The share below
+    # which it does; 0: always as large as the distance
+    click_scale_fill: float = 0.9
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -449,6 +457,11 @@ class _View:
                     # both sides of the click's level, so a click on a brighter object's dim rim
                     # does not take that object (the threshold piece did: seeds alone, below)
                     piece = self._like_tissue(group)
+                    if (cap is not None and cap > self.p.capped_mm
+                            and self._fill(piece, group) < self.p.click_scale_fill):
+                        # a click far from what the earlier prompts found, but not in a blob's
+                        # bulk (a thin object: the object reaches that far only along a line)
+                        cap = self.p.capped_mm
                 elif self._on_rim(group, level, sign):
                     return group, True, None  # a click on a brighter object's dim rim: its seeds alone
                 return self._capped(piece, group, cap), True, piece  # an organ-like object among its like
@@ -492,6 +505,12 @@ class _View:
         level = float(np.median(self.raw[group]))
         like = (np.abs(self.raw - level) <= 3.0 * self.noise) & self.allowed
         return _connected_to(like | group, group)
+
+    def _fill(self, like: np.ndarray, group: np.ndarray) -> float:
+        """The share of the ball of half ``capped_mm`` around ``group`` (a click's seeds) that
+        the tissue ``like`` them fills."""
+        ball = _dilate_mm(group, self.p.capped_mm / 2, self.spacing)
+        return float(np.count_nonzero(like & ball)) / max(float(np.count_nonzero(ball)), 1.0)
 
     def _on_rim(self, group: np.ndarray, level: float, sign: float) -> bool:
         """Whether a click lies on the dim rim of a brighter object (``sign`` -1: a darker one):
