@@ -51,6 +51,9 @@ GRIDS = {
     # a box alone (run with --clicks 0, chosen by the box's Dice): the inside voxels that are
     # the lesion's (likelier, or twice as likely, inside than on the rim), and when none is
     # twice as likely the inscribed ellipsoid as the prior, or as the bound of the likelier part
+    # a box's object: the likelier part, or that part at the lowest ratio whose pieces stay in
+    # the box and reach across it (run with --clicks 0)
+    "box_level": {"box_level": ["likelier", "enclosed"]},
     "box": {"box_clear": [0.5, 0.667], "box_shape": ["none", "ellipsoid", "bounded"]},
 }
 
