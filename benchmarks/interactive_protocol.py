@@ -7,8 +7,8 @@ other five is chosen, and its figures on the held-out case are reported.
 
 Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--json out.json]``
 (``default``: today's parameters alone, no choice made; ``small``, ``blob``, ``scale``, ``chunk``, ``fill``: the
-declared grids below, chosen by the clicks; ``box``: chosen by the box alone's Dice, run it
-with ``--clicks 0``).
+declared grids below, chosen by the clicks; ``box``, ``box_level``: chosen by the box alone's Dice, run
+them with ``--clicks 0``).
 """
 from __future__ import annotations
 
@@ -51,10 +51,11 @@ GRIDS = {
     # a box alone (run with --clicks 0, chosen by the box's Dice): the inside voxels that are
     # the lesion's (likelier, or twice as likely, inside than on the rim), and when none is
     # twice as likely the inscribed ellipsoid as the prior, or as the bound of the likelier part
-    # a box's object: the likelier part, or that part at the lowest ratio whose pieces stay in
-    # the box and reach across it (run with --clicks 0)
-    "box_level": {"box_level": ["likelier", "enclosed"]},
     "box": {"box_clear": [0.5, 0.667], "box_shape": ["none", "ellipsoid", "bounded"]},
+    # a box's object: the likelier part, or that part at the lowest ratio whose pieces stay in
+    # the box and reach across it (run with --clicks 0; `enclosed`: the default since
+    # issue 17's fifth pass)
+    "box_level": {"box_level": ["likelier", "enclosed"]},
 }
 
 
