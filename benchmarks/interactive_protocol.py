@@ -6,9 +6,9 @@ for each case, the set that scores best (Dice after 5 clicks, less any drop over
 other five is chosen, and its figures on the held-out case are reported.
 
 Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--json out.json]``
-(``default``: today's parameters alone, no choice made; ``small``, ``blob``, ``scale``, ``chunk``: the
-declared grids below, chosen by the clicks; ``box``: chosen by the box alone's Dice, run it
-with ``--clicks 0``).
+(``default``: today's parameters alone, no choice made; ``small``, ``blob``, ``scale``, ``chunk``, ``fill``: the
+declared grids below, chosen by the clicks; ``box``, ``box_level``: chosen by the box alone's Dice, run
+them with ``--clicks 0``).
 """
 from __future__ import annotations
 
@@ -41,13 +41,21 @@ GRIDS = {
     "scale": {"click_scale": [0.0, 1.0]},
     # the same, measured to the earlier pieces or to the earlier clicks
     "scale_from": {"click_scale": [0.0, 1.0], "click_scale_from": ["pieces", "clicks"]},
-    # a box alone (run with --clicks 0, chosen by the box's Dice): the inside voxels that are
-    # the lesion's (likelier, or twice as likely, inside than on the rim), and when none is
-    # twice as likely the inscribed ellipsoid as the prior, or as the bound of the likelier part
     # a click whose piece leaks at every level: its chunk from the first level that leaks, or
     # the tissue like the clicked voxels (the default since issue 17's organ pass)
     "chunk": {"chunk_model": ["threshold", "like"]},
+    # a later click's chunk as large as its distance only where tissue like it fills the ball
+    # around it (a blob's bulk; else the usual cap): always (0, before issue 17's fifth pass),
+    # or where it fills at least eight or nine tenths (0.9: the default since that pass)
+    "fill": {"click_scale_fill": [0.0, 0.8, 0.9]},
+    # a box alone (run with --clicks 0, chosen by the box's Dice): the inside voxels that are
+    # the lesion's (likelier, or twice as likely, inside than on the rim), and when none is
+    # twice as likely the inscribed ellipsoid as the prior, or as the bound of the likelier part
     "box": {"box_clear": [0.5, 0.667], "box_shape": ["none", "ellipsoid", "bounded"]},
+    # a box's object: the likelier part, or that part at the lowest ratio whose pieces stay in
+    # the box and reach across it (run with --clicks 0; `enclosed`: the default since
+    # issue 17's fifth pass)
+    "box_level": {"box_level": ["likelier", "enclosed"]},
 }
 
 

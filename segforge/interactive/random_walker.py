@@ -19,8 +19,13 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    count (``chunk_model`` "threshold": the tissue above the first level that leaks, and seeds
    alone on a brighter object's rim too). A later
    click far from what the earlier prompts found says the object reaches at least that far,
-   so its chunk is that large (bounded by the negative clicks). A box's object is the part of
-   its inside likelier the lesion's than its rim's; when no piece is clearly so (an isointense
+   so its chunk is that large (bounded by the negative clicks), where the click lies in a
+   blob's bulk (tissue like it fills the ball around it; a thin object reaches that far only
+   along a line, and its chunk keeps the usual cap). A box's object is the part of
+   its inside likelier the lesion's than its rim's, at the lowest likelihood ratio at which
+   it stays inside the box when followed beyond it (tissue likelier inside only because the
+   rim holds other tissue, such as the skull, runs on out of the box), with its other parts
+   so enclosed, where these reach across the box; when no piece is clearly so (an isointense
    lesion: only specks of noise), that part is bounded by the ellipsoid inscribed in the box.
 2. **What does it look like?** The intensity model is learned from these pieces (the
    lesion) against a shell around them and the negative clicks (its local surroundings),
@@ -106,6 +111,19 @@ class RandomWalkerParameters:
     # that looks like the clicked voxels, within three noise deviations ("like": the walker's
     # region then takes no background seed on its faces in that tissue)
     chunk_model: str = "like"
+    # a later click's chunk as large as its distance (click_scale) assumes a blob: the click lies
+    # in the object's bulk, where the tissue like it fills the ball around it (a blob's inside;
+    # the sarcoma: 92-98 % of the ball of half capped_mm). A thin object among other tissue
+    # fills less of it (the pancreas: 75 %): there the chunk keeps capped_mm. The share below
+    # which it does; 0: always as large as the distance
+    click_scale_fill: float = 0.9
+    # a box's object where some piece is clearly the lesion's: the part likelier inside than on
+    # the rim ("likelier"); or ("enclosed") that part at the lowest likelihood ratio (1 to 8, a
+    # quarter doubling a step) whose piece, followed beyond the box, stays clear of the window's
+    # faces (other than the image's border), with the other such parts of at least 1 % of the
+    # inside, provided they reach across the box (to within its rim of every face of its inside:
+    # a box is drawn around its object); else the likelier part
+    box_level: str = "enclosed"
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -331,7 +349,46 @@ class _View:
                 return interior & (shape > 0.5), shape
         clear = self.p.box_clear / (1.0 - self.p.box_clear)
         piece = _largest_piece(interior & (lesion > clear * outside))
+        if self.p.box_level == "enclosed" and piece is not None:
+            enclosed = self._box_enclosed(interior, lesion / outside, clear, rim)
+            if enclosed is not None:
+                piece = enclosed
         return (core if piece is None else piece), None
+
+    def _box_enclosed(self, interior: np.ndarray, ratio: np.ndarray, clear: float,
+                      rim: np.ndarray) -> Optional[np.ndarray]:
+        """The box's object at the lowest likelihood ratio whose largest piece, followed beyond
+        the box, stays clear of the window's faces (tissue likelier inside than on the rim only
+        because the rim holds other tissue runs on out of the box), with the other such parts
+        of at least 1 % of the inside; None where no level gives one that reaches across the
+        box (to within the rim of every face of its inside)."""
+        faces = _faces(self.values.shape)
+        inner = np.zeros(self.values.shape, bool)  # a box at the image's border may go on beyond it
+        inner[tuple(slice(1 if w.start == 0 else 0, n - 1 if w.stop == m else n)
+                    for w, n, m in zip(self.window, self.values.shape, self.backend.image.array.shape))] = True
+        faces &= inner
+        speck = 0.01 * np.count_nonzero(interior)
+        hits = np.argwhere(interior)
+        low, high = hits.min(axis=0), hits.max(axis=0)
+        reach = np.maximum(rim, 1)
+        for factor in clear * 2.0 ** (np.arange(13) / 4.0):
+            likelier = ratio > factor
+            piece = _largest_piece(interior & likelier)
+            if piece is None or np.count_nonzero(piece) < speck:
+                return None
+            if np.any(_connected_to(likelier, piece) & faces):
+                continue
+            labels, _ = ndimage.label(interior & likelier & ~piece)
+            sizes = np.bincount(labels.ravel())[1:]
+            for index in np.flatnonzero(sizes >= speck):
+                part = labels == index + 1
+                if not np.any(_connected_to(likelier, part) & faces):
+                    piece |= part
+            found = np.argwhere(piece)
+            if np.all(found.min(axis=0) <= low + reach) and np.all(found.max(axis=0) >= high - reach):
+                return piece
+            return None
+        return None
 
     def _like_click(self, ball: np.ndarray, click: np.ndarray) -> np.ndarray:
         """The voxels of a click's ball that look like the voxel clicked (within three noise
@@ -452,6 +509,11 @@ class _View:
                     # both sides of the click's level, so a click on a brighter object's dim rim
                     # does not take that object (the threshold piece did: seeds alone, below)
                     piece = self._like_tissue(group)
+                    if (cap is not None and cap > self.p.capped_mm
+                            and self._fill(piece, group) < self.p.click_scale_fill):
+                        # a click far from what the earlier prompts found, but not in a blob's
+                        # bulk (a thin object: the object reaches that far only along a line)
+                        cap = self.p.capped_mm
                 elif self._on_rim(group, level, sign):
                     return group, True, None  # a click on a brighter object's dim rim: its seeds alone
                 return self._capped(piece, group, cap), True, piece  # an organ-like object among its like
@@ -495,6 +557,12 @@ class _View:
         level = float(np.median(self.raw[group]))
         like = (np.abs(self.raw - level) <= 3.0 * self.noise) & self.allowed
         return _connected_to(like | group, group)
+
+    def _fill(self, like: np.ndarray, group: np.ndarray) -> float:
+        """The share of the ball of half ``capped_mm`` around ``group`` (a click's seeds) that
+        the tissue ``like`` them fills."""
+        ball = _dilate_mm(group, self.p.capped_mm / 2, self.spacing)
+        return float(np.count_nonzero(like & ball)) / max(float(np.count_nonzero(ball)), 1.0)
 
     def _on_rim(self, group: np.ndarray, level: float, sign: float) -> bool:
         """Whether a click lies on the dim rim of a brighter object (``sign`` -1: a darker one):
