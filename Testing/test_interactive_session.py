@@ -12,6 +12,7 @@ from segforge.image import LPS_TO_RAS, Image
 from segforge.interactive.prompts import (BoxPrompt, PointPrompt, ScribblePrompt, VoxelBox, VoxelPoint, box_to_voxels,
                                           point_to_voxels, prompt_from_json, prompt_to_json, prompts_from_json,
                                           scribble_to_voxels)
+from segforge.interactive.replay import read_prompt_file
 from segforge.interactive.session import InteractiveSession, image_key
 from segforge.interactive.simulation import voxel_center_lps
 
@@ -333,3 +334,17 @@ def test_a_box_along_an_oblique_anisotropic_volumes_axes_holds_exactly_its_voxel
         prompt_from_json({"type": "box", "min": [0, 0, 0], "max": [5, 5, 5], "axes": [[1, 0, 0], [1, 0, 0], [0, 0, 1]]})
     with pytest.raises(InputError, match="perpendicular unit directions"):
         prompt_from_json({"type": "box", "min": [0, 0, 0], "max": [5, 5, 5], "axes": [[2, 0, 0], [0, 1, 0], [0, 0, 1]]})
+
+
+def test_a_key_given_twice_in_a_prompt_file_is_refused(tmp_path):
+    """json keeps the last of two equal keys silently: "positive": false, "positive": true read
+    as a positive click, and a second "coordinateSystem" overrode the first."""
+    path = tmp_path / "twice.json"
+    path.write_text('{"coordinateSystem": "RAS", "prompts": [{"type": "point", "position": [1, 2, 3], '
+                    '"positive": false, "positive": true}]}', encoding="utf-8")
+    with pytest.raises(InputError, match="Cannot read the prompt file") as raised:
+        read_prompt_file(path)
+    assert "'positive' is given twice" in raised.value.why and "\n" not in raised.value.message
+    path.write_text('{"coordinateSystem": "RAS", "prompts": [{"type": "point", "position": [1, 2, 3]}]}',
+                    encoding="utf-8")
+    assert len(read_prompt_file(path)) == 1

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import OBLIQUE, ORIGIN_LPS
-from segforge.errors import Cancelled, InputError, SessionLost
+from segforge.errors import Cancelled, InputError, SegForgeError, SessionLost
 from segforge.image import Image
 from segforge.interactive.prompts import BoxPrompt, PointPrompt, ScribblePrompt
 from segforge.worker.interactive_client import RemoteSession
@@ -243,6 +243,31 @@ def test_withdrawing_the_last_prompt_equals_the_engine_session_even_after_a_kill
         np.testing.assert_array_equal(remote.mask, local.mask)
         remote.reset(), local.reset()
     assert remote.opens == 2
+
+
+def test_a_withdraw_the_worker_refuses_rebuilds_the_session_without_the_prompt(client, monkeypatch):
+    """A worker that refuses ``interactive.withdraw`` (one without the task) still holds the
+    prompt: the client leaves that session and rebuilds one without it. Before, only a lost
+    session was rebuilt; any other refusal left this client's history holding the prompt
+    while the Logic had put the segment back."""
+    image, _, _ = lesion_image()
+    prompts = prompts_for(image)
+    remote, local = RemoteSession(client, image), InteractiveSession(image)
+    real = RemoteSession._run
+
+    def without_withdraw(self, task, *args, **kwargs):
+        if task == "interactive.withdraw":
+            raise SegForgeError(f"The worker has no task {task!r}", "it is older", "update the worker")
+        return real(self, task, *args, **kwargs)
+
+    monkeypatch.setattr(RemoteSession, "_run", without_withdraw)
+    for prompt in prompts[:2]:
+        remote.interact(prompt), local.interact(prompt)
+    assert same_change(remote.withdraw_last(), local.withdraw_last())
+    np.testing.assert_array_equal(remote.mask, local.mask)
+    assert remote.history == local.history == prompts[:1] and remote.opens == 2
+    assert same_change(remote.interact(prompts[2]), local.interact(prompts[2]))  # the worker agrees
+    np.testing.assert_array_equal(remote.mask, local.mask)
 
 
 def test_a_session_the_worker_dropped_is_rebuilt(client):

@@ -495,6 +495,14 @@ def test_a_step_the_scene_refuses_is_taken_back_out_of_the_session(scene_with_se
     assert half_written[0] and half_written[1] and len(half_written) == 4  # the refused clicks half wrote voxels
     session.add_point(elsewhere)
     assert in_step().sum() > smaller.sum() and len(session.history) == 3
+    shown = in_step()
+    refusing.append(True)
+    with pytest.raises(SegForgeError, match="refused the labelmap"):
+        session.reset()  # the engine used to forget every prompt before the write was refused
+    np.testing.assert_array_equal(in_step(), shown)
+    assert len(session.history) == 3 and session.can_undo
+    session.reset()
+    assert not in_step().any() and not session.history
     session.accept()
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
+
 from segforge.errors import InputError
 from segforge.image import Image
 from segforge.interactive.prompts import Prompt, to_voxels
@@ -162,9 +164,14 @@ class InteractiveSegmentSession:
         return None if change is None else self._write(change, self.engine.undo)
 
     def reset(self) -> MaskChange:
-        """Forget every prompt: the segment goes back to how the session found it."""
+        """Forget every prompt: the segment goes back to how the session found it. Written
+        first, forgotten after: a reset the scene refuses leaves every prompt in the session, as
+        the segment still shows them (the engine reset first used to forget them all)."""
         self._check_ready()
-        return self.target.write(self.engine.reset())
+        back = MaskChange.between(np.asarray(self.engine.mask), (self.target.initial != 0).astype(np.uint8))
+        written = self._write(back, lambda: None)
+        self.engine.reset()
+        return written
 
     # -- ending -------------------------------------------------------------------------------
     def accept(self) -> str:

@@ -52,6 +52,20 @@ def lesion_segment(name: str, color: tuple[float, float, float] = LESION_COLOR,
     return SegmentInfo(1, name, color, LESION_TERMINOLOGY if generic else terminology)
 
 
+class _RepeatedKey(ValueError):
+    """A key given twice in one object of a prompt file."""
+
+
+def _without_repeats(pairs: list) -> dict:
+    """A JSON object, refused when a key repeats: json keeps the last silently, and
+    ``"positive": false, "positive": true`` would read as a positive click."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise _RepeatedKey(f"the key {', '.join(repr(k) for k in repeated)} is given twice in one object")
+    return dict(pairs)
+
+
 def read_prompt_file(path: Path) -> list:
     """The prompts of a PROMPTS.json file in LPS millimetres; any problem is one InputError."""
     return read_prompt_document(path)[0]
@@ -71,10 +85,10 @@ def read_prompt_document(path: Path) -> tuple[list, str]:
                              f"file of clicks, boxes and scribbles holds far less than {MAX_PROMPT_FILE_BYTES:,}",
                              "check that --prompts names the prompt file")
         # utf-8-sig: a BOM, which Windows editors write, is read as no character, not refused
-        document = json.loads(path.read_text(encoding="utf-8-sig"))
+        document = json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=_without_repeats)
     except FileNotFoundError:
         raise InputError(f"No prompt file {path}", "it does not exist", "check the path of --prompts") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, _RepeatedKey) as error:
         raise InputError(f"Cannot read the prompt file {path}", str(error), _TODO_FORMAT) from error
     except RecursionError:  # json's parser recurses once per level of [ or {
         raise InputError(f"Cannot read the prompt file {path}", "its lists or objects are nested too deep for a "

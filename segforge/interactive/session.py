@@ -56,6 +56,17 @@ class MaskChange:
     def inverse(self) -> "MaskChange":
         return MaskChange(self.offset_kji, self.after, self.before)
 
+    @classmethod
+    def between(cls, old: np.ndarray, new: np.ndarray) -> "MaskChange":
+        """The change that turns mask ``old`` into ``new`` (an empty one when they are equal)."""
+        from ..image import foreground_box
+
+        box = foreground_box(old != new)
+        if box is None:
+            empty = np.zeros((0, 0, 0), np.uint8)
+            return cls((0, 0, 0), empty, empty)
+        return cls(tuple(s.start for s in box), old[box].copy(), new[box].copy())  # type: ignore[arg-type]
+
 
 def _box_union(a: Optional[tuple[slice, ...]], b: Optional[tuple[slice, ...]]) -> Optional[tuple[slice, ...]]:
     if a is None or b is None:

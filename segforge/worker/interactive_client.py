@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..errors import Cancelled, InputError, SegForgeError, SessionLost, WorkerDied, WorkerError
-from ..image import Image, foreground_box, require_3d_volume
+from ..image import Image, require_3d_volume
 from ..interactive.backends import DEFAULT_BACKEND
 from ..interactive.prompts import Prompt, ScribblePrompt, prompt_to_json
 from ..interactive.session import MaskChange, image_key
@@ -112,10 +112,14 @@ class RemoteSession:
                 return self._commit("withdraw", self._run("interactive.withdraw"))
         except _LOST as error:
             log.info("the worker lost the interactive session (%s); rebuilding it without the prompt", error.message)
+        except SegForgeError as error:  # any other refusal: its session still holds the prompt, so leave it
+            log.warning("the worker could not take the prompt back (%s); rebuilding the session without it",
+                        error.message)
+            self.close()
         self._record("withdraw", None, True)  # then the worker's session is rebuilt from what is left
         old = self.mask.copy()
         self.mask[...] = self._rebuild()
-        return _difference(old, self.mask)
+        return MaskChange.between(old, self.mask)
 
     def reset(self) -> MaskChange:
         """Forget every prompt: back to the initial mask (empty without one)."""
@@ -129,7 +133,7 @@ class RemoteSession:
         self.mask[...] = self._initial_mask()
         self.history.clear()
         self._undone.clear()
-        return _difference(old, self.mask)
+        return MaskChange.between(old, self.mask)
 
     def close(self) -> None:
         """Let the worker free the image; a worker that is gone already is no error."""
@@ -225,7 +229,7 @@ class RemoteSession:
             self.mask[...] = replayed
         _apply(self.mask, change)
         self._record(op, prompt, bool(result.meta.get("changed", True)))
-        return change if old is None else _difference(old, self.mask)
+        return change if old is None else MaskChange.between(old, self.mask)
 
     def _record(self, op: str, prompt: Optional[Prompt], changed: bool) -> None:
         if op == "interact" and prompt is not None:
@@ -427,15 +431,6 @@ def _check_inside(change: MaskChange, shape: tuple[int, ...]) -> None:
 def _apply(mask: np.ndarray, change: MaskChange) -> None:
     if not change.empty:
         mask[change.slices] = change.after
-
-
-def _difference(old: np.ndarray, new: np.ndarray) -> MaskChange:
-    """The change that turns ``old`` into ``new`` (an empty one when they are equal)."""
-    box = foreground_box(old != new)
-    if box is None:
-        empty = np.zeros((0, 0, 0), np.uint8)
-        return MaskChange((0, 0, 0), empty, empty)
-    return MaskChange(tuple(s.start for s in box), old[box].copy(), new[box].copy())  # type: ignore[arg-type]
 
 
 def _replay_progress(progress: ProgressCallback, n: int, count: int) -> ProgressCallback:

@@ -21,7 +21,9 @@ from ..errors import ProtocolMismatch, WorkerError
 from ..image import Image
 
 #: Bumped on any incompatible change; client and worker refuse to talk across versions.
-PROTOCOL_VERSION = 1
+#: 2: the ``interactive.withdraw`` task and a box prompt's ``axes`` (a worker of version 1
+#: read a turned box as the patient-axis box around it, silently).
+PROTOCOL_VERSION = 2
 MAGIC = b"SGF1"
 PREFIX = struct.Struct("!4sIQ")
 #: Header ceiling for requests (read before the token is checked, so kept small).
