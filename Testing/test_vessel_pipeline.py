@@ -9,6 +9,7 @@ from segforge.errors import Cancelled, InputError
 from segforge.image import Image
 from segforge.vessel.pipeline import (SEGMENT_MODEL, VesselOutputs, VesselPipelineParameters, preset,
                                       run_vessel_pipeline)
+from segforge.vessel.parameters import VesselMaskParameters
 from segforge.vessel.synthetic import make_grid, y_bifurcation
 
 
@@ -264,3 +265,26 @@ def test_findings_of_both_kinds_reach_the_rows_and_the_summary():
     assert rows[1]["ratio"] == round(dilatation[0].ratio, 3) and rows[1]["maximal_diameter_mm"] > 10
     assert meta["summary"]["stenoses"] == 1 and meta["summary"]["dilatations"] == 1
     assert 20 < meta["summary"]["graded_percent"] < 100  # not the caps at its two ends
+
+
+def test_a_box_limits_a_segment_as_it_limits_an_image():
+    """The region of interest was ignored with a segment (the whole segment was analysed while the
+    panels showed the box): now the segment is cut to it, on an oblique grid, and a box beside
+    the segment is refused."""
+    _, truth = y_volume()
+    mask = truth.mask
+    lps = np.array([mask.ijk_to_lps() @ [i, j, k, 1.0] for k, j, i in np.argwhere(mask.array != 0)])[:, :3]
+    low, high = lps.min(axis=0), lps.max(axis=0)
+    middle = 0.5 * (low + high)
+    box = (*low, middle[0], high[1], high[2])  # the half with the lower L coordinates
+    mask_parameters = VesselMaskParameters(roi_lps=box)
+    result = run_vessel_pipeline(None, VesselPipelineParameters(mask=mask_parameters, outputs=SEGMENT_ONLY.outputs),
+                                 segment=mask)
+    kept = np.array([mask.ijk_to_lps() @ [i, j, k, 1.0] for k, j, i in np.argwhere(result.mask.array != 0)])[:, :3]
+    assert 0 < len(kept) < len(lps) and kept[:, 0].max() <= middle[0] + 1e-6
+    points = np.concatenate([b.points_lps for b in result.graph.branches])
+    assert points[:, 0].max() <= middle[0] + 1.0  # within a voxel of the box's face
+    beside = (*(high + 5), *(high + 10))
+    with pytest.raises(InputError, match="holds none of the segment"):
+        run_vessel_pipeline(None, VesselPipelineParameters(mask=VesselMaskParameters(roi_lps=beside),
+                                                           outputs=SEGMENT_ONLY.outputs), segment=mask)

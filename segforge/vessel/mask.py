@@ -126,15 +126,25 @@ def seed_search_mm(spacing_kji: Sequence[float], parameters: "VesselMaskParamete
 
 
 def segment_at_seeds(segment: Image, parameters: "VesselMaskParameters") -> Image:
-    """The components of a given vessel segment that the seeds touch, by the same rule a mask
-    model's mask is kept by (:func:`finish_mask`), so seeds mean the same with a segment as
-    with an image; the segment as it is without seeds. InputError for a seed outside the
-    volume or touching no component."""
-    if not parameters.seeds_lps:
+    """A given vessel segment within the region of interest, and of it the components the
+    seeds touch, by the same rules a mask model's mask is kept by (:func:`finish_mask`), so a
+    box and seeds mean the same with a segment as with an image (the box was ignored with a
+    segment: the whole segment was analysed); the segment as it is without either.
+    InputError for a box holding none of the segment, a seed outside the volume, or one
+    touching no component."""
+    if parameters.roi_lps is None and not parameters.seeds_lps:
         return segment
-    spacing_kji = tuple(reversed(segment.spacing))
-    seeds = seed_indices(segment, parameters.seeds_lps)
-    kept = keep_components(np.asarray(segment.array) != 0, spacing_kji, seeds, seed_search_mm(spacing_kji, parameters))
+    kept = np.asarray(segment.array) != 0
+    if parameters.roi_lps is not None:
+        kept = kept & roi_voxels(segment, parameters.roi_lps)
+        if not kept.any():
+            raise InputError("The region of interest holds none of the segment",
+                             f"the box {tuple(round(float(c), 1) for c in parameters.roi_lps)} (LPS mm) "
+                             "lies beside the segment's voxels", "move or grow the box onto the vessel, or remove it")
+    if parameters.seeds_lps:
+        spacing_kji = tuple(reversed(segment.spacing))
+        seeds = seed_indices(segment, parameters.seeds_lps)
+        kept = keep_components(kept, spacing_kji, seeds, seed_search_mm(spacing_kji, parameters))
     return segment.with_array(kept.astype(np.uint8))
 
 
