@@ -302,3 +302,42 @@ def test_console_segment_with_its_volume(mrml_scene, logic):
     straightened = image_from_volume_node(nodes.straightened_volume)
     assert straightened.array.max() > 100, "the straightened view should show the MRA's intensities"
     assert rows_from_table(nodes.section_table)
+
+
+def test_a_point_just_past_a_segments_cut_end_is_taken_and_a_surface_output_refused_up_front(mrml_scene, logic):
+    """A segment alone is analysed on its own grid cut to it: the cut kept two voxels of margin,
+    so a target 2.5 mm past the tube's cut end (within the 3 mm a point snaps) was "outside the
+    image" on 0.5 mm voxels. And an output segmentation of closed surfaces was refused only once
+    the whole job had run."""
+    import vtk
+
+    from SegVesselLib.form import VesselForm
+
+    k, j, i = np.indices((60, 30, 30))
+    tube = ((np.hypot((i - 15) * 0.5, (j - 15) * 0.5) <= 3.0) & (k >= 3) & (k < 50)).astype(np.uint8)
+    image = Image(tube, (0.5, 0.5, 0.5), (-12.5, 30.0, 101.0), OBLIQUE)
+    segmentation = new_segmentation_node(image, "Tube")
+    (segment_id,) = write_label_segments(segmentation, image, [SegmentSpec(1, "Tube")])
+
+    def lps_at(k_index: float) -> tuple:
+        ras = image.ijk_to_ras() @ np.array([15.0, 15.0, k_index, 1.0])
+        return (-ras[0], -ras[1], ras[2])
+
+    past_end = lps_at(49 + 5)  # five 0.5 mm voxels past the last one
+    form = VesselForm(input_kind="segment", segment=segment_id, source_lps=lps_at(5), targets_lps=(past_end,),
+                      landmarks_lps=(past_end,), create_surface=False)
+    nodes = logic.start(None, form, input_segmentation=segmentation).wait()
+    assert len(nodes.curves) == 1 and nodes.landmark_table is not None
+
+    surfaces = mrml_scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    surfaces.CreateDefaultDisplayNodes()
+    surfaces.GetSegmentation().SetSourceRepresentationName("Closed surface")
+    sphere = vtk.vtkSphereSource()
+    sphere.Update()
+    surfaces.AddSegmentFromClosedSurfaceRepresentation(sphere.GetOutput(), "model", [0.2, 0.5, 0.8])
+    started = time.perf_counter()
+    with pytest.raises(InputError, match="keeps its segments as closed surfaces"):
+        logic.start(None, form, segmentation_node=surfaces, input_segmentation=segmentation)
+    assert time.perf_counter() - started < 1.0  # before the job, not after it
+    assert surfaces.GetSegmentation().GetNumberOfSegments() == 1
+    assert surfaces.GetSegmentation().GetSourceRepresentationName() == "Closed surface"

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from segforge.dicom.scene_export import DicomExportLogic
 from segforge.errors import InputError
-from segforge.mrml.segments import OnExisting, refuse_name_clashes, segment_ids_by_name
+from segforge.mrml.segments import OnExisting, refuse_before_writing, segment_ids_by_name
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.organ.models import OrganModelChoice, organ_models
 from segforge.organ.parameters import OrganParameters
@@ -72,7 +72,7 @@ class SegOrganLogic(WorkerLogic, DicomExportLogic):
         """
         if volume_node is None:
             raise InputError("No input volume is selected", "", "select a CT or MR volume")
-        refuse_name_clashes(segmentation_node, list(check_request(parameters).wanted.values()), on_existing)
+        refuse_before_writing(segmentation_node, list(check_request(parameters).wanted.values()), on_existing)
         image = image_from_volume_node(volume_node)
         params = {**asdict(parameters), "structures": list(parameters.structures), "statistics": statistics}
         remote = self.worker.submit("organ.segment", {"image": image}, params)

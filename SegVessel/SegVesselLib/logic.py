@@ -16,10 +16,11 @@ from typing import Any, Optional, Sequence
 from segforge.dicom.scene_export import DicomExportLogic
 from segforge.errors import InputError
 from segforge.image import Image
-from segforge.mrml.segments import OnExisting, mask_from_segment, mask_on_segment_grid, refuse_name_clashes
+from segforge.mrml.segments import OnExisting, mask_from_segment, mask_on_segment_grid, refuse_before_writing
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
+from segforge.vessel.endpoints import SNAP_MM
 from segforge.vessel.pipeline import VesselPipelineParameters
 from segforge.vessel.tree import from_wire
 from segforge.worker import JobResult, ModuleJob, RemoteJob, WorkerLogic
@@ -43,7 +44,7 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
         inputs = {} if segment is None else {"segment": segment}
         if volume_node is not None:
             inputs["image"] = image_from_volume_node(volume_node)
-        refuse_name_clashes(segmentation_node, [segment_name], on_existing)
+        refuse_before_writing(segmentation_node, [segment_name], on_existing)
         remote = self.worker.submit(task, inputs, params)
         log.info("%s job %s started for %s", task, remote.id, volume_node.GetName() if volume_node else "a segment")
         return remote
@@ -76,7 +77,7 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
             raise InputError("No segmentation is selected", "the input is a segment",
                              "select the segmentation that holds the vessel segment")
         if volume_node is None:
-            return mask_on_segment_grid(segmentation_node, segment_id)
+            return mask_on_segment_grid(segmentation_node, segment_id, margin_mm=SNAP_MM)  # points snap that far
         mask = mask_from_segment(segmentation_node, segment_id, volume_node)
         if not mask.array.any():
             raise InputError(f"The segment '{_segment_name(segmentation_node, segment_id)}' has no voxel inside "

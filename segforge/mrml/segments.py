@@ -177,10 +177,12 @@ def mask_from_segment(segmentation_node: Any, segment_id: str, reference: Refere
     return grid.with_array((layer == segment.GetLabelValue()).view(np.uint8))
 
 
-def mask_on_segment_grid(segmentation_node: Any, segment_id: str, margin_voxels: int = 2) -> Image:
+def mask_on_segment_grid(segmentation_node: Any, segment_id: str, margin_mm: float = 0.0) -> Image:
     """The segment as a uint8 0/1 image on its own labelmap's grid (world coordinates), cut to
-    its voxels plus ``margin_voxels`` of background on each side: what a segment is analysed on
-    when no volume is chosen (no resampling, so nothing of its shape changes).
+    its voxels plus background on each side, ``margin_mm`` of it and two voxels more: what a
+    segment is analysed on when no volume is chosen (no resampling, so nothing of its shape
+    changes). The margin keeps points the user may place beside the segment on the grid (a
+    target clicked just past a cut end was "outside the image" two voxels past it).
 
     An empty segment is refused (:class:`InputError`)."""
     segment = existing_segment(segmentation_node, segment_id)
@@ -197,11 +199,13 @@ def mask_on_segment_grid(segmentation_node: Any, segment_id: str, margin_voxels:
     box = foreground_box(inside)
     if box is None:
         raise empty
-    cropped = np.pad(inside[box], margin_voxels).astype(np.uint8)
-    start_ijk = [extent[2 * axis] + box[2 - axis].start - margin_voxels for axis in range(3)]
     image_to_local = vtk.vtkMatrix4x4()
     layer.GetImageToWorldMatrix(image_to_local)
     ijk_to_ras = node_to_world(segmentation_node) @ array_from_vtk_matrix(image_to_local)
+    spacing_ijk = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
+    margin = np.ceil(margin_mm / np.maximum(spacing_ijk, 1e-9)).astype(int) + 2  # i, j, k
+    cropped = np.pad(inside[box], [(int(m), int(m)) for m in margin[::-1]]).astype(np.uint8)
+    start_ijk = [extent[2 * axis] + box[2 - axis].start - int(margin[axis]) for axis in range(3)]
     shifted = ijk_to_ras.copy()
     shifted[:3, 3] = (ijk_to_ras @ np.array([*start_ijk, 1.0]))[:3]
     return Image.from_ijk_to_ras(cropped, shifted)
@@ -274,10 +278,17 @@ def segment_ids_by_name(segmentation_node: Any) -> dict[str, list[str]]:
     return result
 
 
-def refuse_name_clashes(segmentation_node: Optional[Any], names: Sequence[str], on_existing: OnExisting) -> None:
-    """Ask before any work: with ``on_existing="error"``, InputError when a segment of one of
-    ``names`` is already in ``segmentation_node`` (SegForge never overwrites without asking)."""
-    if segmentation_node is None or on_existing != "error":
+def refuse_before_writing(segmentation_node: Optional[Any], names: Sequence[str], on_existing: OnExisting) -> None:
+    """What would stop the results being written into ``segmentation_node``, said before any
+    work (it was said after the whole job had run): segments kept as surfaces
+    (:func:`require_labelmap_source`, here without changing anything), and with
+    ``on_existing="error"`` a segment of one of ``names`` already there (SegForge never
+    overwrites without asking)."""
+    if segmentation_node is None:
+        return
+    if segmentation_node.GetSegmentation().GetNumberOfSegments():
+        _refuse_surface_source(segmentation_node)
+    if on_existing != "error":
         return
     existing = segment_ids_by_name(segmentation_node)
     clashes = [name for name in names if name in existing]
@@ -507,6 +518,14 @@ def require_labelmap_source(node: Any) -> None:
         return
     if segmentation.GetNumberOfSegments() == 0:
         segmentation.SetSourceRepresentationName(BINARY_LABELMAP)
+        return
+    _refuse_surface_source(node)
+
+
+def _refuse_surface_source(node: Any) -> None:
+    """InputError when the segmentation keeps its segments as anything but voxels."""
+    segmentation = node.GetSegmentation()
+    if segmentation.GetSourceRepresentationName() == BINARY_LABELMAP:
         return
     raise InputError(f"Segmentation '{node.GetName()}' keeps its segments as "
                      f"{segmentation.GetSourceRepresentationName().lower()}s, not voxels",
