@@ -341,3 +341,38 @@ def test_a_point_just_past_a_segments_cut_end_is_taken_and_a_surface_output_refu
     assert time.perf_counter() - started < 1.0  # before the job, not after it
     assert surfaces.GetSegmentation().GetNumberOfSegments() == 1
     assert surfaces.GetSegmentation().GetSourceRepresentationName() == "Closed surface"
+
+
+# -- the output segmentation at the job's end ----------------------------------------------------
+
+
+def _tree_form(segment_id, landmark=None):
+    from SegVesselLib.form import VesselForm
+
+    return VesselForm(input_kind="segment", segment=segment_id,
+                      landmarks_lps=() if landmark is None else (tuple(landmark),))
+
+
+def test_an_output_segmentation_deleted_during_the_job_gets_a_new_one(mrml_scene, logic):
+    """The user deleted the chosen output segmentation while the job ran: the vessel segment
+    goes into a new segmentation node in the scene (as with no output chosen), not into the
+    deleted node where nobody sees it while the curves and tables land in the scene."""
+    image, truth = synthetic_y_volume()
+    y_segmentation = new_segmentation_node(image, "Y")
+    (y_id,) = write_label_segments(y_segmentation, truth.mask, [SegmentSpec(1, "Y")])
+    output = new_segmentation_node(image, "Out")
+    job = logic.start(None, _tree_form(y_id), segmentation_node=output, input_segmentation=y_segmentation)
+    mrml_scene.RemoveNode(output)
+    nodes = job.wait()
+    assert nodes.segmentation is not output and nodes.segmentation.GetScene() is mrml_scene
+    vessel_id = segment_ids_by_name(nodes.segmentation)["Vessels"][0]
+    assert mask_from_segment(nodes.segmentation, vessel_id, truth.mask).array.any()
+    assert output.GetSegmentation().GetNumberOfSegments() == 0
+    # The mask job too.
+    volume = volume_node_from_image(small_tube_image(), "Tube")
+    gone = new_segmentation_node(volume, "Gone")
+    job = logic.start_vessel_mask(volume, gone, VesselMaskParameters(1.5, 3.0, 2, threshold=0.2))
+    mrml_scene.RemoveNode(gone)
+    segmentation = job.wait()
+    assert segmentation is not gone and segmentation.GetScene() is mrml_scene
+    assert segment_ids_by_name(segmentation)["Vessels"]

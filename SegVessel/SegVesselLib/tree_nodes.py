@@ -67,7 +67,16 @@ def write_vessel_segment(volume_node: Optional[Any], segmentation_node: Optional
 
 def _write_segment(volume_node: Optional[Any], segmentation_node: Optional[Any], mask: Any, segment_name: str,
                    on_existing: OnExisting, name: Optional[str] = None) -> tuple[Any, Optional[str]]:
-    """:func:`write_vessel_segment`, and the ID of the segment written (None: the mask was empty)."""
+    """:func:`write_vessel_segment`, and the ID of the segment written (None: the mask was empty).
+
+    An output node the user deleted while the job ran is treated as no node given (a new one is
+    made): written into the detached node, the segment would be lost without a word while the
+    curves and tables land in the scene and the summary names a node that is gone.
+    """
+    if segmentation_node is not None and segmentation_node.GetScene() is None:
+        log.warning("the output segmentation '%s' was deleted during the job: the result goes into a new one",
+                    segmentation_node.GetName())
+        segmentation_node = None
     base = name or volume_node.GetName()
     target = segmentation_node or new_segmentation_node(volume_node if volume_node is not None else mask,
                                                         f"{base} vessels", scene=get_scene())
