@@ -343,7 +343,7 @@ def test_a_point_just_past_a_segments_cut_end_is_taken_and_a_surface_output_refu
     assert surfaces.GetSegmentation().GetSourceRepresentationName() == "Closed surface"
 
 
-# -- the output segmentation at the job's end ----------------------------------------------------
+# -- the output segmentation at the job's end: a re-run into the last result, or one deleted meanwhile ---
 
 
 def _tree_form(segment_id, landmark=None):
@@ -351,6 +351,70 @@ def _tree_form(segment_id, landmark=None):
 
     return VesselForm(input_kind="segment", segment=segment_id,
                       landmarks_lps=() if landmark is None else (tuple(landmark),))
+
+
+def _scene_node_ids(scene) -> set:
+    return {scene.GetNthNode(n).GetID() for n in range(scene.GetNumberOfNodes())}
+
+
+def _output_nodes(nodes) -> list:
+    """Every node a tree job made besides the segmentation (curves, models, tables, chart, points, volume)."""
+    single = [nodes.centerline_model, nodes.vmtk_centerline_model, nodes.surface_model, nodes.branch_table,
+              nodes.stenosis_table, nodes.stenosis_points, nodes.section_table, nodes.diameter_chart,
+              nodes.landmark_table, nodes.landmark_points, nodes.straightened_volume]
+    return [n for n in [*nodes.curves, *single, *nodes.diameter_tables] if n is not None]
+
+
+def test_replace_on_a_rerun_replaces_every_output_and_keep_both_keeps_them(mrml_scene, logic):
+    """The desktop panel makes the last result its output: a re-run answered "Replace" must
+    replace the curves, models, tables, chart, points and volume too, not pile up "_1" copies
+    next to the replaced segment; "Keep both" keeps the old ones and adds the new."""
+    from segforge.mrml import rows_from_table
+
+    image, truth = synthetic_y_volume()
+    y_segmentation = new_segmentation_node(image, "Y")
+    (y_id,) = write_label_segments(y_segmentation, truth.mask, [SegmentSpec(1, "Y")])
+    landmark = truth.branches[0].points_lps[len(truth.branches[0].points_lps) // 2]
+    form = _tree_form(y_id, landmark)
+    first = logic.start(None, form, input_segmentation=y_segmentation).wait()
+    output = first.segmentation
+    after_one = _scene_node_ids(mrml_scene)
+    old = _output_nodes(first)
+    assert first.diameter_chart is not None and first.landmark_points is not None and len(first.curves) == 3
+    names = sorted(n.GetName() for n in old)
+
+    second = logic.start(None, form, segmentation_node=output, on_existing="replace",
+                         input_segmentation=y_segmentation).wait()
+    assert second.segmentation is output and second.segment_id == first.segment_id
+    assert len(_scene_node_ids(mrml_scene)) == len(after_one), "a replacing re-run added nodes"
+    assert all(n.GetScene() is None for n in old), "an output of the replaced run is still in the scene"
+    assert sorted(n.GetName() for n in _output_nodes(second)) == names  # no "_1" names
+    assert segment_ids_by_name(output) == {"Vessels": [first.segment_id]}
+
+    # A different result replaces it: a straight tube, one branch, the nodes hold it.
+    tube = small_tube_image().with_array((small_tube_image().array > 0).astype(np.uint8))
+    tube_segmentation = new_segmentation_node(tube, "Tube")
+    (tube_id,) = write_label_segments(tube_segmentation, tube, [SegmentSpec(1, "Tube")])
+    third = logic.start(None, _tree_form(tube_id), segmentation_node=output, on_existing="replace",
+                        input_segmentation=tube_segmentation).wait()
+    assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLMarkupsCurveNode") == len(third.curves) == 1
+    assert len(rows_from_table(third.branch_table)) == 1
+    assert all(n.GetScene() is None for n in _output_nodes(second))
+    vessel_id = segment_ids_by_name(output)["Vessels"][0]
+    np.testing.assert_array_equal(mask_from_segment(output, vessel_id, tube).array > 0, tube.array > 0)
+
+    # Keep both: the tube's nodes stay, the Y's are added next to them under a second segment...
+    kept = _output_nodes(third)
+    fourth = logic.start(None, form, segmentation_node=output, on_existing="rename",
+                         input_segmentation=y_segmentation).wait()
+    assert set(segment_ids_by_name(output)) == {"Vessels", "Vessels 2"}
+    assert all(n.GetScene() is mrml_scene for n in kept + _output_nodes(fourth))
+    assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLMarkupsCurveNode") == 1 + 3
+    # ...and replacing "Vessels" again replaces only the nodes made with it.
+    fifth = logic.start(None, _tree_form(tube_id), segmentation_node=output, on_existing="replace",
+                        input_segmentation=tube_segmentation).wait()
+    assert all(n.GetScene() is None for n in kept)
+    assert all(n.GetScene() is mrml_scene for n in _output_nodes(fourth) + _output_nodes(fifth))
 
 
 def test_an_output_segmentation_deleted_during_the_job_gets_a_new_one(mrml_scene, logic):

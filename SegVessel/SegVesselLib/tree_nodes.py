@@ -2,11 +2,14 @@
 models, tables and finding fiducials (the measurements: :mod:`.measurement_nodes`).
 
 Called only when a job has finished, so a failed or cancelled job leaves the scene as it
-was. Every node is new except the segmentation, where only the vessel segment is written.
+was. Every node is new except the segmentation, where only the vessel segment is written;
+the segmentation remembers which nodes were made with each of its vessel segments (see
+:func:`remember_outputs`), so a run that replaces the segment replaces those nodes too.
 """
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -30,6 +33,12 @@ log = logging.getLogger(__name__)
 VESSEL_COLOR = VESSEL_SEGMENT.color
 #: More curves than this make the Markups module unusable; the longest branches get one.
 MAX_CURVES = 300
+#: The segmentation node's reference role to every node a tree job made besides the segment
+#: (a node reference: saved with the scene, and dropped by Slicer when the user deletes the node).
+OUTPUT_ROLE = "segforgeVesselOutput"
+#: The attribute on each such node: the ID of the vessel segment it was made with (a
+#: segmentation can hold several, "Vessels" and "Vessels 2" after a "keep both").
+OUTPUT_SEGMENT_ATTRIBUTE = "SegForge.VesselSegment"
 
 
 @dataclass
@@ -110,6 +119,66 @@ def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentatio
                        segment_name: str, on_existing: OnExisting, max_curves: int, base: str) -> VesselNodes:
     segmentation, segment_id = _write_segment(volume_node, segmentation_node, tree.mask, segment_name, on_existing,
                                               base)
+    scene = segmentation.GetScene()
+    # After the segment (where a late refusal can still stop the finish), before the new nodes.
+    replaced = remove_outputs(segmentation, segment_id) if on_existing == "replace" and segment_id else set()
+    before = {scene.GetNthNode(n).GetID() for n in range(scene.GetNumberOfNodes())}
+    nodes = _write_tree_nodes(tree, segmentation, segment_id, max_curves, base)
+    made = [scene.GetNthNode(n) for n in range(scene.GetNumberOfNodes()) if scene.GetNthNode(n).GetID() not in before]
+    _take_back_names(scene, made, replaced)
+    if segment_id is not None:
+        remember_outputs(segmentation, segment_id, made)
+    return nodes
+
+
+def _take_back_names(scene: Any, made: list[Any], replaced: set[str]) -> None:
+    """The new nodes take the names of the nodes they replace: Slicer's unique names count on
+    per name (a name once used gets "_1" after its node is deleted), so a replacing re-run
+    would name every node "..._1", then "..._2"."""
+    for node in made:  # in the order they were made, as the replaced ones were
+        match = re.fullmatch(r"(.+)_\d+", node.GetName() or "")
+        if not match:
+            continue
+        base = match.group(1)  # "Y landmarks" for the table and for the points ("Y landmarks_1")
+        for name in [base, *(f"{base}_{n}" for n in range(1, len(replaced) + 1))]:
+            if name == node.GetName():
+                break
+            if name in replaced and scene.GetFirstNodeByName(name) is None:
+                node.SetName(name)
+                break
+
+
+def remember_outputs(segmentation: Any, segment_id: str, made: list[Any]) -> None:
+    """Reference every node a job made (display, storage and plot series nodes included: the
+    nodes new in the scene) from the segmentation, marked with the segment they were made with."""
+    for node in made:
+        node.SetAttribute(OUTPUT_SEGMENT_ATTRIBUTE, segment_id)
+        segmentation.AddNodeReferenceID(OUTPUT_ROLE, node.GetID())
+
+
+def outputs_of(segmentation: Any, segment_id: str) -> list[Any]:
+    """The nodes still in the scene that a tree job made with the segment ``segment_id``."""
+    referenced = (segmentation.GetNthNodeReference(OUTPUT_ROLE, n)
+                  for n in range(segmentation.GetNumberOfNodeReferences(OUTPUT_ROLE)))
+    return [node for node in referenced
+            if node is not None and node.GetAttribute(OUTPUT_SEGMENT_ATTRIBUTE) == segment_id]
+
+
+def remove_outputs(segmentation: Any, segment_id: str) -> set[str]:
+    """Remove the nodes the last tree job made with the segment ``segment_id``: "Replace" replaces
+    the whole result, not the segment alone next to a second set of curves, models and tables.
+    The names of the nodes removed."""
+    scene = segmentation.GetScene()
+    names = set()
+    for node in outputs_of(segmentation, segment_id):
+        if node.GetScene() is scene:  # a display node may have gone with its displayable node
+            names.add(node.GetName())
+            scene.RemoveNode(node)
+    return names
+
+
+def _write_tree_nodes(tree: VesselTree, segmentation: Any, segment_id: Optional[str], max_curves: int,
+                      base: str) -> VesselNodes:
     nodes = VesselNodes(segmentation, segment_id=segment_id)
     if tree.summary.get("branches") is not None:
         longest = sorted(tree.branches, key=lambda b: -float(np.linalg.norm(np.diff(b.points_lps, axis=0),
