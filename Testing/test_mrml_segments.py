@@ -535,3 +535,45 @@ def test_an_unused_name_never_takes_a_users_segment_name(mrml_scene, labels_fact
     node.GetSegmentation().AddEmptySegment("", "lesion")
     node.GetSegmentation().AddEmptySegment("", "lesion 2")
     assert unused_segment_name(node, "lesion") == "lesion 3"
+
+
+def _imported_cylinder(scene, radius: float = 12.0, height: float = 200.0):
+    """A segmentation as after importing a model: a closed surface and no grid set."""
+    cylinder = vtk.vtkCylinderSource()
+    cylinder.SetRadius(radius)
+    cylinder.SetHeight(height)
+    cylinder.SetResolution(64)
+    cylinder.CappingOn()
+    triangles = vtk.vtkTriangleFilter()
+    triangles.SetInputConnection(cylinder.GetOutputPort())
+    triangles.Update()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    node.CreateDefaultDisplayNodes()
+    node.GetSegmentation().SetSourceRepresentationName("Closed surface")
+    return node, node.AddSegmentFromClosedSurfaceRepresentation(triangles.GetOutput(), "Aorta", [1, 0, 0])
+
+
+def test_a_segment_kept_as_a_surface_becomes_a_grid_of_about_a_million_voxels(mrml_scene):
+    """Slicer's own choice for a 24 x 200 mm imported vessel was 16.6 million voxels of 0.195 mm
+    (its surface then took minutes to mesh again): alone it now takes an isotropic grid of
+    about SURFACE_VOXELS over its bounds, with a volume the volume's grid, and the node's own
+    conversion setting is left as it was."""
+    from segforge.mrml.segments import SURFACE_VOXELS, mask_on_segment_grid
+
+    name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    node, segment_id = _imported_cylinder(mrml_scene)
+    alone = mask_on_segment_grid(node, segment_id)
+    assert 0.5 * SURFACE_VOXELS < alone.array.size < 2 * SURFACE_VOXELS
+    assert np.allclose(alone.spacing, alone.spacing[0]) and 0.3 < alone.spacing[0] < 0.6
+    volume = alone.array.sum() * np.prod(alone.spacing)
+    assert abs(volume / (np.pi * 12.0 ** 2 * 200.0) - 1) < 0.03
+    assert not node.GetSegmentation().GetConversionParameter(name)
+
+    node, segment_id = _imported_cylinder(mrml_scene)
+    # the cylinder lies along y, 24 mm across: a grid of 2 mm along it, 1 mm across, in LPS
+    grid = Image(np.zeros((30, 105, 30), np.int16), (1.0, 2.0, 1.0), (-15.0, -105.0, -15.0), np.eye(3))
+    on_volume = mask_from_segment(node, segment_id, grid)
+    assert abs(on_volume.array.sum() * 2.0 / (np.pi * 12.0 ** 2 * 200.0) - 1) < 0.05
+    layer = node.GetSegmentation().GetSegment(segment_id).GetRepresentation("Binary labelmap")
+    assert np.allclose(layer.GetSpacing(), (1.0, 2.0, 1.0))  # made on the volume's grid, not resampled to it
+    assert not node.GetSegmentation().GetConversionParameter(name)
