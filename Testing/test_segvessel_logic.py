@@ -415,6 +415,12 @@ def test_replace_on_a_rerun_replaces_every_output_and_keep_both_keeps_them(mrml_
                         input_segmentation=tube_segmentation).wait()
     assert all(n.GetScene() is None for n in kept)
     assert all(n.GetScene() is mrml_scene for n in _output_nodes(fourth) + _output_nodes(fifth))
+    # A mask alone replacing "Vessels" takes away the tree nodes that described the old segment.
+    volume = volume_node_from_image(image, "Y volume")
+    logic.start_vessel_mask(volume, output, VesselMaskParameters(1.5, 3.0, 2, threshold=0.2), "Vessels",
+                            "replace").wait()
+    assert all(n.GetScene() is None for n in _output_nodes(fifth))
+    assert all(n.GetScene() is mrml_scene for n in _output_nodes(fourth))
 
 
 def test_an_output_segmentation_deleted_during_the_job_gets_a_new_one(mrml_scene, logic):

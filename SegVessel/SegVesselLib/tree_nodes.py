@@ -70,8 +70,13 @@ class VesselNodes:
 def write_vessel_segment(volume_node: Optional[Any], segmentation_node: Optional[Any], mask: Any, segment_name: str,
                          on_existing: OnExisting, name: Optional[str] = None) -> Any:
     """The mask as ``segment_name``; the user's other segments are never touched. A new
-    segmentation is made on the volume's grid, or on the mask's without a volume."""
-    return _write_segment(volume_node, segmentation_node, mask, segment_name, on_existing, name)[0]
+    segmentation is made on the volume's grid, or on the mask's without a volume. Replacing a
+    segment an earlier tree job made also removes that job's curves, models and tables: they
+    described the segment replaced."""
+    segmentation, segment_id = _write_segment(volume_node, segmentation_node, mask, segment_name, on_existing, name)
+    if on_existing == "replace" and segment_id is not None:
+        remove_outputs(segmentation, segment_id)
+    return segmentation
 
 
 def _write_segment(volume_node: Optional[Any], segmentation_node: Optional[Any], mask: Any, segment_name: str,
