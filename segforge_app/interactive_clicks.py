@@ -124,13 +124,12 @@ def box_from_corners(corner_a: Sequence[float], corner_b: Sequence[float],
 def set_roi(roi_node: Any, centre: np.ndarray, size: np.ndarray, axes: Optional[np.ndarray] = None) -> None:
     """Put the ROI at ``centre`` (world RAS) with ``size`` along ``axes`` (RAS, one direction per
     column; the patient axes when None), shown as an outline."""
-    import vtk
+    from segforge.mrml.convert import vtk_matrix_from_array
 
-    orientation = vtk.vtkMatrix4x4()  # always set: the ROI is reused, and the last box may have been turned
-    for row in range(3):
-        for column in range(3):
-            orientation.SetElement(row, column, float(np.eye(3)[row, column] if axes is None else axes[row, column]))
-    roi_node.SetAndObserveObjectToNodeMatrix(orientation)
+    orientation = np.eye(4)  # always set: the ROI is reused, and the last box may have been turned
+    if axes is not None:
+        orientation[:3, :3] = axes
+    roi_node.SetAndObserveObjectToNodeMatrix(vtk_matrix_from_array(orientation))
     roi_node.SetCenterWorld(*(float(v) for v in centre))
     roi_node.SetSizeWorld(*(float(v) for v in size))
     # Drawn as an outline only: the mask inside stays visible, and the box is not dragged (a

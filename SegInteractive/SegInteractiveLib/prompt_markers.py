@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import numpy as np
+
+from segforge.mrml.convert import array_from_vtk_matrix, vtk_matrix_from_array
 from segforge.mrml.segments import new_segmentation_node, set_segment_mask
 from segforge.mrml.volumes import volume_grid
 
@@ -47,19 +50,15 @@ def _roi_geometry(roi_node: Any) -> tuple[tuple[float, ...], ...]:
     centre, size = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
     roi_node.GetCenterWorld(centre)
     roi_node.GetSizeWorld(size)
-    matrix = roi_node.GetObjectToNodeMatrix()
-    turn = tuple(matrix.GetElement(row, column) for row in range(3) for column in range(3))
+    turn = tuple(array_from_vtk_matrix(roi_node.GetObjectToNodeMatrix())[:3, :3].ravel())
     return tuple(centre), tuple(size), turn
 
 
 def _set_roi_geometry(roi_node: Any, geometry: tuple[tuple[float, ...], ...]) -> None:
-    import vtk
-
     centre, size, turn = geometry
-    matrix = vtk.vtkMatrix4x4()
-    for n, value in enumerate(turn):
-        matrix.SetElement(n // 3, n % 3, value)
-    roi_node.SetAndObserveObjectToNodeMatrix(matrix)
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.reshape(turn, (3, 3))
+    roi_node.SetAndObserveObjectToNodeMatrix(vtk_matrix_from_array(matrix))
     roi_node.SetCenterWorld(*centre)
     roi_node.SetSizeWorld(*size)
 

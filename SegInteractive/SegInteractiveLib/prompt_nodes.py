@@ -15,6 +15,7 @@ from segforge.errors import InputError
 from segforge.image import LPS_TO_RAS, Image
 from segforge.interactive.lasso import lasso_prompt
 from segforge.interactive.prompts import BoxPrompt, LassoPrompt, PointPrompt, ScribblePrompt, shown_value
+from segforge.mrml.convert import array_from_vtk_matrix
 from segforge.mrml.segments import mask_from_segment
 
 #: RAS <-> LPS: x and y change sign (the matrix is its own inverse).
@@ -60,8 +61,7 @@ def roi_prompt(roi_node: Any, positive: bool = True) -> BoxPrompt:
     if roi_node.GetNumberOfControlPoints() == 0:
         raise InputError(f"ROI '{roi_node.GetName()}' is not placed yet", "it has no position",
                          "place the ROI around the lesion first")
-    matrix = roi_node.GetObjectToWorldMatrix()
-    edges = np.array([[matrix.GetElement(row, column) for column in range(3)] for row in range(3)])
+    edges = array_from_vtk_matrix(roi_node.GetObjectToWorldMatrix())[:3, :3]
     axes = edges / np.linalg.norm(edges, axis=0)
     along_patient = np.allclose(np.abs(axes), np.round(np.abs(axes)), atol=1e-6)
     if along_patient or not np.allclose(axes.T @ axes, np.eye(3), atol=1e-6):

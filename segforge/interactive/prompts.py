@@ -174,13 +174,19 @@ def _position(value: object, finite: bool = True) -> np.ndarray:
     return point
 
 
+def _in_lps(values: np.ndarray, coordinate_system: str) -> np.ndarray:
+    """Positions or directions (..., 3) given in ``coordinate_system``, in LPS (RAS: x and y
+    change sign)."""
+    return values * np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else values
+
+
 def _lps(position: Sequence[float], coordinate_system: str) -> np.ndarray:
     try:
         point = _position(position)
     except ValueError:
         raise InputError(f"A prompt position is {shown_value(position)}", "it must be three finite numbers",
                          "give x, y, z in millimetres") from None
-    return point * np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else point
+    return _in_lps(point, coordinate_system)
 
 
 def _points(value: object, kind: str, coordinate_system: str) -> np.ndarray:
@@ -200,7 +206,7 @@ def _points(value: object, kind: str, coordinate_system: str) -> np.ndarray:
                 raise InputError(f"Point {n + 1} of a {kind} is {shown_value(row)}", "it must be three numbers",
                                  "give the points as [[x, y, z], ...] in millimetres") from None
         points = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    return points * np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else points
+    return _in_lps(points, coordinate_system)
 
 
 def _continuous_kji(image: Image, points_lps: np.ndarray) -> np.ndarray:
@@ -355,8 +361,7 @@ def prompt_from_json(entry: Any, coordinate_system: str = "LPS") -> Prompt:
             if entry.get("axes") is None:
                 return BoxPrompt(tuple(np.minimum(a, b)), tuple(np.maximum(a, b)), positive)  # type: ignore[arg-type]
             # turned: min and max are opposite corners along the axes (as given, not sorted)
-            flip = np.diag(LPS_TO_RAS)[:3] if coordinate_system == "RAS" else np.ones(3)
-            axes = box_axes(entry["axes"]).T * flip
+            axes = _in_lps(box_axes(entry["axes"]).T, coordinate_system)  # one direction per row
             return BoxPrompt(tuple(a), tuple(b), positive, tuple(tuple(float(v) for v in axis) for axis in axes))
         if kind == "scribble":
             return ScribblePrompt(_points(entry["points"], kind, coordinate_system), positive)

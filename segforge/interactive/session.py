@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..image import Image, require_3d_volume, require_finite_voxels
+from ..image import Image, foreground_box, require_3d_volume, require_finite_voxels
 from ..progress import ProgressCallback, no_progress
 from .backends import DEFAULT_BACKEND, Backend, MaskPatch, make_backend
 from .lasso import backend_prompts, lasso_box, stamp_lassos
@@ -59,9 +59,7 @@ class MaskChange:
     @classmethod
     def between(cls, old: np.ndarray, new: np.ndarray) -> "MaskChange":
         """The change that turns mask ``old`` into ``new`` (an empty one when they are equal)."""
-        from ..image import foreground_box
-
-        box = foreground_box(old != new)
+        box = _changed_box(old, new)
         if box is None:
             empty = np.zeros((0, 0, 0), np.uint8)
             return cls((0, 0, 0), empty, empty)
@@ -84,15 +82,11 @@ def _initial_patch(initial: Optional[np.ndarray], shape: tuple[int, ...]
     if initial.shape != tuple(shape):
         raise InputError("The initial mask is not on the image's grid", f"its shape is {initial.shape} (k, j, i), "
                          f"the image's is {tuple(shape)}", "give the existing segment as a mask on the same volume")
-    from ..image import foreground_box
-
     box = foreground_box(initial)
     return None if box is None else (box, (initial[box] != 0).astype(np.uint8))
 
 
 def _changed_box(before: np.ndarray, after: np.ndarray) -> Optional[tuple[slice, ...]]:
-    from ..image import foreground_box
-
     return foreground_box(before != after)
 
 

@@ -512,11 +512,8 @@ def require_labelmap_source(node: Any) -> None:
     Segment Editor asks before doing that); an empty segmentation is simply switched.
     """
     segmentation = node.GetSegmentation()
-    if segmentation.GetSourceRepresentationName() == BINARY_LABELMAP:
-        return
-    if segmentation.GetNumberOfSegments() == 0:
+    if segmentation.GetNumberOfSegments() == 0 and segmentation.GetSourceRepresentationName() != BINARY_LABELMAP:
         segmentation.SetSourceRepresentationName(BINARY_LABELMAP)
-        return
     _refuse_surface_source(node)
 
 
