@@ -446,3 +446,18 @@ def test_an_output_segmentation_deleted_during_the_job_gets_a_new_one(mrml_scene
     segmentation = job.wait()
     assert segmentation is not gone and segmentation.GetScene() is mrml_scene
     assert segment_ids_by_name(segmentation)["Vessels"]
+
+
+def test_a_segment_tree_started_without_a_name_is_named_by_default(mrml_scene, logic):
+    """``start_vessel_tree(None, ..., segment=...)`` from the console without ``name=``: the
+    nodes were named after the volume, which is None, so the finish failed with an
+    AttributeError once the whole job had run and nothing reached the scene."""
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
+
+    image, truth = synthetic_y_volume()
+    segmentation = new_segmentation_node(image, "Y")
+    (segment_id,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False))
+    nodes = logic.start_vessel_tree(None, parameters, segment=logic.segment_mask(segmentation, segment_id)).wait()
+    assert nodes.segmentation.GetName() == "Vessels vessels"
+    assert nodes.curves and all(c.GetName().startswith("Vessels branch ") for c in nodes.curves)

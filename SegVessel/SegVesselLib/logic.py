@@ -28,7 +28,7 @@ from segforge.worker import JobResult, ModuleJob, RemoteJob, WorkerLogic
 from .fine_tune import FineTuneForm, ScenePair, start_fine_tune
 from .form import VesselForm
 from .dicom_export import vessel_dicom_export
-from .tree_nodes import VesselNodes, write_vessel_segment, write_vessel_tree
+from .tree_nodes import VesselNodes, base_name, write_vessel_segment, write_vessel_tree
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,9 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
         ``job.finish()`` creates the nodes (see :class:`VesselNodes`) and returns them: the
         vessel segment, one curve per branch with a per-point Radius, a centerline tube model
         coloured by radius, the surface model, the tables, finding points and the diameter plot.
-        ``name`` names the nodes (default: the volume's name).
+        ``name`` names the nodes (default: the volume's name, or "Vessels" without a volume).
         """
+        name = base_name(volume_node, name)  # before the job: a missing name must not fail its finish
         remote = self._submit("vessel.tree", volume_node, segmentation_node, segment_name, on_existing,
                               asdict(parameters), segment)
 
