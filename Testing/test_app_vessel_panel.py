@@ -1,0 +1,149 @@
+"""The SegVessel web panel without a browser: a real trame server's state, a headless Slicer
+scene, the panel's own callbacks and the desktop module's Logic in a real worker.
+
+What the page does is what these callbacks do (a click calls them), so the rules of the panel
+(which files become segment inputs, how a box drawn in an oblique view becomes the vessel's
+box, which point lists it uses, which segments it lists) are checked here in seconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+from conftest import OBLIQUE, SAMPLE_DATA
+from segforge.errors import InputError
+from segforge.image_io import read_image
+from segforge.mrml.segments import mask_from_segment
+from segforge_app.context import ERROR_KEY, AppContext
+from segforge_app.jobs import JobTracker, job_state_key
+
+TS = SAMPLE_DATA / "ts_thoracic_cta_aorta"
+_names = itertools.count()
+
+
+class _NoViews:
+    """The panel asks the view manager for views to place points in; headless there are none."""
+
+    def get_threed_views(self) -> list:
+        return []
+
+    def get_views(self) -> list:
+        return []
+
+
+@pytest.fixture
+def context(headless_slicer):
+    """An AppContext on a fresh trame server whose state is ready, as after a browser connects."""
+    from trame.app import get_server
+
+    headless_slicer.view_manager = _NoViews()
+    server = get_server(f"segforge-vessel-panel-test-{next(_names)}", client_type="vue3")
+    context = AppContext(server, headless_slicer)
+    context.jobs = JobTracker(context, interval_s=0.05)
+    server.state.ready()
+    return context
+
+
+@pytest.fixture
+def panel(context):
+    from segforge_app.vessel_panel import VesselPanel
+
+    return VesselPanel(context)
+
+
+def y_volume():
+    """A bright Y in noise on an oblique anisotropic grid (the Logic tests' MRA), and its truth."""
+    from segforge.vessel.synthetic import make_grid, y_bifurcation
+
+    tree = y_bifurcation(make_grid((40, 40, 60), (0.8, 0.8, 1.2), OBLIQUE, center_lps=(5, -3, 20)),
+                         center_lps=(5, -3, 20))
+    noise = np.random.default_rng(0).normal(0, 20, tree.mask.array.shape)
+    return tree.mask.with_array((tree.mask.array.astype(np.float32) * 500 + 100 + noise).astype(np.int16)), tree
+
+
+def run_panel(context, panel, timeout_s: float = 300.0) -> tuple[dict, dict]:
+    """Press Run as the page does (an error goes to the page's error box) and wait for the job."""
+    async def main():
+        context.clear_error()
+        try:
+            panel.run()
+            deadline = time.monotonic() + timeout_s
+            await asyncio.sleep(0.05)
+            while context.jobs.is_running("segvessel"):
+                assert time.monotonic() < deadline, "the job never ended"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        except Exception as error:  # what shows_errors does with it
+            context.report_error(error)
+
+    asyncio.run(main())
+    return context.state[job_state_key("segvessel")], context.state[ERROR_KEY]
+
+
+def offered_segmentations(context) -> list[str]:
+    """The segmentations the panel's Segmentation select offers (its items filter)."""
+    return [node["name"] for node in context.state["scene_nodes"] if node["kind"] == "segmentation"]
+
+
+# -- 1. a label-map file is a segment input -----------------------------------------------------------
+
+
+def test_a_label_map_file_loads_as_a_segmentation_the_panel_offers(context, panel):
+    """TotalSegmentator's aorta mask and its two-label lumen file were loaded as grey volumes:
+    the panel listed no segmentation, and choosing one as the volume was refused as "looks like
+    a label map". Now each is a segmentation (one segment per label, named as the file names
+    them), on the file's own grid voxel for voxel; the CTA beside them stays a volume."""
+    from segforge_app.data_loading import load_paths
+
+    files = [TS / "cta_thorax_1p5mm.nii.gz", TS / "pred_aorta.nii.gz", TS / "pred_T716_aorta_true_false_lumen.nii.gz"]
+    loaded = load_paths(files, context.scene)
+    context.refresh_nodes()
+    assert [node.GetName() for node in loaded.volumes] == ["cta_thorax_1p5mm"]
+    assert offered_segmentations(context) == ["pred_aorta", "pred_T716_aorta_true_false_lumen"]
+    assert context.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 1  # no grey copy left behind
+    lumen = context.scene.GetFirstNodeByName("pred_T716_aorta_true_false_lumen")
+    segmentation = lumen.GetSegmentation()
+    names = [segmentation.GetNthSegment(n).GetName() for n in range(segmentation.GetNumberOfSegments())]
+    assert names == ["aorta_true_lumen", "aorta_false_lumen"]  # from the file's TotalSegmentator header
+    labels = read_image(files[2])
+    for n, value in enumerate((1, 2)):
+        on_file_grid = mask_from_segment(lumen, segmentation.GetNthSegmentID(n), labels)
+        np.testing.assert_array_equal(on_file_grid.array > 0, labels.array == value)
+
+    aorta = context.scene.GetFirstNodeByName("pred_aorta")
+    context.set_state(segvessel_input_kind="segment", segvessel_input_segmentation=aorta.GetID())
+    (row,) = context.state["segvessel_input_segments"]
+    assert row["title"] == "pred_aorta" and context.state["segvessel_segment"] == row["value"]
+    panel.check()  # the form's job is accepted: a segment input, no volume needed
+
+
+def test_totalsegmentator_multi_label_output_loads_as_named_segments_and_its_ct_stays_a_volume(headless_slicer):
+    """TotalSegmentator's multi-label file (41 of its 117 classes present, more than a mask's few
+    values) is a label map because the file names every value it holds; the CT beside it, in
+    a folder whose label_names.json names labels too, holds values it does not name: a volume."""
+    from segforge_app.data_loading import load_paths
+
+    folder = SAMPLE_DATA / "ts_ct_abdomen_3mm"
+    scene = headless_slicer.scene
+    loaded = load_paths([folder / "example_ct_sm.nii.gz", folder / "example_seg.nii.gz"], scene)
+    assert [node.GetName() for node in loaded.volumes] == ["example_ct_sm"]
+    (labels,) = [node for node in loaded.nodes if node.IsA("vtkMRMLSegmentationNode")]
+    segmentation = labels.GetSegmentation()
+    names = {segmentation.GetNthSegment(n).GetName(): segmentation.GetNthSegmentID(n)
+             for n in range(segmentation.GetNumberOfSegments())}
+    assert len(names) == 41 and "spleen" in names
+    truth = read_image(folder / "example_seg.nii.gz")
+    np.testing.assert_array_equal(mask_from_segment(labels, names["aorta"], truth).array > 0, truth.array == 52)
+
+
+def test_a_label_map_given_as_the_volume_is_told_to_be_the_segment_input():
+    from segforge.vessel.pipeline import VesselPipelineParameters, run_vessel_pipeline
+
+    with pytest.raises(InputError) as caught:
+        run_vessel_pipeline(read_image(TS / "pred_aorta.nii.gz"), VesselPipelineParameters())
+    assert "label map" in caught.value.what and "segment input" in caught.value.todo
+
