@@ -17,7 +17,7 @@ import pytest
 from conftest import OBLIQUE, SAMPLE_DATA
 from segforge.errors import InputError
 from segforge.image_io import read_image
-from segforge.mrml.segments import mask_from_segment
+from segforge.mrml.segments import SegmentSpec, mask_from_segment, new_segmentation_node, write_label_segments
 from segforge_app.context import ERROR_KEY, AppContext
 from segforge_app.jobs import JobTracker, job_state_key
 
@@ -147,3 +147,51 @@ def test_a_label_map_given_as_the_volume_is_told_to_be_the_segment_input():
         run_vessel_pipeline(read_image(TS / "pred_aorta.nii.gz"), VesselPipelineParameters())
     assert "label map" in caught.value.what and "segment input" in caught.value.todo
 
+
+# -- 2. a box drawn on an oblique volume ---------------------------------------------------------------
+
+
+def show_in_slice_views(context, volume) -> None:
+    """What showing a volume leaves in the scene for the panels: the views' background volume
+    (headless there are no views, so their composite node is made here)."""
+    composite = context.scene.GetNodeByID("vtkMRMLSliceCompositeNodeRed")
+    if composite is None:
+        composite = context.scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    composite.SetBackgroundVolumeID(volume.GetID())
+
+
+def test_a_box_drawn_on_an_oblique_volume_is_the_box_drawn_and_keeps_the_vessel(context, panel):
+    """Two corners 44 x 44 mm apart clicked in the oblique volume's own slice (as trame-slicer's
+    views show it) made a box along the patient axes: a slab a few mm deep that cut the Y to
+    2/3 of its voxels. Now the box runs along the volume's axes, 44 mm deep, and the vessel
+    job keeps every voxel of the segment (the engine takes the turned box's bounds)."""
+    from segforge.mrml.segments import segment_ids_by_name
+    from segforge.mrml.volumes import volume_node_from_image
+
+    image, truth = y_volume()
+    volume = volume_node_from_image(image, "Oblique MRA")
+    show_in_slice_views(context, volume)
+    segmentation = new_segmentation_node(image, "Y")
+    write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    context.refresh_nodes()
+    context.set_state(segvessel_input_kind="segment", segvessel_input_segmentation=segmentation.GetID(),
+                      segvessel_create_surface=False)
+    ijk_to_ras = image.ijk_to_ras()
+    axes = ijk_to_ras[:3, :3] / np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
+    centre_ras = np.array([-5.0, 3.0, 20.0])  # the Y's centre, LPS (5, -3, 20)
+    corners = panel.markups._node("corners")  # two clicks in the volume's i-j plane through the centre
+    corners.AddControlPoint(list(centre_ras - 22 * axes[:, 0] - 22 * axes[:, 1]))
+    corners.AddControlPoint(list(centre_ras + 22 * axes[:, 0] + 22 * axes[:, 1]))
+    panel.markups._use_point(corners)
+
+    roi = panel.markups.roi()
+    size = [0.0] * 3
+    roi.GetSizeWorld(size)
+    np.testing.assert_allclose(size, [44.0, 44.0, 44.0], atol=1e-6)
+    assert "box 44 x 44 x 44 mm" in context.state["segvessel_inputs"]
+    job, error = run_panel(context, panel)
+    assert error is None and job["state"] == "done", (job, error)
+    result = context.results[list(context.results)[-1]].result
+    (vessel_id,) = segment_ids_by_name(result.segmentation)["Vessels"]
+    kept = mask_from_segment(result.segmentation, vessel_id, image).array > 0
+    np.testing.assert_array_equal(kept, truth.mask.array > 0)

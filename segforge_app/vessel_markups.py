@@ -14,6 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
+import vtk
 
 from .interactive_clicks import ClickPlacement, box_from_corners, point_ras, set_roi
 
@@ -144,6 +145,20 @@ class VesselMarkups:
         self.mode = ""
         self.on_change()
 
+    def _shown_ijk_to_ras(self) -> Optional[np.ndarray]:
+        """The IJK-to-RAS matrix of the volume the slice views show (trame-slicer turns them to its
+        axes), None when none is shown (the views then follow the patient axes)."""
+        from segforge.mrml.convert import array_from_vtk_matrix
+
+        from .results import shown_volume_id
+
+        volume = self.context.scene.GetNodeByID(shown_volume_id(self.context) or "")
+        if volume is None or not volume.IsA("vtkMRMLVolumeNode"):
+            return None
+        matrix = vtk.vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(matrix)
+        return array_from_vtk_matrix(matrix)
+
     def _on_placed(self, point_list: Any, _index: int) -> None:
         """A point was defined in a view: act once VTK is done with the click (a box changes the list)."""
         asyncio.get_event_loop().call_soon(self.context.shows_errors(self._use_point), point_list)
@@ -155,9 +170,12 @@ class VesselMarkups:
                 source.RemoveNthControlPoint(0)
         corners = self._nodes.get("corners")
         if point_list is corners and corners.GetNumberOfControlPoints() >= 2:
-            centre, size, _ = box_from_corners(point_ras(corners, 0), point_ras(corners, 1))  # patient axes
+            # along the shown volume's axes (the views show its own slices): along the patient axes
+            # a box drawn on a tilted or oblique volume became a thin slab cutting the vessel
+            centre, size, axes = box_from_corners(point_ras(corners, 0), point_ras(corners, 1),
+                                                  self._shown_ijk_to_ras())
             corners.RemoveAllControlPoints()
             roi = self._node("roi")
-            set_roi(roi, centre, np.maximum(size, 1.0))
+            set_roi(roi, centre, np.maximum(size, 1.0), axes)
             self.stop()
         self.on_change()
