@@ -16,7 +16,8 @@ from typing import Any, Optional, Sequence
 from segforge.dicom.scene_export import DicomExportLogic
 from segforge.errors import InputError
 from segforge.image import Image
-from segforge.mrml.segments import OnExisting, mask_from_segment, mask_on_segment_grid, refuse_before_writing
+from segforge.mrml.segments import (OnExisting, mask_from_segment, mask_on_segment_grid, refuse_before_writing,
+                                    share_outside)
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
@@ -72,7 +73,11 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
     @staticmethod
     def segment_mask(segmentation_node: Optional[Any], segment_id: str, volume_node: Optional[Any] = None) -> Image:
         """A segment as the engine's vessel mask: on the volume's grid when a volume is given (so
-        the two share one grid), else on the segment's own labelmap grid."""
+        the two share one grid), else on the segment's own labelmap grid.
+
+        A segment reaching past the volume is refused: on the volume's grid the part outside
+        would be dropped without a word, and the tree, lengths and findings would describe a
+        cut vessel (see :func:`segforge.mrml.segments.share_outside`)."""
         if segmentation_node is None:
             raise InputError("No segmentation is selected", "the input is a segment",
                              "select the segmentation that holds the vessel segment")
@@ -83,6 +88,13 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
             raise InputError(f"The segment '{_segment_name(segmentation_node, segment_id)}' has no voxel inside "
                              f"the volume '{volume_node.GetName()}'", "it is empty, or lies outside the volume",
                              "choose the volume the segment was made on, or the segment alone as input")
+        outside = share_outside(segmentation_node, segment_id, volume_node)
+        if outside > 0:
+            raise InputError(f"{_percent(outside)} of the segment '{_segment_name(segmentation_node, segment_id)}' "
+                             f"lies outside the volume '{volume_node.GetName()}'",
+                             "only the part inside the volume would be analysed: the tree, lengths and findings "
+                             "would describe a cut vessel",
+                             "choose the segment alone as input, or a volume that covers the whole segment")
         return mask
 
     @staticmethod
@@ -179,3 +191,8 @@ def _segment_name(segmentation_node: Any, segment_id: str) -> str:
     """The segment's name (its ID when the node has no such segment: the check comes later)."""
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id) if segmentation_node is not None else None
     return segment.GetName() if segment is not None else segment_id
+
+
+def _percent(share: float) -> str:
+    """A share as the message gives it: "38%", never "0%" for a sliver ("under 1%")."""
+    return "under 1%" if share < 0.01 else f"{share:.0%}"

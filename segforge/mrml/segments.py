@@ -209,6 +209,24 @@ def mask_on_segment_grid(segmentation_node: Any, segment_id: str, margin_mm: flo
     return Image.from_ijk_to_ras(cropped, shifted)
 
 
+def share_outside(segmentation_node: Any, segment_id: str, reference: Reference) -> float:
+    """The share (0..1) of the segment's voxels, on its own labelmap grid, whose centres lie
+    outside the reference grid: what resampling the segment onto that grid would drop.
+
+    A centre up to half a reference voxel past the grid's edge counts as inside (the edge voxel
+    covers it up to its border, and resampling between grids rounds there): only a segment that
+    really reaches past the volume counts, not one made on it.
+    """
+    own = mask_on_segment_grid(segmentation_node, segment_id)
+    ijk = np.argwhere(own.array)[:, ::-1]
+    grid = _grid(reference)
+    world = own.ijk_to_ras() @ np.c_[ijk, np.ones(len(ijk))].T
+    on_grid = (np.linalg.inv(grid.ijk_to_ras()) @ world)[:3].T
+    size_ijk = np.array(grid.array.shape[::-1], float)
+    outside = np.any((on_grid < -1.0) | (on_grid > size_ijk), axis=1)  # half a voxel past the edge's border
+    return float(outside.mean()) if len(outside) else 0.0
+
+
 def segment_voxel_count(segmentation_node: Any, segment_id: str, reference: Reference) -> int:
     """Voxels of the segment on the reference grid: what ``mask_from_segment`` would hold, without making it.
 
