@@ -484,3 +484,29 @@ def test_a_segment_reaching_past_its_volume_is_refused_naming_the_share_outside(
     shifted = volume_node_from_image(Image(image.array, image.spacing, tuple(np.add(image.origin_lps, shift)),
                                            image.direction_lps), "Shifted MRA")
     assert logic.segment_mask(segmentation, segment_id, shifted).array.sum() == truth.mask.array.sum()
+
+
+def test_stray_islands_of_a_segment_are_counted_as_dropped_not_as_branches(mrml_scene, logic):
+    """A segment with stray islands (a voxel, a 2x2x2 blob: what TotalSegmentator masks often
+    hold) reported each as a zero-length one-point "branch": the summary said 6 branches, 4
+    curves were made. Now the summary's count, the branch table, the curves and the CLI's
+    summary.json (the same tree summary) agree, and the pieces left out are said."""
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
+    from segforge.vessel.tree import tree_from_result
+    from SegVesselLib.tree_nodes import summary_of
+
+    image, truth = synthetic_y_volume()
+    array = truth.mask.array.copy()
+    array[2, 2, 2] = 1
+    array[5:7, 40:42, 5:7] = 1
+    array[-8:-2, 3:6, 3:6] = 1  # a 3x3x6 blob: long enough for a short branch of its own
+    islands = truth.mask.with_array(array)
+    segmentation = new_segmentation_node(image, "Y")
+    (segment_id,) = write_label_segments(segmentation, islands, [SegmentSpec(1, "Y vessel")])
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False))
+    nodes = logic.vessel_tree_from_segment(segmentation, segment_id, parameters)
+
+    assert len(nodes.curves) == nodes.branch_table.GetNumberOfRows() == 4
+    assert summary_of(nodes).startswith("Done: 4 branches; 2 stray pieces too small for a branch left out;")
+    summary = tree_from_result(run_vessel_pipeline(None, parameters, segment=islands)).summary  # summary.json's
+    assert summary["branches"] == 4 and summary["dropped_pieces"] == 2

@@ -229,12 +229,16 @@ def model_choices() -> list[tuple[str, str]]:
 
 
 def summary(where: str, branches: Optional[int] = None, stenoses: Optional[int] = None,
-            surface: bool = False, dilatations: Optional[int] = None) -> str:
+            surface: bool = False, dilatations: Optional[int] = None, dropped_pieces: Optional[int] = None) -> str:
     """One line for a person: how many branches, stenoses and dilatations were found, and where the
-    vessels went."""
+    vessels went; stray pieces too small for a branch are said, not counted as branches."""
+    from segforge.vessel.tree import dropped_pieces_text
+
     parts = []
     if branches is not None:
         parts.append(f"{branches} branches")
+    if dropped_pieces:
+        parts.append(dropped_pieces_text(dropped_pieces))
     if stenoses is not None:
         parts.append(f"{stenoses} stenoses found")
     if dilatations:

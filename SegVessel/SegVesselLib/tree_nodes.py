@@ -251,5 +251,6 @@ def summary_of(result: Any) -> str:
 
     findings = rows_from_table(result.stenosis_table) if result.stenosis_table is not None else None
     kinds = [row.get("kind", "stenosis") for row in findings or []]
+    dropped = result.tree.summary.get("dropped_pieces") if result.tree is not None else None
     return summary(where, rows(result.branch_table), None if findings is None else kinds.count("stenosis"),
-                   result.surface_model is not None, kinds.count("dilatation"))
+                   result.surface_model is not None, kinds.count("dilatation"), dropped)
