@@ -150,17 +150,14 @@ class VesselForm(Form):
     def job(self) -> VesselJob:
         """The worker job these fields ask for: nothing beyond the mask runs the mask job alone; a
         segment is the mask, so from a segment only the tree job has something to do."""
+        from segforge.vessel.pipeline import refuse_points_without_centerlines
+
         if not self.segment_name:
             raise InputError("No segment name", "the segment name field is empty",
                              "enter a name for the vessel segment")
         inputs = self.inputs()
-        placed = [name for name, points in (("a source", self.source_lps is not None),
-                                             ("targets", bool(self.targets_lps)),
-                                             ("landmarks", bool(self.landmarks_lps))) if points]
-        if placed and not self.create_centerlines:
-            raise InputError(f"The points ({', '.join(placed)}) need the centerlines",
-                             "centerlines are off, so the points would be ignored",
-                             "turn the centerlines on, or remove the points")
+        refuse_points_without_centerlines(self.create_centerlines, self.source_lps, self.targets_lps,
+                                          self.landmarks_lps)  # the engine's rule: the mask job builds no parameters
         if not (self.create_centerlines or self.create_surface):
             if "segment" in inputs:
                 raise InputError("Nothing to compute from the segment", "the segment is the vessel mask, and "

@@ -86,6 +86,23 @@ class VesselPipelineParameters:
     surface: SurfaceParameters = field(default_factory=SurfaceParameters)
     outputs: VesselOutputs = field(default_factory=VesselOutputs)
 
+    def __post_init__(self) -> None:
+        refuse_points_without_centerlines(self.outputs.centerlines, self.endpoints.source_lps,
+                                          self.endpoints.targets_lps, self.sections.landmarks_lps)
+
+
+def refuse_points_without_centerlines(centerlines: bool, source_lps: Optional[tuple], targets_lps: tuple,
+                                      landmarks_lps: tuple) -> None:
+    """A source, targets or landmarks are where the centerlines run and are measured: with the
+    centerlines off they would be ignored without a word, so they are refused. The one rule for
+    the console, the CLI and the module forms (whose mask-only job builds no parameters)."""
+    placed = [name for name, points in (("a source", source_lps is not None), ("targets", bool(targets_lps)),
+                                         ("landmarks", bool(landmarks_lps))) if points]
+    if placed and not centerlines:
+        raise InputError(f"The points ({', '.join(placed)}) need the centerlines",
+                         "centerlines are off, so the points would be ignored",
+                         "turn the centerlines on, or remove the points")
+
 
 @dataclass
 class VesselResult:
