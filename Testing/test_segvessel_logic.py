@@ -510,3 +510,27 @@ def test_stray_islands_of_a_segment_are_counted_as_dropped_not_as_branches(mrml_
     assert summary_of(nodes).startswith("Done: 4 branches; 2 stray pieces too small for a branch left out;")
     summary = tree_from_result(run_vessel_pipeline(None, parameters, segment=islands)).summary  # summary.json's
     assert summary["branches"] == 4 and summary["dropped_pieces"] == 2
+
+
+def test_a_segment_given_by_its_name_from_the_console_is_taken(mrml_scene, logic):
+    """``vessel_tree_from_segment(segmentation, "Y vessel")``: the name instead of the ID gave
+    "has no segment 'Y vessel'. It may have been deleted." Now a name no other segment has is
+    taken; a name two segments share is refused listing the IDs and names the node holds."""
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
+
+    image, truth = synthetic_y_volume()
+    segmentation = new_segmentation_node(image, "Y")
+    (segment_id,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False))
+    nodes = logic.vessel_tree_from_segment(segmentation, "Y vessel", parameters)
+    assert nodes.segmentation.GetName() == "Y vessel vessels" and len(nodes.curves) == 3
+    np.testing.assert_array_equal(logic.segment_mask(segmentation, "Y vessel").array,
+                                  logic.segment_mask(segmentation, segment_id).array)
+
+    (twin_id,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")], on_existing="rename")
+    segmentation.GetSegmentation().GetSegment(twin_id).SetName("Y vessel")  # two of that name now
+    with pytest.raises(InputError) as caught:
+        logic.segment_mask(segmentation, "Y vessel")
+    assert caught.value.what == "Segmentation 'Y' has no segment 'Y vessel'"
+    assert "is the name of 2 segments" in caught.value.why and f'"Y vessel" (ID {segment_id})' in caught.value.why
+    assert "give the segment's ID" in caught.value.todo

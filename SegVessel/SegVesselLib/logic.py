@@ -17,7 +17,7 @@ from segforge.dicom.scene_export import DicomExportLogic
 from segforge.errors import InputError
 from segforge.image import Image
 from segforge.mrml.segments import (OnExisting, mask_from_segment, mask_on_segment_grid, refuse_before_writing,
-                                    share_outside)
+                                    segment_id_of, share_outside)
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
@@ -81,6 +81,7 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
         if segmentation_node is None:
             raise InputError("No segmentation is selected", "the input is a segment",
                              "select the segmentation that holds the vessel segment")
+        segment_id = segment_id_of(segmentation_node, segment_id)  # the console may give its name
         if volume_node is None:
             return mask_on_segment_grid(segmentation_node, segment_id, margin_mm=SNAP_MM)  # points snap that far
         mask = mask_from_segment(segmentation_node, segment_id, volume_node)
@@ -160,7 +161,10 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
                                  segment_name: str = "Vessels", on_existing: OnExisting = "error",
                                  progress: Optional[ProgressCallback] = None) -> VesselNodes:
         """Blocking: the vessel tree of a segment the user already has (the volume, when given,
-        sharpens the lumen edge), for the Python console."""
+        sharpens the lumen edge), for the Python console. ``segment_id``: the segment's ID, or its
+        name when no other segment has it."""
+        if input_segmentation is not None:
+            segment_id = segment_id_of(input_segmentation, segment_id)
         segment = self.segment_mask(input_segmentation, segment_id, volume_node)
         return self.start_vessel_tree(volume_node, parameters, segmentation_node, segment_name, on_existing,
                                       segment=segment, name=None if volume_node else _segment_name(
