@@ -195,3 +195,46 @@ def test_a_box_drawn_on_an_oblique_volume_is_the_box_drawn_and_keeps_the_vessel(
     (vessel_id,) = segment_ids_by_name(result.segmentation)["Vessels"]
     kept = mask_from_segment(result.segmentation, vessel_id, image).array > 0
     np.testing.assert_array_equal(kept, truth.mask.array > 0)
+
+
+# -- 7. point lists from a reloaded scene -------------------------------------------------------------
+
+
+def test_point_lists_of_a_reloaded_scene_are_used_and_placed_into(context, panel, tmp_path):
+    """A scene saved with the panel's source, targets and landmarks (.mrb) and opened in a new
+    session showed the lists but the panel ignored them ("no seed points", no source), and
+    pressing Targets made a second "SegVessel targets" node. Now the panel adopts them by name
+    and class: they are listed, in its form, and clicks go into them."""
+    from segforge.mrml import save_scene_bundle
+    from segforge_app.data_loading import load_paths
+
+    image, truth = y_volume()
+    segmentation = new_segmentation_node(image, "Y")
+    write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    source, target, landmark = (tuple(float(v) for v in p) for p in
+                                (truth.branches[0].points_lps[2], truth.branches[1].points_lps[80],
+                                 truth.branches[0].points_lps[60]))
+    panel.markups.add_point("source", source)
+    panel.markups.add_point("targets", target)
+    panel.markups.add_point("landmarks", landmark)
+    save_scene_bundle(tmp_path / "points.mrb", context.scene)
+    context.scene.Clear(False)  # the new session's empty scene, and a panel that made no node
+    context.refresh_nodes()
+    from segforge_app.vessel_panel import VesselPanel
+
+    reopened = VesselPanel(context)
+    context.set_state(segvessel_inputs=reopened.markups.describe())
+    assert context.state["segvessel_inputs"].startswith("no seed points; no box")
+    load_paths([tmp_path / "points.mrb"], context.scene)
+    context.refresh_nodes()
+    said = "no seed points; 1 source; 1 target; 1 landmark; no box (the whole volume)."
+    assert context.state["segvessel_inputs"] == said
+    loaded = context.scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+    context.set_state(segvessel_input_kind="segment", segvessel_input_segmentation=loaded.GetID())
+    form = reopened.form()
+    np.testing.assert_allclose(form.source_lps, source, atol=1e-4)
+    np.testing.assert_allclose(form.targets_lps, [target], atol=1e-4)
+    np.testing.assert_allclose(form.landmarks_lps, [landmark], atol=1e-4)
+    reopened.markups.add_point("targets", source)  # a second target goes into the loaded list
+    targets = context.scene.GetNodesByClassByName("vtkMRMLMarkupsFiducialNode", "SegVessel targets")
+    assert targets.GetNumberOfItems() == 1 and targets.GetItemAsObject(0).GetNumberOfControlPoints() == 2

@@ -84,6 +84,8 @@ class VesselPanel(ModulePanel):
         self.markups = VesselMarkups(context, self._markups_changed)
         for name, value in (("place", ""), ("place_hint", ""), ("inputs", self.markups.describe())):
             state.setdefault(_k(name), value)
+        # a scene loaded (a .mrb with the panel's point lists) or edited elsewhere: say what is used
+        state.change(NODES_KEY)(lambda **_: self._set(inputs=self.markups.describe()))
         state.change(_k("preset"))(self.on_preset)
         state.change(*(_k(name) for name in PRESET_FIELDS))(self.on_field)
 
