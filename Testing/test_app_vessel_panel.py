@@ -238,3 +238,41 @@ def test_point_lists_of_a_reloaded_scene_are_used_and_placed_into(context, panel
     reopened.markups.add_point("targets", source)  # a second target goes into the loaded list
     targets = context.scene.GetNodesByClassByName("vtkMRMLMarkupsFiducialNode", "SegVessel targets")
     assert targets.GetNumberOfItems() == 1 and targets.GetItemAsObject(0).GetNumberOfControlPoints() == 2
+
+
+# -- 8. the segment list follows the chosen segmentation -------------------------------------------------
+
+
+def test_the_segment_list_follows_segments_added_renamed_and_removed(context, panel):
+    """The Vessel segment select listened only to the segmentation choice and the node list:
+    a segment added (SegInteractive's new segment), renamed or removed left it stale, and a
+    removed chosen segment was run as its raw ID. Now the list follows the segmentation's
+    segments, and a chosen segment removed leaves no choice (Run asks for one) rather than
+    another segment chosen behind the user's back."""
+    image, truth = y_volume()
+    segmentation = new_segmentation_node(image, "Y")
+    (liver,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Liver")])
+    context.refresh_nodes()
+    context.set_state(segvessel_input_kind="segment", segvessel_input_segmentation=segmentation.GetID(),
+                      segvessel_create_surface=False)
+
+    def listed():
+        return [row["title"] for row in context.state["segvessel_input_segments"]]
+
+    assert listed() == ["Liver"] and context.state["segvessel_segment"] == liver
+    aorta = segmentation.GetSegmentation().AddEmptySegment("", "Aorta", [1.0, 0.0, 0.0])
+    assert listed() == ["Liver", "Aorta"]
+    segmentation.GetSegmentation().GetSegment(liver).SetName("Renamed")
+    assert listed() == ["Renamed", "Aorta"] and context.state["segvessel_segment"] == liver
+    segmentation.GetSegmentation().RemoveSegment(liver)
+    assert listed() == ["Aorta"] and context.state["segvessel_segment"] == ""
+    job, error = run_panel(context, panel)
+    assert error["what"] == "No segment is chosen"
+    assert job is None or job["state"] != "done"
+    context.set_state(segvessel_segment=aorta)  # the user chooses again; the other segmentation's list is not followed
+    other = new_segmentation_node(image, "Other")
+    write_label_segments(other, truth.mask, [SegmentSpec(1, "Vessel")])
+    context.refresh_nodes()
+    context.set_state(segvessel_input_segmentation=other.GetID())
+    segmentation.GetSegmentation().AddEmptySegment("", "Late", [0.0, 1.0, 0.0])
+    assert listed() == ["Vessel"]

@@ -110,12 +110,41 @@ class VesselPanel(ModulePanel):
             self.state[_k("preset")] = form.shown_preset()
 
     def on_input_segmentation(self, **_: Any) -> None:
-        """List the chosen segmentation's segments; keep the chosen segment while it is there, else the first."""
-        rows = segment_rows(self.input_segmentation())
+        """List the chosen segmentation's segments; keep the chosen segment while it is there, else the first.
+        The list follows the segmentation's segments being added, renamed or removed from then on."""
+        segmentation = self.input_segmentation()
+        self._observe_segments(segmentation)
+        rows = segment_rows(segmentation)
         self.state[_k("input_segments")] = [{"title": row["name"], "value": row["id"]} for row in rows]
         ids = [row["id"] for row in rows]
         if self.state[_k("segment")] not in ids:
             self.state[_k("segment")] = ids[0] if ids else ""
+
+    def _observe_segments(self, segmentation_node: Optional[Any]) -> None:
+        """Follow the segments of the chosen segmentation: the list went stale when a segment was
+        added, renamed or removed without the scene's node list changing (SegInteractive's new
+        segment), and a removed chosen segment was run as a raw segment ID."""
+        import slicer
+
+        segmentation = segmentation_node.GetSegmentation() if segmentation_node is not None else None
+        observed, tags = getattr(self, "_segments_observed", (None, []))
+        if observed is segmentation:
+            return
+        for tag in tags:
+            observed.RemoveObserver(tag)
+        tags = [] if segmentation is None else [
+            segmentation.AddObserver(event, lambda *_: self.context.shows_errors(self._segments_changed)())
+            for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
+                          slicer.vtkSegmentation.SegmentModified)]
+        self._segments_observed = (segmentation, tags)
+
+    def _segments_changed(self) -> None:
+        """The chosen segmentation's segments changed: list them again; a chosen segment removed is
+        not replaced by another behind the user's back (Run asks to choose one)."""
+        rows = segment_rows(self.input_segmentation())
+        ids = [row["id"] for row in rows]
+        self._set(input_segments=[{"title": row["name"], "value": row["id"]} for row in rows],
+                  **({} if self.state[_k("segment")] in ids else {"segment": ""}))
 
     def input_segmentation(self) -> Any:
         """The segmentation holding the vessel segment; None when none is chosen."""
