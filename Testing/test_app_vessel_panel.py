@@ -276,3 +276,32 @@ def test_the_segment_list_follows_segments_added_renamed_and_removed(context, pa
     context.set_state(segvessel_input_segmentation=other.GetID())
     segmentation.GetSegmentation().AddEmptySegment("", "Late", [0.0, 1.0, 0.0])
     assert listed() == ["Vessel"]
+
+
+# -- 9. a segment-only result is not "of" the volume ----------------------------------------------------
+
+
+def test_a_segment_only_result_is_not_titled_after_an_unused_volume(context, panel):
+    """With a volume in the scene (so chosen in the volume select) and the segment alone as
+    input, the result was titled "SegVessel: ... of MRA" and carried the MRA's id for Export to
+    DICOM, a volume the job never used. Now only a job that takes the image names one."""
+    from segforge.mrml.volumes import volume_node_from_image
+
+    image, truth = y_volume()
+    volume = volume_node_from_image(image, "MRA")
+    segmentation = new_segmentation_node(image, "Y")
+    write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    context.refresh_nodes()
+    assert context.state["segvessel_volume"] == volume.GetID()  # the select follows the scene's volume
+    context.set_state(segvessel_input_kind="segment", segvessel_input_segmentation=segmentation.GetID(),
+                      segvessel_create_surface=False, segvessel_create_stenoses=False)
+    job, error = run_panel(context, panel)
+    assert error is None and job["state"] == "done", (job, error)
+    (result,) = context.results.values()
+    assert result.title == "SegVessel: Y vessel vessels" and result.volume_id is None
+
+    context.set_state(segvessel_input_kind="both", segvessel_output="", segvessel_segment_name="Vessels 2")
+    job, error = run_panel(context, panel)
+    assert error is None and job["state"] == "done", (job, error)
+    newest = context.results[list(context.results)[-1]]
+    assert newest.title.endswith(" of MRA") and newest.volume_id == volume.GetID()

@@ -201,6 +201,11 @@ class VesselPanel(ModulePanel):
                              "load or make a segmentation, then choose it and its vessel segment")
         return volume, segmentation
 
+    def job_volume(self) -> Optional[Any]:
+        """The volume only when the form's job takes the image: a segment-only result was titled
+        "of <volume>" and carried that volume's id, a volume it never used."""
+        return self._inputs(self.form())[0]
+
     def check(self) -> Optional[str]:
         form = self.form()
         self._inputs(form)
