@@ -1,6 +1,7 @@
 """SegVesselLogic end to end: a real MRML scene, a real worker subprocess, the real CTA."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -446,3 +447,90 @@ def test_an_output_segmentation_deleted_during_the_job_gets_a_new_one(mrml_scene
     segmentation = job.wait()
     assert segmentation is not gone and segmentation.GetScene() is mrml_scene
     assert segment_ids_by_name(segmentation)["Vessels"]
+
+
+def test_a_segment_tree_started_without_a_name_is_named_by_default(mrml_scene, logic):
+    """``start_vessel_tree(None, ..., segment=...)`` from the console without ``name=``: the
+    nodes were named after the volume, which is None, so the finish failed with an
+    AttributeError once the whole job had run and nothing reached the scene."""
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
+
+    image, truth = synthetic_y_volume()
+    segmentation = new_segmentation_node(image, "Y")
+    (segment_id,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False))
+    nodes = logic.start_vessel_tree(None, parameters, segment=logic.segment_mask(segmentation, segment_id)).wait()
+    assert nodes.segmentation.GetName() == "Vessels vessels"
+    assert nodes.curves and all(c.GetName().startswith("Vessels branch ") for c in nodes.curves)
+
+
+def test_a_segment_reaching_past_its_volume_is_refused_naming_the_share_outside(mrml_scene, logic):
+    """"A segment and its volume" with a volume covering part of the segment analysed only that
+    part (2073 of 3155 voxels) without a word. Now it is refused with the share outside and what
+    to choose instead; a volume on a grid shifted by less than half a voxel (resampling
+    round-off at the edge) still takes the whole segment, on the oblique anisotropic grid."""
+    image, truth = synthetic_y_volume()
+    segmentation = new_segmentation_node(image, "Y")
+    (segment_id,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    cropped = volume_node_from_image(Image(image.array[:, :, :28].copy(), image.spacing, image.origin_lps,
+                                           image.direction_lps), "Cropped MRA")
+    with pytest.raises(InputError) as caught:
+        logic.segment_mask(segmentation, segment_id, cropped)
+    assert re.fullmatch(r"\d+% of the segment 'Y vessel' lies outside the volume 'Cropped MRA'", caught.value.what)
+    assert 25 <= int(caught.value.what.split("%")[0]) <= 40  # a third of the Y lies past i = 27
+    assert "segment alone" in caught.value.todo and "covers the whole segment" in caught.value.todo
+
+    shift = 0.4 * image.spacing[0] * np.asarray(image.direction_lps)[:, 0]  # along the volume's first axis
+    shifted = volume_node_from_image(Image(image.array, image.spacing, tuple(np.add(image.origin_lps, shift)),
+                                           image.direction_lps), "Shifted MRA")
+    assert logic.segment_mask(segmentation, segment_id, shifted).array.sum() == truth.mask.array.sum()
+
+
+def test_stray_islands_of_a_segment_are_counted_as_dropped_not_as_branches(mrml_scene, logic):
+    """A segment with stray islands (a voxel, a 2x2x2 blob: what TotalSegmentator masks often
+    hold) reported each as a zero-length one-point "branch": the summary said 6 branches, 4
+    curves were made. Now the summary's count, the branch table, the curves and the CLI's
+    summary.json (the same tree summary) agree, and the pieces left out are said."""
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters, run_vessel_pipeline
+    from segforge.vessel.tree import tree_from_result
+    from SegVesselLib.tree_nodes import summary_of
+
+    image, truth = synthetic_y_volume()
+    array = truth.mask.array.copy()
+    array[2, 2, 2] = 1
+    array[5:7, 40:42, 5:7] = 1
+    array[-8:-2, 3:6, 3:6] = 1  # a 3x3x6 blob: long enough for a short branch of its own
+    islands = truth.mask.with_array(array)
+    segmentation = new_segmentation_node(image, "Y")
+    (segment_id,) = write_label_segments(segmentation, islands, [SegmentSpec(1, "Y vessel")])
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False))
+    nodes = logic.vessel_tree_from_segment(segmentation, segment_id, parameters)
+
+    assert len(nodes.curves) == nodes.branch_table.GetNumberOfRows() == 4
+    assert summary_of(nodes).startswith("Done: 4 branches; 2 stray pieces too small for a branch left out;")
+    summary = tree_from_result(run_vessel_pipeline(None, parameters, segment=islands)).summary  # summary.json's
+    assert summary["branches"] == 4 and summary["dropped_pieces"] == 2
+
+
+def test_a_segment_given_by_its_name_from_the_console_is_taken(mrml_scene, logic):
+    """``vessel_tree_from_segment(segmentation, "Y vessel")``: the name instead of the ID gave
+    "has no segment 'Y vessel'. It may have been deleted." Now a name no other segment has is
+    taken; a name two segments share is refused listing the IDs and names the node holds."""
+    from segforge.vessel.pipeline import VesselOutputs, VesselPipelineParameters
+
+    image, truth = synthetic_y_volume()
+    segmentation = new_segmentation_node(image, "Y")
+    (segment_id,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")])
+    parameters = VesselPipelineParameters(outputs=VesselOutputs(surface=False))
+    nodes = logic.vessel_tree_from_segment(segmentation, "Y vessel", parameters)
+    assert nodes.segmentation.GetName() == "Y vessel vessels" and len(nodes.curves) == 3
+    np.testing.assert_array_equal(logic.segment_mask(segmentation, "Y vessel").array,
+                                  logic.segment_mask(segmentation, segment_id).array)
+
+    (twin_id,) = write_label_segments(segmentation, truth.mask, [SegmentSpec(1, "Y vessel")], on_existing="rename")
+    segmentation.GetSegmentation().GetSegment(twin_id).SetName("Y vessel")  # two of that name now
+    with pytest.raises(InputError) as caught:
+        logic.segment_mask(segmentation, "Y vessel")
+    assert caught.value.what == "Segmentation 'Y' has no segment 'Y vessel'"
+    assert "is the name of 2 segments" in caught.value.why and f'"Y vessel" (ID {segment_id})' in caught.value.why
+    assert "give the segment's ID" in caught.value.todo

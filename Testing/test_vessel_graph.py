@@ -197,14 +197,18 @@ def test_empty_mask_is_a_clear_input_error():
         centerline_graph(Image(np.zeros((5, 6, 7), np.uint8)))
 
 
-def test_single_voxel_is_a_one_point_vessel():
+def test_single_voxel_is_a_dropped_piece_not_a_branch():
+    """A lone voxel has no length or direction: reported as a one-point "branch" it made a
+    zero-length table row and a branch count above the curves made (a stray island of a
+    TotalSegmentator mask); it is counted as a dropped piece instead."""
     array = np.zeros((5, 6, 7), bool)
     array[2, 3, 4] = True
     graph = _graph(array, (0.7, 1.3, 2.9))
-    (branch,) = graph.branches
-    assert branch.points_lps.shape == (1, 3) and branch.length_mm == 0
-    assert np.allclose(branch.points_lps[0], [4 * 0.7, 3 * 1.3, 2 * 2.9])
-    assert graph.nodes[0].kind == ENDPOINT
+    assert graph.branches == () and graph.nodes == () and graph.dropped_pieces == 1
+    array[2, 3, 0:7] = True  # grown into a short vessel it is one again
+    graph = _graph(array, (0.7, 1.3, 2.9))
+    assert len(graph.branches) == 1 and graph.dropped_pieces == 0
+    assert [node.kind for node in graph.nodes] == [ENDPOINT, ENDPOINT]
 
 
 def test_one_voxel_thin_vessels_in_two_components():

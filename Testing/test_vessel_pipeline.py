@@ -288,3 +288,24 @@ def test_a_box_limits_a_segment_as_it_limits_an_image():
     with pytest.raises(InputError, match="holds none of the segment"):
         run_vessel_pipeline(None, VesselPipelineParameters(mask=VesselMaskParameters(roi_lps=beside),
                                                            outputs=SEGMENT_ONLY.outputs), segment=mask)
+
+
+@pytest.mark.parametrize("points, named", [
+    ({"endpoints": {"source_lps": (1.0, 2.0, 3.0)}}, "a source"),
+    ({"endpoints": {"source_lps": (1.0, 2.0, 3.0), "targets_lps": ((4.0, 5.0, 6.0),)}}, "a source, targets"),
+    ({"sections": {"landmarks_lps": ((1.0, 2.0, 3.0),)}}, "landmarks"),
+])
+def test_points_with_the_centerlines_off_are_refused_by_the_engine(points, named):
+    """From the console (``VesselOutputs(centerlines=False)`` with a source, targets or landmarks)
+    the points were accepted and silently ignored; only the module form refused them. The rule
+    is now the engine's, so every front end gets it."""
+    from segforge.vessel.cross_sections import SectionParameters
+    from segforge.vessel.endpoints import EndpointParameters
+
+    given = {"endpoints": EndpointParameters(**points.get("endpoints", {})),
+             "sections": SectionParameters(**points.get("sections", {}))}
+    with pytest.raises(InputError) as caught:
+        VesselPipelineParameters(outputs=VesselOutputs(centerlines=False, stenoses=False), **given)
+    assert caught.value.what == f"The points ({named}) need the centerlines"
+    assert "turn the centerlines on" in caught.value.todo
+    VesselPipelineParameters(outputs=VesselOutputs(), **given)  # with the centerlines on they are taken

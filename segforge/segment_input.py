@@ -28,6 +28,10 @@ LISTED = 40
 #: More distinct values than this, without names, is a grey image rather than a label map
 #: (TotalSegmentator's largest task has 117 classes; a CT or MR holds thousands of values).
 MAX_UNNAMED_LABELS = 1000
+#: At most this many distinct values (background included) in an integer image: a mask or label
+#: map, not a CT or MR (which hold thousands). The vessel engine refuses such an image as its grey
+#: input and the web app loads such a file as a segmentation: one rule, :func:`few_values`.
+FEW_VALUES = 8
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,43 @@ def _label_values(array: np.ndarray) -> np.ndarray:
     else:
         values = np.unique(array)
     return values[values != 0]
+
+
+# -- a volume file that is a label map --------------------------------------------------------------
+
+
+def few_values(array: np.ndarray) -> Optional[np.ndarray]:
+    """The distinct values of an integer (or boolean) image holding at most :data:`FEW_VALUES` of
+    them, background included: a mask or label map; None for a grey image.
+
+    A large image is first looked at on a strided sample (a CT rejects in milliseconds), then
+    counted whole, so a label held by a few voxels only is not missed.
+    """
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
+        return None
+    if array.size > 1 << 22 and len(np.unique(array[:: max(1, array.shape[0] // 16), ::4, ::4])) > FEW_VALUES:
+        return None
+    values = np.unique(array)
+    return values if len(values) <= FEW_VALUES else None
+
+
+def label_map_segments(array: np.ndarray, path: Optional[Path] = None) -> list[FileSegment]:
+    """The segments of a volume file's voxels when the file is a label map, else [] (a grey image,
+    or nothing set).
+
+    A label map is an integer image of :func:`few_values`, or one whose every label value is named
+    by the file (TotalSegmentator's multi-label output: up to 117 named classes; see
+    :func:`segforge.label_names.label_names_of`). Names come from the file where it gives them.
+    """
+    names = label_names_of(path) if path is not None else {}
+    values = few_values(array)
+    if values is None and names and np.issubdtype(array.dtype, np.integer):
+        present = _label_values(array)
+        if len(present) <= MAX_UNNAMED_LABELS and all(int(v) in names for v in present):
+            values = present
+    if values is None or (len(values) and values.min() < 0):
+        return []
+    return [FileSegment(int(v), " or ".join(names.get(int(v), ()))) for v in values if v != 0]
 
 
 # -- the choice -------------------------------------------------------------------------------------

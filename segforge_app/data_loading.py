@@ -101,7 +101,7 @@ def _load_file(path: Path, scene: Any) -> None:
     elif suffix == ".mrb":
         load_scene_bundle(path, scene)
     elif suffix in VOLUME_SUFFIXES:
-        load_volume(path, scene=scene)
+        _segmentation_if_label_map(load_volume(path, scene=scene), path, scene)
     elif suffix in MODEL_SUFFIXES:
         load_model(path, scene=scene)
     elif suffix in TABLE_SUFFIXES:
@@ -110,6 +110,37 @@ def _load_file(path: Path, scene: Any) -> None:
         raise InputError(f"SegForge does not read {path.name}", "its file type is not one it knows",
                          "give NIfTI, NRRD, MHA, .seg.nrrd, .mrk.json, .mrb, a model, a table "
                          "or a folder holding one DICOM series")
+
+
+def _segmentation_if_label_map(volume: Any, path: Path, scene: Any) -> Any:
+    """A volume file that is a label map (a mask, TotalSegmentator's output; the rule:
+    :func:`segforge.segment_input.label_map_segments`, the CLI's ``--segment FILE`` reader's) as a
+    segmentation node, one segment per label, named as the file names them; else the volume.
+
+    What Slicer users expect of a label map (Slicer's "Import labelmap to segmentation", the
+    TotalSegmentator extension's result): the modules take segments as their segment input,
+    and a label map left as a grey volume could only be refused as "not a CTA".
+    """
+    from segforge.mrml.segments import SegmentSpec, new_segmentation_node, write_label_segments
+    from segforge.mrml.volumes import image_from_volume_node
+    from segforge.organ.terminology import palette_color
+    from segforge.segment_input import label_map_segments
+
+    image = image_from_volume_node(volume)
+    segments = label_map_segments(image.array, path)
+    if not segments:
+        return volume
+    name = volume.GetName()
+    specs = [SegmentSpec(s.value, s.name or (name if len(segments) == 1 else f"{name} label {s.value}"),
+                         palette_color(s.name or str(s.value))) for s in segments]
+    segmentation = new_segmentation_node(image, name, scene=scene)
+    write_label_segments(segmentation, image, specs)
+    for helper in (volume.GetDisplayNode(), volume.GetStorageNode()):
+        if helper is not None:
+            scene.RemoveNode(helper)
+    scene.RemoveNode(volume)
+    segmentation.SetName(name)  # the file's name, now that the volume no longer holds it
+    return segmentation
 
 
 def _load_dicom_folder(folder: Path, scene: Any) -> None:

@@ -79,9 +79,14 @@ class ModulePanel:
         if choice in ("replace", "rename"):
             self._start(choice)
 
+    def job_volume(self) -> Optional[Any]:
+        """The volume the job is run on (what its result is titled after and refers to); None when
+        its inputs hold none (a panel whose job may take a segment alone says so)."""
+        return node_of(self.context, self.state[self.k("volume")], "vtkMRMLScalarVolumeNode")
+
     def _start(self, on_existing: str) -> None:
+        volume = self.job_volume()
         job = self.start_job(on_existing)
-        volume = node_of(self.context, self.state[self.k("volume")], "vtkMRMLScalarVolumeNode")
         self.state[self.k("summary")] = ""
         self.context.jobs.start(self.key, job, lambda result: self._done(result, volume), self.cancelled)
 

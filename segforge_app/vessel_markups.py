@@ -14,6 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
+import vtk
 
 from .interactive_clicks import ClickPlacement, box_from_corners, point_ras, set_roi
 
@@ -45,17 +46,38 @@ class VesselMarkups:
 
     # -- the nodes (made on first use; made again if the user's scene lost them) -------------------
 
-    def _node(self, role: str) -> Any:
+    def _known(self, role: str) -> Optional[Any]:
+        """The node of ``role`` in the scene: the one this panel made, else one of the role's name
+        and class already there (a scene reloaded from a .mrb, a node another session made),
+        adopted so its points are used and clicks go into it instead of a second node of the
+        same name. None when there is none."""
         node = self._nodes.get(role)
-        if node is not None and node.GetScene() is self.context.scene:
+        scene = self.context.scene
+        if node is not None and node.GetScene() is scene:
+            return node
+        name, node_class = _name_and_class(role)
+        found = scene.GetNodesByClassByName(node_class, name)
+        node = found.GetItemAsObject(0) if found.GetNumberOfItems() else None
+        if node is None:
+            self._nodes.pop(role, None)
+            return None
+        if role != "roi":
+            self.clicks.observe(node)
+        self._nodes[role] = node
+        return node
+
+    def _node(self, role: str) -> Any:
+        node = self._known(role)
+        if node is not None:
             return node
         scene = self.context.scene
+        name, node_class = _name_and_class(role)
         if role == "roi":
-            node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", ROI_NAME)
+            node = scene.AddNewNodeByClass(node_class, name)
             node.CreateDefaultDisplayNodes()
         else:
-            name, color = POINT_LISTS.get(role, (f"{ROI_NAME} corners", SEED_COLOR))
-            node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+            color = POINT_LISTS.get(role, (name, SEED_COLOR))[1]
+            node = scene.AddNewNodeByClass(node_class, name)
             node.CreateDefaultDisplayNodes()
             display = node.GetDisplayNode()
             display.SetSelectedColor(*color)
@@ -71,8 +93,8 @@ class VesselMarkups:
 
     def points(self, role: str) -> Optional[Any]:
         """The point list of ``role`` ("seeds", "source", "targets", "landmarks"), or None when empty."""
-        node = self._nodes.get(role)
-        return node if node is not None and node.GetScene() is not None and node.GetNumberOfControlPoints() else None
+        node = self._known(role)
+        return node if node is not None and node.GetNumberOfControlPoints() else None
 
     def add_point(self, role: str, point_lps: tuple) -> None:
         """A point placed by value (a script, or a test standing in for a click), LPS mm."""
@@ -85,8 +107,7 @@ class VesselMarkups:
 
     def roi(self) -> Optional[Any]:
         """The ROI node, or None when no box was drawn."""
-        node = self._nodes.get("roi")
-        return node if node is not None and node.GetScene() is self.context.scene else None
+        return self._known("roi")
 
     # -- placing -----------------------------------------------------------------------------------
 
@@ -109,11 +130,12 @@ class VesselMarkups:
     def clear(self, what: str) -> None:
         """Remove the points of a list ("seeds", "source", "targets", "landmarks"), or the box ("roi")."""
         if what in POINT_LISTS:
-            if self._nodes.get(what) is not None:
+            if self._known(what) is not None:
                 self._nodes[what].RemoveAllControlPoints()
         else:
-            roi = self._nodes.pop("roi", None)
-            if roi is not None and roi.GetScene() is not None:
+            roi = self._known("roi")
+            self._nodes.pop("roi", None)
+            if roi is not None:
                 roi.GetScene().RemoveNode(roi)
         self.on_change()
 
@@ -144,6 +166,20 @@ class VesselMarkups:
         self.mode = ""
         self.on_change()
 
+    def _shown_ijk_to_ras(self) -> Optional[np.ndarray]:
+        """The IJK-to-RAS matrix of the volume the slice views show (trame-slicer turns them to its
+        axes), None when none is shown (the views then follow the patient axes)."""
+        from segforge.mrml.convert import array_from_vtk_matrix
+
+        from .results import shown_volume_id
+
+        volume = self.context.scene.GetNodeByID(shown_volume_id(self.context) or "")
+        if volume is None or not volume.IsA("vtkMRMLVolumeNode"):
+            return None
+        matrix = vtk.vtkMatrix4x4()
+        volume.GetIJKToRASMatrix(matrix)
+        return array_from_vtk_matrix(matrix)
+
     def _on_placed(self, point_list: Any, _index: int) -> None:
         """A point was defined in a view: act once VTK is done with the click (a box changes the list)."""
         asyncio.get_event_loop().call_soon(self.context.shows_errors(self._use_point), point_list)
@@ -155,9 +191,19 @@ class VesselMarkups:
                 source.RemoveNthControlPoint(0)
         corners = self._nodes.get("corners")
         if point_list is corners and corners.GetNumberOfControlPoints() >= 2:
-            centre, size, _ = box_from_corners(point_ras(corners, 0), point_ras(corners, 1))  # patient axes
+            # along the shown volume's axes (the views show its own slices): along the patient axes
+            # a box drawn on a tilted or oblique volume became a thin slab cutting the vessel
+            centre, size, axes = box_from_corners(point_ras(corners, 0), point_ras(corners, 1),
+                                                  self._shown_ijk_to_ras())
             corners.RemoveAllControlPoints()
             roi = self._node("roi")
-            set_roi(roi, centre, np.maximum(size, 1.0))
+            set_roi(roi, centre, np.maximum(size, 1.0), axes)
             self.stop()
         self.on_change()
+
+
+def _name_and_class(role: str) -> tuple[str, str]:
+    """The node name and MRML class of a role's node: what the panel makes and what it adopts."""
+    if role == "roi":
+        return ROI_NAME, "vtkMRMLMarkupsROINode"
+    return POINT_LISTS.get(role, (f"{ROI_NAME} corners", None))[0], "vtkMRMLMarkupsFiducialNode"

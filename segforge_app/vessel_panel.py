@@ -84,6 +84,8 @@ class VesselPanel(ModulePanel):
         self.markups = VesselMarkups(context, self._markups_changed)
         for name, value in (("place", ""), ("place_hint", ""), ("inputs", self.markups.describe())):
             state.setdefault(_k(name), value)
+        # a scene loaded (a .mrb with the panel's point lists) or edited elsewhere: say what is used
+        state.change(NODES_KEY)(lambda **_: self._set(inputs=self.markups.describe()))
         state.change(_k("preset"))(self.on_preset)
         state.change(*(_k(name) for name in PRESET_FIELDS))(self.on_field)
 
@@ -108,12 +110,41 @@ class VesselPanel(ModulePanel):
             self.state[_k("preset")] = form.shown_preset()
 
     def on_input_segmentation(self, **_: Any) -> None:
-        """List the chosen segmentation's segments; keep the chosen segment while it is there, else the first."""
-        rows = segment_rows(self.input_segmentation())
+        """List the chosen segmentation's segments; keep the chosen segment while it is there, else the first.
+        The list follows the segmentation's segments being added, renamed or removed from then on."""
+        segmentation = self.input_segmentation()
+        self._observe_segments(segmentation)
+        rows = segment_rows(segmentation)
         self.state[_k("input_segments")] = [{"title": row["name"], "value": row["id"]} for row in rows]
         ids = [row["id"] for row in rows]
         if self.state[_k("segment")] not in ids:
             self.state[_k("segment")] = ids[0] if ids else ""
+
+    def _observe_segments(self, segmentation_node: Optional[Any]) -> None:
+        """Follow the segments of the chosen segmentation: the list went stale when a segment was
+        added, renamed or removed without the scene's node list changing (SegInteractive's new
+        segment), and a removed chosen segment was run as a raw segment ID."""
+        import slicer
+
+        segmentation = segmentation_node.GetSegmentation() if segmentation_node is not None else None
+        observed, tags = getattr(self, "_segments_observed", (None, []))
+        if observed is segmentation:
+            return
+        for tag in tags:
+            observed.RemoveObserver(tag)
+        tags = [] if segmentation is None else [
+            segmentation.AddObserver(event, lambda *_: self.context.shows_errors(self._segments_changed)())
+            for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
+                          slicer.vtkSegmentation.SegmentModified)]
+        self._segments_observed = (segmentation, tags)
+
+    def _segments_changed(self) -> None:
+        """The chosen segmentation's segments changed: list them again; a chosen segment removed is
+        not replaced by another behind the user's back (Run asks to choose one)."""
+        rows = segment_rows(self.input_segmentation())
+        ids = [row["id"] for row in rows]
+        self._set(input_segments=[{"title": row["name"], "value": row["id"]} for row in rows],
+                  **({} if self.state[_k("segment")] in ids else {"segment": ""}))
 
     def input_segmentation(self) -> Any:
         """The segmentation holding the vessel segment; None when none is chosen."""
@@ -169,6 +200,11 @@ class VesselPanel(ModulePanel):
             raise InputError("No segmentation is chosen", "the input is a vessel segment",
                              "load or make a segmentation, then choose it and its vessel segment")
         return volume, segmentation
+
+    def job_volume(self) -> Optional[Any]:
+        """The volume only when the form's job takes the image: a segment-only result was titled
+        "of <volume>" and carried that volume's id, a volume it never used."""
+        return self._inputs(self.form())[0]
 
     def check(self) -> Optional[str]:
         form = self.form()

@@ -150,17 +150,14 @@ class VesselForm(Form):
     def job(self) -> VesselJob:
         """The worker job these fields ask for: nothing beyond the mask runs the mask job alone; a
         segment is the mask, so from a segment only the tree job has something to do."""
+        from segforge.vessel.pipeline import refuse_points_without_centerlines
+
         if not self.segment_name:
             raise InputError("No segment name", "the segment name field is empty",
                              "enter a name for the vessel segment")
         inputs = self.inputs()
-        placed = [name for name, points in (("a source", self.source_lps is not None),
-                                             ("targets", bool(self.targets_lps)),
-                                             ("landmarks", bool(self.landmarks_lps))) if points]
-        if placed and not self.create_centerlines:
-            raise InputError(f"The points ({', '.join(placed)}) need the centerlines",
-                             "centerlines are off, so the points would be ignored",
-                             "turn the centerlines on, or remove the points")
+        refuse_points_without_centerlines(self.create_centerlines, self.source_lps, self.targets_lps,
+                                          self.landmarks_lps)  # the engine's rule: the mask job builds no parameters
         if not (self.create_centerlines or self.create_surface):
             if "segment" in inputs:
                 raise InputError("Nothing to compute from the segment", "the segment is the vessel mask, and "
@@ -229,12 +226,16 @@ def model_choices() -> list[tuple[str, str]]:
 
 
 def summary(where: str, branches: Optional[int] = None, stenoses: Optional[int] = None,
-            surface: bool = False, dilatations: Optional[int] = None) -> str:
+            surface: bool = False, dilatations: Optional[int] = None, dropped_pieces: Optional[int] = None) -> str:
     """One line for a person: how many branches, stenoses and dilatations were found, and where the
-    vessels went."""
+    vessels went; stray pieces too small for a branch are said, not counted as branches."""
+    from segforge.vessel.tree import dropped_pieces_text
+
     parts = []
     if branches is not None:
         parts.append(f"{branches} branches")
+    if dropped_pieces:
+        parts.append(dropped_pieces_text(dropped_pieces))
     if stenoses is not None:
         parts.append(f"{stenoses} stenoses found")
     if dilatations:

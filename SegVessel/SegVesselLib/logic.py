@@ -16,7 +16,8 @@ from typing import Any, Optional, Sequence
 from segforge.dicom.scene_export import DicomExportLogic
 from segforge.errors import InputError
 from segforge.image import Image
-from segforge.mrml.segments import OnExisting, mask_from_segment, mask_on_segment_grid, refuse_before_writing
+from segforge.mrml.segments import (OnExisting, mask_from_segment, mask_on_segment_grid, refuse_before_writing,
+                                    segment_id_of, share_outside)
 from segforge.mrml.volumes import image_from_volume_node
 from segforge.progress import ProgressCallback
 from segforge.vessel import VesselMaskParameters
@@ -28,7 +29,7 @@ from segforge.worker import JobResult, ModuleJob, RemoteJob, WorkerLogic
 from .fine_tune import FineTuneForm, ScenePair, start_fine_tune
 from .form import VesselForm
 from .dicom_export import vessel_dicom_export
-from .tree_nodes import VesselNodes, write_vessel_segment, write_vessel_tree
+from .tree_nodes import VesselNodes, base_name, write_vessel_segment, write_vessel_tree
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,15 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
     @staticmethod
     def segment_mask(segmentation_node: Optional[Any], segment_id: str, volume_node: Optional[Any] = None) -> Image:
         """A segment as the engine's vessel mask: on the volume's grid when a volume is given (so
-        the two share one grid), else on the segment's own labelmap grid."""
+        the two share one grid), else on the segment's own labelmap grid.
+
+        A segment reaching past the volume is refused: on the volume's grid the part outside
+        would be dropped without a word, and the tree, lengths and findings would describe a
+        cut vessel (see :func:`segforge.mrml.segments.share_outside`)."""
         if segmentation_node is None:
             raise InputError("No segmentation is selected", "the input is a segment",
                              "select the segmentation that holds the vessel segment")
+        segment_id = segment_id_of(segmentation_node, segment_id)  # the console may give its name
         if volume_node is None:
             return mask_on_segment_grid(segmentation_node, segment_id, margin_mm=SNAP_MM)  # points snap that far
         mask = mask_from_segment(segmentation_node, segment_id, volume_node)
@@ -83,6 +89,13 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
             raise InputError(f"The segment '{_segment_name(segmentation_node, segment_id)}' has no voxel inside "
                              f"the volume '{volume_node.GetName()}'", "it is empty, or lies outside the volume",
                              "choose the volume the segment was made on, or the segment alone as input")
+        outside = share_outside(segmentation_node, segment_id, volume_node)
+        if outside > 0:
+            raise InputError(f"{_percent(outside)} of the segment '{_segment_name(segmentation_node, segment_id)}' "
+                             f"lies outside the volume '{volume_node.GetName()}'",
+                             "only the part inside the volume would be analysed: the tree, lengths and findings "
+                             "would describe a cut vessel",
+                             "choose the segment alone as input, or a volume that covers the whole segment")
         return mask
 
     @staticmethod
@@ -123,8 +136,9 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
         ``job.finish()`` creates the nodes (see :class:`VesselNodes`) and returns them: the
         vessel segment, one curve per branch with a per-point Radius, a centerline tube model
         coloured by radius, the surface model, the tables, finding points and the diameter plot.
-        ``name`` names the nodes (default: the volume's name).
+        ``name`` names the nodes (default: the volume's name, or "Vessels" without a volume).
         """
+        name = base_name(volume_node, name)  # before the job: a missing name must not fail its finish
         remote = self._submit("vessel.tree", volume_node, segmentation_node, segment_name, on_existing,
                               asdict(parameters), segment)
 
@@ -147,7 +161,10 @@ class SegVesselLogic(WorkerLogic, DicomExportLogic):
                                  segment_name: str = "Vessels", on_existing: OnExisting = "error",
                                  progress: Optional[ProgressCallback] = None) -> VesselNodes:
         """Blocking: the vessel tree of a segment the user already has (the volume, when given,
-        sharpens the lumen edge), for the Python console."""
+        sharpens the lumen edge), for the Python console. ``segment_id``: the segment's ID, or its
+        name when no other segment has it."""
+        if input_segmentation is not None:
+            segment_id = segment_id_of(input_segmentation, segment_id)
         segment = self.segment_mask(input_segmentation, segment_id, volume_node)
         return self.start_vessel_tree(volume_node, parameters, segmentation_node, segment_name, on_existing,
                                       segment=segment, name=None if volume_node else _segment_name(
@@ -178,3 +195,8 @@ def _segment_name(segmentation_node: Any, segment_id: str) -> str:
     """The segment's name (its ID when the node has no such segment: the check comes later)."""
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id) if segmentation_node is not None else None
     return segment.GetName() if segment is not None else segment_id
+
+
+def _percent(share: float) -> str:
+    """A share as the message gives it: "38%", never "0%" for a sliver ("under 1%")."""
+    return "under 1%" if share < 0.01 else f"{share:.0%}"

@@ -37,7 +37,12 @@ def source_lps_from_markups(point_list_node: Any) -> Optional[tuple]:
 
 
 def roi_lps_from_markups(roi_node: Any) -> Optional[tuple]:
-    """An ROI's world bounds as an LPS box (xmin, ymin, zmin, xmax, ymax, zmax) in mm; None without ROI."""
+    """An ROI's world bounds as an LPS box (xmin, ymin, zmin, xmax, ymax, zmax) in mm; None without ROI.
+
+    The engine limits the work to a box along the patient axes: an ROI turned along an oblique
+    or tilted volume's axes (the web app's box, drawn in the volume's own slices) is taken as the
+    bounds of the turned box, a little larger than it where it is turned, never cutting into it.
+    """
     if roi_node is None:
         return None
     bounds = [0.0] * 6

@@ -30,6 +30,9 @@ from .measurement_nodes import write_diameter_chart, write_landmarks, write_sect
 
 log = logging.getLogger(__name__)
 
+#: What the nodes of a tree made without a volume and without a name are named after.
+DEFAULT_BASE_NAME = "Vessels"
+
 VESSEL_COLOR = VESSEL_SEGMENT.color
 #: More curves than this make the Markups module unusable; the longest branches get one.
 MAX_CURVES = 300
@@ -91,7 +94,7 @@ def _write_segment(volume_node: Optional[Any], segmentation_node: Optional[Any],
         log.warning("the output segmentation '%s' was deleted during the job: the result goes into a new one",
                     segmentation_node.GetName())
         segmentation_node = None
-    base = name or volume_node.GetName()
+    base = base_name(volume_node, name)
     target = segmentation_node or new_segmentation_node(volume_node if volume_node is not None else mask,
                                                         f"{base} vessels", scene=get_scene())
     spec = SegmentSpec(1, segment_name, VESSEL_COLOR, VESSEL_SEGMENT.terminology)
@@ -117,7 +120,16 @@ def write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentation
     all are written); without a volume (a segment's tree) new nodes go on the mask's grid."""
     with batch_processing(volume_node.GetScene() if volume_node is not None else get_scene()):
         return _write_vessel_tree(tree, volume_node, segmentation_node, segment_name, on_existing, max_curves,
-                                  name or volume_node.GetName())
+                                  base_name(volume_node, name))
+
+
+def base_name(volume_node: Optional[Any], name: Optional[str]) -> str:
+    """What a result's nodes are named after: ``name``, else the volume's name, else
+    :data:`DEFAULT_BASE_NAME` (a segment's tree from the console, given neither: the finish
+    must not fail once the whole job has run)."""
+    if name:
+        return name
+    return volume_node.GetName() if volume_node is not None else DEFAULT_BASE_NAME
 
 
 def _write_vessel_tree(tree: VesselTree, volume_node: Optional[Any], segmentation_node: Optional[Any],
@@ -239,5 +251,6 @@ def summary_of(result: Any) -> str:
 
     findings = rows_from_table(result.stenosis_table) if result.stenosis_table is not None else None
     kinds = [row.get("kind", "stenosis") for row in findings or []]
+    dropped = result.tree.summary.get("dropped_pieces") if result.tree is not None else None
     return summary(where, rows(result.branch_table), None if findings is None else kinds.count("stenosis"),
-                   result.surface_model is not None, kinds.count("dilatation"))
+                   result.surface_model is not None, kinds.count("dilatation"), dropped)

@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from ..vessel.mask_step import resolve_vessel_model
     from ..vessel.outputs import vessel_output_bytes, write_vessel_outputs
     from ..vessel.pipeline import run_vessel_pipeline
-    from ..vessel.tree import tree_from_result
+    from ..vessel.tree import dropped_pieces_text, tree_from_result
 
     from ..errors import InputError
     from ..segment_input import read_segment, split_segment_spec
@@ -218,7 +218,9 @@ def run(args: argparse.Namespace) -> int:
     summary = tree.summary
     dilatations = f", {summary['dilatations']} dilatations" if summary.get("dilatations") else ""
     counted = {key: "-" if summary.get(key) is None else summary[key] for key in ("branches", "stenoses")}
-    print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {counted['branches']} branches, "
+    dropped = dropped_pieces_text(summary.get("dropped_pieces"))
+    print(f"{summary['mask_voxels']} vessel voxels (model {summary['mask_model']}), {counted['branches']} branches"
+          f"{f' ({dropped})' if dropped else ''}, "
           f"{counted['stenoses']} stenoses >= {form.stenosis_threshold_percent:g} %{dilatations}")
     for row in tree.landmark_rows:
         print(landmark_line(row))

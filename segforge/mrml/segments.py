@@ -149,11 +149,39 @@ def write_label_segments(segmentation_node: Any, labels: Union[Image, np.ndarray
 
 def existing_segment(segmentation_node: Any, segment_id: str, why: str = "it may have been deleted",
                      todo: str = "choose an existing segment") -> Any:
-    """The segment ``segment_id`` of the node; an InputError saying so when it has none."""
+    """The segment ``segment_id`` of the node; an InputError saying so when it has none, listing
+    the segments it holds (a name given for an ID is told apart from a deleted segment)."""
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
     if segment is None:
-        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'", why, todo)
+        named = segment_ids_by_name(segmentation_node).get(segment_id, [])
+        if named:
+            why = (f"'{segment_id}' is the name of {len(named)} segments, not an ID" if len(named) > 1 else
+                   f"'{segment_id}' is the name of the segment '{named[0]}', not its ID")
+        raise InputError(f"Segmentation '{segmentation_node.GetName()}' has no segment '{segment_id}'",
+                         f"{why}; it holds {_segment_listing(segmentation_node)}", todo)
     return segment
+
+
+def segment_id_of(segmentation_node: Any, id_or_name: str) -> str:
+    """The ID of the segment ``id_or_name`` names: its ID, or its name when one segment has it
+    (what a console user types: "Aorta", not "Segment_1"). Else :func:`existing_segment`'s error."""
+    if segmentation_node.GetSegmentation().GetSegment(id_or_name) is not None:
+        return id_or_name
+    named = segment_ids_by_name(segmentation_node).get(id_or_name, [])
+    if len(named) == 1:
+        return named[0]
+    existing_segment(segmentation_node, id_or_name, todo="give the segment's ID")
+    raise AssertionError("unreachable: existing_segment raised")
+
+
+def _segment_listing(segmentation_node: Any, shown: int = 20) -> str:
+    """The node's segments as an error lists them: ``"Aorta" (ID Segment_1), ...``."""
+    segmentation = segmentation_node.GetSegmentation()
+    ids = list(segmentation.GetSegmentIDs())
+    if not ids:
+        return "no segment"
+    listed = ", ".join(f'"{segmentation.GetSegment(i).GetName()}" (ID {i})' for i in ids[:shown])
+    return listed + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def set_segment_mask(segmentation_node: Any, segment_id: str, mask: Image) -> None:
@@ -207,6 +235,24 @@ def mask_on_segment_grid(segmentation_node: Any, segment_id: str, margin_mm: flo
     shifted = ijk_to_ras.copy()
     shifted[:3, 3] = (ijk_to_ras @ np.array([*start_ijk, 1.0]))[:3]
     return Image.from_ijk_to_ras(cropped, shifted)
+
+
+def share_outside(segmentation_node: Any, segment_id: str, reference: Reference) -> float:
+    """The share (0..1) of the segment's voxels, on its own labelmap grid, whose centres lie
+    outside the reference grid: what resampling the segment onto that grid would drop.
+
+    A centre up to half a reference voxel past the grid's edge counts as inside (the edge voxel
+    covers it up to its border, and resampling between grids rounds there): only a segment that
+    really reaches past the volume counts, not one made on it.
+    """
+    own = mask_on_segment_grid(segmentation_node, segment_id)
+    ijk = np.argwhere(own.array)[:, ::-1]
+    grid = _grid(reference)
+    world = own.ijk_to_ras() @ np.c_[ijk, np.ones(len(ijk))].T
+    on_grid = (np.linalg.inv(grid.ijk_to_ras()) @ world)[:3].T
+    size_ijk = np.array(grid.array.shape[::-1], float)
+    outside = np.any((on_grid < -1.0) | (on_grid > size_ijk), axis=1)  # half a voxel past the edge's border
+    return float(outside.mean()) if len(outside) else 0.0
 
 
 def segment_voxel_count(segmentation_node: Any, segment_id: str, reference: Reference) -> int:

@@ -89,6 +89,10 @@ class CenterlineGraph:
 
     nodes: tuple[Node, ...]
     branches: tuple[Branch, ...]
+    #: Pieces of the mask too small to hold a branch (an isolated voxel or blob whose skeleton
+    #: is one point: no length, no direction), left out of ``branches`` and counted here, so a
+    #: summary can say what was dropped while its branch count matches the curves made.
+    dropped_pieces: int = 0
 
     @property
     def endpoints(self) -> tuple[Node, ...]:
@@ -515,11 +519,12 @@ def _assemble(nodes: list[SkeletonNode], edges: list[SkeletonChain], mask: Image
     """The typed graph: refined geometry, radii, components, roots, parents and ids."""
     live_edges = [e for e in edges if e.alive]
     used = sorted({e.a for e in live_edges} | {e.b for e in live_edges})
-    lonely = [i for i, n in enumerate(nodes) if n.alive and i not in set(used)]
-    # a lone node (isolated voxel or blob) is a vessel too short to have a direction: one point
-    for i in lonely:
-        live_edges.append(SkeletonChain(nodes[i].center[None], i, i))
-    used = sorted(set(used) | set(lonely))
+    # a lone node (isolated voxel or blob: a stray island of a segment) is too short to have a
+    # length or a direction; reported as a one-point "branch" it made zero-length rows and a
+    # branch count above the curves made, so it is counted as a dropped piece instead
+    dropped = sum(1 for i, n in enumerate(nodes) if n.alive and i not in set(used))
+    if not live_edges:
+        return CenterlineGraph((), (), dropped)
     incident: dict[int, list[int]] = {i: [] for i in used}
     for index, edge in enumerate(live_edges):
         incident[edge.a].append(index)
@@ -596,4 +601,4 @@ def _assemble(nodes: list[SkeletonNode], edges: list[SkeletonChain], mask: Image
         result_nodes.append(Node(node_id[n], kind, kji_to_lps(mask, nodes[n].center[None])[0],
                                  node_radius[n], tuple(sorted(set(node_branches[n]))),
                                  rank[component_of[index_of[n]]]))
-    return CenterlineGraph(tuple(result_nodes), tuple(branches))
+    return CenterlineGraph(tuple(result_nodes), tuple(branches), dropped)

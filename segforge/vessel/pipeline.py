@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..image import Image, require_3d_volume
 from ..mesh import SurfaceParameters, surface_from_mask
 from ..progress import ProgressCallback, no_progress, sub_progress
+from ..segment_input import few_values
 from .cross_sections import BranchSections, LandmarkMeasurement, SectionParameters
 from .endpoints import EndpointParameters, centerlines_between
 from .graph import CenterlineGraph, GraphParameters, centerline_graph
@@ -85,6 +86,23 @@ class VesselPipelineParameters:
     surface: SurfaceParameters = field(default_factory=SurfaceParameters)
     outputs: VesselOutputs = field(default_factory=VesselOutputs)
 
+    def __post_init__(self) -> None:
+        refuse_points_without_centerlines(self.outputs.centerlines, self.endpoints.source_lps,
+                                          self.endpoints.targets_lps, self.sections.landmarks_lps)
+
+
+def refuse_points_without_centerlines(centerlines: bool, source_lps: Optional[tuple], targets_lps: tuple,
+                                      landmarks_lps: tuple) -> None:
+    """A source, targets or landmarks are where the centerlines run and are measured: with the
+    centerlines off they would be ignored without a word, so they are refused. The one rule for
+    the console, the CLI and the module forms (whose mask-only job builds no parameters)."""
+    placed = [name for name, points in (("a source", source_lps is not None), ("targets", bool(targets_lps)),
+                                         ("landmarks", bool(landmarks_lps))) if points]
+    if placed and not centerlines:
+        raise InputError(f"The points ({', '.join(placed)}) need the centerlines",
+                         "centerlines are off, so the points would be ignored",
+                         "turn the centerlines on, or remove the points")
+
 
 @dataclass
 class VesselResult:
@@ -128,17 +146,14 @@ def _first_target(parameters: VesselPipelineParameters) -> Optional[tuple[float,
 
 
 def _refuse_label_map(image: Image) -> None:
-    """A mask or label map picked by mistake gives nonsense vesselness: say so instead."""
-    if not np.issubdtype(image.array.dtype, np.integer) and image.array.dtype != bool:
-        return
-    # every voxel of a small volume (a sample could miss its only bright voxel and misreport it)
-    array = image.array
-    sample = array if array.size <= 1 << 22 else array[:: max(1, array.shape[0] // 16), ::4, ::4]
-    values = np.unique(sample)
-    if len(values) <= 8:
+    """A mask or label map picked by mistake gives nonsense vesselness: say so instead, and where
+    it belongs (the segment input). The rule is :func:`segforge.segment_input.few_values`."""
+    values = few_values(image.array)
+    if values is not None:
         raise InputError("The input looks like a label map or mask, not a CTA or MRA",
                          f"it holds only {len(values)} distinct values ({', '.join(map(str, values[:8]))})",
-                         "select the grey-level angiography volume as input")
+                         "select the grey-level angiography volume as the volume; give this label map or "
+                         "mask as the segment input instead")
 
 
 def _segment_mask(segment: Image, image: Optional[Image]) -> Image:

@@ -137,12 +137,21 @@ def _number(value: Any) -> Optional[float]:
     return None if not np.isfinite(value) else value
 
 
+def dropped_pieces_text(count: Optional[int]) -> str:
+    """How a summary line says that stray pieces of the mask were left out of the branches
+    (see :attr:`~segforge.vessel.graph.CenterlineGraph.dropped_pieces`); "" for none."""
+    if not count:
+        return ""
+    return f"{count} stray piece{'s' if count != 1 else ''} too small for a branch left out"
+
+
 def _summary(result: VesselResult, meta: dict[str, Any]) -> dict[str, Any]:
     graph = result.graph
     return {"mask_model": result.mask_model,
             "mask_voxels": int(np.count_nonzero(result.mask.array)),
             "mask_volume_ml": float(np.count_nonzero(result.mask.array) * np.prod(result.mask.spacing) / 1000.0),
             "branches": len(graph.branches) if graph else None,
+            "dropped_pieces": graph.dropped_pieces if graph else None,
             "bifurcations": len(graph.bifurcations) if graph else None,
             "endpoints": len(graph.endpoints) if graph else None,
             "components": graph.component_count if graph else None,
