@@ -190,8 +190,9 @@ class RandomWalkerBackend:
         else:
             seeds = np.zeros(before.shape, bool)  # the positive prompts' surviving seeds
             lo = np.array([w.start for w in view.window]) - offset
-            target = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(lo, view.foreground.shape, before.shape))
-            seeds[target] = view.foreground[tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, lo))]
+            anchors = view.anchors()
+            target = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(lo, anchors.shape, before.shape))
+            seeds[target] = anchors[tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, lo))]
             if not seeds.any():
                 return region, np.zeros(before.shape, np.uint8)
             point = np.zeros(before.shape, bool)
@@ -598,6 +599,14 @@ class _View:
         shell = _dilate_mm(piece, self.p.shell_mm, self.spacing) & ~piece
         return 0.5 * (values[piece].mean() + values[shell].mean()) if shell.any() else None
 
+    def anchors(self) -> np.ndarray:
+        """What the positive prompts say is the object: the clicks' and scribbles' seeds, and a
+        box's object (which seeds nothing: the walker may still trim its rim), each less the
+        negative prompts' voxels."""
+        if not self.groups:
+            return self.foreground
+        return self.foreground | np.logical_or.reduce(self.groups)
+
     # -- steps 2 and 3 ------------------------------------------------------------------------------
     def segment(self, pieces: list[np.ndarray]) -> MaskPatch:
         p = self.p
@@ -638,8 +647,7 @@ class _View:
         value_range = float(high - low) or 1.0
         probability = _solve(values / value_range, self.spacing, foreground, background, prior, p)
         mask = (probability > 0.5) & ~background | foreground
-        anchors = foreground | np.logical_or.reduce([g[sub] for g in self.groups]) if self.groups else foreground
-        mask = _connected_to(mask, anchors)
+        mask = _connected_to(mask, self.anchors()[sub])
         mask = _fill_holes(mask, self.backend._thick_axis)
         box = tuple(slice(w.start + s.start, w.start + s.stop) for w, s in zip(self.window, sub))
         return box, mask.astype(np.uint8)  # type: ignore[return-value]
