@@ -1,5 +1,9 @@
-"""Later prompts on top of a box (issue 17): a negative click after a box alone takes out what
-lies around it, and keeps the box's object."""
+"""A box's answer is solid (issue 17, sixth pass): a box is drawn around one lesion, and a
+lesion's mask holds its necrotic core (the sarcoma's PET GTV: a cold core ringed by uptake).
+Where the ring opens to the outside in 3D, a hole enclosed in 3D is no hole, so the core
+stayed out (the PET's box alone 0.705); the holes of every plane along each axis are filled in
+a box's answer. Later prompts still rule: a negative click in the filled core takes it out, a
+box drawn again does not fill it back, and undo and a replay give the same masks."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +11,7 @@ import numpy as np
 from segforge.image import Image
 from segforge.interactive.evaluation import box_prompt, random_walker_factory
 from segforge.interactive.prompts import PointPrompt
-from segforge.interactive.random_walker import RandomWalkerParameters
+from segforge.interactive.random_walker import RandomWalkerParameters, _fill_holes
 from segforge.interactive.simulation import dice, voxel_center_lps
 
 SPACING = (4.0, 4.0, 3.3)  # x, y, z mm: the sarcoma's PET (no thick slices)
@@ -30,6 +34,66 @@ def _cored_lesion() -> tuple[Image, np.ndarray, np.ndarray, np.ndarray]:
 
 def _negative_click(image: Image, kji: tuple[int, int, int]) -> PointPrompt:
     return PointPrompt(tuple(voxel_center_lps(image, kji)), positive=False)  # type: ignore[arg-type]
+
+
+def test_a_box_alone_holds_a_core_that_opens_to_the_outside():
+    image, lesion, core, cold = _cored_lesion()
+    assert not _fill_holes(lesion & ~cold, None)[core].any()  # no hole in 3D: the channel opens it
+    found = {}
+    for fill in ("planes", "volume"):
+        session = random_walker_factory(RandomWalkerParameters(box_fill=fill))(image)
+        session.interact(box_prompt(image, lesion))
+        found[fill] = session.mask.astype(bool)
+    for fill, mask in found.items():
+        print(f"\nbox alone on a cored lesion, box_fill={fill}: Dice {dice(mask, lesion):.3f}, "
+              f"core held {mask[core].mean():.3f}")
+    assert found["planes"][core].mean() > 0.95  # measured 1.000
+    assert dice(found["planes"], lesion) >= 0.95  # measured 0.996
+    assert found["volume"][core].mean() < 0.1  # before: the ring alone (core 0.002, Dice 0.862)
+
+
+def test_clicks_keep_the_fill_they_had():
+    """Only a box's answer is filled in planes: a click may land on a ring of a lesion that is
+    a ring (and organs hold sinuses: a kidney's in planes lost 0.077 Dice after 10 clicks)."""
+    image, lesion, _, _ = _cored_lesion()
+    ring_click = PointPrompt(tuple(voxel_center_lps(image, (CENTRE[0], CENTRE[1], CENTRE[2] - 6))))  # type: ignore[arg-type]
+    masks = []
+    for fill in ("planes", "volume"):
+        session = random_walker_factory(RandomWalkerParameters(box_fill=fill))(image)
+        session.interact(ring_click)
+        masks.append(session.mask.copy())
+    assert np.array_equal(masks[0], masks[1])
+
+
+def test_a_negative_click_in_the_filled_core_takes_it_out():
+    """The fill is the box's guess; a negative click is the user's word, and wins: it removes
+    the core around it (and nothing of the ring), a box drawn again does not fill the core back
+    (a hole holding a negative prompt's voxels is never filled), and undo, redo and a replay of
+    the same prompts give the same masks (each mask a function of the prompts alone)."""
+    image, lesion, core, cold = _cored_lesion()
+    ring = lesion & ~cold
+    box = box_prompt(image, lesion)
+    prompts = [box, _negative_click(image, CENTRE), box]
+    session = random_walker_factory(RandomWalkerParameters())(image)
+    masks = []
+    for prompt in prompts:
+        session.interact(prompt)
+        masks.append(session.mask.copy())
+    boxed, cut, boxed_again = (m.astype(bool) for m in masks)
+    print(f"\nnegative click in the filled core: core kept {cut[core].mean():.3f}, ring {dice(cut, ring):.3f}")
+    assert boxed[core].all()
+    assert cut[core].mean() < 0.1 and dice(cut, ring) >= 0.95  # measured 0.002 and 1.000
+    assert np.array_equal(boxed_again, cut)
+    session.undo()
+    assert np.array_equal(session.mask, masks[1])
+    session.undo()
+    assert np.array_equal(session.mask, masks[0])
+    session.redo()
+    assert np.array_equal(session.mask, masks[1])
+    replayed = random_walker_factory(RandomWalkerParameters())(image)
+    for prompt, mask in zip(prompts, masks):
+        replayed.interact(prompt)
+        assert np.array_equal(replayed.mask, mask)
 
 
 def test_a_negative_click_after_a_box_alone_keeps_the_box_object():

@@ -36,7 +36,11 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    (negative ones with a wider radius, so they cut), the region's faces are background,
    edges conduct less where the smoothed intensity jumps, and every voxel is pulled
    towards the class its intensity resembles. The mask is the part connected to a
-   positive click, with holes filled slice by slice on thick-slice images.
+   positive click, with holes filled slice by slice on thick-slice images. A box's answer
+   is filled in every plane along each axis (not across thick slices): a box is drawn
+   around one lesion, whose mask holds its necrotic core even where the ring around the
+   core opens in 3D; a hole holding a negative prompt's voxels stays open, and a click's
+   answer keeps the 3D fill.
 
 The result is a function of the prompts alone: undo, a rebuilt worker and the CLI all give
 the same masks.
@@ -124,6 +128,14 @@ class RandomWalkerParameters:
     # inside, provided they reach across the box (to within its rim of every face of its inside:
     # a box is drawn around its object); else the likelier part
     box_level: str = "enclosed"
+    # the holes filled in a box's answer (the mask when a box is the latest prompt): "planes",
+    # those in any plane along any axis (a box is drawn around one lesion, and a lesion's mask is
+    # solid: a GTV holds its necrotic core, whose ring of uptake may open to the outside in 3D),
+    # but no plane across thick slices (a hole there is a dent between two slices, not a core);
+    # "all_planes": those too; "volume": the holes any answer gets (enclosed in 3D; per slice on
+    # thick-slice images). Clicks keep "volume"; a hole holding a negative prompt's voxels is
+    # never filled
+    box_fill: str = "planes"
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -159,6 +171,8 @@ class RandomWalkerBackend:
                 break
             margin = min(2 * margin, p.max_search_margin_mm)
         box, mask = view.segment(pieces)
+        if isinstance(prompts[-1], VoxelBox) and p.box_fill != "volume":
+            mask = view.solid(box, mask)
         if p.local_corrections != "off":
             box, mask = self._local(prompts, current, box, mask, view)
         return box, mask
@@ -257,6 +271,7 @@ class _View:
         self.clicks: list[Optional[np.ndarray]] = []  # each group's click (voxel), None: not a click
         self.shapes: list[Optional[np.ndarray]] = []  # a group's geometric prior, where intensity gives none
         self.negatives: list[np.ndarray] = []  # the negative clicks (voxels of the window)
+        self.negative_voxels = np.zeros(shape, bool)  # what the negative prompts fix as background
         # at least the six face neighbours, so a coarse or noisy voxel never seeds alone
         seed_ball = np.unique(np.concatenate([_ball(self.p.seed_radius_mm, self.spacing), _FACE_NEIGHBOURS]), axis=0)
         cut_ball = _ball(self.p.cut_radius_mm, self.spacing)
@@ -293,6 +308,7 @@ class _View:
                 if isinstance(prompt, VoxelPoint):
                     self.negatives.append(voxels[0])
                 self.background |= group
+                self.negative_voxels |= group
                 self.foreground &= ~group
                 self.groups = [g & ~group for g in self.groups]
         if boxes:
@@ -599,6 +615,21 @@ class _View:
         shell = _dilate_mm(piece, self.p.shell_mm, self.spacing) & ~piece
         return 0.5 * (values[piece].mean() + values[shell].mean()) if shell.any() else None
 
+    def solid(self, box: Box, mask: np.ndarray) -> np.ndarray:
+        """A box's answer made solid: its holes in every plane along every axis filled, except
+        those holding a negative prompt's voxels (the user said they are outside)."""
+        across_thick = self.p.box_fill == "all_planes" or self.backend._thick_axis is None
+        axes = range(3) if across_thick else [self.backend._thick_axis]
+        filled = _fill_planes(mask != 0, axes)
+        added = filled & (mask == 0)
+        if not added.any():
+            return mask
+        sub = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, self.window))
+        labels, _ = ndimage.label(added)
+        refused = np.unique(labels[self.negative_voxels[sub] & added])
+        filled &= ~np.isin(labels, refused[refused > 0])
+        return filled.astype(np.uint8)
+
     def anchors(self) -> np.ndarray:
         """What the positive prompts say is the object: the clicks' and scribbles' seeds, and a
         box's object (which seeds nothing: the walker may still trim its rim), each less the
@@ -711,6 +742,19 @@ def _fill_holes(mask: np.ndarray, thick_axis: Optional[int]) -> np.ndarray:
         cut = [slice(None)] * 3
         cut[thick_axis] = index
         out[tuple(cut)] = ndimage.binary_fill_holes(mask[tuple(cut)])
+    return out
+
+
+def _fill_planes(mask: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+    """``mask`` with the holes of every plane along each of ``axes`` filled, one axis after the
+    other (a hole is background that the mask encloses within its plane)."""
+    out = mask.copy()
+    for axis in axes:
+        # connected within the plane only: the array's faces along the axis are no way out
+        structure = np.zeros((3,) * out.ndim, bool)
+        structure[tuple(1 if a == axis else slice(None) for a in range(out.ndim))] = \
+            ndimage.generate_binary_structure(out.ndim - 1, 1)
+        out = ndimage.binary_fill_holes(out, structure)
     return out
 
 
