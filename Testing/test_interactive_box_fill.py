@@ -109,3 +109,26 @@ def test_a_negative_click_after_a_box_alone_keeps_the_box_object():
     after = dice(session.mask, lesion)
     print(f"\nnegative click on a box's ring: Dice {before:.3f} -> {after:.3f}")
     assert after >= before - 0.05
+
+
+def test_a_box_on_thick_slices_is_not_filled_across_them():
+    """A plane across thick slices is a few voxels tall: a hole there is a dent between two
+    slices, not a core (on the sarcoma's MR, 3.3 mm slices, such holes were 1,698 voxels of a
+    box's answer, none of them lesion: box alone 0.755 -> 0.751). On thick slices a box's
+    answer is filled in the slices only, as any answer is; ``all_planes`` crosses them."""
+    spacing, shape = (2.0, 2.0, 6.6), (12, 40, 40)
+    k, j, i = np.mgrid[:shape[0], :shape[1], :shape[2]].astype(float)
+    centre = [(n - 1) // 2 for n in shape]
+    z, y, x = ((k - centre[0]) * spacing[2], (j - centre[1]) * spacing[1], (i - centre[2]) * spacing[0])
+    radius = np.sqrt(z ** 2 + y ** 2 + x ** 2)
+    lesion = radius <= 30.0
+    cold = (radius <= 18.0) | ((np.hypot(z, y) <= 8.0) & (x > 0) & lesion)  # opens within the slices
+    array = np.where(cold, 0.8, np.where(lesion, 5.0, 1.2)) + np.random.default_rng(3).normal(0.0, 0.3, shape)
+    image = Image(array.astype(np.float32), spacing)
+    masks = {}
+    for fill in ("volume", "planes", "all_planes"):
+        session = random_walker_factory(RandomWalkerParameters(box_fill=fill))(image)
+        session.interact(box_prompt(image, lesion))
+        masks[fill] = session.mask.copy()
+    assert np.array_equal(masks["planes"], masks["volume"])
+    assert np.count_nonzero(masks["all_planes"]) > np.count_nonzero(masks["planes"])
