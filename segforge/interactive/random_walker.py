@@ -36,11 +36,11 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    (negative ones with a wider radius, so they cut), the region's faces are background,
    edges conduct less where the smoothed intensity jumps, and every voxel is pulled
    towards the class its intensity resembles. The mask is the part connected to a
-   positive click, with holes filled slice by slice on thick-slice images. A box's answer
-   is filled in every plane along each axis (not across thick slices): a box is drawn
-   around one lesion, whose mask holds its necrotic core even where the ring around the
-   core opens in 3D; a hole holding a negative prompt's voxels stays open, and a click's
-   answer keeps the 3D fill.
+   positive click, with holes filled slice by slice on thick-slice images. With a box among
+   the prompts, holes are filled in every plane along each axis (not across thick slices):
+   a box is drawn around one lesion, whose mask holds its necrotic core even where the ring
+   around the core opens in 3D; a hole holding a negative prompt's voxels stays open, and
+   clicks alone keep the 3D fill.
 
 The result is a function of the prompts alone: undo, a rebuilt worker and the CLI all give
 the same masks.
@@ -128,13 +128,13 @@ class RandomWalkerParameters:
     # inside, provided they reach across the box (to within its rim of every face of its inside:
     # a box is drawn around its object); else the likelier part
     box_level: str = "enclosed"
-    # the holes filled in a box's answer (the mask when a box is the latest prompt): "planes",
-    # those in any plane along any axis (a box is drawn around one lesion, and a lesion's mask is
-    # solid: a GTV holds its necrotic core, whose ring of uptake may open to the outside in 3D),
-    # but no plane across thick slices (a hole there is a dent between two slices, not a core);
-    # "all_planes": those too; "volume": the holes any answer gets (enclosed in 3D; per slice on
-    # thick-slice images). Clicks keep "volume"; a hole holding a negative prompt's voxels is
-    # never filled
+    # the holes filled in the answer to prompts that hold a box: "planes", those in any plane
+    # along any axis (a box is drawn around one lesion, and a lesion's mask is solid: a GTV holds
+    # its necrotic core, whose ring of uptake may open to the outside in 3D), but no plane across
+    # thick slices (a hole there is a dent between two slices, not a core); "all_planes": those
+    # too; "volume": the holes any answer gets (enclosed in 3D; per slice on thick-slice images).
+    # Prompts without a box (clicks alone: an organ's sinus is no hole to fill) keep "volume"; a
+    # hole holding a negative prompt's voxels is never filled
     box_fill: str = "planes"
 
 class RandomWalkerBackend:
@@ -171,7 +171,9 @@ class RandomWalkerBackend:
                 break
             margin = min(2 * margin, p.max_search_margin_mm)
         box, mask = view.segment(pieces)
-        if isinstance(prompts[-1], VoxelBox) and p.box_fill != "volume":
+        if p.box_fill != "volume" and any(isinstance(q, VoxelBox) and q.positive for q in prompts):
+            # a box says its lesion is one solid object, for every later prompt too: a scribble's
+            # answer (taken whole) keeps the box's fill, a negative click's removes the hole it is in
             mask = view.solid(box, mask)
         if p.local_corrections != "off":
             box, mask = self._local(prompts, current, box, mask, view)
@@ -616,8 +618,9 @@ class _View:
         return 0.5 * (values[piece].mean() + values[shell].mean()) if shell.any() else None
 
     def solid(self, box: Box, mask: np.ndarray) -> np.ndarray:
-        """A box's answer made solid: its holes in every plane along every axis filled, except
-        those holding a negative prompt's voxels (the user said they are outside)."""
+        """An answer to prompts holding a box made solid: its holes in every plane along every
+        axis filled (``box_fill``), except those holding a negative prompt's voxels (the user
+        said they are outside)."""
         across_thick = self.p.box_fill == "all_planes" or self.backend._thick_axis is None
         axes = range(3) if across_thick else [self.backend._thick_axis]
         filled = _fill_planes(mask != 0, axes)
