@@ -7,7 +7,7 @@ other five is chosen, and its figures on the held-out case are reported.
 
 Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--json out.json]``
 (``default``: today's parameters alone, no choice made; ``small``, ``blob``, ``scale``, ``chunk``, ``fill``: the
-declared grids below, chosen by the clicks; ``box``, ``box_level``: chosen by the box alone's Dice, run
+declared grids below, chosen by the clicks; ``box``, ``box_level``, ``box_fill``: chosen by the box alone's Dice, run
 them with ``--clicks 0``).
 """
 from __future__ import annotations
@@ -56,6 +56,10 @@ GRIDS = {
     # the box and reach across it (run with --clicks 0; `enclosed`: the default since
     # issue 17's fifth pass)
     "box_level": {"box_level": ["likelier", "enclosed"]},
+    # a box's answer: its holes enclosed in 3D filled, as any answer's, or those in any plane
+    # along any axis too, across thick slices or not (run with --clicks 0; `planes`, not across
+    # them: the default since issue 17's sixth pass)
+    "box_fill": {"box_fill": ["volume", "all_planes", "planes"]},
 }
 
 

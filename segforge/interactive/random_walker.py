@@ -36,7 +36,11 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    (negative ones with a wider radius, so they cut), the region's faces are background,
    edges conduct less where the smoothed intensity jumps, and every voxel is pulled
    towards the class its intensity resembles. The mask is the part connected to a
-   positive click, with holes filled slice by slice on thick-slice images.
+   positive click, with holes filled slice by slice on thick-slice images. With a box among
+   the prompts, holes are filled in every plane along each axis (not across thick slices):
+   a box is drawn around one lesion, whose mask holds its necrotic core even where the ring
+   around the core opens in 3D; a hole holding a negative prompt's voxels stays open, and
+   clicks alone keep the 3D fill.
 
 The result is a function of the prompts alone: undo, a rebuilt worker and the CLI all give
 the same masks.
@@ -124,6 +128,14 @@ class RandomWalkerParameters:
     # inside, provided they reach across the box (to within its rim of every face of its inside:
     # a box is drawn around its object); else the likelier part
     box_level: str = "enclosed"
+    # the holes filled in the answer to prompts that hold a box: "planes", those in any plane
+    # along any axis (a box is drawn around one lesion, and a lesion's mask is solid: a GTV holds
+    # its necrotic core, whose ring of uptake may open to the outside in 3D), but no plane across
+    # thick slices (a hole there is a dent between two slices, not a core); "all_planes": those
+    # too; "volume": the holes any answer gets (enclosed in 3D; per slice on thick-slice images).
+    # Prompts without a box (clicks alone: an organ's sinus is no hole to fill) keep "volume"; a
+    # hole holding a negative prompt's voxels is never filled
+    box_fill: str = "planes"
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -159,6 +171,10 @@ class RandomWalkerBackend:
                 break
             margin = min(2 * margin, p.max_search_margin_mm)
         box, mask = view.segment(pieces)
+        if p.box_fill != "volume" and any(isinstance(q, VoxelBox) and q.positive for q in prompts):
+            # a box says its lesion is one solid object, for every later prompt too: a scribble's
+            # answer (taken whole) keeps the box's fill, a negative click's removes the hole it is in
+            mask = view.solid(box, mask)
         if p.local_corrections != "off":
             box, mask = self._local(prompts, current, box, mask, view)
         return box, mask
@@ -190,8 +206,9 @@ class RandomWalkerBackend:
         else:
             seeds = np.zeros(before.shape, bool)  # the positive prompts' surviving seeds
             lo = np.array([w.start for w in view.window]) - offset
-            target = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(lo, view.foreground.shape, before.shape))
-            seeds[target] = view.foreground[tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, lo))]
+            anchors = view.anchors()
+            target = tuple(slice(max(a, 0), min(a + n, m)) for a, n, m in zip(lo, anchors.shape, before.shape))
+            seeds[target] = anchors[tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, lo))]
             if not seeds.any():
                 return region, np.zeros(before.shape, np.uint8)
             point = np.zeros(before.shape, bool)
@@ -256,6 +273,7 @@ class _View:
         self.clicks: list[Optional[np.ndarray]] = []  # each group's click (voxel), None: not a click
         self.shapes: list[Optional[np.ndarray]] = []  # a group's geometric prior, where intensity gives none
         self.negatives: list[np.ndarray] = []  # the negative clicks (voxels of the window)
+        self.negative_voxels = np.zeros(shape, bool)  # what the negative prompts fix as background
         # at least the six face neighbours, so a coarse or noisy voxel never seeds alone
         seed_ball = np.unique(np.concatenate([_ball(self.p.seed_radius_mm, self.spacing), _FACE_NEIGHBOURS]), axis=0)
         cut_ball = _ball(self.p.cut_radius_mm, self.spacing)
@@ -292,6 +310,7 @@ class _View:
                 if isinstance(prompt, VoxelPoint):
                     self.negatives.append(voxels[0])
                 self.background |= group
+                self.negative_voxels |= group
                 self.foreground &= ~group
                 self.groups = [g & ~group for g in self.groups]
         if boxes:
@@ -598,6 +617,30 @@ class _View:
         shell = _dilate_mm(piece, self.p.shell_mm, self.spacing) & ~piece
         return 0.5 * (values[piece].mean() + values[shell].mean()) if shell.any() else None
 
+    def solid(self, box: Box, mask: np.ndarray) -> np.ndarray:
+        """An answer to prompts holding a box made solid: its holes in every plane along every
+        axis filled (``box_fill``), except those holding a negative prompt's voxels (the user
+        said they are outside)."""
+        across_thick = self.p.box_fill == "all_planes" or self.backend._thick_axis is None
+        axes = range(3) if across_thick else [self.backend._thick_axis]
+        filled = _fill_planes(mask != 0, axes)
+        added = filled & (mask == 0)
+        if not added.any():
+            return mask
+        sub = tuple(slice(b.start - w.start, b.stop - w.start) for b, w in zip(box, self.window))
+        labels, _ = ndimage.label(added)
+        refused = np.unique(labels[self.negative_voxels[sub] & added])
+        filled &= ~np.isin(labels, refused[refused > 0])
+        return filled.astype(np.uint8)
+
+    def anchors(self) -> np.ndarray:
+        """What the positive prompts say is the object: the clicks' and scribbles' seeds, and a
+        box's object (which seeds nothing: the walker may still trim its rim), each less the
+        negative prompts' voxels."""
+        if not self.groups:
+            return self.foreground
+        return self.foreground | np.logical_or.reduce(self.groups)
+
     # -- steps 2 and 3 ------------------------------------------------------------------------------
     def segment(self, pieces: list[np.ndarray]) -> MaskPatch:
         p = self.p
@@ -638,8 +681,7 @@ class _View:
         value_range = float(high - low) or 1.0
         probability = _solve(values / value_range, self.spacing, foreground, background, prior, p)
         mask = (probability > 0.5) & ~background | foreground
-        anchors = foreground | np.logical_or.reduce([g[sub] for g in self.groups]) if self.groups else foreground
-        mask = _connected_to(mask, anchors)
+        mask = _connected_to(mask, self.anchors()[sub])
         mask = _fill_holes(mask, self.backend._thick_axis)
         box = tuple(slice(w.start + s.start, w.start + s.stop) for w, s in zip(self.window, sub))
         return box, mask.astype(np.uint8)  # type: ignore[return-value]
@@ -703,6 +745,19 @@ def _fill_holes(mask: np.ndarray, thick_axis: Optional[int]) -> np.ndarray:
         cut = [slice(None)] * 3
         cut[thick_axis] = index
         out[tuple(cut)] = ndimage.binary_fill_holes(mask[tuple(cut)])
+    return out
+
+
+def _fill_planes(mask: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+    """``mask`` with the holes of every plane along each of ``axes`` filled, one axis after the
+    other (a hole is background that the mask encloses within its plane)."""
+    out = mask.copy()
+    for axis in axes:
+        # connected within the plane only: the array's faces along the axis are no way out
+        structure = np.zeros((3,) * out.ndim, bool)
+        structure[tuple(1 if a == axis else slice(None) for a in range(out.ndim))] = \
+            ndimage.generate_binary_structure(out.ndim - 1, 1)
+        out = ndimage.binary_fill_holes(out, structure)
     return out
 
 
