@@ -34,7 +34,7 @@ from ..image import Image, foreground_box, set_voxels
 from ..progress import ProgressCallback, no_progress
 from .coarse import CoarseDistance, factors_for, typical_radius_mm
 from .radius import affine
-from .sampling import trilinear
+from .sampling import trilinear, trilinear_on_rays
 
 #: The wall is where the field crosses this level.
 LEVEL = 0.5
@@ -354,8 +354,7 @@ def _refined(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, low: n
 def _sample_rays(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, s: np.ndarray) -> np.ndarray:
     """The field at origin + s * heading (voxel indices; ``s`` (n, m) in steps): (n, m)
     float32, NaN beyond the box."""
-    return trilinear(volume, *(origin[:, axis, None] + s * heading[:, axis, None] for axis in range(3)),
-                     cval=np.nan)
+    return trilinear_on_rays(volume, origin, heading, s, cval=np.nan)
 
 
 def ray_directions(u: np.ndarray, v: np.ndarray, rays: int) -> tuple[np.ndarray, np.ndarray]:

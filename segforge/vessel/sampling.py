@@ -30,15 +30,39 @@ def trilinear(volume: np.ndarray, k: np.ndarray, j: np.ndarray, i: np.ndarray, c
     of one shape (float32 is enough for indices below a few thousand); float32, that shape."""
     k, j, i = np.broadcast_arrays(*(np.asarray(c) for c in (k, j, i)))
     shape = k.shape
-    flat = np.ascontiguousarray(volume).ravel()
-    if np.result_type(flat.dtype, np.float32) != np.float32:  # float64, int32 and wider: once, not per corner
-        flat = flat.astype(np.float32)
+    flat = _flat(volume)
     k, j, i = (c.reshape(-1) for c in (k, j, i))
     out = np.empty(k.size, np.float32)
     for start in range(0, k.size, BLOCK):
         block = slice(start, start + BLOCK)
         out[block] = _trilinear_block(flat, volume.shape, k[block], j[block], i[block], cval)
     return out.reshape(shape)
+
+
+def trilinear_on_rays(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, steps: np.ndarray,
+                      cval: float = 0.0) -> np.ndarray:
+    """``volume`` at ``origin + steps * heading`` along each ray: (n, m) float32 for origins and
+    headings (n, 3) (continuous kji indices, per step) and ``steps`` (n, m).
+
+    The same values as :func:`trilinear` of those points (each coordinate computed by the same
+    expression, in the same precision), but the points are made a block of rays at a time:
+    a million samples' coordinates, 24 MB in float64, then never leave the cache."""
+    count, samples = np.shape(steps)
+    flat = _flat(volume)
+    out = np.empty((count, samples), np.float32)
+    rays = max(BLOCK // max(samples, 1), 1)
+    for start in range(0, count, rays):
+        block = slice(start, start + rays)
+        k, j, i = (origin[block, axis, None] + steps[block] * heading[block, axis, None] for axis in range(3))
+        out[block] = _trilinear_block(flat, volume.shape, k.reshape(-1), j.reshape(-1), i.reshape(-1),
+                                      cval).reshape(k.shape)
+    return out
+
+
+def _flat(volume: np.ndarray) -> np.ndarray:
+    """The volume raveled, float32 or narrower (float64, int32 and wider converted once, not per corner)."""
+    flat = np.ascontiguousarray(volume).ravel()
+    return flat.astype(np.float32) if np.result_type(flat.dtype, np.float32) != np.float32 else flat
 
 
 def _trilinear_block(flat: np.ndarray, shape: tuple[int, int, int], k: np.ndarray, j: np.ndarray, i: np.ndarray,
