@@ -245,19 +245,22 @@ def euler_characteristic(volume: np.ndarray) -> int:
     that adding voxels makes is counted in a window around them.
     """
     x = np.pad(np.asarray(volume, bool), 1)
-    cubes = int(x.sum())
+    # count_nonzero, not sum: a bool sum converts every element to an integer first (twice the time)
+    cubes = np.count_nonzero(x)
     faces = edges = 0
     for axis in range(3):
         # faces across ``axis``: shared by the two voxels on either side
         a = np.moveaxis(x, axis, 0)
-        faces += int((a[1:] | a[:-1]).sum())
+        faces += np.count_nonzero(a[1:] | a[:-1])
         # edges along ``axis``: shared by the four voxels around them in the other two axes
-        ring = a[:, 1:, 1:] | a[:, :-1, 1:] | a[:, 1:, :-1] | a[:, :-1, :-1]
-        edges += int(ring.sum())
+        ring = a[:, 1:, 1:] | a[:, :-1, 1:]
+        ring |= a[:, 1:, :-1]
+        ring |= a[:, :-1, :-1]
+        edges += np.count_nonzero(ring)
     corner = x[1:] | x[:-1]
     corner = corner[:, 1:] | corner[:, :-1]
     corner = corner[:, :, 1:] | corner[:, :, :-1]
-    return int(corner.sum()) - edges + faces - cubes
+    return int(np.count_nonzero(corner) - edges + faces - cubes)
 
 
 def loop_count(volume: np.ndarray, background: Optional[tuple[np.ndarray, int]] = None) -> int:
