@@ -150,8 +150,12 @@ class _Nearest:
     few voxels near the surface instead of the whole box (scipy's ``distance_transform_edt``
     on the box of a 2-million-voxel blob took 2 s, and a closing needs two)."""
 
-    def __init__(self, members: np.ndarray, spacing: np.ndarray) -> None:
+    def __init__(self, members: np.ndarray, spacing: np.ndarray, region: Optional[np.ndarray] = None) -> None:
+        """``region``: where the nearest voxels of every later query lie, when the caller knows
+        (the tree then holds only the set's surface there: the same answers, built faster)."""
         edge = members & _face_neighbours(~members)
+        if region is not None:
+            edge &= region
         self.spacing = spacing
         self.tree = cKDTree(set_voxels(edge) * spacing)
 
@@ -231,11 +235,37 @@ def _fill_cavities(work: np.ndarray, spacing: np.ndarray, size: float,
     # widest point of each cavity: twice the distance from its most central voxel centre to
     # the nearest object voxel centre, less the half voxel the object voxel reaches out
     widest = np.zeros(count + 1)
-    np.maximum.at(widest, labels[tuple(voxels.T)], _Nearest(work, spacing)(voxels))
+    cavity = labels[tuple(voxels.T)]
+    nearest = _Nearest(work, spacing, _cavity_windows(work.shape, voxels, cavity, count, spacing))
+    np.maximum.at(widest, cavity, nearest(voxels))
     small = enclosed & (2 * widest - float(spacing.min()) < size)
     if small.any():
         work |= small[labels]
     return int(small.sum())
+
+
+def _cavity_windows(shape: tuple[int, ...], voxels: np.ndarray, cavity: np.ndarray, count: int,
+                    spacing: np.ndarray) -> np.ndarray:
+    """Where the object voxels nearest to the cavities' ``voxels`` (kji; ``cavity``: their
+    labels, up to ``count``) lie: each cavity's box grown by its shortest extent (mm) along
+    an axis.
+
+    Why that far: walking along an axis from a voxel of a cavity (an enclosed 6-connected
+    background component), the first voxel not in it is an object voxel within the box's
+    extent that way, so the nearest object voxel is no farther. A k-d tree of the object's
+    surface in these windows gives the nearest distances a tree of its whole surface gives,
+    and builds in a fraction of the time (the CTA aorta: 4.6 ms for its whole surface)."""
+    low = np.full((count + 1, 3), np.iinfo(np.int64).max)
+    high = np.full((count + 1, 3), -1)
+    np.minimum.at(low, cavity, voxels)
+    np.maximum.at(high, cavity, voxels)
+    used = np.unique(cavity)
+    extent_mm = (high[used] - low[used] + 1) * spacing
+    reach = np.ceil(extent_mm.min(axis=1)[:, None] / spacing).astype(int) + 1  # a voxel more: never short
+    region = np.zeros(shape, bool)
+    for first, last, grow in zip(low[used], high[used], reach):
+        region[tuple(slice(max(a - g, 0), b + g + 1) for a, b, g in zip(first, last, grow))] = True
+    return region
 
 
 def euler_characteristic(volume: np.ndarray) -> int:
