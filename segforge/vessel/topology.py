@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree
 from ..components import label
 from ..distance import THREADS
 from ..errors import InputError
-from ..image import Image, set_voxels
+from ..image import Image, foreground_box, set_voxels
 from ..progress import ProgressCallback, no_progress
 
 _FULL = np.ones((3, 3, 3), bool)
@@ -87,17 +87,16 @@ def clean_topology(mask: Image, parameters: TopologyParameters = TopologyParamet
     report = progress or no_progress
     size = parameters.close_holes_mm
     array = np.asarray(mask.array) != 0
-    if not array.any():
+    box = foreground_box(array)  # two passes over the image (three projections took 1 ms more)
+    if box is None:
         raise InputError("The vessel mask is empty", "no voxel is set", "give a segment that holds the vessel")
     if size <= 0:
         return mask.with_array(array.astype(np.uint8)), TopologyReport(size)
     spacing = np.asarray(mask.spacing[::-1], float)
     radius = size / 2
     pad = np.ceil(radius / spacing).astype(int) + 2
-    present = [np.flatnonzero(array.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
-    low = np.array([p[0] for p in present])
-    high = np.array([p[-1] + 1 for p in present])
-    box = tuple(slice(a, b) for a, b in zip(low, high))
+    low = np.array([s.start for s in box])
+    high = np.array([s.stop for s in box])
     work = np.pad(array[box], [(p, p) for p in pad])
     # where the padded box lies inside the image: nothing is ever added outside it
     inside = np.zeros(work.shape, bool)
