@@ -54,11 +54,17 @@ def trilinear_on_rays(volume: np.ndarray, origin: np.ndarray, heading: np.ndarra
     flat = _flat(volume)
     out = np.empty((count, samples), np.float32)
     rays = max(BLOCK // max(samples, 1), 1)
+    precision = np.result_type(origin, heading, steps)
+    # each axis' origins and headings in that precision once: mixed types cast in every operation
+    origin, heading = (np.asarray(a).T.astype(precision) for a in (origin, heading))
     for start in range(0, count, rays):
         block = slice(start, start + rays)
         kji = np.empty((3, len(steps[block]), samples), np.float32)
+        along = np.empty(kji.shape[1:], precision)
         for axis in range(3):
-            np.add(origin[block, axis, None], steps[block] * heading[block, axis, None], out=kji[axis])
+            np.multiply(steps[block], heading[axis, block, None], out=along)
+            along += origin[axis, block, None]
+            kji[axis] = along
         out[block] = _trilinear_block(flat, volume.shape, kji.reshape(3, -1), cval).reshape(-1, samples)
     return out
 
