@@ -56,7 +56,7 @@ def trilinear_on_rays(volume: np.ndarray, origin: np.ndarray, heading: np.ndarra
     rays = max(BLOCK // max(samples, 1), 1)
     precision = np.result_type(origin, heading, steps)
     # each axis' origins and headings in that precision once: mixed types cast in every operation
-    origin, heading = (np.asarray(a).T.astype(precision) for a in (origin, heading))
+    origin, heading = (np.ascontiguousarray(np.asarray(a).T, precision) for a in (origin, heading))
     for start in range(0, count, rays):
         block = slice(start, start + rays)
         kji = np.empty((3, len(steps[block]), samples), np.float32)
