@@ -258,9 +258,13 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
         # a ray ends at its first sample below the level (a wall) or beyond the box (NaN: the
         # box ends at the image's face there, and what lies beyond is unknown, no wall)
         ends = ~(values >= LEVEL)
-        event = ends.any(axis=1)
         first = np.argmax(ends, axis=1)
-        hit = values[np.arange(len(rays_now)), first]
+        every = np.arange(len(rays_now))
+        # whether a ray has an event: its first end is one (argmax gives 0 where there is none);
+        # a gather, where ends.any(axis=1) loops over each row's few samples (0.7 against 0.1 ms
+        # for the CTA aorta's 35,000 section rays)
+        event = ends[every, first]
+        hit = values[every, first]
         before = position[rays_now] + offsets[first] - 1  # the sample before the event
         # a wall is met from a sample within reach, and not at the start itself (a ray that
         # starts outside the lumen, at a centre outside it, finds no wall)
