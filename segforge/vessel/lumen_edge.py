@@ -150,7 +150,13 @@ class LumenField:
         """Half the voxel's extent along each direction (mm): how well the grid places an
         edge crossed that way (0.2 mm along a 0.4 mm axis, 1 mm across 2 mm slices)."""
         grid = np.asarray(directions_lps, float) @ self.direction_lps  # components along i, j, k
-        return 0.5 * np.sqrt(((grid * np.asarray(self.spacing)) ** 2).sum(axis=-1))
+        grid *= np.asarray(self.spacing)
+        grid *= grid
+        # the three terms added in sum's order, as whole arrays: sum(axis=-1) loops over every
+        # direction's three (0.85 against 0.35 ms for the CTA aorta's 35,000 section rays)
+        total = grid[..., 0] + grid[..., 1]
+        total += grid[..., 2]
+        return 0.5 * np.sqrt(total)
 
 
 def lumen_field(segment: Image, image: Optional[Image] = None, margin_mm: float = 0.0) -> LumenField:
