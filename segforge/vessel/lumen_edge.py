@@ -371,5 +371,13 @@ def ray_directions(u: np.ndarray, v: np.ndarray, rays: int) -> tuple[np.ndarray,
     """``rays`` evenly spaced unit directions in each plane spanned by (u, v): (n, rays, 3),
     and their angles (rays,), measured from u towards v."""
     angles = np.linspace(0.0, 2 * np.pi, rays, endpoint=False)
-    directions = np.cos(angles)[None, :, None] * u[:, None] + np.sin(angles)[None, :, None] * v[:, None]
+    cos, sin = np.cos(angles), np.sin(angles)
+    u, v = np.asarray(u, float), np.asarray(v, float)
+    directions = np.empty((len(u), rays, 3))
+    # one component at a time, over (n, rays) arrays: broadcast into (n, rays, 3) at once, every
+    # operation looped over each ray's three components (0.88 against 0.2 ms for 735 x 48 rays)
+    for axis in range(3):
+        part = cos[None] * u[:, axis, None]
+        part += sin[None] * v[:, axis, None]
+        directions[:, :, axis] = part
     return directions, angles
