@@ -126,7 +126,8 @@ def _put_back(mask: Image, array: np.ndarray, box: tuple[slice, ...], work: np.n
     cleaned = work[tuple(slice(p, p + s.stop - s.start) for p, s in zip(pad, box))]
     result = array.astype(np.uint8)
     result[box] = cleaned
-    return mask.with_array(result), replace(report, voxels_added=int(cleaned.sum()) - int(array[box].sum()))
+    added = int(np.count_nonzero(cleaned)) - int(np.count_nonzero(array[box]))  # not bool sums: twice as fast
+    return mask.with_array(result), replace(report, voxels_added=added)
 
 
 def _face_neighbours(volume: np.ndarray) -> np.ndarray:
