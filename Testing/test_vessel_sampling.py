@@ -30,3 +30,22 @@ def test_keeps_the_shape_of_the_indices():
     k, j, i = np.meshgrid(np.linspace(0, 2, 3), np.linspace(0, 3, 4), np.linspace(0, 4, 5), indexing="ij")
     assert np.array_equal(trilinear(volume, k, j, i), volume)  # at the voxel centres: the voxels
     assert trilinear(volume, k[..., :2], j[..., :2], i[..., :2] + 0.5).shape == (3, 4, 2)
+
+
+@pytest.mark.parametrize("steps_dtype", [np.float64, np.float32])
+def test_on_rays_gives_trilinear_at_the_rays_points_bit_for_bit(steps_dtype):
+    """``trilinear_on_rays`` makes the points a block of rays at a time; each value is the
+    one ``trilinear`` gives at origin + steps * heading, rays leaving the box included (cval),
+    across several blocks."""
+    from segforge.vessel.sampling import BLOCK, trilinear_on_rays
+
+    rng = np.random.default_rng(3)
+    volume = (rng.random((9, 11, 13)) > 0.5).astype(np.uint8)
+    count, samples = 2 * BLOCK // 7 + 5, 7
+    origin = (rng.random((count, 3)) * np.array([8, 10, 12])).astype(np.float32)
+    heading = (rng.normal(size=(count, 3)) * 0.6).astype(np.float32)
+    steps = (rng.random((count, 1)) * 3 + np.arange(samples, dtype=np.float32)).astype(steps_dtype)
+    expected = trilinear(volume, *(origin[:, a, None] + steps * heading[:, a, None] for a in range(3)), cval=np.nan)
+    found = trilinear_on_rays(volume, origin, heading, steps, cval=np.nan)
+    assert found.dtype == np.float32 and found.shape == (count, samples)
+    assert np.isnan(found).any() and np.array_equal(found, expected, equal_nan=True)

@@ -310,3 +310,27 @@ def test_the_demo_bifurcation_from_the_image_is_the_aorta_two_iliacs_and_one_sid
     assert graph.branches[side.parent].parent == 0  # it leaves an iliac, not the aorta
     assert abs(side.points_lps[-1, 2] - box[5]) < 1.5  # and runs out of the box's top face
     assert side.length_mm > 10
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cavity_windows_give_the_whole_surface_s_nearest_distances(seed):
+    """The k-d tree of the object's surface near the cavities only (``_cavity_windows``)
+    answers every cavity voxel as the tree of the whole surface does: speckle and large
+    ellipsoidal cavities, anisotropic voxels."""
+    rng = np.random.default_rng(seed)
+    shape = (40, 50, 60)
+    blob = ndimage.binary_closing(ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.5, iterations=2)
+    blob &= rng.random(shape) < 0.97  # speckle cavities
+    z, y, x = np.indices(shape)
+    for _ in range(3):
+        centre, radii = rng.uniform(10, 30, 3), rng.uniform(2, 8, 3)
+        blob &= ((z - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + \
+            ((x - centre[2]) / radii[2]) ** 2 > 1
+    work = np.pad(blob, 2)
+    spacing = rng.uniform(0.3, 2.5, 3)
+    labels, count = label(~work, 6)
+    voxels = np.argwhere(topology._enclosed_labels(labels, count)[labels])
+    cavity = labels[tuple(voxels.T)]
+    windows = topology._cavity_windows(work.shape, voxels, cavity, count, spacing)
+    assert len(np.unique(cavity)) > 3 and not windows.all()
+    assert np.array_equal(topology._Nearest(work, spacing, windows)(voxels), topology._Nearest(work, spacing)(voxels))

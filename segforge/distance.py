@@ -31,7 +31,9 @@ def distance_mm(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """For every True voxel, the distance (mm) to the nearest False voxel centre; 0 on False
     voxels, infinite everywhere when there is no False voxel. As scipy's transform, outside the
     array does not count as False. ``spacing`` is along the array's axes."""
-    data = np.ascontiguousarray(mask, dtype=bool)
+    # as uint8 labels (0 and 1: the same distances): edt takes a bool array about three
+    # times as long (a 19^3 window 1.1 against 0.37 ms, a 77^3 box 11.6 against 3.4 ms)
+    data = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
     return edt.edt(data, anisotropy=tuple(float(s) for s in spacing), black_border=False,
                    parallel=THREADS if data.size >= PARALLEL_VOXELS else 1)
 

@@ -34,7 +34,7 @@ from ..image import Image, foreground_box, set_voxels
 from ..progress import ProgressCallback, no_progress
 from .coarse import CoarseDistance, factors_for, typical_radius_mm
 from .radius import affine
-from .sampling import trilinear
+from .sampling import trilinear, trilinear_on_rays
 
 #: The wall is where the field crosses this level.
 LEVEL = 0.5
@@ -150,7 +150,13 @@ class LumenField:
         """Half the voxel's extent along each direction (mm): how well the grid places an
         edge crossed that way (0.2 mm along a 0.4 mm axis, 1 mm across 2 mm slices)."""
         grid = np.asarray(directions_lps, float) @ self.direction_lps  # components along i, j, k
-        return 0.5 * np.sqrt(((grid * np.asarray(self.spacing)) ** 2).sum(axis=-1))
+        grid *= np.asarray(self.spacing)
+        grid *= grid
+        # the three terms added in sum's order, as whole arrays: sum(axis=-1) loops over every
+        # direction's three (0.85 against 0.35 ms for the CTA aorta's 35,000 section rays)
+        total = grid[..., 0] + grid[..., 1]
+        total += grid[..., 2]
+        return 0.5 * np.sqrt(total)
 
 
 def lumen_field(segment: Image, image: Optional[Image] = None, margin_mm: float = 0.0) -> LumenField:
@@ -258,9 +264,13 @@ def edge_distances(field: LumenField, centres_lps: np.ndarray, directions_lps: n
         # a ray ends at its first sample below the level (a wall) or beyond the box (NaN: the
         # box ends at the image's face there, and what lies beyond is unknown, no wall)
         ends = ~(values >= LEVEL)
-        event = ends.any(axis=1)
         first = np.argmax(ends, axis=1)
-        hit = values[np.arange(len(rays_now)), first]
+        every = np.arange(len(rays_now))
+        # whether a ray has an event: its first end is one (argmax gives 0 where there is none);
+        # a gather, where ends.any(axis=1) loops over each row's few samples (0.7 against 0.1 ms
+        # for the CTA aorta's 35,000 section rays)
+        event = ends[every, first]
+        hit = values[every, first]
         before = position[rays_now] + offsets[first] - 1  # the sample before the event
         # a wall is met from a sample within reach, and not at the start itself (a ray that
         # starts outside the lumen, at a centre outside it, finds no wall)
@@ -354,13 +364,20 @@ def _refined(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, low: n
 def _sample_rays(volume: np.ndarray, origin: np.ndarray, heading: np.ndarray, s: np.ndarray) -> np.ndarray:
     """The field at origin + s * heading (voxel indices; ``s`` (n, m) in steps): (n, m)
     float32, NaN beyond the box."""
-    return trilinear(volume, *(origin[:, axis, None] + s * heading[:, axis, None] for axis in range(3)),
-                     cval=np.nan)
+    return trilinear_on_rays(volume, origin, heading, s, cval=np.nan)
 
 
 def ray_directions(u: np.ndarray, v: np.ndarray, rays: int) -> tuple[np.ndarray, np.ndarray]:
     """``rays`` evenly spaced unit directions in each plane spanned by (u, v): (n, rays, 3),
     and their angles (rays,), measured from u towards v."""
     angles = np.linspace(0.0, 2 * np.pi, rays, endpoint=False)
-    directions = np.cos(angles)[None, :, None] * u[:, None] + np.sin(angles)[None, :, None] * v[:, None]
+    cos, sin = np.cos(angles), np.sin(angles)
+    u, v = np.asarray(u, float), np.asarray(v, float)
+    directions = np.empty((len(u), rays, 3))
+    # one component at a time, over (n, rays) arrays: broadcast into (n, rays, 3) at once, every
+    # operation looped over each ray's three components (0.88 against 0.2 ms for 735 x 48 rays)
+    for axis in range(3):
+        part = cos[None] * u[:, axis, None]
+        part += sin[None] * v[:, axis, None]
+        directions[:, :, axis] = part
     return directions, angles

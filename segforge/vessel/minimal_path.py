@@ -81,9 +81,11 @@ class _Voxels:
         weight = 1.0 / np.maximum(self.radii, 1e-3) ** 2
         present = neighbours >= 0
         columns = neighbours[present]
-        rows = np.broadcast_to(np.arange(len(flat))[:, None], neighbours.shape)[present]
-        costs = np.broadcast_to(lengths, neighbours.shape)[present] * 0.5 * (weight[rows] + weight[columns])
-        starts = np.concatenate([[0], np.cumsum(present.sum(axis=1))])
+        counts = np.count_nonzero(present, axis=1)
+        # rows repeated and lengths tiled (contiguous), not masks of broadcast views: 15 % less
+        rows = np.repeat(np.arange(len(flat)), counts)
+        costs = np.tile(lengths, len(flat))[present.ravel()] * 0.5 * (weight[rows] + weight[columns])
+        starts = np.concatenate([[0], np.cumsum(counts)])
         return csr_matrix((costs, columns, starts), shape=(len(flat), len(flat)))
 
     def climb(self, voxel_kji: np.ndarray) -> int:
@@ -173,12 +175,21 @@ def _inside_all_along(graph: CenterlineGraph, array: np.ndarray, mask: Image) ->
     for branch in graph.branches:
         line = np.asarray(branch.points_lps, float)
         counts = np.maximum(np.ceil(np.linalg.norm(np.diff(line, axis=0), axis=1) / step).astype(int), 1)
-        samples = np.vstack([a + (b - a) * (np.arange(n) / n)[:, None]
-                             for a, b, n in zip(line[:-1], line[1:], counts)] + [line[-1:]])
+        samples = np.vstack([_along_segments(line, counts), line[-1:]])
         kji = np.round(lps_to_kji(mask, samples)).astype(int)
         if np.any(kji < 0) or np.any(kji >= shape) or not np.all(array[tuple(kji.T)]):
             return False
     return True
+
+
+def _along_segments(line: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``counts[n]`` points evenly along each segment n of a polyline, from its start (not
+    its end): all segments at once, not a loop over them."""
+    segment = np.repeat(np.arange(len(counts)), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    fraction = (np.arange(len(segment)) - first) / counts[segment]
+    start, end = line[:-1][segment], line[1:][segment]
+    return start + (end - start) * fraction[:, None]
 
 
 def _paths(image: Image, starts: list[np.ndarray], points: list, strict: bool,

@@ -43,7 +43,7 @@ from scipy.spatial import cKDTree
 from ..components import label
 from ..distance import THREADS
 from ..errors import InputError
-from ..image import Image, set_voxels
+from ..image import Image, foreground_box, set_voxels
 from ..progress import ProgressCallback, no_progress
 
 _FULL = np.ones((3, 3, 3), bool)
@@ -87,17 +87,16 @@ def clean_topology(mask: Image, parameters: TopologyParameters = TopologyParamet
     report = progress or no_progress
     size = parameters.close_holes_mm
     array = np.asarray(mask.array) != 0
-    if not array.any():
+    box = foreground_box(array)  # two passes over the image (three projections took 1 ms more)
+    if box is None:
         raise InputError("The vessel mask is empty", "no voxel is set", "give a segment that holds the vessel")
     if size <= 0:
         return mask.with_array(array.astype(np.uint8)), TopologyReport(size)
     spacing = np.asarray(mask.spacing[::-1], float)
     radius = size / 2
     pad = np.ceil(radius / spacing).astype(int) + 2
-    present = [np.flatnonzero(array.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
-    low = np.array([p[0] for p in present])
-    high = np.array([p[-1] + 1 for p in present])
-    box = tuple(slice(a, b) for a, b in zip(low, high))
+    low = np.array([s.start for s in box])
+    high = np.array([s.stop for s in box])
     work = np.pad(array[box], [(p, p) for p in pad])
     # where the padded box lies inside the image: nothing is ever added outside it
     inside = np.zeros(work.shape, bool)
@@ -127,7 +126,8 @@ def _put_back(mask: Image, array: np.ndarray, box: tuple[slice, ...], work: np.n
     cleaned = work[tuple(slice(p, p + s.stop - s.start) for p, s in zip(pad, box))]
     result = array.astype(np.uint8)
     result[box] = cleaned
-    return mask.with_array(result), replace(report, voxels_added=int(cleaned.sum()) - int(array[box].sum()))
+    added = int(np.count_nonzero(cleaned)) - int(np.count_nonzero(array[box]))  # not bool sums: twice as fast
+    return mask.with_array(result), replace(report, voxels_added=added)
 
 
 def _face_neighbours(volume: np.ndarray) -> np.ndarray:
@@ -150,8 +150,12 @@ class _Nearest:
     few voxels near the surface instead of the whole box (scipy's ``distance_transform_edt``
     on the box of a 2-million-voxel blob took 2 s, and a closing needs two)."""
 
-    def __init__(self, members: np.ndarray, spacing: np.ndarray) -> None:
+    def __init__(self, members: np.ndarray, spacing: np.ndarray, region: Optional[np.ndarray] = None) -> None:
+        """``region``: where the nearest voxels of every later query lie, when the caller knows
+        (the tree then holds only the set's surface there: the same answers, built faster)."""
         edge = members & _face_neighbours(~members)
+        if region is not None:
+            edge &= region
         self.spacing = spacing
         self.tree = cKDTree(set_voxels(edge) * spacing)
 
@@ -225,17 +229,52 @@ def _fill_cavities(work: np.ndarray, spacing: np.ndarray, size: float,
     if count <= 1:
         return 0
     enclosed = _enclosed_labels(labels, count)
-    voxels = set_voxels(enclosed[labels])
+    voxels = set_voxels(_with_labels(labels, enclosed))
     if len(voxels) == 0:
         return 0
     # widest point of each cavity: twice the distance from its most central voxel centre to
     # the nearest object voxel centre, less the half voxel the object voxel reaches out
     widest = np.zeros(count + 1)
-    np.maximum.at(widest, labels[tuple(voxels.T)], _Nearest(work, spacing)(voxels))
+    cavity = labels[tuple(voxels.T)]
+    nearest = _Nearest(work, spacing, _cavity_windows(work.shape, voxels, cavity, count, spacing))
+    np.maximum.at(widest, cavity, nearest(voxels))
     small = enclosed & (2 * widest - float(spacing.min()) < size)
     if small.any():
-        work |= small[labels]
+        work[tuple(voxels[small[cavity]].T)] = True  # the small cavities' voxels: no pass over the box
     return int(small.sum())
+
+
+def _with_labels(labels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Where ``labels`` holds a chosen label (``chosen``: one flag per label). A comparison,
+    not a look-up, when the chosen labels are all those from some label on, as the enclosed
+    ones are in a padded box (its border is one component, the first): 0.2 against 1 ms on
+    the CTA aorta's box."""
+    first = int(np.argmax(chosen)) if chosen.any() else len(chosen)
+    return labels >= first if chosen[first:].all() else chosen[labels]
+
+
+def _cavity_windows(shape: tuple[int, ...], voxels: np.ndarray, cavity: np.ndarray, count: int,
+                    spacing: np.ndarray) -> np.ndarray:
+    """Where the object voxels nearest to the cavities' ``voxels`` (kji; ``cavity``: their
+    labels, up to ``count``) lie: each cavity's box grown by its shortest extent (mm) along
+    an axis.
+
+    Why that far: walking along an axis from a voxel of a cavity (an enclosed 6-connected
+    background component), the first voxel not in it is an object voxel within the box's
+    extent that way, so the nearest object voxel is no farther. A k-d tree of the object's
+    surface in these windows gives the nearest distances a tree of its whole surface gives,
+    and builds in a fraction of the time (the CTA aorta: 4.6 ms for its whole surface)."""
+    low = np.full((count + 1, 3), np.iinfo(np.int64).max)
+    high = np.full((count + 1, 3), -1)
+    np.minimum.at(low, cavity, voxels)
+    np.maximum.at(high, cavity, voxels)
+    used = np.unique(cavity)
+    extent_mm = (high[used] - low[used] + 1) * spacing
+    reach = np.ceil(extent_mm.min(axis=1)[:, None] / spacing).astype(int) + 1  # a voxel more: never short
+    region = np.zeros(shape, bool)
+    for first, last, grow in zip(low[used], high[used], reach):
+        region[tuple(slice(max(a - g, 0), b + g + 1) for a, b, g in zip(first, last, grow))] = True
+    return region
 
 
 def euler_characteristic(volume: np.ndarray) -> int:
@@ -245,19 +284,22 @@ def euler_characteristic(volume: np.ndarray) -> int:
     that adding voxels makes is counted in a window around them.
     """
     x = np.pad(np.asarray(volume, bool), 1)
-    cubes = int(x.sum())
+    # count_nonzero, not sum: a bool sum converts every element to an integer first (twice the time)
+    cubes = np.count_nonzero(x)
     faces = edges = 0
     for axis in range(3):
         # faces across ``axis``: shared by the two voxels on either side
         a = np.moveaxis(x, axis, 0)
-        faces += int((a[1:] | a[:-1]).sum())
+        faces += np.count_nonzero(a[1:] | a[:-1])
         # edges along ``axis``: shared by the four voxels around them in the other two axes
-        ring = a[:, 1:, 1:] | a[:, :-1, 1:] | a[:, 1:, :-1] | a[:, :-1, :-1]
-        edges += int(ring.sum())
+        ring = a[:, 1:, 1:] | a[:, :-1, 1:]
+        ring |= a[:, 1:, :-1]
+        ring |= a[:, :-1, :-1]
+        edges += np.count_nonzero(ring)
     corner = x[1:] | x[:-1]
     corner = corner[:, 1:] | corner[:, :-1]
     corner = corner[:, :, 1:] | corner[:, :, :-1]
-    return int(corner.sum()) - edges + faces - cubes
+    return int(np.count_nonzero(corner) - edges + faces - cubes)
 
 
 def loop_count(volume: np.ndarray, background: Optional[tuple[np.ndarray, int]] = None) -> int:
