@@ -136,6 +136,12 @@ class RandomWalkerParameters:
     # Prompts without a box (clicks alone: an organ's sinus is no hole to fill) keep "volume"; a
     # hole holding a negative prompt's voxels is never filled
     box_fill: str = "planes"
+    # a click after a box: "local", it changes only what it is evidence about, the tissue like the
+    # voxel clicked within twice its distance to the mask's other side (a negative one removes
+    # that, even where the box's object holds the walker to the box's answer); "walker": as any
+    # later click (a positive one adds the walker's new part connected to it, a negative one
+    # removes what the walker lost within its reach)
+    box_corrections: str = "local"
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -201,8 +207,16 @@ class RandomWalkerBackend:
         click = np.asarray(last.kji) - offset
         near = np.zeros(before.shape, bool)
         near[tuple(slice(max(c - 1, 0), c + 2) for c in click)] = True
+        boxed = self.parameters.box_corrections == "local" and any(
+            isinstance(q, VoxelBox) and q.positive for q in prompts[:-1])
+        if boxed:
+            # after a box the click is evidence about the tissue like it around it only
+            like, reach = self._boxed_evidence(region, before, click, view)
         if last.positive:
-            result = before | _connected_to(after & ~before, near)
+            added = after & ~before
+            if boxed:
+                added &= like & reach
+            result = before | _connected_to(added, near)
         else:
             seeds = np.zeros(before.shape, bool)  # the positive prompts' surviving seeds
             lo = np.array([w.start for w in view.window]) - offset
@@ -225,9 +239,30 @@ class RandomWalkerBackend:
                                   [tuple(click + 1)])
                 evidence = from_click <= 2.0 * depth + float(self._spacing.max())
             lost = _connected_to(before & ~after & evidence, near)
+            if boxed:
+                # the box's object holds the walker to the box's answer, so a negative click's
+                # own evidence is removed: the tissue like it within its reach
+                lost = _connected_to(before & like & reach, near)
             # what the removal cut off from every positive prompt goes too
             result = _connected_to(before & ~lost, seeds)
         return region, result.astype(np.uint8)  # type: ignore[return-value]
+
+    def _boxed_evidence(self, region: Box, before: np.ndarray, click: np.ndarray,
+                        view: "_View") -> tuple[np.ndarray, np.ndarray]:
+        """What a click after a box is evidence about: the voxels that look like the voxel
+        clicked (within three noise deviations, unsmoothed: a click's seeds' rule), and those
+        within its reach: twice its distance to the mask's other side (its depth inside the
+        mask for a negative click, its distance to the mask for a positive one: a click beside
+        the box's answer corrects that answer's edge, one far from it a missed part), plus a voxel."""
+        raw = self.image.array[region]
+        like = np.abs(raw - raw[tuple(click)]) <= 3.0 * view.noise
+        inside = bool(before[tuple(click)])
+        other = np.pad(before if inside else ~before, 1, constant_values=not inside)
+        depth = float(distance_mm(other, self._spacing)[tuple(click + 1)])
+        point = np.zeros(before.shape, bool)
+        point[tuple(click)] = True
+        reach = distance_mm(~point, self._spacing) <= 2.0 * depth + float(self._spacing.max())
+        return like, reach
 
     def _window(self, prompts: Sequence[VoxelPrompt], margin_mm: float) -> Box:
         """Positive prompts' bounding box plus the margin (boxes: the box plus one voxel)."""
@@ -278,11 +313,12 @@ class _View:
         seed_ball = np.unique(np.concatenate([_ball(self.p.seed_radius_mm, self.spacing), _FACE_NEIGHBOURS]), axis=0)
         cut_ball = _ball(self.p.cut_radius_mm, self.spacing)
         boxes = []
-        for prompt in prompts:
+        order: list[int] = []  # each group's prompt's place in the history
+        for place, prompt in enumerate(prompts):
             if isinstance(prompt, VoxelBox):
                 sub = tuple(slice(max(lo - o, 0), max(hi - o, 0))
                             for lo, hi, o in zip(prompt.lo_kji, prompt.hi_kji, offset))
-                boxes.append(sub)
+                boxes.append((place, sub))
                 continue
             voxels = _prompt_voxels(prompt) - offset
             group = np.zeros(shape, bool)
@@ -303,6 +339,7 @@ class _View:
                 self.foreground |= group
                 self.background &= ~group
                 self.groups.append(group)
+                order.append(place)
                 self.caps.append(self.p.capped_mm)
                 self.clicks.append(voxels[0] if isinstance(prompt, VoxelPoint) else None)
                 self.shapes.append(None)
@@ -315,8 +352,9 @@ class _View:
                 self.groups = [g & ~group for g in self.groups]
         if boxes:
             self.allowed[:] = False
-            for sub in boxes:
+            for _, sub in boxes:
                 self.allowed[sub] = True
+            for place, sub in boxes:
                 core = np.zeros(shape, bool)
                 core[_box_core(sub)] = True
                 prior = None
@@ -327,7 +365,14 @@ class _View:
                 self.caps.append(self.p.capped_mm)
                 self.clicks.append(None)
                 self.shapes.append(prior)
+                order.append(place)
             self.background |= ~self.allowed
+        # the groups in the order of their prompts: a click after a box is a later prompt, which
+        # corrects the box's object (its chunk sized by its distance to it, its seeds alone beside it)
+        ranked = [int(n) for n in np.argsort(order, kind="stable")]
+        self.box_groups = [ranked.index(n) for n in self.box_groups]
+        self.groups, self.caps, self.clicks, self.shapes = ([values[n] for n in ranked] for values in (
+            self.groups, self.caps, self.clicks, self.shapes))
         # groups a later negative prompt emptied are dropped, with what was kept beside each
         kept = [n for n, group in enumerate(self.groups) if group.any()]
         self.box_groups = [kept.index(n) for n in self.box_groups if n in kept]
@@ -337,6 +382,11 @@ class _View:
         # a piece reaching the window's faces leaks (also at the image's border: a lesion is
         # surrounded by other tissue, and a crop's border cuts through that tissue)
         self.faces = _faces(shape)
+        if boxes:
+            # and so does a click's piece reaching a box's walls: the box says its object lies
+            # within it, clear of its walls (a box is drawn around its object), and a piece cut
+            # off by them would look enclosed at every level (a dim click's fills the box)
+            self.faces |= self.allowed & ~ndimage.binary_erosion(self.allowed, border_value=1)
 
     def _box_object(self, sub: tuple[slice, ...], core: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """The largest connected part of the box's inside (clear of its rim) whose intensity is
