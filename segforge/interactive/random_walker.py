@@ -40,7 +40,9 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    the prompts, holes are filled in every plane along each axis (not across thick slices):
    a box is drawn around one lesion, whose mask holds its necrotic core even where the ring
    around the core opens in 3D; a hole holding a negative prompt's voxels stays open, and
-   clicks alone keep the 3D fill.
+   clicks alone keep the 3D fill. A click after a box changes only the tissue like it within
+   its reach (a negative one's cut is not refilled by the box's object; a positive one adds
+   the ball between it and the mask): the box already drew the object.
 
 The result is a function of the prompts alone: undo, a rebuilt worker and the CLI all give
 the same masks.
@@ -137,10 +139,11 @@ class RandomWalkerParameters:
     # hole holding a negative prompt's voxels is never filled
     box_fill: str = "planes"
     # a click after a box: "local", it changes only what it is evidence about, the tissue like the
-    # voxel clicked within twice its distance to the mask's other side (a negative one removes
-    # that, even where the box's object holds the walker to the box's answer); "walker": as any
-    # later click (a positive one adds the walker's new part connected to it, a negative one
-    # removes what the walker lost within its reach)
+    # voxel clicked within its reach (a negative one: twice its depth in the mask plus a voxel, as
+    # any negative click's, and it removes that even where the box's object holds the walker to
+    # the box's answer; a positive one: its distance to the mask, the ball in the missed part);
+    # "walker": as any later click (a positive one adds the walker's new part connected to it, a
+    # negative one removes what the walker lost within its reach)
     box_corrections: str = "local"
 
 class RandomWalkerBackend:
@@ -190,8 +193,11 @@ class RandomWalkerBackend:
         """A corrective click changes only the region it is evidence about (the mask before it
         elsewhere): a positive one adds the new part connected to it and removes nothing; a
         negative one removes the lost part connected to it that lies within its reach (see
-        ``local_corrections``), and what this cuts off from every positive prompt's seeds. A
-        first prompt, a box or a scribble is taken as the walker gives it."""
+        ``local_corrections``), and what this cuts off from every positive prompt's seeds. After
+        a box, a click changes only the tissue like it within its reach (``box_corrections``):
+        the box's object holds the walker to the box's answer, so a negative click's cut was
+        refilled, and a dim positive click's piece, bounded by the box, filled it. A first
+        prompt, a box or a scribble is taken as the walker gives it."""
         last = prompts[-1]
         if len(prompts) < 2 or not isinstance(last, VoxelPoint) or current is None:
             return box, mask
@@ -250,10 +256,12 @@ class RandomWalkerBackend:
     def _boxed_evidence(self, region: Box, before: np.ndarray, click: np.ndarray,
                         view: "_View") -> tuple[np.ndarray, np.ndarray]:
         """What a click after a box is evidence about: the voxels that look like the voxel
-        clicked (within three noise deviations, unsmoothed: a click's seeds' rule), and those
-        within its reach: twice its distance to the mask's other side (its depth inside the
-        mask for a negative click, its distance to the mask for a positive one: a click beside
-        the box's answer corrects that answer's edge, one far from it a missed part), plus a voxel."""
+        clicked (within three noise deviations, unsmoothed: a click's seeds' rule), within its
+        reach. A negative click's reach is that of any (twice its depth inside the mask, plus a
+        voxel); a positive click's is its distance to the mask: the ball around it that lies in
+        the part the mask missed (a click goes to that part's deepest voxel), not the tissue
+        beyond it (a click on a small lesion's rim would otherwise add a ball of its
+        surroundings, as large as the lesion)."""
         raw = self.image.array[region]
         like = np.abs(raw - raw[tuple(click)]) <= 3.0 * view.noise
         inside = bool(before[tuple(click)])
@@ -261,8 +269,8 @@ class RandomWalkerBackend:
         depth = float(distance_mm(other, self._spacing)[tuple(click + 1)])
         point = np.zeros(before.shape, bool)
         point[tuple(click)] = True
-        reach = distance_mm(~point, self._spacing) <= 2.0 * depth + float(self._spacing.max())
-        return like, reach
+        reach = 2.0 * depth + float(self._spacing.max()) if inside else depth
+        return like, distance_mm(~point, self._spacing) <= reach
 
     def _window(self, prompts: Sequence[VoxelPrompt], margin_mm: float) -> Box:
         """Positive prompts' bounding box plus the margin (boxes: the box plus one voxel)."""
