@@ -126,3 +126,24 @@ def test_the_box_then_clicks_table_reports_the_drop_and_the_last_against_the_box
     assert result.box_clicks_after(0) == 0.9 and result.box_clicks_after(5) == 0.88
     table = box_then_clicks_table([("x", result)])
     assert "| x | 0.900 | 0.500 | 0.800 | 0.880 | 0.400 | no |" in table
+
+
+def test_a_scribble_on_a_dim_part_after_a_box_does_not_fill_the_box():
+    """A scribble's answer is taken whole (no local bound as for a click), so its piece must
+    itself stay clear of the box's background: a piece reaching the box's walls leaks, as one
+    reaching the window's faces does (before, the box's walls hid the leak: false positives 39
+    -> 1,743 voxels, Dice 0.897; now 75, Dice 0.929)."""
+    from segforge.interactive.prompts import ScribblePrompt
+
+    image, lesion, dim = _cube_with_a_dim_side()
+    session = random_walker_factory(RandomWalkerParameters())(image)
+    session.interact(box_prompt(image, lesion))
+    boxed = session.mask.astype(bool)
+    lo = (SHAPE[0] - 20) // 2
+    session.interact(ScribblePrompt(np.array([voxel_center_lps(image, (18, j, lo + 1)) for j in range(14, 23)])))
+    scribbled = session.mask.astype(bool)
+    added = int(np.count_nonzero(scribbled & ~lesion)) - int(np.count_nonzero(boxed & ~lesion))
+    print(f"\nbox {dice(boxed, lesion):.3f}, then a scribble on the dim side {dice(scribbled, lesion):.3f}: "
+          f"{added} false-positive voxels added")
+    assert added <= 200  # measured 36; before 1,704
+    assert dice(scribbled, lesion) > dice(boxed, lesion)
