@@ -213,15 +213,13 @@ class RandomWalkerBackend:
         click = np.asarray(last.kji) - offset
         near = np.zeros(before.shape, bool)
         near[tuple(slice(max(c - 1, 0), c + 2) for c in click)] = True
+        # after a box the click is evidence about the tissue like it around it only
         boxed = self.parameters.box_corrections == "local" and any(
             isinstance(q, VoxelBox) and q.positive for q in prompts[:-1])
-        if boxed:
-            # after a box the click is evidence about the tissue like it around it only
-            like, reach = self._boxed_evidence(region, before, click, view)
         if last.positive:
             added = after & ~before
             if boxed:
-                added &= like & reach
+                added &= self._boxed_evidence(region, before, click, view)
             result = before | _connected_to(added, near)
         else:
             seeds = np.zeros(before.shape, bool)  # the positive prompts' surviving seeds
@@ -231,30 +229,32 @@ class RandomWalkerBackend:
             seeds[target] = anchors[tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, lo))]
             if not seeds.any():
                 return region, np.zeros(before.shape, np.uint8)
-            point = np.zeros(before.shape, bool)
-            point[tuple(click)] = True
-            from_click = distance_mm(~point, self._spacing)
-            if self.parameters.local_corrections == "nearer":
-                # voxels nearer a positive prompt than the click are the positive prompts' evidence
-                evidence = from_click < distance_mm(~seeds, self._spacing)
-            else:
-                # no farther from the click than twice its depth inside the mask, plus a voxel
-                depth = 0.0
-                if before[tuple(click)]:
-                    depth = float(distance_mm(np.pad(before, 1), self._spacing)
-                                  [tuple(click + 1)])
-                evidence = from_click <= 2.0 * depth + float(self._spacing.max())
-            lost = _connected_to(before & ~after & evidence, near)
             if boxed:
-                # the box's object holds the walker to the box's answer, so a negative click's
-                # own evidence is removed: the tissue like it within its reach
-                lost = _connected_to(before & like & reach, near)
+                # the box's object holds the walker to the box's answer (and the hole fill
+                # closes a cut in it), so the click's own evidence goes, whatever the walker says
+                lost = _connected_to(before & self._boxed_evidence(region, before, click, view), near)
+            else:
+                lost = _connected_to(before & ~after & self._reach(before, click, seeds), near)
             # what the removal cut off from every positive prompt goes too
             result = _connected_to(before & ~lost, seeds)
         return region, result.astype(np.uint8)  # type: ignore[return-value]
 
-    def _boxed_evidence(self, region: Box, before: np.ndarray, click: np.ndarray,
-                        view: "_View") -> tuple[np.ndarray, np.ndarray]:
+    def _reach(self, before: np.ndarray, click: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """What a negative click may remove (``local_corrections``): the voxels nearer to it than
+        to every positive prompt's seeds ("nearer"), or no farther from it than twice its depth
+        inside the mask, plus a voxel ("reach")."""
+        point = np.zeros(before.shape, bool)
+        point[tuple(click)] = True
+        from_click = distance_mm(~point, self._spacing)
+        if self.parameters.local_corrections == "nearer":
+            # voxels nearer a positive prompt than the click are the positive prompts' evidence
+            return from_click < distance_mm(~seeds, self._spacing)
+        depth = 0.0
+        if before[tuple(click)]:
+            depth = float(distance_mm(np.pad(before, 1), self._spacing)[tuple(click + 1)])
+        return from_click <= 2.0 * depth + float(self._spacing.max())
+
+    def _boxed_evidence(self, region: Box, before: np.ndarray, click: np.ndarray, view: "_View") -> np.ndarray:
         """What a click after a box is evidence about: the voxels that look like the voxel
         clicked (within three noise deviations, unsmoothed: a click's seeds' rule), within its
         reach. A negative click's reach is that of any (twice its depth inside the mask, plus a
@@ -263,14 +263,18 @@ class RandomWalkerBackend:
         beyond it (a click on a small lesion's rim would otherwise add a ball of its
         surroundings, as large as the lesion)."""
         raw = self.image.array[region]
-        like = np.abs(raw - raw[tuple(click)]) <= 3.0 * view.noise
         inside = bool(before[tuple(click)])
         other = np.pad(before if inside else ~before, 1, constant_values=not inside)
         depth = float(distance_mm(other, self._spacing)[tuple(click + 1)])
-        point = np.zeros(before.shape, bool)
-        point[tuple(click)] = True
         reach = 2.0 * depth + float(self._spacing.max()) if inside else depth
-        return like, distance_mm(~point, self._spacing) <= reach
+        # the ball of that radius, on the box around it only
+        ball = tuple(slice(max(c - r, 0), min(c + r + 1, n))
+                     for c, r, n in zip(click, np.floor(reach / self._spacing).astype(int), before.shape))
+        axes = np.ogrid[ball]
+        evidence = np.zeros(before.shape, bool)
+        evidence[ball] = sum(((a - c) * s) ** 2 for a, c, s in zip(axes, click, self._spacing)) <= reach ** 2 + 1e-6
+        evidence[ball] &= np.abs(raw[ball] - raw[tuple(click)]) <= 3.0 * view.noise
+        return evidence
 
     def _window(self, prompts: Sequence[VoxelPrompt], margin_mm: float) -> Box:
         """Positive prompts' bounding box plus the margin (boxes: the box plus one voxel)."""
