@@ -100,7 +100,11 @@ def test_a_negative_click_in_the_filled_core_takes_it_out():
     print(f"\nnegative click in the filled core: core kept {cut[core].mean():.3f}, ring {dice(cut, ring):.3f}")
     assert boxed[core].all()
     assert cut[core].mean() < 0.1 and dice(cut, ring) >= 0.95  # measured 0.002 and 1.000
-    assert np.array_equal(boxed_again, cut)
+    # the box drawn again does not fill the core back. Its answer is the walker's whole, the
+    # negative click's the tissue like it within its reach (box_corrections "local"): they may
+    # differ by what the walker keeps there (one voxel of the core here; none with "walker")
+    assert boxed_again[core].mean() < 0.1
+    assert np.count_nonzero(boxed_again != cut) <= 0.001 * np.count_nonzero(lesion)
     session.undo()
     assert np.array_equal(session.mask, masks[1])
     session.undo()

@@ -5,10 +5,11 @@ declared grid: the click simulation (10 clicks) and a box alone. Then leave one 
 for each case, the set that scores best (Dice after 5 clicks, less any drop over 0.05) on the
 other five is chosen, and its figures on the held-out case are reported.
 
-Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--json out.json]``
+Run: ``python benchmarks/interactive_protocol.py [--grid default|small] [--box-then-clicks N] [--json out.json]``
 (``default``: today's parameters alone, no choice made; ``small``, ``blob``, ``scale``, ``chunk``, ``fill``: the
 declared grids below, chosen by the clicks; ``box``, ``box_level``, ``box_fill``: chosen by the box alone's Dice, run
-them with ``--clicks 0``).
+them with ``--clicks 0``). ``--box-then-clicks N`` also runs the box followed by N corrective clicks
+(the SAM-style workflow), reported in a table of its own and not used to choose.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from segforge.interactive.evaluation import (  # noqa: E402
-    CASES, box_score, evaluate_case, leave_one_case_out, load_case, markdown_table, parameter_grid,
-    random_walker_factory, score, shared_lesions_root)
+    CASES, box_score, box_then_clicks_table, evaluate_case, leave_one_case_out, load_case, markdown_table,
+    parameter_grid, random_walker_factory, score, shared_lesions_root)
 from segforge.interactive.random_walker import RandomWalkerParameters  # noqa: E402
 
 #: The declared grids: how far a negative click reaches, and the edge sensitivity. Nothing
@@ -69,6 +70,8 @@ def main() -> int:
     parser.add_argument("--cases", nargs="*", help="case names (default: all six)")
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--box-then-clicks", type=int, default=0, metavar="N",
+                        help="also the box followed by N corrective clicks (reported apart, not used to choose)")
     args = parser.parse_args()
     root = shared_lesions_root(REPO)
     if not root.is_dir():
@@ -81,11 +84,14 @@ def main() -> int:
     for folder, case in cases:
         image, reference = load_case(root, folder, case)
         for name, parameters in grid.items():
-            result = evaluate_case(case, image, reference, random_walker_factory(parameters), clicks=args.clicks)
+            result = evaluate_case(case, image, reference, random_walker_factory(parameters), clicks=args.clicks,
+                                    box_then_clicks=args.box_then_clicks)
             results[name][case] = result
             print(f"{case:11s} {name:28s} dice {' '.join(f'{d:.2f}' for d in result.dice)} "
                   f"box {result.box_dice:.3f} drop {result.largest_drop:.2f} "
-                  f"median {result.median_seconds:.2f}s", flush=True)
+                  f"median {result.median_seconds:.2f}s"
+                  + (f" box+clicks {' '.join(f'{d:.3f}' for d in result.box_clicks)}" if result.box_clicks else ""),
+                  flush=True)
     load = os.getloadavg()
     header = (f"{datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores, load average {load[0]:.1f} during the run, {time.time() - started:.0f} s")
@@ -93,6 +99,9 @@ def main() -> int:
     for name in grid:
         print(f"\n### parameters: {name}\n")
         print(markdown_table([(c, results[name][c]) for _, c in cases]))
+        if args.box_then_clicks:
+            print(f"\nbox then {args.box_then_clicks} clicks:\n")
+            print(box_then_clicks_table([(c, results[name][c]) for _, c in cases]))
     by = box_score if args.clicks == 0 else score
     if len(grid) > 1:
         chosen = leave_one_case_out(results, by)

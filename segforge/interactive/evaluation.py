@@ -6,6 +6,10 @@ For one case and one parameter set, :func:`evaluate_case` runs the standard clic
 one at the deepest point of the largest error region) and reports Dice after 1, 3, 5 and 10
 clicks, clicks to 85 % and 90 %, the largest drop any single click causes, and the Dice of a
 box alone (the lesion's bounding box grown by ``BOX_MARGIN_MM``, as a user would draw it).
+With ``box_then_clicks`` it also runs that box followed by corrective clicks (the click rule
+above), the SAM-style workflow: Dice after the box and after each click, and the largest drop
+a click after the box causes. That table is reported beside the others and takes no part in
+choosing parameters (:func:`score` is unchanged).
 
 :func:`leave_one_case_out` takes every case's result for every parameter set of a small,
 declared grid and, for each case, picks the set that scores best on the *other* cases
@@ -64,6 +68,7 @@ class CaseResult:
     seconds: list[float] = field(default_factory=list)  # per click
     box_dice: Optional[float] = None
     box_seconds: Optional[float] = None
+    box_clicks: list[float] = field(default_factory=list)  # box then clicks: Dice after the box, then each click
 
     def dice_after(self, clicks: int) -> float:
         if not self.dice:
@@ -79,12 +84,22 @@ class CaseResult:
         return max([0.0] + [a - b for a, b in zip(self.dice, self.dice[1:])])
 
     @property
+    def box_clicks_drop(self) -> float:
+        """The most Dice any click after the box took away (0 when none lowered it)."""
+        return max([0.0] + [a - b for a, b in zip(self.box_clicks, self.box_clicks[1:])])
+
+    def box_clicks_after(self, clicks: int) -> float:
+        """Dice after the box and ``clicks`` more clicks (the last if it stopped early: exact)."""
+        return self.box_clicks[min(clicks, len(self.box_clicks) - 1)] if self.box_clicks else 0.0
+
+    @property
     def median_seconds(self) -> float:
         return float(np.median(self.seconds)) if self.seconds else float("nan")
 
     def to_json(self) -> dict:
         out = asdict(self)
         out.update(largest_drop=self.largest_drop, median_seconds=self.median_seconds,
+                   box_clicks_drop=self.box_clicks_drop,
                    clicks_to_85=self.clicks_to(0.85), clicks_to_90=self.clicks_to(0.90))
         return out
 
@@ -115,10 +130,14 @@ def box_prompt(image: Image, reference: np.ndarray, margin_mm: float = BOX_MARGI
 
 
 def evaluate_case(name: str, image: Image, reference: np.ndarray, factory: SessionFactory,
-                  clicks: int = CLICKS, box: bool = True) -> CaseResult:
-    """The click simulation and the box alone on one case."""
+                  clicks: int = CLICKS, box: bool = True, box_then_clicks: int = 0) -> CaseResult:
+    """The click simulation and the box alone on one case; with ``box_then_clicks``, the box
+    followed by that many corrective clicks too."""
     simulation = simulate_clicks(image, reference, clicks=clicks, session_factory=factory)
     result = CaseResult(name, list(simulation.dice), list(simulation.seconds))
+    if box_then_clicks > 0:
+        result.box_clicks = simulate_clicks(image, reference, clicks=box_then_clicks, session_factory=factory,
+                                            first=box_prompt(image, reference)).dice
     if box:
         session = factory(image)
         start = time.perf_counter()
@@ -185,4 +204,22 @@ def markdown_table(rows: Sequence[tuple[str, CaseResult]], chosen: Optional[Mapp
                      f"{max(r.largest_drop for _, r in rows):.3f} (max) | "
                      f"{np.mean(boxes) if boxes else float('nan'):.3f} | "
                      f"{np.median([s for _, r in rows for s in r.seconds]):.3f} |")
+    return "\n".join(lines)
+
+
+BOX_THEN_REPORTED = (1, 3, 5)
+
+
+def box_then_clicks_table(rows: Sequence[tuple[str, CaseResult]]) -> str:
+    """Box then clicks, per case: Dice after the box, after 1/3/5 more clicks, the largest drop
+    a click caused, and whether the last is at least the box's."""
+    head = "| case | box | +1 | +3 | +5 | largest drop | last >= box |"
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for label, r in rows:
+        after = " | ".join(f"{r.box_clicks_after(n):.3f}" for n in (0,) + BOX_THEN_REPORTED)
+        last = "yes" if r.box_clicks and r.box_clicks[-1] >= r.box_clicks[0] else "no"
+        lines.append(f"| {label} | {after} | {r.box_clicks_drop:.3f} | {last} |")
+    if rows:
+        mean = " | ".join(f"{np.mean([r.box_clicks_after(n) for _, r in rows]):.3f}" for n in (0,) + BOX_THEN_REPORTED)
+        lines.append(f"| **mean** | {mean} | {max(r.box_clicks_drop for _, r in rows):.3f} (max) | |")
     return "\n".join(lines)

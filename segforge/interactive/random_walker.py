@@ -40,7 +40,9 @@ Each interaction recomputes the mask from the whole prompt history, in three ste
    the prompts, holes are filled in every plane along each axis (not across thick slices):
    a box is drawn around one lesion, whose mask holds its necrotic core even where the ring
    around the core opens in 3D; a hole holding a negative prompt's voxels stays open, and
-   clicks alone keep the 3D fill.
+   clicks alone keep the 3D fill. A click after a box changes only the tissue like it within
+   its reach (a negative one's cut is not refilled by the box's object; a positive one adds
+   the ball between it and the mask): the box already drew the object.
 
 The result is a function of the prompts alone: undo, a rebuilt worker and the CLI all give
 the same masks.
@@ -136,6 +138,13 @@ class RandomWalkerParameters:
     # Prompts without a box (clicks alone: an organ's sinus is no hole to fill) keep "volume"; a
     # hole holding a negative prompt's voxels is never filled
     box_fill: str = "planes"
+    # a click after a box: "local", it changes only what it is evidence about, the tissue like the
+    # voxel clicked within its reach (a negative one: twice its depth in the mask plus a voxel, as
+    # any negative click's, and it removes that even where the box's object holds the walker to
+    # the box's answer; a positive one: its distance to the mask, the ball in the missed part);
+    # "walker": as any later click (a positive one adds the walker's new part connected to it, a
+    # negative one removes what the walker lost within its reach)
+    box_corrections: str = "local"
 
 class RandomWalkerBackend:
     """The random-walker backend of one session."""
@@ -184,8 +193,11 @@ class RandomWalkerBackend:
         """A corrective click changes only the region it is evidence about (the mask before it
         elsewhere): a positive one adds the new part connected to it and removes nothing; a
         negative one removes the lost part connected to it that lies within its reach (see
-        ``local_corrections``), and what this cuts off from every positive prompt's seeds. A
-        first prompt, a box or a scribble is taken as the walker gives it."""
+        ``local_corrections``), and what this cuts off from every positive prompt's seeds. After
+        a box, a click changes only the tissue like it within its reach (``box_corrections``):
+        the box's object holds the walker to the box's answer, so a negative click's cut was
+        refilled, and a dim positive click's piece, bounded by the box, filled it. A first
+        prompt, a box or a scribble is taken as the walker gives it."""
         last = prompts[-1]
         if len(prompts) < 2 or not isinstance(last, VoxelPoint) or current is None:
             return box, mask
@@ -201,8 +213,14 @@ class RandomWalkerBackend:
         click = np.asarray(last.kji) - offset
         near = np.zeros(before.shape, bool)
         near[tuple(slice(max(c - 1, 0), c + 2) for c in click)] = True
+        # after a box the click is evidence about the tissue like it around it only
+        boxed = self.parameters.box_corrections == "local" and any(
+            isinstance(q, VoxelBox) and q.positive for q in prompts[:-1])
         if last.positive:
-            result = before | _connected_to(after & ~before, near)
+            added = after & ~before
+            if boxed:
+                added &= self._boxed_evidence(region, before, click, view)
+            result = before | _connected_to(added, near)
         else:
             seeds = np.zeros(before.shape, bool)  # the positive prompts' surviving seeds
             lo = np.array([w.start for w in view.window]) - offset
@@ -211,23 +229,52 @@ class RandomWalkerBackend:
             seeds[target] = anchors[tuple(slice(t.start - a, t.stop - a) for t, a in zip(target, lo))]
             if not seeds.any():
                 return region, np.zeros(before.shape, np.uint8)
-            point = np.zeros(before.shape, bool)
-            point[tuple(click)] = True
-            from_click = distance_mm(~point, self._spacing)
-            if self.parameters.local_corrections == "nearer":
-                # voxels nearer a positive prompt than the click are the positive prompts' evidence
-                evidence = from_click < distance_mm(~seeds, self._spacing)
+            if boxed:
+                # the box's object holds the walker to the box's answer (and the hole fill
+                # closes a cut in it), so the click's own evidence goes, whatever the walker says
+                lost = _connected_to(before & self._boxed_evidence(region, before, click, view), near)
             else:
-                # no farther from the click than twice its depth inside the mask, plus a voxel
-                depth = 0.0
-                if before[tuple(click)]:
-                    depth = float(distance_mm(np.pad(before, 1), self._spacing)
-                                  [tuple(click + 1)])
-                evidence = from_click <= 2.0 * depth + float(self._spacing.max())
-            lost = _connected_to(before & ~after & evidence, near)
+                lost = _connected_to(before & ~after & self._reach(before, click, seeds), near)
             # what the removal cut off from every positive prompt goes too
             result = _connected_to(before & ~lost, seeds)
         return region, result.astype(np.uint8)  # type: ignore[return-value]
+
+    def _reach(self, before: np.ndarray, click: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """What a negative click may remove (``local_corrections``): the voxels nearer to it than
+        to every positive prompt's seeds ("nearer"), or no farther from it than twice its depth
+        inside the mask, plus a voxel ("reach")."""
+        point = np.zeros(before.shape, bool)
+        point[tuple(click)] = True
+        from_click = distance_mm(~point, self._spacing)
+        if self.parameters.local_corrections == "nearer":
+            # voxels nearer a positive prompt than the click are the positive prompts' evidence
+            return from_click < distance_mm(~seeds, self._spacing)
+        depth = 0.0
+        if before[tuple(click)]:
+            depth = float(distance_mm(np.pad(before, 1), self._spacing)[tuple(click + 1)])
+        return from_click <= 2.0 * depth + float(self._spacing.max())
+
+    def _boxed_evidence(self, region: Box, before: np.ndarray, click: np.ndarray, view: "_View") -> np.ndarray:
+        """What a click after a box is evidence about: the voxels that look like the voxel
+        clicked (within three noise deviations, unsmoothed: a click's seeds' rule), within its
+        reach. A negative click's reach is that of any (twice its depth inside the mask, plus a
+        voxel); a positive click's is its distance to the mask: the ball around it that lies in
+        the part the mask missed (a click goes to that part's deepest voxel), not the tissue
+        beyond it (a click on a small lesion's rim would otherwise add a ball of its
+        surroundings, as large as the lesion)."""
+        raw = self.image.array[region]
+        inside = bool(before[tuple(click)])
+        other = np.pad(before if inside else ~before, 1, constant_values=not inside)
+        depth = float(distance_mm(other, self._spacing)[tuple(click + 1)])
+        reach = 2.0 * depth + float(self._spacing.max()) if inside else depth
+        # the ball of that radius, on the box around it only
+        ball = tuple(slice(max(c - r, 0), min(c + r + 1, n))
+                     for c, r, n in zip(click, np.floor(reach / self._spacing).astype(int), before.shape))
+        axes = np.ogrid[ball]
+        evidence = np.zeros(before.shape, bool)
+        evidence[ball] = sum(((a - c) * s) ** 2 for a, c, s in zip(axes, click, self._spacing)) <= reach ** 2 + 1e-6
+        evidence[ball] &= np.abs(raw[ball] - raw[tuple(click)]) <= 3.0 * view.noise
+        return evidence
 
     def _window(self, prompts: Sequence[VoxelPrompt], margin_mm: float) -> Box:
         """Positive prompts' bounding box plus the margin (boxes: the box plus one voxel)."""
@@ -278,11 +325,12 @@ class _View:
         seed_ball = np.unique(np.concatenate([_ball(self.p.seed_radius_mm, self.spacing), _FACE_NEIGHBOURS]), axis=0)
         cut_ball = _ball(self.p.cut_radius_mm, self.spacing)
         boxes = []
-        for prompt in prompts:
+        order: list[int] = []  # each group's prompt's place in the history
+        for place, prompt in enumerate(prompts):
             if isinstance(prompt, VoxelBox):
                 sub = tuple(slice(max(lo - o, 0), max(hi - o, 0))
                             for lo, hi, o in zip(prompt.lo_kji, prompt.hi_kji, offset))
-                boxes.append(sub)
+                boxes.append((place, sub))
                 continue
             voxels = _prompt_voxels(prompt) - offset
             group = np.zeros(shape, bool)
@@ -303,6 +351,7 @@ class _View:
                 self.foreground |= group
                 self.background &= ~group
                 self.groups.append(group)
+                order.append(place)
                 self.caps.append(self.p.capped_mm)
                 self.clicks.append(voxels[0] if isinstance(prompt, VoxelPoint) else None)
                 self.shapes.append(None)
@@ -315,8 +364,9 @@ class _View:
                 self.groups = [g & ~group for g in self.groups]
         if boxes:
             self.allowed[:] = False
-            for sub in boxes:
+            for _, sub in boxes:
                 self.allowed[sub] = True
+            for place, sub in boxes:
                 core = np.zeros(shape, bool)
                 core[_box_core(sub)] = True
                 prior = None
@@ -327,7 +377,14 @@ class _View:
                 self.caps.append(self.p.capped_mm)
                 self.clicks.append(None)
                 self.shapes.append(prior)
+                order.append(place)
             self.background |= ~self.allowed
+        # the groups in the order of their prompts: a click after a box is a later prompt, which
+        # corrects the box's object (its chunk sized by its distance to it, its seeds alone beside it)
+        ranked = [int(n) for n in np.argsort(order, kind="stable")]
+        self.box_groups = [ranked.index(n) for n in self.box_groups]
+        self.groups, self.caps, self.clicks, self.shapes = ([values[n] for n in ranked] for values in (
+            self.groups, self.caps, self.clicks, self.shapes))
         # groups a later negative prompt emptied are dropped, with what was kept beside each
         kept = [n for n, group in enumerate(self.groups) if group.any()]
         self.box_groups = [kept.index(n) for n in self.box_groups if n in kept]
@@ -337,6 +394,11 @@ class _View:
         # a piece reaching the window's faces leaks (also at the image's border: a lesion is
         # surrounded by other tissue, and a crop's border cuts through that tissue)
         self.faces = _faces(shape)
+        if boxes:
+            # and so does a click's piece reaching a box's walls: the box says its object lies
+            # within it, clear of its walls (a box is drawn around its object), and a piece cut
+            # off by them would look enclosed at every level (a dim click's fills the box)
+            self.faces |= self.allowed & ~ndimage.binary_erosion(self.allowed, border_value=1)
 
     def _box_object(self, sub: tuple[slice, ...], core: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """The largest connected part of the box's inside (clear of its rim) whose intensity is

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..image import Image, foreground_box, grow_box
-from .prompts import PointPrompt
+from .prompts import PointPrompt, Prompt
 from .session import InteractiveSession
 
 
@@ -75,11 +75,19 @@ class SimulationResult:
 
 
 def simulate_clicks(image: Image, reference: np.ndarray, clicks: int = 10, backend: str = "random-walker",
-                    session_factory: Optional[Callable[[Image], InteractiveSession]] = None) -> SimulationResult:
-    """Run the click simulation for ``clicks`` clicks on one lesion."""
+                    session_factory: Optional[Callable[[Image], InteractiveSession]] = None,
+                    first: Optional[Prompt] = None) -> SimulationResult:
+    """Run the click simulation for ``clicks`` clicks on one lesion. With ``first`` (a box, as
+    SAM-style tools are used: box, then corrective clicks), that prompt comes first and its
+    Dice is the result's first entry; the clicks follow by the same rule."""
     session = (session_factory or (lambda im: InteractiveSession(im, backend)))(image)
     spacing_kji = np.asarray(image.spacing[::-1], dtype=float)
     result = SimulationResult()
+    if first is not None:
+        start = time.perf_counter()
+        session.interact(first)
+        result.seconds.append(time.perf_counter() - start)
+        result.dice.append(dice(session.mask, reference))
     for _ in range(clicks):
         click = next_click(reference, session.mask, spacing_kji)
         if click is None:
