@@ -800,14 +800,11 @@ def _bounding_box(mask: np.ndarray, pad: Sequence[int]) -> Optional[tuple[slice,
 
 
 def _fill_holes(mask: np.ndarray, thick_axis: Optional[int]) -> np.ndarray:
+    """Holes enclosed in 3D, or on thick-slice images within each slice (a hole across thick
+    slices is a dent between two of them)."""
     if thick_axis is None:
         return ndimage.binary_fill_holes(mask)
-    out = mask.copy()
-    for index in range(mask.shape[thick_axis]):
-        cut = [slice(None)] * 3
-        cut[thick_axis] = index
-        out[tuple(cut)] = ndimage.binary_fill_holes(mask[tuple(cut)])
-    return out
+    return _fill_planes(mask, [thick_axis])
 
 
 def _fill_planes(mask: np.ndarray, axes: Sequence[int]) -> np.ndarray:
