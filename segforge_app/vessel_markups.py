@@ -14,7 +14,6 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
-import vtk
 
 from .interactive_clicks import ClickPlacement, box_from_corners, point_ras, set_roi
 
@@ -168,17 +167,16 @@ class VesselMarkups:
 
     def _shown_ijk_to_ras(self) -> Optional[np.ndarray]:
         """The IJK-to-RAS matrix of the volume the slice views show (trame-slicer turns them to its
-        axes), None when none is shown (the views then follow the patient axes)."""
-        from segforge.mrml.convert import array_from_vtk_matrix
+        axes), None when none is shown (the views then follow the patient axes). In world RAS, as
+        the corners clicked are: a volume under a transform is shown turned with it."""
+        from segforge.mrml.volumes import world_ijk_to_ras
 
         from .results import shown_volume_id
 
         volume = self.context.scene.GetNodeByID(shown_volume_id(self.context) or "")
         if volume is None or not volume.IsA("vtkMRMLVolumeNode"):
             return None
-        matrix = vtk.vtkMatrix4x4()
-        volume.GetIJKToRASMatrix(matrix)
-        return array_from_vtk_matrix(matrix)
+        return world_ijk_to_ras(volume)
 
     def _on_placed(self, point_list: Any, _index: int) -> None:
         """A point was defined in a view: act once VTK is done with the click (a box changes the list)."""

@@ -80,6 +80,7 @@ class VesselPanel(ModulePanel):
         follow_input_volume(context, _k("volume"))
         state.setdefault(_k("input_segmentation"), None)
         state.setdefault(_k("input_segments"), [])
+        self._segments_observed: tuple[Optional[Any], list[int]] = (None, [])  # the vtkSegmentation followed
         state.change(_k("input_segmentation"), NODES_KEY)(self.on_input_segmentation)
         self.markups = VesselMarkups(context, self._markups_changed)
         for name, value in (("place", ""), ("place_hint", ""), ("inputs", self.markups.describe())):
@@ -114,9 +115,9 @@ class VesselPanel(ModulePanel):
         The list follows the segmentation's segments being added, renamed or removed from then on."""
         segmentation = self.input_segmentation()
         self._observe_segments(segmentation)
-        rows = segment_rows(segmentation)
-        self.state[_k("input_segments")] = [{"title": row["name"], "value": row["id"]} for row in rows]
-        ids = [row["id"] for row in rows]
+        items = _segment_items(segmentation)
+        self.state[_k("input_segments")] = items
+        ids = [item["value"] for item in items]
         if self.state[_k("segment")] not in ids:
             self.state[_k("segment")] = ids[0] if ids else ""
 
@@ -127,7 +128,7 @@ class VesselPanel(ModulePanel):
         import slicer
 
         segmentation = segmentation_node.GetSegmentation() if segmentation_node is not None else None
-        observed, tags = getattr(self, "_segments_observed", (None, []))
+        observed, tags = self._segments_observed
         if observed is segmentation:
             return
         for tag in tags:
@@ -141,10 +142,9 @@ class VesselPanel(ModulePanel):
     def _segments_changed(self) -> None:
         """The chosen segmentation's segments changed: list them again; a chosen segment removed is
         not replaced by another behind the user's back (Run asks to choose one)."""
-        rows = segment_rows(self.input_segmentation())
-        ids = [row["id"] for row in rows]
-        self._set(input_segments=[{"title": row["name"], "value": row["id"]} for row in rows],
-                  **({} if self.state[_k("segment")] in ids else {"segment": ""}))
+        items = _segment_items(self.input_segmentation())
+        kept = any(item["value"] == self.state[_k("segment")] for item in items)
+        self._set(input_segments=items, **({} if kept else {"segment": ""}))
 
     def input_segmentation(self) -> Any:
         """The segmentation holding the vessel segment; None when none is chosen."""
@@ -373,3 +373,8 @@ def build(context: "AppContext") -> None:
 
 
 register_panel(Panel(id=KEY, title="SegVessel", build=build, order=10))
+
+
+def _segment_items(segmentation_node: Optional[Any]) -> list[dict]:
+    """The segment select's items: each segment's name shown, its ID chosen."""
+    return [{"title": row["name"], "value": row["id"]} for row in segment_rows(segmentation_node)]

@@ -24,7 +24,7 @@ import slicer
 import vtk
 
 from ..errors import InputError, SegForgeError
-from ..image import Image, foreground_box
+from ..image import Image, foreground_box, set_voxels
 from .convert import array_from_vtk_matrix, array_on_extent, oriented_image, oriented_image_geometry
 from .scene import get_scene
 from .transforms import node_to_world
@@ -246,7 +246,7 @@ def share_outside(segmentation_node: Any, segment_id: str, reference: Reference)
     really reaches past the volume counts, not one made on it.
     """
     own = mask_on_segment_grid(segmentation_node, segment_id)
-    ijk = np.argwhere(own.array)[:, ::-1]
+    ijk = set_voxels(own.array)[:, ::-1]
     grid = _grid(reference)
     world = own.ijk_to_ras() @ np.c_[ijk, np.ones(len(ijk))].T
     on_grid = (np.linalg.inv(grid.ijk_to_ras()) @ world)[:3].T
