@@ -162,6 +162,29 @@ def test_cancel_ends_cancelled_and_writes_nothing(context):
     assert context.state[ERROR_KEY] is None and not context.jobs.is_running(KEY)
 
 
+def test_a_cancelled_job_never_says_its_result_is_being_written(context):
+    """A job cancelled after ``writing_notice_after_s`` has no result to write: once the page
+    says "Cancelled", the progress bar and Cancel must not come back with the writing notice
+    (they did, for a moment: the browser test saw the bar after "Cancelled")."""
+    context.jobs = JobTracker(context, interval_s=0.05, writing_notice_after_s=0.0)
+    recorder = Recorder(context.state)
+    big, params = slow_job()
+    volume = volume_node_from_image(big, "Noise")
+
+    async def main():
+        job = app_module_logic("SegVessel").start_vessel_mask(volume, parameters=VesselMaskParameters(**params))
+        task = context.jobs.start(KEY, job, recorder.on_done, recorder.on_cancelled)
+        await wait_for_progress(context)
+        context.jobs.cancel(KEY)
+        await task
+
+    asyncio.run(main())
+    first = recorder.states.index("cancelled")
+    assert all(not value["running"] and value["state"] == "cancelled" for value in recorder.values[first:]), \
+        recorder.values
+    assert "writing" not in recorder.states and recorder.cancelled == 1
+
+
 def test_a_job_failing_in_the_worker_shows_its_error(context):
     recorder = Recorder(context.state)
     flat = Image(np.zeros((20, 24, 28), np.int16), (0.8, 0.9, 1.7), (-12.5, 30.0, 101.0), OBLIQUE)

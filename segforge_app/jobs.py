@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from segforge.errors import Cancelled, SegForgeError
+from segforge.worker.jobs import DONE
 
 if TYPE_CHECKING:
     from .context import AppContext
@@ -87,7 +88,10 @@ class JobTracker:
                 delay = min(2 * delay, self.interval_s)
             ended = time.perf_counter()
             final = self.context.state[job_state_key(key)]
-            notice = self.writing_notice_after_s is not None and ended - started > self.writing_notice_after_s
+            # only a job that is done has a result to write: a cancelled or failed one, told so
+            # already, must not show its progress bar and Cancel again with the notice
+            notice = (status.state == DONE and self.writing_notice_after_s is not None
+                      and ended - started > self.writing_notice_after_s)
             if notice:
                 self._set(key, {**final, "state": "writing", "message": WRITING_MESSAGE, "running": True})
                 await asyncio.sleep(NOTICE_SEND_S)  # the loop sends it before it is busy writing
