@@ -81,12 +81,12 @@ class CaseResult:
     @property
     def largest_drop(self) -> float:
         """The most Dice any single click took away (0 when no click lowered it)."""
-        return max([0.0] + [a - b for a, b in zip(self.dice, self.dice[1:])])
+        return _largest_drop(self.dice)
 
     @property
     def box_clicks_drop(self) -> float:
         """The most Dice any click after the box took away (0 when none lowered it)."""
-        return max([0.0] + [a - b for a, b in zip(self.box_clicks, self.box_clicks[1:])])
+        return _largest_drop(self.box_clicks)
 
     def box_clicks_after(self, clicks: int) -> float:
         """Dice after the box and ``clicks`` more clicks (the last if it stopped early: exact)."""
@@ -129,6 +129,11 @@ def box_prompt(image: Image, reference: np.ndarray, margin_mm: float = BOX_MARGI
     return BoxPrompt(tuple(float(v) for v in low), tuple(float(v) for v in high))  # type: ignore[arg-type]
 
 
+def _largest_drop(dice: Sequence[float]) -> float:
+    """The most Dice one step of ``dice`` took away (0 when none lowered it)."""
+    return max([0.0] + [a - b for a, b in zip(dice, dice[1:])])
+
+
 def evaluate_case(name: str, image: Image, reference: np.ndarray, factory: SessionFactory,
                   clicks: int = CLICKS, box: bool = True, box_then_clicks: int = 0) -> CaseResult:
     """The click simulation and the box alone on one case; with ``box_then_clicks``, the box
@@ -136,8 +141,12 @@ def evaluate_case(name: str, image: Image, reference: np.ndarray, factory: Sessi
     simulation = simulate_clicks(image, reference, clicks=clicks, session_factory=factory)
     result = CaseResult(name, list(simulation.dice), list(simulation.seconds))
     if box_then_clicks > 0:
-        result.box_clicks = simulate_clicks(image, reference, clicks=box_then_clicks, session_factory=factory,
-                                            first=box_prompt(image, reference)).dice
+        boxed = simulate_clicks(image, reference, clicks=box_then_clicks, session_factory=factory,
+                                first=box_prompt(image, reference))
+        result.box_clicks = boxed.dice
+        if box:  # its first step is the box alone
+            result.box_dice, result.box_seconds = boxed.dice[0], boxed.seconds[0]
+            return result
     if box:
         session = factory(image)
         start = time.perf_counter()
